@@ -1,0 +1,7 @@
+"""The canonical configuration: dataclasses, rules, YAML reading and writing."""
+from .arguments import (SECTIONS, DataArguments, ModelArguments, OptimizationArguments, ParallelArguments,
+                        ProfilingArguments, TrainConfig, TrainingArguments)
+from .schema import FIELD_INDEX, ConfigError, coerce, field_section
+from .validate import validate
+from .yaml_io import (build_config, config_to_sections, dump_yaml, flatten_sections, load_config, parse_overrides,
+                      read_yaml_values, write_text_atomic)
