@@ -6,3 +6,4 @@ from .validate import validate
 from .yaml_io import (build_config, config_to_sections, dump_yaml, flatten_sections, load_config, parse_overrides,
                       read_yaml_values, write_text_atomic)
 from .batch import data_parallel_size, global_batch_size, gradient_accumulation_steps, resolve_batch
+from .vocab import padded_vocab_size

@@ -1,0 +1,189 @@
+"""Megatron architecture flags -> a Hugging Face config of the matching family.
+
+Family choice follows what the flags describe:
+  learned absolute positions + LayerNorm + GeLU (+ biases)      -> gpt2
+  rope + RMSNorm + SwiGLU                                        -> llama
+      ... with q/k/v bias only (--add-qkv-bias)                  -> qwen2
+      ... with --qk-layernorm                                    -> qwen3
+      ... with experts (+ qk-layernorm)                          -> qwen3_moe
+      ... with experts (no qk-layernorm)                         -> mixtral
+Anything else is refused with the combination named. Unset flags take Megatron's
+defaults (LayerNorm, learned positions, biases on, tied embeddings, dropout 0.1).
+"""
+from typing import Any, Dict, List, Optional, Tuple
+
+from fsdp2_core.config.vocab import padded_vocab_size
+
+ARCH_FLAGS_REQUIRED = ("--num-layers", "--hidden-size", "--num-attention-heads")
+
+
+class ArchitectureError(ValueError):
+    pass
+
+
+def wants_architecture(given: Dict[str, Any]) -> bool:
+    return any(flag in given for flag in ARCH_FLAGS_REQUIRED)
+
+
+def build_architecture(given: Dict[str, Any], seq_length: Optional[int], tp_size: int) -> Tuple[Dict[str, Any], List[str]]:
+    """Return (HF config dict, notes). Raise ArchitectureError naming the flags when it cannot be honoured."""
+    missing = [f for f in ARCH_FLAGS_REQUIRED if f not in given]
+    if missing:
+        raise ArchitectureError(f"the architecture needs {', '.join(missing)} as well")
+    a = _read_flags(given, seq_length)
+    notes: List[str] = []
+    family = _choose_family(a)
+    if family == "gpt2":
+        config = _gpt2(a)
+    else:
+        config = _rope_family(a, family, notes)
+    vocab = _vocab(given, tp_size)
+    if vocab is not None:
+        config["vocab_size"] = vocab
+    else:
+        notes.append("vocabulary size comes from the tokenizer at run time, padded as Megatron pads it "
+                     f"(multiple of make_vocab_size_divisible_by × tp = {given.get('--make-vocab-size-divisible-by', 128)} × {tp_size})")
+    return config, notes
+
+
+def _read_flags(g, seq_length):
+    hidden = g["--hidden-size"]
+    heads = g["--num-attention-heads"]
+    swiglu = bool(g.get("--swiglu"))
+    ffn = g.get("--ffn-hidden-size")
+    if ffn is None:  # Megatron's default FFN width
+        ffn = int((4 * hidden * 2 / 3) / 64) * 64 if swiglu else 4 * hidden
+    rope = g.get("--position-embedding-type", "learned_absolute") == "rope" or bool(g.get("--use-rotary-position-embeddings"))
+    if g.get("--position-embedding-type") not in (None, "rope", "learned_absolute"):
+        raise ArchitectureError(f"--position-embedding-type {g['--position-embedding-type']} is not supported; use rope or learned_absolute")
+    return {
+        "layers": g["--num-layers"], "hidden": hidden, "heads": heads, "ffn": ffn, "swiglu": swiglu, "rope": rope,
+        "kv_heads": g.get("--num-query-groups", 1) if g.get("--group-query-attention") else heads,
+        "head_dim": g.get("--kv-channels") or hidden // heads,
+        "max_pos": g.get("--max-position-embeddings") or seq_length,
+        "rms": g.get("--normalization", "LayerNorm") == "RMSNorm",
+        "eps": g.get("--norm-epsilon", 1e-5),
+        "tied": not g.get("--untie-embeddings-and-output-weights"),
+        "bias": not g.get("--disable-bias-linear"), "qkv_bias": bool(g.get("--add-qkv-bias")),
+        "qk_norm": bool(g.get("--qk-layernorm")),
+        "experts": g.get("--num-experts"), "topk": g.get("--moe-router-topk", 2),
+        "moe_ffn": g.get("--moe-ffn-hidden-size") or g.get("--moe-intermediate-size"),
+        "aux": _aux_coeff(g), "norm_topk": bool(g.get("--norm-topk-prob")),
+        "std": g.get("--init-method-std", 0.02),
+        "attn_drop": g.get("--attention-dropout", 0.1), "hidden_drop": g.get("--hidden-dropout", 0.1),
+        "hidden_drop_given": "--hidden-dropout" in g,
+        "rope_base": g.get("--rotary-base", 10000), "rope_pct": g.get("--rotary-percent", 1.0),
+    }
+
+
+def _aux_coeff(g):
+    coeff = g.get("--moe-aux-loss-coeff", 0.0)
+    coeff = coeff[0] if isinstance(coeff, list) else coeff
+    balancing = g.get("--moe-router-load-balancing-type", "aux_loss")
+    balancing = balancing[0] if isinstance(balancing, list) else balancing
+    if balancing == "none":
+        return 0.0
+    if balancing not in ("aux_loss", "seq_aux_loss", "global_aux_loss"):
+        raise ArchitectureError(f"--moe-router-load-balancing-type {balancing} is not supported; use aux_loss or none")
+    return coeff
+
+
+def _choose_family(a) -> str:
+    if not a["rope"]:
+        if a["rms"] or a["swiglu"] or not a["bias"] or a["experts"] or a["qk_norm"] or a["kv_heads"] != a["heads"]:
+            raise ArchitectureError(
+                "learned absolute positions map to the GPT-2 family, which needs LayerNorm, GeLU, biases, no experts, "
+                "no qk-layernorm and no grouped-query attention; for a Llama-style model add "
+                "--position-embedding-type rope --normalization RMSNorm --swiglu")
+        return "gpt2"
+    if not a["rms"] or not a["swiglu"]:
+        raise ArchitectureError(
+            "rope models map to the Llama/Qwen families, which need --normalization RMSNorm and --swiglu; "
+            "a rope model with LayerNorm or GeLU has no Hugging Face family here")
+    if a["experts"]:
+        return "qwen3_moe" if a["qk_norm"] else "mixtral"
+    if a["qk_norm"]:
+        return "qwen3"
+    if a["qkv_bias"] and not a["bias"]:
+        return "qwen2"
+    return "llama"
+
+
+def _gpt2(a):
+    if a["head_dim"] * a["heads"] != a["hidden"]:
+        raise ArchitectureError("GPT-2 needs --kv-channels × --num-attention-heads = --hidden-size")
+    if not a["tied"]:
+        raise ArchitectureError("the GPT-2 family always ties embeddings; drop --untie-embeddings-and-output-weights")
+    return {
+        "model_type": "gpt2", "n_layer": a["layers"], "n_embd": a["hidden"], "n_head": a["heads"], "n_inner": a["ffn"],
+        "n_positions": a["max_pos"], "activation_function": "gelu", "layer_norm_epsilon": a["eps"],
+        "resid_pdrop": a["hidden_drop"], "embd_pdrop": a["hidden_drop"], "attn_pdrop": a["attn_drop"],
+        "initializer_range": a["std"], "tie_word_embeddings": True,
+    }
+
+
+def _rope_family(a, family, notes):
+    if a["hidden_drop"]:
+        if a["hidden_drop_given"]:
+            raise ArchitectureError(f"--hidden-dropout {a['hidden_drop']}: the {family} family has no hidden dropout; set --hidden-dropout 0.0")
+        notes.append(f"Megatron's default hidden dropout 0.1 is not available in the {family} family: trained without it "
+                     "(add --hidden-dropout 0.0 to make this explicit)")
+    rope = {"rope_type": "default", "rope_theta": float(a["rope_base"])}
+    if a["rope_pct"] != 1.0:
+        rope["partial_rotary_factor"] = float(a["rope_pct"])
+    config = {
+        "model_type": family, "num_hidden_layers": a["layers"], "hidden_size": a["hidden"], "intermediate_size": a["ffn"],
+        "num_attention_heads": a["heads"], "num_key_value_heads": a["kv_heads"], "head_dim": a["head_dim"],
+        "max_position_embeddings": a["max_pos"], "hidden_act": "silu", "rms_norm_eps": a["eps"],
+        "initializer_range": a["std"], "tie_word_embeddings": a["tied"], "attention_dropout": a["attn_drop"],
+        "rope_parameters": rope,
+    }
+    if family in ("llama",):
+        config["attention_bias"] = a["bias"]
+        config["mlp_bias"] = a["bias"]
+    elif a["bias"]:
+        raise ArchitectureError(f"the {family} family has no linear biases; add --disable-bias-linear")
+    if family in ("qwen3", "qwen3_moe"):
+        config["attention_bias"] = a["qkv_bias"]
+    if family in ("qwen3_moe", "mixtral"):
+        config.update(_moe(a, family))
+    return config
+
+
+def _moe(a, family):
+    moe = {"num_local_experts": a["experts"], "num_experts_per_tok": a["topk"], "router_aux_loss_coef": a["aux"],
+           "output_router_logits": a["aux"] > 0}
+    if family == "qwen3_moe":
+        moe.update({"moe_intermediate_size": a["moe_ffn"] or a["ffn"], "norm_topk_prob": a["norm_topk"],
+                    "decoder_sparse_step": 1, "mlp_only_layers": []})
+    else:
+        moe["intermediate_size"] = a["moe_ffn"] or a["ffn"]  # Mixtral's experts use intermediate_size
+    return moe
+
+
+def _vocab(g, tp_size):
+    if g.get("--padded-vocab-size"):
+        return g["--padded-vocab-size"]
+    if g.get("--vocab-size"):
+        return padded_vocab_size(g["--vocab-size"], g.get("--make-vocab-size-divisible-by", 128), tp_size)
+    return None
+
+
+# Fields compared against a Hugging Face config.json given by --load.
+COMPARED_FIELDS = ("model_type", "num_hidden_layers", "hidden_size", "intermediate_size", "num_attention_heads",
+                   "num_key_value_heads", "head_dim", "vocab_size", "tie_word_embeddings", "rms_norm_eps",
+                   "num_local_experts", "num_experts", "num_experts_per_tok", "moe_intermediate_size",
+                   "n_layer", "n_embd", "n_head")
+
+
+def compare_with_checkpoint(arch: Dict[str, Any], hf_config: Dict[str, Any]) -> List[str]:
+    """Names and values of the fields where the flags and the checkpoint's config.json disagree."""
+    diffs = []
+    for name in COMPARED_FIELDS:
+        if name in arch and name in hf_config and hf_config[name] is not None and arch[name] != hf_config[name]:
+            diffs.append(f"{name}: flags say {arch[name]}, config.json says {hf_config[name]}")
+    theta = (arch.get("rope_parameters") or {}).get("rope_theta")
+    ck_theta = (hf_config.get("rope_parameters") or {}).get("rope_theta", hf_config.get("rope_theta"))
+    if theta is not None and ck_theta is not None and float(theta) != float(ck_theta):
+        diffs.append(f"rope_theta: flags say {theta}, config.json says {ck_theta}")
+    return diffs

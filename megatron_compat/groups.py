@@ -1,0 +1,279 @@
+"""Mapped flags that only make sense together: precision, recompute, context parallel,
+checkpoint paths, the architecture, and the batch and step arithmetic.
+
+Each handler reads `t.given` (the Megatron flags as typed values) and writes canonical
+values with `t.set`, adding one report line per flag it consumed.
+"""
+import json
+import math
+import os
+from typing import Any, Dict
+
+from fsdp2_core.config import ConfigError
+from fsdp2_core.config.batch import data_parallel_size, gradient_accumulation_steps
+
+from .architecture import ArchitectureError, build_architecture, compare_with_checkpoint, wants_architecture
+from .mapping import ARCH_TARGETS
+from .registry import rule_for
+
+
+def _line(t, flag, text=None, status="mapped"):
+    from .translate import ReportLine
+    t.lines.append(ReportLine(flag, t.given[flag], status, text or rule_for(flag).target))
+
+
+def precision(t):
+    g = t.given
+    if g.get("--bf16") and g.get("--fp16"):
+        raise ConfigError("--bf16 and --fp16 exclude each other; keep one")
+    for flag, dtype in (("--bf16", "bf16"), ("--fp16", "fp16")):
+        if g.get(flag):
+            t.set("param_dtype", dtype)
+            _line(t, flag)
+
+
+def optimizer(t):
+    if "--optimizer" not in t.given:
+        return
+    if t.given["--optimizer"] == "adam":
+        t.set("optimizer", "adamw")
+        _line(t, "--optimizer")
+    else:
+        t.reject("--optimizer", f"optimizer {t.given['--optimizer']} is not available; the engine trains with AdamW",
+                 "--optimizer adam")
+
+
+def stage(t):
+    if "--stage" not in t.given:
+        return
+    if t.given["--stage"] == "sft":
+        t.set("stage", "sft")
+        _line(t, "--stage")
+    else:
+        t.reject("--stage", f"stage {t.given['--stage']} (preference/RL training) is not supported; only sft and pretraining are",
+                 "train with MindSpeed-LLM for DPO/PPO/GRPO, or use --stage sft")
+
+
+def dataloader(t):
+    kind = t.given.get("--dataloader-type")
+    if kind is None:
+        return
+    if kind == "single":
+        t.set("dataloader_type", "single")
+        _line(t, "--dataloader-type")
+    else:
+        t.reject("--dataloader-type", f"the {kind} data loader is not supported; Megatron's single sampler is",
+                 "--dataloader-type single (or remove the flag)")
+
+
+def tokenizer(t):
+    if "--tokenizer-model" not in t.given:
+        return
+    path = t.given["--tokenizer-model"]
+    t.set("tokenizer_model", path)
+    if t.given.get("--tokenizer-type") in ("HuggingFaceTokenizer", "PretrainedFromHF") and "--tokenizer-name-or-path" not in t.given:
+        t.set("tokenizer_name_or_path", path)
+    _line(t, "--tokenizer-model")
+
+
+_SELECTIVE_MODULES = {
+    "core_attn": ["model.layers.{*}.self_attn"], "mla_up_proj": ["model.layers.{*}.self_attn"],
+    "mlp": ["model.layers.{*}.mlp"], "moe": ["model.layers.{*}.mlp"], "moe_act": ["model.layers.{*}.mlp"],
+    "shared_experts": ["model.layers.{*}.mlp"],
+    "layernorm": ["model.layers.{*}.input_layernorm", "model.layers.{*}.post_attention_layernorm"],
+}
+
+
+def recompute(t):
+    g = t.given
+    flags = [f for f in ("--recompute-granularity", "--recompute-method", "--recompute-num-layers",
+                         "--recompute-activations", "--recompute-modules") if f in g]
+    if not flags:
+        return
+    granularity = g.get("--recompute-granularity") or ("selective" if g.get("--recompute-activations") else None)
+    if granularity == "full":
+        t.set("recompute", True)
+        t.set("recompute_modules", _full_recompute_layers(g))
+    elif granularity == "selective":
+        names = g.get("--recompute-modules") or ["core_attn"]
+        unknown = [n for n in names if n not in _SELECTIVE_MODULES]
+        if unknown:
+            raise ConfigError(f"--recompute-modules {' '.join(unknown)}: unknown; choose from {', '.join(_SELECTIVE_MODULES)}")
+        modules = []
+        for n in names:
+            modules += [m for m in _SELECTIVE_MODULES[n] if m not in modules]
+        t.set("recompute", True)
+        t.set("recompute_modules", modules)
+    else:
+        t.notes.append("--recompute-method/--recompute-num-layers without --recompute-granularity: Megatron recomputes nothing, nor do we")
+    for flag in flags:
+        _line(t, flag)
+
+
+def _full_recompute_layers(g):
+    """Megatron's full recompute: uniform covers every layer; block the first N layers of each pipeline stage."""
+    if g.get("--recompute-method") != "block":
+        return ["model.layers.{*}"]
+    layers = g.get("--num-layers")
+    n = g.get("--recompute-num-layers") or 1
+    stages = g.get("--pipeline-model-parallel-size", 1)
+    if not layers:
+        raise ConfigError("--recompute-method block needs --num-layers to know which layers it covers")
+    per_stage = max(layers // stages, 1)
+    chosen = [i for i in range(layers) if i % per_stage < n]
+    if len(chosen) == layers:
+        return ["model.layers.{*}"]
+    return [f"model.layers.{i}" for i in chosen]
+
+
+RING_ALGOS = ("megatron_cp_algo", "hybrid_cp_algo", "kvallgather_cp_algo", "hybrid_adaptive_cp_algo", "adaptive_cp_algo")
+
+
+def context_and_experts(t):
+    g = t.given
+    cp = g.get("--context-parallel-size", 1)
+    algo = g.get("--context-parallel-algo")
+    if algo is not None:
+        if cp == 1 or algo == "ulysses_cp_algo":
+            t.set("cp_type", "ulysses")
+            _line(t, "--context-parallel-algo", "parallel.cp_type = ulysses" + (" (cp size 1: no effect)" if cp == 1 else ""))
+        elif algo in RING_ALGOS:
+            heads = g.get("--num-attention-heads")
+            if heads is not None and heads % cp == 0:
+                t.set("cp_type", "ulysses")
+                _line(t, "--context-parallel-algo", f"parallel.cp_type = ulysses: {algo} is ring-style; the {heads} heads divide by cp {cp}, "
+                                                    "so Ulysses gives the same result")
+            else:
+                t.reject("--context-parallel-algo", f"{algo} with cp {cp}: only Ulysses context parallelism exists here, and it needs the "
+                         f"attention heads ({heads}) to divide by cp", "a --context-parallel-size that divides --num-attention-heads")
+        else:
+            t.reject("--context-parallel-algo", f"{algo} has no equivalent here", "--context-parallel-algo ulysses_cp_algo")
+    etp = g.get("--expert-tensor-parallel-size")
+    if "--expert-tensor-parallel-size" in g:
+        if etp in (None, 1):
+            _line(t, "--expert-tensor-parallel-size", "experts are not tensor-split here, which is what 1 asks for")
+        else:
+            t.reject("--expert-tensor-parallel-size", f"expert tensor parallelism ({etp}) is not available; experts shard with ep_size and ep_fsdp_size",
+                     "--expert-tensor-parallel-size 1 with ep_fsdp_size")
+
+
+def load_paths(t):
+    g = t.given
+    load, save = g.get("--load"), g.get("--save")
+    if load is None:
+        return
+    if save is not None and os.path.normpath(load) == os.path.normpath(save):
+        t.set("resume_from_checkpoint", "latest")
+        _line(t, "--load", "training.resume_from_checkpoint = latest (--load equals --save: resume from the newest checkpoint there)")
+        return
+    t.set("model_name_or_path", load)
+    _line(t, "--load", "model.model_name_or_path (a Hugging Face model directory; checked for config.json at run time)")
+
+
+def architecture(t):
+    g = t.given
+    consumed = [f for f in ARCH_TARGETS if f in g]
+    if not consumed:
+        return
+    if not wants_architecture(g):
+        t.notes.append(f"{', '.join(consumed)} given without --num-layers/--hidden-size/--num-attention-heads: "
+                       "the architecture comes from the checkpoint, so these flags are only compared with it")
+    else:
+        arch, notes = build_architecture(g, g.get("--seq-length"), g.get("--tensor-model-parallel-size", 1))
+        t.set("architecture", arch)
+        t.notes.extend(notes)
+        load = t.values.get("model_name_or_path")
+        if load is None:
+            t.set("train_from_scratch", True)
+        else:
+            _compare_with_load(t, arch, load)
+    for flag in consumed:
+        _line(t, flag)
+
+
+def _compare_with_load(t, arch, load):
+    path = os.path.join(load, "config.json")
+    if not os.path.isfile(path):
+        return
+    with open(path, encoding="utf-8") as fh:
+        hf = json.load(fh)
+    diffs = compare_with_checkpoint(arch, hf)
+    if diffs:
+        t.notes.append(f"the architecture flags disagree with {path}: " + "; ".join(diffs)
+                       + " (the checkpoint's config.json is what gets loaded)")
+
+
+def pipeline(t):
+    pp = t.given.get("--pipeline-model-parallel-size")
+    if pp is None:
+        return
+    text = "no pipeline stages under FSDP2: " + (f"its {pp} pipeline ranks fold into FSDP sharding (dp = world / (tp × cp)); "
+                                                  "global batch, samples and schedule stay as the script says" if pp > 1 else "size 1, nothing to fold")
+    _line(t, "--pipeline-model-parallel-size", text)
+    if pp > 1:
+        t.notes.append(f"pipeline parallelism {pp} folded into FSDP sharding: data-parallel size = world / (tp × cp); "
+                       "the global batch and schedule are unchanged")
+
+
+HANDLERS = [precision, optimizer, stage, dataloader, tokenizer, recompute, context_and_experts, load_paths, architecture, pipeline]
+
+
+def derive_batch(t, values: Dict[str, Any], dialect: str) -> None:
+    """gradient_accumulation_steps = global batch / (micro batch × dp), with dp = world / (tp × cp)."""
+    gbs = t.given.get("--global-batch-size", values.get("global_batch_size"))
+    mbs = values.get("per_device_train_batch_size")
+    if dialect == "megatron" and mbs is None:
+        raise ConfigError("add --micro-batch-size: Megatron needs the micro batch size per GPU")
+    if "--global-batch-size" in t.given:
+        _line(t, "--global-batch-size")
+    if t.world_size is None:
+        if gbs is not None:
+            values["global_batch_size"] = gbs
+            t.notes.append(f"world size unknown here: gradient_accumulation_steps is derived at run time from global batch {gbs}")
+        return
+    dp = data_parallel_size(t.world_size, values.get("tp_size", 1), values.get("cp_size", 1))
+    if gbs is None:
+        if dialect != "megatron":
+            return
+        gbs = mbs * dp  # Megatron's default global batch
+    values["global_batch_size"] = gbs
+    values["gradient_accumulation_steps"] = gradient_accumulation_steps(gbs, mbs, dp)
+    t.notes.append(f"batch: world {t.world_size} = tp {values.get('tp_size', 1)} × cp {values.get('cp_size', 1)} × dp {dp}; "
+                   f"global batch {gbs} = micro batch {mbs} × dp {dp} × accumulation {values['gradient_accumulation_steps']}")
+
+
+def derive_steps(t, values: Dict[str, Any], dialect: str) -> None:
+    """Iterations and schedule lengths; sample counts become (possibly fractional) steps of one global batch."""
+    g = t.given
+    for a, b in (("--train-iters", "--train-samples"), ("--lr-decay-iters", "--lr-decay-samples"),
+                 ("--lr-warmup-iters", "--lr-warmup-samples"), ("--lr-warmup-fraction", "--lr-warmup-iters"),
+                 ("--lr-warmup-fraction", "--lr-warmup-samples"), ("--lr-wsd-decay-iters", "--lr-wsd-decay-samples")):
+        if a in g and b in g:
+            raise ConfigError(f"{a} and {b} exclude each other; keep one")
+    gbs = values.get("global_batch_size")
+    if "--train-iters" in g:
+        values["max_steps"] = g["--train-iters"]
+        _line(t, "--train-iters")
+    elif "--train-samples" in g:
+        values["max_steps"] = _samples_to_steps("--train-samples", g["--train-samples"], gbs) // 1
+        values["max_steps"] = int(values["max_steps"])
+        _line(t, "--train-samples", f"training.max_steps = {g['--train-samples']} ÷ {gbs} = {values['max_steps']}")
+    elif dialect == "megatron" and values.get("max_steps", -1) <= 0:
+        raise ConfigError("add --train-iters (or --train-samples): Megatron needs the length of the run")
+    for iters, samples, name in (("--lr-decay-iters", "--lr-decay-samples", "lr_decay_steps"),
+                                 ("--lr-warmup-iters", "--lr-warmup-samples", "lr_warmup_steps"),
+                                 ("--lr-wsd-decay-iters", "--lr-wsd-decay-samples", "lr_wsd_decay_steps")):
+        if iters in g:
+            values[name] = float(g[iters])
+            _line(t, iters)
+        elif samples in g:
+            values[name] = _samples_to_steps(samples, g[samples], gbs)
+            _line(t, samples, f"training.{name} = {g[samples]} ÷ {gbs} = {values[name]:g}")
+    if dialect == "megatron" and "lr" not in values:
+        raise ConfigError("add --lr: Megatron has no default learning rate")
+
+
+def _samples_to_steps(flag, samples, gbs) -> float:
+    if not gbs:
+        raise ConfigError(f"{flag} counts samples: add --global-batch-size (and the world size) to turn it into steps")
+    return samples / gbs

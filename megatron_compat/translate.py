@@ -1,0 +1,181 @@
+"""Megatron flags (and FSDP2 names, mixed) -> one canonical config, faithful to Megatron.
+
+Order of precedence: a YAML given as the first argument < Megatron flags < FSDP2 names
+on the command line. When any Megatron flag is given, every field the script leaves
+unset takes Megatron-LM's default (the "megatron" dialect), so the script means what it
+meant under Megatron; otherwise the FSDP2 reference defaults apply.
+"""
+import math
+import os
+from dataclasses import dataclass, field
+from typing import Any, Dict, List, Optional, Tuple
+
+from fsdp2_core.config import ConfigError, TrainConfig, build_config, read_yaml_values
+from fsdp2_core.config.batch import data_parallel_size, gradient_accumulation_steps
+
+from . import groups
+from .architecture import ArchitectureError
+from .argv import parse_argv
+from .registry import rule_for, status_for
+
+# Megatron-LM's defaults for canonical fields whose FSDP2 default differs.
+MEGATRON_DEFAULTS: Dict[str, Any] = {
+    "seed": 1234, "adam_beta1": 0.9, "adam_beta2": 0.999, "adam_epsilon": 1e-8, "weight_decay": 0.01,
+    "max_grad_norm": 1.0, "lr_scheduler_type": "linear", "min_lr": 0.0, "warmup_ratio": 0.0,
+    "logging_steps": 100, "save_steps": 0, "save_total_limit": None, "save_hf_weights": False,
+    "param_dtype": "fp32", "reduce_dtype": "fp32", "eval_interval": None, "eval_iters": 100,
+    "dataloader_num_workers": 2, "make_vocab_size_divisible_by": 128, "stage": "pt", "data_manager_type": "mg",
+    "profile_step_start": 10, "profile_step_end": 12, "profile_ranks": [0], "dataloader_drop_last": True,
+    "create_attention_mask_in_dataloader": True,
+}
+MEGATRON_DEFAULT_SPLIT = "969,30,1"  # Megatron's split when --data-path is given without --split
+
+
+@dataclass
+class ReportLine:
+    flag: str
+    value: Any
+    status: str
+    text: str
+
+    def render(self) -> str:
+        value = " ".join(map(str, self.value)) if isinstance(self.value, list) else ("" if self.value is True else str(self.value))
+        head = f"{self.flag} {value}".strip()
+        return f"  {head:<48} {self.status:<9} {self.text}"
+
+
+class Translation:
+    """Mutable state while translating: the flags given and the canonical values derived."""
+
+    def __init__(self, given: Dict[str, Any], world_size: Optional[int]):
+        self.given = given
+        self.world_size = world_size
+        self.values: Dict[str, Any] = {}
+        self.lines: List[ReportLine] = []
+        self.notes: List[str] = []
+        self.errors: List[str] = []
+        self.rejected: List[Tuple[str, str, str]] = []
+        self.current_flag: Optional[str] = None
+
+    def set(self, name: str, value: Any) -> None:
+        self.values[name] = value
+
+    def reject(self, flag: str, reason: str, replacement: str = "-") -> None:
+        self.rejected.append((flag, reason, replacement))
+        self.lines.append(ReportLine(flag, self.given.get(flag, True), "rejected",
+                                     reason + ("" if replacement in ("", "-") else f"; instead: {replacement}")))
+
+
+@dataclass
+class TranslationResult:
+    config: Optional[TrainConfig]
+    dialect: str
+    lines: List[ReportLine] = field(default_factory=list)
+    notes: List[str] = field(default_factory=list)
+    errors: List[str] = field(default_factory=list)
+    rejected: List[Tuple[str, str, str]] = field(default_factory=list)
+    unknown: List[Tuple[str, List[str]]] = field(default_factory=list)
+    values: Dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return self.config is not None and not self.rejected and not self.unknown and not self.errors
+
+    def problems(self) -> List[str]:
+        out = [f"unknown flag {flag}" + (f"; did you mean {', '.join(s)}?" if s else "; see `python tools/convert_args.py --list-flags`")
+               for flag, s in self.unknown]
+        out += [f"{flag} is not supported: {reason}" + ("" if rep in ("", "-") else f"; instead: {rep}")
+                for flag, reason, rep in self.rejected]
+        return out + self.errors
+
+    def report(self) -> str:
+        head = {"megatron": "dialect: megatron (Megatron flags given: fields the script leaves unset take Megatron-LM's defaults)",
+                "fsdp2": "dialect: fsdp2 (no Megatron flags: fields left unset take the FSDP2 reference defaults)"}[self.dialect]
+        parts = [head, "flags:"] + [line.render() for line in self.lines]
+        parts += [f"note: {n}" for n in self.notes]
+        parts += [f"error: {p}" for p in self.problems()]
+        return "\n".join(parts)
+
+
+def translate(argv: List[str], world_size: Optional[int] = None, entry: str = "pretrain_gpt.py",
+              force: bool = False) -> TranslationResult:
+    """Translate a command line; `force` builds the config even when some flags were refused."""
+    parsed = parse_argv(argv)
+    dialect = "megatron" if parsed.megatron else "fsdp2"
+    t = Translation(parsed.megatron, world_size)
+    t.notes.extend(parsed.notes)
+    t.errors.extend(parsed.errors)
+    base: Dict[str, Any] = {}
+    if parsed.yaml_path:
+        try:
+            base = read_yaml_values(parsed.yaml_path)
+        except ConfigError as exc:
+            t.errors.append(str(exc))
+    _apply_rules(t)
+    _apply_groups(t)
+    values = _merge(t, base, parsed.fsdp2, dialect, entry)
+    _derive_batch_and_steps(t, values, dialect)
+    result = TranslationResult(None, dialect, t.lines, t.notes, t.errors, t.rejected, parsed.unknown, values)
+    if result.problems() and not force:
+        return result
+    try:
+        result.config = build_config(values)
+    except ConfigError as exc:
+        result.errors.append(str(exc))
+    return result
+
+
+def _apply_rules(t: Translation) -> None:
+    for flag, value in t.given.items():
+        rule = rule_for(flag)
+        status = status_for(flag, value)
+        t.current_flag = flag
+        if rule is None:
+            t.errors.append(f"{flag}: known to the parser but missing from the registry (a bug; please report it)")
+        elif status == "rejected":
+            t.reject(flag, rule.target, rule.replacement)
+        elif status == "absorbed":
+            t.lines.append(ReportLine(flag, value, "absorbed", rule.target))
+        elif rule.apply is not None:
+            try:
+                rule.apply(value, t)
+                t.lines.append(ReportLine(flag, value, "mapped", rule.target))
+            except ValueError as exc:
+                t.errors.append(f"{flag}: {exc}")
+        elif rule.group is None:
+            t.lines.append(ReportLine(flag, value, "mapped", rule.target))
+    t.current_flag = None
+
+
+def _apply_groups(t: Translation) -> None:
+    for handler in groups.HANDLERS:
+        try:
+            handler(t)
+        except (ArchitectureError, ConfigError, ValueError) as exc:
+            t.errors.append(str(exc))
+
+
+def _merge(t, base, fsdp2, dialect, entry):
+    values: Dict[str, Any] = {}
+    if dialect == "megatron":
+        values.update(MEGATRON_DEFAULTS)
+        if "dataset" in t.values and "split" not in t.values and "split" not in base:
+            values["split"] = MEGATRON_DEFAULT_SPLIT
+    if entry == "pretrain_gpt.py":
+        values.setdefault("stage", "pt")
+        values.setdefault("data_manager_type", "mg")
+    values.update(base)
+    values.update(t.values)
+    for name, value in fsdp2.items():
+        if name in t.values and t.values[name] != value:
+            t.notes.append(f"--{name} {value} given by name overrides the value {t.values[name]!r} derived from Megatron flags")
+        values[name] = value
+    return values
+
+
+def _derive_batch_and_steps(t, values, dialect):
+    try:
+        groups.derive_batch(t, values, dialect)
+        groups.derive_steps(t, values, dialect)
+    except (ConfigError, ValueError) as exc:
+        t.errors.append(str(exc))
