@@ -162,10 +162,11 @@ def _moe(a, family):
 
 
 def _vocab(g, tp_size):
+    """Megatron pads the tokenizer's vocabulary; only NullTokenizer's is known before run time (--vocab-size + eod)."""
     if g.get("--padded-vocab-size"):
         return g["--padded-vocab-size"]
-    if g.get("--vocab-size"):
-        return padded_vocab_size(g["--vocab-size"], g.get("--make-vocab-size-divisible-by", 128), tp_size)
+    if g.get("--tokenizer-type") == "NullTokenizer" and g.get("--vocab-size"):
+        return padded_vocab_size(g["--vocab-size"] + 1, g.get("--make-vocab-size-divisible-by", 128), tp_size)
     return None
 
 

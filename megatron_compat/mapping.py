@@ -120,6 +120,7 @@ MAPPED_RULES = [
     M("--seq-length", "data.cutoff_len", to("cutoff_len")),
     M("--no-shuffle", "training.disable_shuffling", const(disable_shuffling=True)),
     M("--num-workers", "training.dataloader_num_workers", to("dataloader_num_workers")),
+    M("--workers", "data.preprocessing_num_workers", to("preprocessing_num_workers")),
     M("--reset-position-ids", "data.reset_position_ids", const(reset_position_ids=True)),
     M("--reset-attention-mask", "data.reset_attention_mask", const(reset_attention_mask=True)),
     M("--eod-mask-loss", "data.eod_mask_loss", const(eod_mask_loss=True)),

@@ -1,0 +1,62 @@
+"""The Megatron-style entry points (`pretrain_gpt.py`): flags in, training or `--print-config` out."""
+import os
+import sys
+from typing import List, Optional
+
+from fsdp2_core.config import ConfigError, dump_yaml
+
+from .translate import translate
+
+USAGE = """usage: {entry} [CONFIG.yaml] [Megatron flags | FSDP2 names ...] [--print-config]
+
+Megatron-LM / MindSpeed-LLM flags and FSDP2 config names (--tp_size, --training.lr, ...) may be mixed.
+--print-config   print the resolved canonical YAML (stdout) and the per-flag report (stderr), then exit
+--list-flags     see `python tools/convert_args.py --list-flags`
+"""
+
+
+def check_model_path(path: str) -> None:
+    """--load must be a Hugging Face model directory here; say what to do when it holds a Megatron checkpoint."""
+    if not os.path.isdir(path):
+        raise ConfigError(f"--load {path}: no such directory; point --load at a Hugging Face model directory, "
+                          "or drop it to train from scratch with the architecture flags")
+    if os.path.isfile(os.path.join(path, "config.json")):
+        return
+    megatron_marks = ("latest_checkpointed_iteration.txt",)
+    if any(os.path.exists(os.path.join(path, m)) for m in megatron_marks) or any(
+            name.startswith(("iter_", "mp_rank_")) for name in os.listdir(path)):
+        raise ConfigError(
+            f"--load {path} holds a Megatron checkpoint, not a Hugging Face model (no config.json). Convert it to "
+            "Hugging Face format first (Megatron's or MindSpeed-LLM's checkpoint converter), or set --load equal to "
+            "--save to resume one of our own checkpoints")
+    raise ConfigError(f"--load {path} has no config.json: it is not a Hugging Face model directory")
+
+
+def main(argv: Optional[List[str]] = None, entry: str = "pretrain_gpt.py") -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if "-h" in argv or "--help" in argv:
+        print(USAGE.format(entry=entry))
+        return 0
+    print_config = "--print-config" in argv
+    argv = [a for a in argv if a != "--print-config"]
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    result = translate(argv, world_size=world_size, entry=entry)
+    rank0 = int(os.environ.get("RANK", "0")) == 0
+    if rank0 or not result.ok:
+        print(result.report(), file=sys.stderr)
+    if not result.ok:
+        print(f"\n{entry}: refusing to start:\n  - " + "\n  - ".join(result.problems()), file=sys.stderr)
+        return 2
+    if print_config:
+        sys.stdout.write(dump_yaml(result.config))
+        return 0
+    cfg = result.config
+    try:
+        if cfg.model.model_name_or_path:
+            check_model_path(cfg.model.model_name_or_path)
+    except ConfigError as exc:
+        print(f"{entry}: {exc}", file=sys.stderr)
+        return 2
+    from fsdp2_core.train import run_training  # imported late: --print-config touches no engine code
+    run_training(cfg)
+    return 0

@@ -1,0 +1,146 @@
+#!/usr/bin/env python
+"""Convert a Megatron-LM / MindSpeed-LLM launch script into an FSDP2 YAML and a new launch script.
+
+    python tools/convert_args.py OLD.sh [-o NEW.yaml] [--script-out NEW.sh] [--force] [-- SCRIPT_ARGS...]
+    python tools/convert_args.py --list-flags
+    python tools/convert_args.py --to-megatron CONFIG.yaml
+
+The script is read, never executed. Exit 0 when every flag is mapped or absorbed;
+exit 1 listing the reasons when any is rejected or unknown (nothing is written unless
+--force, which writes the result without them).
+"""
+import argparse
+import os
+import shlex
+import stat
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from fsdp2_core.config import ConfigError, dump_yaml, load_config, write_text_atomic  # noqa: E402
+from megatron_compat.launch_script import render_launch_script  # noqa: E402
+from megatron_compat.registry import list_flags_lines  # noqa: E402
+from megatron_compat.reverse import to_megatron  # noqa: E402
+from megatron_compat.shell_reader import ShellReadError, read_launch_script  # noqa: E402
+from megatron_compat.translate import translate  # noqa: E402
+
+GPT_ENTRIES = ("pretrain_gpt.py", "posttrain_gpt.py")
+OTHER_ENTRIES = {
+    "pretrain_bert.py": "BERT", "pretrain_t5.py": "T5", "pretrain_vlm.py": "vision-language", "pretrain_mamba.py": "Mamba",
+    "pretrain_hybrid.py": "hybrid Mamba", "pretrain_retro.py": "RETRO", "pretrain_ict.py": "ICT retriever",
+    "pretrain_vision_classify.py": "vision", "pretrain_vision_dino.py": "vision", "pretrain_vision_inpaint.py": "vision",
+}
+
+
+def parse_args(argv):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("script", nargs="?", help="the Megatron launch script to convert")
+    parser.add_argument("-o", "--output", help="YAML to write (default: beside the script, <name>.fsdp2.yaml)")
+    parser.add_argument("--script-out", help="launch script to write (default: beside the script, <name>.fsdp2.sh)")
+    parser.add_argument("--force", action="store_true", help="write the result even when flags are rejected or unknown (without them)")
+    parser.add_argument("--list-flags", action="store_true", help="print every known flag: <flag>\\t<status>\\t<target or reason>")
+    parser.add_argument("--to-megatron", metavar="CONFIG.yaml", help="print the Megatron flags for a canonical config")
+    if "--" in argv:
+        cut = argv.index("--")
+        args = parser.parse_args(argv[:cut])
+        args.script_args = argv[cut + 1:]
+    else:
+        args = parser.parse_args(argv)
+        args.script_args = []
+    return parser, args
+
+
+def list_flags() -> int:
+    sys.stdout.write("\n".join(list_flags_lines()) + "\n")
+    return 0
+
+
+def reverse(path: str) -> int:
+    try:
+        cfg = load_config(path)
+    except ConfigError as exc:
+        print(f"convert_args: {exc}", file=sys.stderr)
+        return 1
+    argv, leftover = to_megatron(cfg)
+    print(" \\\n    ".join(_flag_lines(argv)))
+    if leftover:
+        print(f"# kept only in the YAML (no Megatron flag): {', '.join(leftover)}", file=sys.stderr)
+    return 0
+
+
+def _flag_lines(argv):
+    """Group each flag with its values, one flag per line."""
+    lines, current = [], []
+    for token in argv:
+        if token.startswith("--") and current:
+            lines.append(" ".join(shlex.quote(t) for t in current))
+            current = []
+        current.append(token)
+    if current:
+        lines.append(" ".join(shlex.quote(t) for t in current))
+    return lines
+
+
+def convert(args) -> int:
+    try:
+        with open(args.script, encoding="utf-8") as fh:
+            text = fh.read()
+        launch = read_launch_script(text, args.script_args, path=args.script)
+    except (OSError, ShellReadError) as exc:
+        print(f"convert_args: {exc}", file=sys.stderr)
+        return 1
+    for warning in launch.warnings:
+        print(f"{args.script}:{warning.line}: not evaluated: {warning.message}", file=sys.stderr)
+    entry = os.path.basename(launch.entry)
+    entry_problem = _entry_problem(entry, launch.entry_line, args.script)
+    result = translate(launch.argv, world_size=launch.world_size, entry=entry if entry in GPT_ENTRIES else "pretrain_gpt.py",
+                       force=args.force)
+    print(f"# {args.script}: {entry} launched at line {launch.entry_line} by {launch.launcher}, "
+          f"world size {launch.world_size if launch.world_size else 'unknown'}")
+    print(result.report())
+    problems = ([entry_problem] if entry_problem else []) + result.problems()
+    if problems and not args.force:
+        print("\nconvert_args: not converted, nothing written:\n  - " + "\n  - ".join(problems), file=sys.stderr)
+        return 1
+    if result.config is None:
+        print("\nconvert_args: no configuration could be built:\n  - " + "\n  - ".join(problems), file=sys.stderr)
+        return 1
+    _write_outputs(args, launch, result)
+    return 1 if problems else 0
+
+
+def _entry_problem(entry, line, script):
+    if entry in GPT_ENTRIES:
+        return None
+    family = OTHER_ENTRIES.get(entry, "non-GPT")
+    return (f"{script}:{line}: entry point {entry} trains a {family} model; the engine trains decoder-only GPT models "
+            "(pretrain_gpt.py / posttrain_gpt.py). Use Megatron-LM for this model family")
+
+
+def _write_outputs(args, launch, result):
+    stem = os.path.splitext(args.script)[0]
+    yaml_path = args.output or f"{stem}.fsdp2.yaml"
+    script_path = args.script_out or f"{stem}.fsdp2.sh"
+    header = f"# Generated by tools/convert_args.py from {args.script}\n"
+    write_text_atomic(yaml_path, header + dump_yaml(result.config, only_changed=True))
+    script = render_launch_script(launch, "train_fsdp2.py", [yaml_path], args.script)
+    write_text_atomic(script_path, script)
+    os.chmod(script_path, os.stat(script_path).st_mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
+    print(f"\nwrote {yaml_path}\nwrote {script_path}")
+
+
+def main(argv=None) -> int:
+    parser, args = parse_args(list(sys.argv[1:] if argv is None else argv))
+    if args.list_flags:
+        return list_flags()
+    if args.to_megatron:
+        return reverse(args.to_megatron)
+    if not args.script:
+        parser.print_usage(sys.stderr)
+        print("convert_args: give a launch script, --list-flags or --to-megatron CONFIG.yaml", file=sys.stderr)
+        return 2
+    return convert(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
