@@ -132,7 +132,7 @@ LR_STYLES = Literal["cosine", "linear", "constant", "inverse_square_root", "wsd"
 @dataclass
 class TrainingArguments:
     output_dir: Optional[str] = _f(None, "Output directory (checkpoints, logs, exports). Required.")
-    optimizer: Literal["adamw"] = _f("adamw", "Optimizer.")
+    optimizer: Literal["adamw"] = _f("adamw", "Optimizer; AdamW only (Megatron --optimizer adam).")
     lr: float = _f(1e-5, "Peak learning rate.")
     weight_decay: float = _f(0.01, "Weight decay.")
     adam_beta1: float = _f(0.9, "AdamW beta1.")
