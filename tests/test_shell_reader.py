@@ -1,0 +1,515 @@
+"""Tests for the launch-script reader and the new-script renderer.
+
+Where a construct's meaning is bash's, the test also asks bash itself: `_bash_launches`
+runs the script under /bin/bash with PATH emptied and torchrun/python replaced by shell
+functions that record their arguments and environment (nothing else can run), and the
+reader must agree with what bash would have passed.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+
+import pytest
+
+from megatron_compat.launch_script import render_launch_script
+from megatron_compat.shell_reader import LaunchScript, ShellReadError, read_launch_script
+
+CORPUS = Path(__file__).parent / "launch_scripts"
+EXPECTED = json.loads((CORPUS / "expected.json").read_text())
+BASH = shutil.which("bash")
+
+# ----------------------------------------------------------------------------- bash oracle
+_STUBS = r'''
+__record() { { printf '%s\0' LAUNCH "$@"; for __n in $(compgen -e); do printf '%s\0' "ENV:$__n=${!__n}"; done
+               printf 'END\0'; } >> "$__ORACLE_OUT"; }
+torchrun() { __record torchrun "$@"; }
+python() { __record python "$@"; }
+python3() { __record python3 "$@"; }
+source() { :; }
+.() { :; }
+cd() { :; }
+command_not_found_handle() { return 0; }
+PATH=/nonexistent
+'''
+
+
+def _bash_launches(text: str, args=(), env: dict | None = None) -> list[dict]:
+    """Every torchrun/python call bash would make, as {"argv": [...], "env": {...}}."""
+    with tempfile.TemporaryDirectory() as d:
+        script, out = os.path.join(d, "s.sh"), os.path.join(d, "out")
+        Path(script).write_text(text)
+        Path(out).write_text("")
+        subprocess.run([BASH, "-c", _STUBS + 'builtin source "$__S" "$@"', "script.sh", *args],
+                       env={**(env or {}), "__ORACLE_OUT": out, "__S": script, "HOME": d},
+                       cwd=d, capture_output=True, timeout=30)
+        records = Path(out).read_text().split("\0")
+    launches, cur = [], None
+    for r in records:
+        if r == "LAUNCH":
+            cur = {"argv": [], "env": {}}
+        elif r == "END":
+            launches.append(cur)
+            cur = None
+        elif cur is not None and r.startswith("ENV:"):
+            k, _, v = r[4:].partition("=")
+            cur["env"][k] = v
+        elif cur is not None:
+            cur["argv"].append(r)
+    return launches
+
+
+needs_bash = pytest.mark.skipif(BASH is None, reason="bash is not installed")
+
+
+def _agrees_with_bash(launch: LaunchScript, text: str, args=(), env=None) -> None:
+    """The reader's entry + argv and exports equal what bash passes to the last launch."""
+    calls = _bash_launches(text, args, env)
+    assert calls, "bash made no launch call"
+    bash_argv = calls[-1]["argv"]
+    ours = [launch.entry] + launch.argv
+    module = ["-m", launch.launcher] if launch.launcher.startswith("torch.") else []
+    assert len(bash_argv) == 1 + len(module) + len(launch.launcher_args) + len(ours), (ours, bash_argv)
+    start = len(bash_argv) - len(ours) - len(launch.launcher_args)
+    for mine, theirs in zip(launch.launcher_args + ours, bash_argv[start:]):
+        if "$(" not in mine and "`" not in mine:  # unevaluated command substitutions differ by design
+            assert mine == theirs, (ours, bash_argv)
+    for name, value in launch.exports.items():
+        if "$(" not in value:
+            assert calls[-1]["env"].get(name) == value, name
+
+
+def read(text: str, args=()) -> LaunchScript:
+    return read_launch_script(text, list(args), path="test.sh")
+
+
+def warn_lines(launch: LaunchScript) -> list[int]:
+    return [w.line for w in launch.warnings]
+
+
+# ----------------------------------------------------------------------------- constructs
+def test_assignments_and_exports_in_order_with_lines():
+    text = ("A=1\n"
+            "export CUDA_DEVICE_MAX_CONNECTIONS=1\n"
+            "export B=\"x y\" C=$A\n"
+            "D=4; export D\n"
+            "declare -x E=5\n"
+            "B=changed\n"
+            "F=6\n"
+            "torchrun --nproc_per_node 2 pretrain_gpt.py\n")
+    launch = read(text)
+    assert list(launch.exports) == ["CUDA_DEVICE_MAX_CONNECTIONS", "B", "C", "D", "E"]
+    assert launch.exports == {"CUDA_DEVICE_MAX_CONNECTIONS": "1", "B": "changed", "C": "1", "D": "4", "E": "5"}
+    assert launch.export_lines == {"CUDA_DEVICE_MAX_CONNECTIONS": 2, "B": 3, "C": 3, "D": 4, "E": 5}
+    assert launch.warnings == []
+
+
+def test_export_value_is_not_word_split():
+    launch = read('X="a  b"\nexport Y=$X\ntorchrun t.py\n')
+    assert launch.exports["Y"] == "a  b"
+
+
+def test_prefix_assignment_on_launch_becomes_environment():
+    launch = read("CUDA_VISIBLE_DEVICES=0,1 torchrun --nproc_per_node 2 pretrain_gpt.py --x\n")
+    assert launch.exports == {"CUDA_VISIBLE_DEVICES": "0,1"}
+    assert launch.argv == ["--x"]
+
+
+@pytest.mark.parametrize("expr,expected", [
+    ("$V", "set"), ("${V}", "set"), ("x${V}y", "xsety"),
+    ("${U:-dflt}", "dflt"), ("${E:-dflt}", "dflt"), ("${E-dflt}", ""), ("${V:-dflt}", "set"),
+    ("${U:+alt}", ""), ("${V:+alt}", "alt"),
+    ("${P%/}", "/ckpt/run"), ("${Q##*/}", "tok.model"), ("${Q%.*}", "/m/tok"), ("${Q%%/*}", ""),
+    ("${P#/}", "ckpt/run/"), ("${P/ckpt/data}", "/data/run/"),
+    ("${V^^}", "SET"), ("${#V}", "3"), ("${V:1}", "et"),
+])
+def test_parameter_expansion(expr, expected):
+    text = f'V=set\nE=\nP=/ckpt/run/\nQ=/m/tok.model\ntorchrun t.py "{expr}"\n'
+    launch = read(text)
+    assert launch.argv == [expected]
+    assert launch.warnings == []
+    if BASH:
+        _agrees_with_bash(launch, text)
+
+
+def test_assign_default_sets_the_variable():
+    launch = read('echo "${NNODES:=4}"\n: ${GPUS:=8}\ntorchrun --nnodes $NNODES --nproc_per_node $GPUS t.py\n')
+    assert (launch.nnodes, launch.nproc_per_node, launch.world_size) == ("4", "8", 32)
+
+
+def test_unknown_variable_expands_empty_with_warning_on_its_line():
+    launch = read('A=1\ntorchrun t.py --a $A \\\n  --b "$MISSING" --c $ALSO_MISSING\n')
+    assert launch.argv == ["--a", "1", "--b", "", "--c"]
+    assert warn_lines(launch) == [3, 3]
+    assert "MISSING" in launch.warnings[0].message
+
+
+def test_default_does_not_warn_for_unset_variable():
+    assert read("X=${NOT_SET:-1}\ntorchrun t.py $X\n").warnings == []
+
+
+def test_positional_arguments_and_defaults():
+    text = ('RANK=${1:-0}\nADDR=${2:-localhost}\nPORT=$3\n'
+            'torchrun --node_rank $RANK --master_addr $ADDR t.py $PORT "$#"\n')
+    launch = read(text, ["3", "10.0.0.2"])
+    assert (launch.node_rank, launch.master_addr) == ("3", "10.0.0.2")
+    assert launch.argv == ["2"]  # $3 is unset: empty and unquoted, so no field
+    assert warn_lines(launch) == [3]
+    assert read(text).node_rank == "0"
+
+
+def test_shift_and_set_positionals():
+    launch = read('shift\nset -- "$@" extra\ntorchrun t.py "$@" "$1"\n', ["a", "b c"])
+    assert launch.argv == ["b c", "extra", "b c"]
+
+
+@needs_bash
+def test_arrays_with_comments_append_and_quoted_at():
+    text = ("ARGS=(\n"
+            "  --num-layers 2   # comment inside\n"
+            "  # a whole comment line\n"
+            "  --name \"my run\" ''\n"
+            ")\n"
+            "ARGS+=( --bf16 )\n"
+            "ARGS+=(--lr 1e-4)\n"
+            "torchrun t.py \"${ARGS[@]}\" ${ARGS[@]} ${ARGS[1]} ${#ARGS[@]}\n")
+    launch = read(text)
+    quoted = ["--num-layers", "2", "--name", "my run", "", "--bf16", "--lr", "1e-4"]
+    unquoted = ["--num-layers", "2", "--name", "my", "run", "--bf16", "--lr", "1e-4"]
+    assert launch.argv == quoted + unquoted + ["2", "8"]
+    _agrees_with_bash(launch, text)
+
+
+def test_empty_array_in_quotes_gives_no_argument():
+    assert read('A=()\ntorchrun t.py "${A[@]}" "pre${A[@]}"\n').argv == ["pre"]
+
+
+@needs_bash
+def test_string_holding_several_flags_splits_only_unquoted():
+    text = ("GPT_ARGS=\"--num-layers 24 \\\n    --hidden-size 1024\"\n"
+            "DATA_ARGS=\"--split '99,1,0' --data-path /data/x\"\n"
+            "torchrun t.py $GPT_ARGS $DATA_ARGS \"$GPT_ARGS\"\n")
+    launch = read(text)
+    assert launch.argv == ["--num-layers", "24", "--hidden-size", "1024",
+                           "--split", "'99,1,0'", "--data-path", "/data/x",
+                           "--num-layers 24     --hidden-size 1024"]
+    _agrees_with_bash(launch, text)
+
+
+@needs_bash
+def test_quoting_rules():
+    text = ("V='a b'\n"
+            "torchrun t.py 'single $V' \"double $V\" es\\ caped \\$V a\"b\"'c' \"\\$V \\\\ \\x\" $'tab\\there' \"\"\n")
+    launch = read(text)
+    assert launch.argv == ["single $V", "double a b", "es caped", "$V", "abc", "$V \\ \\x", "tab\there", ""]
+    _agrees_with_bash(launch, text)
+
+
+def test_comments_and_continuations():
+    text = ("# header comment\n"
+            "X=1 # trailing comment\n"
+            "torchrun t.py \\\n"
+            "  --a \"#not a comment\" \\\n"
+            "  --b x#y \\\n"
+            "  --c $X # done\n")
+    launch = read(text)
+    assert launch.argv == ["--a", "#not a comment", "--b", "x#y", "--c", "1"]
+    assert launch.entry_line == 3
+
+
+@pytest.mark.parametrize("expr,expected", [
+    ("NPUS * NNODES", "16"), ("$NPUS*$NNODES", "16"), ("(NPUS + 2) * 3", "30"), ("7 / 2", "3"),
+    ("-7 / 2", "-3"), ("7 % 3", "1"), ("2 ** 10", "1024"), ("NPUS > 4 && NNODES == 2", "1"),
+    ("UNSET_VAR + 1", "1"), ("${NPUS} << 1", "16"),
+])
+def test_arithmetic(expr, expected):
+    launch = read(f"NPUS=8\nNNODES=2\ntorchrun t.py $(( {expr} ))\n")
+    assert launch.argv == [expected]
+    assert launch.warnings == []
+
+
+def test_arithmetic_it_cannot_evaluate_is_reported():
+    launch = read("N=4\ntorchrun t.py $(( N > 1 ? N : 1 ))\n")
+    assert launch.argv == ["$(( N > 1 ? N : 1 ))"]
+    assert warn_lines(launch) == [2]
+
+
+@pytest.mark.parametrize("size,expected_tp", [("7B", "1"), ("13B", "2"), ("70B", "8"), ("1T", "0")])
+def test_if_elif_else_on_string_tests(size, expected_tp):
+    text = ("SIZE=${SIZE:-%s}\n"
+            "if [[ $SIZE == 7B ]]; then\n  TP=1\n"
+            "elif [ \"$SIZE\" = \"13B\" ]\nthen\n  TP=2\n"
+            "elif [[ $SIZE == 7* || $SIZE == 70B ]]; then TP=8\n"
+            "else\n  TP=0\nfi\n"
+            "torchrun t.py --tp $TP\n") % size
+    assert read(text).argv == ["--tp", expected_tp]
+
+
+@pytest.mark.parametrize("test,expected", [
+    ("[ 8 -gt 4 ]", "yes"), ("[ 8 -lt 4 ]", "no"), ("[[ $N -ge 8 ]]", "yes"), ("[[ $((N/2)) -eq 4 ]]", "yes"),
+    ("[ -z \"$EMPTY\" ]", "yes"), ("[ -n \"$EMPTY\" ]", "no"), ("[ ! -z \"$N\" ]", "yes"),
+    ("[ \"$N\" != 8 ]", "no"), ("[ $N -eq 8 -a $N -ne 9 ]", "yes"), ("test $N = 8", "yes"),
+    ("[[ -v N ]]", "yes"), ("[[ $N =~ ^[0-9]+$ ]]", "yes"), ("! [[ $N == 8 ]]", "no"),
+])
+def test_condition_forms(test, expected):
+    text = f"N=8\nEMPTY=\nif {test}; then R=yes; else R=no; fi\ntorchrun t.py $R\n"
+    assert read(text).argv == [expected]
+
+
+def test_file_test_is_reported_and_assumed_false():
+    launch = read("if [ -f /ckpt/latest ]; then\n  L=--load\nfi\ntorchrun t.py $L\n")
+    assert launch.argv == []
+    assert 1 in warn_lines(launch)
+
+
+def test_branch_taken_decides_the_launch():
+    text = ("MODE=${1:-train}\n"
+            "if [ \"$MODE\" = debug ]; then\n"
+            "  python pretrain_gpt.py --debug\n"
+            "else\n"
+            "  torchrun --nproc_per_node 8 pretrain_gpt.py --real\n"
+            "fi\n")
+    assert read(text).argv == ["--real"]
+    debug = read(text, ["debug"])
+    assert (debug.launcher, debug.argv, debug.entry_line) == ("python", ["--debug"], 3)
+
+
+def test_distributed_launch_wins_over_preprocessing_python():
+    text = ("python tools/preprocess_data.py --input x.json\n"
+            "torchrun --nproc_per_node 8 pretrain_gpt.py --a\n"
+            "python tools/plot.py\n")
+    launch = read(text)
+    assert (launch.entry, launch.entry_line) == ("pretrain_gpt.py", 2)
+    assert warn_lines(launch) == [1, 3]
+
+
+@pytest.mark.parametrize("line,launcher,entry,launcher_args", [
+    ("torchrun --nproc_per_node 8 --nnodes 2 pretrain_gpt.py --x", "torchrun", "pretrain_gpt.py",
+     ["--nproc_per_node", "8", "--nnodes", "2"]),
+    ("python -m torch.distributed.launch --nproc_per_node 8 --nnodes 2 pretrain_gpt.py --x",
+     "torch.distributed.launch", "pretrain_gpt.py", ["--nproc_per_node", "8", "--nnodes", "2"]),
+    ("python3 -u -m torch.distributed.run --nproc-per-node=8 --nnodes=2 --standalone pretrain_gpt.py --x",
+     "torch.distributed.run", "pretrain_gpt.py", ["--nproc-per-node=8", "--nnodes=2", "--standalone"]),
+    ("python -u pretrain_gpt.py --x", "python", "pretrain_gpt.py", ["-u"]),
+    ("L=\"torchrun --nproc_per_node 8 --nnodes 2\"; $L pretrain_gpt.py --x", "torchrun", "pretrain_gpt.py",
+     ["--nproc_per_node", "8", "--nnodes", "2"]),
+    ("nohup /opt/conda/bin/torchrun --nproc_per_node=8 --nnodes=2 pretrain_gpt.py --x > out.log 2>&1 &",
+     "torchrun", "pretrain_gpt.py", ["--nproc_per_node=8", "--nnodes=2"]),
+    ("mkdir -p logs && torchrun --nproc_per_node 8 --nnodes 2 pretrain_gpt.py --x 2>&1 | tee logs/a.log",
+     "torchrun", "pretrain_gpt.py", ["--nproc_per_node", "8", "--nnodes", "2"]),
+])
+def test_launchers(line, launcher, entry, launcher_args):
+    launch = read(line + "\n")
+    assert (launch.launcher, launch.entry, launch.launcher_args, launch.argv) == (
+        launcher, entry, launcher_args, ["--x"])
+    if launcher != "python":
+        assert (launch.nproc_per_node, launch.nnodes) == ("8", "2")
+        assert launch.world_size == 16
+    else:
+        assert launch.world_size == 1
+
+
+def test_env_wrapper_and_case_statement():
+    text = ("case $1 in\n  a) X=1 ;;\n  *) X=2 ;;\nesac\n"
+            "env NCCL_DEBUG=INFO -u FOO torchrun --nproc_per_node 2 t.py $X\n")
+    launch = read(text, ["a"])
+    assert launch.exports == {"NCCL_DEBUG": "INFO"}
+    assert (launch.entry, launch.argv) == ("t.py", [])
+    assert warn_lines(launch) == [1, 5]
+
+
+def test_distributed_settings_both_spellings_and_rdzv():
+    a = read("torchrun --nproc-per-node=4 --nnodes=2 --node-rank=1 --master-addr=h --master-port=7 t.py\n")
+    b = read("torchrun --nproc_per_node 4 --nnodes 2 --node_rank 1 --master_addr h --master_port 7 t.py\n")
+    for launch in (a, b):
+        assert (launch.nproc_per_node, launch.nnodes, launch.node_rank, launch.master_addr,
+                launch.master_port, launch.world_size) == ("4", "2", "1", "h", "7", 8)
+    c = read("torchrun --nproc_per_node=gpu --rdzv_endpoint=host1:29400 t.py\n")
+    assert (c.master_addr, c.master_port, c.world_size, c.node_rank) == ("host1", "29400", None, None)
+
+
+def test_semicolons_and_and_or_chains():
+    text = ("A=1; B=2 ; C=$((A+B))\n"
+            "[ -z \"$D\" ] && D=default\n"
+            "[ -n \"$A\" ] || A=never\n"
+            "true || E=never\n"
+            "torchrun t.py $A $B $C $D $E\n")
+    launch = read(text)
+    assert launch.argv == ["1", "2", "3", "default"]
+
+
+def test_command_substitution_backticks_and_source_are_reported_and_kept():
+    text = ("source /etc/profile.d/env.sh\n"
+            ". ./other.sh\n"
+            "TS=$(date +'%Y %m')\n"
+            "N=`nproc`\n"
+            "torchrun t.py --save /ckpt/run_$TS --n \"$N\"\n")
+    launch = read(text)
+    assert launch.argv == ["--save", "/ckpt/run_$(date +'%Y %m')", "--n", "`nproc`"]
+    assert warn_lines(launch) == [1, 2, 3, 4]
+    assert "date" in launch.warnings[2].message
+
+
+def test_heredoc_is_skipped_with_a_warning():
+    text = ("cat > cfg.txt <<EOF\n"
+            "torchrun fake.py --not-this\n"
+            "EOF\n"
+            "cat <<-'END' > x\n"
+            "\tpython other.py\n"
+            "\tEND\n"
+            "torchrun real.py --this\n")
+    launch = read(text)
+    assert (launch.entry, launch.argv, launch.entry_line) == ("real.py", ["--this"], 7)
+    assert warn_lines(launch) == [1, 4]
+
+
+def test_loops_are_reported_and_skipped():
+    text = "for i in 1 2; do\n  X=$i\ndone\nwhile false; do :; done\ntorchrun t.py $X\n"
+    launch = read(text)
+    assert launch.argv == []
+    assert warn_lines(launch) == [1, 4, 5]
+
+
+def test_eval_and_read_are_reported():
+    launch = read("eval \"X=1\"\nread -r Y < f\ntorchrun t.py\n")
+    assert warn_lines(launch) == [1, 2]
+
+
+def test_function_wrapping_the_launch_is_followed():
+    text = ("run() {\n  local n=$1\n  shift\n  torchrun --nproc_per_node $n t.py \"$@\"\n}\n"
+            "run 4 --a \"b c\"\n")
+    launch = read(text)
+    assert (launch.nproc_per_node, launch.argv, launch.entry_line) == ("4", ["--a", "b c"], 4)
+
+
+def test_exit_before_launch_means_no_launch():
+    text = "if [ -z \"$1\" ]; then\n  echo usage; exit 1\nfi\ntorchrun t.py $1\n"
+    with pytest.raises(ShellReadError, match="no launch line"):
+        read(text)
+    assert read(text, ["x"]).argv == ["x"]
+
+
+def test_no_launch_line_names_the_file():
+    with pytest.raises(ShellReadError) as err:
+        read_launch_script("echo hello\npython -m pip install x\n", path="/tmp/old.sh")
+    assert "/tmp/old.sh" in str(err.value) and "torchrun" in str(err.value)
+
+
+@pytest.mark.parametrize("text,line", [
+    ("A=1\nB=\"unterminated\ntorchrun t.py\n", 2),
+    ("if [ 1 = 1 ]; then\n  torchrun t.py\n", 1),
+    ("X=(a b\n", 1),
+])
+def test_syntax_errors_give_file_and_line(text, line):
+    with pytest.raises(ShellReadError, match=rf"^f\.sh:{line}: "):
+        read_launch_script(text, path="f.sh")
+
+
+@needs_bash
+def test_tricky_word_splitting_agrees_with_bash():
+    text = ("A='  lead  and trail  '\n"
+            "B=\"x\"\n"
+            "C=(\"p q\" r)\n"
+            "torchrun t.py $A\"$B\"$A pre$B\"post\" \"${C[@]}\"end ${C[*]} \"${C[*]}\" \\\n"
+            "  ${UNSET:-a b} \"${UNSET:-a b}\" ${UNSET:-\"c  d\"}\n")
+    launch = read(text)
+    assert launch.argv[-4:] == ["a", "b", "a b", "c  d"]
+    _agrees_with_bash(launch, text)
+
+
+# ----------------------------------------------------------------------------- corpus
+def test_corpus_is_complete():
+    scripts = sorted(p.name for p in CORPUS.glob("*.sh"))
+    assert len(scripts) >= 14
+    assert scripts == sorted(EXPECTED)
+
+
+def _corpus_read(name: str) -> LaunchScript:
+    exp = EXPECTED[name]
+    return read_launch_script((CORPUS / name).read_text(), exp.get("script_args", []), path=str(CORPUS / name))
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_corpus_script(name):
+    exp, launch = EXPECTED[name], _corpus_read(name)
+    assert launch.entry == exp["entry"]
+    assert launch.world_size == exp["world_size"]
+    assert launch.launcher == exp["launcher"]
+    assert len(launch.argv) == exp["argv_len"]
+    assert warn_lines(launch) == exp["warnings_lines"], launch.warnings
+    for flag, value in exp["argv_contains"]:
+        assert flag in launch.argv, flag
+        k = launch.argv.index(flag)
+        following = launch.argv[k + 1] if k + 1 < len(launch.argv) else None
+        if value is None:  # a switch: nothing, or another flag, follows it
+            assert following is None or following.startswith("--"), (flag, following)
+        else:
+            assert following == value, (flag, following)
+
+
+@needs_bash
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_corpus_script_agrees_with_bash(name):
+    exp = EXPECTED[name]
+    _agrees_with_bash(_corpus_read(name), (CORPUS / name).read_text(), exp.get("script_args", []))
+
+
+# ----------------------------------------------------------------------------- render
+def _roundtrip(launch: LaunchScript, entry_args: list[str]) -> LaunchScript:
+    text = render_launch_script(launch, "train_fsdp2.py", entry_args, launch.path)
+    again = read_launch_script(text, path="new.sh")
+    assert again.warnings == []
+    assert (again.entry, again.argv, again.launcher) == ("train_fsdp2.py", entry_args, "torchrun")
+    assert again.exports == launch.exports
+    assert list(again.exports) == list(launch.exports)
+    for attr, default in [("nproc_per_node", "1"), ("nnodes", "1"), ("node_rank", "0"),
+                          ("master_addr", "localhost"), ("master_port", "29500")]:
+        assert getattr(again, attr) == (getattr(launch, attr) or default), attr
+    assert again.world_size == launch.world_size
+    return again
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_render_round_trip_corpus(name):
+    _roundtrip(_corpus_read(name), ["new.yaml"])
+
+
+def test_render_round_trip_with_awkward_values():
+    launch = read("export A=\"it's \\$HOME and \\\"q\\\" \\\\ x\"\nexport B=''\nexport C='a\nb'\n"
+                  "torchrun --nproc_per_node 2 --nnodes 3 --master_addr 'my host' t.py\n")
+    assert launch.exports == {"A": "it's $HOME and \"q\" \\ x", "B": "", "C": "a\nb"}
+    _roundtrip(launch, ["cfg with space.yaml", "--override", "a=$b", "'q'"])
+
+
+def test_render_text():
+    launch = read("export CUDA_DEVICE_MAX_CONNECTIONS=1\n"
+                  "torchrun --nproc_per_node 8 --nnodes 2 --node_rank 1 --master_addr h --master_port 6000 p.py\n")
+    text = render_launch_script(launch, "train_fsdp2.py", ["new.yaml"], "old.sh")
+    assert text.startswith("#!/usr/bin/env bash\n# Generated by tools/convert_args.py from old.sh (launch line 2).\n")
+    assert "\nset -euo pipefail\n" in text
+    assert "\nexport CUDA_DEVICE_MAX_CONNECTIONS=1\n" in text
+    for line in ["NPROC_PER_NODE=${NPROC_PER_NODE:-8}", "NNODES=${NNODES:-2}", "NODE_RANK=${NODE_RANK:-1}",
+                 "MASTER_ADDR=${MASTER_ADDR:-h}", "MASTER_PORT=${MASTER_PORT:-6000}"]:
+        assert f"\n{line}\n" in text
+    assert text.rstrip().endswith("train_fsdp2.py \\\n    new.yaml")
+
+
+def test_render_marks_unevaluated_values():
+    launch = read("export RUN=\"r_$(date +%s)\"\ntorchrun t.py\n")
+    text = render_launch_script(launch, "train_fsdp2.py", [], "old.sh")
+    assert "# FIXME: line 1 of old.sh" in text
+    assert "export RUN='r_$(date +%s)'" in text
+
+
+@needs_bash
+def test_rendered_script_runs_in_bash_and_takes_overrides():
+    launch = read("export X='a b'\ntorchrun --nproc_per_node 8 --nnodes 2 --master_addr h p.py\n")
+    text = render_launch_script(launch, "train_fsdp2.py", ["new.yaml"], "old.sh")
+    calls = _bash_launches(text, env={"NNODES": "3", "NODE_RANK": "2"})
+    assert calls[-1]["argv"] == ["torchrun", "--nproc_per_node", "8", "--nnodes", "3", "--node_rank", "2",
+                                 "--master_addr", "h", "--master_port", "29500", "train_fsdp2.py", "new.yaml"]
+    assert calls[-1]["env"]["X"] == "a b"
