@@ -1,0 +1,147 @@
+"""Every flag of the three reference lists that the lead does not map is classified
+in megatron_compat/data/flag_status.tsv, exactly once, with a real reason."""
+import collections
+import csv
+import os
+
+import pytest
+
+DATA = os.path.join(os.path.dirname(__file__), os.pardir, "megatron_compat", "data")
+REFERENCE_LISTS = ("megatron_lm_flags.tsv", "mindspeed_llm_flags.tsv", "megatron_legacy_flags.tsv")
+TABLE = "flag_status.tsv"
+HEADER = ["flag", "status", "reason", "replacement"]
+STATUSES = {"absorbed", "rejected", "absorbed-at-default"}
+MIN_REASON_CHARS = 15
+MAX_ROWS_PER_REASON = 30  # a theme may share a sentence, but not hundreds of rows
+PLACEHOLDERS = {"todo", "tbd", "fixme", "n/a", "na", "none", "-", "?", "unknown", "xxx"}
+
+# The flags the lead translates in Python (megatron_compat's mapped rows). Kept verbatim.
+LEAD_MAPPED = frozenset("""
+--tensor-model-parallel-size --pipeline-model-parallel-size --context-parallel-size
+--context-parallel-algo --expert-model-parallel-size --expert-tensor-parallel-size
+--micro-batch-size --global-batch-size --train-iters --train-samples --lr --min-lr
+--lr-decay-style --lr-decay-iters --lr-decay-samples --lr-warmup-iters --lr-warmup-samples
+--lr-warmup-fraction --lr-warmup-init --lr-wsd-decay-style --lr-wsd-decay-iters
+--lr-wsd-decay-samples --weight-decay --start-weight-decay --end-weight-decay
+--weight-decay-incr-style --adam-beta1 --adam-beta2 --adam-eps --clip-grad --seed --bf16
+--fp16 --grad-reduce-in-bf16 --optimizer --recompute-granularity --recompute-method
+--recompute-num-layers --recompute-activations --recompute-modules --data-path --split
+--train-data-path --valid-data-path --test-data-path --mock-data --data-cache-path
+--seq-length --tokenizer-type --tokenizer-model --vocab-file --merge-file
+--tokenizer-name-or-path --vocab-size --make-vocab-size-divisible-by --padded-vocab-size
+--no-shuffle --num-workers --reset-position-ids --reset-attention-mask --eod-mask-loss
+--create-attention-mask-in-dataloader --no-create-attention-mask-in-dataloader
+--dataloader-type --no-shared-storage --calculate-per-token-loss --save --load
+--no-load-optim --no-load-rng --finetune --save-interval --log-interval --eval-interval
+--eval-iters --exit-interval --exit-duration-in-mins --exit-signal-handler --tensorboard-dir
+--wandb-project --wandb-exp-name --wandb-save-dir --async-save --no-save-optim --no-save-rng
+--check-for-nan-in-loss-and-grad --profile --profile-step-start --profile-step-end
+--profile-ranks --profile-level --profile-with-cpu --profile-with-stack --profile-with-memory
+--profile-record-shapes --profile-save-path --profile-export-type
+--profile-data-simplification --use-flash-attn --use-fused-rmsnorm --use-fused-rotary-pos-emb
+--moe-grouped-gemm --use-triton-gdn --num-layers --hidden-size --ffn-hidden-size
+--num-attention-heads --group-query-attention --num-query-groups --kv-channels
+--max-position-embeddings --position-embedding-type --use-rotary-position-embeddings
+--no-position-embedding --rotary-base --rotary-percent --normalization --norm-epsilon
+--swiglu --untie-embeddings-and-output-weights --disable-bias-linear --add-qkv-bias
+--qk-layernorm --num-experts --moe-router-topk --moe-ffn-hidden-size --moe-intermediate-size
+--moe-aux-loss-coeff --moe-router-load-balancing-type --norm-topk-prob --init-method-std
+--attention-dropout --hidden-dropout --stage --prompt-type --pack --neat-pack --local-rank
+--tokenizer-not-use-fast --use-mcore-models --train-samples
+""".split())
+
+
+def _reference_spellings():
+    """Every flag spelling (each alias) of the three reference lists."""
+    spellings = set()
+    for name in REFERENCE_LISTS:
+        with open(os.path.join(DATA, name), encoding="utf-8") as f:
+            lines = [line for line in f if not line.startswith("#")]
+        reader = csv.reader(lines, delimiter="\t", quoting=csv.QUOTE_NONE)
+        header = next(reader)
+        assert header[0] == "flag", f"{name}: unexpected header {header}"
+        for row in reader:
+            if row and row[0].strip():
+                spellings.update(row[0].split())
+    return spellings
+
+
+def _table():
+    with open(os.path.join(DATA, TABLE), encoding="utf-8") as f:
+        lines = f.read().splitlines()
+    header = lines[0].split("\t")
+    rows = []
+    for number, line in enumerate(lines[1:], start=2):
+        cells = line.split("\t")
+        assert len(cells) == 4, f"{TABLE}:{number}: expected 4 tab-separated cells, got {len(cells)}"
+        rows.append((number, *cells))
+    return header, rows
+
+
+REFERENCE = _reference_spellings()
+HEADER_SEEN, ROWS = _table()
+
+
+def test_reference_lists_are_read():
+    # ~850 + ~580 + ~125 rows with aliases; a broken reader would yield far fewer.
+    assert len(REFERENCE) > 1300
+    assert {"--sequence-parallel", "--use-ascend-coc", "--DDP-impl"} <= REFERENCE
+
+
+def test_header():
+    assert HEADER_SEEN == HEADER
+
+
+def test_every_unmapped_spelling_has_exactly_one_row():
+    counts = collections.Counter(row[1] for row in ROWS)
+    duplicated = sorted(flag for flag, n in counts.items() if n > 1)
+    assert not duplicated, f"flags with more than one row: {duplicated}"
+    missing = sorted(REFERENCE - LEAD_MAPPED - set(counts))
+    assert not missing, f"flags without a row: {missing}"
+    unknown = sorted(set(counts) - REFERENCE)
+    assert not unknown, f"rows for flags that are in none of the reference lists: {unknown}"
+
+
+def test_no_mapped_flag_in_table():
+    mapped = sorted({row[1] for row in ROWS} & LEAD_MAPPED)
+    assert not mapped, f"the lead maps these; remove their rows: {mapped}"
+
+
+@pytest.mark.parametrize("number,flag,status,reason,replacement", ROWS, ids=[r[1] for r in ROWS])
+def test_row_is_well_formed(number, flag, status, reason, replacement):
+    where = f"{TABLE}:{number} ({flag})"
+    assert flag.startswith("-") and " " not in flag, f"{where}: bad flag spelling"
+    assert status in STATUSES, f"{where}: status {status!r} not in {sorted(STATUSES)}"
+    assert reason == reason.strip() and len(reason) >= MIN_REASON_CHARS, f"{where}: reason too short"
+    assert reason.lower().strip(" .") not in PLACEHOLDERS, f"{where}: placeholder reason"
+    assert replacement == replacement.strip() and replacement, f"{where}: empty replacement cell"
+    if status == "absorbed":
+        assert replacement == "-", f"{where}: absorbed rows need no replacement, write '-'"
+    else:
+        # rejected, and absorbed-at-default (rejected when not at the default), must say what to do.
+        assert replacement != "-" and replacement.lower() not in PLACEHOLDERS, (
+            f"{where}: {status} rows need a replacement")
+        assert replacement != reason, f"{where}: replacement repeats the reason"
+
+
+def test_reasons_are_not_one_blanket_sentence():
+    counts = collections.Counter(row[3] for row in ROWS)
+    too_common = {reason: n for reason, n in counts.items() if n > MAX_ROWS_PER_REASON}
+    assert not too_common, f"reasons shared by more than {MAX_ROWS_PER_REASON} rows: {too_common}"
+    # and the table as a whole is not a handful of themes
+    assert len(counts) > len(ROWS) // 10
+
+
+def test_spot_checks():
+    """A few rows whose classification is a deliberate decision (see the table's reasons)."""
+    status = {row[1]: row[2] for row in ROWS}
+    assert status["--use-distributed-optimizer"] == "absorbed"
+    assert status["--overlap-grad-reduce"] == "absorbed"
+    assert status["--attention-softmax-in-fp32"] == "absorbed"
+    assert status["--fp8-format"] == "rejected"
+    assert status["--multi-latent-attention"] == "rejected"
+    assert status["--lora-r"] == "rejected"
+    assert status["--is-instruction-dataset"] == "rejected"
+    assert status["--input"] == "rejected"  # preprocess_data.py only
+    assert status["--rotary-interleaved"] == "absorbed-at-default"
+    assert status["--num-layers-per-virtual-pipeline-stage"] == "absorbed"
