@@ -5,13 +5,10 @@ on the command line. When any Megatron flag is given, every field the script lea
 unset takes Megatron-LM's default (the "megatron" dialect), so the script means what it
 meant under Megatron; otherwise the FSDP2 reference defaults apply.
 """
-import math
-import os
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Tuple
 
-from fsdp2_core.config import ConfigError, TrainConfig, build_config, read_yaml_values
-from fsdp2_core.config.batch import data_parallel_size, gradient_accumulation_steps
+from fsdp2_core.config import ConfigError, TrainConfig, build_config, coerce, read_yaml_values
 
 from . import groups
 from .architecture import ArchitectureError
@@ -164,13 +161,24 @@ def _merge(t, base, fsdp2, dialect, entry):
     if entry == "pretrain_gpt.py":
         values.setdefault("stage", "pt")
         values.setdefault("data_manager_type", "mg")
-    values.update(base)
+    values.update(_coerced(t, base))
     values.update(t.values)
-    for name, value in fsdp2.items():
+    for name, value in _coerced(t, fsdp2).items():
         if name in t.values and t.values[name] != value:
             t.notes.append(f"--{name} {value} given by name overrides the value {t.values[name]!r} derived from Megatron flags")
         values[name] = value
     return values
+
+
+def _coerced(t, raw: Dict[str, Any]) -> Dict[str, Any]:
+    """Typed values for FSDP2 names, so batch and step arithmetic can use them; errors are collected."""
+    out = {}
+    for name, value in raw.items():
+        try:
+            out[name] = coerce(name, value)
+        except ConfigError as exc:
+            t.errors.append(str(exc))
+    return out
 
 
 def _derive_batch_and_steps(t, values, dialect):

@@ -90,7 +90,7 @@ def convert(args) -> int:
         print(f"convert_args: {exc}", file=sys.stderr)
         return 1
     for warning in launch.warnings:
-        print(f"{args.script}:{warning.line}: not evaluated: {warning.message}", file=sys.stderr)
+        print(f"{args.script}:{warning.line}: {warning.message}", file=sys.stderr)
     entry = os.path.basename(launch.entry)
     entry_problem = _entry_problem(entry, launch.entry_line, args.script)
     result = translate(launch.argv, world_size=launch.world_size, entry=entry if entry in GPT_ENTRIES else "pretrain_gpt.py",

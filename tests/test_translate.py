@@ -1,0 +1,264 @@
+"""Megatron flags -> canonical config: the mapping table, dialects, batch and step arithmetic, bad input."""
+import json
+
+import pytest
+from transformers import AutoConfig, AutoModelForCausalLM
+
+from megatron_compat.cli import check_model_path
+from megatron_compat.reverse import to_megatron
+from megatron_compat.translate import translate
+from fsdp2_core.config import ConfigError
+
+BASE = ("--num-layers 2 --hidden-size 64 --num-attention-heads 4 --seq-length 32 --max-position-embeddings 32 "
+        "--micro-batch-size 2 --global-batch-size 16 --train-iters 100 --lr 1e-3 --save /ckpt/run "
+        "--data-path /data/corpus_text_document --tokenizer-type NullTokenizer --vocab-size 100").split()
+
+
+def ok(argv, world_size=4, **kw):
+    result = translate(list(argv), world_size=world_size, **kw)
+    assert result.ok, result.problems()
+    return result, result.config
+
+
+def refused(argv, world_size=4):
+    result = translate(list(argv), world_size=world_size)
+    assert not result.ok
+    return " | ".join(result.problems())
+
+
+# --- every row of the Megatron mapping table in fsdp2_parameters.md ---
+def test_mapping_table_rows(tmp_path):
+    hf = tmp_path / "hf"
+    hf.mkdir()
+    argv = BASE + ["--load", str(hf), "--tokenizer-name-or-path", "/tok", "--workers", "3", "--pack",
+                   "--tensor-model-parallel-size", "2", "--expert-model-parallel-size", "2", "--context-parallel-size", "2",
+                   "--context-parallel-algo", "ulysses_cp_algo", "--recompute-granularity", "full", "--recompute-method", "uniform",
+                   "--no-shuffle", "--lr-decay-style", "cosine", "--lr-warmup-fraction", "0.1", "--save-interval", "50",
+                   "--log-interval", "5"]
+    _, cfg = ok(argv, world_size=8)
+    assert cfg.model.model_name_or_path == str(hf)
+    assert cfg.model.tokenizer_name_or_path == "/tok"
+    assert cfg.data.dataset == "/data/corpus_text_document" and cfg.data.data_manager_type == "mg"
+    assert cfg.data.cutoff_len == 32
+    assert cfg.data.preprocessing_num_workers == 3
+    assert cfg.data.packing is True
+    assert (cfg.parallel.tp_size, cfg.parallel.ep_size, cfg.parallel.cp_size) == (2, 2, 2)
+    assert cfg.parallel.cp_type == "ulysses"
+    assert cfg.parallel.recompute is True and cfg.parallel.recompute_modules == ["model.layers.{*}"]
+    assert cfg.training.per_device_train_batch_size == 2
+    assert cfg.training.disable_shuffling is True
+    assert cfg.training.lr_scheduler_type == "cosine"
+    assert cfg.training.warmup_ratio == 0.1
+    assert cfg.training.max_steps == 100
+    assert cfg.training.save_steps == 50 and cfg.training.logging_steps == 5
+    # cards × per_device_train_batch_size × gradient_accumulation_steps = --global-batch-size (dp = 8 / (2 × 2) = 2)
+    assert 2 * cfg.training.per_device_train_batch_size * cfg.training.gradient_accumulation_steps == 16
+
+
+def test_megatron_dialect_defaults_and_explicit_values_win():
+    result, cfg = ok(BASE)
+    assert result.dialect == "megatron" and "Megatron-LM's defaults" in result.report()
+    t = cfg.training
+    assert (t.seed, t.adam_beta2, t.lr_scheduler_type, t.min_lr, t.warmup_ratio) == (1234, 0.999, "linear", 0.0, 0.0)
+    assert cfg.parallel.param_dtype == "fp32" and cfg.data.split == "969,30,1"
+    _, cfg = ok(BASE + ["--seed", "7", "--adam-beta2", "0.95", "--lr-decay-style", "cosine", "--split", "99,1,0"])
+    assert (cfg.training.seed, cfg.training.adam_beta2, cfg.training.lr_scheduler_type, cfg.data.split) == (7, 0.95, "cosine", "99,1,0")
+
+
+def test_fsdp2_names_keep_reference_defaults_and_mix_with_flags():
+    result, cfg = ok(["--model_name_or_path", "/m", "--output_dir", "/o", "--tp_size", "2", "--max_steps", "3"], entry="pretrain_gpt.py")
+    assert result.dialect == "fsdp2" and cfg.training.seed == 42 and cfg.training.adam_beta2 == 0.95
+    _, mixed = ok(BASE + ["--per_device_train_batch_size", "1", "--training.lr", "5e-4"])
+    assert mixed.training.lr == 5e-4 and mixed.training.per_device_train_batch_size == 1
+    assert mixed.training.gradient_accumulation_steps == 4  # 16 / (1 × 4): derived after the names apply
+
+
+def test_batch_not_divisible_names_every_number():
+    text = refused(_replace(BASE, "--global-batch-size", "10"))
+    assert "10" in text and "micro batch size 2" in text and "data-parallel size 4" in text
+
+
+def test_world_not_divisible_by_tp_cp():
+    text = refused(BASE + ["--tensor-model-parallel-size", "3"])
+    assert "world size 4" in text and "tp_size 3" in text
+
+
+def test_pipeline_parallel_folds_into_data_parallel():
+    result, cfg = ok(BASE + ["--pipeline-model-parallel-size", "4", "--num-layers-per-virtual-pipeline-stage", "1"], world_size=8)
+    assert cfg.training.gradient_accumulation_steps == 1  # dp = 8, not 8 / 4
+    assert "folded into FSDP sharding" in result.report()
+
+
+def test_train_samples_and_sample_based_schedule():
+    argv = _replace(BASE, "--train-iters", None) + ["--train-samples", "1600", "--lr-warmup-samples", "24", "--lr-decay-samples", "1000"]
+    _, cfg = ok(argv)
+    assert cfg.training.max_steps == 100
+    assert cfg.training.lr_warmup_steps == 1.5 and cfg.training.lr_decay_steps == 62.5
+
+
+def test_warmup_and_decay_iters():
+    _, cfg = ok(BASE + ["--lr-warmup-iters", "10", "--lr-decay-iters", "80", "--lr-decay-style", "WSD",
+                        "--lr-wsd-decay-iters", "20", "--lr-wsd-decay-style", "cosine"])
+    t = cfg.training
+    assert (t.lr_warmup_steps, t.lr_decay_steps, t.lr_scheduler_type, t.lr_wsd_decay_steps, t.lr_wsd_decay_style) == (10, 80, "wsd", 20, "cosine")
+
+
+@pytest.mark.parametrize("extra,both", [
+    (["--bf16", "--fp16"], ("--bf16", "--fp16")),
+    (["--train-samples", "100"], ("--train-iters", "--train-samples")),
+    (["--lr-warmup-fraction", "0.1", "--lr-warmup-iters", "5"], ("--lr-warmup-fraction", "--lr-warmup-iters")),
+])
+def test_conflicts_name_both_sides(extra, both):
+    text = refused(BASE + extra)
+    assert all(side in text for side in both)
+
+
+def test_wrong_type_names_flag_and_type():
+    assert "--lr: expects a number, got 'abc'" in refused(_replace(BASE, "--lr", "abc"))
+    assert "--num-layers: expects an integer" in refused(_replace(BASE, "--num-layers", "two"))
+
+
+def test_unknown_flag_gets_did_you_mean():
+    text = refused(BASE + ["--tensor-model-paralel-size", "2"])
+    assert "unknown flag --tensor-model-paralel-size" in text and "did you mean --tensor-model-parallel-size" in text
+
+
+def test_missing_essentials_say_what_to_add():
+    assert "add --train-iters" in refused(_replace(BASE, "--train-iters", None))
+    assert "add --lr" in refused(_replace(BASE, "--lr", None))
+    text = refused([a for a in _replace(BASE, "--save", None)])
+    assert "output_dir" in text and "--save" in text
+    text = refused(["--micro-batch-size", "1", "--train-iters", "1", "--lr", "1", "--save", "/o"])
+    assert "architecture flags" in text
+
+
+def test_launcher_quirks_local_rank_quotes_repeats():
+    result, cfg = ok(["--local-rank=3"] + BASE + ["--split", "'99,1,0'", "--lr", "2e-3", "--local_rank", "1"])
+    report = result.report()
+    assert cfg.data.split == "99,1,0" and "literal quotes removed" in report
+    assert cfg.training.lr == 2e-3 and "--lr given more than once: the last value (0.002) wins" in report
+    assert "added by the launcher" in report
+
+
+def test_absorbed_and_rejected_flags_are_reported():
+    result, _ = ok(BASE + ["--use-distributed-optimizer", "--overlap-grad-reduce", "--sequence-parallel"])
+    lines = {line.flag: line for line in result.lines}
+    assert lines["--use-distributed-optimizer"].status == "absorbed" and lines["--use-distributed-optimizer"].text
+    text = refused(BASE + ["--lora-r", "16"])
+    assert "--lora-r is not supported" in text
+
+
+def test_context_parallel_ring_algorithms():
+    argv = _replace(BASE, "--num-attention-heads", "4") + ["--context-parallel-size", "2"]
+    result, cfg = ok(argv + ["--context-parallel-algo", "megatron_cp_algo"])
+    assert cfg.parallel.cp_type == "ulysses" and "ring-style" in result.report()
+    text = refused(_replace(argv, "--num-attention-heads", "3") + ["--context-parallel-algo", "megatron_cp_algo"])
+    assert "--context-parallel-algo" in text and "divide by cp" in text
+
+
+def test_recompute_variants():
+    _, cfg = ok(BASE + ["--recompute-activations"])
+    assert cfg.parallel.recompute and cfg.parallel.recompute_modules == ["model.layers.{*}.self_attn"]
+    _, cfg = ok(_replace(BASE, "--num-layers", "8") + ["--recompute-granularity", "full", "--recompute-method", "block",
+                                                       "--recompute-num-layers", "1", "--pipeline-model-parallel-size", "2"])
+    assert cfg.parallel.recompute_modules == ["model.layers.0", "model.layers.4"]
+
+
+def test_load_equal_to_save_resumes_latest_and_checkpoint_flags():
+    _, cfg = ok(BASE + ["--load", "/ckpt/run/", "--no-load-optim", "--no-load-rng", "--no-save-optim", "--no-save-rng"])
+    t = cfg.training
+    assert t.resume_from_checkpoint == "latest" and cfg.model.model_name_or_path is None
+    assert (t.load_optim, t.load_rng, t.save_optim, t.save_rng, t.save_only_model) == (False, False, False, False, True)
+
+
+def test_load_megatron_checkpoint_fails_clearly_at_run_time(tmp_path):
+    (tmp_path / "latest_checkpointed_iteration.txt").write_text("100")
+    (tmp_path / "iter_0000100").mkdir()
+    with pytest.raises(ConfigError, match="holds a Megatron checkpoint"):
+        check_model_path(str(tmp_path))
+    with pytest.raises(ConfigError, match="no such directory"):
+        check_model_path(str(tmp_path / "nope"))
+
+
+def test_load_hf_config_disagreement_names_fields(tmp_path):
+    (tmp_path / "config.json").write_text(json.dumps({"model_type": "llama", "num_hidden_layers": 4, "hidden_size": 64,
+                                                      "rope_parameters": {"rope_theta": 500000.0}}))
+    argv = _llama(BASE) + ["--load", str(tmp_path)]
+    result, cfg = ok(argv)
+    assert cfg.model.model_name_or_path == str(tmp_path) and cfg.model.train_from_scratch is False
+    report = result.report()
+    assert "num_hidden_layers: flags say 2, config.json says 4" in report and "rope_theta" in report
+
+
+def _llama(argv):
+    return argv + ["--position-embedding-type", "rope", "--normalization", "RMSNorm", "--swiglu", "--disable-bias-linear",
+                   "--hidden-dropout", "0.0", "--untie-embeddings-and-output-weights"]
+
+
+FAMILIES = [
+    ([], "gpt2"),
+    (["--position-embedding-type", "rope", "--normalization", "RMSNorm", "--swiglu", "--hidden-dropout", "0"], "llama"),
+    (["--position-embedding-type", "rope", "--normalization", "RMSNorm", "--swiglu", "--disable-bias-linear", "--add-qkv-bias",
+      "--hidden-dropout", "0"], "qwen2"),
+    (["--position-embedding-type", "rope", "--normalization", "RMSNorm", "--swiglu", "--disable-bias-linear", "--qk-layernorm",
+      "--group-query-attention", "--num-query-groups", "2", "--kv-channels", "32", "--hidden-dropout", "0"], "qwen3"),
+    (["--position-embedding-type", "rope", "--normalization", "RMSNorm", "--swiglu", "--disable-bias-linear", "--qk-layernorm",
+      "--num-experts", "4", "--moe-router-topk", "2", "--moe-ffn-hidden-size", "32", "--moe-aux-loss-coeff", "0.01",
+      "--norm-topk-prob", "--hidden-dropout", "0"], "qwen3_moe"),
+    (["--position-embedding-type", "rope", "--normalization", "RMSNorm", "--swiglu", "--disable-bias-linear",
+      "--num-experts", "4", "--moe-router-topk", "2", "--hidden-dropout", "0"], "mixtral"),
+]
+
+
+@pytest.mark.parametrize("extra,family", FAMILIES)
+def test_architecture_families_build_real_models(extra, family):
+    _, cfg = ok(BASE + extra)
+    arch = dict(cfg.model.architecture)
+    assert arch["model_type"] == family and cfg.model.train_from_scratch
+    assert arch["vocab_size"] == 128  # NullTokenizer: 100 + eod, padded to 128 as Megatron pads
+    hf = AutoConfig.for_model(**arch)
+    model = AutoModelForCausalLM.from_config(hf)
+    assert model.get_input_embeddings().weight.shape == (128, 64)
+    layers = getattr(hf, "num_hidden_layers", None) or hf.n_layer
+    assert layers == 2
+
+
+def test_architecture_details_follow_megatron_defaults():
+    _, cfg = ok(BASE + ["--position-embedding-type", "rope", "--normalization", "RMSNorm", "--swiglu", "--hidden-dropout", "0",
+                        "--rotary-base", "500000", "--norm-epsilon", "1e-6", "--tensor-model-parallel-size", "2"])
+    arch = cfg.model.architecture
+    assert arch["intermediate_size"] == 128  # int(4 × 64 × 2/3 / 64) × 64, Megatron's SwiGLU default
+    assert arch["tie_word_embeddings"] is True and arch["rope_parameters"]["rope_theta"] == 500000.0
+    assert arch["rms_norm_eps"] == 1e-6 and arch["vocab_size"] == 256  # 101 padded to a multiple of 128 × tp 2
+
+
+def test_unsupported_architecture_is_refused_with_reason():
+    text = refused(BASE + ["--position-embedding-type", "rope"])
+    assert "RMSNorm" in text and "--swiglu" in text
+    text = refused(BASE + ["--position-embedding-type", "rope", "--normalization", "RMSNorm", "--swiglu", "--hidden-dropout", "0.1"])
+    assert "--hidden-dropout 0.1" in text
+
+
+def test_round_trip_flags_config_flags_config():
+    for extra, _family in FAMILIES:
+        argv = BASE + extra + ["--bf16", "--lr-decay-style", "cosine", "--lr-warmup-iters", "5", "--recompute-activations",
+                               "--tensor-model-parallel-size", "2", "--load", "/ckpt/run", "--eval-interval", "10"]
+        _, first = ok(argv)
+        flags, leftover = to_megatron(first)
+        _, second = ok(flags)
+        assert second == first, (flags, leftover)
+        assert to_megatron(second)[0] == flags
+
+
+def _replace(argv, flag, value):
+    """Replace a flag's single value, or drop the flag when value is None."""
+    out, i = [], 0
+    while i < len(argv):
+        if argv[i] == flag:
+            if value is not None:
+                out += [flag, value]
+            i += 2
+            continue
+        out.append(argv[i])
+        i += 1
+    return out
