@@ -1,0 +1,126 @@
+"""Everything that differs between CUDA, Ascend NPU and CPU lives here.
+
+The rest of the engine asks this module for the device, the collective backend,
+synchronisation, memory figures, the profiler and the peak FLOP/s used for MFU.
+CPU (gloo) is a first-class path: tests and debugging run there.
+"""
+import os
+import resource
+import socket
+from dataclasses import dataclass
+from typing import Optional
+
+import torch
+import torch.distributed as dist
+
+
+def _npu_available() -> bool:
+    try:
+        import torch_npu  # noqa: F401  (registers torch.npu)
+    except ImportError:
+        return False
+    return hasattr(torch, "npu") and torch.npu.is_available()
+
+
+def detect_device_type() -> str:
+    """cuda, npu or cpu; FSDP2_DEVICE=cpu forces the CPU path on an accelerator machine."""
+    forced = os.environ.get("FSDP2_DEVICE")
+    if forced:
+        if forced not in ("cuda", "npu", "cpu"):
+            raise ValueError(f"FSDP2_DEVICE={forced!r}: use cuda, npu or cpu")
+        return forced
+    if torch.cuda.is_available():
+        return "cuda"
+    if _npu_available():
+        return "npu"
+    return "cpu"
+
+
+BACKENDS = {"cuda": "nccl", "npu": "hccl", "cpu": "gloo"}
+
+# Dense bf16 peak TFLOP/s per device, for MFU. Matched by substring of the device name.
+PEAK_TFLOPS_BF16 = {
+    "H200": 989.0, "H100": 989.0, "H800": 989.0, "H20": 148.0, "A100": 312.0, "A800": 312.0,
+    "L40S": 362.0, "A10": 125.0, "4090": 165.0, "B200": 2250.0, "GB200": 2500.0,
+    "Ascend910B1": 414.0, "Ascend910B2": 376.0, "Ascend910B3": 313.0, "Ascend910B4": 280.0,
+}
+
+
+@dataclass
+class Device:
+    type: str            # cuda | npu | cpu
+    index: int           # local device index (0 on CPU)
+    backend: str
+
+    @property
+    def torch_device(self) -> torch.device:
+        return torch.device("cpu") if self.type == "cpu" else torch.device(self.type, self.index)
+
+    @property
+    def module(self):
+        """torch.cuda / torch.npu; None on CPU."""
+        return getattr(torch, self.type, None) if self.type != "cpu" else None
+
+    def synchronize(self) -> None:
+        if self.module is not None:
+            self.module.synchronize()
+
+    def name(self) -> str:
+        if self.module is None:
+            return "cpu"
+        return self.module.get_device_name(self.index)
+
+    def reset_peak_memory(self) -> None:
+        if self.module is not None:
+            self.module.reset_peak_memory_stats(self.index)
+
+    def peak_memory_gb(self) -> float:
+        """Peak allocated accelerator memory; on CPU the process's peak resident set size."""
+        if self.module is not None:
+            return self.module.max_memory_allocated(self.index) / 2**30
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # KiB on Linux
+
+    def peak_tflops(self, override: Optional[float] = None) -> Optional[float]:
+        """Peak dense bf16 TFLOP/s: the override, $FSDP2_PEAK_TFLOPS, or the table; None when unknown (CPU)."""
+        if override:
+            return float(override)
+        env = os.environ.get("FSDP2_PEAK_TFLOPS")
+        if env:
+            return float(env)
+        if self.type == "cpu":
+            return None
+        name = self.name().replace(" ", "")
+        for key, value in PEAK_TFLOPS_BF16.items():
+            if key in name:
+                return value
+        return None
+
+    def profiler_module(self):
+        """torch.profiler, or torch_npu.profiler on Ascend."""
+        if self.type == "npu":
+            import torch_npu
+            return torch_npu.profiler
+        return torch.profiler
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def init_distributed(device_type: Optional[str] = None) -> Device:
+    """Join (or create) the default process group; a plain `python` run becomes a world of one."""
+    device_type = device_type or detect_device_type()
+    local_rank = int(os.environ.get("LOCAL_RANK", 0))
+    device = Device(device_type, local_rank if device_type != "cpu" else 0, BACKENDS[device_type])
+    if device.module is not None:
+        device.module.set_device(device.index)
+    if not dist.is_initialized():
+        if "RANK" not in os.environ:  # not launched by torchrun
+            os.environ.setdefault("MASTER_ADDR", "127.0.0.1")
+            os.environ.setdefault("MASTER_PORT", str(free_port()))
+            os.environ.update(RANK="0", WORLD_SIZE="1", LOCAL_RANK="0")
+        kwargs = {"device_id": device.torch_device} if device.type == "cuda" else {}
+        dist.init_process_group(backend=device.backend, **kwargs)
+    return device

@@ -1,0 +1,209 @@
+"""Hugging Face models: from a local directory, from a config dict, or on the meta device.
+
+The model knows nothing of parallelism. With `init_model_with_meta_device` it is built
+on the meta device, the caller shards it, and `materialize` then fills each parameter
+from one full tensor at a time (read from safetensors, or initialised), keeping only
+this rank's shard: no rank ever holds the whole model.
+
+From-scratch initialisation is seeded per module (seed, module index), so the
+weights are the same for every parallel layout and for meta or eager building.
+"""
+import json
+import logging
+import os
+from typing import Dict, Iterator, Optional, Tuple
+
+import torch
+import torch.nn as nn
+from torch.distributed.tensor import DTensor, Replicate
+
+from fsdp2_core.config import ConfigError
+
+log = logging.getLogger(__name__)
+
+
+def hf_config(model_cfg, vocab_size: Optional[int] = None):
+    """The transformers config: from model_name_or_path, else from the `architecture` dict."""
+    from transformers import AutoConfig
+    m = model_cfg
+    if m.model_name_or_path:
+        config = AutoConfig.from_pretrained(m.model_name_or_path, trust_remote_code=m.trust_remote_code,
+                                            revision=m.model_revision, cache_dir=m.cache_dir)
+    else:
+        arch = dict(m.architecture or {})
+        model_type = arch.pop("model_type", None)
+        if not model_type:
+            raise ConfigError("model.architecture needs a model_type (e.g. llama, qwen3, gpt2)")
+        try:
+            config = AutoConfig.for_model(model_type, **arch)
+        except ValueError as exc:
+            raise ConfigError(f"model.architecture: {exc}") from None
+        if "vocab_size" not in arch:
+            if vocab_size is None:
+                raise ConfigError("model.architecture has no vocab_size and no tokenizer gives one; "
+                                  "set vocab_size (--vocab-size) or a tokenizer")
+            config.vocab_size = vocab_size
+    config.use_cache = False  # training never reuses key/value caches
+    return config
+
+
+def _from_config(config, trust_remote_code: bool) -> nn.Module:
+    from transformers import AutoModelForCausalLM
+    return AutoModelForCausalLM.from_config(config, trust_remote_code=trust_remote_code, dtype=torch.float32)
+
+
+def build_model(cfg, device: torch.device, meta: bool, vocab_size: Optional[int] = None, seed: int = 0) -> nn.Module:
+    """Eager: a ready model on `device`. Meta: an empty model to shard, then `materialize`."""
+    m = cfg.model
+    config = hf_config(m, vocab_size)
+    if meta:
+        with torch.device("meta"):
+            return _from_config(config, m.trust_remote_code)
+    if m.model_name_or_path and not m.train_from_scratch:
+        from transformers import AutoModelForCausalLM
+        model = AutoModelForCausalLM.from_pretrained(m.model_name_or_path, config=config, dtype=torch.float32,
+                                                     trust_remote_code=m.trust_remote_code, revision=m.model_revision)
+        return model.to(device)
+    with torch.device(device):
+        model = _from_config(config, m.trust_remote_code)
+    init_weights(model, seed)
+    return model
+
+
+def materialize(model: nn.Module, cfg, device: torch.device, seed: int) -> None:
+    """Allocate this rank's shards of a meta-built (and already sharded) model, then fill them."""
+    model.to_empty(device=device)
+    m = cfg.model
+    if m.model_name_or_path and not m.train_from_scratch:
+        init_buffers(model)
+        load_weights(model, m.model_name_or_path, seed)
+    else:
+        init_weights(model, seed)
+    if hasattr(model, "tie_weights"):
+        model.tie_weights()
+
+
+# ---------------------------------------------------------------- shard-wise filling
+
+def copy_full_into(param: torch.Tensor, full: torch.Tensor) -> None:
+    """Write a full (global) tensor into `param`, keeping only this rank's shard of a DTensor."""
+    with torch.no_grad():
+        if isinstance(param, DTensor):
+            full = full.to(device=param.to_local().device, dtype=param.dtype)
+            replicated = DTensor.from_local(full, param.device_mesh, [Replicate()] * param.device_mesh.ndim,
+                                            run_check=False)
+            param.to_local().copy_(replicated.redistribute(param.device_mesh, param.placements).to_local())
+        else:
+            param.copy_(full)
+
+
+def _shadow_params(module: nn.Module) -> Dict[str, nn.Parameter]:
+    """Full-shaped plain CPU stand-ins for a module's own parameters (global shapes of DTensors)."""
+    return {name: nn.Parameter(torch.empty(p.shape, dtype=torch.float32), requires_grad=False)
+            for name, p in module.named_parameters(recurse=False)}
+
+
+def init_weights(model: nn.Module, seed: int) -> None:
+    """Initialise every module with the model's own `_init_weights`, one module at a time.
+
+    Each module's parameters are swapped for full-shaped stand-ins, initialised from a
+    generator seeded by (seed, module index), and scattered into the real (possibly
+    sharded) parameters. Buffers (rotary tables) are written in place.
+    """
+    init_fn = getattr(model, "_init_weights", None)
+    if init_fn is None:
+        raise ConfigError(f"{type(model).__name__} has no _init_weights; cannot initialise it from scratch")
+    rng_state = torch.get_rng_state()
+    for index, (_, module) in enumerate(model.named_modules()):
+        real = dict(module.named_parameters(recurse=False))
+        shadow = _shadow_params(module)
+        if not shadow and not list(module.buffers(recurse=False)):
+            continue
+        torch.manual_seed(seed * 1_000_003 + index)
+        for name, p in shadow.items():
+            module._parameters[name] = p
+        try:
+            with torch.no_grad():
+                init_fn(module)
+        finally:
+            for name, p in real.items():
+                module._parameters[name] = p
+        for name, p in real.items():
+            copy_full_into(p, shadow[name].data)
+    torch.set_rng_state(rng_state)
+
+
+def init_buffers(model: nn.Module) -> None:
+    """Recompute buffers (rotary tables) lost by `to_empty`, for modules that own no parameters."""
+    init_fn = getattr(model, "_init_weights", None)
+    for module in model.modules():
+        if list(module.buffers(recurse=False)) and not list(module.parameters(recurse=False)) and init_fn:
+            with torch.no_grad():
+                init_fn(module)
+
+
+def _safetensors_files(path: str) -> Dict[str, str]:
+    """{tensor name: file} for a local checkpoint directory."""
+    index = os.path.join(path, "model.safetensors.index.json")
+    if os.path.exists(index):
+        with open(index, encoding="utf-8") as fh:
+            weight_map = json.load(fh)["weight_map"]
+        return {k: os.path.join(path, v) for k, v in weight_map.items()}
+    single = os.path.join(path, "model.safetensors")
+    if not os.path.exists(single):
+        raise ConfigError(f"{path}: no model.safetensors(.index.json); meta-device loading reads safetensors only")
+    from safetensors import safe_open
+    with safe_open(single, framework="pt") as fh:
+        return {k: single for k in fh.keys()}
+
+
+def iter_checkpoint(path: str) -> Iterator[Tuple[str, torch.Tensor]]:
+    from safetensors import safe_open
+    files = _safetensors_files(path)
+    by_file: Dict[str, list] = {}
+    for name, file in files.items():
+        by_file.setdefault(file, []).append(name)
+    for file, names in by_file.items():
+        with safe_open(file, framework="pt") as fh:
+            for name in names:
+                yield name, fh.get_tensor(name)
+
+
+def load_weights(model: nn.Module, path: str, seed: int) -> None:
+    """Fill parameters from safetensors one tensor at a time; rows beyond the checkpoint's vocabulary
+    (a resized embedding) are initialised as new tokens."""
+    from .tokens import grow_rows
+    params = dict(model.named_parameters())
+    seen = set()
+    for name, full in iter_checkpoint(path):
+        if name not in params:
+            continue
+        param = params[name]
+        if full.shape != param.shape:
+            if full.shape[1:] == param.shape[1:] and full.shape[0] < param.shape[0]:
+                full = grow_rows(full.float(), param.shape[0], seed)
+            else:
+                raise ConfigError(f"{path}: tensor {name} has shape {tuple(full.shape)}, the model expects {tuple(param.shape)}")
+        copy_full_into(param, full)
+        seen.add(name)
+    missing = [n for n in params if n not in seen and not _is_tied(model, n)]
+    if missing:
+        raise ConfigError(f"{path}: the checkpoint lacks {len(missing)} parameters, e.g. {missing[:3]}")
+
+
+def _is_tied(model: nn.Module, name: str) -> bool:
+    head = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
+    embed = model.get_input_embeddings() if hasattr(model, "get_input_embeddings") else None
+    return (head is not None and embed is not None and head.weight is embed.weight
+            and name.endswith("weight") and dict(model.named_parameters()).get(name) is head.weight)
+
+
+def count_parameters(model: nn.Module, exclude_input_embedding: bool = False) -> int:
+    """Global parameter count (DTensor numel is the global size); tied weights once."""
+    skip = set()
+    if exclude_input_embedding and hasattr(model, "get_input_embeddings"):
+        emb = model.get_input_embeddings()
+        head = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
+        if head is None or head.weight is not emb.weight:
+            skip = {id(p) for p in emb.parameters()}
+    return sum(p.numel() for p in model.parameters() if id(p) not in skip)

@@ -1,0 +1,46 @@
+"""Parallelisation: device mesh, then tensor parallel → recompute → FSDP2, in that order."""
+import logging
+from typing import Iterable
+
+import torch.nn as nn
+
+from fsdp2_core.config import ConfigError
+
+from .fsdp import DTYPES, apply_fsdp
+from .mesh import Mesh, ParallelDims, build_mesh, parallel_dims
+from .recompute import apply_recompute
+from .tensor_parallel import apply_tensor_parallel
+
+log = logging.getLogger(__name__)
+
+
+def modules_used_twice(model: nn.Module, chunked_head: bool) -> list:
+    """Modules whose weights are used more than once a step; FSDP keeps them in the root unit."""
+    head = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
+    embed = model.get_input_embeddings() if hasattr(model, "get_input_embeddings") else None
+    keep = []
+    if head is not None and embed is not None and head.weight is embed.weight:
+        keep += [head, embed]  # tied weights must live in one unit
+    elif head is not None and chunked_head:
+        keep.append(head)  # called once per loss chunk
+    return keep
+
+
+def parallelize(model: nn.Module, cfg, mesh: Mesh) -> nn.Module:
+    """Apply TP, activation recompute and FSDP2 to `model` in place; return it."""
+    p = cfg.parallel
+    if p.cp_size > 1:
+        raise ConfigError("cp_size > 1: the mesh has its context-parallel dimension, but Ulysses attention "
+                          "is not wired into the engine yet; set cp_size 1")
+    if mesh.tp is not None:
+        apply_tensor_parallel(model, mesh.tp, p.tp_colwise, p.tp_rowwise)
+    if p.recompute:
+        wrapped = apply_recompute(model, p.recompute_modules)
+        if not wrapped:
+            raise ConfigError(f"recompute is on but no module matches recompute_modules {p.recompute_modules}")
+    keep = modules_used_twice(model, chunked_head=bool(cfg.training.chunk_loss_size))
+    apply_fsdp(model, mesh.fsdp, p, keep_in_root=keep)
+    return model
+
+
+__all__ = ["parallelize", "build_mesh", "parallel_dims", "Mesh", "ParallelDims", "DTYPES"]

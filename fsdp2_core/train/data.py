@@ -1,0 +1,104 @@
+"""Data for the loop: datasets for the run, and per-rank micro-batch iterators.
+
+Samples are dicts with `tokens`, `labels`, `loss_mask`, `position_ids` (and optionally
+`attention_mask`). Micro-batches follow Megatron's pretraining sampler: a global
+position `consumed` advances by micro_batch × dp per draw, and rank r takes its slice,
+so a resume only needs the consumed-samples count.
+"""
+import itertools
+import logging
+from typing import Dict, Iterator, Optional, Sequence
+
+import numpy as np
+import torch
+
+from fsdp2_core.config import ConfigError
+
+log = logging.getLogger(__name__)
+
+
+def _sampler(total: int, consumed: int, micro: int, rank: int, dp: int):
+    try:
+        from fsdp2_core.data.sampler import MegatronPretrainingSampler
+        return MegatronPretrainingSampler(total_samples=total, consumed_samples=consumed, micro_batch_size=micro,
+                                          data_parallel_rank=rank, data_parallel_size=dp, drop_last=True)
+    except ImportError:
+        return _FallbackSampler(total, consumed, micro, rank, dp)
+
+
+class _FallbackSampler:
+    """Used until the data package's sampler is importable; same order."""
+
+    def __init__(self, total, consumed, micro, rank, dp):
+        self.total, self.consumed, self.micro, self.rank, self.dp = total, consumed, micro, rank, dp
+
+    def __iter__(self):
+        step = self.micro * self.dp
+        for start in range(self.consumed, self.total - step + 1, step):
+            yield list(range(start + self.rank * self.micro, start + (self.rank + 1) * self.micro))
+
+
+def collate(samples: Sequence[Dict]) -> Dict[str, torch.Tensor]:
+    return {k: torch.as_tensor(np.stack([np.asarray(s[k]) for s in samples])) for k in samples[0]}
+
+
+def micro_batches(dataset, consumed: int, micro: int, rank: int, dp: int, workers: int = 0,
+                  cyclic: bool = False) -> Iterator[Dict[str, torch.Tensor]]:
+    """This rank's micro-batches from global position `consumed`; `cyclic` restarts at the end (eval)."""
+    while True:
+        sampler = _sampler(len(dataset), consumed, micro, rank, dp)
+        if workers > 0:
+            loader = torch.utils.data.DataLoader(dataset, batch_sampler=sampler, num_workers=workers,
+                                                 collate_fn=collate, persistent_workers=False)
+            yield from loader
+        else:
+            for indices in sampler:
+                yield collate([dataset[i] for i in indices])
+        if not cyclic:
+            return
+        consumed = 0
+
+
+def build_datasets(cfg, train_iters: int, global_batch: int, tokenizer=None):
+    """(train, valid, test) for the configured data manager; mg = Megatron .bin/.idx pretraining data."""
+    d, t = cfg.data, cfg.training
+    if d.data_manager_type != "mg":
+        raise ConfigError("data_manager_type lf (fine-tuning data) is not wired into the engine yet; "
+                          "use data_manager_type mg for pretraining data")
+    try:
+        from fsdp2_core.data import build_pretraining_datasets, megatron_sample_counts
+    except ImportError as exc:
+        raise ConfigError(f"the Megatron data package is not available ({exc})") from None
+    counts = megatron_sample_counts(train_iters, global_batch, t.eval_interval or train_iters, t.eval_iters)
+    split_paths = lambda text: text.split() if text else None  # noqa: E731
+    return build_pretraining_datasets(
+        split_paths(d.dataset if isinstance(d.dataset, str) else None), d.split, d.cutoff_len, t.seed,
+        num_samples=counts, cache_dir=d.data_cache_path, tokenizer=tokenizer,
+        train_data_path=split_paths(d.train_data_path), valid_data_path=split_paths(d.valid_data_path),
+        test_data_path=split_paths(d.test_data_path), mock=d.mock_data, reset_position_ids=d.reset_position_ids,
+        reset_attention_mask=d.reset_attention_mask, eod_mask_loss=d.eod_mask_loss,
+        create_attention_mask=bool(d.create_attention_mask_in_dataloader), no_shared_storage=bool(d.no_shared_storage))
+
+
+def build_tokenizer(cfg):
+    """The Megatron tokenizer for mg data, or a Hugging Face tokenizer; None when neither is configured."""
+    m = cfg.model
+    if cfg.data.data_manager_type == "mg" and (m.tokenizer_type or m.vocab_file or m.tokenizer_model):
+        from fsdp2_core.data import build_pretraining_tokenizer
+        return build_pretraining_tokenizer(m.tokenizer_type or "HuggingFaceTokenizer",
+                                           tokenizer_model=m.tokenizer_model or m.tokenizer_name_or_path,
+                                           vocab_file=m.vocab_file, merge_file=m.merge_file, vocab_size=m.vocab_size)
+    path = m.tokenizer_name_or_path or m.model_name_or_path
+    if path:
+        from transformers import AutoTokenizer
+        return AutoTokenizer.from_pretrained(path, use_fast=m.use_fast_tokenizer, trust_remote_code=m.trust_remote_code,
+                                             split_special_tokens=m.split_special_tokens)
+    return None
+
+
+def epochs_to_steps(train_len: int, epochs: float, global_batch: int) -> int:
+    steps = int(epochs * (train_len // global_batch))
+    if steps < 1:
+        raise ConfigError(f"{epochs} epochs of {train_len} samples at global batch {global_batch} is no full step; "
+                          "set max_steps or a smaller global batch")
+    return steps

@@ -1,0 +1,121 @@
+"""`run_training(cfg)`: device → mesh → model → parallelize → optimizer → data → loop."""
+import logging
+import random
+from typing import Callable, Optional, Sequence
+
+import numpy as np
+import torch
+import torch.distributed as dist
+
+from fsdp2_core.config import global_batch_size, padded_vocab_size, resolve_batch
+from fsdp2_core.device import init_distributed
+from fsdp2_core.models.build import build_model, count_parameters, materialize
+from fsdp2_core.models.tokens import extend_tokenizer, resize_model_vocab
+from fsdp2_core.parallel import build_mesh, parallelize
+from fsdp2_core.parallel.fsdp import ignored_parameters
+
+from .checkpoint_hooks import CheckpointHooks
+from .data import build_datasets, build_tokenizer, epochs_to_steps, micro_batches
+from .loop import Data, TrainState, train
+from .loss import install_loss, register_loss_with_fsdp
+from .lr_schedule import build_schedule
+from .metrics import MetricsSink, flops_per_token
+from .optimizer import build_optimizer
+from .profiler import StepProfiler
+from .step import RunContext
+
+log = logging.getLogger(__name__)
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def _vocab_size(cfg, tokenizer) -> Optional[int]:
+    """Megatron's padded vocabulary for architectures that do not fix vocab_size themselves."""
+    m = cfg.model
+    if m.padded_vocab_size:
+        return m.padded_vocab_size
+    size = m.vocab_size or (getattr(tokenizer, "vocab_size", None) if tokenizer is not None else None)
+    return padded_vocab_size(size, m.make_vocab_size_divisible_by, cfg.parallel.tp_size) if size else None
+
+
+def build_parallel_model(cfg, device, mesh, tokenizer=None):
+    """The model, sharded and ready: eager build then shard, or meta build, shard, fill shard by shard."""
+    m, seed = cfg.model, cfg.training.seed
+    meta = m.init_model_with_meta_device
+    model = build_model(cfg, device.torch_device, meta=meta, vocab_size=_vocab_size(cfg, tokenizer), seed=seed)
+    if tokenizer is not None and hasattr(tokenizer, "add_special_tokens") and not meta:
+        added = extend_tokenizer(tokenizer, m)
+        resize_model_vocab(model, tokenizer, m, added, seed)
+    install_loss(model)
+    parallelize(model, cfg, mesh)
+    register_loss_with_fsdp(model)
+    if meta:
+        materialize(model, cfg, device.torch_device, seed)
+    model.train()
+    return model
+
+
+def run_training(cfg, datasets: Optional[Sequence] = None, checkpoint: Optional[CheckpointHooks] = None,
+                 print_fn: Optional[Callable[[str], None]] = None, peak_tflops: Optional[float] = None) -> dict:
+    """Train per `cfg`. `datasets` = (train, valid, test) overrides the configured data (tests, tools).
+
+    Returns a summary: final iteration, consumed samples, per-iteration losses / grad norms / learning
+    rates, validation and test losses, skipped and NaN iteration counts, last throughput figures.
+    """
+    created_group = not dist.is_initialized()
+    device = init_distributed()
+    rank, world = dist.get_rank(), dist.get_world_size()
+    print_fn = print_fn or (lambda s: print(s, flush=True) if rank == 0 else None)
+    t = cfg.training
+    dp = resolve_batch(cfg, world)
+    mesh = build_mesh(cfg.parallel, world, device.type)
+    gbs = global_batch_size(cfg, dp)
+    seed_everything(t.seed)
+
+    tokenizer = build_tokenizer(cfg) if datasets is None or cfg.model.model_name_or_path else None
+    model = build_parallel_model(cfg, device, mesh, tokenizer)
+    optimizer = build_optimizer(model, t)
+
+    if datasets is None:
+        if t.max_steps <= 0:
+            from fsdp2_core.config import ConfigError
+            raise ConfigError("pretraining (mg) data needs max_steps (--train-iters): its sample counts derive from it")
+        datasets = build_datasets(cfg, t.max_steps, gbs, tokenizer)
+    train_ds, valid_ds, test_ds = (list(datasets) + [None, None])[:3]
+    train_iters = t.max_steps if t.max_steps > 0 else epochs_to_steps(len(train_ds), t.num_train_epochs, gbs)
+    schedule = build_schedule(t, train_iters, gbs)
+
+    state = TrainState()
+    hooks = checkpoint or CheckpointHooks()
+    hooks.load(state, model, optimizer, schedule)
+    schedule.apply(optimizer)
+
+    micro, workers = t.per_device_train_batch_size, t.dataloader_num_workers
+    data = Data(
+        train=micro_batches(train_ds, state.consumed_train_samples, micro, mesh.dp_rank, dp, workers),
+        valid=micro_batches(valid_ds, 0, micro, mesh.dp_rank, dp, cyclic=True) if valid_ds is not None and len(valid_ds) else None,
+        test=micro_batches(test_ds, 0, micro, mesh.dp_rank, dp, cyclic=True) if test_ds is not None and len(test_ds) else None)
+    ignored = list(ignored_parameters(model, cfg.parallel.ignored_modules))
+    ctx = RunContext(cfg, model, optimizer, schedule, mesh, device, t.gradient_accumulation_steps, gbs, ignored)
+    hf_config = getattr(model, "config", None)
+    flops_token = flops_per_token(hf_config, count_parameters(model, exclude_input_embedding=True), cfg.data.cutoff_len)
+    sink = MetricsSink(t, rank)
+    profiler = StepProfiler(cfg.profiling, rank, device)
+    try:
+        hist = train(ctx, state, train_iters, data, hooks, sink, profiler, flops_token,
+                     device.peak_tflops(peak_tflops), print_fn)
+    finally:
+        sink.close()
+    summary = {"iteration": state.iteration, "train_iters": train_iters,
+               "consumed_train_samples": state.consumed_train_samples, "global_batch_size": gbs,
+               "gradient_accumulation_steps": t.gradient_accumulation_steps, "losses": hist.losses,
+               "grad_norms": hist.grad_norms, "learning_rates": hist.lrs, "valid": hist.valid,
+               "test_loss": hist.test_loss, "skipped_iterations": state.skipped_iters,
+               "nan_iterations": state.nan_iters, "throughput": hist.throughput, "world_size": world}
+    if created_group:
+        dist.destroy_process_group()
+    return summary

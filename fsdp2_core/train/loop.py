@@ -1,0 +1,134 @@
+"""The training loop, Megatron's `train()` in a page.
+
+    while iteration < train_iters:
+        run one iteration (grad-accumulated), advance consumed samples
+        log every logging_steps, evaluate every eval_interval, let checkpoint hooks save
+    evaluate valid/test at the end
+"""
+import logging
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Callable, Dict, List, Optional
+
+from .evaluate import evaluate
+from .logging_line import eval_line, iteration_line
+from .metrics import throughput
+from .step import RunContext, train_step
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class TrainState:
+    """What a resume needs from the loop; `consumed_train_samples` positions the data in O(1)."""
+    iteration: int = 0
+    consumed_train_samples: int = 0
+    skipped_iters: int = 0
+    nan_iters: int = 0
+
+    def state_dict(self) -> dict:
+        return asdict(self)
+
+    def load_state_dict(self, d: dict) -> None:
+        for k, v in d.items():
+            setattr(self, k, v)
+
+
+@dataclass
+class Interval:
+    """Sums over one logging interval, reset after each line (as Megatron's total_loss_dict)."""
+    loss: float = 0.0
+    advanced: int = 0
+    skipped: int = 0
+    nan: int = 0
+    seconds: float = 0.0
+    iters: int = 0
+
+
+@dataclass
+class Data:
+    train: object                 # iterator of this rank's micro-batches
+    valid: Optional[object] = None
+    test: Optional[object] = None
+
+
+@dataclass
+class History:
+    losses: List[float] = field(default_factory=list)
+    grad_norms: List[float] = field(default_factory=list)
+    lrs: List[float] = field(default_factory=list)
+    valid: List[Dict] = field(default_factory=list)
+    test_loss: Optional[float] = None
+    throughput: Dict = field(default_factory=dict)
+
+
+def train(ctx: RunContext, state: TrainState, train_iters: int, data: Data, hooks, sink, profiler,
+          flops_token: float, peak_tflops: Optional[float], print_fn: Callable[[str], None]) -> History:
+    t = ctx.cfg.training
+    seq = ctx.cfg.data.cutoff_len
+    world = ctx.mesh.dims.world_size
+    hist, iv = History(), Interval()
+    stop = False
+    ctx.device.reset_peak_memory()
+    while state.iteration < train_iters and not stop:
+        profiler.step_begin(state.iteration)
+        ctx.device.synchronize()
+        start = time.perf_counter()
+        batches = [next(data.train) for _ in range(ctx.grad_accum)]
+        r = train_step(ctx, batches)
+        ctx.device.synchronize()
+        iv.seconds += time.perf_counter() - start
+        profiler.step_end(state.iteration, last=state.iteration + 1 == train_iters)
+        state.iteration += 1
+        state.consumed_train_samples += ctx.global_batch
+        iv.iters += 1
+        iv.skipped += r.skipped
+        iv.nan += r.nan
+        state.skipped_iters += r.skipped
+        state.nan_iters += r.nan
+        if not r.skipped:
+            iv.loss += r.loss
+            iv.advanced += 1
+        lr = ctx.optimizer.param_groups[0]["lr"]
+        hist.losses.append(r.loss)
+        hist.grad_norms.append(r.grad_norm)
+        hist.lrs.append(lr)
+
+        if state.iteration % max(t.logging_steps, 1) == 0:
+            per_iter = iv.seconds / iv.iters
+            tp = throughput(ctx.global_batch * seq, per_iter, world, flops_token, peak_tflops)
+            loss = iv.loss / max(iv.advanced, 1)
+            print_fn(iteration_line(state.iteration, train_iters, state.consumed_train_samples, per_iter * 1000.0,
+                                    lr, ctx.global_batch, loss, 1.0, r.grad_norm, iv.skipped, iv.nan,
+                                    tp["tokens_per_s_per_device"], tp["tflops_per_device"], tp["mfu"],
+                                    ctx.device.peak_memory_gb()))
+            sink.write("train", state.iteration, {"lm_loss": loss, "learning_rate": lr, "grad_norm": r.grad_norm,
+                                                  "consumed_samples": state.consumed_train_samples,
+                                                  "iteration_ms": per_iter * 1000.0, "skipped": iv.skipped,
+                                                  "nan": iv.nan, **tp, "peak_memory_gb": ctx.device.peak_memory_gb()})
+            hist.throughput = tp
+            iv = Interval()
+
+        if t.eval_interval and data.valid is not None and state.iteration % t.eval_interval == 0:
+            _eval(ctx, data.valid, f"iteration {state.iteration}", "valid", state, hist, sink, print_fn)
+        stop = hooks.after_step(state, ctx.model, ctx.optimizer, ctx.schedule)
+        if t.exit_interval and state.iteration % t.exit_interval == 0:
+            stop = True
+
+    profiler.stop(state.iteration)
+    if t.eval_interval and data.valid is not None and state.iteration % t.eval_interval != 0:
+        _eval(ctx, data.valid, f"iteration {state.iteration}", "valid", state, hist, sink, print_fn)
+    if data.test is not None:
+        hist.test_loss = _eval(ctx, data.test, f"iteration {state.iteration} on test set", "test",
+                               state, hist, sink, print_fn)
+    hooks.finish(state, ctx.model, ctx.optimizer, ctx.schedule)
+    return hist
+
+
+def _eval(ctx, batches, prefix, kind, state, hist, sink, print_fn) -> float:
+    loss = evaluate(ctx, batches, ctx.cfg.training.eval_iters)
+    print_fn(eval_line(prefix, loss))
+    sink.write(kind, state.iteration, {"lm_loss": loss})
+    if kind == "valid":
+        hist.valid.append({"iteration": state.iteration, "loss": loss})
+    return loss

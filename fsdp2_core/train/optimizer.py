@@ -1,0 +1,68 @@
+"""AdamW with Megatron's parameter groups, and a global gradient norm correct for DTensor shards."""
+import math
+from typing import Iterable, List, Optional
+
+import torch
+import torch.distributed as dist
+import torch.nn as nn
+from torch.distributed.tensor import DTensor
+
+
+def no_weight_decay(name: str, param: torch.Tensor) -> bool:
+    """Megatron: biases and 1-D parameters (norm scales) get no weight decay."""
+    return name.endswith(".bias") or param.ndim == 1
+
+
+def build_optimizer(model: nn.Module, t) -> torch.optim.Optimizer:
+    decay, plain = [], []
+    for name, p in model.named_parameters():
+        if p.requires_grad:
+            (plain if no_weight_decay(name, p) else decay).append(p)
+    groups = [g for g in ({"params": decay, "wd_mult": 1.0}, {"params": plain, "wd_mult": 0.0}) if g["params"]]
+    return torch.optim.AdamW(groups, lr=t.lr, betas=(t.adam_beta1, t.adam_beta2), eps=t.adam_epsilon,
+                             weight_decay=t.weight_decay, foreach=True)
+
+
+def _copies(t: torch.Tensor, world: int) -> int:
+    """How many ranks of the world hold each element of this tensor's local piece."""
+    if not isinstance(t, DTensor):
+        return world
+    shards = 1
+    for size, placement in zip(t.device_mesh.shape, t.placements):
+        if placement.is_shard():
+            shards *= size
+    return world // shards
+
+
+def global_grad_norm(params: Iterable[torch.Tensor], group: Optional[dist.ProcessGroup] = None) -> torch.Tensor:
+    """L2 norm of all gradients over every shard (FSDP and TP), as one full reduction.
+
+    Each rank sums the squares of its local pieces, weighted by 1/copies so replicated
+    pieces count once, and a single all-reduce over the world adds them up.
+    """
+    world = dist.get_world_size(group) if dist.is_initialized() else 1
+    grads = [p.grad for p in params if p.grad is not None]
+    if not grads:
+        return torch.tensor(0.0)
+    device = (grads[0].to_local() if isinstance(grads[0], DTensor) else grads[0]).device
+    total = torch.zeros((), dtype=torch.float64, device=device)
+    for g in grads:
+        local = g.to_local() if isinstance(g, DTensor) else g
+        total += local.detach().double().pow(2).sum() / _copies(g, world)
+    if world > 1:
+        dist.all_reduce(total, group=group)
+    return total.sqrt().float()
+
+
+def clip_gradients(params: List[torch.Tensor], max_norm: float, total_norm: torch.Tensor) -> None:
+    """Scale gradients so their global norm is at most `max_norm` (as torch's clip_grad_norm_)."""
+    if max_norm <= 0:
+        return
+    coef = max_norm / (float(total_norm) + 1e-6)
+    if coef < 1.0:
+        locals_ = [(p.grad.to_local() if isinstance(p.grad, DTensor) else p.grad) for p in params if p.grad is not None]
+        torch._foreach_mul_(locals_, coef)
+
+
+def is_finite(x: float) -> bool:
+    return not (math.isnan(x) or math.isinf(x))

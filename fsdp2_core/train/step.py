@@ -1,0 +1,100 @@
+"""One training iteration: accumulate micro-batches, reduce the loss, clip, step.
+
+Normalisation (the gradient FSDP averages over the data-parallel ranks):
+  calculate_per_token_loss: each micro-batch contributes sum(token losses) × dp / N,
+      N the masked-token count of the whole global batch (all-reduced first), so the
+      gradient is that of sum over the global batch / N.
+  otherwise (Megatron's default): each micro-batch contributes its own token mean /
+      accumulation steps, so the gradient is the mean over micro-batches and ranks.
+"""
+from dataclasses import dataclass
+from typing import Any, Dict, List, Optional
+
+import torch
+import torch.distributed as dist
+
+from .optimizer import clip_gradients, global_grad_norm, is_finite
+
+
+@dataclass
+class RunContext:
+    cfg: Any
+    model: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    schedule: Any
+    mesh: Any
+    device: Any
+    grad_accum: int
+    global_batch: int
+    ignored_params: Optional[List[torch.nn.Parameter]] = None
+
+
+@dataclass
+class StepResult:
+    loss: float
+    grad_norm: float
+    skipped: bool
+    nan: bool
+    tokens: int
+
+
+def _to_device(batch: Dict[str, torch.Tensor], device) -> Dict[str, torch.Tensor]:
+    return {k: torch.as_tensor(v).to(device, non_blocking=True) for k, v in batch.items()}
+
+
+def forward_sums(ctx: RunContext, batch: Dict[str, torch.Tensor]):
+    """(sum of masked token losses, masked token count) of one micro-batch."""
+    b = _to_device(batch, ctx.device.torch_device)
+    mask = b.get("attention_mask")
+    if mask is not None and mask.dim() == 4:
+        mask = ~mask.bool()  # Megatron marks masked-out positions True; HF wants allowed positions True
+    return ctx.model.lm_loss(b["tokens"], b["labels"], b["loss_mask"], position_ids=b.get("position_ids"),
+                             attention_mask=mask, chunk_size=ctx.cfg.training.chunk_loss_size)
+
+
+def _dp_sum(ctx, t: torch.Tensor) -> torch.Tensor:
+    if ctx.mesh.dims.dp > 1:
+        dist.all_reduce(t, group=ctx.mesh.dp_group)
+    return t
+
+
+def _sync_ignored_grads(ctx) -> None:
+    """Parameters left out of FSDP still need their gradients averaged over data parallelism."""
+    if not ctx.ignored_params or ctx.mesh.dims.dp == 1:
+        return
+    for p in ctx.ignored_params:
+        if p.grad is not None:
+            dist.all_reduce(p.grad, group=ctx.mesh.dp_group)
+            p.grad.div_(ctx.mesh.dims.dp)
+
+
+def train_step(ctx: RunContext, micro_batches: List[Dict[str, torch.Tensor]]) -> StepResult:
+    t = ctx.cfg.training
+    dp = ctx.mesh.dims.dp
+    per_token = t.calculate_per_token_loss
+    local_tokens = sum(float(torch.as_tensor(mb["loss_mask"]).sum()) for mb in micro_batches)
+    total_tokens = float(_dp_sum(ctx, torch.tensor(local_tokens, dtype=torch.float64)))
+    reported = torch.zeros((), dtype=torch.float64)
+    for mb in micro_batches:
+        s, n = forward_sums(ctx, mb)
+        if per_token:
+            loss = s * (dp / max(total_tokens, 1.0))
+            reported += float(s.detach())
+        else:
+            mean = s / n.clamp(min=1.0)
+            loss = mean / len(micro_batches)
+            reported += float(mean.detach())
+        loss.backward()
+    _sync_ignored_grads(ctx)
+    reported = _dp_sum(ctx, reported)
+    loss_value = float(reported) / (max(total_tokens, 1.0) if per_token else len(micro_batches) * dp)
+
+    params = [p for p in ctx.model.parameters() if p.grad is not None]
+    grad_norm = float(global_grad_norm(params))
+    skipped = not is_finite(grad_norm)
+    if not skipped:  # Megatron skips the update (and the scheduler) when gradients overflow
+        clip_gradients(params, t.max_grad_norm, torch.tensor(grad_norm))
+        ctx.optimizer.step()
+        ctx.schedule.step(ctx.optimizer, ctx.global_batch)
+    ctx.optimizer.zero_grad(set_to_none=True)
+    return StepResult(loss_value, grad_norm, skipped, not is_finite(loss_value), int(total_tokens))
