@@ -69,11 +69,26 @@ def _read_flags(g, seq_length):
         "experts": g.get("--num-experts"), "topk": g.get("--moe-router-topk", 2),
         "moe_ffn": g.get("--moe-ffn-hidden-size") or g.get("--moe-intermediate-size"),
         "aux": _aux_coeff(g), "norm_topk": bool(g.get("--norm-topk-prob")),
+        "dense_layers": _dense_layers(g, g["--num-layers"]),
         "std": g.get("--init-method-std", 0.02),
         "attn_drop": g.get("--attention-dropout", 0.1), "hidden_drop": g.get("--hidden-dropout", 0.1),
         "hidden_drop_given": "--hidden-dropout" in g,
         "rope_base": g.get("--rotary-base", 10000), "rope_pct": g.get("--rotary-percent", 1.0),
     }
+
+
+def _dense_layers(g, layers):
+    """Layers without experts: the first --first-k-dense-replace, and those --moe-layer-freq N skips (i % N != 0)."""
+    first_k = int(g.get("--first-k-dense-replace") or 0)
+    freq_text = str(g.get("--moe-layer-freq", 1))
+    try:
+        freq = int(freq_text)
+    except ValueError:
+        raise ArchitectureError(f"--moe-layer-freq {freq_text}: only an integer frequency is supported") from None
+    dense = set(range(max(first_k, 0)))
+    if freq > 1:  # MindSpeed scripts also write -1 or 0 for "every layer"
+        dense |= {i for i in range(layers) if i % freq}
+    return sorted(dense)
 
 
 def _aux_coeff(g):
@@ -155,8 +170,11 @@ def _moe(a, family):
            "output_router_logits": a["aux"] > 0}
     if family == "qwen3_moe":
         moe.update({"moe_intermediate_size": a["moe_ffn"] or a["ffn"], "norm_topk_prob": a["norm_topk"],
-                    "decoder_sparse_step": 1, "mlp_only_layers": []})
+                    "decoder_sparse_step": 1, "mlp_only_layers": a["dense_layers"]})
     else:
+        if a["dense_layers"]:
+            raise ArchitectureError("Mixtral has experts in every layer; dense layers (--first-k-dense-replace / --moe-layer-freq) "
+                                    "need the Qwen3-MoE family (add --qk-layernorm)")
         moe["intermediate_size"] = a["moe_ffn"] or a["ffn"]  # Mixtral's experts use intermediate_size
     return moe
 

@@ -13,7 +13,7 @@ from functools import lru_cache
 from typing import Any, Dict, Optional, Tuple
 
 DATA_DIR = os.path.join(os.path.dirname(__file__), "data")
-REFERENCE_FILES = ("megatron_lm_flags.tsv", "mindspeed_llm_flags.tsv", "megatron_legacy_flags.tsv")
+REFERENCE_FILES = ("megatron_lm_flags.tsv", "mindspeed_llm_flags.tsv", "megatron_legacy_flags.tsv", "extra_flags.tsv")
 _BOOL_ACTIONS = ("store_true", "store_false", "BooleanOptionalAction", "store_const")
 
 

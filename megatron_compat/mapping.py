@@ -183,6 +183,7 @@ MAPPED_RULES = [
     M("--use-fused-rotary-pos-emb", "optimization.use_fused_rotary_pos_emb", const(use_fused_rotary_pos_emb=True)),
     M("--moe-grouped-gemm", "optimization.moe_grouped_gemm", const(moe_grouped_gemm=True)),
     M("--use-triton-gdn", "optimization.use_triton_gdn", const(use_triton_gdn=True)),
+    Rule(("--local-rank", "--local_rank"), "absorbed", "added by torch.distributed.launch; the rank comes from the environment (LOCAL_RANK)"),
     M("--use-mcore-models", "the engine's models are always the current ones (accepted, no effect)"),
 ]
 
@@ -200,6 +201,8 @@ ARCH_TARGETS = {
     "--moe-ffn-hidden-size": "moe_intermediate_size", "--moe-intermediate-size": "moe_intermediate_size",
     "--moe-aux-loss-coeff": "router_aux_loss_coef", "--moe-router-load-balancing-type": "aux_loss kept; none sets the coefficient to 0",
     "--norm-topk-prob": "norm_topk_prob", "--init-method-std": "initializer_range",
+    "--first-k-dense-replace": "mlp_only_layers (the first k layers are dense; -1 or 0: none)",
+    "--moe-layer-freq": "mlp_only_layers (every N-th layer has experts; -1, 0 or 1: every layer)",
     "--attention-dropout": "attention_dropout", "--hidden-dropout": "hidden dropout (GPT-2 resid/embd dropout; must be 0 for Llama/Qwen)",
 }
 MAPPED_RULES += [M(flag, f"model.architecture.{target}", group="architecture") for flag, target in ARCH_TARGETS.items()]

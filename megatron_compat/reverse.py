@@ -147,6 +147,15 @@ def _num_layers(arch):
     return (arch or {}).get("num_hidden_layers") or (arch or {}).get("n_layer")
 
 
+def _dense_layer_flags(dense, layers):
+    """Inverse of architecture._dense_layers for the layouts Megatron can say."""
+    for first_k in range(layers + 1):
+        for freq in range(1, layers + 1):
+            if sorted(set(range(first_k)) | {i for i in range(layers) if freq > 1 and i % freq}) == list(dense):
+                return ["--first-k-dense-replace", str(first_k), "--moe-layer-freq", str(freq)]
+    return []
+
+
 def _block_recompute(modules, layers):
     """Find the Megatron block recompute (first N layers of each of P stages) that names these layers."""
     wanted = set(modules)
@@ -200,4 +209,6 @@ def architecture_flags(arch) -> List[str]:
         out += ["--moe-ffn-hidden-size", str(arch["moe_intermediate_size"] if family == "qwen3_moe" else arch["intermediate_size"])]
         if arch.get("norm_topk_prob"):
             out.append("--norm-topk-prob")
+        if arch.get("mlp_only_layers"):
+            out += _dense_layer_flags(arch["mlp_only_layers"], arch["num_hidden_layers"])
     return out  # the vocabulary comes back through --vocab-size / --padded-vocab-size / --tokenizer-type

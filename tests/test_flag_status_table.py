@@ -6,8 +6,10 @@ import os
 
 import pytest
 
+from megatron_compat.mapping import MAPPED_RULES
+
 DATA = os.path.join(os.path.dirname(__file__), os.pardir, "megatron_compat", "data")
-REFERENCE_LISTS = ("megatron_lm_flags.tsv", "mindspeed_llm_flags.tsv", "megatron_legacy_flags.tsv")
+REFERENCE_LISTS = ("megatron_lm_flags.tsv", "mindspeed_llm_flags.tsv", "megatron_legacy_flags.tsv", "extra_flags.tsv")
 TABLE = "flag_status.tsv"
 HEADER = ["flag", "status", "reason", "replacement"]
 STATUSES = {"absorbed", "rejected", "absorbed-at-default"}
@@ -15,40 +17,8 @@ MIN_REASON_CHARS = 15
 MAX_ROWS_PER_REASON = 30  # a theme may share a sentence, but not hundreds of rows
 PLACEHOLDERS = {"todo", "tbd", "fixme", "n/a", "na", "none", "-", "?", "unknown", "xxx"}
 
-# The flags the lead translates in Python (megatron_compat's mapped rows). Kept verbatim.
-LEAD_MAPPED = frozenset("""
---tensor-model-parallel-size --pipeline-model-parallel-size --context-parallel-size
---context-parallel-algo --expert-model-parallel-size --expert-tensor-parallel-size
---micro-batch-size --global-batch-size --train-iters --train-samples --lr --min-lr
---lr-decay-style --lr-decay-iters --lr-decay-samples --lr-warmup-iters --lr-warmup-samples
---lr-warmup-fraction --lr-warmup-init --lr-wsd-decay-style --lr-wsd-decay-iters
---lr-wsd-decay-samples --weight-decay --start-weight-decay --end-weight-decay
---weight-decay-incr-style --adam-beta1 --adam-beta2 --adam-eps --clip-grad --seed --bf16
---fp16 --grad-reduce-in-bf16 --optimizer --recompute-granularity --recompute-method
---recompute-num-layers --recompute-activations --recompute-modules --data-path --split
---train-data-path --valid-data-path --test-data-path --mock-data --data-cache-path
---seq-length --tokenizer-type --tokenizer-model --vocab-file --merge-file
---tokenizer-name-or-path --vocab-size --make-vocab-size-divisible-by --padded-vocab-size
---no-shuffle --num-workers --reset-position-ids --reset-attention-mask --eod-mask-loss
---create-attention-mask-in-dataloader --no-create-attention-mask-in-dataloader
---dataloader-type --no-shared-storage --calculate-per-token-loss --save --load
---no-load-optim --no-load-rng --finetune --save-interval --log-interval --eval-interval
---eval-iters --exit-interval --exit-duration-in-mins --exit-signal-handler --tensorboard-dir
---wandb-project --wandb-exp-name --wandb-save-dir --async-save --no-save-optim --no-save-rng
---check-for-nan-in-loss-and-grad --profile --profile-step-start --profile-step-end
---profile-ranks --profile-level --profile-with-cpu --profile-with-stack --profile-with-memory
---profile-record-shapes --profile-save-path --profile-export-type
---profile-data-simplification --use-flash-attn --use-fused-rmsnorm --use-fused-rotary-pos-emb
---moe-grouped-gemm --use-triton-gdn --num-layers --hidden-size --ffn-hidden-size
---num-attention-heads --group-query-attention --num-query-groups --kv-channels
---max-position-embeddings --position-embedding-type --use-rotary-position-embeddings
---no-position-embedding --rotary-base --rotary-percent --normalization --norm-epsilon
---swiglu --untie-embeddings-and-output-weights --disable-bias-linear --add-qkv-bias
---qk-layernorm --num-experts --moe-router-topk --moe-ffn-hidden-size --moe-intermediate-size
---moe-aux-loss-coeff --moe-router-load-balancing-type --norm-topk-prob --init-method-std
---attention-dropout --hidden-dropout --stage --prompt-type --pack --neat-pack --local-rank
---tokenizer-not-use-fast --use-mcore-models --train-samples
-""".split())
+# The flags translated in Python (megatron_compat.mapping), which must not appear in the table.
+LEAD_MAPPED = frozenset(flag for rule in MAPPED_RULES for flag in rule.flags)
 
 
 def _reference_spellings():
