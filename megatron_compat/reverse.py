@@ -18,7 +18,7 @@ PLAIN = {
     "lr_warmup_init": "--lr-warmup-init", "lr_wsd_decay_style": "--lr-wsd-decay-style",
     "weight_decay": "--weight-decay", "start_weight_decay": "--start-weight-decay", "end_weight_decay": "--end-weight-decay",
     "weight_decay_incr_style": "--weight-decay-incr-style", "adam_beta1": "--adam-beta1", "adam_beta2": "--adam-beta2",
-    "adam_epsilon": "--adam-eps", "max_grad_norm": "--clip-grad", "seed": "--seed", "split": "--split",
+    "adam_epsilon": "--adam-eps", "max_grad_norm": "--clip-grad", "seed": "--seed",
     "data_cache_path": "--data-cache-path", "cutoff_len": "--seq-length", "dataloader_num_workers": "--num-workers",
     "template": "--prompt-type", "tokenizer_type": "--tokenizer-type", "tokenizer_model": "--tokenizer-model",
     "tokenizer_name_or_path": "--tokenizer-name-or-path", "vocab_file": "--vocab-file", "merge_file": "--merge-file",
@@ -52,7 +52,7 @@ LR_STYLE_FLAGS = {"constant": "constant", "linear": "linear", "cosine": "cosine"
 DERIVED = {"gradient_accumulation_steps", "train_from_scratch", "architecture", "dataset", "data_manager_type", "stage",
            "save_only_model", "optimizer", "train_data_path", "valid_data_path", "test_data_path", "model_name_or_path",
            "resume_from_checkpoint", "param_dtype", "reduce_dtype", "recompute", "recompute_modules", "lr_scheduler_type",
-           "lr_decay_steps", "lr_warmup_steps", "lr_wsd_decay_steps", "profile_ranks", "cp_type"}
+           "lr_decay_steps", "lr_warmup_steps", "lr_wsd_decay_steps", "profile_ranks", "cp_type", "split"}
 
 
 def to_megatron(cfg: TrainConfig) -> Tuple[List[str], List[str]]:
@@ -112,7 +112,7 @@ def _schedule(f):
 def _data(f):
     out = []
     if f["data_manager_type"] == "mg" and isinstance(f["dataset"], str) and f["dataset"]:
-        out += ["--data-path"] + f["dataset"].split()
+        out += ["--data-path"] + f["dataset"].split() + ["--split", f["split"]]
     for name, flag in (("train_data_path", "--train-data-path"), ("valid_data_path", "--valid-data-path"), ("test_data_path", "--test-data-path")):
         if f[name]:
             out += [flag] + f[name].split()

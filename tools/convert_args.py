@@ -92,6 +92,9 @@ def convert(args) -> int:
     for warning in launch.warnings:
         print(f"{args.script}:{warning.line}: {warning.message}", file=sys.stderr)
     entry = os.path.basename(launch.entry)
+    if entry == "train_fsdp2.py":
+        print(f"{args.script}:{launch.entry_line}: already launches train_fsdp2.py with an FSDP2 YAML; nothing to convert")
+        return 0
     entry_problem = _entry_problem(entry, launch.entry_line, args.script)
     result = translate(launch.argv, world_size=launch.world_size, entry=entry if entry in GPT_ENTRIES else "pretrain_gpt.py",
                        force=args.force)

@@ -1,0 +1,137 @@
+"""The command lines: convert_args on the launch-script corpus, --list-flags, --to-megatron,
+and pretrain_gpt.py --print-config on every public example argv."""
+import contextlib
+import io
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import yaml
+
+from fsdp2_core.config import load_config
+from megatron_compat.cli import main as pretrain_main
+from megatron_compat.flag_spec import REFERENCE_FILES, reference_spellings
+from megatron_compat.shell_reader import read_launch_script
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SCRIPTS = os.path.join(ROOT, "tests", "launch_scripts")
+EXPECTED = json.load(open(os.path.join(SCRIPTS, "expected.json")))
+REAL_ARGV = os.path.join(ROOT, "..", "shared", "reference", "real_launch_argv.json")
+sys.path.insert(0, os.path.join(ROOT, "tools"))
+import convert_args  # noqa: E402
+
+
+def run_convert(argv):
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = convert_args.main(argv)
+    return code, out.getvalue(), err.getvalue()
+
+
+def _get(cfg, dotted):
+    obj = cfg
+    for part in dotted.split("."):
+        obj = obj[part] if isinstance(obj, dict) else getattr(obj, part)
+    return obj
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_corpus_script_converts_to_expected_config(name, tmp_path):
+    expected = EXPECTED[name]["canonical"]
+    yaml_out, script_out = tmp_path / "new.yaml", tmp_path / "new.sh"
+    argv = [os.path.join(SCRIPTS, name), "-o", str(yaml_out), "--script-out", str(script_out)]
+    if EXPECTED[name].get("script_args"):
+        argv += ["--"] + EXPECTED[name]["script_args"]
+    code, out, err = run_convert(argv)
+    if "refused" in expected or "refused_entry" in expected:
+        assert code == 1 and not yaml_out.exists() and not script_out.exists()
+        for flag in expected.get("refused", []):
+            assert flag in err
+        if "refused_entry" in expected:
+            assert f"entry point {expected['refused_entry']}" in err
+        return
+    if "already_fsdp2" in expected:
+        assert code == 0 and "nothing to convert" in out and not yaml_out.exists()
+        return
+    assert code == 0, err
+    cfg = load_config(str(yaml_out))
+    for key, value in expected.items():
+        assert _get(cfg, key) == value, key
+    new = read_launch_script(script_out.read_text(), (), str(script_out))
+    assert new.entry_name == "train_fsdp2.py" and new.argv == [str(yaml_out)]
+    old = read_launch_script(open(os.path.join(SCRIPTS, name)).read(), EXPECTED[name].get("script_args", []), name)
+    assert new.world_size == old.world_size
+    assert "mapped" in out and "dialect: megatron" in out
+
+
+def test_force_writes_without_the_refused_flags(tmp_path):
+    yaml_out = tmp_path / "new.yaml"
+    code, out, err = run_convert([os.path.join(SCRIPTS, "gpt3_175b_megatron.sh"), "-o", str(yaml_out),
+                                  "--script-out", str(tmp_path / "new.sh"), "--force"])
+    assert code == 1 and yaml_out.exists() and "--rampup-batch-size" in out
+    assert load_config(str(yaml_out)).parallel.tp_size == 8
+
+
+def test_script_read_errors_are_clear(tmp_path):
+    bad = tmp_path / "bad.sh"
+    bad.write_text("echo hello\n")
+    code, _, err = run_convert([str(bad)])
+    assert code == 1 and "bad.sh" in err
+
+
+def test_list_flags_covers_every_reference_spelling():
+    out = subprocess.run([sys.executable, os.path.join(ROOT, "tools", "convert_args.py"), "--list-flags"],
+                         capture_output=True, text=True, check=True).stdout
+    rows = [line.split("\t") for line in out.splitlines()]
+    assert all(len(r) == 3 and r[1] in ("mapped", "absorbed", "rejected") and r[2] for r in rows)
+    listed = [r[0] for r in rows]
+    assert len(listed) == len(set(listed))
+    missing = {s for f in REFERENCE_FILES for s in reference_spellings(f)} - set(listed)
+    assert not missing, sorted(missing)[:20]
+
+
+def test_to_megatron_round_trip(tmp_path):
+    yaml_out = tmp_path / "new.yaml"
+    assert run_convert([os.path.join(SCRIPTS, "qwen3_30b_a3b_mindspeed.sh"), "-o", str(yaml_out),
+                        "--script-out", str(tmp_path / "new.sh")])[0] == 0
+    code, out, _ = run_convert(["--to-megatron", str(yaml_out)])
+    assert code == 0
+    flags = out.replace("\\\n", " ").split()
+    from megatron_compat.translate import translate
+    again = translate(flags, world_size=16)
+    assert again.ok, again.problems()
+    assert again.config == load_config(str(yaml_out))
+
+
+def _real_pretrain_argvs():
+    if not os.path.exists(REAL_ARGV):
+        return []
+    data = json.load(open(REAL_ARGV))
+    return [(k, v) for k, v in data.items() if k != "_about" and v["entry"] == "pretrain_gpt.py"]
+
+
+def _world(launcher):
+    def value(*names):
+        for i, tok in enumerate(launcher):
+            if tok in names:
+                return int(launcher[i + 1])
+        return 1
+    return value("--nproc_per_node", "--nproc-per-node") * value("--nnodes")
+
+
+@pytest.mark.parametrize("name,entry", _real_pretrain_argvs(), ids=[k for k, _ in _real_pretrain_argvs()])
+def test_print_config_on_public_example_argv(name, entry, monkeypatch):
+    monkeypatch.setenv("WORLD_SIZE", str(_world(entry["launcher"])))
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = pretrain_main(entry["args"] + ["--print-config"])
+    if code == 0:
+        cfg = yaml.safe_load(out.getvalue())
+        assert cfg["training"]["output_dir"] and cfg["model"]["architecture"]["model_type"]
+    else:
+        assert code == 2 and "refusing to start" in err.getvalue()
+        reasons = err.getvalue().split("refusing to start:")[1]
+        assert "--" in reasons  # every refusal names a flag
+    assert "dialect: megatron" in err.getvalue()
