@@ -29,7 +29,7 @@ def _copies(t: torch.Tensor, world: int) -> int:
         return world
     shards = 1
     for size, placement in zip(t.device_mesh.shape, t.placements):
-        if placement.is_shard():
+        if not (placement.is_replicate() or placement.is_partial()):  # Shard and FSDP×TP's _StridedShard
             shards *= size
     return world // shards
 

@@ -81,3 +81,24 @@ def spawn(world: int, fn, *args, timeout: float = 240):
             if p.is_alive():
                 p.kill()
     return [results[r] for r in range(world)]
+
+
+def datasets(ragged_mask: bool = False):
+    return (SyntheticDataset(64, ragged_mask=ragged_mask), SyntheticDataset(16, seed=1, ragged_mask=ragged_mask),
+            SyntheticDataset(8, seed=2, ragged_mask=ragged_mask))
+
+
+def run_layouts(tmp, runs):
+    """On every rank: run_training once per (overrides, port, ragged); return the summaries."""
+    from fsdp2_core.train import run_training
+    out = []
+    for i, (over, port, ragged) in enumerate(runs):
+        os.environ["MASTER_PORT"] = str(port)
+        cfg = tiny_config(os.path.join(str(tmp), f"run{i}"), **over)
+        out.append(run_training(cfg, datasets=datasets(ragged), print_fn=lambda s: None))
+    return out
+
+
+def spawn_layouts(world, tmp, runs, timeout=300):
+    """runs: [(overrides, ragged_mask)]; each run gets its own port. Rank 0's summaries."""
+    return spawn(world, run_layouts, str(tmp), [(o, free_port(), r) for o, r in runs], timeout=timeout)[0]
