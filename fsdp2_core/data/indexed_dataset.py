@@ -220,8 +220,8 @@ class IndexedDataset:
             if step != 1:
                 raise ValueError("Slices into indexed_dataset must be contiguous")
             lengths = self.index.sequence_lengths[start:stop]
-            if len(lengths) == 0:
-                sequences = []
+            if len(lengths) == 0:  # Megatron's split of nothing: one empty sequence
+                sequences = [np.empty(0, dtype=self.index.dtype)]
             else:
                 flat = self._read(int(lengths.sum()), int(self.index.sequence_pointers[start]))
                 sequences = np.split(flat, np.cumsum(lengths)[:-1])

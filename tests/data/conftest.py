@@ -1,0 +1,69 @@
+"""Fixtures for the data tests: tiny corpora written by megatron-core, a stub tokenizer."""
+import os
+import warnings
+
+import numpy as np
+import pytest
+
+warnings.filterwarnings("ignore", message=".*Transformer Engine.*")
+warnings.filterwarnings("ignore", message=".*Apex.*")
+
+megatron_indexed = pytest.importorskip("megatron.core.datasets.indexed_dataset")
+
+
+class StubTokenizer:
+    """What both GPTDataset implementations need of a tokenizer: vocab size, eod, (no) pad."""
+
+    def __init__(self, vocab_size=1000, pad=None):
+        self.vocab_size = vocab_size
+        self.eod = vocab_size - 1
+        self._pad = pad
+
+    @property
+    def pad(self):
+        if self._pad is None:
+            raise AttributeError("no pad")
+        return self._pad
+
+    @property
+    def unique_identifiers(self):
+        return {"class": "StubTokenizer", "vocab_size": self.vocab_size}
+
+
+def write_corpus(prefix, num_docs, max_len, seed, vocab=1000, last_len=None, dtype=np.uint16,
+                 sentences_per_doc=1):
+    """A corpus written by megatron-core's own builder: random tokens, each document ends in eod."""
+    rng = np.random.default_rng(seed)
+    builder = megatron_indexed.IndexedDatasetBuilder(prefix + ".bin", dtype=dtype)
+    for i in range(num_docs):
+        lengths = []
+        tokens = []
+        for _ in range(sentences_per_doc):
+            n = int(rng.integers(1, max_len))
+            tokens.append(rng.integers(0, vocab - 1, n))
+            lengths.append(n)
+        if last_len is not None and i == num_docs - 1:
+            tokens, lengths = [rng.integers(0, vocab - 1, last_len)], [last_len]
+        doc = np.concatenate(tokens)
+        doc[-1] = vocab - 1
+        builder.add_document(doc, lengths)
+    builder.finalize(prefix + ".idx")
+    return prefix
+
+
+@pytest.fixture(scope="session")
+def corpora(tmp_path_factory):
+    root = tmp_path_factory.mktemp("corpora")
+    return {
+        "a": write_corpus(str(root / "a"), 300, 200, 1),
+        "b": write_corpus(str(root / "b"), 150, 400, 2),
+        "c": write_corpus(str(root / "c"), 200, 50, 3),
+        "tiny": write_corpus(str(root / "tiny"), 12, 40, 4),
+        "short_last": write_corpus(str(root / "short_last"), 90, 120, 5, last_len=2),
+        "multi": write_corpus(str(root / "multi"), 80, 60, 6, sentences_per_doc=3),
+    }
+
+
+@pytest.fixture
+def stub_tokenizer():
+    return StubTokenizer()
