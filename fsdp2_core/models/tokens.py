@@ -43,8 +43,7 @@ def extend_tokenizer(tokenizer, model_cfg) -> Dict[str, Optional[str]]:
     else:
         descriptions = {t: None for t in _split(m.add_special_tokens)}
     if descriptions:
-        tokenizer.add_special_tokens({"additional_special_tokens": list(descriptions)},
-                                     replace_additional_special_tokens=False)
+        tokenizer.add_tokens(list(descriptions), special_tokens=True)  # keeps existing special tokens
         added.update(descriptions)
     return added
 

@@ -83,11 +83,12 @@ def build_datasets(cfg, train_iters: int, global_batch: int, tokenizer=None):
 def build_tokenizer(cfg):
     """The Megatron tokenizer for mg data, or a Hugging Face tokenizer; None when neither is configured."""
     m = cfg.model
-    if cfg.data.data_manager_type == "mg" and (m.tokenizer_type or m.vocab_file or m.tokenizer_model):
+    if cfg.data.data_manager_type == "mg" and m.tokenizer_type:
         from fsdp2_core.data import build_pretraining_tokenizer
-        return build_pretraining_tokenizer(m.tokenizer_type or "HuggingFaceTokenizer",
-                                           tokenizer_model=m.tokenizer_model or m.tokenizer_name_or_path,
-                                           vocab_file=m.vocab_file, merge_file=m.merge_file, vocab_size=m.vocab_size)
+        return build_pretraining_tokenizer(m.tokenizer_type or "HuggingFaceTokenizer", tokenizer_model=m.tokenizer_model,
+                                           vocab_file=m.vocab_file, merge_file=m.merge_file, vocab_size=m.vocab_size,
+                                           tokenizer_name_or_path=m.tokenizer_name_or_path or m.model_name_or_path,
+                                           trust_remote_code=m.trust_remote_code, use_fast=m.use_fast_tokenizer)
     path = m.tokenizer_name_or_path or m.model_name_or_path
     if path:
         from transformers import AutoTokenizer

@@ -38,7 +38,7 @@ def _vocab_size(cfg, tokenizer) -> Optional[int]:
     m = cfg.model
     if m.padded_vocab_size:
         return m.padded_vocab_size
-    size = m.vocab_size or (getattr(tokenizer, "vocab_size", None) if tokenizer is not None else None)
+    size = getattr(tokenizer, "vocab_size", None) if tokenizer is not None else m.vocab_size
     return padded_vocab_size(size, m.make_vocab_size_divisible_by, cfg.parallel.tp_size) if size else None
 
 

@@ -102,3 +102,38 @@ def run_layouts(tmp, runs):
 def spawn_layouts(world, tmp, runs, timeout=300):
     """runs: [(overrides, ragged_mask)]; each run gets its own port. Rank 0's summaries."""
     return spawn(world, run_layouts, str(tmp), [(o, free_port(), r) for o, r in runs], timeout=timeout)[0]
+
+
+class NaNOnce:
+    """Checkpoint hooks that poison the loss of one iteration (to test skipping), recording lines."""
+
+    def __init__(self, bad_iteration: int):
+        self.bad = bad_iteration
+        self.calls = 0
+
+    def load(self, state, model, optimizer, schedule):
+        inner = model.lm_loss
+        hooks = self
+
+        def poisoned(*a, **k):
+            s, n = inner(*a, **k)
+            return (s * float("nan"), n) if hooks.iteration == hooks.bad else (s, n)
+
+        self.iteration = 1
+        model.lm_loss = poisoned
+
+    def after_step(self, state, *_):
+        self.iteration = state.iteration + 1
+        return False
+
+    def finish(self, *_):
+        pass
+
+
+def run_with_nan_and_profile(tmp):
+    from fsdp2_core.train import run_training
+    lines = []
+    cfg = tiny_config(tmp, max_steps=6, eval_interval=3, eval_iters=2, profile=True, profile_step_start=1,
+                      profile_step_end=3, profile_save_path=os.path.join(str(tmp), "prof"))
+    summary = run_training(cfg, datasets=datasets(), checkpoint=NaNOnce(4), print_fn=lines.append)
+    return summary, lines

@@ -1,0 +1,34 @@
+#!/usr/bin/env python
+"""Train from a YAML config in the MindSpeed-LLM FSDP2 layout.
+
+    torchrun --nproc-per-node 8 train_fsdp2.py CONFIG.yaml [--section.field VALUE ...]
+
+Sections: model, data, parallel, training, optimization, profiling. `stage: pt` with
+`data_manager_type: mg` trains on Megatron .bin/.idx data, the same path as pretrain_gpt.py.
+"""
+import sys
+
+USAGE = __doc__
+
+
+def main(argv=None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help") or argv[0].startswith("--"):
+        print(USAGE)
+        return 0 if argv and argv[0] in ("-h", "--help") else 2
+    from fsdp2_core.config import ConfigError, load_config
+    try:
+        cfg = load_config(argv[0], argv[1:])
+        if cfg.data.data_manager_type != "mg":
+            raise ConfigError(f"stage {cfg.training.stage} with data_manager_type {cfg.data.data_manager_type}: "
+                              "only Megatron pretraining data (data_manager_type: mg) is wired into the engine so far")
+    except ConfigError as exc:
+        print(f"train_fsdp2.py: {exc}", file=sys.stderr)
+        return 2
+    from fsdp2_core.train import run_training
+    run_training(cfg)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
