@@ -54,12 +54,14 @@ def apply_fsdp(model: nn.Module, mesh: DeviceMesh, p, keep_in_root: Iterable[nn.
     mp = MixedPrecisionPolicy(param_dtype=DTYPES[p.param_dtype], reduce_dtype=DTYPES[p.reduce_dtype])
     common = dict(mesh=mesh, mp_policy=mp, shard_placement_fn=resolve_callable(p.shard_placement_fn),
                   ignored_params=ignored_parameters(model, p.ignored_modules) or None)
+    # With a shard group of one, resharding after forward frees nothing and only costs a re-gather.
+    reshard = p.reshard_after_forward and mesh.shape[-1] > 1
     units = shard_units(model, p.fsdp_modules, keep_in_root)
     if not units:
         log.warning("no module matches fsdp_modules %s; the whole model is one FSDP unit", p.fsdp_modules)
     for module in reversed(units):  # children before parents
-        fully_shard(module, reshard_after_forward=p.reshard_after_forward, **common)
-    fully_shard(model, reshard_after_forward=p.reshard_after_forward, **common)
+        fully_shard(module, reshard_after_forward=reshard, **common)
+    fully_shard(model, reshard_after_forward=reshard, **common)
     _set_prefetch(units, p.num_to_forward_prefetch, p.num_to_backward_prefetch)
     return units
 

@@ -1,5 +1,6 @@
 """AdamW with Megatron's parameter groups, and a global gradient norm correct for DTensor shards."""
 import math
+from collections import defaultdict
 from typing import Iterable, List, Optional
 
 import torch
@@ -41,14 +42,18 @@ def global_grad_norm(params: Iterable[torch.Tensor], group: Optional[dist.Proces
     pieces count once, and a single all-reduce over the world adds them up.
     """
     world = dist.get_world_size(group) if dist.is_initialized() else 1
-    grads = [p.grad for p in params if p.grad is not None]
-    if not grads:
+    by_copies = defaultdict(list)  # one fused norm per replication factor
+    for p in params:
+        if p.grad is not None:
+            g = p.grad
+            by_copies[_copies(g, world)].append((g.to_local() if isinstance(g, DTensor) else g).detach())
+    if not by_copies:
         return torch.tensor(0.0)
-    device = (grads[0].to_local() if isinstance(grads[0], DTensor) else grads[0]).device
+    device = next(iter(by_copies.values()))[0].device
     total = torch.zeros((), dtype=torch.float64, device=device)
-    for g in grads:
-        local = g.to_local() if isinstance(g, DTensor) else g
-        total += local.detach().double().pow(2).sum() / _copies(g, world)
+    for copies, tensors in by_copies.items():
+        norms = torch.stack(torch._foreach_norm(tensors)).double()
+        total += norms.pow(2).sum() / copies
     if world > 1:
         dist.all_reduce(total, group=group)
     return total.sqrt().float()

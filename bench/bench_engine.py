@@ -1,0 +1,148 @@
+#!/usr/bin/env python
+"""Engine benchmark on CPU (not a test): overhead against a bare PyTorch loop, and bytes per rank.
+
+    python bench/bench_engine.py [--steps 20] [--ranks 2 4] [--json out.json]
+
+1. Step time at world size 1: our engine (FSDP2 wrapping, loss, clipping, schedule) against
+   a bare loop over the same Hugging Face model, batch and AdamW (model(..., labels) + step).
+2. Parameter, gradient and AdamW-state bytes held per rank under FSDP over N ranks, against one rank.
+"""
+import argparse
+import json
+import os
+import statistics
+import sys
+import time
+
+import torch
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "tests", "engine"))
+
+ARCH = {"model_type": "llama", "hidden_size": 256, "intermediate_size": 688, "num_hidden_layers": 4,
+        "num_attention_heads": 8, "num_key_value_heads": 4, "vocab_size": 4096, "max_position_embeddings": 512,
+        "tie_word_embeddings": False}
+SEQ, BATCH = 256, 4
+
+
+def _cfg(tmp):
+    from helpers import tiny_config
+    return tiny_config(tmp, architecture=dict(ARCH), cutoff_len=SEQ, per_device_train_batch_size=BATCH,
+                       global_batch_size=BATCH, max_grad_norm=1.0, warmup_ratio=0.0, max_steps=1000)
+
+
+def _batch(seed=0):
+    g = torch.Generator().manual_seed(seed)
+    text = torch.randint(0, ARCH["vocab_size"], (BATCH, SEQ + 1), generator=g)
+    return {"tokens": text[:, :-1], "labels": text[:, 1:], "loss_mask": torch.ones(BATCH, SEQ),
+            "position_ids": torch.arange(SEQ).expand(BATCH, SEQ)}
+
+
+def _interleaved(fns, steps):
+    """Median seconds per call of each fn, calls alternating so machine noise hits both alike."""
+    for _ in range(3):
+        for fn in fns:
+            fn()
+    times = [[] for _ in fns]
+    for _ in range(steps):
+        for i, fn in enumerate(fns):
+            t0 = time.perf_counter()
+            fn()
+            times[i].append(time.perf_counter() - t0)
+    return [statistics.median(t) for t in times]
+
+
+def engine_step(cfg):
+    from fsdp2_core.device import init_distributed
+    from fsdp2_core.parallel import build_mesh
+    from fsdp2_core.train.entry import build_parallel_model
+    from fsdp2_core.train.lr_schedule import build_schedule
+    from fsdp2_core.train.optimizer import build_optimizer
+    from fsdp2_core.train.step import RunContext, train_step
+    device = init_distributed("cpu")
+    mesh = build_mesh(cfg.parallel, 1, "cpu")
+    model = build_parallel_model(cfg, device, mesh)
+    opt = build_optimizer(model, cfg.training)
+    sched = build_schedule(cfg.training, 1000, BATCH)
+    ctx = RunContext(cfg, model, opt, sched, mesh, device, 1, BATCH)
+    batch = _batch()
+    return lambda: train_step(ctx, [batch])
+
+
+def bare_step():
+    """The plain loop: HF model with its own loss, clip_grad_norm_, AdamW."""
+    from transformers import AutoConfig, AutoModelForCausalLM
+    arch = dict(ARCH)
+    model = AutoModelForCausalLM.from_config(AutoConfig.for_model(arch.pop("model_type"), **arch))
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-3, foreach=True)
+    b = _batch()
+    labels = torch.cat([b["tokens"][:, :1], b["labels"]], dim=1)[:, :SEQ]  # HF shifts labels itself
+
+    def step():
+        loss = model(input_ids=b["tokens"], labels=labels).loss
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+    return step
+
+
+def step_times(steps):
+    return _interleaved([engine_step(_cfg("/tmp/bench_engine")), bare_step()], steps)
+
+
+def bytes_per_rank(tmp):
+    """On every rank: one step, then the local bytes of parameters, gradients (before zeroing) and AdamW state."""
+    from torch.distributed.tensor import DTensor
+    from fsdp2_core.device import init_distributed
+    from fsdp2_core.parallel import build_mesh
+    from fsdp2_core.train.entry import build_parallel_model
+    from fsdp2_core.train.optimizer import build_optimizer
+    import torch.distributed as dist
+    cfg = _cfg(tmp)
+    device = init_distributed("cpu")
+    mesh = build_mesh(cfg.parallel, dist.get_world_size(), "cpu")
+    model = build_parallel_model(cfg, device, mesh)
+    opt = build_optimizer(model, cfg.training)
+    local = lambda t: t.to_local() if isinstance(t, DTensor) else t  # noqa: E731
+    nbytes = lambda ts: sum(local(t).numel() * local(t).element_size() for t in ts)  # noqa: E731
+    s, n = model.lm_loss(**{k: v for k, v in _batch().items() if k != "position_ids"})
+    (s / n).backward()
+    grads = nbytes(p.grad for p in model.parameters() if p.grad is not None)
+    opt.step()
+    states = nbytes(v for st in opt.state.values() for v in st.values() if torch.is_tensor(v) and v.dim() > 0)
+    out = {"params": nbytes(model.parameters()), "grads": grads, "optimizer": states}
+    dist.destroy_process_group()
+    return out
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--steps", type=int, default=20)
+    ap.add_argument("--ranks", type=int, nargs="+", default=[2, 4])
+    ap.add_argument("--json")
+    args = ap.parse_args()
+    torch.manual_seed(0)
+    from helpers import spawn
+    ours, bare = spawn(1, step_times, args.steps)[0]
+    result = {"model": ARCH, "seq": SEQ, "batch": BATCH, "threads": 1, "engine_ms": ours * 1e3, "bare_ms": bare * 1e3,
+              "overhead_pct": 100.0 * (ours / bare - 1.0), "bytes": {}}
+    result["bytes"]["1"] = spawn(1, bytes_per_rank, "/tmp/bench_mem")[0]
+    for n in args.ranks:
+        result["bytes"][str(n)] = spawn(n, bytes_per_rank, "/tmp/bench_mem")[0]
+    print(f"step time, world 1: engine {result['engine_ms']:.1f} ms, bare PyTorch {result['bare_ms']:.1f} ms, "
+          f"overhead {result['overhead_pct']:+.1f}%")
+    one = result["bytes"]["1"]
+    print("| ranks | params (MiB) | grads (MiB) | AdamW state (MiB) | fraction of one rank |")
+    print("|---|---|---|---|---|")
+    for n, b in result["bytes"].items():
+        frac = (b["params"] + b["grads"] + b["optimizer"]) / (one["params"] + one["grads"] + one["optimizer"])
+        print(f"| {n} | {b['params'] / 2**20:.2f} | {b['grads'] / 2**20:.2f} | {b['optimizer'] / 2**20:.2f} | "
+              f"{frac:.3f} (1/{n} = {1 / int(n):.3f}) |")
+    if args.json:
+        with open(args.json, "w") as fh:
+            json.dump(result, fh, indent=1)
+
+
+if __name__ == "__main__":
+    main()
