@@ -76,7 +76,9 @@ def run_training(cfg, datasets: Optional[Sequence] = None, checkpoint: Optional[
     gbs = global_batch_size(cfg, dp)
     seed_everything(t.seed)
 
-    tokenizer = build_tokenizer(cfg) if datasets is None or cfg.model.model_name_or_path else None
+    m = cfg.model
+    wants_tokens = m.resize_vocab or m.add_tokens or m.add_special_tokens or m.new_special_tokens_config
+    tokenizer = build_tokenizer(cfg) if datasets is None or wants_tokens else None
     model = build_parallel_model(cfg, device, mesh, tokenizer)
     optimizer = build_optimizer(model, t)
 
