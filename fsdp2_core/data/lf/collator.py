@@ -1,0 +1,72 @@
+"""SFTCollator: tokenized (or packed) samples → one right-padded micro-batch for the engine.
+
+Output (all tensors, batch-first):
+  tokens        input ids, padded with the pad id to a multiple of 8 (lcm(8, 2 × cp) with context parallel)
+  labels        the next-token targets (shifted within each sample), -100 where nothing is trained or padded
+  loss_mask     1.0 where labels are trained
+  position_ids  0.. per row; with neat packing restarting at every packed sample
+  attention_mask  neat packing only: [b, 1, L, L] bool, True where attention is *masked out* (Megatron's
+                convention, which the engine inverts), block-diagonal causal, so no token sees another sample
+  cu_seqlens    neat packing only: cumulative sample lengths over the flattened batch (varlen kernels), int32
+"""
+import math
+from typing import Dict, List, Sequence
+
+import numpy as np
+import torch
+
+IGNORE_INDEX = -100
+
+
+def pad_multiple(cp_size: int = 1) -> int:
+    return 8 if cp_size <= 1 else math.lcm(8, 2 * cp_size)
+
+
+def shift_labels(labels: Sequence[int], seq_lens: Sequence[int]) -> np.ndarray:
+    """Next-token targets inside each sample: the last token of a sample predicts nothing."""
+    labels = np.asarray(labels, dtype=np.int64)
+    out = np.full_like(labels, IGNORE_INDEX)
+    start = 0
+    for n in seq_lens:
+        out[start:start + n - 1] = labels[start + 1:start + n]
+        start += n
+    return out
+
+
+class SFTCollator:
+    def __init__(self, pad_token_id: int, neat_packing: bool = False, cp_size: int = 1, multiple_of: int = None):
+        self.pad_id = int(pad_token_id)
+        self.neat = neat_packing
+        self.multiple = multiple_of or pad_multiple(cp_size)
+
+    def __call__(self, samples: List[Dict]) -> Dict[str, torch.Tensor]:
+        longest = max(len(s["input_ids"]) for s in samples)
+        length = -(-longest // self.multiple) * self.multiple
+        b = len(samples)
+        tokens = np.full((b, length), self.pad_id, dtype=np.int64)
+        labels = np.full((b, length), IGNORE_INDEX, dtype=np.int64)
+        positions = np.zeros((b, length), dtype=np.int64)
+        mask = np.ones((b, 1, length, length), dtype=bool) if self.neat else None
+        cu = [0]
+        for r, s in enumerate(samples):
+            n = len(s["input_ids"])
+            seq_lens = list(s.get("seq_lens") or [n])
+            tokens[r, :n] = s["input_ids"]
+            labels[r, :n] = shift_labels(s["labels"], seq_lens)
+            segments = seq_lens + ([length - n] if length > n else [])
+            start = 0
+            for k, seg in enumerate(segments):
+                if self.neat:
+                    positions[r, start:start + seg] = np.arange(seg)
+                    mask[r, 0, start:start + seg, start:start + seg] = ~np.tril(np.ones((seg, seg), dtype=bool))
+                cu.append(cu[-1] + seg)
+                start += seg
+            if not self.neat:
+                positions[r] = np.arange(length)
+        batch = {"tokens": torch.from_numpy(tokens), "labels": torch.from_numpy(labels),
+                 "loss_mask": torch.from_numpy((labels != IGNORE_INDEX).astype(np.float32)),
+                 "position_ids": torch.from_numpy(positions)}
+        if self.neat:
+            batch["attention_mask"] = torch.from_numpy(mask)
+            batch["cu_seqlens"] = torch.tensor(cu, dtype=torch.int32)
+        return batch

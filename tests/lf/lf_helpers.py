@@ -1,0 +1,75 @@
+"""Shared helpers for the lf data tests: a locally trained tokenizer, configs, chat templates, tiny files."""
+import json
+import os
+
+from fsdp2_core.config import build_config
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+SPECIALS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<think>", "</think>", "<tool_call>", "</tool_call>",
+            "<tool_response>", "</tool_response>", "<|begin_of_text|>", "<|end_of_text|>", "<|start_header_id|>",
+            "<|end_header_id|>", "<|eot_id|>", "<|eom_id|>", "<|start|>", "<|message|>", "<|end|>", "<|channel|>",
+            "<|return|>", "<|pad|>"]
+CORPUS = ["Human: hello there, how are you? Assistant: I am fine, thank you.",
+          "What is two plus two? Two plus two is four. The answer is 4.",
+          "Write a poem about the sea. The sea is blue and deep and wide.",
+          "system user assistant tool function observation Action Input name arguments weather city Paris",
+          "You are Qwen, created by Alibaba Cloud. You are a helpful assistant.",
+          "You are ChatGPT, a large language model trained by OpenAI. analysis final",
+          '{"name": "get_weather", "arguments": {"city": "Paris"}} {"type": "function"} 0123456789',
+          "Let me think step by step. First, add the numbers. Then check the result."] * 4
+
+
+def chat_template(name: str) -> str:
+    with open(os.path.join(HERE, "chat_templates", f"{name}.jinja"), encoding="utf-8") as f:
+        return f.read()
+
+
+def train_tokenizer(path: str, chat_template_name: str = None):
+    """A byte-level BPE tokenizer trained on a few lines, with the chat special tokens; saved to `path`."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=400, special_tokens=SPECIALS,
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    tok.train_from_iterator(CORPUS, trainer)
+    fast = PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<|endoftext|>", bos_token="<|begin_of_text|>",
+                                   additional_special_tokens=[s for s in SPECIALS if s not in ("<|endoftext|>", "<|begin_of_text|>")])
+    if chat_template_name:
+        fast.chat_template = chat_template(chat_template_name)
+    fast.save_pretrained(path)
+    return fast
+
+
+def load_tokenizer(path: str):
+    from transformers import AutoTokenizer
+    return AutoTokenizer.from_pretrained(path)
+
+
+def write_json(path: str, obj) -> str:
+    with open(path, "w", encoding="utf-8") as f:
+        json.dump(obj, f, ensure_ascii=False)
+    return path
+
+
+def write_jsonl(path: str, rows) -> str:
+    with open(path, "w", encoding="utf-8") as f:
+        for r in rows:
+            f.write(json.dumps(r, ensure_ascii=False) + "\n")
+    return path
+
+
+def data_config(tmp, **data):
+    values = {"architecture": {"model_type": "qwen3", "vocab_size": 512}, "output_dir": os.path.join(str(tmp), "out"),
+              "max_steps": 2, "stage": "sft", "data_manager_type": "lf", "template": "qwen3", "cutoff_len": 64,
+              "dataset_dir": str(tmp)}
+    values.update(data)
+    return build_config(values)
+
+
+ALPACA = [{"instruction": f"What is {i} plus {i}?", "input": "" if i % 2 else "Answer briefly.",
+           "output": f"{i} plus {i} is {2 * i}."} for i in range(12)]
+SHAREGPT = [{"conversations": [{"from": "human", "value": f"hello {i}"}, {"from": "gpt", "value": f"hi {i}"},
+                               {"from": "human", "value": "how are you?"}, {"from": "gpt", "value": "fine"}],
+             "system": "Be brief."} for i in range(6)]
