@@ -1,5 +1,6 @@
 """`run_training(cfg)`: device → mesh → model → parallelize → optimizer → data → loop."""
 import logging
+import os
 import random
 from typing import Callable, Optional, Sequence
 
@@ -25,6 +26,7 @@ from .profiler import StepProfiler
 from .step import RunContext
 
 log = logging.getLogger(__name__)
+ARCHITECTURE_DIR = "architecture"  # <output_dir>/architecture/config.json: what a from-scratch run trains
 
 
 def seed_everything(seed: int) -> None:
@@ -42,11 +44,21 @@ def _vocab_size(cfg, tokenizer) -> Optional[int]:
     return padded_vocab_size(size, m.make_vocab_size_divisible_by, cfg.parallel.tp_size) if size else None
 
 
+def write_architecture(cfg, model) -> None:
+    """A run built from an architecture (e.g. Megatron flags) leaves its Hugging Face config beside the output."""
+    if cfg.model.model_name_or_path or not cfg.training.output_dir:
+        return
+    if dist.is_initialized() and dist.get_rank() != 0:
+        return
+    model.config.save_pretrained(os.path.join(cfg.training.output_dir, ARCHITECTURE_DIR))
+
+
 def build_parallel_model(cfg, device, mesh, tokenizer=None):
     """The model, sharded and ready: eager build then shard, or meta build, shard, fill shard by shard."""
     m, seed = cfg.model, cfg.training.seed
     meta = m.init_model_with_meta_device
     model = build_model(cfg, device.torch_device, meta=meta, vocab_size=_vocab_size(cfg, tokenizer), seed=seed)
+    write_architecture(cfg, model)
     if tokenizer is not None and hasattr(tokenizer, "add_special_tokens") and not meta:
         added = extend_tokenizer(tokenizer, m)
         resize_model_vocab(model, tokenizer, m, added, seed)

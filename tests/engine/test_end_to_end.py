@@ -1,5 +1,6 @@
 """End to end on CPU: a tiny .bin/.idx corpus, `torchrun --nproc-per-node 2 pretrain_gpt.py <Megatron flags>`
 and `train_fsdp2.py CONFIG.yaml`; Megatron's iteration lines come out and the loss falls."""
+import json
 import os
 import re
 import subprocess
@@ -62,6 +63,8 @@ def test_pretrain_gpt_torchrun_two_ranks(corpus, tmp_path):
     valid = [(int(i), float(v)) for i, v in VALID.findall(out)]
     assert [i for i, _ in valid] == [10, 20, 30] and valid[-1][1] < valid[0][1]
     assert "validation loss at iteration 30 on test set" in out
+    arch = json.load(open(tmp_path / "out" / "architecture" / "config.json"))  # the flags' architecture, beside the output
+    assert arch["model_type"] == "llama" and arch["num_hidden_layers"] == 2 and arch["vocab_size"] == 128
 
 
 def test_train_fsdp2_yaml_mg_path(corpus, tmp_path):
