@@ -188,6 +188,11 @@ def template_from_tokenizer(tokenizer) -> Template:
     render = lambda msgs, gen: tokenizer.apply_chat_template(msgs, tokenize=False, add_generation_prompt=gen)  # noqa: E731
     C = "{{content}}"
     prefix = tokenizer.decode(tokenizer.encode("", add_special_tokens=True))
+    bos = getattr(tokenizer, "bos_token", None)
+    if not prefix and bos:  # a template that writes the bos token itself, once, before the first message
+        two = render([{"role": "user", "content": C}, {"role": "assistant", "content": C}] * 2, False)
+        if two.startswith(bos) and two.count(bos) == 1:
+            prefix = bos
     system_slot = render([{"role": "system", "content": C}], False)[len(prefix):]
     user_with_empty_system = render([{"role": "system", "content": ""}, {"role": "user", "content": C}], True)[len(prefix):]
     user_slot = render([{"role": "user", "content": C}], True)[len(prefix):]

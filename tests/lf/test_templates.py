@@ -1,0 +1,213 @@
+"""Templates: our text equals the model family's own chat template, rendered by transformers on a local tokenizer."""
+import copy
+import json
+from types import SimpleNamespace
+
+import pytest
+
+from fsdp2_core.data.lf.templates import TEMPLATES, get_template, template_from_tokenizer
+from lf_helpers import chat_template
+
+U1, A1, U2, A2 = "What is two plus two?", "Two plus two is four.", "And three?", "Three plus three is six."
+TOOLS = [{"type": "function", "function": {"name": "get_weather", "description": "Weather of a city",
+                                           "parameters": {"type": "object", "properties": {"city": {"type": "string",
+                                                          "description": "the city"}}, "required": ["city"]}}}]
+
+
+def args(**kw):
+    base = dict(template="qwen3", tool_format=None, default_system=None, enable_thinking=True, train_on_prompt=False)
+    base.update(kw)
+    return SimpleNamespace(**base)
+
+
+def official(tokenizer, name, messages, gen=False, **kw):
+    return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=gen,
+                                         chat_template=chat_template(name), **kw)
+
+
+def ours(tokenizer, name, messages, system="", tools=None, **kw):
+    t = get_template(args(template=name, **kw), tokenizer)
+    return t, t.render_turns(messages, system, tools, tokenizer)
+
+
+def text(turns):
+    return "".join("".join(p) + "".join(r) for p, r in turns)
+
+
+def conv(*contents):
+    return [{"role": "user" if i % 2 == 0 else "assistant", "content": c} for i, c in enumerate(contents)]
+
+
+# ---- qwen3: the three enable_thinking modes ---------------------------------------------------------------
+
+@pytest.mark.parametrize("thinking", [True, False, None])
+def test_qwen3_single_turn_equals_official_template(tokenizer, thinking):
+    msgs = conv(U1, A1)
+    _, turns = ours(tokenizer, "qwen3", msgs, enable_thinking=thinking)
+    assert text(turns) == official(tokenizer, "qwen3", msgs)
+    expected_prompt = "<|im_start|>user\nWhat is two plus two?<|im_end|>\n<|im_start|>assistant\n"
+    empty = "<think>\n\n</think>\n\n"
+    (prompt, response), = turns
+    if thinking:  # the empty thought is trained
+        assert "".join(prompt) == expected_prompt and "".join(response) == empty + A1 + "<|im_end|>\n"
+    else:  # False and None: the empty thought sits in the prompt, as Qwen3's enable_thinking=False prompt
+        assert "".join(prompt) == official(tokenizer, "qwen3", msgs[:1], gen=True, enable_thinking=False)
+        assert "".join(response) == A1 + "<|im_end|>\n"
+
+
+def test_qwen3_prompt_equals_generation_prompt(tokenizer):
+    (prompt, _), = ours(tokenizer, "qwen3", conv(U1, A1))[1]
+    assert "".join(prompt) == official(tokenizer, "qwen3", conv(U1), gen=True)
+
+
+def test_qwen3_thought_in_data(tokenizer):
+    answer = "<think>\nadd them\n</think>\n\n" + A1
+    msgs = conv(U1, answer)
+    for thinking in (True, None):  # kept and trained, no extra empty thought
+        _, turns = ours(tokenizer, "qwen3", msgs, enable_thinking=thinking)
+        assert text(turns) == official(tokenizer, "qwen3", msgs)
+        assert "".join(turns[0][1]) == answer + "<|im_end|>\n"
+    _, turns = ours(tokenizer, "qwen3", msgs, enable_thinking=False)  # stripped, empty thought in the prompt
+    assert text(turns) == official(tokenizer, "qwen3", conv(U1, A1))
+    assert "".join(turns[0][1]) == A1 + "<|im_end|>\n"
+
+
+def test_qwen3_multi_turn_last_turn_and_system(tokenizer):
+    msgs = conv(U1, A1, U2, A2)
+    _, turns = ours(tokenizer, "qwen3", msgs, system="Be brief.", enable_thinking=False)
+    full = official(tokenizer, "qwen3", [{"role": "system", "content": "Be brief."}] + msgs)
+    # LLaMA-Factory's multi-turn rule: every turn carries the (untrained) empty thought; Qwen3's own template
+    # writes it only for the last turn. Both agree on the last turn and the system block.
+    assert text(turns).endswith("<|im_start|>user\nAnd three?<|im_end|>\n<|im_start|>assistant\n<think>\n\n</think>\n\n"
+                                "Three plus three is six.<|im_end|>\n")
+    assert full.endswith(text(turns[1:]))
+    assert text(turns).startswith("<|im_start|>system\nBe brief.<|im_end|>\n<|im_start|>user\n")
+    assert text(turns) == ("<|im_start|>system\nBe brief.<|im_end|>\n<|im_start|>user\nWhat is two plus two?<|im_end|>\n"
+                           "<|im_start|>assistant\n<think>\n\n</think>\n\nTwo plus two is four.<|im_end|>\n"
+                           "<|im_start|>user\nAnd three?<|im_end|>\n<|im_start|>assistant\n<think>\n\n</think>\n\n"
+                           "Three plus three is six.<|im_end|>\n")
+
+
+def test_qwen3_nothink_has_no_thought(tokenizer):
+    _, turns = ours(tokenizer, "qwen3_nothink", conv(U1, A1))
+    assert text(turns) == "<|im_start|>user\nWhat is two plus two?<|im_end|>\n<|im_start|>assistant\nTwo plus two is four.<|im_end|>\n"
+    assert tokenizer.eos_token == "<|im_end|>"  # replace_eos
+
+
+def test_qwen3_tools_and_function_call(tokenizer):
+    call = {"name": "get_weather", "arguments": {"city": "Paris"}}
+    msgs = [{"role": "user", "content": "Weather in Paris?"}, {"role": "function", "content": json.dumps(call)}]
+    _, turns = ours(tokenizer, "qwen3", msgs, tools=json.dumps(TOOLS))
+    hf = [{"role": "user", "content": "Weather in Paris?"},
+          {"role": "assistant", "content": "", "tool_calls": [{"type": "function", "function": call}]}]
+    assert text(turns) == official(tokenizer, "qwen3", hf, tools=TOOLS)
+
+
+# ---- qwen (2.5): default system, tools, observation -------------------------------------------------------
+
+def test_qwen_multi_turn_equals_official(tokenizer):
+    msgs = conv(U1, A1, U2, A2)
+    _, turns = ours(tokenizer, "qwen", msgs)
+    assert text(turns) == official(tokenizer, "qwen2_5", msgs)
+    _, turns = ours(tokenizer, "qwen", msgs, system="Be brief.")
+    assert text(turns) == official(tokenizer, "qwen2_5", [{"role": "system", "content": "Be brief."}] + msgs)
+
+
+def test_qwen_tool_round_trip_equals_official(tokenizer):
+    call = {"name": "get_weather", "arguments": {"city": "Paris"}}
+    msgs = [{"role": "user", "content": "Weather in Paris?"}, {"role": "function", "content": json.dumps([call])},
+            {"role": "observation", "content": '{"temp": 21}'}, {"role": "assistant", "content": "It is 21 degrees."}]
+    _, turns = ours(tokenizer, "qwen", msgs, tools=json.dumps(TOOLS))
+    hf = [{"role": "user", "content": "Weather in Paris?"},
+          {"role": "assistant", "content": "", "tool_calls": [{"type": "function", "function": call}]},
+          {"role": "tool", "content": '{"temp": 21}'}, {"role": "assistant", "content": "It is 21 degrees."}]
+    assert text(turns) == official(tokenizer, "qwen2_5", hf, tools=TOOLS)
+    assert "".join(turns[0][1]) == '<tool_call>\n{"name": "get_weather", "arguments": {"city": "Paris"}}\n</tool_call><|im_end|>\n'
+
+
+def test_default_tool_format(tokenizer):
+    call = {"name": "get_weather", "arguments": {"city": "Paris"}}
+    msgs = [{"role": "user", "content": "Weather?"}, {"role": "function", "content": json.dumps(call)}]
+    _, turns = ours(tokenizer, "default", msgs, tools=TOOLS)
+    assert text(turns) == (
+        "System: You have access to the following tools:\n> Tool Name: get_weather\nTool Description: Weather of a city\n"
+        "Tool Args:\n  - city (string, required): the city\n\nUse the following format if using a tool:\n```\n"
+        "Action: tool name (one of [get_weather])\nAction Input: the input to the tool, in a JSON format representing "
+        'the kwargs (e.g. ```{"input": "hello world", "num_beams": 5}```)\n```\n<|endoftext|>\n'
+        'Human: Weather?<|endoftext|>\nAssistant:Action: get_weather\nAction Input: {"city": "Paris"}<|endoftext|>\n')
+    _, turns = ours(tokenizer, "qwen", msgs, tools=TOOLS, tool_format="default")  # tool_format overrides
+    assert 'Action: get_weather\nAction Input: {"city": "Paris"}<|im_end|>\n' == "".join(turns[0][1])
+
+
+# ---- llama3, default, empty, gpt ---------------------------------------------------------------------------
+
+def test_llama3_equals_official(tokenizer):
+    msgs = conv(U1, A1, U2, A2)
+    _, turns = ours(tokenizer, "llama3", msgs, system="Be brief.")
+    assert text(turns) == official(tokenizer, "llama3", [{"role": "system", "content": "Be brief."}] + msgs)
+    assert tokenizer.eos_token == "<|eot_id|>"
+    (p0, _), _ = turns
+    assert "".join(p0) == official(tokenizer, "llama3", [{"role": "system", "content": "Be brief."}, msgs[0]], gen=True)
+
+
+def test_default_and_empty_exact(tokenizer):
+    _, turns = ours(tokenizer, "default", conv(U1, A1, U2, A2), system="Be brief.")
+    assert text(turns) == ("System: Be brief.<|endoftext|>\nHuman: What is two plus two?<|endoftext|>\nAssistant:"
+                           "Two plus two is four.<|endoftext|>\nHuman: And three?<|endoftext|>\nAssistant:"
+                           "Three plus three is six.<|endoftext|>\n")
+    _, turns = ours(tokenizer, "empty", conv(U1, A1))
+    assert text(turns) == U1 + A1
+
+
+def test_default_system_override(tokenizer):
+    _, turns = ours(tokenizer, "qwen", conv(U1, A1), default_system="Answer in French.")
+    assert text(turns).startswith("<|im_start|>system\nAnswer in French.<|im_end|>\n")
+    _, turns = ours(tokenizer, "qwen", conv(U1, A1), system="Data system.", default_system="Answer in French.")
+    assert text(turns).startswith("<|im_start|>system\nData system.<|im_end|>\n")
+
+
+def test_gpt_oss_harmony_messages(tokenizer):
+    """gpt-oss (harmony): user and assistant messages with the analysis and final channels."""
+    msgs = conv(U1, "<|channel|>analysis<|message|>add<|end|><|start|>assistant<|channel|>final<|message|>" + A1)
+    t, turns = ours(tokenizer, "gpt", msgs)
+    assert t.efficient_eos
+    assert text(turns) == ("<|start|>system<|message|>You are ChatGPT, a large language model trained by OpenAI.<|end|>"
+                           "<|start|>user<|message|>What is two plus two?<|end|><|start|>assistant"
+                           "<|channel|>analysis<|message|>add<|end|><|start|>assistant<|channel|>final<|message|>"
+                           "Two plus two is four.<|end|>")
+    _, turns = ours(tokenizer, "gpt", conv(U1, A1), enable_thinking=False)
+    assert "".join(turns[0][0]).endswith("<|start|>assistant<|channel|>analysis<|message|><|end|>"
+                                         "<|start|>assistant<|channel|>final<|message|>")
+    assert "".join(turns[0][1]) == A1 + "<|end|>"
+    assert "gpt_oss" in TEMPLATES
+
+
+# ---- template: None, unknown names --------------------------------------------------------------------------
+
+@pytest.mark.parametrize("family,name", [("qwen2_5", "qwen"), ("qwen3", "qwen3"), ("llama3", None)])
+def test_tokenizer_own_template(tokenizer, family, name):
+    tokenizer.chat_template = chat_template(family)
+    t = get_template(args(template=None), tokenizer)
+    msgs = conv(U1, A1, U2, A2)
+    got = t.render_text(msgs, tokenizer=tokenizer)
+    if family == "qwen3":  # LLaMA-Factory's reasoning rule on every turn; the last turn as the family's own
+        assert t.reasoning and got == text(ours(tokenizer, "qwen3", msgs)[1])
+        last = t.render_turns(msgs, tokenizer=tokenizer)[-1]
+        assert official(tokenizer, family, msgs).endswith("".join(last[0]) + "".join(last[1]))
+    elif family == "llama3":
+        assert got == official(tokenizer, family, msgs)
+    else:
+        assert got == official(tokenizer, family, msgs)
+        assert t.default_system == TEMPLATES["qwen"].default_system
+
+
+def test_unknown_template_lists_templates(tokenizer):
+    with pytest.raises(ValueError) as e:
+        get_template(args(template="qwen9"), tokenizer)
+    msg = str(e.value)
+    assert "qwen9" in msg and all(n in msg for n in ("default", "empty", "qwen3_nothink", "llama3", "gpt"))
+
+
+def test_unknown_tool_format(tokenizer):
+    with pytest.raises(ValueError, match="tool_format 'nope' does not exist.*qwen"):
+        get_template(args(tool_format="nope"), tokenizer)
