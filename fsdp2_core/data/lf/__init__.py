@@ -6,10 +6,10 @@ tool_formats (messages → text), processor (text → input_ids / labels within 
 packing, mixing (mix strategies, validation split), collator (micro-batches), build
 (the whole path, caching, ranks).
 """
-from .build import SFTDataset, StreamingSFTDataset, build_sft_datasets, prepare
+from .build import SFTDataset, StreamingSFTDataset, build_engine_datasets, build_sft_datasets, prepare
 from .collator import SFTCollator
 from .processor import IGNORE_INDEX, infer_seqlen
 from .templates import TEMPLATES, Template, get_template
 
-__all__ = ["build_sft_datasets", "prepare", "SFTCollator", "SFTDataset", "StreamingSFTDataset", "TEMPLATES",
+__all__ = ["build_sft_datasets", "build_engine_datasets", "prepare", "SFTCollator", "SFTDataset", "StreamingSFTDataset", "TEMPLATES",
            "Template", "get_template", "infer_seqlen", "IGNORE_INDEX"]

@@ -287,3 +287,32 @@ def sizes(valid) -> str:
     if isinstance(valid, dict):
         return ", ".join(f"{k}: {len(v)}" for k, v in valid.items())
     return str(len(valid))
+
+
+class _Concat:
+    """Several validation sets read as one (the engine reports one validation loss)."""
+
+    def __init__(self, parts: List[SFTDataset]):
+        self.parts, self.collate_fn = parts, parts[0].collate_fn
+        self.offsets = [0]
+        for p in parts:
+            self.offsets.append(self.offsets[-1] + len(p))
+
+    def __len__(self):
+        return self.offsets[-1]
+
+    def __getitem__(self, i):
+        import bisect
+        k = bisect.bisect_right(self.offsets, int(i)) - 1
+        return self.parts[k][int(i) - self.offsets[k]]
+
+
+def build_engine_datasets(cfg, tokenizer, num_train_samples: Optional[int] = None):
+    """(train, valid, None) for the engine: one validation set (per-dataset sets are read as one)."""
+    if tokenizer is None:
+        raise ValueError("data_manager_type lf needs a tokenizer: set model.tokenizer_name_or_path or model_name_or_path")
+    train, valid, test = build_sft_datasets(cfg, tokenizer, stream_length=num_train_samples)
+    if isinstance(valid, dict):
+        log.warning("eval_on_each_dataset: the engine reports one validation loss over %s", ", ".join(valid))
+        valid = _Concat(list(valid.values()))
+    return train, valid, test
