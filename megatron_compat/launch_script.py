@@ -28,6 +28,18 @@ def _unevaluated(value: str) -> bool:
     return "$(" in value or "`" in value
 
 
+def _with_inherited(template: str) -> str:
+    """Double-quote a value, writing the caller's variables (marked \\x00NAME\\x00) back as ${NAME:-}."""
+    parts = template.split("\x00")
+    out = []
+    for i, part in enumerate(parts):
+        if i % 2:
+            out.append("${" + part + ":-}")
+        else:
+            out.append(part.replace("\\", "\\\\").replace('"', '\\"').replace("$", "\\$").replace("`", "\\`"))
+    return '"' + "".join(out) + '"'
+
+
 def render_launch_script(launch: LaunchScript, entry: str, entry_args: list[str], source_path: str) -> str:
     """Return the text of a bash script that launches `entry entry_args...` like `launch` did."""
     lines = [
@@ -45,7 +57,8 @@ def render_launch_script(launch: LaunchScript, entry: str, entry_args: list[str]
             if _unevaluated(value):
                 lines.append(f"# FIXME: line {line} of {source_path} computed this with a command that was "
                              f"not run; the text is copied as is")
-            lines.append(f"export {name}={shlex.quote(value)}")
+            template = launch.export_templates.get(name)
+            lines.append(f"export {name}={_with_inherited(template) if template else shlex.quote(value)}")
         lines.append("")
     lines.append(f"# Distributed settings from {source_path}")
     for var, attr, _, default in _DISTRIBUTED:

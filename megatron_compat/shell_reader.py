@@ -53,6 +53,9 @@ class LaunchScript:
     exports: dict[str, str] = field(default_factory=dict)      # exported env, in export order
     export_lines: dict[str, int] = field(default_factory=dict)  # line of each export
     warnings: list[ShellWarning] = field(default_factory=list)
+    # exports whose value used variables the script never set (e.g. PATH=/x:$PATH): the value with
+    # each such reference kept as "\x00NAME\x00", so the new script can refer to the caller's $NAME
+    export_templates: dict[str, str] = field(default_factory=dict)
 
     @property
     def entry_name(self) -> str:
@@ -654,6 +657,10 @@ class _Shell:
         self.warnings: list[ShellWarning] = []
         self.launches: list[_Launch] = []
         self.depth = 0
+        # Values that referenced variables the script never set (inherited from the caller's environment,
+        # e.g. PATH): kept with those references as `\x00NAME\x00` markers, so a rendered script can keep $NAME.
+        self.templates: dict[str, str] = {}
+        self._templating = False
 
     def warn(self, line: int, message: str) -> None:
         w = ShellWarning(line, message)
@@ -833,8 +840,23 @@ class _Shell:
         elif append and isinstance(old, list):
             self.vars[name] = [(old[0] if old else "") + value] + old[1:]
         else:
+            self._remember_template(name, a, m.end(), append, old)  # before assigning: X=$X:... sees the old X
             self.vars[name] = (old or "") + value if append else value
         return name
+
+    def _remember_template(self, name, a, start, append, old):
+        """Evaluate the value again, keeping references to unset variables as markers."""
+        self._templating = True
+        try:
+            template = self.join(self.pieces(a.raw[start:], a.line))
+        finally:
+            self._templating = False
+        if append:
+            template = self.templates.get(name, old or "") + template
+        if "\x00" in template:
+            self.templates[name] = template
+        else:
+            self.templates.pop(name, None)
 
     def declare(self, builtin: str, head_rest: list[str], words: list, line: int):
         export = builtin == "export"
@@ -987,6 +1009,8 @@ class _Shell:
         return out
 
     def value_pieces(self, name, index, value, text, line, in_dq, warn_unset) -> list:
+        if value is None and self._templating and _NAME.fullmatch(name or "") and index is None:
+            return [(f"\x00{name}\x00", False)]
         if value is None:
             if warn_unset:
                 what = "positional parameter" if name.isdigit() else "variable"
@@ -1338,11 +1362,13 @@ class _Shell:
         if "rdzv_endpoint" in opts and ":" in opts["rdzv_endpoint"]:
             host, _, port = opts["rdzv_endpoint"].rpartition(":")
             master_addr, master_port = master_addr or host, master_port or port
-        exports, export_lines = {}, {}
+        exports, export_lines, inherited = {}, {}, {}
         for n, export_line in self.exported.items():
             value = self.vars.get(n)
             if isinstance(value, str):
                 exports[n], export_lines[n] = value, export_line
+                if n in self.templates:
+                    inherited[n] = self.templates[n]
         for n, value in temp_env.items():
             exports[n], export_lines[n] = value, line
         return LaunchScript(
@@ -1350,7 +1376,7 @@ class _Shell:
             launcher_args=list(launcher_args), nproc_per_node=opts.get("nproc_per_node"),
             nnodes=opts.get("nnodes"), node_rank=opts.get("node_rank"),
             master_addr=master_addr, master_port=master_port,
-            exports=exports, export_lines=export_lines)
+            exports=exports, export_lines=export_lines, export_templates=inherited)
 
 
 def _opaque_chunks(text: str) -> list[str]:

@@ -513,3 +513,24 @@ def test_rendered_script_runs_in_bash_and_takes_overrides():
     assert calls[-1]["argv"] == ["torchrun", "--nproc_per_node", "8", "--nnodes", "3", "--node_rank", "2",
                                  "--master_addr", "h", "--master_port", "29500", "train_fsdp2.py", "new.yaml"]
     assert calls[-1]["env"]["X"] == "a b"
+
+
+def test_rendered_script_keeps_variables_inherited_from_the_caller(tmp_path):
+    """`export PATH=/x:$PATH` must not become `PATH=/x:` in the new script: the caller's PATH stays."""
+    script = ("ASCEND=/usr/local/Ascend\n"
+              "export PATH=$ASCEND/bin:$PATH\n"
+              'export LD_LIBRARY_PATH="$ASCEND/lib:${LD_LIBRARY_PATH}"\n'
+              "export HCCL_CONNECT_TIMEOUT=1200\n"
+              "torchrun --nproc_per_node 8 pretrain_gpt.py --lr 1\n")
+    launch = read_launch_script(script, (), "old.sh")
+    assert launch.exports["PATH"] == "/usr/local/Ascend/bin:"  # as bash with an empty environment
+    text = render_launch_script(launch, "train_fsdp2.py", ["new.yaml"], "old.sh")
+    assert 'export PATH="/usr/local/Ascend/bin:${PATH:-}"' in text
+    assert 'export LD_LIBRARY_PATH="/usr/local/Ascend/lib:${LD_LIBRARY_PATH:-}"' in text
+    assert "export HCCL_CONNECT_TIMEOUT=1200" in text
+    exports = tmp_path / "exports.sh"
+    exports.write_text("\n".join(line for line in text.splitlines() if line.startswith("export ")) + "\n")
+    if shutil.which("bash"):
+        out = subprocess.run([shutil.which("bash"), "-c", f'source {exports}; echo "$PATH"'], capture_output=True, text=True,
+                             env={"PATH": "/caller/bin"}).stdout.strip()
+        assert out == "/usr/local/Ascend/bin:/caller/bin"
