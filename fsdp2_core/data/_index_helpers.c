@@ -51,3 +51,28 @@ void blend_exhaustive(int16_t *dataset_index, int64_t *dataset_sample_index,
         step += 1;
     }
 }
+
+/* Sample starts: sample k ends on flat token t = k * seq_length + extra - 1 of the documents of
+ * doc_index laid end to end; record (position in doc_index, offset + 1 - extra) of that token,
+ * or the end of the last document when the stream runs out (partial last sample). */
+#define SAMPLE_INDEX(NAME, T)                                                                   \
+void NAME(const int32_t *lengths, const int32_t *doc_index, int64_t num_docs,                 \
+          int32_t seq_length, int64_t num_samples, int32_t extra, T *out) {                   \
+    int64_t pos = 0, doc_start = 0;                                                             \
+    int64_t doc_end = num_docs > 0 ? (int64_t)lengths[doc_index[0]] : 0;                        \
+    out[0] = 0; out[1] = 0;                                                                     \
+    for (int64_t k = 1; k <= num_samples; ++k) {                                                \
+        int64_t t = k * (int64_t)seq_length + extra - 1;                                        \
+        while (pos < num_docs - 1 && doc_end <= t) {                                            \
+            ++pos; doc_start = doc_end; doc_end += lengths[doc_index[pos]];                     \
+        }                                                                                       \
+        if (doc_end > t) {                                                                      \
+            out[2 * k] = (T)pos; out[2 * k + 1] = (T)(t - doc_start + 1 - extra);               \
+        } else {                                                                                \
+            out[2 * k] = (T)(num_docs - 1);                                                     \
+            out[2 * k + 1] = (T)(lengths[doc_index[num_docs - 1]] - extra);                     \
+        }                                                                                       \
+    }                                                                                           \
+}
+SAMPLE_INDEX(sample_index_int32, int32_t)
+SAMPLE_INDEX(sample_index_int64, int64_t)

@@ -73,7 +73,21 @@ def build_sample_index(sequence_lengths: np.ndarray, document_index: np.ndarray,
         num_samples = int(np.ceil(np.float32(total - extra_token) / np.float32(seq_length)))
     max_value = max(document_index.shape[0], int(sequence_lengths.max()) if len(sequence_lengths) else 0)
     dtype = np.int32 if max_value <= np.iinfo(np.int32).max else np.int64
+    if len(document_index):
+        from .native import build_sample_index_native
 
+        native = build_sample_index_native(
+            sequence_lengths, document_index, seq_length, num_samples, extra_token, dtype
+        )
+        if native is not None:
+            return native
+    return _sample_index_numpy(sequence_lengths, document_index, seq_length, num_samples,
+                               extra_token, dtype)
+
+
+def _sample_index_numpy(sequence_lengths, document_index, seq_length, num_samples, extra_token,
+                        dtype) -> np.ndarray:
+    """Vectorised form of the same walk (used without a C compiler)."""
     lengths = np.asarray(sequence_lengths)[document_index]
     ends = np.cumsum(lengths, dtype=np.int64)  # flat end of every document in document_index
     last_token = np.arange(1, num_samples + 1, dtype=np.int64) * seq_length + (extra_token - 1)

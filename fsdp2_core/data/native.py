@@ -1,4 +1,4 @@
-"""Blending indices: a greedy, inherently sequential loop.
+"""Sequential index loops: blending (a greedy loop that does not vectorise) and sample starts.
 
 The loop is compiled once from `_index_helpers.c` with the system C compiler and loaded through
 ctypes (the compiled library is cached under `$FSDP2_CACHE_HOME` or `~/.cache/fsdp2_core`, named by
@@ -76,6 +76,10 @@ def _library():
         lib.blend_weighted.restype = None
         lib.blend_exhaustive.argtypes = [p, p, p, ctypes.c_int32, p, p, p]
         lib.blend_exhaustive.restype = None
+        for name in ("sample_index_int32", "sample_index_int64"):
+            fn = getattr(lib, name)
+            fn.argtypes = [p, p, ctypes.c_int64, ctypes.c_int32, ctypes.c_int64, ctypes.c_int32, p]
+            fn.restype = None
         _LIB = lib
     except OSError as error:
         logger.warning("could not load the compiled index helpers (%s); using Python", error)
@@ -155,3 +159,18 @@ def build_exhaustive_blending_indices(sizes: Sequence[int]) -> Tuple[np.ndarray,
             live.remove(best)
         step += 1
     return dataset_index, dataset_sample_index
+
+
+def build_sample_index_native(lengths: np.ndarray, document_index: np.ndarray, seq_length: int,
+                              num_samples: int, extra_token: int, dtype) -> Optional[np.ndarray]:
+    """The sample index by the compiled loop, or None when it is unavailable."""
+    lib = _library()
+    if lib is None:
+        return None
+    lengths = np.ascontiguousarray(lengths, dtype=np.int32)
+    document_index = np.ascontiguousarray(document_index, dtype=np.int32)
+    out = np.empty((num_samples + 1, 2), dtype=dtype)
+    fn = lib.sample_index_int32 if out.dtype == np.int32 else lib.sample_index_int64
+    fn(_ptr(lengths), _ptr(document_index), len(document_index), seq_length, num_samples,
+       extra_token, _ptr(out))
+    return out

@@ -185,9 +185,15 @@ def test_blending_indices_match_megatron_native_and_python(monkeypatch):
         monkeypatch.undo()
 
 
+@pytest.mark.parametrize("use_native", [True, False])
 @pytest.mark.parametrize("extra", [0, 1])
 @pytest.mark.parametrize("drop_last", [True, False])
-def test_sample_index_matches_megatron_helper(extra, drop_last):
+def test_sample_index_matches_megatron_helper(extra, drop_last, use_native, monkeypatch):
+    if not use_native:
+        monkeypatch.setattr(native, "_LIB", None)
+        monkeypatch.setattr(native, "_LIB_TRIED", True)
+    else:
+        assert native.native_available()
     rng = np.random.default_rng(extra * 2 + drop_last)
     lengths = rng.integers(0, 50, 400).astype(np.int32)  # zero-length documents included
     lengths[0] = 7
