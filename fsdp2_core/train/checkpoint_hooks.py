@@ -1,4 +1,4 @@
-"""The seam for checkpointing (DCP save/resume, HF export, signals: a later issue).
+"""The seam for checkpointing; `fsdp2_core.checkpoint.Checkpointer` is the engine's implementation.
 
 The loop calls these at fixed points; the default does nothing. A resume sets
 `state.iteration` and `state.consumed_train_samples` in `load`, and the data loader is
@@ -8,6 +8,10 @@ reads none twice, in O(1).
 
 
 class CheckpointHooks:
+    def setup(self, **run) -> None:
+        """Once, before `load`, on every rank: what the run knows (device, tokenizer, train_iters, global_batch,
+        steps_per_epoch, print_fn). Optional: hooks without it are still accepted."""
+
     def load(self, state, model, optimizer, schedule) -> None:
         """Before training: restore state (iteration, consumed samples, counters), weights, optimizer."""
 

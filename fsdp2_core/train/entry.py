@@ -104,7 +104,13 @@ def run_training(cfg, datasets: Optional[Sequence] = None, checkpoint: Optional[
     schedule = build_schedule(t, train_iters, gbs)
 
     state = TrainState()
-    hooks = checkpoint or CheckpointHooks()
+    if checkpoint is None:
+        from fsdp2_core.checkpoint import Checkpointer  # imported here: it builds on this package
+        checkpoint = Checkpointer(cfg)
+    hooks = checkpoint
+    if hasattr(hooks, "setup"):
+        hooks.setup(device=device, tokenizer=tokenizer, train_iters=train_iters, global_batch=gbs,
+                    steps_per_epoch=len(train_ds) // gbs if t.max_steps <= 0 else None, print_fn=print_fn)
     hooks.load(state, model, optimizer, schedule)
     schedule.apply(optimizer)
 

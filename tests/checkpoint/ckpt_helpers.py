@@ -1,0 +1,135 @@
+"""Shared pieces of the checkpoint tests: in-process gloo ranks (the engine tests' helpers) and
+separately launched rank processes (as SLURM / torchrun start them) that can be signalled and killed."""
+import json
+import os
+import subprocess
+import sys
+import time
+
+import numpy as np
+import torch
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(os.path.dirname(HERE))
+sys.path.insert(0, os.path.join(ROOT, "tests", "engine"))
+
+from helpers import LLAMA, SEQ, SyntheticDataset, datasets, free_port, spawn, tiny_config  # noqa: E402,F401
+
+
+def run_sequence(tmp, runs):
+    """On every rank: run_training once per (name, overrides, env, hooks factory, port); output dir tmp/<out>.
+
+    Returns {name: summary, or the error text when the run raised}.
+    """
+    import torch.distributed as dist
+    from fsdp2_core.train import run_training
+    out = {}
+    for name, over, env, make_hooks, port in runs:
+        os.environ["MASTER_PORT"] = str(port)
+        saved = {k: os.environ.get(k) for k in env}
+        os.environ.update({k: str(v) for k, v in env.items()})
+        over = dict(over)
+        cfg = tiny_config(os.path.join(str(tmp), over.pop("out", name)), **over)
+        try:
+            hooks = make_hooks(cfg) if make_hooks else None
+            out[name] = run_training(cfg, datasets=datasets(), checkpoint=hooks, print_fn=lambda s: None)
+        except Exception as exc:  # noqa: BLE001  (the test inspects it)
+            out[name] = f"{type(exc).__name__}: {exc}"
+            if dist.is_initialized():
+                dist.destroy_process_group()
+        finally:
+            for k, v in saved.items():
+                if v is None:
+                    os.environ.pop(k, None)
+                else:
+                    os.environ[k] = v
+    return out
+
+
+def spawn_sequence(world, tmp, runs, timeout=400):
+    """runs: [(name, overrides, env, hooks factory)] in order on `world` gloo ranks; every rank's results."""
+    return spawn(world, run_sequence, str(tmp), [(*r, free_port()) for r in runs], timeout=timeout)
+
+
+# ---------------------------------------------------------------- launched rank processes (real entry point)
+
+def write_corpus(prefix):
+    """A tiny Megatron .bin/.idx corpus: counting sequences mod 100."""
+    from fsdp2_core.data import IndexedDatasetBuilder
+    rng = np.random.default_rng(0)
+    builder = IndexedDatasetBuilder(prefix + ".bin", dtype=np.uint16)
+    for _ in range(200):
+        start, n = int(rng.integers(0, 50)), int(rng.integers(20, 80))
+        builder.add_item(torch.from_numpy(((start + np.arange(n)) % 100).astype(np.uint16)))
+        builder.end_document()
+    builder.finalize(prefix + ".idx")
+    return prefix
+
+
+def yaml_config(path, corpus, out_dir, **training):
+    import yaml
+    doc = {
+        "model": {"architecture": {"model_type": "llama", "hidden_size": 32, "intermediate_size": 64,
+                                   "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 2,
+                                   "max_position_embeddings": 32, "tie_word_embeddings": False},
+                  "tokenizer_type": "NullTokenizer", "vocab_size": 100, "train_from_scratch": True},
+        "data": {"dataset": corpus, "data_manager_type": "mg", "split": "100,0,0", "cutoff_len": 16},
+        "parallel": {"param_dtype": "fp32", "reduce_dtype": "fp32"},
+        "training": dict({"stage": "pt", "output_dir": out_dir, "lr": 3e-3, "min_lr": 3e-4, "lr_warmup_steps": 2,
+                          "per_device_train_batch_size": 2, "global_batch_size": 4, "logging_steps": 1,
+                          "save_hf_weights": False, "seed": 3}, **training),
+    }
+    with open(path, "w") as fh:
+        yaml.safe_dump(doc, fh)
+    return path
+
+
+def launch_ranks(world, argv, cwd, log_prefix):
+    """Start `world` rank processes of `python <argv>` joined by env:// rendezvous; return the Popens."""
+    port = free_port()
+    procs = []
+    for rank in range(world):
+        env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""), FSDP2_DEVICE="cpu",
+                   OMP_NUM_THREADS="1", MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank),
+                   LOCAL_RANK=str(rank), WORLD_SIZE=str(world))
+        out = open(f"{log_prefix}.rank{rank}.log", "w")
+        procs.append(subprocess.Popen([sys.executable, *argv], cwd=cwd, env=env, stdout=out, stderr=subprocess.STDOUT))
+    return procs
+
+
+def wait_all(procs, timeout=400):
+    deadline = time.time() + timeout
+    codes = []
+    for p in procs:
+        codes.append(p.wait(timeout=max(deadline - time.time(), 1)))
+    return codes
+
+
+def wait_for_tracker(out_dir, at_least, procs, timeout=300):
+    """Poll until latest_checkpointed_iteration.txt names >= at_least (the run is then mid-training)."""
+    path = os.path.join(out_dir, "latest_checkpointed_iteration.txt")
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if os.path.exists(path):
+            text = open(path).read().strip()
+            if text and int(text) >= at_least:
+                return int(text)
+        if any(p.poll() is not None for p in procs):
+            raise AssertionError(f"a rank ended before checkpoint {at_least}: codes {[p.poll() for p in procs]}")
+        time.sleep(0.02)
+    raise TimeoutError(path)
+
+
+def losses_by_iteration(out_dir):
+    """{iteration: lm loss} from rank 0's metrics.jsonl; a resumed run's record of an iteration wins."""
+    out = {}
+    with open(os.path.join(out_dir, "metrics.jsonl")) as fh:
+        for line in fh:
+            rec = json.loads(line)
+            if rec["kind"] == "train":
+                out[rec["iteration"]] = rec["lm_loss"]
+    return out
+
+
+def read_log(log_prefix, rank=0):
+    return open(f"{log_prefix}.rank{rank}.log").read()
