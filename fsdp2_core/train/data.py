@@ -45,15 +45,16 @@ def collate(samples: Sequence[Dict]) -> Dict[str, torch.Tensor]:
 def micro_batches(dataset, consumed: int, micro: int, rank: int, dp: int, workers: int = 0,
                   cyclic: bool = False) -> Iterator[Dict[str, torch.Tensor]]:
     """This rank's micro-batches from global position `consumed`; `cyclic` restarts at the end (eval)."""
+    collate_fn = getattr(dataset, "collate_fn", collate)  # a dataset may bring its own (lf: padding, packing)
     while True:
         sampler = _sampler(len(dataset), consumed, micro, rank, dp)
         if workers > 0:
             loader = torch.utils.data.DataLoader(dataset, batch_sampler=sampler, num_workers=workers,
-                                                 collate_fn=collate, persistent_workers=False)
+                                                 collate_fn=collate_fn, persistent_workers=False)
             yield from loader
         else:
             for indices in sampler:
-                yield collate([dataset[i] for i in indices])
+                yield collate_fn([dataset[i] for i in indices])
         if not cyclic:
             return
         consumed = 0
@@ -62,9 +63,12 @@ def micro_batches(dataset, consumed: int, micro: int, rank: int, dp: int, worker
 def build_datasets(cfg, train_iters: int, global_batch: int, tokenizer=None):
     """(train, valid, test) for the configured data manager; mg = Megatron .bin/.idx pretraining data."""
     d, t = cfg.data, cfg.training
-    if d.data_manager_type != "mg":
-        raise ConfigError("data_manager_type lf (fine-tuning data) is not wired into the engine yet; "
-                          "use data_manager_type mg for pretraining data")
+    if d.data_manager_type == "lf":  # fine-tuning data (LLaMA-Factory conventions)
+        from fsdp2_core.data.lf import build_engine_datasets
+        try:
+            return build_engine_datasets(cfg, tokenizer, train_iters * global_batch, global_batch)
+        except ValueError as exc:
+            raise ConfigError(f"data: {exc}") from None
     try:
         from fsdp2_core.data import build_pretraining_datasets, megatron_sample_counts
     except ImportError as exc:

@@ -73,3 +73,74 @@ ALPACA = [{"instruction": f"What is {i} plus {i}?", "input": "" if i % 2 else "A
 SHAREGPT = [{"conversations": [{"from": "human", "value": f"hello {i}"}, {"from": "gpt", "value": f"hi {i}"},
                                {"from": "human", "value": "how are you?"}, {"from": "gpt", "value": "fine"}],
              "system": "Be brief."} for i in range(6)]
+
+
+def free_port() -> int:
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _worker(rank, world, port, fn, args, queue):
+    import traceback
+    import torch
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world),
+                      LOCAL_RANK=str(rank), FSDP2_DEVICE="cpu", HF_DATASETS_DISABLE_PROGRESS_BARS="1")
+    torch.set_num_threads(1)
+    try:
+        queue.put((rank, fn(*args), None))
+    except BaseException:
+        queue.put((rank, None, traceback.format_exc()))
+
+
+def spawn(world: int, fn, *args, timeout: float = 300):
+    """fn(*args) on `world` gloo ranks (spawned processes); results by rank, a rank's error raised."""
+    import torch.multiprocessing as mp
+    ctx = mp.get_context("spawn")
+    queue = ctx.Queue()
+    port = free_port()
+    procs = [ctx.Process(target=_worker, args=(r, world, port, fn, args, queue)) for r in range(world)]
+    for p in procs:
+        p.start()
+    results = {}
+    try:
+        for _ in range(world):
+            rank, value, err = queue.get(timeout=timeout)
+            if err:
+                raise RuntimeError(f"rank {rank} failed:\n{err}")
+            results[rank] = value
+    finally:
+        for p in procs:
+            p.join(timeout=10)
+            if p.is_alive():
+                p.kill()
+    return [results[r] for r in range(world)]
+
+
+TINY_QWEN3 = {"model_type": "qwen3", "vocab_size": 512, "hidden_size": 32, "intermediate_size": 64,
+              "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 2, "head_dim": 8,
+              "max_position_embeddings": 256, "tie_word_embeddings": False}
+
+
+def sft_yaml_doc(tmp, tokenizer_dir, dataset_dir, **data):
+    d = {"dataset": "alp,sg", "dataset_dir": str(dataset_dir), "template": "qwen3", "cutoff_len": 64,
+         "data_manager_type": "lf", "val_size": 4}
+    d.update(data)
+    return {"model": {"architecture": dict(TINY_QWEN3), "tokenizer_name_or_path": tokenizer_dir,
+                      "train_from_scratch": True},
+            "data": d,
+            "parallel": {"param_dtype": "fp32", "reduce_dtype": "fp32"},
+            "training": {"stage": "sft", "output_dir": os.path.join(str(tmp), "out"), "max_steps": 12, "lr": 1e-2,
+                         "min_lr": 1e-3, "lr_warmup_steps": 1, "per_device_train_batch_size": 2,
+                         "global_batch_size": 4, "logging_steps": 1, "eval_interval": 6, "eval_iters": 1,
+                         "save_steps": 0, "save_hf_weights": False, "seed": 3}}
+
+
+def write_sft_dataset_dir(path) -> str:
+    write_json(os.path.join(str(path), "alpaca.json"), ALPACA)
+    write_jsonl(os.path.join(str(path), "sg.jsonl"), SHAREGPT)
+    write_json(os.path.join(str(path), "dataset_info.json"), {
+        "alp": {"file_name": "alpaca.json"},
+        "sg": {"file_name": "sg.jsonl", "formatting": "sharegpt", "columns": {"messages": "conversations", "system": "system"}}})
+    return str(path)

@@ -307,12 +307,46 @@ class _Concat:
         return self.parts[k][int(i) - self.offsets[k]]
 
 
-def build_engine_datasets(cfg, tokenizer, num_train_samples: Optional[int] = None):
-    """(train, valid, None) for the engine: one validation set (per-dataset sets are read as one)."""
+class EpochView:
+    """`num_samples` draws over a dataset read epoch after epoch, each epoch in its own seeded order
+    (in file order with `disable_shuffling`), as the engine's sequential sampler expects."""
+
+    def __init__(self, data, num_samples: int, seed: int, shuffle: bool = True):
+        import numpy as np
+        self.data, self.num_samples, self.collate_fn = data, int(num_samples), data.collate_fn
+        self._n, self._seed, self._shuffle, self._np = len(data), seed, shuffle, np
+        self._orders = {}
+
+    def __len__(self):
+        return self.num_samples
+
+    def _order(self, epoch: int):
+        if epoch not in self._orders:
+            rng = self._np.random.default_rng([self._seed, epoch])
+            self._orders = {epoch: rng.permutation(self._n) if self._shuffle else self._np.arange(self._n)}
+        return self._orders[epoch]
+
+    def __getitem__(self, i):
+        epoch, j = divmod(int(i), self._n)
+        return self.data[int(self._order(epoch)[j])]
+
+
+def build_engine_datasets(cfg, tokenizer, num_train_samples: Optional[int] = None, global_batch: Optional[int] = None):
+    """(train, valid, None) for the engine: the train set read for `num_train_samples` draws (epochs repeat,
+    reshuffled), one validation set (per-dataset sets are read as one)."""
     if tokenizer is None:
         raise ValueError("data_manager_type lf needs a tokenizer: set model.tokenizer_name_or_path or model_name_or_path")
     train, valid, test = build_sft_datasets(cfg, tokenizer, stream_length=num_train_samples)
+    if num_train_samples and not cfg.data.streaming:
+        if len(train) == 0:
+            raise ValueError("no training samples are left after dropping bad records")
+        train = EpochView(train, num_train_samples, cfg.training.seed, not cfg.training.disable_shuffling)
     if isinstance(valid, dict):
         log.warning("eval_on_each_dataset: the engine reports one validation loss over %s", ", ".join(valid))
         valid = _Concat(list(valid.values()))
+    if valid is not None and global_batch and not cfg.data.streaming and 0 < len(valid) < global_batch:
+        # the engine draws whole global batches; a smaller set (e.g. a packed one) is read round to fill one
+        log.warning("validation set has %d rows, fewer than the global batch %d; it is repeated to fill a batch",
+                    len(valid), global_batch)
+        valid = EpochView(valid, global_batch, cfg.training.seed, shuffle=False)
     return train, valid, test
