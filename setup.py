@@ -20,7 +20,7 @@ setup(
         "sentencepiece",
     ],
     extras_require={
-        "test": ["pytest", "megatron-core==0.16.1"],
+        "test": ["pytest", "megatron-core==0.16.1", "matplotlib"],
         "npu": ["torch_npu"],
         "plot": ["matplotlib"],
     },
