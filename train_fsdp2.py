@@ -4,7 +4,8 @@
     torchrun --nproc-per-node 8 train_fsdp2.py CONFIG.yaml [--section.field VALUE ...]
 
 Sections: model, data, parallel, training, optimization, profiling. `stage: pt` with
-`data_manager_type: mg` trains on Megatron .bin/.idx data, the same path as pretrain_gpt.py.
+`data_manager_type: mg` trains on Megatron .bin/.idx data, the same path as pretrain_gpt.py;
+`stage: sft` with `data_manager_type: lf` fine-tunes on LLaMA-Factory style instruction data.
 """
 import sys
 
@@ -19,9 +20,6 @@ def main(argv=None) -> int:
     from fsdp2_core.config import ConfigError, load_config
     try:
         cfg = load_config(argv[0], argv[1:])
-        if cfg.data.data_manager_type != "mg":
-            raise ConfigError(f"stage {cfg.training.stage} with data_manager_type {cfg.data.data_manager_type}: "
-                              "only Megatron pretraining data (data_manager_type: mg) is wired into the engine so far")
     except ConfigError as exc:
         print(f"train_fsdp2.py: {exc}", file=sys.stderr)
         return 2

@@ -13,29 +13,14 @@ import numpy as np
 import torch
 
 from fsdp2_core.config import ConfigError
+from fsdp2_core.data.sampler import MegatronPretrainingSampler
 
 log = logging.getLogger(__name__)
 
 
 def _sampler(total: int, consumed: int, micro: int, rank: int, dp: int):
-    try:
-        from fsdp2_core.data.sampler import MegatronPretrainingSampler
-        return MegatronPretrainingSampler(total_samples=total, consumed_samples=consumed, micro_batch_size=micro,
-                                          data_parallel_rank=rank, data_parallel_size=dp, drop_last=True)
-    except ImportError:
-        return _FallbackSampler(total, consumed, micro, rank, dp)
-
-
-class _FallbackSampler:
-    """Used until the data package's sampler is importable; same order."""
-
-    def __init__(self, total, consumed, micro, rank, dp):
-        self.total, self.consumed, self.micro, self.rank, self.dp = total, consumed, micro, rank, dp
-
-    def __iter__(self):
-        step = self.micro * self.dp
-        for start in range(self.consumed, self.total - step + 1, step):
-            yield list(range(start + self.rank * self.micro, start + (self.rank + 1) * self.micro))
+    return MegatronPretrainingSampler(total_samples=total, consumed_samples=consumed, micro_batch_size=micro,
+                                      data_parallel_rank=rank, data_parallel_size=dp, drop_last=True)
 
 
 def collate(samples: Sequence[Dict]) -> Dict[str, torch.Tensor]:
@@ -46,6 +31,9 @@ def micro_batches(dataset, consumed: int, micro: int, rank: int, dp: int, worker
                   cyclic: bool = False) -> Iterator[Dict[str, torch.Tensor]]:
     """This rank's micro-batches from global position `consumed`; `cyclic` restarts at the end (eval)."""
     collate_fn = getattr(dataset, "collate_fn", collate)  # a dataset may bring its own (lf: padding, packing)
+    if cyclic and len(dataset) < micro * dp:  # nothing to draw: cycling would spin forever
+        raise ConfigError(f"an evaluation split holds {len(dataset)} samples, fewer than one draw of micro batch {micro} "
+                          f"× data-parallel size {dp}; give it more data or lower per_device_train_batch_size")
     while True:
         sampler = _sampler(len(dataset), consumed, micro, rank, dp)
         if workers > 0:
@@ -69,19 +57,25 @@ def build_datasets(cfg, train_iters: int, global_batch: int, tokenizer=None):
             return build_engine_datasets(cfg, tokenizer, train_iters * global_batch, global_batch)
         except ValueError as exc:
             raise ConfigError(f"data: {exc}") from None
-    try:
-        from fsdp2_core.data import build_pretraining_datasets, megatron_sample_counts
-    except ImportError as exc:
-        raise ConfigError(f"the Megatron data package is not available ({exc})") from None
+    from fsdp2_core.data import build_pretraining_datasets, megatron_sample_counts
     counts = megatron_sample_counts(train_iters, global_batch, t.eval_interval or train_iters, t.eval_iters)
     split_paths = lambda text: text.split() if text else None  # noqa: E731
     return build_pretraining_datasets(
-        split_paths(d.dataset if isinstance(d.dataset, str) else None), d.split, d.cutoff_len, t.seed,
+        _mg_data_path(d.dataset), d.split, d.cutoff_len, t.seed,
         num_samples=counts, cache_dir=d.data_cache_path, tokenizer=tokenizer,
         train_data_path=split_paths(d.train_data_path), valid_data_path=split_paths(d.valid_data_path),
         test_data_path=split_paths(d.test_data_path), mock=d.mock_data, reset_position_ids=d.reset_position_ids,
         reset_attention_mask=d.reset_attention_mask, eod_mask_loss=d.eod_mask_loss,
         create_attention_mask=bool(d.create_attention_mask_in_dataloader), no_shared_storage=bool(d.no_shared_storage))
+
+
+def _mg_data_path(dataset):
+    """--data-path tokens; MindSpeed's `dataset: {file_name: raw.jsonl}` names one raw file, tokenized once and cached."""
+    if isinstance(dataset, dict):
+        if "file_name" not in dataset:
+            raise ConfigError(f"data.dataset {dataset!r}: for data_manager_type mg give a file_name, or a --data-path list")
+        return [dataset["file_name"]]
+    return dataset.split() if dataset else None
 
 
 def build_tokenizer(cfg):

@@ -43,8 +43,6 @@ def test_sft_two_ranks_learns(setup, tmp_path, data):
     assert (built0, built1) == (1, 0)  # one rank tokenized; the other waited and loaded its result
 
 
-@pytest.mark.skipif("only Megatron pretraining data" in open(os.path.join(ROOT, "train_fsdp2.py")).read(),
-                    reason="train_fsdp2.py still refuses data_manager_type lf (its guard is the engine owner's)")
 def test_train_fsdp2_yaml_sft(setup, tmp_path):
     tok, ddir = setup
     path = tmp_path / "sft.yaml"
