@@ -18,6 +18,7 @@ setup(
         "pyyaml",
         "tokenizers",
         "sentencepiece",
+        "peft",
     ],
     extras_require={
         "test": ["pytest", "megatron-core==0.16.1", "matplotlib"],
