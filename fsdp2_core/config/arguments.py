@@ -55,6 +55,11 @@ class ModelArguments:
     vocab_size: Optional[int] = _f(None, "Vocabulary size before padding (--vocab-size; NullTokenizer needs it).", extension=True)
     make_vocab_size_divisible_by: int = _f(128, "Pad the vocabulary to a multiple of this times tp_size, as Megatron does.", extension=True)
     padded_vocab_size: Optional[int] = _f(None, "Explicit padded vocabulary size (--padded-vocab-size); wins over the computed padding.", extension=True)
+    lora_r: int = _f(0, "LoRA rank (--lora-r). 0 trains every parameter; above 0 only the LoRA adapters train (peft), on the modules of lora_target_modules.", extension=True)
+    lora_alpha: float = _f(32.0, "LoRA scaling numerator (--lora-alpha): the adapter output is scaled by lora_alpha / lora_r.", extension=True)
+    lora_dropout: float = _f(0.0, "Dropout on the LoRA adapter input (--lora-dropout).", extension=True)
+    lora_target_modules: List[str] = _f([], "Modules that get LoRA adapters (--lora-target-modules): Megatron names linear_qkv (q/k/v_proj), linear_proj (o_proj), linear_fc1 (gate/up_proj), linear_fc2 (down_proj), or Hugging Face module names. Needed when lora_r > 0.", extension=True)
+    lora_merge_on_export: bool = _f(False, "At the Hugging Face export of a LoRA run, also write the base weights with the adapters merged in (<output_dir>/hf_model/) beside the adapter (<output_dir>/hf_adapter/).", extension=True)
 
 
 @dataclass
@@ -99,6 +104,7 @@ class DataArguments:
     reset_position_ids: bool = _f(False, "Restart position ids after each end-of-document token.", extension=True)
     reset_attention_mask: bool = _f(False, "No attention across documents inside a sample.", extension=True)
     eod_mask_loss: bool = _f(False, "Mask the loss on end-of-document tokens.", extension=True)
+    is_instruction_dataset: bool = _f(False, "With data_manager_type mg: the --data-path prefixes are MindSpeed-LLM instruction datasets (<prefix>_packed_{input_ids,labels,attention_mask}_document.bin/.idx, --is-instruction-dataset), trained with their prompt tokens masked.", extension=True)
 
 
 @dataclass
