@@ -23,6 +23,7 @@ from typing import Callable, Optional
 
 import torch.distributed as dist
 import torch.distributed.checkpoint as dcp
+from torch.distributed.checkpoint.api import CheckpointException
 
 from .layout import CheckpointError, INFO, iter_dir, partial_dir, read_tracker, write_tracker
 from .rotation import prune
@@ -107,7 +108,7 @@ class Saver:
                          iteration, time.perf_counter() - start)
                 return
             dcp.save(state_dict, checkpoint_id=partial, process_group=self.group)
-        except Exception as exc:  # DCP gathers every rank's failure and raises on all of them
+        except (Exception, CheckpointException) as exc:  # DCP gathers every rank's failure, raises it on all
             raise self._fail(iteration, _describe(exc)) from exc
         error = self._agree(self._finish(iteration) if self.rank == 0 else None)
         if error:
@@ -134,7 +135,7 @@ class Saver:
         if p is None or p.finished or self.rank != 0:
             return
         future = _result(p.future)
-        if future.done() and future.exception() is None:
+        if future.done() and future.exception() is None:  # a failure is raised by wait(), on every rank
             p.error = self._finish(p.iteration)
             p.finished = True
 
@@ -146,7 +147,7 @@ class Saver:
         start = time.perf_counter()
         try:
             _result(p.future).result()
-        except Exception as exc:
+        except (Exception, CheckpointException) as exc:  # CheckpointException is a BaseException
             raise self._fail(p.iteration, _describe(exc)) from exc
         error = None
         if self.rank == 0:

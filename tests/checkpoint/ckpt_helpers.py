@@ -133,3 +133,58 @@ def losses_by_iteration(out_dir):
 
 def read_log(log_prefix, rank=0):
     return open(f"{log_prefix}.rank{rank}.log").read()
+
+
+# ---------------------------------------------------------------- hooks factories (picklable, run on every rank)
+
+def _rank():
+    return int(os.environ.get("RANK", "0"))
+
+
+def remove_file(rel, cfg):
+    """Before the run, rank 0 removes <output_dir>/<rel> (rank 0 alone decides which checkpoint to load)."""
+    if _rank() == 0:
+        os.remove(os.path.join(cfg.training.output_dir, rel))
+    return None
+
+
+def fail_writes(match, errno_code, on_rank, cfg):
+    """Make DCP's file writer fail on one rank for checkpoint paths containing `match` under this output dir,
+    as a full disk (ENOSPC) or a read-only directory (EACCES) does in the middle of a save. Once: the
+    writer is put back after the failure, as when the operator has fixed the cause."""
+    from torch.distributed.checkpoint import FileSystemWriter
+    original = FileSystemWriter.write_data
+    out_dir = cfg.training.output_dir
+
+    def write_data(self, plan, planner):
+        path = str(self.path)
+        if path.startswith(out_dir) and match in path:
+            FileSystemWriter.write_data = original
+            if _rank() == on_rank:
+                raise OSError(errno_code, os.strerror(errno_code), os.path.join(path, f"__{on_rank}_0.distcp"))
+        return original(self, plan, planner)
+
+    FileSystemWriter.write_data = write_data
+    return None
+
+
+def poisoned(from_iteration, cfg):
+    """The engine's checkpointer, with the loss made NaN from `from_iteration` on."""
+    from fsdp2_core.checkpoint import Checkpointer
+
+    class Poisoned(Checkpointer):
+        def load(self, state, model, optimizer, schedule):
+            super().load(state, model, optimizer, schedule)
+            inner, hooks = model.lm_loss, self
+            self.next_iteration = state.iteration + 1
+
+            def lm_loss(*a, **k):
+                s, n = inner(*a, **k)
+                return (s * float("nan"), n) if hooks.next_iteration >= from_iteration else (s, n)
+            model.lm_loss = lm_loss
+
+        def after_step(self, state, *rest):
+            self.next_iteration = state.iteration + 1
+            return super().after_step(state, *rest)
+
+    return Poisoned(cfg)
