@@ -59,6 +59,12 @@ def build_datasets(cfg, train_iters: int, global_batch: int, tokenizer=None):
             raise ConfigError(f"data: {exc}") from None
     from fsdp2_core.data import build_pretraining_datasets, megatron_sample_counts
     counts = megatron_sample_counts(train_iters, global_batch, t.eval_interval or train_iters, t.eval_iters)
+    if d.is_instruction_dataset:  # MindSpeed-LLM instruction .bin/.idx (--is-instruction-dataset)
+        from fsdp2_core.data.instruction import build_instruction_datasets
+        try:
+            return build_instruction_datasets(cfg, tokenizer, counts)
+        except (ValueError, FileNotFoundError) as exc:
+            raise ConfigError(f"data: {exc}") from None
     split_paths = lambda text: text.split() if text else None  # noqa: E731
     return build_pretraining_datasets(
         _mg_data_path(d.dataset), d.split, d.cutoff_len, t.seed,
