@@ -16,6 +16,7 @@ import logging
 import os
 import shutil
 import struct
+import warnings
 from typing import Callable, Dict, Iterable, List, Optional, Sequence, Tuple
 
 import torch
@@ -277,13 +278,16 @@ def export_checkpoint(checkpoint_dir: str, out_dir: str, max_shard_bytes: int = 
             raise CheckpointError(f"{checkpoint_dir}: the checkpoint has no tensor {key} that "
                                   f"{type(meta_model).__name__} needs")
         md = metadata[key]
-        entries.append((name, tuple(md.size), dtype or md.properties.dtype))
+        stored = md.properties.dtype
+        entries.append((name, tuple(md.size), dtype if dtype is not None and stored.is_floating_point else stored))
 
     def read(name, shape, stored):
         def get():
             t = torch.empty(shape, dtype=stored)
-            dcp.load({f"model.{name}": t}, checkpoint_id=checkpoint_dir, no_dist=True)
-            return t.to(dtype) if dtype is not None else t
+            with warnings.catch_warnings():  # "assuming the intent is to load in a single process": it is
+                warnings.simplefilter("ignore", UserWarning)
+                dcp.load({f"model.{name}": t}, checkpoint_id=checkpoint_dir, no_dist=True)
+            return t.to(dtype) if dtype is not None and stored.is_floating_point else t
         return get
 
     tmp = out_dir.rstrip("/") + ".partial"

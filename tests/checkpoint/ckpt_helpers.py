@@ -188,3 +188,37 @@ def poisoned(from_iteration, cfg):
             return super().after_step(state, *rest)
 
     return Poisoned(cfg)
+
+
+PROBE = [[3, 14, 15, 92, 65, 35, 89, 79, 32, 38, 46, 26, 43, 38, 32, 79], [1, 1, 2, 3, 5, 8, 13, 21, 34, 55, 89, 4, 93, 97, 62, 31]]
+
+
+def word_tokenizer(vocab_size):
+    """A small Hugging Face tokenizer built locally (nothing downloaded): one word per id."""
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+    vocab = {f"w{i}": i for i in range(vocab_size - 2)}
+    vocab.update({"<unk>": vocab_size - 2, "</s>": vocab_size - 1})
+    tok = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    return PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="<unk>", eos_token="</s>")
+
+
+def record_logits(max_shard_bytes, cfg):
+    """The engine's checkpointer, which also writes the trained (sharded) model's logits on PROBE
+    to <output_dir>/trained_logits.pt after the end-of-training export; a tokenizer rides along."""
+    from fsdp2_core.checkpoint import Checkpointer
+
+    class Recorder(Checkpointer):
+        def setup(self, **run):
+            run["tokenizer"] = word_tokenizer(cfg.model.architecture["vocab_size"])
+            super().setup(**run)
+
+        def finish(self, state, model, optimizer, schedule):
+            super().finish(state, model, optimizer, schedule)
+            with torch.no_grad():
+                logits = model(input_ids=torch.tensor(PROBE)).logits
+            if _rank() == 0:
+                torch.save(logits.detach().clone(), os.path.join(cfg.training.output_dir, "trained_logits.pt"))
+
+    return Recorder(cfg, hf_max_shard_bytes=max_shard_bytes)
