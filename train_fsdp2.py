@@ -6,6 +6,10 @@
 Sections: model, data, parallel, training, optimization, profiling. `stage: pt` with
 `data_manager_type: mg` trains on Megatron .bin/.idx data, the same path as pretrain_gpt.py;
 `stage: sft` with `data_manager_type: lf` fine-tunes on LLaMA-Factory style instruction data.
+
+SIGTERM and SIGINT (a scheduler's preemption, Ctrl-C) finish the current iteration, save a
+checkpoint and exit 0 (training.exit_signal_handler is always on here; a second Ctrl-C
+interrupts at once). Resume with --training.resume_from_checkpoint latest.
 """
 import sys
 
@@ -23,6 +27,7 @@ def main(argv=None) -> int:
     except ConfigError as exc:
         print(f"train_fsdp2.py: {exc}", file=sys.stderr)
         return 2
+    cfg.training.exit_signal_handler = True  # this entry always stops gracefully on SIGTERM / SIGINT
     from fsdp2_core.train import run_training
     run_training(cfg)
     return 0
