@@ -6,6 +6,15 @@
 
 Writes <output-prefix>_<json-key>_document.bin/.idx (…_sentence with --split-sentences).
 --input takes jsonl (and json, parquet, arrow through `datasets`), or a glob of them.
+
+MindSpeed-LLM's instruction handlers (fine-tuning data for posttrain_gpt.py --is-instruction-dataset):
+
+    python tools/preprocess_data.py --input alpaca.json --output-prefix data/alpaca \
+        --handler-name AlpacaStyleInstructionHandler --prompt-type qwen3 --seq-length 4096 \
+        --tokenizer-type PretrainedFromHF --tokenizer-name-or-path ./tokenizer --workers 1 [--pack | --neat-pack]
+
+writes <output-prefix>_packed_{input_ids,attention_mask,labels}_document.bin/.idx, as MindSpeed-LLM does
+(SharegptStyleInstructionHandler for sharegpt records; --map-keys renames columns).
 """
 import argparse
 import functools
@@ -42,6 +51,21 @@ def get_args(argv=None):
                        help="append the eod token to every document")
     group.add_argument("--lang", default="english", help="nltk language for sentence splitting")
     group.add_argument("--trust-remote-code", action="store_true")
+    group = parser.add_argument_group("instruction data (MindSpeed-LLM handlers)")
+    group.add_argument("--handler-name", default="",
+                       help="AlpacaStyleInstructionHandler or SharegptStyleInstructionHandler: write an instruction "
+                            "dataset (GeneralPretrainHandler or none: pretraining text)")
+    group.add_argument("--prompt-type", default=None, help="chat template of the instruction data (qwen3, llama3, empty)")
+    group.add_argument("--prompt-type-path", default=None, help="MindSpeed's custom template file (not supported)")
+    group.add_argument("--enable-thinking", default="true", choices=["true", "false", "none", "True", "False", "None"],
+                       help="thinking mode of reasoning templates (qwen3)")
+    group.add_argument("--seq-length", type=int, default=None,
+                       help="sequence length: longer samples are dropped (cut with --neat-pack); packed rows have it")
+    group.add_argument("--pack", action="store_true", help="pack samples into rows of --seq-length")
+    group.add_argument("--neat-pack", action="store_true",
+                       help="pack, recording each token's sample so that samples do not attend to each other")
+    group.add_argument("--map-keys", default=None,
+                       help='JSON column names, e.g. \'{"prompt":"instruction","query":"input","response":"output"}\'')
     group = parser.add_argument_group("output data")
     group.add_argument("--output-prefix", required=True, help="prefix of the .bin/.idx files")
     group.add_argument("--dataset-impl", default="mmap", choices=["mmap"],
@@ -62,13 +86,65 @@ def get_args(argv=None):
     ):
         parser.error(f"--tokenizer-type {args.tokenizer_type} needs --tokenizer-model "
                      "or --tokenizer-name-or-path (a local tokenizer directory)")
+    if args.handler_name and args.handler_name != "GeneralPretrainHandler":
+        from fsdp2_core.data.instruction import HANDLERS
+        if args.handler_name not in HANDLERS:
+            parser.error(f"--handler-name {args.handler_name}: supported are GeneralPretrainHandler, {', '.join(HANDLERS)}")
+        if not args.prompt_type:
+            parser.error(f"--handler-name {args.handler_name} needs --prompt-type (the chat template)")
+        if not args.seq_length:
+            parser.error(f"--handler-name {args.handler_name} needs --seq-length")
+        if args.prompt_type_path:
+            parser.error("--prompt-type-path: custom template files are not supported; use a built-in --prompt-type")
+        if not (args.tokenizer_name_or_path or args.tokenizer_model):
+            parser.error("instruction data needs a Hugging Face tokenizer: --tokenizer-name-or-path DIR")
+    elif args.pack or args.neat_pack:
+        parser.error("--pack/--neat-pack apply to instruction data (--handler-name AlpacaStyleInstructionHandler ...); "
+                     "pretraining data is not packed here")
     if args.workers < 1 or args.partitions < 1:
         parser.error("--workers and --partitions must be at least 1")
     return args
 
 
+def instruction_main(args):
+    """--handler-name Alpaca/SharegptStyleInstructionHandler: MindSpeed-LLM's instruction layout."""
+    import glob
+    import json
+
+    from transformers import AutoTokenizer
+
+    from fsdp2_core.data.instruction import (encode_instruction_records, template_for_prompt_type,
+                                             write_instruction_dataset)
+    from fsdp2_core.data.preprocess import iter_records
+    tokenizer = AutoTokenizer.from_pretrained(args.tokenizer_name_or_path or args.tokenizer_model,
+                                              trust_remote_code=args.trust_remote_code)
+    thinking = {"true": True, "false": False, "none": None}[args.enable_thinking.lower()]
+    try:
+        template = template_for_prompt_type(args.prompt_type, tokenizer, thinking)
+        map_keys = json.loads(args.map_keys) if args.map_keys else None
+    except (ValueError, json.JSONDecodeError) as exc:
+        sys.exit(f"preprocess_data.py: {exc}")
+    files = sorted(glob.glob(args.input)) if any(c in args.input for c in "*?[") else [args.input]
+    missing = [f for f in files if not os.path.isfile(f)]
+    if not files or missing:
+        sys.exit(f"preprocess_data.py: --input {args.input}: no such file {missing or args.input}")
+    records = (record for f in files for record, _ in iter_records(f))
+    counts = {}
+    samples = encode_instruction_records(records, args.handler_name, template, tokenizer, args.seq_length,
+                                         neat_pack=args.neat_pack, map_keys=map_keys, append_eod=args.append_eod,
+                                         counts=counts)
+    result = write_instruction_dataset(args.output_prefix, samples, args.seq_length, tokenizer.pad_token_id,
+                                       pack=args.pack, neat_pack=args.neat_pack)
+    print(f"{result['samples']} samples in {result['rows']} rows ({result['dropped']} too long, "
+          f"{counts.get('bad', 0)} malformed records dropped)")
+    for key, prefix in result["paths"].items():
+        print(f"{key}: {prefix}.bin / {prefix}.idx")
+
+
 def main(argv=None):
     args = get_args(argv)
+    if args.handler_name and args.handler_name != "GeneralPretrainHandler":
+        return instruction_main(args)
     factory = functools.partial(
         build_pretraining_tokenizer, args.tokenizer_type, tokenizer_model=args.tokenizer_model,
         vocab_file=args.vocab_file, merge_file=args.merge_file, vocab_size=args.vocab_size,

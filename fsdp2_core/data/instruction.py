@@ -361,3 +361,59 @@ def write_instruction_dataset(output_prefix: str, samples: Iterable[Tuple[List[i
     if dropped:
         log.warning("dropped %d samples of seq_length %d tokens or more", dropped, seq_length)
     return {"paths": paths, "samples": len(kept), "rows": len(rows), "dropped": dropped}
+
+
+# ------------------------------------------------------------------ tokenizing (the instruction handlers)
+
+HANDLERS = {"AlpacaStyleInstructionHandler": "alpaca", "SharegptStyleInstructionHandler": "sharegpt"}
+# MindSpeed-LLM --prompt-type names whose templates (configs/finetune/templates.json) render as ours do
+PROMPT_TYPES = {"qwen3": "qwen3", "llama3": "llama3", "empty": "empty"}
+
+
+def template_for_prompt_type(prompt_type: str, tokenizer=None, enable_thinking: Optional[bool] = True):
+    """Our template for a MindSpeed-LLM --prompt-type, refusing names whose MindSpeed rendering differs."""
+    from types import SimpleNamespace
+    from .lf.templates import get_template
+    if prompt_type not in PROMPT_TYPES:
+        raise ValueError(f"--prompt-type {prompt_type}: no template here renders it as MindSpeed-LLM does; "
+                         f"available: {', '.join(sorted(PROMPT_TYPES))}. Preprocess with MindSpeed-LLM (the engine "
+                         "trains its .bin/.idx output), or use raw data with train_fsdp2.py and a LLaMA-Factory template")
+    args = SimpleNamespace(template=PROMPT_TYPES[prompt_type], tool_format=None, default_system=None,
+                           enable_thinking=enable_thinking, train_on_prompt=False)
+    return get_template(args, tokenizer)
+
+
+def encode_instruction_records(records: Iterable[dict], handler_name: str, template, tokenizer, seq_length: int,
+                               neat_pack: bool = False, map_keys: Optional[dict] = None,
+                               append_eod: bool = False, counts: Optional[dict] = None):
+    """(input_ids, labels) per record, as the handler tokenizes it: the template's turns, prompts masked
+    (-100), responses trained. Neat packing cuts a sample to seq_length - 1 (turn by turn); otherwise a
+    sample is kept whole (the writer drops it when too long). Malformed records are dropped and counted."""
+    from .lf.converters import convert
+    from .lf.dataset_info import _entry_to_attr
+    from .lf.processor import SupervisedOptions, encode_supervised
+    if handler_name not in HANDLERS:
+        raise ValueError(f"--handler-name {handler_name}: supported instruction handlers are {', '.join(HANDLERS)}")
+    entry = {"file_name": "-", "formatting": HANDLERS[handler_name]}
+    map_keys = dict(map_keys or {})
+    if "tags" in map_keys:
+        entry["tags"] = map_keys.pop("tags")
+    entry["columns"] = map_keys
+    attr = _entry_to_attr(handler_name, entry)
+    opts = SupervisedOptions(seq_length - 1 if neat_pack else 1 << 40)
+    eos = tokenizer.eos_token_id
+    counts = counts if counts is not None else {}
+    counts.setdefault("bad", 0)
+    for record in records:
+        std = convert(record, attr)
+        if std["_error"] is not None:
+            counts["bad"] += 1
+            if counts["bad"] <= 5:
+                log.warning("dropped a record: %s", std["_error"])
+            continue
+        turns = template.encode_turns(tokenizer, list(std["_prompt"]) + list(std["_response"]), std["_system"],
+                                      std["_tools"])
+        ids, labels, _ = encode_supervised(turns, opts, template.efficient_eos, eos)
+        if append_eod:
+            ids, labels = ids + [eos], labels + [eos]
+        yield ids, labels
