@@ -34,6 +34,8 @@ def hf_config(model_cfg, vocab_size: Optional[int] = None):
         model_type = arch.pop("model_type", None)
         if not model_type:
             raise ConfigError("model.architecture needs a model_type (e.g. llama, qwen3, gpt2)")
+        from .families.qwen3_next import check_available
+        check_available(model_type)
         try:
             config = AutoConfig.for_model(model_type, **arch)
         except ValueError as exc:
@@ -53,7 +55,16 @@ def _from_config(config, trust_remote_code: bool) -> nn.Module:
 
 
 def build_model(cfg, device: torch.device, meta: bool, vocab_size: Optional[int] = None, seed: int = 0) -> nn.Module:
-    """Eager: a ready model on `device`. Meta: an empty model to shard, then `materialize`."""
+    """Eager: a ready model on `device`. Meta: an empty model to shard, then `materialize`.
+
+    The family's own forward (`model_id`, see registry.py) is installed on the result."""
+    from .registry import install_family
+    model = _build(cfg, device, meta, vocab_size, seed)
+    install_family(model, cfg)
+    return model
+
+
+def _build(cfg, device, meta, vocab_size, seed) -> nn.Module:
     m = cfg.model
     config = hf_config(m, vocab_size)
     if meta:

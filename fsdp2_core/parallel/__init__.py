@@ -1,4 +1,4 @@
-"""Parallelisation: device mesh, then tensor parallel → recompute → FSDP2, in that order."""
+"""Parallelisation: device mesh, then tensor parallel → expert parallel → context parallel → recompute → FSDP2."""
 import logging
 from typing import Iterable
 
@@ -6,6 +6,10 @@ import torch.nn as nn
 
 from fsdp2_core.config import ConfigError
 
+from torch.distributed.fsdp import MixedPrecisionPolicy
+
+from .context_parallel import apply_context_parallel
+from .expert_parallel import apply_expert_parallel, shard_experts
 from .fsdp import DTYPES, apply_fsdp
 from .mesh import Mesh, ParallelDims, build_mesh, parallel_dims
 from .recompute import apply_recompute
@@ -27,17 +31,22 @@ def modules_used_twice(model: nn.Module, chunked_head: bool) -> list:
 
 
 def parallelize(model: nn.Module, cfg, mesh: Mesh) -> nn.Module:
-    """Apply TP, activation recompute and FSDP2 to `model` in place; return it."""
+    """Apply TP, EP, CP, activation recompute and FSDP2 to `model` in place; return it."""
     p = cfg.parallel
-    if p.cp_size > 1:
-        raise ConfigError("cp_size > 1: the mesh has its context-parallel dimension, but Ulysses attention "
-                          "is not wired into the engine yet; set cp_size 1")
     if mesh.tp is not None:
         apply_tensor_parallel(model, mesh.tp, p.tp_colwise, p.tp_rowwise)
+    experts = mesh.expert_parallel
+    if experts:
+        apply_expert_parallel(model, mesh, p)
+    if mesh.cp is not None:
+        apply_context_parallel(model, mesh.cp, mesh.dims.tp)
     if p.recompute:
         wrapped = apply_recompute(model, p.recompute_modules)
         if not wrapped:
             raise ConfigError(f"recompute is on but no module matches recompute_modules {p.recompute_modules}")
+    if experts:
+        mp = MixedPrecisionPolicy(param_dtype=DTYPES[p.param_dtype], reduce_dtype=DTYPES[p.reduce_dtype])
+        shard_experts(model, mesh, p, mp)
     keep = modules_used_twice(model, chunked_head=bool(cfg.training.chunk_loss_size))
     apply_fsdp(model, mesh.fsdp, p, keep_in_root=keep)
     return model

@@ -60,6 +60,7 @@ class Mesh:
         # FSDP shards over dp_shard × cp (context-parallel ranks hold the same weights).
         self._shard_cp = self.world["dp_shard", "cp"]._flatten("dp_shard_cp")
         self._dp = self.world["dp_replicate", "dp_shard"]._flatten("dp")
+        self._dp_cp = self.world["dp_replicate", "dp_shard", "cp"]._flatten("dp_cp")
         self._expert: Optional[DeviceMesh] = None
 
     @property
@@ -76,6 +77,16 @@ class Mesh:
         with warnings.catch_warnings():  # slicing a flattened dim is the documented way for HSDP × CP today
             warnings.simplefilter("ignore")
             return self.world["dp_replicate", "dp_shard_cp"]
+
+    @property
+    def cp(self) -> Optional[DeviceMesh]:
+        """The context-parallel sub-mesh (ranks sharing one sample's sequence), None when cp_size is 1."""
+        return self.world["cp"] if self.dims.cp > 1 else None
+
+    @property
+    def dp_cp_group(self) -> dist.ProcessGroup:
+        """Every rank holding the same weights (data and context parallel): gradients average over it."""
+        return self._dp_cp.get_group()
 
     @property
     def dp(self) -> DeviceMesh:
@@ -100,6 +111,22 @@ class Mesh:
             self._expert = init_device_mesh(self.device_type, (rest, d.ep_fsdp, d.ep),
                                             mesh_dim_names=("ep_replicate", "ep_fsdp", "ep"))
         return self._expert
+
+    @property
+    def expert_parallel(self) -> bool:
+        return self.dims.ep * self.dims.ep_fsdp > 1
+
+    @property
+    def ep(self) -> DeviceMesh:
+        """Ranks exchanging tokens; each holds ep-th of the experts."""
+        return self.expert["ep"]
+
+    @property
+    def expert_fsdp(self) -> DeviceMesh:
+        """Where FSDP shards expert weights: ep_fsdp, with the remaining ranks as HSDP replicas."""
+        if self.dims.world_size == self.dims.ep * self.dims.ep_fsdp:
+            return self.expert["ep_fsdp"]
+        return self.expert["ep_replicate", "ep_fsdp"]
 
 
 def build_mesh(parallel_cfg, world_size: int, device_type: str) -> Mesh:

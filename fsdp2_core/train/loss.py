@@ -8,6 +8,14 @@ logits never exist at once; the result is the same loss.
 
 It is installed on the model as `model.lm_loss` and registered with FSDP as a forward
 method, so FSDP's root hooks (gathering, resharding) run around it as around forward.
+
+Context parallelism: the model carries `_fsdp2_cp`; each cp rank runs its slice of the
+sequence, and the sums and counts are summed over the cp ranks (differentiably), so
+every cp rank returns the whole micro-batch's figures, as a rank without cp would.
+
+MoE: the router auxiliary loss of the same forward is left in `model.last_aux_loss`
+(None without one): our families' Megatron-style loss (models/moe.py), or with the
+plain transformers forward, transformers' own load-balancing loss.
 """
 import types
 from typing import Optional, Tuple
@@ -37,8 +45,20 @@ def _masked_sum(head, hidden, labels, mask):
 def lm_loss_sums(model: nn.Module, tokens: torch.Tensor, labels: torch.Tensor, loss_mask: torch.Tensor,
                  position_ids: Optional[torch.Tensor] = None, attention_mask: Optional[torch.Tensor] = None,
                  chunk_size: Optional[int] = None) -> Tuple[torch.Tensor, torch.Tensor]:
-    hidden = backbone_of(model)(input_ids=tokens, position_ids=position_ids, attention_mask=attention_mask,
-                                use_cache=False)[0]
+    cp = getattr(model, "_fsdp2_cp", None)
+    extra = {}
+    if cp is not None:
+        from fsdp2_core.parallel.context_parallel import split_inputs
+        tokens, labels, loss_mask, position_ids, extra = split_inputs(cp, tokens, labels, loss_mask, position_ids,
+                                                                      attention_mask)
+        attention_mask = None
+    plain_aux = _plain_aux_coeff(model)
+    if plain_aux:
+        extra["output_router_logits"] = True
+    out = backbone_of(model)(input_ids=tokens, position_ids=position_ids, attention_mask=attention_mask,
+                             use_cache=False, **extra)
+    hidden = out[0]
+    model.last_aux_loss = _aux_loss(model, cp, out, plain_aux, attention_mask)
     head = model.get_output_embeddings()
     mask = loss_mask.float()
     seq = hidden.shape[1]
@@ -50,7 +70,39 @@ def lm_loss_sums(model: nn.Module, tokens: torch.Tensor, labels: torch.Tensor, l
             end = start + chunk_size
             total = total + checkpoint(_masked_sum, head, hidden[:, start:end], labels[:, start:end],
                                        mask[:, start:end], use_reentrant=False)
-    return total, mask.sum()
+    count = mask.sum()
+    if cp is not None:
+        from fsdp2_core.parallel.comm import all_reduce_sum
+        total = all_reduce_sum(total, cp.group)
+        count = all_reduce_sum(count.detach(), cp.group)
+    return total, count
+
+
+def _plain_aux_coeff(model) -> float:
+    """transformers' MoE load-balancing coefficient when the plain forward runs an MoE model with it on."""
+    config = getattr(model, "config", None)
+    if getattr(model, "_fsdp2_moe_blocks", None) or not getattr(config, "output_router_logits", False):
+        return 0.0
+    return float(getattr(config, "router_aux_loss_coef", 0.0) or 0.0)
+
+
+def _aux_loss(model, cp, out, plain_coeff: float, attention_mask):
+    blocks = getattr(model, "_fsdp2_moe_blocks", None)
+    if blocks:
+        from fsdp2_core.models.moe import aux_loss_coeff, router_aux_loss
+        return router_aux_loss(blocks, aux_loss_coeff(model.config), cp.group if cp else None, cp.size if cp else 1)
+    router_logits = getattr(out, "router_logits", None)
+    if not plain_coeff or not router_logits:
+        return None
+    import sys
+    fns = [getattr(sys.modules.get(c.__module__), "load_balancing_loss_func", None) for c in type(model).__mro__]
+    fn = next((f for f in fns if f is not None), None)
+    if fn is None:
+        return None
+    config = model.config
+    experts = getattr(config, "num_experts", None) or getattr(config, "num_local_experts")
+    mask = attention_mask if attention_mask is not None and attention_mask.dim() == 2 else None
+    return plain_coeff * fn(router_logits, experts, config.num_experts_per_tok, mask)
 
 
 def install_loss(model: nn.Module) -> None:

@@ -6,6 +6,12 @@ Normalisation (the gradient FSDP averages over the data-parallel ranks):
       gradient is that of sum over the global batch / N.
   otherwise (Megatron's default): each micro-batch contributes its own token mean /
       accumulation steps, so the gradient is the mean over micro-batches and ranks.
+Context-parallel ranks share samples: every cp rank gets the same micro-batches, the
+loss (loss.py) returns the whole sample's sums on each of them, and FSDP's average over
+dp × cp ranks is then the data-parallel average.
+MoE: the router auxiliary loss of each micro-batch is added / accumulation steps
+(averaged over micro-batches and data-parallel ranks, as Megatron does); the reported
+loss is the language-model loss alone, the auxiliary loss is reported beside it.
 """
 from dataclasses import dataclass
 from typing import Any, Dict, List, Optional
@@ -36,6 +42,7 @@ class StepResult:
     skipped: bool
     nan: bool
     tokens: int
+    aux_loss: float = 0.0
 
 
 def _to_device(batch: Dict[str, torch.Tensor], device) -> Dict[str, torch.Tensor]:
@@ -59,13 +66,14 @@ def _dp_sum(ctx, t: torch.Tensor) -> torch.Tensor:
 
 
 def _sync_ignored_grads(ctx) -> None:
-    """Parameters left out of FSDP still need their gradients averaged over data parallelism."""
-    if not ctx.ignored_params or ctx.mesh.dims.dp == 1:
+    """Parameters left out of FSDP still need their gradients averaged over data (and context) parallelism."""
+    ranks = ctx.mesh.dims.dp * ctx.mesh.dims.cp
+    if not ctx.ignored_params or ranks == 1:
         return
     for p in ctx.ignored_params:
         if p.grad is not None:
-            dist.all_reduce(p.grad, group=ctx.mesh.dp_group)
-            p.grad.div_(ctx.mesh.dims.dp)
+            dist.all_reduce(p.grad, group=ctx.mesh.dp_cp_group)
+            p.grad.div_(ranks)
 
 
 def train_step(ctx: RunContext, micro_batches: List[Dict[str, torch.Tensor]]) -> StepResult:
@@ -74,20 +82,25 @@ def train_step(ctx: RunContext, micro_batches: List[Dict[str, torch.Tensor]]) ->
     per_token = t.calculate_per_token_loss
     local_tokens = sum(float(torch.as_tensor(mb["loss_mask"]).sum()) for mb in micro_batches)
     total_tokens = float(_dp_sum(ctx, torch.tensor(local_tokens, dtype=torch.float64)))
-    reported = torch.zeros((), dtype=torch.float64)
+    reported = torch.zeros(2, dtype=torch.float64)  # (lm loss, aux loss)
     for mb in micro_batches:
         s, n = forward_sums(ctx, mb)
         if per_token:
             loss = s * (dp / max(total_tokens, 1.0))
-            reported += float(s.detach())
+            reported[0] += float(s.detach())
         else:
             mean = s / n.clamp(min=1.0)
             loss = mean / len(micro_batches)
-            reported += float(mean.detach())
+            reported[0] += float(mean.detach())
+        aux = getattr(ctx.model, "last_aux_loss", None)
+        if aux is not None:
+            loss = loss + aux / len(micro_batches)
+            reported[1] += float(aux.detach())
         loss.backward()
     _sync_ignored_grads(ctx)
     reported = _dp_sum(ctx, reported)
-    loss_value = float(reported) / (max(total_tokens, 1.0) if per_token else len(micro_batches) * dp)
+    loss_value = float(reported[0]) / (max(total_tokens, 1.0) if per_token else len(micro_batches) * dp)
+    aux_value = float(reported[1]) / (len(micro_batches) * dp)
 
     params = [p for p in ctx.model.parameters() if p.grad is not None]
     grad_norm = float(global_grad_norm(params))
@@ -97,4 +110,4 @@ def train_step(ctx: RunContext, micro_batches: List[Dict[str, torch.Tensor]]) ->
         ctx.optimizer.step()
         ctx.schedule.step(ctx.optimizer, ctx.global_batch)
     ctx.optimizer.zero_grad(set_to_none=True)
-    return StepResult(loss_value, grad_norm, skipped, not is_finite(loss_value), int(total_tokens))
+    return StepResult(loss_value, grad_norm, skipped, not is_finite(loss_value), int(total_tokens), aux_value)

@@ -1,0 +1,142 @@
+"""Mixture-of-experts forward shared by the families: route, permute, compute, combine.
+
+A family's MoE block is given `moe_block_forward`: the router picks top-k experts per
+token; the tokens are permuted so each expert's tokens are contiguous; the experts
+module is called on them (`experts(tokens, counts)`, so FSDP's hooks gather its
+weights); the outputs are unpermuted, weighted and summed back per token.
+
+Between permute and compute sits the block's dispatcher: `LocalDispatcher` when all
+experts live on this rank; expert parallelism swaps in an all-to-all dispatcher
+(`fsdp2_core.parallel.expert_parallel`). The model itself knows nothing of that.
+
+Expert compute runs per expert (eager) or as one grouped GEMM (fused: torch's grouped
+matmul on accelerators, a padded batched matmul elsewhere).
+
+The router auxiliary loss is Megatron's (`--moe-aux-loss-coeff`), per MoE layer and
+summed over layers: coeff · E · Σ_e P_e · f_e, with P_e the mean router probability of
+expert e and f_e the fraction of the top-k assignments it received, over every token
+of the micro-batch (over all context-parallel ranks).
+"""
+import types
+from typing import List, Optional
+
+import torch
+import torch.distributed as dist
+import torch.nn as nn
+from torch.distributed.tensor import DTensor
+
+
+def local(p: torch.Tensor) -> torch.Tensor:
+    """This rank's experts of a weight: the local shard of an expert-parallel DTensor."""
+    return p.to_local() if isinstance(p, DTensor) else p
+
+
+# ---------------------------------------------------------------- grouped matmul
+
+def grouped_matmul(x: torch.Tensor, w: torch.Tensor, counts: torch.Tensor, fused: bool) -> torch.Tensor:
+    """Rows of `x` grouped by expert (`counts` rows each) times that expert's `w[e]` ([in, out])."""
+    if x.shape[0] == 0:
+        return x @ w[0]  # keeps the weight in the graph, so its gradient exists (zeros) on every rank
+    if fused:
+        return _grouped(x, w, counts)
+    out, start = [], 0
+    for e, c in enumerate(counts.tolist()):
+        if c:
+            out.append(x[start:start + c] @ w[e])
+            start += c
+    return torch.cat(out)
+
+
+def _grouped(x, w, counts):
+    if x.is_cuda and hasattr(torch, "_grouped_mm") and x.dtype == torch.bfloat16:
+        return torch._grouped_mm(x, w, offs=torch.cumsum(counts, 0).to(torch.int32))
+    # Padded batched matmul: one GEMM over [experts, capacity, in].
+    experts = w.shape[0]
+    expert_of = torch.repeat_interleave(torch.arange(experts, device=x.device), counts)
+    start = torch.cumsum(counts, 0) - counts
+    slot = torch.arange(x.shape[0], device=x.device) - start[expert_of]
+    buf = x.new_zeros(experts, int(counts.max()), x.shape[1]).index_put((expert_of, slot), x)
+    return torch.bmm(buf, w)[expert_of, slot]
+
+
+def per_expert(bias: torch.Tensor, counts: torch.Tensor) -> torch.Tensor:
+    return torch.repeat_interleave(bias, counts, dim=0)
+
+
+# ---------------------------------------------------------------- dispatch
+
+def permute(idx: torch.Tensor, num_experts: int):
+    """(order of token-expert pairs sorted by expert, tokens per expert)."""
+    flat = idx.reshape(-1)
+    return torch.argsort(flat, stable=True), torch.bincount(flat, minlength=num_experts)
+
+
+def combine(y: torch.Tensor, order: torch.Tensor, weights: torch.Tensor, tokens: int, k: int) -> torch.Tensor:
+    """Unpermute expert outputs and sum them per token, weighted by the router."""
+    w = weights.reshape(-1)[order].unsqueeze(-1).to(y.dtype)
+    return y.new_zeros(tokens, y.shape[-1]).index_add(0, order // k, y * w)
+
+
+class LocalDispatcher:
+    """Every expert on this rank."""
+
+    def __call__(self, experts: nn.Module, x: torch.Tensor, weights: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+        tokens, k = idx.shape
+        order, counts = permute(idx, experts.num_experts)
+        y = experts(x[order // k], counts)
+        return combine(y, order, weights, tokens, k)
+
+
+def moe_block_forward(self, hidden_states: torch.Tensor):
+    """Replaces a family MoE block's forward (self is the block)."""
+    b, s, h = hidden_states.shape
+    x = hidden_states.reshape(-1, h)
+    logits, weights, idx = getattr(self, self._fsdp2_router)(x)
+    self._fsdp2_route = (logits, idx)
+    out = self._fsdp2_dispatcher(self.experts, x, weights, idx).reshape(b, s, h)
+    return (out, weights) if self._fsdp2_returns_scores else out
+
+
+def install_moe(model: nn.Module, block_types, router_attr: str, experts_forward, returns_scores: bool,
+                fused: bool = False) -> List[nn.Module]:
+    """Give every MoE block of `model` our forward; return the blocks (kept on the model for the aux loss)."""
+    blocks = [m for m in model.modules() if type(m).__name__ in block_types]
+    for block in blocks:
+        block._fsdp2_router = router_attr
+        block._fsdp2_returns_scores = returns_scores
+        block._fsdp2_dispatcher = LocalDispatcher()
+        block.forward = types.MethodType(moe_block_forward, block)
+        block.experts._fsdp2_fused = fused
+        block.experts.forward = types.MethodType(experts_forward, block.experts)
+    model._fsdp2_moe_blocks = blocks
+    return blocks
+
+
+# ---------------------------------------------------------------- auxiliary loss
+
+def aux_loss_coeff(config) -> float:
+    """Megatron's --moe-aux-loss-coeff arrives as router_aux_loss_coef with output_router_logits on."""
+    if not getattr(config, "output_router_logits", False):
+        return 0.0
+    return float(getattr(config, "router_aux_loss_coef", 0.0) or 0.0)
+
+
+def router_aux_loss(blocks, coeff: float, cp_group=None, cp_size: int = 1) -> Optional[torch.Tensor]:
+    """Σ over MoE layers of coeff · E · Σ_e P_e f_e for the last forward (None without routes or coeff)."""
+    routes = [getattr(b, "_fsdp2_route", None) for b in blocks]
+    if not coeff or not routes or any(r is None for r in routes):
+        return None
+    num_experts = routes[0][0].shape[-1]
+    k = routes[0][1].shape[-1]
+    prob_sums = torch.stack([torch.softmax(logits.float(), dim=-1).sum(0) for logits, _ in routes])
+    counts = torch.stack([torch.bincount(idx.reshape(-1), minlength=num_experts).float() for _, idx in routes])
+    tokens = routes[0][0].shape[0]
+    if cp_size > 1:
+        from fsdp2_core.parallel.comm import all_reduce_sum
+        prob_sums = all_reduce_sum(prob_sums, cp_group)
+        dist.all_reduce(counts, group=cp_group)
+        tokens *= cp_size
+    per_layer = (prob_sums / tokens * counts / (tokens * k)).sum(-1) * num_experts
+    for b in blocks:
+        b._fsdp2_route = None
+    return coeff * per_layer.sum()

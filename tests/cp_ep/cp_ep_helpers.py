@@ -1,0 +1,53 @@
+"""Tiny MoE / attention-sink families, packed samples, and rank spawning for the cp / ep tests."""
+import os
+import sys
+
+import numpy as np
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "engine"))
+from helpers import SEQ, VOCAB, SyntheticDataset, free_port, spawn, tiny_config  # noqa: E402
+
+QWEN3 = {"model_type": "qwen3", "hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2,
+         "num_attention_heads": 4, "num_key_value_heads": 2, "head_dim": 8, "vocab_size": VOCAB,
+         "max_position_embeddings": 64, "tie_word_embeddings": False}
+QWEN3_MOE = {"model_type": "qwen3_moe", "hidden_size": 32, "intermediate_size": 64, "moe_intermediate_size": 16,
+             "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 2, "head_dim": 8,
+             "num_experts": 4, "num_experts_per_tok": 2, "norm_topk_prob": True, "vocab_size": VOCAB,
+             "max_position_embeddings": 64, "tie_word_embeddings": False, "router_aux_loss_coef": 0.01,
+             "output_router_logits": True}
+GPT_OSS = {"model_type": "gpt_oss", "hidden_size": 32, "intermediate_size": 16, "num_hidden_layers": 2,
+           "num_attention_heads": 4, "num_key_value_heads": 2, "head_dim": 8, "num_local_experts": 4,
+           "num_experts_per_tok": 2, "sliding_window": 8, "layer_types": ["sliding_attention", "full_attention"],
+           "vocab_size": VOCAB, "max_position_embeddings": 64, "tie_word_embeddings": False,
+           "router_aux_loss_coef": 0.01, "output_router_logits": True}
+
+
+class PackedDataset(SyntheticDataset):
+    """Samples holding several documents: positions restart at each (Megatron's reset_position_ids)."""
+
+    def __getitem__(self, i):
+        s = super().__getitem__(i)
+        cut = 5 + (i * 7) % (self.seq - 10)
+        pos = np.concatenate([np.arange(cut), np.arange(self.seq - cut)]).astype(np.int64)
+        return {**s, "position_ids": pos}
+
+
+def datasets(packed: bool = False):
+    cls = PackedDataset if packed else SyntheticDataset
+    return cls(64), cls(16, seed=1), cls(8, seed=2)
+
+
+def run_layouts(tmp, runs):
+    """On every rank: run_training once per (overrides, port, packed); return the summaries."""
+    from fsdp2_core.train import run_training
+    out = []
+    for i, (over, port, packed) in enumerate(runs):
+        os.environ["MASTER_PORT"] = str(port)
+        cfg = tiny_config(os.path.join(str(tmp), f"run{i}"), **over)
+        out.append(run_training(cfg, datasets=datasets(packed), print_fn=lambda s: None))
+    return out
+
+
+def spawn_layouts(world, tmp, runs, timeout=600):
+    """runs: [(overrides, packed)]; rank 0's summaries."""
+    return spawn(world, run_layouts, str(tmp), [(o, free_port(), p) for o, p in runs], timeout=timeout)[0]
