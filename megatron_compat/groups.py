@@ -50,8 +50,67 @@ def stage(t):
         t.set("stage", "sft")
         _line(t, "--stage")
     else:
-        t.reject("--stage", f"stage {t.given['--stage']} (preference/RL training) is not supported; only sft and pretraining are",
+        t.reject("--stage", f"stage {t.given['--stage']} (preference / reinforcement-learning training) is not supported; "
+                 "the engine trains supervised fine-tuning (--stage sft) and pretraining only",
                  "train with MindSpeed-LLM for DPO/PPO/GRPO, or use --stage sft")
+
+
+def instruction(t):
+    """--is-instruction-dataset, --prompt-type, --enable-thinking: MindSpeed-LLM instruction data."""
+    g = t.given
+    if g.get("--is-instruction-dataset"):
+        t.set("is_instruction_dataset", True)
+        t.set("stage", "sft")
+        _line(t, "--is-instruction-dataset")
+    if "--prompt-type" in g:
+        from fsdp2_core.data.instruction import PROMPT_TYPES
+        name = g["--prompt-type"]
+        t.set("template", PROMPT_TYPES.get(name, name))
+        _line(t, "--prompt-type", f"data.template = {PROMPT_TYPES.get(name, name)}")
+        if name not in PROMPT_TYPES:
+            t.notes.append(f"--prompt-type {name}: no built-in template renders as MindSpeed-LLM's {name}; instruction data "
+                           "already preprocessed by MindSpeed-LLM trains without it, but tools/preprocess_data.py and raw "
+                           f"fine-tuning data need one of {', '.join(sorted(PROMPT_TYPES))}")
+    if "--enable-thinking" in g:
+        value = str(g["--enable-thinking"]).lower()
+        choices = {"true": True, "false": False, "none": None}
+        if value not in choices:
+            raise ConfigError(f"--enable-thinking {g['--enable-thinking']}: expects true, false or none")
+        t.set("enable_thinking", choices[value])
+        _line(t, "--enable-thinking")
+
+
+_LORA_FLAGS = ("--lora-target-modules", "--lora-r", "--lora-alpha", "--lora-dropout")
+
+
+def lora(t):
+    """MindSpeed-LLM turns LoRA on with --lora-target-modules (rank 16 and alpha 32 unless given)."""
+    g = t.given
+    given = [f for f in _LORA_FLAGS if f in g]
+    if not given:
+        return
+    targets = g.get("--lora-target-modules") or []
+    if not targets:
+        for flag in given:
+            _line(t, flag, "no effect: without --lora-target-modules MindSpeed-LLM trains every parameter, as the engine does")
+        return
+    from fsdp2_core.models.lora import hf_target_modules
+    hf = hf_target_modules(list(targets))
+    if g.get("--tensor-model-parallel-size", 1) > 1:
+        raise ConfigError(f"--lora-target-modules with --tensor-model-parallel-size {g['--tensor-model-parallel-size']}: "
+                          "LoRA runs with tp 1 here (FSDP shards the frozen base weights); set --tensor-model-parallel-size 1")
+    r, alpha = g.get("--lora-r", 16), g.get("--lora-alpha", 32)
+    if r < 1:
+        raise ConfigError(f"--lora-r {r}: the LoRA rank must be at least 1")
+    t.set("lora_target_modules", list(targets))
+    t.set("lora_r", int(r))
+    t.set("lora_alpha", float(alpha))
+    t.set("lora_dropout", float(g.get("--lora-dropout", 0.0)))
+    _line(t, "--lora-target-modules", f"model.lora_target_modules → {', '.join(hf)} (peft LoRA; only adapters train)")
+    for flag in given[1:]:
+        _line(t, flag)
+    if "--lora-r" not in g:
+        t.notes.append("LoRA rank 16 and alpha 32: MindSpeed-LLM's defaults, as --lora-r/--lora-alpha are not given")
 
 
 def dataloader(t):
@@ -215,7 +274,7 @@ def pipeline(t):
                        "the global batch and schedule are unchanged")
 
 
-HANDLERS = [precision, optimizer, stage, dataloader, tokenizer, recompute, context_and_experts, load_paths, architecture, pipeline]
+HANDLERS = [precision, optimizer, stage, instruction, lora, dataloader, tokenizer, recompute, context_and_experts, load_paths, architecture, pipeline]
 
 
 def derive_batch(t, values: Dict[str, Any], dialect: str) -> None:

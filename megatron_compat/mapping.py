@@ -130,8 +130,16 @@ MAPPED_RULES = [
     M("--no-shared-storage", "data.no_shared_storage", const(no_shared_storage=True)),
     M("--pack", "data.packing", const(packing=True)),
     M("--neat-pack", "data.neat_packing", const(neat_packing=True)),
-    M("--prompt-type", "data.template", to("template")),
+    M("--prompt-type", "data.template (qwen3, llama3 and empty render as MindSpeed-LLM's; preprocessed instruction data needs none)", group="instruction"),
     M("--stage", "training.stage (sft; other stages refused)", group="stage"),
+    M("--is-instruction-dataset", "data.is_instruction_dataset: the --data-path prefix holds MindSpeed-LLM instruction data (<prefix>_packed_*_document.bin/.idx)", group="instruction"),
+    M("--enable-thinking", "data.enable_thinking (true / false / none)", group="instruction"),
+    # --- LoRA (peft) ---
+    M("--lora-target-modules", "model.lora_target_modules (linear_qkv → q/k/v_proj, linear_proj → o_proj, linear_fc1 → gate/up_proj, linear_fc2 → down_proj)", group="lora"),
+    M("--lora-r", "model.lora_r (with --lora-target-modules)", group="lora"),
+    M("--lora-alpha", "model.lora_alpha (with --lora-target-modules)", group="lora"),
+    M("--lora-dropout", "model.lora_dropout (with --lora-target-modules)", group="lora"),
+    M("--save-lora-to-hf", "training.save_hf_weights: the adapter is exported in PEFT format to <save>/hf_adapter/", const(save_hf_weights=True)),
     # --- tokenizer ---
     M("--tokenizer-type", "model.tokenizer_type", to("tokenizer_type")),
     M("--tokenizer-model", "model.tokenizer_model (and tokenizer_name_or_path for Hugging Face directories)", group="tokenizer"),

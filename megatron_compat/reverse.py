@@ -36,7 +36,7 @@ SWITCHES = {
     "reset_attention_mask": ("--reset-attention-mask", True), "eod_mask_loss": ("--eod-mask-loss", True),
     "create_attention_mask_in_dataloader": ("--no-create-attention-mask-in-dataloader", False),
     "no_shared_storage": ("--no-shared-storage", True), "mock_data": ("--mock-data", True),
-    "packing": ("--pack", True), "neat_packing": ("--neat-pack", True), "use_fast_tokenizer": ("--tokenizer-not-use-fast", False),
+    "packing": ("--pack", True), "is_instruction_dataset": ("--is-instruction-dataset", True), "neat_packing": ("--neat-pack", True), "use_fast_tokenizer": ("--tokenizer-not-use-fast", False),
     "calculate_per_token_loss": ("--calculate-per-token-loss", True), "load_optim": ("--no-load-optim", False),
     "load_rng": ("--no-load-rng", False), "finetune": ("--finetune", True), "save_optim": ("--no-save-optim", False),
     "save_rng": ("--no-save-rng", False), "save_async": ("--async-save", True), "exit_signal_handler": ("--exit-signal-handler", True),

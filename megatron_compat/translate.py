@@ -161,6 +161,9 @@ def _merge(t, base, fsdp2, dialect, entry):
     if entry == "pretrain_gpt.py":
         values.setdefault("stage", "pt")
         values.setdefault("data_manager_type", "mg")
+    if entry == "posttrain_gpt.py" and dialect == "megatron" and "--stage" not in t.given:
+        t.errors.append("posttrain_gpt.py needs --stage: MindSpeed-LLM picks its trainer by it; add --stage sft "
+                        "(supervised fine-tuning, the only post-training stage here)")
     values.update(_coerced(t, base))
     values.update(t.values)
     for name, value in _coerced(t, fsdp2).items():

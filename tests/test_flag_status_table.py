@@ -110,8 +110,8 @@ def test_spot_checks():
     assert status["--attention-softmax-in-fp32"] == "absorbed"
     assert status["--fp8-format"] == "rejected"
     assert status["--multi-latent-attention"] == "rejected"
-    assert status["--lora-r"] == "rejected"
-    assert status["--is-instruction-dataset"] == "rejected"
+    assert status["--lora-load"] == "rejected"  # --lora-r and --is-instruction-dataset are mapped (issue #10)
+    assert status["--variable-seq-lengths"] == "absorbed"
     assert status["--input"] == "rejected"  # preprocess_data.py only
     assert status["--rotary-interleaved"] == "absorbed-at-default"
     assert status["--num-layers-per-virtual-pipeline-stage"] == "absorbed"

@@ -144,8 +144,8 @@ def test_absorbed_and_rejected_flags_are_reported():
     result, _ = ok(BASE + ["--use-distributed-optimizer", "--overlap-grad-reduce", "--sequence-parallel"])
     lines = {line.flag: line for line in result.lines}
     assert lines["--use-distributed-optimizer"].status == "absorbed" and lines["--use-distributed-optimizer"].text
-    text = refused(BASE + ["--lora-r", "16"])
-    assert "--lora-r is not supported" in text
+    text = refused(BASE + ["--lora-load", "/ckpt/lora"])
+    assert "--lora-load is not supported" in text
 
 
 def test_context_parallel_ring_algorithms():
