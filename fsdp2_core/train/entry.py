@@ -11,6 +11,7 @@ import torch.distributed as dist
 from fsdp2_core.config import global_batch_size, padded_vocab_size, resolve_batch
 from fsdp2_core.device import init_distributed
 from fsdp2_core.models.build import build_model, count_parameters, materialize
+from fsdp2_core.models.lora import apply_lora
 from fsdp2_core.models.tokens import extend_tokenizer, resize_model_vocab
 from fsdp2_core.parallel import build_mesh, parallelize
 from fsdp2_core.parallel.fsdp import ignored_parameters
@@ -62,6 +63,7 @@ def build_parallel_model(cfg, device, mesh, tokenizer=None):
     if tokenizer is not None and hasattr(tokenizer, "add_special_tokens") and not meta:
         added = extend_tokenizer(tokenizer, m)
         resize_model_vocab(model, tokenizer, m, added, seed)
+    apply_lora(model, cfg)  # LoRA adapters (peft) in place, only they train; no-op when lora_r is 0
     install_loss(model)
     parallelize(model, cfg, mesh)
     register_loss_with_fsdp(model)
