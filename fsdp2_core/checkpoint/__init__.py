@@ -23,6 +23,8 @@ import torch.distributed as dist
 
 from fsdp2_core.train.checkpoint_hooks import CheckpointHooks
 
+from fsdp2_core.models.lora import export_lora, has_lora
+
 from .hf_export import (DEFAULT_MAX_SHARD_BYTES, HF_DIR, TOKENIZER_DIR, export_checkpoint, export_model,
                         hf_class_name, hf_tokenizer, inference_config)
 from .layout import CheckpointError, TRACKER, completeness, iter_dir, latest_complete, read_tracker
@@ -108,7 +110,11 @@ class Checkpointer(CheckpointHooks):
             if it > 0 and it != self.saved_iteration and not (self.loaded and self.loaded["iteration"] == it):
                 self.save(state, model, optimizer, schedule)
             self.saver.wait()
-            if self.t.save_hf_weights and self.exit_reason is None and it >= self.train_iters:
+            if self.t.save_hf_weights and self.exit_reason is None and it >= self.train_iters and has_lora(model):
+                written = export_lora(model, self.cfg, self.save_dir, self.tokenizer, self.group, self.hf_max_shard_bytes)
+                self.hf_dir = written.get("merged")  # LoRA: the adapter, and the merged model on request
+                self.print(f" LoRA export written to {', '.join(written.values())}")
+            elif self.t.save_hf_weights and self.exit_reason is None and it >= self.train_iters:
                 self.hf_dir = os.path.join(self.save_dir, HF_DIR)
                 export_model(model, self.hf_dir, tokenizer=self.tokenizer, max_shard_bytes=self.hf_max_shard_bytes,
                              group=self.group)
