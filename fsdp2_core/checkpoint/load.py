@@ -1,7 +1,8 @@
 """Resuming: which checkpoint, which parts of it, and putting them back.
 
     resume_from_checkpoint: latest   the newest complete checkpoint in output_dir (Megatron --load == --save);
-                                     incomplete ones are skipped with a warning; none at all starts fresh
+                                     incomplete ones are skipped with a warning; no checkpoint at all starts
+                                     fresh (a first run), only incomplete ones is an error
     resume_from_checkpoint: <path>   that iter_XXXXXXX directory, or the tracker's checkpoint in a save
                                      directory; missing or incomplete is an error
     load_optim false (--no-load-optim)  weights and counters; the LR schedule is placed at the consumed
@@ -20,7 +21,7 @@ import torch.distributed as dist
 import torch.distributed.checkpoint as dcp
 from torch.distributed.checkpoint import FileSystemReader
 
-from .layout import CheckpointError, latest_complete, read_info, resolve_explicit
+from .layout import CheckpointError, latest_complete, list_iterations, read_info, read_tracker, resolve_explicit
 from .state import apply_loaded, describe, has_rng_for, saved_sections, template_to_load
 
 log = logging.getLogger(__name__)
@@ -35,9 +36,13 @@ def resolve(request: Optional[str], output_dir: str, rank: int, group=None, warn
         try:
             if request == "latest":
                 decision = latest_complete(output_dir, warn=warn or log.warning)
+                if decision is None and (read_tracker(output_dir) is not None or list_iterations(output_dir)):
+                    raise CheckpointError(
+                        f"resume_from_checkpoint latest: {output_dir} holds checkpoints, but none is complete (see "
+                        "the warnings above). Restore or remove them, name one with resume_from_checkpoint, or "
+                        "unset resume_from_checkpoint (Megatron: drop --load) to start from scratch")
                 if decision is None:
-                    log.info("resume_from_checkpoint latest: no complete checkpoint in %s; starting from scratch",
-                             output_dir)
+                    log.info("resume_from_checkpoint latest: no checkpoint in %s yet; starting from scratch", output_dir)
             else:
                 decision = resolve_explicit(request)
         except CheckpointError as exc:

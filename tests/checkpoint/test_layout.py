@@ -1,5 +1,5 @@
 """One process, no training: the directory layout, completeness, which checkpoint a resume picks,
-rotation, and the streamed safetensors writer against the safetensors library."""
+rotation, the streamed safetensors writer against the safetensors library, and when saves happen."""
 import json
 import os
 
@@ -106,3 +106,30 @@ def test_streamed_safetensors_match_the_library(tmp_path):
     w = StreamingSafetensorsWriter(str(tmp_path), entries)
     with pytest.raises(ValueError, match="expected tensor a"):
         w.write("b", tensors["b"])
+
+
+@pytest.mark.parametrize("over, steps_per_epoch, saves, stop", [
+    ({"save_steps": 3}, None, [3, 6], None),
+    ({"save_steps": 0, "save_epochs": 2}, 2, [4, 8], None),          # epoch-based run: every 2nd epoch of 2 steps
+    ({"save_steps": 0, "save_epochs": 2}, None, [], None),           # iteration-based run: save_epochs unused
+    ({"save_steps": 4, "exit_interval": 5}, None, [4, 5], 5),        # exit interval saves and stops
+])
+def test_when_saves_happen(tmp_path, over, steps_per_epoch, saves, stop):
+    from types import SimpleNamespace
+
+    from ckpt_helpers import tiny_config
+    from fsdp2_core.checkpoint import Checkpointer
+    from fsdp2_core.train import TrainState
+    hooks = Checkpointer(tiny_config(tmp_path, **over))
+    hooks.setup(device=SimpleNamespace(torch_device=torch.device("cpu")), train_iters=8, global_batch=4,
+                steps_per_epoch=steps_per_epoch, print_fn=lambda s: None)
+    done = []
+    hooks.save = lambda state, *_: done.append(state.iteration)
+    state, stopped = TrainState(), None
+    for it in range(1, 9):
+        state.iteration = it
+        if hooks.after_step(state, None, None, None):
+            stopped = it
+            break
+    hooks.signals.restore()
+    assert done == saves and stopped == stop

@@ -10,7 +10,7 @@ import os
 
 import pytest
 
-from ckpt_helpers import fail_writes, poisoned, remove_file, spawn_sequence
+from ckpt_helpers import fail_writes, only_broken_checkpoints, poisoned, remove_file, spawn_sequence
 
 ITERS = 8
 
@@ -28,6 +28,7 @@ def runs(tmp_path_factory):
         ("named_broken", dict(base, resume_from_checkpoint=p("res", "iter_0000008"), out="res"), {},
          functools.partial(remove_file, os.path.join("iter_0000008", ".metadata"))),
         ("fallback", dict(base, resume_from_checkpoint="latest", out="res"), {}, None),
+        ("all_broken", dict(base, resume_from_checkpoint="latest", out="broken"), {}, only_broken_checkpoints),
         # asynchronous saves at 2 and 4 are written while training goes on; resume from 4 by name
         ("async_part", dict(base, save_steps=2, save_async=True, exit_interval=6, out="async"), {}, None),
         ("async_rest", dict(base, save_async=True, resume_from_checkpoint=p("async", "iter_0000004"),
@@ -86,6 +87,13 @@ def test_checkpoint_without_metadata_is_skipped_for_the_previous_one(runs):
     assert fb["iteration"] == ITERS and len(fb["losses"]) == 2      # resumed from 6, trained 7 and 8
     assert fb["losses"] == full["losses"][6:]
     assert tracker(tmp / "res") == 8 and os.path.exists(tmp / "res" / "iter_0000008" / ".metadata")
+
+
+def test_latest_with_only_incomplete_checkpoints_is_an_error(runs):
+    _, r, r1 = runs
+    for res in (r, r1):
+        assert res["all_broken"].startswith("CheckpointError: resume_from_checkpoint latest:"), res["all_broken"]
+        assert "holds checkpoints, but none is complete" in res["all_broken"]
 
 
 def test_async_save_is_exact(runs):
