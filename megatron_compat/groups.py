@@ -291,14 +291,31 @@ def derive_batch(t, values: Dict[str, Any], dialect: str) -> None:
             t.notes.append(f"world size unknown here: gradient_accumulation_steps is derived at run time from global batch {gbs}")
         return
     dp = data_parallel_size(t.world_size, values.get("tp_size", 1), values.get("cp_size", 1))
+    pp = t.given.get("--pipeline-model-parallel-size", 1)
     if gbs is None:
         if dialect != "megatron":
             return
-        gbs = mbs * dp  # Megatron's default global batch
+        gbs = mbs * max(dp // pp, 1)  # Megatron's default global batch: its data-parallel size excludes pipeline ranks
+    if pp > 1 and gbs % (mbs * dp):
+        mbs = _fit_micro_batch(t, values, gbs, mbs, dp, pp)
     values["global_batch_size"] = gbs
     values["gradient_accumulation_steps"] = gradient_accumulation_steps(gbs, mbs, dp)
     t.notes.append(f"batch: world {t.world_size} = tp {values.get('tp_size', 1)} × cp {values.get('cp_size', 1)} × dp {dp}; "
                    f"global batch {gbs} = micro batch {mbs} × dp {dp} × accumulation {values['gradient_accumulation_steps']}")
+
+
+def _fit_micro_batch(t, values, gbs, mbs, dp, pp) -> int:
+    """Folding pipeline ranks multiplies dp; keep the script's global batch by taking a smaller micro batch.
+
+    The micro batch only trades memory for steps; the global batch is what training means, so it stays.
+    """
+    for smaller in range(mbs - 1, 0, -1):
+        if gbs % (smaller * dp) == 0:
+            values["per_device_train_batch_size"] = smaller
+            t.notes.append(f"micro batch {mbs} → {smaller}: with its {pp} pipeline ranks folded, dp is {dp}, and global batch "
+                           f"{gbs} is not a multiple of {mbs} × {dp}; the global batch stays {gbs}")
+            return smaller
+    return mbs  # nothing fits: gradient_accumulation_steps() names every number
 
 
 def derive_steps(t, values: Dict[str, Any], dialect: str) -> None:

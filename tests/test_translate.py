@@ -262,3 +262,15 @@ def _replace(argv, flag, value):
         out.append(argv[i])
         i += 1
     return out
+
+
+def test_pipeline_folding_keeps_the_global_batch():
+    # 8 ranks, pp 2: Megatron's dp is 4 (16 = 4 × 4); folded, dp is 8, so the micro batch shrinks to keep 16
+    argv = _replace(_replace(BASE, "--micro-batch-size", "4"), "--global-batch-size", "16") + ["--pipeline-model-parallel-size", "2"]
+    result, cfg = ok(argv, world_size=8)
+    assert cfg.training.global_batch_size == 16 and cfg.training.per_device_train_batch_size == 2
+    assert "micro batch 4 → 2" in result.report()
+    # without --global-batch-size, Megatron's default counts dp without the pipeline ranks: 2 × (8 / 2)
+    _, cfg = ok(_replace(BASE, "--global-batch-size", None) + ["--pipeline-model-parallel-size", "2"], world_size=8)
+    assert cfg.training.global_batch_size == 8 and cfg.training.gradient_accumulation_steps == 1
+    assert cfg.training.per_device_train_batch_size == 1
