@@ -1,4 +1,4 @@
-"""`save_total_limit`: keep the newest N complete checkpoints, never the latest one's neighbours' victim.
+"""`save_total_limit`: keep the newest N complete checkpoints, never deleting the latest one.
 
 Runs on rank 0 after the tracker names the new checkpoint. Complete checkpoints beyond the
 newest N go (the tracker's checkpoint is always kept, even when a resumed run saved it at
