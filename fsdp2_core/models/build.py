@@ -110,7 +110,9 @@ def copy_full_into(param: torch.Tensor, full: torch.Tensor) -> None:
 
 def _shadow_params(module: nn.Module) -> Dict[str, nn.Parameter]:
     """Full-shaped plain CPU stand-ins for a module's own parameters (global shapes of DTensors)."""
-    return {name: nn.Parameter(torch.empty(p.shape, dtype=torch.float32), requires_grad=False)
+    # Zeros, not empty: a family whose parent module initialises a child's weight (Qwen3-Next's router)
+    # leaves that child's own pass with nothing to write, and it must not copy back garbage.
+    return {name: nn.Parameter(torch.zeros(p.shape, dtype=torch.float32), requires_grad=False)
             for name, p in module.named_parameters(recurse=False)}
 
 

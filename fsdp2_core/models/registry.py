@@ -5,6 +5,8 @@ context parallelism still works through the attention interface). With it, the
 family's `install` reworks the model in place after it is built:
   - MoE blocks get our routing and token dispatch (`fsdp2_core.models.moe`), which
     expert parallelism plugs into, and Megatron's router auxiliary loss;
+  - attention through our core (`parallel/context_parallel.py`, no exchange at cp_size 1), so
+    packed samples keep documents apart at every cp size;
   - the fused-kernel hooks of `optimization` (`families/kernels.py`).
 
 Adding a family
@@ -80,6 +82,8 @@ def install_family(model: nn.Module, cfg) -> Optional[Family]:
         from fsdp2_core.parallel.expert_parallel import check_dispatcher
         check_dispatcher("mc2", detect_device_type())
     family.install(model, cfg)
+    from fsdp2_core.parallel.context_parallel import install_attention
+    install_attention(model)  # our attention core (what context parallelism splits), packed documents kept apart
     applied = apply_kernel_hooks(model, cfg)
     model._fsdp2_family = family.model_id
     log.info("model_id %s: our forward installed%s", family.model_id, f" with {', '.join(applied)}" if applied else "")

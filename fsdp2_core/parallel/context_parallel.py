@@ -19,6 +19,10 @@ Heads: the query heads on a rank (after tensor parallelism) must divide by cp; k
 heads that do not are replicated (repeated) up to a multiple of cp, keeping each query
 head with its own key/value head.
 
+The same attention function serves the registered families at cp_size 1 (no
+exchange): their packed samples then keep documents apart the same way at every cp
+size, whatever the transformers family's own mask does (gpt-oss's ignores positions).
+
 The loss sums and token counts of the cp ranks are summed with a differentiable
 all-reduce, so every cp rank sees the whole sample's loss; FSDP's gradient average
 over the (dp × cp) ranks then gives the gradient of the whole sample.
@@ -43,6 +47,9 @@ class ContextParallel:
     group: object
     rank: int
     size: int
+
+
+NO_SPLIT = ContextParallel(None, 0, 1)
 
 
 def _heads(config, tp: int) -> Tuple[int, int]:
@@ -72,19 +79,22 @@ def check_attention_only(config) -> None:
 
 
 def apply_context_parallel(model: nn.Module, cp_mesh, tp: int = 1) -> ContextParallel:
-    config = model.config
-    check_attention_only(config)
-    check_heads(config, cp_mesh.size(), tp)
+    check_attention_only(model.config)
+    check_heads(model.config, cp_mesh.size(), tp)
+    return install_attention(model, ContextParallel(cp_mesh.get_group(), cp_mesh.get_local_rank(), cp_mesh.size()))
+
+
+def install_attention(model: nn.Module, info: ContextParallel = NO_SPLIT) -> ContextParallel:
+    """Route the model's attention through `ulysses_attention` (with no exchange when info.size is 1)."""
     register_attention()
-    info = ContextParallel(cp_mesh.get_group(), cp_mesh.get_local_rank(), cp_mesh.size())
-    config._attn_implementation = ATTENTION_NAME
+    model.config._attn_implementation = ATTENTION_NAME
     tagged = 0
     for module in model.modules():
         if type(module).__name__.endswith("Attention") and hasattr(module, "head_dim"):
             module._fsdp2_cp = info
             tagged += 1
     if not tagged:
-        raise ConfigError(f"cp_size > 1: no attention module found in {type(model).__name__}")
+        raise ConfigError(f"no attention module (a class named *Attention with head_dim) found in {type(model).__name__}")
     model._fsdp2_cp = info
     return info
 
@@ -207,6 +217,10 @@ def ulysses_attention(module, query, key, value, attention_mask=None, scaling=No
     heads = query.shape[1]
     if scaling is None:
         scaling = query.shape[-1] ** -0.5
+    if cp == 1:
+        out = core_attention(query, key, value, scaling, sliding_window, cp_doc_ids, cp_key_mask, cp_dense_mask,
+                             s_aux, dropout)
+        return out.transpose(1, 2).contiguous(), None
     key, value = _replicate_kv(key, cp), _replicate_kv(value, cp)
     q, k, v = (_seq_to_heads(t, info) for t in (query, key, value))
     sinks = None

@@ -71,7 +71,7 @@ def lm_loss_sums(model: nn.Module, tokens: torch.Tensor, labels: torch.Tensor, l
             total = total + checkpoint(_masked_sum, head, hidden[:, start:end], labels[:, start:end],
                                        mask[:, start:end], use_reentrant=False)
     count = mask.sum()
-    if cp is not None:
+    if cp is not None and cp.size > 1:
         from fsdp2_core.parallel.comm import all_reduce_sum
         total = all_reduce_sum(total, cp.group)
         count = all_reduce_sum(count.detach(), cp.group)

@@ -19,7 +19,8 @@ GPT_OSS = {"model_type": "gpt_oss", "hidden_size": 32, "intermediate_size": 16, 
            "num_attention_heads": 4, "num_key_value_heads": 2, "head_dim": 8, "num_local_experts": 4,
            "num_experts_per_tok": 2, "sliding_window": 8, "layer_types": ["sliding_attention", "full_attention"],
            "vocab_size": VOCAB, "max_position_embeddings": 64, "tie_word_embeddings": False,
-           "router_aux_loss_coef": 0.01, "output_router_logits": True}
+           "router_aux_loss_coef": 0.01, "output_router_logits": True,
+           "rope_parameters": {"rope_type": "default", "rope_theta": 10000.0}}
 
 
 class PackedDataset(SyntheticDataset):
@@ -37,14 +38,33 @@ def datasets(packed: bool = False):
     return cls(64), cls(16, seed=1), cls(8, seed=2)
 
 
+MEGATRON_MIXTRAL = ("--num-layers 2 --hidden-size 32 --num-attention-heads 4 --group-query-attention --num-query-groups 2 "
+                    "--seq-length 32 --max-position-embeddings 64 --micro-batch-size 1 --global-batch-size 4 "
+                    "--train-iters 10 --lr 1e-3 --save /ckpt/run --data-path /data/corpus_text_document "
+                    "--tokenizer-type NullTokenizer --vocab-size 100 --position-embedding-type rope --normalization RMSNorm "
+                    "--swiglu --disable-bias-linear --num-experts 4 --moe-router-topk 2 --moe-ffn-hidden-size 16 "
+                    "--hidden-dropout 0 --attention-dropout 0 --untie-embeddings-and-output-weights --expert-model-parallel-size 2").split()
+
+
+def mixtral_from_megatron_flags() -> dict:
+    """The architecture (and ep_size) a Megatron Mixtral script translates to."""
+    from megatron_compat.translate import translate
+    result = translate(list(MEGATRON_MIXTRAL), world_size=2)
+    assert result.ok, result.problems()
+    arch = dict(result.config.model.architecture)
+    assert arch["model_type"] == "mixtral" and arch["vocab_size"] == VOCAB and result.config.parallel.ep_size == 2
+    return arch
+
+
 def run_layouts(tmp, runs):
-    """On every rank: run_training once per (overrides, port, packed); return the summaries."""
+    """On every rank: run_training once per (overrides, port, packed), without checkpoints; the summaries."""
     from fsdp2_core.train import run_training
+    from fsdp2_core.train.checkpoint_hooks import CheckpointHooks
     out = []
     for i, (over, port, packed) in enumerate(runs):
         os.environ["MASTER_PORT"] = str(port)
         cfg = tiny_config(os.path.join(str(tmp), f"run{i}"), **over)
-        out.append(run_training(cfg, datasets=datasets(packed), print_fn=lambda s: None))
+        out.append(run_training(cfg, datasets=datasets(packed), checkpoint=CheckpointHooks(), print_fn=lambda s: None))
     return out
 
 

@@ -51,6 +51,7 @@ def apply_kernel_hooks(model: nn.Module, cfg) -> list:
                         "through transformers' %s", model.config._attn_implementation)
         else:
             model.config._attn_implementation = "flash_attention_2"
+            model._fsdp2_cp = None  # transformers' flash path; context parallelism reinstalls the Ulysses core
             applied.append("use_flash_attn")
     if o.use_fused_rotary_pos_emb:
         npu = _npu()
