@@ -15,6 +15,30 @@ Megatron-LM / MindSpeed-LLM flags and FSDP2 config names (--tp_size, --training.
 """
 
 
+def holds_our_checkpoints(path: str) -> bool:
+    """A --save directory of this engine: Megatron's layout plus our checkpoint_info.json in each iter_* directory."""
+    from fsdp2_core.checkpoint.layout import INFO, TRACKER
+    if not os.path.isfile(os.path.join(path, TRACKER)):
+        return False
+    return any(os.path.isfile(os.path.join(path, name, INFO)) for name in os.listdir(path) if name.startswith("iter_"))
+
+
+def load_from_our_checkpoint(cfg) -> Optional[str]:
+    """`--load DIR` (not equal to --save) naming one of our checkpoint directories resumes from it, as Megatron's
+    --load does (with --finetune: weights only, counters reset); the model is built from the architecture flags."""
+    path = cfg.model.model_name_or_path
+    if not path or not os.path.isdir(path) or not holds_our_checkpoints(path):
+        return None
+    if not cfg.model.architecture:
+        raise ConfigError(f"--load {path} holds checkpoints of this engine: give the architecture flags (--num-layers, "
+                          "--hidden-size, ...) they were trained with")
+    cfg.training.resume_from_checkpoint = path
+    cfg.model.model_name_or_path = None
+    cfg.model.train_from_scratch = True
+    return f"--load {path} holds checkpoints of this engine: resuming from its latest" + (
+        " (weights only: --finetune)" if cfg.training.finetune else "") + f"; saving to {cfg.training.output_dir}"
+
+
 def check_model_path(path: str) -> None:
     """--load must be a Hugging Face model directory here; say what to do when it holds a Megatron checkpoint."""
     if not os.path.isdir(path):
@@ -52,6 +76,9 @@ def main(argv: Optional[List[str]] = None, entry: str = "pretrain_gpt.py") -> in
         return 0
     cfg = result.config
     try:
+        note = load_from_our_checkpoint(cfg)
+        if note and rank0:
+            print(f"note: {note}", file=sys.stderr)
         if cfg.model.model_name_or_path:
             check_model_path(cfg.model.model_name_or_path)
     except ConfigError as exc:

@@ -274,3 +274,20 @@ def test_pipeline_folding_keeps_the_global_batch():
     _, cfg = ok(_replace(BASE, "--global-batch-size", None) + ["--pipeline-model-parallel-size", "2"], world_size=8)
     assert cfg.training.global_batch_size == 8 and cfg.training.gradient_accumulation_steps == 1
     assert cfg.training.per_device_train_batch_size == 1
+
+
+def test_load_of_our_own_checkpoints_resumes_from_them(tmp_path):
+    from megatron_compat.cli import load_from_our_checkpoint
+    (tmp_path / "latest_checkpointed_iteration.txt").write_text("2")
+    (tmp_path / "iter_0000002").mkdir()
+    (tmp_path / "iter_0000002" / "checkpoint_info.json").write_text("{}")
+    _, cfg = ok(BASE + ["--load", str(tmp_path), "--finetune"])
+    note = load_from_our_checkpoint(cfg)
+    assert cfg.training.resume_from_checkpoint == str(tmp_path) and cfg.model.model_name_or_path is None
+    assert cfg.training.finetune and "weights only" in note and cfg.training.output_dir == "/ckpt/run"
+    # a Megatron checkpoint (no checkpoint_info.json) is not ours: the run-time check refuses it instead
+    (tmp_path / "iter_0000002" / "checkpoint_info.json").unlink()
+    _, cfg = ok(BASE + ["--load", str(tmp_path)])
+    assert load_from_our_checkpoint(cfg) is None
+    with pytest.raises(ConfigError, match="holds a Megatron checkpoint"):
+        check_model_path(cfg.model.model_name_or_path)

@@ -6,7 +6,6 @@
     evaluate valid/test at the end
 """
 import logging
-import os
 import time
 from dataclasses import asdict, dataclass, field
 from typing import Callable, Dict, List, Optional
@@ -39,23 +38,13 @@ class TrainingDiverged(RuntimeError):
     """Too many iterations had a NaN/Inf loss or gradient norm."""
 
 
-SKIP_LIMIT_ENV = "FSDP2_MAX_SKIPPED_ITERATIONS"
-DEFAULT_SKIP_LIMIT = 10
-
-
-def max_skipped_iterations() -> int:
-    """How many NaN/Inf iterations a run may skip before it stops ($FSDP2_MAX_SKIPPED_ITERATIONS, default 10)."""
-    return int(os.environ.get(SKIP_LIMIT_ENV, DEFAULT_SKIP_LIMIT))
-
-
-def check_skipped(state: TrainState) -> None:
+def check_skipped(state: TrainState, limit: int) -> None:
     """With check_for_nan_in_loss_and_grad, a skipped update (NaN/Inf loss or gradient) is tolerated up to
-    the limit, counted over the whole run (resumes included); past it the run stops, as Megatron's check does."""
-    limit = max_skipped_iterations()
+    training.max_skipped_iterations, counted over the whole run (resumes included); past it the run stops."""
     if state.skipped_iters > limit:
         raise TrainingDiverged(
             f"iteration {state.iteration}: {state.skipped_iters} iterations skipped for a NaN/Inf loss or gradient "
-            f"norm ({state.nan_iters} with a NaN/Inf loss), more than the limit of {limit} (${SKIP_LIMIT_ENV}). The "
+            f"norm ({state.nan_iters} with a NaN/Inf loss), more than the limit of {limit} (training.max_skipped_iterations). The "
             "run is diverging: lower the learning rate or check the data, then resume from the last checkpoint "
             "(resume_from_checkpoint: latest); check_for_nan_in_loss_and_grad: false skips such iterations without limit")
 
@@ -138,7 +127,7 @@ def train(ctx: RunContext, state: TrainState, train_iters: int, data: Data, hook
         if t.eval_interval and data.valid is not None and state.iteration % t.eval_interval == 0:
             _eval(ctx, data.valid, f"iteration {state.iteration}", "valid", state, hist, sink, print_fn)
         if t.check_for_nan_in_loss_and_grad and r.skipped:
-            check_skipped(state)
+            check_skipped(state, t.max_skipped_iterations)
         stop = hooks.after_step(state, ctx.model, ctx.optimizer, ctx.schedule)
         if t.exit_interval and state.iteration % t.exit_interval == 0:
             stop = True

@@ -48,7 +48,7 @@ def runs(tmp_path_factory):
         ("model_only_resume", dict(base, max_steps=4, resume_from_checkpoint="latest", out="mo"), {}, None),
         # exits and divergence
         ("duration", dict(base, exit_duration_in_mins=1e-9, save_hf_weights=True, out="dur"), {}, None),
-        ("diverge", dict(base, out="nan"), {"FSDP2_MAX_SKIPPED_ITERATIONS": 1}, functools.partial(poisoned, 2)),
+        ("diverge", dict(base, out="nan", max_skipped_iterations=1), {}, functools.partial(poisoned, 2)),
     ]
     results = spawn_sequence(2, tmp, seq, timeout=500)
     return tmp, results[0], results[1]
@@ -143,4 +143,4 @@ def test_nan_skip_limit_stops_with_a_clear_message(runs):
     for res in (r, r1):
         err = res["diverge"]
         assert err.startswith("TrainingDiverged: iteration 3: 2 iterations skipped"), err
-        assert "limit of 1 ($FSDP2_MAX_SKIPPED_ITERATIONS)" in err
+        assert "limit of 1 (training.max_skipped_iterations)" in err
