@@ -71,3 +71,14 @@ def run_layouts(tmp, runs):
 def spawn_layouts(world, tmp, runs, timeout=600):
     """runs: [(overrides, packed)]; rank 0's summaries."""
     return spawn(world, run_layouts, str(tmp), [(o, free_port(), p) for o, p in runs], timeout=timeout)[0]
+
+
+def run_checkpointed(tmp, runs):
+    """On every rank: run_training with the engine's checkpointing, per (overrides, port, out dir name)."""
+    from fsdp2_core.train import run_training
+    out = []
+    for over, port, name in runs:
+        os.environ["MASTER_PORT"] = str(port)
+        cfg = tiny_config(os.path.join(str(tmp), name), **over)
+        out.append(run_training(cfg, datasets=datasets(True), print_fn=lambda s: None))
+    return out
