@@ -31,9 +31,12 @@ def micro_batches(dataset, consumed: int, micro: int, rank: int, dp: int, worker
                   cyclic: bool = False) -> Iterator[Dict[str, torch.Tensor]]:
     """This rank's micro-batches from global position `consumed`; `cyclic` restarts at the end (eval)."""
     collate_fn = getattr(dataset, "collate_fn", collate)  # a dataset may bring its own (lf: padding, packing)
-    if cyclic and len(dataset) < micro * dp:  # nothing to draw: cycling would spin forever
-        raise ConfigError(f"an evaluation split holds {len(dataset)} samples, fewer than one draw of micro batch {micro} "
+    draw = micro * dp
+    if cyclic and len(dataset) < draw:  # nothing to draw: cycling would spin forever
+        raise ConfigError(f"a split holds {len(dataset)} samples, fewer than one draw of micro batch {micro} "
                           f"× data-parallel size {dp}; give it more data or lower per_device_train_batch_size")
+    if cyclic:
+        consumed %= len(dataset) // draw * draw  # a resume in a later pass starts inside that pass
     while True:
         sampler = _sampler(len(dataset), consumed, micro, rank, dp)
         if workers > 0:
@@ -54,7 +57,8 @@ def build_datasets(cfg, train_iters: int, global_batch: int, tokenizer=None):
     if d.data_manager_type == "lf":  # fine-tuning data (LLaMA-Factory conventions)
         from fsdp2_core.data.lf import build_engine_datasets
         try:
-            return build_engine_datasets(cfg, tokenizer, train_iters * global_batch, global_batch)
+            samples = train_iters * global_batch if train_iters > 0 else None  # None: by epochs, the set as it is
+            return build_engine_datasets(cfg, tokenizer, samples, global_batch)
         except ValueError as exc:
             raise ConfigError(f"data: {exc}") from None
     from fsdp2_core.data import build_pretraining_datasets, megatron_sample_counts

@@ -97,7 +97,7 @@ def run_training(cfg, datasets: Optional[Sequence] = None, checkpoint: Optional[
     optimizer = build_optimizer(model, t)
 
     if datasets is None:
-        if t.max_steps <= 0:
+        if t.max_steps <= 0 and cfg.data.data_manager_type == "mg":
             from fsdp2_core.config import ConfigError
             raise ConfigError("pretraining (mg) data needs max_steps (--train-iters): its sample counts derive from it")
         datasets = build_datasets(cfg, t.max_steps, gbs, tokenizer)
@@ -118,7 +118,9 @@ def run_training(cfg, datasets: Optional[Sequence] = None, checkpoint: Optional[
 
     micro, workers = t.per_device_train_batch_size, t.dataloader_num_workers
     data = Data(
-        train=micro_batches(train_ds, state.consumed_train_samples, micro, mesh.dp_rank, dp, workers),
+        # by epochs (max_steps <= 0) the train set is read again for each epoch
+        train=micro_batches(train_ds, state.consumed_train_samples, micro, mesh.dp_rank, dp, workers,
+                            cyclic=t.max_steps <= 0),
         valid=micro_batches(valid_ds, 0, micro, mesh.dp_rank, dp, cyclic=True) if valid_ds is not None and len(valid_ds) else None,
         test=micro_batches(test_ds, 0, micro, mesh.dp_rank, dp, cyclic=True) if test_ds is not None and len(test_ds) else None)
     ignored = list(ignored_parameters(model, cfg.parallel.ignored_modules))

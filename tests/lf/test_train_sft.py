@@ -46,7 +46,9 @@ def test_sft_two_ranks_learns(setup, tmp_path, data):
 def test_train_fsdp2_yaml_sft(setup, tmp_path):
     tok, ddir = setup
     path = tmp_path / "sft.yaml"
-    path.write_text(yaml.safe_dump(sft_yaml_doc(tmp_path, tok, ddir)))
+    doc = sft_yaml_doc(tmp_path, tok, ddir)
+    doc["training"].update(max_steps=-1, num_train_epochs=4)  # by epochs: 4 passes over a train set of 3 global batches
+    path.write_text(yaml.safe_dump(doc))
     env = dict(os.environ, PYTHONPATH=ROOT, FSDP2_DEVICE="cpu", OMP_NUM_THREADS="1", HF_DATASETS_DISABLE_PROGRESS_BARS="1")
     from lf_helpers import free_port
     proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-port",
