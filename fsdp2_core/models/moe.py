@@ -48,15 +48,9 @@ def grouped_matmul(x: torch.Tensor, w: torch.Tensor, counts: torch.Tensor, fused
 
 
 def _grouped(x, w, counts):
-    if x.is_cuda and hasattr(torch, "_grouped_mm") and x.dtype == torch.bfloat16:
-        return torch._grouped_mm(x, w, offs=torch.cumsum(counts, 0).to(torch.int32))
-    # Padded batched matmul: one GEMM over [experts, capacity, in].
-    experts = w.shape[0]
-    expert_of = torch.repeat_interleave(torch.arange(experts, device=x.device), counts)
-    start = torch.cumsum(counts, 0) - counts
-    slot = torch.arange(x.shape[0], device=x.device) - start[expert_of]
-    buf = x.new_zeros(experts, int(counts.max()), x.shape[1]).index_put((expert_of, slot), x)
-    return torch.bmm(buf, w)[expert_of, slot]
+    """One grouped GEMM, the kernel chosen per device by `fsdp2_core.kernels` (npu / cuda / padded bmm)."""
+    from fsdp2_core.kernels.grouped_gemm import grouped_gemm
+    return grouped_gemm(x, w, counts)
 
 
 def per_expert(bias: torch.Tensor, counts: torch.Tensor) -> torch.Tensor:

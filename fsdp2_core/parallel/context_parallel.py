@@ -178,8 +178,13 @@ def _allowed(seq: int, device, sliding_window=None, doc_ids=None, key_mask=None,
 
 
 def core_attention(q, k, v, scaling: float, sliding_window=None, doc_ids=None, key_mask=None, dense_mask=None,
-                   sinks: Optional[torch.Tensor] = None, dropout: float = 0.0) -> torch.Tensor:
-    """Causal attention over the whole sequence: [b, h, S, d] each -> [b, h, S, d]."""
+                   sinks: Optional[torch.Tensor] = None, dropout: float = 0.0, fused: bool = False) -> torch.Tensor:
+    """Causal attention over the whole sequence: [b, h, S, d] each -> [b, h, S, d].
+
+    `fused` (use_flash_attn): the plain causal case runs `fsdp2_core.kernels.attention.causal_attention`."""
+    if fused and sinks is None and sliding_window is None and doc_ids is None and key_mask is None and dense_mask is None:
+        from fsdp2_core.kernels.attention import causal_attention
+        return causal_attention(q, k, v, scaling, dropout)
     rep = q.shape[1] // k.shape[1]
     if rep > 1:
         k, v = k.repeat_interleave(rep, dim=1), v.repeat_interleave(rep, dim=1)
@@ -219,7 +224,7 @@ def ulysses_attention(module, query, key, value, attention_mask=None, scaling=No
         scaling = query.shape[-1] ** -0.5
     if cp == 1:
         out = core_attention(query, key, value, scaling, sliding_window, cp_doc_ids, cp_key_mask, cp_dense_mask,
-                             s_aux, dropout)
+                             s_aux, dropout, fused=getattr(module, "_fsdp2_fused_attn", False))
         return out.transpose(1, 2).contiguous(), None
     key, value = _replicate_kv(key, cp), _replicate_kv(value, cp)
     q, k, v = (_seq_to_heads(t, info) for t in (query, key, value))
@@ -227,5 +232,6 @@ def ulysses_attention(module, query, key, value, attention_mask=None, scaling=No
     if s_aux is not None:
         per_rank = heads // cp
         sinks = s_aux[info.rank * per_rank:(info.rank + 1) * per_rank]
-    out = core_attention(q, k, v, scaling, sliding_window, cp_doc_ids, cp_key_mask, cp_dense_mask, sinks, dropout)
+    out = core_attention(q, k, v, scaling, sliding_window, cp_doc_ids, cp_key_mask, cp_dense_mask, sinks, dropout,
+                         fused=getattr(module, "_fsdp2_fused_attn", False))
     return _heads_to_seq(out, info).transpose(1, 2).contiguous(), None
