@@ -60,6 +60,11 @@ class ModelArguments:
     lora_dropout: float = _f(0.0, "Dropout on the LoRA adapter input (--lora-dropout).", extension=True)
     lora_target_modules: List[str] = _f([], "Modules that get LoRA adapters (--lora-target-modules): Megatron names linear_qkv (q/k/v_proj), linear_proj (o_proj), linear_fc1 (gate/up_proj), linear_fc2 (down_proj), or Hugging Face module names. Needed when lora_r > 0.", extension=True)
     lora_merge_on_export: bool = _f(False, "At the Hugging Face export of a LoRA run, also write the base weights with the adapters merged in (<output_dir>/hf_model/) beside the adapter (<output_dir>/hf_adapter/).", extension=True)
+    fp8_format: Optional[Literal["hybrid", "e4m3"]] = _f(None, "Float8 training (--fp8-format) with torchao's float8 recipes: hybrid = E4M3 forward, E5M2 gradients; e4m3 = E4M3 everywhere. Needs an NVIDIA GPU with FP8 (compute capability 8.9+); elsewhere the run refuses at start. None trains without float8.", extension=True)
+    fp8_recipe: Literal["delayed", "tensorwise", "blockwise"] = _f("delayed", "Float8 scaling (--fp8-recipe): tensorwise and delayed run torchao's dynamic tensorwise scaling (torchao has no delayed scaling), blockwise runs torchao's rowwise scaling. --fp8-recipe mxfp8 becomes quant_recipe mxfp8.", extension=True)
+    fp8_amax_history_len: int = _f(1, "Amax history of delayed scaling (--fp8-amax-history-len); kept for the record, torchao's dynamic scaling uses the current amax.", extension=True)
+    fp8_amax_compute_algo: Literal["most_recent", "max"] = _f("most_recent", "Amax reduction of delayed scaling (--fp8-amax-compute-algo); kept for the record, torchao's dynamic scaling uses the current amax.", extension=True)
+    fp8_param_gather: bool = _f(False, "FSDP all-gathers float8 weights (--fp8-param-gather; torchao enable_fsdp_float8_all_gather, tensorwise scaling only).", extension=True)
 
 
 @dataclass
@@ -207,6 +212,7 @@ class OptimizationArguments:
     use_fused_rotary_pos_emb: bool = _f(False, "Fused rotary position embedding kernel.")
     use_flash_attn: bool = _f(False, "Flash attention kernel.")
     use_triton_gdn: bool = _f(False, "Triton kernels for Gated DeltaNet.")
+    compile_blocks: bool = _f(False, "torch.compile each transformer block (after recompute, before FSDP), as torchtitan does; same losses as eager.", extension=True)
 
 
 @dataclass
