@@ -32,9 +32,9 @@ else
         echo "torch $("$PYTHON" -c 'import torch; print(torch.__version__)') already installed"
     else
         # The pinned CPU wheel where it is at hand (it keeps pip from pulling a CUDA build); otherwise any torch.
-        "$PYTHON" -m pip install torch==2.13.0 || "$PYTHON" -m pip install "torch>=2.6"
+        "$PYTHON" -m pip install --no-compile torch==2.13.0 || "$PYTHON" -m pip install --no-compile "torch>=2.6"
     fi
-    "$PYTHON" -m pip install -e ".[plot]"
+    "$PYTHON" -m pip install --no-compile -e ".[plot]"    # --no-compile: bytecode is written on first import instead
 fi
 
 step 2 "corpus and tokenizer from the standard library's docstrings -> $OUT/"

@@ -31,7 +31,7 @@ MODEL_ARGS="--num-layers 4 --hidden-size 128 --ffn-hidden-size 352 \
   --attention-dropout 0.0 --hidden-dropout 0.0"
 
 TRAIN_ARGS="--micro-batch-size 4 --global-batch-size 16 \
-  --train-iters $TRAIN_ITERS --lr-warmup-iters 10 --lr-decay-style cosine \
+  --train-iters $TRAIN_ITERS --lr-warmup-fraction 0.1 --lr-decay-style cosine \
   --lr 3e-3 --min-lr 3e-4 --weight-decay 0.1 --clip-grad 1.0 \
   --adam-beta1 0.9 --adam-beta2 0.95 \
   --use-distributed-optimizer --overlap-grad-reduce --overlap-param-gather"
