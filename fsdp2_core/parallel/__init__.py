@@ -1,4 +1,4 @@
-"""Parallelisation: device mesh, then tensor parallel → expert parallel → context parallel → recompute → FSDP2."""
+"""Parallelisation: device mesh, then tensor parallel → expert parallel → context parallel → recompute → compile → FSDP2."""
 import logging
 from typing import Iterable
 
@@ -44,6 +44,9 @@ def parallelize(model: nn.Module, cfg, mesh: Mesh) -> nn.Module:
         wrapped = apply_recompute(model, p.recompute_modules)
         if not wrapped:
             raise ConfigError(f"recompute is on but no module matches recompute_modules {p.recompute_modules}")
+    if cfg.optimization.compile_blocks:
+        from fsdp2_core.kernels.compile import apply_compile
+        apply_compile(model)  # after recompute, before FSDP (torchtitan's order)
     if experts:
         mp = MixedPrecisionPolicy(param_dtype=DTYPES[p.param_dtype], reduce_dtype=DTYPES[p.reduce_dtype])
         shard_experts(model, mesh, p, mp)

@@ -10,11 +10,14 @@ import torch.distributed as dist
 
 from fsdp2_core.config import global_batch_size, padded_vocab_size, resolve_batch
 from fsdp2_core.device import init_distributed
+from fsdp2_core.kernels import apply_kernels
 from fsdp2_core.models.build import build_model, count_parameters, materialize
 from fsdp2_core.models.lora import apply_lora
 from fsdp2_core.models.tokens import extend_tokenizer, resize_model_vocab
 from fsdp2_core.parallel import build_mesh, parallelize
 from fsdp2_core.parallel.fsdp import ignored_parameters
+from fsdp2_core.quant import apply_quantization, check_quantization
+from fsdp2_core.quant.float8 import check_fp8_hardware
 
 from .checkpoint_hooks import CheckpointHooks
 from .data import build_datasets, build_tokenizer, epochs_to_steps, micro_batches
@@ -58,11 +61,15 @@ def build_parallel_model(cfg, device, mesh, tokenizer=None):
     """The model, sharded and ready: eager build then shard, or meta build, shard, fill shard by shard."""
     m, seed = cfg.model, cfg.training.seed
     meta = m.init_model_with_meta_device
+    check_quantization(cfg, device.type)  # refuse before building: HIF8 off Ascend, FP8 flags without FP8 hardware
+    check_fp8_hardware(cfg, device.type)
     model = build_model(cfg, device.torch_device, meta=meta, vocab_size=_vocab_size(cfg, tokenizer), seed=seed)
     write_architecture(cfg, model)
     if tokenizer is not None and hasattr(tokenizer, "add_special_tokens") and not meta:
         added = extend_tokenizer(tokenizer, m)
         resize_model_vocab(model, tokenizer, m, added, seed)
+    apply_kernels(model, cfg)  # fused kernels of `optimization` (no-op when a registered family installed them)
+    apply_quantization(model, cfg, device.type)  # mxfp8 / float8 before parallelism; LoRA adapters stay unquantised
     apply_lora(model, cfg)  # LoRA adapters (peft) in place, only they train; no-op when lora_r is 0
     install_loss(model)
     parallelize(model, cfg, mesh)
