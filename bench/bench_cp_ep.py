@@ -1,6 +1,6 @@
 """All-to-all volume and step time of context and expert parallelism against the unsplit run.
 
-    python bench/bench_cp_ep.py [--seq 256] [--iters 6] [--world 2]
+    python bench/bench_cp_ep.py [--seq 256] [--iters 6] [--world 2] [--json out.json]
 
 Spawns gloo ranks on CPU (or NCCL on GPUs with FSDP2_DEVICE unset and enough devices) and trains a
 small Qwen3-MoE with our forward for `--iters` iterations under each layout:
@@ -12,6 +12,7 @@ all-to-alls per iteration (forward and backward; `fsdp2_core.parallel.comm.COMM`
 Prints a Markdown table for docs/benchmarks.md.
 """
 import argparse
+import json
 import os
 import statistics
 import sys
@@ -72,6 +73,7 @@ def main():
     ap.add_argument("--seq", type=int, default=256)
     ap.add_argument("--iters", type=int, default=6)
     ap.add_argument("--world", type=int, default=2)
+    ap.add_argument("--json", help="also write the figures to this file")
     args = ap.parse_args()
     import tempfile
 
@@ -87,6 +89,11 @@ def main():
     print("|---|---|---|---|")
     for name, t, b in rows:
         print(f"| {name} | {t:.3f} | {t / base:.2f}× | {b / 2**20:.2f} MiB |")
+    if args.json:
+        with open(args.json, "w") as fh:
+            json.dump({"world": w, "seq": args.seq, "iters": args.iters, "arch": arch(args.seq),
+                       "rows": [{"layout": name, "step_s": t, "vs_unsplit": t / base, "all_to_all_bytes": b}
+                                for name, t, b in rows]}, fh, indent=1)
 
 
 if __name__ == "__main__":

@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Index build time and sample reads/s: fsdp2_core.data beside megatron-core, same corpus, same run.
 
-    python bench/bench_megatron_data.py [--docs 100000] [--reads 20000]
+    python bench/bench_megatron_data.py [--docs 100000] [--reads 20000] [--json out.json]
 
 Writes two 100,000-document corpora (megatron-core's builder), then for a single prefix and a
 0.3/0.7 blend builds train/valid/test indices with each implementation (fresh cache directories,
@@ -9,6 +9,7 @@ best of --repeats) and reads --reads samples in shuffled order. Both sides must 
 samples; the script checks that before printing figures.
 """
 import argparse
+import json
 import os
 import shutil
 import sys
@@ -91,6 +92,7 @@ def main():
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--seq-length", type=int, default=4096)
     parser.add_argument("--train-samples", type=int, default=200000)
+    parser.add_argument("--json", help="also write the figures to this file")
     args = parser.parse_args()
 
     import torch.distributed as dist  # megatron's BlendedDataset cache path asks for the rank
@@ -128,6 +130,13 @@ def main():
         print("|---|---|---|---|---|")
         for name, mt, ot, mr, orr in rows:
             print(f"| {name} | {mt:.3f} s | {ot:.3f} s | {mr:,.0f} | {orr:,.0f} |")
+        if args.json:
+            with open(args.json, "w") as fh:
+                json.dump({"docs": args.docs, "reads": args.reads, "repeats": args.repeats, "seq_length": args.seq_length,
+                           "train_samples": args.train_samples, "native": bool(native_available()),
+                           "rows": [{"configuration": name, "megatron_build_s": mt, "ours_build_s": ot,
+                                     "megatron_reads_per_s": mr, "ours_reads_per_s": orr}
+                                    for name, mt, ot, mr, orr in rows]}, fh, indent=1)
     finally:
         shutil.rmtree(root, ignore_errors=True)
         dist.destroy_process_group()

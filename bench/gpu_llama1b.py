@@ -32,6 +32,7 @@ def main():
     ap.add_argument("--seq", type=int, default=2048)
     ap.add_argument("--recompute", action="store_true")
     ap.add_argument("--smoke", action="store_true", help="tiny shape on any device, to check the script itself")
+    ap.add_argument("--json", help="also write the figures to this file")
     args = ap.parse_args()
     arch = dict(ARCH)
     if args.smoke:
@@ -89,6 +90,9 @@ def main():
     if os.environ.get("OUT"):
         os.makedirs(os.environ["OUT"], exist_ok=True)
         with open(os.path.join(os.environ["OUT"], "gpu_llama1b.json"), "w") as fh:
+            json.dump(result, fh, indent=1)
+    if args.json and torch.distributed.get_rank() == 0:
+        with open(args.json, "w") as fh:
             json.dump(result, fh, indent=1)
     torch.distributed.destroy_process_group()
 
