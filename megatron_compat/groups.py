@@ -32,6 +32,52 @@ def precision(t):
             _line(t, flag)
 
 
+FP8_FLAGS = ("--fp8-format", "--fp8-recipe", "--fp8-amax-history-len", "--fp8-amax-compute-algo", "--fp8-param-gather")
+
+
+def fp8(t):
+    """Megatron's FP8 flags: float8 training (torchao) or, with --fp8-recipe mxfp8, the MXFP8 recipe.
+
+    The hardware check (FP8 GPUs only) happens when the run starts, so --print-config shows the mapping anywhere."""
+    g = t.given
+    given = [f for f in FP8_FLAGS if f in g and g[f] is not None and g[f] is not False]
+    if not given:
+        return
+    fmt = g.get("--fp8-format")
+    if not fmt:
+        for flag in given:
+            _line(t, flag, "no effect without --fp8-format (Megatron trains without FP8 then too)", status="absorbed")
+        return
+    recipe = g.get("--fp8-recipe") or "delayed"
+    if recipe == "custom":
+        t.reject("--fp8-recipe", "--fp8-recipe custom loads a Transformer Engine quantizer factory, which has no "
+                 "equivalent here", "--fp8-recipe tensorwise (torchao float8) or mxfp8")
+        return
+    if recipe == "mxfp8":
+        t.set("quant_recipe", "mxfp8")
+        t.set("quant_format", "E4M3")
+        t.set("quant_block_size", 32)
+        _line(t, "--fp8-format", "model.quant_recipe mxfp8, quant_format E4M3 (MX elements are E4M3 in Megatron's mxfp8 "
+              "recipe, hybrid included)")
+        _line(t, "--fp8-recipe", "model.quant_recipe mxfp8 (converters quantize.linear.mx)")
+        for flag in given:
+            if flag not in ("--fp8-format", "--fp8-recipe"):
+                _line(t, flag, "not used by MXFP8 (block scales, weights all-gathered in their training dtype)",
+                      status="absorbed")
+        return
+    t.set("fp8_format", fmt)
+    t.set("fp8_recipe", recipe)
+    _line(t, "--fp8-format")
+    if "--fp8-recipe" in given:
+        _line(t, "--fp8-recipe")
+    for flag, field_name in (("--fp8-amax-history-len", "fp8_amax_history_len"),
+                             ("--fp8-amax-compute-algo", "fp8_amax_compute_algo"),
+                             ("--fp8-param-gather", "fp8_param_gather")):
+        if flag in given:
+            t.set(field_name, g[flag])
+            _line(t, flag)
+
+
 def optimizer(t):
     if "--optimizer" not in t.given:
         return
@@ -274,7 +320,7 @@ def pipeline(t):
                        "the global batch and schedule are unchanged")
 
 
-HANDLERS = [precision, optimizer, stage, instruction, lora, dataloader, tokenizer, recompute, context_and_experts, load_paths, architecture, pipeline]
+HANDLERS = [precision, fp8, optimizer, stage, instruction, lora, dataloader, tokenizer, recompute, context_and_experts, load_paths, architecture, pipeline]
 
 
 def derive_batch(t, values: Dict[str, Any], dialect: str) -> None:

@@ -101,6 +101,12 @@ MAPPED_RULES = [
     M("--seed", "training.seed", to("seed")),
     M("--bf16", "parallel.param_dtype = bf16", group="precision"),
     M("--fp16", "parallel.param_dtype = fp16", group="precision"),
+    # --- float8 / MXFP8 (groups.fp8) ---
+    M("--fp8-format", "model.fp8_format (torchao float8 training, FP8 GPUs only); with --fp8-recipe mxfp8: model.quant_recipe mxfp8", group="fp8"),
+    M("--fp8-recipe", "model.fp8_recipe (tensorwise / delayed → torchao tensorwise, blockwise → torchao rowwise); mxfp8 → model.quant_recipe mxfp8", group="fp8"),
+    M("--fp8-amax-history-len", "model.fp8_amax_history_len (recorded; torchao scales dynamically)", group="fp8"),
+    M("--fp8-amax-compute-algo", "model.fp8_amax_compute_algo (recorded; torchao scales dynamically)", group="fp8"),
+    M("--fp8-param-gather", "model.fp8_param_gather (torchao float8 all-gather in FSDP)", group="fp8"),
     M("--grad-reduce-in-bf16", "parallel.reduce_dtype = bf16", const(reduce_dtype="bf16")),
     M("--calculate-per-token-loss", "training.calculate_per_token_loss", const(calculate_per_token_loss=True)),
     # --- activation recompute ---
