@@ -38,6 +38,38 @@ def detect_device_type() -> str:
 
 BACKENDS = {"cuda": "nccl", "npu": "hccl", "cpu": "gloo"}
 
+# Ascend settings users export in their MindSpeed / Megatron launch scripts. They are read by
+# torch_npu / CANN / HCCL themselves; the engine only fills the memory setting from its CUDA
+# spelling, applies torch_npu's run-time switches, and reports what is in effect.
+NPU_ENV_SETTINGS = (
+    "PYTORCH_NPU_ALLOC_CONF",      # caching allocator (e.g. expandable_segments:True)
+    "ASCEND_RT_VISIBLE_DEVICES",   # visible NPUs
+    "HCCL_CONNECT_TIMEOUT", "HCCL_EXEC_TIMEOUT", "HCCL_BUFFSIZE", "HCCL_DETERMINISTIC", "HCCL_IF_BASE_PORT",
+    "TASK_QUEUE_ENABLE",           # operator dispatch queue (0, 1, 2)
+    "CPU_AFFINITY_CONF",           # core binding
+    "COMBINED_ENABLE", "ASCEND_LAUNCH_BLOCKING", "ASCEND_GLOBAL_LOG_LEVEL", "NPU_ASD_ENABLE",
+)
+
+
+def prepare_npu_environment(environ=None) -> dict:
+    """Before torch_npu allocates: PYTORCH_NPU_ALLOC_CONF from PYTORCH_CUDA_ALLOC_CONF when only that is set.
+
+    Returns the Ascend settings in effect (name -> value), for the log."""
+    env = os.environ if environ is None else environ
+    if "PYTORCH_NPU_ALLOC_CONF" not in env and "PYTORCH_CUDA_ALLOC_CONF" in env:
+        env["PYTORCH_NPU_ALLOC_CONF"] = env["PYTORCH_CUDA_ALLOC_CONF"]
+    return {name: env[name] for name in NPU_ENV_SETTINGS if name in env}
+
+
+def configure_npu(npu_module) -> None:
+    """torch_npu run-time switches MindSpeed sets: no JIT operator compilation, no private (NZ) weight formats,
+    so weights keep the layouts FSDP shards and checkpoints store."""
+    if hasattr(npu_module, "set_compile_mode"):
+        npu_module.set_compile_mode(jit_compile=False)
+    config = getattr(npu_module, "config", None)
+    if config is not None and hasattr(config, "allow_internal_format"):
+        config.allow_internal_format = False
+
 # Dense bf16 peak TFLOP/s per device, for MFU. Matched by substring of the device name.
 PEAK_TFLOPS_BF16 = {
     "H200": 989.0, "H100": 989.0, "H800": 989.0, "H20": 148.0, "A100": 312.0, "A800": 312.0,
@@ -114,6 +146,13 @@ def init_distributed(device_type: Optional[str] = None) -> Device:
     device_type = device_type or detect_device_type()
     local_rank = int(os.environ.get("LOCAL_RANK", 0))
     device = Device(device_type, local_rank if device_type != "cpu" else 0, BACKENDS[device_type])
+    if device.type == "npu":
+        import logging
+        settings = prepare_npu_environment()
+        import torch_npu  # noqa: F401  (registers torch.npu)
+        configure_npu(torch.npu)
+        logging.getLogger(__name__).info("Ascend NPU, backend hccl; settings in effect: %s",
+                                         ", ".join(f"{k}={v}" for k, v in settings.items()) or "defaults")
     if device.module is not None:
         device.module.set_device(device.index)
     if not dist.is_initialized():
