@@ -46,6 +46,7 @@ BENCHES = [
           ["--docs", "2000", "--reads", "500", "--repeats", "1", "--train-samples", "5000", "--seq-length", "512"]),
     Bench("cp_ep", "bench_cp_ep.py", ["--world", "2", "--seq", "256", "--iters", "6"],
           ["--world", "2", "--seq", "64", "--iters", "3"]),
+    Bench("kernels", "bench_kernels.py", ["--iters", "20"], ["--quick", "--iters", "3"], env={"FSDP2_DEVICE": ""}),
     Bench("gpu_llama1b", "gpu_llama1b.py", [], ["--steps", "3", "--warmup", "1", "--seq", "512"], needs_cuda=True,
           env={"FSDP2_DEVICE": ""}),
 ]
@@ -297,6 +298,28 @@ def section_gpu(r: Optional[dict], run: Optional[dict]) -> List[str]:
     ]
 
 
+def section_kernels(r: Optional[dict], run: Optional[dict]) -> List[str]:
+    out = ["## Fused kernels", ""]
+    if r is None:
+        return out + [_missing("kernels", run), ""]
+    note = (" On CPU every switch selects the reference implementation (no fused kernel exists there), so the "
+            "ratios only show the dispatch overhead; the MXFP8 row is emulated (quantise-dequantise, then a "
+            "matmul in the input dtype), which costs time and saves none." if r["device_type"] == "cpu" else "")
+    out += [
+        f"`{run['command'] if run else 'python bench/bench_kernels.py'}` on {r['device']}, {r['dtype']}, torch "
+        f"{r['torch']}: forward of each kernel of `fsdp2_core/kernels`, the implementation `select.choose` picks on "
+        f"this device against the reference (median of {r['iters']} calls), and an MXFP8 linear against the plain "
+        f"one (forward and backward).{note}",
+        "",
+        "| kernel | shape | implementation | reference (ms) | selected (ms) | speed-up | max abs diff |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for row in r["rows"]:
+        out.append(f"| {row['kernel']} | {row['shape']} | {row['implementation']} | {row['reference_ms']:.3f} | "
+                   f"{row['fused_ms']:.3f} | {row['speedup']:.2f}× | {row['max_abs_diff']:.2e} |")
+    return out + [""]
+
+
 def _missing(name: str, run: Optional[dict]) -> str:
     if run and not run["ok"]:
         return f"The last run failed ({run['rc']}); see `output_bench/{name}.log`."
@@ -304,7 +327,7 @@ def _missing(name: str, run: Optional[dict]) -> str:
 
 
 SECTIONS = [("engine", section_engine), ("megatron_data", section_data), ("cp_ep", section_cp_ep),
-            ("gpu_llama1b", section_gpu)]
+            ("kernels", section_kernels), ("gpu_llama1b", section_gpu)]
 
 
 def render(meta: dict, results: Dict[str, Optional[dict]]) -> str:
