@@ -179,3 +179,24 @@ def test_moe_grouped_gemm_with_and_without_model_id(fake_npu, model_id):
     assert select.ran("grouped_gemm") == {"npu_grouped_matmul": 2 * layers}
     assert select.ran("attention") == {"npu_fusion_attention": layers}
     assert select.ran("rmsnorm")["npu_rms_norm"] >= 2 * layers + 1
+
+
+# ---------------------------------------------------------------- through run_training (build_parallel_model)
+
+def test_switches_through_training_entry(tmp_path):
+    """2 gloo ranks under FSDP: every switch on gives the losses of every switch off, plain forward and model_id."""
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    from train_helpers import train_runs
+    on = dict.fromkeys(SWITCHES, True)
+    moe = {"architecture": dict(QWEN3_MOE, vocab_size=128)}
+    runs = [{}, on, {**moe, "model_id": "qwen3_moe"}, {**moe, **on, "model_id": "qwen3_moe"}, {**moe, **on}]
+    base = {"max_steps": 3, "global_batch_size": 2}
+    results = train_runs(2, tmp_path, [{**base, **r} for r in runs], timeout=500)
+    losses = [r["losses"] for r in results]
+    ran = [set(r["kernels_ran"]) for r in results]
+    assert ran[0] == ran[2] == set()
+    assert ran[1] == {"rmsnorm:reference", "rotary:reference", "attention:reference"}
+    assert ran[3] == ran[4] == ran[1] | {"grouped_gemm:reference"}
+    torch.testing.assert_close(losses[1], losses[0], rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(losses[3], losses[2], rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(losses[4], losses[2], rtol=1e-4, atol=1e-5)  # plain MoE forward, our grouped experts

@@ -26,12 +26,17 @@ class CountingDataset:
 
 
 def run_all(tmp, runs):
+    from fsdp2_core.kernels import restore_rotary, select
     from fsdp2_core.train import run_training
     out = []
     for i, (over, port) in enumerate(runs):
         os.environ["MASTER_PORT"] = str(port)
         cfg = tiny_config(os.path.join(str(tmp), f"run{i}"), **over)
-        out.append(run_training(cfg, datasets=(CountingDataset(64),), print_fn=lambda s: None))
+        select.reset()
+        summary = run_training(cfg, datasets=(CountingDataset(64),), print_fn=lambda s: None)
+        summary["kernels_ran"] = {f"{k}:{impl}": n for (k, impl), n in select.RAN.items()}
+        restore_rotary()  # the rotary patch is module-wide: undo it before the next run
+        out.append(summary)
     return out
 
 
