@@ -52,7 +52,8 @@ LR_STYLE_FLAGS = {"constant": "constant", "linear": "linear", "cosine": "cosine"
 DERIVED = {"gradient_accumulation_steps", "train_from_scratch", "architecture", "dataset", "data_manager_type", "stage",
            "save_only_model", "optimizer", "train_data_path", "valid_data_path", "test_data_path", "model_name_or_path",
            "resume_from_checkpoint", "param_dtype", "reduce_dtype", "recompute", "recompute_modules", "lr_scheduler_type",
-           "lr_decay_steps", "lr_warmup_steps", "lr_wsd_decay_steps", "profile_ranks", "cp_type", "split"}
+           "lr_decay_steps", "lr_warmup_steps", "lr_wsd_decay_steps", "profile_ranks", "cp_type", "split",
+           "fp8_format", "fp8_recipe", "fp8_amax_history_len", "fp8_amax_compute_algo", "fp8_param_gather"}
 
 
 def to_megatron(cfg: TrainConfig) -> Tuple[List[str], List[str]]:
@@ -66,7 +67,7 @@ def to_megatron(cfg: TrainConfig) -> Tuple[List[str], List[str]]:
     for name, (flag, sets) in SWITCHES.items():
         if flat[name] == sets and baseline.get(name) != sets:
             argv.append(flag)
-    argv += _precision(flat) + _schedule(flat) + _data(flat) + _checkpoint(flat) + _recompute(flat) + _profile_ranks(flat)
+    argv += _precision(flat) + _fp8(flat) + _schedule(flat) + _data(flat) + _checkpoint(flat) + _recompute(flat) + _profile_ranks(flat)
     argv += architecture_flags(flat.get("architecture"))
     leftover = [name for name, value in flat.items()
                 if name not in PLAIN and name not in SWITCHES and name not in DERIVED and value != baseline.get(name)]
@@ -90,6 +91,20 @@ def _words(value) -> List[str]:
 def _precision(f):
     out = {"bf16": ["--bf16"], "fp16": ["--fp16"], "fp32": []}[f["param_dtype"]]
     return out + (["--grad-reduce-in-bf16"] if f["reduce_dtype"] == "bf16" else [])
+
+
+def _fp8(f):
+    """The --fp8-* flags; they mean something only with --fp8-format (quant_recipe mxfp8 stays in YAML)."""
+    if not f["fp8_format"]:
+        return []
+    out = ["--fp8-format", f["fp8_format"]]
+    if f["fp8_recipe"] != "delayed":
+        out += ["--fp8-recipe", f["fp8_recipe"]]
+    if f["fp8_amax_history_len"] != 1:
+        out += ["--fp8-amax-history-len", str(f["fp8_amax_history_len"])]
+    if f["fp8_amax_compute_algo"] != "most_recent":
+        out += ["--fp8-amax-compute-algo", f["fp8_amax_compute_algo"]]
+    return out + (["--fp8-param-gather"] if f["fp8_param_gather"] else [])
 
 
 def _steps_flag(value, gbs, iters_flag, samples_flag):

@@ -109,3 +109,15 @@ def test_float8_swaps_selected_linears(monkeypatch):
     assert apply_quantization(model, cfg, "cuda") == {"float8": 14}
     assert isinstance(model.model.layers[0].self_attn.q_proj, Float8Linear)
     assert not isinstance(model.lm_head, Float8Linear)
+
+
+def test_reverse_round_trip():
+    from megatron_compat.reverse import to_megatron
+    extra = "--fp8-format e4m3 --fp8-recipe tensorwise --fp8-amax-history-len 16 --fp8-amax-compute-algo max " \
+            "--fp8-param-gather".split()
+    first = _cfg(extra).config
+    flags, _ = to_megatron(first)
+    assert " ".join(extra) in " ".join(flags)
+    second = translate(flags, world_size=1).config
+    assert second.model == first.model
+    assert to_megatron(_cfg([]).config)[0] == to_megatron(_cfg(["--fp8-recipe", "blockwise"]).config)[0]
