@@ -71,7 +71,12 @@ def apply_kernels(model: nn.Module, cfg) -> list:
                 m._fsdp2_fused_attn = True  # read by our attention core (model_id, context parallel)
                 tagged += 1
         config = getattr(model, "config", None)
-        if config is not None and getattr(config, "_attn_implementation", None) != "fsdp2_ulysses":
+        sinks = any(hasattr(m, "sinks") for m in model.modules() if type(m).__name__.endswith("Attention"))
+        if sinks and getattr(config, "_attn_implementation", None) != "fsdp2_ulysses":
+            log.warning("use_flash_attn: %s has attention sinks, which the fused kernels lack; set model_id for our "
+                        "attention core, which handles them. Attention runs unchanged", type(model).__name__)
+            tagged = 0
+        elif config is not None and getattr(config, "_attn_implementation", None) != "fsdp2_ulysses":
             attention.register()
             config._attn_implementation = attention.ATTENTION_NAME
         if tagged:

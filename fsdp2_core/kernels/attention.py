@@ -75,9 +75,10 @@ def causal_attention(q, k, v, scale: float, dropout: float = 0.0, mask: Optional
 def fused_attention(module, query, key, value, attention_mask=None, scaling=None, dropout=0.0,
                     sliding_window=None, s_aux=None, **_ignored):
     """transformers attention-interface function: inputs [b, h, s, d], output [b, s, h, d]."""
-    if s_aux is not None or sliding_window is not None:
-        raise NotImplementedError("use_flash_attn with the plain transformers forward covers causal attention "
-                                  "without sinks or sliding windows; set model_id (our attention core) for this family")
+    if s_aux is not None:
+        raise NotImplementedError("use_flash_attn with the plain transformers forward covers attention without sinks; "
+                                  "set model_id gpt_oss (our attention core) for this family")
+    # sliding windows: transformers' mask for the layer already holds the window (None only when the sequence fits it)
     scale = query.shape[-1] ** -0.5 if scaling is None else scaling
     mask = None
     if attention_mask is not None:

@@ -47,9 +47,9 @@ def _cfg(arch, **over):
                          "train_from_scratch": True, **over})
 
 
-def _model(arch, seed=0):
+def _model(arch, seed=0, attn="sdpa"):
     config = AutoConfig.for_model(**arch)
-    config._attn_implementation = "sdpa"
+    config._attn_implementation = attn
     torch.manual_seed(seed)
     return AutoModelForCausalLM.from_config(config).eval()
 
@@ -200,3 +200,21 @@ def test_switches_through_training_entry(tmp_path):
     torch.testing.assert_close(losses[1], losses[0], rtol=1e-5, atol=1e-6)
     torch.testing.assert_close(losses[3], losses[2], rtol=1e-5, atol=1e-6)
     torch.testing.assert_close(losses[4], losses[2], rtol=1e-4, atol=1e-5)  # plain MoE forward, our grouped experts
+
+
+def test_flash_attn_sliding_window_and_sinks():
+    """A sliding-window family keeps its window (the layer's mask carries it); a family with sinks keeps its attention."""
+    mistral = {"model_type": "mistral", "hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2,
+               "num_attention_heads": 4, "num_key_value_heads": 2, "vocab_size": 64, "max_position_embeddings": 64,
+               "sliding_window": 5, "tie_word_embeddings": False}
+    ref, fused = _model(mistral), _model(mistral)
+    assert apply_kernels(fused, _cfg(mistral, use_flash_attn=True)) == ["use_flash_attn"]
+    torch.testing.assert_close(_loss(fused), _loss(ref), rtol=1e-5, atol=1e-6)
+    assert select.ran("attention") == {"reference": 2}
+    gpt_oss = {"model_type": "gpt_oss", "hidden_size": 32, "intermediate_size": 16, "num_hidden_layers": 2,
+               "num_attention_heads": 4, "num_key_value_heads": 2, "head_dim": 8, "num_local_experts": 4,
+               "num_experts_per_tok": 2, "sliding_window": 8, "layer_types": ["sliding_attention", "full_attention"],
+               "vocab_size": 64, "max_position_embeddings": 64, "tie_word_embeddings": False}
+    m = _model(gpt_oss, attn="eager")
+    assert apply_kernels(m, _cfg(gpt_oss, use_flash_attn=True)) == []
+    assert m.config._attn_implementation != "fsdp2_fused"
