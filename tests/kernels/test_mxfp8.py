@@ -125,3 +125,12 @@ def test_mxfp8_trains_within_5_percent_of_bf16(tmp_path):
     assert b[-1] < 0.5 * b[0]  # it learns
     assert max(abs(x - y) / x for x, y in zip(a, b)) < 0.05
     assert a != b  # quantisation did something
+
+
+def test_mxfp8_fsdp_two_ranks_equal_one(tmp_path):
+    """FSDP's all-gathers hand the quantised forward the same weights: 2 ranks train like 1 (fp32 master weights)."""
+    base = {"max_steps": 6, "global_batch_size": 2, "quant_recipe": "mxfp8", "quant_format": "E5M2",
+            "converters": ["quantize.linear.mx"]}
+    two = train_runs(2, tmp_path / "two", [base])[0]["losses"]
+    one = train_runs(1, tmp_path / "one", [base])[0]["losses"]
+    assert max(abs(a - b) / a for a, b in zip(one, two)) < 1e-3, (one, two)
