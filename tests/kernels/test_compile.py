@@ -13,6 +13,7 @@ def test_compiled_blocks_train_like_eager(tmp_path):
     eager, compiled = train_runs(2, tmp_path, [base, {**base, "compile_blocks": True, "recompute": True,
                                                       "recompute_modules": ["model.layers.{*}"]}], timeout=500)
     assert len(compiled["losses"]) == 4
+    assert eager["compiled_graphs"] == 0 and compiled["compiled_graphs"] >= 1  # compiled, not silently eager
     for a, b in zip(eager["losses"], compiled["losses"]):
         assert abs(a - b) <= 1e-4 * abs(a), (eager["losses"], compiled["losses"])
 

@@ -152,6 +152,16 @@ def test_plain_forward_switches_change_kernel_not_loss(fake_npu, device):
         assert fake_npu.calls["npu_fusion_attention"] == layers
 
 
+def test_one_notice_per_kernel_on_cpu(caplog):
+    x, w = torch.randn(3, 8), torch.ones(8)
+    with caplog.at_level("WARNING", logger="fsdp2_core.kernels.select"):
+        select._noticed.clear()
+        for _ in range(3):
+            rmsnorm(x, w, 1e-6)
+    notices = [r for r in caplog.records if "fused rmsnorm requested" in r.getMessage()]
+    assert len(notices) == 1 and select.ran("rmsnorm") == {"reference": 3}
+
+
 def test_switches_off_leave_model_alone():
     m = _model(LLAMA)
     assert apply_kernels(m, _cfg(LLAMA)) == []

@@ -33,8 +33,11 @@ def run_all(tmp, runs):
         os.environ["MASTER_PORT"] = str(port)
         cfg = tiny_config(os.path.join(str(tmp), f"run{i}"), **over)
         select.reset()
+        from torch._dynamo.utils import counters
+        counters.clear()
         summary = run_training(cfg, datasets=(CountingDataset(64),), print_fn=lambda s: None)
         summary["kernels_ran"] = {f"{k}:{impl}": n for (k, impl), n in select.RAN.items()}
+        summary["compiled_graphs"] = counters["stats"]["unique_graphs"]
         restore_rotary()  # the rotary patch is module-wide: undo it before the next run
         out.append(summary)
     return out
