@@ -21,9 +21,40 @@ def grouped_gemm(x: torch.Tensor, w: torch.Tensor, counts: torch.Tensor) -> torc
     if impl == "torch_grouped_mm":
         return torch._grouped_mm(x, w, offs=torch.cumsum(counts, 0).to(torch.int32))
     if impl == "npu_grouped_matmul":
-        group_list = torch.cumsum(counts, 0).to(torch.int64)
-        return select.torch_npu().npu_grouped_matmul([x], [w], group_list=group_list, split_item=2, group_type=0)[0]
+        return _NpuGroupedMatmul.apply(x, w, counts)
     return grouped_gemm_reference(x, w, counts)
+
+
+def _npu_gmm(x, w, counts):
+    group_list = torch.cumsum(counts, 0).to(torch.int64)  # group_list_type 0: cumulative row ends
+    return select.torch_npu().npu_grouped_matmul([x], [w], group_list=group_list, split_item=2, group_type=0)[0]
+
+
+class _NpuGroupedMatmul(torch.autograd.Function):
+    """torch_npu's grouped matmul with its backward spelled out (not every torch_npu release differentiates it):
+    grad_x is another grouped matmul with the transposed weights; grad_w[e] = x_eᵀ · grad_e, computed
+    with the padded batched matmul of the reference (exact)."""
+
+    @staticmethod
+    def forward(ctx, x, w, counts):
+        ctx.save_for_backward(x, w, counts)
+        return _npu_gmm(x, w, counts)
+
+    @staticmethod
+    def backward(ctx, grad):
+        x, w, counts = ctx.saved_tensors
+        grad_x = _npu_gmm(grad.contiguous(), w.transpose(1, 2).contiguous(), counts) if ctx.needs_input_grad[0] else None
+        grad_w = None
+        if ctx.needs_input_grad[1]:
+            experts = w.shape[0]
+            expert_of = torch.repeat_interleave(torch.arange(experts, device=x.device), counts)
+            start = torch.cumsum(counts, 0) - counts
+            slot = torch.arange(x.shape[0], device=x.device) - start[expert_of]
+            cap = int(counts.max()) if x.shape[0] else 0
+            xb = x.new_zeros(experts, cap, x.shape[1]).index_put((expert_of, slot), x)
+            gb = grad.new_zeros(experts, cap, grad.shape[1]).index_put((expert_of, slot), grad)
+            grad_w = torch.bmm(xb.transpose(1, 2), gb).to(w.dtype)
+        return grad_x, grad_w, None
 
 
 def grouped_experts_forward(self, hidden_states: torch.Tensor, top_k_index: torch.Tensor,
