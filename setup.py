@@ -21,8 +21,9 @@ setup(
         "peft",
     ],
     extras_require={
-        "test": ["pytest", "megatron-core==0.16.1", "matplotlib"],
+        "test": ["pytest", "megatron-core==0.16.1", "matplotlib", "torchao"],
         "npu": ["torch_npu"],
+        "quant": ["torchao"],
         "plot": ["matplotlib"],
     },
 )
