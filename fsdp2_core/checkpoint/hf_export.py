@@ -237,10 +237,7 @@ def export_model(model: torch.nn.Module, out_dir: str, tokenizer=None, generatio
             _publish(tmp, out_dir)
         except OSError as exc:
             error = f"{type(exc).__name__}: {exc}"
-    if dist.is_initialized() and dist.get_world_size(group) > 1:
-        box = [error]
-        dist.broadcast_object_list(box, src=0, group=group)
-        error = box[0]
+    error = shared_error(error, group)
     if error:
         from .layout import CheckpointError
         raise CheckpointError(f"Hugging Face export to {out_dir} failed: {error}. The DCP checkpoints are intact; "
@@ -309,3 +306,11 @@ def export_checkpoint(checkpoint_dir: str, out_dir: str, max_shard_bytes: int = 
     _publish(tmp, out_dir)
     return {"tensors": len(entries), "files": len(plan_shards(entries, max_shard_bytes)), "output": out_dir}
 
+
+def shared_error(error, group=None):
+    """Rank 0's write error, on every rank, so all of them stop together (or none does)."""
+    if dist.is_initialized() and dist.get_world_size(group) > 1:
+        box = [error]
+        dist.broadcast_object_list(box, src=0, group=group)
+        error = box[0]
+    return error

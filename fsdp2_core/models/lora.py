@@ -206,10 +206,7 @@ def export_lora(model: nn.Module, cfg, output_dir: str, tokenizer=None, group=No
                 hx._publish(tmp, out_dir)
             except OSError as exc:
                 error = f"{type(exc).__name__}: {exc}"
-        if dist.is_initialized() and dist.get_world_size(group) > 1:
-            box = [error]
-            dist.broadcast_object_list(box, src=0, group=group)
-            error = box[0]
+        error = hx.shared_error(error, group)
         if error:
             from fsdp2_core.checkpoint.layout import CheckpointError
             raise CheckpointError(f"LoRA export to {out_dir} failed: {error}. The DCP checkpoints are intact")
