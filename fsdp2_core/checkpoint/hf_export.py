@@ -186,7 +186,7 @@ def _stream(out_dir: str, entries: Sequence[Entry], fetch: Iterable[Tuple[str, C
             writer = StreamingSafetensorsWriter(out_dir, entries, max_bytes)
         except (OSError, ValueError) as exc:
             error = f"{type(exc).__name__}: {exc}"
-    for name, get in fetch:
+    for name, get in _progress(fetch, len(entries), writer_rank, out_dir):
         full = get()
         if writer is not None and error is None:
             try:
@@ -200,6 +200,18 @@ def _stream(out_dir: str, entries: Sequence[Entry], fetch: Iterable[Tuple[str, C
         except (OSError, ValueError) as exc:
             error = f"{type(exc).__name__}: {exc}"
     return error
+
+
+def _progress(items, total: int, show: bool, out_dir: str):
+    """A progress bar (tensors written) on the writer rank; plain iteration elsewhere or without tqdm."""
+    if not show:
+        return items
+    try:
+        from tqdm.auto import tqdm
+    except ImportError:
+        return items
+    return tqdm(items, total=total, desc=f"export {os.path.basename(out_dir.rstrip('/'))}", unit="tensor",
+                mininterval=1.0, leave=False)
 
 
 def _publish(tmp: str, out_dir: str) -> None:
