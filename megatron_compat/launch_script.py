@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import shlex
 
-from megatron_compat.shell_reader import LaunchScript
+from megatron_compat.shell import LaunchScript
 
 __all__ = ["render_launch_script"]
 

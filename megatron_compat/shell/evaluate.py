@@ -1,0 +1,698 @@
+"""Evaluating the tree in a pretend shell: variables, expansion, arithmetic, tests; nothing is executed."""
+from __future__ import annotations
+
+import ast
+import fnmatch
+import re
+from typing import Callable, Sequence
+
+from .lex import (ArithCmd, ArrayAssign, Word, ansi_c, opaque_chunks, scan_ansi, scan_backtick,
+                  scan_brace, scan_dquote, scan_paren, scan_squote)
+from .parse import AndOr, FuncDef, Group, If, Pipeline, Simple, Skipped
+from .result import ShellWarning
+
+class _Break:  # field boundary between "${X[@]}" elements
+    pass
+
+
+class _Mark:  # "a field exists here even if empty" (quoted text)
+    pass
+
+
+class _AtExpansion:  # a quoted "${X[@]}"/"$@" is inside: its elements bring their own marks
+    pass
+
+
+_BREAK, _MARK, _AT = _Break(), _Mark(), _AtExpansion()
+
+
+class Exit(Exception):
+    pass
+
+
+_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_ASSIGN_WORD = re.compile(r"([A-Za-z_][A-Za-z0-9_]*)(?:\[([^\]]*)\])?(\+?)=")
+_PARAM = re.compile(r"([A-Za-z_][A-Za-z0-9_]*|[0-9]+|[@*#?$!-])(?:\[([^\]]*)\])?")
+_DECLARATIONS = {"export", "declare", "typeset", "local", "readonly"}
+_VAR_CHANGING = {"read", "eval", "mapfile", "readarray", "let", "getopts", "printf"}
+_WRAPPERS = {"nohup", "exec", "time", "env", "command", "stdbuf"}
+_FILE_TESTS = set("-a -b -c -d -e -f -g -h -k -p -r -s -t -u -w -x -G -L -N -O -S".split())
+
+
+class Shell:
+    """The pretend shell. `on_command(shell, fields, temp_env, line)` sees every external command it meets."""
+
+    def __init__(self, path: str, script_args: Sequence[str], on_command: Callable | None = None):
+        self.path = path
+        self.vars: dict[str, str | list[str]] = {}
+        self.exported: dict[str, int] = {}
+        self.positional = list(script_args)
+        self.functions: dict[str, FuncDef] = {}
+        self.warnings: list[ShellWarning] = []
+        self.on_command = on_command
+        self.depth = 0
+        # Values that referenced variables the script never set (inherited from the caller's environment,
+        # e.g. PATH): kept with those references as `\x00NAME\x00` markers, so a rendered script can keep $NAME.
+        self.templates: dict[str, str] = {}
+        self._templating = False
+
+    def warn(self, line: int, message: str) -> None:
+        w = ShellWarning(line, message)
+        if w not in self.warnings:
+            self.warnings.append(w)
+
+    # ---------------------------------------------------------------- running
+    def run_list(self, nodes: list):
+        status = True
+        for node in nodes:
+            status = self.run(node)
+        return status
+
+    def run(self, node):
+        if isinstance(node, Simple):
+            return self.run_simple(node)
+        if isinstance(node, AndOr):
+            status = self.run(node.first)
+            for op, pipe in node.rest:
+                if op == "&&" and status is False:
+                    continue
+                if op == "||" and status is not False:
+                    continue
+                status = self.run(pipe)
+            return status
+        if isinstance(node, Pipeline):
+            status = True
+            for cmd in node.commands:
+                status = self.run(cmd)
+            if node.negate:
+                return None if status is None else not status
+            return status
+        if isinstance(node, If):
+            for cond, body in node.clauses:
+                status = self.run_list(cond)
+                if status is None:
+                    self.warn(node.line, "'if' condition could not be evaluated; assumed false")
+                if status:
+                    return self.run_list(body)
+            return self.run_list(node.else_body) if node.else_body is not None else True
+        if isinstance(node, Group):
+            return self.run_list(node.body)
+        if isinstance(node, FuncDef):
+            self.functions[node.name] = node
+            return True
+        if isinstance(node, ArithCmd):
+            self.warn(node.line, f"arithmetic command (( {node.expr.strip()} )) not evaluated")
+            return None
+        if isinstance(node, Skipped):
+            self.warn(node.line, f"{node.what} not evaluated (its body is skipped)")
+            return None
+        raise AssertionError(node)
+
+    def run_simple(self, cmd: Simple):
+        words = cmd.words
+        n_assign = 0
+        while n_assign < len(words) and (isinstance(words[n_assign], ArrayAssign) or
+                                         _ASSIGN_WORD.match(words[n_assign].raw)):
+            n_assign += 1
+        assigns, rest = words[:n_assign], words[n_assign:]
+        if not rest:
+            for a in assigns:
+                self.assign(a)
+            return True
+        if rest[0].raw == "[[":
+            return self.test_double_bracket(rest, cmd.line)
+        temp_env = {}
+        for a in assigns:
+            if isinstance(a, Word):
+                name, value = self.assignment_value(a)
+                temp_env[name] = value if isinstance(value, str) else " ".join(value)
+        head = self.expand_word(rest[0])
+        if head and head[0] in _DECLARATIONS:
+            return self.declare(head[0], head[1:], rest[1:], cmd.line)
+        fields = list(head)
+        for w in rest[1:]:
+            fields.extend(self.expand_word(w) if isinstance(w, Word) else [])
+        if not fields:
+            return True
+        return self.run_command(fields, temp_env, cmd.line)
+
+    def run_command(self, fields: list[str], temp_env: dict, line: int):
+        while fields and fields[0] in _WRAPPERS:
+            wrapper, fields = fields[0], fields[1:]
+            if wrapper == "env":
+                while fields and ("=" in fields[0] or fields[0].startswith("-")):
+                    key, _, value = fields[0].partition("=")
+                    if _NAME.fullmatch(key):
+                        temp_env[key] = value
+                    fields = fields[2:] if fields[0] in ("-u", "--unset", "-C", "--chdir") else fields[1:]
+            elif wrapper == "command":
+                while fields and fields[0].startswith("-"):
+                    fields = fields[1:]
+        if not fields:
+            return True
+        name, args = fields[0], fields[1:]
+        if name in self.functions:
+            return self.call_function(self.functions[name], args)
+        if name in ("[", "test"):
+            if name == "[":
+                if not args or args[-1] != "]":
+                    self.warn(line, "'[' without a closing ']'")
+                    return None
+                args = args[:-1]
+            return self.test([(a, True) for a in args], line, double=False)
+        if name in ("true", ":"):
+            return True
+        if name == "false":
+            return False
+        if name == "exit":
+            raise Exit()
+        if name in ("source", "."):
+            target = args[0] if args else ""
+            self.warn(line, f"'{name} {target}' not evaluated: variables it sets are unknown here")
+            return None
+        if name == "unset":
+            for a in args:
+                if not a.startswith("-"):
+                    self.vars.pop(a, None)
+                    self.exported.pop(a, None)
+            return True
+        if name == "set":
+            if "--" in args:
+                self.positional = args[args.index("--") + 1:]
+            return True
+        if name == "shift":
+            n = int(args[0]) if args and args[0].isdigit() else 1
+            self.positional = self.positional[n:]
+            return True
+        if name in _VAR_CHANGING and not (name == "printf" and "-v" not in args):
+            self.warn(line, f"'{name}' not evaluated: it may set variables")
+            return None
+        if self.on_command is not None:
+            self.on_command(self, fields, temp_env, line)
+        return True
+
+    def call_function(self, fn: FuncDef, args: list[str]):
+        if self.depth > 20:
+            self.warn(fn.line, f"function '{fn.name}' recursion too deep; not evaluated")
+            return None
+        saved, self.positional = self.positional, args
+        self.depth += 1
+        try:
+            return self.run_list(fn.body)
+        finally:
+            self.depth -= 1
+            self.positional = saved
+
+    # ---------------------------------------------------------------- variables
+    def assignment_value(self, a: Word):
+        m = _ASSIGN_WORD.match(a.raw)
+        value = self.join(self.pieces(a.raw[m.end():], a.line))
+        return m.group(1), value
+
+    def assign(self, a, export_line: int | None = None) -> str:
+        if isinstance(a, ArrayAssign):
+            elements = [f for w in a.elements for f in self.expand_word(w)]
+            old = self.vars.get(a.name)
+            if a.append:
+                old = [] if old is None else ([old] if isinstance(old, str) else old)
+                elements = old + elements
+            self.vars[a.name] = elements
+            return a.name
+        m = _ASSIGN_WORD.match(a.raw)
+        name, index, append = m.group(1), m.group(2), m.group(3)
+        value = self.join(self.pieces(a.raw[m.end():], a.line))
+        old = self.vars.get(name)
+        if index is not None:  # X[i]=v
+            arr = [] if old is None else ([old] if isinstance(old, str) else list(old))
+            i = self.arith(index, a.line)
+            i = int(i) if isinstance(i, int) or str(i).lstrip("-").isdigit() else len(arr)
+            while len(arr) <= i:
+                arr.append("")
+            arr[i] = arr[i] + value if append else value
+            self.vars[name] = arr
+        elif append and isinstance(old, list):
+            self.vars[name] = [(old[0] if old else "") + value] + old[1:]
+        else:
+            self._remember_template(name, a, m.end(), append, old)  # before assigning: X=$X:... sees the old X
+            self.vars[name] = (old or "") + value if append else value
+        return name
+
+    def _remember_template(self, name, a, start, append, old):
+        """Evaluate the value again, keeping references to unset variables as markers."""
+        self._templating = True
+        try:
+            template = self.join(self.pieces(a.raw[start:], a.line))
+        finally:
+            self._templating = False
+        if append:
+            template = self.templates.get(name, old or "") + template
+        if "\x00" in template:
+            self.templates[name] = template
+        else:
+            self.templates.pop(name, None)
+
+    def declare(self, builtin: str, head_rest: list[str], words: list, line: int):
+        export = builtin == "export"
+        for opt in head_rest:
+            export = export or (opt.startswith("-") and "x" in opt)
+        for w in words:
+            if isinstance(w, ArrayAssign) or _ASSIGN_WORD.match(w.raw):
+                name = self.assign(w)
+            else:
+                names = self.expand_word(w)
+                for n in names:
+                    if n.startswith("-"):
+                        export = export or ("x" in n and not n.startswith("-n"))
+                        if builtin == "export" and n.startswith("-n"):
+                            export = False
+                    elif _NAME.fullmatch(n) and export:
+                        self.exported.setdefault(n, line)
+                continue
+            if export:
+                self.exported.setdefault(name, line)
+        return True
+
+    def lookup(self, name: str):
+        """Value of a parameter: str, list (arrays, $@) or None when unset."""
+        if name.isdigit():
+            n = int(name)
+            if n == 0:
+                return self.path
+            return self.positional[n - 1] if n <= len(self.positional) else None
+        if name in ("@", "*"):
+            return list(self.positional)
+        if name == "#":
+            return str(len(self.positional))
+        if name == "?":
+            return "0"
+        if name in ("$", "!", "-"):
+            return None
+        return self.vars.get(name)
+
+    # ---------------------------------------------------------------- expansion
+    def expand_word(self, w: Word) -> list[str]:
+        return self.split(self.pieces(w.raw, w.line))
+
+    @staticmethod
+    def join(pieces: list) -> str:
+        out = []
+        for p in pieces:
+            if p is _BREAK:
+                out.append(" ")
+            elif isinstance(p, tuple):
+                out.append(p[0])
+        return "".join(out)
+
+    @staticmethod
+    def split(pieces: list) -> list[str]:
+        """Bash field splitting: only unquoted expansion results split (on blanks)."""
+        fields, cur = [], None
+        for p in pieces:
+            if p is _BREAK:
+                if cur is not None:
+                    fields.append(cur)
+                cur = None
+            elif p is _MARK:
+                cur = cur or ""
+            elif p is _AT:
+                continue
+            else:
+                text, splittable = p
+                if not splittable:
+                    cur = (cur or "") + text
+                    continue
+                for chunk in opaque_chunks(text):
+                    if chunk in (" ", "\t", "\n"):
+                        if cur is not None:
+                            fields.append(cur)
+                        cur = None
+                    else:
+                        cur = (cur or "") + chunk
+        if cur is not None:
+            fields.append(cur)
+        return fields
+
+    def pieces(self, raw: str, line: int, in_dq: bool = False, split_literals: bool = False) -> list:
+        """Expand one word (or the inside of "...") into pieces: (text, splittable), _BREAK, _MARK.
+
+        split_literals: unquoted literal text is itself the result of an expansion (the word
+        of an unquoted ${X:-word}), so bash splits it too."""
+        out, i = [], 0
+        while i < len(raw):
+            c = raw[i]
+            here = line + raw.count("\n", 0, i)
+            if c == "'" and not in_dq:
+                j = scan_squote(raw, i)
+                out += [_MARK, (raw[i + 1:j - 1], False)]
+                i = j
+            elif c == '"' and not in_dq:
+                j = scan_dquote(raw, i)
+                inner = self.pieces(raw[i + 1:j - 1], here, in_dq=True)
+                if _AT not in inner:
+                    out.append(_MARK)
+                out += inner
+                i = j
+            elif c == "\\":
+                nxt = raw[i + 1:i + 2]
+                if nxt == "\n":
+                    pass
+                elif in_dq and nxt not in ('$', '`', '"', "\\"):
+                    out.append(("\\" + nxt, False))
+                else:
+                    out.append((nxt, False))
+                i += 2
+            elif c == "`":
+                j = scan_backtick(raw, i)
+                self.warn(here, f"command substitution {raw[i:j]} not evaluated; kept as text")
+                out.append((raw[i:j], False))
+                i = j
+            elif raw.startswith("$'", i) and not in_dq:
+                j = scan_ansi(raw, i)
+                out += [_MARK, (ansi_c(raw[i + 2:j - 1]), False)]
+                i = j
+            elif raw.startswith("$((", i):
+                j = scan_paren(raw, i)
+                if raw[j - 2:j] == "))":
+                    value = self.arith(raw[i + 3:j - 2], here)
+                    out.append((str(value), not in_dq))
+                else:
+                    self.warn(here, f"command substitution {raw[i:j]} not evaluated; kept as text")
+                    out.append((raw[i:j], False))
+                i = j
+            elif raw.startswith("$(", i):
+                j = scan_paren(raw, i)
+                self.warn(here, f"command substitution {raw[i:j]} not evaluated; kept as text")
+                out.append((raw[i:j], False))
+                i = j
+            elif raw.startswith("${", i):
+                j = scan_brace(raw, i)
+                out += self.brace_expansion(raw[i + 2:j - 1], raw[i:j], here, in_dq)
+                i = j
+            elif c == "$" and i + 1 < len(raw) and (raw[i + 1].isalnum() or raw[i + 1] in "_@*#?$!-"):
+                if raw[i + 1].isdigit() or not (raw[i + 1].isalpha() or raw[i + 1] == "_"):
+                    name, j = raw[i + 1], i + 2
+                else:
+                    m = _NAME.match(raw, i + 1)
+                    name, j = m.group(0), m.end()
+                out += self.value_pieces(name, None, self.lookup(name), raw[i:j], here, in_dq, warn_unset=True)
+                i = j
+            else:
+                out.append((c, split_literals and not in_dq))
+                i += 1
+        return out
+
+    def value_pieces(self, name, index, value, text, line, in_dq, warn_unset) -> list:
+        if value is None and self._templating and _NAME.fullmatch(name or "") and index is None:
+            return [(f"\x00{name}\x00", False)]
+        if value is None:
+            if warn_unset:
+                what = "positional parameter" if name.isdigit() else "variable"
+                self.warn(line, f"{what} {text} is not set; expands to empty")
+            return [("", not in_dq)]
+        if isinstance(value, list):
+            if index in ("@", "*") or (index is None and name in "@*"):
+                star = index == "*" or (index is None and name == "*")
+                if in_dq and star:
+                    return [(" ".join(value), False)]
+                out = [_AT] if in_dq else []
+                for k, v in enumerate(value):
+                    if k:
+                        out.append(_BREAK)
+                    out += [_MARK, (v, False)] if in_dq else [(v, True)]
+                return out
+            k = 0 if index is None else self.arith(index, line)
+            try:
+                value = value[int(k)]
+            except (ValueError, IndexError):
+                value = ""
+        elif index not in (None, "0", "@", "*"):
+            value = ""
+        return [(value, not in_dq)]
+
+    def brace_expansion(self, body: str, text: str, line: int, in_dq: bool) -> list:
+        if body.startswith("#") and len(body) > 1:  # ${#X} / ${#X[@]}
+            m = _PARAM.fullmatch(body[1:])
+            if m:
+                value = self.lookup(m.group(1))
+                if isinstance(value, list) and m.group(2) in ("@", "*"):
+                    return [(str(len(value)), not in_dq)]
+                if isinstance(value, list):
+                    value = value[0] if value else ""
+                return [(str(len(value or "")), not in_dq)]
+        if body.startswith("!"):
+            m = _PARAM.fullmatch(body[1:])
+            if m:
+                target = self.lookup(m.group(1))
+                target = target[0] if isinstance(target, list) and target else target
+                value = self.lookup(target) if isinstance(target, str) and target else None
+                return self.value_pieces(target or "", None, value, text, line, in_dq, warn_unset=True)
+        m = _PARAM.match(body)
+        if not m:
+            self.warn(line, f"{text} not understood; kept as text")
+            return [(text, False)]
+        name, index = m.group(1), m.group(2)
+        value = self.lookup(name)
+        if isinstance(value, list) and index is not None and index not in ("@", "*"):
+            value_scalar = self.value_pieces(name, index, value, text, line, in_dq, False)
+            value = self.join(value_scalar)
+            index = None
+        op_text = body[m.end():]
+        if not op_text:
+            return self.value_pieces(name, index, value, text, line, in_dq, warn_unset=True)
+        scalar = " ".join(value) if isinstance(value, list) else value
+        for op in (":-", ":=", ":+", ":?", "-", "=", "+", "?"):
+            if op_text.startswith(op):
+                word = op_text[len(op):]
+                unset = value is None or (op.startswith(":") and scalar == "")
+                if op.endswith("-"):
+                    if unset:
+                        return self.pieces(word, line, in_dq, split_literals=True)
+                elif op.endswith("="):
+                    if unset:
+                        new = self.join(self.pieces(word, line, True))
+                        if name.isdigit() or not _NAME.fullmatch(name):
+                            self.warn(line, f"cannot assign in {text}")
+                        else:
+                            self.vars[name] = new
+                        return [(new, not in_dq)]
+                elif op.endswith("+"):
+                    return [("", not in_dq)] if unset else self.pieces(word, line, in_dq, split_literals=True)
+                elif op.endswith("?"):
+                    if unset:
+                        self.warn(line, f"{text}: the script would stop here because {name} is not set")
+                        return [("", not in_dq)]
+                return self.value_pieces(name, index, value, text, line, in_dq, warn_unset=False)
+        if scalar is None:
+            self.warn(line, f"variable {name} in {text} is not set; expands to empty")
+            scalar = ""
+        return [(self.transform(scalar, op_text, text, line), not in_dq)]
+
+    def transform(self, value: str, op: str, text: str, line: int) -> str:
+        """${X#pat} ${X##pat} ${X%pat} ${X%%pat} ${X/pat/rep} ${X//pat/rep} ${X^^} ${X,,} ${X:off:len}."""
+        def pat(p: str) -> str:
+            return self.join(self.pieces(p, line, True))
+        for marker in ("##", "#", "%%", "%"):
+            if op.startswith(marker):
+                p = pat(op[len(marker):])
+                n = len(value)
+                cuts = range(n + 1) if len(marker) == 1 else range(n, -1, -1)
+                for k in cuts:
+                    if marker[0] == "#" and fnmatch.fnmatchcase(value[:k], p):
+                        return value[k:]
+                    if marker[0] == "%" and fnmatch.fnmatchcase(value[n - k:], p):
+                        return value[:n - k]
+                return value
+        if op.startswith("/"):
+            every = op.startswith("//")
+            p, _, rep = op[2 if every else 1:].partition("/")
+            p, rep = pat(p), pat(rep)
+            out, i = [], 0
+            while i <= len(value):
+                for j in range(len(value), i, -1):
+                    if fnmatch.fnmatchcase(value[i:j], p):
+                        out.append(rep)
+                        i = j
+                        if not every:
+                            return "".join(out) + value[i:]
+                        break
+                else:
+                    if i < len(value):
+                        out.append(value[i])
+                    i += 1
+            return "".join(out)
+        if op in ("^^", ",,", "^", ","):
+            if op == "^^":
+                return value.upper()
+            if op == ",,":
+                return value.lower()
+            return (value[:1].upper() if op == "^" else value[:1].lower()) + value[1:]
+        m = re.fullmatch(r":\s*(-?\d+)(?::\s*(-?\d+))?", op)
+        if m:
+            off = int(m.group(1))
+            off = max(len(value) + off, 0) if off < 0 else off
+            if m.group(2) is None:
+                return value[off:]
+            ln = int(m.group(2))
+            return value[off:off + ln] if ln >= 0 else value[off:len(value) + ln]
+        self.warn(line, f"{text} not understood; kept as text")
+        return text
+
+    # ---------------------------------------------------------------- arithmetic
+    def arith(self, expr: str, line: int, depth: int = 0):
+        """Evaluate $(( expr )); on failure warn and return the text of the expression."""
+        text = self.join(self.pieces(expr, line, in_dq=True)).strip()
+        py = re.sub(r"&&", " and ", text)
+        py = re.sub(r"\|\|", " or ", py)
+        py = re.sub(r"!(?!=)", " not ", py)
+        try:
+            return self._arith_node(ast.parse(py, mode="eval").body, line, depth)
+        except (SyntaxError, ValueError, ZeroDivisionError, TypeError, RecursionError) as e:
+            self.warn(line, f"arithmetic $(( {expr.strip()} )) not evaluated: {e}")
+            return f"$(({expr}))"
+
+    def _arith_node(self, node, line: int, depth: int) -> int:
+        ops = {ast.Add: lambda a, b: a + b, ast.Sub: lambda a, b: a - b, ast.Mult: lambda a, b: a * b,
+               ast.Div: lambda a, b: int(a / b) if b else (_ for _ in ()).throw(ZeroDivisionError("division by 0")),
+               ast.Mod: lambda a, b: a - b * int(a / b), ast.Pow: lambda a, b: a ** b,
+               ast.LShift: lambda a, b: a << b, ast.RShift: lambda a, b: a >> b,
+               ast.BitAnd: lambda a, b: a & b, ast.BitOr: lambda a, b: a | b, ast.BitXor: lambda a, b: a ^ b}
+        cmps = {ast.Eq: lambda a, b: a == b, ast.NotEq: lambda a, b: a != b, ast.Lt: lambda a, b: a < b,
+                ast.LtE: lambda a, b: a <= b, ast.Gt: lambda a, b: a > b, ast.GtE: lambda a, b: a >= b}
+        ev = lambda n: self._arith_node(n, line, depth)  # noqa: E731
+        if isinstance(node, ast.Constant) and isinstance(node.value, int):
+            return node.value
+        if isinstance(node, ast.Name):
+            value = self.lookup(node.id)
+            value = (value[0] if value else "") if isinstance(value, list) else (value or "")
+            value = value.strip()
+            if value == "":
+                return 0
+            if re.fullmatch(r"-?\d+", value):
+                return int(value)
+            if depth > 10:
+                raise ValueError(f"{node.id} refers to itself")
+            result = self.arith(value, line, depth + 1)
+            if not isinstance(result, int):
+                raise ValueError(f"{node.id}={value!r} is not a number")
+            return result
+        if isinstance(node, ast.BinOp) and type(node.op) in ops:
+            return ops[type(node.op)](ev(node.left), ev(node.right))
+        if isinstance(node, ast.UnaryOp):
+            v = ev(node.operand)
+            return {ast.USub: -v, ast.UAdd: v, ast.Not: int(not v), ast.Invert: ~v}[type(node.op)]
+        if isinstance(node, ast.Compare):
+            left = ev(node.left)
+            for op, right in zip(node.ops, node.comparators):
+                r = ev(right)
+                if type(op) not in cmps or not cmps[type(op)](left, r):
+                    return 0
+                left = r
+            return 1
+        if isinstance(node, ast.BoolOp):
+            vals = [ev(v) for v in node.values]
+            return int(all(vals) if isinstance(node.op, ast.And) else any(vals))
+        raise ValueError(f"unsupported arithmetic {ast.dump(node)[:40]}")
+
+    # ---------------------------------------------------------------- tests
+    def test_double_bracket(self, words: list, line: int):
+        inner = words[1:-1] if words[-1].raw == "]]" else words[1:]
+        args = []
+        for w in inner:
+            quoted = any(q in w.raw for q in "'\"\\")
+            args.append((self.join(self.pieces(w.raw, w.line)), not quoted))
+        return self.test(args, line, double=True)
+
+    def test(self, args: list[tuple[str, bool]], line: int, double: bool):
+        """Evaluate test / [ ] / [[ ]] arguments. Returns True, False, or None (unknown)."""
+        pos = [0]
+
+        def peek(k=0):
+            i = pos[0] + k
+            return args[i][0] if i < len(args) else None
+
+        def take():
+            pos[0] += 1
+            return args[pos[0] - 1]
+
+        def expr():
+            v = conj()
+            while peek() in ("-o", "||"):
+                take()
+                r = conj()
+                v = True if (v or r) else (None if v is None or r is None else False)
+            return v
+
+        def conj():
+            v = neg()
+            while peek() in ("-a", "&&") and not (not double and peek(1) is None):
+                take()
+                r = neg()
+                v = False if (v is False or r is False) else (None if v is None or r is None else True)
+            return v
+
+        def neg():
+            if peek() == "!" and pos[0] + 1 < len(args):
+                take()
+                v = neg()
+                return None if v is None else not v
+            return primary()
+
+        def primary():
+            if peek() == "(":
+                take()
+                v = expr()
+                if peek() == ")":
+                    take()
+                return v
+            a = take() if peek() is not None else ("", True)
+            op = peek()
+            if op in ("=", "==", "!=", "=~", "<", ">", "-eq", "-ne", "-lt", "-le", "-gt", "-ge",
+                      "-nt", "-ot", "-ef"):
+                take()
+                b = take() if peek() is not None else ("", True)
+                return binary(a[0], op, b)
+            if a[0] in ("-z", "-n") and peek() is not None:
+                v = take()[0]
+                return (v == "") if a[0] == "-z" else (v != "")
+            if a[0] == "-v" and peek() is not None:
+                return self.lookup(take()[0]) is not None
+            if a[0] in _FILE_TESTS and peek() is not None:
+                target = take()[0]
+                self.warn(line, f"file test {a[0]} {target} not evaluated (nothing is read from disk)")
+                return None
+            return a[0] != ""
+
+        def binary(a, op, b):
+            bv, pattern = b
+            if op in ("=", "=="):
+                return fnmatch.fnmatchcase(a, bv) if double and pattern else a == bv
+            if op == "!=":
+                return not (fnmatch.fnmatchcase(a, bv) if double and pattern else a == bv)
+            if op == "=~":
+                try:
+                    return re.search(bv, a) is not None
+                except re.error:
+                    self.warn(line, f"regular expression {bv!r} not understood")
+                    return None
+            if op in ("<", ">"):
+                return a < bv if op == "<" else a > bv
+            if op in ("-nt", "-ot", "-ef"):
+                self.warn(line, f"file test {op} not evaluated")
+                return None
+            try:
+                x = int(self.arith(a, line)) if double else int(a)
+                y = int(self.arith(bv, line)) if double else int(bv)
+            except ValueError:
+                self.warn(line, f"numeric test {a!r} {op} {bv!r} on a non-number; not evaluated")
+                return None
+            return {"-eq": x == y, "-ne": x != y, "-lt": x < y, "-le": x <= y, "-gt": x > y, "-ge": x >= y}[op]
+
+        if not args:
+            return False
+        result = expr()
+        if pos[0] != len(args):
+            self.warn(line, f"test {' '.join(a for a, _ in args)!r} not understood; assumed unknown")
+            return None
+        return result
+
+    # ---------------------------------------------------------------- launch lines
