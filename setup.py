@@ -6,7 +6,7 @@ setup(
     version="0.1.0",
     description="Run Megatron-LM / MindSpeed-LLM launch scripts on a PyTorch-native FSDP2 engine",
     packages=find_packages(include=["megatron_compat*", "fsdp2_core*"]),
-    package_data={"megatron_compat": ["data/*.tsv"], "fsdp2_core.data": ["*.c"]},
+    package_data={"megatron_compat": ["data/*.tsv"], "fsdp2_core.data.megatron": ["*.c"]},
     python_requires=">=3.10",
     install_requires=[
         "torch>=2.6",

@@ -22,8 +22,8 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import numpy as np  # noqa: E402
 
-from fsdp2_core.data import build_pretraining_datasets  # noqa: E402
-from fsdp2_core.data.native import native_available  # noqa: E402
+from fsdp2_core.data.megatron import build_pretraining_datasets  # noqa: E402
+from fsdp2_core.data.megatron.native import native_available  # noqa: E402
 
 
 class Tok:

@@ -234,7 +234,7 @@ def section_data(r: Optional[dict], run: Optional[dict]) -> List[str]:
         "",
         "Most of the build time on both sides goes to `numpy.random.RandomState.shuffle` of the document and sample "
         "indices, which both must call identically to keep Megatron's order. Ours builds the sample index and the "
-        "blending indices with a small C loop compiled on first use (`fsdp2_core/data/_index_helpers.c`, loaded with "
+        "blending indices with a small C loop compiled on first use (`fsdp2_core/data/megatron/_index_helpers.c`, loaded with "
         "ctypes; a vectorised numpy / pure-Python fallback gives the same arrays without a compiler, more slowly). Reads "
         "are faster because a sample is assembled in numpy and converted to tensors once, with the position ids and "
         "loss mask cached, instead of a sequence of small torch operations.",

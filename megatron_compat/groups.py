@@ -109,7 +109,7 @@ def instruction(t):
         t.set("stage", "sft")
         _line(t, "--is-instruction-dataset")
     if "--prompt-type" in g:
-        from fsdp2_core.data.instruction import PROMPT_TYPES
+        from fsdp2_core.data.mindspeed.instruction import PROMPT_TYPES
         name = g["--prompt-type"]
         t.set("template", PROMPT_TYPES.get(name, name))
         _line(t, "--prompt-type", f"data.template = {PROMPT_TYPES.get(name, name)}")

@@ -13,7 +13,7 @@ import yaml
 from fsdp2_core.config import load_config
 from megatron_compat.cli import main as pretrain_main
 from megatron_compat.flag_spec import REFERENCE_FILES, reference_spellings
-from megatron_compat.shell_reader import read_launch_script
+from megatron_compat.shell import read_launch_script
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCRIPTS = os.path.join(ROOT, "tests", "launch_scripts")

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from megatron_compat.launch_script import render_launch_script
-from megatron_compat.shell_reader import LaunchScript, ShellReadError, read_launch_script
+from megatron_compat.shell import LaunchScript, ShellReadError, read_launch_script
 
 CORPUS = Path(__file__).parent / "launch_scripts"
 EXPECTED = json.loads((CORPUS / "expected.json").read_text())

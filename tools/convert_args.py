@@ -21,7 +21,7 @@ from fsdp2_core.config import ConfigError, dump_yaml, load_config, write_text_at
 from megatron_compat.launch_script import render_launch_script  # noqa: E402
 from megatron_compat.registry import list_flags_lines  # noqa: E402
 from megatron_compat.reverse import to_megatron  # noqa: E402
-from megatron_compat.shell_reader import ShellReadError, read_launch_script  # noqa: E402
+from megatron_compat.shell import ShellReadError, read_launch_script  # noqa: E402
 from megatron_compat.translate import translate  # noqa: E402
 
 GPT_ENTRIES = ("pretrain_gpt.py", "posttrain_gpt.py")

@@ -11,7 +11,7 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from fsdp2_core.data.indexed_dataset import (  # noqa: E402
+from fsdp2_core.data.megatron.indexed_dataset import (  # noqa: E402
     IndexedDataset,
     IndexedDatasetBuilder,
     get_bin_path,

@@ -23,7 +23,7 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from fsdp2_core.data.preprocess import preprocess  # noqa: E402
+from fsdp2_core.data.megatron.preprocess import preprocess  # noqa: E402
 from fsdp2_core.data.tokenizers import TOKENIZER_TYPES, build_pretraining_tokenizer  # noqa: E402
 
 
@@ -87,7 +87,7 @@ def get_args(argv=None):
         parser.error(f"--tokenizer-type {args.tokenizer_type} needs --tokenizer-model "
                      "or --tokenizer-name-or-path (a local tokenizer directory)")
     if args.handler_name and args.handler_name != "GeneralPretrainHandler":
-        from fsdp2_core.data.instruction import HANDLERS
+        from fsdp2_core.data.mindspeed.instruction import HANDLERS
         if args.handler_name not in HANDLERS:
             parser.error(f"--handler-name {args.handler_name}: supported are GeneralPretrainHandler, {', '.join(HANDLERS)}")
         if not args.prompt_type:
@@ -113,9 +113,9 @@ def instruction_main(args):
 
     from transformers import AutoTokenizer
 
-    from fsdp2_core.data.instruction import (encode_instruction_records, template_for_prompt_type,
+    from fsdp2_core.data.mindspeed.instruction import (encode_instruction_records, template_for_prompt_type,
                                              write_instruction_dataset)
-    from fsdp2_core.data.preprocess import iter_records
+    from fsdp2_core.data.megatron.preprocess import iter_records
     tokenizer = AutoTokenizer.from_pretrained(args.tokenizer_name_or_path or args.tokenizer_model,
                                               trust_remote_code=args.trust_remote_code)
     thinking = {"true": True, "false": False, "none": None}[args.enable_thinking.lower()]

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from fsdp2_core.config import ConfigError
-from fsdp2_core.data.sampler import MegatronPretrainingSampler
+from fsdp2_core.data.megatron.sampler import MegatronPretrainingSampler
 
 log = logging.getLogger(__name__)
 
@@ -61,10 +61,10 @@ def build_datasets(cfg, train_iters: int, global_batch: int, tokenizer=None):
             return build_engine_datasets(cfg, tokenizer, samples, global_batch)
         except ValueError as exc:
             raise ConfigError(f"data: {exc}") from None
-    from fsdp2_core.data import build_pretraining_datasets, megatron_sample_counts
+    from fsdp2_core.data.megatron import build_pretraining_datasets, megatron_sample_counts
     counts = megatron_sample_counts(train_iters, global_batch, t.eval_interval or train_iters, t.eval_iters)
     if d.is_instruction_dataset:  # MindSpeed-LLM instruction .bin/.idx (--is-instruction-dataset)
-        from fsdp2_core.data.instruction import build_instruction_datasets
+        from fsdp2_core.data.mindspeed.instruction import build_instruction_datasets
         try:
             return build_instruction_datasets(cfg, tokenizer, counts)
         except (ValueError, FileNotFoundError) as exc:
@@ -92,7 +92,7 @@ def build_tokenizer(cfg):
     """The Megatron tokenizer for mg data, or a Hugging Face tokenizer; None when neither is configured."""
     m = cfg.model
     if cfg.data.data_manager_type == "mg" and m.tokenizer_type:
-        from fsdp2_core.data import build_pretraining_tokenizer
+        from fsdp2_core.data.megatron import build_pretraining_tokenizer
         return build_pretraining_tokenizer(m.tokenizer_type or "HuggingFaceTokenizer", tokenizer_model=m.tokenizer_model,
                                            vocab_file=m.vocab_file, merge_file=m.merge_file, vocab_size=m.vocab_size,
                                            tokenizer_name_or_path=m.tokenizer_name_or_path or m.model_name_or_path,

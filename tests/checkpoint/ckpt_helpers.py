@@ -55,7 +55,7 @@ def spawn_sequence(world, tmp, runs, timeout=400):
 
 def write_corpus(prefix):
     """A tiny Megatron .bin/.idx corpus: counting sequences mod 100."""
-    from fsdp2_core.data import IndexedDatasetBuilder
+    from fsdp2_core.data.megatron import IndexedDatasetBuilder
     rng = np.random.default_rng(0)
     builder = IndexedDatasetBuilder(prefix + ".bin", dtype=np.uint16)
     for _ in range(200):

@@ -4,9 +4,9 @@ import os
 import numpy as np
 import pytest
 
-from fsdp2_core.data import build_pretraining_datasets, megatron_sample_counts, parse_split
-from fsdp2_core.data import gpt_indices, native
-from fsdp2_core.data.gpt_dataset import BlendedDataset, GPTDataset
+from fsdp2_core.data.megatron import build_pretraining_datasets, megatron_sample_counts, parse_split
+from fsdp2_core.data.megatron import gpt_indices, native
+from fsdp2_core.data.megatron.gpt_dataset import BlendedDataset, GPTDataset
 
 gpt = pytest.importorskip("megatron.core.datasets.gpt_dataset")
 from megatron.core.datasets import helpers_cpp  # noqa: E402
@@ -92,7 +92,7 @@ def test_sample_order_matches_megatron(tmp_path, corpora, stub_tokenizer, case):
 
 
 def test_many_epochs_case_uses_separate_final_epoch(corpora):
-    from fsdp2_core.data.indexed_dataset import IndexedDataset
+    from fsdp2_core.data.megatron.indexed_dataset import IndexedDataset
 
     tokens = int(IndexedDataset(corpora["tiny"]).sequence_lengths.sum())
     epochs = gpt_indices.num_epochs_needed(tokens, 230, 16, 1)
@@ -224,7 +224,7 @@ def test_cache_is_reused_and_keyed_by_config(tmp_path, corpora, stub_tokenizer, 
 
 
 def test_no_shuffle_keeps_corpus_order(tmp_path, corpora, stub_tokenizer):
-    from fsdp2_core.data.indexed_dataset import IndexedDataset
+    from fsdp2_core.data.megatron.indexed_dataset import IndexedDataset
 
     train, _, _ = build_pretraining_datasets([corpora["a"]], "100,0,0", 64, 1, (50, 0, 0),
                                              cache_dir=str(tmp_path), tokenizer=stub_tokenizer,

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from fsdp2_core.data import indexed_dataset as ours
+from fsdp2_core.data.megatron import indexed_dataset as ours
 
 mg = pytest.importorskip("megatron.core.datasets.indexed_dataset")
 

@@ -7,7 +7,7 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-from fsdp2_core.data import MegatronPretrainingSampler, build_pretraining_datasets
+from fsdp2_core.data.megatron import MegatronPretrainingSampler, build_pretraining_datasets
 
 
 def reference_single_sampler(total, consumed, mbs, rank, dp, drop_last=True):
@@ -51,7 +51,7 @@ def test_sampler_errors_name_the_values():
 def _rank_main(rank, world, prefix, cache, port, out):
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     dist.init_process_group("gloo", rank=rank, world_size=world)
-    from fsdp2_core.data.gpt_dataset import GPTDataset
+    from fsdp2_core.data.megatron.gpt_dataset import GPTDataset
 
     built = []
     original = GPTDataset._build_indices

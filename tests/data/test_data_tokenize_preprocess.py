@@ -6,8 +6,8 @@ import sys
 import numpy as np
 import pytest
 
-from fsdp2_core.data import build_pretraining_tokenizer, ensure_indexed_dataset
-from fsdp2_core.data import build_pretraining_datasets
+from fsdp2_core.data.megatron import build_pretraining_tokenizer, ensure_indexed_dataset
+from fsdp2_core.data.megatron import build_pretraining_datasets
 
 mg = pytest.importorskip("megatron.core.datasets.indexed_dataset")
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -160,7 +160,7 @@ def test_merge_datasets_matches_megatron(tmp_path, tok_files, corpus_jsonl):
 
 
 def test_raw_file_is_tokenized_once(tmp_path, tok_files, corpus_jsonl, monkeypatch):
-    from fsdp2_core.data import preprocess as pp
+    from fsdp2_core.data.megatron import preprocess as pp
 
     tok = build_pretraining_tokenizer("HuggingFaceTokenizer", tokenizer_model=tok_files["hf"])
     calls = []

@@ -21,7 +21,7 @@ VALID = re.compile(r"validation loss at iteration (\d+) \| lm loss value: ([\d.E
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory):
     """Counting sequences mod 100: learnable in a few dozen steps."""
-    from fsdp2_core.data import IndexedDatasetBuilder
+    from fsdp2_core.data.megatron import IndexedDatasetBuilder
     prefix = str(tmp_path_factory.mktemp("corpus") / "corpus_text_document")
     rng = np.random.default_rng(0)
     builder = IndexedDatasetBuilder(prefix + ".bin", dtype=np.uint16)

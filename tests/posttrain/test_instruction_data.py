@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from fsdp2_core.data.indexed_dataset import IndexedDataset
-from fsdp2_core.data.instruction import (IGNORE_INDEX, InstructionCollator, InstructionData, InstructionDataset,
+from fsdp2_core.data.megatron.indexed_dataset import IndexedDataset
+from fsdp2_core.data.mindspeed.instruction import (IGNORE_INDEX, InstructionCollator, InstructionData, InstructionDataset,
                                          cut_sample, legacy_split, sample_order, segments_from_eos,
                                          segments_from_ids)
 from posttrain_helpers import ALPACA, SHAREGPT, instruction_data, preprocess, write_json

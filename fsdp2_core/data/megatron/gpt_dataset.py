@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from . import gpt_indices
-from .cache import cached_arrays, description_hash
+from ..cache import cached_arrays, description_hash
 from .native import build_blending_indices, build_exhaustive_blending_indices
 
 logger = logging.getLogger(__name__)

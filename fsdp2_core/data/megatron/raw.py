@@ -11,7 +11,7 @@ import json
 import os
 from typing import Optional
 
-from .cache import build_then_share
+from ..cache import build_then_share
 from .indexed_dataset import IndexedDataset
 
 

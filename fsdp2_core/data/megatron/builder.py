@@ -14,7 +14,7 @@ from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
-from .cache import build_then_share
+from ..cache import build_then_share
 from .gpt_dataset import (
     SPLIT_NAMES,
     BlendedDataset,

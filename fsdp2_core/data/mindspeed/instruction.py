@@ -33,7 +33,7 @@ from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 import numpy as np
 import torch
 
-from .indexed_dataset import IndexedDataset, IndexedDatasetBuilder
+from ..megatron.indexed_dataset import IndexedDataset, IndexedDatasetBuilder
 
 log = logging.getLogger(__name__)
 
@@ -144,7 +144,7 @@ def cut_sample(input_ids: np.ndarray, labels: np.ndarray, seq_length: int,
                efficient_eos: bool = False) -> Tuple[np.ndarray, np.ndarray]:
     """A sample longer than seq_length, cut turn by turn: each turn shares what is left between its prompt
     and its response (infer_seqlen); turns that find nothing left are dropped."""
-    from .lf.processor import infer_seqlen
+    from ..lf.processor import infer_seqlen
     if len(input_ids) <= seq_length:
         return input_ids, labels
     eos = None
@@ -270,9 +270,9 @@ def _special_id(tokenizer, *names) -> Optional[int]:
 
 def build_instruction_datasets(cfg, tokenizer, num_samples: Tuple[int, int, int]):
     """(train, valid, test) for `data.is_instruction_dataset`: one prefix, split and ordered as MindSpeed-LLM does."""
-    from .builder import parse_data_path
-    from .lf.collator import pad_multiple
-    from .lf.templates import TEMPLATES
+    from ..megatron.builder import parse_data_path
+    from ..lf.collator import pad_multiple
+    from ..lf.templates import TEMPLATES
     d, t = cfg.data, cfg.training
     if d.train_data_path or d.valid_data_path or d.test_data_path:
         raise ValueError("instruction datasets are read from one --data-path prefix split by --split; "
@@ -317,7 +317,7 @@ def write_instruction_dataset(output_prefix: str, samples: Iterable[Tuple[List[i
     seq_length (pad id, label -100, attention 0 with neat packing else 1); with neat_pack the attention field
     holds each token's 1-based sample index, and samples longer than the row are cut, not dropped.
     """
-    from .lf.packing import greedy_knapsack
+    from ..lf.packing import greedy_knapsack
     kept, dropped = [], 0
     for ids, labels in samples:
         if len(ids) != len(labels):
@@ -373,7 +373,7 @@ PROMPT_TYPES = {"qwen3": "qwen3", "llama3": "llama3", "empty": "empty"}
 def template_for_prompt_type(prompt_type: str, tokenizer=None, enable_thinking: Optional[bool] = True):
     """Our template for a MindSpeed-LLM --prompt-type, refusing names whose MindSpeed rendering differs."""
     from types import SimpleNamespace
-    from .lf.templates import get_template
+    from ..lf.templates import get_template
     if prompt_type not in PROMPT_TYPES:
         raise ValueError(f"--prompt-type {prompt_type}: no template here renders it as MindSpeed-LLM does; "
                          f"available: {', '.join(sorted(PROMPT_TYPES))}. Preprocess with MindSpeed-LLM (the engine "
@@ -389,9 +389,9 @@ def encode_instruction_records(records: Iterable[dict], handler_name: str, templ
     """(input_ids, labels) per record, as the handler tokenizes it: the template's turns, prompts masked
     (-100), responses trained. Neat packing cuts a sample to seq_length - 1 (turn by turn); otherwise a
     sample is kept whole (the writer drops it when too long). Malformed records are dropped and counted."""
-    from .lf.converters import convert
-    from .lf.dataset_info import _entry_to_attr
-    from .lf.processor import SupervisedOptions, encode_supervised
+    from ..lf.converters import convert
+    from ..lf.dataset_info import _entry_to_attr
+    from ..lf.processor import SupervisedOptions, encode_supervised
     if handler_name not in HANDLERS:
         raise ValueError(f"--handler-name {handler_name}: supported instruction handlers are {', '.join(HANDLERS)}")
     entry = {"file_name": "-", "formatting": HANDLERS[handler_name]}

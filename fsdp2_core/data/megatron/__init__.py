@@ -1,0 +1,39 @@
+"""Pretraining data: Megatron indexed datasets and GPT sample order (`mg` data path)."""
+from .builder import (
+    build_pretraining_datasets,
+    megatron_sample_counts,
+    parse_data_path,
+    parse_split,
+)
+from .gpt_dataset import BlendedDataset, GPTDataConfig, GPTDataset, MockGPTLowLevelDataset
+from .indexed_dataset import (
+    DType,
+    IndexedDataset,
+    IndexedDatasetBuilder,
+    IndexedDatasetError,
+    get_bin_path,
+    get_idx_path,
+)
+from .sampler import MegatronPretrainingSampler
+from ..tokenizers import build_pretraining_tokenizer
+from .raw import ensure_indexed_dataset
+
+__all__ = [
+    "BlendedDataset",
+    "DType",
+    "GPTDataConfig",
+    "GPTDataset",
+    "IndexedDataset",
+    "IndexedDatasetBuilder",
+    "IndexedDatasetError",
+    "MegatronPretrainingSampler",
+    "MockGPTLowLevelDataset",
+    "build_pretraining_datasets",
+    "build_pretraining_tokenizer",
+    "ensure_indexed_dataset",
+    "get_bin_path",
+    "get_idx_path",
+    "megatron_sample_counts",
+    "parse_data_path",
+    "parse_split",
+]
