@@ -15,11 +15,7 @@ import argparse
 import json
 import os
 import statistics
-import sys
 import time
-
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "engine"))
 
 VOCAB = 512
 
@@ -54,7 +50,7 @@ class Timed:
 
 
 def run(tmp, seq, iters, layouts):
-    from helpers import SyntheticDataset, free_port, tiny_config  # noqa: F401
+    from fsdp2_core.testing.tiny import SyntheticDataset, tiny_config
     from fsdp2_core.train import run_training
     out = []
     for name, over, port in layouts:
@@ -77,7 +73,7 @@ def main():
     args = ap.parse_args()
     import tempfile
 
-    from helpers import free_port, spawn
+    from fsdp2_core.testing.spawn import free_port, spawn
     w = args.world
     layouts = [("unsplit", {}), (f"cp={w}", {"cp_size": w}), (f"ep={w}", {"ep_size": w}),
                (f"cp={w}, ep={w}", {"cp_size": w, "ep_size": w})]

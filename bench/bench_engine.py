@@ -9,15 +9,10 @@
 """
 import argparse
 import json
-import os
 import statistics
-import sys
 import time
 
 import torch
-
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "tests", "engine"))
 
 ARCH = {"model_type": "llama", "hidden_size": 256, "intermediate_size": 688, "num_hidden_layers": 4,
         "num_attention_heads": 8, "num_key_value_heads": 4, "vocab_size": 4096, "max_position_embeddings": 512,
@@ -26,7 +21,7 @@ SEQ, BATCH = 256, 4
 
 
 def _cfg(tmp):
-    from helpers import tiny_config
+    from fsdp2_core.testing.tiny import tiny_config
     return tiny_config(tmp, architecture=dict(ARCH), cutoff_len=SEQ, per_device_train_batch_size=BATCH,
                        global_batch_size=BATCH, max_grad_norm=1.0, warmup_ratio=0.0, max_steps=1000)
 
@@ -93,12 +88,13 @@ def step_times(steps):
 
 def bytes_per_rank(tmp):
     """On every rank: one step, then the local bytes of parameters, gradients (before zeroing) and AdamW state."""
+    import torch.distributed as dist
     from torch.distributed.tensor import DTensor
+
     from fsdp2_core.device import init_distributed
     from fsdp2_core.parallel import build_mesh
     from fsdp2_core.train.entry import build_parallel_model
     from fsdp2_core.train.optimizer import build_optimizer
-    import torch.distributed as dist
     cfg = _cfg(tmp)
     device = init_distributed("cpu")
     mesh = build_mesh(cfg.parallel, dist.get_world_size(), "cpu")
@@ -123,7 +119,7 @@ def main():
     ap.add_argument("--json")
     args = ap.parse_args()
     torch.manual_seed(0)
-    from helpers import spawn
+    from fsdp2_core.testing.spawn import spawn
     ours, bare = spawn(1, step_times, args.steps)[0]
     result = {"model": ARCH, "seq": SEQ, "batch": BATCH, "threads": 1, "engine_ms": ours * 1e3, "bare_ms": bare * 1e3,
               "overhead_pct": 100.0 * (ours / bare - 1.0), "bytes": {}}

@@ -14,20 +14,17 @@ import argparse
 import json
 import os
 import statistics
-import sys
 import time
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+import torch
 
-import torch  # noqa: E402
-
-from fsdp2_core.device import detect_device_type  # noqa: E402
-from fsdp2_core.kernels import select  # noqa: E402
-from fsdp2_core.kernels.attention import attention_reference, causal_attention  # noqa: E402
-from fsdp2_core.kernels.grouped_gemm import grouped_gemm, grouped_gemm_reference  # noqa: E402
-from fsdp2_core.kernels.rmsnorm import rmsnorm, rmsnorm_reference  # noqa: E402
-from fsdp2_core.kernels.rotary import rotary, rotary_reference  # noqa: E402
-from fsdp2_core.quant import mxfp8  # noqa: E402
+from fsdp2_core.device import detect_device_type
+from fsdp2_core.kernels import select
+from fsdp2_core.kernels.attention import attention_reference, causal_attention
+from fsdp2_core.kernels.grouped_gemm import grouped_gemm, grouped_gemm_reference
+from fsdp2_core.kernels.rmsnorm import rmsnorm, rmsnorm_reference
+from fsdp2_core.kernels.rotary import rotary, rotary_reference
+from fsdp2_core.quant import mxfp8
 
 DTYPES = {"bf16": torch.bfloat16, "fp32": torch.float32}
 

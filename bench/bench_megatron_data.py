@@ -12,18 +12,16 @@ import argparse
 import json
 import os
 import shutil
-import sys
 import tempfile
 import time
 import warnings
 
 warnings.filterwarnings("ignore")
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-import numpy as np  # noqa: E402
+import numpy as np
 
-from fsdp2_core.data.megatron import build_pretraining_datasets  # noqa: E402
-from fsdp2_core.data.megatron.native import native_available  # noqa: E402
+from fsdp2_core.data.megatron import build_pretraining_datasets
+from fsdp2_core.data.megatron.native import native_available
 
 
 class Tok:

@@ -18,9 +18,8 @@ from megatron_compat.shell import read_launch_script
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCRIPTS = os.path.join(ROOT, "tests", "launch_scripts")
 EXPECTED = json.load(open(os.path.join(SCRIPTS, "expected.json")))
-REAL_ARGV = os.path.join(ROOT, "..", "shared", "reference", "real_launch_argv.json")
-sys.path.insert(0, os.path.join(ROOT, "tools"))
-import convert_args  # noqa: E402
+REAL_ARGV = os.path.join(ROOT, "tests", "reference", "real_launch_argv.json")
+from tools import convert_args
 
 
 def run_convert(argv):
@@ -106,8 +105,6 @@ def test_to_megatron_round_trip(tmp_path):
 
 
 def _real_pretrain_argvs():
-    if not os.path.exists(REAL_ARGV):
-        return []
     data = json.load(open(REAL_ARGV))
     return [(k, v) for k, v in data.items() if k != "_about" and v["entry"] == "pretrain_gpt.py"]
 

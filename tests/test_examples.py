@@ -8,12 +8,13 @@ is cut. The quickstart itself (and with it the Megatron-LM CPU twin) is tests/te
 import glob
 import os
 import re
-import socket
 import subprocess
 import sys
 
 import pytest
 import yaml
+
+from fsdp2_core.testing.spawn import free_port
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 EXAMPLES = os.path.join(ROOT, "examples")
@@ -21,12 +22,6 @@ ITERATION = re.compile(r" iteration +(\d+)/ +(\d+) \|.*? lm loss: ([\d.E+-]+) \|
 SHELL = sorted(glob.glob(os.path.join(EXAMPLES, "megatron_lm", "*.sh")) + glob.glob(os.path.join(EXAMPLES, "mindspeed_llm", "*.sh")))
 YAMLS = sorted(glob.glob(os.path.join(EXAMPLES, "fsdp2", "*.yaml")))
 CPU_YAMLS = [p for p in YAMLS if p.endswith("_cpu.yaml")]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _env(**extra):
@@ -135,7 +130,7 @@ def test_cpu_yaml_trains(path, workdir, tmp_path):
         cmd = [sys.executable, *args]
     else:
         cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", str(world), "--master-port",
-               str(_free_port()), *args]
+               str(free_port()), *args]
     stdout = _run(cmd, workdir, timeout=400)
     lines = [(int(i), int(n), float(loss)) for i, n, loss in ITERATION.findall(stdout)]
     assert [(i, n) for i, n, _ in lines] == [(k, 4) for k in range(1, 5)], stdout[-2000:]
@@ -152,6 +147,6 @@ def test_mindspeed_cpu_script_trains(workdir, tmp_path):
     data = str(workdir / "output_quickstart")
     _run([sys.executable, os.path.join(ROOT, "tools", "convert_args.py"), script, "-o", str(tmp_path / "ms.yaml"),
           "--script-out", str(tmp_path / "ms.sh"), "--", data, "3"], ROOT, timeout=120)
-    stdout = _run(["bash", str(tmp_path / "ms.sh")], ROOT, timeout=400, MASTER_PORT=str(_free_port()))
+    stdout = _run(["bash", str(tmp_path / "ms.sh")], ROOT, timeout=400, MASTER_PORT=str(free_port()))
     assert "validation loss at iteration 3" in stdout, stdout[-2000:]
     assert os.path.isfile(os.path.join(data, "qwen3_cpu_checkpoints", "latest_checkpointed_iteration.txt"))

@@ -1,13 +1,11 @@
 """tools/plot_metrics.py draws several runs from their metrics.jsonl into one PNG."""
 import json
 import os
-import sys
 
 import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, os.path.join(ROOT, "tools"))
-import plot_metrics  # noqa: E402
+from tools import plot_metrics
 
 
 def _run(path, scale):

@@ -2,9 +2,10 @@
 script itself end to end on a reduced path (no install, a smaller corpus, 6 iterations instead of 100)."""
 import os
 import re
-import socket
 import subprocess
 import sys
+
+from fsdp2_core.testing.spawn import free_port
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 README = os.path.join(ROOT, "README.md")
@@ -44,17 +45,11 @@ def test_readme_quickstart_is_two_commands():
         assert word in diagram, word
 
 
-def _free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_quickstart_script_reduced(tmp_path):
     """examples/quickstart.sh from corpus to generation: .bin/.idx, converted YAML, training lines, HF export, PNG."""
     out = tmp_path / "qs"
     env = dict(os.environ, QUICKSTART_SKIP_INSTALL="1", QUICKSTART_DIR=str(out), QUICKSTART_ITERS="6",
-               QUICKSTART_DOCS="600", PYTHON=sys.executable, MASTER_PORT=str(_free_port()),
+               QUICKSTART_DOCS="600", PYTHON=sys.executable, MASTER_PORT=str(free_port()),
                PATH=os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", ""),
                PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""), HF_DATASETS_DISABLE_PROGRESS_BARS="1")
     proc = subprocess.run(["bash", os.path.join(ROOT, "examples", "quickstart.sh")], env=env, capture_output=True,

@@ -4,10 +4,10 @@ import json
 import pytest
 from transformers import AutoConfig, AutoModelForCausalLM
 
+from fsdp2_core.config import ConfigError
 from megatron_compat.cli import check_model_path
 from megatron_compat.reverse import to_megatron
 from megatron_compat.translate import translate
-from fsdp2_core.config import ConfigError
 
 BASE = ("--num-layers 2 --hidden-size 64 --num-attention-heads 4 --seq-length 32 --max-position-embeddings 32 "
         "--micro-batch-size 2 --global-batch-size 16 --train-iters 100 --lr 1e-3 --save /ckpt/run "

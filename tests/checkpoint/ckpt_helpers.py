@@ -11,9 +11,9 @@ import torch
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
-sys.path.insert(0, os.path.join(ROOT, "tests", "engine"))
 
-from helpers import LLAMA, SEQ, SyntheticDataset, datasets, free_port, spawn, tiny_config  # noqa: E402,F401
+from fsdp2_core.testing.spawn import free_port, spawn
+from fsdp2_core.testing.tiny import datasets, tiny_config
 
 
 def run_sequence(tmp, runs):
@@ -22,6 +22,7 @@ def run_sequence(tmp, runs):
     Returns {name: summary, or the error text when the run raised}.
     """
     import torch.distributed as dist
+
     from fsdp2_core.train import run_training
     out = {}
     for name, over, env, make_hooks, port in runs:

@@ -4,20 +4,20 @@ index) and after FSDP with tied embeddings; tools/convert_ckpt.py writes the sam
 import functools
 import json
 import os
-import sys
 
 import pytest
 import torch
 from safetensors import safe_open
 
-from ckpt_helpers import LLAMA, PROBE, ROOT, spawn_sequence
+from fsdp2_core.testing.tiny import LLAMA
+from tests.checkpoint.ckpt_helpers import PROBE, spawn_sequence
 
 ATOL = 2e-5
 
 
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory):
-    from ckpt_helpers import record_logits
+    from tests.checkpoint.ckpt_helpers import record_logits
     tmp = tmp_path_factory.mktemp("hf")
     seq = [
         ("tp", {"max_steps": 3, "save_steps": 0, "tp_size": 2, "init_model_with_meta_device": True}, {},
@@ -80,8 +80,7 @@ def test_tied_embeddings_written_once(exported):
 
 @pytest.mark.parametrize("run", ["tp", "tied"])
 def test_convert_ckpt_from_the_saved_checkpoint(exported, run, tmp_path):
-    sys.path.insert(0, os.path.join(ROOT, "tools"))
-    import convert_ckpt
+    from tools import convert_ckpt
     out = tmp_path / "converted"
     assert convert_ckpt.main(["--load", str(exported / run), "--output", str(out), "--max-shard-size", "50KB"]) == 0
     reference = tensors_of(str(exported / run / "hf_model"))
@@ -99,8 +98,7 @@ def test_convert_ckpt_from_the_saved_checkpoint(exported, run, tmp_path):
 
 
 def test_convert_ckpt_refuses_an_incomplete_checkpoint(exported, tmp_path, capsys):
-    sys.path.insert(0, os.path.join(ROOT, "tools"))
-    import convert_ckpt
+    from tools import convert_ckpt
     broken = tmp_path / "iter_0000003"
     os.makedirs(broken)
     assert convert_ckpt.main(["--load", str(broken), "--output", str(tmp_path / "x")]) == 2

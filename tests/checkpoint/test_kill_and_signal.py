@@ -11,9 +11,17 @@ import signal
 
 import pytest
 
-from ckpt_helpers import (ROOT, launch_ranks, losses_by_iteration, read_log, wait_all, wait_for_tracker,
-                          write_corpus, yaml_config)
 from fsdp2_core.checkpoint.layout import completeness, iter_dir, read_tracker
+from tests.checkpoint.ckpt_helpers import (
+    ROOT,
+    launch_ranks,
+    losses_by_iteration,
+    read_log,
+    wait_all,
+    wait_for_tracker,
+    write_corpus,
+    yaml_config,
+)
 
 ITERS = 32
 SAVE = 4

@@ -8,8 +8,18 @@ import torch
 import torch.distributed.checkpoint as dcp
 
 from fsdp2_core.checkpoint.hf_export import StreamingSafetensorsWriter, plan_shards
-from fsdp2_core.checkpoint.layout import (INFO, METADATA, TRACKER, CheckpointError, completeness, iter_dir,
-                                          latest_complete, read_tracker, resolve_explicit, write_tracker)
+from fsdp2_core.checkpoint.layout import (
+    INFO,
+    METADATA,
+    TRACKER,
+    CheckpointError,
+    completeness,
+    iter_dir,
+    latest_complete,
+    read_tracker,
+    resolve_explicit,
+    write_tracker,
+)
 from fsdp2_core.checkpoint.rotation import prune
 
 pytestmark = pytest.mark.filterwarnings("ignore:torch.distributed is disabled")
@@ -117,8 +127,8 @@ def test_streamed_safetensors_match_the_library(tmp_path):
 def test_when_saves_happen(tmp_path, over, steps_per_epoch, saves, stop):
     from types import SimpleNamespace
 
-    from ckpt_helpers import tiny_config
     from fsdp2_core.checkpoint import Checkpointer
+    from fsdp2_core.testing.tiny import tiny_config
     from fsdp2_core.train import TrainState
     hooks = Checkpointer(tiny_config(tmp_path, **over))
     hooks.setup(device=SimpleNamespace(torch_device=torch.device("cpu")), train_iters=8, global_batch=4,

@@ -5,7 +5,7 @@ so the tolerance tells a resharded optimizer from a fresh one."""
 import numpy as np
 import pytest
 
-from ckpt_helpers import spawn_sequence
+from tests.checkpoint.ckpt_helpers import spawn_sequence
 
 ITERS = 8
 RTOL = 1e-5

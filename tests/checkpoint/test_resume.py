@@ -10,7 +10,13 @@ import os
 
 import pytest
 
-from ckpt_helpers import fail_writes, only_broken_checkpoints, poisoned, remove_file, spawn_sequence
+from tests.checkpoint.ckpt_helpers import (
+    fail_writes,
+    only_broken_checkpoints,
+    poisoned,
+    remove_file,
+    spawn_sequence,
+)
 
 ITERS = 8
 

@@ -1,11 +1,10 @@
 """Tiny MoE / attention-sink families, packed samples, and rank spawning for the cp / ep tests."""
 import os
-import sys
 
 import numpy as np
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "engine"))
-from helpers import SEQ, VOCAB, SyntheticDataset, free_port, spawn, tiny_config  # noqa: E402
+from fsdp2_core.testing.spawn import free_port, spawn
+from fsdp2_core.testing.tiny import VOCAB, SyntheticDataset, tiny_config
 
 QWEN3 = {"model_type": "qwen3", "hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2,
          "num_attention_heads": 4, "num_key_value_heads": 2, "head_dim": 8, "vocab_size": VOCAB,

@@ -4,7 +4,8 @@ import os
 
 import numpy as np
 
-from cp_ep_helpers import QWEN3_MOE, free_port, run_checkpointed, spawn
+from fsdp2_core.testing.spawn import free_port, spawn
+from tests.cp_ep.cp_ep_helpers import QWEN3_MOE, run_checkpointed
 
 BASE = {"architecture": QWEN3_MOE, "model_id": "qwen3_moe", "max_grad_norm": 0.5, "save_hf_weights": False}
 

@@ -6,11 +6,18 @@ import numpy as np
 import pytest
 import torch
 
-from cp_ep_helpers import GPT_OSS, QWEN3, QWEN3_MOE, PackedDataset, SyntheticDataset, mixtral_from_megatron_flags, tiny_config
 from fsdp2_core.config import ConfigError
 from fsdp2_core.models.build import build_model
 from fsdp2_core.models.registry import FAMILIES
+from fsdp2_core.testing.tiny import SyntheticDataset, tiny_config
 from fsdp2_core.train.loss import lm_loss_sums
+from tests.cp_ep.cp_ep_helpers import (
+    GPT_OSS,
+    QWEN3,
+    QWEN3_MOE,
+    PackedDataset,
+    mixtral_from_megatron_flags,
+)
 
 CPU = torch.device("cpu")
 
@@ -86,7 +93,11 @@ def test_errors_say_what_to_change():
         build(QWEN3_MOE, model_id="qwen3_moe", ep_dispatcher="mc2")
     with pytest.raises(ConfigError, match="use_triton_gdn applies to Gated DeltaNet"):
         build(QWEN3, use_triton_gdn=True)
-    from fsdp2_core.parallel.context_parallel import ContextParallel, check_heads, split_inputs
+    from fsdp2_core.parallel.context_parallel import (
+        ContextParallel,
+        check_heads,
+        split_inputs,
+    )
     model = build(QWEN3)
     with pytest.raises(ConfigError, match="do not divide by 3"):
         check_heads(model.config, 3)
@@ -112,7 +123,10 @@ GDN = {"model_type": "qwen3_next", "hidden_size": 32, "intermediate_size": 64, "
 
 
 def test_gated_deltanet_chunk_size_changes_nothing_but_speed():
-    from fsdp2_core.models.families.qwen3_next import family_available, triton_gdn_available
+    from fsdp2_core.models.families.qwen3_next import (
+        family_available,
+        triton_gdn_available,
+    )
     if not family_available():
         with pytest.raises(ConfigError, match="needs transformers.models.qwen3_next"):
             build(GDN)

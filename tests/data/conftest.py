@@ -1,5 +1,4 @@
 """Fixtures for the data tests: tiny corpora written by megatron-core, a stub tokenizer."""
-import os
 import warnings
 
 import numpy as np

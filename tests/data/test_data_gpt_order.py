@@ -4,16 +4,21 @@ import os
 import numpy as np
 import pytest
 
-from fsdp2_core.data.megatron import build_pretraining_datasets, megatron_sample_counts, parse_split
-from fsdp2_core.data.megatron import gpt_indices, native
-from fsdp2_core.data.megatron.gpt_dataset import BlendedDataset, GPTDataset
+from fsdp2_core.data.megatron import (
+    build_pretraining_datasets,
+    gpt_indices,
+    megatron_sample_counts,
+    native,
+    parse_split,
+)
+from fsdp2_core.data.megatron.gpt_dataset import GPTDataset
 
 gpt = pytest.importorskip("megatron.core.datasets.gpt_dataset")
-from megatron.core.datasets import helpers_cpp  # noqa: E402
-from megatron.core.datasets.blended_megatron_dataset_builder import (  # noqa: E402
+from megatron.core.datasets import helpers_cpp
+from megatron.core.datasets.blended_megatron_dataset_builder import (
     BlendedMegatronDatasetBuilder,
 )
-from megatron.core.datasets.utils import get_blend_from_list  # noqa: E402
+from megatron.core.datasets.utils import get_blend_from_list
 
 KEYS = ("tokens", "labels", "loss_mask", "position_ids")
 

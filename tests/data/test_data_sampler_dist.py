@@ -1,13 +1,15 @@
 """Megatron's single sampler, resume in O(1), and cache building on one rank of two."""
 import os
 
-import numpy as np
 import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-from fsdp2_core.data.megatron import MegatronPretrainingSampler, build_pretraining_datasets
+from fsdp2_core.data.megatron import (
+    MegatronPretrainingSampler,
+    build_pretraining_datasets,
+)
 
 
 def reference_single_sampler(total, consumed, mbs, rank, dp, drop_last=True):

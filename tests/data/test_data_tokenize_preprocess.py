@@ -1,19 +1,19 @@
 """Pretraining tokenizers, tools/preprocess_data.py, tools/merge_datasets.py, raw-file caching."""
 import json
 import os
-import sys
 
 import numpy as np
 import pytest
 
-from fsdp2_core.data.megatron import build_pretraining_tokenizer, ensure_indexed_dataset
-from fsdp2_core.data.megatron import build_pretraining_datasets
+from fsdp2_core.data.megatron import (
+    build_pretraining_datasets,
+    build_pretraining_tokenizer,
+    ensure_indexed_dataset,
+)
 
 mg = pytest.importorskip("megatron.core.datasets.indexed_dataset")
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-sys.path.insert(0, os.path.join(ROOT, "tools"))
-import merge_datasets  # noqa: E402
-import preprocess_data  # noqa: E402
+from tools import merge_datasets, preprocess_data
 
 TEXTS = [
     "The quick brown fox jumps over the lazy dog. It was not amused!",

@@ -1,107 +1,21 @@
-"""Tiny models, synthetic data and gloo rank spawning for the engine tests."""
+"""Engine test runs: several run_training calls per spawn, and hooks that poison one iteration."""
 import os
-import socket
-import traceback
 
-import numpy as np
-import torch
-import torch.multiprocessing as mp
-
-from fsdp2_core.config import build_config
-
-VOCAB, SEQ = 128, 32
-LLAMA = {"model_type": "llama", "hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2,
-         "num_attention_heads": 4, "num_key_value_heads": 2, "vocab_size": VOCAB,
-         "max_position_embeddings": 64, "tie_word_embeddings": False}
+from fsdp2_core.testing.spawn import spawn_runs
+from fsdp2_core.testing.tiny import datasets, tiny_config
 
 
-class SyntheticDataset:
-    """Deterministic Megatron-style samples: tokens, labels shifted by one, a loss mask, positions."""
-
-    def __init__(self, n: int, seq: int = SEQ, vocab: int = VOCAB, seed: int = 0, ragged_mask: bool = False):
-        rng = np.random.default_rng(seed)
-        self.text = rng.integers(0, vocab, size=(n, seq + 1), dtype=np.int64)
-        self.mask = np.ones((n, seq), dtype=np.float32)
-        if ragged_mask:  # different token counts per sample, to exercise per-token normalisation
-            for i in range(n):
-                self.mask[i, rng.integers(seq // 4, seq):] = 0.0
-        self.seq = seq
-
-    def __len__(self):
-        return len(self.text)
-
-    def __getitem__(self, i):
-        return {"tokens": self.text[i, :-1], "labels": self.text[i, 1:], "loss_mask": self.mask[i],
-                "position_ids": np.arange(self.seq, dtype=np.int64)}
-
-
-def tiny_config(tmp, **over):
-    values = {"architecture": dict(LLAMA), "output_dir": str(tmp), "param_dtype": "fp32", "reduce_dtype": "fp32",
-              "cutoff_len": SEQ, "max_steps": 10, "lr": 1e-3, "min_lr": 1e-4, "warmup_ratio": 0.1,
-              "per_device_train_batch_size": 1, "global_batch_size": 4, "seed": 7, "stage": "pt",
-              "data_manager_type": "mg", "logging_steps": 1, "train_from_scratch": True}
-    values.update(over)
-    return build_config(values)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _worker(rank, world, port, fn, args, queue):
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world),
-                      LOCAL_RANK=str(rank), FSDP2_DEVICE="cpu")
-    torch.set_num_threads(1)
-    try:
-        queue.put((rank, fn(*args), None))
-    except BaseException:  # report the failure to the parent instead of hanging it
-        queue.put((rank, None, traceback.format_exc()))
-
-
-def spawn(world: int, fn, *args, timeout: float = 240):
-    """Run fn(*args) on `world` gloo ranks; return the results by rank, raising a rank's error."""
-    ctx = mp.get_context("spawn")
-    queue = ctx.Queue()
-    port = free_port()
-    procs = [ctx.Process(target=_worker, args=(r, world, port, fn, args, queue)) for r in range(world)]
-    for p in procs:
-        p.start()
-    results = {}
-    try:
-        for _ in range(world):
-            rank, value, err = queue.get(timeout=timeout)
-            if err:
-                raise RuntimeError(f"rank {rank} failed:\n{err}")
-            results[rank] = value
-    finally:
-        for p in procs:
-            p.join(timeout=10)
-            if p.is_alive():
-                p.kill()
-    return [results[r] for r in range(world)]
-
-
-def datasets(ragged_mask: bool = False):
-    return (SyntheticDataset(64, ragged_mask=ragged_mask), SyntheticDataset(16, seed=1, ragged_mask=ragged_mask),
-            SyntheticDataset(8, seed=2, ragged_mask=ragged_mask))
-
-
-def run_layouts(tmp, runs):
-    """On every rank: run_training once per (overrides, port, ragged); return the summaries."""
+def run_layout(run):
+    """One run_training on every rank: run = (output dir, overrides, ragged_mask); its summary."""
     from fsdp2_core.train import run_training
-    out = []
-    for i, (over, port, ragged) in enumerate(runs):
-        os.environ["MASTER_PORT"] = str(port)
-        cfg = tiny_config(os.path.join(str(tmp), f"run{i}"), **over)
-        out.append(run_training(cfg, datasets=datasets(ragged), print_fn=lambda s: None))
-    return out
+    out_dir, over, ragged = run
+    return run_training(tiny_config(out_dir, **over), datasets=datasets(ragged), print_fn=lambda s: None)
 
 
 def spawn_layouts(world, tmp, runs, timeout=300):
-    """runs: [(overrides, ragged_mask)]; each run gets its own port. Rank 0's summaries."""
-    return spawn(world, run_layouts, str(tmp), [(o, free_port(), r) for o, r in runs], timeout=timeout)[0]
+    """runs: [(overrides, ragged_mask)], one after another on `world` ranks. Rank 0's summaries."""
+    runs = [(os.path.join(str(tmp), f"run{i}"), over, ragged) for i, (over, ragged) in enumerate(runs)]
+    return spawn_runs(world, run_layout, runs, timeout=timeout)[0]
 
 
 class NaNOnce:

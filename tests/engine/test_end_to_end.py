@@ -11,7 +11,7 @@ import pytest
 import torch
 import yaml
 
-from helpers import free_port
+from fsdp2_core.testing.spawn import free_port
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 LINE = re.compile(r" iteration +(\d+)/ +(\d+) \| consumed samples: +(\d+) \|.*? lm loss: ([\d.E+-]+) \|")

@@ -3,7 +3,7 @@ over 10 iterations in fp32 (gradient clipping is active: the norms are above max
 import numpy as np
 import pytest
 
-from helpers import spawn_layouts
+from tests.engine.helpers import spawn_layouts
 
 RTOL = 1e-4
 

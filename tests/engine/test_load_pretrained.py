@@ -2,7 +2,8 @@
 import numpy as np
 import torch
 
-from helpers import LLAMA, spawn_layouts
+from fsdp2_core.testing.tiny import LLAMA
+from tests.engine.helpers import spawn_layouts
 
 
 def test_meta_device_loading_equals_from_pretrained(tmp_path):

@@ -5,10 +5,10 @@ import re
 
 import pytest
 
+from fsdp2_core.testing.spawn import spawn
 from fsdp2_core.train.logging_line import eval_line, iteration_line
-from helpers import run_with_nan_and_profile, spawn
+from tests.engine.helpers import run_with_nan_and_profile
 
-# A Megatron log parser's view of the line (field order as megatron/training/training.py prints it).
 MEGATRON_RE = re.compile(
     r" iteration +(\d+)/ +(\d+) \| consumed samples: +(\d+) \| elapsed time per iteration \(ms\): ([\d.]+) \|"
     r" learning rate: ([\d.E+-]+) \| global batch size: +(\d+) \|( lm loss: ([\d.E+-]+) \|)? loss scale: ([\d.]+) \|"

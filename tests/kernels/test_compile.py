@@ -1,11 +1,8 @@
 """compile_blocks: each transformer block's forward compiled (after recompute, before FSDP); same losses as eager."""
-import os
-import sys
 
 import torch.nn as nn
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from train_helpers import train_runs  # noqa: E402
+from tests.kernels.train_helpers import train_runs
 
 
 def test_compiled_blocks_train_like_eager(tmp_path):
@@ -30,6 +27,7 @@ def test_apply_compile_keeps_parameter_names():
     assert [n for n, _ in model.named_parameters()] == names
     assert all(getattr(b, "_fsdp2_compiled", False) for b in model.model.layers)
     import pytest
+
     from fsdp2_core.config import ConfigError
     with pytest.raises(ConfigError, match="compile_blocks"):
         apply_compile(nn.Sequential(nn.Linear(2, 2)))

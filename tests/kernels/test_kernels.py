@@ -1,21 +1,21 @@
 """Fused-kernel switches: each selects a real kernel where one exists (recorded in select.RAN) and never
 changes the result. CPU runs the reference; a stand-in torch_npu and a faked CUDA test the selection."""
-import os
 import sys
 
 import pytest
 import torch
-from transformers import AutoConfig, AutoModelForCausalLM  # imported before any stand-in torch_npu
+from transformers import (  # imported before any stand-in torch_npu
+    AutoConfig,
+    AutoModelForCausalLM,
+)
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from fake_npu import make_fake_torch_npu  # noqa: E402
-
-from fsdp2_core.config import build_config  # noqa: E402
-from fsdp2_core.kernels import apply_kernels, restore_rotary, select  # noqa: E402
-from fsdp2_core.kernels.attention import attention_reference, causal_attention  # noqa: E402
-from fsdp2_core.kernels.grouped_gemm import grouped_gemm, grouped_gemm_reference  # noqa: E402
-from fsdp2_core.kernels.rmsnorm import rmsnorm, rmsnorm_reference  # noqa: E402
-from fsdp2_core.kernels.rotary import rotary, rotary_reference  # noqa: E402
+from fsdp2_core.config import build_config
+from fsdp2_core.kernels import apply_kernels, restore_rotary, select
+from fsdp2_core.kernels.attention import attention_reference, causal_attention
+from fsdp2_core.kernels.grouped_gemm import grouped_gemm, grouped_gemm_reference
+from fsdp2_core.kernels.rmsnorm import rmsnorm, rmsnorm_reference
+from fsdp2_core.kernels.rotary import rotary, rotary_reference
+from tests.kernels.fake_npu import make_fake_torch_npu
 
 LLAMA = {"model_type": "llama", "hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2,
          "num_attention_heads": 4, "num_key_value_heads": 2, "vocab_size": 64, "max_position_embeddings": 64,
@@ -210,8 +210,7 @@ def test_moe_grouped_gemm_with_and_without_model_id(fake_npu, model_id):
 
 def test_switches_through_training_entry(tmp_path):
     """2 gloo ranks under FSDP: every switch on gives the losses of every switch off, plain forward and model_id."""
-    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-    from train_helpers import train_runs
+    from tests.kernels.train_helpers import train_runs
     on = dict.fromkeys(SWITCHES, True)
     moe = {"architecture": dict(QWEN3_MOE, vocab_size=128)}
     runs = [{}, on, {**moe, "model_id": "qwen3_moe"}, {**moe, **on, "model_id": "qwen3_moe"}, {**moe, **on}]

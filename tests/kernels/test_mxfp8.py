@@ -1,18 +1,14 @@
 """MXFP8 (quant_recipe mxfp8): the block quantisation, a quantised linear close to bf16, the converters and
 their module patterns, clear errors, and a tiny 2-rank FSDP training run within 5% of the bf16 run."""
-import os
-import sys
 
 import pytest
 import torch
 import torch.nn as nn
 from transformers import AutoConfig, AutoModelForCausalLM
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from train_helpers import train_runs  # noqa: E402
-
-from fsdp2_core.config import ConfigError, build_config  # noqa: E402
-from fsdp2_core.quant import apply_quantization, check_quantization, mxfp8  # noqa: E402
+from fsdp2_core.config import ConfigError, build_config
+from fsdp2_core.quant import apply_quantization, check_quantization, mxfp8
+from tests.kernels.train_helpers import train_runs
 
 LLAMA = {"model_type": "llama", "hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2,
          "num_attention_heads": 4, "num_key_value_heads": 2, "vocab_size": 128, "max_position_embeddings": 64,

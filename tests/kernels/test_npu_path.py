@@ -1,6 +1,5 @@
 """The Ascend NPU path, with a stand-in torch_npu (no NPU here; the path has not yet run on hardware):
 device and backend selection, NPU settings from launch scripts, torch_npu.profiler, kernel selection."""
-import os
 import sys
 import types
 
@@ -8,13 +7,11 @@ import pytest
 import torch
 from transformers import AutoConfig  # noqa: F401  (imported before any stand-in torch_npu)
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from fake_npu import make_fake_torch_npu  # noqa: E402
-
-from fsdp2_core import device as dev  # noqa: E402
-from fsdp2_core.config import build_config  # noqa: E402
-from fsdp2_core.kernels import select  # noqa: E402
-from fsdp2_core.train.profiler import StepProfiler  # noqa: E402
+from fsdp2_core import device as dev
+from fsdp2_core.config import build_config
+from fsdp2_core.kernels import select
+from fsdp2_core.train.profiler import StepProfiler
+from tests.kernels.fake_npu import make_fake_torch_npu
 
 
 class FakeNpuModule(types.SimpleNamespace):

@@ -1,11 +1,10 @@
 """Tiny training runs for the kernel / quantisation tests, on data a model can learn in 20 steps."""
 import os
-import sys
 
 import numpy as np
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "engine"))
-from helpers import SEQ, free_port, spawn, tiny_config  # noqa: E402
+from fsdp2_core.testing.spawn import free_port, spawn
+from fsdp2_core.testing.tiny import SEQ, tiny_config
 
 
 class CountingDataset:

@@ -1,6 +1,6 @@
 import pytest
 
-from lf_helpers import load_tokenizer, train_tokenizer
+from tests.lf.lf_helpers import load_tokenizer, train_tokenizer
 
 
 @pytest.fixture(scope="session")

@@ -3,6 +3,7 @@ import json
 import os
 
 from fsdp2_core.config import build_config
+from fsdp2_core.testing.spawn import free_port, spawn  # noqa: F401  (the lf tests spawn through here)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 SPECIALS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<think>", "</think>", "<tool_call>", "</tool_call>",
@@ -73,49 +74,6 @@ ALPACA = [{"instruction": f"What is {i} plus {i}?", "input": "" if i % 2 else "A
 SHAREGPT = [{"conversations": [{"from": "human", "value": f"hello {i}"}, {"from": "gpt", "value": f"hi {i}"},
                                {"from": "human", "value": "how are you?"}, {"from": "gpt", "value": "fine"}],
              "system": "Be brief."} for i in range(6)]
-
-
-def free_port() -> int:
-    import socket
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _worker(rank, world, port, fn, args, queue):
-    import traceback
-    import torch
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world),
-                      LOCAL_RANK=str(rank), FSDP2_DEVICE="cpu", HF_DATASETS_DISABLE_PROGRESS_BARS="1")
-    torch.set_num_threads(1)
-    try:
-        queue.put((rank, fn(*args), None))
-    except BaseException:
-        queue.put((rank, None, traceback.format_exc()))
-
-
-def spawn(world: int, fn, *args, timeout: float = 300):
-    """fn(*args) on `world` gloo ranks (spawned processes); results by rank, a rank's error raised."""
-    import torch.multiprocessing as mp
-    ctx = mp.get_context("spawn")
-    queue = ctx.Queue()
-    port = free_port()
-    procs = [ctx.Process(target=_worker, args=(r, world, port, fn, args, queue)) for r in range(world)]
-    for p in procs:
-        p.start()
-    results = {}
-    try:
-        for _ in range(world):
-            rank, value, err = queue.get(timeout=timeout)
-            if err:
-                raise RuntimeError(f"rank {rank} failed:\n{err}")
-            results[rank] = value
-    finally:
-        for p in procs:
-            p.join(timeout=10)
-            if p.is_alive():
-                p.kill()
-    return [results[r] for r in range(world)]
 
 
 TINY_QWEN3 = {"model_type": "qwen3", "vocab_size": 512, "hidden_size": 32, "intermediate_size": 64,

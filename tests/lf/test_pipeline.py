@@ -1,5 +1,4 @@
 """build_sft_datasets end to end on small local files: sources, formats, bad input, mixing, splits, caching."""
-import json
 import logging
 import os
 import subprocess
@@ -10,7 +9,7 @@ import pytest
 from fsdp2_core.data.lf import build_sft_datasets
 from fsdp2_core.data.lf.dataset_info import parse_datasets
 from fsdp2_core.data.lf.loader import load_raw
-from lf_helpers import ALPACA, SHAREGPT, data_config, write_json, write_jsonl
+from tests.lf.lf_helpers import ALPACA, SHAREGPT, data_config, write_json, write_jsonl
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")

@@ -7,7 +7,12 @@ from fsdp2_core.data.lf.collator import SFTCollator, pad_multiple
 from fsdp2_core.data.lf.converters import convert
 from fsdp2_core.data.lf.dataset_info import parse_datasets
 from fsdp2_core.data.lf.packing import greedy_knapsack, pack_batch
-from fsdp2_core.data.lf.processor import IGNORE_INDEX as I, SupervisedOptions, encode_supervised, infer_seqlen
+from fsdp2_core.data.lf.processor import IGNORE_INDEX as I
+from fsdp2_core.data.lf.processor import (
+    SupervisedOptions,
+    encode_supervised,
+    infer_seqlen,
+)
 
 
 def attr(entry):
@@ -144,6 +149,7 @@ def test_neat_collator_positions_mask_and_no_cross_sample_labels():
 def test_neat_packed_loss_equals_samples_one_by_one(tokenizer):
     """A neat-packed row gives the same token-weighted loss as its samples run alone (tiny Qwen3, engine loss)."""
     from transformers import AutoConfig, AutoModelForCausalLM
+
     from fsdp2_core.train.loss import lm_loss_sums
     torch.manual_seed(0)
     cfg = AutoConfig.for_model("qwen3", vocab_size=512, hidden_size=32, intermediate_size=64, num_hidden_layers=2,

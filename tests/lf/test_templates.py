@@ -1,12 +1,11 @@
 """Templates: our text equals the model family's own chat template, rendered by transformers on a local tokenizer."""
-import copy
 import json
 from types import SimpleNamespace
 
 import pytest
 
-from fsdp2_core.data.lf.templates import TEMPLATES, get_template, template_from_tokenizer
-from lf_helpers import chat_template
+from fsdp2_core.data.lf.templates import TEMPLATES, get_template
+from tests.lf.lf_helpers import chat_template
 
 U1, A1, U2, A2 = "What is two plus two?", "Two plus two is four.", "And three?", "Three plus three is six."
 TOOLS = [{"type": "function", "function": {"name": "get_weather", "description": "Weather of a city",

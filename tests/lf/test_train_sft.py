@@ -7,7 +7,8 @@ import sys
 import pytest
 import yaml
 
-from lf_helpers import sft_yaml_doc, spawn, train_tokenizer, write_sft_dataset_dir
+from fsdp2_core.testing.spawn import spawn
+from tests.lf.lf_helpers import sft_yaml_doc, train_tokenizer, write_sft_dataset_dir
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 LOSS = re.compile(r" iteration +(\d+)/ +(\d+) \|.*? lm loss: ([\d.E+-]+) \|")
@@ -50,7 +51,7 @@ def test_train_fsdp2_yaml_sft(setup, tmp_path):
     doc["training"].update(max_steps=-1, num_train_epochs=4)  # by epochs: 4 passes over a train set of 3 global batches
     path.write_text(yaml.safe_dump(doc))
     env = dict(os.environ, PYTHONPATH=ROOT, FSDP2_DEVICE="cpu", OMP_NUM_THREADS="1", HF_DATASETS_DISABLE_PROGRESS_BARS="1")
-    from lf_helpers import free_port
+    from fsdp2_core.testing.spawn import free_port
     proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-port",
                            str(free_port()), os.path.join(ROOT, "train_fsdp2.py"), str(path)], cwd=str(tmp_path),
                           env=env, capture_output=True, text=True, timeout=400)

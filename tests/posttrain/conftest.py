@@ -1,11 +1,7 @@
-import os
-import sys
 
 import pytest
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-
-from posttrain_helpers import train_tokenizer  # noqa: E402
+from tests.lf.lf_helpers import train_tokenizer
 
 
 @pytest.fixture(scope="session")

@@ -1,15 +1,14 @@
 """Shared helpers for the posttrain tests: a locally trained tokenizer, a tiny Hugging Face Qwen3, instruction data."""
 import json
 import os
-import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
-sys.path.insert(0, os.path.join(ROOT, "tests", "lf"))
 
-from lf_helpers import ALPACA, SHAREGPT, free_port, train_tokenizer, write_json  # noqa: E402,F401
 
-REAL_ARGV = os.path.join(ROOT, "..", "shared", "reference", "real_launch_argv.json")
+from tests.lf.lf_helpers import ALPACA, write_json
+
+REAL_ARGV = os.path.join(ROOT, "tests", "reference", "real_launch_argv.json")
 FULL_EXAMPLE = "qwen3__tune_qwen3_8b_4K_full_ptd"
 LORA_EXAMPLE = "qwen3__tune_qwen3_8b_4K_lora_ptd"
 
@@ -22,8 +21,6 @@ TINY = {"--num-layers": "2", "--hidden-size": "64", "--ffn-hidden-size": "128", 
 
 
 def real_argvs():
-    if not os.path.exists(REAL_ARGV):
-        return {}
     with open(REAL_ARGV, encoding="utf-8") as fh:
         data = json.load(fh)
     return {k: v for k, v in data.items() if k != "_about" and v["entry"] == "posttrain_gpt.py"}
@@ -66,8 +63,7 @@ def tiny_qwen3(path, seed=0):
 
 
 def preprocess(argv):
-    sys.path.insert(0, os.path.join(ROOT, "tools"))
-    import preprocess_data
+    from tools import preprocess_data
     preprocess_data.main(argv)
 
 

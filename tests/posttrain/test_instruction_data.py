@@ -7,10 +7,19 @@ import pytest
 import torch
 
 from fsdp2_core.data.megatron.indexed_dataset import IndexedDataset
-from fsdp2_core.data.mindspeed.instruction import (IGNORE_INDEX, InstructionCollator, InstructionData, InstructionDataset,
-                                         cut_sample, legacy_split, sample_order, segments_from_eos,
-                                         segments_from_ids)
-from posttrain_helpers import ALPACA, SHAREGPT, instruction_data, preprocess, write_json
+from fsdp2_core.data.mindspeed.instruction import (
+    IGNORE_INDEX,
+    InstructionCollator,
+    InstructionData,
+    InstructionDataset,
+    cut_sample,
+    legacy_split,
+    sample_order,
+    segments_from_eos,
+    segments_from_ids,
+)
+from tests.lf.lf_helpers import ALPACA, SHAREGPT, write_json
+from tests.posttrain.posttrain_helpers import instruction_data, preprocess
 
 
 @pytest.fixture(scope="module")
@@ -135,7 +144,7 @@ def test_neat_packed_rows_compute_what_samples_compute_alone(tmp_path, tok_dir, 
     from transformers import AutoModelForCausalLM
 
     from fsdp2_core.train.loss import install_loss
-    from posttrain_helpers import tiny_qwen3
+    from tests.posttrain.posttrain_helpers import tiny_qwen3
     model = AutoModelForCausalLM.from_pretrained(tiny_qwen3(str(tmp_path / "hf"))).eval()
     install_loss(model)
     plain = InstructionData(instruction_data(tmp_path / "a", tok_dir, seq=128))

@@ -2,14 +2,18 @@
 import contextlib
 import io
 import os
-import sys
 
 import pytest
 import yaml
 
 from megatron_compat.cli import main
 from megatron_compat.translate import translate
-from posttrain_helpers import FULL_EXAMPLE, LORA_EXAMPLE, ROOT, real_argvs, world_of
+from tests.posttrain.posttrain_helpers import (
+    FULL_EXAMPLE,
+    LORA_EXAMPLE,
+    real_argvs,
+    world_of,
+)
 
 REAL = real_argvs()
 
@@ -129,9 +133,8 @@ def test_hf_target_modules():
 
 
 def test_convert_args_on_a_posttrain_script(tmp_path):
-    sys.path.insert(0, os.path.join(ROOT, "tools"))
-    import convert_args
     from fsdp2_core.config import load_config
+    from tools import convert_args
     script = tmp_path / "tune.sh"
     script.write_text("#!/bin/bash\ntorchrun --nproc_per_node 4 posttrain_gpt.py " + " ".join(
         BASE + ["--stage", "sft", "--is-instruction-dataset", "--prompt-type", "qwen3", "--variable-seq-lengths",

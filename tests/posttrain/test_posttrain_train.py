@@ -9,12 +9,20 @@ import numpy as np
 import pytest
 import torch
 
-from posttrain_helpers import (ALPACA, FULL_EXAMPLE, LORA_EXAMPLE, ROOT, free_port, instruction_data, real_argvs,
-                               shrink, tiny_qwen3)
+from fsdp2_core.testing.spawn import free_port
+from tests.lf.lf_helpers import ALPACA
+from tests.posttrain.posttrain_helpers import (
+    FULL_EXAMPLE,
+    LORA_EXAMPLE,
+    ROOT,
+    instruction_data,
+    real_argvs,
+    shrink,
+    tiny_qwen3,
+)
 
 LOSS = re.compile(r" iteration +(\d+)/ +(\d+) \|.*? lm loss: ([\d.E+-]+) \|")
 REAL = real_argvs()
-pytestmark = pytest.mark.skipif(not REAL, reason="needs ../shared/reference/real_launch_argv.json")
 
 
 @pytest.fixture(scope="module")
@@ -41,10 +49,10 @@ def _launch(args, cwd, nproc=1):
 def test_full_finetuning_example_trains_with_prompt_masked(setup, tmp_path):
     args = shrink(REAL[FULL_EXAMPLE]["args"], setup["data"], setup["tok"], setup["hf"], str(tmp_path / "save"))
     # what the run reads: every trained target is a response token (prompts masked), shifted by one
-    from megatron_compat.translate import translate
     from transformers import AutoTokenizer
 
     from fsdp2_core.train.data import build_datasets, build_tokenizer
+    from megatron_compat.translate import translate
     cfg = translate(args, world_size=1, entry="posttrain_gpt.py").config
     assert cfg.data.is_instruction_dataset and cfg.training.finetune and cfg.parallel.param_dtype == "bf16"
     train, valid, _ = build_datasets(cfg, 12, 4, build_tokenizer(cfg))

@@ -1,0 +1,63 @@
+"""Run a function on N local gloo ranks (CPU), collecting each rank's return value or its traceback."""
+from __future__ import annotations
+
+import os
+import socket
+import traceback
+from typing import Any, Callable, Sequence
+
+import torch
+import torch.multiprocessing as mp
+
+
+def free_port() -> int:
+    """A TCP port nobody listens on right now (for MASTER_PORT)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _worker(rank: int, world: int, port: int, fn: Callable, args: tuple, queue) -> None:
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world),
+                      LOCAL_RANK=str(rank), LOCAL_WORLD_SIZE=str(world), FSDP2_DEVICE="cpu")
+    torch.set_num_threads(1)
+    try:
+        queue.put((rank, fn(*args), None))
+    except BaseException:  # report the failure to the parent instead of hanging it
+        queue.put((rank, None, traceback.format_exc()))
+
+
+def spawn(world: int, fn: Callable, *args: Any, timeout: float = 240) -> list:
+    """Run fn(*args) on `world` gloo ranks; return the results by rank, raising the first rank's error."""
+    ctx = mp.get_context("spawn")
+    queue = ctx.Queue()
+    port = free_port()
+    procs = [ctx.Process(target=_worker, args=(r, world, port, fn, args, queue)) for r in range(world)]
+    for p in procs:
+        p.start()
+    results = {}
+    try:
+        for _ in range(world):
+            rank, value, err = queue.get(timeout=timeout)
+            if err:
+                raise RuntimeError(f"rank {rank} failed:\n{err}")
+            results[rank] = value
+    finally:
+        for p in procs:
+            p.join(timeout=10)
+            if p.is_alive():
+                p.kill()
+    return [results[r] for r in range(world)]
+
+
+def _each_on_its_port(run_one: Callable, runs: Sequence[tuple[int, Any]]) -> list:
+    out = []
+    for port, run in runs:
+        os.environ["MASTER_PORT"] = str(port)  # each run makes (and destroys) its own process group
+        out.append(run_one(run))
+    return out
+
+
+def spawn_runs(world: int, run_one: Callable, runs: Sequence, timeout: float = 600) -> list:
+    """Call run_one(run) for each run in order on `world` ranks, each on a fresh port; every rank's list."""
+    return spawn(world, _each_on_its_port, run_one, [(free_port(), r) for r in runs], timeout=timeout)
