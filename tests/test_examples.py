@@ -25,7 +25,9 @@ CPU_YAMLS = [p for p in YAMLS if p.endswith("_cpu.yaml")]
 
 
 def _env(**extra):
-    return dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""), FSDP2_DEVICE="cpu",
+    # the interpreter's own bin/ first: the shipped scripts call `torchrun` and `python` by name
+    path = os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", "")
+    return dict(os.environ, PATH=path, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""), FSDP2_DEVICE="cpu",
                 OMP_NUM_THREADS="1", HF_DATASETS_DISABLE_PROGRESS_BARS="1", TOKENIZERS_PARALLELISM="false", **extra)
 
 

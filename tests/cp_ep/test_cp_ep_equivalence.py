@@ -4,8 +4,7 @@ them), the router auxiliary loss is on, and clipping is active (max_grad_norm be
 import numpy as np
 import pytest
 
-from tests.cp_ep.cp_ep_helpers import GPT_OSS, QWEN3_MOE, mixtral_from_megatron_flags
-from tests.engine.helpers import spawn_layouts
+from tests.cp_ep.cp_ep_helpers import GPT_OSS, QWEN3_MOE, mixtral_from_megatron_flags, spawn_layouts
 
 RTOL = 1e-4
 MOE = {"architecture": QWEN3_MOE, "model_id": "qwen3_moe", "max_grad_norm": 0.5}
