@@ -130,3 +130,15 @@ def test_markdown_page_without_markers_is_an_error(tmp_path):
     page.write_text("no markers\n")
     with pytest.raises(SystemExit, match="page.md has no"):
         classify_scripts.main([_script(tmp_path, "ok.sh"), "--markdown", str(page)])
+
+
+def test_tallies_count_scripts_not_reasons():
+    Outcome = classify_scripts.Outcome
+    outcomes = [
+        Outcome("a.sh", "s", "torchrun", "refused", [("rejected flag", "--x"), ("rejected flag", "--y")]),
+        Outcome("b.sh", "s", "torchrun", "refused", [("unknown flag", "--z"), ("rejected flag", "--x")]),
+        Outcome("c.sh", "s", "torchrun", "converted"),
+    ]
+    assert classify_scripts.by_category(outcomes) == [("rejected flag", 1, 2), ("unknown flag", 1, 1)]
+    assert classify_scripts.by_reason(outcomes)[0] == ("rejected flag", "--x", 1, 2, 0)
+    assert classify_scripts.by_source(outcomes) == [("s", 3, 1, 2, 0)]

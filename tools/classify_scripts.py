@@ -14,8 +14,9 @@ line would (outputs go to a temporary folder), under a time limit. One line per 
 then the refusals grouped by normalised reason and the converted percentage. A script
 that crashes or hangs is recorded as "crash" and the run goes on.
 
-Files are the *.sh, *.slurm, *.sbatch, *.bash, *.pbs, *.job under each DIR. A path
-shown as OWNER__REPO/... (the survey layout) is counted under the source OWNER/REPO.
+Files are the *.sh, *.slurm, *.sbatch, *.bash, *.pbs, *.job under each DIR; @LIST reads
+the arguments from a file, one a line. A path with a component OWNER__REPO (the survey
+layout, docs/launch_script_survey.md) is counted under the source OWNER/REPO.
 --markdown prints the tables as Markdown; --markdown PAGE rewrites the part of PAGE
 between the lines `<!-- classify_scripts: begin -->` and `<!-- classify_scripts: end -->`.
 --args-from reads {"script.sh": {"script_args": [...]}} (tests/launch_scripts/expected.json).
@@ -188,9 +189,13 @@ def find_scripts(targets: Sequence[str]) -> List[Tuple[str, str]]:
     return found
 
 
-def source_of(shown: str, fallback: str) -> str:
-    head = shown.split(os.sep, 1)[0]
-    return head.replace("__", "/", 1) if "__" in head and os.sep in shown else fallback
+def split_source(shown: str, fallback: str) -> Tuple[str, str]:
+    """(OWNER/REPO, path inside it) when a component of `shown` is OWNER__REPO, else (fallback, shown)."""
+    parts = shown.split(os.sep)
+    for k, part in enumerate(parts[:-1]):
+        if re.fullmatch(r"[A-Za-z0-9][\w.-]*?__[\w.-]+", part):
+            return part.replace("__", "/", 1), os.sep.join(parts[k + 1:])
+    return fallback, shown
 
 
 def survey(targets: Sequence[str], args_for: dict, timeout: float, progress=None) -> List[Outcome]:
@@ -199,7 +204,7 @@ def survey(targets: Sequence[str], args_for: dict, timeout: float, progress=None
         outcome, raw = classify(path, args_for.get(os.path.basename(path), {}).get("script_args", []), timeout)
         with open(path, encoding="utf-8", errors="replace") as fh:
             style = launcher_style(fh.read())
-        result = Outcome(shown, source_of(shown, os.path.dirname(shown) or "."), style, outcome,
+        result = Outcome(shown, split_source(shown, os.path.dirname(path) or ".")[0], style, outcome,
                          [normalise(r) for r in raw], raw)
         outcomes.append(result)
         if progress:
@@ -223,11 +228,13 @@ def by_reason(outcomes: List[Outcome]) -> List[Tuple[str, str, int, int, int]]:
     return sorted(rows, key=lambda r: (-r[2], -r[3], r[0], r[1]))
 
 
-def by_category(rows) -> List[Tuple[str, int, int]]:
+def by_category(outcomes: List[Outcome]) -> List[Tuple[str, int, int]]:
+    """(category, scripts whose first reason is in it, scripts with any reason in it)."""
     first, anywhere = collections.Counter(), collections.Counter()
-    for category, _, n_first, n_any, _ in rows:
-        first[category] += n_first
-        anywhere[category] += n_any
+    for o in outcomes:
+        if o.outcome != "converted":
+            first[o.reasons[0][0]] += 1
+            anywhere.update({category for category, _ in o.reasons})
     return sorted(((c, first[c], anywhere[c]) for c in anywhere), key=lambda r: (-r[1], -r[2], r[0]))
 
 
@@ -250,7 +257,7 @@ def headline(outcomes: List[Outcome]) -> str:
 def render_text(outcomes: List[Outcome]) -> str:
     lines = [f"{o.outcome:<10} {o.script}" + (f": {o.raw[0]}" if o.raw else "") for o in outcomes]
     lines += ["", "refusals by reason category (scripts: first reason / any reason)"]
-    lines += [f"  {first:>4} {anywhere:>4}  {category}" for category, first, anywhere in by_category(by_reason(outcomes))]
+    lines += [f"  {first:>4} {anywhere:>4}  {category}" for category, first, anywhere in by_category(outcomes)]
     lines += ["", "refusals by reason (scripts: first reason / any reason / only reason)"]
     lines += [f"  {a:>4} {b:>4} {c:>4}  {cat} {det}".rstrip() for cat, det, a, b, c in by_reason(outcomes)]
     return "\n".join(lines + ["", headline(outcomes)]) + "\n"
@@ -268,7 +275,7 @@ def render_markdown(outcomes: List[Outcome]) -> str:
     out += ["", "### Refusals by reason category", "",
             "Scripts whose first (blocking) reason falls in the category, and scripts with any reason in it.", "",
             "| category | first reason | any reason |", "| --- | ---: | ---: |"]
-    out += [f"| {c} | {a} | {b} |" for c, a, b in by_category(rows)]
+    out += [f"| {c} | {a} | {b} |" for c, a, b in by_category(outcomes)]
     out += ["", "### Refusals by reason", "",
             "*only reason*: scripts that this alone keeps from converting.", "",
             "| category | detail | first reason | any reason | only reason |", "| --- | --- | ---: | ---: | ---: |"]
@@ -276,7 +283,7 @@ def render_markdown(outcomes: List[Outcome]) -> str:
     out += ["", "### Per script", "", "| source | path | launcher | outcome | blocking reason |",
             "| --- | --- | --- | --- | --- |"]
     for o in outcomes:
-        path = o.script.split(os.sep, 1)[1] if o.source != os.path.dirname(o.script) and os.sep in o.script else o.script
+        path = split_source(o.script, o.source)[1]
         out.append(f"| {o.source} | `{_cell(path)}` | {o.launcher} | {o.outcome} | {_cell(o.blocking) or '-'} |")
     return "\n".join(out) + "\n"
 
@@ -295,8 +302,9 @@ def splice(page: str, block: str) -> None:
 
 # ----------------------------------------------------------------------------- command line
 def parse_args(argv):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("targets", nargs="+", help="launch scripts, or directories searched for them")
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
+                                     fromfile_prefix_chars="@")
+    parser.add_argument("targets", nargs="+", help="launch scripts, directories searched for them, or @LIST (one a line)")
     parser.add_argument("--json", metavar="OUT", help="write every outcome and the tallies as JSON")
     parser.add_argument("--markdown", nargs="?", const="-", metavar="PAGE",
                         help="print Markdown tables instead of text, or rewrite PAGE's generated block")
