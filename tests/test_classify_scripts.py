@@ -109,7 +109,7 @@ def test_reasons_are_normalised(reason, expected):
     ('srun --jobid $SLURM_JOB_ID bash -c "torchrun --nnodes $SLURM_NNODES train.py"\n', "srun + bash -c + torchrun"),
     ("mpirun -np 16 -x PATH python pretrain_gpt.py --num-layers 2\n", "mpirun"),
     ('cmd="python -m torch.distributed.run pretrain_gpt.py"\neval $cmd\n', "eval + torch.distributed"),
-    ("deepspeed --num_gpus 8 pretrain_gpt.py --deepspeed\n# srun is only mentioned here\n", "deepspeed"),
+    ("deepspeed \\\n  --num_gpus 8 pretrain_gpt.py --deepspeed\n# srun is only mentioned here\n", "deepspeed"),
     ("python pretrain_gpt.py --num-layers 2\n", "python"),
 ])
 def test_launcher_style_names_wrappers_outer_first(text, style):

@@ -168,6 +168,7 @@ _STYLES = [  # outer wrappers first, then the torch launcher; a style is listed 
 
 def launcher_style(text: str) -> str:
     """The launchers a script's non-comment lines mention, outer first: e.g. "srun + bash -c + torchrun"."""
+    text = re.sub(r"\\\n", " ", text)  # backslash continuations joined
     body = "\n".join(line for line in text.splitlines() if not line.lstrip().startswith("#"))
     seen = [name for name, pattern in _STYLES if re.search(pattern, body, re.M)]
     return " + ".join(seen) if seen else "python"
