@@ -87,10 +87,13 @@ def test_a_hang_is_cut_off_as_a_timeout(tmp_path, monkeypatch):
     ("/x/run.sh: no launch line of torchrun, python -m torch.distributed.launch|run or python SCRIPT.py was found",
      ("no launch line found", "")),
     ("unknown flag --use-mpi; did you mean --use-cpu-initialization?", ("unknown flag", "--use-mpi")),
-    ("--rampup-batch-size is not supported: batch-size ramp-up; instead: constant", ("rejected flag", "--rampup-batch-size")),
-    ("/x/run.sh:44: entry point pretrain_bert.py trains a BERT model; the engine", ("non-GPT entry point", "pretrain_bert.py")),
+    ("--rampup-batch-size is not supported: batch-size ramp-up; instead: constant",
+     ("rejected flag", "--rampup-batch-size")),
+    ("/x/run.sh:44: entry point pretrain_bert.py trains a BERT model; the engine",
+     ("non-GPT entry point", "pretrain_bert.py")),
     ("--save: expects one value (a string), got 0: ''", ("flag left without a value", "--save")),
-    ("--load: expects one value (a string), got 4: 'your model ckpt path'", ("flag value split into several words", "--load")),
+    ("--load: expects one value (a string), got 4: 'your model ckpt path'",
+     ("flag value split into several words", "--load")),
     ("--lr: could not convert 'abc' to float", ("bad flag value", "--lr")),
     ("add --micro-batch-size: Megatron needs the micro batch size per GPU", ("missing flag", "--micro-batch-size")),
     ("/x/run.sh:12: 'if' is not closed by 'fi'", ("other", "'if' is not closed by 'fi'")),
@@ -122,7 +125,8 @@ def test_markdown_rewrites_only_the_generated_block(tmp_path):
     assert classify_scripts.main([os.path.join(SCRIPTS, "llama3_8b_megatron.sh"), "--markdown", str(page)]) == 0
     text = page.read_text()
     assert text.startswith("# Intro kept\n") and text.endswith("footer kept\n") and "old table" not in text
-    assert "| source | path | launcher | outcome | blocking reason |" in text and "1 scripts: 1 converted (100%)" in text
+    assert "| source | path | launcher | outcome | blocking reason |" in text
+    assert "1 scripts: 1 converted (100%)" in text
 
 
 def test_markdown_page_without_markers_is_an_error(tmp_path):

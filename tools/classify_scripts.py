@@ -160,7 +160,8 @@ _STYLES = [  # outer wrappers first, then the torch launcher; a style is listed 
     ("srun", r"(^|[\s;&|(])srun\s"), ("mpirun", r"(^|[\s;&|(\"'])(mpirun|mpiexec)\s"), ("pdsh", r"(^|\s)pdsh\s"),
     ("deepspeed", r"(^|[\s;&|(\"'=])deepspeed\s+(--|\S+\.py)"), ("msrun", r"(^|[\s;&|(\"'])msrun\s"),
     ("aprun", r"(^|[\s;&|(\"'])(aprun|jsrun)\s"), ("ssh", r"(^|[\s;&|(])ssh\s+(-\S+\s+)*\$"),
-    ("numactl", r"(^|[\s\"'])numactl\s"), ("uv run", r"(^|[\s\"'=])uv run([\s\"']|$)"), ("bash -c", r"(^|\s)(bash|sh) -c\s"),
+    ("numactl", r"(^|[\s\"'])numactl\s"), ("uv run", r"(^|[\s\"'=])uv run([\s\"']|$)"),
+    ("bash -c", r"(^|\s)(bash|sh) -c\s"),
     ("eval", r"(^|[\s;&|])eval\s"), ("torchrun", r"(^|[\s\"'=/])torchrun\s"),
     ("torch.distributed", r"torch\.distributed\.(launch|run)"), ("accelerate", r"accelerate launch"),
 ]
@@ -216,7 +217,7 @@ def survey(targets: Sequence[str], args_for: dict, timeout: float, progress=None
 
 # ----------------------------------------------------------------------------- tallies and rendering
 def by_reason(outcomes: List[Outcome]) -> List[Tuple[str, str, int, int, int]]:
-    """(category, detail, scripts where it is the first reason, scripts where it appears, scripts where it is the only one)."""
+    """(category, detail, scripts where it is the first reason, where it appears, where it is the only one)."""
     first, anywhere, only = collections.Counter(), collections.Counter(), collections.Counter()
     for o in outcomes:
         if o.outcome == "converted":
@@ -306,11 +307,13 @@ def splice(page: str, block: str) -> None:
 def parse_args(argv):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
                                      fromfile_prefix_chars="@")
-    parser.add_argument("targets", nargs="+", help="launch scripts, directories searched for them, or @LIST (one a line)")
+    parser.add_argument("targets", nargs="+",
+                        help="launch scripts, directories searched for them, or @LIST (one a line)")
     parser.add_argument("--json", metavar="OUT", help="write every outcome and the tallies as JSON")
     parser.add_argument("--markdown", nargs="?", const="-", metavar="PAGE",
                         help="print Markdown tables instead of text, or rewrite PAGE's generated block")
-    parser.add_argument("--args-from", metavar="JSON", help='{"name.sh": {"script_args": [...]}} for scripts that need them')
+    parser.add_argument("--args-from", metavar="JSON",
+                        help='{"name.sh": {"script_args": [...]}} for scripts that need them')
     parser.add_argument("--timeout", type=float, default=60.0, help="seconds allowed per script (default 60)")
     return parser.parse_args(argv)
 
