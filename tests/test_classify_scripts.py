@@ -146,3 +146,19 @@ def test_tallies_count_scripts_not_reasons():
     assert classify_scripts.by_category(outcomes) == [("rejected flag", 1, 2), ("unknown flag", 1, 1)]
     assert classify_scripts.by_reason(outcomes)[0] == ("rejected flag", "--x", 1, 2, 0)
     assert classify_scripts.by_source(outcomes) == [("s", 3, 1, 2, 0)]
+
+
+def test_a_system_exit_is_a_crash_but_ctrl_c_still_stops(tmp_path, monkeypatch):
+    def leave(argv):
+        raise SystemExit(3)
+
+    monkeypatch.setattr(classify_scripts.convert_args, "main", leave)
+    outcome, reasons = classify_scripts.classify(_script(tmp_path, "x.sh"))
+    assert outcome == "crash" and reasons[0].startswith("SystemExit: 3")
+
+    def interrupted(argv):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(classify_scripts.convert_args, "main", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        classify_scripts.classify(_script(tmp_path, "y.sh"))

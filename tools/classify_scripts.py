@@ -45,7 +45,7 @@ BEGIN, END = "<!-- classify_scripts: begin -->", "<!-- classify_scripts: end -->
 
 @dataclass
 class Outcome:
-    script: str                     # the path as shown: relative to the directory given
+    script: str                     # the path as shown: relative to the directory given, or as given
     source: str                     # OWNER/REPO for the survey layout, else the directory given
     launcher: str                   # launcher style seen in the text, e.g. "srun + torchrun"
     outcome: str                    # converted | refused | crash
@@ -98,7 +98,9 @@ def classify(path: str, script_args: Sequence[str] = (), timeout: float = 60.0) 
                 code, _, err = run_convert(argv)
         except _TimedOut:
             return "crash", [f"timeout: no answer within {timeout:g} s"]
-        except BaseException as exc:  # noqa: BLE001 - a crash is a result here, never the end of the run
+        except KeyboardInterrupt:
+            raise
+        except BaseException as exc:  # noqa: BLE001 - a crash (SystemExit too) is a result here, not the end of the run
             return "crash", [_crash_line(exc)]
     if code == 0:
         return "converted", []
