@@ -19,14 +19,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCRIPTS = os.path.join(ROOT, "tests", "launch_scripts")
 EXPECTED = json.load(open(os.path.join(SCRIPTS, "expected.json")))
 REAL_ARGV = os.path.join(ROOT, "tests", "reference", "real_launch_argv.json")
-from tools import convert_args
-
-
-def run_convert(argv):
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        code = convert_args.main(argv)
-    return code, out.getvalue(), err.getvalue()
+from tools.classify_scripts import run_convert  # noqa: E402  (convert_args.main with its output captured)
 
 
 def _get(cfg, dotted):

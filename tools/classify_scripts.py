@@ -1,0 +1,343 @@
+#!/usr/bin/env python
+"""Run launch scripts through tools/convert_args.py and tally what it makes of them.
+
+    python tools/classify_scripts.py DIR_OR_FILES... [--json OUT] [--markdown [PAGE]]
+                                     [--args-from JSON] [--timeout SECONDS]
+
+Each script is converted in this process by `convert_args.main`, exactly as the command
+line would (outputs go to a temporary folder), under a time limit. One line per script:
+
+    converted  PATH
+    refused    PATH: <first reason convert_args gave>
+    crash      PATH: <exception>
+
+then the refusals grouped by normalised reason and the converted percentage. A script
+that crashes or hangs is recorded as "crash" and the run goes on.
+
+Files are the *.sh, *.slurm, *.sbatch, *.bash, *.pbs, *.job under each DIR; @LIST reads
+the arguments from a file, one a line. A path with a component OWNER__REPO (the survey
+layout, docs/launch_script_survey.md) is counted under the source OWNER/REPO.
+--markdown prints the tables as Markdown; --markdown PAGE rewrites the part of PAGE
+between the lines `<!-- classify_scripts: begin -->` and `<!-- classify_scripts: end -->`.
+--args-from reads {"script.sh": {"script_args": [...]}} (tests/launch_scripts/expected.json).
+"""
+import argparse
+import collections
+import contextlib
+import io
+import json
+import os
+import re
+import signal
+import sys
+import tempfile
+import traceback
+from dataclasses import asdict, dataclass, field
+from typing import List, Sequence, Tuple
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from tools import convert_args  # noqa: E402
+
+SUFFIXES = (".sh", ".slurm", ".sbatch", ".bash", ".pbs", ".job")
+BEGIN, END = "<!-- classify_scripts: begin -->", "<!-- classify_scripts: end -->"
+
+
+@dataclass
+class Outcome:
+    script: str                     # the path as shown: relative to the directory given, or as given
+    source: str                     # OWNER/REPO for the survey layout, else the directory given
+    launcher: str                   # launcher style seen in the text, e.g. "srun + torchrun"
+    outcome: str                    # converted | refused | crash
+    reasons: List[Tuple[str, str]] = field(default_factory=list)  # (category, detail) of each reason, in order
+    raw: List[str] = field(default_factory=list)  # the same reasons as convert_args wrote them, or the exception
+
+    @property
+    def blocking(self) -> str:
+        return label(*self.reasons[0]) if self.reasons else ""
+
+
+class _TimedOut(BaseException):
+    """Raised by the alarm inside a conversion that ran too long (BaseException: no `except Exception` swallows it)."""
+
+
+# ----------------------------------------------------------------------------- running convert_args
+def run_convert(argv: Sequence[str]) -> Tuple[int, str, str]:
+    """`convert_args.main(argv)` with its stdout and stderr captured: (exit code, stdout, stderr)."""
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = convert_args.main(list(argv))
+    return code, out.getvalue(), err.getvalue()
+
+
+@contextlib.contextmanager
+def time_limit(seconds: float):
+    """Interrupt the block after `seconds` (main thread only; elsewhere the block runs unguarded)."""
+    def alarm(signum, frame):
+        raise _TimedOut()
+    try:
+        old = signal.signal(signal.SIGALRM, alarm)
+    except ValueError:  # not the main thread
+        yield
+        return
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, old)
+
+
+def classify(path: str, script_args: Sequence[str] = (), timeout: float = 60.0) -> Tuple[str, List[str]]:
+    """(outcome, reasons as convert_args wrote them) for one script."""
+    with tempfile.TemporaryDirectory() as tmp:
+        argv = [path, "-o", os.path.join(tmp, "new.yaml"), "--script-out", os.path.join(tmp, "new.sh")]
+        argv += ["--", *script_args] if script_args else []
+        try:
+            with time_limit(timeout):
+                code, _, err = run_convert(argv)
+        except _TimedOut:
+            return "crash", [f"timeout: no answer within {timeout:g} s"]
+        except KeyboardInterrupt:
+            raise
+        except BaseException as exc:  # noqa: BLE001 - a crash (SystemExit too) is a result here, not the end of the run
+            return "crash", [_crash_line(exc)]
+    if code == 0:
+        return "converted", []
+    return "refused", reasons_from(err) or [f"exit code {code} with no reason given"]
+
+
+def _crash_line(exc: BaseException) -> str:
+    frame = traceback.extract_tb(exc.__traceback__)[-1] if exc.__traceback__ else None
+    where = f" at {os.path.basename(frame.filename)}:{frame.lineno}" if frame else ""
+    return f"{type(exc).__name__}: {exc}{where}".replace("\n", " ")
+
+
+def reasons_from(stderr: str) -> List[str]:
+    """The reasons in convert_args's stderr: the '  - ' list after 'not converted', or its one 'convert_args:' line."""
+    lines = stderr.splitlines()
+    for k, line in enumerate(lines):
+        if line.startswith("convert_args: not converted") or line.startswith("convert_args: no configuration"):
+            return [x[4:] for x in lines[k + 1:] if x.startswith("  - ")]
+    return [line[len("convert_args: "):] for line in lines if line.startswith("convert_args: ")]
+
+
+# ----------------------------------------------------------------------------- normalising reasons
+_LOCATION = re.compile(r"^[^\s:]*[/.<][^\s:]*:(\d+:)? ")  # "path/x.sh:12: " or "x.sh: "
+_RULES = [  # (pattern on the reason without its location, category, group giving the detail)
+    (r"no launch line", "no launch line found", None),
+    (r"^timeout", "timeout", None),
+    (r"^unknown flag (\S+?);", "unknown flag", 1),
+    (r"^(--[\w.-]+) is not supported", "rejected flag", 1),
+    (r"^entry point (\S+) trains", "non-GPT entry point", 1),
+    (r"^(--[\w.-]+): expects one value \(.*\), got 0", "flag left without a value", 1),
+    (r"^(--[\w.-]+): expects one value \(.*\), got \d+", "flag value split into several words", 1),
+    (r"^(--[\w.-]+)[: ]", "bad flag value", 1),
+    (r"^add (--[\w.-]+)", "missing flag", 1),
+    (r"^the architecture needs (--[\w.-]+)", "missing flag", 1),
+    (r"^\S+ needs (--[\w.-]+)", "missing flag", 1),
+    (r"^unexpected argument (.*?): every value", "stray value", 1),
+    (r"^(global batch size) .* not divisible", "batch arithmetic", 1),
+    (r"^(.*? famil(y|ies)|Mixtral has experts|GPT-2 needs)", "architecture", 1),
+    (r"^(\w+): .* at \S+:\d+$", "crash", 1),
+]
+
+
+def normalise(reason: str) -> Tuple[str, str]:
+    """(category, detail) of one reason, e.g. ("unknown flag", "--use-mpi")."""
+    text = _LOCATION.sub("", reason, count=1)
+    for pattern, category, group in _RULES:
+        m = re.search(pattern, text)
+        if m:
+            return category, (m.group(group)[:60] if group else "")
+    return "other", re.sub(r"\d+", "N", text.split(";")[0])[:80]
+
+
+def label(category: str, detail: str) -> str:
+    return f"{category} {detail}".strip()
+
+
+# ----------------------------------------------------------------------------- launcher style (text only)
+_STYLES = [  # outer wrappers first, then the torch launcher; a style is listed when its pattern is seen
+    ("srun", r"(^|[\s;&|(])srun\s"), ("mpirun", r"(^|[\s;&|(\"'])(mpirun|mpiexec)\s"), ("pdsh", r"(^|\s)pdsh\s"),
+    ("deepspeed", r"(^|[\s;&|(\"'=])deepspeed\s+(--|\S+\.py)"), ("msrun", r"(^|[\s;&|(\"'])msrun\s"),
+    ("aprun", r"(^|[\s;&|(\"'])(aprun|jsrun)\s"), ("ssh", r"(^|[\s;&|(])ssh\s+(-\S+\s+)*\$"),
+    ("numactl", r"(^|[\s\"'])numactl\s"), ("uv run", r"(^|[\s\"'=])uv run([\s\"']|$)"),
+    ("bash -c", r"(^|\s)(bash|sh) -c\s"),
+    ("eval", r"(^|[\s;&|])eval\s"), ("torchrun", r"(^|[\s\"'=/])torchrun\s"),
+    ("torch.distributed", r"torch\.distributed\.(launch|run)"), ("accelerate", r"accelerate launch"),
+]
+
+
+def launcher_style(text: str) -> str:
+    """The launchers a script's non-comment lines mention, outer first: e.g. "srun + bash -c + torchrun"."""
+    text = re.sub(r"\\\n", " ", text)  # backslash continuations joined
+    body = "\n".join(line for line in text.splitlines() if not line.lstrip().startswith("#"))
+    seen = [name for name, pattern in _STYLES if re.search(pattern, body, re.M)]
+    return " + ".join(seen) if seen else "python"
+
+
+# ----------------------------------------------------------------------------- finding and running scripts
+def find_scripts(targets: Sequence[str]) -> List[Tuple[str, str]]:
+    """(path, path as shown) for each file given and each script under each directory given."""
+    found = []
+    for target in targets:
+        if os.path.isdir(target):
+            for root, dirs, files in os.walk(target):
+                dirs.sort()
+                found += [(os.path.join(root, f), os.path.relpath(os.path.join(root, f), target))
+                          for f in sorted(files) if f.endswith(SUFFIXES)]
+        elif os.path.isfile(target):
+            found.append((target, target))
+        else:
+            raise SystemExit(f"classify_scripts: {target}: no such file or directory")
+    return found
+
+
+def split_source(shown: str, fallback: str) -> Tuple[str, str]:
+    """(OWNER/REPO, path inside it) when a component of `shown` is OWNER__REPO, else (fallback, shown)."""
+    parts = shown.split(os.sep)
+    for k, part in enumerate(parts[:-1]):
+        if re.fullmatch(r"[A-Za-z0-9][\w.-]*?__[\w.-]+", part):
+            return part.replace("__", "/", 1), os.sep.join(parts[k + 1:])
+    return fallback, shown
+
+
+def survey(targets: Sequence[str], args_for: dict, timeout: float, progress=None) -> List[Outcome]:
+    outcomes = []
+    for path, shown in find_scripts(targets):
+        outcome, raw = classify(path, args_for.get(os.path.basename(path), {}).get("script_args", []), timeout)
+        with open(path, encoding="utf-8", errors="replace") as fh:
+            style = launcher_style(fh.read())
+        result = Outcome(shown, split_source(shown, os.path.dirname(path) or ".")[0], style, outcome,
+                         [normalise(r) for r in raw], raw)
+        outcomes.append(result)
+        if progress:
+            progress(result)
+    return outcomes
+
+
+# ----------------------------------------------------------------------------- tallies and rendering
+def by_reason(outcomes: List[Outcome]) -> List[Tuple[str, str, int, int, int]]:
+    """(category, detail, scripts where it is the first reason, where it appears, where it is the only one)."""
+    first, anywhere, only = collections.Counter(), collections.Counter(), collections.Counter()
+    for o in outcomes:
+        if o.outcome == "converted":
+            continue
+        keys = [tuple(r) for r in o.reasons]
+        first[keys[0]] += 1
+        anywhere.update(set(keys))
+        if len(set(keys)) == 1:
+            only[keys[0]] += 1
+    rows = [(c, d, first[(c, d)], anywhere[(c, d)], only[(c, d)]) for c, d in anywhere]
+    return sorted(rows, key=lambda r: (-r[2], -r[3], r[0], r[1]))
+
+
+def by_category(outcomes: List[Outcome]) -> List[Tuple[str, int, int]]:
+    """(category, scripts whose first reason is in it, scripts with any reason in it)."""
+    first, anywhere = collections.Counter(), collections.Counter()
+    for o in outcomes:
+        if o.outcome != "converted":
+            first[o.reasons[0][0]] += 1
+            anywhere.update({category for category, _ in o.reasons})
+    return sorted(((c, first[c], anywhere[c]) for c in anywhere), key=lambda r: (-r[1], -r[2], r[0]))
+
+
+def by_source(outcomes: List[Outcome]) -> List[Tuple[str, int, int, int, int]]:
+    table = collections.defaultdict(collections.Counter)
+    for o in outcomes:
+        table[o.source][o.outcome] += 1
+    return sorted(((s, sum(c.values()), c["converted"], c["refused"], c["crash"]) for s, c in table.items()),
+                  key=lambda r: (-r[1], r[0]))
+
+
+def headline(outcomes: List[Outcome]) -> str:
+    n = len(outcomes)
+    count = collections.Counter(o.outcome for o in outcomes)
+    pct = 100.0 * count["converted"] / n if n else 0.0
+    return (f"{n} scripts: {count['converted']} converted ({pct:.0f}%), "
+            f"{count['refused']} refused, {count['crash']} crash")
+
+
+def render_text(outcomes: List[Outcome]) -> str:
+    lines = [f"{o.outcome:<10} {o.script}" + (f": {o.raw[0]}" if o.raw else "") for o in outcomes]
+    lines += ["", "refusals by reason category (scripts: first reason / any reason)"]
+    lines += [f"  {first:>4} {anywhere:>4}  {category}" for category, first, anywhere in by_category(outcomes)]
+    lines += ["", "refusals by reason (scripts: first reason / any reason / only reason)"]
+    lines += [f"  {a:>4} {b:>4} {c:>4}  {cat} {det}".rstrip() for cat, det, a, b, c in by_reason(outcomes)]
+    return "\n".join(lines + ["", headline(outcomes)]) + "\n"
+
+
+def _cell(text: str) -> str:
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+def render_markdown(outcomes: List[Outcome]) -> str:
+    out = [f"**{headline(outcomes)}.**", "", "### Outcomes by source", "",
+           "| source | scripts | converted | refused | crash |", "| --- | ---: | ---: | ---: | ---: |"]
+    out += [f"| {s} | {n} | {c} | {r} | {x} |" for s, n, c, r, x in by_source(outcomes)]
+    rows = by_reason(outcomes)
+    out += ["", "### Refusals by reason category", "",
+            "Scripts whose first (blocking) reason falls in the category, and scripts with any reason in it.", "",
+            "| category | first reason | any reason |", "| --- | ---: | ---: |"]
+    out += [f"| {c} | {a} | {b} |" for c, a, b in by_category(outcomes)]
+    out += ["", "### Refusals by reason", "",
+            "*only reason*: scripts that this alone keeps from converting.", "",
+            "| category | detail | first reason | any reason | only reason |", "| --- | --- | ---: | ---: | ---: |"]
+    out += [f"| {c} | {_cell(d) or '-'} | {a} | {b} | {x} |" for c, d, a, b, x in rows]
+    out += ["", "### Per script", "", "| source | path | launcher | outcome | blocking reason |",
+            "| --- | --- | --- | --- | --- |"]
+    for o in outcomes:
+        path = split_source(o.script, o.source)[1]
+        out.append(f"| {o.source} | `{_cell(path)}` | {o.launcher} | {o.outcome} | {_cell(o.blocking) or '-'} |")
+    return "\n".join(out) + "\n"
+
+
+def splice(page: str, block: str) -> None:
+    """Replace the generated part of `page` (between BEGIN and END) with `block`."""
+    with open(page, encoding="utf-8") as fh:
+        text = fh.read()
+    if BEGIN not in text or END not in text:
+        raise SystemExit(f"classify_scripts: {page} has no '{BEGIN}' ... '{END}' block to rewrite")
+    head, rest = text.split(BEGIN, 1)
+    tail = rest.split(END, 1)[1]
+    with open(page, "w", encoding="utf-8") as fh:
+        fh.write(f"{head}{BEGIN}\n{block}{END}{tail}")
+
+
+# ----------------------------------------------------------------------------- command line
+def parse_args(argv):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
+                                     fromfile_prefix_chars="@")
+    parser.add_argument("targets", nargs="+",
+                        help="launch scripts, directories searched for them, or @LIST (one a line)")
+    parser.add_argument("--json", metavar="OUT", help="write every outcome and the tallies as JSON")
+    parser.add_argument("--markdown", nargs="?", const="-", metavar="PAGE",
+                        help="print Markdown tables instead of text, or rewrite PAGE's generated block")
+    parser.add_argument("--args-from", metavar="JSON",
+                        help='{"name.sh": {"script_args": [...]}} for scripts that need them')
+    parser.add_argument("--timeout", type=float, default=60.0, help="seconds allowed per script (default 60)")
+    return parser.parse_args(argv)
+
+
+def main(argv=None) -> int:
+    args = parse_args(sys.argv[1:] if argv is None else argv)
+    args_for = {}
+    if args.args_from:
+        with open(args.args_from, encoding="utf-8") as fh:
+            args_for = json.load(fh)
+    progress = (lambda o: print(f"{o.outcome:<10} {o.script}", file=sys.stderr)) if args.markdown else None
+    outcomes = survey(args.targets, args_for, args.timeout, progress)
+    if args.json:
+        with open(args.json, "w", encoding="utf-8") as fh:
+            json.dump({"headline": headline(outcomes), "scripts": [asdict(o) for o in outcomes],
+                       "by_reason": by_reason(outcomes)}, fh, indent=1)
+    if args.markdown and args.markdown != "-":
+        splice(args.markdown, render_markdown(outcomes))
+    else:
+        sys.stdout.write(render_markdown(outcomes) if args.markdown else render_text(outcomes))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
