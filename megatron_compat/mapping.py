@@ -158,6 +158,7 @@ MAPPED_RULES = [
     plain("--expert-model-parallel-size", "ep_size", example=("--expert-model-parallel-size", "2")),
     group("--expert-tensor-parallel-size", "cp", "experts are never tensor-split (1 accepted; above 1 refused)",
           example=("--expert-tensor-parallel-size", "1")),
+    plain("--distributed-timeout-minutes", "distributed_timeout_minutes", example=("--distributed-timeout-minutes", "30")),
     # --- batch and steps ---
     plain("--micro-batch-size", "per_device_train_batch_size", example=("--micro-batch-size", "1")),
     group("--global-batch-size", "batch",
@@ -192,7 +193,7 @@ MAPPED_RULES = [
           example=("--optimizer", "adam")),
     plain("--seed", "seed"),
     group("--bf16", "precision", "parallel.param_dtype = bf16"),
-    group("--fp16", "precision", "parallel.param_dtype = fp16"),
+    group("--fp16", "precision", "parallel.param_dtype = fp16 (without loss scaling here: prefer --bf16)"),
     # --- float8 / MXFP8 ---
     group("--fp8-format", "fp8", "model.fp8_format (torchao float8 training, FP8 GPUs only); with --fp8-recipe mxfp8: "
           "model.quant_recipe mxfp8", example=("--fp8-format", "e4m3")),

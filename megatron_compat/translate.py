@@ -23,7 +23,7 @@ MEGATRON_DEFAULTS: Dict[str, Any] = {
     "param_dtype": "fp32", "reduce_dtype": "fp32", "eval_interval": None, "eval_iters": 100,
     "dataloader_num_workers": 2, "make_vocab_size_divisible_by": 128, "stage": "pt", "data_manager_type": "mg",
     "profile_step_start": 10, "profile_step_end": 12, "profile_ranks": [0], "dataloader_drop_last": True,
-    "create_attention_mask_in_dataloader": True,
+    "create_attention_mask_in_dataloader": True, "distributed_timeout_minutes": 10,
 }
 MEGATRON_DEFAULT_SPLIT = "969,30,1"  # Megatron's split when --data-path is given without --split
 

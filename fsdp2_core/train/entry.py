@@ -88,7 +88,7 @@ def run_training(cfg, datasets: Optional[Sequence] = None, checkpoint: Optional[
     rates, validation and test losses, skipped and NaN iteration counts, last throughput figures.
     """
     created_group = not dist.is_initialized()
-    device = init_distributed()
+    device = init_distributed(timeout_minutes=cfg.parallel.distributed_timeout_minutes)
     rank, world = dist.get_rank(), dist.get_world_size()
     print_fn = print_fn or (lambda s: print(s, flush=True) if rank == 0 else None)
     t = cfg.training
