@@ -8,7 +8,7 @@ import torch.distributed as dist
 from fsdp2_core.device import init_distributed
 from fsdp2_core.testing.spawn import spawn
 from fsdp2_core.testing.tiny import tiny_config
-from fsdp2_core.train import entry
+from fsdp2_core.train import CheckpointHooks, entry
 from megatron_compat.translate import translate
 
 TIMEOUT_MINUTES = 0.05  # 3 seconds
@@ -51,7 +51,7 @@ def test_run_training_hands_the_configured_timeout_to_the_process_group(monkeypa
     cfg = tiny_config(str(tmp_path))
     cfg.parallel.distributed_timeout_minutes = 25
     with pytest.raises(_Reached):
-        entry.run_training(cfg)
+        entry.run_training(cfg, checkpoint=CheckpointHooks())
     assert seen == {"timeout_minutes": 25}
 
 
