@@ -28,8 +28,9 @@ def main(argv=None) -> int:
         print(f"train_fsdp2.py: {exc}", file=sys.stderr)
         return 2
     cfg.training.exit_signal_handler = True  # this entry always stops gracefully on SIGTERM / SIGINT
+    from fsdp2_core.checkpoint import Checkpointer
     from fsdp2_core.train import run_training
-    run_training(cfg)
+    run_training(cfg, checkpoint=Checkpointer(cfg))
     return 0
 
 

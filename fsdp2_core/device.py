@@ -4,6 +4,7 @@ The rest of the engine asks this module for the device, the collective backend,
 synchronisation, memory figures, the profiler and the peak FLOP/s used for MFU.
 CPU (gloo) is a first-class path: tests and debugging run there.
 """
+import datetime
 import os
 import resource
 import socket
@@ -141,8 +142,12 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def init_distributed(device_type: Optional[str] = None) -> Device:
-    """Join (or create) the default process group; a plain `python` run becomes a world of one."""
+def init_distributed(device_type: Optional[str] = None, timeout_minutes: Optional[float] = None) -> Device:
+    """Join (or create) the default process group; a plain `python` run becomes a world of one.
+
+    `timeout_minutes` bounds every collective of the group (a rank that stops answering fails the others
+    after it instead of hanging them); None keeps PyTorch's default for the backend. A group that already
+    exists keeps its own timeout."""
     device_type = device_type or detect_device_type()
     local_rank = int(os.environ.get("LOCAL_RANK", 0))
     device = Device(device_type, local_rank if device_type != "cpu" else 0, BACKENDS[device_type])
@@ -161,5 +166,7 @@ def init_distributed(device_type: Optional[str] = None) -> Device:
             os.environ.setdefault("MASTER_PORT", str(free_port()))
             os.environ.update(RANK="0", WORLD_SIZE="1", LOCAL_RANK="0")
         kwargs = {"device_id": device.torch_device} if device.type == "cuda" else {}
+        if timeout_minutes is not None:
+            kwargs["timeout"] = datetime.timedelta(minutes=timeout_minutes)
         dist.init_process_group(backend=device.backend, **kwargs)
     return device

@@ -84,6 +84,7 @@ def main(argv: Optional[List[str]] = None, entry: str = "pretrain_gpt.py") -> in
     except ConfigError as exc:
         print(f"{entry}: {exc}", file=sys.stderr)
         return 2
-    from fsdp2_core.train import run_training  # imported late: --print-config touches no engine code
-    run_training(cfg)
+    from fsdp2_core.checkpoint import Checkpointer  # imported late: --print-config touches no engine code
+    from fsdp2_core.train import run_training
+    run_training(cfg, checkpoint=Checkpointer(cfg))
     return 0

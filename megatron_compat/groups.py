@@ -13,12 +13,12 @@ from fsdp2_core.config import ConfigError
 from fsdp2_core.config.batch import data_parallel_size, gradient_accumulation_steps
 
 from .architecture import ArchitectureError, build_architecture, compare_with_checkpoint, wants_architecture
-from .mapping import ARCH_TARGETS
+from .mapping import ARCH_FLAGS
 from .registry import rule_for
+from .report import ReportLine
 
 
 def _line(t, flag, text=None, status="mapped"):
-    from .translate import ReportLine
     t.lines.append(ReportLine(flag, t.given[flag], status, text or rule_for(flag).target))
 
 
@@ -277,7 +277,7 @@ def load_paths(t):
 
 def architecture(t):
     g = t.given
-    consumed = [f for f in ARCH_TARGETS if f in g]
+    consumed = [f for f in ARCH_FLAGS if f in g]
     if not consumed:
         return
     if not wants_architecture(g):
@@ -320,7 +320,14 @@ def pipeline(t):
                        "the global batch and schedule are unchanged")
 
 
-HANDLERS = [precision, fp8, optimizer, stage, instruction, lora, dataloader, tokenizer, recompute, context_and_experts, load_paths, architecture, pipeline]
+def save_parts(t):
+    """--no-save-optim / --no-save-rng; both together save the model only, as Megatron then does."""
+    for flag, field_name in (("--no-save-optim", "save_optim"), ("--no-save-rng", "save_rng")):
+        if t.given.get(flag):
+            t.set(field_name, False)
+            _line(t, flag)
+    if t.given.get("--no-save-optim") and t.given.get("--no-save-rng"):
+        t.set("save_only_model", True)
 
 
 def derive_batch(t, values: Dict[str, Any], dialect: str) -> None:
@@ -399,3 +406,14 @@ def _samples_to_steps(flag, samples, gbs) -> float:
     if not gbs:
         raise ConfigError(f"{flag} counts samples: add --global-batch-size (and the world size) to turn it into steps")
     return samples / gbs
+
+
+# Group name (mapping.GROUP_FIELDS) -> its handler, run in this order after the plain and switch rows;
+# load must come before architecture, which compares the architecture with the loaded checkpoint.
+HANDLERS = {
+    "precision": precision, "fp8": fp8, "optimizer": optimizer, "stage": stage, "instruction": instruction,
+    "lora": lora, "dataloader": dataloader, "tokenizer": tokenizer, "recompute": recompute, "cp": context_and_experts,
+    "load": load_paths, "architecture": architecture, "pipeline": pipeline, "save_parts": save_parts,
+}
+# Handlers that need the merged values (YAML < Megatron flags < FSDP2 names): the batch and step arithmetic.
+LATE_HANDLERS = {"batch": derive_batch, "steps": derive_steps}

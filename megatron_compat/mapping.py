@@ -1,222 +1,373 @@
-"""The `mapped` rows of the flag registry: Megatron flags that become canonical fields.
+"""The `mapped` rows of the flag registry, as data: which canonical field a Megatron flag sets, and how.
 
-A row either carries its own transform (value -> field), or names a group handled in
-`translate.py` / `architecture.py`, where several flags combine (batch, steps, the
-architecture, checkpoint paths). The `target` text is what `--list-flags` and the
-migration guide show.
+One constructor per kind of row:
+
+    plain("--lr", "lr")                           the flag's value is the field's value
+    plain("--lr-decay-style", "lr_scheduler_type", choices(LR_STYLES))
+                                                  ... through a Converter (both directions)
+    switch("--no-load-optim", "load_optim", False)
+                                                  giving the flag sets the field to this value
+    group("--recompute-method", "recompute", "parallel.recompute_modules (which layers)")
+                                                  flags that only mean something together
+    absorbed("--local-rank", "why it has no effect")
+
+Everything else is derived from these rows: the forward translation (`translate._apply_rules` for plain and
+switch rows), `--list-flags` and the migration guide (`registry.py`, `tools/gen_docs.py`) and the reverse
+conversion `--to-megatron` (`reverse.to_megatron`). tests/test_mapping_rows.py round-trips every mapped row
+(flags -> config -> flags -> config).
+
+How to add a row:
+  1. A flag whose value is a field: `plain(flag, field)`; give a Converter when the spellings differ
+     (`choices({...})` for named values, `JOINED` for a path list kept as one string).
+  2. A switch: `switch(flag, field, value)`; `also={field: value}` for fields it sets besides (the reverse
+     writes the flag only where the config holds those too).
+  3. Flags that combine: `group(flag, name, text)`, with the group's forward handler in `groups.HANDLERS`
+     (or `groups.LATE_HANDLERS`, run after the merge), its reverse in `reverse.GROUP_REVERSE`, and the
+     canonical fields it writes in `GROUP_FIELDS` below.
+  4. When the round-trip test cannot invent a value for the flag (a choice, a value other flags constrain),
+     give the row an `example=(...)`: the argv fragment that test adds to its base command line.
+Then run `python tools/gen_docs.py` (the migration guide is generated from these rows).
 """
+import dataclasses
 from dataclasses import dataclass
-from typing import Any, Callable, Optional, Tuple
+from typing import Any, Callable, Dict, Mapping, Optional, Tuple
+
+from fsdp2_core.config import field_section
 
 LR_STYLES = {"constant": "constant", "linear": "linear", "cosine": "cosine",
              "inverse-square-root": "inverse_square_root", "WSD": "wsd"}
 
 
 @dataclass(frozen=True)
+class Converter:
+    """A flag's value -> the field's value (ValueError refuses it, naming what is expected) and back."""
+    forward: Callable[[Any], Any]
+    backward: Callable[[Any], Any]
+
+
+def _same(value):
+    return value
+
+
+SAME = Converter(_same, _same)
+JOINED = Converter(" ".join, str.split)  # a list of paths (nargs *) kept as one space-separated string
+NO_SPACES = Converter(lambda v: v.replace(" ", ""), _same)  # "99, 1, 0" -> "99,1,0"
+
+
+def choices(table: Mapping[str, Any]) -> Converter:
+    """Named values: Megatron's spelling -> ours, refusing any other."""
+    inverse = {ours: theirs for theirs, ours in table.items()}
+
+    def forward(value):
+        if value not in table:
+            raise ValueError(f"expects one of {', '.join(table)}, got {value!r}")
+        return table[value]
+    return Converter(forward, inverse.__getitem__)
+
+
+@dataclass(frozen=True)
 class Rule:
+    """One registry row. Rows of data/flag_status.tsv carry only flags, status, target and replacement."""
     flags: Tuple[str, ...]
-    status: str                # mapped | absorbed | rejected | absorbed-at-default
-    target: str                # mapped: canonical field(s); otherwise the reason
+    status: str                  # mapped | absorbed | rejected | absorbed-at-default
+    target: str                  # mapped: what it becomes (shown by --list-flags); otherwise the reason
     replacement: str = "-"
-    apply: Optional[Callable[[Any, Any], None]] = None   # (value, translation) -> None
-    group: Optional[str] = None  # handled together with other flags of this group
+    kind: str = ""               # mapped rows: plain | switch | group
+    field: Optional[str] = None  # plain and switch rows: the canonical field set
+    value: Any = None            # switch rows: the value giving the flag sets
+    convert: Converter = SAME    # plain rows
+    also: Tuple[Tuple[str, Any], ...] = ()   # plain and switch rows: further fields set with it
+    group: Optional[str] = None  # group rows: the handler name (groups.HANDLERS, reverse.GROUP_REVERSE)
+    example: Tuple[str, ...] = dataclasses.field(default=(), compare=False)  # argv fragment for the round-trip test
 
 
-def to(field_name: str, convert: Callable[[Any], Any] = lambda v: v):
-    def apply(value, t):
-        t.set(field_name, convert(value))
-    return apply
+def _where(name: str) -> str:
+    return f"{field_section(name)}.{name}"
 
 
-def const(**fields):
-    def apply(value, t):
-        for name, v in fields.items():
-            t.set(name, v)
-    return apply
+def _shown(value) -> str:
+    return {True: "true", False: "false", None: "none"}.get(value, str(value)) if not isinstance(value, str) else value
 
 
-def _lr_style(value):
-    if value not in LR_STYLES:
-        raise ValueError(f"expects one of {', '.join(LR_STYLES)}, got {value!r}")
-    return LR_STYLES[value]
+def _also_text(also: Dict[str, Any]) -> str:
+    return "".join(f"; also {_where(k)} = {_shown(v)}" for k, v in also.items())
 
 
-def _both_save_off(value, t):
-    t.set("save_optim" if t.current_flag == "--no-save-optim" else "save_rng", False)
-    if t.given.get("--no-save-optim") and t.given.get("--no-save-rng"):
-        t.set("save_only_model", True)
+def plain(flags: str, field_name: str, convert: Converter = SAME, note: str = "", also: Optional[Dict[str, Any]] = None,
+          example: Tuple[str, ...] = ()) -> Rule:
+    """The flag's value (through `convert`) is the field's value. `flags` may list several spellings."""
+    also = dict(also or {})
+    text = _where(field_name) + (f" ({note})" if note else "") + _also_text(also)
+    return Rule(tuple(flags.split()), "mapped", text, kind="plain", field=field_name, convert=convert,
+                also=tuple(also.items()), example=tuple(example))
 
 
-def _data_path(value, t):
-    t.set("dataset", " ".join(value))
-    t.set("data_manager_type", "mg")
+def switch(flags: str, field_name: str, value: Any = True, note: str = "", also: Optional[Dict[str, Any]] = None,
+           example: Tuple[str, ...] = ()) -> Rule:
+    """Giving the flag sets the field to `value` (False for the --no-* spellings)."""
+    also = dict(also or {})
+    text = _where(field_name) + ("" if value is True else f" = {_shown(value)}") + (f" ({note})" if note else "")
+    return Rule(tuple(flags.split()), "mapped", text + _also_text(also), kind="switch", field=field_name, value=value,
+                also=tuple(also.items()), example=tuple(example))
 
 
-def _split_path(field_name):
-    def apply(value, t):
-        t.set(field_name, " ".join(value))
-        t.set("data_manager_type", "mg")
-    return apply
+def group(flags: str, name: str, text: str, example: Tuple[str, ...] = ()) -> Rule:
+    """A flag handled together with the other flags of group `name` (see GROUP_FIELDS)."""
+    if name not in GROUP_FIELDS:
+        raise ValueError(f"group {name!r}: declare the fields it writes in GROUP_FIELDS")
+    return Rule(tuple(flags.split()), "mapped", text, kind="group", group=name, example=tuple(example))
 
 
-def M(flags: str, target: str, apply=None, group=None) -> Rule:
-    return Rule(tuple(flags.split()), "mapped", target, "-", apply, group)
+def absorbed(flags: str, reason: str) -> Rule:
+    """Accepted with no effect. Most such rows live in data/flag_status.tsv; this is for the few argv parsing knows."""
+    return Rule(tuple(flags.split()), "absorbed", reason)
 
+
+# The canonical fields each group writes; the reverse conversion writes them through reverse.GROUP_REVERSE.
+GROUP_FIELDS: Dict[str, Tuple[str, ...]] = {
+    "pipeline": (),
+    "batch": ("global_batch_size", "gradient_accumulation_steps"),
+    "steps": ("max_steps", "lr_decay_steps", "lr_warmup_steps", "lr_wsd_decay_steps"),
+    "cp": ("cp_type",),
+    "optimizer": ("optimizer",),
+    "precision": ("param_dtype",),
+    "fp8": ("fp8_format", "fp8_recipe", "fp8_amax_history_len", "fp8_amax_compute_algo", "fp8_param_gather"),
+    "recompute": ("recompute", "recompute_modules"),
+    "dataloader": ("dataloader_type",),
+    "stage": ("stage",),
+    "instruction": ("is_instruction_dataset", "template", "enable_thinking"),
+    "lora": ("lora_target_modules", "lora_r", "lora_alpha", "lora_dropout"),
+    "tokenizer": ("tokenizer_model",),
+    "load": ("resume_from_checkpoint", "model_name_or_path"),
+    "save_parts": ("save_optim", "save_rng", "save_only_model"),
+    "architecture": ("architecture", "train_from_scratch"),
+}
+
+SAMPLES = "= samples ÷ global batch"
 
 MAPPED_RULES = [
     # --- parallelism ---
-    M("--tensor-model-parallel-size", "parallel.tp_size", to("tp_size")),
-    M("--pipeline-model-parallel-size", "folded into FSDP sharding: data-parallel size = world / (tp × cp)", group="batch"),
-    M("--context-parallel-size", "parallel.cp_size", to("cp_size")),
-    M("--context-parallel-algo", "parallel.cp_type (ulysses; ring-style algorithms become Ulysses when heads divide by cp)", group="cp"),
-    M("--expert-model-parallel-size", "parallel.ep_size", to("ep_size")),
-    M("--expert-tensor-parallel-size", "experts are never tensor-split (1 accepted; above 1 refused)", group="cp"),
+    plain("--tensor-model-parallel-size", "tp_size", example=("--tensor-model-parallel-size", "2")),
+    group("--pipeline-model-parallel-size", "pipeline",
+          "folded into FSDP sharding: data-parallel size = world / (tp × cp)",
+          example=("--pipeline-model-parallel-size", "2", "--micro-batch-size", "4", "--global-batch-size", "8")),
+    plain("--context-parallel-size", "cp_size", example=("--context-parallel-size", "2")),
+    group("--context-parallel-algo", "cp",
+          "parallel.cp_type (ulysses; ring-style algorithms become Ulysses when heads divide by cp)",
+          example=("--context-parallel-size", "2", "--context-parallel-algo", "megatron_cp_algo")),
+    plain("--expert-model-parallel-size", "ep_size", example=("--expert-model-parallel-size", "2")),
+    group("--expert-tensor-parallel-size", "cp", "experts are never tensor-split (1 accepted; above 1 refused)",
+          example=("--expert-tensor-parallel-size", "1")),
+    plain("--distributed-timeout-minutes", "distributed_timeout_minutes", example=("--distributed-timeout-minutes", "30")),
     # --- batch and steps ---
-    M("--micro-batch-size", "training.per_device_train_batch_size", to("per_device_train_batch_size")),
-    M("--global-batch-size", "training.global_batch_size; gradient_accumulation_steps = global / (micro × dp)", group="batch"),
-    M("--train-iters", "training.max_steps", group="steps"),
-    M("--train-samples", "training.max_steps = samples ÷ global batch", group="steps"),
+    plain("--micro-batch-size", "per_device_train_batch_size", example=("--micro-batch-size", "1")),
+    group("--global-batch-size", "batch",
+          "training.global_batch_size; gradient_accumulation_steps = global / (micro × dp)",
+          example=("--global-batch-size", "32")),
+    group("--train-iters", "steps", "training.max_steps", example=("--train-iters", "7")),
+    group("--train-samples", "steps", f"training.max_steps {SAMPLES}", example=("--train-samples", "320")),
     # --- learning rate and optimizer ---
-    M("--lr", "training.lr", to("lr")),
-    M("--min-lr", "training.min_lr", to("min_lr")),
-    M("--lr-decay-style", "training.lr_scheduler_type", to("lr_scheduler_type", _lr_style)),
-    M("--lr-decay-iters", "training.lr_decay_steps", group="steps"),
-    M("--lr-decay-samples", "training.lr_decay_steps = samples ÷ global batch", group="steps"),
-    M("--lr-warmup-iters", "training.lr_warmup_steps", group="steps"),
-    M("--lr-warmup-samples", "training.lr_warmup_steps = samples ÷ global batch", group="steps"),
-    M("--lr-warmup-fraction", "training.warmup_ratio", to("warmup_ratio")),
-    M("--lr-warmup-init", "training.lr_warmup_init", to("lr_warmup_init")),
-    M("--lr-wsd-decay-style", "training.lr_wsd_decay_style", to("lr_wsd_decay_style")),
-    M("--lr-wsd-decay-iters", "training.lr_wsd_decay_steps", group="steps"),
-    M("--lr-wsd-decay-samples", "training.lr_wsd_decay_steps = samples ÷ global batch", group="steps"),
-    M("--weight-decay", "training.weight_decay", to("weight_decay")),
-    M("--start-weight-decay", "training.start_weight_decay", to("start_weight_decay")),
-    M("--end-weight-decay", "training.end_weight_decay", to("end_weight_decay")),
-    M("--weight-decay-incr-style", "training.weight_decay_incr_style", to("weight_decay_incr_style")),
-    M("--adam-beta1", "training.adam_beta1", to("adam_beta1")),
-    M("--adam-beta2", "training.adam_beta2", to("adam_beta2")),
-    M("--adam-eps", "training.adam_epsilon", to("adam_epsilon")),
-    M("--clip-grad", "training.max_grad_norm", to("max_grad_norm")),
-    M("--optimizer", "training.optimizer (adam → adamw: Megatron's Adam decouples weight decay)", group="optimizer"),
-    M("--seed", "training.seed", to("seed")),
-    M("--bf16", "parallel.param_dtype = bf16", group="precision"),
-    M("--fp16", "parallel.param_dtype = fp16", group="precision"),
-    # --- float8 / MXFP8 (groups.fp8) ---
-    M("--fp8-format", "model.fp8_format (torchao float8 training, FP8 GPUs only); with --fp8-recipe mxfp8: model.quant_recipe mxfp8", group="fp8"),
-    M("--fp8-recipe", "model.fp8_recipe (tensorwise / delayed → torchao tensorwise, blockwise → torchao rowwise); mxfp8 → model.quant_recipe mxfp8", group="fp8"),
-    M("--fp8-amax-history-len", "model.fp8_amax_history_len (recorded; torchao scales dynamically)", group="fp8"),
-    M("--fp8-amax-compute-algo", "model.fp8_amax_compute_algo (recorded; torchao scales dynamically)", group="fp8"),
-    M("--fp8-param-gather", "model.fp8_param_gather (torchao float8 all-gather in FSDP)", group="fp8"),
-    M("--grad-reduce-in-bf16", "parallel.reduce_dtype = bf16", const(reduce_dtype="bf16")),
-    M("--calculate-per-token-loss", "training.calculate_per_token_loss", const(calculate_per_token_loss=True)),
+    plain("--lr", "lr"),
+    plain("--min-lr", "min_lr", example=("--min-lr", "1e-5")),
+    plain("--lr-decay-style", "lr_scheduler_type", choices(LR_STYLES), example=("--lr-decay-style", "WSD")),
+    group("--lr-decay-iters", "steps", "training.lr_decay_steps", example=("--lr-decay-iters", "50")),
+    group("--lr-decay-samples", "steps", f"training.lr_decay_steps {SAMPLES}", example=("--lr-decay-samples", "40")),
+    group("--lr-warmup-iters", "steps", "training.lr_warmup_steps", example=("--lr-warmup-iters", "5")),
+    group("--lr-warmup-samples", "steps", f"training.lr_warmup_steps {SAMPLES}", example=("--lr-warmup-samples", "24")),
+    plain("--lr-warmup-fraction", "warmup_ratio"),
+    plain("--lr-warmup-init", "lr_warmup_init"),
+    plain("--lr-wsd-decay-style", "lr_wsd_decay_style", example=("--lr-wsd-decay-style", "cosine")),
+    group("--lr-wsd-decay-iters", "steps", "training.lr_wsd_decay_steps", example=("--lr-wsd-decay-iters", "9")),
+    group("--lr-wsd-decay-samples", "steps", f"training.lr_wsd_decay_steps {SAMPLES}",
+          example=("--lr-wsd-decay-samples", "72")),
+    plain("--weight-decay", "weight_decay"),
+    plain("--start-weight-decay", "start_weight_decay"),
+    plain("--end-weight-decay", "end_weight_decay"),
+    plain("--weight-decay-incr-style", "weight_decay_incr_style",
+          example=("--weight-decay-incr-style", "linear", "--start-weight-decay", "0.0", "--end-weight-decay", "0.1")),
+    plain("--adam-beta1", "adam_beta1"),
+    plain("--adam-beta2", "adam_beta2"),
+    plain("--adam-eps", "adam_epsilon"),
+    plain("--clip-grad", "max_grad_norm"),
+    group("--optimizer", "optimizer", "training.optimizer (adam → adamw: Megatron's Adam decouples weight decay)",
+          example=("--optimizer", "adam")),
+    plain("--seed", "seed"),
+    group("--bf16", "precision", "parallel.param_dtype = bf16"),
+    group("--fp16", "precision", "parallel.param_dtype = fp16 (without loss scaling here: prefer --bf16)"),
+    # --- float8 / MXFP8 ---
+    group("--fp8-format", "fp8", "model.fp8_format (torchao float8 training, FP8 GPUs only); with --fp8-recipe mxfp8: "
+          "model.quant_recipe mxfp8", example=("--fp8-format", "e4m3")),
+    group("--fp8-recipe", "fp8", "model.fp8_recipe (tensorwise / delayed → torchao tensorwise, blockwise → torchao "
+          "rowwise); mxfp8 → model.quant_recipe mxfp8", example=("--fp8-format", "e4m3", "--fp8-recipe", "tensorwise")),
+    group("--fp8-amax-history-len", "fp8", "model.fp8_amax_history_len (recorded; torchao scales dynamically)",
+          example=("--fp8-format", "hybrid", "--fp8-amax-history-len", "16")),
+    group("--fp8-amax-compute-algo", "fp8", "model.fp8_amax_compute_algo (recorded; torchao scales dynamically)",
+          example=("--fp8-format", "hybrid", "--fp8-amax-compute-algo", "max")),
+    group("--fp8-param-gather", "fp8", "model.fp8_param_gather (torchao float8 all-gather in FSDP)",
+          example=("--fp8-format", "e4m3", "--fp8-param-gather")),
+    switch("--grad-reduce-in-bf16", "reduce_dtype", "bf16"),
+    switch("--calculate-per-token-loss", "calculate_per_token_loss"),
     # --- activation recompute ---
-    M("--recompute-granularity", "parallel.recompute + recompute_modules", group="recompute"),
-    M("--recompute-method", "parallel.recompute_modules (which layers)", group="recompute"),
-    M("--recompute-num-layers", "parallel.recompute_modules (how many layers)", group="recompute"),
-    M("--recompute-activations", "parallel.recompute with selective (attention) recompute", group="recompute"),
-    M("--recompute-modules", "parallel.recompute_modules", group="recompute"),
+    group("--recompute-granularity", "recompute", "parallel.recompute + recompute_modules",
+          example=("--recompute-granularity", "full", "--recompute-method", "uniform")),
+    group("--recompute-method", "recompute", "parallel.recompute_modules (which layers)",
+          example=("--recompute-granularity", "full", "--recompute-method", "block", "--recompute-num-layers", "1")),
+    group("--recompute-num-layers", "recompute", "parallel.recompute_modules (how many layers)",
+          example=("--recompute-granularity", "full", "--recompute-method", "block", "--recompute-num-layers", "1")),
+    group("--recompute-activations", "recompute", "parallel.recompute with selective (attention) recompute"),
+    group("--recompute-modules", "recompute", "parallel.recompute_modules",
+          example=("--recompute-granularity", "selective", "--recompute-modules", "mlp", "layernorm")),
     # --- data ---
-    M("--data-path", "data.dataset (the prefix list) with data_manager_type mg", _data_path),
-    M("--split", "data.split", to("split", lambda v: v.replace(" ", ""))),
-    M("--train-data-path", "data.train_data_path", _split_path("train_data_path")),
-    M("--valid-data-path", "data.valid_data_path", _split_path("valid_data_path")),
-    M("--test-data-path", "data.test_data_path", _split_path("test_data_path")),
-    M("--mock-data", "data.mock_data", const(mock_data=True, data_manager_type="mg")),
-    M("--data-cache-path", "data.data_cache_path", to("data_cache_path")),
-    M("--seq-length", "data.cutoff_len", to("cutoff_len")),
-    M("--no-shuffle", "training.disable_shuffling", const(disable_shuffling=True)),
-    M("--num-workers", "training.dataloader_num_workers", to("dataloader_num_workers")),
-    M("--workers", "data.preprocessing_num_workers", to("preprocessing_num_workers")),
-    M("--reset-position-ids", "data.reset_position_ids", const(reset_position_ids=True)),
-    M("--reset-attention-mask", "data.reset_attention_mask", const(reset_attention_mask=True)),
-    M("--eod-mask-loss", "data.eod_mask_loss", const(eod_mask_loss=True)),
-    M("--create-attention-mask-in-dataloader", "data.create_attention_mask_in_dataloader", const(create_attention_mask_in_dataloader=True)),
-    M("--no-create-attention-mask-in-dataloader", "data.create_attention_mask_in_dataloader = false", const(create_attention_mask_in_dataloader=False)),
-    M("--dataloader-type", "data.dataloader_type (single; cyclic and external refused)", group="dataloader"),
-    M("--no-shared-storage", "data.no_shared_storage", const(no_shared_storage=True)),
-    M("--pack", "data.packing", const(packing=True)),
-    M("--neat-pack", "data.neat_packing", const(neat_packing=True)),
-    M("--prompt-type", "data.template (qwen3, llama3 and empty render as MindSpeed-LLM's; preprocessed instruction data needs none)", group="instruction"),
-    M("--stage", "training.stage (sft; other stages refused)", group="stage"),
-    M("--is-instruction-dataset", "data.is_instruction_dataset: the --data-path prefix holds MindSpeed-LLM instruction data (<prefix>_packed_*_document.bin/.idx)", group="instruction"),
-    M("--enable-thinking", "data.enable_thinking (true / false / none)", group="instruction"),
+    plain("--data-path", "dataset", JOINED, "the prefix list", also={"data_manager_type": "mg"},
+          example=("--data-path", "0.3", "/data/a_text_document", "0.7", "/data/b_text_document")),
+    plain("--split", "split", NO_SPACES, example=("--split", "99,1,0")),
+    plain("--train-data-path", "train_data_path", JOINED, also={"data_manager_type": "mg"},
+          example=("--train-data-path", "/data/train_text_document")),
+    plain("--valid-data-path", "valid_data_path", JOINED, also={"data_manager_type": "mg"},
+          example=("--valid-data-path", "/data/valid_text_document")),
+    plain("--test-data-path", "test_data_path", JOINED, also={"data_manager_type": "mg"},
+          example=("--test-data-path", "/data/test_text_document")),
+    switch("--mock-data", "mock_data", also={"data_manager_type": "mg"}),
+    plain("--data-cache-path", "data_cache_path"),
+    plain("--seq-length", "cutoff_len", example=("--seq-length", "16")),
+    switch("--no-shuffle", "disable_shuffling"),
+    plain("--num-workers", "dataloader_num_workers"),
+    plain("--workers", "preprocessing_num_workers"),
+    switch("--reset-position-ids", "reset_position_ids"),
+    switch("--reset-attention-mask", "reset_attention_mask"),
+    switch("--eod-mask-loss", "eod_mask_loss"),
+    switch("--no-create-attention-mask-in-dataloader", "create_attention_mask_in_dataloader", False),
+    group("--dataloader-type", "dataloader", "data.dataloader_type (single; cyclic and external refused)",
+          example=("--dataloader-type", "single")),
+    switch("--no-shared-storage", "no_shared_storage"),
+    switch("--pack", "packing"),
+    switch("--neat-pack", "neat_packing"),
+    group("--prompt-type", "instruction", "data.template (qwen3, llama3 and empty render as MindSpeed-LLM's; "
+          "preprocessed instruction data needs none)", example=("--prompt-type", "qwen3")),
+    group("--stage", "stage", "training.stage (sft; other stages refused)", example=("--stage", "sft")),
+    group("--is-instruction-dataset", "instruction", "data.is_instruction_dataset: the --data-path prefix holds "
+          "MindSpeed-LLM instruction data (<prefix>_packed_*_document.bin/.idx)"),
+    group("--enable-thinking", "instruction", "data.enable_thinking (true / false / none)",
+          example=("--enable-thinking", "false")),
     # --- LoRA (peft) ---
-    M("--lora-target-modules", "model.lora_target_modules (linear_qkv → q/k/v_proj, linear_proj → o_proj, linear_fc1 → gate/up_proj, linear_fc2 → down_proj)", group="lora"),
-    M("--lora-r", "model.lora_r (with --lora-target-modules)", group="lora"),
-    M("--lora-alpha", "model.lora_alpha (with --lora-target-modules)", group="lora"),
-    M("--lora-dropout", "model.lora_dropout (with --lora-target-modules)", group="lora"),
-    M("--save-lora-to-hf", "training.save_hf_weights: the adapter is exported in PEFT format to <save>/hf_adapter/", const(save_hf_weights=True)),
+    group("--lora-target-modules", "lora", "model.lora_target_modules (linear_qkv → q/k/v_proj, linear_proj → o_proj, "
+          "linear_fc1 → gate/up_proj, linear_fc2 → down_proj)", example=("--lora-target-modules", "linear_qkv")),
+    group("--lora-r", "lora", "model.lora_r (with --lora-target-modules)",
+          example=("--lora-target-modules", "linear_proj", "--lora-r", "4")),
+    group("--lora-alpha", "lora", "model.lora_alpha (with --lora-target-modules)",
+          example=("--lora-target-modules", "linear_fc1", "--lora-alpha", "8")),
+    group("--lora-dropout", "lora", "model.lora_dropout (with --lora-target-modules)",
+          example=("--lora-target-modules", "linear_fc2", "--lora-dropout", "0.1")),
+    switch("--save-lora-to-hf", "save_hf_weights",
+           note="with LoRA, the adapter is exported in PEFT format to <save>/hf_adapter/"),
     # --- tokenizer ---
-    M("--tokenizer-type", "model.tokenizer_type", to("tokenizer_type")),
-    M("--tokenizer-model", "model.tokenizer_model (and tokenizer_name_or_path for Hugging Face directories)", group="tokenizer"),
-    M("--tokenizer-name-or-path", "model.tokenizer_name_or_path", to("tokenizer_name_or_path")),
-    M("--vocab-file", "model.vocab_file", to("vocab_file")),
-    M("--merge-file", "model.merge_file", to("merge_file")),
-    M("--vocab-size", "model.vocab_size", to("vocab_size")),
-    M("--make-vocab-size-divisible-by", "model.make_vocab_size_divisible_by", to("make_vocab_size_divisible_by")),
-    M("--padded-vocab-size", "model.padded_vocab_size", to("padded_vocab_size")),
-    M("--tokenizer-not-use-fast", "model.use_fast_tokenizer = false", const(use_fast_tokenizer=False)),
+    plain("--tokenizer-type", "tokenizer_type", example=("--tokenizer-type", "GPT2BPETokenizer")),
+    group("--tokenizer-model", "tokenizer",
+          "model.tokenizer_model (and tokenizer_name_or_path for Hugging Face directories)",
+          example=("--tokenizer-model", "/tok/model")),
+    plain("--tokenizer-name-or-path", "tokenizer_name_or_path"),
+    plain("--vocab-file", "vocab_file"),
+    plain("--merge-file", "merge_file"),
+    plain("--vocab-size", "vocab_size", example=("--vocab-size", "120")),
+    plain("--make-vocab-size-divisible-by", "make_vocab_size_divisible_by"),
+    plain("--padded-vocab-size", "padded_vocab_size", example=("--padded-vocab-size", "256")),
+    switch("--tokenizer-not-use-fast", "use_fast_tokenizer", False),
     # --- checkpoints and run control ---
-    M("--save", "training.output_dir", to("output_dir")),
-    M("--load", "training.resume_from_checkpoint = latest when equal to --save; else model.model_name_or_path", group="load"),
-    M("--no-load-optim", "training.load_optim = false", const(load_optim=False)),
-    M("--no-load-rng", "training.load_rng = false", const(load_rng=False)),
-    M("--finetune", "training.finetune", const(finetune=True)),
-    M("--no-save-optim", "training.save_optim = false (with --no-save-rng: save_only_model)", _both_save_off),
-    M("--no-save-rng", "training.save_rng = false (with --no-save-optim: save_only_model)", _both_save_off),
-    M("--async-save", "training.save_async", const(save_async=True)),
-    M("--save-interval --persistent-save-interval", "training.save_steps", to("save_steps")),
-    M("--log-interval", "training.logging_steps", to("logging_steps")),
-    M("--eval-interval", "training.eval_interval", to("eval_interval")),
-    M("--eval-iters", "training.eval_iters", to("eval_iters")),
-    M("--exit-interval", "training.exit_interval", to("exit_interval")),
-    M("--exit-duration-in-mins", "training.exit_duration_in_mins", to("exit_duration_in_mins")),
-    M("--exit-signal-handler", "training.exit_signal_handler", const(exit_signal_handler=True)),
-    M("--no-check-for-nan-in-loss-and-grad", "training.check_for_nan_in_loss_and_grad = false", const(check_for_nan_in_loss_and_grad=False)),
-    M("--check-for-nan-in-loss-and-grad", "training.check_for_nan_in_loss_and_grad", const(check_for_nan_in_loss_and_grad=True)),
-    M("--tensorboard-dir", "training.tensorboard_dir", to("tensorboard_dir")),
-    M("--wandb-project", "training.wandb_project", to("wandb_project")),
-    M("--wandb-exp-name", "training.wandb_exp_name", to("wandb_exp_name")),
-    M("--wandb-save-dir", "training.wandb_save_dir", to("wandb_save_dir")),
+    plain("--save", "output_dir"),
+    group("--load", "load", "training.resume_from_checkpoint = latest when equal to --save; "
+          "else model.model_name_or_path", example=("--load", "/ckpt/run")),
+    switch("--no-load-optim", "load_optim", False),
+    switch("--no-load-rng", "load_rng", False),
+    switch("--finetune", "finetune", example=("--load", "/hf/model", "--finetune")),
+    group("--no-save-optim", "save_parts", "training.save_optim = false (with --no-save-rng: save_only_model)"),
+    group("--no-save-rng", "save_parts", "training.save_rng = false (with --no-save-optim: save_only_model)"),
+    switch("--async-save", "save_async"),
+    plain("--save-interval --persistent-save-interval", "save_steps"),
+    plain("--log-interval", "logging_steps"),
+    plain("--eval-interval", "eval_interval"),
+    plain("--eval-iters", "eval_iters"),
+    plain("--exit-interval", "exit_interval"),
+    plain("--exit-duration-in-mins", "exit_duration_in_mins"),
+    switch("--exit-signal-handler", "exit_signal_handler"),
+    switch("--no-check-for-nan-in-loss-and-grad", "check_for_nan_in_loss_and_grad", False),
+    plain("--tensorboard-dir", "tensorboard_dir"),
+    plain("--wandb-project", "wandb_project"),
+    plain("--wandb-exp-name", "wandb_exp_name"),
+    plain("--wandb-save-dir", "wandb_save_dir"),
     # --- profiling ---
-    M("--profile", "profiling.profile", const(profile=True)),
-    M("--profile-step-start", "profiling.profile_step_start", to("profile_step_start")),
-    M("--profile-step-end", "profiling.profile_step_end", to("profile_step_end")),
-    M("--profile-ranks", "profiling.profile_ranks", to("profile_ranks")),
-    M("--profile-level", "profiling.profile_level", to("profile_level")),
-    M("--profile-export-type", "profiling.profile_export_type", to("profile_export_type")),
-    M("--profile-data-simplification", "profiling.profile_data_simplification", const(profile_data_simplification=True)),
-    M("--profile-with-cpu", "profiling.profile_with_cpu", const(profile_with_cpu=True)),
-    M("--profile-with-stack", "profiling.profile_with_stack", const(profile_with_stack=True)),
-    M("--profile-with-memory", "profiling.profile_with_memory", const(profile_with_memory=True)),
-    M("--profile-record-shapes", "profiling.profile_record_shapes", const(profile_record_shapes=True)),
-    M("--profile-save-path", "profiling.profile_save_path", to("profile_save_path")),
+    switch("--profile", "profile"),
+    plain("--profile-step-start", "profile_step_start", example=("--profile-step-start", "2")),
+    plain("--profile-step-end", "profile_step_end", example=("--profile-step-end", "20")),
+    plain("--profile-ranks", "profile_ranks", example=("--profile-ranks", "0", "1")),
+    plain("--profile-level", "profile_level", example=("--profile-level", "level1")),
+    plain("--profile-export-type", "profile_export_type", example=("--profile-export-type", "db")),
+    switch("--profile-data-simplification", "profile_data_simplification"),
+    switch("--profile-with-cpu", "profile_with_cpu"),
+    switch("--profile-with-stack", "profile_with_stack"),
+    switch("--profile-with-memory", "profile_with_memory"),
+    switch("--profile-record-shapes", "profile_record_shapes"),
+    plain("--profile-save-path", "profile_save_path"),
     # --- fused kernels ---
-    M("--use-flash-attn", "optimization.use_flash_attn", const(use_flash_attn=True)),
-    M("--use-fused-rmsnorm", "optimization.use_fused_rmsnorm", const(use_fused_rmsnorm=True)),
-    M("--use-fused-rotary-pos-emb", "optimization.use_fused_rotary_pos_emb", const(use_fused_rotary_pos_emb=True)),
-    M("--moe-grouped-gemm", "optimization.moe_grouped_gemm", const(moe_grouped_gemm=True)),
-    M("--use-triton-gdn", "optimization.use_triton_gdn", const(use_triton_gdn=True)),
-    Rule(("--local-rank", "--local_rank"), "absorbed", "added by torch.distributed.launch; the rank comes from the environment (LOCAL_RANK)"),
-    M("--use-mcore-models", "the engine's models are always the current ones (accepted, no effect)"),
+    switch("--use-flash-attn", "use_flash_attn"),
+    switch("--use-fused-rmsnorm", "use_fused_rmsnorm"),
+    switch("--use-fused-rotary-pos-emb", "use_fused_rotary_pos_emb"),
+    switch("--moe-grouped-gemm", "moe_grouped_gemm"),
+    switch("--use-triton-gdn", "use_triton_gdn"),
+    # --- accepted with no effect ---
+    absorbed("--local-rank --local_rank",
+             "added by torch.distributed.launch; the rank comes from the environment (LOCAL_RANK)"),
+    absorbed("--use-mcore-models", "the engine's models are always the current ones (accepted, no effect)"),
 ]
 
-ARCH_TARGETS = {
-    "--num-layers": "num_hidden_layers", "--hidden-size": "hidden_size", "--ffn-hidden-size": "intermediate_size",
-    "--num-attention-heads": "num_attention_heads", "--group-query-attention": "num_key_value_heads (with --num-query-groups)",
-    "--num-query-groups": "num_key_value_heads", "--kv-channels": "head_dim",
-    "--max-position-embeddings": "max_position_embeddings", "--position-embedding-type": "model family (learned → GPT-2, rope → Llama/Qwen)",
-    "--use-rotary-position-embeddings": "rope position embeddings", "--no-position-embedding": "no learned position table (rope families)",
-    "--rotary-base": "rope_theta", "--rotary-percent": "partial_rotary_factor", "--normalization": "model family (LayerNorm → GPT-2, RMSNorm → Llama/Qwen)",
-    "--norm-epsilon": "rms_norm_eps / layer_norm_epsilon", "--swiglu": "hidden_act silu with a gated MLP",
-    "--untie-embeddings-and-output-weights": "tie_word_embeddings = false", "--disable-bias-linear": "attention_bias / mlp_bias = false",
-    "--add-qkv-bias": "bias on q, k, v only (Qwen2 family)", "--qk-layernorm": "q_norm/k_norm (Qwen3 family)",
-    "--num-experts": "num_experts (Qwen3-MoE / Mixtral)", "--moe-router-topk": "num_experts_per_tok",
-    "--moe-ffn-hidden-size": "moe_intermediate_size", "--moe-intermediate-size": "moe_intermediate_size",
-    "--moe-aux-loss-coeff": "router_aux_loss_coef", "--moe-router-load-balancing-type": "aux_loss kept; none sets the coefficient to 0",
-    "--norm-topk-prob": "norm_topk_prob", "--init-method-std": "initializer_range",
-    "--first-k-dense-replace": "mlp_only_layers (the first k layers are dense; -1 or 0: none)",
-    "--moe-layer-freq": "mlp_only_layers (every N-th layer has experts; -1, 0 or 1: every layer)",
-    "--attention-dropout": "attention_dropout", "--hidden-dropout": "hidden dropout (GPT-2 resid/embd dropout; must be 0 for Llama/Qwen)",
-}
-MAPPED_RULES += [M(flag, f"model.architecture.{target}", group="architecture") for flag, target in ARCH_TARGETS.items()]
+# Architecture flags: handled together by architecture.build_architecture (forward) and reverse.architecture_flags
+# (back); the text names the Hugging Face config field. Examples build on one family's flags.
+ROPE = ("--position-embedding-type", "rope", "--normalization", "RMSNorm", "--swiglu", "--hidden-dropout", "0")
+MOE = ROPE + ("--disable-bias-linear", "--num-experts", "4", "--moe-router-topk", "2")
+QWEN3_MOE = MOE + ("--qk-layernorm",)
+
+
+def arch(flags: str, hf_field: str, example: Tuple[str, ...] = ()) -> Rule:
+    return group(flags, "architecture", f"model.architecture.{hf_field}", example)
+
+
+MAPPED_RULES += [
+    arch("--num-layers", "num_hidden_layers"),
+    arch("--hidden-size", "hidden_size", ("--hidden-size", "128")),
+    arch("--ffn-hidden-size", "intermediate_size"),
+    arch("--num-attention-heads", "num_attention_heads", ("--num-attention-heads", "8")),
+    arch("--group-query-attention", "num_key_value_heads (with --num-query-groups)",
+         ROPE + ("--group-query-attention", "--num-query-groups", "2")),
+    arch("--num-query-groups", "num_key_value_heads", ROPE + ("--group-query-attention", "--num-query-groups", "1")),
+    arch("--kv-channels", "head_dim", ROPE + ("--kv-channels", "32")),
+    arch("--max-position-embeddings", "max_position_embeddings", ("--max-position-embeddings", "64")),
+    arch("--position-embedding-type", "model family (learned → GPT-2, rope → Llama/Qwen)", ROPE),
+    arch("--use-rotary-position-embeddings", "rope position embeddings",
+         ("--use-rotary-position-embeddings",) + ROPE[2:]),
+    arch("--no-position-embedding", "no learned position table (rope families)", ROPE + ("--no-position-embedding",)),
+    arch("--rotary-base", "rope_theta", ROPE + ("--rotary-base", "500000")),
+    arch("--rotary-percent", "partial_rotary_factor", ROPE + ("--rotary-percent", "0.5")),
+    arch("--normalization", "model family (LayerNorm → GPT-2, RMSNorm → Llama/Qwen)", ROPE),
+    arch("--norm-epsilon", "rms_norm_eps / layer_norm_epsilon"),
+    arch("--swiglu", "hidden_act silu with a gated MLP", ROPE),
+    arch("--untie-embeddings-and-output-weights", "tie_word_embeddings = false",
+         ROPE + ("--untie-embeddings-and-output-weights",)),
+    arch("--disable-bias-linear", "attention_bias / mlp_bias = false", ROPE + ("--disable-bias-linear",)),
+    arch("--add-qkv-bias", "bias on q, k, v only (Qwen2 family)", ROPE + ("--disable-bias-linear", "--add-qkv-bias")),
+    arch("--qk-layernorm", "q_norm/k_norm (Qwen3 family)", ROPE + ("--disable-bias-linear", "--qk-layernorm")),
+    arch("--num-experts", "num_experts (Qwen3-MoE / Mixtral)", MOE),
+    arch("--moe-router-topk", "num_experts_per_tok", MOE + ("--moe-router-topk", "1")),
+    arch("--moe-ffn-hidden-size", "moe_intermediate_size", QWEN3_MOE + ("--moe-ffn-hidden-size", "32")),
+    arch("--moe-intermediate-size", "moe_intermediate_size", QWEN3_MOE + ("--moe-intermediate-size", "48")),
+    arch("--moe-aux-loss-coeff", "router_aux_loss_coef", MOE + ("--moe-aux-loss-coeff", "0.01")),
+    arch("--moe-router-load-balancing-type", "aux_loss kept; none sets the coefficient to 0",
+         MOE + ("--moe-router-load-balancing-type", "none")),
+    arch("--norm-topk-prob", "norm_topk_prob", QWEN3_MOE + ("--norm-topk-prob",)),
+    arch("--init-method-std", "initializer_range"),
+    arch("--first-k-dense-replace", "mlp_only_layers (the first k layers are dense; -1 or 0: none)",
+         QWEN3_MOE + ("--first-k-dense-replace", "1")),
+    arch("--moe-layer-freq", "mlp_only_layers (every N-th layer has experts; -1, 0 or 1: every layer)",
+         QWEN3_MOE + ("--moe-layer-freq", "2")),
+    arch("--attention-dropout", "attention_dropout"),
+    arch("--hidden-dropout", "hidden dropout (GPT-2 resid/embd dropout; must be 0 for Llama/Qwen)"),
+]
+ARCH_FLAGS = tuple(flag for rule in MAPPED_RULES if rule.group == "architecture" for flag in rule.flags)

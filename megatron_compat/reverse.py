@@ -1,82 +1,62 @@
-"""The reverse: a canonical config -> the Megatron flags that mean it.
+"""The reverse: a canonical config -> the Megatron flags that mean it, read from the registry's rows.
 
-Stable by construction and by test: flags -> config -> flags -> config gives the same
-config. A flag is written only where the config differs from what the Megatron dialect
-would give without it; fields that have no Megatron spelling are listed apart.
+Plain and switch rows of `mapping.MAPPED_RULES` are inverted generically (the field's value through the row's
+converter; a switch where the config holds the value it sets); each group of rows has its inverse in
+GROUP_REVERSE. A flag is written only where the config differs from what the Megatron dialect gives without
+it. Stable by construction and by test (tests/test_mapping_rows.py): flags -> config -> flags -> config gives
+the same config. Fields that no row writes are returned apart: they stay in the YAML.
 """
-from typing import Any, Dict, List, Tuple
+from typing import Any, Dict, List, Set, Tuple
 
 from fsdp2_core.config import TrainConfig, config_to_sections
+from fsdp2_core.data.mindspeed.instruction import PROMPT_TYPES
 
-from .translate import MEGATRON_DEFAULTS
-
-# canonical field -> Megatron flag, for plain one-value fields
-PLAIN = {
-    "tp_size": "--tensor-model-parallel-size", "cp_size": "--context-parallel-size", "ep_size": "--expert-model-parallel-size",
-    "per_device_train_batch_size": "--micro-batch-size", "global_batch_size": "--global-batch-size",
-    "max_steps": "--train-iters", "lr": "--lr", "min_lr": "--min-lr", "warmup_ratio": "--lr-warmup-fraction",
-    "lr_warmup_init": "--lr-warmup-init", "lr_wsd_decay_style": "--lr-wsd-decay-style",
-    "weight_decay": "--weight-decay", "start_weight_decay": "--start-weight-decay", "end_weight_decay": "--end-weight-decay",
-    "weight_decay_incr_style": "--weight-decay-incr-style", "adam_beta1": "--adam-beta1", "adam_beta2": "--adam-beta2",
-    "adam_epsilon": "--adam-eps", "max_grad_norm": "--clip-grad", "seed": "--seed",
-    "data_cache_path": "--data-cache-path", "cutoff_len": "--seq-length", "dataloader_num_workers": "--num-workers",
-    "template": "--prompt-type", "tokenizer_type": "--tokenizer-type", "tokenizer_model": "--tokenizer-model",
-    "tokenizer_name_or_path": "--tokenizer-name-or-path", "vocab_file": "--vocab-file", "merge_file": "--merge-file",
-    "vocab_size": "--vocab-size", "make_vocab_size_divisible_by": "--make-vocab-size-divisible-by",
-    "padded_vocab_size": "--padded-vocab-size", "output_dir": "--save", "save_steps": "--save-interval",
-    "logging_steps": "--log-interval", "eval_interval": "--eval-interval", "eval_iters": "--eval-iters",
-    "exit_interval": "--exit-interval", "exit_duration_in_mins": "--exit-duration-in-mins",
-    "tensorboard_dir": "--tensorboard-dir", "wandb_project": "--wandb-project", "wandb_exp_name": "--wandb-exp-name",
-    "wandb_save_dir": "--wandb-save-dir", "profile_step_start": "--profile-step-start", "profile_step_end": "--profile-step-end",
-    "profile_level": "--profile-level", "profile_export_type": "--profile-export-type", "profile_save_path": "--profile-save-path",
-}
-# canonical field -> (switch flag, the value the switch sets)
-SWITCHES = {
-    "disable_shuffling": ("--no-shuffle", True), "reset_position_ids": ("--reset-position-ids", True),
-    "reset_attention_mask": ("--reset-attention-mask", True), "eod_mask_loss": ("--eod-mask-loss", True),
-    "create_attention_mask_in_dataloader": ("--no-create-attention-mask-in-dataloader", False),
-    "no_shared_storage": ("--no-shared-storage", True), "mock_data": ("--mock-data", True),
-    "packing": ("--pack", True), "is_instruction_dataset": ("--is-instruction-dataset", True), "neat_packing": ("--neat-pack", True), "use_fast_tokenizer": ("--tokenizer-not-use-fast", False),
-    "calculate_per_token_loss": ("--calculate-per-token-loss", True), "load_optim": ("--no-load-optim", False),
-    "load_rng": ("--no-load-rng", False), "finetune": ("--finetune", True), "save_optim": ("--no-save-optim", False),
-    "save_rng": ("--no-save-rng", False), "save_async": ("--async-save", True), "exit_signal_handler": ("--exit-signal-handler", True),
-    "check_for_nan_in_loss_and_grad": ("--no-check-for-nan-in-loss-and-grad", False), "profile": ("--profile", True),
-    "profile_data_simplification": ("--profile-data-simplification", True), "profile_with_cpu": ("--profile-with-cpu", True),
-    "profile_with_stack": ("--profile-with-stack", True), "profile_with_memory": ("--profile-with-memory", True),
-    "profile_record_shapes": ("--profile-record-shapes", True), "use_flash_attn": ("--use-flash-attn", True),
-    "use_fused_rmsnorm": ("--use-fused-rmsnorm", True), "use_fused_rotary_pos_emb": ("--use-fused-rotary-pos-emb", True),
-    "moe_grouped_gemm": ("--moe-grouped-gemm", True), "use_triton_gdn": ("--use-triton-gdn", True),
-}
-LR_STYLE_FLAGS = {"constant": "constant", "linear": "linear", "cosine": "cosine", "inverse_square_root": "inverse-square-root", "wsd": "WSD"}
-# fields derived from others, or with no Megatron meaning to carry
-DERIVED = {"gradient_accumulation_steps", "train_from_scratch", "architecture", "dataset", "data_manager_type", "stage",
-           "save_only_model", "optimizer", "train_data_path", "valid_data_path", "test_data_path", "model_name_or_path",
-           "resume_from_checkpoint", "param_dtype", "reduce_dtype", "recompute", "recompute_modules", "lr_scheduler_type",
-           "lr_decay_steps", "lr_warmup_steps", "lr_wsd_decay_steps", "profile_ranks", "cp_type", "split",
-           "fp8_format", "fp8_recipe", "fp8_amax_history_len", "fp8_amax_compute_algo", "fp8_param_gather"}
+from .mapping import GROUP_FIELDS, MAPPED_RULES
+from .translate import MEGATRON_DEFAULT_SPLIT, MEGATRON_DEFAULTS
 
 
 def to_megatron(cfg: TrainConfig) -> Tuple[List[str], List[str]]:
     """Return (argv, fields kept only in YAML because Megatron has no flag for them)."""
     flat = {name: value for part in config_to_sections(cfg).values() for name, value in part.items()}
-    baseline = _dialect_baseline()
+    baseline = _dialect_baseline(flat)
     argv: List[str] = []
-    for name, flag in PLAIN.items():
-        if flat[name] is not None and flat[name] != baseline.get(name):
-            argv += [flag] + _words(flat[name])
-    for name, (flag, sets) in SWITCHES.items():
-        if flat[name] == sets and baseline.get(name) != sets:
-            argv.append(flag)
-    argv += _precision(flat) + _fp8(flat) + _schedule(flat) + _data(flat) + _checkpoint(flat) + _recompute(flat) + _profile_ranks(flat)
-    argv += architecture_flags(flat.get("architecture"))
-    leftover = [name for name, value in flat.items()
-                if name not in PLAIN and name not in SWITCHES and name not in DERIVED and value != baseline.get(name)]
+    written: Set[str] = set()
+    groups_done: Set[str] = set()
+    for rule in MAPPED_RULES:
+        if rule.kind == "group":
+            if rule.group not in groups_done:
+                groups_done.add(rule.group)
+                words = GROUP_REVERSE[rule.group](flat, baseline)
+                argv += words
+                if words:  # a group that wrote nothing leaves its differing fields to the YAML
+                    written.update(GROUP_FIELDS[rule.group])
+        elif rule.kind in ("plain", "switch"):
+            words = _row_flags(rule, flat, baseline)
+            if words:
+                argv += words
+                written.update([rule.field] + [name for name, _ in rule.also])
+    leftover = [name for name, value in flat.items() if value != baseline.get(name) and name not in written]
     return argv, leftover
 
 
-def _dialect_baseline() -> Dict[str, Any]:
+def _row_flags(rule, flat, baseline) -> List[str]:
+    """The argv one plain or switch row writes for this config: nothing where the dialect already gives it."""
+    value = flat[rule.field]
+    if any(flat[name] != fixed for name, fixed in rule.also):
+        return []  # e.g. --data-path only for Megatron data (data_manager_type mg)
+    if rule.kind == "switch":
+        return [rule.flags[0]] if value == rule.value and baseline.get(rule.field) != rule.value else []
+    if value is None or value == baseline.get(rule.field):
+        return []
+    return [rule.flags[0]] + _words(rule.convert.backward(value))
+
+
+def _dialect_baseline(flat: Dict[str, Any]) -> Dict[str, Any]:
+    """What the Megatron dialect gives each field when no flag sets it (translate._merge)."""
     base = {name: value for part in config_to_sections(TrainConfig()).values() for name, value in part.items()}
     base.update(MEGATRON_DEFAULTS)
+    if flat["data_manager_type"] == "mg" and flat["dataset"]:
+        base["split"] = MEGATRON_DEFAULT_SPLIT  # Megatron's split once --data-path is given
     return base
 
 
@@ -88,12 +68,11 @@ def _words(value) -> List[str]:
     return [str(value)]
 
 
-def _precision(f):
-    out = {"bf16": ["--bf16"], "fp16": ["--fp16"], "fp32": []}[f["param_dtype"]]
-    return out + (["--grad-reduce-in-bf16"] if f["reduce_dtype"] == "bf16" else [])
+def _precision(f, base):
+    return {"bf16": ["--bf16"], "fp16": ["--fp16"]}.get(f["param_dtype"], [])
 
 
-def _fp8(f):
+def _fp8(f, base):
     """The --fp8-* flags; they mean something only with --fp8-format (quant_recipe mxfp8 stays in YAML)."""
     if not f["fp8_format"]:
         return []
@@ -113,8 +92,8 @@ def _steps_flag(value, gbs, iters_flag, samples_flag):
     return [samples_flag, str(round(value * gbs))]  # fractional steps came from a sample count
 
 
-def _schedule(f):
-    out = ["--lr-decay-style", LR_STYLE_FLAGS[f["lr_scheduler_type"]]] if f["lr_scheduler_type"] != "linear" else []
+def _steps(f, base):
+    out = ["--train-iters", str(f["max_steps"])] if f["max_steps"] and f["max_steps"] > 0 else []
     gbs = f["global_batch_size"] or 1
     for name, iters, samples in (("lr_decay_steps", "--lr-decay-iters", "--lr-decay-samples"),
                                  ("lr_warmup_steps", "--lr-warmup-iters", "--lr-warmup-samples"),
@@ -124,19 +103,43 @@ def _schedule(f):
     return out
 
 
-def _data(f):
-    out = []
-    if f["data_manager_type"] == "mg" and isinstance(f["dataset"], str) and f["dataset"]:
-        out += ["--data-path"] + f["dataset"].split() + ["--split", f["split"]]
-    for name, flag in (("train_data_path", "--train-data-path"), ("valid_data_path", "--valid-data-path"), ("test_data_path", "--test-data-path")):
-        if f[name]:
-            out += [flag] + f[name].split()
-    if f["stage"] == "sft":
-        out += ["--stage", "sft"]
+def _batch(f, base):
+    gbs = f["global_batch_size"]
+    return ["--global-batch-size", str(gbs)] if gbs is not None and gbs != base.get("global_batch_size") else []
+
+
+def _stage(f, base):
+    return ["--stage", f["stage"]] if f["stage"] == "sft" else []
+
+
+def _instruction(f, base):
+    out = ["--is-instruction-dataset"] if f["is_instruction_dataset"] else []
+    if f["template"] is not None and f["template"] != base.get("template"):
+        prompt_types = {ours: theirs for theirs, ours in PROMPT_TYPES.items()}
+        out += ["--prompt-type", prompt_types.get(f["template"], f["template"])]
+    if f["enable_thinking"] != base.get("enable_thinking"):
+        out += ["--enable-thinking", str(f["enable_thinking"]).lower()]
     return out
 
 
-def _checkpoint(f):
+def _lora(f, base):
+    """MindSpeed-LLM's LoRA flags; rank 16, alpha 32 and dropout 0 are its defaults, written only when they differ."""
+    if not f["lora_target_modules"]:
+        return []
+    out = ["--lora-target-modules"] + _words(f["lora_target_modules"])
+    for name, flag, default in (("lora_r", "--lora-r", 16), ("lora_alpha", "--lora-alpha", 32),
+                                ("lora_dropout", "--lora-dropout", 0.0)):
+        if f[name] != default:
+            out += [flag] + _words(f[name])
+    return out
+
+
+def _tokenizer(f, base):
+    model = f["tokenizer_model"]
+    return ["--tokenizer-model", model] if model is not None and model != base.get("tokenizer_model") else []
+
+
+def _load(f, base):
     if f["resume_from_checkpoint"] == "latest" and f["output_dir"]:
         return ["--load", f["output_dir"]]
     if f["model_name_or_path"]:
@@ -144,7 +147,16 @@ def _checkpoint(f):
     return []
 
 
-def _recompute(f):
+def _save_parts(f, base):
+    return [flag for name, flag in (("save_optim", "--no-save-optim"), ("save_rng", "--no-save-rng")) if not f[name]]
+
+
+def _nothing(f, base):
+    """Groups whose every value is what the dialect gives without flags (one choice only), or folded away."""
+    return []
+
+
+def _recompute(f, base):
     if not f["recompute"]:
         return []
     modules = f["recompute_modules"]
@@ -185,10 +197,6 @@ def _block_recompute(modules, layers):
     return []  # any other per-layer list stays in the YAML only
 
 
-def _profile_ranks(f):
-    return ["--profile-ranks"] + [str(r) for r in f["profile_ranks"]] if f["profile_ranks"] != [0] else []
-
-
 def architecture_flags(arch) -> List[str]:
     """Inverse of architecture.build_architecture."""
     if not arch:
@@ -227,3 +235,12 @@ def architecture_flags(arch) -> List[str]:
         if arch.get("mlp_only_layers"):
             out += _dense_layer_flags(arch["mlp_only_layers"], arch["num_hidden_layers"])
     return out  # the vocabulary comes back through --vocab-size / --padded-vocab-size / --tokenizer-type
+
+
+# Group name (mapping.GROUP_FIELDS) -> its inverse: (flat config, dialect baseline) -> argv.
+GROUP_REVERSE = {
+    "pipeline": _nothing, "batch": _batch, "steps": _steps, "cp": _nothing, "optimizer": _nothing,
+    "precision": _precision, "fp8": _fp8, "recompute": _recompute, "dataloader": _nothing, "stage": _stage,
+    "instruction": _instruction, "lora": _lora, "tokenizer": _tokenizer, "load": _load, "save_parts": _save_parts,
+    "architecture": lambda f, base: architecture_flags(f["architecture"]),
+}

@@ -5,15 +5,15 @@ on the command line. When any Megatron flag is given, every field the script lea
 unset takes Megatron-LM's default (the "megatron" dialect), so the script means what it
 meant under Megatron; otherwise the FSDP2 reference defaults apply.
 """
-from dataclasses import dataclass, field
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional
 
-from fsdp2_core.config import ConfigError, TrainConfig, build_config, coerce, read_yaml_values
+from fsdp2_core.config import ConfigError, build_config, coerce, read_yaml_values
 
 from . import groups
 from .architecture import ArchitectureError
 from .argv import parse_argv
 from .registry import rule_for, status_for
+from .report import ReportLine, Translation, TranslationResult
 
 # Megatron-LM's defaults for canonical fields whose FSDP2 default differs.
 MEGATRON_DEFAULTS: Dict[str, Any] = {
@@ -23,75 +23,9 @@ MEGATRON_DEFAULTS: Dict[str, Any] = {
     "param_dtype": "fp32", "reduce_dtype": "fp32", "eval_interval": None, "eval_iters": 100,
     "dataloader_num_workers": 2, "make_vocab_size_divisible_by": 128, "stage": "pt", "data_manager_type": "mg",
     "profile_step_start": 10, "profile_step_end": 12, "profile_ranks": [0], "dataloader_drop_last": True,
-    "create_attention_mask_in_dataloader": True,
+    "create_attention_mask_in_dataloader": True, "distributed_timeout_minutes": 10,
 }
 MEGATRON_DEFAULT_SPLIT = "969,30,1"  # Megatron's split when --data-path is given without --split
-
-
-@dataclass
-class ReportLine:
-    flag: str
-    value: Any
-    status: str
-    text: str
-
-    def render(self) -> str:
-        value = " ".join(map(str, self.value)) if isinstance(self.value, list) else ("" if self.value is True else str(self.value))
-        head = f"{self.flag} {value}".strip()
-        return f"  {head:<48} {self.status:<9} {self.text}"
-
-
-class Translation:
-    """Mutable state while translating: the flags given and the canonical values derived."""
-
-    def __init__(self, given: Dict[str, Any], world_size: Optional[int]):
-        self.given = given
-        self.world_size = world_size
-        self.values: Dict[str, Any] = {}
-        self.lines: List[ReportLine] = []
-        self.notes: List[str] = []
-        self.errors: List[str] = []
-        self.rejected: List[Tuple[str, str, str]] = []
-        self.current_flag: Optional[str] = None
-
-    def set(self, name: str, value: Any) -> None:
-        self.values[name] = value
-
-    def reject(self, flag: str, reason: str, replacement: str = "-") -> None:
-        self.rejected.append((flag, reason, replacement))
-        self.lines.append(ReportLine(flag, self.given.get(flag, True), "rejected",
-                                     reason + ("" if replacement in ("", "-") else f"; instead: {replacement}")))
-
-
-@dataclass
-class TranslationResult:
-    config: Optional[TrainConfig]
-    dialect: str
-    lines: List[ReportLine] = field(default_factory=list)
-    notes: List[str] = field(default_factory=list)
-    errors: List[str] = field(default_factory=list)
-    rejected: List[Tuple[str, str, str]] = field(default_factory=list)
-    unknown: List[Tuple[str, List[str]]] = field(default_factory=list)
-    values: Dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def ok(self) -> bool:
-        return self.config is not None and not self.rejected and not self.unknown and not self.errors
-
-    def problems(self) -> List[str]:
-        out = [f"unknown flag {flag}" + (f"; did you mean {', '.join(s)}?" if s else "; see `python tools/convert_args.py --list-flags`")
-               for flag, s in self.unknown]
-        out += [f"{flag} is not supported: {reason}" + ("" if rep in ("", "-") else f"; instead: {rep}")
-                for flag, reason, rep in self.rejected]
-        return out + self.errors
-
-    def report(self) -> str:
-        head = {"megatron": "dialect: megatron (Megatron flags given: fields the script leaves unset take Megatron-LM's defaults)",
-                "fsdp2": "dialect: fsdp2 (no Megatron flags: fields left unset take the FSDP2 reference defaults)"}[self.dialect]
-        parts = [head, "flags:"] + [line.render() for line in self.lines]
-        parts += [f"note: {n}" for n in self.notes]
-        parts += [f"error: {p}" for p in self.problems()]
-        return "\n".join(parts)
 
 
 def translate(argv: List[str], world_size: Optional[int] = None, entry: str = "pretrain_gpt.py",
@@ -126,26 +60,29 @@ def _apply_rules(t: Translation) -> None:
     for flag, value in t.given.items():
         rule = rule_for(flag)
         status = status_for(flag, value)
-        t.current_flag = flag
         if rule is None:
             t.errors.append(f"{flag}: known to the parser but missing from the registry (a bug; please report it)")
         elif status == "rejected":
             t.reject(flag, rule.target, rule.replacement)
         elif status == "absorbed":
             t.lines.append(ReportLine(flag, value, "absorbed", rule.target))
-        elif rule.apply is not None:
+        elif rule.kind in ("plain", "switch"):
             try:
-                rule.apply(value, t)
+                _apply_row(rule, value, t)
                 t.lines.append(ReportLine(flag, value, "mapped", rule.target))
             except ValueError as exc:
                 t.errors.append(f"{flag}: {exc}")
-        elif rule.group is None:
-            t.lines.append(ReportLine(flag, value, "mapped", rule.target))
-    t.current_flag = None
+
+
+def _apply_row(rule, value, t: Translation) -> None:
+    """A plain row sets its field to the (converted) value; a switch row to its value."""
+    t.set(rule.field, rule.convert.forward(value) if rule.kind == "plain" else rule.value)
+    for name, fixed in rule.also:
+        t.set(name, fixed)
 
 
 def _apply_groups(t: Translation) -> None:
-    for handler in groups.HANDLERS:
+    for handler in groups.HANDLERS.values():
         try:
             handler(t)
         except (ArchitectureError, ConfigError, ValueError) as exc:
@@ -186,7 +123,7 @@ def _coerced(t, raw: Dict[str, Any]) -> Dict[str, Any]:
 
 def _derive_batch_and_steps(t, values, dialect):
     try:
-        groups.derive_batch(t, values, dialect)
-        groups.derive_steps(t, values, dialect)
+        for derive in groups.LATE_HANDLERS.values():
+            derive(t, values, dialect)
     except (ConfigError, ValueError) as exc:
         t.errors.append(str(exc))

@@ -1,10 +1,8 @@
-"""Every flag of the three reference lists that the lead does not map is classified
-in megatron_compat/data/flag_status.tsv, exactly once, with a real reason."""
+"""Every flag of the reference lists that megatron_compat/mapping.py does not map is classified in
+megatron_compat/data/flag_status.tsv, exactly once, with a real reason."""
 import collections
 import csv
 import os
-
-import pytest
 
 from megatron_compat.mapping import MAPPED_RULES
 
@@ -18,7 +16,7 @@ MAX_ROWS_PER_REASON = 30  # a theme may share a sentence, but not hundreds of ro
 PLACEHOLDERS = {"todo", "tbd", "fixme", "n/a", "na", "none", "-", "?", "unknown", "xxx"}
 
 # The flags translated in Python (megatron_compat.mapping), which must not appear in the table.
-LEAD_MAPPED = frozenset(flag for rule in MAPPED_RULES for flag in rule.flags)
+PYTHON_ROWS = frozenset(flag for rule in MAPPED_RULES for flag in rule.flags)
 
 
 def _reference_spellings():
@@ -66,32 +64,43 @@ def test_every_unmapped_spelling_has_exactly_one_row():
     counts = collections.Counter(row[1] for row in ROWS)
     duplicated = sorted(flag for flag, n in counts.items() if n > 1)
     assert not duplicated, f"flags with more than one row: {duplicated}"
-    missing = sorted(REFERENCE - LEAD_MAPPED - set(counts))
+    missing = sorted(REFERENCE - PYTHON_ROWS - set(counts))
     assert not missing, f"flags without a row: {missing}"
     unknown = sorted(set(counts) - REFERENCE)
     assert not unknown, f"rows for flags that are in none of the reference lists: {unknown}"
 
 
 def test_no_mapped_flag_in_table():
-    mapped = sorted({row[1] for row in ROWS} & LEAD_MAPPED)
-    assert not mapped, f"the lead maps these; remove their rows: {mapped}"
+    mapped = sorted({row[1] for row in ROWS} & PYTHON_ROWS)
+    assert not mapped, f"mapping.py maps these; remove their rows: {mapped}"
 
 
-@pytest.mark.parametrize("number,flag,status,reason,replacement", ROWS, ids=[r[1] for r in ROWS])
-def test_row_is_well_formed(number, flag, status, reason, replacement):
+def _row_problem(number, flag, status, reason, replacement):
+    """What is wrong with one row, or None."""
     where = f"{TABLE}:{number} ({flag})"
-    assert flag.startswith("-") and " " not in flag, f"{where}: bad flag spelling"
-    assert status in STATUSES, f"{where}: status {status!r} not in {sorted(STATUSES)}"
-    assert reason == reason.strip() and len(reason) >= MIN_REASON_CHARS, f"{where}: reason too short"
-    assert reason.lower().strip(" .") not in PLACEHOLDERS, f"{where}: placeholder reason"
-    assert replacement == replacement.strip() and replacement, f"{where}: empty replacement cell"
+    if not flag.startswith("-") or " " in flag:
+        return f"{where}: bad flag spelling"
+    if status not in STATUSES:
+        return f"{where}: status {status!r} not in {sorted(STATUSES)}"
+    if reason != reason.strip() or len(reason) < MIN_REASON_CHARS:
+        return f"{where}: reason too short"
+    if reason.lower().strip(" .") in PLACEHOLDERS:
+        return f"{where}: placeholder reason"
+    if replacement != replacement.strip() or not replacement:
+        return f"{where}: empty replacement cell"
     if status == "absorbed":
-        assert replacement == "-", f"{where}: absorbed rows need no replacement, write '-'"
-    else:
-        # rejected, and absorbed-at-default (rejected when not at the default), must say what to do.
-        assert replacement != "-" and replacement.lower() not in PLACEHOLDERS, (
-            f"{where}: {status} rows need a replacement")
-        assert replacement != reason, f"{where}: replacement repeats the reason"
+        return None if replacement == "-" else f"{where}: absorbed rows need no replacement, write '-'"
+    # rejected, and absorbed-at-default (rejected when not at the default), must say what to do.
+    if replacement == "-" or replacement.lower() in PLACEHOLDERS:
+        return f"{where}: {status} rows need a replacement"
+    if replacement == reason:
+        return f"{where}: replacement repeats the reason"
+    return None
+
+
+def test_every_row_is_well_formed():
+    problems = [p for p in (_row_problem(*row) for row in ROWS) if p]
+    assert not problems, "\n".join(problems)
 
 
 def test_reasons_are_not_one_blanket_sentence():
@@ -108,9 +117,9 @@ def test_spot_checks():
     assert status["--use-distributed-optimizer"] == "absorbed"
     assert status["--overlap-grad-reduce"] == "absorbed"
     assert status["--attention-softmax-in-fp32"] == "absorbed"
-    assert "--fp8-format" not in status and status["--fp8-margin"] == "rejected"  # --fp8-format etc. are mapped (issue #8)
+    assert "--fp8-format" not in status and status["--fp8-margin"] == "rejected"  # --fp8-format etc. are mapped
     assert status["--multi-latent-attention"] == "rejected"
-    assert status["--lora-load"] == "rejected"  # --lora-r and --is-instruction-dataset are mapped (issue #10)
+    assert status["--lora-load"] == "rejected"  # --lora-r and --is-instruction-dataset are mapped
     assert status["--variable-seq-lengths"] == "absorbed"
     assert status["--input"] == "rejected"  # preprocess_data.py only
     assert status["--rotary-interleaved"] == "absorbed-at-default"

@@ -21,14 +21,21 @@ from typing import Callable, Optional
 
 import torch.distributed as dist
 
-from fsdp2_core.train.checkpoint_hooks import CheckpointHooks
+from fsdp2_core.models.lora import has_lora
 
-from fsdp2_core.models.lora import export_lora, has_lora
-
-from .hf_export import (DEFAULT_MAX_SHARD_BYTES, HF_DIR, TOKENIZER_DIR, export_checkpoint, export_model,
-                        hf_class_name, hf_tokenizer, inference_config)
-from .layout import CheckpointError, TRACKER, completeness, iter_dir, latest_complete, read_tracker
+from .hf_export import (
+    DEFAULT_MAX_SHARD_BYTES,
+    HF_DIR,
+    TOKENIZER_DIR,
+    export_checkpoint,
+    export_model,
+    hf_class_name,
+    hf_tokenizer,
+    inference_config,
+)
+from .layout import TRACKER, CheckpointError, completeness, iter_dir, latest_complete, read_tracker
 from .load import load_checkpoint, resolve
+from .lora_export import export_lora
 from .save import Saver
 from .signals import ExitSignals
 from .state import state_to_save
@@ -39,8 +46,9 @@ __all__ = ["Checkpointer", "CheckpointError", "export_checkpoint", "export_model
            "iter_dir", "latest_complete", "read_tracker", "completeness"]
 
 
-class Checkpointer(CheckpointHooks):
-    """The engine's checkpoint hooks; `run_training` builds one from the config unless given another."""
+class Checkpointer:
+    """The engine's checkpoint hooks (the protocol of fsdp2_core.train.checkpoint_hooks.CheckpointHooks); the entry
+    points hand one to `run_training`."""
 
     def __init__(self, cfg, hf_max_shard_bytes: int = DEFAULT_MAX_SHARD_BYTES):
         self.cfg = cfg

@@ -135,6 +135,7 @@ class ParallelArguments:
     reduce_dtype: DTYPE = _f("fp32", "Gradient reduction dtype (Megatron --grad-reduce-in-bf16 gives bf16).")
     num_to_forward_prefetch: int = _f(1, "Modules prefetched in forward.")
     num_to_backward_prefetch: int = _f(1, "Modules prefetched in backward.")
+    distributed_timeout_minutes: Optional[float] = _f(None, "Timeout of collectives in the default process group, in minutes (Megatron --distributed-timeout-minutes, whose default is 10); unset: PyTorch's default for the backend.", extension=True)
 
 
 LR_STYLES = Literal["cosine", "linear", "constant", "inverse_square_root", "wsd"]

@@ -62,6 +62,9 @@ def _check_parallel(cfg):
             errors.append(f"parallel.{name} must be >= 1, got {getattr(p, name)}")
     if p.fsdp_size is not None and p.fsdp_size < 1:
         errors.append(f"parallel.fsdp_size must be >= 1 (or unset to shard over every data-parallel rank), got {p.fsdp_size}")
+    if p.distributed_timeout_minutes is not None and p.distributed_timeout_minutes <= 0:
+        errors.append(f"parallel.distributed_timeout_minutes must be positive (or unset for PyTorch's default), "
+                      f"got {p.distributed_timeout_minutes}")
     if not p.fsdp_modules:
         errors.append("parallel.fsdp_modules must not be empty; the default is ['model.layers.{*}', 'model.embed_tokens', 'lm_head']")
     for name in ("num_to_forward_prefetch", "num_to_backward_prefetch"):

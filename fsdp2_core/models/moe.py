@@ -21,9 +21,10 @@ import types
 from typing import List, Optional
 
 import torch
-import torch.distributed as dist
 import torch.nn as nn
 from torch.distributed.tensor import DTensor
+
+from fsdp2_core.config import ConfigError
 
 
 def local(p: torch.Tensor) -> torch.Tensor:
@@ -58,6 +59,13 @@ def per_expert(bias: torch.Tensor, counts: torch.Tensor) -> torch.Tensor:
 
 
 # ---------------------------------------------------------------- dispatch
+
+def check_dispatcher(name: str, device_type: str) -> None:
+    if name == "mc2":
+        raise ConfigError(f"ep_dispatcher mc2 is Ascend's fused communication and matmul (torch_npu MC2 kernels); "
+                          f"this run is on {device_type}{' and this build does not drive the MC2 kernels yet' if device_type == 'npu' else ''}; "
+                          "use ep_dispatcher eager or fused")
+
 
 def permute(idx: torch.Tensor, num_experts: int):
     """(order of token-expert pairs sorted by expert, tokens per expert)."""
@@ -115,8 +123,11 @@ def aux_loss_coeff(config) -> float:
     return float(getattr(config, "router_aux_loss_coef", 0.0) or 0.0)
 
 
-def router_aux_loss(blocks, coeff: float, cp_group=None, cp_size: int = 1) -> Optional[torch.Tensor]:
-    """Σ over MoE layers of coeff · E · Σ_e P_e f_e for the last forward (None without routes or coeff)."""
+def router_aux_loss(blocks, coeff: float, cp_size: int = 1, cp_sum=None) -> Optional[torch.Tensor]:
+    """Σ over MoE layers of coeff · E · Σ_e P_e f_e for the last forward (None without routes or coeff).
+
+    With context parallelism each rank routed 1/cp_size of the tokens: `cp_sum(prob_sums, counts)` (handed in by
+    the loss, which owns the process groups) returns both summed over the cp ranks."""
     routes = [getattr(b, "_fsdp2_route", None) for b in blocks]
     if not coeff or not routes or any(r is None for r in routes):
         return None
@@ -126,9 +137,7 @@ def router_aux_loss(blocks, coeff: float, cp_group=None, cp_size: int = 1) -> Op
     counts = torch.stack([torch.bincount(idx.reshape(-1), minlength=num_experts).float() for _, idx in routes])
     tokens = routes[0][0].shape[0]
     if cp_size > 1:
-        from fsdp2_core.parallel.comm import all_reduce_sum
-        prob_sums = all_reduce_sum(prob_sums, cp_group)
-        dist.all_reduce(counts, group=cp_group)
+        prob_sums, counts = cp_sum(prob_sums, counts)
         tokens *= cp_size
     per_layer = (prob_sums / tokens * counts / (tokens * k)).sum(-1) * num_experts
     for b in blocks:

@@ -5,7 +5,7 @@ context parallelism still works through the attention interface). With it, the
 family's `install` reworks the model in place after it is built:
   - MoE blocks get our routing and token dispatch (`fsdp2_core.models.moe`), which
     expert parallelism plugs into, and Megatron's router auxiliary loss;
-  - attention through our core (`parallel/context_parallel.py`, no exchange at cp_size 1), so
+  - attention through our core (`models/attention.py`; context parallelism splits it), so
     packed samples keep documents apart at every cp size;
   - the fused-kernel hooks of `optimization` (`families/kernels.py`).
 
@@ -27,10 +27,13 @@ from typing import Callable, Dict, Optional, Tuple
 import torch.nn as nn
 
 from fsdp2_core.config import ConfigError
+from fsdp2_core.device import detect_device_type
 
+from .attention import install_attention
 from .families import gpt_oss, qwen3, qwen3_moe
 from .families.kernels import apply_kernel_hooks
 from .families.qwen3_next import apply_gdn_options
+from .moe import check_dispatcher
 
 log = logging.getLogger(__name__)
 
@@ -78,11 +81,8 @@ def install_family(model: nn.Module, cfg) -> Optional[Family]:
     if (p.ep_size > 1 or p.ep_fsdp_size > 1) and not family.experts:
         raise ConfigError(f"ep_size {p.ep_size}: model_id {family.model_id} has no experts; set ep_size 1")
     if family.experts and p.ep_dispatcher == "mc2":
-        from fsdp2_core.device import detect_device_type
-        from fsdp2_core.parallel.expert_parallel import check_dispatcher
         check_dispatcher("mc2", detect_device_type())
     family.install(model, cfg)
-    from fsdp2_core.parallel.context_parallel import install_attention
     install_attention(model)  # our attention core (what context parallelism splits), packed documents kept apart
     applied = apply_kernel_hooks(model, cfg)
     model._fsdp2_family = family.model_id

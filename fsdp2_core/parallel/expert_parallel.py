@@ -28,7 +28,7 @@ from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
 from torch.distributed.tensor import Shard, distribute_tensor
 
 from fsdp2_core.config import ConfigError
-from fsdp2_core.models.moe import combine, permute
+from fsdp2_core.models.moe import check_dispatcher, combine, permute
 
 from .comm import all_to_all, exchange_counts
 from .patterns import matching_modules
@@ -57,13 +57,6 @@ class AllToAllDispatcher:
         y = y.index_select(0, torch.argsort(by_expert))          # back to source-major
         returned = all_to_all(y, self.group, in_splits, out_splits)
         return combine(returned, order, weights, tokens, k)
-
-
-def check_dispatcher(name: str, device_type: str) -> None:
-    if name == "mc2":
-        raise ConfigError(f"ep_dispatcher mc2 is Ascend's fused communication and matmul (torch_npu MC2 kernels); "
-                          f"this run is on {device_type}{' and this build does not drive the MC2 kernels yet' if device_type == 'npu' else ''}; "
-                          "use ep_dispatcher eager or fused")
 
 
 def expert_modules(model: nn.Module, patterns) -> List[nn.Module]:

@@ -80,15 +80,19 @@ def build_parallel_model(cfg, device, mesh, tokenizer=None):
     return model
 
 
-def run_training(cfg, datasets: Optional[Sequence] = None, checkpoint: Optional[CheckpointHooks] = None,
+def run_training(cfg, datasets: Optional[Sequence] = None, *, checkpoint: CheckpointHooks,
                  print_fn: Optional[Callable[[str], None]] = None, peak_tflops: Optional[float] = None) -> dict:
     """Train per `cfg`. `datasets` = (train, valid, test) overrides the configured data (tests, tools).
+
+    `checkpoint` is what saves and resumes: the entry points hand the engine's
+    `fsdp2_core.checkpoint.Checkpointer(cfg)`; `CheckpointHooks()` trains without checkpoints. It is an
+    argument because checkpointing sits beside training, not below it (docs/architecture.md).
 
     Returns a summary: final iteration, consumed samples, per-iteration losses / grad norms / learning
     rates, validation and test losses, skipped and NaN iteration counts, last throughput figures.
     """
     created_group = not dist.is_initialized()
-    device = init_distributed()
+    device = init_distributed(timeout_minutes=cfg.parallel.distributed_timeout_minutes)
     rank, world = dist.get_rank(), dist.get_world_size()
     print_fn = print_fn or (lambda s: print(s, flush=True) if rank == 0 else None)
     t = cfg.training
@@ -113,9 +117,6 @@ def run_training(cfg, datasets: Optional[Sequence] = None, checkpoint: Optional[
     schedule = build_schedule(t, train_iters, gbs)
 
     state = TrainState()
-    if checkpoint is None:
-        from fsdp2_core.checkpoint import Checkpointer  # imported here: it builds on this package
-        checkpoint = Checkpointer(cfg)
     hooks = checkpoint
     if hasattr(hooks, "setup"):
         hooks.setup(device=device, tokenizer=tokenizer, train_iters=train_iters, global_batch=gbs,

@@ -26,6 +26,10 @@ import torch.nn.functional as F
 from torch.distributed.fsdp import register_fsdp_forward_method
 from torch.utils.checkpoint import checkpoint
 
+from fsdp2_core.models.attention import split_inputs
+from fsdp2_core.models.moe import aux_loss_coeff, router_aux_loss
+from fsdp2_core.parallel.comm import all_reduce_sum
+
 
 def backbone_of(model: nn.Module) -> nn.Module:
     """The transformer without its output head (LlamaModel, GPT2Model, ...)."""
@@ -48,7 +52,6 @@ def lm_loss_sums(model: nn.Module, tokens: torch.Tensor, labels: torch.Tensor, l
     cp = getattr(model, "_fsdp2_cp", None)
     extra = {}
     if cp is not None:
-        from fsdp2_core.parallel.context_parallel import split_inputs
         tokens, labels, loss_mask, position_ids, extra = split_inputs(cp, tokens, labels, loss_mask, position_ids,
                                                                       attention_mask)
         attention_mask = None
@@ -72,10 +75,16 @@ def lm_loss_sums(model: nn.Module, tokens: torch.Tensor, labels: torch.Tensor, l
                                        mask[:, start:end], use_reentrant=False)
     count = mask.sum()
     if cp is not None and cp.size > 1:
-        from fsdp2_core.parallel.comm import all_reduce_sum
         total = all_reduce_sum(total, cp.group)
         count = all_reduce_sum(count.detach(), cp.group)
     return total, count
+
+
+def _sum_over(group, prob_sums, counts):
+    """The router statistics summed over the context-parallel ranks (the probabilities differentiably)."""
+    counts = counts.clone()
+    torch.distributed.all_reduce(counts, group=group)
+    return all_reduce_sum(prob_sums, group), counts
 
 
 def _plain_aux_coeff(model) -> float:
@@ -89,8 +98,9 @@ def _plain_aux_coeff(model) -> float:
 def _aux_loss(model, cp, out, plain_coeff: float, attention_mask):
     blocks = getattr(model, "_fsdp2_moe_blocks", None)
     if blocks:
-        from fsdp2_core.models.moe import aux_loss_coeff, router_aux_loss
-        return router_aux_loss(blocks, aux_loss_coeff(model.config), cp.group if cp else None, cp.size if cp else 1)
+        split = cp.size > 1 if cp is not None else False
+        return router_aux_loss(blocks, aux_loss_coeff(model.config), cp.size if split else 1,
+                               (lambda probs, counts: _sum_over(cp.group, probs, counts)) if split else None)
     router_logits = getattr(out, "router_logits", None)
     if not plain_coeff or not router_logits:
         return None

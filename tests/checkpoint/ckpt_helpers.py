@@ -12,44 +12,46 @@ import torch
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
 
-from fsdp2_core.testing.spawn import free_port, spawn
+from fsdp2_core.testing.spawn import free_port, spawn_runs
 from fsdp2_core.testing.tiny import datasets, tiny_config
 
 
-def run_sequence(tmp, runs):
-    """On every rank: run_training once per (name, overrides, env, hooks factory, port); output dir tmp/<out>.
-
-    Returns {name: summary, or the error text when the run raised}.
-    """
+def run_one(run):
+    """On every rank: one run_training, run = (output dir, overrides, env, hooks factory); its summary, or the
+    error text when it raised (the tests inspect it). Without a factory the engine's Checkpointer saves."""
     import torch.distributed as dist
 
+    from fsdp2_core.checkpoint import Checkpointer
     from fsdp2_core.train import run_training
-    out = {}
-    for name, over, env, make_hooks, port in runs:
-        os.environ["MASTER_PORT"] = str(port)
-        saved = {k: os.environ.get(k) for k in env}
-        os.environ.update({k: str(v) for k, v in env.items()})
-        over = dict(over)
-        cfg = tiny_config(os.path.join(str(tmp), over.pop("out", name)), **over)
-        try:
-            hooks = make_hooks(cfg) if make_hooks else None
-            out[name] = run_training(cfg, datasets=datasets(), checkpoint=hooks, print_fn=lambda s: None)
-        except Exception as exc:  # noqa: BLE001  (the test inspects it)
-            out[name] = f"{type(exc).__name__}: {exc}"
-            if dist.is_initialized():
-                dist.destroy_process_group()
-        finally:
-            for k, v in saved.items():
-                if v is None:
-                    os.environ.pop(k, None)
-                else:
-                    os.environ[k] = v
-    return out
+    out_dir, over, env, make_hooks = run
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update({k: str(v) for k, v in env.items()})
+    cfg = tiny_config(out_dir, **over)
+    try:
+        hooks = make_hooks(cfg) if make_hooks else Checkpointer(cfg)
+        return run_training(cfg, datasets=datasets(), checkpoint=hooks, print_fn=lambda s: None)
+    except Exception as exc:  # noqa: BLE001  (the test inspects it)
+        if dist.is_initialized():
+            dist.destroy_process_group()
+        return f"{type(exc).__name__}: {exc}"
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
 
 
 def spawn_sequence(world, tmp, runs, timeout=400):
-    """runs: [(name, overrides, env, hooks factory)] in order on `world` gloo ranks; every rank's results."""
-    return spawn(world, run_sequence, str(tmp), [(*r, free_port()) for r in runs], timeout=timeout)
+    """runs: [(name, overrides, env, hooks factory)] in order on `world` gloo ranks; output dir tmp/<out or name>.
+
+    Returns every rank's {name: summary or error text}."""
+    prepared = []
+    for name, over, env, make_hooks in runs:
+        over = dict(over)
+        prepared.append((os.path.join(str(tmp), over.pop("out", name)), over, env, make_hooks))
+    per_rank = spawn_runs(world, run_one, prepared, timeout=timeout)
+    return [dict(zip([r[0] for r in runs], results)) for results in per_rank]
 
 
 # ---------------------------------------------------------------- launched rank processes (real entry point)

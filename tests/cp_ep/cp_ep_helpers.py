@@ -3,7 +3,7 @@ import os
 
 import numpy as np
 
-from fsdp2_core.testing.spawn import free_port, spawn
+from fsdp2_core.testing.spawn import spawn_runs
 from fsdp2_core.testing.tiny import VOCAB, SyntheticDataset, tiny_config
 
 QWEN3 = {"model_type": "qwen3", "hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2,
@@ -55,29 +55,30 @@ def mixtral_from_megatron_flags() -> dict:
     return arch
 
 
-def run_layouts(tmp, runs):
-    """On every rank: run_training once per (overrides, port, packed), without checkpoints; the summaries."""
-    from fsdp2_core.train import run_training
-    from fsdp2_core.train.checkpoint_hooks import CheckpointHooks
-    out = []
-    for i, (over, port, packed) in enumerate(runs):
-        os.environ["MASTER_PORT"] = str(port)
-        cfg = tiny_config(os.path.join(str(tmp), f"run{i}"), **over)
-        out.append(run_training(cfg, datasets=datasets(packed), checkpoint=CheckpointHooks(), print_fn=lambda s: None))
-    return out
+def run_layout(run):
+    """On every rank: one run_training without checkpoints, run = (output dir, overrides, packed); its summary."""
+    from fsdp2_core.train import CheckpointHooks, run_training
+    out_dir, over, packed = run
+    cfg = tiny_config(out_dir, **over)
+    return run_training(cfg, datasets=datasets(packed), checkpoint=CheckpointHooks(), print_fn=lambda s: None)
 
 
 def spawn_layouts(world, tmp, runs, timeout=600):
     """runs: [(overrides, packed)]; rank 0's summaries."""
-    return spawn(world, run_layouts, str(tmp), [(o, free_port(), p) for o, p in runs], timeout=timeout)[0]
+    runs = [(os.path.join(str(tmp), f"run{i}"), over, packed) for i, (over, packed) in enumerate(runs)]
+    return spawn_runs(world, run_layout, runs, timeout=timeout)[0]
 
 
-def run_checkpointed(tmp, runs):
-    """On every rank: run_training with the engine's checkpointing, per (overrides, port, out dir name)."""
+def run_checkpointed(run):
+    """On every rank: one run_training with the engine's checkpointing, run = (output dir, overrides)."""
+    from fsdp2_core.checkpoint import Checkpointer
     from fsdp2_core.train import run_training
-    out = []
-    for over, port, name in runs:
-        os.environ["MASTER_PORT"] = str(port)
-        cfg = tiny_config(os.path.join(str(tmp), name), **over)
-        out.append(run_training(cfg, datasets=datasets(True), print_fn=lambda s: None))
-    return out
+    out_dir, over = run
+    cfg = tiny_config(out_dir, **over)
+    return run_training(cfg, datasets=datasets(True), checkpoint=Checkpointer(cfg), print_fn=lambda s: None)
+
+
+def spawn_checkpointed(world, tmp, runs, timeout=600):
+    """runs: [(overrides, output dir name)] in order; every rank's summaries."""
+    runs = [(os.path.join(str(tmp), name), over) for over, name in runs]
+    return spawn_runs(world, run_checkpointed, runs, timeout=timeout)

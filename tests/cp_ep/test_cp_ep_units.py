@@ -93,21 +93,19 @@ def test_errors_say_what_to_change():
         build(QWEN3_MOE, model_id="qwen3_moe", ep_dispatcher="mc2")
     with pytest.raises(ConfigError, match="use_triton_gdn applies to Gated DeltaNet"):
         build(QWEN3, use_triton_gdn=True)
-    from fsdp2_core.parallel.context_parallel import (
-        ContextParallel,
-        check_heads,
-        split_inputs,
-    )
+    from fsdp2_core.models.attention import SequenceSplit, split_inputs
+    from fsdp2_core.parallel.context_parallel import check_heads
     model = build(QWEN3)
     with pytest.raises(ConfigError, match="do not divide by 3"):
         check_heads(model.config, 3)
     check_heads(model.config, 4)  # 2 KV heads for 4 ranks: replicated, allowed
     with pytest.raises(ConfigError, match="not divisible by cp_size 3"):
-        split_inputs(ContextParallel(None, 0, 3), *(torch.zeros(1, 32, dtype=torch.long),) * 3)
+        split_inputs(SequenceSplit(None, 0, 3), *(torch.zeros(1, 32, dtype=torch.long),) * 3)
 
 
 def test_kv_heads_replicated_for_cp_keep_their_query_heads():
-    from fsdp2_core.parallel.context_parallel import _replicate_kv, core_attention
+    from fsdp2_core.models.attention import core_attention
+    from fsdp2_core.parallel.context_parallel import _replicate_kv
     q, k, v = torch.randn(1, 8, 6, 4), torch.randn(1, 2, 6, 4), torch.randn(1, 2, 6, 4)
     full = core_attention(q, k, v, 0.5)
     k4, v4 = _replicate_kv(k, 4), _replicate_kv(v, 4)  # 2 -> 4 KV heads; rank r gets q heads 2r..2r+1, kv head r

@@ -7,9 +7,10 @@ from fsdp2_core.testing.tiny import datasets, tiny_config
 
 def run_layout(run):
     """One run_training on every rank: run = (output dir, overrides, ragged_mask); its summary."""
-    from fsdp2_core.train import run_training
+    from fsdp2_core.train import CheckpointHooks, run_training
     out_dir, over, ragged = run
-    return run_training(tiny_config(out_dir, **over), datasets=datasets(ragged), print_fn=lambda s: None)
+    return run_training(tiny_config(out_dir, **over), datasets=datasets(ragged), checkpoint=CheckpointHooks(),
+                        print_fn=lambda s: None)
 
 
 def spawn_layouts(world, tmp, runs, timeout=300):

@@ -3,7 +3,7 @@ import os
 
 import numpy as np
 
-from fsdp2_core.testing.spawn import free_port, spawn
+from fsdp2_core.testing.spawn import spawn_runs
 from fsdp2_core.testing.tiny import SEQ, tiny_config
 
 
@@ -24,24 +24,24 @@ class CountingDataset:
                 "position_ids": np.arange(self.seq, dtype=np.int64)}
 
 
-def run_all(tmp, runs):
+def run_one(run):
+    """On every rank: one run_training (no checkpoints), with the kernels that ran and the graphs compiled."""
+    from torch._dynamo.utils import counters
+
     from fsdp2_core.kernels import restore_rotary, select
-    from fsdp2_core.train import run_training
-    out = []
-    for i, (over, port) in enumerate(runs):
-        os.environ["MASTER_PORT"] = str(port)
-        cfg = tiny_config(os.path.join(str(tmp), f"run{i}"), **over)
-        select.reset()
-        from torch._dynamo.utils import counters
-        counters.clear()
-        summary = run_training(cfg, datasets=(CountingDataset(64),), print_fn=lambda s: None)
-        summary["kernels_ran"] = {f"{k}:{impl}": n for (k, impl), n in select.RAN.items()}
-        summary["compiled_graphs"] = counters["stats"]["unique_graphs"]
-        restore_rotary()  # the rotary patch is module-wide: undo it before the next run
-        out.append(summary)
-    return out
+    from fsdp2_core.train import CheckpointHooks, run_training
+    out_dir, over = run
+    cfg = tiny_config(out_dir, **over)
+    select.reset()
+    counters.clear()
+    summary = run_training(cfg, datasets=(CountingDataset(64),), checkpoint=CheckpointHooks(), print_fn=lambda s: None)
+    summary["kernels_ran"] = {f"{k}:{impl}": n for (k, impl), n in select.RAN.items()}
+    summary["compiled_graphs"] = counters["stats"]["unique_graphs"]
+    restore_rotary()  # the rotary patch is module-wide: undo it before the next run
+    return summary
 
 
 def train_runs(world, tmp, overrides, timeout=400):
     """Rank 0's summaries of one run_training per overrides dict."""
-    return spawn(world, run_all, str(tmp), [(o, free_port()) for o in overrides], timeout=timeout)[0]
+    runs = [(os.path.join(str(tmp), f"run{i}"), over) for i, over in enumerate(overrides)]
+    return spawn_runs(world, run_one, runs, timeout=timeout)[0]

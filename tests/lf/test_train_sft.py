@@ -20,9 +20,9 @@ def _train(doc):
     calls = []
     inner = lf_build.prepare
     lf_build.prepare = lambda *a, **k: (calls.append(1), inner(*a, **k))[1]
-    from fsdp2_core.train import run_training
+    from fsdp2_core.train import CheckpointHooks, run_training
     flat = {k: v for section in doc.values() for k, v in section.items()}
-    summary = run_training(build_config(flat), print_fn=lambda s: None)
+    summary = run_training(build_config(flat), checkpoint=CheckpointHooks(), print_fn=lambda s: None)
     return summary, len(calls)
 
 
