@@ -37,12 +37,14 @@ def test_corpus_script_converts_to_expected_config(name, tmp_path):
     if EXPECTED[name].get("script_args"):
         argv += ["--"] + EXPECTED[name]["script_args"]
     code, out, err = run_convert(argv)
-    if "refused" in expected or "refused_entry" in expected:
+    if "refused" in expected or "refused_entry" in expected or "refused_launcher" in expected:
         assert code == 1 and not yaml_out.exists() and not script_out.exists()
         for flag in expected.get("refused", []):
             assert flag in err
         if "refused_entry" in expected:
             assert f"entry point {expected['refused_entry']}" in err
+        if "refused_launcher" in expected:
+            assert f"{expected['refused_launcher']} starts MindSpore processes" in err
         return
     if "already_fsdp2" in expected:
         assert code == 0 and "nothing to convert" in out and not yaml_out.exists()
@@ -55,6 +57,8 @@ def test_corpus_script_converts_to_expected_config(name, tmp_path):
     assert new.entry_name == "train_fsdp2.py" and new.argv == [str(yaml_out)]
     old = read_launch_script(open(os.path.join(SCRIPTS, name)).read(), EXPECTED[name].get("script_args", []), name)
     assert new.world_size == old.world_size
+    assert [s.kind for s in new.wrappers] == [s.kind for s in old.wrappers]  # srun stays srun, mpirun mpirun
+    assert f"world size {old.world_size or 'unknown'} ({old.world_size_source})" in out
     assert "mapped" in out and "dialect: megatron" in out
 
 

@@ -4,30 +4,45 @@
 small tree (simple commands, pipelines, `&&`/`||` chains, `if/elif/else`,
 `{ }` / `( )` groups, functions) and evaluates that tree in a pretend shell:
 assignments, `export`, parameter expansion, `$(( ))` arithmetic, `[ ]`/`[[ ]]`
-tests, arrays and bash's word splitting are evaluated; nothing is executed.
-What cannot be evaluated without running something (command substitution,
-`source`, loops, `eval`, file tests, ...) is left as literal text and reported
-in `LaunchScript.warnings` with its line number.
+tests, arrays, bash's word splitting, `eval` and `bash -c` strings are
+evaluated; nothing is executed. What cannot be evaluated without running
+something (command substitution, `source`, loops, file tests, ...) is left as
+literal text and reported in `LaunchScript.warnings` with its line number.
 
-The launch line is the command that starts `torchrun`, `python -m
-torch.distributed.launch|run` or `python SCRIPT.py` on the path the script
-actually takes. When several run, a distributed launcher wins over plain
-python, and among equals the last one wins (a preprocessing step usually comes
-before training); the others are reported as warnings.
+The launch line is the command that starts the training script on the path the
+script actually takes, through any launchers of launchers.py: `torchrun`,
+`python -m torch.distributed.launch|run`, `deepspeed`, `msrun`, or
+`python SCRIPT.py` under `srun`, `mpirun`/`mpiexec`, `numactl`, `uv run`, ...
+When several run, a distributed launch wins over plain python, and among
+equals the last one wins (a preprocessing step usually comes before training);
+the others are reported as warnings.
 """
 from __future__ import annotations
 
 import os
 import re
+import shlex
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Mapping, Sequence
 
 from .evaluate import Exit, Shell
+from .launchers import (PER_RANK, PYTHON, SPAWNER, SRUN, LauncherSpec, match_launcher, option_key,
+                        parse_options)
 from .lex import Lexer
 from .parse import Parser
-from .result import LaunchScript, ShellReadError
+from .result import LaunchScript, ShellReadError, Stage
 
-_BOOLEAN_LAUNCHER_FLAGS = {"standalone", "no_python", "module", "m", "use_env", "run_path", "help", "h"}
+# Options that decide the world size or where the ranks meet: a lost value here changes the launch.
+_WORLD_KEYS = {"nproc_per_node", "nnodes", "np", "npernode", "ntasks", "nodes", "ntasks_per_node", "num_gpus",
+               "num_nodes", "include", "worker_num"}
+_RENDEZVOUS_KEYS = {"node_rank", "master_addr", "master_port", "rdzv_endpoint"}
+_TORCHRUN_KINDS = {"torchrun", "torch.distributed.run", "torch.distributed.launch"}
+# Variables a scheduler or MPI launcher sets in the job's environment
+SCHEDULER_VARIABLE = re.compile(r"(SLURM|SLURMD|OMPI|PMI|PMIX|PALS|PBS|LSB|COBALT|MV2|SGE)_\w+|JOB_ID|NHOSTS|NSLOTS|"
+                                r"PE_HOSTFILE")
+_REFERENCE = re.compile(r"\$\{?([A-Za-z_][A-Za-z0-9_]*)")
+_SBATCH = re.compile(r"^#SBATCH\s+(.*)$", re.M)
+_DIRECTIVE = re.compile(r"^#(SBATCH|PBS|BSUB|\$|COBALT|FLUX:)\s.*$", re.M)  # batch schedulers' option lines
 
 
 @dataclass
@@ -36,65 +51,205 @@ class Launch:
     result: LaunchScript
 
 
-def as_launch(shell: Shell, fields: list[str], temp_env: dict, line: int) -> Launch | None:
-    """The launch this command is, if it starts training: torchrun, python -m torch.distributed.*, python X.py."""
-    name = os.path.basename(fields[0])
-    rest = fields[1:]
-    if name == "torchrun":
-        kind, priority = "torchrun", 2
-    elif re.fullmatch(r"python(\d+(\.\d+)?)?", name):
-        python_opts, k = [], 0
-        while k < len(rest) and rest[k].startswith("-"):
-            opt = rest[k]
-            if opt in ("-c", "-"):
-                return None
-            if opt == "-m":
-                module = rest[k + 1] if k + 1 < len(rest) else ""
-                if module not in ("torch.distributed.launch", "torch.distributed.run"):
-                    return None
-                kind, priority, rest = module, 2, rest[k + 2:]
-                break
-            python_opts.append(opt)
-            if opt in ("-W", "-X") and k + 1 < len(rest):
-                python_opts.append(rest[k + 1])
+@dataclass
+class _Culprit:
+    name: str              # the variable that expanded to nothing
+    live: str | None       # what the value is at run time, e.g. "$SLURM_NNODES"; None if the script empties it
+    because: str           # why it is empty, in words
+    unset: tuple = ()      # the variables the script never sets that it comes from (give them with --set)
+
+    @property
+    def scheduler(self) -> bool:
+        return bool(self.live) and any(SCHEDULER_VARIABLE.fullmatch(n) for n in _REFERENCE.findall(self.live))
+
+
+def sbatch_directives(text: str) -> dict[str, str]:
+    """The `#SBATCH` options of a batch script that size the job (nodes, ntasks, ntasks_per_node)."""
+    words = []
+    for directive in _SBATCH.findall(text):
+        try:
+            words += shlex.split(directive, comments=True)
+        except ValueError:
+            continue
+    return parse_options(SRUN, words, lambda k: False).values if words else {}
+
+
+class Recognizer:
+    """Sees every command the pretend shell runs and keeps those that launch training."""
+
+    def __init__(self, text: str):
+        self.sbatch = sbatch_directives(text)
+        self.context: list[tuple[LauncherSpec, Stage]] = []  # launchers around the command looked at, outermost first
+        self.launches: list[Launch] = []
+
+    def on_command(self, shell: Shell, fields: list[str], temp_env: dict, line: int) -> None:
+        matched = match_launcher(fields)
+        if matched is None:
+            self._python_script(shell, fields, temp_env, line)
+            return
+        spec, n = matched
+        vanished = lambda k: bool(shell.words.at(fields, n + k)[1])  # noqa: E731
+        parsed = parse_options(spec, fields[n:], vanished)
+        templated = [_templated(shell, fields, n + i, line) for i in range(len(parsed.args))]
+        if templated != parsed.args:  # options that used unset variables keep them for run time: hostfile_$JOB_ID
+            parsed = parse_options(spec, templated + parsed.rest, vanished)
+        values, args = dict(parsed.values), list(parsed.args)
+        for token, k, at in reversed(parsed.missing):  # from the end, so the indexes into args stay right
+            live = self._lost_value(shell, spec, fields, n, token, k, values, line)
+            empty_word = at + 1 < len(args) and args[at + 1] == ""  # --opt "$EMPTY": the empty word was taken
+            if "=" in token:
+                args[at] = token + (live or "")
+            elif empty_word:
+                args[at + 1] = live or ""
+            elif live:
+                args.insert(at + 1, live)
+            else:
+                del args[at]
+        stage = Stage(spec.kind, fields[:n], args, line, values)
+        if not parsed.rest:
+            shell.warn(line, f"{spec.kind} without a command to run; not taken as the launch line")
+            return
+        if spec.role == SPAWNER and not (spec.no_python and spec.no_python in values):
+            self._record(shell, spec, stage, parsed.rest[0], parsed.rest[1:], temp_env, line)
+            return
+        self.context.append((spec, stage))
+        try:
+            shell.run_command(list(parsed.rest), dict(temp_env), line)
+        finally:
+            self.context.pop()
+
+    def _python_script(self, shell: Shell, fields: list[str], temp_env: dict, line: int) -> None:
+        if not PYTHON.fullmatch(os.path.basename(fields[0])):
+            return
+        k, options = 1, []
+        while k < len(fields) and fields[k].startswith("-"):
+            if fields[k] in ("-c", "-", "-m"):
+                return
+            options.append(fields[k])
+            if fields[k] in ("-W", "-X") and k + 1 < len(fields):
+                options.append(fields[k + 1])
                 k += 1
             k += 1
-        else:
-            if k >= len(rest):
-                return None
-            return Launch(1, make_launch(shell, "python", python_opts, rest[k], rest[k + 1:],
-                                               temp_env, line))
-    else:
-        return None
-    k, launcher_args = 0, []
-    while k < len(rest) and rest[k].startswith("-"):
-        opt = rest[k]
-        launcher_args.append(opt)
-        key = opt.lstrip("-").replace("-", "_")
-        if "=" not in opt and key not in _BOOLEAN_LAUNCHER_FLAGS and k + 1 < len(rest):
-            launcher_args.append(rest[k + 1])
-            k += 1
-        k += 1
-    if k >= len(rest):
-        shell.warn(line, f"{kind} without a script to run; not taken as the launch line")
-        return None
-    return Launch(priority, make_launch(shell, kind, launcher_args, rest[k], rest[k + 1:], temp_env, line))
+        if k < len(fields):
+            self._record(shell, None, Stage("python", fields[:1], options, line), fields[k], fields[k + 1:],
+                         temp_env, line)
 
-def make_launch(shell: Shell, kind, launcher_args, entry, argv, temp_env, line) -> LaunchScript:
-    opts: dict[str, str] = {}
-    k = 0
-    while k < len(launcher_args):
-        opt = launcher_args[k]
-        key, eq, value = opt.lstrip("-").partition("=")
-        key = key.replace("-", "_")
-        if not eq and k + 1 < len(launcher_args) and key not in _BOOLEAN_LAUNCHER_FLAGS:
-            value = launcher_args[k + 1]
-            k += 1
-        opts[key] = value
-        k += 1
-    master_addr, master_port = opts.get("master_addr"), opts.get("master_port")
-    if "rdzv_endpoint" in opts and ":" in opts["rdzv_endpoint"]:
-        host, _, port = opts["rdzv_endpoint"].rpartition(":")
+    def _record(self, shell, spec: LauncherSpec | None, stage: Stage, entry: str, argv: list[str], temp_env, line):
+        wrappers = list(self.context)
+        spawner = next((i for i, (s, _) in enumerate(wrappers) if s.role == SPAWNER), None)
+        if spec is None and spawner is not None:  # deepspeed --no_python ... python X.py: deepspeed starts the ranks
+            spec, stage = wrappers[spawner]
+            wrappers = wrappers[:spawner]
+        if spec is not None and re.fullmatch(r"-?\d+", entry):
+            raise ShellReadError(f"{shell.path}:{line}: {spec.kind} would run '{entry}', which is not a script: "
+                                 f"an option before it has lost its value (an empty variable?)")
+        world, source = _world(spec, stage, wrappers, self.sbatch)
+        result = make_launch(shell, stage, entry, argv, temp_env, line, [s for _, s in wrappers], world, source)
+        distributed = spec is not None or any(s.role == PER_RANK for s, _ in wrappers)
+        self.launches.append(Launch(2 if distributed else 1, result))
+
+    def _lost_value(self, shell: Shell, spec: LauncherSpec, fields, n, token, k, values, line) -> str | None:
+        """An option whose value expanded to nothing: name the variable, and keep it as a run-time reference
+        when the variable comes from the environment (a scheduler's, or the caller's). Returns that reference."""
+        key = spec.canonical(option_key(token))
+        culprit = _find_culprit(shell, fields, n + k, token)
+        what = f"{spec.kind} {token} (line {line})"
+        if culprit is not None and culprit.live:
+            values[key] = culprit.live
+            origin = "set by the scheduler at run time" if culprit.scheduler else "taken from the environment"
+            shell.warn(line, f"{what} has no value here: {culprit.because}; it is {origin}, and the new script "
+                             f"reads {culprit.live} the same way (to fix it now: tools/convert_args.py "
+                             f"{' '.join(f'--set {n}=VALUE' for n in culprit.unset)})")
+            return culprit.live
+        if key not in _WORLD_KEYS | _RENDEZVOUS_KEYS:
+            shell.warn(line, f"{what} has no value" + (f": {culprit.because}" if culprit else "") +
+                       "; the option is left out")
+            return None
+        if culprit is not None:
+            raise ShellReadError(f"{shell.path}:{line}: {what} has no value: {culprit.because}. Give "
+                                 f"{culprit.name} a value in the script")
+        unset = sorted({w.message.split()[1] for w in shell.warnings
+                        if w.message.startswith("variable $") and "is not set" in w.message})
+        hint = f" (variables the script uses without setting them: {', '.join(unset)})" if unset else ""
+        raise ShellReadError(f"{shell.path}:{line}: {what} has no value: the variable that gives it expanded to "
+                             f"nothing{hint}. Set it in the script, or pass it to tools/convert_args.py with "
+                             f"--set NAME=VALUE")
+
+
+def live_text(template: str) -> str:
+    """`\x00NAME\x00` markers of unset variables written as run-time references: $NAME, ${NAME}x."""
+    live = re.sub(r"\x00(\w+)\x00", lambda m: "${" + m.group(1) + "}", template)
+    return re.sub(r"\$\{(\w+)\}(?!\w)", r"$\1", live)
+
+
+def _templated(shell: Shell, fields: list[str], position: int, line: int) -> str:
+    """fields[position], with the unset variables its word used kept as run-time references."""
+    origin = shell.words.at(fields, position)[0]
+    template = shell.template_word(origin, line) if origin and "$" in origin else None
+    return live_text(template) if template is not None else fields[position]
+
+
+def _find_culprit(shell: Shell, fields: list[str], position: int, token: str) -> _Culprit | None:
+    """The variable whose empty value left `token` without one: a word that vanished right after the option
+    (`--nnodes $NNODES`), or the `$NAME` that follows the option in the text the option came from
+    (X="--nnodes $NNODES"; eval "$X"; bash -c "$X"), searched in this shell and the shells that started it."""
+    origin = shell.words.at(fields, position - 1)[0]
+    value_origin, vanished = shell.words.at(fields, position)
+    if position < len(fields) and fields[position] == "":  # --opt "$EMPTY": the empty value's own word
+        vanished = vanished + [value_origin or ""]
+    names = [m for raw in vanished for m in _REFERENCE.findall(raw)]
+    if names:
+        return _describe(shell, names[0])
+    after_option = re.compile(re.escape(token.partition("=")[0]) + r"""(?:=|\s+)["']?\$\{?([A-Za-z_]\w*)""")
+    found = after_option.findall(origin or "")
+    if found:
+        return _describe(shell, found[0])
+    for scope in _scopes(shell):  # the assignments that built the line: X="... --nnodes $NNODES ..."
+        found = sorted({n for raw in scope.raw_values.values() for n in after_option.findall(raw)})
+        if len(found) == 1:
+            return _describe(scope, found[0])
+    return None
+
+
+def _scopes(shell: Shell):
+    while shell is not None:
+        yield shell
+        shell = shell.parent
+
+
+def _describe(shell: Shell, name: str) -> _Culprit:
+    """Why $name is empty. A `bash -c` string was expanded by the shell that ran it: look there too."""
+    scope = next((sc for sc in _scopes(shell) if sc.lookup(name) is not None), None)
+    if scope is None:
+        return _Culprit(name, f"${name}", f"${name} is not set by the script", (name,))
+    template = scope.templates.get(name)
+    if template is not None:
+        inherited = template.split("\x00")[1::2]
+        return _Culprit(name, live_text(template), f"${name} is empty: it is set from "
+                                    f"{', '.join('$' + n for n in inherited)}, which the script does not set",
+                        tuple(inherited))
+    if scope is not shell and scope.lookup(name):
+        return _Culprit(name, None, f"${name} is set but not exported, so the `bash -c` command does not see it")
+    return _Culprit(name, None, f"${name} is set to an empty value")
+
+
+def _world(spec: LauncherSpec | None, stage: Stage, wrappers, sbatch) -> tuple[int | None, str]:
+    """A spawner counts the processes it starts; python under srun/mpirun is one of the copies they start."""
+    if spec is not None and spec.world is not None:
+        return spec.world(stage.values, sbatch)
+    per_rank = [(s, st) for s, st in wrappers if s.role == PER_RANK]
+    if per_rank:
+        s, st = per_rank[-1]
+        return s.world(st.values, sbatch)
+    return 1, "a single python process"
+
+
+def make_launch(shell: Shell, stage: Stage, entry: str, argv: list[str], temp_env: dict, line: int,
+                wrappers: list[Stage], world: int | None, source: str) -> LaunchScript:
+    values = stage.values
+    master_addr, master_port = values.get("master_addr"), values.get("master_port")
+    if values.get("rdzv_endpoint") and ":" in values["rdzv_endpoint"]:
+        host, _, port = values["rdzv_endpoint"].rpartition(":")
         master_addr, master_port = master_addr or host, master_port or port
     exports, export_lines, inherited = {}, {}, {}
     for n, export_line in shell.exported.items():
@@ -105,46 +260,57 @@ def make_launch(shell: Shell, kind, launcher_args, entry, argv, temp_env, line) 
                 inherited[n] = shell.templates[n]
     for n, value in temp_env.items():
         exports[n], export_lines[n] = value, line
+    torchrun = stage.kind in _TORCHRUN_KINDS
+    variables: dict[str, str] = {}
+    for scope in _scopes(shell):
+        for n, value in scope.vars.items():
+            if isinstance(value, str) and n not in variables:
+                variables[n] = scope.templates.get(n, value)
     return LaunchScript(
-        path=shell.path, entry=entry, entry_line=line, argv=list(argv), launcher=kind,
-        launcher_args=list(launcher_args), nproc_per_node=opts.get("nproc_per_node"),
-        nnodes=opts.get("nnodes"), node_rank=opts.get("node_rank"),
+        path=shell.path, entry=entry, entry_line=line, argv=list(argv), launcher=stage.kind,
+        launcher_args=list(stage.args), nproc_per_node=values.get("nproc_per_node") if torchrun else None,
+        nnodes=values.get("nnodes") if torchrun else None, node_rank=values.get("node_rank"),
         master_addr=master_addr, master_port=master_port,
-        exports=exports, export_lines=export_lines, export_templates=inherited)
+        exports=exports, export_lines=export_lines, export_templates=inherited,
+        wrappers=wrappers, world_size=world, world_size_source=source, variables=variables)
 
 
-def read_launch_script(text: str, script_args: Sequence[str] = (), path: str = "<script>") -> LaunchScript:
-    """Read a bash launch script without executing it; see the module docstring."""
+def read_launch_script(text: str, script_args: Sequence[str] = (), path: str = "<script>",
+                       environ: Mapping[str, str] | None = None) -> LaunchScript:
+    """Read a bash launch script without executing it; see the module docstring.
+
+    environ: variables the caller's environment is taken to have (e.g. a scheduler's SLURM_NNODES)."""
     lexer = Lexer(text, path)
     tokens = lexer.tokenize()
     nodes = Parser(tokens, path).parse_program()
-    launches: list[Launch] = []
-
-    def on_command(shell: Shell, fields: list[str], temp_env: dict, line: int) -> None:
-        launch = as_launch(shell, fields, temp_env, line)
-        if launch is not None:
-            launches.append(launch)
-
-    shell = Shell(path, script_args, on_command)
+    recognizer = Recognizer(text)
+    shell = Shell(path, script_args, recognizer.on_command, environ)
     for line in lexer.skipped_heredocs:
         shell.warn(line, "here-document skipped (its text is not read)")
     try:
         shell.run_list(nodes)
     except Exit:
         pass
+    launches = recognizer.launches
     if not launches:
-        skipped = sorted({w.line for w in shell.warnings if "not evaluated" in w.message})
-        hint = f" (lines not evaluated: {', '.join(map(str, skipped))})" if skipped else ""
-        raise ShellReadError(
-            f"{path}: no launch line of torchrun, python -m torch.distributed.launch|run or "
-            f"python SCRIPT.py was found on the path the script takes{hint}; "
-            f"pass the script that starts training, or give the flags directly")
+        raise ShellReadError(_no_launch_message(shell, path))
     best = max(range(len(launches)), key=lambda k: (launches[k].priority, k))
     chosen = launches[best].result
     for k, launch in enumerate(launches):
         if k != best:
             shell.warn(launch.result.entry_line,
-                       f"another launch ({launch.result.launcher} {launch.result.entry}) ignored; "
+                       f"another launch ({launch.result.style} {launch.result.entry}) ignored; "
                        f"line {chosen.entry_line} is taken as the training launch")
     chosen.warnings = sorted(shell.warnings, key=lambda w: w.line)
+    chosen.directives = [m.group(0).rstrip() for m in _DIRECTIVE.finditer(text)]
     return chosen
+
+
+def _no_launch_message(shell: Shell, path: str) -> str:
+    skipped = sorted({w.line for w in shell.warnings if "not evaluated" in w.message})
+    hints = [f"lines not evaluated: {', '.join(map(str, skipped))}"] if skipped else []
+    hints += [f"line {line} runs {script}: convert that script instead" for line, script in shell.other_scripts]
+    hint = f" ({'; '.join(hints)})" if hints else ""
+    return (f"{path}: no launch line found: no torchrun, python -m torch.distributed.launch|run, deepspeed or "
+            f"python SCRIPT.py (alone or under srun, mpirun, numactl, uv run, eval, bash -c) on the path the script "
+            f"takes{hint}; pass the script that starts training, or give the flags directly")
