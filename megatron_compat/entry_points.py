@@ -14,9 +14,10 @@ from typing import Sequence
 
 GPT_ENTRIES = ("pretrain_gpt.py", "posttrain_gpt.py")
 OTHER_ENTRIES = {
-    "pretrain_bert.py": "BERT", "pretrain_t5.py": "T5", "pretrain_vlm.py": "vision-language", "pretrain_mamba.py": "Mamba",
-    "pretrain_hybrid.py": "hybrid Mamba", "pretrain_retro.py": "RETRO", "pretrain_ict.py": "ICT retriever",
-    "pretrain_vision_classify.py": "vision", "pretrain_vision_dino.py": "vision", "pretrain_vision_inpaint.py": "vision",
+    "pretrain_bert.py": "BERT", "pretrain_t5.py": "T5", "pretrain_vlm.py": "vision-language",
+    "pretrain_mamba.py": "Mamba", "pretrain_hybrid.py": "hybrid Mamba", "pretrain_retro.py": "RETRO",
+    "pretrain_ict.py": "ICT retriever", "pretrain_vision_classify.py": "vision", "pretrain_vision_dino.py": "vision",
+    "pretrain_vision_inpaint.py": "vision",
 }
 # A flag that only another family's model takes, and that family
 FAMILY_FLAGS = {

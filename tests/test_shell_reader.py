@@ -39,6 +39,7 @@ msrun() { __record msrun "$@"; }
 deepspeed() { __record deepspeed "$@"; case " $* " in *" --no_python "*) __run_rest "$@" ;; esac; }
 srun() { __record srun "$@"; __run_rest "$@"; }
 mpirun() { __record mpirun "$@"; __run_rest "$@"; }
+mpiexec() { __record mpiexec "$@"; __run_rest "$@"; }
 numactl() { __record numactl "$@"; __run_rest "$@"; }
 uv() { __record uv "$@"; __run_rest "$@"; }
 bash() {  # bash -c STRING [NAME ARGS]: a real child shell, with these stubs
@@ -117,6 +118,12 @@ def _agrees_with_bash(launch: LaunchScript, text: str, args=(), env=None) -> Non
     mine = [c for c in calls if c["argv"][0].rstrip("0123456789.") == program]
     assert mine, (program, [c["argv"][:2] for c in calls])
     bash_argv = mine[-1]["argv"]
+    if "--no_python" in launch.launcher_args:  # deepspeed --no_python CMD: the entry is in CMD's python call
+        _assert_same_words(launch.launcher_args, bash_argv[1:], prefix=True)
+        python = [c for c in calls if c["argv"][0].startswith("python")][-1]["argv"]
+        ours = [launch.entry] + launch.argv
+        assert python[-len(ours):] == ours, (ours, python)
+        return
     if module:
         assert "-m" in bash_argv and bash_argv[bash_argv.index("-m") + 1] == launch.launcher, bash_argv
         bash_argv = bash_argv[bash_argv.index("-m") + 2:]
@@ -594,6 +601,210 @@ def test_rendered_script_keeps_variables_inherited_from_the_caller(tmp_path):
     exports = tmp_path / "exports.sh"
     exports.write_text("\n".join(line for line in text.splitlines() if line.startswith("export ")) + "\n")
     if shutil.which("bash"):
-        out = subprocess.run([shutil.which("bash"), "-c", f'source {exports}; echo "$PATH"'], capture_output=True, text=True,
-                             env={"PATH": "/caller/bin"}).stdout.strip()
+        out = subprocess.run([shutil.which("bash"), "-c", f'source {exports}; echo "$PATH"'], capture_output=True,
+                             text=True, env={"PATH": "/caller/bin"}).stdout.strip()
         assert out == "/usr/local/Ascend/bin:/caller/bin"
+
+
+# ----------------------------------------------------------------------------- eval, bash -c
+@needs_bash
+def test_eval_reads_the_string_again_in_this_shell():
+    text = ("opts=\"--name \\\"my run\\\" --x\"\n"
+            "eval \"A=1; B=\\$A\"\n"
+            "cmd=\"torchrun --nproc_per_node 2 t.py $opts\"\n"
+            "eval $cmd '$A' \"\\$B\"\n")
+    launch = read(text)
+    assert launch.argv == ["--name", "my run", "--x", "1", "1"]  # quotes inside the string count; A, B set here
+    assert (launch.entry_line, launch.world_size) == (4, 2)
+    _agrees_with_bash(launch, text)
+
+
+def test_eval_of_a_commands_output_is_reported():
+    launch = read('eval "$(conda shell.bash hook)"\ntorchrun t.py\n')
+    assert warn_lines(launch) == [1, 1] and "eval of a command's output" in launch.warnings[1].message
+
+
+@needs_bash
+def test_bash_c_runs_in_a_child_that_sees_only_exported_variables():
+    text = ("export A=1\nB=2\n"
+            "bash -c 'torchrun t.py \"$A\" \"${B:-unset}\" \"$0\" \"$1\"; C=3' name arg\n"
+            "sh -c \"torchrun t.py ${C:-none} \\$A\"\n")
+    first = read(text.rsplit("sh -c", 1)[0])
+    assert first.argv == ["1", "unset", "name", "arg"]
+    _agrees_with_bash(first, text.rsplit("sh -c", 1)[0])
+    launch = read(text)
+    assert launch.argv == ["none", "1"]  # C was set in the child only
+    _agrees_with_bash(launch, text)
+
+
+def test_another_script_is_named_when_no_launch_is_found():
+    with pytest.raises(ShellReadError, match=r"line 2 runs train_inner\.sh: convert that script instead"):
+        read("export X=1\nbash train_inner.sh --nodes 2\n")
+    with pytest.raises(ShellReadError, match=r"line 1 runs \./run\.sh"):
+        read("./run.sh\n")
+
+
+# ----------------------------------------------------------------------------- launchers and world sizes
+@needs_bash
+@pytest.mark.parametrize("line,style,world,source", [
+    ("mpirun -np 16 python pretrain_gpt.py --x", "mpirun + python", 16, "mpirun -np 16"),
+    ("mpirun -n 4 --allow-run-as-root -x PATH --mca btl tcp python3 -u pretrain_gpt.py --x", "mpirun + python", 4,
+     "mpirun -np 4"),
+    ("mpiexec -N 8 -H a,b python pretrain_gpt.py --x", "mpirun + python", 16, "mpirun -npernode 8 × 2 hosts"),
+    ("mpirun --npernode 8 --hostfile hosts python pretrain_gpt.py --x", "mpirun + python", None, "hostfile"),
+    ("mpiexec -n 8 -ppn 4 -genv NCCL_DEBUG INFO python pretrain_gpt.py --x", "mpirun + python", 8, "mpirun -np 8"),
+    ("srun -n16 -l python pretrain_gpt.py --x", "srun + python", 16, "srun --ntasks 16"),
+    ("srun -N 2 --ntasks-per-node=8 --container-image img:1 python pretrain_gpt.py --x", "srun + python", 16,
+     "srun --nodes 2 × srun --ntasks-per-node 8"),
+    ("srun --nodes 3 python pretrain_gpt.py --x", "srun + python", 3, "one task per node"),
+    ("srun python pretrain_gpt.py --x", "srun + python", None, "$SLURM_NTASKS"),
+    ("srun -N 2 --ntasks-per-node 1 torchrun --nproc_per_node 8 --nnodes 2 pretrain_gpt.py --x", "srun + torchrun",
+     16, "torchrun --nproc_per_node 8 × --nnodes 2"),
+    ("deepspeed --num_gpus 8 pretrain_gpt.py --x", "deepspeed", 8, "deepspeed --num_gpus 8 on one node"),
+    ("deepspeed --num_gpus=4 --num_nodes=2 --master_port 29700 pretrain_gpt.py --x", "deepspeed", 8,
+     "deepspeed --num_gpus 4 × --num_nodes 2"),
+    ("deepspeed -i localhost:0,1,2 pretrain_gpt.py --x", "deepspeed", 3, "deepspeed --include localhost:0,1,2"),
+    ("deepspeed --hostfile h pretrain_gpt.py --x", "deepspeed", None, "without --num_gpus"),
+    ("deepspeed --num_gpus 2 --no_python --no_local_rank bash -c 'python -u pretrain_gpt.py --x'", "deepspeed", 2,
+     "deepspeed --num_gpus 2"),
+    ("numactl --cpunodebind=0 --membind=0 torchrun --nproc_per_node 4 pretrain_gpt.py --x", "numactl + torchrun", 4,
+     "torchrun --nproc_per_node 4 on one node"),
+    ("numactl -N 0 -m 0 python pretrain_gpt.py --x", "numactl + python", 1, "a single python process"),
+    ("uv run --no-sync python -m torch.distributed.run --nproc-per-node 2 pretrain_gpt.py --x",
+     "uv run + torch.distributed.run", 2, "torch.distributed.run --nproc_per_node 2"),
+    ("uv run --with numpy torchrun --nproc_per_node 2 pretrain_gpt.py --x", "uv run + torchrun", 2, "torchrun"),
+    ("srun -n 2 bash -c 'numactl -m 0 python pretrain_gpt.py --x'", "srun + numactl + python", 2, "srun --ntasks 2"),
+    ("NCCL_DEBUG=INFO srun -n 2 env A=1 python pretrain_gpt.py --x", "srun + python", 2, "srun --ntasks 2"),
+    ("msrun --worker_num 8 --local_worker_num 8 --log_dir=msrun_log pretrain_gpt.py --x", "msrun", 8,
+     "msrun --worker_num 8"),
+])
+def test_launchers_and_their_world_sizes(line, style, world, source):
+    launch = read(line + "\n")
+    assert (launch.style, launch.entry, launch.argv, launch.world_size) == (style, "pretrain_gpt.py", ["--x"], world)
+    assert source in launch.world_size_source
+    assert not [w for w in launch.warnings if "has no value" in w.message]
+    _agrees_with_bash(launch, line + "\n")
+
+
+def test_prefix_assignments_reach_the_launch_through_wrappers():
+    launch = read("NCCL_DEBUG=INFO srun -n 2 env A=1 python pretrain_gpt.py --x\n")
+    assert launch.exports == {"NCCL_DEBUG": "INFO", "A": "1"}
+
+
+def test_sbatch_directives_size_an_srun_without_options():
+    text = ("#!/bin/bash\n#SBATCH -N 2  # nodes\n#SBATCH --ntasks-per-node=4\n#SBATCH --job-name x\n"
+            "srun python pretrain_gpt.py --x\n")
+    launch = read(text)
+    assert (launch.world_size, launch.world_size_source) == (8, "#SBATCH --nodes 2 × #SBATCH --ntasks-per-node 4")
+    assert launch.directives == ["#SBATCH -N 2  # nodes", "#SBATCH --ntasks-per-node=4", "#SBATCH --job-name x"]
+    assert read(text.replace("srun ", "srun -n 6 ")).world_size == 6  # the step's own option wins
+    text = render_launch_script(launch, "train_fsdp2.py", ["new.yaml"], "old.sh")
+    assert text.startswith("#!/usr/bin/env bash\n#SBATCH -N 2  # nodes\n#SBATCH --ntasks-per-node=4\n")
+
+
+# ----------------------------------------------------------------------------- options left without a value
+def test_empty_variable_in_a_torchrun_line_is_named():
+    """`--nproc_per_node $GPUS` with GPUS unset: bash passes `--nproc_per_node --nnodes 4 pretrain_gpt.py`."""
+    launch = read("torchrun --nproc_per_node $GPUS --nnodes 4 pretrain_gpt.py --x\n")
+    assert (launch.entry, launch.argv, launch.nnodes) == ("pretrain_gpt.py", ["--x"], "4")  # not an entry "4"
+    assert (launch.nproc_per_node, launch.world_size) == ("$GPUS", None)
+    assert launch.world_size_source == "torchrun --nproc_per_node $GPUS, known at run time"
+    message = next(w.message for w in launch.warnings if "has no value" in w.message)
+    assert "torchrun --nproc_per_node (line 1) has no value here: $GPUS is not set by the script" in message
+    assert "--set GPUS=VALUE" in message
+    assert read_launch_script("torchrun --nproc_per_node $GPUS --nnodes 4 pretrain_gpt.py\n",
+                              environ={"GPUS": "8"}).world_size == 32
+
+
+@pytest.mark.parametrize("text,variable", [
+    ('DIST="--nproc_per_node $GPUS --nnodes 2"\neval torchrun $DIST pretrain_gpt.py --x\n', "$GPUS"),
+    ('eval torchrun --nproc_per_node 2 --nnodes $N pretrain_gpt.py --x\n', "$N"),
+    ('torchrun --nnodes "$N" --nproc_per_node 2 pretrain_gpt.py --x\n', "$N"),
+    ('torchrun --nnodes=$N --nproc_per_node 2 pretrain_gpt.py --x\n', "$N"),
+    ('L="torchrun --nnodes $N"\nexport L\nbash -c "$L --nproc_per_node 2 pretrain_gpt.py --x"\n', "$N"),
+])
+def test_empty_variable_is_found_where_the_line_was_built(text, variable):
+    launch = read(text)
+    assert (launch.entry, launch.argv, launch.world_size) == ("pretrain_gpt.py", ["--x"], None)
+    assert any(f"{variable} is not set by the script" in w.message and "--set " + variable[1:] + "=VALUE"
+               in w.message for w in launch.warnings), launch.warnings
+
+
+def test_scheduler_variable_behind_a_variable_is_kept_for_run_time():
+    launch = read("NNODES=$SLURM_NNODES\ntorchrun --nnodes $NNODES --nproc_per_node 8 pretrain_gpt.py\n")
+    assert launch.nnodes == "$SLURM_NNODES"
+    message = next(w.message for w in launch.warnings if "has no value" in w.message)
+    assert "$NNODES is empty: it is set from $SLURM_NNODES" in message and "set by the scheduler" in message
+    assert "--set SLURM_NNODES=VALUE" in message
+
+
+def test_variable_set_empty_by_the_script_is_refused_with_its_name():
+    with pytest.raises(ShellReadError, match=r"test\.sh:2: torchrun --nproc_per_node \(line 2\) has no value: "
+                                             r"\$GPUS is set to an empty value"):
+        read("GPUS=\ntorchrun --nproc_per_node $GPUS --nnodes 4 pretrain_gpt.py\n")
+    with pytest.raises(ShellReadError, match=r"another option or the program follows it"):
+        read("torchrun --nproc_per_node --nnodes 4 pretrain_gpt.py\n")
+
+
+def test_wrapper_option_left_empty_is_dropped_or_kept_for_run_time():
+    launch = read("srun -n 2 --jobid $SLURM_JOB_ID --partition $P python pretrain_gpt.py\n")
+    assert launch.wrappers[0].args == ["-n", "2", "--jobid", "$SLURM_JOB_ID", "--partition", "$P"]
+    launch = read("P=\nsrun -n 2 --partition $P python pretrain_gpt.py\n")
+    assert launch.wrappers[0].args == ["-n", "2"]
+    assert any("srun --partition (line 2) has no value: $P is set to an empty value; the option is left out"
+               in w.message for w in launch.warnings)
+
+
+# ----------------------------------------------------------------------------- the new script keeps the launcher
+@needs_bash
+def test_rendered_mpirun_script_stays_mpirun():
+    launch = read("export MASTER_ADDR=n1\nmpirun -np 16 --npernode 8 -x MASTER_ADDR --mca btl tcp "
+                  "python -u pretrain_gpt.py --x\n")
+    text = render_launch_script(launch, "train_fsdp2.py", ["new.yaml"], "old.sh")
+    assert "NPROC_PER_NODE" not in text and "OMPI_COMM_WORLD_*" in text
+    calls = _bash_launches(text)
+    assert [c["argv"] for c in calls] == [
+        ["mpirun", "-np", "16", "--npernode", "8", "-x", "MASTER_ADDR", "--mca", "btl", "tcp", "python", "-u",
+         "train_fsdp2.py", "new.yaml"],
+        ["python", "-u", "train_fsdp2.py", "new.yaml"]]
+
+
+@needs_bash
+def test_rendered_srun_torchrun_script_meets_through_c10d_and_computes_at_run_time():
+    launch = read("#SBATCH --nodes=2\n"
+                  "MASTER=$(scontrol show hostnames \"$SLURM_JOB_NODELIST\" | head -n 1)\n"
+                  "srun --ntasks-per-node=1 --jobid $SLURM_JOB_ID bash -c \"torchrun --nproc_per_node 8 "
+                  "--nnodes $SLURM_NNODES --node_rank \\$SLURM_PROCID --master_addr $MASTER --master_port 6000 "
+                  "pretrain_gpt.py --x\"\n")
+    assert launch.style == "srun + torchrun" and launch.nnodes == "$SLURM_NNODES"
+    text = render_launch_script(launch, "train_fsdp2.py", ["new.yaml"], "old.sh")
+    assert 'NNODES=${NNODES:-"$SLURM_NNODES"}' in text
+    assert 'MASTER_ADDR=${MASTER_ADDR:-"$(scontrol show hostnames "$SLURM_JOB_NODELIST" | head -n 1)"}' in text
+    assert "NODE_RANK" not in text and '--rdzv_endpoint "$MASTER_ADDR:$MASTER_PORT"' in text
+    calls = _bash_launches(text, env={"SLURM_NNODES": "2", "SLURM_JOB_ID": "77", "MASTER_ADDR": "n1"})
+    assert [c["argv"] for c in calls] == [
+        ["srun", "--ntasks-per-node=1", "--jobid", "77", "torchrun", "--nproc_per_node", "8", "--nnodes", "2",
+         "--rdzv_backend", "c10d", "--rdzv_endpoint", "n1:6000", "train_fsdp2.py", "new.yaml"],
+        ["torchrun", "--nproc_per_node", "8", "--nnodes", "2", "--rdzv_backend", "c10d", "--rdzv_endpoint",
+         "n1:6000", "train_fsdp2.py", "new.yaml"]]
+
+
+@needs_bash
+def test_rendered_script_defines_the_variables_a_run_time_setting_uses():
+    launch = read("GPUS=4\nN=$(wc -l < \"$PE_HOSTFILE\")\nHOSTS=hosts_$JOB_ID\n"
+                  "mpirun -np $((GPUS * N)) --hostfile $HOSTS python pretrain_gpt.py\n")
+    assert launch.world_size is None
+    assert launch.wrappers[0].args == ["-np", "$((GPUS * N))", "--hostfile", "hosts_$JOB_ID"]
+    text = render_launch_script(launch, "train_fsdp2.py", ["new.yaml"], "old.sh")
+    assert '\nGPUS=4\nN="$(wc -l < "$PE_HOSTFILE")"\n\n' in text
+    assert 'mpirun -np "$((GPUS * N))" --hostfile "hosts_$JOB_ID"' in text
+    calls = _bash_launches(text.replace('"$(wc -l < "$PE_HOSTFILE")"', "2"), env={"JOB_ID": "9"})
+    assert calls[0]["argv"][:5] == ["mpirun", "-np", "8", "--hostfile", "hosts_9"]
+
+
+@needs_bash
+def test_rendered_deepspeed_script_passes_no_local_rank():
+    launch = read("deepspeed --num_gpus 2 --no_python --no_local_rank bash -c 'python -u pretrain_gpt.py --x'\n")
+    text = render_launch_script(launch, "train_fsdp2.py", ["new.yaml"], "old.sh")
+    calls = _bash_launches(text)
+    assert calls[0]["argv"] == ["deepspeed", "--num_gpus", "2", "--no_local_rank", "train_fsdp2.py", "new.yaml"]

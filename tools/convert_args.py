@@ -27,17 +27,18 @@ from megatron_compat.shell import ShellReadError, read_launch_script  # noqa: E4
 from megatron_compat.translate import translate  # noqa: E402
 
 
-
 def parse_args(argv):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("script", nargs="?", help="the Megatron launch script to convert")
     parser.add_argument("-o", "--output", help="YAML to write (default: beside the script, <name>.fsdp2.yaml)")
     parser.add_argument("--script-out", help="launch script to write (default: beside the script, <name>.fsdp2.sh)")
-    parser.add_argument("--force", action="store_true", help="write the result even when flags are rejected or unknown (without them)")
+    parser.add_argument("--force", action="store_true",
+                        help="write the result even when flags are rejected or unknown (without them)")
     parser.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
                         help="a variable the script takes from its environment (e.g. a scheduler's SLURM_NNODES), "
                              "given a value for reading the script; repeatable")
-    parser.add_argument("--list-flags", action="store_true", help="print every known flag: <flag>\\t<status>\\t<target or reason>")
+    parser.add_argument("--list-flags", action="store_true",
+                        help="print every known flag: <flag>\\t<status>\\t<target or reason>")
     parser.add_argument("--to-megatron", metavar="CONFIG.yaml", help="print the Megatron flags for a canonical config")
     if "--" in argv:
         cut = argv.index("--")
@@ -102,7 +103,8 @@ def convert(args) -> int:
         print(f"{args.script}:{warning.line}: {warning.message}", file=sys.stderr)
     entry = os.path.basename(launch.entry)
     if entry == "train_fsdp2.py":
-        print(f"{args.script}:{launch.entry_line}: already launches train_fsdp2.py with an FSDP2 YAML; nothing to convert")
+        print(f"{args.script}:{launch.entry_line}: already launches train_fsdp2.py with an FSDP2 YAML; "
+              "nothing to convert")
         return 0
     if launch.launcher == "msrun":
         print(f"convert_args: {args.script}:{launch.entry_line}: msrun starts MindSpore processes (MindSpeed-LLM's "

@@ -8,10 +8,23 @@ import re
 from dataclasses import dataclass, field
 from typing import Callable, Mapping, Sequence
 
-from .lex import (ArithCmd, ArrayAssign, Lexer, Word, ansi_c, opaque_chunks, scan_ansi, scan_backtick,
-                  scan_brace, scan_dquote, scan_paren, scan_squote)
+from .lex import (
+    ArithCmd,
+    ArrayAssign,
+    Lexer,
+    Word,
+    ansi_c,
+    opaque_chunks,
+    scan_ansi,
+    scan_backtick,
+    scan_brace,
+    scan_dquote,
+    scan_paren,
+    scan_squote,
+)
 from .parse import AndOr, FuncDef, Group, If, Parser, Pipeline, Simple, Skipped
 from .result import ShellReadError, ShellWarning
+
 
 class _Break:  # field boundary between "${X[@]}" elements
     pass
@@ -45,17 +58,25 @@ _FILE_TESTS = set("-a -b -c -d -e -f -g -h -k -p -r -s -t -u -w -x -G -L -N -O -
 
 @dataclass
 class CommandWords:
-    """Where the fields of the command being run came from: the word behind each field, and the words that
-    expanded to no field at all (an unquoted empty variable), by the number of fields before them."""
-    origins: list[str] = field(default_factory=list)
-    vanished: list[tuple[int, str]] = field(default_factory=list)
+    """Where the fields of the command being run came from: its words as written, and for each field the word
+    behind it. A word behind no field expanded to nothing (an unquoted empty variable)."""
+    words: list[str] = field(default_factory=list)
+    field_word: list[int] = field(default_factory=list)
 
     def at(self, fields: list[str], k: int) -> tuple[str | None, list[str]]:
-        """For fields[k] of `fields` (a tail of the command's fields): its word, and the words that vanished
-        just before it (k == len(fields): those that vanished at the end)."""
-        position = len(self.origins) - len(fields) + k
-        origin = self.origins[position] if 0 <= position < len(self.origins) else None
-        return origin, [raw for before, raw in self.vanished if before == position]
+        """For fields[k] of `fields` (a tail of the command's fields): its word, and the words that expanded to
+        nothing just before it (k == len(fields): those at the end)."""
+        position = len(self.field_word) - len(fields) + k
+        inside = 0 <= position < len(self.field_word)
+        before = self.field_word[position - 1] if 0 < position <= len(self.field_word) else -1
+        after = self.field_word[position] if inside else len(self.words)
+        return (self.words[after] if inside else None), self.words[before + 1:after]
+
+    def text(self, fields: list[str]) -> str:
+        """The command's words from the one behind fields[0] on, as written."""
+        position = len(self.field_word) - len(fields)
+        start = self.field_word[position] if fields and position < len(self.field_word) else len(self.words)
+        return " ".join(self.words[start:])
 
 
 class Shell:
@@ -83,6 +104,7 @@ class Shell:
         self.words = CommandWords()           # the command being run: see CommandWords
         self.other_scripts: list[tuple[int, str]] = []  # (line, script) run with bash/sh: not read here
         self.parent: Shell | None = None      # the shell that ran this one's `bash -c`
+        self.source_texts: list[str] = []     # the words, unexpanded, of the eval / bash -c strings run here
 
     def warn(self, line: int, message: str) -> None:
         w = ShellWarning(line, message)
@@ -157,13 +179,13 @@ class Shell:
         head = self.expand_word(rest[0])
         if head and head[0] in _DECLARATIONS:
             return self.declare(head[0], head[1:], rest[1:], cmd.line)
-        fields, words = list(head), CommandWords([rest[0].raw] * len(head))
+        fields, words = list(head), CommandWords([rest[0].raw], [0] * len(head))
         for w in rest[1:]:
-            got = self.expand_word(w) if isinstance(w, Word) else []
-            if not got and isinstance(w, Word):
-                words.vanished.append((len(fields), w.raw))
-            fields.extend(got)
-            words.origins.extend([w.raw] * len(got))
+            if isinstance(w, Word):
+                got = self.expand_word(w)
+                fields.extend(got)
+                words.field_word.extend([len(words.words)] * len(got))
+                words.words.append(w.raw)
         if not fields:
             return True
         self.words = words
@@ -248,6 +270,7 @@ class Shell:
     def run_eval(self, args: list[str], line: int):
         """eval: the arguments joined by spaces are read again as commands, in this shell's own variables."""
         text = " ".join(args)
+        self.source_texts.append(self.words.text(args))
         if text.strip().startswith(("$(", "`")):
             self.warn(line, f"eval of a command's output ({text.strip()[:40]}) not evaluated")
             return None
@@ -293,6 +316,7 @@ class Shell:
             self.warn(line, f"'{name} -c' text not understood ({exc}); not evaluated")
             return None
         child = self.child(args[k + 1] if k + 1 < len(args) else name, args[k + 2:], temp_env, line)
+        child.source_texts.append(self.words.at(args, k)[0] or "")
         try:
             child.run_list(nodes)
         except Exit:

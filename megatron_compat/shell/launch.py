@@ -26,8 +26,7 @@ from dataclasses import dataclass
 from typing import Mapping, Sequence
 
 from .evaluate import Exit, Shell
-from .launchers import (PER_RANK, PYTHON, SPAWNER, SRUN, LauncherSpec, match_launcher, option_key,
-                        parse_options)
+from .launchers import PER_RANK, PYTHON, SPAWNER, SRUN, LauncherSpec, match_launcher, option_key, parse_options
 from .lex import Lexer
 from .parse import Parser
 from .result import LaunchScript, ShellReadError, Stage
@@ -92,6 +91,9 @@ class Recognizer:
         parsed = parse_options(spec, fields[n:], vanished)
         templated = [_templated(shell, fields, n + i, line) for i in range(len(parsed.args))]
         if templated != parsed.args:  # options that used unset variables keep them for run time: hostfile_$JOB_ID
+            for word, plain in zip(templated, parsed.args):
+                if word != plain:
+                    _warn_kept(shell, spec, word, line)
             parsed = parse_options(spec, templated + parsed.rest, vanished)
         values, args = dict(parsed.values), list(parsed.args)
         for token, k, at in reversed(parsed.missing):  # from the end, so the indexes into args stay right
@@ -171,9 +173,9 @@ class Recognizer:
         unset = sorted({w.message.split()[1] for w in shell.warnings
                         if w.message.startswith("variable $") and "is not set" in w.message})
         hint = f" (variables the script uses without setting them: {', '.join(unset)})" if unset else ""
-        raise ShellReadError(f"{shell.path}:{line}: {what} has no value: the variable that gives it expanded to "
-                             f"nothing{hint}. Set it in the script, or pass it to tools/convert_args.py with "
-                             f"--set NAME=VALUE")
+        raise ShellReadError(f"{shell.path}:{line}: {what} has no value: another option or the program follows "
+                             f"it, so a variable meant to give it expanded to nothing{hint}. Set it in the script, "
+                             f"or pass it to tools/convert_args.py with --set NAME=VALUE")
 
 
 def live_text(template: str) -> str:
@@ -187,6 +189,16 @@ def _templated(shell: Shell, fields: list[str], position: int, line: int) -> str
     origin = shell.words.at(fields, position)[0]
     template = shell.template_word(origin, line) if origin and "$" in origin else None
     return live_text(template) if template is not None else fields[position]
+
+
+def _warn_kept(shell: Shell, spec: LauncherSpec, word: str, line: int) -> None:
+    names = [n for n in dict.fromkeys(_REFERENCE.findall(word)) if shell.lookup(n) is None]
+    scheduler = any(SCHEDULER_VARIABLE.fullmatch(n) for n in names)
+    shell.warn(line, f"{spec.kind} {word} (line {line}): {', '.join('$' + n for n in names)} "
+                     f"{'is' if len(names) == 1 else 'are'} not set by the script; "
+                     f"{'set by the scheduler at run time' if scheduler else 'taken from the environment'}, and the "
+                     f"new script reads {'it' if len(names) == 1 else 'them'} the same way (to fix it now: "
+                     f"tools/convert_args.py {' '.join(f'--set {n}=VALUE' for n in names)})")
 
 
 def _find_culprit(shell: Shell, fields: list[str], position: int, token: str) -> _Culprit | None:
@@ -205,7 +217,8 @@ def _find_culprit(shell: Shell, fields: list[str], position: int, token: str) ->
     if found:
         return _describe(shell, found[0])
     for scope in _scopes(shell):  # the assignments that built the line: X="... --nnodes $NNODES ..."
-        found = sorted({n for raw in scope.raw_values.values() for n in after_option.findall(raw)})
+        texts = list(scope.raw_values.values()) + scope.source_texts
+        found = sorted({n for raw in texts for n in after_option.findall(raw)})
         if len(found) == 1:
             return _describe(scope, found[0])
     return None
@@ -236,12 +249,15 @@ def _describe(shell: Shell, name: str) -> _Culprit:
 def _world(spec: LauncherSpec | None, stage: Stage, wrappers, sbatch) -> tuple[int | None, str]:
     """A spawner counts the processes it starts; python under srun/mpirun is one of the copies they start."""
     if spec is not None and spec.world is not None:
-        return spec.world(stage.values, sbatch)
-    per_rank = [(s, st) for s, st in wrappers if s.role == PER_RANK]
-    if per_rank:
-        s, st = per_rank[-1]
-        return s.world(st.values, sbatch)
-    return 1, "a single python process"
+        world, source = spec.world(stage.values, sbatch)
+    elif any(s.role == PER_RANK for s, _ in wrappers):
+        s, st = [(s, st) for s, st in wrappers if s.role == PER_RANK][-1]
+        world, source = s.world(st.values, sbatch)
+    else:
+        return 1, "a single python process"
+    if world == 0:  # bash's arithmetic on an empty variable
+        return None, f"{source}: 0 processes (an empty variable?), known at run time"
+    return world, source
 
 
 def make_launch(shell: Shell, stage: Stage, entry: str, argv: list[str], temp_env: dict, line: int,
