@@ -16,6 +16,7 @@ import re
 import shlex
 
 from megatron_compat.shell import LaunchScript
+from megatron_compat.shell.launchers import PER_RANK, ROLES
 from megatron_compat.shell.lex import Unterminated, scan_backtick, scan_brace, scan_paren
 
 __all__ = ["render_launch_script"]
@@ -29,7 +30,6 @@ _DISTRIBUTED = [
     ("MASTER_PORT", "master_port", "--master_port", "29500"),
 ]
 _TORCHRUN_KINDS = ("torchrun", "torch.distributed.run", "torch.distributed.launch")
-_PER_RANK = ("srun", "mpirun")
 # deepspeed switches the new command sets itself: our entry points take no --local_rank and are scripts
 _DEEPSPEED_DROPPED = {"--no_python", "--no_local_rank", "--module"}
 _LIVE = re.compile(r"\$\(|`|\$\{?[A-Za-z_]")
@@ -44,7 +44,8 @@ def _references(text: str) -> list[str]:
         names += re.findall(r"(?<![\w$])[A-Za-z_]\w*", expr)
     return names
 _RANKS_FROM = {"srun": "SLURM_PROCID / SLURM_NTASKS / SLURM_LOCALID",
-               "mpirun": "OMPI_COMM_WORLD_* (Open MPI) or PMI_RANK / PMI_SIZE (MPICH, Intel MPI)"}
+               "mpirun": "OMPI_COMM_WORLD_* (Open MPI) or PMI_RANK / PMI_SIZE (MPICH, Intel MPI)",
+               "aprun": "PMI_RANK / PMI_SIZE (Cray PALS)"}
 
 
 def _unevaluated(value: str) -> bool:
@@ -122,7 +123,7 @@ def render_launch_script(launch: LaunchScript, entry: str, entry_args: list[str]
         lines.append("")
     command = [" ".join([shlex.quote(w) for w in stage.program] + [_word(a) for a in stage.args])
                for stage in launch.wrappers]
-    per_rank = next((s.kind for s in launch.wrappers if s.kind in _PER_RANK), None)
+    per_rank = next((s.kind for s in launch.wrappers if ROLES.get(s.kind) == PER_RANK), None)
     settings: list[str] = []
     if launch.launcher == "deepspeed":
         command.append(" ".join(["deepspeed"] + [_word(a) for a in _deepspeed_args(launch.launcher_args)]

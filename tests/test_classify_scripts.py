@@ -15,7 +15,7 @@ EXPECTED = json.load(open(EXPECTED_PATH))
 
 
 def expected_outcome(entry):
-    refused = "refused" in entry["canonical"] or "refused_entry" in entry["canonical"]
+    refused = any(key in entry["canonical"] for key in ("refused", "refused_entry", "refused_launcher"))
     return "refused" if refused else "converted"
 
 

@@ -42,6 +42,9 @@ mpirun() { __record mpirun "$@"; __run_rest "$@"; }
 mpiexec() { __record mpiexec "$@"; __run_rest "$@"; }
 numactl() { __record numactl "$@"; __run_rest "$@"; }
 uv() { __record uv "$@"; __run_rest "$@"; }
+aprun() { __record aprun "$@"; __run_rest "$@"; }
+nsys() { __record nsys "$@"; __run_rest "$@"; }
+apptainer() { __record apptainer "$@"; __run_rest "$@"; }
 bash() {  # bash -c STRING [NAME ARGS]: a real child shell, with these stubs
     while [[ "$1" == -* ]]; do
         if [[ "$1" != --* && "$1" == *c* ]]; then shift; "$BASH" -c "$__STUBS"$'\n'"$1" "${@:2}"; return; fi
@@ -677,13 +680,47 @@ def test_another_script_is_named_when_no_launch_is_found():
     ("NCCL_DEBUG=INFO srun -n 2 env A=1 python pretrain_gpt.py --x", "srun + python", 2, "srun --ntasks 2"),
     ("msrun --worker_num 8 --local_worker_num 8 --log_dir=msrun_log pretrain_gpt.py --x", "msrun", 8,
      "msrun --worker_num 8"),
+    ("aprun -n 16 -N 4 --cc depth -d 8 python pretrain_gpt.py --x", "aprun + python", 16, "aprun -n 16"),
+    ("nsys profile -t cuda,nvtx -o prof --stats=true torchrun --nproc_per_node 2 pretrain_gpt.py --x",
+     "nsys profile + torchrun", 2, "torchrun --nproc_per_node 2 on one node"),
+    ("apptainer exec --nv -B /data:/data image.sif torchrun --nproc_per_node 4 pretrain_gpt.py --x",
+     "apptainer exec + torchrun", 4, "torchrun --nproc_per_node 4"),
+    ("torchrun --nproc_per_node 2 --no-python /opt/venv/bin/pretrain_gpt.py --x", "torchrun", 2,
+     "torchrun --nproc_per_node 2"),
 ])
 def test_launchers_and_their_world_sizes(line, style, world, source):
     launch = read(line + "\n")
-    assert (launch.style, launch.entry, launch.argv, launch.world_size) == (style, "pretrain_gpt.py", ["--x"], world)
+    assert (launch.style, launch.entry_name, launch.argv, launch.world_size) == (style, "pretrain_gpt.py", ["--x"],
+                                                                                 world)
     assert source in launch.world_size_source
     assert not [w for w in launch.warnings if "has no value" in w.message]
     _agrees_with_bash(launch, line + "\n")
+
+
+def test_scheduler_counts_are_read_from_sbatch_lines():
+    """torchrun --nnodes $SLURM_NNODES in a batch script: #SBATCH --nodes is the count; the reference stays."""
+    text = ("#SBATCH --nodes=3\n#SBATCH --gres=gpu:a100:4\n"
+            "srun --ntasks-per-node=1 torchrun --nproc_per_node $SLURM_GPUS_ON_NODE --nnodes $SLURM_NNODES "
+            "pretrain_gpt.py\n")
+    launch = read(text)
+    assert (launch.world_size, launch.nnodes, launch.nproc_per_node) == (12, "$SLURM_NNODES", "$SLURM_GPUS_ON_NODE")
+    assert launch.world_size_source == ("torchrun --nproc_per_node $SLURM_GPUS_ON_NODE (#SBATCH --gpus-per-node 4) "
+                                        "× --nnodes $SLURM_NNODES (#SBATCH --nodes 3)")
+    assert read(text.replace("#SBATCH --nodes=3\n", "")).world_size is None
+
+
+def test_placeholder_split_into_the_entry_is_named():
+    """MASTER_ADDR="your master node IP": bash hands torchrun `--master_addr your master node IP pretrain_gpt.py`."""
+    with pytest.raises(ShellReadError, match=r"test\.sh:2: torchrun --master_addr is given \$MASTER_ADDR, which bash "
+                                             r"splits into 4 words \('your master node IP'\), so the launcher would "
+                                             r"take 'master' as the script to run"):
+        read('MASTER_ADDR="your master node IP"\ntorchrun --nproc_per_node 8 --master_addr $MASTER_ADDR '
+             'pretrain_gpt.py --x\n')
+
+
+def test_an_exit_before_the_launch_is_named():
+    with pytest.raises(ShellReadError, match=r"the script exits at line 3 before any launch: if it needs arguments"):
+        read('if [ -z "$WORKSPACE" ]; then\n  echo "set WORKSPACE"\n  exit 1\nfi\ntorchrun pretrain_gpt.py\n')
 
 
 def test_prefix_assignments_reach_the_launch_through_wrappers():

@@ -42,7 +42,9 @@ _BREAK, _MARK, _AT = _Break(), _Mark(), _AtExpansion()
 
 
 class Exit(Exception):
-    pass
+    def __init__(self, line: int):
+        super().__init__(line)
+        self.line = line
 
 
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
@@ -71,6 +73,10 @@ class CommandWords:
         before = self.field_word[position - 1] if 0 < position <= len(self.field_word) else -1
         after = self.field_word[position] if inside else len(self.words)
         return (self.words[after] if inside else None), self.words[before + 1:after]
+
+    def word_index(self, fields: list[str], k: int) -> int | None:
+        position = len(self.field_word) - len(fields) + k
+        return self.field_word[position] if 0 <= position < len(self.field_word) else None
 
     def text(self, fields: list[str]) -> str:
         """The command's words from the one behind fields[0] on, as written."""
@@ -220,7 +226,7 @@ class Shell:
         if name == "false":
             return False
         if name == "exit":
-            raise Exit()
+            raise Exit(line)
         if name in ("source", "."):
             target = args[0] if args else ""
             self.warn(line, f"'{name} {target}' not evaluated: variables it sets are unknown here")

@@ -91,9 +91,10 @@ class Recognizer:
         parsed = parse_options(spec, fields[n:], vanished)
         templated = [_templated(shell, fields, n + i, line) for i in range(len(parsed.args))]
         if templated != parsed.args:  # options that used unset variables keep them for run time: hostfile_$JOB_ID
-            for word, plain in zip(templated, parsed.args):
+            for i, (word, plain) in enumerate(zip(templated, parsed.args)):
                 if word != plain:
-                    _warn_kept(shell, spec, word, line)
+                    option = parsed.args[i - 1] if i and parsed.args[i - 1].startswith("-") else ""
+                    _warn_kept(shell, spec, f"{option} {word}".strip(), line)
             parsed = parse_options(spec, templated + parsed.rest, vanished)
         values, args = dict(parsed.values), list(parsed.args)
         for token, k, at in reversed(parsed.missing):  # from the end, so the indexes into args stay right
@@ -108,6 +109,8 @@ class Recognizer:
             else:
                 del args[at]
         stage = Stage(spec.kind, fields[:n], args, line, values)
+        if parsed.rest and parsed.args and spec.role == SPAWNER:
+            _value_split_into_the_entry(shell, spec, fields, n + len(parsed.args), line)
         if not parsed.rest:
             shell.warn(line, f"{spec.kind} without a command to run; not taken as the launch line")
             return
@@ -121,6 +124,10 @@ class Recognizer:
             self.context.pop()
 
     def _python_script(self, shell: Shell, fields: list[str], temp_env: dict, line: int) -> None:
+        """python [OPTIONS] SCRIPT.py ARGS; or, under a spawner's --no_python, SCRIPT.py run as a program."""
+        if fields[0].endswith(".py") and any(s.role == SPAWNER for s, _ in self.context):
+            self._record(shell, None, Stage("python", [], [], line), fields[0], fields[1:], temp_env, line)
+            return
         if not PYTHON.fullmatch(os.path.basename(fields[0])):
             return
         k, options = 1, []
@@ -189,6 +196,25 @@ def _templated(shell: Shell, fields: list[str], position: int, line: int) -> str
     origin = shell.words.at(fields, position)[0]
     template = shell.template_word(origin, line) if origin and "$" in origin else None
     return live_text(template) if template is not None else fields[position]
+
+
+def _value_split_into_the_entry(shell: Shell, spec: LauncherSpec, fields: list[str], k: int, line: int) -> None:
+    """`--master_addr $MASTER_ADDR` with MASTER_ADDR="your master node IP": bash splits the value into words and
+    the launcher takes "master" as its script. Say which variable holds words, instead of naming that script."""
+    word = shell.words.word_index(fields, k)
+    if word is None or word != shell.words.word_index(fields, k - 1):
+        return
+    start = k - 1
+    while start > 0 and shell.words.word_index(fields, start - 1) == word:
+        start -= 1
+    end = k
+    while end + 1 < len(fields) and shell.words.word_index(fields, end + 1) == word:
+        end += 1
+    raw = shell.words.at(fields, k)[0]
+    value = " ".join(fields[start:end + 1])
+    raise ShellReadError(f"{shell.path}:{line}: {spec.kind} {fields[start - 1]} is given {raw}, which bash splits "
+                         f"into {end - start + 1} words ({value!r}), so the launcher would take {fields[k]!r} as the "
+                         f"script to run; set it to one value (is it still the example's placeholder?) or quote it")
 
 
 def _warn_kept(shell: Shell, spec: LauncherSpec, word: str, line: int) -> None:
@@ -303,13 +329,14 @@ def read_launch_script(text: str, script_args: Sequence[str] = (), path: str = "
     shell = Shell(path, script_args, recognizer.on_command, environ)
     for line in lexer.skipped_heredocs:
         shell.warn(line, "here-document skipped (its text is not read)")
+    exit_line = None
     try:
         shell.run_list(nodes)
-    except Exit:
-        pass
+    except Exit as stop:
+        exit_line = stop.line
     launches = recognizer.launches
     if not launches:
-        raise ShellReadError(_no_launch_message(shell, path))
+        raise ShellReadError(_no_launch_message(shell, path, exit_line, bool(script_args)))
     best = max(range(len(launches)), key=lambda k: (launches[k].priority, k))
     chosen = launches[best].result
     for k, launch in enumerate(launches):
@@ -322,9 +349,14 @@ def read_launch_script(text: str, script_args: Sequence[str] = (), path: str = "
     return chosen
 
 
-def _no_launch_message(shell: Shell, path: str) -> str:
+def _no_launch_message(shell: Shell, path: str, exit_line: int | None, with_args: bool) -> str:
     skipped = sorted({w.line for w in shell.warnings if "not evaluated" in w.message})
-    hints = [f"lines not evaluated: {', '.join(map(str, skipped))}"] if skipped else []
+    hints = []
+    if exit_line is not None:
+        hints.append(f"the script exits at line {exit_line} before any launch" + (
+            "" if with_args else ": if it needs arguments or variables, pass them (convert_args.py SCRIPT "
+                                 "--set NAME=VALUE -- ARGS...)"))
+    hints += [f"lines not evaluated: {', '.join(map(str, skipped))}"] if skipped else []
     hints += [f"line {line} runs {script}: convert that script instead" for line, script in shell.other_scripts]
     hint = f" ({'; '.join(hints)})" if hints else ""
     return (f"{path}: no launch line found: no torchrun, python -m torch.distributed.launch|run, deepspeed or "

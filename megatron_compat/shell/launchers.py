@@ -46,6 +46,7 @@ class LauncherSpec:
     aliases: dict[str, str] = field(default_factory=dict)  # short key -> canonical key, e.g. n -> ntasks
     world: Callable[[dict, dict], World] | None = None       # (option values, #SBATCH values) -> World
     no_python: str | None = None             # the option that makes a spawner run a command, not a script
+    operands: int = 0                        # words after the options before the command (a container image)
 
     def canonical(self, key: str) -> str:
         return self.aliases.get(key, key)
@@ -114,7 +115,8 @@ def parse_options(spec: LauncherSpec, words: list[str], vanished_after: Callable
                 k += 1
             else:
                 values[canonical] = ""
-    return ParsedOptions(args, values, words[k:], missing)
+    operands = words[k:k + spec.operands]
+    return ParsedOptions(args + operands, values, words[k + len(operands):], missing)
 
 
 def _attached_short_value(spec: LauncherSpec, token: str) -> str | None:
@@ -130,27 +132,61 @@ def _attached_short_value(spec: LauncherSpec, token: str) -> str | None:
 
 
 # ----------------------------------------------------------------------------- world sizes
+# Slurm variables a batch script's #SBATCH lines decide, and the directive that does
+_SLURM_FROM_SBATCH = {"SLURM_NNODES": "nodes", "SLURM_JOB_NUM_NODES": "nodes", "SLURM_NTASKS": "ntasks",
+                      "SLURM_NPROCS": "ntasks", "SLURM_NTASKS_PER_NODE": "ntasks_per_node",
+                      "SLURM_GPUS_ON_NODE": "gpus_per_node", "SLURM_GPUS_PER_NODE": "gpus_per_node"}
+
+
 def as_int(value: str | None) -> int | None:
     return int(value) if value is not None and re.fullmatch(r"\d+", value) else None
 
 
-def _unknown(value: str) -> str:
-    if _SCHEDULER_VALUE.fullmatch(value or ""):
-        return f"{value}, known at run time"
-    return "known at run time" if not value else f"{value!r}, known at run time"
+def sbatch_counts(values: dict) -> dict[str, int]:
+    """Counts a batch script's #SBATCH options fix: nodes, ntasks, ntasks_per_node, gpus_per_node."""
+    counts = {k: as_int(values.get(k)) for k in ("nodes", "ntasks", "ntasks_per_node", "gpus_per_node")}
+    gres = re.fullmatch(r"gpu(?::[\w.-]+)?:(\d+)", values.get("gres") or "")
+    counts["gpus_per_node"] = counts["gpus_per_node"] or (int(gres.group(1)) if gres else None)
+    if counts["ntasks"] is None and counts["nodes"] and counts["ntasks_per_node"]:
+        counts["ntasks"] = counts["nodes"] * counts["ntasks_per_node"]
+    return {k: v for k, v in counts.items() if v}
+
+
+def count(value: str, sbatch: dict) -> tuple[int | None, str]:
+    """A launcher option's number, and how it reads in the report: "8", "$SLURM_NNODES (#SBATCH --nodes 2)",
+    "$GPUS, known at run time"."""
+    n = as_int(value)
+    if n is not None:
+        return n, value
+    ref = _SCHEDULER_VALUE.fullmatch(value or "")
+    key = _SLURM_FROM_SBATCH.get(value.strip("${}")) if ref else None
+    if key is not None and key in sbatch_counts(sbatch):
+        n = sbatch_counts(sbatch)[key]
+        return n, f"{value} (#SBATCH --{key.replace('_', '-')} {n})"
+    if ref:
+        return None, f"{value}, known at run time"
+    return None, f"{value!r}, known at run time" if value else "(empty), known at run time"
+
+
+def _product(*factors: tuple[str, str | None], sbatch: dict, default_one: bool = False) -> World:
+    """Multiply the given options' counts; the source names each: "torchrun --nproc_per_node 8 × --nnodes 2"."""
+    total, parts = 1, []
+    for name, value in factors:
+        n, shown = count(value, sbatch)
+        parts.append(f"{name} {shown}")
+        if n is None:
+            return None, " × ".join(parts)
+        total *= n
+    return total, " × ".join(parts)
 
 
 def torchrun_world(kind: str) -> Callable[[dict, dict], World]:
     def world(values: dict, sbatch: dict) -> World:
-        nproc, nnodes = values.get("nproc_per_node"), values.get("nnodes")
-        n, m = as_int(nproc) if nproc is not None else 1, as_int(nnodes) if nnodes is not None else 1
-        if nproc is not None and n is None:
-            return None, f"{kind} --nproc_per_node {_unknown(nproc)}"
-        if nnodes is not None and m is None:
-            return None, f"{kind} --nnodes {_unknown(nnodes)}"
+        nproc, nnodes = values.get("nproc_per_node", "1"), values.get("nnodes")
         if nnodes is None:
-            return n, f"{kind} --nproc_per_node {n} on one node"
-        return n * m, f"{kind} --nproc_per_node {n} × --nnodes {m}"
+            n, source = _product((f"{kind} --nproc_per_node", nproc), sbatch=sbatch)
+            return n, source if n is None else source + " on one node"
+        return _product((f"{kind} --nproc_per_node", nproc), ("--nnodes", nnodes), sbatch=sbatch)
     return world
 
 
@@ -164,47 +200,41 @@ def deepspeed_world(values: dict, sbatch: dict) -> World:
     gpus, nodes = values.get("num_gpus"), values.get("num_nodes")
     if gpus is None:
         return None, "deepspeed without --num_gpus: every GPU of each host, known at run time"
-    if as_int(gpus) is None:
-        return None, f"deepspeed --num_gpus {_unknown(gpus)}"
+    if nodes is None and values.get("hostfile") is not None:
+        return None, f"deepspeed --num_gpus {gpus} on each host of the hostfile {values['hostfile']}, " \
+                     f"known at run time"
     if nodes is None:
-        if values.get("hostfile") is not None:
-            return None, f"deepspeed --num_gpus {gpus} on each host of the hostfile {values['hostfile']}"
-        return int(gpus), f"deepspeed --num_gpus {gpus} on one node (no --num_nodes or --hostfile)"
-    if as_int(nodes) is None:
-        return None, f"deepspeed --num_nodes {_unknown(nodes)}"
-    return int(gpus) * int(nodes), f"deepspeed --num_gpus {gpus} × --num_nodes {nodes}"
+        n, source = _product(("deepspeed --num_gpus", gpus), sbatch=sbatch)
+        return n, source if n is None else source + " on one node (no --num_nodes or --hostfile)"
+    return _product(("deepspeed --num_gpus", gpus), ("--num_nodes", nodes), sbatch=sbatch)
 
 
 def mpirun_world(values: dict, sbatch: dict) -> World:
-    total = values.get("np")
-    if total is not None:
-        n = as_int(total)
-        return (n, f"mpirun -np {n}") if n is not None else (None, f"mpirun -np {_unknown(total)}")
-    per_node = values.get("npernode")
-    hosts = values.get("host")
-    if per_node is not None and hosts and as_int(per_node) is not None:
-        names = [h for h in hosts.split(",") if h]
-        return int(per_node) * len(names), f"mpirun -npernode {per_node} × {len(names)} hosts (-H {hosts})"
+    if values.get("np") is not None:
+        return _product(("mpirun -np", values["np"]), sbatch=sbatch)
+    per_node, hosts = values.get("npernode"), values.get("host")
+    if per_node is not None and hosts:
+        names = [h.partition(":")[0] for h in hosts.split(",") if h]
+        n, source = _product(("mpirun -npernode", per_node), sbatch=sbatch)
+        return (None, source) if n is None else (n * len(names), f"{source} × {len(names)} hosts (-H {hosts})")
     if per_node is not None:
         return None, f"mpirun -npernode {per_node} on each host of the hostfile or allocation, known at run time"
     return None, "mpirun without -np: one process per slot of the hostfile or allocation, known at run time"
 
 
 def srun_world(values: dict, sbatch: dict) -> World:
+    """srun's own options, else the #SBATCH lines it inherits; Slurm starts one task per node by default."""
     if values.get("ntasks") is not None:
-        n = as_int(values["ntasks"])
-        return (n, f"srun --ntasks {n}") if n is not None else (None, f"srun --ntasks {_unknown(values['ntasks'])}")
+        return _product(("srun --ntasks", values["ntasks"]), sbatch=sbatch)
     nodes, nodes_from = _first(("srun", values), ("#SBATCH", sbatch), key="nodes")
     per_node, per_from = _first(("srun", values), ("#SBATCH", sbatch), key="ntasks_per_node")
     if nodes is not None and per_node is not None:
-        if as_int(nodes) is not None and as_int(per_node) is not None:
-            return int(nodes) * int(per_node), \
-                f"{nodes_from} --nodes {nodes} × {per_from} --ntasks-per-node {per_node}"
-        return None, f"{nodes_from} --nodes {nodes} × {per_from} --ntasks-per-node {per_node}, known at run time"
-    if sbatch.get("ntasks") is not None and as_int(sbatch["ntasks"]) is not None:
-        return int(sbatch["ntasks"]), f"#SBATCH --ntasks {sbatch['ntasks']}"
-    if nodes is not None and per_node is None and as_int(nodes) is not None:
-        return int(nodes), f"{nodes_from} --nodes {nodes}, one task per node"
+        return _product((f"{nodes_from} --nodes", nodes), (f"{per_from} --ntasks-per-node", per_node), sbatch=sbatch)
+    if sbatch.get("ntasks") is not None:
+        return _product(("#SBATCH --ntasks", sbatch["ntasks"]), sbatch=sbatch)
+    if nodes is not None:
+        n, source = _product((f"{nodes_from} --nodes", nodes), sbatch=sbatch)
+        return n, source if n is None else source + ", one task per node"
     return None, "the Slurm allocation ($SLURM_NTASKS), known at run time"
 
 
@@ -215,10 +245,14 @@ def _first(*sources, key):
     return None, None
 
 
+def aprun_world(values: dict, sbatch: dict) -> World:
+    if values.get("n") is not None:
+        return _product(("aprun -n", values["n"]), sbatch=sbatch)
+    return None, "aprun without -n: the PBS allocation, known at run time"
+
+
 def msrun_world(values: dict, sbatch: dict) -> World:
-    total = values.get("worker_num")
-    n = as_int(total)
-    return (n, f"msrun --worker_num {n}") if n is not None else (None, "msrun --worker_num, known at run time")
+    return _product(("msrun --worker_num", values.get("worker_num", "")), sbatch=sbatch)
 
 
 # ----------------------------------------------------------------------------- the table
@@ -316,8 +350,36 @@ MSRUN = LauncherSpec(
                       "worker_log_name", "tail_worker_log"}),
     world=msrun_world)
 
+APRUN = LauncherSpec(
+    "aprun", PER_RANK,
+    valued=frozenset({"n", "N", "d", "cc", "j", "e", "S", "sl", "sn", "m", "p", "r", "L", "E", "F", "a", "t"}),
+    boolean=frozenset({"b", "q", "T", "C", "R"}), world=aprun_world)
+
+NSYS = LauncherSpec(  # nsys profile: every option takes a value (-t cuda,nvtx -o FILE --stats=true)
+    "nsys profile", WRAPPER,
+    valued=frozenset({"t", "trace", "o", "output", "s", "sample", "c", "capture_range", "capture_range_end", "d",
+                      "duration", "y", "delay", "f", "force_overwrite", "w", "show_output", "x", "stop_on_exit",
+                      "b", "backtrace", "cuda_memory_usage", "cudabacktrace", "gpu_metrics_devices",
+                      "gpu_metrics_frequency", "nvtx_capture", "stats", "export", "e", "env_var", "cpuctxsw",
+                      "python_sampling", "pytorch", "python_backtrace", "session_new", "wait", "kill"}))
+
+CONTAINER = LauncherSpec(  # singularity|apptainer exec [options] IMAGE COMMAND
+    "apptainer exec", WRAPPER,
+    valued=frozenset({"B", "bind", "env", "env_file", "H", "home", "pwd", "W", "workdir", "overlay", "S",
+                      "scratch", "security", "network", "hostname", "mount", "app", "no_mount", "dns"}),
+    boolean=frozenset({"nv", "rocm", "cleanenv", "e", "contain", "c", "containall", "C", "writable", "w",
+                       "writable_tmpfs", "no_home", "fakeroot", "f", "nvccli", "u", "userns", "compat", "no_init",
+                       "no_privs", "pid", "p", "ipc", "i", "net", "n", "boot", "disable_cache", "no_https",
+                       "no_eval", "q", "quiet", "s", "silent", "v", "verbose", "d", "debug"}),
+    operands=1)
+
 _BY_NAME = {"torchrun": TORCHRUN, "deepspeed": DEEPSPEED, "mpirun": MPIRUN, "mpiexec": MPIRUN, "orterun": MPIRUN,
-            "mpiexec.hydra": MPIRUN, "prterun": MPIRUN, "srun": SRUN, "numactl": NUMACTL, "msrun": MSRUN}
+            "mpiexec.hydra": MPIRUN, "prterun": MPIRUN, "srun": SRUN, "numactl": NUMACTL, "msrun": MSRUN,
+            "aprun": APRUN}
+_BY_TWO_WORDS = {("uv", "run"): UV_RUN, ("nsys", "profile"): NSYS, ("singularity", "exec"): CONTAINER,
+                 ("apptainer", "exec"): CONTAINER}
+ROLES = {spec.kind: spec.role for spec in (TORCHRUN, DIST_RUN, DIST_LAUNCH, DEEPSPEED, MPIRUN, SRUN, NUMACTL,
+                                           UV_RUN, MSRUN, APRUN, NSYS, CONTAINER)}
 _DIST_MODULES = {"torch.distributed.run": DIST_RUN, "torch.distributed.launch": DIST_LAUNCH}
 PYTHON = re.compile(r"python(\d+(\.\d+)?)?")
 
@@ -327,8 +389,8 @@ def match_launcher(fields: list[str]) -> tuple[LauncherSpec, int] | None:
     name = os.path.basename(fields[0])
     if name in _BY_NAME:
         return _BY_NAME[name], 1
-    if name == "uv" and fields[1:2] == ["run"]:
-        return UV_RUN, 2
+    if (name, fields[1] if len(fields) > 1 else "") in _BY_TWO_WORDS:
+        return _BY_TWO_WORDS[(name, fields[1])], 2
     if PYTHON.fullmatch(name):
         k = 1
         while k < len(fields) and fields[k].startswith("-"):
