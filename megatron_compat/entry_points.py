@@ -51,6 +51,9 @@ def judge_entry(entry: str, argv: Sequence[str]) -> EntryJudgement:
         return EntryJudgement(name, name)
     if name in OTHER_ENTRIES:
         return _refused(name, f"trains a {OTHER_ENTRIES[name]} model", other_family=True)
+    if not name.endswith(".py"):
+        return _refused(name or "''", "is not a Python script (a module run with -m, or a word of a value split "
+                                      "in two?)")
     family = next(((flag, FAMILY_FLAGS[flag]) for flag in sorted(flags) if flag in FAMILY_FLAGS), None)
     if family is not None:
         return _refused(name, f"trains a {family[1]} model (it is given {family[0]})", other_family=True)

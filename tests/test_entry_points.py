@@ -49,6 +49,11 @@ def test_megatrons_other_families_are_refused_by_name_even_with_decoder_flags(en
     assert judged.translate_as is None and f"entry point {entry} trains a {family} model;" in judged.problem
 
 
+def test_an_entry_that_is_not_a_script_is_refused():
+    judged = judge_entry("master", GPT)
+    assert judged.translate_as is None and judged.problem.startswith("entry point master is not a Python script")
+
+
 def test_a_script_without_a_model_is_not_training():
     judged = judge_entry("preprocess_data.py", ["--input", "x.json", "--output-prefix", "x", "--tokenizer-type",
                                                 "GPT2BPETokenizer", "--workers", "8"])

@@ -711,11 +711,22 @@ def test_scheduler_counts_are_read_from_sbatch_lines():
 
 def test_placeholder_split_into_the_entry_is_named():
     """MASTER_ADDR="your master node IP": bash hands torchrun `--master_addr your master node IP pretrain_gpt.py`."""
-    with pytest.raises(ShellReadError, match=r"test\.sh:2: torchrun --master_addr is given \$MASTER_ADDR, which bash "
-                                             r"splits into 4 words \('your master node IP'\), so the launcher would "
-                                             r"take 'master' as the script to run"):
+    with pytest.raises(ShellReadError, match=r"test\.sh:2: torchrun --master_addr is given \$MASTER_ADDR='your master "
+                                             r"node IP', which bash splits into 4 words, so the launcher would take "
+                                             r"'master' as the script to run; set MASTER_ADDR to one value"):
         read('MASTER_ADDR="your master node IP"\ntorchrun --nproc_per_node 8 --master_addr $MASTER_ADDR '
              'pretrain_gpt.py --x\n')
+    launch = read('ARGS="--nproc_per_node 8 --master_addr h"\nCMD="torchrun $ARGS pretrain_gpt.py --x"\n$CMD\n')
+    assert launch.master_addr == "h"  # a whole command kept in one variable is not a split value
+
+
+def test_an_empty_script_variable_is_named():
+    with pytest.raises(ShellReadError, match=r"torchrun has no script to run: \$SCRIPT is not set by the script; "
+                                             r"give the training script's path \(convert_args.py --set SCRIPT=PATH"):
+        read("torchrun --nproc_per_node 2 $SCRIPT --num-layers 2\n")
+    with pytest.raises(ShellReadError, match=r"torchrun has no script to run: \$SCRIPT is not set by the script, so "
+                                             r"it would run 'args.txt'"):
+        read("torchrun --nproc_per_node 2 $SCRIPT args.txt\n")
 
 
 def test_an_exit_before_the_launch_is_named():

@@ -74,6 +74,9 @@ class CommandWords:
         after = self.field_word[position] if inside else len(self.words)
         return (self.words[after] if inside else None), self.words[before + 1:after]
 
+    def fields_of_word(self, word: int) -> int:
+        return self.field_word.count(word)
+
     def word_index(self, fields: list[str], k: int) -> int | None:
         position = len(self.field_word) - len(fields) + k
         return self.field_word[position] if 0 <= position < len(self.field_word) else None
@@ -577,7 +580,7 @@ class Shell:
         if value is None and self._templating and _NAME.fullmatch(name or "") and index is None:
             return [(f"\x00{name}\x00", False)]
         if self._templating and isinstance(value, str) and name in self.templates and index is None:
-            return [(self.templates[name], False)]  # X=$Y where Y came from unset variables: X does too
+            return [(self.templates[name], not in_dq)]  # X=$Y where Y came from unset variables: X does too
         if value is None:
             if warn_unset:
                 what = "positional parameter" if name.isdigit() else "variable"

@@ -112,9 +112,12 @@ class Recognizer:
         if parsed.rest and parsed.args and spec.role == SPAWNER:
             _value_split_into_the_entry(shell, spec, fields, n + len(parsed.args), line)
         if not parsed.rest:
+            if spec.role == SPAWNER:
+                _entry_lost(shell, spec, fields, n, len(fields), line)
             shell.warn(line, f"{spec.kind} without a command to run; not taken as the launch line")
             return
         if spec.role == SPAWNER and not (spec.no_python and spec.no_python in values):
+            _entry_lost(shell, spec, fields, n + len(parsed.args), n + len(parsed.args), line)
             self._record(shell, spec, stage, parsed.rest[0], parsed.rest[1:], temp_env, line)
             return
         self.context.append((spec, stage))
@@ -193,28 +196,51 @@ def live_text(template: str) -> str:
 
 def _templated(shell: Shell, fields: list[str], position: int, line: int) -> str:
     """fields[position], with the unset variables its word used kept as run-time references."""
-    origin = shell.words.at(fields, position)[0]
+    origin, word = shell.words.at(fields, position)[0], shell.words.word_index(fields, position)
+    if word is None or shell.words.fields_of_word(word) != 1:  # X="--a $UNSET --b" splits: left as bash gives it
+        return fields[position]
     template = shell.template_word(origin, line) if origin and "$" in origin else None
     return live_text(template) if template is not None else fields[position]
 
 
 def _value_split_into_the_entry(shell: Shell, spec: LauncherSpec, fields: list[str], k: int, line: int) -> None:
     """`--master_addr $MASTER_ADDR` with MASTER_ADDR="your master node IP": bash splits the value into words and
-    the launcher takes "master" as its script. Say which variable holds words, instead of naming that script."""
+    the launcher takes "master" as its script. Name the variable that holds words, not that script."""
+    option = fields[k - 2] if k >= 2 else ""
+    if not option.startswith("-") or "=" in option or spec.canonical(option_key(option)) not in spec.valued:
+        return
     word = shell.words.word_index(fields, k)
     if word is None or word != shell.words.word_index(fields, k - 1):
         return
-    start = k - 1
-    while start > 0 and shell.words.word_index(fields, start - 1) == word:
-        start -= 1
-    end = k
-    while end + 1 < len(fields) and shell.words.word_index(fields, end + 1) == word:
-        end += 1
-    raw = shell.words.at(fields, k)[0]
-    value = " ".join(fields[start:end + 1])
-    raise ShellReadError(f"{shell.path}:{line}: {spec.kind} {fields[start - 1]} is given {raw}, which bash splits "
-                         f"into {end - start + 1} words ({value!r}), so the launcher would take {fields[k]!r} as the "
-                         f"script to run; set it to one value (is it still the example's placeholder?) or quote it")
+    culprit = _find_culprit(shell, fields, k - 1, option)
+    value = _value_of(shell, culprit.name) if culprit else None
+    if not value or len(value.split()) < 2:
+        return
+    raise ShellReadError(f"{shell.path}:{line}: {spec.kind} {option} is given ${culprit.name}={value!r}, which bash "
+                         f"splits into {len(value.split())} words, so the launcher would take {fields[k]!r} as the "
+                         f"script to run; set {culprit.name} to one value (is it still the example's placeholder?) "
+                         f"or quote it")
+
+
+def _entry_lost(shell: Shell, spec: LauncherSpec, fields: list[str], start: int, k: int, line: int) -> None:
+    """`torchrun ... $TRAINING_SCRIPT ARGS` with the variable empty: the first argument would become the script
+    (or, an option, be read as the launcher's). Checked from fields[start] to the would-be script fields[k]."""
+    if k < len(fields) and fields[k].endswith(".py"):
+        return
+    vanished = [raw for i in range(start, k + 1) for raw in shell.words.at(fields, i)[1]]
+    names = [n for raw in vanished for n in _REFERENCE.findall(raw)]
+    if not names:
+        return
+    instead = f", so it would run {fields[k]!r}" if k < len(fields) else ""
+    raise ShellReadError(f"{shell.path}:{line}: {spec.kind} has no script to run: "
+                         f"{_describe(shell, names[-1]).because}{instead}; give the training script's path "
+                         f"(convert_args.py --set {names[-1]}=PATH)")
+
+
+def _value_of(shell: Shell, name: str) -> str | None:
+    scope = next((sc for sc in _scopes(shell) if sc.lookup(name) is not None), None)
+    value = scope.lookup(name) if scope else None
+    return value if isinstance(value, str) else None
 
 
 def _warn_kept(shell: Shell, spec: LauncherSpec, word: str, line: int) -> None:
@@ -239,7 +265,7 @@ def _find_culprit(shell: Shell, fields: list[str], position: int, token: str) ->
     if names:
         return _describe(shell, names[0])
     after_option = re.compile(re.escape(token.partition("=")[0]) + r"""(?:=|\s+)["']?\$\{?([A-Za-z_]\w*)""")
-    found = after_option.findall(origin or "")
+    found = after_option.findall(origin or "") or after_option.findall(shell.words.text(fields))
     if found:
         return _describe(shell, found[0])
     for scope in _scopes(shell):  # the assignments that built the line: X="... --nnodes $NNODES ..."
