@@ -29,7 +29,7 @@ FAMILY_FLAGS = {
     "--img-h": "vision", "--img-w": "vision", "--patch-dim": "vision", "--vision-backbone-type": "vision",
     "--vision-pretraining": "vision", "--vision-model-type": "vision-language", "--freeze-ViT": "vision-language",
     "--retro-project-dir": "RETRO", "--retro-add-retriever": "RETRO", "--ict-head-size": "ICT retriever",
-    "--biencoder-projection-dim": "ICT retriever",
+    "--biencoder-projection-dim": "ICT retriever", "--use-lf-gate": "Yuan 2.0 (Localized Filtering attention)",
 }
 # The flags that describe a decoder's shape: a script that trains a GPT-style model gives them
 DECODER_FLAGS = ("--num-layers", "--hidden-size", "--num-attention-heads")
