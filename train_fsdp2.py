@@ -22,9 +22,11 @@ def main(argv=None) -> int:
         print(USAGE)
         return 0 if argv and argv[0] in ("-h", "--help") else 2
     from fsdp2_core.config import ConfigError, load_config
+    from fsdp2_core.rank_env import RankDiscoveryError, export_torchrun_variables
     try:
+        export_torchrun_variables()  # ranks started by mpirun / srun instead of torchrun
         cfg = load_config(argv[0], argv[1:])
-    except ConfigError as exc:
+    except (ConfigError, RankDiscoveryError) as exc:
         print(f"train_fsdp2.py: {exc}", file=sys.stderr)
         return 2
     cfg.training.exit_signal_handler = True  # this entry always stops gracefully on SIGTERM / SIGINT

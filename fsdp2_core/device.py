@@ -14,6 +14,8 @@ from typing import Optional
 import torch
 import torch.distributed as dist
 
+from fsdp2_core.rank_env import export_torchrun_variables
+
 
 def _npu_available() -> bool:
     try:
@@ -145,9 +147,11 @@ def free_port() -> int:
 def init_distributed(device_type: Optional[str] = None, timeout_minutes: Optional[float] = None) -> Device:
     """Join (or create) the default process group; a plain `python` run becomes a world of one.
 
+    Ranks started by mpirun or srun (no torchrun) are read from their launcher's variables (rank_env.py).
     `timeout_minutes` bounds every collective of the group (a rank that stops answering fails the others
     after it instead of hanging them); None keeps PyTorch's default for the backend. A group that already
     exists keeps its own timeout."""
+    export_torchrun_variables()
     device_type = device_type or detect_device_type()
     local_rank = int(os.environ.get("LOCAL_RANK", 0))
     device = Device(device_type, local_rank if device_type != "cpu" else 0, BACKENDS[device_type])

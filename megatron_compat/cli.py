@@ -4,6 +4,7 @@ import sys
 from typing import List, Optional
 
 from fsdp2_core.config import ConfigError, dump_yaml
+from fsdp2_core.rank_env import RankDiscoveryError, export_torchrun_variables
 
 from .translate import translate
 
@@ -63,6 +64,11 @@ def main(argv: Optional[List[str]] = None, entry: str = "pretrain_gpt.py") -> in
         return 0
     print_config = "--print-config" in argv
     argv = [a for a in argv if a != "--print-config"]
+    try:  # ranks started by mpirun / srun: their world size decides the batch arithmetic below
+        export_torchrun_variables()
+    except RankDiscoveryError as exc:
+        print(f"{entry}: {exc}", file=sys.stderr)
+        return 2
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     result = translate(argv, world_size=world_size, entry=entry)
     rank0 = int(os.environ.get("RANK", "0")) == 0

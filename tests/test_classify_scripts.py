@@ -15,7 +15,7 @@ EXPECTED = json.load(open(EXPECTED_PATH))
 
 
 def expected_outcome(entry):
-    refused = "refused" in entry["canonical"] or "refused_entry" in entry["canonical"]
+    refused = any(key in entry["canonical"] for key in ("refused", "refused_entry", "refused_launcher"))
     return "refused" if refused else "converted"
 
 
@@ -103,6 +103,15 @@ def test_a_hang_is_cut_off_as_a_timeout(tmp_path, monkeypatch):
     ("rope models map to the Llama/Qwen families, which need --normalization RMSNorm",
      ("architecture", "rope models map to the Llama/Qwen families")),
     ("KeyError: 'boom' at shell_reader.py:900", ("crash", "KeyError")),
+    ("/x/run.sh:3: entry point preprocess_data.py does not describe a model to train (it is not given --num-layers",
+     ("not a training script", "preprocess_data.py")),
+    ("/x/run.sh:3: msrun starts MindSpore processes (MindSpeed-LLM's MindSpore backend)",
+     ("MindSpore launcher (msrun)", "")),
+    ("/x/run.sh:4: torchrun --master_addr is given $MASTER_ADDR='your master node IP', which bash splits into 4 words",
+     ("value split into the script's place", "MASTER_ADDR")),
+    ("/x/run.sh:1: torchrun has no script to run: $TRAIN_SCRIPT is not set", ("no script to run", "torchrun")),
+    ("/x/run.sh:2: torchrun --nproc_per_node (line 2) has no value: $GPUS is set to an empty value",
+     ("launcher option without a value", "torchrun --nproc_per_node")),
 ])
 def test_reasons_are_normalised(reason, expected):
     assert classify_scripts.normalise(reason) == expected

@@ -37,12 +37,14 @@ def test_corpus_script_converts_to_expected_config(name, tmp_path):
     if EXPECTED[name].get("script_args"):
         argv += ["--"] + EXPECTED[name]["script_args"]
     code, out, err = run_convert(argv)
-    if "refused" in expected or "refused_entry" in expected:
+    if "refused" in expected or "refused_entry" in expected or "refused_launcher" in expected:
         assert code == 1 and not yaml_out.exists() and not script_out.exists()
         for flag in expected.get("refused", []):
             assert flag in err
         if "refused_entry" in expected:
             assert f"entry point {expected['refused_entry']}" in err
+        if "refused_launcher" in expected:
+            assert f"{expected['refused_launcher']} starts MindSpore processes" in err
         return
     if "already_fsdp2" in expected:
         assert code == 0 and "nothing to convert" in out and not yaml_out.exists()
@@ -55,6 +57,8 @@ def test_corpus_script_converts_to_expected_config(name, tmp_path):
     assert new.entry_name == "train_fsdp2.py" and new.argv == [str(yaml_out)]
     old = read_launch_script(open(os.path.join(SCRIPTS, name)).read(), EXPECTED[name].get("script_args", []), name)
     assert new.world_size == old.world_size
+    assert [s.kind for s in new.wrappers] == [s.kind for s in old.wrappers]  # srun stays srun, mpirun mpirun
+    assert f"world size {old.world_size or 'unknown'} ({old.world_size_source})" in out
     assert "mapped" in out and "dialect: megatron" in out
 
 
@@ -125,3 +129,39 @@ def test_print_config_on_public_example_argv(name, entry, monkeypatch):
         reasons = err.getvalue().split("refusing to start:")[1]
         assert "--" in reasons  # every refusal names a flag
     assert "dialect: megatron" in err.getvalue()
+
+
+_TINY_GPT = ("--num-layers 2 --hidden-size 64 --num-attention-heads 4 --seq-length 32 --max-position-embeddings 32 "
+             "--micro-batch-size 2 --global-batch-size 64 --train-iters 10 --lr 1e-3 --vocab-size 128 "
+             "--tokenizer-type NullTokenizer --data-path /data/x_text_document --save /ckpt/x")
+
+
+def test_empty_variable_in_the_launch_line_is_named(tmp_path):
+    """Unset, $GPUS_PER_NODE shifted torchrun's options: the report named an entry point "4". Now it names it."""
+    script = tmp_path / "run.sh"
+    script.write_text(f"torchrun --nproc_per_node $GPUS_PER_NODE --nnodes 4 pretrain_gpt.py {_TINY_GPT}\n")
+    out_args = ["-o", str(tmp_path / "new.yaml"), "--script-out", str(tmp_path / "new.sh")]
+    code, out, err = run_convert([str(script)] + out_args)
+    assert code == 0, err
+    assert "pretrain_gpt.py launched at line 1 by torchrun, world size unknown (torchrun --nproc_per_node " \
+           "$GPUS_PER_NODE, known at run time)" in out
+    assert "$GPUS_PER_NODE is not set by the script" in err and "--set GPUS_PER_NODE=VALUE" in err
+    assert 'NPROC_PER_NODE=${NPROC_PER_NODE:-"$GPUS_PER_NODE"}' in (tmp_path / "new.sh").read_text()
+    code, out, err = run_convert([str(script)] + out_args + ["--set", "GPUS_PER_NODE=8"])
+    assert code == 0 and "world size 32 (torchrun --nproc_per_node 8 × --nnodes 4)" in out
+    assert load_config(str(tmp_path / "new.yaml")).training.gradient_accumulation_steps == 1  # 64 = 2 × 32 × 1
+    code, _, err = run_convert([str(script), "--set", "GPUS_PER_NODE"])
+    assert code == 1 and "--set GPUS_PER_NODE: give NAME=VALUE" in err
+
+
+def test_fork_entry_point_is_judged_by_its_flags(tmp_path):
+    code, out, err = run_convert([os.path.join(SCRIPTS, "fork_entry_qwen.sh"), "-o", str(tmp_path / "new.yaml"),
+                                  "--script-out", str(tmp_path / "new.sh")])
+    assert code == 0, err
+    assert ("entry point pretrain_qwen.py is not Megatron's pretrain_gpt.py; judged a GPT-style decoder by its "
+            "flags") in out
+    script = tmp_path / "t5.sh"
+    script.write_text(f"torchrun pretrain_t5_like.py {_TINY_GPT} --encoder-num-layers 2 --decoder-num-layers 2\n")
+    code, _, err = run_convert([str(script)])
+    assert code == 1 and "entry point pretrain_t5_like.py trains a T5 encoder-decoder model (it is given " \
+                         "--decoder-num-layers)" in err

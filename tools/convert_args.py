@@ -1,7 +1,8 @@
 #!/usr/bin/env python
 """Convert a Megatron-LM / MindSpeed-LLM launch script into an FSDP2 YAML and a new launch script.
 
-    python tools/convert_args.py OLD.sh [-o NEW.yaml] [--script-out NEW.sh] [--force] [-- SCRIPT_ARGS...]
+    python tools/convert_args.py OLD.sh [-o NEW.yaml] [--script-out NEW.sh] [--force] [--set NAME=VALUE ...]
+                                 [-- SCRIPT_ARGS...]
     python tools/convert_args.py --list-flags
     python tools/convert_args.py --to-megatron CONFIG.yaml
 
@@ -18,18 +19,12 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from fsdp2_core.config import ConfigError, dump_yaml, load_config, write_text_atomic  # noqa: E402
+from megatron_compat.entry_points import judge_entry  # noqa: E402
 from megatron_compat.launch_script import render_launch_script  # noqa: E402
 from megatron_compat.registry import list_flags_lines  # noqa: E402
 from megatron_compat.reverse import to_megatron  # noqa: E402
 from megatron_compat.shell import ShellReadError, read_launch_script  # noqa: E402
 from megatron_compat.translate import translate  # noqa: E402
-
-GPT_ENTRIES = ("pretrain_gpt.py", "posttrain_gpt.py")
-OTHER_ENTRIES = {
-    "pretrain_bert.py": "BERT", "pretrain_t5.py": "T5", "pretrain_vlm.py": "vision-language", "pretrain_mamba.py": "Mamba",
-    "pretrain_hybrid.py": "hybrid Mamba", "pretrain_retro.py": "RETRO", "pretrain_ict.py": "ICT retriever",
-    "pretrain_vision_classify.py": "vision", "pretrain_vision_dino.py": "vision", "pretrain_vision_inpaint.py": "vision",
-}
 
 
 def parse_args(argv):
@@ -37,8 +32,13 @@ def parse_args(argv):
     parser.add_argument("script", nargs="?", help="the Megatron launch script to convert")
     parser.add_argument("-o", "--output", help="YAML to write (default: beside the script, <name>.fsdp2.yaml)")
     parser.add_argument("--script-out", help="launch script to write (default: beside the script, <name>.fsdp2.sh)")
-    parser.add_argument("--force", action="store_true", help="write the result even when flags are rejected or unknown (without them)")
-    parser.add_argument("--list-flags", action="store_true", help="print every known flag: <flag>\\t<status>\\t<target or reason>")
+    parser.add_argument("--force", action="store_true",
+                        help="write the result even when flags are rejected or unknown (without them)")
+    parser.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
+                        help="a variable the script takes from its environment (e.g. a scheduler's SLURM_NNODES), "
+                             "given a value for reading the script; repeatable")
+    parser.add_argument("--list-flags", action="store_true",
+                        help="print every known flag: <flag>\\t<status>\\t<target or reason>")
     parser.add_argument("--to-megatron", metavar="CONFIG.yaml", help="print the Megatron flags for a canonical config")
     if "--" in argv:
         cut = argv.index("--")
@@ -81,26 +81,46 @@ def _flag_lines(argv):
     return lines
 
 
+def _environment(assignments):
+    environ = {}
+    for item in assignments:
+        name, eq, value = item.partition("=")
+        if not eq or not name.isidentifier():
+            raise ValueError(f"--set {item}: give NAME=VALUE, e.g. --set SLURM_NNODES=4")
+        environ[name] = value
+    return environ
+
+
 def convert(args) -> int:
     try:
         with open(args.script, encoding="utf-8") as fh:
             text = fh.read()
-        launch = read_launch_script(text, args.script_args, path=args.script)
-    except (OSError, ShellReadError) as exc:
+        launch = read_launch_script(text, args.script_args, path=args.script, environ=_environment(args.set))
+    except (OSError, ShellReadError, ValueError) as exc:
         print(f"convert_args: {exc}", file=sys.stderr)
         return 1
     for warning in launch.warnings:
         print(f"{args.script}:{warning.line}: {warning.message}", file=sys.stderr)
     entry = os.path.basename(launch.entry)
     if entry == "train_fsdp2.py":
-        print(f"{args.script}:{launch.entry_line}: already launches train_fsdp2.py with an FSDP2 YAML; nothing to convert")
+        print(f"{args.script}:{launch.entry_line}: already launches train_fsdp2.py with an FSDP2 YAML; "
+              "nothing to convert")
         return 0
-    entry_problem = _entry_problem(entry, launch.entry_line, args.script)
-    result = translate(launch.argv, world_size=launch.world_size, entry=entry if entry in GPT_ENTRIES else "pretrain_gpt.py",
+    if launch.launcher == "msrun":
+        print(f"convert_args: {args.script}:{launch.entry_line}: msrun starts MindSpore processes (MindSpeed-LLM's "
+              f"MindSpore backend); the engine runs on PyTorch. Convert the PyTorch version of this script (torchrun "
+              f"... pretrain_gpt.py) instead", file=sys.stderr)
+        return 1
+    judged = judge_entry(entry, launch.argv)
+    result = translate(launch.argv, world_size=launch.world_size, entry=judged.translate_as or "pretrain_gpt.py",
                        force=args.force)
-    print(f"# {args.script}: {entry} launched at line {launch.entry_line} by {launch.launcher}, "
-          f"world size {launch.world_size if launch.world_size else 'unknown'}")
+    world = launch.world_size if launch.world_size else "unknown"
+    print(f"# {args.script}: {entry} launched at line {launch.entry_line} by {launch.style}, "
+          f"world size {world} ({launch.world_size_source})")
+    if judged.note:
+        print(f"# {judged.note}")
     print(result.report())
+    entry_problem = f"{args.script}:{launch.entry_line}: {judged.problem}" if judged.problem else None
     problems = ([entry_problem] if entry_problem else []) + result.problems()
     if problems and not args.force:
         print("\nconvert_args: not converted, nothing written:\n  - " + "\n  - ".join(problems), file=sys.stderr)
@@ -110,14 +130,6 @@ def convert(args) -> int:
         return 1
     _write_outputs(args, launch, result)
     return 1 if problems else 0
-
-
-def _entry_problem(entry, line, script):
-    if entry in GPT_ENTRIES:
-        return None
-    family = OTHER_ENTRIES.get(entry, "non-GPT")
-    return (f"{script}:{line}: entry point {entry} trains a {family} model; the engine trains decoder-only GPT models "
-            "(pretrain_gpt.py / posttrain_gpt.py). Use Megatron-LM for this model family")
 
 
 def _write_outputs(args, launch, result):

@@ -3,13 +3,28 @@ from __future__ import annotations
 
 import ast
 import fnmatch
+import os
 import re
-from typing import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Callable, Mapping, Sequence
 
-from .lex import (ArithCmd, ArrayAssign, Word, ansi_c, opaque_chunks, scan_ansi, scan_backtick,
-                  scan_brace, scan_dquote, scan_paren, scan_squote)
-from .parse import AndOr, FuncDef, Group, If, Pipeline, Simple, Skipped
-from .result import ShellWarning
+from .lex import (
+    ArithCmd,
+    ArrayAssign,
+    Lexer,
+    Word,
+    ansi_c,
+    opaque_chunks,
+    scan_ansi,
+    scan_backtick,
+    scan_brace,
+    scan_dquote,
+    scan_paren,
+    scan_squote,
+)
+from .parse import AndOr, FuncDef, Group, If, Parser, Pipeline, Simple, Skipped
+from .result import ShellReadError, ShellWarning
+
 
 class _Break:  # field boundary between "${X[@]}" elements
     pass
@@ -27,24 +42,63 @@ _BREAK, _MARK, _AT = _Break(), _Mark(), _AtExpansion()
 
 
 class Exit(Exception):
-    pass
+    def __init__(self, line: int):
+        super().__init__(line)
+        self.line = line
 
 
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _ASSIGN_WORD = re.compile(r"([A-Za-z_][A-Za-z0-9_]*)(?:\[([^\]]*)\])?(\+?)=")
 _PARAM = re.compile(r"([A-Za-z_][A-Za-z0-9_]*|[0-9]+|[@*#?$!-])(?:\[([^\]]*)\])?")
 _DECLARATIONS = {"export", "declare", "typeset", "local", "readonly"}
-_VAR_CHANGING = {"read", "eval", "mapfile", "readarray", "let", "getopts", "printf"}
+_VAR_CHANGING = {"read", "mapfile", "readarray", "let", "getopts", "printf"}
+_SHELLS = {"bash", "sh"}
+_MAX_DEPTH = 20
 _WRAPPERS = {"nohup", "exec", "time", "env", "command", "stdbuf"}
 _FILE_TESTS = set("-a -b -c -d -e -f -g -h -k -p -r -s -t -u -w -x -G -L -N -O -S".split())
 
 
-class Shell:
-    """The pretend shell. `on_command(shell, fields, temp_env, line)` sees every external command it meets."""
+@dataclass
+class CommandWords:
+    """Where the fields of the command being run came from: its words as written, and for each field the word
+    behind it. A word behind no field expanded to nothing (an unquoted empty variable)."""
+    words: list[str] = field(default_factory=list)
+    field_word: list[int] = field(default_factory=list)
 
-    def __init__(self, path: str, script_args: Sequence[str], on_command: Callable | None = None):
+    def at(self, fields: list[str], k: int) -> tuple[str | None, list[str]]:
+        """For fields[k] of `fields` (a tail of the command's fields): its word, and the words that expanded to
+        nothing just before it (k == len(fields): those at the end)."""
+        position = len(self.field_word) - len(fields) + k
+        inside = 0 <= position < len(self.field_word)
+        before = self.field_word[position - 1] if 0 < position <= len(self.field_word) else -1
+        after = self.field_word[position] if inside else len(self.words)
+        return (self.words[after] if inside else None), self.words[before + 1:after]
+
+    def fields_of_word(self, word: int) -> int:
+        return self.field_word.count(word)
+
+    def word_index(self, fields: list[str], k: int) -> int | None:
+        position = len(self.field_word) - len(fields) + k
+        return self.field_word[position] if 0 <= position < len(self.field_word) else None
+
+    def text(self, fields: list[str]) -> str:
+        """The command's words from the one behind fields[0] on, as written."""
+        position = len(self.field_word) - len(fields)
+        start = self.field_word[position] if fields and position < len(self.field_word) else len(self.words)
+        return " ".join(self.words[start:])
+
+
+class Shell:
+    """The pretend shell. `on_command(shell, fields, temp_env, line)` sees every external command it meets.
+
+    `environ` holds variables the caller's environment is taken to have (tools/convert_args.py --set): they
+    are visible to the script and to the shells it starts, but are not the script's own exports."""
+
+    def __init__(self, path: str, script_args: Sequence[str], on_command: Callable | None = None,
+                 environ: Mapping[str, str] | None = None):
         self.path = path
-        self.vars: dict[str, str | list[str]] = {}
+        self.vars: dict[str, str | list[str]] = dict(environ or {})
+        self.inherited: set[str] = set(environ or {})
         self.exported: dict[str, int] = {}
         self.positional = list(script_args)
         self.functions: dict[str, FuncDef] = {}
@@ -55,6 +109,11 @@ class Shell:
         # e.g. PATH): kept with those references as `\x00NAME\x00` markers, so a rendered script can keep $NAME.
         self.templates: dict[str, str] = {}
         self._templating = False
+        self.raw_values: dict[str, str] = {}  # the text of each variable's last assignment, before expansion
+        self.words = CommandWords()           # the command being run: see CommandWords
+        self.other_scripts: list[tuple[int, str]] = []  # (line, script) run with bash/sh: not read here
+        self.parent: Shell | None = None      # the shell that ran this one's `bash -c`
+        self.source_texts: list[str] = []     # the words, unexpanded, of the eval / bash -c strings run here
 
     def warn(self, line: int, message: str) -> None:
         w = ShellWarning(line, message)
@@ -129,11 +188,16 @@ class Shell:
         head = self.expand_word(rest[0])
         if head and head[0] in _DECLARATIONS:
             return self.declare(head[0], head[1:], rest[1:], cmd.line)
-        fields = list(head)
+        fields, words = list(head), CommandWords([rest[0].raw], [0] * len(head))
         for w in rest[1:]:
-            fields.extend(self.expand_word(w) if isinstance(w, Word) else [])
+            if isinstance(w, Word):
+                got = self.expand_word(w)
+                fields.extend(got)
+                words.field_word.extend([len(words.words)] * len(got))
+                words.words.append(w.raw)
         if not fields:
             return True
+        self.words = words
         return self.run_command(fields, temp_env, cmd.line)
 
     def run_command(self, fields: list[str], temp_env: dict, line: int):
@@ -165,7 +229,7 @@ class Shell:
         if name == "false":
             return False
         if name == "exit":
-            raise Exit()
+            raise Exit(line)
         if name in ("source", "."):
             target = args[0] if args else ""
             self.warn(line, f"'{name} {target}' not evaluated: variables it sets are unknown here")
@@ -187,12 +251,110 @@ class Shell:
         if name in _VAR_CHANGING and not (name == "printf" and "-v" not in args):
             self.warn(line, f"'{name}' not evaluated: it may set variables")
             return None
+        if name == "eval":
+            return self.run_eval(args, line)
+        if os.path.basename(name) in _SHELLS:
+            return self.run_shell(name, args, temp_env, line)
+        if name.endswith(".sh"):
+            self.other_scripts.append((line, name))
+            self.warn(line, f"'{name}' runs another script, which is not read here")
+            return True
         if self.on_command is not None:
             self.on_command(self, fields, temp_env, line)
         return True
 
+    # ---------------------------------------------------------------- eval, bash -c
+    def parse_string(self, text: str, line: int) -> list:
+        """Lex and parse a command string (eval's, bash -c's); every command in it is reported at `line`."""
+        lexer = Lexer(text, f"{self.path}:{line}")
+        tokens = lexer.tokenize()
+        for tok in tokens:
+            tok.line = line
+            for element in getattr(tok, "elements", ()):
+                element.line = line
+        if lexer.skipped_heredocs:
+            self.warn(line, "here-document skipped (its text is not read)")
+        return Parser(tokens, f"{self.path}:{line}").parse_program()
+
+    def run_eval(self, args: list[str], line: int):
+        """eval: the arguments joined by spaces are read again as commands, in this shell's own variables."""
+        text = " ".join(args)
+        self.source_texts.append(self.words.text(args))
+        if text.strip().startswith(("$(", "`")):
+            self.warn(line, f"eval of a command's output ({text.strip()[:40]}) not evaluated")
+            return None
+        if self.depth > _MAX_DEPTH:
+            self.warn(line, "eval nested too deep; not evaluated")
+            return None
+        try:
+            nodes = self.parse_string(text, line)
+        except ShellReadError as exc:
+            self.warn(line, f"eval text not understood ({exc}); not evaluated")
+            return None
+        self.depth += 1
+        try:
+            return self.run_list(nodes)
+        finally:
+            self.depth -= 1
+
+    def run_shell(self, name: str, args: list[str], temp_env: dict, line: int):
+        """bash -c STRING [NAME ARGS...]: the string runs in a new shell that sees only exported variables.
+        bash SCRIPT: another file, which is not read here (reported, and named if no launch is found)."""
+        k, command = 0, False
+        while k < len(args) and args[k][:1] in "-+" and args[k] not in ("-", "--"):
+            if args[k].startswith("--"):  # --login, --norc, ...; --rcfile FILE takes a value
+                k += 2 if args[k] in ("--rcfile", "--init-file") else 1
+                continue
+            command = command or (args[k][0] == "-" and "c" in args[k])
+            k += 2 if args[k] in ("-o", "+o", "-O", "+O") else 1
+        k += 1 if k < len(args) and args[k] == "--" else 0
+        if not command:
+            script = args[k] if k < len(args) else "(standard input)"
+            self.other_scripts.append((line, script))
+            self.warn(line, f"'{name} {script}' runs another script, which is not read here")
+            return None
+        if k >= len(args):
+            self.warn(line, f"'{name} -c' without a command string")
+            return None
+        if self.depth > _MAX_DEPTH:
+            self.warn(line, f"'{name} -c' nested too deep; not evaluated")
+            return None
+        try:
+            nodes = self.parse_string(args[k], line)
+        except ShellReadError as exc:
+            self.warn(line, f"'{name} -c' text not understood ({exc}); not evaluated")
+            return None
+        child = self.child(args[k + 1] if k + 1 < len(args) else name, args[k + 2:], temp_env, line)
+        child.source_texts.append(self.words.at(args, k)[0] or "")
+        try:
+            child.run_list(nodes)
+        except Exit:
+            pass
+        return True
+
+    def child(self, path: str, positional: list[str], temp_env: dict, line: int) -> "Shell":
+        """A new shell process: the exported (and inherited) variables, plus this command's prefix assignments."""
+        names = [n for n in list(self.exported) + sorted(self.inherited) if isinstance(self.vars.get(n), str)]
+        child = Shell(path, positional, self.on_command, {n: self.vars[n] for n in names if n in self.inherited})
+        for n in names:
+            child.vars[n] = self.vars[n]
+            if n in self.exported:
+                child.exported[n] = self.exported[n]
+            if n in self.templates:
+                child.templates[n] = self.templates[n]
+            if n in self.raw_values:
+                child.raw_values[n] = self.raw_values[n]
+        for n, value in temp_env.items():
+            child.vars[n] = value
+            child.exported[n] = line
+        child.warnings = self.warnings  # one list: the script's warnings, in the order met
+        child.other_scripts = self.other_scripts
+        child.depth = self.depth + 1
+        child.parent = self
+        return child
+
     def call_function(self, fn: FuncDef, args: list[str]):
-        if self.depth > 20:
+        if self.depth > _MAX_DEPTH:
             self.warn(fn.line, f"function '{fn.name}' recursion too deep; not evaluated")
             return None
         saved, self.positional = self.positional, args
@@ -211,6 +373,7 @@ class Shell:
 
     def assign(self, a, export_line: int | None = None) -> str:
         if isinstance(a, ArrayAssign):
+            self.raw_values[a.name] = " ".join(w.raw for w in a.elements)
             elements = [f for w in a.elements for f in self.expand_word(w)]
             old = self.vars.get(a.name)
             if a.append:
@@ -220,6 +383,8 @@ class Shell:
             return a.name
         m = _ASSIGN_WORD.match(a.raw)
         name, index, append = m.group(1), m.group(2), m.group(3)
+        self.raw_values[name] = (self.raw_values.get(name, "") + " " if append or index is not None else "") + \
+            a.raw[m.end():]
         value = self.join(self.pieces(a.raw[m.end():], a.line))
         old = self.vars.get(name)
         if index is not None:  # X[i]=v
@@ -250,6 +415,16 @@ class Shell:
             self.templates[name] = template
         else:
             self.templates.pop(name, None)
+
+    def template_word(self, raw: str, line: int) -> str | None:
+        """The one field `raw` expands to, with references to unset variables kept as `\x00NAME\x00` markers;
+        None when it refers to none, or does not make exactly one field."""
+        self._templating = True
+        try:
+            fields = self.split(self.pieces(raw, line))
+        finally:
+            self._templating = False
+        return fields[0] if len(fields) == 1 and "\x00" in fields[0] else None
 
     def declare(self, builtin: str, head_rest: list[str], words: list, line: int):
         export = builtin == "export"
@@ -404,6 +579,8 @@ class Shell:
     def value_pieces(self, name, index, value, text, line, in_dq, warn_unset) -> list:
         if value is None and self._templating and _NAME.fullmatch(name or "") and index is None:
             return [(f"\x00{name}\x00", False)]
+        if self._templating and isinstance(value, str) and name in self.templates and index is None:
+            return [(self.templates[name], not in_dq)]  # X=$Y where Y came from unset variables: X does too
         if value is None:
             if warn_unset:
                 what = "positional parameter" if name.isdigit() else "variable"

@@ -4,30 +4,37 @@
 small tree (simple commands, pipelines, `&&`/`||` chains, `if/elif/else`,
 `{ }` / `( )` groups, functions) and evaluates that tree in a pretend shell:
 assignments, `export`, parameter expansion, `$(( ))` arithmetic, `[ ]`/`[[ ]]`
-tests, arrays and bash's word splitting are evaluated; nothing is executed.
-What cannot be evaluated without running something (command substitution,
-`source`, loops, `eval`, file tests, ...) is left as literal text and reported
-in `LaunchScript.warnings` with its line number.
+tests, arrays, bash's word splitting, `eval` and `bash -c` strings are
+evaluated; nothing is executed. What cannot be evaluated without running
+something (command substitution, `source`, loops, file tests, ...) is left as
+literal text and reported in `LaunchScript.warnings` with its line number.
 
-The launch line is the command that starts `torchrun`, `python -m
-torch.distributed.launch|run` or `python SCRIPT.py` on the path the script
-actually takes. When several run, a distributed launcher wins over plain
-python, and among equals the last one wins (a preprocessing step usually comes
-before training); the others are reported as warnings.
+The launch line is the command that starts the training script on the path the
+script actually takes, through any launchers of launchers.py: `torchrun`,
+`python -m torch.distributed.launch|run`, `deepspeed`, `msrun`, or
+`python SCRIPT.py` under `srun`, `mpirun`/`mpiexec`, `numactl`, `uv run`, ...
+When several run, a distributed launch wins over plain python, and among
+equals the last one wins (a preprocessing step usually comes before training);
+the others are reported as warnings.
 """
 from __future__ import annotations
 
 import os
 import re
+import shlex
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Mapping, Sequence
 
 from .evaluate import Exit, Shell
+from .launchers import PER_RANK, PYTHON, SPAWNER, SRUN, LauncherSpec, match_launcher, parse_options
 from .lex import Lexer
+from .lost_values import entry_lost, launcher_options, scopes, value_split_into_the_entry
 from .parse import Parser
-from .result import LaunchScript, ShellReadError
+from .result import LaunchScript, ShellReadError, Stage
 
-_BOOLEAN_LAUNCHER_FLAGS = {"standalone", "no_python", "module", "m", "use_env", "run_path", "help", "h"}
+_TORCHRUN_KINDS = {"torchrun", "torch.distributed.run", "torch.distributed.launch"}
+_SBATCH = re.compile(r"^#SBATCH\s+(.*)$", re.M)
+_DIRECTIVE = re.compile(r"^#(SBATCH|PBS|BSUB|\$|COBALT|FLUX:)\s.*$", re.M)  # batch schedulers' option lines
 
 
 @dataclass
@@ -36,65 +43,105 @@ class Launch:
     result: LaunchScript
 
 
-def as_launch(shell: Shell, fields: list[str], temp_env: dict, line: int) -> Launch | None:
-    """The launch this command is, if it starts training: torchrun, python -m torch.distributed.*, python X.py."""
-    name = os.path.basename(fields[0])
-    rest = fields[1:]
-    if name == "torchrun":
-        kind, priority = "torchrun", 2
-    elif re.fullmatch(r"python(\d+(\.\d+)?)?", name):
-        python_opts, k = [], 0
-        while k < len(rest) and rest[k].startswith("-"):
-            opt = rest[k]
-            if opt in ("-c", "-"):
-                return None
-            if opt == "-m":
-                module = rest[k + 1] if k + 1 < len(rest) else ""
-                if module not in ("torch.distributed.launch", "torch.distributed.run"):
-                    return None
-                kind, priority, rest = module, 2, rest[k + 2:]
-                break
-            python_opts.append(opt)
-            if opt in ("-W", "-X") and k + 1 < len(rest):
-                python_opts.append(rest[k + 1])
+def sbatch_directives(text: str) -> dict[str, str]:
+    """The `#SBATCH` options of a batch script that size the job (nodes, ntasks, ntasks_per_node)."""
+    words = []
+    for directive in _SBATCH.findall(text):
+        try:
+            words += shlex.split(directive, comments=True)
+        except ValueError:
+            continue
+    return parse_options(SRUN, words, lambda k: False).values if words else {}
+
+
+class Recognizer:
+    """Sees every command the pretend shell runs and keeps those that launch training."""
+
+    def __init__(self, text: str):
+        self.sbatch = sbatch_directives(text)
+        self.context: list[tuple[LauncherSpec, Stage]] = []  # launchers around the command looked at, outermost first
+        self.launches: list[Launch] = []
+
+    def on_command(self, shell: Shell, fields: list[str], temp_env: dict, line: int) -> None:
+        matched = match_launcher(fields)
+        if matched is None:
+            self._python_script(shell, fields, temp_env, line)
+            return
+        spec, n = matched
+        parsed = launcher_options(shell, spec, fields, n, line)
+        stage = Stage(spec.kind, fields[:n], parsed.args, line, parsed.values)
+        if parsed.rest and parsed.args and spec.role == SPAWNER:
+            value_split_into_the_entry(shell, spec, fields, n + len(parsed.consumed), line)
+        if not parsed.rest:
+            if spec.role == SPAWNER:
+                entry_lost(shell, spec, fields, n, len(fields), line)
+            shell.warn(line, f"{spec.kind} without a command to run; not taken as the launch line")
+            return
+        if spec.role == SPAWNER and not (spec.no_python and spec.no_python in parsed.values):
+            k = n + len(parsed.consumed)
+            entry_lost(shell, spec, fields, k, k, line)
+            self._record(shell, spec, stage, parsed.rest[0], parsed.rest[1:], temp_env, line)
+            return
+        self.context.append((spec, stage))
+        try:
+            shell.run_command(list(parsed.rest), dict(temp_env), line)
+        finally:
+            self.context.pop()
+
+    def _python_script(self, shell: Shell, fields: list[str], temp_env: dict, line: int) -> None:
+        """python [OPTIONS] SCRIPT.py ARGS; or, under a spawner's --no_python, SCRIPT.py run as a program."""
+        if fields[0].endswith(".py") and any(s.role == SPAWNER for s, _ in self.context):
+            self._record(shell, None, Stage("python", [], [], line), fields[0], fields[1:], temp_env, line)
+            return
+        if not PYTHON.fullmatch(os.path.basename(fields[0])):
+            return
+        k, options = 1, []
+        while k < len(fields) and fields[k].startswith("-"):
+            if fields[k] in ("-c", "-", "-m"):
+                return
+            options.append(fields[k])
+            if fields[k] in ("-W", "-X") and k + 1 < len(fields):
+                options.append(fields[k + 1])
                 k += 1
             k += 1
-        else:
-            if k >= len(rest):
-                return None
-            return Launch(1, make_launch(shell, "python", python_opts, rest[k], rest[k + 1:],
-                                               temp_env, line))
-    else:
-        return None
-    k, launcher_args = 0, []
-    while k < len(rest) and rest[k].startswith("-"):
-        opt = rest[k]
-        launcher_args.append(opt)
-        key = opt.lstrip("-").replace("-", "_")
-        if "=" not in opt and key not in _BOOLEAN_LAUNCHER_FLAGS and k + 1 < len(rest):
-            launcher_args.append(rest[k + 1])
-            k += 1
-        k += 1
-    if k >= len(rest):
-        shell.warn(line, f"{kind} without a script to run; not taken as the launch line")
-        return None
-    return Launch(priority, make_launch(shell, kind, launcher_args, rest[k], rest[k + 1:], temp_env, line))
+        if k < len(fields):
+            self._record(shell, None, Stage("python", fields[:1], options, line), fields[k], fields[k + 1:],
+                         temp_env, line)
 
-def make_launch(shell: Shell, kind, launcher_args, entry, argv, temp_env, line) -> LaunchScript:
-    opts: dict[str, str] = {}
-    k = 0
-    while k < len(launcher_args):
-        opt = launcher_args[k]
-        key, eq, value = opt.lstrip("-").partition("=")
-        key = key.replace("-", "_")
-        if not eq and k + 1 < len(launcher_args) and key not in _BOOLEAN_LAUNCHER_FLAGS:
-            value = launcher_args[k + 1]
-            k += 1
-        opts[key] = value
-        k += 1
-    master_addr, master_port = opts.get("master_addr"), opts.get("master_port")
-    if "rdzv_endpoint" in opts and ":" in opts["rdzv_endpoint"]:
-        host, _, port = opts["rdzv_endpoint"].rpartition(":")
+    def _record(self, shell, spec: LauncherSpec | None, stage: Stage, entry: str, argv: list[str], temp_env, line):
+        wrappers = list(self.context)
+        spawner = next((i for i, (s, _) in enumerate(wrappers) if s.role == SPAWNER), None)
+        if spec is None and spawner is not None:  # deepspeed --no_python ... python X.py: deepspeed starts the ranks
+            spec, stage = wrappers[spawner]
+            wrappers = wrappers[:spawner]
+        if spec is not None and re.fullmatch(r"-?\d+", entry):
+            raise ShellReadError(f"{shell.path}:{line}: {spec.kind} would run '{entry}', which is not a script: "
+                                 f"an option before it has lost its value (an empty variable?)")
+        world, source = _world(spec, stage, wrappers, self.sbatch)
+        result = make_launch(shell, stage, entry, argv, temp_env, line, [s for _, s in wrappers], world, source)
+        distributed = spec is not None or any(s.role == PER_RANK for s, _ in wrappers)
+        self.launches.append(Launch(2 if distributed else 1, result))
+
+def _world(spec: LauncherSpec | None, stage: Stage, wrappers, sbatch) -> tuple[int | None, str]:
+    """A spawner counts the processes it starts; python under srun/mpirun is one of the copies they start."""
+    if spec is not None and spec.world is not None:
+        world, source = spec.world(stage.values, sbatch)
+    elif any(s.role == PER_RANK for s, _ in wrappers):
+        s, st = [(s, st) for s, st in wrappers if s.role == PER_RANK][-1]
+        world, source = s.world(st.values, sbatch)
+    else:
+        return 1, "a single python process"
+    if world == 0:  # bash's arithmetic on an empty variable
+        return None, f"{source}: 0 processes (an empty variable?), known at run time"
+    return world, source
+
+
+def make_launch(shell: Shell, stage: Stage, entry: str, argv: list[str], temp_env: dict, line: int,
+                wrappers: list[Stage], world: int | None, source: str) -> LaunchScript:
+    values = stage.values
+    master_addr, master_port = values.get("master_addr"), values.get("master_port")
+    if values.get("rdzv_endpoint") and ":" in values["rdzv_endpoint"]:
+        host, _, port = values["rdzv_endpoint"].rpartition(":")
         master_addr, master_port = master_addr or host, master_port or port
     exports, export_lines, inherited = {}, {}, {}
     for n, export_line in shell.exported.items():
@@ -105,46 +152,64 @@ def make_launch(shell: Shell, kind, launcher_args, entry, argv, temp_env, line) 
                 inherited[n] = shell.templates[n]
     for n, value in temp_env.items():
         exports[n], export_lines[n] = value, line
+    torchrun = stage.kind in _TORCHRUN_KINDS
+    variables: dict[str, str] = {}
+    for scope in scopes(shell):
+        for n, value in scope.vars.items():
+            if isinstance(value, str) and n not in variables:
+                variables[n] = scope.templates.get(n, value)
     return LaunchScript(
-        path=shell.path, entry=entry, entry_line=line, argv=list(argv), launcher=kind,
-        launcher_args=list(launcher_args), nproc_per_node=opts.get("nproc_per_node"),
-        nnodes=opts.get("nnodes"), node_rank=opts.get("node_rank"),
+        path=shell.path, entry=entry, entry_line=line, argv=list(argv), launcher=stage.kind,
+        launcher_args=list(stage.args), nproc_per_node=values.get("nproc_per_node") if torchrun else None,
+        nnodes=values.get("nnodes") if torchrun else None, node_rank=values.get("node_rank"),
         master_addr=master_addr, master_port=master_port,
-        exports=exports, export_lines=export_lines, export_templates=inherited)
+        exports=exports, export_lines=export_lines, export_templates=inherited,
+        wrappers=wrappers, world_size=world, world_size_source=source, variables=variables)
 
 
-def read_launch_script(text: str, script_args: Sequence[str] = (), path: str = "<script>") -> LaunchScript:
-    """Read a bash launch script without executing it; see the module docstring."""
+def read_launch_script(text: str, script_args: Sequence[str] = (), path: str = "<script>",
+                       environ: Mapping[str, str] | None = None) -> LaunchScript:
+    """Read a bash launch script without executing it; see the module docstring.
+
+    environ: variables the caller's environment is taken to have (e.g. a scheduler's SLURM_NNODES)."""
     lexer = Lexer(text, path)
     tokens = lexer.tokenize()
     nodes = Parser(tokens, path).parse_program()
-    launches: list[Launch] = []
-
-    def on_command(shell: Shell, fields: list[str], temp_env: dict, line: int) -> None:
-        launch = as_launch(shell, fields, temp_env, line)
-        if launch is not None:
-            launches.append(launch)
-
-    shell = Shell(path, script_args, on_command)
+    recognizer = Recognizer(text)
+    shell = Shell(path, script_args, recognizer.on_command, environ)
     for line in lexer.skipped_heredocs:
         shell.warn(line, "here-document skipped (its text is not read)")
+    exit_line = None
     try:
         shell.run_list(nodes)
-    except Exit:
-        pass
+    except Exit as stop:
+        exit_line = stop.line
+    launches = recognizer.launches
     if not launches:
-        skipped = sorted({w.line for w in shell.warnings if "not evaluated" in w.message})
-        hint = f" (lines not evaluated: {', '.join(map(str, skipped))})" if skipped else ""
-        raise ShellReadError(
-            f"{path}: no launch line of torchrun, python -m torch.distributed.launch|run or "
-            f"python SCRIPT.py was found on the path the script takes{hint}; "
-            f"pass the script that starts training, or give the flags directly")
+        raise ShellReadError(_no_launch_message(shell, path, exit_line, bool(script_args)))
     best = max(range(len(launches)), key=lambda k: (launches[k].priority, k))
     chosen = launches[best].result
     for k, launch in enumerate(launches):
         if k != best:
             shell.warn(launch.result.entry_line,
-                       f"another launch ({launch.result.launcher} {launch.result.entry}) ignored; "
+                       f"another launch ({launch.result.style} {launch.result.entry}) ignored; "
                        f"line {chosen.entry_line} is taken as the training launch")
     chosen.warnings = sorted(shell.warnings, key=lambda w: w.line)
+    chosen.directives = [m.group(0).rstrip() for m in _DIRECTIVE.finditer(text)]
     return chosen
+
+
+def _no_launch_message(shell: Shell, path: str, exit_line: int | None, with_args: bool) -> str:
+    skipped = sorted({w.line for w in shell.warnings if "not evaluated" in w.message})
+    hints = []
+    if exit_line is not None:
+        hints.append(f"the script exits at line {exit_line} before any launch" + (
+            "" if with_args else ": if it needs arguments or variables, pass them (convert_args.py SCRIPT "
+                                 "--set NAME=VALUE -- ARGS...)"))
+    hints += [f"lines not evaluated: {', '.join(map(str, skipped))}"] if skipped else []
+    hints += [f"line {line} runs {script}: convert that script instead" for line, script in shell.other_scripts]
+    hint = f" ({'; '.join(hints)})" if hints else ""
+    return (f"{path}: no launch line found: no torchrun, python -m torch.distributed.launch|run, deepspeed or "
+            f"python SCRIPT.py (alone or under srun, mpirun/mpiexec, aprun, numactl, uv run, nsys, apptainer, eval, "
+            f"bash -c) on the path the script takes{hint}; pass the script that starts training, or give the flags "
+            f"directly")

@@ -1,4 +1,4 @@
-"""What reading a launch script gives: the launch line found, its settings, the warnings."""
+"""What reading a launch script gives: the launch line found, its launchers, its settings, the warnings."""
 from __future__ import annotations
 
 import os
@@ -16,12 +16,23 @@ class ShellWarning(NamedTuple):
 
 
 @dataclass
+class Stage:
+    """One launcher the launch line passes through, e.g. `srun -N 2 --ntasks-per-node=8` or `numactl --membind=0`."""
+    kind: str                       # srun | mpirun | deepspeed | numactl | uv run | torchrun | ... (launchers.py)
+    program: list[str]              # the words that name it, as written: ["/usr/bin/mpirun"], ["uv", "run"]
+    args: list[str]                 # its options, as bash passes them
+    line: int
+    values: dict[str, str] = field(default_factory=dict)  # its options by canonical name, e.g. {"ntasks": "16"}
+
+
+@dataclass
 class LaunchScript:
     path: str
     entry: str                      # the script as passed to the launcher, e.g. "pretrain_gpt.py"
     entry_line: int                 # line of the launch command
     argv: list[str]                 # arguments after the entry script, as bash would pass them
-    launcher: str                   # torchrun | torch.distributed.launch | torch.distributed.run | python
+    launcher: str                   # what starts the entry: torchrun | torch.distributed.launch | torch.distributed.run
+    #                                 | deepspeed | msrun | python
     launcher_args: list[str]        # arguments between the launcher and the entry script
     nproc_per_node: str | None = None
     nnodes: str | None = None
@@ -34,17 +45,23 @@ class LaunchScript:
     # exports whose value used variables the script never set (e.g. PATH=/x:$PATH): the value with
     # each such reference kept as "\x00NAME\x00", so the new script can refer to the caller's $NAME
     export_templates: dict[str, str] = field(default_factory=dict)
+    # launchers around the one that starts the entry, outermost first: srun, mpirun, numactl, uv run, ...
+    wrappers: list[Stage] = field(default_factory=list)
+    world_size: int | None = 1      # number of training processes; None when only known at run time
+    world_size_source: str = "a single python process"  # where world_size comes from, in words
+    # the script's variables at the launch line (unset references as "\x00NAME\x00"), so a setting computed
+    # at run time from them ($(( GPUS * NNODES ))) can be computed again by the new script
+    variables: dict[str, str] = field(default_factory=dict)
+    directives: list[str] = field(default_factory=list)  # the scheduler's lines: "#SBATCH --nodes=2", "#PBS ..."
 
     @property
     def entry_name(self) -> str:
         return os.path.basename(self.entry)
 
     @property
-    def world_size(self) -> int | None:
-        """nproc_per_node x nnodes (each defaults to 1, as in torchrun); None if not numeric."""
-        try:
-            nproc = int(self.nproc_per_node) if self.nproc_per_node is not None else 1
-            nnodes = int(self.nnodes) if self.nnodes is not None else 1
-        except ValueError:
-            return None
-        return nproc * nnodes
+    def style(self) -> str:
+        """The launcher chain in words, e.g. "srun + torchrun", "mpirun + python", "torchrun"."""
+        return " + ".join([s.kind for s in self.wrappers] + [self.launcher])
+
+    def wrapper(self, kind: str) -> Stage | None:
+        return next((s for s in self.wrappers if s.kind == kind), None)
