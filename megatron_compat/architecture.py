@@ -56,8 +56,9 @@ def _read_flags(g, seq_length):
     rope = g.get("--position-embedding-type", "learned_absolute") == "rope" or bool(g.get("--use-rotary-position-embeddings"))
     if g.get("--position-embedding-type") not in (None, "rope", "learned_absolute"):
         raise ArchitectureError(f"--position-embedding-type {g['--position-embedding-type']} is not supported; use rope or learned_absolute")
+    real = real_layers(g)
     return {
-        "layers": g["--num-layers"], "hidden": hidden, "heads": heads, "ffn": ffn, "swiglu": swiglu, "rope": rope,
+        "layers": len(real), "hidden": hidden, "heads": heads, "ffn": ffn, "swiglu": swiglu, "rope": rope,
         "kv_heads": g.get("--num-query-groups", 1) if g.get("--group-query-attention") else heads,
         "head_dim": g.get("--kv-channels") or hidden // heads,
         "max_pos": g.get("--max-position-embeddings") or seq_length,
@@ -69,12 +70,44 @@ def _read_flags(g, seq_length):
         "experts": g.get("--num-experts"), "topk": g.get("--moe-router-topk", 2),
         "moe_ffn": g.get("--moe-ffn-hidden-size") or g.get("--moe-intermediate-size"),
         "aux": _aux_coeff(g), "norm_topk": bool(g.get("--norm-topk-prob")),
-        "dense_layers": _dense_layers(g, g["--num-layers"]),
+        "dense_layers": _renumbered(_dense_layers(g, g["--num-layers"]), real),
         "std": g.get("--init-method-std", 0.02),
         "attn_drop": g.get("--attention-dropout", 0.1), "hidden_drop": g.get("--hidden-dropout", 0.1),
         "hidden_drop_given": "--hidden-dropout" in g,
         "rope_base": g.get("--rotary-base", 10000), "rope_pct": g.get("--rotary-percent", 1.0),
     }
+
+
+def noop_layers(g) -> List[int]:
+    """--noop-layers "94,95": MindSpeed-LLM's identity layers (0-based indices among --num-layers), which only even
+    out pipeline stages; the model computes the same without them."""
+    text = g.get("--noop-layers")
+    if text in (None, ""):
+        return []
+    layers = g["--num-layers"]
+    try:
+        indices = [int(x) for x in str(text).replace(" ", ",").split(",") if x.strip()]
+    except ValueError:
+        raise ArchitectureError(f"--noop-layers {text}: expects comma-separated layer indices, e.g. 94,95") from None
+    bad = [i for i in indices if not 0 <= i < layers]
+    if bad or len(set(indices)) != len(indices):
+        raise ArchitectureError(f"--noop-layers {text}: indices must be distinct and within 0..{layers - 1} "
+                                f"(--num-layers {layers})")
+    if len(indices) >= layers:
+        raise ArchitectureError(f"--noop-layers {text}: every one of the {layers} layers would be an identity")
+    return sorted(indices)
+
+
+def real_layers(g) -> List[int]:
+    """Indices (among --num-layers) of the layers that compute something: all but the --noop-layers."""
+    noop = set(noop_layers(g))
+    return [i for i in range(g["--num-layers"]) if i not in noop]
+
+
+def _renumbered(layers, real):
+    """Layer indices among --num-layers -> indices among the real layers (noop layers removed)."""
+    position = {old: new for new, old in enumerate(real)}
+    return [position[i] for i in layers if i in position]
 
 
 def _dense_layers(g, layers):

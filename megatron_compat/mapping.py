@@ -367,6 +367,8 @@ MAPPED_RULES += [
          QWEN3_MOE + ("--first-k-dense-replace", "1")),
     arch("--moe-layer-freq", "mlp_only_layers (every N-th layer has experts; -1, 0 or 1: every layer)",
          QWEN3_MOE + ("--moe-layer-freq", "2")),
+    arch("--noop-layers", "num_hidden_layers = --num-layers minus these identity layers (MindSpeed-LLM's pipeline "
+                          "padding)", ROPE + ("--num-layers", "4", "--noop-layers", "3")),
     arch("--attention-dropout", "attention_dropout"),
     arch("--hidden-dropout", "hidden dropout (GPT-2 resid/embd dropout; must be 0 for Llama/Qwen)"),
 ]

@@ -1,0 +1,59 @@
+"""Flags of real launch scripts: aliases and old spellings, fork flags, noop layers, missing data and save
+directories, MoE scripts with expert parallelism, and the escape hatch for flags the user vouches for."""
+import pytest
+import torch
+
+from fsdp2_core.models.build import build_model
+from megatron_compat.translate import translate
+
+BASE = ("--num-layers 2 --hidden-size 64 --num-attention-heads 4 --seq-length 32 --max-position-embeddings 32 "
+        "--micro-batch-size 2 --global-batch-size 16 --train-iters 100 --lr 1e-3 --save /ckpt/run "
+        "--data-path /data/corpus_text_document --tokenizer-type NullTokenizer --vocab-size 100").split()
+LLAMA = ["--position-embedding-type", "rope", "--normalization", "RMSNorm", "--swiglu", "--hidden-dropout", "0",
+         "--disable-bias-linear"]
+
+
+def with_flags(argv, **values):
+    """BASE with some flags' values replaced (or added)."""
+    out, i = [], 0
+    while i < len(argv):
+        name = argv[i][2:].replace("-", "_")
+        if name in values:
+            out += [argv[i], str(values.pop(name))]
+            i += 2
+        else:
+            out.append(argv[i])
+            i += 1
+    for name, value in values.items():
+        out += ["--" + name.replace("_", "-"), str(value)]
+    return out
+
+
+def ok(argv, world_size=4, **kw):
+    result = translate(list(argv), world_size=world_size, **kw)
+    assert result.ok, result.problems()
+    return result, result.config
+
+
+def refused(argv, world_size=4):
+    result = translate(list(argv), world_size=world_size)
+    assert not result.ok
+    return " | ".join(result.problems())
+
+
+# --- noop layers ---
+def test_noop_layers_leave_only_the_real_layers():
+    _, cfg = ok(with_flags(BASE, num_layers=96, hidden_size=16, num_attention_heads=2) + LLAMA
+                + ["--noop-layers", "94,95"])
+    assert cfg.model.architecture["num_hidden_layers"] == 94
+    model = build_model(cfg, torch.device("cpu"), meta=True)
+    assert len(model.model.layers) == 94
+
+
+def test_noop_layers_renumber_the_dense_layers_and_refuse_bad_indices():
+    moe = LLAMA + ["--qk-layernorm", "--num-experts", "4", "--moe-router-topk", "2", "--moe-layer-freq", "2"]
+    _, cfg = ok(with_flags(BASE, num_layers=6) + moe + ["--noop-layers", "1"])
+    # layers 1, 3, 5 are dense (freq 2); layer 1 is an identity: the real layers 0,2,3,4,5 have dense 3 and 5 at 2, 4
+    assert cfg.model.architecture["num_hidden_layers"] == 5 and cfg.model.architecture["mlp_only_layers"] == [2, 4]
+    assert "within 0..5" in refused(with_flags(BASE, num_layers=6) + LLAMA + ["--noop-layers", "6"])
+    assert "comma-separated" in refused(with_flags(BASE, num_layers=6) + LLAMA + ["--noop-layers", "a,b"])
