@@ -17,6 +17,11 @@ from fsdp2_core.config.vocab import padded_vocab_size
 ARCH_FLAGS_REQUIRED = ("--num-layers", "--hidden-size", "--num-attention-heads")
 
 
+# The engine's own forward (model.model_id) for the families built here that need it: MoE layers route and
+# dispatch tokens through it, which expert parallelism plugs into (fsdp2_core.models.registry.FAMILIES).
+ENGINE_MODEL_ID = {"qwen3_moe": "qwen3_moe", "mixtral": "qwen3_moe"}
+
+
 class ArchitectureError(ValueError):
     pass
 

@@ -12,7 +12,8 @@ from typing import Any, Dict
 from fsdp2_core.config import ConfigError
 from fsdp2_core.config.batch import data_parallel_size, gradient_accumulation_steps
 
-from .architecture import ArchitectureError, build_architecture, compare_with_checkpoint, wants_architecture
+from .architecture import (ENGINE_MODEL_ID, ArchitectureError, build_architecture, compare_with_checkpoint,
+                           wants_architecture)
 from .mapping import ARCH_FLAGS
 from .registry import rule_for
 from .report import ReportLine
@@ -279,6 +280,7 @@ def architecture(t):
     g = t.given
     consumed = [f for f in ARCH_FLAGS if f in g]
     if not consumed:
+        experts_of_checkpoint(t)
         return
     if not wants_architecture(g):
         t.notes.append(f"{', '.join(consumed)} given without --num-layers/--hidden-size/--num-attention-heads: "
@@ -292,20 +294,48 @@ def architecture(t):
             t.set("train_from_scratch", True)
         else:
             _compare_with_load(t, arch, load)
+        _engine_model_id(t, arch["model_type"], "the architecture flags")
+    experts_of_checkpoint(t)
     for flag in consumed:
         _line(t, flag)
 
 
-def _compare_with_load(t, arch, load):
+def _checkpoint_config(load):
     path = os.path.join(load, "config.json")
     if not os.path.isfile(path):
-        return
+        return path, None
     with open(path, encoding="utf-8") as fh:
-        hf = json.load(fh)
+        return path, json.load(fh)
+
+
+def _compare_with_load(t, arch, load):
+    path, hf = _checkpoint_config(load)
+    if hf is None:
+        return
     diffs = compare_with_checkpoint(arch, hf)
     if diffs:
         t.notes.append(f"the architecture flags disagree with {path}: " + "; ".join(diffs)
                        + " (the checkpoint's config.json is what gets loaded)")
+
+
+def _engine_model_id(t, model_type, source):
+    """MoE families run the engine's MoE forward (model_id), which expert parallelism needs: set it."""
+    model_id = ENGINE_MODEL_ID.get(model_type)
+    if model_id is None or "model_id" in t.values:
+        return
+    t.set("model_id", model_id)
+    t.notes.append(f"model.model_id = {model_id}: {source} describe a {model_type} model, whose MoE layers run the "
+                   "engine's routing and token dispatch (Megatron's router auxiliary loss; expert parallelism needs it)")
+
+
+def experts_of_checkpoint(t):
+    """--expert-model-parallel-size with a --load checkpoint (no architecture flags): its config.json names the family."""
+    load = t.values.get("model_name_or_path")
+    if load is None or "architecture" in t.values or t.given.get("--expert-model-parallel-size", 1) <= 1:
+        return
+    path, hf = _checkpoint_config(load)
+    if hf is not None:
+        _engine_model_id(t, hf.get("model_type"), path)
 
 
 def pipeline(t):

@@ -140,7 +140,7 @@ GROUP_FIELDS: Dict[str, Tuple[str, ...]] = {
     "tokenizer": ("tokenizer_model",),
     "load": ("resume_from_checkpoint", "model_name_or_path"),
     "save_parts": ("save_optim", "save_rng", "save_only_model"),
-    "architecture": ("architecture", "train_from_scratch"),
+    "architecture": ("architecture", "train_from_scratch", "model_id"),
 }
 
 SAMPLES = "= samples ÷ global batch"

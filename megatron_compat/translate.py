@@ -26,6 +26,7 @@ MEGATRON_DEFAULTS: Dict[str, Any] = {
     "create_attention_mask_in_dataloader": True, "distributed_timeout_minutes": 10,
 }
 MEGATRON_DEFAULT_SPLIT = "969,30,1"  # Megatron's split when --data-path is given without --split
+DEFAULT_SAVE_DIR = "./fsdp2_output"   # where a script without --save writes (Megatron then saves nothing)
 
 
 def translate(argv: List[str], world_size: Optional[int] = None, entry: str = "pretrain_gpt.py",
@@ -45,6 +46,9 @@ def translate(argv: List[str], world_size: Optional[int] = None, entry: str = "p
     _apply_rules(t)
     _apply_groups(t)
     values = _merge(t, base, parsed.fsdp2, dialect, entry)
+    if dialect == "megatron":
+        _default_save_dir(t, values)
+        _require_training_data(t, values)
     _derive_batch_and_steps(t, values, dialect)
     result = TranslationResult(None, dialect, t.lines, t.notes, t.errors, t.rejected, parsed.unknown, values)
     if result.problems() and not force:
@@ -127,3 +131,28 @@ def _derive_batch_and_steps(t, values, dialect):
             derive(t, values, dialect)
     except (ConfigError, ValueError) as exc:
         t.errors.append(str(exc))
+
+
+def _default_save_dir(t, values):
+    """Megatron trains without --save (and saves nothing); the engine needs a directory for its run files."""
+    if values.get("output_dir"):
+        return
+    values["output_dir"] = DEFAULT_SAVE_DIR
+    t.notes.append(f"WARNING: no --save: training.output_dir = {DEFAULT_SAVE_DIR}. Megatron saves no checkpoint "
+                   "without --save; the engine writes its metrics and its final checkpoint there. Add --save DIR "
+                   "to choose the directory")
+
+
+def _require_training_data(t, values):
+    """Megatron needs data: --data-path, --train-data-path or --mock-data (a YAML or FSDP2 `dataset` also does)."""
+    if values.get("mock_data") or values.get("dataset") or values.get("train_data_path"):
+        return
+    empty = [f for f in ("--data-path", "--train-data-path") if f in t.given]
+    if any(e.startswith(tuple(empty)) for e in t.errors if empty):
+        return  # the flag's own check already named it
+    if empty:
+        t.errors.append(f"{empty[0]} has no value: give the dataset prefixes (e.g. data/corpus_text_document), or "
+                        "--mock-data for synthetic data; in a launch script, the variable written after it is empty")
+    else:
+        t.errors.append("no training data: give --data-path PREFIX (the .bin/.idx prefix preprocess_data.py wrote; "
+                        "or --train-data-path/--valid-data-path), or --mock-data for synthetic data")
