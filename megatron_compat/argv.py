@@ -24,6 +24,7 @@ class ParsedArgs:
     yaml_path: Optional[str] = None
     notes: List[str] = field(default_factory=list)
     unknown: List[Tuple[str, List[str]]] = field(default_factory=list)  # (flag, suggestions)
+    unknown_values: Dict[str, List[str]] = field(default_factory=dict)  # unknown flag -> the words after it
     errors: List[str] = field(default_factory=list)
 
 
@@ -54,6 +55,7 @@ def parse_argv(argv: List[str]) -> ParsedArgs:
             _store_fsdp2(parsed, flag, values)
         else:
             parsed.unknown.append((flag, suggest_flags(flag)))
+            parsed.unknown_values[flag] = values
     return parsed
 
 

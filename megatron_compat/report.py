@@ -54,6 +54,7 @@ class TranslationResult:
     rejected: List[Tuple[str, str, str]] = field(default_factory=list)
     unknown: List[Tuple[str, List[str]]] = field(default_factory=list)
     values: Dict[str, Any] = field(default_factory=dict)
+    ignored: List[str] = field(default_factory=list)  # unknown flags the user vouched for (unknown_flags.py)
 
     @property
     def ok(self) -> bool:

@@ -14,6 +14,7 @@ from .architecture import ArchitectureError
 from .argv import parse_argv
 from .registry import rule_for, status_for
 from .report import ReportLine, Translation, TranslationResult
+from .unknown_flags import Vouch
 
 # Megatron-LM's defaults for canonical fields whose FSDP2 default differs.
 MEGATRON_DEFAULTS: Dict[str, Any] = {
@@ -30,8 +31,9 @@ DEFAULT_SAVE_DIR = "./fsdp2_output"   # where a script without --save writes (Me
 
 
 def translate(argv: List[str], world_size: Optional[int] = None, entry: str = "pretrain_gpt.py",
-              force: bool = False) -> TranslationResult:
-    """Translate a command line; `force` builds the config even when some flags were refused."""
+              force: bool = False, vouch: Optional[Vouch] = None) -> TranslationResult:
+    """Translate a command line; `force` builds the config even when some flags were refused; unknown flags
+    that `vouch` covers are ignored, each with a warning."""
     parsed = parse_argv(argv)
     dialect = "megatron" if parsed.megatron else "fsdp2"
     t = Translation(parsed.megatron, world_size)
@@ -50,7 +52,8 @@ def translate(argv: List[str], world_size: Optional[int] = None, entry: str = "p
         _default_save_dir(t, values)
         _require_training_data(t, values)
     _derive_batch_and_steps(t, values, dialect)
-    result = TranslationResult(None, dialect, t.lines, t.notes, t.errors, t.rejected, parsed.unknown, values)
+    unknown, ignored = _vouched(t, parsed, vouch)
+    result = TranslationResult(None, dialect, t.lines, t.notes, t.errors, t.rejected, unknown, values, ignored)
     if result.problems() and not force:
         return result
     try:
@@ -156,3 +159,20 @@ def _require_training_data(t, values):
     else:
         t.errors.append("no training data: give --data-path PREFIX (the .bin/.idx prefix preprocess_data.py wrote; "
                         "or --train-data-path/--valid-data-path), or --mock-data for synthetic data")
+
+
+def _vouched(t, parsed, vouch):
+    """(still unknown, ignored): unknown flags the user vouched for are ignored, each named in a warning."""
+    unknown, ignored = [], []
+    for flag, suggestions in parsed.unknown:
+        if vouch is None or not vouch.covers(flag):
+            unknown.append((flag, suggestions))
+            continue
+        ignored.append(flag)
+        value = parsed.unknown_values.get(flag) or True
+        t.lines.append(ReportLine(flag, value, "IGNORED", f"unknown here; ignored because {vouch.source} vouches "
+                                                          "for it: whatever it did under Megatron does not happen"))
+    if ignored:
+        t.notes.append(f"WARNING: {len(ignored)} unknown flag(s) ignored on the user's word ({vouch.source}): "
+                       f"{', '.join(ignored)}")
+    return unknown, ignored

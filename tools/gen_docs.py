@@ -40,6 +40,12 @@ def migration_guide() -> str:
              "- **absorbed**: accepted with no effect, for the reason given (FSDP2 does it inherently, or it only picks an implementation);",
              "- **absorbed at default**: accepted only with Megatron's default value; any other value is refused with the reason;",
              "- **rejected**: refused with the reason and the nearest thing to do instead.", "",
+             "A flag in none of these rows is **unknown** and refused, since it may change what training means. When "
+             "you know the remaining unknown flags of a script do not matter (a fork's own logging, say), vouch for "
+             "them: `--allow-unknown-flags` (every one) or `--allow-unknown-flags=--foo,--bar` (those) on "
+             "`tools/convert_args.py` or `pretrain_gpt.py`, or `FSDP2_ALLOW_UNKNOWN_FLAGS=all` (or `--foo,--bar`) "
+             "in the environment of a launch script. Each flag ignored so is listed as a WARNING in the report (and "
+             "the converted YAML's header); rejected flags stay refused.", "",
              "Counts: " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())) + ".", "",
              "| flag | from | status | target, or reason | instead |", "|---|---|---|---|---|"]
     for flag in sorted(rows):
