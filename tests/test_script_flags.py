@@ -1,6 +1,5 @@
 """Flags of real launch scripts: aliases and old spellings, fork flags, noop layers, missing data and save
 directories, MoE scripts with expert parallelism, and the escape hatch for flags the user vouches for."""
-import pytest
 import torch
 
 from fsdp2_core.models.build import build_model

@@ -20,7 +20,8 @@ QWEN3_USER = "<|im_start|>user\n{}<|im_end|>\n<|im_start|>assistant\n"
 QWEN3_ASSISTANT = "{}<|im_end|>\n"
 QWEN3_SYSTEM = "<|im_start|>system\n{}<|im_end|>\n"
 EMPTY_THOUGHT = "<think>\n\n</think>\n\n"
-LLAMA3_USER = "<|start_header_id|>user<|end_header_id|>\n\n{}<|eot_id|><|start_header_id|>assistant<|end_header_id|>\n\n"
+LLAMA3_USER = ("<|start_header_id|>user<|end_header_id|>\n\n{}<|eot_id|>"
+               "<|start_header_id|>assistant<|end_header_id|>\n\n")
 
 ALPACA = [{"instruction": f"Add {i} and {i}.", "input": "" if i % 2 else "Be brief.", "output": f"It is {2 * i}."}
           for i in range(9)]
@@ -123,7 +124,7 @@ def test_llama3_script_with_seq_length_map_keys_and_cache_flags(tmp_path, tok_di
     for record, row in zip(ALPACA, rows):
         content = "\n".join(p for p in (record["instruction"], record["input"]) if p)
         source = [bos] + enc(tok, LLAMA3_USER.format(content))
-        target = enc(tok, record["output"]) + [eot]  # the assistant slot ends with the eos, which llama3 makes <|eot_id|>
+        target = enc(tok, record["output"]) + [eot]  # the assistant slot ends with the eos: llama3 makes it <|eot_id|>
         assert row["input_ids"].tolist() == source + target
         assert row["labels"].tolist() == [IGNORE_INDEX] * len(source) + target
     # a record without a text response is written as one empty turn, as MindSpeed-LLM writes it
