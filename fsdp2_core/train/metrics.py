@@ -30,7 +30,9 @@ def throughput(tokens: int, seconds: float, world_size: int, flops_token: float,
 
 def wandb_init_args(t) -> Dict[str, object]:
     """wandb.init's run settings from the training config (a run id resumes that run)."""
-    args = {"project": t.wandb_project, "name": t.wandb_exp_name, "dir": t.wandb_save_dir, "entity": t.wandb_entity}
+    args = {"project": t.wandb_project, "name": t.wandb_exp_name, "dir": t.wandb_save_dir}
+    if t.wandb_entity:  # unset: wandb takes WANDB_ENTITY, or the API key's default entity
+        args["entity"] = t.wandb_entity
     if t.wandb_id:
         args.update(id=t.wandb_id, resume="allow")
     return args
