@@ -64,10 +64,10 @@ def _read_flags(g, seq_length):
     real = real_layers(g)
     return {
         "layers": len(real), "hidden": hidden, "heads": heads, "ffn": ffn, "swiglu": swiglu, "rope": rope,
-        "kv_heads": g.get("--num-query-groups", 1) if g.get("--group-query-attention") else heads,
+        "kv_heads": _kv_heads(g, heads),
         "head_dim": g.get("--kv-channels") or hidden // heads,
         "max_pos": g.get("--max-position-embeddings") or seq_length,
-        "rms": g.get("--normalization", "LayerNorm") == "RMSNorm",
+        "rms": g.get("--normalization", "LayerNorm") == "RMSNorm" or bool(g.get("--RMSNorm")),
         "eps": g.get("--norm-epsilon", 1e-5),
         "tied": not g.get("--untie-embeddings-and-output-weights"),
         "bias": not g.get("--disable-bias-linear"), "qkv_bias": bool(g.get("--add-qkv-bias")),
@@ -81,6 +81,17 @@ def _read_flags(g, seq_length):
         "hidden_drop_given": "--hidden-dropout" in g,
         "rope_base": g.get("--rotary-base", 10000), "rope_pct": g.get("--rotary-percent", 1.0),
     }
+
+
+def _kv_heads(g, heads):
+    """Key/value heads: --group-query-attention --num-query-groups N, or Megatron-DeepSpeed's --num-key-value-heads N."""
+    if g.get("--num-key-value-heads") is not None:
+        groups = g["--num-key-value-heads"]
+        if g.get("--group-query-attention") and g.get("--num-query-groups", groups) != groups:
+            raise ArchitectureError(f"--num-key-value-heads {groups} and --num-query-groups {g['--num-query-groups']} "
+                                    "disagree; keep one")
+        return groups
+    return g.get("--num-query-groups", 1) if g.get("--group-query-attention") else heads
 
 
 def noop_layers(g) -> List[int]:

@@ -34,6 +34,7 @@ class Translation:
         self.notes: List[str] = []
         self.errors: List[str] = []
         self.rejected: List[Tuple[str, str, str]] = []
+        self.files: Dict[str, str] = {}  # files the launch script writes (here-documents): path -> text
 
     def set(self, name: str, value: Any) -> None:
         self.values[name] = value

@@ -31,12 +31,16 @@ DEFAULT_SAVE_DIR = "./fsdp2_output"   # where a script without --save writes (Me
 
 
 def translate(argv: List[str], world_size: Optional[int] = None, entry: str = "pretrain_gpt.py",
-              force: bool = False, vouch: Optional[Vouch] = None) -> TranslationResult:
+              force: bool = False, vouch: Optional[Vouch] = None,
+              files: Optional[Dict[str, str]] = None) -> TranslationResult:
     """Translate a command line; `force` builds the config even when some flags were refused; unknown flags
-    that `vouch` covers are ignored, each with a warning."""
+    that `vouch` covers are ignored, each with a warning; `files` are files the launch script writes (path ->
+    text), read before the disk (a DeepSpeed config written by a here-document)."""
     parsed = parse_argv(argv)
     dialect = "megatron" if parsed.megatron else "fsdp2"
     t = Translation(parsed.megatron, world_size)
+    t.files = dict(files or {})
+    _one_spelling(t)
     t.notes.extend(parsed.notes)
     t.errors.extend(parsed.errors)
     base: Dict[str, Any] = {}
@@ -176,3 +180,23 @@ def _vouched(t, parsed, vouch):
         t.notes.append(f"WARNING: {len(ignored)} unknown flag(s) ignored on the user's word ({vouch.source}): "
                        f"{', '.join(ignored)}")
     return unknown, ignored
+
+
+def _one_spelling(t: Translation) -> None:
+    """Other spellings of a mapped flag (a fork's --rope-theta for --rotary-base) become the row's first spelling,
+    so every handler reads one name; both spellings with different values is an error naming them."""
+    renamed = {}
+    for flag in list(t.given):
+        rule = rule_for(flag)
+        if rule is None or rule.status != "mapped" or flag == rule.flags[0]:
+            continue
+        canonical = rule.flags[0]
+        value = t.given.pop(flag)
+        if canonical in t.given and t.given[canonical] != value:
+            t.errors.append(f"{flag} {value} and {canonical} {t.given[canonical]} are the same setting with "
+                            "different values; keep one")
+            continue
+        t.given[canonical] = value
+        renamed[flag] = canonical
+    if renamed:
+        t.notes.append("other spellings read as the mapped flag: " + ", ".join(f"{a} = {b}" for a, b in renamed.items()))

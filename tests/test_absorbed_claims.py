@@ -123,7 +123,6 @@ CLAIMS = {
     "--profile already uses the PyTorch profiler": [f"{HERE}::test_profiler_follows_the_profiling_flags",
                                                     "tests/engine/test_loop.py::test_profiler_trace_written"],
     "--wandb-project (mapped) already does": [f"{HERE}::test_wandb_project_turns_wandb_on_with_the_default_entity"],
-    "default entity of the API key": [f"{HERE}::test_wandb_project_turns_wandb_on_with_the_default_entity"],
     "pads each micro-batch to a multiple of 8": [PADDING],
     "the engine always does so, and padding never enters the loss": [PADDING],
     "padded only to its longest sample": [PADDING],

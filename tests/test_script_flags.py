@@ -1,5 +1,6 @@
 """Flags of real launch scripts: aliases and old spellings, fork flags, noop layers, missing data and save
 directories, MoE scripts with expert parallelism, and the escape hatch for flags the user vouches for."""
+import pytest
 import torch
 
 from fsdp2_core.models.build import build_model
@@ -25,6 +26,17 @@ def with_flags(argv, **values):
             i += 1
     for name, value in values.items():
         out += ["--" + name.replace("_", "-"), str(value)]
+    return out
+
+
+def without(argv, *flags):
+    """argv without these flags and their values."""
+    out, skip = [], False
+    for token in argv:
+        if token.startswith("--"):
+            skip = token in flags
+        if not skip:
+            out.append(token)
     return out
 
 
@@ -60,9 +72,7 @@ def test_noop_layers_renumber_the_dense_layers_and_refuse_bad_indices():
 
 # --- missing data, no --save ---
 def test_no_training_data_is_refused_naming_what_to_add():
-    argv = [a for a in BASE]
-    k = argv.index("--data-path")
-    del argv[k:k + 2]
+    argv = without(BASE, "--data-path")
     text = refused(argv)
     assert "no training data" in text and "--data-path" in text and "--mock-data" in text
     assert "--data-path has no value" in refused(argv + ["--data-path"])
@@ -109,3 +119,141 @@ def test_entry_point_and_convert_args_take_the_vouch(tmp_path, monkeypatch, caps
     assert convert([str(script), "-o", str(out), "--script-out", str(tmp_path / "new.sh"),
                     "--allow-unknown-flags=--my-fork-level"]) == 0
     assert "# WARNING: --my-fork-level 2 was ignored (unknown here; --allow-unknown-flags)" in out.read_text()
+
+
+# --- other spellings of mapped flags: the same config as the mapped spelling ---
+SAME = [
+    (["--checkpoint-activations"], ["--recompute-granularity", "full", "--recompute-method", "uniform"]),
+    (["--checkpoint-activations", "--checkpoint-num-layers", "2"], ["--recompute-granularity", "full"]),
+    (["--checkpoint-activations", "--activations-checkpoint-method", "block", "--activations-checkpoint-num-layers", "1"],
+     ["--recompute-granularity", "full", "--recompute-method", "block", "--recompute-num-layers", "1"]),
+    (["--pad-vocab-size-to", "256"], ["--padded-vocab-size", "256"]),
+    (LLAMA + ["--partial-rotary-factor", "0.5"], LLAMA + ["--rotary-percent", "0.5"]),
+    (LLAMA + ["--rope-theta", "500000.0"], LLAMA + ["--rotary-base", "500000"]),
+    (LLAMA + ["--rotary-base", "500000.0"], LLAMA + ["--rotary-base", "500000"]),
+    (LLAMA + ["--rotary-position-embeddings-theta", "20000"], LLAMA + ["--rotary-base", "20000"]),
+    (LLAMA + ["--num-key-value-heads", "2"], LLAMA + ["--group-query-attention", "--num-query-groups", "2"]),
+    (LLAMA + ["--layernorm-epsilon", "1e-6"], LLAMA + ["--norm-epsilon", "1e-6"]),
+    (LLAMA + ["--intermediate-size", "96"], LLAMA + ["--ffn-hidden-size", "96"]),
+    (["--use-llama2-rotary-position-embeddings", "--RMSNorm", "--swiglu", "--hidden-dropout", "0"],
+     ["--use-rotary-position-embeddings", "--normalization", "RMSNorm", "--swiglu", "--hidden-dropout", "0"]),
+    (["--use-flash-attn-v2"], ["--use-flash-attn"]),
+    (["--wandb-name", "r", "--wandb-project-name", "p", "--wandb-entity-name", "e", "--wandb_id", "i"],
+     ["--wandb-exp-name", "r", "--wandb-project", "p", "--wandb-entity", "e", "--wandb-id", "i"]),
+    (["--ds-sequence-parallel-size", "2"], ["--context-parallel-size", "2"]),
+]
+
+
+@pytest.mark.parametrize("spelling, mapped", SAME, ids=lambda v: " ".join(v)[:60])
+def test_other_spellings_give_the_mapped_flags_config(spelling, mapped):
+    _, cfg = ok(BASE + spelling)
+    _, expected = ok(BASE + mapped)
+    assert cfg == expected and cfg != ok(BASE)[1]
+
+
+def test_two_spellings_with_different_values_are_refused():
+    assert "same setting with different values" in refused(BASE + LLAMA + ["--rope-theta", "1e4", "--rotary-base", "20000"])
+
+
+# --- forks' own flags ---
+def test_fork_flags_map_absorb_or_refuse_with_their_meaning():
+    result, cfg = ok(BASE + ["--use-z-loss", "--use-mpi", "--no-torch-compile", "--enable_profiling", "all",
+                             "--no-pipeline-parallel", "--cpu-optimizer", "--log-optimizer-states-to-tensorboard"])
+    assert cfg.training.z_loss_coeff == 1e-4
+    report = result.report()
+    for flag in ("--use-mpi", "--no-torch-compile", "--enable_profiling", "--no-pipeline-parallel", "--cpu-optimizer"):
+        assert any(line.flag == flag and line.status == "absorbed" for line in result.lines), flag
+    assert "OpenMPI" in report
+    assert "sqrt(hidden size)" in refused(BASE + ["--use-embedding-scaling"])
+    assert "token" in refused(BASE + ["--moe-expert-parallel-size", "2"])
+
+
+def test_wandb_spellings_reach_wandb_init(tmp_path, monkeypatch):
+    import sys
+    import types
+
+    from fsdp2_core.train.metrics import MetricsSink
+    calls = []
+    fake = types.ModuleType("wandb")
+    fake.init = lambda **kw: calls.append(kw) or types.SimpleNamespace(log=lambda *a, **k: None, finish=lambda: None)
+    monkeypatch.setitem(sys.modules, "wandb", fake)
+    argv = with_flags(BASE, save=tmp_path) + ["--wandb-project", "TSUBAME-FLOPS", "--wandb-name", "job-1",
+                                              "--wandb-entity", "okoge", "--wandb-id", "abc"]
+    MetricsSink(ok(argv)[1].training, 0).close()
+    assert {k: calls[0][k] for k in ("project", "name", "entity", "id")} == {
+        "project": "TSUBAME-FLOPS", "name": "job-1", "entity": "okoge", "id": "abc"}
+
+
+# --- Megatron-DeepSpeed: token counts, the DeepSpeed config ---
+def test_token_counts_become_steps():
+    # global batch 16 × seq 32 = 512 tokens per step
+    _, cfg = ok(BASE + ["--train-tokens", "5000", "--lr-decay-tokens", "4096", "--lr-warmup-tokens", "256"])
+    assert cfg.training.max_steps == 10  # ⌈5000 / 512⌉, sooner than --train-iters 100
+    assert cfg.training.lr_decay_steps == 8.0 and cfg.training.lr_warmup_steps == 0.5
+    _, cfg = ok(BASE + ["--train-tokens", "10000000"])
+    assert cfg.training.max_steps == 100  # --train-iters comes first
+
+
+DS_JSON = '{"train_batch_size": 16, "train_micro_batch_size_per_gpu": 2, "bf16": {"enabled": true}, ' \
+          '"zero_optimization": {"stage": 2}}'
+
+
+def test_deepspeed_config_decides_precision_and_clipping(tmp_path):
+    path = tmp_path / "ds.json"
+    path.write_text(DS_JSON)
+    result, cfg = ok(BASE + ["--deepspeed", "--deepspeed_config", str(path), "--zero-stage", "2", "--clip-grad", "1.0"])
+    assert cfg.parallel.param_dtype == "bf16" and cfg.training.max_grad_norm == 0.0  # DeepSpeed clips only by its own
+    assert any("ZeRO stage" in line.text for line in result.lines if line.flag == "--zero-stage")
+    assert "not by --clip-grad 1.0" in result.report()
+    text = refused(BASE + ["--deepspeed", "--deepspeed_config", str(path), "--zero-stage", "3"])
+    assert "--zero-stage 3" in text and "zero_optimization.stage 2" in text
+    text = refused(with_flags(BASE, global_batch_size=32) + ["--deepspeed", "--deepspeed_config", str(path)])
+    assert "train_batch_size is 16 but --global-batch-size says 32" in text
+    assert "no such file" in refused(BASE + ["--deepspeed", "--deepspeed_config", str(tmp_path / "missing.json")])
+
+
+def test_deepspeed_config_from_a_here_document_converts(tmp_path):
+    from tools.convert_args import main as convert
+    script = tmp_path / "ds_pretrain.sh"
+    flags = " ".join(without(BASE, "--global-batch-size"))
+    script.write_text(f"""GBS=64
+MBS=2
+ZERO_STAGE=1
+config_json="./ds_config_$GBS.json"
+cat <<EOT > $config_json
+{{
+  "train_batch_size" : $GBS,
+  "train_micro_batch_size_per_gpu": $MBS,
+  "gradient_clipping": 0.7,
+  "zero_optimization": {{ "stage": $ZERO_STAGE }},
+  "fp16": {{ "enabled": true, "loss_scale": 0 }}
+}}
+EOT
+torchrun --nproc_per_node 4 pretrain_gpt.py {flags} --deepspeed --deepspeed_config $config_json \\
+    --zero-stage $ZERO_STAGE --deepspeed-activation-checkpointing --checkpoint-activations
+""")
+    out = tmp_path / "ds.yaml"
+    assert convert([str(script), "-o", str(out), "--script-out", str(tmp_path / "new.sh")]) == 0
+    from fsdp2_core.config import load_config
+    cfg = load_config(str(out))
+    assert (cfg.training.global_batch_size, cfg.training.per_device_train_batch_size) == (64, 2)
+    assert cfg.parallel.param_dtype == "fp16" and cfg.training.max_grad_norm == 0.7 and cfg.parallel.recompute
+
+
+# --- Pai-Megatron-Patch ---
+def test_pai_tokenizer_and_dataset_kinds(tmp_path):
+    argv = without(BASE, "--tokenizer-type", "--vocab-size")
+    _, cfg = ok(argv + ["--patch-tokenizer-type", "Qwen2Tokenizer", "--load", "/hf/qwen2", "--dataset", "MMAP",
+                        "--extra-vocab-size", "421", "--max-padding-length", "2048", "--train-mode", "pretrain"])
+    assert cfg.model.tokenizer_type == "HuggingFaceTokenizer" and cfg.model.tokenizer_name_or_path == "/hf/qwen2"
+    assert cfg.data.data_manager_type == "mg" and cfg.data.dataset == "/data/corpus_text_document"
+    assert "reads raw JSON samples" in refused(argv + ["--patch-tokenizer-type", "LLamaTokenizer", "--load", "/x",
+                                                       "--dataset", "JSON-SFT"])
+    assert "Pai's own tokenizer" in refused(argv + ["--patch-tokenizer-type", "JiebaBPETokenizer", "--load", "/x"])
+    assert "--train-mode" in refused(argv + ["--patch-tokenizer-type", "LLamaTokenizer", "--load", "/x",
+                                            "--train-mode", "finetune"])
+
+
+def test_dataset_name_keeps_its_config_meaning_for_other_values():
+    result = translate(["--dataset", "alpaca", "--stage", "sft", "--output_dir", "/o"], world_size=1)
+    assert result.values["dataset"] == "alpaca" and not result.unknown

@@ -122,7 +122,7 @@ def convert(args) -> int:
         print(f"convert_args: {exc}", file=sys.stderr)
         return 2
     result = translate(launch.argv, world_size=launch.world_size, entry=judged.translate_as or "pretrain_gpt.py",
-                       force=args.force, vouch=vouch)
+                       force=args.force, vouch=vouch, files=_script_files(launch, args.script))
     world = launch.world_size if launch.world_size else "unknown"
     print(f"# {args.script}: {entry} launched at line {launch.entry_line} by {launch.style}, "
           f"world size {world} ({launch.world_size_source})")
@@ -139,6 +139,18 @@ def convert(args) -> int:
         return 1
     _write_outputs(args, launch, result)
     return 1 if problems else 0
+
+
+def _script_files(launch, script):
+    """Files the translation may read: those the script writes (here-documents), and a --deepspeed_config that
+    lies beside the script when the path does not resolve from here."""
+    files = dict(launch.files)
+    for path in launch_values(launch.argv, "--deepspeed_config") + launch_values(launch.argv, "--deepscale_config"):
+        beside = os.path.join(os.path.dirname(os.path.abspath(script)), path)
+        if path not in files and not os.path.isfile(path) and os.path.isfile(beside):
+            with open(beside, encoding="utf-8") as fh:
+                files[path] = fh.read()
+    return files
 
 
 def launch_values(argv, flag):

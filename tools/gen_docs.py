@@ -28,6 +28,13 @@ def _cell(text) -> str:
     return str(text).replace("|", "\\|").replace("\n", " ")
 
 
+def _source(spec) -> str:
+    """Where a flag comes from: its reference list, or for a fork's flag the fork."""
+    if spec is None:
+        return ""
+    return spec.group if spec.source == "fork_flags.tsv" else SOURCES.get(spec.source, "")
+
+
 def migration_guide() -> str:
     rows = registry()
     specs = all_specs()
@@ -50,7 +57,7 @@ def migration_guide() -> str:
              "| flag | from | status | target, or reason | instead |", "|---|---|---|---|---|"]
     for flag in sorted(rows):
         rule = rows[flag]
-        source = SOURCES.get(specs[flag].source, "") if flag in specs else ""
+        source = _source(specs.get(flag))
         status = rule.status.replace("-", " ")
         instead = "" if rule.replacement in ("", "-") else rule.replacement
         lines.append(f"| `{flag}` | {source} | {status} | {_cell(rule.target)} | {_cell(instead)} |")
