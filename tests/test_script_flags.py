@@ -257,3 +257,61 @@ def test_pai_tokenizer_and_dataset_kinds(tmp_path):
 def test_dataset_name_keeps_its_config_meaning_for_other_values():
     result = translate(["--dataset", "alpaca", "--stage", "sft", "--output_dir", "/o"], world_size=1)
     assert result.values["dataset"] == "alpaca" and not result.unknown
+
+
+# --- what the script's variables did to the flags (tools/convert_args.py) ---
+SCRIPT_FLAGS = ("--num-layers 2 --hidden-size 64 --num-attention-heads 4 --seq-length 32 --max-position-embeddings 32 "
+                "--micro-batch-size 2 --global-batch-size 16 --train-iters 100 --lr 1e-3 --tokenizer-type "
+                "PretrainedFromHF")
+
+
+def _convert(tmp_path, text, *extra):
+    from tools.convert_args import main as convert
+    script = tmp_path / "run.sh"
+    script.write_text(text)
+    out = tmp_path / "run.yaml"
+    code = convert([str(script), "-o", str(out), "--script-out", str(tmp_path / "new.sh"), *extra])
+    return code, out
+
+
+def test_placeholder_split_by_bash_is_kept_as_one_value_and_named(tmp_path, capsys):
+    code, out = _convert(tmp_path, f"""TOKENIZER_PATH="your tokenizer path"
+DATA_PATH="your data path"
+GPT_ARGS="{SCRIPT_FLAGS} --tokenizer-name-or-path ${{TOKENIZER_PATH}}"
+torchrun --nproc_per_node 2 pretrain_gpt.py $GPT_ARGS --data-path $DATA_PATH --save /ckpt
+""")
+    err = capsys.readouterr().err
+    assert code == 0
+    assert ("--tokenizer-name-or-path is given $TOKENIZER_PATH = 'your tokenizer path', which bash splits into 3 "
+            "words; kept as one value — it is still the example's placeholder") in err
+    assert "--data-path is given $DATA_PATH = 'your data path' — it is still the example's placeholder" in err
+    text = out.read_text()
+    assert "# WARNING: line 4: --tokenizer-name-or-path is given $TOKENIZER_PATH" in text
+    assert "tokenizer_name_or_path: your tokenizer path" in text
+
+
+def test_data_path_from_a_sourced_file_fails_naming_the_variable(tmp_path, capsys):
+    code, out = _convert(tmp_path, f"""source ./data_blend.sh
+torchrun --nproc_per_node 2 pretrain_gpt.py {SCRIPT_FLAGS} --tokenizer-name-or-path /tok --data-path ${{DATA_BLEND}} \\
+    --split 99,1,0 --save /ckpt
+""")
+    err = capsys.readouterr().err
+    assert code == 1 and not out.exists()
+    assert "--data-path has no value (line 2): it is written --data-path $DATA_BLEND, and $DATA_BLEND is not set by " \
+           "the script; give it a value: tools/convert_args.py --set DATA_BLEND=VALUE SCRIPT" in err
+    code, out = _convert(tmp_path, open(tmp_path / "run.sh").read(), "--set", "DATA_BLEND=0.5 a 0.5 b")
+    assert code == 0 and "dataset: 0.5 a 0.5 b" in out.read_text()
+
+
+def test_no_data_and_an_unset_argument_fail_clearly(tmp_path, capsys):
+    code, _ = _convert(tmp_path, f"torchrun --nproc_per_node 2 pretrain_gpt.py {SCRIPT_FLAGS} --tokenizer-name-or-path "
+                                 "/tok --save /ckpt\n")
+    assert code == 1 and "no training data" in capsys.readouterr().err
+    code, _ = _convert(tmp_path, f"""CKPT=$1
+torchrun --nproc_per_node 2 pretrain_gpt.py {SCRIPT_FLAGS} --tokenizer-name-or-path /tok --mock-data --load $CKPT \\
+    --save /ckpt
+""")
+    err = capsys.readouterr().err
+    assert code == 1 and "--load has no value (line 2): it is written --load $CKPT, and $CKPT is set from the " \
+                         "script's argument 1 ($1), which was not given; pass the script's arguments after --" in err
+    assert "expects one value" not in err

@@ -29,6 +29,7 @@ from .evaluate import Exit, Shell
 from .launchers import PER_RANK, PYTHON, SPAWNER, SRUN, LauncherSpec, match_launcher, parse_options
 from .lex import Lexer
 from .lost_values import entry_lost, launcher_options, scopes, value_split_into_the_entry
+from .option_values import option_variables
 from .parse import Parser
 from .result import LaunchScript, ShellReadError, Stage
 
@@ -165,7 +166,7 @@ def make_launch(shell: Shell, stage: Stage, entry: str, argv: list[str], temp_en
         master_addr=master_addr, master_port=master_port,
         exports=exports, export_lines=export_lines, export_templates=inherited,
         wrappers=wrappers, world_size=world, world_size_source=source, variables=variables,
-        files=dict(shell.files))
+        files=dict(shell.files), option_variables=option_variables(shell, argv))
 
 
 def read_launch_script(text: str, script_args: Sequence[str] = (), path: str = "<script>",

@@ -55,6 +55,9 @@ class LaunchScript:
     directives: list[str] = field(default_factory=list)  # the scheduler's lines: "#SBATCH --nodes=2", "#PBS ..."
     # files the script wrote from here-documents before the launch (`cat <<EOF > ds_config.json`): path -> text
     files: dict[str, str] = field(default_factory=dict)
+    # the variable the script writes after each option of argv (`--load $CKPT`), with its value at the launch:
+    # option -> option_values.OptionVariable
+    option_variables: dict = field(default_factory=dict)
 
     @property
     def entry_name(self) -> str:
