@@ -125,7 +125,8 @@ def test_entry_point_and_convert_args_take_the_vouch(tmp_path, monkeypatch, caps
 SAME = [
     (["--checkpoint-activations"], ["--recompute-granularity", "full", "--recompute-method", "uniform"]),
     (["--checkpoint-activations", "--checkpoint-num-layers", "2"], ["--recompute-granularity", "full"]),
-    (["--checkpoint-activations", "--activations-checkpoint-method", "block", "--activations-checkpoint-num-layers", "1"],
+    (["--checkpoint-activations", "--activations-checkpoint-method", "block",
+      "--activations-checkpoint-num-layers", "1"],
      ["--recompute-granularity", "full", "--recompute-method", "block", "--recompute-num-layers", "1"]),
     (["--pad-vocab-size-to", "256"], ["--padded-vocab-size", "256"]),
     (LLAMA + ["--partial-rotary-factor", "0.5"], LLAMA + ["--rotary-percent", "0.5"]),
@@ -152,7 +153,8 @@ def test_other_spellings_give_the_mapped_flags_config(spelling, mapped):
 
 
 def test_two_spellings_with_different_values_are_refused():
-    assert "same setting with different values" in refused(BASE + LLAMA + ["--rope-theta", "1e4", "--rotary-base", "20000"])
+    text = refused(BASE + LLAMA + ["--rope-theta", "1e4", "--rotary-base", "20000"])
+    assert "same setting with different values" in text
 
 
 # --- forks' own flags ---
