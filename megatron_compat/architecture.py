@@ -84,7 +84,13 @@ def _read_flags(g, seq_length):
 
 
 def _kv_heads(g, heads):
-    """Key/value heads: --group-query-attention --num-query-groups N, or Megatron-DeepSpeed's --num-key-value-heads N."""
+    """Key/value heads: --group-query-attention --num-query-groups N, Megatron-DeepSpeed's --num-key-value-heads N, or
+    bigcode's --attention-head-type multiquery (one)."""
+    kind = g.get("--attention-head-type")
+    if kind not in (None, "multihead", "multiquery"):
+        raise ArchitectureError(f"--attention-head-type {kind}: expects multihead or multiquery")
+    if kind == "multiquery":
+        return 1
     if g.get("--num-key-value-heads") is not None:
         groups = g["--num-key-value-heads"]
         if g.get("--group-query-attention") and g.get("--num-query-groups", groups) != groups:

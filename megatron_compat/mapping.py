@@ -373,6 +373,8 @@ MAPPED_RULES += [
     arch("--group-query-attention", "num_key_value_heads (with --num-query-groups)",
          ROPE + ("--group-query-attention", "--num-query-groups", "2")),
     arch("--num-query-groups", "num_key_value_heads", ROPE + ("--group-query-attention", "--num-query-groups", "1")),
+    arch("--attention-head-type", "num_key_value_heads = 1 for multiquery (bigcode's multi-query attention); "
+         "multihead changes nothing", ROPE + ("--attention-head-type", "multiquery")),
     arch("--num-key-value-heads", "num_key_value_heads (grouped-query attention with this many groups; "
          "Megatron-DeepSpeed's spelling)", ROPE + ("--num-key-value-heads", "2")),
     arch("--kv-channels", "head_dim", ROPE + ("--kv-channels", "32")),
@@ -389,7 +391,8 @@ MAPPED_RULES += [
          ("--position-embedding-type", "rope", "--RMSNorm", "--swiglu", "--hidden-dropout", "0")),
     arch("--norm-epsilon --layernorm-epsilon", "rms_norm_eps / layer_norm_epsilon"),
     arch("--swiglu", "hidden_act silu with a gated MLP", ROPE),
-    arch("--untie-embeddings-and-output-weights", "tie_word_embeddings = false",
+    arch("--untie-embeddings-and-output-weights --causal-lm", "tie_word_embeddings = false (Megatron-LLaMA's --causal-lm: "
+         "its own lm_head, untied)",
          ROPE + ("--untie-embeddings-and-output-weights",)),
     arch("--disable-bias-linear", "attention_bias / mlp_bias = false", ROPE + ("--disable-bias-linear",)),
     arch("--add-qkv-bias", "bias on q, k, v only (Qwen2 family)", ROPE + ("--disable-bias-linear", "--add-qkv-bias")),

@@ -142,6 +142,8 @@ SAME = [
     (["--wandb-name", "r", "--wandb-project-name", "p", "--wandb-entity-name", "e", "--wandb_id", "i"],
      ["--wandb-exp-name", "r", "--wandb-project", "p", "--wandb-entity", "e", "--wandb-id", "i"]),
     (["--ds-sequence-parallel-size", "2"], ["--context-parallel-size", "2"]),
+    (LLAMA + ["--attention-head-type", "multiquery"], LLAMA + ["--group-query-attention", "--num-query-groups", "1"]),
+    (LLAMA + ["--causal-lm"], LLAMA + ["--untie-embeddings-and-output-weights"]),
 ]
 
 
@@ -167,6 +169,7 @@ def test_fork_flags_map_absorb_or_refuse_with_their_meaning():
         assert any(line.flag == flag and line.status == "absorbed" for line in result.lines), flag
     assert "OpenMPI" in report
     assert "sqrt(hidden size)" in refused(BASE + ["--use-embedding-scaling"])
+    assert "BLOOM" in refused(BASE + ["--embed-layernorm"]) and "tasks" in refused(BASE + ["--train-data", "a.json"])
     assert "token" in refused(BASE + ["--moe-expert-parallel-size", "2"])
 
 
