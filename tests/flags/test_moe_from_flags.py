@@ -15,12 +15,12 @@ MOE_FLAGS = ("--num-layers 2 --hidden-size 32 --ffn-hidden-size 64 --num-attenti
 
 
 def train_from_flags(out_dir):
-    from fsdp2_core.train import run_training
+    from fsdp2_core.train import CheckpointHooks, run_training
     from megatron_compat.translate import translate
     result = translate(MOE_FLAGS + ["--save", out_dir], world_size=2)
     assert result.ok, result.problems()
     cfg = result.config
-    summary = run_training(cfg, print_fn=lambda s: None)
+    summary = run_training(cfg, checkpoint=CheckpointHooks(), print_fn=lambda s: None)
     return cfg.model.model_id, cfg.parallel.ep_size, summary["losses"]
 
 
