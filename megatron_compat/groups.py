@@ -12,8 +12,7 @@ from typing import Any, Dict
 from fsdp2_core.config import ConfigError
 from fsdp2_core.config.batch import data_parallel_size, gradient_accumulation_steps
 
-from .architecture import (ENGINE_MODEL_ID, ArchitectureError, build_architecture, compare_with_checkpoint,
-                           wants_architecture)
+from .architecture import ENGINE_MODEL_ID, build_architecture, compare_with_checkpoint, wants_architecture
 from .mapping import ARCH_FLAGS
 from .registry import rule_for
 from .report import ReportLine
@@ -330,11 +329,13 @@ def _engine_model_id(t, model_type, source):
         return
     t.set("model_id", model_id)
     t.notes.append(f"model.model_id = {model_id}: {source} describe a {model_type} model, whose MoE layers run the "
-                   "engine's routing and token dispatch (Megatron's router auxiliary loss; expert parallelism needs it)")
+                   "engine's routing and token dispatch (Megatron's router auxiliary loss; expert parallelism "
+                   "needs it)")
 
 
 def experts_of_checkpoint(t):
-    """--expert-model-parallel-size with a --load checkpoint (no architecture flags): its config.json names the family."""
+    """--expert-model-parallel-size with a --load checkpoint and no architecture flags: its config.json names the
+    family."""
     load = t.values.get("model_name_or_path")
     if load is None or "architecture" in t.values or t.given.get("--expert-model-parallel-size", 1) <= 1:
         return
@@ -553,7 +554,7 @@ def pai(t):
                      "(data_manager_type lf)")
 
 
-PAI_IDXMAP_DATASETS = ("MMAP", "LLama-Pretrain-Idxmap", "LLama-SFT-Idxmap", "Qwen-Pretrain-Idxmap", "Mistral-Pretrain-Idxmap")
+PAI_IDXMAP_DATASETS = ("MMAP", "LLama-Pretrain-Idxmap", "Qwen-Pretrain-Idxmap", "Mistral-Pretrain-Idxmap")
 PAI_OTHER_TOKENIZERS = ("JiebaBPETokenizer", "IcetkGLM130BTokenizer", "BloomTokenizerFromHF", "ChatGLMTokenizerFromHF",
                         "GLM10BZHTokenizerFromHF")
 

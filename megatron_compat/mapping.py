@@ -215,7 +215,8 @@ MAPPED_RULES = [
     # --- activation recompute ---
     group("--recompute-granularity", "recompute", "parallel.recompute + recompute_modules",
           example=("--recompute-granularity", "full", "--recompute-method", "uniform")),
-    group("--recompute-method --activations-checkpoint-method", "recompute", "parallel.recompute_modules (which layers)",
+    group("--recompute-method --activations-checkpoint-method", "recompute",
+          "parallel.recompute_modules (which layers)",
           example=("--recompute-granularity", "full", "--recompute-method", "block", "--recompute-num-layers", "1")),
     group("--recompute-num-layers --activations-checkpoint-num-layers --checkpoint-num-layers", "recompute",
           "parallel.recompute_modules (how many layers)",
@@ -333,7 +334,8 @@ MAPPED_RULES = [
     group("--deepspeed_config --deepscale_config", "deepspeed",
           "read: train_batch_size, train_micro_batch_size_per_gpu, gradient_accumulation_steps, bf16/fp16, "
           "gradient_clipping and the optimizer's lr/betas/eps/weight_decay become the matching fields (a flag that "
-          "says otherwise is named); its ZeRO stage is reported", example=("--deepspeed", "--deepspeed_config", DS_EXAMPLE)),
+          "says otherwise is named); its ZeRO stage is reported",
+          example=("--deepspeed", "--deepspeed_config", DS_EXAMPLE)),
     group("--train-tokens", "tokens", "training.max_steps = the first step whose tokens (global batch × "
           "--seq-length per step) reach it, or --train-iters if sooner", example=("--train-tokens", "20480")),
     group("--lr-decay-tokens", "tokens", "training.lr_decay_steps = tokens ÷ (global batch × --seq-length)",
@@ -391,8 +393,8 @@ MAPPED_RULES += [
          ("--position-embedding-type", "rope", "--RMSNorm", "--swiglu", "--hidden-dropout", "0")),
     arch("--norm-epsilon --layernorm-epsilon", "rms_norm_eps / layer_norm_epsilon"),
     arch("--swiglu", "hidden_act silu with a gated MLP", ROPE),
-    arch("--untie-embeddings-and-output-weights --causal-lm", "tie_word_embeddings = false (Megatron-LLaMA's --causal-lm: "
-         "its own lm_head, untied)",
+    arch("--untie-embeddings-and-output-weights --causal-lm",
+         "tie_word_embeddings = false (Megatron-LLaMA's --causal-lm: its own lm_head, untied)",
          ROPE + ("--untie-embeddings-and-output-weights",)),
     arch("--disable-bias-linear", "attention_bias / mlp_bias = false", ROPE + ("--disable-bias-linear",)),
     arch("--add-qkv-bias", "bias on q, k, v only (Qwen2 family)", ROPE + ("--disable-bias-linear", "--add-qkv-bias")),

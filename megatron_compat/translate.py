@@ -199,4 +199,5 @@ def _one_spelling(t: Translation) -> None:
         t.given[canonical] = value
         renamed[flag] = canonical
     if renamed:
-        t.notes.append("other spellings read as the mapped flag: " + ", ".join(f"{a} = {b}" for a, b in renamed.items()))
+        t.notes.append("other spellings read as the mapped flag: "
+                       + ", ".join(f"{a} = {b}" for a, b in renamed.items()))
