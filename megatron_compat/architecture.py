@@ -17,6 +17,11 @@ from fsdp2_core.config.vocab import padded_vocab_size
 ARCH_FLAGS_REQUIRED = ("--num-layers", "--hidden-size", "--num-attention-heads")
 
 
+# The engine's own forward (model.model_id) for the families built here that need it: MoE layers route and
+# dispatch tokens through it, which expert parallelism plugs into (fsdp2_core.models.registry.FAMILIES).
+ENGINE_MODEL_ID = {"qwen3_moe": "qwen3_moe", "mixtral": "qwen3_moe"}
+
+
 class ArchitectureError(ValueError):
     pass
 
@@ -56,12 +61,13 @@ def _read_flags(g, seq_length):
     rope = g.get("--position-embedding-type", "learned_absolute") == "rope" or bool(g.get("--use-rotary-position-embeddings"))
     if g.get("--position-embedding-type") not in (None, "rope", "learned_absolute"):
         raise ArchitectureError(f"--position-embedding-type {g['--position-embedding-type']} is not supported; use rope or learned_absolute")
+    real = real_layers(g)
     return {
-        "layers": g["--num-layers"], "hidden": hidden, "heads": heads, "ffn": ffn, "swiglu": swiglu, "rope": rope,
-        "kv_heads": g.get("--num-query-groups", 1) if g.get("--group-query-attention") else heads,
+        "layers": len(real), "hidden": hidden, "heads": heads, "ffn": ffn, "swiglu": swiglu, "rope": rope,
+        "kv_heads": _kv_heads(g, heads),
         "head_dim": g.get("--kv-channels") or hidden // heads,
         "max_pos": g.get("--max-position-embeddings") or seq_length,
-        "rms": g.get("--normalization", "LayerNorm") == "RMSNorm",
+        "rms": g.get("--normalization", "LayerNorm") == "RMSNorm" or bool(g.get("--RMSNorm")),
         "eps": g.get("--norm-epsilon", 1e-5),
         "tied": not g.get("--untie-embeddings-and-output-weights"),
         "bias": not g.get("--disable-bias-linear"), "qkv_bias": bool(g.get("--add-qkv-bias")),
@@ -69,12 +75,61 @@ def _read_flags(g, seq_length):
         "experts": g.get("--num-experts"), "topk": g.get("--moe-router-topk", 2),
         "moe_ffn": g.get("--moe-ffn-hidden-size") or g.get("--moe-intermediate-size"),
         "aux": _aux_coeff(g), "norm_topk": bool(g.get("--norm-topk-prob")),
-        "dense_layers": _dense_layers(g, g["--num-layers"]),
+        "dense_layers": _renumbered(_dense_layers(g, g["--num-layers"]), real),
         "std": g.get("--init-method-std", 0.02),
         "attn_drop": g.get("--attention-dropout", 0.1), "hidden_drop": g.get("--hidden-dropout", 0.1),
         "hidden_drop_given": "--hidden-dropout" in g,
         "rope_base": g.get("--rotary-base", 10000), "rope_pct": g.get("--rotary-percent", 1.0),
     }
+
+
+def _kv_heads(g, heads):
+    """Key/value heads: --group-query-attention --num-query-groups N, Megatron-DeepSpeed's --num-key-value-heads N, or
+    bigcode's --attention-head-type multiquery (one)."""
+    kind = g.get("--attention-head-type")
+    if kind not in (None, "multihead", "multiquery"):
+        raise ArchitectureError(f"--attention-head-type {kind}: expects multihead or multiquery")
+    if kind == "multiquery":
+        return 1
+    if g.get("--num-key-value-heads") is not None:
+        groups = g["--num-key-value-heads"]
+        if g.get("--group-query-attention") and g.get("--num-query-groups", groups) != groups:
+            raise ArchitectureError(f"--num-key-value-heads {groups} and --num-query-groups {g['--num-query-groups']} "
+                                    "disagree; keep one")
+        return groups
+    return g.get("--num-query-groups", 1) if g.get("--group-query-attention") else heads
+
+
+def noop_layers(g) -> List[int]:
+    """--noop-layers "94,95": MindSpeed-LLM's identity layers (0-based indices among --num-layers), which only even
+    out pipeline stages; the model computes the same without them."""
+    text = g.get("--noop-layers")
+    if text in (None, ""):
+        return []
+    layers = g["--num-layers"]
+    try:
+        indices = [int(x) for x in str(text).replace(" ", ",").split(",") if x.strip()]
+    except ValueError:
+        raise ArchitectureError(f"--noop-layers {text}: expects comma-separated layer indices, e.g. 94,95") from None
+    bad = [i for i in indices if not 0 <= i < layers]
+    if bad or len(set(indices)) != len(indices):
+        raise ArchitectureError(f"--noop-layers {text}: indices must be distinct and within 0..{layers - 1} "
+                                f"(--num-layers {layers})")
+    if len(indices) >= layers:
+        raise ArchitectureError(f"--noop-layers {text}: every one of the {layers} layers would be an identity")
+    return sorted(indices)
+
+
+def real_layers(g) -> List[int]:
+    """Indices (among --num-layers) of the layers that compute something: all but the --noop-layers."""
+    noop = set(noop_layers(g))
+    return [i for i in range(g["--num-layers"]) if i not in noop]
+
+
+def _renumbered(layers, real):
+    """Layer indices among --num-layers -> indices among the real layers (noop layers removed)."""
+    position = {old: new for new, old in enumerate(real)}
+    return [position[i] for i in layers if i in position]
 
 
 def _dense_layers(g, layers):

@@ -11,7 +11,7 @@ from typing import Any, Dict, List, Optional, Tuple
 from fsdp2_core.config import FIELD_INDEX, ConfigError
 from fsdp2_core.config.yaml_io import field_name_from_option, parse_overrides
 
-from .flag_spec import FlagSpec, all_specs, spec_for
+from .flag_spec import FORK_VALUES, FlagSpec, all_specs, spec_for
 from .registry import rule_for
 
 _LAUNCHER_FLAGS = ("--local-rank", "--local_rank")
@@ -24,6 +24,7 @@ class ParsedArgs:
     yaml_path: Optional[str] = None
     notes: List[str] = field(default_factory=list)
     unknown: List[Tuple[str, List[str]]] = field(default_factory=list)  # (flag, suggestions)
+    unknown_values: Dict[str, List[str]] = field(default_factory=dict)  # unknown flag -> the words after it
     errors: List[str] = field(default_factory=list)
 
 
@@ -48,12 +49,15 @@ def parse_argv(argv: List[str]) -> ParsedArgs:
             continue
         values, i = _collect(tokens, i + 1, inline if has_inline else None)
         spec = spec_for(flag)
+        if flag in FORK_VALUES and not set(values) <= set(FORK_VALUES[flag]) and _is_fsdp2_name(flag):
+            spec = None  # the config name, not the fork's flag of the same spelling
         if spec is not None:
             _store_megatron(parsed, spec, values)
         elif _is_fsdp2_name(flag):
             _store_fsdp2(parsed, flag, values)
         else:
             parsed.unknown.append((flag, suggest_flags(flag)))
+            parsed.unknown_values[flag] = values
     return parsed
 
 

@@ -7,12 +7,16 @@ from fsdp2_core.config import ConfigError, dump_yaml
 from fsdp2_core.rank_env import RankDiscoveryError, export_torchrun_variables
 
 from .translate import translate
+from .unknown_flags import take_option, vouch_from
 
 USAGE = """usage: {entry} [CONFIG.yaml] [Megatron flags | FSDP2 names ...] [--print-config]
 
 Megatron-LM / MindSpeed-LLM flags and FSDP2 config names (--tp_size, --training.lr, ...) may be mixed.
 --print-config   print the resolved canonical YAML (stdout) and the per-flag report (stderr), then exit
 --list-flags     see `python tools/convert_args.py --list-flags`
+--allow-unknown-flags[=--foo,--bar]
+                 ignore the unknown flags you vouch for (all, or those named), each listed as a WARNING;
+                 or set FSDP2_ALLOW_UNKNOWN_FLAGS=all|--foo,--bar in the launch script's environment
 """
 
 
@@ -64,13 +68,19 @@ def main(argv: Optional[List[str]] = None, entry: str = "pretrain_gpt.py") -> in
         return 0
     print_config = "--print-config" in argv
     argv = [a for a in argv if a != "--print-config"]
+    argv, allowed = take_option(argv)
+    try:
+        vouch = vouch_from(allowed)
+    except ValueError as exc:
+        print(f"{entry}: {exc}", file=sys.stderr)
+        return 2
     try:  # ranks started by mpirun / srun: their world size decides the batch arithmetic below
         export_torchrun_variables()
     except RankDiscoveryError as exc:
         print(f"{entry}: {exc}", file=sys.stderr)
         return 2
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
-    result = translate(argv, world_size=world_size, entry=entry)
+    result = translate(argv, world_size=world_size, entry=entry, vouch=vouch)
     rank0 = int(os.environ.get("RANK", "0")) == 0
     if rank0 or not result.ok:
         print(result.report(), file=sys.stderr)

@@ -13,7 +13,8 @@ from functools import lru_cache
 from typing import Any, Dict, Optional, Tuple
 
 DATA_DIR = os.path.join(os.path.dirname(__file__), "data")
-REFERENCE_FILES = ("megatron_lm_flags.tsv", "mindspeed_llm_flags.tsv", "megatron_legacy_flags.tsv", "extra_flags.tsv")
+REFERENCE_FILES = ("megatron_lm_flags.tsv", "mindspeed_llm_flags.tsv", "megatron_legacy_flags.tsv", "extra_flags.tsv",
+                   "fork_flags.tsv")
 _BOOL_ACTIONS = ("store_true", "store_false", "BooleanOptionalAction", "store_const")
 
 
@@ -26,6 +27,7 @@ class FlagSpec:
     dest: str
     source: str          # which reference list it came from
     negates: bool = False  # store_false: giving the flag sets dest to False
+    group: str = ""        # the reference list's group column (for fork_flags.tsv: the fork)
 
     @property
     def takes_value(self) -> bool:
@@ -66,19 +68,31 @@ def _read_rows(filename: str):
                 yield cols
 
 
+# A fork flag spelled like an FSDP2 config name is the fork's only with one of these values (Pai-Megatron-Patch's
+# dataset kinds); any other value keeps the config name's meaning (`--dataset alpaca`).
+FORK_VALUES = {"--dataset": ("MMAP", "JSON-SFT", "LLama-Pretrain-Idxmap", "LLama-Pretrain-Raw", "LLama-SFT",
+                             "LLama-SFT-Raw", "Bloom-SFT", "Qwen-VL-SFT", "LLava-SFT", "ChatGLM-Pretrain-Raw",
+                             "GLM130B-WIKITEXT103", "WIKITEXT103", "LAMBADA")}
+
+# Types wider than upstream's, for values forks write: their --rotary-base (and its --rope-theta) is a float.
+WIDER_KINDS = {"--rotary-base": "float"}
+
+
 @lru_cache(maxsize=1)
 def all_specs() -> Dict[str, FlagSpec]:
     """Every known spelling -> its spec; upstream Megatron-LM wins where lists overlap."""
     specs: Dict[str, FlagSpec] = {}
     for filename in REFERENCE_FILES:
         for cols in _read_rows(filename):
-            spellings, type_text, default, dest = cols[0].split(), cols[2], cols[3], cols[4]
+            spellings, group, type_text, default, dest = cols[0].split(), cols[1], cols[2], cols[3], cols[4]
             if type_text.startswith("(upstream flag)"):
                 continue  # a choice extension of an upstream flag: parse as upstream does
             kind, nargs, negates = _parse_type(type_text)
+            kind = WIDER_KINDS.get(spellings[0], kind)
             for spelling in spellings:
                 if spelling not in specs:
-                    specs[spelling] = FlagSpec(spelling, kind, nargs, _parse_default(default), dest, filename, negates)
+                    specs[spelling] = FlagSpec(spelling, kind, nargs, _parse_default(default), dest, filename, negates,
+                                               group)
     return specs
 
 

@@ -12,7 +12,7 @@ from typing import Any, Dict
 from fsdp2_core.config import ConfigError
 from fsdp2_core.config.batch import data_parallel_size, gradient_accumulation_steps
 
-from .architecture import ArchitectureError, build_architecture, compare_with_checkpoint, wants_architecture
+from .architecture import ENGINE_MODEL_ID, build_architecture, compare_with_checkpoint, wants_architecture
 from .mapping import ARCH_FLAGS
 from .registry import rule_for
 from .report import ReportLine
@@ -192,10 +192,15 @@ _SELECTIVE_MODULES = {
 def recompute(t):
     g = t.given
     flags = [f for f in ("--recompute-granularity", "--recompute-method", "--recompute-num-layers",
-                         "--recompute-activations", "--recompute-modules") if f in g]
+                         "--recompute-activations", "--recompute-modules", "--checkpoint-activations") if f in g]
     if not flags:
         return
     granularity = g.get("--recompute-granularity") or ("selective" if g.get("--recompute-activations") else None)
+    if g.get("--checkpoint-activations"):  # the old spelling of full recompute (chunks of --checkpoint-num-layers)
+        if granularity not in (None, "full"):
+            raise ConfigError(f"--checkpoint-activations (full recompute) and --recompute-granularity {granularity} "
+                              "exclude each other; keep one")
+        granularity = "full"
     if granularity == "full":
         t.set("recompute", True)
         t.set("recompute_modules", _full_recompute_layers(g))
@@ -279,6 +284,7 @@ def architecture(t):
     g = t.given
     consumed = [f for f in ARCH_FLAGS if f in g]
     if not consumed:
+        experts_of_checkpoint(t)
         return
     if not wants_architecture(g):
         t.notes.append(f"{', '.join(consumed)} given without --num-layers/--hidden-size/--num-attention-heads: "
@@ -292,20 +298,50 @@ def architecture(t):
             t.set("train_from_scratch", True)
         else:
             _compare_with_load(t, arch, load)
+        _engine_model_id(t, arch["model_type"], "the architecture flags")
+    experts_of_checkpoint(t)
     for flag in consumed:
         _line(t, flag)
 
 
-def _compare_with_load(t, arch, load):
+def _checkpoint_config(load):
     path = os.path.join(load, "config.json")
     if not os.path.isfile(path):
-        return
+        return path, None
     with open(path, encoding="utf-8") as fh:
-        hf = json.load(fh)
+        return path, json.load(fh)
+
+
+def _compare_with_load(t, arch, load):
+    path, hf = _checkpoint_config(load)
+    if hf is None:
+        return
     diffs = compare_with_checkpoint(arch, hf)
     if diffs:
         t.notes.append(f"the architecture flags disagree with {path}: " + "; ".join(diffs)
                        + " (the checkpoint's config.json is what gets loaded)")
+
+
+def _engine_model_id(t, model_type, source):
+    """MoE families run the engine's MoE forward (model_id), which expert parallelism needs: set it."""
+    model_id = ENGINE_MODEL_ID.get(model_type)
+    if model_id is None or "model_id" in t.values:
+        return
+    t.set("model_id", model_id)
+    t.notes.append(f"model.model_id = {model_id}: {source} describe a {model_type} model, whose MoE layers run the "
+                   "engine's routing and token dispatch (Megatron's router auxiliary loss; expert parallelism "
+                   "needs it)")
+
+
+def experts_of_checkpoint(t):
+    """--expert-model-parallel-size with a --load checkpoint and no architecture flags: its config.json names the
+    family."""
+    load = t.values.get("model_name_or_path")
+    if load is None or "architecture" in t.values or t.given.get("--expert-model-parallel-size", 1) <= 1:
+        return
+    path, hf = _checkpoint_config(load)
+    if hf is not None:
+        _engine_model_id(t, hf.get("model_type"), path)
 
 
 def pipeline(t):
@@ -328,6 +364,99 @@ def save_parts(t):
             _line(t, flag)
     if t.given.get("--no-save-optim") and t.given.get("--no-save-rng"):
         t.set("save_only_model", True)
+
+
+def deepspeed(t):
+    """--deepspeed with --deepspeed_config: the JSON's batch sizes, precision and gradient clipping become fields (a
+    flag that says otherwise is named); --zero-stage and the JSON's ZeRO stage are reported, since FSDP2 shards
+    parameters, gradients and optimizer state whatever the stage. Under DeepSpeed the optimizer is still Megatron's
+    (the flags), but gradient clipping is DeepSpeed's alone: the JSON's gradient_clipping, none when it has none."""
+    g = t.given
+    if not any(f in g for f in ("--deepspeed", "--deepspeed_config", "--zero-stage")):
+        return
+    path, stage = g.get("--deepspeed_config"), g.get("--zero-stage")
+    if path:
+        config = read_deepspeed_config(path, t.files)
+        read = [_from_deepspeed(t, name, value, key, path) for name, value, key in deepspeed_values(config)]
+        json_stage = (config.get("zero_optimization") or {}).get("stage")
+        if stage is not None and json_stage is not None and int(stage) != int(json_stage):
+            raise ConfigError(f"--zero-stage {stage} and {path}'s zero_optimization.stage {json_stage} disagree; "
+                              "DeepSpeed takes the config file's: make them equal")
+        stage = json_stage if json_stage is not None else stage
+        if config.get("optimizer"):
+            t.notes.append(f"{path}: its optimizer section is not read; Megatron-DeepSpeed hands DeepSpeed the "
+                           "optimizer its flags describe (--lr, --adam-beta1, ...), which is the one kept")
+        _line(t, "--deepspeed_config", f"read {path}: " + "; ".join(read))
+    elif g.get("--deepspeed"):
+        t.notes.append("--deepspeed without --deepspeed_config: DeepSpeed would stop for want of its config; the "
+                       "flags alone decide batch, precision and clipping")
+    if g.get("--deepspeed"):
+        _line(t, "--deepspeed")
+    if stage is not None:
+        text = (f"ZeRO stage {int(stage)}: FSDP2 shards parameters, gradients and optimizer state (ZeRO-3's layout) "
+                "whatever the stage: the same training in less memory")
+        if "--zero-stage" not in g:  # the flag's own line (absorbed) says the same
+            t.notes.append(text)
+
+
+# DeepSpeed config keys -> (canonical field, the flag that says the same)
+DEEPSPEED_KEYS = {"train_micro_batch_size_per_gpu": ("per_device_train_batch_size", "--micro-batch-size"),
+                  "train_batch_size": ("global_batch_size", "--global-batch-size"),
+                  "gradient_clipping": ("max_grad_norm", "--clip-grad")}
+
+
+def read_deepspeed_config(path, files):
+    """The JSON the script wrote (a here-document) or the file on disk."""
+    text = (files or {}).get(path)
+    if text is None:
+        if not os.path.isfile(path):
+            raise ConfigError(f"--deepspeed_config {path}: no such file, and the script does not write it; it holds "
+                              "DeepSpeed's batch, precision and gradient clipping. Put the file there (paths are "
+                              "relative to the launch directory), or drop --deepspeed_config and give --clip-grad")
+        with open(path, encoding="utf-8") as fh:
+            text = fh.read()
+    try:
+        config = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"--deepspeed_config {path}: not JSON ({exc.msg} at line {exc.lineno}; values the reader "
+                          "could not evaluate, such as command substitutions, stay as text)") from None
+    if not isinstance(config, dict):
+        raise ConfigError(f"--deepspeed_config {path}: expects a JSON object")
+    return config
+
+
+def deepspeed_values(config):
+    """(canonical field, value, config key) for what a DeepSpeed config decides."""
+    out = [(DEEPSPEED_KEYS[key][0], config[key], key) for key in DEEPSPEED_KEYS
+           if config.get(key) not in (None, "auto")]
+    if config.get("gradient_clipping") is None:  # DeepSpeed's default: no clipping
+        out.append(("max_grad_norm", 0.0, "gradient_clipping (absent: DeepSpeed does not clip)"))
+    for section in ("bf16", "fp16"):
+        if (config.get(section) or {}).get("enabled") in (True, "true"):
+            out.append(("param_dtype", section, f"{section}.enabled"))
+    return out
+
+
+def _from_deepspeed(t, name, value, key, path) -> str:
+    """Take a value from the DeepSpeed config; a flag that says otherwise is an error (gradient clipping: a note,
+    since DeepSpeed's replaces Megatron's)."""
+    flag = next((f for n, f in DEEPSPEED_KEYS.values() if n == name), "--bf16 / --fp16")
+    said = t.given.get(flag) if name in ("global_batch_size", "max_grad_norm") else t.values.get(name)
+    if name == "max_grad_norm":
+        if said is not None and float(said) != float(value):
+            t.notes.append(f"{path}: DeepSpeed clips gradients by {key} ({value}), not by --clip-grad {said}")
+    elif said is not None and not _same_value(said, value):
+        raise ConfigError(f"{path}: {key} is {value} but {flag} says {said}; make them agree (DeepSpeed refuses "
+                          "a batch that disagrees, and casts the model to its config's precision)")
+    t.set(name, value)
+    return f"{key} → {name} = {value}"
+
+
+def _same_value(a, b) -> bool:
+    try:
+        return float(a) == float(b)
+    except (TypeError, ValueError):
+        return str(a) == str(b)
 
 
 def derive_batch(t, values: Dict[str, Any], dialect: str) -> None:
@@ -369,6 +498,65 @@ def _fit_micro_batch(t, values, gbs, mbs, dp, pp) -> int:
                            f"{gbs} is not a multiple of {mbs} × {dp}; the global batch stays {gbs}")
             return smaller
     return mbs  # nothing fits: gradient_accumulation_steps() names every number
+
+
+def derive_tokens(t, values: Dict[str, Any], dialect: str) -> None:
+    """Megatron-DeepSpeed's token counts: every step consumes global batch × --seq-length tokens, so a count of
+    tokens is a (fractional) count of steps; --train-tokens ends the run at the first step that reaches it."""
+    g = t.given
+    given = [f for f in ("--train-tokens", "--lr-decay-tokens", "--lr-warmup-tokens") if f in g]
+    if not given:
+        return
+    gbs, seq = values.get("global_batch_size"), g.get("--seq-length")
+    if not gbs or not seq:
+        raise ConfigError(f"{given[0]} counts tokens: it needs the global batch (--global-batch-size and the world "
+                          "size) and --seq-length to become steps")
+    per_step = gbs * seq
+    if "--train-tokens" in g:
+        steps = math.ceil(g["--train-tokens"] / per_step)
+        if values.get("max_steps", -1) <= 0 or steps < values["max_steps"]:
+            values["max_steps"] = steps
+        _line(t, "--train-tokens", f"training.max_steps = {values['max_steps']} (⌈{g['--train-tokens']} ÷ {per_step} "
+                                   f"tokens per step⌉ = {steps}, or --train-iters if sooner)")
+    for flag, name in (("--lr-decay-tokens", "lr_decay_steps"), ("--lr-warmup-tokens", "lr_warmup_steps")):
+        if flag in g:
+            values[name] = g[flag] / per_step
+            _line(t, flag, f"training.{name} = {g[flag]} ÷ {per_step} tokens per step = {values[name]:g}")
+
+
+def pai(t):
+    """Pai-Megatron-Patch: --patch-tokenizer-type (its Hugging Face tokenizers, read from --load) and --dataset."""
+    g = t.given
+    kind = g.get("--patch-tokenizer-type")
+    if kind is not None and "--tokenizer-type" in g:
+        raise ConfigError(f"--patch-tokenizer-type {kind} and --tokenizer-type {g['--tokenizer-type']} both choose the "
+                          "tokenizer; keep one")
+    if kind is not None:
+        if kind in PAI_OTHER_TOKENIZERS:
+            t.reject("--patch-tokenizer-type", f"{kind} is Pai's own tokenizer code, not a Hugging Face tokenizer",
+                     "--tokenizer-type HuggingFaceTokenizer --tokenizer-name-or-path <a HF tokenizer directory>")
+        else:
+            path = g.get("--tokenizer-name-or-path") or g.get("--load")
+            if path is None:
+                raise ConfigError(f"--patch-tokenizer-type {kind}: Pai-Megatron-Patch reads the tokenizer from --load; "
+                                  "give --load or --tokenizer-name-or-path DIR (a Hugging Face tokenizer directory)")
+            t.set("tokenizer_type", "HuggingFaceTokenizer")
+            t.set("tokenizer_name_or_path", path)
+            _line(t, "--patch-tokenizer-type", f"model.tokenizer_type = HuggingFaceTokenizer from {path}")
+    dataset = g.get("--dataset")
+    if dataset is not None:
+        if dataset in PAI_IDXMAP_DATASETS:
+            t.set("data_manager_type", "mg")
+            _line(t, "--dataset", f"{dataset}: Megatron .bin/.idx data (--data-path), data_manager_type mg")
+        else:
+            t.reject("--dataset", f"Pai-Megatron-Patch's {dataset} reads raw JSON samples with its own templates and "
+                     "padding", "preprocess to .bin/.idx (--dataset MMAP), or train JSON data with train_fsdp2.py "
+                     "(data_manager_type lf)")
+
+
+PAI_IDXMAP_DATASETS = ("MMAP", "LLama-Pretrain-Idxmap", "Qwen-Pretrain-Idxmap", "Mistral-Pretrain-Idxmap")
+PAI_OTHER_TOKENIZERS = ("JiebaBPETokenizer", "IcetkGLM130BTokenizer", "BloomTokenizerFromHF", "ChatGLMTokenizerFromHF",
+                        "GLM10BZHTokenizerFromHF")
 
 
 def derive_steps(t, values: Dict[str, Any], dialect: str) -> None:
@@ -414,6 +602,7 @@ HANDLERS = {
     "precision": precision, "fp8": fp8, "optimizer": optimizer, "stage": stage, "instruction": instruction,
     "lora": lora, "dataloader": dataloader, "tokenizer": tokenizer, "recompute": recompute, "cp": context_and_experts,
     "load": load_paths, "architecture": architecture, "pipeline": pipeline, "save_parts": save_parts,
+    "deepspeed": deepspeed, "pai": pai,
 }
 # Handlers that need the merged values (YAML < Megatron flags < FSDP2 names): the batch and step arithmetic.
-LATE_HANDLERS = {"batch": derive_batch, "steps": derive_steps}
+LATE_HANDLERS = {"batch": derive_batch, "steps": derive_steps, "tokens": derive_tokens}

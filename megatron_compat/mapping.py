@@ -140,10 +140,15 @@ GROUP_FIELDS: Dict[str, Tuple[str, ...]] = {
     "tokenizer": ("tokenizer_model",),
     "load": ("resume_from_checkpoint", "model_name_or_path"),
     "save_parts": ("save_optim", "save_rng", "save_only_model"),
-    "architecture": ("architecture", "train_from_scratch"),
+    "architecture": ("architecture", "train_from_scratch", "model_id"),
+    "deepspeed": ("per_device_train_batch_size", "global_batch_size", "param_dtype", "max_grad_norm", "lr",
+                  "adam_beta1", "adam_beta2", "adam_epsilon", "weight_decay"),
+    "tokens": ("max_steps", "lr_decay_steps", "lr_warmup_steps"),
+    "pai": ("tokenizer_type", "tokenizer_name_or_path", "data_manager_type"),
 }
 
 SAMPLES = "= samples ÷ global batch"
+DS_EXAMPLE = "examples/megatron_deepspeed/ds_config.json"  # a DeepSpeed config, for the round-trip example
 
 MAPPED_RULES = [
     # --- parallelism ---
@@ -210,10 +215,15 @@ MAPPED_RULES = [
     # --- activation recompute ---
     group("--recompute-granularity", "recompute", "parallel.recompute + recompute_modules",
           example=("--recompute-granularity", "full", "--recompute-method", "uniform")),
-    group("--recompute-method", "recompute", "parallel.recompute_modules (which layers)",
+    group("--recompute-method --activations-checkpoint-method", "recompute",
+          "parallel.recompute_modules (which layers)",
           example=("--recompute-granularity", "full", "--recompute-method", "block", "--recompute-num-layers", "1")),
-    group("--recompute-num-layers", "recompute", "parallel.recompute_modules (how many layers)",
+    group("--recompute-num-layers --activations-checkpoint-num-layers --checkpoint-num-layers", "recompute",
+          "parallel.recompute_modules (how many layers)",
           example=("--recompute-granularity", "full", "--recompute-method", "block", "--recompute-num-layers", "1")),
+    group("--checkpoint-activations", "recompute",
+          "parallel.recompute of every layer: the old spelling of --recompute-granularity full --recompute-method "
+          "uniform (Megatron-DeepSpeed still reads it)", example=("--checkpoint-activations",)),
     group("--recompute-activations", "recompute", "parallel.recompute with selective (attention) recompute"),
     group("--recompute-modules", "recompute", "parallel.recompute_modules",
           example=("--recompute-granularity", "selective", "--recompute-modules", "mlp", "layernorm")),
@@ -270,7 +280,7 @@ MAPPED_RULES = [
     plain("--merge-file", "merge_file"),
     plain("--vocab-size", "vocab_size", example=("--vocab-size", "120")),
     plain("--make-vocab-size-divisible-by", "make_vocab_size_divisible_by"),
-    plain("--padded-vocab-size", "padded_vocab_size", example=("--padded-vocab-size", "256")),
+    plain("--padded-vocab-size --pad-vocab-size-to", "padded_vocab_size", example=("--padded-vocab-size", "256")),
     switch("--tokenizer-not-use-fast", "use_fast_tokenizer", False),
     # --- checkpoints and run control ---
     plain("--save", "output_dir"),
@@ -291,9 +301,11 @@ MAPPED_RULES = [
     switch("--exit-signal-handler", "exit_signal_handler"),
     switch("--no-check-for-nan-in-loss-and-grad", "check_for_nan_in_loss_and_grad", False),
     plain("--tensorboard-dir", "tensorboard_dir"),
-    plain("--wandb-project", "wandb_project"),
-    plain("--wandb-exp-name", "wandb_exp_name"),
+    plain("--wandb-project --wandb-project-name --wandb_project", "wandb_project"),
+    plain("--wandb-exp-name --wandb-name", "wandb_exp_name"),
     plain("--wandb-save-dir", "wandb_save_dir"),
+    plain("--wandb-entity --wandb-entity-name --wandb_entity", "wandb_entity"),
+    plain("--wandb-id --wandb_id", "wandb_id", note="a run with this id is resumed"),
     # --- profiling ---
     switch("--profile", "profile"),
     plain("--profile-step-start", "profile_step_start", example=("--profile-step-start", "2")),
@@ -308,11 +320,36 @@ MAPPED_RULES = [
     switch("--profile-record-shapes", "profile_record_shapes"),
     plain("--profile-save-path", "profile_save_path"),
     # --- fused kernels ---
-    switch("--use-flash-attn", "use_flash_attn"),
+    switch("--use-flash-attn --use-flash-attn-v2 --use-flash-attn-triton", "use_flash_attn"),
     switch("--use-fused-rmsnorm", "use_fused_rmsnorm"),
     switch("--use-fused-rotary-pos-emb", "use_fused_rotary_pos_emb"),
     switch("--moe-grouped-gemm", "moe_grouped_gemm"),
     switch("--use-triton-gdn", "use_triton_gdn"),
+    # --- forks' own flags (data/fork_flags.tsv) ---
+    switch("--use-z-loss", "z_loss_coeff", 1e-4,
+           note="llm-jp's Megatron-LM: PaLM's z-loss, 1e-4 × logsumexp(logits)² added to every token's loss"),
+    group("--deepspeed --deepscale", "deepspeed",
+          "DeepSpeed's engine: FSDP2 does its job (sharding as --zero-stage / the config's ZeRO stage asks, or more)",
+          example=("--deepspeed", "--deepspeed_config", DS_EXAMPLE)),
+    group("--deepspeed_config --deepscale_config", "deepspeed",
+          "read: train_batch_size, train_micro_batch_size_per_gpu, gradient_accumulation_steps, bf16/fp16, "
+          "gradient_clipping and the optimizer's lr/betas/eps/weight_decay become the matching fields (a flag that "
+          "says otherwise is named); its ZeRO stage is reported",
+          example=("--deepspeed", "--deepspeed_config", DS_EXAMPLE)),
+    group("--train-tokens", "tokens", "training.max_steps = the first step whose tokens (global batch × "
+          "--seq-length per step) reach it, or --train-iters if sooner", example=("--train-tokens", "20480")),
+    group("--lr-decay-tokens", "tokens", "training.lr_decay_steps = tokens ÷ (global batch × --seq-length)",
+          example=("--lr-decay-tokens", "40960")),
+    group("--lr-warmup-tokens", "tokens", "training.lr_warmup_steps = tokens ÷ (global batch × --seq-length)",
+          example=("--lr-warmup-tokens", "2048")),
+    plain("--ds-sequence-parallel-size", "cp_size",
+          note="DeepSpeed-Ulysses sequence parallelism is Ulysses context parallelism",
+          example=("--ds-sequence-parallel-size", "2")),
+    group("--patch-tokenizer-type", "pai", "Pai-Megatron-Patch's Hugging Face tokenizer types: model.tokenizer_type = "
+          "HuggingFaceTokenizer, read from --load (where Pai reads it) unless --tokenizer-name-or-path is given",
+          example=("--patch-tokenizer-type", "Qwen2Tokenizer", "--load", "/hf/qwen2")),
+    group("--dataset", "pai", "Pai-Megatron-Patch's dataset kind: MMAP and the *-Idxmap kinds are Megatron .bin/.idx "
+          "data (data_manager_type mg); its JSON and raw kinds are refused", example=("--dataset", "MMAP")),
     # --- accepted with no effect ---
     absorbed("--local-rank --local_rank",
              "added by torch.distributed.launch; the rank comes from the environment (LOCAL_RANK)"),
@@ -333,23 +370,31 @@ def arch(flags: str, hf_field: str, example: Tuple[str, ...] = ()) -> Rule:
 MAPPED_RULES += [
     arch("--num-layers", "num_hidden_layers"),
     arch("--hidden-size", "hidden_size", ("--hidden-size", "128")),
-    arch("--ffn-hidden-size", "intermediate_size"),
+    arch("--ffn-hidden-size --intermediate-size", "intermediate_size"),
     arch("--num-attention-heads", "num_attention_heads", ("--num-attention-heads", "8")),
     arch("--group-query-attention", "num_key_value_heads (with --num-query-groups)",
          ROPE + ("--group-query-attention", "--num-query-groups", "2")),
     arch("--num-query-groups", "num_key_value_heads", ROPE + ("--group-query-attention", "--num-query-groups", "1")),
+    arch("--attention-head-type", "num_key_value_heads = 1 for multiquery (bigcode's multi-query attention); "
+         "multihead changes nothing", ROPE + ("--attention-head-type", "multiquery")),
+    arch("--num-key-value-heads", "num_key_value_heads (grouped-query attention with this many groups; "
+         "Megatron-DeepSpeed's spelling)", ROPE + ("--num-key-value-heads", "2")),
     arch("--kv-channels", "head_dim", ROPE + ("--kv-channels", "32")),
     arch("--max-position-embeddings", "max_position_embeddings", ("--max-position-embeddings", "64")),
     arch("--position-embedding-type", "model family (learned → GPT-2, rope → Llama/Qwen)", ROPE),
-    arch("--use-rotary-position-embeddings", "rope position embeddings",
+    arch("--use-rotary-position-embeddings --use-llama2-rotary-position-embeddings", "rope position embeddings",
          ("--use-rotary-position-embeddings",) + ROPE[2:]),
     arch("--no-position-embedding", "no learned position table (rope families)", ROPE + ("--no-position-embedding",)),
-    arch("--rotary-base", "rope_theta", ROPE + ("--rotary-base", "500000")),
-    arch("--rotary-percent", "partial_rotary_factor", ROPE + ("--rotary-percent", "0.5")),
+    arch("--rotary-base --rope-theta --rotary-position-embeddings-theta", "rope_theta",
+         ROPE + ("--rotary-base", "500000")),
+    arch("--rotary-percent --partial-rotary-factor", "partial_rotary_factor", ROPE + ("--rotary-percent", "0.5")),
     arch("--normalization", "model family (LayerNorm → GPT-2, RMSNorm → Llama/Qwen)", ROPE),
-    arch("--norm-epsilon", "rms_norm_eps / layer_norm_epsilon"),
+    arch("--RMSNorm", "RMSNorm (Megatron-LLaMA's spelling of --normalization RMSNorm)",
+         ("--position-embedding-type", "rope", "--RMSNorm", "--swiglu", "--hidden-dropout", "0")),
+    arch("--norm-epsilon --layernorm-epsilon", "rms_norm_eps / layer_norm_epsilon"),
     arch("--swiglu", "hidden_act silu with a gated MLP", ROPE),
-    arch("--untie-embeddings-and-output-weights", "tie_word_embeddings = false",
+    arch("--untie-embeddings-and-output-weights --causal-lm",
+         "tie_word_embeddings = false (Megatron-LLaMA's --causal-lm: its own lm_head, untied)",
          ROPE + ("--untie-embeddings-and-output-weights",)),
     arch("--disable-bias-linear", "attention_bias / mlp_bias = false", ROPE + ("--disable-bias-linear",)),
     arch("--add-qkv-bias", "bias on q, k, v only (Qwen2 family)", ROPE + ("--disable-bias-linear", "--add-qkv-bias")),
@@ -367,6 +412,8 @@ MAPPED_RULES += [
          QWEN3_MOE + ("--first-k-dense-replace", "1")),
     arch("--moe-layer-freq", "mlp_only_layers (every N-th layer has experts; -1, 0 or 1: every layer)",
          QWEN3_MOE + ("--moe-layer-freq", "2")),
+    arch("--noop-layers", "num_hidden_layers = --num-layers minus these identity layers (MindSpeed-LLM's pipeline "
+                          "padding)", ROPE + ("--num-layers", "4", "--noop-layers", "3")),
     arch("--attention-dropout", "attention_dropout"),
     arch("--hidden-dropout", "hidden dropout (GPT-2 resid/embd dropout; must be 0 for Llama/Qwen)"),
 ]

@@ -34,6 +34,7 @@ class Translation:
         self.notes: List[str] = []
         self.errors: List[str] = []
         self.rejected: List[Tuple[str, str, str]] = []
+        self.files: Dict[str, str] = {}  # files the launch script writes (here-documents): path -> text
 
     def set(self, name: str, value: Any) -> None:
         self.values[name] = value
@@ -54,6 +55,7 @@ class TranslationResult:
     rejected: List[Tuple[str, str, str]] = field(default_factory=list)
     unknown: List[Tuple[str, List[str]]] = field(default_factory=list)
     values: Dict[str, Any] = field(default_factory=dict)
+    ignored: List[str] = field(default_factory=list)  # unknown flags the user vouched for (unknown_flags.py)
 
     @property
     def ok(self) -> bool:

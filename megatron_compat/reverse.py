@@ -243,4 +243,5 @@ GROUP_REVERSE = {
     "precision": _precision, "fp8": _fp8, "recompute": _recompute, "dataloader": _nothing, "stage": _stage,
     "instruction": _instruction, "lora": _lora, "tokenizer": _tokenizer, "load": _load, "save_parts": _save_parts,
     "architecture": lambda f, base: architecture_flags(f["architecture"]),
+    "deepspeed": _nothing, "tokens": _nothing, "pai": _nothing,  # their fields come back through the plain rows
 }

@@ -14,6 +14,7 @@ from .architecture import ArchitectureError
 from .argv import parse_argv
 from .registry import rule_for, status_for
 from .report import ReportLine, Translation, TranslationResult
+from .unknown_flags import Vouch
 
 # Megatron-LM's defaults for canonical fields whose FSDP2 default differs.
 MEGATRON_DEFAULTS: Dict[str, Any] = {
@@ -26,14 +27,20 @@ MEGATRON_DEFAULTS: Dict[str, Any] = {
     "create_attention_mask_in_dataloader": True, "distributed_timeout_minutes": 10,
 }
 MEGATRON_DEFAULT_SPLIT = "969,30,1"  # Megatron's split when --data-path is given without --split
+DEFAULT_SAVE_DIR = "./fsdp2_output"   # where a script without --save writes (Megatron then saves nothing)
 
 
 def translate(argv: List[str], world_size: Optional[int] = None, entry: str = "pretrain_gpt.py",
-              force: bool = False) -> TranslationResult:
-    """Translate a command line; `force` builds the config even when some flags were refused."""
+              force: bool = False, vouch: Optional[Vouch] = None,
+              files: Optional[Dict[str, str]] = None) -> TranslationResult:
+    """Translate a command line; `force` builds the config even when some flags were refused; unknown flags
+    that `vouch` covers are ignored, each with a warning; `files` are files the launch script writes (path ->
+    text), read before the disk (a DeepSpeed config written by a here-document)."""
     parsed = parse_argv(argv)
     dialect = "megatron" if parsed.megatron else "fsdp2"
     t = Translation(parsed.megatron, world_size)
+    t.files = dict(files or {})
+    _one_spelling(t)
     t.notes.extend(parsed.notes)
     t.errors.extend(parsed.errors)
     base: Dict[str, Any] = {}
@@ -45,8 +52,12 @@ def translate(argv: List[str], world_size: Optional[int] = None, entry: str = "p
     _apply_rules(t)
     _apply_groups(t)
     values = _merge(t, base, parsed.fsdp2, dialect, entry)
+    if dialect == "megatron":
+        _default_save_dir(t, values)
+        _require_training_data(t, values)
     _derive_batch_and_steps(t, values, dialect)
-    result = TranslationResult(None, dialect, t.lines, t.notes, t.errors, t.rejected, parsed.unknown, values)
+    unknown, ignored = _vouched(t, parsed, vouch)
+    result = TranslationResult(None, dialect, t.lines, t.notes, t.errors, t.rejected, unknown, values, ignored)
     if result.problems() and not force:
         return result
     try:
@@ -127,3 +138,66 @@ def _derive_batch_and_steps(t, values, dialect):
             derive(t, values, dialect)
     except (ConfigError, ValueError) as exc:
         t.errors.append(str(exc))
+
+
+def _default_save_dir(t, values):
+    """Megatron trains without --save (and saves nothing); the engine needs a directory for its run files."""
+    if values.get("output_dir"):
+        return
+    values["output_dir"] = DEFAULT_SAVE_DIR
+    t.notes.append(f"WARNING: no --save: training.output_dir = {DEFAULT_SAVE_DIR}. Megatron saves no checkpoint "
+                   "without --save; the engine writes its metrics and its final checkpoint there. Add --save DIR "
+                   "to choose the directory")
+
+
+def _require_training_data(t, values):
+    """Megatron needs data: --data-path, --train-data-path or --mock-data (a YAML or FSDP2 `dataset` also does)."""
+    if values.get("mock_data") or values.get("dataset") or values.get("train_data_path"):
+        return
+    empty = [f for f in ("--data-path", "--train-data-path") if f in t.given]
+    if any(e.startswith(tuple(empty)) for e in t.errors if empty):
+        return  # the flag's own check already named it
+    if empty:
+        t.errors.append(f"{empty[0]} has no value: give the dataset prefixes (e.g. data/corpus_text_document), or "
+                        "--mock-data for synthetic data; in a launch script, the variable written after it is empty")
+    else:
+        t.errors.append("no training data: give --data-path PREFIX (the .bin/.idx prefix preprocess_data.py wrote; "
+                        "or --train-data-path/--valid-data-path), or --mock-data for synthetic data")
+
+
+def _vouched(t, parsed, vouch):
+    """(still unknown, ignored): unknown flags the user vouched for are ignored, each named in a warning."""
+    unknown, ignored = [], []
+    for flag, suggestions in parsed.unknown:
+        if vouch is None or not vouch.covers(flag):
+            unknown.append((flag, suggestions))
+            continue
+        ignored.append(flag)
+        value = parsed.unknown_values.get(flag) or True
+        t.lines.append(ReportLine(flag, value, "IGNORED", f"unknown here; ignored because {vouch.source} vouches "
+                                                          "for it: whatever it did under Megatron does not happen"))
+    if ignored:
+        t.notes.append(f"WARNING: {len(ignored)} unknown flag(s) ignored on the user's word ({vouch.source}): "
+                       f"{', '.join(ignored)}")
+    return unknown, ignored
+
+
+def _one_spelling(t: Translation) -> None:
+    """Other spellings of a mapped flag (a fork's --rope-theta for --rotary-base) become the row's first spelling,
+    so every handler reads one name; both spellings with different values is an error naming them."""
+    renamed = {}
+    for flag in list(t.given):
+        rule = rule_for(flag)
+        if rule is None or rule.status != "mapped" or flag == rule.flags[0]:
+            continue
+        canonical = rule.flags[0]
+        value = t.given.pop(flag)
+        if canonical in t.given and t.given[canonical] != value:
+            t.errors.append(f"{flag} {value} and {canonical} {t.given[canonical]} are the same setting with "
+                            "different values; keep one")
+            continue
+        t.given[canonical] = value
+        renamed[flag] = canonical
+    if renamed:
+        t.notes.append("other spellings read as the mapped flag: "
+                       + ", ".join(f"{a} = {b}" for a, b in renamed.items()))

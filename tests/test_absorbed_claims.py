@@ -123,7 +123,8 @@ CLAIMS = {
     "--profile already uses the PyTorch profiler": [f"{HERE}::test_profiler_follows_the_profiling_flags",
                                                     "tests/engine/test_loop.py::test_profiler_trace_written"],
     "--wandb-project (mapped) already does": [f"{HERE}::test_wandb_project_turns_wandb_on_with_the_default_entity"],
-    "default entity of the API key": [f"{HERE}::test_wandb_project_turns_wandb_on_with_the_default_entity"],
+    "only its position from the checkpoint": [
+        "tests/engine/test_schedule_on_resume.py::test_resumed_schedule_keeps_the_position_and_takes_the_new_settings"],
     "pads each micro-batch to a multiple of 8": [PADDING],
     "the engine always does so, and padding never enters the loss": [PADDING],
     "padded only to its longest sample": [PADDING],

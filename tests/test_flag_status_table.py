@@ -7,7 +7,8 @@ import os
 from megatron_compat.mapping import MAPPED_RULES
 
 DATA = os.path.join(os.path.dirname(__file__), os.pardir, "megatron_compat", "data")
-REFERENCE_LISTS = ("megatron_lm_flags.tsv", "mindspeed_llm_flags.tsv", "megatron_legacy_flags.tsv", "extra_flags.tsv")
+REFERENCE_LISTS = ("megatron_lm_flags.tsv", "mindspeed_llm_flags.tsv", "megatron_legacy_flags.tsv", "extra_flags.tsv",
+                   "fork_flags.tsv")
 TABLE = "flag_status.tsv"
 HEADER = ["flag", "status", "reason", "replacement"]
 STATUSES = {"absorbed", "rejected", "absorbed-at-default"}

@@ -413,16 +413,46 @@ def test_command_substitution_backticks_and_source_are_reported_and_kept():
 
 
 def test_heredoc_is_skipped_with_a_warning():
-    text = ("cat > cfg.txt <<EOF\n"
+    text = ("sbatch <<EOF\n"
             "torchrun fake.py --not-this\n"
             "EOF\n"
-            "cat <<-'END' > x\n"
+            "python - <<-'END'\n"
             "\tpython other.py\n"
             "\tEND\n"
             "torchrun real.py --this\n")
     launch = read(text)
     assert (launch.entry, launch.argv, launch.entry_line) == ("real.py", ["--this"], 7)
-    assert warn_lines(launch) == [1, 4]
+    assert warn_lines(launch) == [1, 4] and launch.files == {}
+
+
+HEREDOC_FILES = r"""GBS=256; ZERO=1; NAME="a b"
+DS_CONFIG=ds_config_$GBS.json
+cat <<EOT > $DS_CONFIG
+{ "train_batch_size": $GBS, "zero_optimization": { "stage": ${ZERO} },
+  "name": "$NAME", "cost": "\$5", "sum": $(( GBS * 2 )) }
+EOT
+cat > literal.json <<'EOF'
+{"kept": "$GBS ${ZERO}"}
+EOF
+cat >> $DS_CONFIG <<-EOF
+	{"appended": $ZERO}
+	EOF
+echo ignored | tee -a teed.txt <<EOF
+teed $GBS
+EOF
+torchrun --nproc_per_node 2 pretrain_gpt.py --deepspeed_config $DS_CONFIG
+"""
+
+
+@pytest.mark.skipif(BASH is None, reason="needs bash")
+def test_heredoc_written_to_a_file_agrees_with_bash(tmp_path):
+    launch = read(HEREDOC_FILES)
+    assert launch.argv == ["--deepspeed_config", "ds_config_256.json"] and warn_lines(launch) == []
+    script = tmp_path / "s.sh"
+    script.write_text("torchrun() { :; }\n" + HEREDOC_FILES)
+    subprocess.run([BASH, str(script)], cwd=tmp_path, check=True, capture_output=True, timeout=30)
+    assert sorted(launch.files) == ["ds_config_256.json", "literal.json", "teed.txt"]
+    assert launch.files == {name: (tmp_path / name).read_text() for name in launch.files}
 
 
 def test_loops_are_reported_and_skipped():

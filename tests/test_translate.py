@@ -126,9 +126,10 @@ def test_unknown_flag_gets_did_you_mean():
 def test_missing_essentials_say_what_to_add():
     assert "add --train-iters" in refused(_replace(BASE, "--train-iters", None))
     assert "add --lr" in refused(_replace(BASE, "--lr", None))
-    text = refused([a for a in _replace(BASE, "--save", None)])
-    assert "output_dir" in text and "--save" in text
-    text = refused(["--micro-batch-size", "1", "--train-iters", "1", "--lr", "1", "--save", "/o"])
+    result, cfg = ok(_replace(BASE, "--save", None))  # Megatron trains without --save: a default, named loudly
+    assert cfg.training.output_dir == "./fsdp2_output"
+    assert any(n.startswith("WARNING: no --save: training.output_dir = ./fsdp2_output") for n in result.notes)
+    text = refused(["--micro-batch-size", "1", "--train-iters", "1", "--lr", "1", "--save", "/o", "--mock-data"])
     assert "architecture flags" in text
 
 

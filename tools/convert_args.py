@@ -2,7 +2,7 @@
 """Convert a Megatron-LM / MindSpeed-LLM launch script into an FSDP2 YAML and a new launch script.
 
     python tools/convert_args.py OLD.sh [-o NEW.yaml] [--script-out NEW.sh] [--force] [--set NAME=VALUE ...]
-                                 [-- SCRIPT_ARGS...]
+                                 [--allow-unknown-flags[=--foo,--bar]] [-- SCRIPT_ARGS...]
     python tools/convert_args.py --list-flags
     python tools/convert_args.py --to-megatron CONFIG.yaml
 
@@ -23,8 +23,10 @@ from megatron_compat.entry_points import judge_entry  # noqa: E402
 from megatron_compat.launch_script import render_launch_script  # noqa: E402
 from megatron_compat.registry import list_flags_lines  # noqa: E402
 from megatron_compat.reverse import to_megatron  # noqa: E402
+from megatron_compat.script_values import explained, repair_argv  # noqa: E402
 from megatron_compat.shell import ShellReadError, read_launch_script  # noqa: E402
 from megatron_compat.translate import translate  # noqa: E402
+from megatron_compat.unknown_flags import vouch_from  # noqa: E402
 
 
 def parse_args(argv):
@@ -37,6 +39,9 @@ def parse_args(argv):
     parser.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
                         help="a variable the script takes from its environment (e.g. a scheduler's SLURM_NNODES), "
                              "given a value for reading the script; repeatable")
+    parser.add_argument("--allow-unknown-flags", nargs="?", const="", default=None, metavar="--FOO,--BAR",
+                        help="ignore the unknown flags you vouch for (all, or those named), each listed as a "
+                             "WARNING in the report and the YAML's header; rejected flags stay refused")
     parser.add_argument("--list-flags", action="store_true",
                         help="print every known flag: <flag>\\t<status>\\t<target or reason>")
     parser.add_argument("--to-megatron", metavar="CONFIG.yaml", help="print the Megatron flags for a canonical config")
@@ -112,8 +117,17 @@ def convert(args) -> int:
               f"... pretrain_gpt.py) instead", file=sys.stderr)
         return 1
     judged = judge_entry(entry, launch.argv)
-    result = translate(launch.argv, world_size=launch.world_size, entry=judged.translate_as or "pretrain_gpt.py",
-                       force=args.force)
+    try:
+        vouch = vouch_from(args.allow_unknown_flags, environ={})
+    except ValueError as exc:
+        print(f"convert_args: {exc}", file=sys.stderr)
+        return 2
+    repaired = repair_argv(launch.argv, launch.option_variables, launch.entry_line)
+    for warning in repaired.warnings:
+        print(f"{args.script}: WARNING: {warning}", file=sys.stderr)
+    result = translate(repaired.argv, world_size=launch.world_size, entry=judged.translate_as or "pretrain_gpt.py",
+                       force=args.force, vouch=vouch, files=_script_files(launch, args.script))
+    result.notes.extend(f"WARNING: {w}" for w in repaired.warnings)
     world = launch.world_size if launch.world_size else "unknown"
     print(f"# {args.script}: {entry} launched at line {launch.entry_line} by {launch.style}, "
           f"world size {world} ({launch.world_size_source})")
@@ -121,22 +135,48 @@ def convert(args) -> int:
         print(f"# {judged.note}")
     print(result.report())
     entry_problem = f"{args.script}:{launch.entry_line}: {judged.problem}" if judged.problem else None
-    problems = ([entry_problem] if entry_problem else []) + result.problems()
+    problems = ([entry_problem] if entry_problem else []) + explained(result.problems(), repaired)
     if problems and not args.force:
         print("\nconvert_args: not converted, nothing written:\n  - " + "\n  - ".join(problems), file=sys.stderr)
         return 1
     if result.config is None:
         print("\nconvert_args: no configuration could be built:\n  - " + "\n  - ".join(problems), file=sys.stderr)
         return 1
-    _write_outputs(args, launch, result)
+    _write_outputs(args, launch, result, repaired.warnings)
     return 1 if problems else 0
 
 
-def _write_outputs(args, launch, result):
+def _script_files(launch, script):
+    """Files the translation may read: those the script writes (here-documents), and a --deepspeed_config that
+    lies beside the script when the path does not resolve from here."""
+    files = dict(launch.files)
+    for path in launch_values(launch.argv, "--deepspeed_config") + launch_values(launch.argv, "--deepscale_config"):
+        beside = os.path.join(os.path.dirname(os.path.abspath(script)), path)
+        if path not in files and not os.path.isfile(path) and os.path.isfile(beside):
+            with open(beside, encoding="utf-8") as fh:
+                files[path] = fh.read()
+    return files
+
+
+def launch_values(argv, flag):
+    """The words after the last `flag` in argv, up to the next option."""
+    if flag not in argv:
+        return []
+    start = len(argv) - argv[::-1].index(flag)
+    end = start
+    while end < len(argv) and not argv[end].startswith("--"):
+        end += 1
+    return argv[start:end]
+
+
+def _write_outputs(args, launch, result, warnings=()):
     stem = os.path.splitext(args.script)[0]
     yaml_path = args.output or f"{stem}.fsdp2.yaml"
     script_path = args.script_out or f"{stem}.fsdp2.sh"
     header = f"# Generated by tools/convert_args.py from {args.script}\n"
+    header += "".join(f"# WARNING: {flag} {' '.join(launch_values(launch.argv, flag))}".rstrip() +
+                      " was ignored (unknown here; --allow-unknown-flags)\n" for flag in result.ignored)
+    header += "".join(f"# WARNING: {warning}\n" for warning in warnings)
     write_text_atomic(yaml_path, header + dump_yaml(result.config, only_changed=True))
     script = render_launch_script(launch, "train_fsdp2.py", [yaml_path], args.script)
     write_text_atomic(script_path, script)

@@ -28,6 +28,13 @@ def _cell(text) -> str:
     return str(text).replace("|", "\\|").replace("\n", " ")
 
 
+def _source(spec) -> str:
+    """Where a flag comes from: its reference list, or for a fork's flag the fork."""
+    if spec is None:
+        return ""
+    return spec.group if spec.source == "fork_flags.tsv" else SOURCES.get(spec.source, "")
+
+
 def migration_guide() -> str:
     rows = registry()
     specs = all_specs()
@@ -40,11 +47,17 @@ def migration_guide() -> str:
              "- **absorbed**: accepted with no effect, for the reason given (FSDP2 does it inherently, or it only picks an implementation);",
              "- **absorbed at default**: accepted only with Megatron's default value; any other value is refused with the reason;",
              "- **rejected**: refused with the reason and the nearest thing to do instead.", "",
+             "A flag in none of these rows is **unknown** and refused, since it may change what training means. When "
+             "you know the remaining unknown flags of a script do not matter (a fork's own logging, say), vouch for "
+             "them: `--allow-unknown-flags` (every one) or `--allow-unknown-flags=--foo,--bar` (those) on "
+             "`tools/convert_args.py` or `pretrain_gpt.py`, or `FSDP2_ALLOW_UNKNOWN_FLAGS=all` (or `--foo,--bar`) "
+             "in the environment of a launch script. Each flag ignored so is listed as a WARNING in the report (and "
+             "the converted YAML's header); rejected flags stay refused.", "",
              "Counts: " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())) + ".", "",
              "| flag | from | status | target, or reason | instead |", "|---|---|---|---|---|"]
     for flag in sorted(rows):
         rule = rows[flag]
-        source = SOURCES.get(specs[flag].source, "") if flag in specs else ""
+        source = _source(specs.get(flag))
         status = rule.status.replace("-", " ")
         instead = "" if rule.replacement in ("", "-") else rule.replacement
         lines.append(f"| `{flag}` | {source} | {status} | {_cell(rule.target)} | {_cell(instead)} |")

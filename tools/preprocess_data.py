@@ -14,17 +14,31 @@ MindSpeed-LLM's instruction handlers (fine-tuning data for posttrain_gpt.py --is
         --tokenizer-type PretrainedFromHF --tokenizer-name-or-path ./tokenizer --workers 1 [--pack | --neat-pack]
 
 writes <output-prefix>_packed_{input_ids,attention_mask,labels}_document.bin/.idx, as MindSpeed-LLM does
-(SharegptStyleInstructionHandler for sharegpt records; --map-keys renames columns).
+(SharegptStyleInstructionHandler for sharegpt records; --map-keys renames columns). Without --seq-length a
+conversation is cut at 100000 tokens and nothing is dropped, as in MindSpeed-LLM; --pack needs --seq-length.
+`--handler-name GeneralPretrainHandler` writes pretraining text as MindSpeed-LLM does (int32 tokens, records
+without text skipped); without --handler-name the output is Megatron-LM's.
 """
 import argparse
 import functools
+import json
 import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from fsdp2_core.data.megatron.preprocess import preprocess  # noqa: E402
+from fsdp2_core.data.megatron.preprocess import DocumentRules, input_files, iter_records, preprocess  # noqa: E402
+from fsdp2_core.data.mindspeed.handlers import CUT_STYLE, HANDLERS, REFUSED_HANDLERS, encode_instruction_records  # noqa: E402
+from fsdp2_core.data.mindspeed.instruction import template_for_prompt_type, write_instruction_dataset  # noqa: E402
 from fsdp2_core.data.tokenizers import TOKENIZER_TYPES, build_pretraining_tokenizer  # noqa: E402
+
+
+def _thinking(text: str):
+    """MindSpeed-LLM's --enable-thinking values: true, false or none, in any case."""
+    choices = {"true": True, "false": False, "none": None}
+    if text.lower() not in choices:
+        raise argparse.ArgumentTypeError(f"expects true, false or none, got {text!r}")
+    return choices[text.lower()]
 
 
 def get_args(argv=None):
@@ -51,21 +65,29 @@ def get_args(argv=None):
                        help="append the eod token to every document")
     group.add_argument("--lang", default="english", help="nltk language for sentence splitting")
     group.add_argument("--trust-remote-code", action="store_true")
+    group.add_argument("--tokenizer-not-use-fast", dest="use_fast", action="store_false",
+                       help="load the Hugging Face tokenizer's slow (Python) version")
     group = parser.add_argument_group("instruction data (MindSpeed-LLM handlers)")
     group.add_argument("--handler-name", default="",
                        help="AlpacaStyleInstructionHandler or SharegptStyleInstructionHandler: write an instruction "
                             "dataset (GeneralPretrainHandler or none: pretraining text)")
-    group.add_argument("--prompt-type", default=None, help="chat template of the instruction data (qwen3, llama3, empty)")
+    group.add_argument("--prompt-type", default=None,
+                       help="chat template of the instruction data (qwen3, llama3, empty)")
     group.add_argument("--prompt-type-path", default=None, help="MindSpeed's custom template file (not supported)")
-    group.add_argument("--enable-thinking", default="true", choices=["true", "false", "none", "True", "False", "None"],
-                       help="thinking mode of reasoning templates (qwen3)")
+    group.add_argument("--enable-thinking", type=_thinking, default=None,
+                       help="thinking mode of reasoning templates (qwen3): true trains an empty thought before "
+                            "responses without one; false strips thoughts; none (the default) puts the empty "
+                            "thought in the prompt")
     group.add_argument("--seq-length", type=int, default=None,
-                       help="sequence length: longer samples are dropped (cut with --neat-pack); packed rows have it")
+                       help="sequence length: conversations are cut to it (100000 when not given), samples of it "
+                            "or more dropped (cut with --neat-pack); packed rows have exactly it")
     group.add_argument("--pack", action="store_true", help="pack samples into rows of --seq-length")
     group.add_argument("--neat-pack", action="store_true",
                        help="pack, recording each token's sample so that samples do not attend to each other")
     group.add_argument("--map-keys", default=None,
                        help='JSON column names, e.g. \'{"prompt":"instruction","query":"input","response":"output"}\'')
+    group.add_argument("--overwrite-cache", action="store_true",
+                       help="accepted for MindSpeed-LLM's scripts: nothing is cached here, every run tokenizes afresh")
     group = parser.add_argument_group("output data")
     group.add_argument("--output-prefix", required=True, help="prefix of the .bin/.idx files")
     group.add_argument("--dataset-impl", default="mmap", choices=["mmap"],
@@ -86,14 +108,16 @@ def get_args(argv=None):
     ):
         parser.error(f"--tokenizer-type {args.tokenizer_type} needs --tokenizer-model "
                      "or --tokenizer-name-or-path (a local tokenizer directory)")
+    if args.handler_name in REFUSED_HANDLERS:
+        parser.error(f"--handler-name {args.handler_name} is not supported: {REFUSED_HANDLERS[args.handler_name]}")
     if args.handler_name and args.handler_name != "GeneralPretrainHandler":
-        from fsdp2_core.data.mindspeed.instruction import HANDLERS
         if args.handler_name not in HANDLERS:
-            parser.error(f"--handler-name {args.handler_name}: supported are GeneralPretrainHandler, {', '.join(HANDLERS)}")
+            parser.error(f"--handler-name {args.handler_name}: supported are GeneralPretrainHandler, "
+                         f"{', '.join(HANDLERS)}")
         if not args.prompt_type:
             parser.error(f"--handler-name {args.handler_name} needs --prompt-type (the chat template)")
-        if not args.seq_length:
-            parser.error(f"--handler-name {args.handler_name} needs --seq-length")
+        if (args.pack or args.neat_pack) and not args.seq_length:
+            parser.error("--pack/--neat-pack need --seq-length: rows are packed to exactly that many tokens")
         if args.prompt_type_path:
             parser.error("--prompt-type-path: custom template files are not supported; use a built-in --prompt-type")
         if not (args.tokenizer_name_or_path or args.tokenizer_model):
@@ -108,35 +132,26 @@ def get_args(argv=None):
 
 def instruction_main(args):
     """--handler-name Alpaca/SharegptStyleInstructionHandler: MindSpeed-LLM's instruction layout."""
-    import glob
-    import json
-
     from transformers import AutoTokenizer
 
-    from fsdp2_core.data.mindspeed.instruction import (encode_instruction_records, template_for_prompt_type,
-                                             write_instruction_dataset)
-    from fsdp2_core.data.megatron.preprocess import iter_records
     tokenizer = AutoTokenizer.from_pretrained(args.tokenizer_name_or_path or args.tokenizer_model,
-                                              trust_remote_code=args.trust_remote_code)
-    thinking = {"true": True, "false": False, "none": None}[args.enable_thinking.lower()]
+                                              local_files_only=True, trust_remote_code=args.trust_remote_code,
+                                              use_fast=args.use_fast)
     try:
-        template = template_for_prompt_type(args.prompt_type, tokenizer, thinking)
+        template = template_for_prompt_type(args.prompt_type, tokenizer, args.enable_thinking)
         map_keys = json.loads(args.map_keys) if args.map_keys else None
-    except (ValueError, json.JSONDecodeError) as exc:
+        files = input_files(args.input)
+    except (ValueError, json.JSONDecodeError, FileNotFoundError) as exc:
         sys.exit(f"preprocess_data.py: {exc}")
-    files = sorted(glob.glob(args.input)) if any(c in args.input for c in "*?[") else [args.input]
-    missing = [f for f in files if not os.path.isfile(f)]
-    if not files or missing:
-        sys.exit(f"preprocess_data.py: --input {args.input}: no such file {missing or args.input}")
     records = (record for f in files for record, _ in iter_records(f))
     counts = {}
     samples = encode_instruction_records(records, args.handler_name, template, tokenizer, args.seq_length,
-                                         neat_pack=args.neat_pack, map_keys=map_keys, append_eod=args.append_eod,
-                                         counts=counts)
+                                         CUT_STYLE[args.prompt_type], neat_pack=args.neat_pack, map_keys=map_keys,
+                                         append_eod=args.append_eod, counts=counts)
     result = write_instruction_dataset(args.output_prefix, samples, args.seq_length, tokenizer.pad_token_id,
                                        pack=args.pack, neat_pack=args.neat_pack)
     print(f"{result['samples']} samples in {result['rows']} rows ({result['dropped']} too long, "
-          f"{counts.get('bad', 0)} malformed records dropped)")
+          f"{counts.get('bad', 0)} malformed records dropped, {counts.get('empty', 0)} written as an empty turn)")
     for key, prefix in result["paths"].items():
         print(f"{key}: {prefix}.bin / {prefix}.idx")
 
@@ -149,14 +164,16 @@ def main(argv=None):
         build_pretraining_tokenizer, args.tokenizer_type, tokenizer_model=args.tokenizer_model,
         vocab_file=args.vocab_file, merge_file=args.merge_file, vocab_size=args.vocab_size,
         tokenizer_name_or_path=args.tokenizer_name_or_path,
-        vocab_extra_ids=args.vocab_extra_ids, trust_remote_code=args.trust_remote_code,
+        vocab_extra_ids=args.vocab_extra_ids, trust_remote_code=args.trust_remote_code, use_fast=args.use_fast,
     )
+    mindspeed = args.handler_name == "GeneralPretrainHandler"
+    rules = DocumentRules.mindspeed(args.seq_length) if mindspeed else DocumentRules()
     outputs = preprocess(
         args.input, args.output_prefix, factory, json_keys=args.json_keys,
         append_eod=args.append_eod, workers=args.workers, partitions=args.partitions,
         split_sentences=args.split_sentences, log_interval=args.log_interval,
         keep_sequential_samples=args.keep_sequential_samples, lang=args.lang,
-        keep_newlines=args.keep_newlines, progress=not args.no_progress_bar,
+        keep_newlines=args.keep_newlines, progress=not args.no_progress_bar, rules=rules,
     )
     for key, prefix in outputs.items():
         print(f"{key}: {prefix}.bin / {prefix}.idx")

@@ -166,6 +166,9 @@ class TrainingArguments:
     stage: Literal["pt", "sft"] = _f("sft", "Training stage: pretraining or supervised fine-tuning.")
     calculate_per_token_loss: bool = _f(False, "Scale the loss by the global count of non-padding tokens.")
     chunk_loss_size: Optional[int] = _f(None, "Compute the loss in sequence chunks of this length to save memory.")
+    z_loss_coeff: float = _f(0.0, "PaLM-style z-loss on the output logits: every trained token's loss gains "
+                                  "coeff × logsumexp(logits)²; 0 turns it off (forks' --use-z-loss: 1e-4).",
+                             extension=True)
     dataloader_num_workers: int = _f(0, "Data-loader worker processes.")
     dataloader_prefetch_factor: Optional[int] = _f(None, "Batches prefetched per worker.")
     dataloader_pin_memory: bool = _f(True, "Pin data-loader memory.")
@@ -203,6 +206,9 @@ class TrainingArguments:
     wandb_project: Optional[str] = _f(None, "Weights & Biases project; unset disables wandb.", extension=True)
     wandb_exp_name: Optional[str] = _f(None, "Weights & Biases run name.", extension=True)
     wandb_save_dir: Optional[str] = _f(None, "Weights & Biases local directory.", extension=True)
+    wandb_entity: Optional[str] = _f(None, "Weights & Biases entity (team or user) the run belongs to.", extension=True)
+    wandb_id: Optional[str] = _f(None, "Weights & Biases run id: a run with this id is resumed rather than started "
+                                       "anew.", extension=True)
 
 
 @dataclass

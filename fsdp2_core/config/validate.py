@@ -93,6 +93,9 @@ def _check_training(cfg):
         errors.append(f"training.save_steps must be >= 0 (0 saves only at the end), got {t.save_steps}")
     if t.save_total_limit is not None and t.save_total_limit < 1:
         errors.append(f"training.save_total_limit must be >= 1 or null, got {t.save_total_limit}")
+    if not 0.0 <= t.z_loss_coeff < float("inf"):
+        errors.append(f"training.z_loss_coeff must be a finite number >= 0 (0 turns the z-loss off), "
+                      f"got {t.z_loss_coeff}")
     if t.chunk_loss_size is not None and t.chunk_loss_size < 1:
         errors.append(f"training.chunk_loss_size must be >= 1, got {t.chunk_loss_size}")
     if t.finetune and t.resume_from_checkpoint is None and not cfg.model.model_name_or_path:

@@ -37,18 +37,24 @@ def backbone_of(model: nn.Module) -> nn.Module:
     return getattr(model, prefix, None) or model.get_decoder()
 
 
-def _token_losses(head: nn.Module, hidden: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+def _token_losses(head: nn.Module, hidden: torch.Tensor, labels: torch.Tensor, z_loss_coeff: float = 0.0):
+    """Cross entropy per token; with `z_loss_coeff`, plus coeff × logsumexp(logits)² (PaLM's z-loss, which the forks'
+    --use-z-loss adds to every token's loss with coeff 1e-4), so it is masked and averaged like the loss itself."""
     logits = head(hidden).float()
-    return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), labels.reshape(-1), reduction="none").view_as(labels)
+    flat = logits.reshape(-1, logits.shape[-1])
+    losses = F.cross_entropy(flat, labels.reshape(-1), reduction="none")
+    if z_loss_coeff:
+        losses = losses + z_loss_coeff * torch.logsumexp(flat, dim=-1).square()
+    return losses.view_as(labels)
 
 
-def _masked_sum(head, hidden, labels, mask):
-    return (_token_losses(head, hidden, labels) * mask).sum()
+def _masked_sum(head, hidden, labels, mask, z_loss_coeff=0.0):
+    return (_token_losses(head, hidden, labels, z_loss_coeff) * mask).sum()
 
 
 def lm_loss_sums(model: nn.Module, tokens: torch.Tensor, labels: torch.Tensor, loss_mask: torch.Tensor,
                  position_ids: Optional[torch.Tensor] = None, attention_mask: Optional[torch.Tensor] = None,
-                 chunk_size: Optional[int] = None) -> Tuple[torch.Tensor, torch.Tensor]:
+                 chunk_size: Optional[int] = None, z_loss_coeff: float = 0.0) -> Tuple[torch.Tensor, torch.Tensor]:
     cp = getattr(model, "_fsdp2_cp", None)
     extra = {}
     if cp is not None:
@@ -66,13 +72,13 @@ def lm_loss_sums(model: nn.Module, tokens: torch.Tensor, labels: torch.Tensor, l
     mask = loss_mask.float()
     seq = hidden.shape[1]
     if not chunk_size or chunk_size >= seq:
-        total = _masked_sum(head, hidden, labels, mask)
+        total = _masked_sum(head, hidden, labels, mask, z_loss_coeff)
     else:
         total = hidden.new_zeros((), dtype=torch.float32)
         for start in range(0, seq, chunk_size):
             end = start + chunk_size
             total = total + checkpoint(_masked_sum, head, hidden[:, start:end], labels[:, start:end],
-                                       mask[:, start:end], use_reentrant=False)
+                                       mask[:, start:end], z_loss_coeff, use_reentrant=False)
     count = mask.sum()
     if cp is not None and cp.size > 1:
         total = all_reduce_sum(total, cp.group)

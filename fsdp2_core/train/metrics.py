@@ -28,6 +28,16 @@ def throughput(tokens: int, seconds: float, world_size: int, flops_token: float,
             "mfu": (tflops / peak_tflops) if peak_tflops else None}
 
 
+def wandb_init_args(t) -> Dict[str, object]:
+    """wandb.init's run settings from the training config (a run id resumes that run)."""
+    args = {"project": t.wandb_project, "name": t.wandb_exp_name, "dir": t.wandb_save_dir}
+    if t.wandb_entity:  # unset: wandb takes WANDB_ENTITY, or the API key's default entity
+        args["entity"] = t.wandb_entity
+    if t.wandb_id:
+        args.update(id=t.wandb_id, resume="allow")
+    return args
+
+
 class MetricsSink:
     """Writes scalars on rank 0 to metrics.jsonl, TensorBoard and wandb."""
 
@@ -48,8 +58,7 @@ class MetricsSink:
         if t.wandb_project:
             try:
                 import wandb
-                self.wandb = wandb.init(project=t.wandb_project, name=t.wandb_exp_name, dir=t.wandb_save_dir,
-                                        config=config_dict)
+                self.wandb = wandb.init(**wandb_init_args(t), config=config_dict)
             except ImportError:
                 log.warning("wandb_project is set but the wandb package is missing: pip install wandb")
 

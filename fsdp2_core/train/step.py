@@ -56,7 +56,8 @@ def forward_sums(ctx: RunContext, batch: Dict[str, torch.Tensor]):
     if mask is not None and mask.dim() == 4:
         mask = ~mask.bool()  # Megatron marks masked-out positions True; HF wants allowed positions True
     return ctx.model.lm_loss(b["tokens"], b["labels"], b["loss_mask"], position_ids=b.get("position_ids"),
-                             attention_mask=mask, chunk_size=ctx.cfg.training.chunk_loss_size)
+                             attention_mask=mask, chunk_size=ctx.cfg.training.chunk_loss_size,
+                             z_loss_coeff=ctx.cfg.training.z_loss_coeff)
 
 
 def _dp_sum(ctx, t: torch.Tensor) -> torch.Tensor:

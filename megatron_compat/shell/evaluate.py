@@ -114,6 +114,10 @@ class Shell:
         self.other_scripts: list[tuple[int, str]] = []  # (line, script) run with bash/sh: not read here
         self.parent: Shell | None = None      # the shell that ran this one's `bash -c`
         self.source_texts: list[str] = []     # the words, unexpanded, of the eval / bash -c strings run here
+        # Files the script writes from here-documents (`cat <<EOF > path`): expanded path -> expanded text, and the
+        # lines of those here-documents (the others are reported as skipped).
+        self.files: dict[str, str] = {}
+        self.heredocs_read: set[int] = set()
 
     def warn(self, line: int, message: str) -> None:
         w = ShellWarning(line, message)
@@ -197,6 +201,8 @@ class Shell:
                 words.words.append(w.raw)
         if not fields:
             return True
+        if cmd.redirects:
+            self.write_heredoc(fields, cmd.redirects, cmd.line)
         self.words = words
         return self.run_command(fields, temp_env, cmd.line)
 
@@ -349,9 +355,27 @@ class Shell:
             child.exported[n] = line
         child.warnings = self.warnings  # one list: the script's warnings, in the order met
         child.other_scripts = self.other_scripts
+        child.files, child.heredocs_read = self.files, self.heredocs_read  # one filesystem
         child.depth = self.depth + 1
         child.parent = self
         return child
+
+    def write_heredoc(self, fields: list[str], redirects: list, line: int) -> None:
+        """`cat <<EOF > FILE` / `cat > FILE <<EOF` / `tee [-a] FILE <<EOF`: remember the text FILE receives."""
+        docs = [w.heredoc for op, w in redirects if op.endswith(("<<", "<<-")) and w.heredoc is not None]
+        if not docs or os.path.basename(fields[0]) not in ("cat", "tee"):
+            return
+        doc = docs[-1]
+        text = self.join(self.pieces(doc.body, doc.line, in_dq=True)) if doc.expand else doc.body
+        targets = [(op.lstrip("0123456789"), self.join(self.pieces(w.raw, w.line))) for op, w in redirects
+                   if op.lstrip("0123456789") in (">", ">>", ">|", "&>")]
+        if os.path.basename(fields[0]) == "tee":
+            append = "-a" in fields[1:] or "--append" in fields[1:]
+            targets += [(">>" if append else ">", f) for f in fields[1:] if not f.startswith("-")]
+        for op, path in targets:
+            self.files[path] = (self.files.get(path, "") if op == ">>" else "") + text
+        if targets:
+            self.heredocs_read.add(doc.line - 1)
 
     def call_function(self, fn: FuncDef, args: list[str]):
         if self.depth > _MAX_DEPTH:

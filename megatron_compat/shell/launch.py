@@ -29,6 +29,7 @@ from .evaluate import Exit, Shell
 from .launchers import PER_RANK, PYTHON, SPAWNER, SRUN, LauncherSpec, match_launcher, parse_options
 from .lex import Lexer
 from .lost_values import entry_lost, launcher_options, scopes, value_split_into_the_entry
+from .option_values import option_variables
 from .parse import Parser
 from .result import LaunchScript, ShellReadError, Stage
 
@@ -164,7 +165,8 @@ def make_launch(shell: Shell, stage: Stage, entry: str, argv: list[str], temp_en
         nnodes=values.get("nnodes") if torchrun else None, node_rank=values.get("node_rank"),
         master_addr=master_addr, master_port=master_port,
         exports=exports, export_lines=export_lines, export_templates=inherited,
-        wrappers=wrappers, world_size=world, world_size_source=source, variables=variables)
+        wrappers=wrappers, world_size=world, world_size_source=source, variables=variables,
+        files=dict(shell.files), option_variables=option_variables(shell, argv))
 
 
 def read_launch_script(text: str, script_args: Sequence[str] = (), path: str = "<script>",
@@ -177,13 +179,14 @@ def read_launch_script(text: str, script_args: Sequence[str] = (), path: str = "
     nodes = Parser(tokens, path).parse_program()
     recognizer = Recognizer(text)
     shell = Shell(path, script_args, recognizer.on_command, environ)
-    for line in lexer.skipped_heredocs:
-        shell.warn(line, "here-document skipped (its text is not read)")
     exit_line = None
     try:
         shell.run_list(nodes)
     except Exit as stop:
         exit_line = stop.line
+    for line in lexer.skipped_heredocs:
+        if line not in shell.heredocs_read:
+            shell.warn(line, "here-document skipped (its text is not read)")
     launches = recognizer.launches
     if not launches:
         raise ShellReadError(_no_launch_message(shell, path, exit_line, bool(script_args)))

@@ -111,6 +111,15 @@ def scan_brace(s: str, i: int) -> int:  # ${ ... }
 class Word:
     raw: str
     line: int
+    heredoc: HereDoc | None = None  # the delimiter word of `<<EOF`: the document's text
+
+
+@dataclass
+class HereDoc:
+    """The text of a here-document, and whether it is expanded (an unquoted delimiter) or taken literally."""
+    body: str
+    expand: bool
+    line: int
 
 
 @dataclass
@@ -148,7 +157,7 @@ class Lexer:
         self.s, self.path = text, path
         self.i = 0
         self.tokens: list = []
-        self.heredocs: list[tuple[str, bool, int]] = []
+        self.heredocs: list[tuple[str, bool, int, Word]] = []
         self.skipped_heredocs: list[int] = []
         self._newlines = [k for k, c in enumerate(text) if c == "\n"]
 
@@ -216,13 +225,17 @@ class Lexer:
                 self.i += 1
             w0 = self.i
             delim = self._read_word()
-            self.tokens.append(Word(delim, self.line_at(w0)))
-            self.heredocs.append((re.sub(r"[\"'\\]", "", delim), op == "<<-", self.line_at(start)))
+            word = Word(delim, self.line_at(w0))
+            self.tokens.append(word)
+            self.heredocs.append((re.sub(r"[\"'\\]", "", delim), op == "<<-", self.line_at(start), word))
 
     def _skip_heredoc_bodies(self) -> None:
+        """Read past the bodies of the here-documents opened on the line just ended, keeping each body on its
+        delimiter word (the evaluator records the ones `cat` writes to a file)."""
         s = self.s
-        for delim, strip_tabs, line in self.heredocs:
+        for delim, strip_tabs, line, word in self.heredocs:
             self.skipped_heredocs.append(line)
+            body = []
             while self.i < len(s):
                 end = s.find("\n", self.i)
                 end = len(s) if end < 0 else end
@@ -230,6 +243,9 @@ class Lexer:
                 self.i = min(end + 1, len(s))
                 if (body_line.lstrip("\t") if strip_tabs else body_line) == delim:
                     break
+                body.append(body_line.lstrip("\t") if strip_tabs else body_line)
+            quoted = any(q in word.raw for q in "'\"\\")
+            word.heredoc = HereDoc("".join(b + "\n" for b in body), expand=not quoted, line=line + 1)
         self.heredocs = []
 
     def _word_or_assignment(self) -> None:

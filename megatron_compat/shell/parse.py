@@ -1,7 +1,7 @@
 """Parsing the token stream into a small tree: simple commands, pipelines, and-or lists, if, groups, functions."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from .lex import REDIRECTS, ArithCmd, ArrayAssign, Op, Word
 from .result import ShellReadError
@@ -12,6 +12,7 @@ from .result import ShellReadError
 class Simple:
     words: list          # Word | ArrayAssign
     line: int
+    redirects: list = field(default_factory=list)  # (operator, target Word): `> FILE`, `<<EOF` (Word.heredoc)
 
 
 @dataclass
@@ -161,14 +162,18 @@ class Parser:
         self.skip_redirections()
         return node
 
-    def skip_redirections(self) -> None:
+    def skip_redirections(self, into: list | None = None) -> None:
+        """Step over redirections; `into` collects them as (operator, target word)."""
         while isinstance(self.peek(), Op) and self.peek().text.lstrip("0123456789") in REDIRECTS:
+            op = self.peek().text
             self.k += 1
             if self.is_word(self.peek()):
+                if into is not None:
+                    into.append((op, self.peek()))
                 self.k += 1
 
     def parse_simple(self) -> Simple:
-        words, line = [], self.peek().line
+        words, line, redirects = [], self.peek().line, []
         if self.is_word(self.peek(), "[["):  # [[ ... ]] keeps &&, ||, <, >, ( ) as words
             while True:
                 tok = self.peek()
@@ -184,9 +189,9 @@ class Parser:
                 words.append(tok)
                 self.k += 1
             elif isinstance(tok, Op) and tok.text.lstrip("0123456789") in REDIRECTS:
-                self.skip_redirections()
+                self.skip_redirections(redirects)
             else:
-                return Simple(words, line)
+                return Simple(words, line, redirects)
 
     def parse_if(self) -> If:
         line = self.peek().line

@@ -53,6 +53,11 @@ class LaunchScript:
     # at run time from them ($(( GPUS * NNODES ))) can be computed again by the new script
     variables: dict[str, str] = field(default_factory=dict)
     directives: list[str] = field(default_factory=list)  # the scheduler's lines: "#SBATCH --nodes=2", "#PBS ..."
+    # files the script wrote from here-documents before the launch (`cat <<EOF > ds_config.json`): path -> text
+    files: dict[str, str] = field(default_factory=dict)
+    # the variable the script writes after each option of argv (`--load $CKPT`), with its value at the launch:
+    # option -> option_values.OptionVariable
+    option_variables: dict = field(default_factory=dict)
 
     @property
     def entry_name(self) -> str:

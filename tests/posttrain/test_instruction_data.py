@@ -29,7 +29,7 @@ def tok(tok_dir):
 
 
 def test_alpaca_handler_writes_mindspeed_layout(tmp_path, tok_dir, tok):
-    prefix = instruction_data(tmp_path, tok_dir)
+    prefix = instruction_data(tmp_path, tok_dir, extra=["--enable-thinking", "true"])
     names = sorted(os.listdir(os.path.dirname(prefix)))
     assert names == sorted(f"alpaca_packed_{f}_document.{ext}" for f in ("input_ids", "attention_mask", "labels")
                            for ext in ("bin", "idx"))
@@ -60,7 +60,10 @@ def test_sharegpt_handler_trains_every_assistant_turn(tmp_path, tok_dir, tok):
 def test_too_long_samples_dropped_or_cut(tmp_path, tok_dir):
     records = ALPACA[:3] + [{"instruction": "long " * 80, "input": "", "output": "ok"}]
     plain = InstructionData(instruction_data(tmp_path / "a", tok_dir, records=records))
-    assert len(plain) == 3  # MindSpeed drops a sample of seq_length tokens or more
+    assert len(plain) == 4  # qwen3's template cuts the conversation to seq_length - 1 tokens: kept
+    assert len(plain[3]["input_ids"]) == 63
+    appended = InstructionData(instruction_data(tmp_path / "c", tok_dir, records=records, extra=["--append-eod"]))
+    assert len(appended) == 3  # the eod makes it seq_length tokens: MindSpeed drops a sample of seq_length or more
     neat = InstructionData(instruction_data(tmp_path / "b", tok_dir, records=records, extra=["--neat-pack"]))
     rows = [neat[i] for i in range(len(neat))]
     assert all(len(r["input_ids"]) == 64 for r in rows)  # packed rows are exactly seq_length

@@ -15,7 +15,8 @@ import os
 import re
 import sys
 import time
-from typing import Callable, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
+from dataclasses import dataclass
+from typing import Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -28,7 +29,26 @@ TABLE_FORMATS = {".parquet": "parquet", ".arrow": "arrow"}
 
 
 # ------------------------------------------------------------------ reading records
-def _input_files(pattern: str) -> List[str]:
+READABLE_EXTENSIONS = (".jsonl", ".json", ".parquet", ".arrow")
+
+
+def _directory_files(directory: str) -> List[str]:
+    """The files of a directory with its most frequent readable extension (MindSpeed-LLM reads a directory so)."""
+    files = sorted(os.path.join(directory, name) for name in os.listdir(directory))
+    by_ext: Dict[str, List[str]] = {}
+    for path in files:
+        ext = os.path.splitext(path)[1].lower()
+        if ext in READABLE_EXTENSIONS and os.path.isfile(path):
+            by_ext.setdefault(ext, []).append(path)
+    if not by_ext:
+        raise FileNotFoundError(f"--input {directory}: the directory holds no {'/'.join(READABLE_EXTENSIONS)} file")
+    return max(by_ext.values(), key=len)
+
+
+def input_files(pattern: str) -> List[str]:
+    """--input as files: one file, a glob, or a directory."""
+    if os.path.isdir(pattern):
+        return _directory_files(pattern)
     files = sorted(glob.glob(pattern)) if any(c in pattern for c in "*?[") else [pattern]
     missing = [f for f in files if not os.path.isfile(f)]
     if not files or missing:
@@ -163,6 +183,40 @@ class Encoder:
         return out, size
 
 
+@dataclass(frozen=True)
+class DocumentRules:
+    """How encoded records become documents. Megatron-LM's: every record is a document (an empty one too), token
+    dtype the smallest that holds the vocabulary. MindSpeed-LLM's GeneralPretrainHandler (`mindspeed()`): int32
+    tokens, records without text are skipped, and with --seq-length every sentence of that many tokens or more is
+    left out of every key (the document stays, possibly empty)."""
+    dtype: Optional[type] = None
+    skip_empty_documents: bool = False
+    drop_from_length: Optional[int] = None
+
+    @classmethod
+    def mindspeed(cls, seq_length: Optional[int]) -> "DocumentRules":
+        return cls(dtype=np.int32, skip_empty_documents=True, drop_from_length=seq_length)
+
+
+def _kept_sentences(doc: Dict[str, Tuple[List[int], List[int]]], drop_from: Optional[int]):
+    """{key: (ids, lengths)} without the sentence positions that are too long in any key."""
+    if drop_from is None:
+        return doc
+    too_long = {k for ids, lengths in doc.values() for k, n in enumerate(lengths) if n >= drop_from}
+    if not too_long:
+        return doc
+    out = {}
+    for key, (ids, lengths) in doc.items():
+        starts = np.cumsum([0] + list(lengths))
+        kept_ids, kept_lengths = [], []
+        for k, n in enumerate(lengths):
+            if k not in too_long:
+                kept_ids.extend(ids[starts[k]:starts[k] + n])
+                kept_lengths.append(n)
+        out[key] = (kept_ids, kept_lengths)
+    return out
+
+
 def output_prefix_for(output_prefix: str, key: str, split_sentences: bool) -> str:
     return f"{output_prefix}_{key}_{'sentence' if split_sentences else 'document'}"
 
@@ -171,19 +225,20 @@ def preprocess(inputs: str, output_prefix: str, tokenizer_factory: Callable[[], 
                json_keys: Sequence[str] = ("text",), append_eod: bool = False, workers: int = 1,
                partitions: int = 1, split_sentences: bool = False, log_interval: int = 1000,
                keep_sequential_samples: bool = False, lang: str = "english",
-               keep_newlines: bool = False, progress: bool = True) -> Dict[str, str]:
-    """Tokenize `inputs` (a file or glob) to `<output_prefix>_<key>_document.bin/.idx`.
+               keep_newlines: bool = False, progress: bool = True,
+               rules: DocumentRules = DocumentRules()) -> Dict[str, str]:
+    """Tokenize `inputs` (a file, glob or directory) to `<output_prefix>_<key>_document.bin/.idx`.
 
     Returns {json key: output prefix}. Files appear only once complete.
     """
     from tqdm import tqdm
 
-    files = _input_files(inputs)
+    files = input_files(inputs)
     encoder = Encoder(tokenizer_factory, json_keys, append_eod, split_sentences, lang,
                       keep_newlines)
     encoder.initializer()
     tokenizer = Encoder.tokenizer
-    dtype = DType.optimal_dtype(tokenizer.vocab_size)
+    dtype = rules.dtype or DType.optimal_dtype(tokenizer.vocab_size)
     prefixes = {k: output_prefix_for(output_prefix, k, split_sentences) for k in json_keys}
     directory = os.path.dirname(os.path.abspath(output_prefix))
     os.makedirs(directory, exist_ok=True)
@@ -203,7 +258,9 @@ def preprocess(inputs: str, output_prefix: str, tokenizer_factory: Callable[[], 
             records = _records(files, part, partitions, keep_sequential_samples)
             encoded = pool.imap(encoder.encode, records, 32) if pool else map(encoder.encode, records)
             for doc, size in encoded:
-                for key, (ids, lengths) in doc.items():
+                for key, (ids, lengths) in _kept_sentences(doc, rules.drop_from_length).items():
+                    if rules.skip_empty_documents and not doc[key][1]:
+                        continue
                     builders[key].add_document(np.asarray(ids, dtype=np.int64), lengths)
                 done += 1
                 done_bytes += size

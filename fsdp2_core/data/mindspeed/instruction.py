@@ -270,9 +270,9 @@ def _special_id(tokenizer, *names) -> Optional[int]:
 
 def build_instruction_datasets(cfg, tokenizer, num_samples: Tuple[int, int, int]):
     """(train, valid, test) for `data.is_instruction_dataset`: one prefix, split and ordered as MindSpeed-LLM does."""
-    from ..megatron.builder import parse_data_path
     from ..lf.collator import pad_multiple
     from ..lf.templates import TEMPLATES
+    from ..megatron.builder import parse_data_path
     d, t = cfg.data, cfg.training
     if d.train_data_path or d.valid_data_path or d.test_data_path:
         raise ValueError("instruction datasets are read from one --data-path prefix split by --split; "
@@ -283,7 +283,8 @@ def build_instruction_datasets(cfg, tokenizer, num_samples: Tuple[int, int, int]
         raise ValueError("an instruction dataset needs --data-path <prefix> (the prefix given to preprocess_data.py)")
     prefixes = blend[0]
     if len(prefixes) != 1:
-        raise ValueError(f"--data-path {dataset}: MindSpeed-LLM reads one instruction dataset prefix; got {len(prefixes)}")
+        raise ValueError(f"--data-path {dataset}: MindSpeed-LLM reads one instruction dataset prefix; "
+                         f"got {len(prefixes)}")
     data = InstructionData(prefixes[0])
     bounds = legacy_split(d.split, len(data))
     separate = bool(d.reset_position_ids or d.reset_attention_mask or d.neat_packing)
@@ -308,21 +309,25 @@ def build_instruction_datasets(cfg, tokenizer, num_samples: Tuple[int, int, int]
 
 # ------------------------------------------------------------------ writing (tools/preprocess_data.py)
 
-def write_instruction_dataset(output_prefix: str, samples: Iterable[Tuple[List[int], List[int]]], seq_length: int,
-                              pad_id: int, pack: bool = False, neat_pack: bool = False) -> Dict[str, object]:
+def write_instruction_dataset(output_prefix: str, samples: Iterable[Tuple[List[int], List[int]]],
+                              seq_length: Optional[int], pad_id: int, pack: bool = False,
+                              neat_pack: bool = False) -> Dict[str, object]:
     """Write tokenized (input_ids, labels) samples in MindSpeed-LLM's instruction layout under `output_prefix`.
 
-    Unpacked: one sequence per sample; samples of seq_length tokens or more are dropped. Packed (pack or
-    neat_pack): samples go into rows of at most seq_length - 1 tokens by greedy knapsack, each row padded to
-    seq_length (pad id, label -100, attention 0 with neat packing else 1); with neat_pack the attention field
-    holds each token's 1-based sample index, and samples longer than the row are cut, not dropped.
+    Unpacked: one sequence per sample; samples of seq_length tokens or more are dropped (none when seq_length is
+    None). Packed (pack or neat_pack, which need seq_length): samples go into rows of at most seq_length - 1
+    tokens by greedy knapsack, each row padded to seq_length (pad id, label -100, attention 0 with neat packing
+    else 1); with neat_pack the attention field holds each token's 1-based sample index, and samples longer than
+    the row are cut, not dropped.
     """
     from ..lf.packing import greedy_knapsack
+    if (pack or neat_pack) and not seq_length:
+        raise ValueError("packing needs --seq-length: rows are packed to exactly that many tokens")
     kept, dropped = [], 0
     for ids, labels in samples:
         if len(ids) != len(labels):
             raise ValueError(f"a sample has {len(ids)} input ids but {len(labels)} labels")
-        if len(ids) >= seq_length:
+        if seq_length is not None and len(ids) >= seq_length:
             if not neat_pack:
                 dropped += 1
                 continue
@@ -363,57 +368,22 @@ def write_instruction_dataset(output_prefix: str, samples: Iterable[Tuple[List[i
     return {"paths": paths, "samples": len(kept), "rows": len(rows), "dropped": dropped}
 
 
-# ------------------------------------------------------------------ tokenizing (the instruction handlers)
+# ------------------------------------------------------------------ templates (the instruction handlers)
 
-HANDLERS = {"AlpacaStyleInstructionHandler": "alpaca", "SharegptStyleInstructionHandler": "sharegpt"}
 # MindSpeed-LLM --prompt-type names whose templates (configs/finetune/templates.json) render as ours do
 PROMPT_TYPES = {"qwen3": "qwen3", "llama3": "llama3", "empty": "empty"}
 
 
-def template_for_prompt_type(prompt_type: str, tokenizer=None, enable_thinking: Optional[bool] = True):
+def template_for_prompt_type(prompt_type: str, tokenizer=None, enable_thinking: Optional[bool] = None):
     """Our template for a MindSpeed-LLM --prompt-type, refusing names whose MindSpeed rendering differs."""
     from types import SimpleNamespace
+
     from ..lf.templates import get_template
     if prompt_type not in PROMPT_TYPES:
         raise ValueError(f"--prompt-type {prompt_type}: no template here renders it as MindSpeed-LLM does; "
                          f"available: {', '.join(sorted(PROMPT_TYPES))}. Preprocess with MindSpeed-LLM (the engine "
-                         "trains its .bin/.idx output), or use raw data with train_fsdp2.py and a LLaMA-Factory template")
+                         "trains its .bin/.idx output), or use raw data with train_fsdp2.py and a LLaMA-Factory "
+                         "template")
     args = SimpleNamespace(template=PROMPT_TYPES[prompt_type], tool_format=None, default_system=None,
                            enable_thinking=enable_thinking, train_on_prompt=False)
     return get_template(args, tokenizer)
-
-
-def encode_instruction_records(records: Iterable[dict], handler_name: str, template, tokenizer, seq_length: int,
-                               neat_pack: bool = False, map_keys: Optional[dict] = None,
-                               append_eod: bool = False, counts: Optional[dict] = None):
-    """(input_ids, labels) per record, as the handler tokenizes it: the template's turns, prompts masked
-    (-100), responses trained. Neat packing cuts a sample to seq_length - 1 (turn by turn); otherwise a
-    sample is kept whole (the writer drops it when too long). Malformed records are dropped and counted."""
-    from ..lf.converters import convert
-    from ..lf.dataset_info import _entry_to_attr
-    from ..lf.processor import SupervisedOptions, encode_supervised
-    if handler_name not in HANDLERS:
-        raise ValueError(f"--handler-name {handler_name}: supported instruction handlers are {', '.join(HANDLERS)}")
-    entry = {"file_name": "-", "formatting": HANDLERS[handler_name]}
-    map_keys = dict(map_keys or {})
-    if "tags" in map_keys:
-        entry["tags"] = map_keys.pop("tags")
-    entry["columns"] = map_keys
-    attr = _entry_to_attr(handler_name, entry)
-    opts = SupervisedOptions(seq_length - 1 if neat_pack else 1 << 40)
-    eos = tokenizer.eos_token_id
-    counts = counts if counts is not None else {}
-    counts.setdefault("bad", 0)
-    for record in records:
-        std = convert(record, attr)
-        if std["_error"] is not None:
-            counts["bad"] += 1
-            if counts["bad"] <= 5:
-                log.warning("dropped a record: %s", std["_error"])
-            continue
-        turns = template.encode_turns(tokenizer, list(std["_prompt"]) + list(std["_response"]), std["_system"],
-                                      std["_tools"])
-        ids, labels, _ = encode_supervised(turns, opts, template.efficient_eos, eos)
-        if append_eod:
-            ids, labels = ids + [eos], labels + [eos]
-        yield ids, labels

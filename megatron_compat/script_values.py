@@ -1,0 +1,81 @@
+"""What the launch script's variables did to the training flags, and what to do about it.
+
+bash splits an unquoted `$VAR` on blanks and drops an empty one. MindSpeed-LLM's examples ship placeholders such
+as TOKENIZER_PATH="your tokenizer path", so `--tokenizer-name-or-path ${TOKENIZER_PATH}` passes three words; an
+unset `$1` or a variable set in a `source`d file leaves `--load` or `--data-path` with none. The reader tells
+which variable the script writes after each option (LaunchScript.option_variables); here:
+
+  a one-value flag followed by the words of one variable's value keeps them as one value, with a warning that
+  names the variable (and says when it is still the example's placeholder) — the YAML then shows the value;
+  a flag that takes several values is left as bash gives it, with the same warning for a placeholder;
+  a flag left without a value gets a message naming the variable, why it is empty, and how to give it one.
+"""
+import re
+from dataclasses import dataclass, field
+from typing import Dict, List, Tuple
+
+from .flag_spec import spec_for
+
+PLACEHOLDER = re.compile(r"(^|\s)(your|path to)\s|<[^>]*>|\bxxx\b", re.IGNORECASE)
+
+
+@dataclass
+class Repaired:
+    argv: List[str]
+    warnings: List[str] = field(default_factory=list)            # loud: printed, and written into the YAML header
+    problems: List[Tuple[str, str]] = field(default_factory=list)  # (flag, message): refuse, naming the variable
+
+
+def _values_after(argv: List[str], k: int) -> int:
+    end = k + 1
+    while end < len(argv) and not (argv[end].startswith("--") and len(argv[end]) > 2):
+        end += 1
+    return end
+
+
+def _placeholder(value: str) -> str:
+    return " — it is still the example's placeholder" if PLACEHOLDER.search(value) else ""
+
+
+def repair_argv(argv: List[str], option_variables: Dict[str, object], line: int) -> Repaired:
+    out = Repaired(list(argv))
+    k = 0
+    while k < len(out.argv):
+        token = out.argv[k]
+        use = option_variables.get(token) if token.startswith("--") and "=" not in token else None
+        spec = spec_for(token)
+        if use is None or spec is None or not spec.takes_value:
+            k += 1
+            continue
+        end = _values_after(out.argv, k)
+        words = out.argv[k + 1:end]
+        value = use.value or ""
+        parts = value.split()
+        if not words and not value.strip():
+            out.problems.append((token, _lost(token, use, line)))
+        elif len(parts) > 1 and words[:len(parts)] == parts:
+            if spec.nargs is None:
+                out.argv[k + 1:k + 1 + len(parts)] = [value.strip()]
+                out.warnings.append(f"line {line}: {token} is given ${use.name} = {value!r}, which bash splits into "
+                                    f"{len(parts)} words; kept as one value{_placeholder(value)}: set {use.name} "
+                                    "to the real value")
+            elif _placeholder(value):
+                out.warnings.append(f"line {line}: {token} is given ${use.name} = {value!r}{_placeholder(value)}; "
+                                    f"set {use.name} to the real value")
+        k += 1
+    return out
+
+
+def _lost(flag: str, use, line: int) -> str:
+    if use.name.isdigit() or "script's argument" in use.because:
+        how = "pass the script's arguments after --: tools/convert_args.py SCRIPT -- ARG1 ARG2 ..."
+    else:
+        how = f"give it a value: tools/convert_args.py --set {use.name}=VALUE SCRIPT, or set it in the script"
+    return f"{flag} has no value (line {line}): it is written {flag} ${use.name}, and {use.because}; {how}"
+
+
+def explained(problems: List[str], repaired: Repaired) -> List[str]:
+    """The translation's problems, with those of flags left without a value replaced by what emptied them."""
+    lost = dict(repaired.problems)
+    kept = [p for p in problems if not any(p.startswith((f"{flag}:", f"{flag} has no value")) for flag in lost)]
+    return list(lost.values()) + kept

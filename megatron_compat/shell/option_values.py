@@ -1,0 +1,73 @@
+"""Which variable the script writes after each option of the training command, and its value at the launch.
+
+`--tokenizer-name-or-path ${TOKENIZER_PATH}` with TOKENIZER_PATH="your tokenizer path" reaches the program as
+three words, and `--load $1` with no argument as none: bash has lost what the script meant. The text the option
+came from (its own word, the command line, or the assignment that built an ARGS string) still says which
+variable follows it; the flag layer (megatron_compat/script_values.py) decides what that means for each flag.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from .evaluate import Shell
+from .lost_values import _describe, _value_of, scopes
+
+
+@dataclass(frozen=True)
+class OptionVariable:
+    option: str            # the option as written, e.g. "--load"
+    name: str              # the variable written right after it: "CKPT_LOAD_DIR", or "1" for $1
+    value: str | None      # its value at the launch line; None when nothing sets it
+    because: str           # why it is empty, when it is: "$DATA_BLEND is not set by the script"
+
+
+def _after(option: str) -> re.Pattern:
+    return re.compile(r"(?<![\w-])" + re.escape(option) + r"""(?:=|[ \t]+|[ \t]*\\\n[ \t]*)["']?\$\{?"""
+                      r"""([A-Za-z_]\w*|[0-9]+)""")
+
+
+def _variable_after(shell: Shell, argv: list[str], k: int, option: str) -> str | None:
+    """The variable written after `option`: in its own word, on the command line, or in the one assignment (or
+    eval / bash -c string) of this shell or the shells that started it that writes the option so."""
+    pattern = _after(option)
+    origin = shell.words.at(argv, k)[0] or ""
+    found = pattern.findall(origin) or pattern.findall(shell.words.text(argv))
+    if found:
+        return found[0]
+    for scope in scopes(shell):
+        texts = list(scope.raw_values.values()) + scope.source_texts
+        names = sorted({n for raw in texts for n in pattern.findall(raw)})
+        if len(names) == 1:
+            return names[0]
+    return None
+
+
+def option_variables(shell: Shell, argv: list[str]) -> dict[str, OptionVariable]:
+    """{option: the variable the script writes after it} for the options of the entry's arguments."""
+    out: dict[str, OptionVariable] = {}
+    for k, token in enumerate(argv):
+        if not token.startswith("--") or len(token) < 3:
+            continue
+        option = token.partition("=")[0]
+        name = _variable_after(shell, argv, k, option)
+        if name is None:
+            continue
+        value = shell.lookup(name) if name.isdigit() else _value_of(shell, name)
+        empty = not isinstance(value, str) or not value
+        out[option] = OptionVariable(option, name, value if isinstance(value, str) else None,
+                                     _why_empty(shell, name) if empty else "")
+    return out
+
+
+_POSITIONAL = re.compile(r"\$\{?([0-9]+)")
+
+
+def _why_empty(shell: Shell, name: str) -> str:
+    if name.isdigit():
+        return f"${name} is the script's argument {name}, which was not given"
+    raw = next((sc.raw_values[name] for sc in scopes(shell) if name in sc.raw_values), "")
+    positional = _POSITIONAL.findall(raw)
+    if positional:
+        return f"${name} is set from the script's argument {positional[0]} ({raw.strip()}), which was not given"
+    return _describe(shell, name).because

@@ -1,0 +1,322 @@
+"""Flags of real launch scripts: aliases and old spellings, fork flags, noop layers, missing data and save
+directories, MoE scripts with expert parallelism, and the escape hatch for flags the user vouches for."""
+import pytest
+import torch
+
+from fsdp2_core.models.build import build_model
+from megatron_compat.translate import translate
+
+BASE = ("--num-layers 2 --hidden-size 64 --num-attention-heads 4 --seq-length 32 --max-position-embeddings 32 "
+        "--micro-batch-size 2 --global-batch-size 16 --train-iters 100 --lr 1e-3 --save /ckpt/run "
+        "--data-path /data/corpus_text_document --tokenizer-type NullTokenizer --vocab-size 100").split()
+LLAMA = ["--position-embedding-type", "rope", "--normalization", "RMSNorm", "--swiglu", "--hidden-dropout", "0",
+         "--disable-bias-linear"]
+
+
+def with_flags(argv, **values):
+    """BASE with some flags' values replaced (or added)."""
+    out, i = [], 0
+    while i < len(argv):
+        name = argv[i][2:].replace("-", "_")
+        if name in values:
+            out += [argv[i], str(values.pop(name))]
+            i += 2
+        else:
+            out.append(argv[i])
+            i += 1
+    for name, value in values.items():
+        out += ["--" + name.replace("_", "-"), str(value)]
+    return out
+
+
+def without(argv, *flags):
+    """argv without these flags and their values."""
+    out, skip = [], False
+    for token in argv:
+        if token.startswith("--"):
+            skip = token in flags
+        if not skip:
+            out.append(token)
+    return out
+
+
+def ok(argv, world_size=4, **kw):
+    result = translate(list(argv), world_size=world_size, **kw)
+    assert result.ok, result.problems()
+    return result, result.config
+
+
+def refused(argv, world_size=4):
+    result = translate(list(argv), world_size=world_size)
+    assert not result.ok
+    return " | ".join(result.problems())
+
+
+# --- noop layers ---
+def test_noop_layers_leave_only_the_real_layers():
+    _, cfg = ok(with_flags(BASE, num_layers=96, hidden_size=16, num_attention_heads=2) + LLAMA
+                + ["--noop-layers", "94,95"])
+    assert cfg.model.architecture["num_hidden_layers"] == 94
+    model = build_model(cfg, torch.device("cpu"), meta=True)
+    assert len(model.model.layers) == 94
+
+
+def test_noop_layers_renumber_the_dense_layers_and_refuse_bad_indices():
+    moe = LLAMA + ["--qk-layernorm", "--num-experts", "4", "--moe-router-topk", "2", "--moe-layer-freq", "2"]
+    _, cfg = ok(with_flags(BASE, num_layers=6) + moe + ["--noop-layers", "1"])
+    # layers 1, 3, 5 are dense (freq 2); layer 1 is an identity: the real layers 0,2,3,4,5 have dense 3 and 5 at 2, 4
+    assert cfg.model.architecture["num_hidden_layers"] == 5 and cfg.model.architecture["mlp_only_layers"] == [2, 4]
+    assert "within 0..5" in refused(with_flags(BASE, num_layers=6) + LLAMA + ["--noop-layers", "6"])
+    assert "comma-separated" in refused(with_flags(BASE, num_layers=6) + LLAMA + ["--noop-layers", "a,b"])
+
+
+# --- missing data, no --save ---
+def test_no_training_data_is_refused_naming_what_to_add():
+    argv = without(BASE, "--data-path")
+    text = refused(argv)
+    assert "no training data" in text and "--data-path" in text and "--mock-data" in text
+    assert "--data-path has no value" in refused(argv + ["--data-path"])
+    ok(argv + ["--mock-data"])
+
+
+# --- unknown flags the user vouches for ---
+def test_unknown_flags_refused_unless_vouched_for_and_then_listed():
+    from megatron_compat.unknown_flags import parse_vouch
+    argv = BASE + ["--my-fork-switch", "--my-fork-level", "3"]
+    text = refused(argv)
+    assert "unknown flag --my-fork-switch" in text and "unknown flag --my-fork-level" in text
+    result, _ = ok(argv, vouch=parse_vouch("all", "--allow-unknown-flags"))
+    assert result.ignored == ["--my-fork-switch", "--my-fork-level"]
+    report = result.report()
+    assert "--my-fork-level 3" in report and "IGNORED" in report
+    assert "WARNING: 2 unknown flag(s) ignored on the user's word (--allow-unknown-flags): --my-fork-switch, " \
+           "--my-fork-level" in report
+    partly = translate(argv, world_size=4, vouch=parse_vouch("--my-fork-level", "FSDP2_ALLOW_UNKNOWN_FLAGS"))
+    assert [f for f, _ in partly.unknown] == ["--my-fork-switch"] and partly.ignored == ["--my-fork-level"]
+
+
+def test_vouching_does_not_admit_rejected_flags():
+    from megatron_compat.unknown_flags import parse_vouch
+    result = translate(BASE + ["--use-cpu-initialization-unknown", "--fp8-hybrid"], world_size=4,
+                       vouch=parse_vouch("", "--allow-unknown-flags"))
+    assert result.ignored == ["--use-cpu-initialization-unknown"] and not result.ok
+
+
+def test_entry_point_and_convert_args_take_the_vouch(tmp_path, monkeypatch, capsys):
+    from megatron_compat.cli import main
+    argv = BASE + ["--mock-data", "--my-fork-switch", "--print-config"]
+    assert main(list(argv)) == 2 and "unknown flag --my-fork-switch" in capsys.readouterr().err
+    assert main(list(argv) + ["--allow-unknown-flags"]) == 0
+    assert "WARNING: 1 unknown flag(s) ignored" in capsys.readouterr().err
+    monkeypatch.setenv("FSDP2_ALLOW_UNKNOWN_FLAGS", "--my-fork-switch")
+    assert main(list(argv)) == 0 and "(FSDP2_ALLOW_UNKNOWN_FLAGS): --my-fork-switch" in capsys.readouterr().err
+    monkeypatch.delenv("FSDP2_ALLOW_UNKNOWN_FLAGS")
+    script = tmp_path / "run.sh"
+    script.write_text("torchrun --nproc_per_node 4 pretrain_gpt.py " + " ".join(BASE) + " --my-fork-level 2\n")
+    from tools.convert_args import main as convert
+    out = tmp_path / "run.yaml"
+    assert convert([str(script), "-o", str(out), "--script-out", str(tmp_path / "new.sh")]) == 1
+    assert convert([str(script), "-o", str(out), "--script-out", str(tmp_path / "new.sh"),
+                    "--allow-unknown-flags=--my-fork-level"]) == 0
+    assert "# WARNING: --my-fork-level 2 was ignored (unknown here; --allow-unknown-flags)" in out.read_text()
+
+
+# --- other spellings of mapped flags: the same config as the mapped spelling ---
+SAME = [
+    (["--checkpoint-activations"], ["--recompute-granularity", "full", "--recompute-method", "uniform"]),
+    (["--checkpoint-activations", "--checkpoint-num-layers", "2"], ["--recompute-granularity", "full"]),
+    (["--checkpoint-activations", "--activations-checkpoint-method", "block",
+      "--activations-checkpoint-num-layers", "1"],
+     ["--recompute-granularity", "full", "--recompute-method", "block", "--recompute-num-layers", "1"]),
+    (["--pad-vocab-size-to", "256"], ["--padded-vocab-size", "256"]),
+    (LLAMA + ["--partial-rotary-factor", "0.5"], LLAMA + ["--rotary-percent", "0.5"]),
+    (LLAMA + ["--rope-theta", "500000.0"], LLAMA + ["--rotary-base", "500000"]),
+    (LLAMA + ["--rotary-base", "500000.0"], LLAMA + ["--rotary-base", "500000"]),
+    (LLAMA + ["--rotary-position-embeddings-theta", "20000"], LLAMA + ["--rotary-base", "20000"]),
+    (LLAMA + ["--num-key-value-heads", "2"], LLAMA + ["--group-query-attention", "--num-query-groups", "2"]),
+    (LLAMA + ["--layernorm-epsilon", "1e-6"], LLAMA + ["--norm-epsilon", "1e-6"]),
+    (LLAMA + ["--intermediate-size", "96"], LLAMA + ["--ffn-hidden-size", "96"]),
+    (["--use-llama2-rotary-position-embeddings", "--RMSNorm", "--swiglu", "--hidden-dropout", "0"],
+     ["--use-rotary-position-embeddings", "--normalization", "RMSNorm", "--swiglu", "--hidden-dropout", "0"]),
+    (["--use-flash-attn-v2"], ["--use-flash-attn"]),
+    (["--wandb-name", "r", "--wandb-project-name", "p", "--wandb-entity-name", "e", "--wandb_id", "i"],
+     ["--wandb-exp-name", "r", "--wandb-project", "p", "--wandb-entity", "e", "--wandb-id", "i"]),
+    (["--ds-sequence-parallel-size", "2"], ["--context-parallel-size", "2"]),
+    (LLAMA + ["--attention-head-type", "multiquery"], LLAMA + ["--group-query-attention", "--num-query-groups", "1"]),
+    (LLAMA + ["--causal-lm"], LLAMA + ["--untie-embeddings-and-output-weights"]),
+]
+
+
+@pytest.mark.parametrize("spelling, mapped", SAME, ids=lambda v: " ".join(v)[:60])
+def test_other_spellings_give_the_mapped_flags_config(spelling, mapped):
+    _, cfg = ok(BASE + spelling)
+    _, expected = ok(BASE + mapped)
+    assert cfg == expected and cfg != ok(BASE)[1]
+
+
+def test_two_spellings_with_different_values_are_refused():
+    text = refused(BASE + LLAMA + ["--rope-theta", "1e4", "--rotary-base", "20000"])
+    assert "same setting with different values" in text
+
+
+# --- forks' own flags ---
+def test_fork_flags_map_absorb_or_refuse_with_their_meaning():
+    result, cfg = ok(BASE + ["--use-z-loss", "--use-mpi", "--no-torch-compile", "--enable_profiling", "all",
+                             "--no-pipeline-parallel", "--cpu-optimizer", "--log-optimizer-states-to-tensorboard"])
+    assert cfg.training.z_loss_coeff == 1e-4
+    report = result.report()
+    for flag in ("--use-mpi", "--no-torch-compile", "--enable_profiling", "--no-pipeline-parallel", "--cpu-optimizer"):
+        assert any(line.flag == flag and line.status == "absorbed" for line in result.lines), flag
+    assert "OpenMPI" in report
+    assert "sqrt(hidden size)" in refused(BASE + ["--use-embedding-scaling"])
+    assert "BLOOM" in refused(BASE + ["--embed-layernorm"]) and "tasks" in refused(BASE + ["--train-data", "a.json"])
+    assert "token" in refused(BASE + ["--moe-expert-parallel-size", "2"])
+
+
+def test_wandb_spellings_reach_wandb_init(tmp_path, monkeypatch):
+    import sys
+    import types
+
+    from fsdp2_core.train.metrics import MetricsSink
+    calls = []
+    fake = types.ModuleType("wandb")
+    fake.init = lambda **kw: calls.append(kw) or types.SimpleNamespace(log=lambda *a, **k: None, finish=lambda: None)
+    monkeypatch.setitem(sys.modules, "wandb", fake)
+    argv = with_flags(BASE, save=tmp_path) + ["--wandb-project", "TSUBAME-FLOPS", "--wandb-name", "job-1",
+                                              "--wandb-entity", "okoge", "--wandb-id", "abc"]
+    MetricsSink(ok(argv)[1].training, 0).close()
+    assert {k: calls[0][k] for k in ("project", "name", "entity", "id")} == {
+        "project": "TSUBAME-FLOPS", "name": "job-1", "entity": "okoge", "id": "abc"}
+
+
+# --- Megatron-DeepSpeed: token counts, the DeepSpeed config ---
+def test_token_counts_become_steps():
+    # global batch 16 × seq 32 = 512 tokens per step
+    _, cfg = ok(BASE + ["--train-tokens", "5000", "--lr-decay-tokens", "4096", "--lr-warmup-tokens", "256"])
+    assert cfg.training.max_steps == 10  # ⌈5000 / 512⌉, sooner than --train-iters 100
+    assert cfg.training.lr_decay_steps == 8.0 and cfg.training.lr_warmup_steps == 0.5
+    _, cfg = ok(BASE + ["--train-tokens", "10000000"])
+    assert cfg.training.max_steps == 100  # --train-iters comes first
+
+
+DS_JSON = '{"train_batch_size": 16, "train_micro_batch_size_per_gpu": 2, "bf16": {"enabled": true}, ' \
+          '"zero_optimization": {"stage": 2}}'
+
+
+def test_deepspeed_config_decides_precision_and_clipping(tmp_path):
+    path = tmp_path / "ds.json"
+    path.write_text(DS_JSON)
+    result, cfg = ok(BASE + ["--deepspeed", "--deepspeed_config", str(path), "--zero-stage", "2", "--clip-grad", "1.0"])
+    assert cfg.parallel.param_dtype == "bf16" and cfg.training.max_grad_norm == 0.0  # DeepSpeed clips only by its own
+    assert any("ZeRO stage" in line.text for line in result.lines if line.flag == "--zero-stage")
+    assert "not by --clip-grad 1.0" in result.report()
+    text = refused(BASE + ["--deepspeed", "--deepspeed_config", str(path), "--zero-stage", "3"])
+    assert "--zero-stage 3" in text and "zero_optimization.stage 2" in text
+    text = refused(with_flags(BASE, global_batch_size=32) + ["--deepspeed", "--deepspeed_config", str(path)])
+    assert "train_batch_size is 16 but --global-batch-size says 32" in text
+    assert "no such file" in refused(BASE + ["--deepspeed", "--deepspeed_config", str(tmp_path / "missing.json")])
+
+
+def test_deepspeed_config_from_a_here_document_converts(tmp_path):
+    from tools.convert_args import main as convert
+    script = tmp_path / "ds_pretrain.sh"
+    flags = " ".join(without(BASE, "--global-batch-size"))
+    script.write_text(f"""GBS=64
+MBS=2
+ZERO_STAGE=1
+config_json="./ds_config_$GBS.json"
+cat <<EOT > $config_json
+{{
+  "train_batch_size" : $GBS,
+  "train_micro_batch_size_per_gpu": $MBS,
+  "gradient_clipping": 0.7,
+  "zero_optimization": {{ "stage": $ZERO_STAGE }},
+  "fp16": {{ "enabled": true, "loss_scale": 0 }}
+}}
+EOT
+torchrun --nproc_per_node 4 pretrain_gpt.py {flags} --deepspeed --deepspeed_config $config_json \\
+    --zero-stage $ZERO_STAGE --deepspeed-activation-checkpointing --checkpoint-activations
+""")
+    out = tmp_path / "ds.yaml"
+    assert convert([str(script), "-o", str(out), "--script-out", str(tmp_path / "new.sh")]) == 0
+    from fsdp2_core.config import load_config
+    cfg = load_config(str(out))
+    assert (cfg.training.global_batch_size, cfg.training.per_device_train_batch_size) == (64, 2)
+    assert cfg.parallel.param_dtype == "fp16" and cfg.training.max_grad_norm == 0.7 and cfg.parallel.recompute
+
+
+# --- Pai-Megatron-Patch ---
+def test_pai_tokenizer_and_dataset_kinds(tmp_path):
+    argv = without(BASE, "--tokenizer-type", "--vocab-size")
+    _, cfg = ok(argv + ["--patch-tokenizer-type", "Qwen2Tokenizer", "--load", "/hf/qwen2", "--dataset", "MMAP",
+                        "--extra-vocab-size", "421", "--max-padding-length", "2048", "--train-mode", "pretrain"])
+    assert cfg.model.tokenizer_type == "HuggingFaceTokenizer" and cfg.model.tokenizer_name_or_path == "/hf/qwen2"
+    assert cfg.data.data_manager_type == "mg" and cfg.data.dataset == "/data/corpus_text_document"
+    assert "reads raw JSON samples" in refused(argv + ["--patch-tokenizer-type", "LLamaTokenizer", "--load", "/x",
+                                                       "--dataset", "JSON-SFT"])
+    assert "Pai's own tokenizer" in refused(argv + ["--patch-tokenizer-type", "JiebaBPETokenizer", "--load", "/x"])
+    assert "--train-mode" in refused(argv + ["--patch-tokenizer-type", "LLamaTokenizer", "--load", "/x",
+                                            "--train-mode", "finetune"])
+
+
+def test_dataset_name_keeps_its_config_meaning_for_other_values():
+    result = translate(["--dataset", "alpaca", "--stage", "sft", "--output_dir", "/o"], world_size=1)
+    assert result.values["dataset"] == "alpaca" and not result.unknown
+
+
+# --- what the script's variables did to the flags (tools/convert_args.py) ---
+SCRIPT_FLAGS = ("--num-layers 2 --hidden-size 64 --num-attention-heads 4 --seq-length 32 --max-position-embeddings 32 "
+                "--micro-batch-size 2 --global-batch-size 16 --train-iters 100 --lr 1e-3 --tokenizer-type "
+                "PretrainedFromHF")
+
+
+def _convert(tmp_path, text, *extra):
+    from tools.convert_args import main as convert
+    script = tmp_path / "run.sh"
+    script.write_text(text)
+    out = tmp_path / "run.yaml"
+    code = convert([str(script), "-o", str(out), "--script-out", str(tmp_path / "new.sh"), *extra])
+    return code, out
+
+
+def test_placeholder_split_by_bash_is_kept_as_one_value_and_named(tmp_path, capsys):
+    code, out = _convert(tmp_path, f"""TOKENIZER_PATH="your tokenizer path"
+DATA_PATH="your data path"
+GPT_ARGS="{SCRIPT_FLAGS} --tokenizer-name-or-path ${{TOKENIZER_PATH}}"
+torchrun --nproc_per_node 2 pretrain_gpt.py $GPT_ARGS --data-path $DATA_PATH --save /ckpt
+""")
+    err = capsys.readouterr().err
+    assert code == 0
+    assert ("--tokenizer-name-or-path is given $TOKENIZER_PATH = 'your tokenizer path', which bash splits into 3 "
+            "words; kept as one value — it is still the example's placeholder") in err
+    assert "--data-path is given $DATA_PATH = 'your data path' — it is still the example's placeholder" in err
+    text = out.read_text()
+    assert "# WARNING: line 4: --tokenizer-name-or-path is given $TOKENIZER_PATH" in text
+    assert "tokenizer_name_or_path: your tokenizer path" in text
+
+
+def test_data_path_from_a_sourced_file_fails_naming_the_variable(tmp_path, capsys):
+    code, out = _convert(tmp_path, f"""source ./data_blend.sh
+torchrun --nproc_per_node 2 pretrain_gpt.py {SCRIPT_FLAGS} --tokenizer-name-or-path /tok --data-path ${{DATA_BLEND}} \\
+    --split 99,1,0 --save /ckpt
+""")
+    err = capsys.readouterr().err
+    assert code == 1 and not out.exists()
+    assert "--data-path has no value (line 2): it is written --data-path $DATA_BLEND, and $DATA_BLEND is not set by " \
+           "the script; give it a value: tools/convert_args.py --set DATA_BLEND=VALUE SCRIPT" in err
+    code, out = _convert(tmp_path, open(tmp_path / "run.sh").read(), "--set", "DATA_BLEND=0.5 a 0.5 b")
+    assert code == 0 and "dataset: 0.5 a 0.5 b" in out.read_text()
+
+
+def test_no_data_and_an_unset_argument_fail_clearly(tmp_path, capsys):
+    code, _ = _convert(tmp_path, f"torchrun --nproc_per_node 2 pretrain_gpt.py {SCRIPT_FLAGS} --tokenizer-name-or-path "
+                                 "/tok --save /ckpt\n")
+    assert code == 1 and "no training data" in capsys.readouterr().err
+    code, _ = _convert(tmp_path, f"""CKPT=$1
+torchrun --nproc_per_node 2 pretrain_gpt.py {SCRIPT_FLAGS} --tokenizer-name-or-path /tok --mock-data --load $CKPT \\
+    --save /ckpt
+""")
+    err = capsys.readouterr().err
+    assert code == 1 and "--load has no value (line 2): it is written --load $CKPT, and $CKPT is set from the " \
+                         "script's argument 1 ($1), which was not given; pass the script's arguments after --" in err
+    assert "expects one value" not in err
