@@ -23,6 +23,8 @@ import torch
 import torch.distributed as dist
 from torch.distributed.tensor import DTensor
 
+from .layout import CheckpointError, completeness
+
 log = logging.getLogger(__name__)
 
 HF_DIR = "hf_model"                       # <output_dir>/hf_model/
@@ -269,7 +271,6 @@ def export_checkpoint(checkpoint_dir: str, out_dir: str, max_shard_bytes: int = 
     from torch.distributed.checkpoint import FileSystemReader
     from transformers import AutoConfig, AutoModelForCausalLM, GenerationConfig
 
-    from .layout import CheckpointError, completeness
     ok, why = completeness(checkpoint_dir)
     if not ok:
         raise CheckpointError(f"{checkpoint_dir} is not a complete checkpoint: {why}")

@@ -25,6 +25,7 @@ import torch.nn as nn
 from torch.distributed.tensor import DTensor
 
 from fsdp2_core.config import ConfigError
+from fsdp2_core.kernels.grouped_gemm import grouped_gemm
 
 
 def local(p: torch.Tensor) -> torch.Tensor:
@@ -50,7 +51,6 @@ def grouped_matmul(x: torch.Tensor, w: torch.Tensor, counts: torch.Tensor, fused
 
 def _grouped(x, w, counts):
     """One grouped GEMM, the kernel chosen per device by `fsdp2_core.kernels` (npu / cuda / padded bmm)."""
-    from fsdp2_core.kernels.grouped_gemm import grouped_gemm
     return grouped_gemm(x, w, counts)
 
 

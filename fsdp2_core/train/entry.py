@@ -8,7 +8,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-from fsdp2_core.config import global_batch_size, padded_vocab_size, resolve_batch
+from fsdp2_core.config import ConfigError, global_batch_size, padded_vocab_size, resolve_batch
 from fsdp2_core.device import init_distributed
 from fsdp2_core.kernels import apply_kernels
 from fsdp2_core.models.build import build_model, count_parameters, materialize
@@ -109,7 +109,6 @@ def run_training(cfg, datasets: Optional[Sequence] = None, *, checkpoint: Checkp
 
     if datasets is None:
         if t.max_steps <= 0 and cfg.data.data_manager_type == "mg":
-            from fsdp2_core.config import ConfigError
             raise ConfigError("pretraining (mg) data needs max_steps (--train-iters): its sample counts derive from it")
         datasets = build_datasets(cfg, t.max_steps, gbs, tokenizer)
     train_ds, valid_ds, test_ds = (list(datasets) + [None, None])[:3]
