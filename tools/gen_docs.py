@@ -1,13 +1,16 @@
 #!/usr/bin/env python
-"""Regenerate the generated pages of docs/: the migration guide (from the flag registry) and the
-config reference (from the config dataclasses). Never edit those pages by hand.
+"""Regenerate the generated pages of docs/: the migration guide (from the flag registry), the config reference
+(from the config dataclasses), and the generated parts of docs/architecture.md (the layers, from
+tests/test_imports.py, and the module tables, from each module's docstring). Never edit those by hand.
 
     python tools/gen_docs.py           # rewrite them
     python tools/gen_docs.py --check   # exit 1 when a page is stale (CI runs this through the tests)
 """
 import argparse
+import ast
 import dataclasses
 import os
+import re
 import sys
 import typing
 
@@ -68,7 +71,57 @@ def config_reference() -> str:
     return "\n".join(lines)
 
 
-PAGES = {"docs/migration_guide.md": migration_guide, "docs/config_reference.md": config_reference}
+def _summary(path: str) -> str:
+    """The first paragraph of a module's docstring, on one line."""
+    with open(path, encoding="utf-8") as fh:
+        doc = ast.get_docstring(ast.parse(fh.read(), path)) or ""
+    return " ".join(doc.strip().split("\n\n")[0].split())
+
+
+def module_tables() -> str:
+    """One table per package folder: each module and what its docstring says it does."""
+    lines = []
+    for package in ("megatron_compat", "fsdp2_core"):
+        for folder, dirs, files in sorted(os.walk(os.path.join(ROOT, package))):
+            dirs[:] = sorted(d for d in dirs if not d.startswith(("__", ".")))
+            modules = sorted(f for f in files if f.endswith(".py"))
+            if not modules:
+                continue
+            rel = os.path.relpath(folder, ROOT).replace(os.sep, "/")
+            lines += [f"### `{rel}/`", "", "| module | what it does |", "|---|---|"]
+            for name in sorted(modules, key=lambda n: (n != "__init__.py", n)):
+                lines.append(f"| `{name}` | {_cell(_summary(os.path.join(folder, name)))} |")
+            lines.append("")
+    return "\n".join(lines).rstrip()
+
+
+def layer_table() -> str:
+    """The import layers, lowest first, as tests/test_imports.py checks them."""
+    from tests.test_imports import LAYERS
+    lines = ["| layer | units (side by side: neither imports the other) |", "|---|---|"]
+    for rank, units in enumerate(LAYERS):
+        lines.append(f"| {rank} | {', '.join(f'`{u}`' for u in units)} |")
+    return "\n".join(lines)
+
+
+GENERATED_PARTS = {"layers": layer_table, "modules": module_tables}
+
+
+def architecture_page() -> str:
+    """docs/architecture.md with its generated parts (between `<!-- generated:NAME -->` markers) rebuilt."""
+    with open(os.path.join(ROOT, "docs", "architecture.md"), encoding="utf-8") as fh:
+        text = fh.read()
+    for name, build in GENERATED_PARTS.items():
+        start, end = f"<!-- generated:{name} by tools/gen_docs.py -->", f"<!-- end generated:{name} -->"
+        pattern = re.compile(re.escape(start) + ".*?" + re.escape(end), re.S)
+        if not pattern.search(text):
+            raise SystemExit(f"docs/architecture.md lacks the markers {start} ... {end}")
+        text = pattern.sub(lambda _: f"{start}\n{build()}\n{end}", text)
+    return text
+
+
+PAGES = {"docs/migration_guide.md": migration_guide, "docs/config_reference.md": config_reference,
+         "docs/architecture.md": architecture_page}
 
 
 def main(argv=None) -> int:

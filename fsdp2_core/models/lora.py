@@ -1,4 +1,4 @@
-"""LoRA through peft, composed with FSDP2: adapters injected in place, only they train, exported in PEFT format.
+"""LoRA through peft, composed with FSDP2: adapters injected in place, and only they train.
 
     apply_lora(model, cfg)       after the model is built (eager), before parallelize: peft's LoRA layers
                                  replace the target Linear modules in place (module paths unchanged, so the

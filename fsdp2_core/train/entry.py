@@ -1,4 +1,4 @@
-"""`run_training(cfg)`: device → mesh → model → parallelize → optimizer → data → loop."""
+"""`run_training(cfg, checkpoint=...)`: device → mesh → model → parallelize → optimizer → data → loop."""
 import logging
 import os
 import random
