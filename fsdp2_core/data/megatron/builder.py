@@ -327,7 +327,7 @@ def _special_ids(tokenizer) -> Tuple[int, Optional[int], Optional[str]]:
     eod = getattr(tokenizer, "eod", None)
     try:
         pad = tokenizer.pad
-    except Exception:
+    except (AttributeError, NotImplementedError):  # ours raise AttributeError, megatron-core's NotImplementedError
         pad = None
     if pad is None:
         pad = -1
