@@ -91,6 +91,9 @@ def run_training(cfg, datasets: Optional[Sequence] = None, *, checkpoint: Checkp
     Returns a summary: final iteration, consumed samples, per-iteration losses / grad norms / learning
     rates, validation and test losses, skipped and NaN iteration counts, last throughput figures.
     """
+    if checkpoint is None:
+        raise TypeError("run_training needs its checkpoint hooks: fsdp2_core.checkpoint.Checkpointer(cfg) saves and "
+                        "resumes, fsdp2_core.train.CheckpointHooks() trains without checkpoints")
     created_group = not dist.is_initialized()
     device = init_distributed(timeout_minutes=cfg.parallel.distributed_timeout_minutes)
     rank, world = dist.get_rank(), dist.get_world_size()
