@@ -16,12 +16,12 @@ import tempfile
 import time
 import warnings
 
-warnings.filterwarnings("ignore")
+warnings.filterwarnings("ignore")  # before the imports: megatron-core warns while importing
 
-import numpy as np
+import numpy as np  # noqa: E402
 
-from fsdp2_core.data.megatron import build_pretraining_datasets
-from fsdp2_core.data.megatron.native import native_available
+from fsdp2_core.data.megatron import build_pretraining_datasets  # noqa: E402
+from fsdp2_core.data.megatron.native import native_available  # noqa: E402
 
 
 class Tok:

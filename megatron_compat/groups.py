@@ -5,14 +5,13 @@ Each handler reads `t.given` (the Megatron flags as typed values) and writes can
 values with `t.set`, adding one report line per flag it consumed.
 """
 import json
-import math
 import os
 from typing import Any, Dict
 
 from fsdp2_core.config import ConfigError
 from fsdp2_core.config.batch import data_parallel_size, gradient_accumulation_steps
 
-from .architecture import ArchitectureError, build_architecture, compare_with_checkpoint, wants_architecture
+from .architecture import build_architecture, compare_with_checkpoint, wants_architecture
 from .mapping import ARCH_FLAGS
 from .registry import rule_for
 from .report import ReportLine

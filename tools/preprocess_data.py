@@ -113,9 +113,12 @@ def instruction_main(args):
 
     from transformers import AutoTokenizer
 
-    from fsdp2_core.data.mindspeed.instruction import (encode_instruction_records, template_for_prompt_type,
-                                             write_instruction_dataset)
     from fsdp2_core.data.megatron.preprocess import iter_records
+    from fsdp2_core.data.mindspeed.instruction import (
+        encode_instruction_records,
+        template_for_prompt_type,
+        write_instruction_dataset,
+    )
     tokenizer = AutoTokenizer.from_pretrained(args.tokenizer_name_or_path or args.tokenizer_model,
                                               trust_remote_code=args.trust_remote_code)
     thinking = {"true": True, "false": False, "none": None}[args.enable_thinking.lower()]

@@ -9,7 +9,7 @@ import dataclasses
 import os
 import tempfile
 import typing
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Dict, Optional, Sequence
 
 import yaml
 

@@ -5,9 +5,8 @@ Samples are dicts with `tokens`, `labels`, `loss_mask`, `position_ids` (and opti
 position `consumed` advances by micro_batch × dp per draw, and rank r takes its slice,
 so a resume only needs the consumed-samples count.
 """
-import itertools
 import logging
-from typing import Dict, Iterator, Optional, Sequence
+from typing import Dict, Iterator, Sequence
 
 import numpy as np
 import torch

@@ -9,11 +9,11 @@ import time
 import numpy as np
 import torch
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-ROOT = os.path.dirname(os.path.dirname(HERE))
-
 from fsdp2_core.testing.spawn import free_port, spawn_runs
 from fsdp2_core.testing.tiny import datasets, tiny_config
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(os.path.dirname(HERE))
 
 
 def run_one(run):

@@ -2,11 +2,10 @@
 import json
 import os
 
+from tests.lf.lf_helpers import ALPACA, write_json
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
-
-
-from tests.lf.lf_helpers import ALPACA, write_json
 
 REAL_ARGV = os.path.join(ROOT, "tests", "reference", "real_launch_argv.json")
 FULL_EXAMPLE = "qwen3__tune_qwen3_8b_4K_full_ptd"

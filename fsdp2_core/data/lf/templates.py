@@ -17,7 +17,7 @@ import copy
 import logging
 import re
 from dataclasses import dataclass, field, replace
-from typing import Dict, List, Optional, Sequence, Tuple, Union
+from typing import Dict, List, Optional, Sequence, Tuple
 
 from .tool_formats import get_tool_format, parse_calls, parse_tools
 

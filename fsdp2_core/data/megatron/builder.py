@@ -12,8 +12,6 @@ import os
 import re
 from typing import Dict, List, Optional, Sequence, Tuple, Union
 
-import numpy as np
-
 from ..cache import build_then_share
 from .gpt_dataset import (
     SPLIT_NAMES,

@@ -270,9 +270,9 @@ def _special_id(tokenizer, *names) -> Optional[int]:
 
 def build_instruction_datasets(cfg, tokenizer, num_samples: Tuple[int, int, int]):
     """(train, valid, test) for `data.is_instruction_dataset`: one prefix, split and ordered as MindSpeed-LLM does."""
-    from ..megatron.builder import parse_data_path
     from ..lf.collator import pad_multiple
     from ..lf.templates import TEMPLATES
+    from ..megatron.builder import parse_data_path
     d, t = cfg.data, cfg.training
     if d.train_data_path or d.valid_data_path or d.test_data_path:
         raise ValueError("instruction datasets are read from one --data-path prefix split by --split; "
@@ -373,6 +373,7 @@ PROMPT_TYPES = {"qwen3": "qwen3", "llama3": "llama3", "empty": "empty"}
 def template_for_prompt_type(prompt_type: str, tokenizer=None, enable_thinking: Optional[bool] = True):
     """Our template for a MindSpeed-LLM --prompt-type, refusing names whose MindSpeed rendering differs."""
     from types import SimpleNamespace
+
     from ..lf.templates import get_template
     if prompt_type not in PROMPT_TYPES:
         raise ValueError(f"--prompt-type {prompt_type}: no template here renders it as MindSpeed-LLM does; "
