@@ -130,7 +130,8 @@ def main():
             print(f"| {name} | {mt:.3f} s | {ot:.3f} s | {mr:,.0f} | {orr:,.0f} |")
         if args.json:
             with open(args.json, "w") as fh:
-                json.dump({"docs": args.docs, "reads": args.reads, "repeats": args.repeats, "seq_length": args.seq_length,
+                json.dump({"docs": args.docs, "reads": args.reads,
+                           "repeats": args.repeats, "seq_length": args.seq_length,
                            "train_samples": args.train_samples, "native": bool(native_available()),
                            "rows": [{"configuration": name, "megatron_build_s": mt, "ours_build_s": ot,
                                      "megatron_reads_per_s": mr, "ours_reads_per_s": orr}

@@ -19,7 +19,8 @@ from fsdp2_core.testing.spawn import free_port
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 EXAMPLES = os.path.join(ROOT, "examples")
 ITERATION = re.compile(r" iteration +(\d+)/ +(\d+) \|.*? lm loss: ([\d.E+-]+) \|")
-SHELL = sorted(glob.glob(os.path.join(EXAMPLES, "megatron_lm", "*.sh")) + glob.glob(os.path.join(EXAMPLES, "mindspeed_llm", "*.sh")))
+SHELL = sorted(glob.glob(os.path.join(EXAMPLES, "megatron_lm", "*.sh"))
+               + glob.glob(os.path.join(EXAMPLES, "mindspeed_llm", "*.sh")))
 YAMLS = sorted(glob.glob(os.path.join(EXAMPLES, "fsdp2", "*.yaml")))
 CPU_YAMLS = [p for p in YAMLS if p.endswith("_cpu.yaml")]
 
@@ -27,7 +28,8 @@ CPU_YAMLS = [p for p in YAMLS if p.endswith("_cpu.yaml")]
 def _env(**extra):
     # the interpreter's own bin/ first: the shipped scripts call `torchrun` and `python` by name
     path = os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", "")
-    return dict(os.environ, PATH=path, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""), FSDP2_DEVICE="cpu",
+    return dict(os.environ, PATH=path,
+                PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""), FSDP2_DEVICE="cpu",
                 OMP_NUM_THREADS="1", HF_DATASETS_DISABLE_PROGRESS_BARS="1", TOKENIZERS_PARALLELISM="false", **extra)
 
 
@@ -51,7 +53,8 @@ def workdir(tmp_path_factory):
 
 
 def test_examples_are_all_here():
-    """The issue's list: Megatron-LM and MindSpeed-LLM scripts, mg / lf / MoE / long-context YAMLs, each with a CPU twin."""
+    """The issue's list: Megatron-LM and MindSpeed-LLM scripts, mg / lf / MoE / long-context YAMLs, each with a CPU
+    twin."""
     names = {os.path.relpath(p, EXAMPLES) for p in SHELL + YAMLS}
     for full in ("megatron_lm/llama3_8b.sh", "mindspeed_llm/qwen3_8b_pretrain.sh", "fsdp2/pretrain_mg.yaml",
                  "fsdp2/sft_lf.yaml", "fsdp2/moe_qwen3.yaml", "fsdp2/long_context.yaml"):
@@ -73,7 +76,8 @@ def test_shell_example_converts(script, tmp_path):
     assert cfg.data.data_manager_type == "mg" and cfg.training.stage == "pt"
     if script.endswith("_cpu.sh"):
         assert cfg.parallel.param_dtype == "fp32" and cfg.training.max_steps == 5
-        assert cfg.data.dataset == "DATA/data/stdlib_text_document" and cfg.model.tokenizer_name_or_path == "DATA/tokenizer"
+        assert cfg.data.dataset == "DATA/data/stdlib_text_document"
+        assert cfg.model.tokenizer_name_or_path == "DATA/tokenizer"
         assert 'NPROC_PER_NODE=${NPROC_PER_NODE:-2}' in (tmp_path / "c.sh").read_text()
     else:
         assert cfg.parallel.param_dtype == "bf16" and cfg.parallel.tp_size > 1

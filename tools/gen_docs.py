@@ -40,8 +40,10 @@ def migration_guide() -> str:
     lines = [GENERATED, "# Migration guide: every Megatron-LM and MindSpeed-LLM flag", "",
              "Each flag `pretrain_gpt.py` and `tools/convert_args.py` know, with what happens to it:",
              "- **mapped**: translated into the canonical config field(s) named;",
-             "- **absorbed**: accepted with no effect, for the reason given (FSDP2 does it inherently, or it only picks an implementation);",
-             "- **absorbed at default**: accepted only with Megatron's default value; any other value is refused with the reason;",
+             "- **absorbed**: accepted with no effect, for the reason given (FSDP2 does it inherently, or it only "
+             "picks an implementation);",
+             "- **absorbed at default**: accepted only with Megatron's default value; any other value is refused "
+             "with the reason;",
              "- **rejected**: refused with the reason and the nearest thing to do instead.", "",
              "Counts: " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())) + ".", "",
              "| flag | from | status | target, or reason | instead |", "|---|---|---|---|---|"]
@@ -56,8 +58,10 @@ def migration_guide() -> str:
 
 def config_reference() -> str:
     lines = [GENERATED, "# Config reference", "",
-             "Every field of the canonical config, by YAML section. On reading, a field may sit under any section or at",
-             "the top level; on writing it goes to the section shown. Fields marked *extension* carry Megatron semantics",
+             "Every field of the canonical config, by YAML section. On reading, a field may sit under any section "
+             "or at",
+             "the top level; on writing it goes to the section shown. Fields marked *extension* carry Megatron "
+             "semantics",
              "that the FSDP2 parameter reference lacks.", ""]
     for section, cls in SECTIONS.items():
         hints = typing.get_type_hints(cls)
@@ -65,8 +69,8 @@ def config_reference() -> str:
         defaults = cls()
         for f in dataclasses.fields(cls):
             mark = " *(extension)*" if f.metadata.get("extension") else ""
-            lines.append(f"| `{f.name}` | {_cell(describe_type(hints[f.name]))} | `{_cell(repr(getattr(defaults, f.name)))}` | "
-                         f"{_cell(f.metadata.get('help', ''))}{mark} |")
+            lines.append(f"| `{f.name}` | {_cell(describe_type(hints[f.name]))} | "
+                         f"`{_cell(repr(getattr(defaults, f.name)))}` | {_cell(f.metadata.get('help', ''))}{mark} |")
         lines.append("")
     return "\n".join(lines)
 

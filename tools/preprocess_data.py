@@ -55,7 +55,8 @@ def get_args(argv=None):
     group.add_argument("--handler-name", default="",
                        help="AlpacaStyleInstructionHandler or SharegptStyleInstructionHandler: write an instruction "
                             "dataset (GeneralPretrainHandler or none: pretraining text)")
-    group.add_argument("--prompt-type", default=None, help="chat template of the instruction data (qwen3, llama3, empty)")
+    group.add_argument("--prompt-type", default=None,
+                       help="chat template of the instruction data (qwen3, llama3, empty)")
     group.add_argument("--prompt-type-path", default=None, help="MindSpeed's custom template file (not supported)")
     group.add_argument("--enable-thinking", default="true", choices=["true", "false", "none", "True", "False", "None"],
                        help="thinking mode of reasoning templates (qwen3)")
@@ -89,7 +90,8 @@ def get_args(argv=None):
     if args.handler_name and args.handler_name != "GeneralPretrainHandler":
         from fsdp2_core.data.mindspeed.instruction import HANDLERS
         if args.handler_name not in HANDLERS:
-            parser.error(f"--handler-name {args.handler_name}: supported are GeneralPretrainHandler, {', '.join(HANDLERS)}")
+            parser.error(f"--handler-name {args.handler_name}: supported are GeneralPretrainHandler, "
+                         f"{', '.join(HANDLERS)}")
         if not args.prompt_type:
             parser.error(f"--handler-name {args.handler_name} needs --prompt-type (the chat template)")
         if not args.seq_length:

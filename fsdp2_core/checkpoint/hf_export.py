@@ -86,7 +86,8 @@ class StreamingSafetensorsWriter:
             if dtype not in _DTYPES:
                 raise ValueError(f"tensor {name}: dtype {dtype} has no safetensors code")
             n = _nbytes(shape, dtype)
-            header[name] = {"dtype": _DTYPES[dtype], "shape": [int(s) for s in shape], "data_offsets": [offset, offset + n]}
+            header[name] = {"dtype": _DTYPES[dtype], "shape": [int(s) for s in shape],
+                            "data_offsets": [offset, offset + n]}
             offset += n
         header["__metadata__"] = {"format": "pt"}
         raw = json.dumps(header, separators=(",", ":")).encode("utf-8")

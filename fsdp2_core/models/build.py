@@ -197,7 +197,8 @@ def load_weights(model: nn.Module, path: str, seed: int) -> None:
             if full.shape[1:] == param.shape[1:] and full.shape[0] < param.shape[0]:
                 full = grow_rows(full.float(), param.shape[0], seed)
             else:
-                raise ConfigError(f"{path}: tensor {name} has shape {tuple(full.shape)}, the model expects {tuple(param.shape)}")
+                raise ConfigError(f"{path}: tensor {name} has shape {tuple(full.shape)}, the model expects "
+                                  f"{tuple(param.shape)}")
         copy_full_into(param, full)
         seen.add(name)
     missing = [n for n in params if n not in seen and not _is_tied(model, n)]

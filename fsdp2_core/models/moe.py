@@ -62,9 +62,9 @@ def per_expert(bias: torch.Tensor, counts: torch.Tensor) -> torch.Tensor:
 
 def check_dispatcher(name: str, device_type: str) -> None:
     if name == "mc2":
+        not_yet = " and this build does not drive the MC2 kernels yet" if device_type == "npu" else ""
         raise ConfigError(f"ep_dispatcher mc2 is Ascend's fused communication and matmul (torch_npu MC2 kernels); "
-                          f"this run is on {device_type}{' and this build does not drive the MC2 kernels yet' if device_type == 'npu' else ''}; "
-                          "use ep_dispatcher eager or fused")
+                          f"this run is on {device_type}{not_yet}; use ep_dispatcher eager or fused")
 
 
 def permute(idx: torch.Tensor, num_experts: int):

@@ -1,4 +1,5 @@
-"""Parallelisation: device mesh, then tensor parallel → expert parallel → context parallel → recompute → compile → FSDP2."""
+"""Parallelisation: device mesh, then tensor parallel → expert parallel → context parallel → recompute → compile
+→ FSDP2."""
 import logging
 
 import torch.nn as nn

@@ -131,8 +131,10 @@ def run_training(cfg, datasets: Optional[Sequence] = None, *, checkpoint: Checkp
         # by epochs (max_steps <= 0) the train set is read again for each epoch
         train=micro_batches(train_ds, state.consumed_train_samples, micro, mesh.dp_rank, dp, workers,
                             cyclic=t.max_steps <= 0),
-        valid=micro_batches(valid_ds, 0, micro, mesh.dp_rank, dp, cyclic=True) if valid_ds is not None and len(valid_ds) else None,
-        test=micro_batches(test_ds, 0, micro, mesh.dp_rank, dp, cyclic=True) if test_ds is not None and len(test_ds) else None)
+        valid=(micro_batches(valid_ds, 0, micro, mesh.dp_rank, dp, cyclic=True)
+               if valid_ds is not None and len(valid_ds) else None),
+        test=(micro_batches(test_ds, 0, micro, mesh.dp_rank, dp, cyclic=True)
+              if test_ds is not None and len(test_ds) else None))
     ignored = list(ignored_parameters(model, cfg.parallel.ignored_modules))
     ctx = RunContext(cfg, model, optimizer, schedule, mesh, device, t.gradient_accumulation_steps, gbs, ignored)
     hf_config = getattr(model, "config", None)

@@ -227,7 +227,8 @@ def test_switches_through_training_entry(tmp_path):
 
 
 def test_flash_attn_sliding_window_and_sinks():
-    """A sliding-window family keeps its window (the layer's mask carries it); a family with sinks keeps its attention."""
+    """A sliding-window family keeps its window (the layer's mask carries it); a family with sinks keeps its
+    attention."""
     mistral = {"model_type": "mistral", "hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2,
                "num_attention_heads": 4, "num_key_value_heads": 2, "vocab_size": 64, "max_position_embeddings": 64,
                "sliding_window": 5, "tie_word_embeddings": False}

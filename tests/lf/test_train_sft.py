@@ -1,4 +1,5 @@
-"""SFT end to end on 2 gloo CPU ranks: tiny Qwen3 from a config, locally trained tokenizer, lf data through the engine."""
+"""SFT end to end on 2 gloo CPU ranks: tiny Qwen3 from a config, locally trained tokenizer, lf data through the
+engine."""
 import os
 import re
 import subprocess
@@ -50,7 +51,8 @@ def test_train_fsdp2_yaml_sft(setup, tmp_path):
     doc = sft_yaml_doc(tmp_path, tok, ddir)
     doc["training"].update(max_steps=-1, num_train_epochs=4)  # by epochs: 4 passes over a train set of 3 global batches
     path.write_text(yaml.safe_dump(doc))
-    env = dict(os.environ, PYTHONPATH=ROOT, FSDP2_DEVICE="cpu", OMP_NUM_THREADS="1", HF_DATASETS_DISABLE_PROGRESS_BARS="1")
+    env = dict(os.environ, PYTHONPATH=ROOT, FSDP2_DEVICE="cpu",
+               OMP_NUM_THREADS="1", HF_DATASETS_DISABLE_PROGRESS_BARS="1")
     from fsdp2_core.testing.spawn import free_port
     proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-port",
                            str(free_port()), os.path.join(ROOT, "train_fsdp2.py"), str(path)], cwd=str(tmp_path),

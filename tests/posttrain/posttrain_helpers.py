@@ -54,7 +54,8 @@ def tiny_qwen3(path, seed=0):
     import torch
     from transformers import AutoModelForCausalLM, Qwen3Config
     torch.manual_seed(seed)
-    config = Qwen3Config(vocab_size=512, hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
+    config = Qwen3Config(vocab_size=512, hidden_size=64, intermediate_size=128,
+                         num_hidden_layers=2, num_attention_heads=4,
                          num_key_value_heads=2, head_dim=16, max_position_embeddings=256, rope_theta=1e6,
                          tie_word_embeddings=False)
     AutoModelForCausalLM.from_config(config).save_pretrained(path)

@@ -283,7 +283,8 @@ def build_instruction_datasets(cfg, tokenizer, num_samples: Tuple[int, int, int]
         raise ValueError("an instruction dataset needs --data-path <prefix> (the prefix given to preprocess_data.py)")
     prefixes = blend[0]
     if len(prefixes) != 1:
-        raise ValueError(f"--data-path {dataset}: MindSpeed-LLM reads one instruction dataset prefix; got {len(prefixes)}")
+        raise ValueError(f"--data-path {dataset}: MindSpeed-LLM reads one instruction dataset prefix; got "
+                         f"{len(prefixes)}")
     data = InstructionData(prefixes[0])
     bounds = legacy_split(d.split, len(data))
     separate = bool(d.reset_position_ids or d.reset_attention_mask or d.neat_packing)
@@ -376,9 +377,9 @@ def template_for_prompt_type(prompt_type: str, tokenizer=None, enable_thinking: 
 
     from ..lf.templates import get_template
     if prompt_type not in PROMPT_TYPES:
-        raise ValueError(f"--prompt-type {prompt_type}: no template here renders it as MindSpeed-LLM does; "
-                         f"available: {', '.join(sorted(PROMPT_TYPES))}. Preprocess with MindSpeed-LLM (the engine "
-                         "trains its .bin/.idx output), or use raw data with train_fsdp2.py and a LLaMA-Factory template")
+        raise ValueError(f"--prompt-type {prompt_type}: no template here renders it as MindSpeed-LLM does; available: "
+                         f"{', '.join(sorted(PROMPT_TYPES))}. Preprocess with MindSpeed-LLM (the engine trains its "
+                         ".bin/.idx output), or use raw data with train_fsdp2.py and a LLaMA-Factory template")
     args = SimpleNamespace(template=PROMPT_TYPES[prompt_type], tool_format=None, default_system=None,
                            enable_thinking=enable_thinking, train_on_prompt=False)
     return get_template(args, tokenizer)
