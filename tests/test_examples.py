@@ -65,6 +65,7 @@ def test_examples_are_all_here():
             assert os.path.exists(path.replace("_cpu.", ".")), path
 
 
+@pytest.mark.subprocess
 @pytest.mark.parametrize("script", SHELL, ids=lambda p: os.path.relpath(p, EXAMPLES))
 def test_shell_example_converts(script, tmp_path):
     """convert_args takes every shipped launch script with nothing rejected; the YAML it writes loads."""
@@ -88,6 +89,7 @@ def _twin_pairs():
     return [(p.replace("_cpu.", "."), p) for p in SHELL + YAMLS if "_cpu." in p]
 
 
+@pytest.mark.subprocess
 @pytest.mark.parametrize("full,cpu", _twin_pairs(), ids=lambda p: os.path.basename(p))
 def test_cpu_twin_mirrors_full_size(full, cpu, tmp_path):
     """A CPU twin keeps its full-size example's family, stage, data path kind and parallel features."""
@@ -123,6 +125,8 @@ def test_full_size_yaml_loads(path):
 WORLD = {"pretrain_mg_cpu.yaml": 1, "sft_lf_cpu.yaml": 1, "moe_qwen3_cpu.yaml": 2, "long_context_cpu.yaml": 2}
 
 
+@pytest.mark.dist
+@pytest.mark.subprocess
 @pytest.mark.parametrize("path", CPU_YAMLS, ids=os.path.basename)
 def test_cpu_yaml_trains(path, workdir, tmp_path):
     """Each CPU YAML, as shipped, trains 4 iterations through train_fsdp2.py and exports when it says so."""
@@ -147,6 +151,8 @@ def test_cpu_yaml_trains(path, workdir, tmp_path):
         assert os.path.isfile(out / "hf_model" / "config.json"), os.listdir(out)
 
 
+@pytest.mark.dist
+@pytest.mark.subprocess
 def test_mindspeed_cpu_script_trains(workdir, tmp_path):
     """The MindSpeed-LLM CPU twin, converted, then launched with the script convert_args writes (2 ranks)."""
     script = os.path.join(EXAMPLES, "mindspeed_llm", "qwen3_8b_pretrain_cpu.sh")

@@ -12,6 +12,8 @@ from safetensors import safe_open
 from fsdp2_core.testing.tiny import LLAMA
 from tests.checkpoint.ckpt_helpers import PROBE, spawn_sequence
 
+pytestmark = pytest.mark.dist
+
 ATOL = 2e-5
 
 

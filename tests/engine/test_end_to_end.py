@@ -13,6 +13,8 @@ import yaml
 
 from fsdp2_core.testing.spawn import free_port
 
+pytestmark = [pytest.mark.dist, pytest.mark.subprocess]
+
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 LINE = re.compile(r" iteration +(\d+)/ +(\d+) \| consumed samples: +(\d+) \|.*? lm loss: ([\d.E+-]+) \|")
 VALID = re.compile(r"validation loss at iteration (\d+) \| lm loss value: ([\d.E+-]+)")

@@ -5,6 +5,8 @@ import pytest
 
 from tests.engine.helpers import spawn_layouts
 
+pytestmark = pytest.mark.dist
+
 RTOL = 1e-4
 
 

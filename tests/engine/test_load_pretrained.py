@@ -1,9 +1,12 @@
 """A Hugging Face directory loads the same eagerly and shard by shard on the meta device (2 ranks)."""
 import numpy as np
+import pytest
 import torch
 
 from fsdp2_core.testing.tiny import LLAMA
 from tests.engine.helpers import spawn_layouts
+
+pytestmark = pytest.mark.dist
 
 
 def test_meta_device_loading_equals_from_pretrained(tmp_path):

@@ -197,6 +197,7 @@ def test_tokenized_path_saved_then_loaded(ddir, tokenizer, caplog):
     assert len(third[0]) == 1
 
 
+@pytest.mark.subprocess
 def test_inspect_data_tool(ddir, tokenizer_dir, tmp_path):
     import yaml
     cfg = {"model": {"architecture": {"model_type": "qwen3", "vocab_size": 512},

@@ -34,6 +34,7 @@ def setup(tmp_path_factory):
     return tok, write_sft_dataset_dir(tmp_path_factory.mktemp("data"))
 
 
+@pytest.mark.dist
 @pytest.mark.parametrize("data", [dict(data_shared_file_system=True), dict(neat_packing=True, cutoff_len=128)])
 def test_sft_two_ranks_learns(setup, tmp_path, data):
     tok, ddir = setup
@@ -45,6 +46,8 @@ def test_sft_two_ranks_learns(setup, tmp_path, data):
     assert (built0, built1) == (1, 0)  # one rank tokenized; the other waited and loaded its result
 
 
+@pytest.mark.dist
+@pytest.mark.subprocess
 def test_train_fsdp2_yaml_sft(setup, tmp_path):
     tok, ddir = setup
     path = tmp_path / "sft.yaml"
