@@ -254,7 +254,6 @@ def export_model(model: torch.nn.Module, out_dir: str, tokenizer=None, generatio
             error = f"{type(exc).__name__}: {exc}"
     error = shared_error(error, group)
     if error:
-        from .layout import CheckpointError
         raise CheckpointError(f"Hugging Face export to {out_dir} failed: {error}. The DCP checkpoints are intact; "
                               f"run tools/convert_ckpt.py on one once the cause is fixed")
     if rank == 0:
