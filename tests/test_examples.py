@@ -125,6 +125,7 @@ def test_full_size_yaml_loads(path):
 WORLD = {"pretrain_mg_cpu.yaml": 1, "sft_lf_cpu.yaml": 1, "moe_qwen3_cpu.yaml": 2, "long_context_cpu.yaml": 2}
 
 
+@pytest.mark.slow
 @pytest.mark.dist
 @pytest.mark.subprocess
 @pytest.mark.parametrize("path", CPU_YAMLS, ids=os.path.basename)
@@ -151,6 +152,7 @@ def test_cpu_yaml_trains(path, workdir, tmp_path):
         assert os.path.isfile(out / "hf_model" / "config.json"), os.listdir(out)
 
 
+@pytest.mark.slow
 @pytest.mark.dist
 @pytest.mark.subprocess
 def test_mindspeed_cpu_script_trains(workdir, tmp_path):

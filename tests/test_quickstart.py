@@ -47,6 +47,7 @@ def test_readme_quickstart_is_two_commands():
         assert word in diagram, word
 
 
+@pytest.mark.slow
 @pytest.mark.dist
 @pytest.mark.subprocess
 def test_quickstart_script_reduced(tmp_path):

@@ -12,7 +12,7 @@ from safetensors import safe_open
 from fsdp2_core.testing.tiny import LLAMA
 from tests.checkpoint.ckpt_helpers import PROBE, spawn_sequence
 
-pytestmark = pytest.mark.dist
+pytestmark = [pytest.mark.dist, pytest.mark.slow]
 
 ATOL = 2e-5
 

@@ -75,6 +75,7 @@ def life(tmp_path_factory):
     return tmp, r
 
 
+@pytest.mark.slow
 @pytest.mark.dist
 @pytest.mark.subprocess
 def test_sigterm_saves_and_exits_zero(life):
@@ -88,6 +89,7 @@ def test_sigterm_saves_and_exits_zero(life):
     assert m and int(m.group(2)) == stopped and int(m.group(3)) == stopped
 
 
+@pytest.mark.slow
 @pytest.mark.dist
 @pytest.mark.subprocess
 def test_sigkill_after_a_checkpoint_resumes_exactly(life):

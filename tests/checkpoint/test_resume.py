@@ -18,7 +18,7 @@ from tests.checkpoint.ckpt_helpers import (
     spawn_sequence,
 )
 
-pytestmark = pytest.mark.dist
+pytestmark = [pytest.mark.dist, pytest.mark.slow]
 
 ITERS = 8
 

@@ -13,7 +13,7 @@ import yaml
 
 from fsdp2_core.testing.spawn import free_port
 
-pytestmark = [pytest.mark.dist, pytest.mark.subprocess]
+pytestmark = [pytest.mark.dist, pytest.mark.subprocess, pytest.mark.slow]
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 LINE = re.compile(r" iteration +(\d+)/ +(\d+) \| consumed samples: +(\d+) \|.*? lm loss: ([\d.E+-]+) \|")

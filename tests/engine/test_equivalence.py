@@ -5,7 +5,7 @@ import pytest
 
 from tests.engine.helpers import spawn_layouts
 
-pytestmark = pytest.mark.dist
+pytestmark = [pytest.mark.dist, pytest.mark.slow]
 
 RTOL = 1e-4
 

@@ -6,6 +6,7 @@ import torch.nn as nn
 from tests.kernels.train_helpers import train_runs
 
 
+@pytest.mark.slow
 @pytest.mark.dist
 def test_compiled_blocks_train_like_eager(tmp_path):
     base = {"max_steps": 4, "global_batch_size": 2}

@@ -208,6 +208,7 @@ def test_moe_grouped_gemm_with_and_without_model_id(fake_npu, model_id):
 
 # ---------------------------------------------------------------- through run_training (build_parallel_model)
 
+@pytest.mark.slow
 @pytest.mark.dist
 def test_switches_through_training_entry(tmp_path):
     """2 gloo ranks under FSDP: every switch on gives the losses of every switch off, plain forward and model_id."""

@@ -46,6 +46,7 @@ def test_sft_two_ranks_learns(setup, tmp_path, data):
     assert (built0, built1) == (1, 0)  # one rank tokenized; the other waited and loaded its result
 
 
+@pytest.mark.slow
 @pytest.mark.dist
 @pytest.mark.subprocess
 def test_train_fsdp2_yaml_sft(setup, tmp_path):

@@ -73,6 +73,7 @@ def test_full_finetuning_example_trains_with_prompt_masked(setup, tmp_path):
     assert os.path.isfile(tmp_path / "save" / "latest_checkpointed_iteration.txt")
 
 
+@pytest.mark.slow
 @pytest.mark.dist
 @pytest.mark.subprocess
 def test_lora_example_trains_only_adapters_under_fsdp(setup, tmp_path):
