@@ -7,6 +7,7 @@ setup(
     description="Run Megatron-LM / MindSpeed-LLM launch scripts on a PyTorch-native FSDP2 engine",
     packages=find_packages(include=["megatron_compat*", "fsdp2_core*"]),
     package_data={"megatron_compat": ["data/*.tsv"], "fsdp2_core.data.megatron": ["*.c"]},
+    license="Apache-2.0",
     python_requires=">=3.10",
     install_requires=[
         "torch>=2.6",
@@ -21,7 +22,7 @@ setup(
         "peft",
     ],
     extras_require={
-        "test": ["pytest", "megatron-core==0.16.1", "matplotlib", "torchao"],
+        "test": ["pytest", "ruff", "megatron-core==0.16.1", "matplotlib", "torchao"],
         "npu": ["torch_npu"],
         "quant": ["torchao"],
         "plot": ["matplotlib"],

@@ -1,6 +1,7 @@
 """Fused kernels against their references, on whatever device runs this.
 
-    python bench/bench_kernels.py [--device auto|cpu|cuda|npu] [--dtype bf16|fp32] [--iters 20] [--quick] [--json out.json]
+    python bench/bench_kernels.py [--device auto|cpu|cuda|npu] [--dtype bf16|fp32] [--iters 20] [--quick]
+                                  [--json out.json]
 
 For each kernel of `fsdp2_core/kernels` (RMSNorm, rotary embedding, causal attention, MoE grouped GEMM) it
 times the reference implementation and the implementation `select.choose` picks on this device (forward
@@ -85,7 +86,8 @@ def mx_case(device, dtype, quick, iters):
     mxfp8.RAN.clear()
     quant = timed(step, device, iters)
     out = lin(x).detach().float()
-    return {"kernel": "mxfp8 linear (fwd+bwd)", "shape": f"[{n}, {k}] × [{k}, {m}]", "implementation": ",".join(mxfp8.RAN),
+    return {"kernel": "mxfp8 linear (fwd+bwd)", "shape": f"[{n}, {k}] × [{k}, {m}]",
+            "implementation": ",".join(mxfp8.RAN),
             "reference_ms": plain, "fused_ms": quant, "speedup": plain / quant,
             "max_abs_diff": float((out - ref).abs().max()), "rel_error": float((out - ref).norm() / ref.norm())}
 
@@ -120,8 +122,8 @@ def main(argv=None):
     print("| kernel | shape | implementation | reference (ms) | selected (ms) | speed-up | max abs diff |")
     print("|---|---|---|---|---|---|---|")
     for r in rows:
-        print(f"| {r['kernel']} | {r['shape']} | {r['implementation']} | {r['reference_ms']:.3f} | {r['fused_ms']:.3f} | "
-              f"{r['speedup']:.2f}× | {r['max_abs_diff']:.2e} |")
+        print(f"| {r['kernel']} | {r['shape']} | {r['implementation']} | {r['reference_ms']:.3f} | {r['fused_ms']:.3f} "
+              f"| {r['speedup']:.2f}× | {r['max_abs_diff']:.2e} |")
     if args.json:
         with open(args.json, "w") as fh:
             json.dump({"device": name, "device_type": device_type, "dtype": dtype_name, "torch": torch.__version__,

@@ -16,12 +16,12 @@ import tempfile
 import time
 import warnings
 
-warnings.filterwarnings("ignore")
+warnings.filterwarnings("ignore")  # before the imports: megatron-core warns while importing
 
-import numpy as np
+import numpy as np  # noqa: E402
 
-from fsdp2_core.data.megatron import build_pretraining_datasets
-from fsdp2_core.data.megatron.native import native_available
+from fsdp2_core.data.megatron import build_pretraining_datasets  # noqa: E402
+from fsdp2_core.data.megatron.native import native_available  # noqa: E402
 
 
 class Tok:
@@ -130,7 +130,8 @@ def main():
             print(f"| {name} | {mt:.3f} s | {ot:.3f} s | {mr:,.0f} | {orr:,.0f} |")
         if args.json:
             with open(args.json, "w") as fh:
-                json.dump({"docs": args.docs, "reads": args.reads, "repeats": args.repeats, "seq_length": args.seq_length,
+                json.dump({"docs": args.docs, "reads": args.reads,
+                           "repeats": args.repeats, "seq_length": args.seq_length,
                            "train_samples": args.train_samples, "native": bool(native_available()),
                            "rows": [{"configuration": name, "megatron_build_s": mt, "ours_build_s": ot,
                                      "megatron_reads_per_s": mr, "ours_reads_per_s": orr}

@@ -41,7 +41,8 @@ def stdlib_docstrings(max_docs: int):
             continue
         nodes = [(module, tree)]
         for node in ast.walk(tree):
-            if isinstance(node, (ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)) and not node.name.startswith("_"):
+            if isinstance(node, (ast.ClassDef, ast.FunctionDef,
+                                 ast.AsyncFunctionDef)) and not node.name.startswith("_"):
                 nodes.append((f"{module}.{node.name}", node))
         for name, node in nodes:
             doc = ast.get_docstring(node)
@@ -63,7 +64,8 @@ def train_tokenizer(texts, vocab_size: int, out_dir: str):
                                   initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
     tok.train_from_iterator(texts, trainer)
     fast = PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<|endoftext|>", pad_token="<|pad|>",
-                                   additional_special_tokens=[s for s in SPECIALS if s not in ("<|endoftext|>", "<|pad|>")])
+                                   additional_special_tokens=[s for s in SPECIALS
+                                                              if s not in ("<|endoftext|>", "<|pad|>")])
     fast.save_pretrained(out_dir)
     return fast
 

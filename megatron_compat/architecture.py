@@ -30,7 +30,8 @@ def wants_architecture(given: Dict[str, Any]) -> bool:
     return any(flag in given for flag in ARCH_FLAGS_REQUIRED)
 
 
-def build_architecture(given: Dict[str, Any], seq_length: Optional[int], tp_size: int) -> Tuple[Dict[str, Any], List[str]]:
+def build_architecture(given: Dict[str, Any], seq_length: Optional[int],
+                       tp_size: int) -> Tuple[Dict[str, Any], List[str]]:
     """Return (HF config dict, notes). Raise ArchitectureError naming the flags when it cannot be honoured."""
     missing = [f for f in ARCH_FLAGS_REQUIRED if f not in given]
     if missing:
@@ -47,7 +48,8 @@ def build_architecture(given: Dict[str, Any], seq_length: Optional[int], tp_size
         config["vocab_size"] = vocab
     else:
         notes.append("vocabulary size comes from the tokenizer at run time, padded as Megatron pads it "
-                     f"(multiple of make_vocab_size_divisible_by × tp = {given.get('--make-vocab-size-divisible-by', 128)} × {tp_size})")
+                     "(multiple of make_vocab_size_divisible_by × tp = "
+                     f"{given.get('--make-vocab-size-divisible-by', 128)} × {tp_size})")
     return config, notes
 
 
@@ -58,9 +60,11 @@ def _read_flags(g, seq_length):
     ffn = g.get("--ffn-hidden-size")
     if ffn is None:  # Megatron's default FFN width
         ffn = int((4 * hidden * 2 / 3) / 64) * 64 if swiglu else 4 * hidden
-    rope = g.get("--position-embedding-type", "learned_absolute") == "rope" or bool(g.get("--use-rotary-position-embeddings"))
+    rope = (g.get("--position-embedding-type", "learned_absolute") == "rope"
+            or bool(g.get("--use-rotary-position-embeddings")))
     if g.get("--position-embedding-type") not in (None, "rope", "learned_absolute"):
-        raise ArchitectureError(f"--position-embedding-type {g['--position-embedding-type']} is not supported; use rope or learned_absolute")
+        raise ArchitectureError(f"--position-embedding-type {g['--position-embedding-type']} is not supported; use "
+                                "rope or learned_absolute")
     real = real_layers(g)
     return {
         "layers": len(real), "hidden": hidden, "heads": heads, "ffn": ffn, "swiglu": swiglu, "rope": rope,
@@ -195,14 +199,16 @@ def _gpt2(a):
 def _rope_family(a, family, notes):
     if a["hidden_drop"]:
         if a["hidden_drop_given"]:
-            raise ArchitectureError(f"--hidden-dropout {a['hidden_drop']}: the {family} family has no hidden dropout; set --hidden-dropout 0.0")
-        notes.append(f"Megatron's default hidden dropout 0.1 is not available in the {family} family: trained without it "
-                     "(add --hidden-dropout 0.0 to make this explicit)")
+            raise ArchitectureError(f"--hidden-dropout {a['hidden_drop']}: the {family} family has no hidden dropout; "
+                                    "set --hidden-dropout 0.0")
+        notes.append(f"Megatron's default hidden dropout 0.1 is not available in the {family} family: trained without "
+                     "it (add --hidden-dropout 0.0 to make this explicit)")
     rope = {"rope_type": "default", "rope_theta": float(a["rope_base"])}
     if a["rope_pct"] != 1.0:
         rope["partial_rotary_factor"] = float(a["rope_pct"])
     config = {
-        "model_type": family, "num_hidden_layers": a["layers"], "hidden_size": a["hidden"], "intermediate_size": a["ffn"],
+        "model_type": family, "num_hidden_layers": a["layers"], "hidden_size": a["hidden"],
+        "intermediate_size": a["ffn"],
         "num_attention_heads": a["heads"], "num_key_value_heads": a["kv_heads"], "head_dim": a["head_dim"],
         "max_position_embeddings": a["max_pos"], "hidden_act": "silu", "rms_norm_eps": a["eps"],
         "initializer_range": a["std"], "tie_word_embeddings": a["tied"], "attention_dropout": a["attn_drop"],
@@ -228,8 +234,8 @@ def _moe(a, family):
                     "decoder_sparse_step": 1, "mlp_only_layers": a["dense_layers"]})
     else:
         if a["dense_layers"]:
-            raise ArchitectureError("Mixtral has experts in every layer; dense layers (--first-k-dense-replace / --moe-layer-freq) "
-                                    "need the Qwen3-MoE family (add --qk-layernorm)")
+            raise ArchitectureError("Mixtral has experts in every layer; dense layers (--first-k-dense-replace / "
+                                    "--moe-layer-freq) need the Qwen3-MoE family (add --qk-layernorm)")
         moe["intermediate_size"] = a["moe_ffn"] or a["ffn"]  # Mixtral's experts use intermediate_size
     return moe
 

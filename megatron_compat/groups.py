@@ -57,8 +57,8 @@ def fp8(t):
         t.set("quant_recipe", "mxfp8")
         t.set("quant_format", "E4M3")
         t.set("quant_block_size", 32)
-        _line(t, "--fp8-format", "model.quant_recipe mxfp8, quant_format E4M3 (MX elements are E4M3 in Megatron's mxfp8 "
-              "recipe, hybrid included)")
+        _line(t, "--fp8-format", "model.quant_recipe mxfp8, quant_format E4M3 (MX elements are E4M3 in Megatron's "
+                                 "mxfp8 recipe, hybrid included)")
         _line(t, "--fp8-recipe", "model.quant_recipe mxfp8 (converters quantize.linear.mx)")
         for flag in given:
             if flag not in ("--fp8-format", "--fp8-recipe"):
@@ -96,8 +96,8 @@ def stage(t):
         t.set("stage", "sft")
         _line(t, "--stage")
     else:
-        t.reject("--stage", f"stage {t.given['--stage']} (preference / reinforcement-learning training) is not supported; "
-                 "the engine trains supervised fine-tuning (--stage sft) and pretraining only",
+        t.reject("--stage", f"stage {t.given['--stage']} (preference / reinforcement-learning training) is not "
+                            "supported; the engine trains supervised fine-tuning (--stage sft) and pretraining only",
                  "train with MindSpeed-LLM for DPO/PPO/GRPO, or use --stage sft")
 
 
@@ -114,9 +114,9 @@ def instruction(t):
         t.set("template", PROMPT_TYPES.get(name, name))
         _line(t, "--prompt-type", f"data.template = {PROMPT_TYPES.get(name, name)}")
         if name not in PROMPT_TYPES:
-            t.notes.append(f"--prompt-type {name}: no built-in template renders as MindSpeed-LLM's {name}; instruction data "
-                           "already preprocessed by MindSpeed-LLM trains without it, but tools/preprocess_data.py and raw "
-                           f"fine-tuning data need one of {', '.join(sorted(PROMPT_TYPES))}")
+            t.notes.append(f"--prompt-type {name}: no built-in template renders as MindSpeed-LLM's {name}; instruction "
+                           "data already preprocessed by MindSpeed-LLM trains without it, but tools/preprocess_data.py "
+                           f"and raw fine-tuning data need one of {', '.join(sorted(PROMPT_TYPES))}")
     if "--enable-thinking" in g:
         value = str(g["--enable-thinking"]).lower()
         choices = {"true": True, "false": False, "none": None}
@@ -138,13 +138,15 @@ def lora(t):
     targets = g.get("--lora-target-modules") or []
     if not targets:
         for flag in given:
-            _line(t, flag, "no effect: without --lora-target-modules MindSpeed-LLM trains every parameter, as the engine does")
+            _line(t, flag, "no effect: without --lora-target-modules MindSpeed-LLM trains every parameter, as the "
+                           "engine does")
         return
     from fsdp2_core.models.lora import hf_target_modules
     hf = hf_target_modules(list(targets))
     if g.get("--tensor-model-parallel-size", 1) > 1:
-        raise ConfigError(f"--lora-target-modules with --tensor-model-parallel-size {g['--tensor-model-parallel-size']}: "
-                          "LoRA runs with tp 1 here (FSDP shards the frozen base weights); set --tensor-model-parallel-size 1")
+        raise ConfigError("--lora-target-modules with --tensor-model-parallel-size "
+                          f"{g['--tensor-model-parallel-size']}: LoRA runs with tp 1 here (FSDP shards the frozen base "
+                          "weights); set --tensor-model-parallel-size 1")
     r, alpha = g.get("--lora-r", 16), g.get("--lora-alpha", 32)
     if r < 1:
         raise ConfigError(f"--lora-r {r}: the LoRA rank must be at least 1")
@@ -176,7 +178,8 @@ def tokenizer(t):
         return
     path = t.given["--tokenizer-model"]
     t.set("tokenizer_model", path)
-    if t.given.get("--tokenizer-type") in ("HuggingFaceTokenizer", "PretrainedFromHF") and "--tokenizer-name-or-path" not in t.given:
+    if (t.given.get("--tokenizer-type") in ("HuggingFaceTokenizer", "PretrainedFromHF")
+            and "--tokenizer-name-or-path" not in t.given):
         t.set("tokenizer_name_or_path", path)
     _line(t, "--tokenizer-model")
 
@@ -208,14 +211,16 @@ def recompute(t):
         names = g.get("--recompute-modules") or ["core_attn"]
         unknown = [n for n in names if n not in _SELECTIVE_MODULES]
         if unknown:
-            raise ConfigError(f"--recompute-modules {' '.join(unknown)}: unknown; choose from {', '.join(_SELECTIVE_MODULES)}")
+            raise ConfigError(f"--recompute-modules {' '.join(unknown)}: unknown; choose from "
+                              f"{', '.join(_SELECTIVE_MODULES)}")
         modules = []
         for n in names:
             modules += [m for m in _SELECTIVE_MODULES[n] if m not in modules]
         t.set("recompute", True)
         t.set("recompute_modules", modules)
     else:
-        t.notes.append("--recompute-method/--recompute-num-layers without --recompute-granularity: Megatron recomputes nothing, nor do we")
+        t.notes.append("--recompute-method/--recompute-num-layers without --recompute-granularity: Megatron recomputes "
+                       "nothing, nor do we")
     for flag in flags:
         _line(t, flag)
 
@@ -236,7 +241,8 @@ def _full_recompute_layers(g):
     return [f"model.layers.{i}" for i in chosen]
 
 
-RING_ALGOS = ("megatron_cp_algo", "hybrid_cp_algo", "kvallgather_cp_algo", "hybrid_adaptive_cp_algo", "adaptive_cp_algo")
+RING_ALGOS = ("megatron_cp_algo", "hybrid_cp_algo", "kvallgather_cp_algo", "hybrid_adaptive_cp_algo",
+              "adaptive_cp_algo")
 
 
 def context_and_experts(t):
@@ -246,24 +252,29 @@ def context_and_experts(t):
     if algo is not None:
         if cp == 1 or algo == "ulysses_cp_algo":
             t.set("cp_type", "ulysses")
-            _line(t, "--context-parallel-algo", "parallel.cp_type = ulysses" + (" (cp size 1: no effect)" if cp == 1 else ""))
+            _line(t, "--context-parallel-algo", "parallel.cp_type "
+                                                "= ulysses" + (" (cp size 1: no effect)" if cp == 1 else ""))
         elif algo in RING_ALGOS:
             heads = g.get("--num-attention-heads")
             if heads is not None and heads % cp == 0:
                 t.set("cp_type", "ulysses")
-                _line(t, "--context-parallel-algo", f"parallel.cp_type = ulysses: {algo} is ring-style; the {heads} heads divide by cp {cp}, "
-                                                    "so Ulysses gives the same result")
+                _line(t, "--context-parallel-algo", f"parallel.cp_type = ulysses: {algo} is ring-style; the {heads} "
+                                                    f"heads divide by cp {cp}, so Ulysses gives the same result")
             else:
-                t.reject("--context-parallel-algo", f"{algo} with cp {cp}: only Ulysses context parallelism exists here, and it needs the "
-                         f"attention heads ({heads}) to divide by cp", "a --context-parallel-size that divides --num-attention-heads")
+                t.reject("--context-parallel-algo", f"{algo} with cp {cp}: only Ulysses context parallelism exists "
+                                                    f"here, and it needs the attention heads ({heads}) to divide by "
+                                                    "cp", "a --context-parallel-size that divides "
+                                                          "--num-attention-heads")
         else:
-            t.reject("--context-parallel-algo", f"{algo} has no equivalent here", "--context-parallel-algo ulysses_cp_algo")
+            t.reject("--context-parallel-algo", f"{algo} "
+                                                "has no equivalent here", "--context-parallel-algo ulysses_cp_algo")
     etp = g.get("--expert-tensor-parallel-size")
     if "--expert-tensor-parallel-size" in g:
         if etp in (None, 1):
             _line(t, "--expert-tensor-parallel-size", "experts are not tensor-split here, which is what 1 asks for")
         else:
-            t.reject("--expert-tensor-parallel-size", f"expert tensor parallelism ({etp}) is not available; experts shard with ep_size and ep_fsdp_size",
+            t.reject("--expert-tensor-parallel-size", f"expert tensor parallelism ({etp}) is not available; experts "
+                                                      "shard with ep_size and ep_fsdp_size",
                      "--expert-tensor-parallel-size 1 with ep_fsdp_size")
 
 
@@ -274,7 +285,8 @@ def load_paths(t):
         return
     if save is not None and os.path.normpath(load) == os.path.normpath(save):
         t.set("resume_from_checkpoint", "latest")
-        _line(t, "--load", "training.resume_from_checkpoint = latest (--load equals --save: resume from the newest checkpoint there)")
+        _line(t, "--load", "training.resume_from_checkpoint = latest (--load equals --save: resume from the newest "
+                           "checkpoint there)")
         return
     t.set("model_name_or_path", load)
     _line(t, "--load", "model.model_name_or_path (a Hugging Face model directory; checked for config.json at run time)")
@@ -348,8 +360,9 @@ def pipeline(t):
     pp = t.given.get("--pipeline-model-parallel-size")
     if pp is None:
         return
-    text = "no pipeline stages under FSDP2: " + (f"its {pp} pipeline ranks fold into FSDP sharding (dp = world / (tp × cp)); "
-                                                  "global batch, samples and schedule stay as the script says" if pp > 1 else "size 1, nothing to fold")
+    text = "no pipeline stages under FSDP2: " + (f"its {pp} pipeline ranks fold into FSDP sharding (dp = world / (tp × "
+                                                 "cp)); global batch, samples and schedule "
+                                                 "stay as the script says" if pp > 1 else "size 1, nothing to fold")
     _line(t, "--pipeline-model-parallel-size", text)
     if pp > 1:
         t.notes.append(f"pipeline parallelism {pp} folded into FSDP sharding: data-parallel size = world / (tp × cp); "
@@ -470,7 +483,8 @@ def derive_batch(t, values: Dict[str, Any], dialect: str) -> None:
     if t.world_size is None:
         if gbs is not None:
             values["global_batch_size"] = gbs
-            t.notes.append(f"world size unknown here: gradient_accumulation_steps is derived at run time from global batch {gbs}")
+            t.notes.append("world size unknown here: gradient_accumulation_steps is derived at run time from global "
+                           f"batch {gbs}")
         return
     dp = data_parallel_size(t.world_size, values.get("tp_size", 1), values.get("cp_size", 1))
     pp = t.given.get("--pipeline-model-parallel-size", 1)
@@ -482,8 +496,9 @@ def derive_batch(t, values: Dict[str, Any], dialect: str) -> None:
         mbs = _fit_micro_batch(t, values, gbs, mbs, dp, pp)
     values["global_batch_size"] = gbs
     values["gradient_accumulation_steps"] = gradient_accumulation_steps(gbs, mbs, dp)
-    t.notes.append(f"batch: world {t.world_size} = tp {values.get('tp_size', 1)} × cp {values.get('cp_size', 1)} × dp {dp}; "
-                   f"global batch {gbs} = micro batch {mbs} × dp {dp} × accumulation {values['gradient_accumulation_steps']}")
+    t.notes.append(f"batch: world {t.world_size} = tp {values.get('tp_size', 1)} × cp {values.get('cp_size', 1)} × dp "
+                   f"{dp}; global batch {gbs} = micro batch {mbs} × dp {dp} × accumulation "
+                   f"{values['gradient_accumulation_steps']}")
 
 
 def _fit_micro_batch(t, values, gbs, mbs, dp, pp) -> int:
@@ -494,8 +509,8 @@ def _fit_micro_batch(t, values, gbs, mbs, dp, pp) -> int:
     for smaller in range(mbs - 1, 0, -1):
         if gbs % (smaller * dp) == 0:
             values["per_device_train_batch_size"] = smaller
-            t.notes.append(f"micro batch {mbs} → {smaller}: with its {pp} pipeline ranks folded, dp is {dp}, and global batch "
-                           f"{gbs} is not a multiple of {mbs} × {dp}; the global batch stays {gbs}")
+            t.notes.append(f"micro batch {mbs} → {smaller}: with its {pp} pipeline ranks folded, dp is {dp}, and "
+                           f"global batch {gbs} is not a multiple of {mbs} × {dp}; the global batch stays {gbs}")
             return smaller
     return mbs  # nothing fits: gradient_accumulation_steps() names every number
 

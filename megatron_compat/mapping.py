@@ -163,7 +163,8 @@ MAPPED_RULES = [
     plain("--expert-model-parallel-size", "ep_size", example=("--expert-model-parallel-size", "2")),
     group("--expert-tensor-parallel-size", "cp", "experts are never tensor-split (1 accepted; above 1 refused)",
           example=("--expert-tensor-parallel-size", "1")),
-    plain("--distributed-timeout-minutes", "distributed_timeout_minutes", example=("--distributed-timeout-minutes", "30")),
+    plain("--distributed-timeout-minutes", "distributed_timeout_minutes",
+          example=("--distributed-timeout-minutes", "30")),
     # --- batch and steps ---
     plain("--micro-batch-size", "per_device_train_batch_size", example=("--micro-batch-size", "1")),
     group("--global-batch-size", "batch",

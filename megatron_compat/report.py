@@ -18,7 +18,8 @@ class ReportLine:
     text: str
 
     def render(self) -> str:
-        value = " ".join(map(str, self.value)) if isinstance(self.value, list) else ("" if self.value is True else str(self.value))
+        value = " ".join(map(str, self.value)) if isinstance(self.value,
+                                                             list) else ("" if self.value is True else str(self.value))
         head = f"{self.flag} {value}".strip()
         return f"  {head:<48} {self.status:<9} {self.text}"
 
@@ -62,15 +63,17 @@ class TranslationResult:
         return self.config is not None and not self.rejected and not self.unknown and not self.errors
 
     def problems(self) -> List[str]:
-        out = [f"unknown flag {flag}" + (f"; did you mean {', '.join(s)}?" if s else "; see `python tools/convert_args.py --list-flags`")
-               for flag, s in self.unknown]
+        see = "; see `python tools/convert_args.py --list-flags`"
+        out = [f"unknown flag {flag}" + (f"; did you mean {', '.join(s)}?" if s else see) for flag, s in self.unknown]
         out += [f"{flag} is not supported: {reason}" + ("" if rep in ("", "-") else f"; instead: {rep}")
                 for flag, reason, rep in self.rejected]
         return out + self.errors
 
     def report(self) -> str:
-        head = {"megatron": "dialect: megatron (Megatron flags given: fields the script leaves unset take Megatron-LM's defaults)",
-                "fsdp2": "dialect: fsdp2 (no Megatron flags: fields left unset take the FSDP2 reference defaults)"}[self.dialect]
+        heads = {"megatron": "dialect: megatron (Megatron flags given: fields the script leaves unset take "
+                             "Megatron-LM's defaults)",
+                 "fsdp2": "dialect: fsdp2 (no Megatron flags: fields left unset take the FSDP2 reference defaults)"}
+        head = heads[self.dialect]
         parts = [head, "flags:"] + [line.render() for line in self.lines]
         parts += [f"note: {n}" for n in self.notes]
         parts += [f"error: {p}" for p in self.problems()]

@@ -193,7 +193,8 @@ def _block_recompute(modules, layers):
         for n in range(1, per_stage):
             if wanted == {f"model.layers.{i}" for i in range(layers) if i % per_stage < n}:
                 pipeline = ["--pipeline-model-parallel-size", str(stages)] if stages > 1 else []
-                return ["--recompute-granularity", "full", "--recompute-method", "block", "--recompute-num-layers", str(n)] + pipeline
+                return ["--recompute-granularity", "full", "--recompute-method",
+                        "block", "--recompute-num-layers", str(n)] + pipeline
     return []  # any other per-layer list stays in the YAML only
 
 
@@ -202,13 +203,15 @@ def architecture_flags(arch) -> List[str]:
     if not arch:
         return []
     if arch["model_type"] == "gpt2":
-        return ["--num-layers", str(arch["n_layer"]), "--hidden-size", str(arch["n_embd"]), "--num-attention-heads", str(arch["n_head"]),
+        return ["--num-layers", str(arch["n_layer"]), "--hidden-size",
+                str(arch["n_embd"]), "--num-attention-heads", str(arch["n_head"]),
                 "--ffn-hidden-size", str(arch["n_inner"]), "--max-position-embeddings", str(arch["n_positions"]),
                 "--norm-epsilon", str(arch["layer_norm_epsilon"]), "--hidden-dropout", str(arch["resid_pdrop"]),
                 "--attention-dropout", str(arch["attn_pdrop"]), "--init-method-std", str(arch["initializer_range"])]
     out = ["--position-embedding-type", "rope", "--normalization", "RMSNorm", "--swiglu",
            "--num-layers", str(arch["num_hidden_layers"]), "--hidden-size", str(arch["hidden_size"]),
-           "--ffn-hidden-size", str(arch["intermediate_size"]), "--num-attention-heads", str(arch["num_attention_heads"]),
+           "--ffn-hidden-size", str(arch["intermediate_size"]),
+           "--num-attention-heads", str(arch["num_attention_heads"]),
            "--kv-channels", str(arch["head_dim"]), "--max-position-embeddings", str(arch["max_position_embeddings"]),
            "--norm-epsilon", str(arch["rms_norm_eps"]), "--init-method-std", str(arch["initializer_range"]),
            "--attention-dropout", str(arch["attention_dropout"]), "--hidden-dropout", "0.0",
@@ -229,7 +232,8 @@ def architecture_flags(arch) -> List[str]:
     if family in ("qwen3_moe", "mixtral"):
         out += ["--num-experts", str(arch["num_local_experts"]), "--moe-router-topk", str(arch["num_experts_per_tok"]),
                 "--moe-aux-loss-coeff", str(arch["router_aux_loss_coef"])]
-        out += ["--moe-ffn-hidden-size", str(arch["moe_intermediate_size"] if family == "qwen3_moe" else arch["intermediate_size"])]
+        out += ["--moe-ffn-hidden-size",
+                str(arch["moe_intermediate_size"] if family == "qwen3_moe" else arch["intermediate_size"])]
         if arch.get("norm_topk_prob"):
             out.append("--norm-topk-prob")
         if arch.get("mlp_only_layers"):

@@ -116,7 +116,8 @@ def _merge(t, base, fsdp2, dialect, entry):
     values.update(t.values)
     for name, value in _coerced(t, fsdp2).items():
         if name in t.values and t.values[name] != value:
-            t.notes.append(f"--{name} {value} given by name overrides the value {t.values[name]!r} derived from Megatron flags")
+            t.notes.append(f"--{name} {value} given by name overrides the value {t.values[name]!r} derived from "
+                           "Megatron flags")
         values[name] = value
     return values
 

@@ -38,6 +38,7 @@ CP = ["tests/cp_ep/test_cp_ep_equivalence.py::test_cp2_equals_cp1",
 HF_LOAD = "tests/engine/test_load_pretrained.py::test_meta_device_loading_equals_from_pretrained"
 META = ["tests/engine/test_equivalence.py::test_meta_device_init_equals_eager", HF_LOAD]
 PRETRAIN = "tests/engine/test_end_to_end.py::test_pretrain_gpt_torchrun_two_ranks"
+RESUME_SAME_LOSSES = "tests/checkpoint/test_resume.py::test_exit_interval_then_resume_gives_the_same_losses"
 PADDING = "tests/lf/test_processing.py::test_collator_padding_labels_positions"
 FP32_REDUCE = f"{HERE}::test_fsdp_reduces_in_fp32_and_follows_reshard_after_forward"
 
@@ -91,12 +92,13 @@ CLAIMS = {
     "the HF RMSNorm/LayerNorm of the supported families already computes in fp32": [
         f"{HERE}::test_hf_norms_compute_in_fp32"],
     "the engine's checkpoints hold the fp32 parameters and it always loads them": [RESUME_EXACT],
-    "restores the LR/WD scheduler state": ["tests/checkpoint/test_resume.py::test_exit_interval_then_resume_gives_the_same_losses"],
-    "restores the scheduler state": ["tests/checkpoint/test_resume.py::test_exit_interval_then_resume_gives_the_same_losses"],
+    "restores the LR/WD scheduler state": [RESUME_SAME_LOSSES],
+    "restores the scheduler state": [RESUME_SAME_LOSSES],
     "refuses to resume from a --load directory without one": [
         "tests/checkpoint/test_resume.py::test_latest_with_only_incomplete_checkpoints_is_an_error"],
     "refuses a Hugging Face checkpoint that lacks a parameter": [f"{HERE}::test_hf_weights_load_strictly"],
-    "handles the signal in the training process": ["tests/checkpoint/test_kill_and_signal.py::test_sigterm_saves_and_exits_zero"],
+    "handles the signal in the training process": [
+        "tests/checkpoint/test_kill_and_signal.py::test_sigterm_saves_and_exits_zero"],
     "picks the backend for its device itself": ["tests/kernels/test_npu_path.py::test_device_and_backend_selection"],
     "builds on the meta device": META,
     "always builds the model on the meta device": META,
@@ -108,15 +110,18 @@ CLAIMS = {
     "routes dropless": ["tests/cp_ep/test_cp_ep_units.py::test_our_forward_equals_transformers"],
     "routing softmax in fp32": [f"{HERE}::test_hf_routers_take_the_softmax_in_fp32",
                                 "tests/cp_ep/test_cp_ep_units.py::test_our_forward_equals_transformers"],
-    "the engine runs peft's LoRA layers": ["tests/posttrain/test_posttrain_train.py::test_apply_lora_freezes_all_but_adapters"],
+    "the engine runs peft's LoRA layers": [
+        "tests/posttrain/test_posttrain_train.py::test_apply_lora_freezes_all_but_adapters"],
     "peft and the engine need no such hooks": [
         "tests/posttrain/test_posttrain_train.py::test_lora_example_trains_only_adapters_under_fsdp"],
     "its Hugging Face export the adapter alone": [
         "tests/posttrain/test_posttrain_train.py::test_lora_example_trains_only_adapters_under_fsdp"],
     "the engine uses torch AdamW": [f"{HERE}::test_optimizer_is_torch_adamw"],
     "the engine keeps the PyTorch default": [f"{HERE}::test_no_reduced_precision_reduction_switch"],
-    "evaluates with the training batch sizes": ["tests/data/test_data_gpt_order.py::test_sample_counts_as_megatron_training_loop"],
-    "evaluates every --eval-interval from the start": ["tests/engine/test_loop.py::test_evaluation_lines_and_metrics_file"],
+    "evaluates with the training batch sizes": [
+        "tests/data/test_data_gpt_order.py::test_sample_counts_as_megatron_training_loop"],
+    "evaluates every --eval-interval from the start": [
+        "tests/engine/test_loop.py::test_evaluation_lines_and_metrics_file"],
     "chunk_loss_size config field": ["tests/engine/test_equivalence.py::test_chunked_loss_equals_plain"],
     "records shapes when --profile-record-shapes is given": [f"{HERE}::test_profiler_follows_the_profiling_flags"],
     "records stacks when --profile-with-stack is given": [f"{HERE}::test_profiler_follows_the_profiling_flags"],
@@ -147,7 +152,8 @@ def _absorbed_reasons():
 def test_every_promise_names_its_test():
     unchecked = [f"{flag}: {reason}" for flag, reason in _absorbed_reasons()
                  if PROMISE.search(reason) and not any(p in reason for p in (*CLAIMS, *ABSENT))]
-    assert not unchecked, "absorbed reasons that promise engine behaviour with no test in CLAIMS:\n" + "\n".join(unchecked)
+    assert not unchecked, ("absorbed reasons that promise engine behaviour with no test in CLAIMS:\n"
+                           + "\n".join(unchecked))
 
 
 def test_every_named_test_exists():
@@ -185,7 +191,8 @@ def test_fsdp_reduces_in_fp32_and_follows_reshard_after_forward(tmp_path, monkey
     fsdp.apply_fsdp(model, mesh, cfg.parallel)
     assert len(calls) == 3 and all(c["reshard_after_forward"] is True for c in calls)
     policy = calls[0]["mp_policy"]
-    assert (policy.param_dtype, policy.reduce_dtype) == (torch.bfloat16, torch.float32)  # --bf16, Megatron's fp32 reduce
+    # --bf16, and Megatron's fp32 gradient reduction
+    assert (policy.param_dtype, policy.reduce_dtype) == (torch.bfloat16, torch.float32)
     assert all(p.dtype == torch.float32 for p in model.parameters())  # what FSDP2 shards: fp32 master weights
     calls.clear()
     cfg.parallel.reshard_after_forward = False

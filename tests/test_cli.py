@@ -77,6 +77,7 @@ def test_script_read_errors_are_clear(tmp_path):
     assert code == 1 and "bad.sh" in err
 
 
+@pytest.mark.subprocess
 def test_list_flags_covers_every_reference_spelling():
     out = subprocess.run([sys.executable, os.path.join(ROOT, "tools", "convert_args.py"), "--list-flags"],
                          capture_output=True, text=True, check=True).stdout

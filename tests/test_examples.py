@@ -19,7 +19,8 @@ from fsdp2_core.testing.spawn import free_port
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 EXAMPLES = os.path.join(ROOT, "examples")
 ITERATION = re.compile(r" iteration +(\d+)/ +(\d+) \|.*? lm loss: ([\d.E+-]+) \|")
-SHELL = sorted(glob.glob(os.path.join(EXAMPLES, "megatron_lm", "*.sh")) + glob.glob(os.path.join(EXAMPLES, "mindspeed_llm", "*.sh")))
+SHELL = sorted(glob.glob(os.path.join(EXAMPLES, "megatron_lm", "*.sh"))
+               + glob.glob(os.path.join(EXAMPLES, "mindspeed_llm", "*.sh")))
 YAMLS = sorted(glob.glob(os.path.join(EXAMPLES, "fsdp2", "*.yaml")))
 CPU_YAMLS = [p for p in YAMLS if p.endswith("_cpu.yaml")]
 
@@ -27,7 +28,8 @@ CPU_YAMLS = [p for p in YAMLS if p.endswith("_cpu.yaml")]
 def _env(**extra):
     # the interpreter's own bin/ first: the shipped scripts call `torchrun` and `python` by name
     path = os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", "")
-    return dict(os.environ, PATH=path, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""), FSDP2_DEVICE="cpu",
+    return dict(os.environ, PATH=path,
+                PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""), FSDP2_DEVICE="cpu",
                 OMP_NUM_THREADS="1", HF_DATASETS_DISABLE_PROGRESS_BARS="1", TOKENIZERS_PARALLELISM="false", **extra)
 
 
@@ -51,7 +53,8 @@ def workdir(tmp_path_factory):
 
 
 def test_examples_are_all_here():
-    """The issue's list: Megatron-LM and MindSpeed-LLM scripts, mg / lf / MoE / long-context YAMLs, each with a CPU twin."""
+    """The issue's list: Megatron-LM and MindSpeed-LLM scripts, mg / lf / MoE / long-context YAMLs, each with a CPU
+    twin."""
     names = {os.path.relpath(p, EXAMPLES) for p in SHELL + YAMLS}
     for full in ("megatron_lm/llama3_8b.sh", "mindspeed_llm/qwen3_8b_pretrain.sh", "fsdp2/pretrain_mg.yaml",
                  "fsdp2/sft_lf.yaml", "fsdp2/moe_qwen3.yaml", "fsdp2/long_context.yaml"):
@@ -62,6 +65,7 @@ def test_examples_are_all_here():
             assert os.path.exists(path.replace("_cpu.", ".")), path
 
 
+@pytest.mark.subprocess
 @pytest.mark.parametrize("script", SHELL, ids=lambda p: os.path.relpath(p, EXAMPLES))
 def test_shell_example_converts(script, tmp_path):
     """convert_args takes every shipped launch script with nothing rejected; the YAML it writes loads."""
@@ -73,7 +77,8 @@ def test_shell_example_converts(script, tmp_path):
     assert cfg.data.data_manager_type == "mg" and cfg.training.stage == "pt"
     if script.endswith("_cpu.sh"):
         assert cfg.parallel.param_dtype == "fp32" and cfg.training.max_steps == 5
-        assert cfg.data.dataset == "DATA/data/stdlib_text_document" and cfg.model.tokenizer_name_or_path == "DATA/tokenizer"
+        assert cfg.data.dataset == "DATA/data/stdlib_text_document"
+        assert cfg.model.tokenizer_name_or_path == "DATA/tokenizer"
         assert 'NPROC_PER_NODE=${NPROC_PER_NODE:-2}' in (tmp_path / "c.sh").read_text()
     else:
         assert cfg.parallel.param_dtype == "bf16" and cfg.parallel.tp_size > 1
@@ -84,6 +89,7 @@ def _twin_pairs():
     return [(p.replace("_cpu.", "."), p) for p in SHELL + YAMLS if "_cpu." in p]
 
 
+@pytest.mark.subprocess
 @pytest.mark.parametrize("full,cpu", _twin_pairs(), ids=lambda p: os.path.basename(p))
 def test_cpu_twin_mirrors_full_size(full, cpu, tmp_path):
     """A CPU twin keeps its full-size example's family, stage, data path kind and parallel features."""
@@ -119,6 +125,9 @@ def test_full_size_yaml_loads(path):
 WORLD = {"pretrain_mg_cpu.yaml": 1, "sft_lf_cpu.yaml": 1, "moe_qwen3_cpu.yaml": 2, "long_context_cpu.yaml": 2}
 
 
+@pytest.mark.slow
+@pytest.mark.dist
+@pytest.mark.subprocess
 @pytest.mark.parametrize("path", CPU_YAMLS, ids=os.path.basename)
 def test_cpu_yaml_trains(path, workdir, tmp_path):
     """Each CPU YAML, as shipped, trains 4 iterations through train_fsdp2.py and exports when it says so."""
@@ -143,6 +152,9 @@ def test_cpu_yaml_trains(path, workdir, tmp_path):
         assert os.path.isfile(out / "hf_model" / "config.json"), os.listdir(out)
 
 
+@pytest.mark.slow
+@pytest.mark.dist
+@pytest.mark.subprocess
 def test_mindspeed_cpu_script_trains(workdir, tmp_path):
     """The MindSpeed-LLM CPU twin, converted, then launched with the script convert_args writes (2 ranks)."""
     script = os.path.join(EXAMPLES, "mindspeed_llm", "qwen3_8b_pretrain_cpu.sh")

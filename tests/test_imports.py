@@ -156,5 +156,6 @@ def _strongly_connected(graph: Dict[str, Set[str]]) -> List[List[str]]:
 
 
 def test_the_check_sees_a_cycle_and_an_upward_import():
-    assert [sorted(c) for c in _strongly_connected({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}})] == [["a", "b", "c"]]
+    graph = {"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}
+    assert [sorted(c) for c in _strongly_connected(graph)] == [["a", "b", "c"]]
     assert RANK[unit_of("fsdp2_core.models.moe")] < RANK[unit_of("fsdp2_core.parallel.expert_parallel")]

@@ -5,6 +5,8 @@ import re
 import subprocess
 import sys
 
+import pytest
+
 from fsdp2_core.testing.spawn import free_port
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -45,6 +47,9 @@ def test_readme_quickstart_is_two_commands():
         assert word in diagram, word
 
 
+@pytest.mark.slow
+@pytest.mark.dist
+@pytest.mark.subprocess
 def test_quickstart_script_reduced(tmp_path):
     """examples/quickstart.sh from corpus to generation: .bin/.idx, converted YAML, training lines, HF export, PNG."""
     out = tmp_path / "qs"

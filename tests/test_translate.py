@@ -31,8 +31,9 @@ def test_mapping_table_rows(tmp_path):
     hf = tmp_path / "hf"
     hf.mkdir()
     argv = BASE + ["--load", str(hf), "--tokenizer-name-or-path", "/tok", "--workers", "3", "--pack",
-                   "--tensor-model-parallel-size", "2", "--expert-model-parallel-size", "2", "--context-parallel-size", "2",
-                   "--context-parallel-algo", "ulysses_cp_algo", "--recompute-granularity", "full", "--recompute-method", "uniform",
+                   "--tensor-model-parallel-size", "2", "--expert-model-parallel-size", "2",
+                   "--context-parallel-size", "2", "--context-parallel-algo", "ulysses_cp_algo",
+                   "--recompute-granularity", "full", "--recompute-method", "uniform",
                    "--no-shuffle", "--lr-decay-style", "cosine", "--lr-warmup-fraction", "0.1", "--save-interval", "50",
                    "--log-interval", "5"]
     _, cfg = ok(argv, world_size=8)
@@ -62,11 +63,13 @@ def test_megatron_dialect_defaults_and_explicit_values_win():
     assert (t.seed, t.adam_beta2, t.lr_scheduler_type, t.min_lr, t.warmup_ratio) == (1234, 0.999, "linear", 0.0, 0.0)
     assert cfg.parallel.param_dtype == "fp32" and cfg.data.split == "969,30,1"
     _, cfg = ok(BASE + ["--seed", "7", "--adam-beta2", "0.95", "--lr-decay-style", "cosine", "--split", "99,1,0"])
-    assert (cfg.training.seed, cfg.training.adam_beta2, cfg.training.lr_scheduler_type, cfg.data.split) == (7, 0.95, "cosine", "99,1,0")
+    assert (cfg.training.seed, cfg.training.adam_beta2, cfg.training.lr_scheduler_type,
+            cfg.data.split) == (7, 0.95, "cosine", "99,1,0")
 
 
 def test_fsdp2_names_keep_reference_defaults_and_mix_with_flags():
-    result, cfg = ok(["--model_name_or_path", "/m", "--output_dir", "/o", "--tp_size", "2", "--max_steps", "3"], entry="pretrain_gpt.py")
+    result, cfg = ok(["--model_name_or_path", "/m", "--output_dir", "/o",
+                      "--tp_size", "2", "--max_steps", "3"], entry="pretrain_gpt.py")
     assert result.dialect == "fsdp2" and cfg.training.seed == 42 and cfg.training.adam_beta2 == 0.95
     _, mixed = ok(BASE + ["--per_device_train_batch_size", "1", "--training.lr", "5e-4"])
     assert mixed.training.lr == 5e-4 and mixed.training.per_device_train_batch_size == 1
@@ -84,13 +87,15 @@ def test_world_not_divisible_by_tp_cp():
 
 
 def test_pipeline_parallel_folds_into_data_parallel():
-    result, cfg = ok(BASE + ["--pipeline-model-parallel-size", "4", "--num-layers-per-virtual-pipeline-stage", "1"], world_size=8)
+    result, cfg = ok(BASE + ["--pipeline-model-parallel-size", "4",
+                             "--num-layers-per-virtual-pipeline-stage", "1"], world_size=8)
     assert cfg.training.gradient_accumulation_steps == 1  # dp = 8, not 8 / 4
     assert "folded into FSDP sharding" in result.report()
 
 
 def test_train_samples_and_sample_based_schedule():
-    argv = _replace(BASE, "--train-iters", None) + ["--train-samples", "1600", "--lr-warmup-samples", "24", "--lr-decay-samples", "1000"]
+    argv = _replace(BASE, "--train-iters", None) + ["--train-samples", "1600", "--lr-warmup-samples",
+                                                    "24", "--lr-decay-samples", "1000"]
     _, cfg = ok(argv)
     assert cfg.training.max_steps == 100
     assert cfg.training.lr_warmup_steps == 1.5 and cfg.training.lr_decay_steps == 62.5
@@ -100,7 +105,8 @@ def test_warmup_and_decay_iters():
     _, cfg = ok(BASE + ["--lr-warmup-iters", "10", "--lr-decay-iters", "80", "--lr-decay-style", "WSD",
                         "--lr-wsd-decay-iters", "20", "--lr-wsd-decay-style", "cosine"])
     t = cfg.training
-    assert (t.lr_warmup_steps, t.lr_decay_steps, t.lr_scheduler_type, t.lr_wsd_decay_steps, t.lr_wsd_decay_style) == (10, 80, "wsd", 20, "cosine")
+    assert (t.lr_warmup_steps, t.lr_decay_steps, t.lr_scheduler_type,
+            t.lr_wsd_decay_steps, t.lr_wsd_decay_style) == (10, 80, "wsd", 20, "cosine")
 
 
 @pytest.mark.parametrize("extra,both", [
@@ -160,8 +166,9 @@ def test_context_parallel_ring_algorithms():
 def test_recompute_variants():
     _, cfg = ok(BASE + ["--recompute-activations"])
     assert cfg.parallel.recompute and cfg.parallel.recompute_modules == ["model.layers.{*}.self_attn"]
-    _, cfg = ok(_replace(BASE, "--num-layers", "8") + ["--recompute-granularity", "full", "--recompute-method", "block",
-                                                       "--recompute-num-layers", "1", "--pipeline-model-parallel-size", "2"])
+    _, cfg = ok(_replace(BASE, "--num-layers", "8") + [
+        "--recompute-granularity", "full", "--recompute-method", "block", "--recompute-num-layers", "1",
+        "--pipeline-model-parallel-size", "2"])
     assert cfg.parallel.recompute_modules == ["model.layers.0", "model.layers.4"]
 
 
@@ -192,18 +199,22 @@ def test_load_hf_config_disagreement_names_fields(tmp_path):
 
 
 def _llama(argv):
-    return argv + ["--position-embedding-type", "rope", "--normalization", "RMSNorm", "--swiglu", "--disable-bias-linear",
+    return argv + ["--position-embedding-type", "rope", "--normalization",
+                   "RMSNorm", "--swiglu", "--disable-bias-linear",
                    "--hidden-dropout", "0.0", "--untie-embeddings-and-output-weights"]
 
 
 FAMILIES = [
     ([], "gpt2"),
     (["--position-embedding-type", "rope", "--normalization", "RMSNorm", "--swiglu", "--hidden-dropout", "0"], "llama"),
-    (["--position-embedding-type", "rope", "--normalization", "RMSNorm", "--swiglu", "--disable-bias-linear", "--add-qkv-bias",
+    (["--position-embedding-type", "rope", "--normalization",
+      "RMSNorm", "--swiglu", "--disable-bias-linear", "--add-qkv-bias",
       "--hidden-dropout", "0"], "qwen2"),
-    (["--position-embedding-type", "rope", "--normalization", "RMSNorm", "--swiglu", "--disable-bias-linear", "--qk-layernorm",
+    (["--position-embedding-type", "rope", "--normalization",
+      "RMSNorm", "--swiglu", "--disable-bias-linear", "--qk-layernorm",
       "--group-query-attention", "--num-query-groups", "2", "--kv-channels", "32", "--hidden-dropout", "0"], "qwen3"),
-    (["--position-embedding-type", "rope", "--normalization", "RMSNorm", "--swiglu", "--disable-bias-linear", "--qk-layernorm",
+    (["--position-embedding-type", "rope", "--normalization",
+      "RMSNorm", "--swiglu", "--disable-bias-linear", "--qk-layernorm",
       "--num-experts", "4", "--moe-router-topk", "2", "--moe-ffn-hidden-size", "32", "--moe-aux-loss-coeff", "0.01",
       "--norm-topk-prob", "--hidden-dropout", "0"], "qwen3_moe"),
     (["--position-embedding-type", "rope", "--normalization", "RMSNorm", "--swiglu", "--disable-bias-linear",
@@ -225,7 +236,8 @@ def test_architecture_families_build_real_models(extra, family):
 
 
 def test_architecture_details_follow_megatron_defaults():
-    _, cfg = ok(BASE + ["--position-embedding-type", "rope", "--normalization", "RMSNorm", "--swiglu", "--hidden-dropout", "0",
+    _, cfg = ok(BASE + ["--position-embedding-type", "rope", "--normalization",
+                        "RMSNorm", "--swiglu", "--hidden-dropout", "0",
                         "--rotary-base", "500000", "--norm-epsilon", "1e-6", "--tensor-model-parallel-size", "2"])
     arch = cfg.model.architecture
     assert arch["intermediate_size"] == 128  # int(4 × 64 × 2/3 / 64) × 64, Megatron's SwiGLU default
@@ -236,13 +248,15 @@ def test_architecture_details_follow_megatron_defaults():
 def test_unsupported_architecture_is_refused_with_reason():
     text = refused(BASE + ["--position-embedding-type", "rope"])
     assert "RMSNorm" in text and "--swiglu" in text
-    text = refused(BASE + ["--position-embedding-type", "rope", "--normalization", "RMSNorm", "--swiglu", "--hidden-dropout", "0.1"])
+    text = refused(BASE + ["--position-embedding-type", "rope", "--normalization",
+                           "RMSNorm", "--swiglu", "--hidden-dropout", "0.1"])
     assert "--hidden-dropout 0.1" in text
 
 
 def test_round_trip_flags_config_flags_config():
     for extra, _family in FAMILIES:
-        argv = BASE + extra + ["--bf16", "--lr-decay-style", "cosine", "--lr-warmup-iters", "5", "--recompute-activations",
+        argv = BASE + extra + ["--bf16", "--lr-decay-style", "cosine",
+                               "--lr-warmup-iters", "5", "--recompute-activations",
                                "--tensor-model-parallel-size", "2", "--load", "/ckpt/run", "--eval-interval", "10"]
         _, first = ok(argv)
         flags, leftover = to_megatron(first)
@@ -267,7 +281,8 @@ def _replace(argv, flag, value):
 
 def test_pipeline_folding_keeps_the_global_batch():
     # 8 ranks, pp 2: Megatron's dp is 4 (16 = 4 × 4); folded, dp is 8, so the micro batch shrinks to keep 16
-    argv = _replace(_replace(BASE, "--micro-batch-size", "4"), "--global-batch-size", "16") + ["--pipeline-model-parallel-size", "2"]
+    argv = _replace(_replace(BASE, "--micro-batch-size", "4"), "--global-batch-size", "16")
+    argv += ["--pipeline-model-parallel-size", "2"]
     result, cfg = ok(argv, world_size=8)
     assert cfg.training.global_batch_size == 16 and cfg.training.per_device_train_batch_size == 2
     assert "micro batch 4 → 2" in result.report()

@@ -34,9 +34,11 @@ def parse_size(text: str) -> int:
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--load", required=True, help="a save directory (its latest checkpoint) or an iter_XXXXXXX directory")
+    p.add_argument("--load", required=True, help="a "
+                                                 "save directory (its latest checkpoint) or an iter_XXXXXXX directory")
     p.add_argument("--output", help="output directory (default: <save>/hf_iter_XXXXXXX)")
-    p.add_argument("--max-shard-size", type=parse_size, default=parse_size("5GB"), help="largest safetensors file (default 5GB)")
+    p.add_argument("--max-shard-size", type=parse_size, default=parse_size("5GB"),
+                   help="largest safetensors file (default 5GB)")
     p.add_argument("--dtype", choices=sorted(DTYPES), help="cast floating-point weights (default: as trained)")
     args = p.parse_args(argv)
 

@@ -45,7 +45,8 @@ def describe_row(tokenizer, row, index: int) -> str:
     start = 0
     for k, n in enumerate(seq_lens):
         if len(seq_lens) > 1:
-            lines.append(f"--- packed sample {k}: {n} tokens, {sum(l != -100 for l in labels[start:start + n])} trained ---")
+            trained = sum(label != -100 for label in labels[start:start + n])
+            lines.append(f"--- packed sample {k}: {n} tokens, {trained} trained ---")
         lines.append(marked_text(tokenizer, ids[start:start + n], labels[start:start + n]))
         start += n
     return "\n".join(lines)
@@ -118,7 +119,8 @@ def main(argv=None) -> int:
             print(describe_row(tokenizer, row, i))
         stats = split_stats(_rows(ds), limit=None if not cfg.data.streaming else 1000)
         print(f"split {name}: {stats['rows']} rows, {stats['samples']} samples, {stats['tokens']} tokens, "
-              f"{stats['trained_tokens']} trained tokens, {stats['truncated']} truncated to cutoff_len" + (" (first 1000 rows of the stream)" if cfg.data.streaming else ""))
+              f"{stats['trained_tokens']} trained tokens, {stats['truncated']} "
+              "truncated to cutoff_len" + (" (first 1000 rows of the stream)" if cfg.data.streaming else ""))
     return 0
 
 

@@ -119,7 +119,8 @@ class Checkpointer:
                 self.save(state, model, optimizer, schedule)
             self.saver.wait()
             if self.t.save_hf_weights and self.exit_reason is None and it >= self.train_iters and has_lora(model):
-                written = export_lora(model, self.cfg, self.save_dir, self.tokenizer, self.group, self.hf_max_shard_bytes)
+                written = export_lora(model, self.cfg, self.save_dir, self.tokenizer,
+                                      self.group, self.hf_max_shard_bytes)
                 self.hf_dir = written.get("merged")  # LoRA: the adapter, and the merged model on request
                 self.print(f" LoRA export written to {', '.join(written.values())}")
             elif self.t.save_hf_weights and self.exit_reason is None and it >= self.train_iters:

@@ -23,6 +23,8 @@ import torch
 import torch.distributed as dist
 from torch.distributed.tensor import DTensor
 
+from .layout import CheckpointError, completeness
+
 log = logging.getLogger(__name__)
 
 HF_DIR = "hf_model"                       # <output_dir>/hf_model/
@@ -84,7 +86,8 @@ class StreamingSafetensorsWriter:
             if dtype not in _DTYPES:
                 raise ValueError(f"tensor {name}: dtype {dtype} has no safetensors code")
             n = _nbytes(shape, dtype)
-            header[name] = {"dtype": _DTYPES[dtype], "shape": [int(s) for s in shape], "data_offsets": [offset, offset + n]}
+            header[name] = {"dtype": _DTYPES[dtype], "shape": [int(s) for s in shape],
+                            "data_offsets": [offset, offset + n]}
             offset += n
         header["__metadata__"] = {"format": "pt"}
         raw = json.dumps(header, separators=(",", ":")).encode("utf-8")
@@ -251,7 +254,6 @@ def export_model(model: torch.nn.Module, out_dir: str, tokenizer=None, generatio
             error = f"{type(exc).__name__}: {exc}"
     error = shared_error(error, group)
     if error:
-        from .layout import CheckpointError
         raise CheckpointError(f"Hugging Face export to {out_dir} failed: {error}. The DCP checkpoints are intact; "
                               f"run tools/convert_ckpt.py on one once the cause is fixed")
     if rank == 0:
@@ -269,7 +271,6 @@ def export_checkpoint(checkpoint_dir: str, out_dir: str, max_shard_bytes: int = 
     from torch.distributed.checkpoint import FileSystemReader
     from transformers import AutoConfig, AutoModelForCausalLM, GenerationConfig
 
-    from .layout import CheckpointError, completeness
     ok, why = completeness(checkpoint_dir)
     if not ok:
         raise CheckpointError(f"{checkpoint_dir} is not a complete checkpoint: {why}")

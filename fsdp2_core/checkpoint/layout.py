@@ -138,8 +138,9 @@ def resolve_explicit(path: str) -> str:
     if os.path.isfile(os.path.join(path, TRACKER)) or (iteration_of(path) is None and list_iterations(path)):
         tracked = read_tracker(path)
         if tracked is None:
+            newest = iter_dir(path, list_iterations(path)[-1])
             raise CheckpointError(f"resume_from_checkpoint {path}: no readable {TRACKER}; name the checkpoint "
-                                  f"directory itself (e.g. {iter_dir(path, list_iterations(path)[-1])}) or use `latest`")
+                                  f"directory itself (e.g. {newest}) or use `latest`")
         path = iter_dir(path, tracked)
     ok, why = completeness(path)
     if not ok:

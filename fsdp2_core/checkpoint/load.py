@@ -42,7 +42,8 @@ def resolve(request: Optional[str], output_dir: str, rank: int, group=None, warn
                         "the warnings above). Restore or remove them, name one with resume_from_checkpoint, or "
                         "unset resume_from_checkpoint (Megatron: drop --load) to start from scratch")
                 if decision is None:
-                    log.info("resume_from_checkpoint latest: no checkpoint in %s yet; starting from scratch", output_dir)
+                    log.info("resume_from_checkpoint latest: no checkpoint in %s yet; starting from scratch",
+                             output_dir)
             else:
                 decision = resolve_explicit(request)
         except CheckpointError as exc:

@@ -25,7 +25,7 @@ import torch.distributed as dist
 import torch.distributed.checkpoint as dcp
 from torch.distributed.checkpoint.api import CheckpointException
 
-from .layout import CheckpointError, INFO, iter_dir, partial_dir, read_tracker, write_tracker
+from .layout import INFO, CheckpointError, iter_dir, partial_dir, read_tracker, write_tracker
 from .rotation import prune
 
 log = logging.getLogger(__name__)

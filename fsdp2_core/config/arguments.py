@@ -22,9 +22,12 @@ def _f(default, help, extension=False, **kw):
 
 @dataclass
 class ModelArguments:
-    model_name_or_path: Optional[str] = _f(None, "Local path of a Hugging Face model. Required unless the architecture comes from Megatron flags (`architecture`).")
-    model_id: Optional[Literal["gpt_oss", "qwen3", "qwen3_moe"]] = _f(None, "Selects the project's own forward for this family; unset runs the plain transformers forward.")
-    init_model_with_meta_device: bool = _f(False, "Build the model on the meta device, shard, then load or initialise shard by shard.")
+    model_name_or_path: Optional[str] = _f(None, "Local path of a Hugging Face model. Required unless the architecture "
+                                           "comes from Megatron flags (`architecture`).")
+    model_id: Optional[Literal["gpt_oss", "qwen3", "qwen3_moe"]] = _f(
+        None, "Selects the project's own forward for this family; unset runs the plain transformers forward.")
+    init_model_with_meta_device: bool = _f(False, "Build the model on the meta device, shard, then load or initialise "
+                                           "shard by shard.")
     trust_remote_code: bool = _f(False, "Allow custom modelling code shipped with the checkpoint.")
     train_from_scratch: bool = _f(False, "Random initialisation; no weights are loaded.")
     tokenizer_name_or_path: Optional[str] = _f(None, "Tokenizer path when it differs from model_name_or_path.")
@@ -34,8 +37,10 @@ class ModelArguments:
     split_special_tokens: bool = _f(False, "Split special tokens while tokenizing.")
     add_tokens: Optional[str] = _f(None, "Comma-separated non-special tokens to add.")
     add_special_tokens: Optional[str] = _f(None, "Comma-separated special tokens to add.")
-    new_special_tokens_config: Optional[str] = _f(None, "YAML file {'<token>': 'description'} used to initialise new special tokens; wins over add_special_tokens.")
-    init_special_tokens: Literal["noise_init", "desc_init", "desc_init_w_noise"] = _f("noise_init", "How new special tokens are initialised.")
+    new_special_tokens_config: Optional[str] = _f(None, "YAML file {'<token>': 'description'} used to initialise new "
+                                                  "special tokens; wins over add_special_tokens.")
+    init_special_tokens: Literal["noise_init", "desc_init", "desc_init_w_noise"] = _f(
+        "noise_init", "How new special tokens are initialised.")
     model_revision: str = _f("main", "Model revision (branch, tag or commit).")
     hf_hub_token: Optional[str] = _f(None, "Hugging Face Hub token.")
     ms_hub_token: Optional[str] = _f(None, "ModelScope Hub token.")
@@ -47,38 +52,69 @@ class ModelArguments:
     quant_ignored_modules: List[str] = _f(["lm_head"], "Sub-modules never quantised.")
     converters: List[str] = _f(["quantize.linear.mx"], "Quantisation converters to apply.")
     # --- extensions carrying Megatron semantics ---
-    architecture: Optional[Dict[str, Any]] = _f(None, "A Hugging Face config (a dict with `model_type`) to build the model from, e.g. derived from Megatron's --num-layers/--hidden-size/... flags. With no model_name_or_path the run trains this architecture from scratch.", extension=True)
-    tokenizer_type: Optional[str] = _f(None, "Megatron tokenizer type for pretraining data (HuggingFaceTokenizer, PretrainedFromHF, GPT2BPETokenizer, SentencePieceTokenizer, GPTSentencePieceTokenizer, Llama2Tokenizer, NullTokenizer).", extension=True)
+    architecture: Optional[Dict[str, Any]] = _f(None, "A Hugging Face config (a dict with `model_type`) to build the "
+                                                "model from, e.g. derived from Megatron's "
+                                                "--num-layers/--hidden-size/... flags. With no model_name_or_path the "
+                                                "run trains this architecture from scratch.", extension=True)
+    tokenizer_type: Optional[str] = _f(None, "Megatron tokenizer type for pretraining data (HuggingFaceTokenizer, "
+                                       "PretrainedFromHF, GPT2BPETokenizer, SentencePieceTokenizer, "
+                                       "GPTSentencePieceTokenizer, Llama2Tokenizer, NullTokenizer).", extension=True)
     tokenizer_model: Optional[str] = _f(None, "Tokenizer model file or directory (--tokenizer-model).", extension=True)
     vocab_file: Optional[str] = _f(None, "Vocabulary file (--vocab-file), e.g. GPT-2 BPE vocab.json.", extension=True)
     merge_file: Optional[str] = _f(None, "BPE merge file (--merge-file).", extension=True)
-    vocab_size: Optional[int] = _f(None, "Vocabulary size before padding (--vocab-size; NullTokenizer needs it).", extension=True)
-    make_vocab_size_divisible_by: int = _f(128, "Pad the vocabulary to a multiple of this times tp_size, as Megatron does.", extension=True)
-    padded_vocab_size: Optional[int] = _f(None, "Explicit padded vocabulary size (--padded-vocab-size); wins over the computed padding.", extension=True)
-    lora_r: int = _f(0, "LoRA rank (--lora-r). 0 trains every parameter; above 0 only the LoRA adapters train (peft), on the modules of lora_target_modules.", extension=True)
-    lora_alpha: float = _f(32.0, "LoRA scaling numerator (--lora-alpha): the adapter output is scaled by lora_alpha / lora_r.", extension=True)
+    vocab_size: Optional[int] = _f(None, "Vocabulary size before padding (--vocab-size; NullTokenizer needs it).",
+                                   extension=True)
+    make_vocab_size_divisible_by: int = _f(128, "Pad the vocabulary to a multiple of this times tp_size, as Megatron "
+                                           "does.", extension=True)
+    padded_vocab_size: Optional[int] = _f(None, "Explicit padded vocabulary size (--padded-vocab-size); wins over the "
+                                          "computed padding.", extension=True)
+    lora_r: int = _f(0, "LoRA rank (--lora-r). 0 trains every parameter; above 0 only the LoRA adapters train (peft), "
+                     "on the modules of lora_target_modules.", extension=True)
+    lora_alpha: float = _f(32.0, "LoRA scaling numerator (--lora-alpha): the adapter output is scaled by lora_alpha / "
+                           "lora_r.", extension=True)
     lora_dropout: float = _f(0.0, "Dropout on the LoRA adapter input (--lora-dropout).", extension=True)
-    lora_target_modules: List[str] = _f([], "Modules that get LoRA adapters (--lora-target-modules): Megatron names linear_qkv (q/k/v_proj), linear_proj (o_proj), linear_fc1 (gate/up_proj), linear_fc2 (down_proj), or Hugging Face module names. Needed when lora_r > 0.", extension=True)
-    lora_merge_on_export: bool = _f(False, "At the Hugging Face export of a LoRA run, also write the base weights with the adapters merged in (<output_dir>/hf_model/) beside the adapter (<output_dir>/hf_adapter/).", extension=True)
-    fp8_format: Optional[Literal["hybrid", "e4m3"]] = _f(None, "Float8 training (--fp8-format) with torchao's float8 recipes: hybrid = E4M3 forward, E5M2 gradients; e4m3 = E4M3 everywhere. Needs an NVIDIA GPU with FP8 (compute capability 8.9+); elsewhere the run refuses at start. None trains without float8.", extension=True)
-    fp8_recipe: Literal["delayed", "tensorwise", "blockwise"] = _f("delayed", "Float8 scaling (--fp8-recipe): tensorwise and delayed run torchao's dynamic tensorwise scaling (torchao has no delayed scaling), blockwise runs torchao's rowwise scaling. --fp8-recipe mxfp8 becomes quant_recipe mxfp8.", extension=True)
-    fp8_amax_history_len: int = _f(1, "Amax history of delayed scaling (--fp8-amax-history-len); kept for the record, torchao's dynamic scaling uses the current amax.", extension=True)
-    fp8_amax_compute_algo: Literal["most_recent", "max"] = _f("most_recent", "Amax reduction of delayed scaling (--fp8-amax-compute-algo); kept for the record, torchao's dynamic scaling uses the current amax.", extension=True)
-    fp8_param_gather: bool = _f(False, "FSDP all-gathers float8 weights (--fp8-param-gather; torchao enable_fsdp_float8_all_gather, tensorwise scaling only).", extension=True)
+    lora_target_modules: List[str] = _f([], "Modules that get LoRA adapters (--lora-target-modules): Megatron names "
+                                        "linear_qkv (q/k/v_proj), linear_proj (o_proj), linear_fc1 (gate/up_proj), "
+                                        "linear_fc2 (down_proj), or Hugging Face module names. Needed when lora_r > 0.",
+                                        extension=True)
+    lora_merge_on_export: bool = _f(False, "At the Hugging Face export of a LoRA run, also write the base weights with "
+                                    "the adapters merged in (<output_dir>/hf_model/) beside the adapter "
+                                    "(<output_dir>/hf_adapter/).", extension=True)
+    fp8_format: Optional[Literal["hybrid", "e4m3"]] = _f(None, "Float8 training (--fp8-format) with torchao's float8 "
+                                                         "recipes: hybrid = E4M3 forward, E5M2 gradients; e4m3 = E4M3 "
+                                                         "everywhere. Needs an NVIDIA GPU with FP8 (compute capability "
+                                                         "8.9+); elsewhere the run refuses at start. None trains "
+                                                         "without float8.", extension=True)
+    fp8_recipe: Literal["delayed", "tensorwise", "blockwise"] = _f(
+        "delayed", "Float8 scaling (--fp8-recipe): tensorwise and delayed run torchao's dynamic tensorwise scaling "
+        "(torchao has no delayed scaling), blockwise runs torchao's rowwise scaling. --fp8-recipe mxfp8 becomes "
+        "quant_recipe mxfp8.", extension=True)
+    fp8_amax_history_len: int = _f(1, "Amax history of delayed scaling (--fp8-amax-history-len); kept for the record, "
+                                   "torchao's dynamic scaling uses the current amax.", extension=True)
+    fp8_amax_compute_algo: Literal["most_recent", "max"] = _f("most_recent", "Amax reduction of delayed scaling "
+                                                              "(--fp8-amax-compute-algo); kept for the record, "
+                                                              "torchao's dynamic scaling uses the current amax.",
+                                                              extension=True)
+    fp8_param_gather: bool = _f(False, "FSDP all-gathers float8 weights (--fp8-param-gather; torchao "
+                                "enable_fsdp_float8_all_gather, tensorwise scaling only).", extension=True)
 
 
 @dataclass
 class DataArguments:
     template: Optional[str] = _f(None, "Prompt template name.")
-    dataset: Optional[Union[Dict[str, Any], str]] = _f(None, "Training data: fine-tuning names/inline dict, or for pretraining the --data-path list ('0.3 prefA 0.7 prefB' or prefixes alone) or a raw file.")
-    eval_dataset: Optional[Union[Dict[str, Any], str]] = _f(None, "Evaluation data, same forms as dataset. Excludes val_size.")
+    dataset: Optional[Union[Dict[str, Any], str]] = _f(None, "Training data: fine-tuning names/inline dict, or for "
+                                                       "pretraining the --data-path list ('0.3 prefA 0.7 prefB' or "
+                                                       "prefixes alone) or a raw file.")
+    eval_dataset: Optional[Union[Dict[str, Any], str]] = _f(None, "Evaluation data, same forms as dataset. Excludes "
+                                                            "val_size.")
     dataset_dir: str = _f("./configs/fsdp2/data", "Directory holding dataset_info.json.")
     cutoff_len: int = _f(2048, "Sequence length after tokenisation (Megatron --seq-length).")
     train_on_prompt: bool = _f(False, "Train on prompt tokens too. Excludes mask_history.")
     mask_history: bool = _f(False, "Train only on the last turn. Excludes train_on_prompt.")
     streaming: bool = _f(False, "Stream the dataset. Excludes max_samples; needs an integer val_size.")
     buffer_size: int = _f(16384, "Shuffle buffer size when streaming.")
-    mix_strategy: Literal["concat", "interleave_under", "interleave_over"] = _f("concat", "How several datasets are mixed.")
+    mix_strategy: Literal["concat", "interleave_under", "interleave_over"] = _f(
+        "concat", "How several datasets are mixed.")
     interleave_probs: Optional[str] = _f(None, "Comma-separated sampling probabilities for interleave strategies.")
     overwrite_cache: bool = _f(False, "Overwrite the cached preprocessed dataset.")
     preprocessing_batch_size: int = _f(1000, "Samples per preprocessing batch.")
@@ -92,7 +128,8 @@ class DataArguments:
     neat_packing: bool = _f(False, "Pack without cross-attention between samples; turns packing on.")
     tool_format: Optional[str] = _f(None, "Tool-call format for function-calling data.")
     default_system: Optional[str] = _f(None, "Overrides the template's default system prompt.")
-    enable_thinking: Optional[bool] = _f(True, "Thinking mode for reasoning templates; None keeps the data's own cot tags.")
+    enable_thinking: Optional[bool] = _f(True, "Thinking mode for reasoning templates; None keeps the data's own cot "
+                                         "tags.")
     tokenized_path: Optional[str] = _f(None, "Save the tokenised dataset here, or load it when it exists.")
     data_shared_file_system: bool = _f(False, "Datasets live on a shared file system (tokenise once across nodes).")
     data_manager_type: Literal["lf", "mg"] = _f("lf", "lf: fine-tuning data; mg: Megatron pretraining data.")
@@ -101,41 +138,55 @@ class DataArguments:
     no_shared_storage: Optional[bool] = _f(False, "Nodes share no storage: build data caches once per node.")
     dataloader_type: Literal["single"] = _f("single", "Data loader type; `single` reads in order.")
     # --- extensions carrying Megatron semantics ---
-    train_data_path: Optional[str] = _f(None, "Training split's own --data-path list (--train-data-path).", extension=True)
-    valid_data_path: Optional[str] = _f(None, "Validation split's own --data-path list (--valid-data-path).", extension=True)
+    train_data_path: Optional[str] = _f(None, "Training split's own --data-path list (--train-data-path).",
+                                        extension=True)
+    valid_data_path: Optional[str] = _f(None, "Validation split's own --data-path list (--valid-data-path).",
+                                        extension=True)
     test_data_path: Optional[str] = _f(None, "Test split's own --data-path list (--test-data-path).", extension=True)
     mock_data: bool = _f(False, "Synthetic data instead of files (--mock-data).", extension=True)
     data_cache_path: Optional[str] = _f(None, "Where index caches are written (--data-cache-path).", extension=True)
     reset_position_ids: bool = _f(False, "Restart position ids after each end-of-document token.", extension=True)
     reset_attention_mask: bool = _f(False, "No attention across documents inside a sample.", extension=True)
     eod_mask_loss: bool = _f(False, "Mask the loss on end-of-document tokens.", extension=True)
-    is_instruction_dataset: bool = _f(False, "With data_manager_type mg: the --data-path prefixes are MindSpeed-LLM instruction datasets (<prefix>_packed_{input_ids,labels,attention_mask}_document.bin/.idx, --is-instruction-dataset), trained with their prompt tokens masked.", extension=True)
+    is_instruction_dataset: bool = _f(False, "With data_manager_type mg: the --data-path prefixes are MindSpeed-LLM "
+                                      "instruction datasets "
+                                      "(<prefix>_packed_{input_ids,labels,attention_mask}_document.bin/.idx, "
+                                      "--is-instruction-dataset), trained with their prompt tokens masked.",
+                                      extension=True)
 
 
 @dataclass
 class ParallelArguments:
     tp_size: int = _f(1, "Tensor-parallel size.")
-    fsdp_size: Optional[int] = _f(None, "FSDP shard-group size. Unset (our documented default) shards over every data-parallel rank, as Megatron's distributed optimizer does; an explicit value is honoured, with replicate groups (HSDP) over the rest.")
+    fsdp_size: Optional[int] = _f(None, "FSDP shard-group size. Unset (our documented default) shards over every "
+                                  "data-parallel rank, as Megatron's distributed optimizer does; an explicit value is "
+                                  "honoured, with replicate groups (HSDP) over the rest.")
     recompute: bool = _f(False, "Activation recompute (Megatron --recompute-granularity/--recompute-method).")
     ep_size: int = _f(1, "Expert-parallel size.")
     ep_fsdp_size: int = _f(1, "FSDP size inside the expert-parallel group.")
     cp_size: int = _f(1, "Context-parallel size.")
     cp_type: Literal["ulysses"] = _f("ulysses", "Context-parallel algorithm.")
-    fsdp_modules: List[str] = _f(["model.layers.{*}", "model.embed_tokens", "lm_head"], "Modules wrapped by fully_shard; must not be empty.")
+    fsdp_modules: List[str] = _f(["model.layers.{*}", "model.embed_tokens", "lm_head"], "Modules wrapped by "
+                                 "fully_shard; must not be empty.")
     ignored_modules: Optional[List[str]] = _f(None, "Modules left out of FSDP.")
     reshard_after_forward: bool = _f(True, "Reshard parameters after forward.")
     shard_placement_fn: Optional[str] = _f(None, "Custom shard placement function.")
-    tp_colwise: List[str] = _f(["*.q_proj", "*.k_proj", "*.v_proj", "*.gate_proj", "*.up_proj"], "Column-parallel module patterns.")
+    tp_colwise: List[str] = _f(["*.q_proj", "*.k_proj", "*.v_proj", "*.gate_proj", "*.up_proj"], "Column-parallel "
+                               "module patterns.")
     tp_rowwise: List[str] = _f(["*.o_proj", "*.down_proj"], "Row-parallel module patterns.")
     ep_modules: List[str] = _f(["model.layers.{*}.mlp.experts"], "Expert-parallel module patterns.")
     ep_fsdp_modules: List[str] = _f(["model.layers.{*}.mlp.experts"], "FSDP module patterns inside the expert group.")
     ep_dispatcher: Literal["eager", "fused", "mc2"] = _f("eager", "MoE token dispatcher.")
-    recompute_modules: List[str] = _f(["model.layers.{*}"], "Modules whose activations are recomputed when recompute is on.")
+    recompute_modules: List[str] = _f(["model.layers.{*}"], "Modules whose activations are recomputed when recompute "
+                                      "is on.")
     param_dtype: DTYPE = _f("bf16", "Parameter dtype for compute (Megatron --bf16/--fp16).")
     reduce_dtype: DTYPE = _f("fp32", "Gradient reduction dtype (Megatron --grad-reduce-in-bf16 gives bf16).")
     num_to_forward_prefetch: int = _f(1, "Modules prefetched in forward.")
     num_to_backward_prefetch: int = _f(1, "Modules prefetched in backward.")
-    distributed_timeout_minutes: Optional[float] = _f(None, "Timeout of collectives in the default process group, in minutes (Megatron --distributed-timeout-minutes, whose default is 10); unset: PyTorch's default for the backend.", extension=True)
+    distributed_timeout_minutes: Optional[float] = _f(None, "Timeout of collectives in the default process group, in "
+                                                      "minutes (Megatron --distributed-timeout-minutes, whose default "
+                                                      "is 10); unset: PyTorch's default for the backend.",
+                                                      extension=True)
 
 
 LR_STYLES = Literal["cosine", "linear", "constant", "inverse_square_root", "wsd"]
@@ -151,7 +202,8 @@ class TrainingArguments:
     adam_beta2: float = _f(0.95, "AdamW beta2.")
     adam_epsilon: float = _f(1e-8, "AdamW epsilon.")
     max_grad_norm: float = _f(1.0, "Global gradient-norm clip; 0 disables clipping.")
-    lr_scheduler_type: LR_STYLES = _f("cosine", "LR decay style. The table's cosine/linear/constant, extended with Megatron's inverse_square_root and wsd.")
+    lr_scheduler_type: LR_STYLES = _f("cosine", "LR decay style. The table's cosine/linear/constant, extended with "
+                                      "Megatron's inverse_square_root and wsd.")
     warmup_ratio: float = _f(0.03, "Linear warmup as a fraction of the decay steps (Megatron --lr-warmup-fraction).")
     min_lr: float = _f(1e-6, "Minimum learning rate.")
     num_train_epochs: float = _f(3.0, "Training epochs; ignored when max_steps > 0.")
@@ -161,7 +213,8 @@ class TrainingArguments:
     seed: int = _f(42, "Random seed.")
     save_steps: int = _f(500, "Save every N steps; 0 saves only at the end.")
     save_total_limit: Optional[int] = _f(3, "Keep at most N checkpoints (None keeps all).")
-    resume_from_checkpoint: Optional[str] = _f(None, "Checkpoint to resume from; `latest` means the newest complete one in output_dir.")
+    resume_from_checkpoint: Optional[str] = _f(None, "Checkpoint to resume from; `latest` means the newest complete "
+                                               "one in output_dir.")
     logging_steps: int = _f(1, "Log every N steps.")
     stage: Literal["pt", "sft"] = _f("sft", "Training stage: pretraining or supervised fine-tuning.")
     calculate_per_token_loss: bool = _f(False, "Scale the loss by the global count of non-padding tokens.")
@@ -181,27 +234,38 @@ class TrainingArguments:
     save_epochs: int = _f(1, "Save every N epochs.")
     save_hf_weights: bool = _f(True, "Export Hugging Face weights at the end of training.")
     # --- extensions carrying Megatron semantics ---
-    global_batch_size: Optional[int] = _f(None, "Megatron's global batch; when set, gradient_accumulation_steps is derived from it and the data-parallel size at run time.", extension=True)
-    lr_warmup_steps: Optional[float] = _f(None, "Warmup in steps (--lr-warmup-iters, or samples / global batch, which may be fractional so the schedule equals Megatron's sample-based one); wins over warmup_ratio.", extension=True)
-    lr_decay_steps: Optional[float] = _f(None, "Steps over which the LR decays (--lr-decay-iters, or samples / global batch); default max_steps. Warmup from warmup_ratio is a fraction of this.", extension=True)
+    global_batch_size: Optional[int] = _f(None, "Megatron's global batch; when set, gradient_accumulation_steps is "
+                                          "derived from it and the data-parallel size at run time.", extension=True)
+    lr_warmup_steps: Optional[float] = _f(None, "Warmup in steps (--lr-warmup-iters, or samples / global batch, which "
+                                          "may be fractional so the schedule equals Megatron's sample-based one); wins "
+                                          "over warmup_ratio.", extension=True)
+    lr_decay_steps: Optional[float] = _f(None, "Steps over which the LR decays (--lr-decay-iters, or samples / global "
+                                         "batch); default max_steps. Warmup from warmup_ratio is a fraction of this.",
+                                         extension=True)
     lr_warmup_init: float = _f(0.0, "Learning rate at the start of warmup.", extension=True)
-    lr_wsd_decay_style: Literal["exponential", "linear", "cosine", "minus_sqrt"] = _f("exponential", "Decay shape of the WSD schedule's final phase.", extension=True)
+    lr_wsd_decay_style: Literal["exponential", "linear", "cosine", "minus_sqrt"] = _f(
+        "exponential", "Decay shape of the WSD schedule's final phase.", extension=True)
     lr_wsd_decay_steps: Optional[float] = _f(None, "Length of the WSD decay phase in steps.", extension=True)
-    weight_decay_incr_style: Literal["constant", "linear", "cosine"] = _f("constant", "How weight decay moves from start_weight_decay to end_weight_decay.", extension=True)
+    weight_decay_incr_style: Literal["constant", "linear", "cosine"] = _f(
+        "constant", "How weight decay moves from start_weight_decay to end_weight_decay.", extension=True)
     start_weight_decay: Optional[float] = _f(None, "Weight decay at step 0 (non-constant styles).", extension=True)
     end_weight_decay: Optional[float] = _f(None, "Weight decay at the end (non-constant styles).", extension=True)
-    eval_interval: Optional[int] = _f(None, "Evaluate on the valid split every N steps; None disables periodic evaluation.", extension=True)
+    eval_interval: Optional[int] = _f(None, "Evaluate on the valid split every N steps; None disables periodic "
+                                      "evaluation.", extension=True)
     eval_iters: int = _f(100, "Batches per evaluation (and for the final test split).", extension=True)
     exit_interval: Optional[int] = _f(None, "Save and exit after this iteration.", extension=True)
     exit_duration_in_mins: Optional[float] = _f(None, "Save and exit after this many minutes.", extension=True)
     exit_signal_handler: bool = _f(False, "On SIGTERM/SIGINT finish the iteration, save and exit 0.", extension=True)
-    load_optim: bool = _f(True, "Restore optimizer and scheduler state on resume (--no-load-optim turns off).", extension=True)
+    load_optim: bool = _f(True, "Restore optimizer and scheduler state on resume (--no-load-optim turns off).",
+                          extension=True)
     load_rng: bool = _f(True, "Restore RNG state on resume (--no-load-rng turns off).", extension=True)
     finetune: bool = _f(False, "Load weights only and reset counters (--finetune).", extension=True)
     save_optim: bool = _f(True, "Save optimizer and scheduler state (--no-save-optim turns off).", extension=True)
     save_rng: bool = _f(True, "Save RNG state (--no-save-rng turns off).", extension=True)
-    check_for_nan_in_loss_and_grad: bool = _f(True, "Check loss and gradients for NaN/Inf every iteration; such iterations are skipped (no update).", extension=True)
-    max_skipped_iterations: int = _f(10, "With the NaN/Inf check, the run stops once more iterations than this were skipped (counted over the whole run, resumes included).", extension=True)
+    check_for_nan_in_loss_and_grad: bool = _f(True, "Check loss and gradients for NaN/Inf every iteration; such "
+                                              "iterations are skipped (no update).", extension=True)
+    max_skipped_iterations: int = _f(10, "With the NaN/Inf check, the run stops once more iterations than this were "
+                                     "skipped (counted over the whole run, resumes included).", extension=True)
     tensorboard_dir: Optional[str] = _f(None, "Write TensorBoard scalars here.", extension=True)
     wandb_project: Optional[str] = _f(None, "Weights & Biases project; unset disables wandb.", extension=True)
     wandb_exp_name: Optional[str] = _f(None, "Weights & Biases run name.", extension=True)
@@ -219,7 +283,8 @@ class OptimizationArguments:
     use_fused_rotary_pos_emb: bool = _f(False, "Fused rotary position embedding kernel.")
     use_flash_attn: bool = _f(False, "Flash attention kernel.")
     use_triton_gdn: bool = _f(False, "Triton kernels for Gated DeltaNet.")
-    compile_blocks: bool = _f(False, "torch.compile each transformer block (after recompute, before FSDP), as torchtitan does; same losses as eager.", extension=True)
+    compile_blocks: bool = _f(False, "torch.compile each transformer block (after recompute, before FSDP), as "
+                              "torchtitan does; same losses as eager.", extension=True)
 
 
 @dataclass

@@ -30,7 +30,8 @@ def resolve_batch(cfg, world_size: int) -> int:
     p, t = cfg.parallel, cfg.training
     dp = data_parallel_size(world_size, p.tp_size, p.cp_size)
     if t.global_batch_size is not None:
-        t.gradient_accumulation_steps = gradient_accumulation_steps(t.global_batch_size, t.per_device_train_batch_size, dp)
+        t.gradient_accumulation_steps = gradient_accumulation_steps(t.global_batch_size,
+                                                                    t.per_device_train_batch_size, dp)
     return dp
 
 

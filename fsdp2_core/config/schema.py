@@ -7,7 +7,7 @@ an error that names the field and the expected type.
 import dataclasses
 import difflib
 import typing
-from typing import Any, Dict, List, Literal, Optional, Tuple, Union
+from typing import Any, Dict, List, Literal, Tuple, Union
 
 from .arguments import SECTIONS
 

@@ -24,14 +24,16 @@ def _check_essentials(cfg):
             "Hugging Face model directory, or give the Megatron architecture flags (--num-layers, --hidden-size, "
             "--num-attention-heads, ...)")
     if not cfg.training.output_dir:
-        errors.append("training.output_dir is required: set output_dir (Megatron --save) to where checkpoints and logs go")
+        errors.append("training.output_dir is required: set output_dir (Megatron --save) to where checkpoints and "
+                      "logs go")
     return errors
 
 
 def _check_data_rules(cfg):
     d, errors = cfg.data, []
     if d.eval_dataset and d.val_size:
-        errors.append(f"data: eval_dataset ({d.eval_dataset!r}) and val_size ({d.val_size}) exclude each other; keep one")
+        errors.append(f"data: eval_dataset ({d.eval_dataset!r}) and val_size ({d.val_size}) exclude each other; "
+                      "keep one")
     if d.train_on_prompt and d.mask_history:
         errors.append("data: train_on_prompt and mask_history exclude each other; keep one")
     if d.streaming and d.max_samples is not None:
@@ -61,12 +63,14 @@ def _check_parallel(cfg):
         if getattr(p, name) < 1:
             errors.append(f"parallel.{name} must be >= 1, got {getattr(p, name)}")
     if p.fsdp_size is not None and p.fsdp_size < 1:
-        errors.append(f"parallel.fsdp_size must be >= 1 (or unset to shard over every data-parallel rank), got {p.fsdp_size}")
+        errors.append("parallel.fsdp_size must be >= 1 (or unset to shard over every data-parallel rank), got "
+                      f"{p.fsdp_size}")
     if p.distributed_timeout_minutes is not None and p.distributed_timeout_minutes <= 0:
         errors.append(f"parallel.distributed_timeout_minutes must be positive (or unset for PyTorch's default), "
                       f"got {p.distributed_timeout_minutes}")
     if not p.fsdp_modules:
-        errors.append("parallel.fsdp_modules must not be empty; the default is ['model.layers.{*}', 'model.embed_tokens', 'lm_head']")
+        errors.append("parallel.fsdp_modules must not be empty; the default is ['model.layers.{*}', "
+                      "'model.embed_tokens', 'lm_head']")
     for name in ("num_to_forward_prefetch", "num_to_backward_prefetch"):
         if getattr(p, name) < 0:
             errors.append(f"parallel.{name} must be >= 0, got {getattr(p, name)}")
@@ -88,7 +92,8 @@ def _check_training(cfg):
     if not 0.0 <= t.warmup_ratio <= 1.0:
         errors.append(f"training.warmup_ratio must be in [0, 1], got {t.warmup_ratio}")
     if t.weight_decay_incr_style != "constant" and (t.start_weight_decay is None or t.end_weight_decay is None):
-        errors.append("training: weight_decay_incr_style other than constant needs start_weight_decay and end_weight_decay")
+        errors.append("training: weight_decay_incr_style other than constant needs start_weight_decay and "
+                      "end_weight_decay")
     if t.save_steps < 0:
         errors.append(f"training.save_steps must be >= 0 (0 saves only at the end), got {t.save_steps}")
     if t.save_total_limit is not None and t.save_total_limit < 1:
@@ -99,7 +104,8 @@ def _check_training(cfg):
     if t.chunk_loss_size is not None and t.chunk_loss_size < 1:
         errors.append(f"training.chunk_loss_size must be >= 1, got {t.chunk_loss_size}")
     if t.finetune and t.resume_from_checkpoint is None and not cfg.model.model_name_or_path:
-        errors.append("training.finetune needs a checkpoint to load: set resume_from_checkpoint or model_name_or_path (--load)")
+        errors.append("training.finetune needs a checkpoint to load: set resume_from_checkpoint or "
+                      "model_name_or_path (--load)")
     return errors
 
 
@@ -108,5 +114,6 @@ def _check_profiling(cfg):
     if p.profile_step_start < 0:
         errors.append(f"profiling.profile_step_start must be >= 0, got {p.profile_step_start}")
     if p.profile_step_end != -1 and p.profile_step_end <= p.profile_step_start:
-        errors.append(f"profiling.profile_step_end ({p.profile_step_end}) must be -1 or above profile_step_start ({p.profile_step_start})")
+        errors.append(f"profiling.profile_step_end ({p.profile_step_end}) must be -1 or above profile_step_start "
+                      f"({p.profile_step_start})")
     return errors

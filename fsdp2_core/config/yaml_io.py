@@ -9,7 +9,7 @@ import dataclasses
 import os
 import tempfile
 import typing
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Dict, Optional, Sequence
 
 import yaml
 
@@ -63,7 +63,8 @@ def parse_overrides(args: Sequence[str]) -> Dict[str, Any]:
     while i < len(args):
         token = args[i]
         if not token.startswith("--"):
-            raise ConfigError(f"unexpected argument {token!r}: overrides look like --section.field VALUE or --field VALUE")
+            raise ConfigError(f"unexpected argument {token!r}: overrides look like --section.field VALUE or "
+                              "--field VALUE")
         key, _, inline = token[2:].partition("=")
         name = field_name_from_option(key)
         if inline or "=" in token:
@@ -142,7 +143,8 @@ def config_to_sections(cfg: TrainConfig, only_changed: bool = False) -> Dict[str
 
 
 def dump_yaml(cfg: TrainConfig, only_changed: bool = False) -> str:
-    return yaml.safe_dump(config_to_sections(cfg, only_changed), sort_keys=False, default_flow_style=False, allow_unicode=True)
+    return yaml.safe_dump(config_to_sections(cfg, only_changed), sort_keys=False,
+                          default_flow_style=False, allow_unicode=True)
 
 
 def write_text_atomic(path: str, text: str) -> None:

@@ -11,6 +11,8 @@ from typing import List
 import torch
 import torch.nn as nn
 
+from fsdp2_core.config import ConfigError
+
 log = logging.getLogger(__name__)
 
 
@@ -23,7 +25,6 @@ def transformer_blocks(model: nn.Module) -> List[nn.Module]:
 
 def apply_compile(model: nn.Module, backend: str = "inductor") -> int:
     """Compile every transformer block's forward; return how many."""
-    from fsdp2_core.config import ConfigError
     blocks = transformer_blocks(model)
     if not blocks:
         raise ConfigError(f"compile_blocks: no `layers` module list (transformer blocks) in {type(model).__name__}")

@@ -43,7 +43,8 @@ class _NpuGroupedMatmul(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad):
         x, w, counts = ctx.saved_tensors
-        grad_x = _npu_gmm(grad.contiguous(), w.transpose(1, 2).contiguous(), counts) if ctx.needs_input_grad[0] else None
+        wants_x = ctx.needs_input_grad[0]
+        grad_x = _npu_gmm(grad.contiguous(), w.transpose(1, 2).contiguous(), counts) if wants_x else None
         grad_w = None
         if ctx.needs_input_grad[1]:
             experts = w.shape[0]

@@ -48,7 +48,8 @@ def install_attention(model: nn.Module, split: SequenceSplit = NO_SPLIT) -> Sequ
             module._fsdp2_cp = split
             tagged += 1
     if not tagged:
-        raise ConfigError(f"no attention module (a class named *Attention with head_dim) found in {type(model).__name__}")
+        raise ConfigError("no attention module (a class named *Attention with head_dim) found in "
+                          f"{type(model).__name__}")
     model._fsdp2_cp = split
     return split
 
@@ -118,7 +119,8 @@ def core_attention(q, k, v, scaling: float, sliding_window=None, doc_ids=None, k
     """Causal attention over the whole sequence: [b, h, S, d] each -> [b, h, S, d].
 
     `fused` (use_flash_attn): the plain causal case runs `fsdp2_core.kernels.attention.causal_attention`."""
-    if fused and sinks is None and sliding_window is None and doc_ids is None and key_mask is None and dense_mask is None:
+    masked = sliding_window is not None or doc_ids is not None or key_mask is not None or dense_mask is not None
+    if fused and sinks is None and not masked:
         return causal_attention(q, k, v, scaling, dropout)
     rep = q.shape[1] // k.shape[1]
     if rep > 1:

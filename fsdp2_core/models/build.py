@@ -19,6 +19,10 @@ from torch.distributed.tensor import DTensor, Replicate
 
 from fsdp2_core.config import ConfigError
 
+from .families.qwen3_next import check_available
+from .registry import install_family
+from .tokens import grow_rows
+
 log = logging.getLogger(__name__)
 
 
@@ -34,7 +38,6 @@ def hf_config(model_cfg, vocab_size: Optional[int] = None):
         model_type = arch.pop("model_type", None)
         if not model_type:
             raise ConfigError("model.architecture needs a model_type (e.g. llama, qwen3, gpt2)")
-        from .families.qwen3_next import check_available
         check_available(model_type)
         try:
             config = AutoConfig.for_model(model_type, **arch)
@@ -58,7 +61,6 @@ def build_model(cfg, device: torch.device, meta: bool, vocab_size: Optional[int]
     """Eager: a ready model on `device`. Meta: an empty model to shard, then `materialize`.
 
     The family's own forward (`model_id`, see registry.py) is installed on the result."""
-    from .registry import install_family
     model = _build(cfg, device, meta, vocab_size, seed)
     install_family(model, cfg)
     return model
@@ -185,7 +187,6 @@ def iter_checkpoint(path: str) -> Iterator[Tuple[str, torch.Tensor]]:
 def load_weights(model: nn.Module, path: str, seed: int) -> None:
     """Fill parameters from safetensors one tensor at a time; rows beyond the checkpoint's vocabulary
     (a resized embedding) are initialised as new tokens."""
-    from .tokens import grow_rows
     params = dict(model.named_parameters())
     seen = set()
     for name, full in iter_checkpoint(path):
@@ -196,7 +197,8 @@ def load_weights(model: nn.Module, path: str, seed: int) -> None:
             if full.shape[1:] == param.shape[1:] and full.shape[0] < param.shape[0]:
                 full = grow_rows(full.float(), param.shape[0], seed)
             else:
-                raise ConfigError(f"{path}: tensor {name} has shape {tuple(full.shape)}, the model expects {tuple(param.shape)}")
+                raise ConfigError(f"{path}: tensor {name} has shape {tuple(full.shape)}, the model expects "
+                                  f"{tuple(param.shape)}")
         copy_full_into(param, full)
         seen.add(name)
     missing = [n for n in params if n not in seen and not _is_tied(model, n)]

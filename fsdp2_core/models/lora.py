@@ -1,4 +1,4 @@
-"""LoRA through peft, composed with FSDP2: adapters injected in place, only they train, exported in PEFT format.
+"""LoRA through peft, composed with FSDP2: adapters injected in place, and only they train.
 
     apply_lora(model, cfg)       after the model is built (eager), before parallelize: peft's LoRA layers
                                  replace the target Linear modules in place (module paths unchanged, so the
@@ -57,13 +57,15 @@ def check_lora(cfg) -> None:
     if m.lora_r == 0:
         return
     if not m.lora_target_modules:
-        raise ConfigError("model.lora_r > 0 needs lora_target_modules (--lora-target-modules linear_qkv linear_proj ...)")
+        raise ConfigError("model.lora_r > 0 needs lora_target_modules "
+                          "(--lora-target-modules linear_qkv linear_proj ...)")
     hf_target_modules(m.lora_target_modules)
     if cfg.parallel.tp_size > 1:
-        raise ConfigError(f"LoRA with tensor parallelism (tp_size {cfg.parallel.tp_size}) is not supported; the adapters "
-                          "are small: use tp_size 1 and let FSDP shard the base weights")
+        raise ConfigError(f"LoRA with tensor parallelism (tp_size {cfg.parallel.tp_size}) is not supported; the "
+                          "adapters are small: use tp_size 1 and let FSDP shard the base weights")
     if m.init_model_with_meta_device:
-        raise ConfigError("LoRA with init_model_with_meta_device is not supported yet: set init_model_with_meta_device false")
+        raise ConfigError("LoRA with init_model_with_meta_device is not supported yet: set "
+                          "init_model_with_meta_device false")
     if not 0.0 <= m.lora_dropout < 1.0:
         raise ConfigError(f"model.lora_dropout must be in [0, 1), got {m.lora_dropout}")
 

@@ -25,6 +25,7 @@ import torch.nn as nn
 from torch.distributed.tensor import DTensor
 
 from fsdp2_core.config import ConfigError
+from fsdp2_core.kernels.grouped_gemm import grouped_gemm
 
 
 def local(p: torch.Tensor) -> torch.Tensor:
@@ -50,7 +51,6 @@ def grouped_matmul(x: torch.Tensor, w: torch.Tensor, counts: torch.Tensor, fused
 
 def _grouped(x, w, counts):
     """One grouped GEMM, the kernel chosen per device by `fsdp2_core.kernels` (npu / cuda / padded bmm)."""
-    from fsdp2_core.kernels.grouped_gemm import grouped_gemm
     return grouped_gemm(x, w, counts)
 
 
@@ -62,9 +62,9 @@ def per_expert(bias: torch.Tensor, counts: torch.Tensor) -> torch.Tensor:
 
 def check_dispatcher(name: str, device_type: str) -> None:
     if name == "mc2":
+        not_yet = " and this build does not drive the MC2 kernels yet" if device_type == "npu" else ""
         raise ConfigError(f"ep_dispatcher mc2 is Ascend's fused communication and matmul (torch_npu MC2 kernels); "
-                          f"this run is on {device_type}{' and this build does not drive the MC2 kernels yet' if device_type == 'npu' else ''}; "
-                          "use ep_dispatcher eager or fused")
+                          f"this run is on {device_type}{not_yet}; use ep_dispatcher eager or fused")
 
 
 def permute(idx: torch.Tensor, num_experts: int):

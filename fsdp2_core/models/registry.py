@@ -77,7 +77,8 @@ def install_family(model: nn.Module, cfg) -> Optional[Family]:
     model_type = getattr(model.config, "model_type", None)
     if model_type not in family.model_types:
         raise ConfigError(f"model_id {family.model_id} serves model_type {' / '.join(family.model_types)}, but this "
-                          f"model is {model_type}; set the matching model_id or unset it for the plain transformers forward")
+                          f"model is {model_type}; set the matching model_id or unset it for the plain transformers "
+                          "forward")
     if (p.ep_size > 1 or p.ep_fsdp_size > 1) and not family.experts:
         raise ConfigError(f"ep_size {p.ep_size}: model_id {family.model_id} has no experts; set ep_size 1")
     if family.experts and p.ep_dispatcher == "mc2":

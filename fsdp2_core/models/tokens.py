@@ -92,7 +92,8 @@ def resize_model_vocab(model: nn.Module, tokenizer, model_cfg, added: Dict[str, 
         text = added.get(token)
         desc_ids.append(tokenizer(text, add_special_tokens=False)["input_ids"] if text else None)
     with torch.no_grad():
-        for layer in {id(m): m for m in (model.get_input_embeddings(), model.get_output_embeddings()) if m is not None}.values():
+        layers = (model.get_input_embeddings(), model.get_output_embeddings())
+        for layer in {id(m): m for m in layers if m is not None}.values():
             w = layer.weight
             w[old:] = new_rows(w[:old], target - old, model_cfg.init_special_tokens, desc_ids, g)
     return target

@@ -1,12 +1,12 @@
-"""Parallelisation: device mesh, then tensor parallel → expert parallel → context parallel → recompute → compile → FSDP2."""
+"""Parallelisation: device mesh, then tensor parallel → expert parallel → context parallel → recompute → compile
+→ FSDP2."""
 import logging
-from typing import Iterable
 
 import torch.nn as nn
+from torch.distributed.fsdp import MixedPrecisionPolicy
 
 from fsdp2_core.config import ConfigError
-
-from torch.distributed.fsdp import MixedPrecisionPolicy
+from fsdp2_core.kernels.compile import apply_compile
 
 from .context_parallel import apply_context_parallel
 from .expert_parallel import apply_expert_parallel, shard_experts
@@ -45,7 +45,6 @@ def parallelize(model: nn.Module, cfg, mesh: Mesh) -> nn.Module:
         if not wrapped:
             raise ConfigError(f"recompute is on but no module matches recompute_modules {p.recompute_modules}")
     if cfg.optimization.compile_blocks:
-        from fsdp2_core.kernels.compile import apply_compile
         apply_compile(model)  # after recompute, before FSDP (torchtitan's order)
     if experts:
         mp = MixedPrecisionPolicy(param_dtype=DTYPES[p.param_dtype], reduce_dtype=DTYPES[p.reduce_dtype])

@@ -48,8 +48,8 @@ def check_heads(config, cp: int, tp: int = 1) -> None:
     heads, _ = _heads(config, tp)
     if heads % cp:
         raise ConfigError(f"cp_size {cp}: Ulysses splits attention heads over the context-parallel ranks, and the "
-                          f"{heads} query heads per rank (num_attention_heads {config.num_attention_heads} / tp_size {tp}) "
-                          f"do not divide by {cp}; choose a cp_size that divides {heads}")
+                          f"{heads} query heads per rank (num_attention_heads {config.num_attention_heads} / tp_size "
+                          f"{tp}) do not divide by {cp}; choose a cp_size that divides {heads}")
 
 
 def check_attention_only(config) -> None:

@@ -79,7 +79,8 @@ def apply_expert_parallel(model: nn.Module, mesh, p) -> List[nn.Module]:
     ep_mesh = mesh.ep
     for module in modules:
         if module.num_experts % ep:
-            raise ConfigError(f"ep_size {ep} does not divide the {module.num_experts} experts; choose an ep_size that does")
+            raise ConfigError(f"ep_size {ep} does not divide the {module.num_experts} experts; choose an ep_size "
+                              "that does")
         for name, param in list(module.named_parameters(recurse=False)):
             sharded = distribute_tensor(param.data, ep_mesh, [Shard(0)])
             module.register_parameter(name, nn.Parameter(sharded, requires_grad=param.requires_grad))
@@ -94,7 +95,8 @@ def shard_experts(model: nn.Module, mesh, p, mp: MixedPrecisionPolicy) -> List[n
     """FSDP units of the experts on the expert mesh; call before the dense units are sharded."""
     modules = expert_modules(model, p.ep_fsdp_modules)
     if not modules:
-        raise ConfigError(f"ep_fsdp_modules {p.ep_fsdp_modules} match no module; use e.g. model.layers.{{*}}.mlp.experts")
+        raise ConfigError(f"ep_fsdp_modules {p.ep_fsdp_modules} match no module; use e.g. "
+                          "model.layers.{*}.mlp.experts")
     fsdp_mesh = mesh.expert_fsdp
     dense_ranks = mesh.dims.dp * mesh.dims.cp
     reshard = p.reshard_after_forward and mesh.dims.ep_fsdp > 1

@@ -33,7 +33,8 @@ def resolve_callable(path: Optional[str]):
     try:
         return getattr(importlib.import_module(module_name), attr)
     except (ImportError, AttributeError, ValueError) as exc:
-        raise ConfigError(f"shard_placement_fn {path!r} cannot be imported ({exc}); give 'package.module:function'") from None
+        raise ConfigError(f"shard_placement_fn {path!r} cannot be imported ({exc}); "
+                          "give 'package.module:function'") from None
 
 
 def ignored_parameters(model: nn.Module, patterns) -> Set[nn.Parameter]:

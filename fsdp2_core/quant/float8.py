@@ -65,7 +65,8 @@ def apply_float8(model: nn.Module, cfg, device_type: str, module_filter) -> int:
     count = [0]
 
     def keep(mod, fqn):
-        ok = isinstance(mod, nn.Linear) and module_filter(fqn) and mod.in_features % 16 == 0 and mod.out_features % 16 == 0
+        ok = (isinstance(mod, nn.Linear) and module_filter(fqn)
+              and mod.in_features % 16 == 0 and mod.out_features % 16 == 0)
         count[0] += ok
         return ok
 

@@ -5,9 +5,8 @@ Samples are dicts with `tokens`, `labels`, `loss_mask`, `position_ids` (and opti
 position `consumed` advances by micro_batch × dp per draw, and rank r takes its slice,
 so a resume only needs the consumed-samples count.
 """
-import itertools
 import logging
-from typing import Dict, Iterator, Optional, Sequence
+from typing import Dict, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -80,10 +79,12 @@ def build_datasets(cfg, train_iters: int, global_batch: int, tokenizer=None):
 
 
 def _mg_data_path(dataset):
-    """--data-path tokens; MindSpeed's `dataset: {file_name: raw.jsonl}` names one raw file, tokenized once and cached."""
+    """--data-path tokens; MindSpeed's `dataset: {file_name: raw.jsonl}` names one raw file, tokenized once and
+    cached."""
     if isinstance(dataset, dict):
         if "file_name" not in dataset:
-            raise ConfigError(f"data.dataset {dataset!r}: for data_manager_type mg give a file_name, or a --data-path list")
+            raise ConfigError(f"data.dataset {dataset!r}: for data_manager_type mg give a file_name, or a "
+                              "--data-path list")
         return [dataset["file_name"]]
     return dataset.split() if dataset else None
 
@@ -93,7 +94,8 @@ def build_tokenizer(cfg):
     m = cfg.model
     if cfg.data.data_manager_type == "mg" and m.tokenizer_type:
         from fsdp2_core.data.megatron import build_pretraining_tokenizer
-        return build_pretraining_tokenizer(m.tokenizer_type or "HuggingFaceTokenizer", tokenizer_model=m.tokenizer_model,
+        return build_pretraining_tokenizer(m.tokenizer_type or "HuggingFaceTokenizer",
+                                           tokenizer_model=m.tokenizer_model,
                                            vocab_file=m.vocab_file, merge_file=m.merge_file, vocab_size=m.vocab_size,
                                            tokenizer_name_or_path=m.tokenizer_name_or_path or m.model_name_or_path,
                                            trust_remote_code=m.trust_remote_code, use_fast=m.use_fast_tokenizer)

@@ -1,4 +1,4 @@
-"""`run_training(cfg)`: device → mesh → model → parallelize → optimizer → data → loop."""
+"""`run_training(cfg, checkpoint=...)`: device → mesh → model → parallelize → optimizer → data → loop."""
 import logging
 import os
 import random
@@ -8,7 +8,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-from fsdp2_core.config import global_batch_size, padded_vocab_size, resolve_batch
+from fsdp2_core.config import ConfigError, global_batch_size, padded_vocab_size, resolve_batch
 from fsdp2_core.device import init_distributed
 from fsdp2_core.kernels import apply_kernels
 from fsdp2_core.models.build import build_model, count_parameters, materialize
@@ -91,6 +91,9 @@ def run_training(cfg, datasets: Optional[Sequence] = None, *, checkpoint: Checkp
     Returns a summary: final iteration, consumed samples, per-iteration losses / grad norms / learning
     rates, validation and test losses, skipped and NaN iteration counts, last throughput figures.
     """
+    if checkpoint is None:
+        raise TypeError("run_training needs its checkpoint hooks: fsdp2_core.checkpoint.Checkpointer(cfg) saves and "
+                        "resumes, fsdp2_core.train.CheckpointHooks() trains without checkpoints")
     created_group = not dist.is_initialized()
     device = init_distributed(timeout_minutes=cfg.parallel.distributed_timeout_minutes)
     rank, world = dist.get_rank(), dist.get_world_size()
@@ -109,7 +112,6 @@ def run_training(cfg, datasets: Optional[Sequence] = None, *, checkpoint: Checkp
 
     if datasets is None:
         if t.max_steps <= 0 and cfg.data.data_manager_type == "mg":
-            from fsdp2_core.config import ConfigError
             raise ConfigError("pretraining (mg) data needs max_steps (--train-iters): its sample counts derive from it")
         datasets = build_datasets(cfg, t.max_steps, gbs, tokenizer)
     train_ds, valid_ds, test_ds = (list(datasets) + [None, None])[:3]
@@ -129,8 +131,10 @@ def run_training(cfg, datasets: Optional[Sequence] = None, *, checkpoint: Checkp
         # by epochs (max_steps <= 0) the train set is read again for each epoch
         train=micro_batches(train_ds, state.consumed_train_samples, micro, mesh.dp_rank, dp, workers,
                             cyclic=t.max_steps <= 0),
-        valid=micro_batches(valid_ds, 0, micro, mesh.dp_rank, dp, cyclic=True) if valid_ds is not None and len(valid_ds) else None,
-        test=micro_batches(test_ds, 0, micro, mesh.dp_rank, dp, cyclic=True) if test_ds is not None and len(test_ds) else None)
+        valid=(micro_batches(valid_ds, 0, micro, mesh.dp_rank, dp, cyclic=True)
+               if valid_ds is not None and len(valid_ds) else None),
+        test=(micro_batches(test_ds, 0, micro, mesh.dp_rank, dp, cyclic=True)
+              if test_ds is not None and len(test_ds) else None))
     ignored = list(ignored_parameters(model, cfg.parallel.ignored_modules))
     ctx = RunContext(cfg, model, optimizer, schedule, mesh, device, t.gradient_accumulation_steps, gbs, ignored)
     hf_config = getattr(model, "config", None)

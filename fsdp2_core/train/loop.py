@@ -44,9 +44,10 @@ def check_skipped(state: TrainState, limit: int) -> None:
     if state.skipped_iters > limit:
         raise TrainingDiverged(
             f"iteration {state.iteration}: {state.skipped_iters} iterations skipped for a NaN/Inf loss or gradient "
-            f"norm ({state.nan_iters} with a NaN/Inf loss), more than the limit of {limit} (training.max_skipped_iterations). The "
-            "run is diverging: lower the learning rate or check the data, then resume from the last checkpoint "
-            "(resume_from_checkpoint: latest); check_for_nan_in_loss_and_grad: false skips such iterations without limit")
+            f"norm ({state.nan_iters} with a NaN/Inf loss), more than the limit of {limit} "
+            "(training.max_skipped_iterations). The run is diverging: lower the learning rate or check the data, then "
+            "resume from the last checkpoint (resume_from_checkpoint: latest); check_for_nan_in_loss_and_grad: false "
+            "skips such iterations without limit")
 
 
 @dataclass

@@ -9,11 +9,11 @@ import time
 import numpy as np
 import torch
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-ROOT = os.path.dirname(os.path.dirname(HERE))
-
 from fsdp2_core.testing.spawn import free_port, spawn_runs
 from fsdp2_core.testing.tiny import datasets, tiny_config
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(os.path.dirname(HERE))
 
 
 def run_one(run):
@@ -28,7 +28,7 @@ def run_one(run):
     os.environ.update({k: str(v) for k, v in env.items()})
     cfg = tiny_config(out_dir, **over)
     try:
-        hooks = make_hooks(cfg) if make_hooks else Checkpointer(cfg)
+        hooks = (make_hooks(cfg) if make_hooks else None) or Checkpointer(cfg)  # a factory may only prepare the run
         return run_training(cfg, datasets=datasets(), checkpoint=hooks, print_fn=lambda s: None)
     except Exception as exc:  # noqa: BLE001  (the test inspects it)
         if dist.is_initialized():
@@ -193,7 +193,8 @@ def poisoned(from_iteration, cfg):
     return Poisoned(cfg)
 
 
-PROBE = [[3, 14, 15, 92, 65, 35, 89, 79, 32, 38, 46, 26, 43, 38, 32, 79], [1, 1, 2, 3, 5, 8, 13, 21, 34, 55, 89, 4, 93, 97, 62, 31]]
+PROBE = [[3, 14, 15, 92, 65, 35, 89, 79, 32, 38, 46, 26, 43, 38, 32,
+          79], [1, 1, 2, 3, 5, 8, 13, 21, 34, 55, 89, 4, 93, 97, 62, 31]]
 
 
 def word_tokenizer(vocab_size):

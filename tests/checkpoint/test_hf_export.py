@@ -12,6 +12,8 @@ from safetensors import safe_open
 from fsdp2_core.testing.tiny import LLAMA
 from tests.checkpoint.ckpt_helpers import PROBE, spawn_sequence
 
+pytestmark = [pytest.mark.dist, pytest.mark.slow]
+
 ATOL = 2e-5
 
 
@@ -41,7 +43,10 @@ def logits_of(path):
 
 def tensors_of(path):
     index = os.path.join(path, "model.safetensors.index.json")
-    files = sorted(set(json.load(open(index))["weight_map"].values())) if os.path.exists(index) else ["model.safetensors"]
+    if os.path.exists(index):
+        files = sorted(set(json.load(open(index))["weight_map"].values()))
+    else:
+        files = ["model.safetensors"]
     out = {}
     for f in files:
         with safe_open(os.path.join(path, f), framework="pt") as fh:

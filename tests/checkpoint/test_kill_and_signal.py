@@ -75,6 +75,9 @@ def life(tmp_path_factory):
     return tmp, r
 
 
+@pytest.mark.slow
+@pytest.mark.dist
+@pytest.mark.subprocess
 def test_sigterm_saves_and_exits_zero(life):
     tmp, r = life
     assert r["term_codes"] == [0, 0], r["term_log"][-3000:]
@@ -86,6 +89,9 @@ def test_sigterm_saves_and_exits_zero(life):
     assert m and int(m.group(2)) == stopped and int(m.group(3)) == stopped
 
 
+@pytest.mark.slow
+@pytest.mark.dist
+@pytest.mark.subprocess
 def test_sigkill_after_a_checkpoint_resumes_exactly(life):
     tmp, r = life
     assert r["kill_codes"] == [-signal.SIGKILL, -signal.SIGKILL]

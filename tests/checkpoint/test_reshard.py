@@ -7,6 +7,8 @@ import pytest
 
 from tests.checkpoint.ckpt_helpers import spawn_sequence
 
+pytestmark = [pytest.mark.dist, pytest.mark.slow]
+
 ITERS = 8
 RTOL = 1e-5
 

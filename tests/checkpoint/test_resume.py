@@ -18,6 +18,8 @@ from tests.checkpoint.ckpt_helpers import (
     spawn_sequence,
 )
 
+pytestmark = [pytest.mark.dist, pytest.mark.slow]
+
 ITERS = 8
 
 

@@ -37,12 +37,14 @@ def datasets(packed: bool = False):
     return cls(64), cls(16, seed=1), cls(8, seed=2)
 
 
-MEGATRON_MIXTRAL = ("--num-layers 2 --hidden-size 32 --num-attention-heads 4 --group-query-attention --num-query-groups 2 "
-                    "--seq-length 32 --max-position-embeddings 64 --micro-batch-size 1 --global-batch-size 4 "
-                    "--train-iters 10 --lr 1e-3 --save /ckpt/run --data-path /data/corpus_text_document "
-                    "--tokenizer-type NullTokenizer --vocab-size 100 --position-embedding-type rope --normalization RMSNorm "
-                    "--swiglu --disable-bias-linear --num-experts 4 --moe-router-topk 2 --moe-ffn-hidden-size 16 "
-                    "--hidden-dropout 0 --attention-dropout 0 --untie-embeddings-and-output-weights --expert-model-parallel-size 2").split()
+MEGATRON_MIXTRAL = ("--num-layers 2 --hidden-size 32 --num-attention-heads 4 --group-query-attention "
+                    "--num-query-groups 2 --seq-length 32 --max-position-embeddings 64 --micro-batch-size 1 "
+                    "--global-batch-size 4 --train-iters 10 --lr 1e-3 --save /ckpt/run --data-path "
+                    "/data/corpus_text_document --tokenizer-type NullTokenizer --vocab-size 100 "
+                    "--position-embedding-type rope --normalization RMSNorm --swiglu --disable-bias-linear "
+                    "--num-experts 4 --moe-router-topk 2 --moe-ffn-hidden-size 16 --hidden-dropout 0 "
+                    "--attention-dropout 0 --untie-embeddings-and-output-weights "
+                    "--expert-model-parallel-size 2").split()
 
 
 def mixtral_from_megatron_flags() -> dict:

@@ -3,8 +3,11 @@
 import os
 
 import numpy as np
+import pytest
 
 from tests.cp_ep.cp_ep_helpers import QWEN3_MOE, spawn_checkpointed
+
+pytestmark = [pytest.mark.dist, pytest.mark.slow]
 
 BASE = {"architecture": QWEN3_MOE, "model_id": "qwen3_moe", "max_grad_norm": 0.5, "save_hf_weights": False}
 

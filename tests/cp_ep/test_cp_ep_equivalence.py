@@ -6,6 +6,8 @@ import pytest
 
 from tests.cp_ep.cp_ep_helpers import GPT_OSS, QWEN3_MOE, mixtral_from_megatron_flags, spawn_layouts
 
+pytestmark = [pytest.mark.dist, pytest.mark.slow]
+
 RTOL = 1e-4
 MOE = {"architecture": QWEN3_MOE, "model_id": "qwen3_moe", "max_grad_norm": 0.5}
 OSS = {"architecture": GPT_OSS, "model_id": "gpt_oss", "max_grad_norm": 0.5}

@@ -47,7 +47,8 @@ def assert_same(a, b, rtol=1e-5):
 @pytest.mark.parametrize("arch,model_id,packed", [
     (QWEN3, "qwen3", True),                                                  # documents of packed samples kept apart
     (dict(QWEN3_MOE, output_router_logits=False), "qwen3_moe", True),
-    (dict(GPT_OSS, output_router_logits=False), "gpt_oss", False),           # transformers' gpt-oss mask ignores packing
+    # transformers' gpt-oss mask ignores packing
+    (dict(GPT_OSS, output_router_logits=False), "gpt_oss", False),
     ("mixtral", "qwen3_moe", False),
 ])
 @pytest.mark.parametrize("dispatcher", ["eager", "fused"])

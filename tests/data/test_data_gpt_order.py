@@ -14,11 +14,9 @@ from fsdp2_core.data.megatron import (
 from fsdp2_core.data.megatron.gpt_dataset import GPTDataset
 
 gpt = pytest.importorskip("megatron.core.datasets.gpt_dataset")
-from megatron.core.datasets import helpers_cpp
-from megatron.core.datasets.blended_megatron_dataset_builder import (
-    BlendedMegatronDatasetBuilder,
-)
-from megatron.core.datasets.utils import get_blend_from_list
+from megatron.core.datasets import helpers_cpp  # noqa: E402  (after the importorskip that guards them)
+from megatron.core.datasets.blended_megatron_dataset_builder import BlendedMegatronDatasetBuilder  # noqa: E402
+from megatron.core.datasets.utils import get_blend_from_list  # noqa: E402
 
 KEYS = ("tokens", "labels", "loss_mask", "position_ids")
 

@@ -70,6 +70,7 @@ def _rank_main(rank, world, prefix, cache, port, out):
     dist.destroy_process_group()
 
 
+@pytest.mark.dist
 def test_two_ranks_build_once_and_share(tmp_path, corpora):
     import socket
 

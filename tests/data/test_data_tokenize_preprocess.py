@@ -10,10 +10,10 @@ from fsdp2_core.data.megatron import (
     build_pretraining_tokenizer,
     ensure_indexed_dataset,
 )
+from tools import merge_datasets, preprocess_data
 
 mg = pytest.importorskip("megatron.core.datasets.indexed_dataset")
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from tools import merge_datasets, preprocess_data
 
 TEXTS = [
     "The quick brown fox jumps over the lazy dog. It was not amused!",

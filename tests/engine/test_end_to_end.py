@@ -13,6 +13,8 @@ import yaml
 
 from fsdp2_core.testing.spawn import free_port
 
+pytestmark = [pytest.mark.dist, pytest.mark.subprocess, pytest.mark.slow]
+
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 LINE = re.compile(r" iteration +(\d+)/ +(\d+) \| consumed samples: +(\d+) \|.*? lm loss: ([\d.E+-]+) \|")
 VALID = re.compile(r"validation loss at iteration (\d+) \| lm loss value: ([\d.E+-]+)")
@@ -63,7 +65,8 @@ def test_pretrain_gpt_torchrun_two_ranks(corpus, tmp_path):
     valid = [(int(i), float(v)) for i, v in VALID.findall(out)]
     assert [i for i, _ in valid] == [10, 20, 30] and valid[-1][1] < valid[0][1]
     assert "validation loss at iteration 30 on test set" in out
-    arch = json.load(open(tmp_path / "out" / "architecture" / "config.json"))  # the flags' architecture, beside the output
+    # the flags' architecture, beside the output
+    arch = json.load(open(tmp_path / "out" / "architecture" / "config.json"))
     assert arch["model_type"] == "llama" and arch["num_hidden_layers"] == 2 and arch["vocab_size"] == 128
 
 

@@ -5,6 +5,8 @@ import pytest
 
 from tests.engine.helpers import spawn_layouts
 
+pytestmark = [pytest.mark.dist, pytest.mark.slow]
+
 RTOL = 1e-4
 
 

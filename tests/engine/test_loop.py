@@ -40,6 +40,7 @@ def nan_run(tmp_path_factory):
     return tmp, summary, lines
 
 
+@pytest.mark.dist
 def test_nan_iteration_is_skipped_and_counted(nan_run):
     _, summary, lines = nan_run
     assert summary["iteration"] == 6 and summary["consumed_train_samples"] == 24
@@ -53,6 +54,7 @@ def test_nan_iteration_is_skipped_and_counted(nan_run):
     assert lrs[3] == lrs[2] and lrs[4] < lrs[3]  # the scheduler did not advance on the skipped update
 
 
+@pytest.mark.dist
 def test_evaluation_lines_and_metrics_file(nan_run):
     tmp, summary, lines = nan_run
     text = "\n".join(lines)
@@ -65,6 +67,7 @@ def test_evaluation_lines_and_metrics_file(nan_run):
     assert {"lm_loss", "learning_rate", "grad_norm", "tokens_per_s_per_device", "mfu"} <= set(records[0])
 
 
+@pytest.mark.dist
 def test_profiler_trace_written(nan_run):
     tmp = nan_run[0]
     files = sorted(os.listdir(os.path.join(tmp, "prof")))

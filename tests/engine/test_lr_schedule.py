@@ -43,7 +43,8 @@ def test_schedule_matches_megatron(case):
     ours = build_schedule(t, ITERS, GBS)
     decay = (t.lr_decay_steps or ITERS) * GBS
     warmup = t.lr_warmup_steps * GBS if t.lr_warmup_steps is not None else t.warmup_ratio * decay
-    megatron_style = {"inverse_square_root": "inverse-square-root", "wsd": "WSD"}.get(t.lr_scheduler_type, t.lr_scheduler_type)
+    spelled = {"inverse_square_root": "inverse-square-root", "wsd": "WSD"}
+    megatron_style = spelled.get(t.lr_scheduler_type, t.lr_scheduler_type)
     mopt = _Opt()
     ref = sched_mod.OptimizerParamScheduler(
         mopt, init_lr=t.lr_warmup_init, max_lr=t.lr, min_lr=t.min_lr, lr_warmup_steps=warmup, lr_decay_steps=decay,

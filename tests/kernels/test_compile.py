@@ -1,10 +1,13 @@
 """compile_blocks: each transformer block's forward compiled (after recompute, before FSDP); same losses as eager."""
 
+import pytest
 import torch.nn as nn
 
 from tests.kernels.train_helpers import train_runs
 
 
+@pytest.mark.slow
+@pytest.mark.dist
 def test_compiled_blocks_train_like_eager(tmp_path):
     base = {"max_steps": 4, "global_batch_size": 2}
     eager, compiled = train_runs(2, tmp_path, [base, {**base, "compile_blocks": True, "recompute": True,
@@ -26,8 +29,6 @@ def test_apply_compile_keeps_parameter_names():
     assert apply_compile(model) == 2
     assert [n for n, _ in model.named_parameters()] == names
     assert all(getattr(b, "_fsdp2_compiled", False) for b in model.model.layers)
-    import pytest
-
     from fsdp2_core.config import ConfigError
     with pytest.raises(ConfigError, match="compile_blocks"):
         apply_compile(nn.Sequential(nn.Linear(2, 2)))

@@ -24,7 +24,8 @@ def _cfg(extra):
 
 
 def test_hybrid_delayed_maps_to_float8_fields():
-    result = _cfg("--fp8-format hybrid --fp8-amax-history-len 1024 --fp8-amax-compute-algo max --fp8-param-gather".split())
+    result = _cfg("--fp8-format hybrid --fp8-amax-history-len 1024 --fp8-amax-compute-algo max "
+                  "--fp8-param-gather".split())
     m = result.config.model
     assert (m.fp8_format, m.fp8_recipe, m.fp8_amax_history_len, m.fp8_amax_compute_algo, m.fp8_param_gather) == (
         "hybrid", "delayed", 1024, "max", True)

@@ -208,6 +208,8 @@ def test_moe_grouped_gemm_with_and_without_model_id(fake_npu, model_id):
 
 # ---------------------------------------------------------------- through run_training (build_parallel_model)
 
+@pytest.mark.slow
+@pytest.mark.dist
 def test_switches_through_training_entry(tmp_path):
     """2 gloo ranks under FSDP: every switch on gives the losses of every switch off, plain forward and model_id."""
     from tests.kernels.train_helpers import train_runs
@@ -227,7 +229,8 @@ def test_switches_through_training_entry(tmp_path):
 
 
 def test_flash_attn_sliding_window_and_sinks():
-    """A sliding-window family keeps its window (the layer's mask carries it); a family with sinks keeps its attention."""
+    """A sliding-window family keeps its window (the layer's mask carries it); a family with sinks keeps its
+    attention."""
     mistral = {"model_type": "mistral", "hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2,
                "num_attention_heads": 4, "num_key_value_heads": 2, "vocab_size": 64, "max_position_embeddings": 64,
                "sliding_window": 5, "tie_word_embeddings": False}

@@ -112,6 +112,8 @@ def test_errors_name_the_field():
     assert apply_quantization(_model(LLAMA), _cfg(LLAMA, quant_recipe=None), "cpu") == {}
 
 
+@pytest.mark.slow
+@pytest.mark.dist
 def test_mxfp8_trains_within_5_percent_of_bf16(tmp_path):
     """20 iterations on 2 gloo ranks under FSDP (weights all-gathered in bf16, quantised inside the forward)."""
     base = {"max_steps": 20, "global_batch_size": 2, "param_dtype": "bf16", "reduce_dtype": "fp32", "lr": 3e-3}
@@ -123,6 +125,8 @@ def test_mxfp8_trains_within_5_percent_of_bf16(tmp_path):
     assert a != b  # quantisation did something
 
 
+@pytest.mark.slow
+@pytest.mark.dist
 def test_mxfp8_fsdp_two_ranks_equal_one(tmp_path):
     """FSDP's all-gathers hand the quantised forward the same weights: 2 ranks train like 1 (fp32 master weights)."""
     base = {"max_steps": 6, "global_batch_size": 2, "quant_recipe": "mxfp8", "quant_format": "E5M2",

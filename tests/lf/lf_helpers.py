@@ -36,7 +36,8 @@ def train_tokenizer(path: str, chat_template_name: str = None):
                                   initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
     tok.train_from_iterator(CORPUS, trainer)
     fast = PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<|endoftext|>", bos_token="<|begin_of_text|>",
-                                   additional_special_tokens=[s for s in SPECIALS if s not in ("<|endoftext|>", "<|begin_of_text|>")])
+                                   additional_special_tokens=[s for s in SPECIALS
+                                                              if s not in ("<|endoftext|>", "<|begin_of_text|>")])
     if chat_template_name:
         fast.chat_template = chat_template(chat_template_name)
     fast.save_pretrained(path)
@@ -100,5 +101,6 @@ def write_sft_dataset_dir(path) -> str:
     write_jsonl(os.path.join(str(path), "sg.jsonl"), SHAREGPT)
     write_json(os.path.join(str(path), "dataset_info.json"), {
         "alp": {"file_name": "alpaca.json"},
-        "sg": {"file_name": "sg.jsonl", "formatting": "sharegpt", "columns": {"messages": "conversations", "system": "system"}}})
+        "sg": {"file_name": "sg.jsonl", "formatting": "sharegpt",
+               "columns": {"messages": "conversations", "system": "system"}}})
     return str(path)

@@ -21,7 +21,8 @@ def ddir(tmp_path):
     write_jsonl(tmp_path / "sg.jsonl", SHAREGPT)
     write_json(tmp_path / "dataset_info.json", {
         "alp": {"file_name": "alpaca.json"},
-        "sg": {"file_name": "sg.jsonl", "formatting": "sharegpt", "columns": {"messages": "conversations", "system": "system"}},
+        "sg": {"file_name": "sg.jsonl", "formatting": "sharegpt",
+               "columns": {"messages": "conversations", "system": "system"}},
         "hub": {"hf_hub_url": "someone/some_data"}})
     return tmp_path
 
@@ -93,7 +94,8 @@ def test_txt_file(tmp_path):
 def test_bad_records_dropped_with_count_and_reasons(tmp_path, tokenizer, caplog):
     recs = SHAREGPT[:3] + [{"conversations": [{"from": "gpt", "value": "x"}, {"from": "human", "value": "y"}]},
                            {"conversations": [{"from": "human", "value": "only a question"}]}, {"other": 1},
-                           {"conversations": [{"from": "human", "value": "q"}, {"from": "function_call", "value": "not json"}]}]
+                           {"conversations": [{"from": "human", "value": "q"},
+                                              {"from": "function_call", "value": "not json"}]}]
     write_jsonl(tmp_path / "bad.jsonl", recs)
     caplog.set_level(logging.INFO)
     cfg = data_config(tmp_path, dataset={"file_name": "bad.jsonl", "formatting": "sharegpt"})
@@ -195,9 +197,11 @@ def test_tokenized_path_saved_then_loaded(ddir, tokenizer, caplog):
     assert len(third[0]) == 1
 
 
+@pytest.mark.subprocess
 def test_inspect_data_tool(ddir, tokenizer_dir, tmp_path):
     import yaml
-    cfg = {"model": {"architecture": {"model_type": "qwen3", "vocab_size": 512}, "tokenizer_name_or_path": tokenizer_dir},
+    cfg = {"model": {"architecture": {"model_type": "qwen3", "vocab_size": 512},
+                     "tokenizer_name_or_path": tokenizer_dir},
            "data": {"dataset": "alp,sg", "dataset_dir": str(ddir), "template": "qwen3", "cutoff_len": 64, "val_size": 2,
                     "data_manager_type": "lf"},
            "training": {"output_dir": str(tmp_path / "out"), "max_steps": 1, "stage": "sft"}}

@@ -39,7 +39,8 @@ def test_sharegpt_tags_and_bad_orders():
     out = convert(good, a)
     assert out["_system"] == "S" and out["_prompt"] == [{"role": "user", "content": "hi"}]
     assert out["_response"] == [{"role": "assistant", "content": "yo"}]
-    assert "roles out of order" in convert({"msgs": [{"role": "a", "text": "x"}, {"role": "u", "text": "y"}]}, a)["_error"]
+    assert "roles out of order" in convert({"msgs": [{"role": "a", "text": "x"},
+                                                     {"role": "u", "text": "y"}]}, a)["_error"]
     assert "odd number" in convert({"msgs": [{"role": "u", "text": "x"}]}, a)["_error"]
     assert "missing column 'msgs'" in convert({"other": 1}, a)["_error"]
 
@@ -136,7 +137,8 @@ def test_collator_padding_labels_positions():
 
 
 def test_neat_collator_positions_mask_and_no_cross_sample_labels():
-    b = SFTCollator(0, neat_packing=True)([{"input_ids": [1, 2, 3, 4, 5], "labels": [1, 2, 3, 4, 5], "seq_lens": [3, 2]}])
+    b = SFTCollator(0, neat_packing=True)([{"input_ids": [1, 2, 3, 4, 5],
+                                            "labels": [1, 2, 3, 4, 5], "seq_lens": [3, 2]}])
     assert b["position_ids"][0].tolist() == [0, 1, 2, 0, 1, 0, 1, 2]
     assert b["labels"][0].tolist() == [2, 3, I, 5, I, I, I, I]
     masked = b["attention_mask"][0, 0]
@@ -169,7 +171,8 @@ def test_neat_packed_loss_equals_samples_one_by_one(tokenizer):
                             position_ids=batch["position_ids"], attention_mask=None if mask is None else ~mask)
         return float(s), float(n)
 
-    packed = {"input_ids": sum((s["input_ids"] for s in samples), []), "labels": sum((s["labels"] for s in samples), []),
+    packed = {"input_ids": sum((s["input_ids"] for s in samples), []),
+              "labels": sum((s["labels"] for s in samples), []),
               "seq_lens": [len(s["input_ids"]) for s in samples]}
     with torch.no_grad():
         s_pack, n_pack = loss_of(SFTCollator(0, neat_packing=True)([packed]))

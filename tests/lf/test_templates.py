@@ -81,15 +81,17 @@ def test_qwen3_multi_turn_last_turn_and_system(tokenizer):
                                 "Three plus three is six.<|im_end|>\n")
     assert full.endswith(text(turns[1:]))
     assert text(turns).startswith("<|im_start|>system\nBe brief.<|im_end|>\n<|im_start|>user\n")
-    assert text(turns) == ("<|im_start|>system\nBe brief.<|im_end|>\n<|im_start|>user\nWhat is two plus two?<|im_end|>\n"
+    assert text(turns) == ("<|im_start|>system\nBe brief.<|im_end|>\n"
+                           "<|im_start|>user\nWhat is two plus two?<|im_end|>\n"
                            "<|im_start|>assistant\n<think>\n\n</think>\n\nTwo plus two is four.<|im_end|>\n"
-                           "<|im_start|>user\nAnd three?<|im_end|>\n<|im_start|>assistant\n<think>\n\n</think>\n\n"
-                           "Three plus three is six.<|im_end|>\n")
+                           "<|im_start|>user\nAnd three?<|im_end|>\n"
+                           "<|im_start|>assistant\n<think>\n\n</think>\n\nThree plus three is six.<|im_end|>\n")
 
 
 def test_qwen3_nothink_has_no_thought(tokenizer):
     _, turns = ours(tokenizer, "qwen3_nothink", conv(U1, A1))
-    assert text(turns) == "<|im_start|>user\nWhat is two plus two?<|im_end|>\n<|im_start|>assistant\nTwo plus two is four.<|im_end|>\n"
+    assert text(turns) == ("<|im_start|>user\nWhat is two plus two?<|im_end|>\n"
+                           "<|im_start|>assistant\nTwo plus two is four.<|im_end|>\n")
     assert tokenizer.eos_token == "<|im_end|>"  # replace_eos
 
 
@@ -121,7 +123,8 @@ def test_qwen_tool_round_trip_equals_official(tokenizer):
           {"role": "assistant", "content": "", "tool_calls": [{"type": "function", "function": call}]},
           {"role": "tool", "content": '{"temp": 21}'}, {"role": "assistant", "content": "It is 21 degrees."}]
     assert text(turns) == official(tokenizer, "qwen2_5", hf, tools=TOOLS)
-    assert "".join(turns[0][1]) == '<tool_call>\n{"name": "get_weather", "arguments": {"city": "Paris"}}\n</tool_call><|im_end|>\n'
+    assert "".join(turns[0][1]) == ('<tool_call>\n{"name": "get_weather", "arguments": {"city": "Paris"}}\n'
+                                    "</tool_call><|im_end|>\n")
 
 
 def test_default_tool_format(tokenizer):
@@ -129,7 +132,8 @@ def test_default_tool_format(tokenizer):
     msgs = [{"role": "user", "content": "Weather?"}, {"role": "function", "content": json.dumps(call)}]
     _, turns = ours(tokenizer, "default", msgs, tools=TOOLS)
     assert text(turns) == (
-        "System: You have access to the following tools:\n> Tool Name: get_weather\nTool Description: Weather of a city\n"
+        "System: You have access to the following tools:\n> Tool Name: get_weather\n"
+        "Tool Description: Weather of a city\n"
         "Tool Args:\n  - city (string, required): the city\n\nUse the following format if using a tool:\n```\n"
         "Action: tool name (one of [get_weather])\nAction Input: the input to the tool, in a JSON format representing "
         'the kwargs (e.g. ```{"input": "hello world", "num_beams": 5}```)\n```\n<|endoftext|>\n'

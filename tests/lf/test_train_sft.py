@@ -1,4 +1,5 @@
-"""SFT end to end on 2 gloo CPU ranks: tiny Qwen3 from a config, locally trained tokenizer, lf data through the engine."""
+"""SFT end to end on 2 gloo CPU ranks: tiny Qwen3 from a config, locally trained tokenizer, lf data through the
+engine."""
 import os
 import re
 import subprocess
@@ -33,6 +34,7 @@ def setup(tmp_path_factory):
     return tok, write_sft_dataset_dir(tmp_path_factory.mktemp("data"))
 
 
+@pytest.mark.dist
 @pytest.mark.parametrize("data", [dict(data_shared_file_system=True), dict(neat_packing=True, cutoff_len=128)])
 def test_sft_two_ranks_learns(setup, tmp_path, data):
     tok, ddir = setup
@@ -44,13 +46,17 @@ def test_sft_two_ranks_learns(setup, tmp_path, data):
     assert (built0, built1) == (1, 0)  # one rank tokenized; the other waited and loaded its result
 
 
+@pytest.mark.slow
+@pytest.mark.dist
+@pytest.mark.subprocess
 def test_train_fsdp2_yaml_sft(setup, tmp_path):
     tok, ddir = setup
     path = tmp_path / "sft.yaml"
     doc = sft_yaml_doc(tmp_path, tok, ddir)
     doc["training"].update(max_steps=-1, num_train_epochs=4)  # by epochs: 4 passes over a train set of 3 global batches
     path.write_text(yaml.safe_dump(doc))
-    env = dict(os.environ, PYTHONPATH=ROOT, FSDP2_DEVICE="cpu", OMP_NUM_THREADS="1", HF_DATASETS_DISABLE_PROGRESS_BARS="1")
+    env = dict(os.environ, PYTHONPATH=ROOT, FSDP2_DEVICE="cpu",
+               OMP_NUM_THREADS="1", HF_DATASETS_DISABLE_PROGRESS_BARS="1")
     from fsdp2_core.testing.spawn import free_port
     proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-port",
                            str(free_port()), os.path.join(ROOT, "train_fsdp2.py"), str(path)], cwd=str(tmp_path),

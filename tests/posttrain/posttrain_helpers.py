@@ -2,11 +2,10 @@
 import json
 import os
 
+from tests.lf.lf_helpers import ALPACA, write_json
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
-
-
-from tests.lf.lf_helpers import ALPACA, write_json
 
 REAL_ARGV = os.path.join(ROOT, "tests", "reference", "real_launch_argv.json")
 FULL_EXAMPLE = "qwen3__tune_qwen3_8b_4K_full_ptd"
@@ -55,7 +54,8 @@ def tiny_qwen3(path, seed=0):
     import torch
     from transformers import AutoModelForCausalLM, Qwen3Config
     torch.manual_seed(seed)
-    config = Qwen3Config(vocab_size=512, hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
+    config = Qwen3Config(vocab_size=512, hidden_size=64, intermediate_size=128,
+                         num_hidden_layers=2, num_attention_heads=4,
                          num_key_value_heads=2, head_dim=16, max_position_embeddings=256, rope_theta=1e6,
                          tie_word_embeddings=False)
     AutoModelForCausalLM.from_config(config).save_pretrained(path)

@@ -54,7 +54,8 @@ def test_sharegpt_handler_trains_every_assistant_turn(tmp_path, tok_dir, tok):
     item = InstructionData(prefix)[0]
     trained = tok.decode(item["input_ids"][item["labels"] != IGNORE_INDEX])
     assert trained == "hi 0<|im_end|>\nfine<|im_end|>\n"
-    assert tok.decode(item["input_ids"]).startswith("<|im_start|>system\nBe brief.<|im_end|>\n<|im_start|>user\nhello 0")
+    assert tok.decode(item["input_ids"]).startswith("<|im_start|>system\nBe brief.<|im_end|>\n"
+                                                    "<|im_start|>user\nhello 0")
 
 
 def test_too_long_samples_dropped_or_cut(tmp_path, tok_dir):
@@ -84,7 +85,8 @@ def test_pack_and_neat_pack_rows(tmp_path, tok_dir, tok):
             assert r["labels"][-1] == IGNORE_INDEX  # at least one pad: rows hold up to seq_length - 1 tokens
             if extra == ["--neat-pack"]:
                 n = int((r["attention_mask"] > 0).sum())
-                assert (r["labels"][n:] == IGNORE_INDEX).all() and (r["input_ids"][n:] == tok.convert_tokens_to_ids("<|im_end|>")).all()  # qwen3: pad = eos
+                pad = tok.convert_tokens_to_ids("<|im_end|>")  # qwen3: pad = eos
+                assert (r["labels"][n:] == IGNORE_INDEX).all() and (r["input_ids"][n:] == pad).all()
                 segs = segments_from_ids(r["attention_mask"])
                 ids = r["attention_mask"][np.cumsum([0] + segs[:-1])]
                 assert list(ids[:-1]) == list(range(1, len(segs))) and ids[-1] == 0  # 1-based sample index, 0 = pad
@@ -98,7 +100,8 @@ def test_pack_and_neat_pack_rows(tmp_path, tok_dir, tok):
 def test_legacy_split_and_order():
     assert legacy_split("969,30,1", 1000) == [0, 969, 999, 1000]
     assert legacy_split("100,0,0", 12) == [0, 12, 12, 12]
-    assert legacy_split("2,1,1", 10) == [0, 6, 8, 10]  # 5 + round(2.5) + round(2.5) = 9: the shortfall moves every later bound
+    # 5 + round(2.5) + round(2.5) = 9: the shortfall moves every later bound
+    assert legacy_split("2,1,1", 10) == [0, 6, 8, 10]
     order = sample_order(10, 5, 12, seed=7, shuffle=True)
     assert len(order) == 15  # whole epochs until 12 samples are covered
     rng = np.random.RandomState(7)
@@ -158,12 +161,14 @@ def test_neat_packed_rows_compute_what_samples_compute_alone(tmp_path, tok_dir, 
         batch = collate([dataset[index]])
         mask = batch.get("attention_mask")
         with torch.no_grad():
-            s, n = model.lm_loss(batch["tokens"], batch["labels"], batch["loss_mask"], position_ids=batch["position_ids"],
+            s, n = model.lm_loss(batch["tokens"], batch["labels"], batch["loss_mask"],
+                                 position_ids=batch["position_ids"],
                                  attention_mask=None if mask is None else ~mask)
         return float(s), float(n)
 
     alone = InstructionDataset(plain, np.arange(len(plain)), 128, collate)
-    packed = InstructionDataset(neat, np.arange(len(neat)), 128, collate, separate=True, neat=True, eos_id=tok.eos_token_id)
+    packed = InstructionDataset(neat, np.arange(len(neat)), 128, collate,
+                                separate=True, neat=True, eos_id=tok.eos_token_id)
     total_alone = np.sum([loss_sum(alone, i) for i in range(len(plain))], axis=0)
     total_packed = np.sum([loss_sum(packed, i) for i in range(len(neat))], axis=0)
     assert total_packed[1] == total_alone[1]  # the same trained tokens

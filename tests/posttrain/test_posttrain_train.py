@@ -46,6 +46,7 @@ def _launch(args, cwd, nproc=1):
     return [float(m.group(3)) for m in LOSS.finditer(proc.stdout)], proc
 
 
+@pytest.mark.subprocess
 def test_full_finetuning_example_trains_with_prompt_masked(setup, tmp_path):
     args = shrink(REAL[FULL_EXAMPLE]["args"], setup["data"], setup["tok"], setup["hf"], str(tmp_path / "save"))
     # what the run reads: every trained target is a response token (prompts masked), shifted by one
@@ -72,6 +73,9 @@ def test_full_finetuning_example_trains_with_prompt_masked(setup, tmp_path):
     assert os.path.isfile(tmp_path / "save" / "latest_checkpointed_iteration.txt")
 
 
+@pytest.mark.slow
+@pytest.mark.dist
+@pytest.mark.subprocess
 def test_lora_example_trains_only_adapters_under_fsdp(setup, tmp_path):
     """Two gloo ranks (FSDP2 shards base weights and adapters): the loss falls, the export holds the adapter and,
     merged, exactly base + alpha/r · B·A on the target modules and the untouched base everywhere else."""

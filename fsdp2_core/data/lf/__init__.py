@@ -11,5 +11,6 @@ from .collator import SFTCollator
 from .processor import IGNORE_INDEX, infer_seqlen
 from .templates import TEMPLATES, Template, get_template
 
-__all__ = ["build_sft_datasets", "build_engine_datasets", "prepare", "SFTCollator", "SFTDataset", "StreamingSFTDataset", "TEMPLATES",
+__all__ = ["build_sft_datasets", "build_engine_datasets", "prepare",
+           "SFTCollator", "SFTDataset", "StreamingSFTDataset", "TEMPLATES",
            "Template", "get_template", "infer_seqlen", "IGNORE_INDEX"]

@@ -131,7 +131,8 @@ def _tokenize(ds, template, tokenizer, d, name: str):
     if d.streaming:
         return out.filter(_StreamDropLog(name)).remove_columns(["_error"])
     _log_dropped(name, out["_error"], f"template {template.name}")
-    out = out.filter(lambda e: e["_error"] is None, **_map_kwargs(d, False, "dropping bad records")).remove_columns(["_error"])
+    out = out.filter(lambda e: e["_error"] is None,
+                     **_map_kwargs(d, False, "dropping bad records")).remove_columns(["_error"])
     truncated = sum(out["_truncated"])
     if truncated:
         log.info("dataset %s: %d of %d samples were longer than cutoff_len %d and were truncated", name, truncated,
@@ -144,7 +145,8 @@ def _pack(ds, d, name: str):
         return ds
     kw = _map_kwargs(d, d.streaming, f"packing {name}")
     columns = None if d.streaming else ds.column_names
-    return ds.map(pack_batch, batched=True, batch_size=d.preprocessing_batch_size, fn_kwargs={"cutoff_len": d.cutoff_len},
+    return ds.map(pack_batch, batched=True, batch_size=d.preprocessing_batch_size,
+                  fn_kwargs={"cutoff_len": d.cutoff_len},
                   remove_columns=columns, **kw)
 
 
@@ -170,15 +172,18 @@ def prepare(cfg, tokenizer, template=None) -> Dict[str, object]:
     eval_attrs = parse_datasets(d.eval_dataset, d.dataset_dir)
     if eval_attrs and d.eval_on_each_dataset:
         for a in eval_attrs:
-            out[f"validation_{a.name}"] = _pack(_tokenize(_convert_one(a, d, seed), template, tokenizer, d, a.name), d, a.name)
+            out[f"validation_{a.name}"] = _pack(_tokenize(_convert_one(a, d, seed), template,
+                                                          tokenizer, d, a.name), d, a.name)
     elif eval_attrs:
-        out["validation"] = _pack(_tokenize(_load_mixed(eval_attrs, d, seed), template, tokenizer, d, "eval"), d, "validation")
+        out["validation"] = _pack(_tokenize(_load_mixed(eval_attrs, d, seed), template,
+                                            tokenizer, d, "eval"), d, "validation")
     return out
 
 
 # --- caching and ranks ---------------------------------------------------------------------------------
 
-_HASHED_FIELDS = ("template", "dataset", "eval_dataset", "cutoff_len", "train_on_prompt", "mask_history", "mix_strategy",
+_HASHED_FIELDS = ("template", "dataset", "eval_dataset", "cutoff_len",
+                  "train_on_prompt", "mask_history", "mix_strategy",
                   "interleave_probs", "max_samples", "val_size", "eval_on_each_dataset", "packing", "neat_packing",
                   "tool_format", "default_system", "enable_thinking", "preprocessing_batch_size")
 
@@ -335,7 +340,8 @@ def build_engine_datasets(cfg, tokenizer, num_train_samples: Optional[int] = Non
     """(train, valid, None) for the engine: the train set read for `num_train_samples` draws (epochs repeat,
     reshuffled), one validation set (per-dataset sets are read as one)."""
     if tokenizer is None:
-        raise ValueError("data_manager_type lf needs a tokenizer: set model.tokenizer_name_or_path or model_name_or_path")
+        raise ValueError("data_manager_type lf needs a tokenizer: set model.tokenizer_name_or_path or "
+                         "model_name_or_path")
     train, valid, test = build_sft_datasets(cfg, tokenizer, stream_length=num_train_samples)
     if num_train_samples and not cfg.data.streaming:
         if len(train) == 0:

@@ -97,7 +97,8 @@ def _sharegpt_like(example: Dict[str, Any], attr: DatasetAttr, openai: bool) -> 
             tool_replies.append(content if isinstance(content, str) else json.dumps(content, ensure_ascii=False))
             continue
         if tool_replies:
-            messages.append({"role": OBSERVATION, "content": "\n</tool_response>\n<tool_response>\n".join(tool_replies)})
+            messages.append({"role": OBSERVATION,
+                             "content": "\n</tool_response>\n<tool_response>\n".join(tool_replies)})
             tool_replies = []
         if role not in role_of:
             return _bad(f"message {i} has unknown role {role!r}")

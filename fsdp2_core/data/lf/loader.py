@@ -47,7 +47,8 @@ def data_files(path: str) -> Tuple[str, List[str]]:
         return kinds.pop(), files
     builder = EXT_TO_BUILDER.get(_ext(path))
     if builder is None:
-        raise ValueError(f"data file {path}: unsupported type {_ext(path)!r}; use one of {', '.join(sorted(EXT_TO_BUILDER))}")
+        raise ValueError(f"data file {path}: unsupported type {_ext(path)!r}; use one of "
+                         f"{', '.join(sorted(EXT_TO_BUILDER))}")
     return builder, [path]
 
 

@@ -17,7 +17,7 @@ import copy
 import logging
 import re
 from dataclasses import dataclass, field, replace
-from typing import Dict, List, Optional, Sequence, Tuple, Union
+from typing import Dict, List, Optional, Sequence, Tuple
 
 from .tool_formats import get_tool_format, parse_calls, parse_tools
 
@@ -133,7 +133,8 @@ class Template:
 
     # --- tokens -------------------------------------------------------------------------
     def encode_turns(self, tokenizer, messages, system: str = "", tools=None) -> List[Tuple[List[int], List[int]]]:
-        enc = lambda pieces: [t for p in pieces if p for t in tokenizer.encode(p, add_special_tokens=False)]  # noqa: E731
+        def enc(pieces):
+            return [t for p in pieces if p for t in tokenizer.encode(p, add_special_tokens=False)]
         return [(enc(p), enc(r)) for p, r in self.render_turns(messages, system, tools, tokenizer)]
 
     def fix_special_tokens(self, tokenizer) -> None:
@@ -185,7 +186,8 @@ TEMPLATES["gpt_oss"] = replace(TEMPLATES["gpt"], name="gpt_oss")
 
 def template_from_tokenizer(tokenizer) -> Template:
     """Slots read off the tokenizer's own chat template by rendering placeholder conversations."""
-    render = lambda msgs, gen: tokenizer.apply_chat_template(msgs, tokenize=False, add_generation_prompt=gen)  # noqa: E731
+    def render(msgs, gen):
+        return tokenizer.apply_chat_template(msgs, tokenize=False, add_generation_prompt=gen)
     C = "{{content}}"
     prefix = tokenizer.decode(tokenizer.encode("", add_special_tokens=True))
     bos = getattr(tokenizer, "bos_token", None)
@@ -194,7 +196,8 @@ def template_from_tokenizer(tokenizer) -> Template:
         if two.startswith(bos) and two.count(bos) == 1:
             prefix = bos
     system_slot = render([{"role": "system", "content": C}], False)[len(prefix):]
-    user_with_empty_system = render([{"role": "system", "content": ""}, {"role": "user", "content": C}], True)[len(prefix):]
+    user_with_empty_system = render([{"role": "system", "content": ""},
+                                     {"role": "user", "content": C}], True)[len(prefix):]
     user_slot = render([{"role": "user", "content": C}], True)[len(prefix):]
     full = render([{"role": "user", "content": C}, {"role": "assistant", "content": C}], False)
     assistant_slot = full[len(prefix) + len(user_slot):]

@@ -55,7 +55,8 @@ def _default_tools(tools: List[Dict[str, Any]]) -> str:
             enum = ", should be one of [{}]".format(", ".join(spec["enum"])) if spec.get("enum") else ""
             items = ", where each item should be {}".format(spec["items"].get("type", "")) if spec.get("items") else ""
             lines += f"  - {name} ({spec.get('type', '')}{extra}): {spec.get('description', '')}{enum}{items}\n"
-        described += f"> Tool Name: {tool['name']}\nTool Description: {tool.get('description', '')}\nTool Args:\n{lines}\n"
+        described += (f"> Tool Name: {tool['name']}\nTool Description: {tool.get('description', '')}\n"
+                      f"Tool Args:\n{lines}\n")
         names.append(tool["name"])
     return ("You have access to the following tools:\n" + described
             + "Use the following format if using a tool:\n```\n"

@@ -1,4 +1,5 @@
 """Pretraining data: Megatron indexed datasets and GPT sample order (`mg` data path)."""
+from ..tokenizers import build_pretraining_tokenizer
 from .builder import (
     build_pretraining_datasets,
     megatron_sample_counts,
@@ -14,9 +15,8 @@ from .indexed_dataset import (
     get_bin_path,
     get_idx_path,
 )
-from .sampler import MegatronPretrainingSampler
-from ..tokenizers import build_pretraining_tokenizer
 from .raw import ensure_indexed_dataset
+from .sampler import MegatronPretrainingSampler
 
 __all__ = [
     "BlendedDataset",

@@ -12,8 +12,6 @@ import os
 import re
 from typing import Dict, List, Optional, Sequence, Tuple, Union
 
-import numpy as np
-
 from ..cache import build_then_share
 from .gpt_dataset import (
     SPLIT_NAMES,
@@ -327,7 +325,7 @@ def _special_ids(tokenizer) -> Tuple[int, Optional[int], Optional[str]]:
     eod = getattr(tokenizer, "eod", None)
     try:
         pad = tokenizer.pad
-    except Exception:
+    except (AttributeError, NotImplementedError):  # ours raise AttributeError, megatron-core's NotImplementedError
         pad = None
     if pad is None:
         pad = -1

@@ -14,8 +14,8 @@ from typing import Dict, List, Optional, Sequence, Tuple, Union
 import numpy as np
 import torch
 
-from . import gpt_indices
 from ..cache import cached_arrays, description_hash
+from . import gpt_indices
 from .native import build_blending_indices, build_exhaustive_blending_indices
 
 logger = logging.getLogger(__name__)

@@ -14,7 +14,8 @@ from .qwen3_moe import fused_experts
 
 def experts_forward(self, x, counts):
     fused = self._fsdp2_fused
-    gate_up = grouped_matmul(x, local(self.gate_up_proj), counts, fused) + per_expert(local(self.gate_up_proj_bias), counts)
+    gate_up = (grouped_matmul(x, local(self.gate_up_proj), counts, fused)
+               + per_expert(local(self.gate_up_proj_bias), counts))
     hidden = self._apply_gate(gate_up)
     return grouped_matmul(hidden, local(self.down_proj), counts, fused) + per_expert(local(self.down_proj_bias), counts)
 

@@ -5,8 +5,9 @@ it is idempotent, so a registered family gets its kernels once.
 """
 import torch.nn as nn
 
+from fsdp2_core.kernels import apply_kernels
+
 
 def apply_kernel_hooks(model: nn.Module, cfg) -> list:
     """Install the requested fused kernels; return the names of those applied."""
-    from fsdp2_core.kernels import apply_kernels
     return apply_kernels(model, cfg)

@@ -7,6 +7,8 @@ norm_topk_prob is set (Mixtral always renormalises).
 """
 import torch.nn as nn
 
+from fsdp2_core.config import ConfigError
+
 from ..moe import grouped_matmul, install_moe, local
 
 BLOCKS = ("Qwen3MoeSparseMoeBlock", "MixtralSparseMoeBlock")
@@ -23,7 +25,6 @@ def experts_forward(self, x, counts):
 def install(model: nn.Module, cfg) -> None:
     jitter = getattr(model.config, "router_jitter_noise", 0.0)
     if jitter:
-        from fsdp2_core.config import ConfigError
         raise ConfigError(f"router_jitter_noise {jitter}: our MoE forward has no router jitter; set it to 0")
     install_moe(model, BLOCKS, "gate", experts_forward, returns_scores=False, fused=fused_experts(cfg))
 
