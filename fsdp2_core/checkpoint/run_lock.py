@@ -107,6 +107,14 @@ class RunLock:
     # ------------------------------------------------------------------ taking it
     def acquire(self) -> None:
         """Take the lock or raise CheckpointError naming the live run that holds it."""
+        try:
+            self._acquire()
+        except OSError as exc:
+            raise CheckpointError(f"output_dir {self.save_dir}: cannot write its run lock {self.path} "
+                                  f"({type(exc).__name__}: {exc}); give an output_dir (Megatron: --save) this "
+                                  "run can write to") from None
+
+    def _acquire(self) -> None:
         os.makedirs(self.save_dir, exist_ok=True)
         for _ in range(10):
             if self._create():

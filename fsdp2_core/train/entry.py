@@ -159,7 +159,7 @@ def run_training(cfg, datasets: Optional[Sequence] = None, *, checkpoint: Checkp
     finally:
         if data is not None:
             data.close()  # loader workers are shut down by the rank, after its last checkpoint
-        if hasattr(hooks, "close"):
+        if hasattr(hooks, "close"):  # hooks that do not derive from CheckpointHooks may lack it
             hooks.close()
     summary = {"iteration": state.iteration, "train_iters": train_iters,
                "consumed_train_samples": state.consumed_train_samples, "global_batch_size": gbs,

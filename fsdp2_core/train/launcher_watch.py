@@ -7,7 +7,8 @@ run resumes from. Under torchrun (TORCHELASTIC_RUN_ID set) a thread of each rank
 compares its parent process id with the launcher's, once a second. Once the launcher is gone:
 
   - a checkpoint being written is finished first (its writer holds `safe_point`), so none is left
-    half-written; then the rank exits at once, without saving another;
+    half-written; then the rank exits at once, without saving another (an asynchronous save still
+    writing in the background is abandoned: its .partial directory is never loaded);
   - a rank already stopping for a signal (torchrun was told to stop and its ranks are saving, and
     then torchrun died of a second signal) finishes that save and exits by itself, or is ended
     after `grace_s` seconds.

@@ -118,3 +118,10 @@ def test_a_lock_taken_over_is_noticed_by_its_former_holder(tmp_path):
     assert not lock.held and "this run's lock was removed or taken over" in warnings[-1]
     lock.release()
     assert read_lock(str(tmp_path))["token"] == "someone else"  # not ours to remove
+
+
+def test_an_unwritable_save_dir_is_a_clear_error(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    with pytest.raises(CheckpointError, match=r"cannot write its run lock .*give an output_dir"):
+        RunLock(str(blocker / "out")).acquire()
