@@ -8,8 +8,9 @@ Sections: model, data, parallel, training, optimization, profiling. `stage: pt` 
 `stage: sft` with `data_manager_type: lf` fine-tunes on LLaMA-Factory style instruction data.
 
 SIGTERM and SIGINT (a scheduler's preemption, Ctrl-C) finish the current iteration, save a
-checkpoint and exit 0 (training.exit_signal_handler is always on here; a second Ctrl-C
-interrupts at once). Resume with --training.resume_from_checkpoint latest.
+checkpoint and exit 0 (training.exit_signal_handler is always on here; a repeated SIGTERM
+never interrupts the save, a second Ctrl-C interrupts at once). Resume with
+--training.resume_from_checkpoint latest. See docs/preemption.md.
 """
 import sys
 
@@ -32,8 +33,8 @@ def main(argv=None) -> int:
     cfg.training.exit_signal_handler = True  # this entry always stops gracefully on SIGTERM / SIGINT
     from fsdp2_core.checkpoint import Checkpointer
     from fsdp2_core.train import run_training
-    run_training(cfg, checkpoint=Checkpointer(cfg))
-    return 0
+    from fsdp2_core.train.errors import run_reporting_errors
+    return run_reporting_errors("train_fsdp2.py", lambda: run_training(cfg, checkpoint=Checkpointer(cfg)))
 
 
 if __name__ == "__main__":

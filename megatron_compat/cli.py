@@ -91,16 +91,16 @@ def main(argv: Optional[List[str]] = None, entry: str = "pretrain_gpt.py") -> in
         sys.stdout.write(dump_yaml(result.config))
         return 0
     cfg = result.config
-    try:
+    # imported late: --print-config touches no engine code
+    from fsdp2_core.checkpoint import Checkpointer
+    from fsdp2_core.train import run_training
+    from fsdp2_core.train.errors import run_reporting_errors
+
+    def start() -> None:
         note = load_from_our_checkpoint(cfg)
         if note and rank0:
             print(f"note: {note}", file=sys.stderr)
         if cfg.model.model_name_or_path:
             check_model_path(cfg.model.model_name_or_path)
-    except ConfigError as exc:
-        print(f"{entry}: {exc}", file=sys.stderr)
-        return 2
-    from fsdp2_core.checkpoint import Checkpointer  # imported late: --print-config touches no engine code
-    from fsdp2_core.train import run_training
-    run_training(cfg, checkpoint=Checkpointer(cfg))
-    return 0
+        run_training(cfg, checkpoint=Checkpointer(cfg))
+    return run_reporting_errors(entry, start)  # a ConfigError raised on the ranks: one message, exit 2

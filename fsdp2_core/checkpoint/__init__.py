@@ -6,6 +6,7 @@
     load        resume, --no-load-optim, --no-load-rng, --finetune, resharding to another world size
     rotation    save_total_limit
     signals     SIGTERM / SIGINT and exit_duration_in_mins, agreed on by every rank
+    run_lock    one live run per save directory (a lock file with a heartbeat)
     hf_export   safetensors + config + generation config + tokenizer, streamed one tensor at a time
 
 When saves happen (Megatron's rules): every `save_steps` iterations (0: only at the end), at
@@ -14,6 +15,12 @@ every `save_epochs`-th epoch boundary of an epoch-based run (max_steps unset), a
 run stops), and at the end of training. A completed run with `save_hf_weights` then writes
 <output_dir>/hf_model/. A run stopped early (exit interval, signal, duration) exports nothing:
 its checkpoint is the way on.
+
+Preemption: with exit_signal_handler, SIGTERM or SIGINT (from a scheduler, torchrun, Ctrl-C), once
+or repeatedly, finishes the iteration, saves and exits 0; the log names the signal and the
+checkpoint. Under torchrun the save must fit in torchrun's shutdown timeout (30 s unless
+--shutdown-timeout / TORCH_ELASTIC_SHUTDOWN_TIMEOUT says otherwise), after which it SIGKILLs the
+ranks; see docs/preemption.md.
 """
 import logging
 import os
@@ -36,8 +43,9 @@ from .hf_export import (
 from .layout import TRACKER, CheckpointError, completeness, iter_dir, latest_complete, read_tracker
 from .load import load_checkpoint, resolve
 from .lora_export import export_lora
+from .run_lock import RunLock
 from .save import Saver
-from .signals import ExitSignals
+from .signals import ExitSignals, signal_name
 from .state import state_to_save
 
 log = logging.getLogger(__name__)
@@ -58,11 +66,17 @@ class Checkpointer:
         self.loaded: Optional[dict] = None
         self.exit_reason: Optional[str] = None
         self.hf_dir: Optional[str] = None
+        self.run_lock: Optional[RunLock] = None
+        self.signals: Optional[ExitSignals] = None
 
     # ------------------------------------------------------------------ run_training's calls
     def setup(self, *, device, tokenizer=None, train_iters: int, global_batch: int,
-              steps_per_epoch: Optional[int] = None, print_fn: Optional[Callable[[str], None]] = None, **_) -> None:
-        """Collective (creates the checkpoint process group): called once before `load`."""
+              steps_per_epoch: Optional[int] = None, print_fn: Optional[Callable[[str], None]] = None,
+              launcher_watch=None, **_) -> None:
+        """Collective (creates the checkpoint process group, takes the save directory's lock): once before `load`.
+
+        `launcher_watch` (fsdp2_core.train.launcher_watch): its `safe_point` guards each checkpoint write,
+        and it is told when a signal has started a graceful stop and how to release the lock."""
         self.rank = dist.get_rank() if dist.is_initialized() else 0
         self.world = dist.get_world_size() if dist.is_initialized() else 1
         # DCP's own collectives run on a separate gloo group: an asynchronous save's thread must not
@@ -73,10 +87,42 @@ class Checkpointer:
         self.epoch_every = steps_per_epoch * self.t.save_epochs if steps_per_epoch and self.t.save_epochs else None
         self.print = print_fn or (lambda s: print(s, flush=True) if self.rank == 0 else None)
         self.save_dir = self.t.output_dir
-        self.saver = Saver(self.save_dir, self.group, self.rank, bool(self.t.save_async), self.t.save_total_limit)
+        self._lock_save_dir()
+        self.saver = Saver(self.save_dir, self.group, self.rank, bool(self.t.save_async), self.t.save_total_limit,
+                           guard=launcher_watch.safe_point if launcher_watch is not None else None)
         self.signals = ExitSignals(bool(self.t.exit_signal_handler), self.t.exit_duration_in_mins,
-                                   device.torch_device)
+                                   device.torch_device, self.rank)
         self.signals.install()
+        if launcher_watch is not None:
+            launcher_watch.stopping = lambda: self.signals.stopping
+            launcher_watch.on_exit.append(self._release_lock)
+
+    def _lock_save_dir(self) -> None:
+        """Rank 0 takes <output_dir>/run.lock; every rank raises the same CheckpointError when a live run holds it."""
+        error = None
+        if self.rank == 0 and self.save_dir:
+            self.run_lock = RunLock(self.save_dir, warn=self._warn)
+            try:
+                self.run_lock.acquire()
+            except CheckpointError as exc:
+                self.run_lock, error = None, str(exc)
+        if self.group is not None:
+            box = [error]
+            dist.broadcast_object_list(box, src=0, group=self.group)
+            error = box[0]
+        if error:
+            raise CheckpointError(error)
+
+    def close(self) -> None:
+        """When the run ends, however it ends: the signal handlers go back, the save directory's lock goes."""
+        if self.signals is not None:
+            self.signals.restore()
+        self._release_lock()
+
+    def _release_lock(self) -> None:
+        lock, self.run_lock = self.run_lock, None
+        if lock is not None:
+            lock.release()
 
     def _warn(self, text: str) -> None:
         log.warning(text)
@@ -100,7 +146,9 @@ class Checkpointer:
             self.exit_reason = f"exit_interval {self.t.exit_interval}"
         why = self.signals.should_exit()
         if why == "signal":
-            self.exit_reason = "a termination signal"
+            self.exit_reason = f"{signal_name(self.signals.agreed)} received"
+            self.print(f" {signal_name(self.signals.agreed)} received: saving a checkpoint at iteration {it}, "
+                       "then exiting")
         elif why == "duration":
             self.exit_reason = f"exit_duration_in_mins {self.t.exit_duration_in_mins}"
         if due or self.exit_reason:

@@ -16,6 +16,8 @@ import os
 import re
 from typing import List, Optional, Tuple
 
+from fsdp2_core.errors import UserError
+
 log = logging.getLogger(__name__)
 
 TRACKER = "latest_checkpointed_iteration.txt"
@@ -25,7 +27,7 @@ PARTIAL = ".partial"
 _ITER_RE = re.compile(r"^iter_(\d{7,})$")
 
 
-class CheckpointError(RuntimeError):
+class CheckpointError(UserError, RuntimeError):
     """A checkpoint could not be found, read or written; the message says which and what to do."""
 
 

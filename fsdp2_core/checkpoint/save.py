@@ -13,6 +13,7 @@ A write error at any step (disk full, no permission) reaches every rank as the s
 `CheckpointError`, the partial directory is removed, and the tracker still names the
 previous checkpoint, which stays loadable.
 """
+import contextlib
 import json
 import logging
 import os
@@ -57,9 +58,14 @@ def _result(future):
 
 
 class Saver:
-    def __init__(self, save_dir: str, group, rank: int, async_save: bool, total_limit: Optional[int]):
+    """`guard`: a lock held while a checkpoint is written and published, so that whoever must stop this
+    process at once (a rank whose launcher is gone) waits for the checkpoint to be whole first."""
+
+    def __init__(self, save_dir: str, group, rank: int, async_save: bool, total_limit: Optional[int],
+                 guard=None):
         self.save_dir, self.group, self.rank = save_dir, group, rank
         self.async_save, self.total_limit = async_save, total_limit
+        self.guard = guard if guard is not None else contextlib.nullcontext()
         self.pending: Optional[_Pending] = None
 
     # ------------------------------------------------------------------ collective helpers
@@ -85,6 +91,10 @@ class Saver:
     # ------------------------------------------------------------------ save
     def save(self, iteration: int, state_dict: dict, write_extras: Callable[[str], None], info: dict) -> None:
         self.wait()
+        with self.guard:
+            self._save(iteration, state_dict, write_extras, info)
+
+    def _save(self, iteration: int, state_dict: dict, write_extras: Callable[[str], None], info: dict) -> None:
         partial = partial_dir(self.save_dir, iteration)
         error = None
         if self.rank == 0:
@@ -136,14 +146,19 @@ class Saver:
             return
         future = _result(p.future)
         if future.done() and future.exception() is None:  # a failure is raised by wait(), on every rank
-            p.error = self._finish(p.iteration)
-            p.finished = True
+            with self.guard:
+                p.error = self._finish(p.iteration)
+                p.finished = True
 
     def wait(self) -> None:
         """Collective: block until the background save is written and published; raise its error."""
         p, self.pending = self.pending, None
         if p is None:
             return
+        with self.guard:
+            self._wait(p)
+
+    def _wait(self, p: _Pending) -> None:
         start = time.perf_counter()
         try:
             _result(p.future).result()

@@ -9,10 +9,12 @@ import difflib
 import typing
 from typing import Any, Dict, List, Literal, Tuple, Union
 
+from fsdp2_core.errors import UserError
+
 from .arguments import SECTIONS
 
 
-class ConfigError(ValueError):
+class ConfigError(UserError, ValueError):
     """A configuration problem, worded for the user: what, where, and what to do."""
 
 

@@ -21,3 +21,6 @@ class CheckpointHooks:
 
     def finish(self, state, model, optimizer, schedule) -> None:
         """After the last iteration: final save / export."""
+
+    def close(self) -> None:
+        """When the run ends, however it ends (an error included): let go of what `setup` took."""

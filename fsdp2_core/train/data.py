@@ -4,6 +4,12 @@ Samples are dicts with `tokens`, `labels`, `loss_mask`, `position_ids` (and opti
 `attention_mask`). Micro-batches follow Megatron's pretraining sampler: a global
 position `consumed` advances by micro_batch × dp per draw, and rank r takes its slice,
 so a resume only needs the consumed-samples count.
+
+With loader workers (dataloader_num_workers > 0) the batches are the same as without: the
+loader draws its workers' seeds from a generator of its own, never from the global torch
+generator (which dropout and initialisation use), and batches a worker has prefetched are not
+counted as consumed, so a resume re-reads them. A dataset must not draw random numbers in
+`__getitem__` (each worker process has its own generators); the engine's datasets do not.
 """
 import logging
 from typing import Dict, Iterator, Sequence
@@ -13,6 +19,8 @@ import torch
 
 from fsdp2_core.config import ConfigError
 from fsdp2_core.data.megatron.sampler import MegatronPretrainingSampler
+
+from .loader_workers import termination_signals_blocked, worker_init
 
 log = logging.getLogger(__name__)
 
@@ -26,9 +34,21 @@ def collate(samples: Sequence[Dict]) -> Dict[str, torch.Tensor]:
     return {k: torch.as_tensor(np.stack([np.asarray(s[k]) for s in samples])) for k in samples[0]}
 
 
+def _loader(dataset, sampler, collate_fn, workers: int, seed: int, persistent: bool, prefetch: Optional[int]):
+    """A DataLoader over `sampler` with worker processes that survive preemption signals (loader_workers)."""
+    return torch.utils.data.DataLoader(
+        dataset, batch_sampler=sampler, num_workers=workers, collate_fn=collate_fn, worker_init_fn=worker_init,
+        persistent_workers=persistent, prefetch_factor=prefetch,
+        generator=torch.Generator().manual_seed(seed))  # not the global generator: see the module docstring
+
+
 def micro_batches(dataset, consumed: int, micro: int, rank: int, dp: int, workers: int = 0,
-                  cyclic: bool = False) -> Iterator[Dict[str, torch.Tensor]]:
-    """This rank's micro-batches from global position `consumed`; `cyclic` restarts at the end (eval)."""
+                  cyclic: bool = False, seed: int = 0, persistent_workers: bool = False,
+                  prefetch_factor: Optional[int] = None) -> Iterator[Dict[str, torch.Tensor]]:
+    """This rank's micro-batches from global position `consumed`; `cyclic` restarts at the end (eval, epochs).
+
+    `workers` > 0 reads through a DataLoader with that many processes, each keeping `prefetch_factor`
+    batches ready; `persistent_workers` keeps them from one pass over the data to the next."""
     collate_fn = getattr(dataset, "collate_fn", collate)  # a dataset may bring its own (lf: padding, packing)
     draw = micro * dp
     if cyclic and len(dataset) < draw:  # nothing to draw: cycling would spin forever
@@ -36,18 +56,21 @@ def micro_batches(dataset, consumed: int, micro: int, rank: int, dp: int, worker
                           f"× data-parallel size {dp}; give it more data or lower per_device_train_batch_size")
     if cyclic:
         consumed %= len(dataset) // draw * draw  # a resume in a later pass starts inside that pass
+    sampler = _sampler(len(dataset), consumed, micro, rank, dp)
+    loader = _loader(dataset, sampler, collate_fn, workers, seed, persistent_workers,
+                     prefetch_factor) if workers > 0 else None
     while True:
-        sampler = _sampler(len(dataset), consumed, micro, rank, dp)
-        if workers > 0:
-            loader = torch.utils.data.DataLoader(dataset, batch_sampler=sampler, num_workers=workers,
-                                                 collate_fn=collate_fn, persistent_workers=False)
-            yield from loader
-        else:
+        if loader is None:
             for indices in sampler:
                 yield collate_fn([dataset[i] for i in indices])
+        else:
+            with termination_signals_blocked():
+                batches = iter(loader)  # forks the workers (once, with persistent_workers)
+            yield from batches
+            del batches
         if not cyclic:
             return
-        consumed = 0
+        sampler.consumed_samples = 0  # the next pass, on the same loader
 
 
 def build_datasets(cfg, train_iters: int, global_batch: int, tokenizer=None):

@@ -21,6 +21,7 @@ from fsdp2_core.quant.float8 import check_fp8_hardware
 
 from .checkpoint_hooks import CheckpointHooks
 from .data import build_datasets, build_tokenizer, epochs_to_steps, micro_batches
+from .launcher_watch import LauncherWatch
 from .loop import Data, TrainState, train
 from .loss import install_loss, register_loss_with_fsdp
 from .lr_schedule import build_schedule
@@ -80,6 +81,20 @@ def build_parallel_model(cfg, device, mesh, tokenizer=None):
     return model
 
 
+def _data(cfg, splits, consumed: int, mesh, dp: int) -> Data:
+    """This rank's micro-batch iterators; by epochs (max_steps <= 0) the train set is read again each epoch."""
+    t = cfg.training
+    train_ds, valid_ds, test_ds = splits
+    micro = t.per_device_train_batch_size
+    loader = dict(workers=t.dataloader_num_workers, seed=t.seed, persistent_workers=t.dataloader_persistent_workers,
+                  prefetch_factor=t.dataloader_prefetch_factor)
+
+    def evaluation(ds):
+        return micro_batches(ds, 0, micro, mesh.dp_rank, dp, cyclic=True) if ds is not None and len(ds) else None
+    return Data(train=micro_batches(train_ds, consumed, micro, mesh.dp_rank, dp, cyclic=t.max_steps <= 0, **loader),
+                valid=evaluation(valid_ds), test=evaluation(test_ds))
+
+
 def run_training(cfg, datasets: Optional[Sequence] = None, *, checkpoint: CheckpointHooks,
                  print_fn: Optional[Callable[[str], None]] = None, peak_tflops: Optional[float] = None) -> dict:
     """Train per `cfg`. `datasets` = (train, valid, test) overrides the configured data (tests, tools).
@@ -94,6 +109,8 @@ def run_training(cfg, datasets: Optional[Sequence] = None, *, checkpoint: Checkp
     if checkpoint is None:
         raise TypeError("run_training needs its checkpoint hooks: fsdp2_core.checkpoint.Checkpointer(cfg) saves and "
                         "resumes, fsdp2_core.train.CheckpointHooks() trains without checkpoints")
+    watch = LauncherWatch()  # under torchrun: stop within seconds if torchrun dies
+    watch.start()
     created_group = not dist.is_initialized()
     device = init_distributed(timeout_minutes=cfg.parallel.distributed_timeout_minutes)
     rank, world = dist.get_rank(), dist.get_world_size()
@@ -120,32 +137,32 @@ def run_training(cfg, datasets: Optional[Sequence] = None, *, checkpoint: Checkp
 
     state = TrainState()
     hooks = checkpoint
-    if hasattr(hooks, "setup"):
-        hooks.setup(device=device, tokenizer=tokenizer, train_iters=train_iters, global_batch=gbs,
-                    steps_per_epoch=len(train_ds) // gbs if t.max_steps <= 0 else None, print_fn=print_fn)
-    hooks.load(state, model, optimizer, schedule)
-    schedule.apply(optimizer)
-
-    micro, workers = t.per_device_train_batch_size, t.dataloader_num_workers
-    data = Data(
-        # by epochs (max_steps <= 0) the train set is read again for each epoch
-        train=micro_batches(train_ds, state.consumed_train_samples, micro, mesh.dp_rank, dp, workers,
-                            cyclic=t.max_steps <= 0),
-        valid=(micro_batches(valid_ds, 0, micro, mesh.dp_rank, dp, cyclic=True)
-               if valid_ds is not None and len(valid_ds) else None),
-        test=(micro_batches(test_ds, 0, micro, mesh.dp_rank, dp, cyclic=True)
-              if test_ds is not None and len(test_ds) else None))
-    ignored = list(ignored_parameters(model, cfg.parallel.ignored_modules))
-    ctx = RunContext(cfg, model, optimizer, schedule, mesh, device, t.gradient_accumulation_steps, gbs, ignored)
-    hf_config = getattr(model, "config", None)
-    flops_token = flops_per_token(hf_config, count_parameters(model, exclude_input_embedding=True), cfg.data.cutoff_len)
-    sink = MetricsSink(t, rank)
-    profiler = StepProfiler(cfg.profiling, rank, device)
+    data = None
     try:
-        hist = train(ctx, state, train_iters, data, hooks, sink, profiler, flops_token,
-                     device.peak_tflops(peak_tflops), print_fn)
+        if hasattr(hooks, "setup"):
+            hooks.setup(device=device, tokenizer=tokenizer, train_iters=train_iters, global_batch=gbs,
+                        steps_per_epoch=len(train_ds) // gbs if t.max_steps <= 0 else None, print_fn=print_fn,
+                        launcher_watch=watch)
+        hooks.load(state, model, optimizer, schedule)
+        schedule.apply(optimizer)
+        data = _data(cfg, (train_ds, valid_ds, test_ds), state.consumed_train_samples, mesh, dp)
+        ignored = list(ignored_parameters(model, cfg.parallel.ignored_modules))
+        ctx = RunContext(cfg, model, optimizer, schedule, mesh, device, t.gradient_accumulation_steps, gbs, ignored)
+        hf_config = getattr(model, "config", None)
+        flops_token = flops_per_token(hf_config, count_parameters(model, exclude_input_embedding=True),
+                                      cfg.data.cutoff_len)
+        sink = MetricsSink(t, rank)
+        profiler = StepProfiler(cfg.profiling, rank, device)
+        try:
+            hist = train(ctx, state, train_iters, data, hooks, sink, profiler, flops_token,
+                         device.peak_tflops(peak_tflops), print_fn)
+        finally:
+            sink.close()
     finally:
-        sink.close()
+        if data is not None:
+            data.close()  # loader workers are shut down by the rank, after its last checkpoint
+        if hasattr(hooks, "close"):  # hooks that do not derive from CheckpointHooks may lack it
+            hooks.close()
     summary = {"iteration": state.iteration, "train_iters": train_iters,
                "consumed_train_samples": state.consumed_train_samples, "global_batch_size": gbs,
                "gradient_accumulation_steps": t.gradient_accumulation_steps, "losses": hist.losses,

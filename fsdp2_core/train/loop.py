@@ -10,6 +10,8 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import Callable, Dict, List, Optional
 
+from fsdp2_core.errors import UserError
+
 from .evaluate import evaluate
 from .logging_line import eval_line, iteration_line
 from .metrics import throughput
@@ -34,7 +36,7 @@ class TrainState:
             setattr(self, k, v)
 
 
-class TrainingDiverged(RuntimeError):
+class TrainingDiverged(UserError, RuntimeError):
     """Too many iterations had a NaN/Inf loss or gradient norm."""
 
 
@@ -66,6 +68,12 @@ class Data:
     train: object                 # iterator of this rank's micro-batches
     valid: Optional[object] = None
     test: Optional[object] = None
+
+    def close(self) -> None:
+        """Close the iterators now (their loader workers exit), not whenever they are collected."""
+        for batches in (self.train, self.valid, self.test):
+            if hasattr(batches, "close"):
+                batches.close()
 
 
 @dataclass

@@ -81,7 +81,8 @@ def life(tmp_path_factory):
 def test_sigterm_saves_and_exits_zero(life):
     tmp, r = life
     assert r["term_codes"] == [0, 0], r["term_log"][-3000:]
-    stopped = int(re.search(r"exiting program at iteration (\d+) \(a termination signal\)", r["term_log"]).group(1))
+    stopped = int(re.search(r"exiting program at iteration (\d+) \(SIGTERM received\)", r["term_log"]).group(1))
+    assert f" SIGTERM received: saving a checkpoint at iteration {stopped}, then exiting" in r["term_log"]
     assert SAVE <= stopped < ITERS and r["term_tracker"] == stopped   # the signal's own checkpoint is the latest
     assert r["term_complete"] == (True, "")
     assert [int(m.group(1)) for m in ITER_LINE.finditer(r["term_log"])] == list(range(1, stopped + 1))
@@ -97,6 +98,7 @@ def test_sigkill_after_a_checkpoint_resumes_exactly(life):
     assert r["kill_codes"] == [-signal.SIGKILL, -signal.SIGKILL]
     assert r["term_tracker"] < r["kill_tracker"] < ITERS, "the run ended before it could be killed"
     assert r["final_codes"] == [0, 0], r["final_log"][-3000:]
+    assert "taking over a stale run lock (left by host" in r["final_log"]  # the killed run's lock blocks nothing
     resumed_from = int(LOADED.search(r["final_log"]).group(2))
     assert resumed_from >= r["kill_tracker"]
     done = [int(m.group(1)) for m in ITER_LINE.finditer(r["final_log"])]
@@ -115,9 +117,30 @@ def test_second_sigint_interrupts_at_once():
     sigs.install()
     try:
         os.kill(os.getpid(), signal.SIGINT)
-        assert sigs.should_exit() == "signal"
+        assert sigs.should_exit() == "signal" and sigs.agreed == signal.SIGINT
         with pytest.raises(KeyboardInterrupt):
             os.kill(os.getpid(), signal.SIGINT)
     finally:
         sigs.restore()
     assert ExitSignals(False, 1e-9, torch.device("cpu")).should_exit() == "duration"
+
+
+def test_repeated_sigterm_never_interrupts_the_save(capfd):
+    """In-process: torchrun forwarding a scheduler's SIGTERM that also reached the rank, or a second
+    SIGTERM, only notes it; a SIGINT after a SIGTERM is a first SIGINT, also noted."""
+    import torch
+
+    from fsdp2_core.checkpoint.signals import ExitSignals
+    sigs = ExitSignals(True, None, torch.device("cpu"))
+    sigs.install()
+    try:
+        for sig in (signal.SIGTERM, signal.SIGTERM, signal.SIGTERM, signal.SIGINT):
+            os.kill(os.getpid(), sig)
+        assert sigs.stopping and sigs.should_exit() == "signal" and sigs.agreed == signal.SIGTERM
+        assert signal.getsignal(signal.SIGTERM) == sigs._on_signal
+    finally:
+        sigs.restore()
+    assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL
+    err = capfd.readouterr().err
+    assert err.count("SIGTERM received while already stopping: the checkpoint save goes on") == 2
+    assert err.count("SIGINT received while already stopping") == 1
