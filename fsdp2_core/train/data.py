@@ -12,7 +12,7 @@ counted as consumed, so a resume re-reads them. A dataset must not draw random n
 `__getitem__` (each worker process has its own generators); the engine's datasets do not.
 """
 import logging
-from typing import Dict, Iterator, Sequence
+from typing import Dict, Iterator, Optional, Sequence
 
 import numpy as np
 import torch
