@@ -12,6 +12,7 @@ PACKAGES = ("fsdp2_core", "megatron_compat")
 
 # Layer units, lowest first; units on one line sit beside each other and import neither one another.
 LAYERS: List[Tuple[str, ...]] = [
+    ("fsdp2_core.errors",),
     ("fsdp2_core.config",),
     ("fsdp2_core.rank_env",),
     ("fsdp2_core.device",),
