@@ -42,8 +42,8 @@ SETTINGS = {
     "packing": {"packing": True},
     "neat_packing": {"neat_packing": True},
 }
-DATASETS = ["alpaca_en_demo", "identity", "sharegpt_multi", "glaive_toolcall_en_demo", "reason_sharegpt",
-            "reason_openai", "openai_chat"]
+DATASETS = ["alpaca_en_demo", "identity", "sharegpt_multi", "glaive_toolcall_en_demo", "glaive_system",
+            "reason_sharegpt", "reason_openai", "reason_openai_nosys", "openai_chat"]
 DEFAULT_CUTOFF = 1024
 LLAMA31_DATE = "26 Jul 2024"  # Llama 3.1's template default; LLaMA-Factory writes today's date
 
@@ -207,6 +207,10 @@ def _multi_turn(alpaca: List[Dict], n: int, openai: bool) -> List[Dict]:
     return out
 
 
+OPENAI_TAGS = {"role_tag": "role", "content_tag": "content", "user_tag": "user", "assistant_tag": "assistant",
+               "observation_tag": "tool", "system_tag": "system"}  # LLaMA-Factory needs them named; ours defaults
+
+
 def write_dataset_dir(lf_data: str, path: str) -> str:
     """dataset_info.json naming LLaMA-Factory's demo files where they lie, and the derived datasets."""
     os.makedirs(path, exist_ok=True)
@@ -219,14 +223,27 @@ def write_dataset_dir(lf_data: str, path: str) -> str:
         alpaca = json.load(f)
     with open(os.path.join(lf_data, "reason_tool_use_demo_50.jsonl"), encoding="utf-8") as f:
         reason = [json.loads(line) for line in f if line.strip()]
+    with open(os.path.join(lf_data, "glaive_toolcall_en_demo.json"), encoding="utf-8") as f:
+        glaive = json.load(f)
+    # variants that keep clear of the deliberate differences, so the rest of the tool path is compared:
+    # glaive chats that have tools, given a system prompt; reasoning chats in openai form without one
+    with_tools = [dict(r, system="You are a helpful assistant with tools.") for r in glaive if json.loads(r["tools"])]
+    no_system = [{"messages": [m for m in r["messages"] if m["role"] != "system"], "tools": r["tools"]}
+                 for r in map(_reason_openai, reason)]
     derived = {
         "sharegpt_multi": (_multi_turn(alpaca, 200, openai=False),
                            {"formatting": "sharegpt", "columns": {"messages": "conversations", "system": "system"}}),
-        "openai_chat": (_multi_turn(alpaca, 200, openai=True), {"formatting": "openai"}),
+        "openai_chat": (_multi_turn(alpaca, 200, openai=True),
+                        {"formatting": "openai", "columns": {"messages": "messages"}, "tags": OPENAI_TAGS}),
         "reason_sharegpt": ([_reason_sharegpt(r) for r in reason],
                             {"formatting": "sharegpt", "columns": {"messages": "conversations", "tools": "tools"}}),
         "reason_openai": ([_reason_openai(r) for r in reason],
-                          {"formatting": "openai", "columns": {"messages": "messages", "tools": "tools"}}),
+                          {"formatting": "openai", "columns": {"messages": "messages", "tools": "tools"},
+                           "tags": OPENAI_TAGS}),
+        "reason_openai_nosys": (no_system, {"formatting": "openai", "columns": {"messages": "messages", "tools": "tools"},
+                                            "tags": OPENAI_TAGS}),
+        "glaive_system": (with_tools, {"formatting": "sharegpt",
+                                       "columns": {"messages": "conversations", "tools": "tools", "system": "system"}}),
     }
     for name, (records, entry) in derived.items():
         file = os.path.join(path, f"{name}.jsonl")
