@@ -101,16 +101,21 @@ def test_bad_records_dropped_with_count_and_reasons(tmp_path, tokenizer, caplog)
     cfg = data_config(tmp_path, dataset={"file_name": "bad.jsonl", "formatting": "sharegpt"})
     train, _, _ = build_sft_datasets(cfg, tokenizer)
     assert len(train) == 3
-    assert "dropped 3 of 7 records" in caplog.text and "roles out of order" in caplog.text
-    assert "odd number of messages" in caplog.text and "column 'conversations' is NoneType" in caplog.text
-    assert "dropped 1 of 4 records that do not fit template qwen3" in caplog.text and "not JSON" in caplog.text
+    # one warning line per step: the count, every dropped record named by dataset and index, the reasons
+    lines = [r.getMessage() for r in caplog.records if r.levelname == "WARNING" and "dropped" in r.getMessage()]
+    assert len(lines) == 2
+    assert lines[0].startswith("dataset inline: dropped 3 of 7 records that do not fit the sharegpt format: "
+                               "inline#3, inline#4, inline#5; reasons: inline#3: roles out of order")
+    assert "inline#4: odd number of messages" in lines[0] and "inline#5: column 'conversations' is NoneType" in lines[0]
+    assert lines[1].startswith("dataset train: dropped 1 of 4 records that do not fit template qwen3: inline#6; "
+                               "reasons: inline#6: ValueError: function message is not JSON")
 
 
 def test_long_samples_truncated_not_dropped(ddir, tokenizer, caplog):
     caplog.set_level(logging.INFO)
     train, _, _ = build_sft_datasets(data_config(ddir, dataset="sg", cutoff_len=24), tokenizer)
     assert len(train) == 6 and all(len(r["input_ids"]) <= 24 for r in rows(train))
-    assert "6 of 6 samples were longer than cutoff_len 24 and were truncated" in caplog.text
+    assert "6 of 6 samples were longer than 24 tokens (cutoff_len) and were truncated" in caplog.text
 
 
 def test_masks_in_the_pipeline(ddir, tokenizer):
@@ -170,8 +175,11 @@ def test_packing_in_pipeline(ddir, tokenizer):
     plain = build_sft_datasets(data_config(ddir, dataset="alp,sg", cutoff_len=128), tokenizer)[0]
     packed = build_sft_datasets(data_config(ddir, dataset="alp,sg", cutoff_len=128, neat_packing=True), tokenizer)[0]
     assert len(packed) < len(plain)
-    assert sum(len(r["input_ids"]) for r in rows(packed)) == sum(len(r["input_ids"]) for r in rows(plain))
-    assert all(len(r["input_ids"]) <= 128 and sum(r["seq_lens"]) == len(r["input_ids"]) for r in rows(packed))
+    # every sample's tokens, rows of at most cutoff_len - 1 of them padded to exactly cutoff_len (LLaMA-Factory's rows)
+    assert sum(sum(r["seq_lens"]) for r in rows(packed)) == sum(len(r["input_ids"]) for r in rows(plain))
+    assert all(len(r["input_ids"]) == 128 and sum(r["seq_lens"]) <= 127 for r in rows(packed))
+    assert all(r["input_ids"][sum(r["seq_lens"]):] == [tokenizer.pad_token_id] * (128 - sum(r["seq_lens"]))
+               for r in rows(packed))
     batch = packed.collate_fn([packed[0], packed[1]])
     assert batch["attention_mask"].shape[-1] % 8 == 0
 

@@ -29,6 +29,22 @@ STANDARD_COLUMNS = ["_prompt", "_response", "_system", "_tools", "_error", "_sou
 BOOKKEEPING = ["_error", "_source", "_index"]  # where a record came from, why it was dropped: gone after tokenizing
 
 
+def _features(kind: str):
+    """Column types of each step's output, stated: inferred ones break when a first write batch holds only
+    dropped records (an all-None `_error`, empty token lists) and a later one does not."""
+    import datasets
+    text, number = datasets.Value("string"), datasets.Value("int64")
+    message = {"role": text, "content": text}
+    bookkeeping = {"_error": text, "_source": text, "_index": number}
+    if kind == "converted":
+        return datasets.Features({"_prompt": [message], "_response": [message], "_system": text, "_tools": text,
+                                  **bookkeeping})
+    tokens = {"input_ids": [number], "labels": [number], "_truncated": number}
+    if kind == "tokenized":
+        return datasets.Features({**tokens, **bookkeeping})
+    return datasets.Features({**tokens, "seq_lens": [number]})  # packed
+
+
 # --- datasets the engine reads --------------------------------------------------------------------------
 
 class SFTDataset:
@@ -135,6 +151,7 @@ def _convert_one(attr: DatasetAttr, d, seed: int):
     columns = raw.column_names or list(first_record(raw, attr, where).keys())
     check_columns(attr, columns, where)
     converted = raw.map(convert_indexed, fn_kwargs={"attr": attr}, with_indices=True, remove_columns=columns,
+                        features=_features("converted"),
                         **_map_kwargs(d, streaming, f"converting {attr.name} ({attr.formatting})"))
     if streaming:
         return converted.filter(_StreamDropLog(attr.name))
@@ -152,7 +169,7 @@ def _tokenize(ds, template, tokenizer, d, name: str):
     kw = _map_kwargs(d, d.streaming, f"tokenizing {name}")
     columns = STANDARD_COLUMNS if d.streaming else ds.column_names
     out = ds.map(make_preprocess(template, tokenizer, opts), batched=True, batch_size=d.preprocessing_batch_size,
-                 remove_columns=columns, **kw)
+                 remove_columns=columns, features=_features("tokenized"), **kw)
     if d.streaming:
         return out.filter(_StreamDropLog(name)).remove_columns(BOOKKEEPING)
     dropped = _dropped(out)
@@ -175,7 +192,8 @@ def _pack(ds, d, name: str, pad_id: int):
     kw = _map_kwargs(d, d.streaming, f"packing {name}")
     columns = None if d.streaming else ds.column_names
     return ds.map(pack_batch, batched=True, batch_size=d.preprocessing_batch_size,
-                  fn_kwargs={"cutoff_len": d.cutoff_len, "pad_id": pad_id}, remove_columns=columns, **kw)
+                  fn_kwargs={"cutoff_len": d.cutoff_len, "pad_id": pad_id}, remove_columns=columns,
+                  features=_features("packed"), **kw)
 
 
 def _load_mixed(attrs, d, seed):
