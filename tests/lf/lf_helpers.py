@@ -38,7 +38,8 @@ def train_tokenizer(path: str, chat_template_name: str = None, eos_token: str = 
     tok.train_from_iterator(CORPUS, trainer)
     named = (eos_token, pad_token, "<|begin_of_text|>")
     fast = PreTrainedTokenizerFast(tokenizer_object=tok, eos_token=eos_token, bos_token="<|begin_of_text|>",
-                                   pad_token=pad_token, additional_special_tokens=[s for s in SPECIALS if s not in named])
+                                   pad_token=pad_token,
+                                   additional_special_tokens=[s for s in SPECIALS if s not in named])
     if chat_template_name:
         fast.chat_template = chat_template(chat_template_name)
     fast.save_pretrained(path)

@@ -20,6 +20,7 @@ with its error.
 import argparse
 import contextlib
 import importlib.machinery
+import importlib.util
 import io
 import json
 import logging
@@ -61,6 +62,8 @@ def _torchaudio_stand_in() -> None:
 
 
 def llamafactory_available() -> bool:
+    if importlib.util.find_spec("llamafactory") is None:
+        return False
     os.environ.setdefault("DISABLE_VERSION_CHECK", "1")
     _torchaudio_stand_in()
     try:
@@ -240,8 +243,8 @@ def write_dataset_dir(lf_data: str, path: str) -> str:
         "reason_openai": ([_reason_openai(r) for r in reason],
                           {"formatting": "openai", "columns": {"messages": "messages", "tools": "tools"},
                            "tags": OPENAI_TAGS}),
-        "reason_openai_nosys": (no_system, {"formatting": "openai", "columns": {"messages": "messages", "tools": "tools"},
-                                            "tags": OPENAI_TAGS}),
+        "reason_openai_nosys": (no_system, {"formatting": "openai", "tags": OPENAI_TAGS,
+                                            "columns": {"messages": "messages", "tools": "tools"}}),
         "glaive_system": (with_tools, {"formatting": "sharegpt",
                                        "columns": {"messages": "conversations", "tools": "tools", "system": "system"}}),
     }
@@ -304,7 +307,7 @@ def deliberate_reasons(case: "Case", record: Dict) -> List[str]:
                     reasons.append("string-arguments")
             except ValueError:
                 pass
-    if tool_list and case.template == "default" and any(
+    if tool_list and case.template in DEFAULT_TOOL_FORMAT and any(
             "properties" not in (t.get("function", t).get("parameters") or {}) for t in tool_list):
         reasons.append("tool-without-properties")
     if case.template == "empty" and (system or tool_list):
@@ -314,7 +317,16 @@ def deliberate_reasons(case: "Case", record: Dict) -> List[str]:
             reasons.append("gpt-oss-turn-ends")
         if any("<think>" in m["content"] for m in messages):
             reasons.append("gpt-oss-analysis-channel")
+        if case.settings.get("train_on_prompt"):
+            reasons.append("gpt-oss-train-on-prompt")
     return reasons
+
+
+DEFAULT_TOOL_FORMAT = ("default", "empty", "gpt_oss")  # the templates that write tools in the ReAct format
+# deliberate differences where LLaMA-Factory stops (raises) and we render the records
+LF_FAILS = {"tool-without-properties": "KeyError: 'properties'",
+            "gpt-oss-analysis-channel": "RuntimeError: Invalid JSON format in function message",
+            "gpt-oss-train-on-prompt": "ValueError: Current template does not support `train_on_prompt`"}
 
 
 def _strip_thought(content: str) -> str:
@@ -410,6 +422,12 @@ def run_case(case: Case, toks: Dict[str, str], dataset_dir: str, work: str, base
     except Exception as exc:
         res.lf_error = _error(exc)
         res.total = len(ours)
+        expected = [k for k in _case_reasons(case, dataset_dir)
+                    if k in LF_FAILS and res.lf_error.startswith(LF_FAILS[k])]
+        if expected:
+            res.deliberate = {k: res.total for k in expected}
+        else:
+            res.unexplained = res.total
         return res
     res.total = max(len(ours), len(theirs))
     res.identical = sum(_same(a, b) for a, b in zip(ours, theirs))

@@ -60,6 +60,16 @@ def test_openai_tool_calls_and_tool_replies():
     assert out["_tools"] == '[{"name": "w"}]'
 
 
+def test_openai_system_kept_as_given():
+    """The openai converter keeps the system prompt as written (LLaMA-Factory appends "detailed thinking off",
+    or a newline when there are tools: a convention of no model template here)."""
+    a = attr({"file_name": "x.json", "formatting": "openai", "columns": {"tools": "tools"}})
+    msgs = [{"role": "system", "content": "S"}, {"role": "user", "content": "q"}, {"role": "assistant", "content": "r"}]
+    assert convert({"messages": msgs}, a)["_system"] == "S"
+    assert convert({"messages": msgs, "tools": [{"name": "w"}]}, a)["_system"] == "S"
+    assert convert({"messages": msgs[1:]}, a)["_system"] == ""
+
+
 # ---- processor --------------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("src,tgt,cut,expected", [

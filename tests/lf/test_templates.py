@@ -120,6 +120,33 @@ def test_qwen3_tools_and_function_call(tokenizer):
     assert text(turns) == official(tokenizer, "qwen3", hf, tools=TOOLS)
 
 
+def test_empty_tool_list_is_no_tools(tokenizer):
+    """`"tools": "[]"` means no tools: no system block, as Qwen3's template renders tools=[] (LLaMA-Factory
+    writes an empty system block)."""
+    _, turns = ours(tokenizer, "qwen3", conv(U1, A1), tools="[]")
+    assert text(turns) == official(tokenizer, "qwen3", conv(U1, A1), tools=[])
+    assert text(turns).startswith("<|im_start|>user\n")
+
+
+def test_string_arguments_written_as_qwen3_writes_them(tokenizer):
+    """Arguments given as a JSON string are written as the JSON object they hold, as Qwen3's template writes a
+    string argument (as is); LLaMA-Factory quotes the string again."""
+    call = {"name": "get_weather", "arguments": '{"city": "Paris"}'}
+    msgs = [{"role": "user", "content": "Weather in Paris?"}, {"role": "function", "content": json.dumps(call)}]
+    _, turns = ours(tokenizer, "qwen3", msgs, tools=json.dumps(TOOLS))
+    hf = [msgs[0], {"role": "assistant", "content": "", "tool_calls": [{"type": "function", "function": call}]}]
+    assert text(turns) == official(tokenizer, "qwen3", hf, tools=TOOLS)
+    assert '<tool_call>\n{"name": "get_weather", "arguments": {"city": "Paris"}}\n</tool_call>' in text(turns)
+
+
+def test_tool_without_properties_is_rendered(tokenizer):
+    """A tool schema without `properties` (a function of no arguments) is listed with no arguments;
+    LLaMA-Factory's default tool format stops the whole dataset on it (KeyError 'properties')."""
+    tools = [{"name": "now", "description": "The time", "parameters": {"type": "object"}}]
+    _, turns = ours(tokenizer, "default", conv("Time?", "Noon."), tools=json.dumps(tools))
+    assert "> Tool Name: now\nTool Description: The time\nTool Args:\n\nUse the following format" in text(turns)
+
+
 # ---- qwen (2.5): default system, tools, observation -------------------------------------------------------
 
 def test_qwen_multi_turn_equals_official(tokenizer):
@@ -192,6 +219,19 @@ def test_default_and_empty_exact(tokenizer):
                            "Three plus three is six.<|endoftext|>\n")
     _, turns = ours(tokenizer, "empty", conv(U1, A1))
     assert text(turns) == U1 + A1
+
+
+def test_empty_template_tokenizes_the_joined_text(tokenizer):
+    """`empty` writes system and user text side by side; we tokenize the joined text (what the model reads
+    when the conversation is rendered to one string), where LLaMA-Factory tokenizes the system and the user
+    parts apart. The two differ where a token spans the seam."""
+    system, user = "The sea is bl", "ue and deep."
+    t = get_template(args(template="empty"), tokenizer)
+    (prompt, response), = t.encode_turns(tokenizer, conv(user, "wide"), system=system)
+    joined = tokenizer.encode(system + user, add_special_tokens=False)
+    apart = tokenizer.encode(system, add_special_tokens=False) + tokenizer.encode(user, add_special_tokens=False)
+    assert prompt == joined and joined != apart
+    assert response == tokenizer.encode("wide", add_special_tokens=False)
 
 
 def test_default_system_override(tokenizer):

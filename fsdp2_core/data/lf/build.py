@@ -158,8 +158,9 @@ def _convert_one(attr: DatasetAttr, d, seed: int):
     dropped = _dropped(converted)
     _log_dropped(attr.name, dropped, len(converted), f"the {attr.formatting} format")
     if dropped and len(dropped) == len(converted):
+        first = f"{_where(dropped[0])}: {dropped[0]['_error']}"
         raise ValueError(f"dataset {attr.name!r} ({where}): every one of its {len(converted)} records was dropped as "
-                         f"not fitting the {attr.formatting} format, e.g. {_where(dropped[0])}: {dropped[0]['_error']}; "
+                         f"not fitting the {attr.formatting} format, e.g. {first}; "
                          "check its formatting, columns and tags in dataset_info.json")
     return converted.filter(lambda e: e["_error"] is None, **_map_kwargs(d, False, "dropping bad records"))
 
