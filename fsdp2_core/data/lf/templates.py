@@ -113,6 +113,21 @@ class Template:
             return content
         return _DATA_THOUGHT.sub(lambda m: self.thought_words[0] + m.group(1) + self.thought_words[1], content)
 
+    def _with_thoughts_settled(self, messages, discard_history: bool) -> List[Dict[str, str]]:
+        """A copy with the answers' thoughts in this template's words; every thought dropped with
+        enable_thinking False, the earlier turns' ones with `discard_history`."""
+        messages = [dict(m) for m in messages]
+        if not self.reasoning:
+            return messages
+        for m in messages[1::2]:
+            m["content"] = self._own_thought_words(m["content"])
+            if self.enable_thinking is False:
+                m["content"] = self.remove_thought(m["content"])
+        if discard_history:
+            for m in messages[1:-2:2]:
+                m["content"] = self.remove_thought(m["content"])
+        return messages
+
     def render_turns(self, messages: Sequence[Dict[str, str]], system: str = "", tools=None,
                      tokenizer=None, mask_history: bool = False) -> List[Tuple[List[str], List[str]]]:
         """[(prompt pieces, response pieces)] per turn; messages alternate user/observation, assistant/function.
@@ -120,19 +135,10 @@ class Template:
         With `mask_history` (only the last turn is trained) a reasoning template renders earlier turns as
         the model saw them at inference: their thoughts dropped and no empty thought added, as Qwen3's own
         template and LLaMA-Factory do; the last turn keeps its thought or gets the empty one."""
-        messages = [dict(m) for m in messages]
         if len(messages) % 2:
             raise ValueError(f"a conversation needs prompt/response pairs, got {len(messages)} messages")
-        if self.reasoning:
-            for m in messages[1::2]:
-                m["content"] = self._own_thought_words(m["content"])
-        if self.reasoning and self.enable_thinking is False:
-            for m in messages[1::2]:
-                m["content"] = self.remove_thought(m["content"])
         discard_history = self.reasoning and mask_history
-        if discard_history:
-            for m in messages[1:-2:2]:
-                m["content"] = self.remove_thought(m["content"])
+        messages = self._with_thoughts_settled(messages, discard_history)
         turns = []
         for i in range(0, len(messages), 2):
             prompt = []
