@@ -136,7 +136,7 @@ def our_rows(case: "Case", tok_dir: str, dataset_dir: str, work: str) -> List[Di
     rows = []
     for i in range(len(train)):
         r = train.data[i]
-        row = {"input_ids": r["input_ids"], "labels": r["labels"]}
+        row = {"input_ids": r["input_ids"], "labels": r["labels"], "_truncated": r["_truncated"]}
         if case.packed:
             n = len(r["input_ids"])
             batch = train.collate_fn([train[i]])
@@ -393,7 +393,7 @@ class Result:
 
 
 def _same(a: Dict, b: Dict) -> bool:
-    return all(a.get(k) == b.get(k) for k in set(a) | set(b))
+    return all(a.get(k) == b.get(k) for k in set(a) | set(b) if not k.startswith("_"))  # "_": ours, not compared
 
 
 def _diff_text(a: Dict, b: Dict) -> str:
@@ -438,6 +438,8 @@ def run_case(case: Case, toks: Dict[str, str], dataset_dir: str, work: str, base
         res.note = f"rows: ours {len(ours)}, LLaMA-Factory {len(theirs)}"
     if case.packed:  # packed rows mix records: the case's records say whether a deliberate difference applies
         reasons = base_reasons if base_reasons is not None else _case_reasons(case, dataset_dir)
+        if case.template == "gpt_oss" and any(r["_truncated"] for r in ours):
+            reasons = reasons + ["gpt-oss-truncated-end"]
         if res.identical < res.total:
             if reasons:
                 res.deliberate = {k: res.total - res.identical for k in reasons}
@@ -448,6 +450,8 @@ def run_case(case: Case, toks: Dict[str, str], dataset_dir: str, work: str, base
     explained_rows = len(records) == len(theirs)
     for i in diffs:
         reasons = deliberate_reasons(case, records[i]) if explained_rows else []
+        if case.template == "gpt_oss" and ours[i]["_truncated"]:
+            reasons.append("gpt-oss-truncated-end")
         if reasons:
             for k in reasons:
                 res.deliberate[k] = res.deliberate.get(k, 0) + 1

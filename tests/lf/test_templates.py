@@ -295,6 +295,9 @@ def test_gpt_oss_ids_and_train_on_prompt(tokenizer):
     ids, labels, _ = encode_supervised(turns, SupervisedOptions(1024, train_on_prompt=True), t.efficient_eos, 0)
     ret = tokenizer.convert_tokens_to_ids("<|return|>")
     assert ids[-1] == ret and labels == ids and ids.count(tokenizer.convert_tokens_to_ids("<|end|>")) == 3
+    long_turns = t.encode_turns(tokenizer, conv(U1, " ".join([A1] * 20)))
+    cut, _, truncated = encode_supervised(long_turns, SupervisedOptions(40), t.efficient_eos, 0)
+    assert truncated and len(cut) == 40 and ret not in cut  # a cut answer loses its <|return|> (LLaMA-Factory: eos)
 
 
 # ---- template: None, unknown names --------------------------------------------------------------------------
