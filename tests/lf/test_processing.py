@@ -199,7 +199,7 @@ def test_plain_packed_row_attends_across_samples(attention_core):
     """Plain packing restarts position ids yet keeps attention across samples (LLaMA-Factory's plain packing):
     the loss equals an explicit full causal mask with those positions, with transformers' attention and with
     the engine's attention core (what context parallelism runs), and differs from neat packing."""
-    from fsdp2_core.parallel.context_parallel import install_attention
+    from fsdp2_core.models.attention import install_attention
     model = _tiny_qwen3()
     if attention_core:
         install_attention(model)
