@@ -150,7 +150,8 @@ def test_collator_padding_labels_positions():
 
 
 def test_neat_collator_positions_mask_and_no_cross_sample_labels():
-    b = SFTCollator(0, neat_packing=True)([{"input_ids": [1, 2, 3, 4, 5], "labels": [1, 2, 3, 4, 5], "seq_lens": [3, 2]}])
+    row = {"input_ids": [1, 2, 3, 4, 5], "labels": [1, 2, 3, 4, 5], "seq_lens": [3, 2]}
+    b = SFTCollator(0, neat_packing=True)([row])
     assert b["position_ids"][0].tolist() == [0, 1, 2, 0, 1, 0, 0, 0]  # padding: 0
     assert b["labels"][0].tolist() == [2, 3, I, 5, I, I, I, I]
     masked = b["attention_mask"][0, 0]

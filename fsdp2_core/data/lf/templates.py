@@ -170,7 +170,8 @@ class Template:
     # --- tokens -------------------------------------------------------------------------
     def encode_turns(self, tokenizer, messages, system: str = "", tools=None,
                      mask_history: bool = False) -> List[Tuple[List[int], List[int]]]:
-        enc = lambda pieces: [t for p in pieces if p for t in tokenizer.encode(p, add_special_tokens=False)]  # noqa: E731
+        def enc(pieces):
+            return [t for p in pieces if p for t in tokenizer.encode(p, add_special_tokens=False)]
         return [(enc(p), enc(r)) for p, r in self.render_turns(messages, system, tools, tokenizer, mask_history)]
 
     def fix_special_tokens(self, tokenizer) -> None:
