@@ -40,8 +40,10 @@ def marked_text(tokenizer, input_ids, labels) -> str:
 def describe_row(tokenizer, row, index: int) -> str:
     ids, labels = list(row["input_ids"]), list(row["labels"])
     seq_lens = list(row.get("seq_lens") or [len(ids)])
+    padding = len(ids) - sum(seq_lens)  # a packed row is padded to cutoff_len
     lines = [f"=== sample {index}: {len(ids)} tokens, {sum(l != -100 for l in labels)} trained"
-             + (f", {len(seq_lens)} packed samples {seq_lens}" if len(seq_lens) > 1 else "") + " ==="]
+             + (f", {len(seq_lens)} packed samples {seq_lens}" if len(seq_lens) > 1 else "")
+             + (f", {padding} padding" if padding else "") + " ==="]
     start = 0
     for k, n in enumerate(seq_lens):
         if len(seq_lens) > 1:

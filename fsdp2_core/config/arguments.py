@@ -148,6 +148,9 @@ class DataArguments:
     reset_position_ids: bool = _f(False, "Restart position ids after each end-of-document token.", extension=True)
     reset_attention_mask: bool = _f(False, "No attention across documents inside a sample.", extension=True)
     eod_mask_loss: bool = _f(False, "Mask the loss on end-of-document tokens.", extension=True)
+    skip_invalid_lines: bool = _f(False, "Fine-tuning data (lf): skip the lines of a JSON-lines file that are not "
+                                  "valid JSON, counting them and naming file and line numbers in one warning. False "
+                                  "stops at the first such line, naming file and line.", extension=True)
     is_instruction_dataset: bool = _f(False, "With data_manager_type mg: the --data-path prefixes are MindSpeed-LLM "
                                       "instruction datasets "
                                       "(<prefix>_packed_{input_ids,labels,attention_mask}_document.bin/.idx, "

@@ -83,12 +83,15 @@ def split_inputs(info: SequenceSplit, tokens, labels, loss_mask, position_ids=No
                           f"(cutoff_len / --seq-length) to a multiple of {info.size}")
     if position_ids is None:
         position_ids = torch.arange(seq, device=tokens.device).expand(b, seq)
-    extra = {"cp_doc_ids": document_ids(position_ids)}
+    # as transformers does: restarted position ids mark documents only when no mask is given (a given mask says
+    # what may be attended; LLaMA-Factory-style plain packing restarts positions with attention across samples)
+    extra = {"cp_doc_ids": document_ids(position_ids) if attention_mask is None else None}
     if attention_mask is not None:
         if attention_mask.dim() == 4:
             extra["cp_dense_mask"] = attention_mask.bool()      # [b, 1, S, S], True = may attend
         elif attention_mask.dim() == 2:
-            extra["cp_key_mask"] = attention_mask.bool()        # [b, S], True = real token
+            keys = attention_mask.bool()                        # [b, S], True = real token
+            extra["cp_key_mask"] = None if bool(keys.all()) else keys  # hiding nothing: the plain causal path
         else:
             raise ConfigError(f"attention_mask of shape {tuple(attention_mask.shape)}: expected [b, S] or [b, 1, S, S]")
     local = seq // info.size

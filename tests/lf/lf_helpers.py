@@ -25,8 +25,9 @@ def chat_template(name: str) -> str:
         return f.read()
 
 
-def train_tokenizer(path: str, chat_template_name: str = None):
-    """A byte-level BPE tokenizer trained on a few lines, with the chat special tokens; saved to `path`."""
+def train_tokenizer(path: str, chat_template_name: str = None, eos_token: str = "<|endoftext|>", pad_token: str = None):
+    """A byte-level BPE tokenizer trained on a few lines, with the chat special tokens; saved to `path`.
+    gpt-oss's own tokenizer ends generation with eos <|return|> and pads with <|endoftext|>."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
     tok = Tokenizer(models.BPE())
@@ -35,9 +36,10 @@ def train_tokenizer(path: str, chat_template_name: str = None):
     trainer = trainers.BpeTrainer(vocab_size=400, special_tokens=SPECIALS,
                                   initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
     tok.train_from_iterator(CORPUS, trainer)
-    fast = PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<|endoftext|>", bos_token="<|begin_of_text|>",
-                                   additional_special_tokens=[s for s in SPECIALS
-                                                              if s not in ("<|endoftext|>", "<|begin_of_text|>")])
+    named = (eos_token, pad_token, "<|begin_of_text|>")
+    fast = PreTrainedTokenizerFast(tokenizer_object=tok, eos_token=eos_token, bos_token="<|begin_of_text|>",
+                                   pad_token=pad_token,
+                                   additional_special_tokens=[s for s in SPECIALS if s not in named])
     if chat_template_name:
         fast.chat_template = chat_template(chat_template_name)
     fast.save_pretrained(path)

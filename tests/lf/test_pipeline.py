@@ -1,4 +1,5 @@
 """build_sft_datasets end to end on small local files: sources, formats, bad input, mixing, splits, caching."""
+import json
 import logging
 import os
 import subprocess
@@ -101,16 +102,21 @@ def test_bad_records_dropped_with_count_and_reasons(tmp_path, tokenizer, caplog)
     cfg = data_config(tmp_path, dataset={"file_name": "bad.jsonl", "formatting": "sharegpt"})
     train, _, _ = build_sft_datasets(cfg, tokenizer)
     assert len(train) == 3
-    assert "dropped 3 of 7 records" in caplog.text and "roles out of order" in caplog.text
-    assert "odd number of messages" in caplog.text and "column 'conversations' is NoneType" in caplog.text
-    assert "dropped 1 of 4 records that do not fit template qwen3" in caplog.text and "not JSON" in caplog.text
+    # one warning line per step: the count, every dropped record named by dataset and index, the reasons
+    lines = [r.getMessage() for r in caplog.records if r.levelname == "WARNING" and "dropped" in r.getMessage()]
+    assert len(lines) == 2
+    assert lines[0].startswith("dataset inline: dropped 3 of 7 records that do not fit the sharegpt format: "
+                               "inline#3, inline#4, inline#5; reasons: inline#3: roles out of order")
+    assert "inline#4: odd number of messages" in lines[0] and "inline#5: column 'conversations' is NoneType" in lines[0]
+    assert lines[1].startswith("dataset train: dropped 1 of 4 records that do not fit template qwen3: inline#6; "
+                               "reasons: inline#6: ValueError: function message is not JSON")
 
 
 def test_long_samples_truncated_not_dropped(ddir, tokenizer, caplog):
     caplog.set_level(logging.INFO)
     train, _, _ = build_sft_datasets(data_config(ddir, dataset="sg", cutoff_len=24), tokenizer)
     assert len(train) == 6 and all(len(r["input_ids"]) <= 24 for r in rows(train))
-    assert "6 of 6 samples were longer than cutoff_len 24 and were truncated" in caplog.text
+    assert "6 of 6 samples were longer than 24 tokens (cutoff_len) and were truncated" in caplog.text
 
 
 def test_masks_in_the_pipeline(ddir, tokenizer):
@@ -170,8 +176,11 @@ def test_packing_in_pipeline(ddir, tokenizer):
     plain = build_sft_datasets(data_config(ddir, dataset="alp,sg", cutoff_len=128), tokenizer)[0]
     packed = build_sft_datasets(data_config(ddir, dataset="alp,sg", cutoff_len=128, neat_packing=True), tokenizer)[0]
     assert len(packed) < len(plain)
-    assert sum(len(r["input_ids"]) for r in rows(packed)) == sum(len(r["input_ids"]) for r in rows(plain))
-    assert all(len(r["input_ids"]) <= 128 and sum(r["seq_lens"]) == len(r["input_ids"]) for r in rows(packed))
+    # every sample's tokens, rows of at most cutoff_len - 1 of them padded to exactly cutoff_len (LLaMA-Factory's rows)
+    assert sum(sum(r["seq_lens"]) for r in rows(packed)) == sum(len(r["input_ids"]) for r in rows(plain))
+    assert all(len(r["input_ids"]) == 128 and sum(r["seq_lens"]) <= 127 for r in rows(packed))
+    assert all(r["input_ids"][sum(r["seq_lens"]):] == [tokenizer.pad_token_id] * (128 - sum(r["seq_lens"]))
+               for r in rows(packed))
     batch = packed.collate_fn([packed[0], packed[1]])
     assert batch["attention_mask"].shape[-1] % 8 == 0
 
@@ -216,3 +225,107 @@ def test_inspect_data_tool(ddir, tokenizer_dir, tmp_path):
     assert "[[<think>\n\n</think>\n\n" in out and "<|im_end|>\n]]" in out  # trained spans marked
     assert "<|im_start|>user\n" in out.split("=== sample 0")[1].split("[[")[0]  # the prompt is outside the marks
     assert "split train: 16 rows, 16 samples," in out and "trained tokens" in out and "truncated" in out
+
+
+# ---- bad input: the file, the line, the columns, and what to do instead ----------------------------------
+
+GOOD = {"instruction": "What is 1 plus 1?", "input": "", "output": "2"}
+
+
+def _bad_line_file(tmp_path):
+    with open(tmp_path / "bad.jsonl", "w") as f:
+        f.write(json.dumps(GOOD) + "\n" + json.dumps(GOOD) + "\n")
+        f.write('{"instruction": "x", "output": "y"} trailing\n')
+        f.write(json.dumps(GOOD) + "\n" + "[1, 2]\n" + json.dumps(GOOD) + "\n")
+    return "bad.jsonl"
+
+
+def test_invalid_json_line_stops_naming_file_and_line(tmp_path, tokenizer):
+    name = _bad_line_file(tmp_path)
+    with pytest.raises(ValueError) as e:
+        build_sft_datasets(data_config(tmp_path, dataset={"file_name": name}), tokenizer)
+    msg = str(e.value)
+    assert f"{tmp_path / name} (line 3: not valid JSON (Extra data at column 37), line 5: a JSON list, not an object)" \
+        in msg
+    assert "2 lines of its data are not a JSON object" in msg and "data.skip_invalid_lines: true" in msg
+
+
+def test_invalid_json_lines_skipped_and_counted_when_asked(tmp_path, tokenizer, caplog):
+    name = _bad_line_file(tmp_path)
+    caplog.set_level(logging.WARNING)
+    train, _, _ = build_sft_datasets(data_config(tmp_path, dataset={"file_name": name}, skip_invalid_lines=True),
+                                     tokenizer)
+    assert len(train) == 4
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert warnings == [f"dataset inline: skipped 2 invalid JSON lines (skip_invalid_lines): {tmp_path / name} "
+                        "(line 3: not valid JSON (Extra data at column 37), line 5: a JSON list, not an object)"]
+
+
+def test_invalid_json_line_in_a_stream(tmp_path, tokenizer, caplog):
+    name = _bad_line_file(tmp_path)
+    cfg = data_config(tmp_path, dataset={"file_name": name}, streaming=True)
+    with pytest.raises(ValueError, match=r"bad.jsonl line 3 is not valid JSON \(Extra data at column 37\); fix"):
+        list(iter(build_sft_datasets(cfg, tokenizer, stream_length=4)[0]))
+    cfg = data_config(tmp_path, dataset={"file_name": name}, streaming=True, skip_invalid_lines=True)
+    assert len(list(iter(build_sft_datasets(cfg, tokenizer, stream_length=4)[0]))) == 4
+    assert "skipped invalid JSON line" in caplog.text and "bad.jsonl:5 (a JSON list, not an object)" in caplog.text
+
+
+def test_invalid_json_document_names_line_and_column(tmp_path, tokenizer):
+    (tmp_path / "doc.json").write_text("[\n" + json.dumps(GOOD) + ",\n" + json.dumps(GOOD) + "\n]x\n")
+    with pytest.raises(ValueError, match=r"doc.json is not valid JSON \(line 4, column 2: Extra data\)"):
+        build_sft_datasets(data_config(tmp_path, dataset={"file_name": "doc.json"}), tokenizer)
+
+
+@pytest.mark.parametrize("name", ["empty.jsonl", "empty.json"])
+@pytest.mark.parametrize("streaming", [False, True])
+def test_empty_data_file_is_named(tmp_path, tokenizer, name, streaming):
+    (tmp_path / name).write_text("")
+    with pytest.raises(ValueError, match=rf"dataset 'inline': data file .*{name} holds no records \(it is empty\)"):
+        build_sft_datasets(data_config(tmp_path, dataset={"file_name": name}, streaming=streaming), tokenizer,
+                           stream_length=4)
+
+
+def test_records_without_the_entry_columns(tmp_path, tokenizer):
+    write_json(tmp_path / "qa.json", [{"q": "a", "a": "b"}, {"q": "c", "a": "d"}])
+    write_json(tmp_path / "dataset_info.json", {"qa": {"file_name": "qa.json"},
+                                                "qa_sys": {"file_name": "qa.json", "columns": {
+                                                    "prompt": "q", "response": "a", "system": "sys"}}})
+    with pytest.raises(ValueError) as e:
+        build_sft_datasets(data_config(tmp_path, dataset="qa"), tokenizer)
+    assert str(e.value) == (
+        f"dataset 'qa' ({tmp_path / 'qa.json'}): its records have no column 'instruction' (prompt), 'output' "
+        "(response); the dataset_info entry (formatting alpaca) expects columns {prompt: 'instruction', response: "
+        "'output'}, the records have ['a', 'q']. Name the records' columns under \"columns\" in the entry (or fix "
+        "the formatting)")
+    with pytest.raises(ValueError, match=r"no column 'sys' \(system\)"):
+        build_sft_datasets(data_config(tmp_path, dataset="qa_sys"), tokenizer)
+
+
+def test_every_record_dropped_is_an_error(tmp_path, tokenizer):
+    write_jsonl(tmp_path / "sg.jsonl", [{"conversations": [{"from": "gpt", "value": "x"}]}] * 3)
+    with pytest.raises(ValueError, match=r"dataset 'inline' \(.*sg.jsonl\): every one of its 3 records was dropped as "
+                                         r"not fitting the sharegpt format, e.g. inline#0: roles out of order"):
+        build_sft_datasets(data_config(tmp_path, dataset={"file_name": "sg.jsonl", "formatting": "sharegpt"}),
+                           tokenizer)
+
+
+def test_reasoning_with_tools_packs(tmp_path, tokenizer):
+    """Reasoning-with-tools records (thoughts before calls, tool replies), packed in small write batches whose
+    first holds only dropped records: no raw exception, and only the bad record is dropped."""
+    call = json.dumps([{"name": "get_weather", "arguments": {"city": "Paris"}}])
+    good = {"conversations": [{"from": "human", "value": "Weather in Paris?"},
+                              {"from": "function_call", "value": "<think>\nlook it up\n</think>\n\n" + call},
+                              {"from": "observation", "value": '{"temp": 21}'},
+                              {"from": "gpt", "value": "<think>\nsay it\n</think>\n\nIt is 21 degrees."}],
+            "tools": json.dumps([{"name": "get_weather", "description": "Weather of a city",
+                                  "parameters": {"type": "object", "properties": {"city": {"type": "string"}}}}])}
+    bad = dict(good, conversations=[good["conversations"][0], {"from": "function_call", "value": "not json"}])
+    write_jsonl(tmp_path / "rt.jsonl", [bad] + [good] * 5)
+    entry = {"file_name": "rt.jsonl", "formatting": "sharegpt",
+             "columns": {"messages": "conversations", "tools": "tools"}}
+    for template in ("qwen3", "gpt_oss", "llama3"):
+        cfg = data_config(tmp_path, dataset=entry, template=template, neat_packing=True, cutoff_len=512,
+                          preprocessing_batch_size=1)
+        train, _, _ = build_sft_datasets(cfg, tokenizer)
+        assert sum(len(r["seq_lens"]) for r in rows(train)) == 5

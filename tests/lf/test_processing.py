@@ -6,7 +6,7 @@ import torch
 from fsdp2_core.data.lf.collator import SFTCollator, pad_multiple
 from fsdp2_core.data.lf.converters import convert
 from fsdp2_core.data.lf.dataset_info import parse_datasets
-from fsdp2_core.data.lf.packing import greedy_knapsack, pack_batch
+from fsdp2_core.data.lf.packing import greedy_knapsack, pack_batch, sample_budget
 from fsdp2_core.data.lf.processor import IGNORE_INDEX as I
 from fsdp2_core.data.lf.processor import (
     SupervisedOptions,
@@ -58,6 +58,16 @@ def test_openai_tool_calls_and_tool_replies():
     assert out["_prompt"][1]["content"] == '[{"name": "w", "arguments": {"city": "P"}}]'
     assert out["_prompt"][2]["content"] == "21\n</tool_response>\n<tool_response>\n22"
     assert out["_tools"] == '[{"name": "w"}]'
+
+
+def test_openai_system_kept_as_given():
+    """The openai converter keeps the system prompt as written (LLaMA-Factory appends "detailed thinking off",
+    or a newline when there are tools: a convention of no model template here)."""
+    a = attr({"file_name": "x.json", "formatting": "openai", "columns": {"tools": "tools"}})
+    msgs = [{"role": "system", "content": "S"}, {"role": "user", "content": "q"}, {"role": "assistant", "content": "r"}]
+    assert convert({"messages": msgs}, a)["_system"] == "S"
+    assert convert({"messages": msgs, "tools": [{"name": "w"}]}, a)["_system"] == "S"
+    assert convert({"messages": msgs[1:]}, a)["_system"] == ""
 
 
 # ---- processor --------------------------------------------------------------------------------------------
@@ -115,13 +125,16 @@ def test_greedy_knapsack():
         greedy_knapsack([11], 10)
 
 
-def test_pack_batch_keeps_every_token():
+def test_pack_batch_packs_to_cutoff_minus_one_and_pads_to_cutoff():
+    """LLaMA-Factory's convention: rows hold at most cutoff_len - 1 tokens and are padded to cutoff_len."""
     batch = {"input_ids": [[1] * 5, [2] * 3, [3] * 8, [4] * 2], "labels": [[1] * 5, [2] * 3, [3] * 8, [4] * 2],
              "_truncated": [0, 1, 0, 0]}
-    out = pack_batch(batch, 10)
-    assert out["seq_lens"] == [[8, 2], [5, 3]]
-    assert sorted(t for row in out["input_ids"] for t in row) == sorted(t for r in batch["input_ids"] for t in r)
+    out = pack_batch(batch, 10, pad_id=0)
+    assert out["seq_lens"] == [[8], [5, 3], [2]]  # capacity 9: 8 + 2 would fill all 10
+    assert out["input_ids"] == [[3] * 8 + [0] * 2, [1] * 5 + [2] * 3 + [0] * 2, [4] * 2 + [0] * 8]
+    assert out["labels"][1] == [1] * 5 + [2] * 3 + [I, I]
     assert sum(out["_truncated"]) == 1
+    assert sample_budget(10, packing=True) == 9 and sample_budget(10, packing=False) == 10
 
 
 def test_collator_padding_labels_positions():
@@ -137,15 +150,71 @@ def test_collator_padding_labels_positions():
 
 
 def test_neat_collator_positions_mask_and_no_cross_sample_labels():
-    b = SFTCollator(0, neat_packing=True)([{"input_ids": [1, 2, 3, 4, 5],
-                                            "labels": [1, 2, 3, 4, 5], "seq_lens": [3, 2]}])
-    assert b["position_ids"][0].tolist() == [0, 1, 2, 0, 1, 0, 1, 2]
+    row = {"input_ids": [1, 2, 3, 4, 5], "labels": [1, 2, 3, 4, 5], "seq_lens": [3, 2]}
+    b = SFTCollator(0, neat_packing=True)([row])
+    assert b["position_ids"][0].tolist() == [0, 1, 2, 0, 1, 0, 0, 0]  # padding: 0
     assert b["labels"][0].tolist() == [2, 3, I, 5, I, I, I, I]
     masked = b["attention_mask"][0, 0]
     allowed = ~masked
     assert allowed[4].tolist() == [False, False, False, True, True, False, False, False]
     assert allowed[2].tolist() == [True, True, True, False, False, False, False, False]
     assert b["cu_seqlens"].tolist() == [0, 3, 5, 8]
+
+
+def test_packed_positions_restart_per_sample_padding_zero():
+    """Packed rows (plain and neat): position ids 0.. per sample and 0 over the padding, as LLaMA-Factory's."""
+    row = {"input_ids": [1, 2, 3, 4, 5, 0, 0], "labels": [1, 2, 3, 4, 5, I, I], "seq_lens": [3, 2]}
+    plain = SFTCollator(0, packing=True)([row])
+    assert plain["position_ids"][0].tolist() == [0, 1, 2, 0, 1, 0, 0, 0]
+    assert plain["labels"][0].tolist() == [2, 3, I, 5, I, I, I, I]
+    assert plain["attention_mask"].tolist() == [[1] * 8]  # a key mask hiding nothing: attention crosses samples
+    neat = SFTCollator(0, neat_packing=True)([row])
+    assert neat["position_ids"][0].tolist() == [0, 1, 2, 0, 1, 0, 0, 0]
+    assert neat["cu_seqlens"].tolist() == [0, 3, 5, 8] and neat["attention_mask"].shape == (1, 1, 8, 8)
+    unpacked = SFTCollator(0)([{"input_ids": [1, 2, 3], "labels": [1, 2, 3]}])
+    assert unpacked["position_ids"][0].tolist() == list(range(8)) and "attention_mask" not in unpacked
+
+
+def _tiny_qwen3():
+    from transformers import AutoConfig, AutoModelForCausalLM
+    torch.manual_seed(0)
+    cfg = AutoConfig.for_model("qwen3", vocab_size=512, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                               num_attention_heads=4, num_key_value_heads=2, head_dim=8, max_position_embeddings=128)
+    cfg._attn_implementation = "sdpa"
+    return AutoModelForCausalLM.from_config(cfg).eval()
+
+
+def _engine_loss(model, batch):
+    """The engine's loss call (train/step.py): a 4-D mask is inverted, a 2-D key mask passed as it is."""
+    from fsdp2_core.train.loss import lm_loss_sums
+    mask = batch.get("attention_mask")
+    if mask is not None and mask.dim() == 4:
+        mask = ~mask
+    s, n = lm_loss_sums(model, batch["tokens"], batch["labels"], batch["loss_mask"],
+                        position_ids=batch["position_ids"], attention_mask=mask)
+    return float(s) / float(n)
+
+
+@pytest.mark.parametrize("attention_core", [False, True])
+def test_plain_packed_row_attends_across_samples(attention_core):
+    """Plain packing restarts position ids yet keeps attention across samples (LLaMA-Factory's plain packing):
+    the loss equals an explicit full causal mask with those positions, with transformers' attention and with
+    the engine's attention core (what context parallelism runs), and differs from neat packing."""
+    from fsdp2_core.models.attention import install_attention
+    model = _tiny_qwen3()
+    if attention_core:
+        install_attention(model)
+    rng = np.random.default_rng(1)
+    ids = rng.integers(10, 400, size=14).tolist()
+    row = {"input_ids": ids + [0, 0], "labels": ids + [I, I], "seq_lens": [6, 8]}
+    with torch.no_grad():
+        plain = SFTCollator(0, packing=True)([row])
+        got = _engine_loss(model, plain)
+        full_causal = dict(plain, attention_mask=~torch.tril(torch.ones(16, 16, dtype=torch.bool))[None, None])
+        want = _engine_loss(model, full_causal)
+        neat = _engine_loss(model, SFTCollator(0, neat_packing=True)([row]))
+    assert abs(got - want) < 1e-6
+    assert abs(got - neat) > 1e-4
 
 
 def test_neat_packed_loss_equals_samples_one_by_one(tokenizer):
@@ -167,8 +236,10 @@ def test_neat_packed_loss_equals_samples_one_by_one(tokenizer):
 
     def loss_of(batch):
         mask = batch.get("attention_mask")
+        if mask is not None and mask.dim() == 4:
+            mask = ~mask
         s, n = lm_loss_sums(model, batch["tokens"], batch["labels"], batch["loss_mask"],
-                            position_ids=batch["position_ids"], attention_mask=None if mask is None else ~mask)
+                            position_ids=batch["position_ids"], attention_mask=mask)
         return float(s), float(n)
 
     packed = {"input_ids": sum((s["input_ids"] for s in samples), []),
@@ -177,7 +248,7 @@ def test_neat_packed_loss_equals_samples_one_by_one(tokenizer):
     with torch.no_grad():
         s_pack, n_pack = loss_of(SFTCollator(0, neat_packing=True)([packed]))
         alone = [loss_of(SFTCollator(0)([s])) for s in samples]
-        s_cross, _ = loss_of(SFTCollator(0)([packed]))  # plain packing: attention crosses samples
+        s_cross, _ = loss_of(SFTCollator(0, packing=True)([packed]))  # plain packing: attention crosses samples
     s_one, n_one = sum(a for a, _ in alone), sum(b for _, b in alone)
     assert n_pack == n_one
     assert abs(s_pack / n_pack - s_one / n_one) < 1e-5

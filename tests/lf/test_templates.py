@@ -88,6 +88,22 @@ def test_qwen3_multi_turn_last_turn_and_system(tokenizer):
                            "<|im_start|>assistant\n<think>\n\n</think>\n\nThree plus three is six.<|im_end|>\n")
 
 
+@pytest.mark.parametrize("thought_in_last", [True, False])
+def test_qwen3_mask_history_equals_official_template(tokenizer, thought_in_last):
+    """mask_history trains the last turn only; earlier turns are rendered as Qwen3's own template writes them:
+    their thoughts dropped, no empty thought; the last turn keeps its thought (or gets the empty one)."""
+    last = ("<think>\nsix\n</think>\n\n" if thought_in_last else "") + A2
+    msgs = conv(U1, "<think>\nadd them\n</think>\n\n" + A1, U2, last)
+    t = get_template(args(template="qwen3"), tokenizer)
+    got = t.render_text(msgs, system="Be brief.", mask_history=True)
+    assert got == official(tokenizer, "qwen3", [{"role": "system", "content": "Be brief."}] + msgs)
+    assert got == ("<|im_start|>system\nBe brief.<|im_end|>\n<|im_start|>user\nWhat is two plus two?<|im_end|>\n"
+                   "<|im_start|>assistant\nTwo plus two is four.<|im_end|>\n<|im_start|>user\nAnd three?<|im_end|>\n"
+                   "<|im_start|>assistant\n<think>\n" + ("six" if thought_in_last else "")
+                   + "\n</think>\n\nThree plus three is six.<|im_end|>\n")
+    assert t.render_text(msgs).count("<think>") == 2  # without mask_history: LLaMA-Factory's rule, every turn
+
+
 def test_qwen3_nothink_has_no_thought(tokenizer):
     _, turns = ours(tokenizer, "qwen3_nothink", conv(U1, A1))
     assert text(turns) == ("<|im_start|>user\nWhat is two plus two?<|im_end|>\n"
@@ -102,6 +118,33 @@ def test_qwen3_tools_and_function_call(tokenizer):
     hf = [{"role": "user", "content": "Weather in Paris?"},
           {"role": "assistant", "content": "", "tool_calls": [{"type": "function", "function": call}]}]
     assert text(turns) == official(tokenizer, "qwen3", hf, tools=TOOLS)
+
+
+def test_empty_tool_list_is_no_tools(tokenizer):
+    """`"tools": "[]"` means no tools: no system block, as Qwen3's template renders tools=[] (LLaMA-Factory
+    writes an empty system block)."""
+    _, turns = ours(tokenizer, "qwen3", conv(U1, A1), tools="[]")
+    assert text(turns) == official(tokenizer, "qwen3", conv(U1, A1), tools=[])
+    assert text(turns).startswith("<|im_start|>user\n")
+
+
+def test_string_arguments_written_as_qwen3_writes_them(tokenizer):
+    """Arguments given as a JSON string are written as the JSON object they hold, as Qwen3's template writes a
+    string argument (as is); LLaMA-Factory quotes the string again."""
+    call = {"name": "get_weather", "arguments": '{"city": "Paris"}'}
+    msgs = [{"role": "user", "content": "Weather in Paris?"}, {"role": "function", "content": json.dumps(call)}]
+    _, turns = ours(tokenizer, "qwen3", msgs, tools=json.dumps(TOOLS))
+    hf = [msgs[0], {"role": "assistant", "content": "", "tool_calls": [{"type": "function", "function": call}]}]
+    assert text(turns) == official(tokenizer, "qwen3", hf, tools=TOOLS)
+    assert '<tool_call>\n{"name": "get_weather", "arguments": {"city": "Paris"}}\n</tool_call>' in text(turns)
+
+
+def test_tool_without_properties_is_rendered(tokenizer):
+    """A tool schema without `properties` (a function of no arguments) is listed with no arguments;
+    LLaMA-Factory's default tool format stops the whole dataset on it (KeyError 'properties')."""
+    tools = [{"name": "now", "description": "The time", "parameters": {"type": "object"}}]
+    _, turns = ours(tokenizer, "default", conv("Time?", "Noon."), tools=json.dumps(tools))
+    assert "> Tool Name: now\nTool Description: The time\nTool Args:\n\nUse the following format" in text(turns)
 
 
 # ---- qwen (2.5): default system, tools, observation -------------------------------------------------------
@@ -153,6 +196,22 @@ def test_llama3_equals_official(tokenizer):
     assert "".join(p0) == official(tokenizer, "llama3", [{"role": "system", "content": "Be brief."}, msgs[0]], gen=True)
 
 
+def test_llama3_tools_carry_llama31_date_header(tokenizer):
+    """With tools the system message opens with Llama 3.1's header and its fixed default date, never today's."""
+    call = {"name": "get_weather", "arguments": {"city": "Paris"}}
+    msgs = [{"role": "user", "content": "Weather?"}, {"role": "function", "content": json.dumps(call)}]
+    _, turns = ours(tokenizer, "llama3", msgs, tools=json.dumps(TOOLS))
+    tool_json = json.dumps(TOOLS[0], indent=4)
+    assert text(turns) == (
+        "<|begin_of_text|><|start_header_id|>system<|end_header_id|>\n\n"
+        "Cutting Knowledge Date: December 2023\nToday Date: 26 Jul 2024\n\n"
+        "You have access to the following functions. To call a function, please respond with JSON for a function call. "
+        'Respond in the format {"name": function name, "parameters": dictionary of argument name and its value}. '
+        "Do not use variables.\n\n" + tool_json + "\n\n<|eot_id|>"
+        "<|start_header_id|>user<|end_header_id|>\n\nWeather?<|eot_id|><|start_header_id|>assistant<|end_header_id|>\n\n"
+        '{"name": "get_weather", "parameters": {"city": "Paris"}}<|eot_id|>')
+
+
 def test_default_and_empty_exact(tokenizer):
     _, turns = ours(tokenizer, "default", conv(U1, A1, U2, A2), system="Be brief.")
     assert text(turns) == ("System: Be brief.<|endoftext|>\nHuman: What is two plus two?<|endoftext|>\nAssistant:"
@@ -162,6 +221,19 @@ def test_default_and_empty_exact(tokenizer):
     assert text(turns) == U1 + A1
 
 
+def test_empty_template_tokenizes_the_joined_text(tokenizer):
+    """`empty` writes system and user text side by side; we tokenize the joined text (what the model reads
+    when the conversation is rendered to one string), where LLaMA-Factory tokenizes the system and the user
+    parts apart. The two differ where a token spans the seam."""
+    system, user = "The sea is bl", "ue and deep."
+    t = get_template(args(template="empty"), tokenizer)
+    (prompt, response), = t.encode_turns(tokenizer, conv(user, "wide"), system=system)
+    joined = tokenizer.encode(system + user, add_special_tokens=False)
+    apart = tokenizer.encode(system, add_special_tokens=False) + tokenizer.encode(user, add_special_tokens=False)
+    assert prompt == joined and joined != apart
+    assert response == tokenizer.encode("wide", add_special_tokens=False)
+
+
 def test_default_system_override(tokenizer):
     _, turns = ours(tokenizer, "qwen", conv(U1, A1), default_system="Answer in French.")
     assert text(turns).startswith("<|im_start|>system\nAnswer in French.<|im_end|>\n")
@@ -169,20 +241,63 @@ def test_default_system_override(tokenizer):
     assert text(turns).startswith("<|im_start|>system\nData system.<|im_end|>\n")
 
 
+GPT_SYSTEM = "<|start|>system<|message|>You are ChatGPT, a large language model trained by OpenAI.<|end|>"
+ANALYSIS, FINAL = "<|start|>assistant<|channel|>analysis<|message|>", "<|start|>assistant<|channel|>final<|message|>"
+
+
 def test_gpt_oss_harmony_messages(tokenizer):
-    """gpt-oss (harmony): user and assistant messages with the analysis and final channels."""
-    msgs = conv(U1, "<|channel|>analysis<|message|>add<|end|><|start|>assistant<|channel|>final<|message|>" + A1)
-    t, turns = ours(tokenizer, "gpt", msgs)
-    assert t.efficient_eos
-    assert text(turns) == ("<|start|>system<|message|>You are ChatGPT, a large language model trained by OpenAI.<|end|>"
-                           "<|start|>user<|message|>What is two plus two?<|end|><|start|>assistant"
-                           "<|channel|>analysis<|message|>add<|end|><|start|>assistant<|channel|>final<|message|>"
-                           "Two plus two is four.<|end|>")
-    _, turns = ours(tokenizer, "gpt", conv(U1, A1), enable_thinking=False)
-    assert "".join(turns[0][0]).endswith("<|start|>assistant<|channel|>analysis<|message|><|end|>"
-                                         "<|start|>assistant<|channel|>final<|message|>")
-    assert "".join(turns[0][1]) == A1 + "<|end|>"
+    """gpt-oss (harmony), as openai/gpt-oss's chat_template.jinja writes a conversation for training: the last
+    answer ends with <|return|> alone (after its analysis message, when it has a thought), earlier answers with
+    <|end|>. Our system block is LLaMA-Factory's short one (the model's adds dates and a reasoning level)."""
+    in_channels = "<|channel|>analysis<|message|>add<|end|><|start|>assistant<|channel|>final<|message|>" + A1
+    as_think = "<think>\nadd\n</think>\n\n" + A1  # the data's usual form goes to the analysis channel
+    for answer in (in_channels, as_think):
+        t, turns = ours(tokenizer, "gpt", conv(U1, answer))
+        assert not t.efficient_eos
+        assert text(turns) == (GPT_SYSTEM + "<|start|>user<|message|>What is two plus two?<|end|>"
+                               + ANALYSIS + "add<|end|>" + FINAL + "Two plus two is four.<|return|>")
+        assert "".join(turns[0][1]) == "<|channel|>analysis<|message|>add<|end|>" + FINAL + A1 + "<|return|>"
+    _, turns = ours(tokenizer, "gpt", conv(U1, A1), enable_thinking=False)  # the empty thought is prompt
+    assert "".join(turns[0][0]).endswith("<|start|>assistant<|channel|>analysis<|message|><|end|>" + FINAL)
+    assert "".join(turns[0][1]) == A1 + "<|return|>"
     assert "gpt_oss" in TEMPLATES
+
+
+def test_gpt_oss_earlier_answers_end_with_end(tokenizer):
+    """mask_history renders earlier turns as the model's template does: thought dropped, final channel, <|end|>."""
+    msgs = conv(U1, "<think>\nadd\n</think>\n\n" + A1, U2, "<think>\nadd again\n</think>\n\n" + A2)
+    t = get_template(args(template="gpt_oss"), tokenizer)
+    assert t.render_text(msgs, mask_history=True) == (
+        GPT_SYSTEM + "<|start|>user<|message|>What is two plus two?<|end|>" + FINAL + "Two plus two is four.<|end|>"
+        "<|start|>user<|message|>And three?<|end|>" + ANALYSIS + "add again<|end|>" + FINAL
+        + "Three plus three is six.<|return|>")
+    # without mask_history LLaMA-Factory's rule keeps every thought; the turn ends stay the model's
+    assert t.render_text(msgs).count("<|return|>") == 1 and t.render_text(msgs).endswith("six.<|return|>")
+    assert "Two plus two is four.<|end|><|start|>user" in t.render_text(msgs)
+
+
+def test_gpt_oss_tool_call_with_thought_is_rendered(tokenizer):
+    """A function message with a <think> thought (reasoning-with-tools data) is kept: thought in the analysis
+    channel, the call in the template's tool format, not dropped as non-JSON."""
+    call = {"name": "get_weather", "arguments": {"city": "Paris"}}
+    msgs = [{"role": "user", "content": "Weather in Paris?"},
+            {"role": "function", "content": "<think>\nlook it up\n</think>\n\n" + json.dumps([call])}]
+    _, turns = ours(tokenizer, "gpt_oss", msgs, tools=json.dumps(TOOLS))
+    assert "".join(turns[0][1]) == ("<|channel|>analysis<|message|>look it up<|end|>" + FINAL
+                                    + 'Action: get_weather\nAction Input: {"city": "Paris"}<|return|>')
+
+
+def test_gpt_oss_ids_and_train_on_prompt(tokenizer):
+    """The last trained id is <|return|>; train_on_prompt works (no efficient-eos trick)."""
+    from fsdp2_core.data.lf.processor import SupervisedOptions, encode_supervised
+    t = get_template(args(template="gpt_oss", train_on_prompt=True), tokenizer)
+    turns = t.encode_turns(tokenizer, conv(U1, A1))
+    ids, labels, _ = encode_supervised(turns, SupervisedOptions(1024, train_on_prompt=True), t.efficient_eos, 0)
+    ret = tokenizer.convert_tokens_to_ids("<|return|>")
+    assert ids[-1] == ret and labels == ids and ids.count(tokenizer.convert_tokens_to_ids("<|end|>")) == 3
+    long_turns = t.encode_turns(tokenizer, conv(U1, " ".join([A1] * 20)))
+    cut, _, truncated = encode_supervised(long_turns, SupervisedOptions(40), t.efficient_eos, 0)
+    assert truncated and len(cut) == 40 and ret not in cut  # a cut answer loses its <|return|> (LLaMA-Factory: eos)
 
 
 # ---- template: None, unknown names --------------------------------------------------------------------------

@@ -15,17 +15,34 @@ import os
 from typing import Dict, List, Optional, Tuple
 
 from .collator import SFTCollator
-from .converters import convert
+from .converters import check_columns, convert_indexed
 from .dataset_info import DatasetAttr, parse_datasets
-from .loader import load_raw, resolve_path
+from .loader import first_record, load_raw, resolve_path
 from .mixing import merge, split_validation
-from .packing import pack_batch
+from .packing import pack_batch, sample_budget
 from .processor import SupervisedOptions, make_preprocess
 from .templates import get_template
 
 log = logging.getLogger(__name__)
 SHOW_REASONS = 5
-STANDARD_COLUMNS = ["_prompt", "_response", "_system", "_tools", "_error"]
+STANDARD_COLUMNS = ["_prompt", "_response", "_system", "_tools", "_error", "_source", "_index"]
+BOOKKEEPING = ["_error", "_source", "_index"]  # where a record came from, why it was dropped: gone after tokenizing
+
+
+def _features(kind: str):
+    """Column types of each step's output, stated: inferred ones break when a first write batch holds only
+    dropped records (an all-None `_error`, empty token lists) and a later one does not."""
+    import datasets
+    text, number = datasets.Value("string"), datasets.Value("int64")
+    message = {"role": text, "content": text}
+    bookkeeping = {"_error": text, "_source": text, "_index": number}
+    if kind == "converted":
+        return datasets.Features({"_prompt": [message], "_response": [message], "_system": text, "_tools": text,
+                                  **bookkeeping})
+    tokens = {"input_ids": [number], "labels": [number], "_truncated": number}
+    if kind == "tokenized":
+        return datasets.Features({**tokens, **bookkeeping})
+    return datasets.Features({**tokens, "seq_lens": [number]})  # packed
 
 
 # --- datasets the engine reads --------------------------------------------------------------------------
@@ -79,11 +96,27 @@ class StreamingSFTDataset:
 
 # --- steps ---------------------------------------------------------------------------------------------
 
-def _log_dropped(name: str, errors: List[Optional[str]], what: str) -> None:
-    bad = [e for e in errors if e]
-    if bad:
-        log.warning("dataset %s: dropped %d of %d records that do not fit %s; first reasons: %s", name, len(bad),
-                    len(errors), what, "; ".join(bad[:SHOW_REASONS]))
+def _where(example) -> str:
+    return f"{example['_source']}#{example['_index']}"
+
+
+SHOW_INDICES = 50
+
+
+def _log_dropped(name: str, dropped: List[Dict], total: int, what: str) -> None:
+    """One warning line: how many records were dropped, each named by dataset and index (record number
+    in its file, from 0), the first ones with their reasons."""
+    if not dropped:
+        return
+    reasons = "; ".join(f"{_where(e)}: {e['_error']}" for e in dropped[:SHOW_REASONS])
+    named = ", ".join(_where(e) for e in dropped[:SHOW_INDICES])
+    more = f" and {len(dropped) - SHOW_INDICES} more" if len(dropped) > SHOW_INDICES else ""
+    log.warning("dataset %s: dropped %d of %d records that do not fit %s: %s%s; reasons: %s", name, len(dropped),
+                total, what, named, more, reasons)
+
+
+def _dropped(ds) -> List[Dict]:
+    return [e for e in ds.select_columns(["_error", "_source", "_index"]) if e["_error"]]
 
 
 class _StreamDropLog:
@@ -97,7 +130,8 @@ class _StreamDropLog:
             return True
         self.count += 1
         if self.count <= SHOW_REASONS:
-            log.warning("dataset %s: dropped record #%d: %s", self.name, self.count, example["_error"])
+            log.warning("dataset %s: dropped record %s (%d dropped so far): %s", self.name, _where(example), self.count,
+                        example["_error"])
         return False
 
 
@@ -110,44 +144,57 @@ def _map_kwargs(d, streaming: bool, desc: str) -> Dict:
 
 def _convert_one(attr: DatasetAttr, d, seed: int):
     streaming = d.streaming
-    raw = load_raw(attr, d.dataset_dir, streaming=streaming)
+    raw = load_raw(attr, d.dataset_dir, streaming=streaming, skip_invalid_lines=d.skip_invalid_lines)
     if d.max_samples and not streaming:
         raw = raw.select(range(min(d.max_samples, len(raw))))
-    columns = raw.column_names or list(next(iter(raw)).keys())
-    converted = raw.map(convert, fn_kwargs={"attr": attr}, remove_columns=columns,
+    where = resolve_path(attr.source, d.dataset_dir)
+    columns = raw.column_names or list(first_record(raw, attr, where).keys())
+    check_columns(attr, columns, where)
+    converted = raw.map(convert_indexed, fn_kwargs={"attr": attr}, with_indices=True, remove_columns=columns,
+                        features=_features("converted"),
                         **_map_kwargs(d, streaming, f"converting {attr.name} ({attr.formatting})"))
     if streaming:
         return converted.filter(_StreamDropLog(attr.name))
-    _log_dropped(attr.name, converted["_error"], f"the {attr.formatting} format")
+    dropped = _dropped(converted)
+    _log_dropped(attr.name, dropped, len(converted), f"the {attr.formatting} format")
+    if dropped and len(dropped) == len(converted):
+        first = f"{_where(dropped[0])}: {dropped[0]['_error']}"
+        raise ValueError(f"dataset {attr.name!r} ({where}): every one of its {len(converted)} records was dropped as "
+                         f"not fitting the {attr.formatting} format, e.g. {first}; "
+                         "check its formatting, columns and tags in dataset_info.json")
     return converted.filter(lambda e: e["_error"] is None, **_map_kwargs(d, False, "dropping bad records"))
 
 
 def _tokenize(ds, template, tokenizer, d, name: str):
-    opts = SupervisedOptions(d.cutoff_len, d.train_on_prompt, d.mask_history)
+    opts = SupervisedOptions(sample_budget(d.cutoff_len, d.packing), d.train_on_prompt, d.mask_history)
     kw = _map_kwargs(d, d.streaming, f"tokenizing {name}")
     columns = STANDARD_COLUMNS if d.streaming else ds.column_names
     out = ds.map(make_preprocess(template, tokenizer, opts), batched=True, batch_size=d.preprocessing_batch_size,
-                 remove_columns=columns, **kw)
+                 remove_columns=columns, features=_features("tokenized"), **kw)
     if d.streaming:
-        return out.filter(_StreamDropLog(name)).remove_columns(["_error"])
-    _log_dropped(name, out["_error"], f"template {template.name}")
-    out = out.filter(lambda e: e["_error"] is None,
-                     **_map_kwargs(d, False, "dropping bad records")).remove_columns(["_error"])
+        return out.filter(_StreamDropLog(name)).remove_columns(BOOKKEEPING)
+    dropped = _dropped(out)
+    _log_dropped(name, dropped, len(out), f"template {template.name}")
+    if dropped and len(dropped) == len(out):
+        raise ValueError(f"{name}: every one of its {len(out)} records failed template {template.name}, e.g. "
+                         f"{_where(dropped[0])}: {dropped[0]['_error']}")
+    out = out.filter(lambda e: e["_error"] is None, **_map_kwargs(d, False, "dropping bad records"))
+    out = out.remove_columns(BOOKKEEPING)
     truncated = sum(out["_truncated"])
     if truncated:
-        log.info("dataset %s: %d of %d samples were longer than cutoff_len %d and were truncated", name, truncated,
-                 len(out), d.cutoff_len)
+        log.info("dataset %s: %d of %d samples were longer than %d tokens%s and were truncated", name, truncated,
+                 len(out), opts.cutoff_len, " (cutoff_len - 1: packing)" if d.packing else " (cutoff_len)")
     return out
 
 
-def _pack(ds, d, name: str):
+def _pack(ds, d, name: str, pad_id: int):
     if not d.packing:
         return ds
     kw = _map_kwargs(d, d.streaming, f"packing {name}")
     columns = None if d.streaming else ds.column_names
     return ds.map(pack_batch, batched=True, batch_size=d.preprocessing_batch_size,
-                  fn_kwargs={"cutoff_len": d.cutoff_len},
-                  remove_columns=columns, **kw)
+                  fn_kwargs={"cutoff_len": d.cutoff_len, "pad_id": pad_id}, remove_columns=columns,
+                  features=_features("packed"), **kw)
 
 
 def _load_mixed(attrs, d, seed):
@@ -166,17 +213,18 @@ def prepare(cfg, tokenizer, template=None) -> Dict[str, object]:
         raise ValueError("eval_dataset and val_size exclude each other; keep one")
     train = _tokenize(_load_mixed(attrs, d, seed), template, tokenizer, d, "train")
     train, valid = split_validation(train, d.val_size, seed, d.streaming, d.buffer_size)
-    out["train"] = _pack(train, d, "train")
+    pad = tokenizer.pad_token_id
+    out["train"] = _pack(train, d, "train", pad)
     if valid is not None:
-        out["validation"] = _pack(valid, d, "validation")
+        out["validation"] = _pack(valid, d, "validation", pad)
     eval_attrs = parse_datasets(d.eval_dataset, d.dataset_dir)
     if eval_attrs and d.eval_on_each_dataset:
         for a in eval_attrs:
-            out[f"validation_{a.name}"] = _pack(_tokenize(_convert_one(a, d, seed), template,
-                                                          tokenizer, d, a.name), d, a.name)
+            out[f"validation_{a.name}"] = _pack(_tokenize(_convert_one(a, d, seed), template, tokenizer, d, a.name), d,
+                                                a.name, pad)
     elif eval_attrs:
-        out["validation"] = _pack(_tokenize(_load_mixed(eval_attrs, d, seed), template,
-                                            tokenizer, d, "eval"), d, "validation")
+        out["validation"] = _pack(_tokenize(_load_mixed(eval_attrs, d, seed), template, tokenizer, d, "eval"), d,
+                                  "validation", pad)
     return out
 
 
@@ -270,7 +318,8 @@ def build_sft_datasets(cfg, tokenizer, stream_length: Optional[int] = None) -> T
     d = cfg.data
     template = get_template(d, tokenizer)
     parts = prepare_once(cfg, tokenizer, template)
-    collate = SFTCollator(tokenizer.pad_token_id, neat_packing=d.neat_packing, cp_size=cfg.parallel.cp_size)
+    collate = SFTCollator(tokenizer.pad_token_id, neat_packing=d.neat_packing, cp_size=cfg.parallel.cp_size,
+                          packing=d.packing)
 
     def wrap(ds, name, length=None):
         if d.streaming:

@@ -4,9 +4,13 @@ Output (all tensors, batch-first):
   tokens        input ids, padded with the pad id to a multiple of 8 (lcm(8, 2 × cp) with context parallel)
   labels        the next-token targets (shifted within each sample), -100 where nothing is trained or padded
   loss_mask     1.0 where labels are trained
-  position_ids  0.. per row; with neat packing restarting at every packed sample
-  attention_mask  neat packing only: [b, 1, L, L] bool, True where attention is *masked out* (Megatron's
-                convention, which the engine inverts), block-diagonal causal, so no token sees another sample
+  position_ids  0.. per row; in packed rows restarting at 0 for every packed sample, padding 0 (LLaMA-Factory's
+                packed position ids)
+  attention_mask  neat packing: [b, 1, L, L] bool, True where attention is *masked out* (Megatron's
+                convention, which the engine inverts), block-diagonal causal, so no token sees another sample.
+                Plain packing: [b, L] ones, a key mask hiding nothing. It says attention crosses samples as in
+                LLaMA-Factory's plain packing: without it transformers (and the engine's attention core) would
+                read the restarted position ids as sample boundaries and keep samples apart.
   cu_seqlens    neat packing only: cumulative sample lengths over the flattened batch (varlen kernels), int32
 """
 import math
@@ -33,10 +37,22 @@ def shift_labels(labels: Sequence[int], seq_lens: Sequence[int]) -> np.ndarray:
     return out
 
 
+def packed_positions(seq_lens: Sequence[int], length: int) -> np.ndarray:
+    """0.. per packed sample, 0 over the padding after them."""
+    positions = np.zeros(length, dtype=np.int64)
+    start = 0
+    for n in seq_lens:
+        positions[start:start + n] = np.arange(n)
+        start += n
+    return positions
+
+
 class SFTCollator:
-    def __init__(self, pad_token_id: int, neat_packing: bool = False, cp_size: int = 1, multiple_of: int = None):
+    def __init__(self, pad_token_id: int, neat_packing: bool = False, cp_size: int = 1, multiple_of: int = None,
+                 packing: bool = False):
         self.pad_id = int(pad_token_id)
         self.neat = neat_packing
+        self.packing = packing or neat_packing
         self.multiple = multiple_of or pad_multiple(cp_size)
 
     def __call__(self, samples: List[Dict]) -> Dict[str, torch.Tensor]:
@@ -51,22 +67,23 @@ class SFTCollator:
         for r, s in enumerate(samples):
             n = len(s["input_ids"])
             seq_lens = list(s.get("seq_lens") or [n])
+            real = sum(seq_lens)  # a packed row's padding (to cutoff_len) follows its samples
             tokens[r, :n] = s["input_ids"]
             labels[r, :n] = shift_labels(s["labels"], seq_lens)
-            segments = seq_lens + ([length - n] if length > n else [])
+            segments = seq_lens + ([length - real] if length > real else [])
             start = 0
             for k, seg in enumerate(segments):
                 if self.neat:
-                    positions[r, start:start + seg] = np.arange(seg)
                     mask[r, 0, start:start + seg, start:start + seg] = ~np.tril(np.ones((seg, seg), dtype=bool))
                 cu.append(cu[-1] + seg)
                 start += seg
-            if not self.neat:
-                positions[r] = np.arange(length)
+            positions[r] = packed_positions(seq_lens, length) if self.packing else np.arange(length)
         batch = {"tokens": torch.from_numpy(tokens), "labels": torch.from_numpy(labels),
                  "loss_mask": torch.from_numpy((labels != IGNORE_INDEX).astype(np.float32)),
                  "position_ids": torch.from_numpy(positions)}
         if self.neat:
             batch["attention_mask"] = torch.from_numpy(mask)
             batch["cu_seqlens"] = torch.tensor(cu, dtype=torch.int32)
+        elif self.packing:
+            batch["attention_mask"] = torch.ones((b, length), dtype=torch.int64)
         return batch

@@ -131,3 +131,26 @@ def convert(example: Dict[str, Any], attr: DatasetAttr) -> Dict[str, Any]:
         return CONVERTERS[attr.formatting](example, attr)
     except Exception as exc:  # a malformed record never stops the run
         return _bad(f"{type(exc).__name__}: {exc}")
+
+
+def convert_indexed(example: Dict[str, Any], index: int, attr: DatasetAttr) -> Dict[str, Any]:
+    """convert(), plus the dataset name and record index a drop warning names."""
+    return dict(convert(example, attr), _source=attr.name, _index=index)
+
+
+REQUIRED_COLUMNS = {"alpaca": ("prompt", "response"), "sharegpt": ("messages",), "openai": ("messages",)}
+NAMED_ONLY = ("history", "system", "tools")  # optional: checked when the entry names them
+
+
+def check_columns(attr: DatasetAttr, columns: List[str], where: str) -> None:
+    """ValueError when the records lack a column the dataset_info entry needs (every record would be dropped)."""
+    wanted = list(REQUIRED_COLUMNS[attr.formatting]) + [k for k in NAMED_ONLY if attr.column(k)]
+    missing = [k for k in wanted if attr.column(k) not in columns]
+    if not missing:
+        return
+    expected = ", ".join(f"{k}: {attr.column(k)!r}" for k in wanted)
+    raise ValueError(
+        f"dataset {attr.name!r} ({where}): its records have no column "
+        + ", ".join(f"{attr.column(k)!r} ({k})" for k in missing)
+        + f"; the dataset_info entry (formatting {attr.formatting}) expects columns {{{expected}}}, the records have "
+        f"{sorted(columns)}. Name the records' columns under \"columns\" in the entry (or fix the formatting)")

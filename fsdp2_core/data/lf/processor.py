@@ -75,10 +75,14 @@ def make_preprocess(template, tokenizer, opts: SupervisedOptions):
 
     def preprocess(batch: Dict[str, List]) -> Dict[str, List]:
         out = {"input_ids": [], "labels": [], "_truncated": [], "_error": []}
+        for key in ("_source", "_index"):  # where each record came from, for the drop warning
+            if key in batch:
+                out[key] = list(batch[key])
         for prompt, response, system, tools in zip(batch["_prompt"], batch["_response"], batch["_system"],
                                                    batch["_tools"]):
             try:
-                turns = template.encode_turns(tokenizer, list(prompt) + list(response), system, tools)
+                turns = template.encode_turns(tokenizer, list(prompt) + list(response), system, tools,
+                                               opts.mask_history)
                 ids, labels, truncated = encode_supervised(turns, opts, template.efficient_eos, eos_id)
                 error = None
             except Exception as exc:  # e.g. a function message that is not JSON: dropped and counted

@@ -11,7 +11,9 @@ The rules follow LLaMA-Factory's templates of the same names:
 Reasoning templates (qwen3, gpt) add the thought block: with `enable_thinking` True an
 empty thought is put in front of responses that carry none (and is trained); with
 False or None it is appended to the prompt (not trained); False also strips every
-thought from the data.
+thought from the data. With `mask_history` only the last turn keeps its thought (or gets
+the empty one). Where the model's own template and LLaMA-Factory part ways, the model's
+template is followed; docs/lf_data.md lists each such difference.
 """
 import copy
 import logging
@@ -24,6 +26,8 @@ from .tool_formats import get_tool_format, parse_calls, parse_tools
 log = logging.getLogger(__name__)
 
 BOS, EOS = "\x00BOS\x00", "\x00EOS\x00"  # markers inside slots, replaced by the tokenizer's tokens
+DATA_THOUGHT_WORDS = ("<think>\n", "\n</think>\n\n")
+_DATA_THOUGHT = re.compile(r"<think>\n?(.*?)\n?</think>\n*", re.DOTALL)
 Slot = Tuple[str, ...]
 USER, ASSISTANT, SYSTEM, FUNCTION, OBSERVATION = "user", "assistant", "system", "function", "observation"
 
@@ -39,12 +43,14 @@ class Template:
     prefix: Slot = ()
     default_system: str = ""
     stop_words: List[str] = field(default_factory=list)
-    thought_words: Tuple[str, str] = ("<think>\n", "\n</think>\n\n")
+    thought_words: Tuple[str, str] = DATA_THOUGHT_WORDS
     efficient_eos: bool = False
     replace_eos: bool = False
     reasoning: bool = False
     tool_format: str = "default"
     enable_thinking: Optional[bool] = True
+    last_assistant: Optional[Slot] = None  # the conversation's final response, when it ends differently (gpt-oss)
+    answer_header: str = ""                # what precedes a response whose thought is dropped (gpt-oss's channel)
 
     # --- text ---------------------------------------------------------------------------
     @staticmethod
@@ -67,16 +73,17 @@ class Template:
             tool_text = tool_text.lstrip("\n")
         return system + tool_text
 
-    def _message_text(self, message: Dict[str, str], tokenizer) -> str:
+    def _message_text(self, message: Dict[str, str], tokenizer, last: bool = False) -> str:
         role, content = message["role"], message["content"]
         if role == USER:
             return self.fill(self.user, content, tokenizer)
-        if role == ASSISTANT:
-            return self.fill(self.assistant, content, tokenizer)
         if role == OBSERVATION:
             return self.fill(self.observation or self.user, content, tokenizer)
+        assistant = self.last_assistant if last and self.last_assistant else self.assistant
+        if role == ASSISTANT:
+            return self.fill(assistant, content, tokenizer)
         if role == FUNCTION:
-            return self.fill(self.function or self.assistant, self._function_text(content), tokenizer)
+            return self.fill(self.function or assistant, self._function_text(content), tokenizer)
         raise ValueError(f"unexpected role {role!r}")
 
     def _function_text(self, content: str) -> str:
@@ -99,15 +106,39 @@ class Template:
     def _has_thought(self, content: str) -> bool:
         return self.thought_words[0].strip() in content or self.thought_words[1].strip() in content
 
-    def render_turns(self, messages: Sequence[Dict[str, str]], system: str = "", tools=None,
-                     tokenizer=None) -> List[Tuple[List[str], List[str]]]:
-        """[(prompt pieces, response pieces)] per turn; messages alternate user/observation, assistant/function."""
+    def _own_thought_words(self, content: str) -> str:
+        """A thought written as <think>...</think> (the data's usual form) in this template's own words:
+        gpt-oss carries it in its analysis channel."""
+        if self.thought_words == DATA_THOUGHT_WORDS or "<think>" not in content:
+            return content
+        return _DATA_THOUGHT.sub(lambda m: self.thought_words[0] + m.group(1) + self.thought_words[1], content)
+
+    def _with_thoughts_settled(self, messages, discard_history: bool) -> List[Dict[str, str]]:
+        """A copy with the answers' thoughts in this template's words; every thought dropped with
+        enable_thinking False, the earlier turns' ones with `discard_history`."""
         messages = [dict(m) for m in messages]
+        if not self.reasoning:
+            return messages
+        for m in messages[1::2]:
+            m["content"] = self._own_thought_words(m["content"])
+            if self.enable_thinking is False:
+                m["content"] = self.remove_thought(m["content"])
+        if discard_history:
+            for m in messages[1:-2:2]:
+                m["content"] = self.remove_thought(m["content"])
+        return messages
+
+    def render_turns(self, messages: Sequence[Dict[str, str]], system: str = "", tools=None,
+                     tokenizer=None, mask_history: bool = False) -> List[Tuple[List[str], List[str]]]:
+        """[(prompt pieces, response pieces)] per turn; messages alternate user/observation, assistant/function.
+
+        With `mask_history` (only the last turn is trained) a reasoning template renders earlier turns as
+        the model saw them at inference: their thoughts dropped and no empty thought added, as Qwen3's own
+        template and LLaMA-Factory do; the last turn keeps its thought or gets the empty one."""
         if len(messages) % 2:
             raise ValueError(f"a conversation needs prompt/response pairs, got {len(messages)} messages")
-        if self.reasoning and self.enable_thinking is False:
-            for m in messages[1::2]:
-                m["content"] = self.remove_thought(m["content"])
+        discard_history = self.reasoning and mask_history
+        messages = self._with_thoughts_settled(messages, discard_history)
         turns = []
         for i in range(0, len(messages), 2):
             prompt = []
@@ -119,23 +150,29 @@ class Template:
                 prompt.append(head + self._message_text(messages[0], tokenizer))
             else:
                 prompt.append(self._message_text(messages[i], tokenizer))
-            response = [self._message_text(messages[i + 1], tokenizer)]
+            is_last = i + 2 == len(messages)
+            response = [self._message_text(messages[i + 1], tokenizer, last=is_last)]
             if self.reasoning and not self._has_thought(messages[i + 1]["content"]):
-                if self.enable_thinking:
+                if discard_history and not is_last:
+                    if self.answer_header:
+                        response.insert(0, self.answer_header)
+                elif self.enable_thinking:
                     response.insert(0, self.empty_thought())
                 else:
                     prompt.append(self.empty_thought())
             turns.append((prompt, response))
         return turns
 
-    def render_text(self, messages, system: str = "", tools=None, tokenizer=None) -> str:
-        return "".join("".join(p) + "".join(r) for p, r in self.render_turns(messages, system, tools, tokenizer))
+    def render_text(self, messages, system: str = "", tools=None, tokenizer=None, mask_history: bool = False) -> str:
+        turns = self.render_turns(messages, system, tools, tokenizer, mask_history)
+        return "".join("".join(p) + "".join(r) for p, r in turns)
 
     # --- tokens -------------------------------------------------------------------------
-    def encode_turns(self, tokenizer, messages, system: str = "", tools=None) -> List[Tuple[List[int], List[int]]]:
+    def encode_turns(self, tokenizer, messages, system: str = "", tools=None,
+                     mask_history: bool = False) -> List[Tuple[List[int], List[int]]]:
         def enc(pieces):
             return [t for p in pieces if p for t in tokenizer.encode(p, add_special_tokens=False)]
-        return [(enc(p), enc(r)) for p, r in self.render_turns(messages, system, tools, tokenizer)]
+        return [(enc(p), enc(r)) for p, r in self.render_turns(messages, system, tools, tokenizer, mask_history)]
 
     def fix_special_tokens(self, tokenizer) -> None:
         """eos = the first stop word for replace_eos templates; a pad token when the tokenizer has none."""
@@ -174,12 +211,15 @@ TEMPLATES: Dict[str, Template] = {
                                     + _LLAMA3_HEAD.format("assistant"),),
                        prefix=(BOS,), stop_words=["<|eot_id|>", "<|eom_id|>"], replace_eos=True,
                        tool_format="llama3"),
+    # gpt-oss (harmony): earlier answers end with <|end|>, the last with <|return|> (the model learns to stop),
+    # as the model's own template writes them for training; thoughts go to the analysis channel
     "gpt": Template("gpt", user=("<|start|>user<|message|>{{content}}<|end|><|start|>assistant",),
-                    assistant=("{{content}}<|end|>",), system=("<|start|>system<|message|>{{content}}<|end|>",),
+                    assistant=("{{content}}<|end|>",), last_assistant=("{{content}}<|return|>",),
+                    system=("<|start|>system<|message|>{{content}}<|end|>",),
                     default_system="You are ChatGPT, a large language model trained by OpenAI.",
                     thought_words=("<|channel|>analysis<|message|>",
                                    "<|end|><|start|>assistant<|channel|>final<|message|>"),
-                    efficient_eos=True, reasoning=True),
+                    answer_header="<|channel|>final<|message|>", reasoning=True),
 }
 TEMPLATES["gpt_oss"] = replace(TEMPLATES["gpt"], name="gpt_oss")
 

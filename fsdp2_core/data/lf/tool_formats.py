@@ -87,10 +87,16 @@ def _qwen_calls(calls: List[Call]) -> str:
 
 # --- llama3: JSON function calls (Llama 3.1 style, tools in the system message) ------------
 
+# Llama 3.1's template heads its system message with these lines; its date is the template's fixed default
+# (a date taken from the clock would make the same data tokenize differently from day to day)
+LLAMA3_DATE_HEADER = "Cutting Knowledge Date: December 2023\nToday Date: 26 Jul 2024\n\n"
+
+
 def _llama3_tools(tools: List[Dict[str, Any]]) -> str:
     listed = "".join(json.dumps(t if t.get("type") == "function" else {"type": "function", "function": t},
                                 indent=4, ensure_ascii=False) + "\n\n" for t in tools)
-    return ("You have access to the following functions. To call a function, please respond with JSON for a "
+    return (LLAMA3_DATE_HEADER
+            + "You have access to the following functions. To call a function, please respond with JSON for a "
             'function call. Respond in the format {"name": function name, "parameters": dictionary of argument '
             'name and its value}. Do not use variables.\n\n' + listed)
 
