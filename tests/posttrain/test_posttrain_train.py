@@ -64,7 +64,8 @@ def test_full_finetuning_example_trains_with_prompt_masked(setup, tmp_path):
     for row in range(len(ALPACA)):
         mask = batch["loss_mask"][row].bool()
         targets = tok.decode(batch["labels"][row][mask])
-        assert targets.startswith("<think>\n\n</think>\n\n") and targets[len("<think>\n\n</think>\n\n"):] in responses
+        # MindSpeed-LLM's qwen3 prompt without --enable-thinking (none) writes no thought block
+        assert targets in responses, targets
         assert torch.equal(batch["labels"][row][:-1][mask[:-1]], batch["tokens"][row][1:][mask[:-1]])  # next token
     assert sorted({train.order[i] for i in range(len(ALPACA))}) == list(range(len(ALPACA)))  # one shuffled epoch
 
