@@ -415,6 +415,10 @@ MAPPED_RULES += [
          QWEN3_MOE + ("--moe-layer-freq", "2")),
     arch("--noop-layers", "num_hidden_layers = --num-layers minus these identity layers (MindSpeed-LLM's pipeline "
                           "padding)", ROPE + ("--num-layers", "4", "--noop-layers", "3")),
+    arch("--no-bias-gelu-fusion", "activation_function gelu (exact GeLU) for GPT-2; without it Megatron's fused "
+         "bias-GeLU kernel computes the tanh approximation (gelu_pytorch_tanh)", ("--no-bias-gelu-fusion",)),
+    arch("--bias-gelu-fusion", "activation_function gelu_pytorch_tanh for GPT-2: Megatron's fused bias-GeLU kernel is "
+         "the tanh approximation (the default)"),
     arch("--attention-dropout", "attention_dropout"),
     arch("--hidden-dropout", "hidden dropout (GPT-2 resid/embd dropout; must be 0 for Llama/Qwen)"),
 ]
