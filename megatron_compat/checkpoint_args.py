@@ -138,3 +138,93 @@ def args_from_flags(argv: List[str]) -> argparse.Namespace:
         setattr(ns, dest, values if spec.nargs is not None else values[0])
         i = j
     return ns
+
+
+def hf_config_for(ckpt):
+    """(transformers config, notes) of the model a MegatronCheckpoint holds: the saved args' architecture, with
+    the vocabulary the stored embedding has (Megatron's padded size)."""
+    from transformers import AutoConfig
+    arch, notes = architecture_from_args(ckpt.args, ckpt.path)
+    arch = dict(arch)
+    rows = int(ckpt.reader.get("embedding.word_embeddings.weight").shape[0])
+    saved = getattr(ckpt.args, "padded_vocab_size", None)
+    if saved and int(saved) != rows:
+        notes.append(f"the saved args say padded_vocab_size {saved}; the stored embedding has {rows} rows (used)")
+    arch["vocab_size"] = rows
+    model_type = arch.pop("model_type")
+    return AutoConfig.for_model(model_type, **arch), notes
+
+
+_ARCH_KEYS = ("model_type", "n_layer", "n_embd", "n_head", "n_inner", "n_positions", "layer_norm_epsilon", "resid_pdrop",
+              "attn_pdrop", "initializer_range", "activation_function", "num_hidden_layers", "hidden_size",
+              "intermediate_size", "num_attention_heads", "num_key_value_heads", "head_dim", "max_position_embeddings",
+              "rms_norm_eps", "attention_dropout", "rope_parameters", "tie_word_embeddings", "mlp_bias", "attention_bias",
+              "num_local_experts", "num_experts", "num_experts_per_tok", "router_aux_loss_coef", "moe_intermediate_size",
+              "norm_topk_prob", "mlp_only_layers")
+
+
+def config_arch(config) -> Dict[str, Any]:
+    """The fields of a transformers config that architecture_flags reads (num_local_experts for either MoE family)."""
+    arch = {k: getattr(config, k) for k in _ARCH_KEYS if hasattr(config, k)}
+    if arch.get("model_type") == "gpt2":
+        arch["n_inner"] = arch.get("n_inner") or 4 * config.n_embd  # transformers' default for n_inner None
+        return arch
+    arch["head_dim"] = arch.get("head_dim") or config.hidden_size // config.num_attention_heads
+    if not arch.get("rope_parameters"):
+        arch["rope_parameters"] = {"rope_theta": getattr(config, "rope_theta", 10000.0)}
+    arch["num_local_experts"] = arch.get("num_local_experts") or arch.get("num_experts")
+    return arch
+
+
+def megatron_args_for(config, tp: int, pp: int, fmt: str, spec: str, divisible_by: int = 128,
+                      iteration: int = 0, consumed_train_samples: int = 0):
+    """The Namespace a Megatron-LM run of `config`'s model would save with these parallel sizes, checked to mean
+    the same model when read back (a config Megatron cannot express is refused, naming the fields)."""
+    from .reverse import architecture_flags
+    arch = config_arch(config)
+    try:
+        flags = architecture_flags(arch)
+    except KeyError as exc:
+        raise ArchitectureError(f"{config.model_type} config lacks {exc}; it has no Megatron-LM form here") from None
+    seq = arch.get("max_position_embeddings") or arch.get("n_positions")
+    flags += ["--tensor-model-parallel-size", str(tp), "--pipeline-model-parallel-size", str(pp), "--ckpt-format", fmt,
+              "--make-vocab-size-divisible-by", str(divisible_by), "--seq-length", str(seq),
+              "--transformer-impl", "transformer_engine" if spec == "te" else "local"]
+    args = args_from_flags(flags)
+    _derive(args, tp, pp, fmt)
+    args.iteration, args.consumed_train_samples = iteration, consumed_train_samples
+    back, _ = architecture_from_args(args, "the written args")
+    differences = [f"{k}: config {_norm(arch.get(k))!r}, Megatron {_norm(v)!r}" for k, v in back.items()
+                   if k in arch and arch.get(k) is not None and _norm(arch.get(k)) != _norm(v)]
+    if differences:
+        raise ArchitectureError(f"the {config.model_type} config has no exact Megatron-LM form: "
+                                + "; ".join(differences))
+    return args
+
+
+def _norm(value):
+    if isinstance(value, dict):
+        return {k: _norm(v) for k, v in value.items() if k != "rope_type"}
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    return value
+
+
+def _derive(args, tp: int, pp: int, fmt: str) -> None:
+    """What Megatron's validate_args fills in before a checkpoint is saved."""
+    import torch
+    args.kv_channels = args.kv_channels or args.hidden_size // args.num_attention_heads
+    if not args.group_query_attention:
+        args.num_query_groups = args.num_attention_heads
+    if args.ffn_hidden_size is None:
+        args.ffn_hidden_size = 4 * args.hidden_size
+    if args.add_bias_linear:
+        args.add_qkv_bias = True
+    else:
+        args.bias_gelu_fusion = False
+    args.max_position_embeddings = args.max_position_embeddings or args.seq_length
+    args.params_dtype = torch.float32
+    args.use_dist_ckpt = fmt == "torch_dist"
+    args.world_size = tp * pp
+    args.data_parallel_size = 1
+    args.virtual_pipeline_model_parallel_size = None
