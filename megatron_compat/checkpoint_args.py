@@ -140,10 +140,9 @@ def args_from_flags(argv: List[str]) -> argparse.Namespace:
     return ns
 
 
-def hf_config_for(ckpt):
-    """(transformers config, notes) of the model a MegatronCheckpoint holds: the saved args' architecture, with
-    the vocabulary the stored embedding has (Megatron's padded size)."""
-    from transformers import AutoConfig
+def arch_for(ckpt) -> Tuple[Dict[str, Any], List[str]]:
+    """(Hugging Face config dict, notes) of the model a MegatronCheckpoint holds: the saved args' architecture,
+    with the vocabulary the stored embedding has (Megatron's padded size)."""
     arch, notes = architecture_from_args(ckpt.args, ckpt.path)
     arch = dict(arch)
     rows = int(ckpt.reader.get("embedding.word_embeddings.weight").shape[0])
@@ -151,6 +150,13 @@ def hf_config_for(ckpt):
     if saved and int(saved) != rows:
         notes.append(f"the saved args say padded_vocab_size {saved}; the stored embedding has {rows} rows (used)")
     arch["vocab_size"] = rows
+    return arch, notes
+
+
+def hf_config_for(ckpt):
+    """(transformers config, notes) of the model a MegatronCheckpoint holds (see arch_for)."""
+    from transformers import AutoConfig
+    arch, notes = arch_for(ckpt)
     model_type = arch.pop("model_type")
     return AutoConfig.for_model(model_type, **arch), notes
 

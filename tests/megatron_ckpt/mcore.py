@@ -21,8 +21,11 @@ from typing import Optional
 import numpy as np
 import torch
 
-VOCAB, PADDED, SEQ = 120, 128, 16   # tokenizer size and Megatron's padding (divisible by 128 x tp... here 64 x 2)
+VOCAB, PADDED, SEQ = 120, 128, 16   # tokenizer size; Megatron's padding to a multiple of 64 x tp 2; sequence
 ITERATION, GBS = 6, 4
+# Known functions of each weight, so a test tells where each restored state came from (the fp32 master copy is
+# offset so that weights read from it differ from the model weights).
+MOMENTS = {"exp_avg": lambda p: 0.1 * p, "exp_avg_sq": lambda p: 0.01 * p * p + 1e-6, "fp32_param": lambda p: p + 1e-3}
 
 
 @dataclass
@@ -233,13 +236,15 @@ def save_legacy(save_dir: str, args, chunks) -> None:
     dist.barrier()
 
 
-def save_dist(save_dir: str, args, chunks) -> None:
-    """save_checkpoint(...) with ckpt_format torch_dist."""
+def save_dist(save_dir: str, args, chunks, with_optimizer: bool = False) -> None:
+    """save_checkpoint(...) with ckpt_format torch_dist (and the optimizer state of fully_reshardable_optimizer)."""
     import torch.distributed as dist
     from megatron.core import dist_checkpointing
     from megatron.core import parallel_state as ps
     from megatron.core.dist_checkpointing.mapping import ShardedObject
     sd = state_dict(args, chunks, sharded=True)
+    if with_optimizer:
+        sd["optimizer"] = fully_reshardable_optimizer(sd["model"], args)
     pp_rank, tp_rank = ps.get_pipeline_model_parallel_rank(), ps.get_tensor_model_parallel_rank()
     sd["rng_state"] = ShardedObject("rng_state", rng_state(), (args.pipeline_model_parallel_size,
                                     args.tensor_model_parallel_size), (pp_rank, tp_rank),
@@ -255,6 +260,34 @@ def save_dist(save_dir: str, args, chunks) -> None:
         with open(os.path.join(save_dir, "latest_checkpointed_iteration.txt"), "w") as fh:
             fh.write(str(ITERATION))
     dist.barrier()
+
+
+def fully_reshardable_optimizer(model_sd, args) -> dict:
+    """The distributed optimizer's state as --dist-ckpt-optim-fully-reshardable stores it
+    (DistributedOptimizer.sharded_state_dict -> sharded_param_state_fully_reshardable: per model tensor K,
+    `optimizer.state.<key>.K` made by replacing key and data of K's sharded metadata; the Adam step in the
+    param groups). The moments are known functions of each weight (MOMENTS), so a test can tell where each
+    one landed."""
+    from dataclasses import replace
+
+    from megatron.core.dist_checkpointing.dict_utils import nested_values
+    from megatron.core.dist_checkpointing.mapping import ShardedTensorFactory
+    from megatron.core.dist_checkpointing.utils import extract_sharded_tensors_and_factories
+    tensors, _ = extract_sharded_tensors_and_factories(model_sd)
+    param_state = {}
+    for i, sh in enumerate(nested_values(tensors)):
+        if not isinstance(sh.data, torch.nn.Parameter):
+            continue
+        param_state[i] = {}
+        for key, fn in MOMENTS.items():
+            kw = dict(key=f"optimizer.state.{key}.{sh.key}", data=fn(sh.data.detach()).contiguous())
+            if not isinstance(sh, ShardedTensorFactory):
+                kw["dtype"] = torch.float32
+            param_state[i][key] = replace(sh, **kw)
+    groups = [{"lr": args.lr, "weight_decay": args.weight_decay, "betas": (0.9, 0.999), "eps": 1e-8,
+               "step": ITERATION}]
+    return {"optimizer": {"param_groups": groups}, "param_state": param_state,
+            "param_state_sharding_type": "fully_reshardable"}
 
 
 def tokens(batch: int = 2, seq: int = SEQ) -> torch.Tensor:
@@ -280,24 +313,32 @@ def reference_logits(s: Shape, dist_dir: str, tp: int = 1):
 
 
 def build_all(root: str, names) -> None:
-    """On every rank of a gloo world of 4: each shape's checkpoint in both formats, then (tp 1, one stage, each
-    rank the same) megatron-core's reference logits from the torch_dist one, saved as <root>/<name>/logits.pt."""
+    """On every rank of a gloo world of 4: each shape's checkpoint in both formats (shapes of one parallel layout
+    share one model-parallel setup), then with tp 1 and one stage megatron-core's reference logits from each
+    torch_dist checkpoint, saved by rank 0 as <root>/<name>/logits.pt."""
     import torch.distributed as dist
     from megatron.core import parallel_state as ps
     patch_for_cpu()
     dist.init_process_group("gloo")
+    layouts = {}
     for name in names:
         s = SHAPES[name]
-        ps.initialize_model_parallel(s.tp, s.pp, virtual_pipeline_model_parallel_size=s.vpp,
-                                     expert_model_parallel_size=s.ep)
-        chunks = build_chunks(s, s.tp, s.pp, s.ep, s.vpp)
-        for fmt, save in (("torch", save_legacy), ("torch_dist", save_dist)):
-            save(os.path.join(root, name, fmt), megatron_args(s, s.tp, s.pp, s.ep, s.vpp, fmt), chunks)
+        layouts.setdefault((s.tp, s.pp, s.vpp, s.ep), []).append(s)
+    for (tp, pp, vpp, ep), shapes in layouts.items():
+        ps.initialize_model_parallel(tp, pp, virtual_pipeline_model_parallel_size=vpp, expert_model_parallel_size=ep)
+        for s in shapes:
+            chunks = build_chunks(s, tp, pp, ep, vpp)
+            for fmt, save in (("torch", save_legacy), ("torch_dist", save_dist)):
+                save(os.path.join(root, s.name, fmt), megatron_args(s, tp, pp, ep, vpp, fmt), chunks)
+            if s.name == "qwen3":
+                save_dist(os.path.join(root, s.name, "torch_dist_optim"),
+                          megatron_args(s, tp, pp, ep, vpp, "torch_dist"), chunks, with_optimizer=True)
         ps.destroy_model_parallel()
-        ps.initialize_model_parallel(1, 1)
-        logits = reference_logits(s, os.path.join(root, name, "torch_dist", f"iter_{ITERATION:07d}"))
+    ps.initialize_model_parallel(1, 1)
+    for name in names:
+        logits = reference_logits(SHAPES[name], os.path.join(root, name, "torch_dist", f"iter_{ITERATION:07d}"))
         if dist.get_rank() == 0:
             torch.save(logits, os.path.join(root, name, "logits.pt"))
-        ps.destroy_model_parallel()
+    ps.destroy_model_parallel()
     dist.barrier()
     dist.destroy_process_group()

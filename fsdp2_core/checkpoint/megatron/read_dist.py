@@ -53,8 +53,14 @@ class _Targets:
 class DistReader:
     """Whole per-layer tensors under canonical names, read slice by slice."""
 
-    def __init__(self, path: str, trust: bool = False):
-        self.path = path
+    def __init__(self, path: str, trust: bool = False, prefix: str = "", base: "DistReader" = None):
+        self.path, self.prefix = path, prefix
+        self.sources: Dict[str, List[Part]] = {}
+        self._layer_cache: Tuple[Optional[int], Dict[str, torch.Tensor]] = (None, {})
+        if base is not None:  # a view of the same files: the tensors stored under `prefix` (optimizer state)
+            self.reader, self.metadata, self._common = base.reader, base.metadata, base._common
+            self._index()
+            return
         self.reader = FileSystemReader(path)
         try:
             self.metadata = self.reader.read_metadata()
@@ -66,9 +72,11 @@ class DistReader:
             raise CheckpointError(f"{path}: {problem}; the torch_dist checkpoint is incomplete: copy it again")
         self.reader.set_up_storage_reader(self.metadata, True)
         self._common = load_megatron_pickle(os.path.join(path, COMMON), trust=trust)
-        self.sources: Dict[str, List[Part]] = {}
         self._index()
-        self._layer_cache: Tuple[Optional[int], Dict[str, torch.Tensor]] = (None, {})
+
+    def view(self, prefix: str) -> "DistReader":
+        """The tensors stored under `prefix` + a model key (e.g. `optimizer.state.exp_avg.`), by canonical name."""
+        return DistReader(self.path, prefix=prefix, base=self)
 
     # ---------------------------------------------------------------- index
     def tensors(self) -> Dict[str, TensorStorageMetadata]:
@@ -76,18 +84,22 @@ class DistReader:
 
     def _index(self) -> None:
         tensors = self.tensors()
-        for key, md in tensors.items():
-            if key.startswith(NOT_MODEL) or is_extra_state(key):
+        for stored, md in tensors.items():
+            if not stored.startswith(self.prefix) or is_extra_state(stored):
+                continue
+            key = stored[len(self.prefix):]
+            if key.startswith(NOT_MODEL):
                 continue
             base, part = _split_glu(key)
-            if base in tensors and part:
-                raise CheckpointError(f"{self.path}: both {base} and {key} are stored")
+            base_stored = self.prefix + base
+            if base_stored in tensors and part:
+                raise CheckpointError(f"{self.path}: both {base_stored} and {stored} are stored")
             if key.startswith(EXPERTS):
-                self._add_experts(key, base[len(EXPERTS):], md, part)
+                self._add_experts(stored, base[len(EXPERTS):], md, part)
             elif key.startswith(STACKED):
-                self._add_layers(key, canonical_rest(base[len(STACKED):]), md, part)
+                self._add_layers(stored, canonical_rest(base[len(STACKED):]), md, part)
             else:
-                self._add(base, (key, (0,) * len(md.size), tuple(md.size)), part)
+                self._add(base, (stored, (0,) * len(md.size), tuple(md.size)), part)
 
     def _add(self, name: str, source: Part, part: str) -> None:
         parts = self.sources.setdefault(name, [])
@@ -105,8 +117,15 @@ class DistReader:
                 self._add(expert_name(i, e, rest), (key, (i, e) + (0,) * len(inner), (1, 1) + inner), part)
 
     def layers(self) -> Optional[int]:
-        sizes = {md.size[0] for k, md in self.tensors().items() if k.startswith(STACKED) and not k.startswith(NOT_MODEL)}
+        sizes = {md.size[0] for k, md in self.tensors().items() if k.startswith(STACKED) and not is_extra_state(k)}
         return max(sizes) if sizes else None
+
+    def shape(self, name: str) -> Tuple[int, ...]:
+        """The whole tensor's shape, from the metadata alone."""
+        parts = self.sources[name]
+        stacked = 2 if name_is_expert(name) and name.startswith(STACKED) else 1 if name.startswith(STACKED) else 0
+        inner = [tuple(sizes[stacked:]) for _, _, sizes in parts]
+        return (sum(s[0] for s in inner),) + inner[0][1:] if len(inner) > 1 else inner[0]
 
     # ---------------------------------------------------------------- access
     def names(self) -> List[str]:
