@@ -17,6 +17,7 @@ a new run from them with --finetune.
 import io
 import os
 import re
+import warnings
 from typing import Callable, Dict, List, Tuple
 
 import torch
@@ -200,8 +201,10 @@ def write_dist(conv: Conversion, path: str, spec: str, layers: int, dtype, commo
         t = makers[(item.index.fqn, tuple(item.index.offset))]()
         return t.to(dtype) if t.is_floating_point() else t
 
-    dcp.save({}, storage_writer=FileSystemWriter(path, single_file_per_rank=True, thread_count=1),
-             planner=_LazyPlanner(items, resolve), no_dist=True)
+    with warnings.catch_warnings():  # "assuming the intent is to save in a single process": it is
+        warnings.simplefilter("ignore", UserWarning)
+        dcp.save({}, storage_writer=FileSystemWriter(path, single_file_per_rank=True, thread_count=1),
+                 planner=_LazyPlanner(items, resolve), no_dist=True)
     torch.save(dict(common, content_metadata={"singleton_local_shards": False, "chained_optim_avoid_prefix": True}),
                os.path.join(path, COMMON))
     with open(os.path.join(path, DIST_METADATA), "w", encoding="utf-8") as fh:
