@@ -18,14 +18,15 @@ from typing import Dict, List, Optional, Tuple
 import torch
 from torch.distributed._shard._utils import narrow_tensor_by_index
 from torch.distributed.checkpoint import FileSystemReader
-from torch.distributed.checkpoint.metadata import ChunkStorageMetadata, MetadataIndex, TensorStorageMetadata
-from torch.distributed.checkpoint.planner import LoadPlan
+from torch.distributed.checkpoint.metadata import (BytesStorageMetadata, ChunkStorageMetadata, MetadataIndex,
+                                                     TensorStorageMetadata)
+from torch.distributed.checkpoint.planner import LoadItemType, LoadPlan, ReadItem
 from torch.distributed.checkpoint.planner_helpers import create_read_items_for_chunk_list
 
 from ..layout import CheckpointError, missing_data
 from .detect import COMMON
 from .layout import canonical_rest, expert_name, is_extra_state, layer_name
-from .safe_load import load_megatron_pickle
+from .safe_load import load_megatron_bytes, load_megatron_pickle
 
 STACKED = "decoder.layers."
 EXPERTS = "decoder.layers.mlp.experts.experts."
@@ -35,10 +36,11 @@ Part = Tuple[str, Tuple[int, ...], Tuple[int, ...]]  # (key, offsets, sizes) of 
 
 
 class _Targets:
-    """The planner side of FileSystemReader.read_data: where each read chunk lands."""
+    """The planner side of FileSystemReader.read_data: where each read chunk (or object) lands."""
 
     def __init__(self, targets: Dict[str, Tuple[Tuple[int, ...], torch.Tensor]]):
         self.targets = targets
+        self.objects: Dict[str, bytes] = {}
 
     def resolve_tensor(self, item):
         return narrow_tensor_by_index(self.targets[item.dest_index.fqn][1], item.dest_offsets, item.lengths)
@@ -46,8 +48,8 @@ class _Targets:
     def commit_tensor(self, item, tensor) -> None:
         pass
 
-    def load_bytes(self, item, value) -> None:  # only tensors are requested
-        raise CheckpointError(f"unexpected bytes item {item.dest_index.fqn}")
+    def load_bytes(self, item, value) -> None:
+        self.objects[item.dest_index.fqn] = value.read()
 
 
 class DistReader:
@@ -166,6 +168,21 @@ class DistReader:
 
     def common(self) -> dict:
         return dict(self._common)
+
+    def read_object(self, key: str, trust: bool = False):
+        """Rank (0, 0)'s part of a sharded object megatron-core stored as `<key>/shard_...` (e.g. rng_state)."""
+        shards = sorted(k for k, md in self.metadata.state_dict_metadata.items()
+                        if k.startswith(f"{key}/shard_") and isinstance(md, BytesStorageMetadata))
+        if not shards:
+            return None
+        zero = torch.Size((0,))
+        item = ReadItem(type=LoadItemType.BYTE_IO, dest_index=MetadataIndex(shards[0]), dest_offsets=zero,
+                        storage_index=MetadataIndex(shards[0]), storage_offsets=zero, lengths=zero)
+        plan = self.reader.prepare_global_plan([self.reader.prepare_local_plan(LoadPlan([item]))])[0]
+        targets = _Targets({})
+        self.reader.read_data(plan, targets).wait()
+        objects = load_megatron_bytes(targets.objects[shards[0]], f"{self.path}: {shards[0]}", trust)
+        return objects[0] if isinstance(objects, list) and objects else None  # megatron-core saves [local object]
 
 
 def name_is_expert(name: str) -> bool:

@@ -52,7 +52,7 @@ def load_megatron(path: str, t, model, optimizer, schedule, state, rank: int,
     elif rank == 0:
         print_fn(" --no-load-optim/--finetune: Megatron's optimizer and LR schedule are not read; the schedule "
                  "starts at step 0, as in Megatron")
-    if t.load_rng and not finetune and _restore_rng(ckpt):
+    if t.load_rng and not finetune and _restore_rng(ckpt, bool(getattr(t, "trust_megatron_pickle", False))):
         restored.append("rng")
     return {"path": ckpt.path, "restored": restored, "iteration": state.iteration, "format": ckpt.format,
             "consumed_train_samples": state.consumed_train_samples}
@@ -102,8 +102,8 @@ def _schedule_differences(saved: dict, schedule) -> List[str]:
     return out
 
 
-def _restore_rng(ckpt: MegatronCheckpoint) -> bool:
-    states = rng_states(ckpt)
+def _restore_rng(ckpt: MegatronCheckpoint, trust: bool) -> bool:
+    states = rng_states(ckpt, trust)
     if not states:
         return False
     s = states[0]
@@ -113,11 +113,11 @@ def _restore_rng(ckpt: MegatronCheckpoint) -> bool:
     return True
 
 
-def rng_states(ckpt: MegatronCheckpoint) -> Optional[List[Dict]]:
+def rng_states(ckpt: MegatronCheckpoint, trust: bool = False) -> Optional[List[Dict]]:
     """Megatron's rng_state list (one dict per data-parallel rank when data_parallel_random_init), rank 0's."""
     value = ckpt.common.get("rng_state")
     if value is None and hasattr(ckpt.reader, "read_object"):
-        value = ckpt.reader.read_object("rng_state")
+        value = ckpt.reader.read_object("rng_state", trust)
     if isinstance(value, list) and value and isinstance(value[0], dict) and "random_rng_state" in value[0]:
         return value
     return None

@@ -114,3 +114,16 @@ def _torch_load(path: str, weights_only: bool):
         if "mmap" not in str(exc):
             raise
         return torch.load(path, map_location="cpu", weights_only=weights_only)
+
+
+def load_megatron_bytes(data: bytes, where: str, trust: bool = False):
+    """An object megatron-core stored as bytes inside a distributed checkpoint, under the same allow-list."""
+    import io
+    if trust:
+        return torch.load(io.BytesIO(data), map_location="cpu", weights_only=False)
+    with torch.serialization.safe_globals(allowed_globals()):
+        try:
+            return torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+        except Exception as exc:  # noqa: BLE001
+            raise CheckpointError(f"{where} could not be read under the allow-list of what Megatron stores "
+                                  f"({type(exc).__name__}: {exc}); if you trust the file, pass {TRUST_FLAG}") from None
