@@ -161,11 +161,12 @@ def hf_config_for(ckpt):
     return AutoConfig.for_model(model_type, **arch), notes
 
 
-_ARCH_KEYS = ("model_type", "n_layer", "n_embd", "n_head", "n_inner", "n_positions", "layer_norm_epsilon", "resid_pdrop",
-              "attn_pdrop", "initializer_range", "activation_function", "num_hidden_layers", "hidden_size",
-              "intermediate_size", "num_attention_heads", "num_key_value_heads", "head_dim", "max_position_embeddings",
-              "rms_norm_eps", "attention_dropout", "rope_parameters", "tie_word_embeddings", "mlp_bias", "attention_bias",
-              "num_local_experts", "num_experts", "num_experts_per_tok", "router_aux_loss_coef", "moe_intermediate_size",
+_ARCH_KEYS = ("model_type", "n_layer", "n_embd", "n_head", "n_inner", "n_positions", "layer_norm_epsilon",
+              "resid_pdrop", "attn_pdrop", "initializer_range", "activation_function", "num_hidden_layers",
+              "hidden_size", "intermediate_size", "num_attention_heads", "num_key_value_heads", "head_dim",
+              "max_position_embeddings", "rms_norm_eps", "attention_dropout", "rope_parameters", "tie_word_embeddings",
+              "mlp_bias", "attention_bias", "num_local_experts", "num_experts", "num_experts_per_tok",
+              "router_aux_loss_coef", "moe_intermediate_size",
               "norm_topk_prob", "mlp_only_layers")
 
 

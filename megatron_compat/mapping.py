@@ -285,8 +285,9 @@ MAPPED_RULES = [
     switch("--tokenizer-not-use-fast", "use_fast_tokenizer", False),
     # --- checkpoints and run control ---
     plain("--save", "output_dir"),
-    group("--load", "load", "training.resume_from_checkpoint = latest when equal to --save; "
-          "else model.model_name_or_path", example=("--load", "/ckpt/run")),
+    group("--load", "load", "training.resume_from_checkpoint = latest when equal to --save; a Megatron-LM "
+          "checkpoint is continued (weights, iteration, consumed samples, LR schedule); else "
+          "model.model_name_or_path", example=("--load", "/ckpt/run")),
     switch("--no-load-optim", "load_optim", False),
     switch("--no-load-rng", "load_rng", False),
     switch("--finetune", "finetune", example=("--load", "/hf/model", "--finetune")),

@@ -179,10 +179,11 @@ def test_load_equal_to_save_resumes_latest_and_checkpoint_flags():
     assert (t.load_optim, t.load_rng, t.save_optim, t.save_rng, t.save_only_model) == (False, False, False, False, True)
 
 
-def test_load_megatron_checkpoint_fails_clearly_at_run_time(tmp_path):
+def test_load_of_a_checkpoint_like_directory_fails_clearly_at_run_time(tmp_path):
+    # a real Megatron checkpoint is continued (tests/megatron_ckpt); an empty iter_ directory is neither that nor HF
     (tmp_path / "latest_checkpointed_iteration.txt").write_text("100")
     (tmp_path / "iter_0000100").mkdir()
-    with pytest.raises(ConfigError, match="holds a Megatron checkpoint"):
+    with pytest.raises(ConfigError, match="neither a Megatron-LM checkpoint"):
         check_model_path(str(tmp_path))
     with pytest.raises(ConfigError, match="no such directory"):
         check_model_path(str(tmp_path / "nope"))

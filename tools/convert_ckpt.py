@@ -1,9 +1,9 @@
 #!/usr/bin/env python
-"""Checkpoint conversions: ours or Megatron-LM's to a Hugging Face model, and ours or a Hugging Face model to Megatron-LM.
+"""Checkpoint conversions: ours or Megatron-LM's to a Hugging Face model; ours or a Hugging Face model to Megatron-LM.
 
-    python tools/convert_ckpt.py --load OUTPUT_DIR                       # our latest checkpoint -> OUTPUT_DIR/hf_iter_XXXXXXX
+    python tools/convert_ckpt.py --load OUTPUT_DIR                      # our latest -> OUTPUT_DIR/hf_iter_XXXXXXX
     python tools/convert_ckpt.py --load OUTPUT_DIR/iter_0000100 --output my_model --max-shard-size 2GB --dtype bf16
-    python tools/convert_ckpt.py --load MEGATRON_SAVE --output HF_DIR    # a Megatron-LM checkpoint (torch or torch_dist)
+    python tools/convert_ckpt.py --load MEGATRON_SAVE --output HF_DIR   # a Megatron-LM checkpoint (torch, torch_dist)
     python tools/convert_ckpt.py --load HF_DIR_OR_OUTPUT_DIR --to-megatron MEGATRON_OUT --target-tp 2 --target-pp 2 \\
                                  [--format torch_dist|torch] [--megatron-spec te|local]
 
@@ -41,8 +41,9 @@ def parse_size(text: str) -> int:
 
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--load", required=True, help="our save or iter_XXXXXXX directory, a Megatron-LM save / iter_XXXXXXX "
-                                                 "/ release directory, or (with --to-megatron) a Hugging Face model")
+    p.add_argument("--load", required=True, help="our save or iter_XXXXXXX directory, a Megatron-LM save / "
+                                                 "iter_XXXXXXX / release directory, or (with --to-megatron) a Hugging "
+                                                 "Face model")
     p.add_argument("--output", help="Hugging Face output directory (default: <save>/hf_<iter_XXXXXXX>)")
     p.add_argument("--to-megatron", metavar="DIR", help="write a Megatron-LM checkpoint (save directory) instead")
     p.add_argument("--target-tp", type=int, default=1, help="Megatron tensor-parallel size (--to-megatron)")
@@ -54,10 +55,11 @@ def parser() -> argparse.ArgumentParser:
                         "(--transformer-impl local)")
     p.add_argument("--make-vocab-size-divisible-by", type=int, default=128,
                    help="Megatron's vocabulary padding (--to-megatron; default 128)")
-    p.add_argument("--max-shard-size", type=parse_size, default=parse_size("5GB"), help="largest safetensors file (default 5GB)")
+    p.add_argument("--max-shard-size", type=parse_size, default=parse_size("5GB"),
+                   help="largest safetensors file (default 5GB)")
     p.add_argument("--dtype", choices=sorted(DTYPES), help="cast floating-point weights (default: as stored)")
-    p.add_argument("--trim-vocab", type=int, metavar="N", help="keep the first N rows of a Megatron checkpoint's padded "
-                                                                "vocabulary (the tokenizer's size)")
+    p.add_argument("--trim-vocab", type=int, metavar="N",
+                   help="keep the first N rows of a Megatron checkpoint's padded vocabulary (the tokenizer's size)")
     p.add_argument("--trust-megatron-pickle", action="store_true",
                    help="unpickle Megatron files fully, types outside the allow-list included (runs code from them)")
     p.add_argument("--overwrite", action="store_true", help="replace a non-empty output directory")

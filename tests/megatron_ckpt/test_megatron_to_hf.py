@@ -68,7 +68,8 @@ def _regroup_experts(src, dst, layout):
             for chunk in [k for k in sd if k.startswith("model")]:
                 model, experts = {}, {}
                 for k, v in sd[chunk].items():
-                    m = re.match(r"(.*\.mlp\.experts\.)local_experts\.(\d+)\.(linear_fc[12])\.(weight|_extra_state)$", k)
+                    m = re.match(r"(.*\.mlp\.experts\.)local_experts\.(\d+)\.(linear_fc[12])\."
+                                 r"(weight|_extra_state)$", k)
                     if not m:
                         model[k] = v
                     elif m.group(4) == "weight":

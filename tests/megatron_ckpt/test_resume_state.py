@@ -53,7 +53,8 @@ def test_moments_and_master_weights_of_a_fully_reshardable_checkpoint(megatron_r
         torch.testing.assert_close(st["exp_avg_sq"], MOMENTS["exp_avg_sq"](w), rtol=0, atol=1e-6, msg=name)
 
 
-@pytest.mark.parametrize("fmt,why", [("torch", "torch (legacy) checkpoint"), ("torch_dist", "holds no optimizer state")])
+@pytest.mark.parametrize("fmt,why", [("torch", "torch (legacy) checkpoint"),
+                                     ("torch_dist", "holds no optimizer state")])
 def test_fresh_moments_are_said_in_one_line(megatron_root, fmt, why):
     loaded, _, optimizer, schedule, state, lines = _load(save_dir(megatron_root, "llama", fmt))
     assert len(optimizer.state) == 0 and "optimizer moments" not in loaded["restored"]

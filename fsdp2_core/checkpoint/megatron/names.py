@@ -159,8 +159,8 @@ def groups_for(config, hf_names: Sequence[str]) -> List[Group]:
 
 
 def _llama_group(config, name: str):
-    top = {"model.embed_tokens.weight": "embedding.word_embeddings.weight", "model.norm.weight": "decoder.final_layernorm.weight",
-           "lm_head.weight": "output_layer.weight"}
+    top = {"model.embed_tokens.weight": "embedding.word_embeddings.weight",
+           "model.norm.weight": "decoder.final_layernorm.weight", "lm_head.weight": "output_layer.weight"}
     if name in top:
         return _same(name, top[name])
     m = _LLAMA_LAYER.match(name)

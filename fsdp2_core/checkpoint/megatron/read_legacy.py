@@ -75,7 +75,8 @@ class LegacyReader:
                     for t in range(self.tp) for p in range(self.pp) for e in range(self.ep)}
         present = {n for n in os.listdir(self.path) if MP_RANK.match(n)}
         sizes = f"tensor parallel {self.tp}, pipeline {self.pp}, expert parallel {self.ep} (from the saved args)"
-        missing = [d for d in expected.values() if d not in present or not os.path.isfile(os.path.join(self.path, d, FILE))]
+        missing = [d for d in expected.values()
+                   if d not in present or not os.path.isfile(os.path.join(self.path, d, FILE))]
         if missing:
             raise CheckpointError(f"{self.path}: missing shard {', '.join(m + '/' + FILE for m in missing)}; the "
                                   f"checkpoint was saved with {sizes}. Copy the missing rank directories again")
@@ -115,7 +116,8 @@ class LegacyReader:
             total += counts[vp]
         layers = getattr(self.args, "num_layers", None)
         if layers is not None and total != layers:
-            per = ", ".join(f"{rank_dir(0, p, 0, self.pp, self.ep)}/model{v if len(order) > self.pp else ''}: {counts[(v, p)]}"
+            virtual = len(order) > self.pp
+            per = ", ".join(f"{rank_dir(0, p, 0, self.pp, self.ep)}/model{v if virtual else ''}: {counts[(v, p)]}"
                             for v, p in order)
             raise CheckpointError(f"{self.path}: the rank files hold {total} layers ({per}) but the saved args say "
                                   f"num_layers {layers}")

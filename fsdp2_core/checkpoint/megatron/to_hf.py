@@ -3,8 +3,14 @@ from typing import Dict, List, Optional
 
 import torch
 
-from ..hf_export import DEFAULT_MAX_SHARD_BYTES, StreamingSafetensorsWriter, export_tensors, inference_config, \
-    plan_shards, write_side_files
+from ..hf_export import (
+    DEFAULT_MAX_SHARD_BYTES,
+    StreamingSafetensorsWriter,
+    export_tensors,
+    inference_config,
+    plan_shards,
+    write_side_files,
+)
 from ..layout import CheckpointError
 from .checkpoint import MegatronCheckpoint
 from .names import VOCAB_TENSORS, Group, groups_for

@@ -1,7 +1,8 @@
 """A Megatron-LM checkpoint from Hugging Face tensors: what `megatron.training` loads with the matching flags.
 
     OUT/latest_checkpointed_iteration.txt
-    OUT/iter_XXXXXXX/  torch_dist: metadata.json, common.pt {args, iteration, checkpoint_version, ...}, .metadata, *.distcp
+    OUT/iter_XXXXXXX/  torch_dist: metadata.json, common.pt {args, iteration, checkpoint_version, ...},
+                                   .metadata, *.distcp
                        torch:      mp_rank_TT[_PPP]/model_optim_rng.pt per tensor-parallel rank and pipeline stage
 
 Names follow the layer spec Megatron will build (`spec`): Transformer Engine's (Megatron's default
@@ -27,6 +28,8 @@ from torch.distributed.checkpoint.default_planner import DefaultSavePlanner, cre
 from torch.distributed.checkpoint.metadata import ChunkStorageMetadata, MetadataIndex, TensorProperties
 from torch.distributed.checkpoint.planner import SavePlan, TensorWriteData, WriteItem, WriteItemType
 
+from fsdp2_core.config import padded_vocab_size
+
 from ..layout import CheckpointError, iter_name, write_tracker
 from .detect import COMMON, DIST, DIST_METADATA, LEGACY
 from .hf_source import HfSource
@@ -37,11 +40,6 @@ from .read_legacy import FILE, rank_dir
 CHECKPOINT_VERSION = 3.0
 SPECS = ("te", "local")
 _LINEARS = ("self_attention.linear_qkv", "self_attention.linear_proj", "mlp.linear_fc1", "mlp.linear_fc2")
-
-
-def padded_vocab(size: int, divisible_by: int, tp: int) -> int:
-    multiple = divisible_by * tp
-    return ((size + multiple - 1) // multiple) * multiple
 
 
 class Conversion:
@@ -280,7 +278,7 @@ def write_megatron(source: HfSource, out_dir: str, args, fmt: str = DIST, spec: 
         raise CheckpointError(f"--megatron-spec {spec}: choose {' or '.join(SPECS)}")
     config = source.config
     vocab = config.vocab_size
-    padded = padded_vocab(vocab, int(args.make_vocab_size_divisible_by), int(args.tensor_model_parallel_size))
+    padded = padded_vocab_size(vocab, int(args.make_vocab_size_divisible_by), int(args.tensor_model_parallel_size))
     args.padded_vocab_size = padded
     conv = Conversion(source, padded)
     iteration = int(source.iteration)
