@@ -199,6 +199,8 @@ def megatron_args_for(config, tp: int, pp: int, fmt: str, spec: str, divisible_b
               "--transformer-impl", "transformer_engine" if spec == "te" else "local"]
     args = args_from_flags(flags)
     _derive(args, tp, pp, fmt)
+    if arch.get("num_local_experts"):  # Megatron renormalises the top-k weights unless it takes the softmax first
+        args.moe_router_pre_softmax = not (arch["model_type"] == "mixtral" or arch.get("norm_topk_prob"))
     args.iteration, args.consumed_train_samples = iteration, consumed_train_samples
     back, _ = architecture_from_args(args, "the written args")
     differences = [f"{k}: config {_norm(arch.get(k))!r}, Megatron {_norm(v)!r}" for k, v in back.items()

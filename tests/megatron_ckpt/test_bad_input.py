@@ -89,7 +89,9 @@ def test_args_that_contradict_the_flags(megatron_root):
             "--normalization", "RMSNorm", "--swiglu", "--disable-bias-linear", "--untie-embeddings-and-output-weights",
             "--hidden-dropout", "0", "--seq-length", "16", "--micro-batch-size", "1", "--global-batch-size", "4",
             "--train-iters", "20", "--lr", "1e-3", "--tokenizer-type", "NullTokenizer", "--vocab-size", "119",
-            "--load", save_dir(megatron_root, "llama", "torch"), "--save", "/tmp/unused"]
-    cfg = translate(argv, world_size=1).config
+            "--mock-data", "--load", save_dir(megatron_root, "llama", "torch"), "--save", "/tmp/unused"]
+    result = translate(argv, world_size=1)
+    assert result.ok, result.problems()
+    cfg = result.config
     with pytest.raises(ConfigError, match=r"num_hidden_layers: flags 3, checkpoint 4"):
         load_from_megatron_checkpoint(cfg)

@@ -69,6 +69,15 @@ def test_megatrons_default_optimizer_layout_is_named():
     assert "stores Megatron's distributed optimizer as dp_reshardable" in why_not(ckpt)
 
 
+def test_the_adam_step_of_either_optimizer_layout():
+    from fsdp2_core.checkpoint.megatron.moments import adam_step
+    distributed = {"optimizer": {"param_groups": [{"lr": 1e-3, "step": 9}, {"lr": 1e-3, "step": 9}]}}
+    others = {"optimizer": {"state": {"common_step": torch.tensor(7)}, "param_groups": [{"lr": 1e-3}]}}
+    chained = [{"optimizer": {"param_groups": [{"step": 4}]}}, {"optimizer": {"param_groups": [{"step": 5}]}}]
+    steps = [adam_step(types.SimpleNamespace(common={"optimizer": o})) for o in (distributed, others, chained)]
+    assert steps == [9, 7, None]  # two different steps name no single one
+
+
 def test_a_different_schedule_is_refused_naming_the_field(megatron_root):
     from fsdp2_core.checkpoint.layout import CheckpointError
     with pytest.raises(CheckpointError, match=r"max_lr: run 0.002, checkpoint 0.001"):

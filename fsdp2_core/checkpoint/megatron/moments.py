@@ -1,9 +1,10 @@
-"""Adam's moments from Megatron's distributed optimizer, where the checkpoint keeps them per parameter.
+"""Adam's moments from a Megatron checkpoint, where it keeps them per parameter.
 
-A torch_dist checkpoint saved with --dist-ckpt-optim-fully-reshardable stores, for every model
-tensor `K`, `optimizer.state.exp_avg.K`, `optimizer.state.exp_avg_sq.K` and the fp32 master
-weights `optimizer.state.fp32_param.K`, each shaped and laid out as `K` itself; the Adam step is
-in common.pt (optimizer.optimizer.param_groups[*].step). They go through the same mapping as the
+A torch_dist checkpoint of Megatron's distributed optimizer saved with
+--dist-ckpt-optim-fully-reshardable, or of its other optimizers, stores for every model tensor `K`
+`optimizer.state.exp_avg.K`, `optimizer.state.exp_avg_sq.K` and the fp32 master weights
+`optimizer.state.fp32_param.K`, each shaped and laid out as `K` itself; the Adam step is in
+common.pt (the param groups' `step`, or `common_step`). They go through the same mapping as the
 weights. Megatron's default layout (dp_reshardable) and the legacy format keep per-rank flat
 buffers ordered by its gradient buckets instead, which do not map onto parameters: the run then
 starts with fresh moments (the caller says so in one line).
@@ -52,8 +53,23 @@ def why_not(ckpt: MegatronCheckpoint) -> str:
 
 
 def adam_step(ckpt: MegatronCheckpoint) -> Optional[int]:
-    groups = ((ckpt.common.get("optimizer") or {}).get("optimizer") or {}).get("param_groups") or []
-    steps = {int(g["step"]) for g in groups if g.get("step") is not None}
+    """The one Adam step of the saved optimizer(s): the param groups' `step` (distributed optimizer) or
+    `common_step` (Megatron's other optimizers), wherever chained optimizers nest them."""
+    steps = set()
+
+    def walk(node):
+        if isinstance(node, dict):
+            for key, value in node.items():
+                if key == "common_step" and value is not None:
+                    steps.add(int(value))
+                elif key == "param_groups" and isinstance(value, list):
+                    steps.update(int(g["step"]) for g in value if isinstance(g, dict) and g.get("step") is not None)
+                else:
+                    walk(value)
+        elif isinstance(node, (list, tuple)):
+            for value in node:
+                walk(value)
+    walk(ckpt.common.get("optimizer"))
     return steps.pop() if len(steps) == 1 else None
 
 
