@@ -3,17 +3,16 @@ import os
 
 import pytest
 
-pytest.importorskip("megatron.core")
+from fsdp2_core.testing.spawn import spawn
 
-from fsdp2_core.testing.spawn import spawn  # noqa: E402
-
-from .mcore import SHAPES, build_all  # noqa: E402
+from .mcore import SHAPES, build_all
 
 
 @pytest.fixture(scope="session")
 def megatron_root(tmp_path_factory):
     """<root>/<shape>/{torch,torch_dist}/ save directories and <root>/<shape>/logits.pt (megatron-core's logits);
     <root>/qwen3/torch_dist_optim/ also holds the distributed optimizer's state per parameter."""
+    pytest.importorskip("megatron.core")  # a test extra; the output-safety tests here do not need it
     root = tmp_path_factory.mktemp("megatron")
     spawn(4, build_all, str(root), list(SHAPES), timeout=900)
     return root
