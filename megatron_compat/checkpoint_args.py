@@ -14,6 +14,7 @@ from typing import Any, Dict, List, Tuple
 from .architecture import ArchitectureError, build_architecture
 from .flag_spec import all_specs, spec_for
 from .mapping import ARCH_FLAGS
+from .reverse import architecture_flags
 
 # Flags beyond the architecture rows that the translation reads.
 EXTRA_FLAGS = ("--seq-length", "--padded-vocab-size", "--make-vocab-size-divisible-by", "--tensor-model-parallel-size",
@@ -187,7 +188,6 @@ def megatron_args_for(config, tp: int, pp: int, fmt: str, spec: str, divisible_b
                       iteration: int = 0, consumed_train_samples: int = 0):
     """The Namespace a Megatron-LM run of `config`'s model would save with these parallel sizes, checked to mean
     the same model when read back (a config Megatron cannot express is refused, naming the fields)."""
-    from .reverse import architecture_flags
     arch = config_arch(config)
     try:
         flags = architecture_flags(arch)

@@ -6,6 +6,7 @@ from typing import List, Optional
 from fsdp2_core.config import ConfigError, dump_yaml
 from fsdp2_core.rank_env import RankDiscoveryError, export_torchrun_variables
 
+from .architecture import ArchitectureError
 from .translate import translate
 from .unknown_flags import take_option, vouch_from
 
@@ -58,8 +59,8 @@ def load_from_megatron_checkpoint(cfg) -> Optional[str]:
     from fsdp2_core.checkpoint.megatron.checkpoint import open_checkpoint
     from fsdp2_core.checkpoint.megatron.detect import locate
 
-    from .architecture import ArchitectureError
-    from .checkpoint_args import arch_for
+    from .checkpoint_args import arch_for  # the reverse conversion it uses loads the engine's data package
+
     path = cfg.model.model_name_or_path
     try:
         located = locate(path) if path else None

@@ -7,7 +7,7 @@ from typing import Callable, Dict, Tuple
 import torch
 
 from ..hf_export import INDEX, SINGLE, checkpoint_tensors
-from ..layout import CheckpointError
+from ..layout import CheckpointError, read_info
 
 
 @dataclass
@@ -47,7 +47,6 @@ def from_hf_dir(path: str) -> HfSource:
 
 def from_our_checkpoint(path: str) -> HfSource:
     """One of this engine's iter_XXXXXXX checkpoints: its config.json and DCP model tensors, and its counters."""
-    from ..layout import read_info
     config, entries, read = checkpoint_tensors(path)
     info = read_info(path)
     return HfSource(path, config, {n: s for n, s, _ in entries}, lambda name: read(name)(),

@@ -19,6 +19,8 @@ from typing import Callable, Dict, List, Optional
 import numpy as np
 import torch
 
+from fsdp2_core.models.build import copy_full_into
+
 from ..layout import CheckpointError
 from .checkpoint import MegatronCheckpoint, open_checkpoint
 from .moments import restore_moments
@@ -60,7 +62,6 @@ def load_megatron(path: str, t, model, optimizer, schedule, state, rank: int,
 
 def load_weights(ckpt: MegatronCheckpoint, model):
     """Every tensor of `model` (sharded or not) from the checkpoint, one layer read at a time; returns the groups."""
-    from fsdp2_core.models.build import copy_full_into
     _, shapes, groups = plan_groups(model.config, ckpt.reader.names(), ckpt.path)
     params = dict(model.state_dict(keep_vars=True))
     for group in groups:

@@ -8,6 +8,7 @@ anything else is refused with its name, unless the caller trusts the file
 (`--trust-megatron-pickle`), which unpickles it fully, as Megatron itself does.
 """
 import argparse
+import io
 import os
 from typing import Any, Dict, List
 
@@ -118,7 +119,6 @@ def _torch_load(path: str, weights_only: bool):
 
 def load_megatron_bytes(data: bytes, where: str, trust: bool = False):
     """An object megatron-core stored as bytes inside a distributed checkpoint, under the same allow-list."""
-    import io
     if trust:
         return torch.load(io.BytesIO(data), map_location="cpu", weights_only=False)
     with torch.serialization.safe_globals(allowed_globals()):
