@@ -1,7 +1,8 @@
 """Megatron architecture flags -> a Hugging Face config of the matching family.
 
 Family choice follows what the flags describe:
-  learned absolute positions + LayerNorm + GeLU (+ biases)      -> gpt2
+  learned absolute positions + LayerNorm + GeLU (+ biases)      -> gpt2 (tanh GeLU: Megatron's fused bias-GeLU
+                                                                  kernel, unless --no-bias-gelu-fusion)
   rope + RMSNorm + SwiGLU                                        -> llama
       ... with q/k/v bias only (--add-qkv-bias)                  -> qwen2
       ... with --qk-layernorm                                    -> qwen3
@@ -80,6 +81,8 @@ def _read_flags(g, seq_length):
         "moe_ffn": g.get("--moe-ffn-hidden-size") or g.get("--moe-intermediate-size"),
         "aux": _aux_coeff(g), "norm_topk": bool(g.get("--norm-topk-prob")),
         "dense_layers": _renumbered(_dense_layers(g, g["--num-layers"]), real),
+        # Megatron's fused bias-GeLU kernel (on unless --no-bias-gelu-fusion; biases needed) is the tanh approximation
+        "tanh_gelu": not g.get("--disable-bias-linear") and not g.get("--no-bias-gelu-fusion"),
         "std": g.get("--init-method-std", 0.02),
         "attn_drop": g.get("--attention-dropout", 0.1), "hidden_drop": g.get("--hidden-dropout", 0.1),
         "hidden_drop_given": "--hidden-dropout" in g,
@@ -190,7 +193,8 @@ def _gpt2(a):
         raise ArchitectureError("the GPT-2 family always ties embeddings; drop --untie-embeddings-and-output-weights")
     return {
         "model_type": "gpt2", "n_layer": a["layers"], "n_embd": a["hidden"], "n_head": a["heads"], "n_inner": a["ffn"],
-        "n_positions": a["max_pos"], "activation_function": "gelu", "layer_norm_epsilon": a["eps"],
+        "n_positions": a["max_pos"], "activation_function": "gelu_pytorch_tanh" if a["tanh_gelu"] else "gelu",
+        "layer_norm_epsilon": a["eps"],
         "resid_pdrop": a["hidden_drop"], "embd_pdrop": a["hidden_drop"], "attn_pdrop": a["attn_drop"],
         "initializer_range": a["std"], "tie_word_embeddings": True,
     }

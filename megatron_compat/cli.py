@@ -6,6 +6,7 @@ from typing import List, Optional
 from fsdp2_core.config import ConfigError, dump_yaml
 from fsdp2_core.rank_env import RankDiscoveryError, export_torchrun_variables
 
+from .architecture import ArchitectureError
 from .translate import translate
 from .unknown_flags import take_option, vouch_from
 
@@ -44,6 +45,49 @@ def load_from_our_checkpoint(cfg) -> Optional[str]:
         " (weights only: --finetune)" if cfg.training.finetune else "") + f"; saving to {cfg.training.output_dir}"
 
 
+# Hyperparameters that may differ between the flags and a Megatron checkpoint's saved args (training settings,
+# not the model's shape), as Megatron's own check_checkpoint_args lets them.
+_NOT_SHAPE = {"attention_dropout", "resid_pdrop", "embd_pdrop", "attn_pdrop", "initializer_range",
+              "router_aux_loss_coef", "output_router_logits", "vocab_size", "max_position_embeddings"}
+
+
+def load_from_megatron_checkpoint(cfg) -> Optional[str]:
+    """`--load` naming a Megatron-LM checkpoint continues that run: the architecture comes from the args it saved
+    (architecture flags given too must agree with them), the weights, iteration, consumed samples and LR schedule
+    from the checkpoint (fsdp2_core.checkpoint.megatron.resume)."""
+    from fsdp2_core.checkpoint.layout import CheckpointError
+    from fsdp2_core.checkpoint.megatron.checkpoint import open_checkpoint
+    from fsdp2_core.checkpoint.megatron.detect import locate
+
+    from .checkpoint_args import arch_for  # the reverse conversion it uses loads the engine's data package
+
+    path = cfg.model.model_name_or_path
+    try:
+        located = locate(path) if path else None
+        if located is None:
+            return None
+        ckpt = open_checkpoint(path, trust=cfg.training.trust_megatron_pickle)
+        saved, notes = arch_for(ckpt)
+    except (CheckpointError, ArchitectureError) as exc:
+        raise ConfigError(f"--load {path}: {exc}") from None
+    flags = cfg.model.architecture
+    if flags:
+        diffs = [f"{k}: flags {flags[k]!r}, checkpoint {saved.get(k)!r}" for k in sorted(set(flags) | set(saved))
+                 if k not in _NOT_SHAPE and flags.get(k) != saved.get(k)]
+        if diffs:
+            raise ConfigError(f"--load {path}: the architecture flags contradict the args the Megatron checkpoint "
+                              f"saved ({'; '.join(diffs)}); drop the architecture flags or give the checkpoint's")
+    arch = dict(flags, vocab_size=saved["vocab_size"]) if flags else saved
+    cfg.model.architecture = arch
+    cfg.model.model_name_or_path = None
+    cfg.model.train_from_scratch = True
+    cfg.training.resume_from_checkpoint = located.path
+    what = "weights only: --finetune" if cfg.training.finetune else f"iteration {ckpt.iteration}, " \
+        f"consumed samples {ckpt.consumed_train_samples}"
+    return "; ".join([f"--load {path} is a Megatron-LM {ckpt.format} checkpoint of a {saved['model_type']} model: "
+                      f"continuing it ({what}); saving to {cfg.training.output_dir}"] + notes)
+
+
 def check_model_path(path: str) -> None:
     """--load must be a Hugging Face model directory here; say what to do when it holds a Megatron checkpoint."""
     if not os.path.isdir(path):
@@ -55,9 +99,10 @@ def check_model_path(path: str) -> None:
     if any(os.path.exists(os.path.join(path, m)) for m in megatron_marks) or any(
             name.startswith(("iter_", "mp_rank_")) for name in os.listdir(path)):
         raise ConfigError(
-            f"--load {path} holds a Megatron checkpoint, not a Hugging Face model (no config.json). Convert it to "
-            "Hugging Face format first (Megatron's or MindSpeed-LLM's checkpoint converter), or set --load equal to "
-            "--save to resume one of our own checkpoints")
+            f"--load {path} looks like a checkpoint directory but is neither a Megatron-LM checkpoint (a tracker "
+            "naming an iter_XXXXXXX directory with mp_rank_* or torch_dist files) nor a Hugging Face model (no "
+            "config.json); name the iter_XXXXXXX directory itself, or set --load equal to --save to resume one of "
+            "our own checkpoints")
     raise ConfigError(f"--load {path} has no config.json: it is not a Hugging Face model directory")
 
 
@@ -97,7 +142,7 @@ def main(argv: Optional[List[str]] = None, entry: str = "pretrain_gpt.py") -> in
     from fsdp2_core.train.errors import run_reporting_errors
 
     def start() -> None:
-        note = load_from_our_checkpoint(cfg)
+        note = load_from_our_checkpoint(cfg) or load_from_megatron_checkpoint(cfg)
         if note and rank0:
             print(f"note: {note}", file=sys.stderr)
         if cfg.model.model_name_or_path:

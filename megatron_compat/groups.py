@@ -289,7 +289,8 @@ def load_paths(t):
                            "checkpoint there)")
         return
     t.set("model_name_or_path", load)
-    _line(t, "--load", "model.model_name_or_path (a Hugging Face model directory; checked for config.json at run time)")
+    _line(t, "--load", "model.model_name_or_path (a Megatron-LM checkpoint to continue, or a Hugging Face model "
+                       "directory; checked at run time)")
 
 
 def architecture(t):

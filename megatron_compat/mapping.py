@@ -285,8 +285,9 @@ MAPPED_RULES = [
     switch("--tokenizer-not-use-fast", "use_fast_tokenizer", False),
     # --- checkpoints and run control ---
     plain("--save", "output_dir"),
-    group("--load", "load", "training.resume_from_checkpoint = latest when equal to --save; "
-          "else model.model_name_or_path", example=("--load", "/ckpt/run")),
+    group("--load", "load", "training.resume_from_checkpoint = latest when equal to --save; a Megatron-LM "
+          "checkpoint is continued (weights, iteration, consumed samples, LR schedule); else "
+          "model.model_name_or_path", example=("--load", "/ckpt/run")),
     switch("--no-load-optim", "load_optim", False),
     switch("--no-load-rng", "load_rng", False),
     switch("--finetune", "finetune", example=("--load", "/hf/model", "--finetune")),
@@ -415,6 +416,10 @@ MAPPED_RULES += [
          QWEN3_MOE + ("--moe-layer-freq", "2")),
     arch("--noop-layers", "num_hidden_layers = --num-layers minus these identity layers (MindSpeed-LLM's pipeline "
                           "padding)", ROPE + ("--num-layers", "4", "--noop-layers", "3")),
+    arch("--no-bias-gelu-fusion", "activation_function gelu (exact GeLU) for GPT-2; without it Megatron's fused "
+         "bias-GeLU kernel computes the tanh approximation (gelu_pytorch_tanh)", ("--no-bias-gelu-fusion",)),
+    arch("--bias-gelu-fusion", "activation_function gelu_pytorch_tanh for GPT-2: Megatron's fused bias-GeLU kernel is "
+         "the tanh approximation (the default)"),
     arch("--attention-dropout", "attention_dropout"),
     arch("--hidden-dropout", "hidden dropout (GPT-2 resid/embd dropout; must be 0 for Llama/Qwen)"),
 ]

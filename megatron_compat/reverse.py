@@ -198,6 +198,9 @@ def _block_recompute(modules, layers):
     return []  # any other per-layer list stays in the YAML only
 
 
+TANH_GELU = ("gelu_pytorch_tanh", "gelu_new")  # what Megatron's fused bias-GeLU computes
+
+
 def architecture_flags(arch) -> List[str]:
     """Inverse of architecture.build_architecture."""
     if not arch:
@@ -207,7 +210,8 @@ def architecture_flags(arch) -> List[str]:
                 str(arch["n_embd"]), "--num-attention-heads", str(arch["n_head"]),
                 "--ffn-hidden-size", str(arch["n_inner"]), "--max-position-embeddings", str(arch["n_positions"]),
                 "--norm-epsilon", str(arch["layer_norm_epsilon"]), "--hidden-dropout", str(arch["resid_pdrop"]),
-                "--attention-dropout", str(arch["attn_pdrop"]), "--init-method-std", str(arch["initializer_range"])]
+                "--attention-dropout", str(arch["attn_pdrop"]), "--init-method-std", str(arch["initializer_range"])] + (
+            [] if arch.get("activation_function", "gelu_new") in TANH_GELU else ["--no-bias-gelu-fusion"])
     out = ["--position-embedding-type", "rope", "--normalization", "RMSNorm", "--swiglu",
            "--num-layers", str(arch["num_hidden_layers"]), "--hidden-size", str(arch["hidden_size"]),
            "--ffn-hidden-size", str(arch["intermediate_size"]),

@@ -19,7 +19,8 @@ MAPPED = [rule for rule in MAPPED_RULES if rule.status == "mapped"]
 # Base flags a row's example cannot be combined with (Megatron refuses both together).
 EXCLUDES = {"--train-samples": ("--train-iters",), "--patch-tokenizer-type": ("--tokenizer-type", "--vocab-size")}
 # Rows whose only accepted value is what the dialect already gives: their example changes nothing.
-RESTATE_DEFAULTS = {"--expert-tensor-parallel-size", "--dataloader-type", "--optimizer", "--dataset"}
+RESTATE_DEFAULTS = {"--expert-tensor-parallel-size", "--dataloader-type", "--optimizer", "--dataset",
+                    "--bias-gelu-fusion"}
 
 
 def _split(argv):

@@ -179,10 +179,11 @@ def test_load_equal_to_save_resumes_latest_and_checkpoint_flags():
     assert (t.load_optim, t.load_rng, t.save_optim, t.save_rng, t.save_only_model) == (False, False, False, False, True)
 
 
-def test_load_megatron_checkpoint_fails_clearly_at_run_time(tmp_path):
+def test_load_of_a_checkpoint_like_directory_fails_clearly_at_run_time(tmp_path):
+    # a real Megatron checkpoint is continued (tests/megatron_ckpt); an empty iter_ directory is neither that nor HF
     (tmp_path / "latest_checkpointed_iteration.txt").write_text("100")
     (tmp_path / "iter_0000100").mkdir()
-    with pytest.raises(ConfigError, match="holds a Megatron checkpoint"):
+    with pytest.raises(ConfigError, match="neither a Megatron-LM checkpoint"):
         check_model_path(str(tmp_path))
     with pytest.raises(ConfigError, match="no such directory"):
         check_model_path(str(tmp_path / "nope"))
@@ -301,9 +302,9 @@ def test_load_of_our_own_checkpoints_resumes_from_them(tmp_path):
     note = load_from_our_checkpoint(cfg)
     assert cfg.training.resume_from_checkpoint == str(tmp_path) and cfg.model.model_name_or_path is None
     assert cfg.training.finetune and "weights only" in note and cfg.training.output_dir == "/ckpt/run"
-    # a Megatron checkpoint (no checkpoint_info.json) is not ours: the run-time check refuses it instead
+    # without checkpoint_info.json it is not ours; an empty iter_ directory is no Megatron checkpoint either
     (tmp_path / "iter_0000002" / "checkpoint_info.json").unlink()
     _, cfg = ok(BASE + ["--load", str(tmp_path)])
     assert load_from_our_checkpoint(cfg) is None
-    with pytest.raises(ConfigError, match="holds a Megatron checkpoint"):
+    with pytest.raises(ConfigError, match="neither a Megatron-LM checkpoint"):
         check_model_path(cfg.model.model_name_or_path)

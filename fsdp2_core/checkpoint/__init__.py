@@ -4,6 +4,7 @@
     state       what a checkpoint holds (model, optimizer, scheduler, counters, RNG) as one DCP state dict
     save        synchronous / asynchronous DCP save, published by rename, tracker written last
     load        resume, --no-load-optim, --no-load-rng, --finetune, resharding to another world size
+    megatron/   Megatron-LM checkpoints: read (torch, torch_dist), continue a run from one, write one
     rotation    save_total_limit
     signals     SIGTERM / SIGINT and exit_duration_in_mins, agreed on by every rank
     run_lock    one live run per save directory (a lock file with a heartbeat)
@@ -43,6 +44,8 @@ from .hf_export import (
 from .layout import TRACKER, CheckpointError, completeness, iter_dir, latest_complete, read_tracker
 from .load import load_checkpoint, resolve
 from .lora_export import export_lora
+from .megatron.detect import locate as locate_megatron
+from .megatron.resume import load_megatron
 from .run_lock import RunLock
 from .save import Saver
 from .signals import ExitSignals, signal_name
@@ -129,6 +132,13 @@ class Checkpointer:
         self.print(f"WARNING: {text}")
 
     def load(self, state, model, optimizer, schedule) -> None:
+        request = self.t.resume_from_checkpoint
+        if request and request != "latest" and locate_megatron(request) is not None:
+            self.loaded = load_megatron(request, self.t, model, optimizer, schedule, state, self.rank, self.print)
+            self.print(f" loaded Megatron {self.loaded['format']} checkpoint {self.loaded['path']} at iteration "
+                       f"{state.iteration}, consumed samples {state.consumed_train_samples} "
+                       f"(restored {', '.join(self.loaded['restored'])})")
+            return
         path = resolve(self.t.resume_from_checkpoint, self.save_dir, self.rank, self.group, warn=self._warn)
         if path is None:
             return

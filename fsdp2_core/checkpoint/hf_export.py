@@ -262,14 +262,35 @@ def export_model(model: torch.nn.Module, out_dir: str, tokenizer=None, generatio
 
 def export_checkpoint(checkpoint_dir: str, out_dir: str, max_shard_bytes: int = DEFAULT_MAX_SHARD_BYTES,
                       dtype: Optional[torch.dtype] = None) -> Dict[str, object]:
-    """One process: a saved DCP checkpoint (with its config.json) to a Hugging Face directory.
+    """One process: a saved DCP checkpoint (with its config.json) into the existing empty directory `out_dir`.
 
     Reads one tensor at a time from the DCP files; the model is only built on the meta device,
     to learn which tensors `save_pretrained` writes (tied weights once, persistent buffers).
+    The caller stages and publishes `out_dir` (checkpoint.output_dir), so nothing is left half-written.
     """
+    from transformers import GenerationConfig
+
+    config, entries, read = checkpoint_tensors(checkpoint_dir, dtype)
+    error = _stream(out_dir, entries, ((name, read(name)) for name, _, _ in entries), True, max_shard_bytes)
+    if error:
+        from .layout import CheckpointError
+        raise CheckpointError(f"writing {out_dir} failed: {error}")
+    gen_path = os.path.join(checkpoint_dir, "generation_config.json")
+    gen = GenerationConfig.from_pretrained(checkpoint_dir) if os.path.isfile(gen_path) else None
+    out_dtype = entries[0][2] if entries and entries[0][2].is_floating_point else None
+    write_side_files(out_dir, inference_config(config, (config.architectures or [None])[0], out_dtype), gen)
+    tok_dir = os.path.join(checkpoint_dir, TOKENIZER_DIR)
+    if os.path.isdir(tok_dir):
+        for name in os.listdir(tok_dir):
+            shutil.copy2(os.path.join(tok_dir, name), os.path.join(out_dir, name))
+    return {"tensors": len(entries), "files": len(plan_shards(entries, max_shard_bytes)), "output": out_dir}
+
+
+def checkpoint_tensors(checkpoint_dir: str, dtype: Optional[torch.dtype] = None):
+    """(HF config, [(name, shape, dtype)], read(name) -> a callable giving the tensor) of one of our checkpoints."""
     import torch.distributed.checkpoint as dcp
     from torch.distributed.checkpoint import FileSystemReader
-    from transformers import AutoConfig, AutoModelForCausalLM, GenerationConfig
+    from transformers import AutoConfig, AutoModelForCausalLM
 
     ok, why = completeness(checkpoint_dir)
     if not ok:
@@ -280,18 +301,25 @@ def export_checkpoint(checkpoint_dir: str, out_dir: str, max_shard_bytes: int = 
     config = AutoConfig.from_pretrained(checkpoint_dir)
     with torch.device("meta"):
         meta_model = AutoModelForCausalLM.from_config(config)
+    if not config.architectures:
+        config.architectures = [type(meta_model).__name__]
     metadata = FileSystemReader(checkpoint_dir).read_metadata().state_dict_metadata
     entries = []
-    for name, _ in export_tensors(meta_model):
+    for name, expected in export_tensors(meta_model):
         key = f"model.{name}"
         if key not in metadata:
             raise CheckpointError(f"{checkpoint_dir}: the checkpoint has no tensor {key} that "
                                   f"{type(meta_model).__name__} needs")
         md = metadata[key]
+        if tuple(md.size) != tuple(expected.shape):
+            raise CheckpointError(f"{checkpoint_dir}: tensor {key} is stored with shape {tuple(md.size)}, but the "
+                                  f"model its config.json describes needs {tuple(expected.shape)}")
         stored = md.properties.dtype
         entries.append((name, tuple(md.size), dtype if dtype is not None and stored.is_floating_point else stored))
 
-    def read(name, shape, stored):
+    def read(name):
+        shape, stored = tuple(metadata[f"model.{name}"].size), metadata[f"model.{name}"].properties.dtype
+
         def get():
             t = torch.empty(shape, dtype=stored)
             with warnings.catch_warnings():  # "assuming the intent is to load in a single process": it is
@@ -299,25 +327,7 @@ def export_checkpoint(checkpoint_dir: str, out_dir: str, max_shard_bytes: int = 
                 dcp.load({f"model.{name}": t}, checkpoint_id=checkpoint_dir, no_dist=True)
             return t.to(dtype) if dtype is not None and stored.is_floating_point else t
         return get
-
-    tmp = out_dir.rstrip("/") + ".partial"
-    shutil.rmtree(tmp, ignore_errors=True)
-    os.makedirs(tmp)
-    fetch = ((name, read(name, shape, metadata[f"model.{name}"].properties.dtype)) for name, shape, _ in entries)
-    error = _stream(tmp, entries, fetch, True, max_shard_bytes)
-    if error:
-        raise CheckpointError(f"writing {out_dir} failed: {error}")
-    gen_path = os.path.join(checkpoint_dir, "generation_config.json")
-    gen = GenerationConfig.from_pretrained(checkpoint_dir) if os.path.isfile(gen_path) else None
-    out_dtype = entries[0][2] if entries and entries[0][2].is_floating_point else None
-    write_side_files(tmp, inference_config(config, (config.architectures or [type(meta_model).__name__])[0], out_dtype),
-                     gen)
-    tok_dir = os.path.join(checkpoint_dir, TOKENIZER_DIR)
-    if os.path.isdir(tok_dir):
-        for name in os.listdir(tok_dir):
-            shutil.copy2(os.path.join(tok_dir, name), os.path.join(tmp, name))
-    _publish(tmp, out_dir)
-    return {"tensors": len(entries), "files": len(plan_shards(entries, max_shard_bytes)), "output": out_dir}
+    return config, entries, read
 
 
 def shared_error(error, group=None):

@@ -92,6 +92,12 @@ def completeness(path: str) -> Tuple[bool, str]:
         metadata = FileSystemReader(path).read_metadata()
     except Exception as exc:  # a truncated or foreign metadata file
         return False, f"unreadable {METADATA} ({type(exc).__name__}: {exc})"
+    problem = missing_data(path, metadata)
+    return (False, problem) if problem else (True, "")
+
+
+def missing_data(path: str, metadata) -> Optional[str]:
+    """What is wrong with the DCP data files `metadata` names (absent or short), or None."""
     needed = {}
     for info in (metadata.storage_data or {}).values():
         rel = str(info.relative_path)
@@ -99,10 +105,10 @@ def completeness(path: str) -> Tuple[bool, str]:
     for rel, size in sorted(needed.items()):
         file = os.path.join(path, rel)
         if not os.path.isfile(file):
-            return False, f"missing data file {rel}"
+            return f"missing data file {rel}"
         if os.path.getsize(file) < size:
-            return False, f"data file {rel} is truncated ({os.path.getsize(file)} of {size} bytes)"
-    return True, ""
+            return f"data file {rel} is truncated ({os.path.getsize(file)} of {size} bytes)"
+    return None
 
 
 def read_info(path: str) -> dict:

@@ -263,6 +263,9 @@ class TrainingArguments:
                           extension=True)
     load_rng: bool = _f(True, "Restore RNG state on resume (--no-load-rng turns off).", extension=True)
     finetune: bool = _f(False, "Load weights only and reset counters (--finetune).", extension=True)
+    trust_megatron_pickle: bool = _f(False, "Unpickle a Megatron checkpoint's files fully, types outside the "
+                                     "allow-list of what Megatron stores included (runs code from the files).",
+                                     extension=True)
     save_optim: bool = _f(True, "Save optimizer and scheduler state (--no-save-optim turns off).", extension=True)
     save_rng: bool = _f(True, "Save RNG state (--no-save-rng turns off).", extension=True)
     check_for_nan_in_loss_and_grad: bool = _f(True, "Check loss and gradients for NaN/Inf every iteration; such "

@@ -1,0 +1,98 @@
+"""Megatron's tensor names, in one canonical per-layer form, and how tensor parallelism splits them.
+
+Both readers turn what they find into the names megatron-core's GPTModel (local spec) uses
+in a legacy checkpoint, with global layer and expert numbers and every tensor whole
+(tensor-parallel shards joined):
+
+    embedding.word_embeddings.weight                    [padded vocab, hidden]
+    embedding.position_embeddings.weight                [max positions, hidden]   (learned positions)
+    decoder.layers.{i}.input_layernorm.{weight,bias}
+    decoder.layers.{i}.self_attention.linear_qkv.{weight,bias}    per query group: [q x heads/groups, k, v]
+    decoder.layers.{i}.self_attention.{q,k}_layernorm.{weight,bias}
+    decoder.layers.{i}.self_attention.linear_proj.{weight,bias}
+    decoder.layers.{i}.pre_mlp_layernorm.{weight,bias}
+    decoder.layers.{i}.mlp.linear_fc1.{weight,bias}     gated (SwiGLU): [gate; up], each whole
+    decoder.layers.{i}.mlp.linear_fc2.{weight,bias}
+    decoder.layers.{i}.mlp.router.weight                [experts, hidden]
+    decoder.layers.{i}.mlp.experts.{e}.linear_fc{1,2}.{weight,bias}
+    decoder.final_layernorm.{weight,bias}
+    output_layer.weight                                 untied embeddings only
+
+Transformer Engine specs store the layer norms inside the following linear layer
+(`linear_qkv.layer_norm_weight`, `linear_fc1.layer_norm_weight`); they are renamed here.
+"""
+import re
+from typing import List, Optional
+
+import torch
+
+LAYER = re.compile(r"^decoder\.layers\.(\d+)\.(.+)$")
+EXPERT = re.compile(r"^mlp\.experts\.(\d+)\.(.+)$")
+
+TE_NORMS = {
+    "self_attention.linear_qkv.layer_norm_weight": "input_layernorm.weight",
+    "self_attention.linear_qkv.layer_norm_bias": "input_layernorm.bias",
+    "mlp.linear_fc1.layer_norm_weight": "pre_mlp_layernorm.weight",
+    "mlp.linear_fc1.layer_norm_bias": "pre_mlp_layernorm.bias",
+}
+_COLUMN = ("word_embeddings.weight", "output_layer.weight", "linear_qkv.weight", "linear_qkv.bias",
+           "linear_fc1.weight", "linear_fc1.bias")
+_ROW = ("linear_proj.weight", "linear_fc2.weight")
+
+
+def layer_name(i: int, rest: str) -> str:
+    return f"decoder.layers.{i}.{rest}"
+
+
+def expert_name(i: int, e: int, rest: str) -> str:
+    return f"decoder.layers.{i}.mlp.experts.{e}.{rest}"
+
+
+def canonical_rest(rest: str) -> str:
+    """A layer-relative name in local-spec form (Transformer Engine's fused norm names renamed)."""
+    return TE_NORMS.get(rest, rest)
+
+
+def is_extra_state(name: str) -> bool:
+    return name.endswith("._extra_state") or "._extra_state/" in name
+
+
+def tp_dim(name: str) -> Optional[int]:
+    """0 for column-parallel tensors, 1 for row-parallel weights, None when every rank holds all of it."""
+    if name.endswith(_COLUMN):
+        return 0
+    if name.endswith(_ROW):
+        return 1
+    return None
+
+
+def is_fc1(name: str) -> bool:
+    return name.endswith(("linear_fc1.weight", "linear_fc1.bias"))
+
+
+def merge_tp(name: str, shards: List[torch.Tensor], gated: bool) -> torch.Tensor:
+    """The whole tensor from its tensor-parallel shards (rank order).
+
+    A gated fc1 shard holds [gate part; up part] of that rank, so the gates are joined, then the ups."""
+    if len(shards) == 1:
+        return shards[0]
+    dim = tp_dim(name)
+    if dim is None:
+        return shards[0]
+    if gated and is_fc1(name):
+        halves = [torch.chunk(s, 2, dim=0) for s in shards]
+        return torch.cat([h[0] for h in halves] + [h[1] for h in halves], dim=0)
+    return torch.cat(shards, dim=dim)
+
+
+def split_tp(name: str, full: torch.Tensor, tp: int, gated: bool) -> List[torch.Tensor]:
+    """The inverse of `merge_tp`: rank r's shard of each tensor-parallel tensor (replicated ones whole)."""
+    dim = tp_dim(name)
+    if tp == 1 or dim is None:
+        return [full] * tp
+    if full.shape[dim] % tp:
+        raise ValueError(f"{name}: dimension {dim} ({full.shape[dim]}) does not divide by tensor-parallel size {tp}")
+    if gated and is_fc1(name):
+        gate, up = torch.chunk(full, 2, dim=0)
+        return [torch.cat([g, u], dim=0).contiguous() for g, u in zip(gate.chunk(tp, 0), up.chunk(tp, 0))]
+    return [s.contiguous() for s in full.chunk(tp, dim=dim)]

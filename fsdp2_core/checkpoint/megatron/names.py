@@ -1,0 +1,203 @@
+"""Megatron (canonical names, see layout.py) <-> Hugging Face tensors, per model family.
+
+A `Group` ties a few Hugging Face tensors to the Megatron tensors they are made of, with
+both conversions: a fused QKV is split per query group into q, k, v; a gated fc1 into
+gate and up; the experts of one layer are stacked into transformers' fused
+`gate_up_proj` [experts, 2 x ffn, hidden] and `down_proj` [experts, hidden, ffn];
+GPT-2's Conv1D weights are the transposes of Megatron's linear weights. Groups are built
+from the names the Hugging Face model has, so biases, q/k norms and dense layers inside
+a MoE model follow the model's own config.
+"""
+import re
+from dataclasses import dataclass
+from typing import Callable, Dict, List, Sequence
+
+import torch
+
+from ..layout import CheckpointError
+from .layout import expert_name, layer_name
+
+LLAMA_LIKE = ("llama", "qwen2", "qwen3", "qwen3_moe", "mixtral")
+FAMILIES = LLAMA_LIKE + ("gpt2",)
+
+Tensors = Dict[str, torch.Tensor]
+
+
+@dataclass
+class Group:
+    hf: List[str]
+    mg: List[str]
+    to_hf: Callable[[Tensors], Tensors]
+    to_mg: Callable[[Tensors], Tensors]
+
+
+def _same(hf: str, mg: str, transpose: bool = False) -> Group:
+    flip = (lambda t: t.t().contiguous()) if transpose else (lambda t: t)
+    return Group([hf], [mg], lambda m: {hf: flip(m[mg])}, lambda h: {mg: flip(h[hf])})
+
+
+# ---------------------------------------------------------------- fused QKV
+
+def split_qkv(t: torch.Tensor, heads: int, groups: int, head_dim: int):
+    """Megatron's [q x heads/groups, k, v] per query group -> q [heads x d], k, v [groups x d] (rows)."""
+    per = heads // groups
+    rest = t.shape[1:]
+    shaped = t.reshape(groups, (per + 2) * head_dim, *rest)
+    q = shaped[:, :per * head_dim].reshape(heads * head_dim, *rest)
+    k = shaped[:, per * head_dim:(per + 1) * head_dim].reshape(groups * head_dim, *rest)
+    v = shaped[:, (per + 1) * head_dim:].reshape(groups * head_dim, *rest)
+    return q.contiguous(), k.contiguous(), v.contiguous()
+
+
+def merge_qkv(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, heads: int, groups: int, head_dim: int):
+    per = heads // groups
+    rest = q.shape[1:]
+    parts = [q.reshape(groups, per * head_dim, *rest), k.reshape(groups, head_dim, *rest),
+             v.reshape(groups, head_dim, *rest)]
+    return torch.cat(parts, dim=1).reshape(-1, *rest).contiguous()
+
+
+def _attention_shape(config):
+    heads = config.num_attention_heads
+    groups = getattr(config, "num_key_value_heads", None) or heads
+    head_dim = getattr(config, "head_dim", None) or config.hidden_size // heads
+    return heads, groups, head_dim
+
+
+def _qkv_group(config, i: int, kind: str, prefix: str) -> Group:
+    shape = _attention_shape(config)
+    names = [f"{prefix}.self_attn.{p}_proj.{kind}" for p in "qkv"]
+    mg = layer_name(i, f"self_attention.linear_qkv.{kind}")
+
+    def to_hf(m):
+        return dict(zip(names, split_qkv(m[mg], *shape)))
+
+    def to_mg(h):
+        return {mg: merge_qkv(*(h[n] for n in names), *shape)}
+    return Group(names, [mg], to_hf, to_mg)
+
+
+def _gpt2_qkv_group(config, i: int, kind: str) -> Group:
+    heads = config.n_head
+    head_dim = config.n_embd // heads
+    hf = f"transformer.h.{i}.attn.c_attn.{kind}"
+    mg = layer_name(i, f"self_attention.linear_qkv.{kind}")
+
+    def to_hf(m):
+        fused = torch.cat(split_qkv(m[mg], heads, heads, head_dim), dim=0)  # [q; k; v], all heads each
+        return {hf: fused.t().contiguous() if kind == "weight" else fused}
+
+    def to_mg(h):
+        fused = h[hf].t() if kind == "weight" else h[hf]
+        return {mg: merge_qkv(*fused.chunk(3, dim=0), heads, heads, head_dim)}
+    return Group([hf], [mg], to_hf, to_mg)
+
+
+# ---------------------------------------------------------------- gated MLP and experts
+
+def _gated_group(prefix: str, i: int, kind: str) -> Group:
+    gate, up = f"{prefix}.mlp.gate_proj.{kind}", f"{prefix}.mlp.up_proj.{kind}"
+    mg = layer_name(i, f"mlp.linear_fc1.{kind}")
+
+    def to_hf(m):
+        g, u = m[mg].chunk(2, dim=0)
+        return {gate: g.contiguous(), up: u.contiguous()}
+    return Group([gate, up], [mg], to_hf, lambda h: {mg: torch.cat([h[gate], h[up]], dim=0)})
+
+
+def _experts_group(hf: str, i: int, which: str, experts: int) -> Group:
+    mg = [expert_name(i, e, f"linear_fc{which}.weight") for e in range(experts)]
+
+    def to_hf(m):
+        return {hf: torch.stack([m[n] for n in mg])}
+
+    def to_mg(h):
+        return {n: h[hf][e].contiguous() for e, n in enumerate(mg)}
+    return Group([hf], mg, to_hf, to_mg)
+
+
+def _num_experts(config) -> int:
+    return getattr(config, "num_local_experts", None) or getattr(config, "num_experts", None) or 0
+
+
+# ---------------------------------------------------------------- families
+
+_LLAMA_LAYER = re.compile(r"^model\.layers\.(\d+)\.(.+)$")
+_GPT2_LAYER = re.compile(r"^transformer\.h\.(\d+)\.(.+)$")
+_LLAMA_SAME = {"input_layernorm.weight": "input_layernorm.weight",
+               "post_attention_layernorm.weight": "pre_mlp_layernorm.weight",
+               "self_attn.o_proj.weight": "self_attention.linear_proj.weight",
+               "self_attn.o_proj.bias": "self_attention.linear_proj.bias",
+               "self_attn.q_norm.weight": "self_attention.q_layernorm.weight",
+               "self_attn.k_norm.weight": "self_attention.k_layernorm.weight",
+               "mlp.down_proj.weight": "mlp.linear_fc2.weight", "mlp.down_proj.bias": "mlp.linear_fc2.bias",
+               "mlp.gate.weight": "mlp.router.weight"}
+_GPT2_SAME = {"ln_1.weight": ("input_layernorm.weight", False), "ln_1.bias": ("input_layernorm.bias", False),
+              "ln_2.weight": ("pre_mlp_layernorm.weight", False), "ln_2.bias": ("pre_mlp_layernorm.bias", False),
+              "attn.c_proj.weight": ("self_attention.linear_proj.weight", True),
+              "attn.c_proj.bias": ("self_attention.linear_proj.bias", False),
+              "mlp.c_fc.weight": ("mlp.linear_fc1.weight", True), "mlp.c_fc.bias": ("mlp.linear_fc1.bias", False),
+              "mlp.c_proj.weight": ("mlp.linear_fc2.weight", True), "mlp.c_proj.bias": ("mlp.linear_fc2.bias", False)}
+
+
+def groups_for(config, hf_names: Sequence[str]) -> List[Group]:
+    """The groups that produce exactly `hf_names` (the tensors the Hugging Face model stores)."""
+    family = config.model_type
+    if family not in FAMILIES:
+        raise CheckpointError(f"model_type {family}: Megatron checkpoints map to {', '.join(FAMILIES)} here")
+    build = _gpt2_group if family == "gpt2" else _llama_group
+    groups, seen = [], set()
+    for name in hf_names:
+        if name in seen:
+            continue
+        group = build(config, name)
+        if group is None:
+            raise CheckpointError(f"{name}: a tensor of the {family} model with no Megatron counterpart")
+        seen.update(group.hf)
+        groups.append(group)
+    return groups
+
+
+def _llama_group(config, name: str):
+    top = {"model.embed_tokens.weight": "embedding.word_embeddings.weight",
+           "model.norm.weight": "decoder.final_layernorm.weight", "lm_head.weight": "output_layer.weight"}
+    if name in top:
+        return _same(name, top[name])
+    m = _LLAMA_LAYER.match(name)
+    if not m:
+        return None
+    i, rest = int(m.group(1)), m.group(2)
+    prefix = f"model.layers.{i}"
+    if rest in _LLAMA_SAME:
+        return _same(name, layer_name(i, _LLAMA_SAME[rest]))
+    if (x := re.fullmatch(r"self_attn\.[qkv]_proj\.(weight|bias)", rest)):
+        return _qkv_group(config, i, x.group(1), prefix)
+    if (x := re.fullmatch(r"mlp\.(?:gate|up)_proj\.(weight|bias)", rest)):
+        return _gated_group(prefix, i, x.group(1))
+    if rest == "mlp.experts.gate_up_proj":
+        return _experts_group(name, i, "1", _num_experts(config))
+    if rest == "mlp.experts.down_proj":
+        return _experts_group(name, i, "2", _num_experts(config))
+    return None
+
+
+def _gpt2_group(config, name: str):
+    top = {"transformer.wte.weight": "embedding.word_embeddings.weight",
+           "transformer.wpe.weight": "embedding.position_embeddings.weight",
+           "transformer.ln_f.weight": "decoder.final_layernorm.weight",
+           "transformer.ln_f.bias": "decoder.final_layernorm.bias", "lm_head.weight": "output_layer.weight"}
+    if name in top:
+        return _same(name, top[name])
+    m = _GPT2_LAYER.match(name)
+    if not m:
+        return None
+    i, rest = int(m.group(1)), m.group(2)
+    if rest in _GPT2_SAME:
+        mg, transpose = _GPT2_SAME[rest]
+        return _same(name, layer_name(i, mg), transpose)
+    if (x := re.fullmatch(r"attn\.c_attn\.(weight|bias)", rest)):
+        return _gpt2_qkv_group(config, i, x.group(1))
+    return None
+
+
+VOCAB_TENSORS = ("model.embed_tokens.weight", "lm_head.weight", "transformer.wte.weight")

@@ -1,0 +1,239 @@
+"""The `args` a Megatron checkpoint saved, as the flags that produced them, and back.
+
+Megatron stores its parsed command line (an argparse.Namespace of destination names)
+in every checkpoint. `flags_from_args` turns it back into the architecture flags a launch
+script would carry, keeping only values that differ from Megatron's defaults, as a user's
+script does, and `architecture_from_args` feeds them to the same translation the flags
+use (architecture.build_architecture). `args_from_flags` goes the other way for writing a
+checkpoint Megatron loads: every Megatron destination at its default, the given flags
+applied.
+"""
+import argparse
+from typing import Any, Dict, List, Tuple
+
+from .architecture import ArchitectureError, build_architecture
+from .flag_spec import all_specs, spec_for
+from .mapping import ARCH_FLAGS
+from .reverse import architecture_flags
+
+# Flags beyond the architecture rows that the translation reads.
+EXTRA_FLAGS = ("--seq-length", "--padded-vocab-size", "--make-vocab-size-divisible-by", "--tensor-model-parallel-size",
+               "--no-bias-gelu-fusion", "--norm-topk-prob", "--first-k-dense-replace")
+
+# Saved args that describe a model no family here builds: (dest, value test, what it is).
+UNSUPPORTED = (
+    ("multi_latent_attention", bool, "Multi-Latent Attention (DeepSeek-V2/V3)"),
+    ("is_hybrid_model", bool, "a hybrid Mamba model"),
+    ("hybrid_override_pattern", bool, "a hybrid Mamba model"),
+    ("mtp_num_layers", bool, "multi-token prediction layers"),
+    ("moe_shared_expert_intermediate_size", bool, "shared experts"),
+    ("moe_router_score_function", lambda v: v not in (None, "softmax"), "a non-softmax router score function"),
+    ("moe_router_topk_scaling_factor", lambda v: v not in (None, 1, 1.0), "scaled router weights"),
+    ("moe_router_enable_expert_bias", bool, "router expert bias (aux-loss-free balancing)"),
+    ("moe_router_num_groups", bool, "group-limited routing"),
+    ("rotary_interleaved", bool, "interleaved rotary embeddings"),
+    ("apply_layernorm_1p", bool, "zero-centred layer norms (apply_layernorm_1p)"),
+    ("use_rope_scaling", bool, "Llama-3.1 rope scaling"),
+    ("openai_gelu", bool, "OpenAI's GeLU"),
+    ("squared_relu", bool, "squared ReLU"),
+    ("qk_l2_norm", bool, "L2-normalised queries and keys"),
+    ("window_size", bool, "sliding-window attention"),
+    ("heterogeneous_layers_config_path", bool, "heterogeneous layers"),
+    ("experimental_attention_variant", bool, "an experimental attention variant"),
+    ("softmax_type", lambda v: v not in (None, "vanilla"), "a non-standard attention softmax"),
+    ("apply_residual_connection_post_layernorm", bool, "residuals taken after the layer norm"),
+)
+
+
+def _dest(flag: str) -> str:
+    spec = spec_for(flag)
+    return (spec.dest if spec is not None and spec.dest else "") or flag[2:].replace("-", "_")
+
+
+def flags_from_args(args) -> Dict[str, Any]:
+    """The architecture flags (typed, as argv.parse_argv gives them) that Megatron's saved `args` mean."""
+    given: Dict[str, Any] = {}
+    for flag in list(ARCH_FLAGS) + list(EXTRA_FLAGS):
+        spec, dest = spec_for(flag), _dest(flag)
+        if spec is None or not hasattr(args, dest):
+            continue
+        value = getattr(args, dest)
+        if not spec.takes_value:
+            if (value is False) if spec.negates else bool(value):
+                given[flag] = True
+        elif value is not None and not _is_default(value, spec.default):
+            given[flag] = value
+    if getattr(args, "num_experts", None) and not hasattr(args, "norm_topk_prob"):
+        # Megatron's router: top-k of the logits, then a softmax over those k (weights sum to 1), unless
+        # --moe-router-pre-softmax takes the softmax over all experts first.
+        if not getattr(args, "moe_router_pre_softmax", False):
+            given["--norm-topk-prob"] = True
+    return given
+
+
+def _is_default(value, default) -> bool:
+    if isinstance(value, list) and not isinstance(default, list):
+        return len(value) == 1 and _is_default(value[0], default)
+    try:
+        return float(value) == float(default)
+    except (TypeError, ValueError):
+        return str(value) == str(default)
+
+
+def unsupported(args) -> List[str]:
+    """What in the saved args no model family here builds, as 'dest = value (what)' lines."""
+    out = []
+    for dest, test, what in UNSUPPORTED:
+        value = getattr(args, dest, None)
+        if value is not None and test(value):
+            out.append(f"{dest} = {value!r} ({what})")
+    if getattr(args, "num_experts", None) and getattr(args, "moe_router_pre_softmax", False) \
+            and not getattr(args, "qk_layernorm", False):
+        out.append("moe_router_pre_softmax = True (Mixtral always renormalises its top-k weights)")
+    return out
+
+
+def architecture_from_args(args, where: str) -> Tuple[Dict[str, Any], List[str]]:
+    """(Hugging Face config dict, notes) for the model Megatron's saved `args` describe."""
+    problems = unsupported(args)
+    if problems:
+        raise ArchitectureError(f"{where}: the saved args describe a model the engine does not build: "
+                                + "; ".join(problems) + ". Use Megatron-LM for this model")
+    given = flags_from_args(args)
+    try:
+        return build_architecture(given, getattr(args, "seq_length", None),
+                                  int(getattr(args, "tensor_model_parallel_size", 1) or 1))
+    except ArchitectureError as exc:
+        raise ArchitectureError(f"{where}: the saved args give flags {_show(given)}: {exc}") from None
+
+
+def _show(given: Dict[str, Any]) -> str:
+    return " ".join(flag if value is True else f"{flag} {value}" for flag, value in given.items())
+
+
+def args_from_flags(argv: List[str]) -> argparse.Namespace:
+    """A Namespace with every Megatron-LM destination at its default, then `argv` (flags and values) applied."""
+    defaults: Dict[str, Any] = {}
+    for flag, spec in all_specs().items():
+        if spec.source == "megatron_lm_flags.tsv" and not (spec.negates and flag.startswith("--no-") and
+                                                             _dest(flag) in defaults):
+            default = spec.default if spec.takes_value or isinstance(spec.default, bool) else False
+            defaults.setdefault(_dest(flag), default)
+    ns = argparse.Namespace(**defaults)
+    i = 0
+    while i < len(argv):
+        flag = argv[i]
+        spec = spec_for(flag)
+        if spec is None:
+            raise ValueError(f"{flag}: not a Megatron flag")
+        dest = _dest(flag)
+        if not spec.takes_value:
+            setattr(ns, dest, not spec.negates)
+            i += 1
+            continue
+        j = i + 1
+        while j < len(argv) and not argv[j].startswith("--"):
+            j += 1
+        convert = {"int": int, "float": float}.get(spec.kind, str)
+        values = [convert(v) for v in argv[i + 1:j]]
+        setattr(ns, dest, values if spec.nargs is not None else values[0])
+        i = j
+    return ns
+
+
+def arch_for(ckpt) -> Tuple[Dict[str, Any], List[str]]:
+    """(Hugging Face config dict, notes) of the model a MegatronCheckpoint holds: the saved args' architecture,
+    with the vocabulary the stored embedding has (Megatron's padded size)."""
+    arch, notes = architecture_from_args(ckpt.args, ckpt.path)
+    arch = dict(arch)
+    rows = int(ckpt.reader.get("embedding.word_embeddings.weight").shape[0])
+    saved = getattr(ckpt.args, "padded_vocab_size", None)
+    if saved and int(saved) != rows:
+        notes.append(f"the saved args say padded_vocab_size {saved}; the stored embedding has {rows} rows (used)")
+    arch["vocab_size"] = rows
+    return arch, notes
+
+
+def hf_config_for(ckpt):
+    """(transformers config, notes) of the model a MegatronCheckpoint holds (see arch_for)."""
+    from transformers import AutoConfig
+    arch, notes = arch_for(ckpt)
+    model_type = arch.pop("model_type")
+    return AutoConfig.for_model(model_type, **arch), notes
+
+
+_ARCH_KEYS = ("model_type", "n_layer", "n_embd", "n_head", "n_inner", "n_positions", "layer_norm_epsilon",
+              "resid_pdrop", "attn_pdrop", "initializer_range", "activation_function", "num_hidden_layers",
+              "hidden_size", "intermediate_size", "num_attention_heads", "num_key_value_heads", "head_dim",
+              "max_position_embeddings", "rms_norm_eps", "attention_dropout", "rope_parameters", "tie_word_embeddings",
+              "mlp_bias", "attention_bias", "num_local_experts", "num_experts", "num_experts_per_tok",
+              "router_aux_loss_coef", "moe_intermediate_size",
+              "norm_topk_prob", "mlp_only_layers")
+
+
+def config_arch(config) -> Dict[str, Any]:
+    """The fields of a transformers config that architecture_flags reads (num_local_experts for either MoE family)."""
+    arch = {k: getattr(config, k) for k in _ARCH_KEYS if hasattr(config, k)}
+    if arch.get("model_type") == "gpt2":
+        arch["n_inner"] = arch.get("n_inner") or 4 * config.n_embd  # transformers' default for n_inner None
+        return arch
+    arch["head_dim"] = arch.get("head_dim") or config.hidden_size // config.num_attention_heads
+    if not arch.get("rope_parameters"):
+        arch["rope_parameters"] = {"rope_theta": getattr(config, "rope_theta", 10000.0)}
+    arch["num_local_experts"] = arch.get("num_local_experts") or arch.get("num_experts")
+    return arch
+
+
+def megatron_args_for(config, tp: int, pp: int, fmt: str, spec: str, divisible_by: int = 128,
+                      iteration: int = 0, consumed_train_samples: int = 0):
+    """The Namespace a Megatron-LM run of `config`'s model would save with these parallel sizes, checked to mean
+    the same model when read back (a config Megatron cannot express is refused, naming the fields)."""
+    arch = config_arch(config)
+    try:
+        flags = architecture_flags(arch)
+    except KeyError as exc:
+        raise ArchitectureError(f"{config.model_type} config lacks {exc}; it has no Megatron-LM form here") from None
+    seq = arch.get("max_position_embeddings") or arch.get("n_positions")
+    flags += ["--tensor-model-parallel-size", str(tp), "--pipeline-model-parallel-size", str(pp), "--ckpt-format", fmt,
+              "--make-vocab-size-divisible-by", str(divisible_by), "--seq-length", str(seq),
+              "--transformer-impl", "transformer_engine" if spec == "te" else "local"]
+    args = args_from_flags(flags)
+    _derive(args, tp, pp, fmt)
+    if arch.get("num_local_experts"):  # Megatron renormalises the top-k weights unless it takes the softmax first
+        args.moe_router_pre_softmax = not (arch["model_type"] == "mixtral" or arch.get("norm_topk_prob"))
+    args.iteration, args.consumed_train_samples = iteration, consumed_train_samples
+    back, _ = architecture_from_args(args, "the written args")
+    differences = [f"{k}: config {_norm(arch.get(k))!r}, Megatron {_norm(v)!r}" for k, v in back.items()
+                   if k in arch and arch.get(k) is not None and _norm(arch.get(k)) != _norm(v)]
+    if differences:
+        raise ArchitectureError(f"the {config.model_type} config has no exact Megatron-LM form: "
+                                + "; ".join(differences))
+    return args
+
+
+def _norm(value):
+    if isinstance(value, dict):
+        return {k: _norm(v) for k, v in value.items() if k != "rope_type"}
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    return value
+
+
+def _derive(args, tp: int, pp: int, fmt: str) -> None:
+    """What Megatron's validate_args fills in before a checkpoint is saved."""
+    import torch
+    args.kv_channels = args.kv_channels or args.hidden_size // args.num_attention_heads
+    if not args.group_query_attention:
+        args.num_query_groups = args.num_attention_heads
+    if args.ffn_hidden_size is None:
+        args.ffn_hidden_size = 4 * args.hidden_size
+    if args.add_bias_linear:
+        args.add_qkv_bias = True
+    else:
+        args.bias_gelu_fusion = False
+    args.max_position_embeddings = args.max_position_embeddings or args.seq_length
+    args.params_dtype = torch.float32
+    args.use_dist_ckpt = fmt == "torch_dist"
+    args.world_size = tp * pp
+    args.data_parallel_size = 1
+    args.virtual_pipeline_model_parallel_size = None

@@ -1,0 +1,344 @@
+"""Real Megatron checkpoints for the tests, written by megatron-core 0.16.1 itself on CPU gloo ranks.
+
+megatron-core's GPTModel with the local layer spec runs on CPU once a few CUDA calls are
+neutralised (`patch_for_cpu`). A checkpoint is written the way megatron.training does it
+(megatron/training/checkpointing.py of core_v0.16.1, which is not in the megatron-core
+package): `generate_state_dict` gives {args, checkpoint_version 3.0, iteration, model or
+model0.., opt_param_scheduler, rng_state, num_floating_point_operations_so_far}; the
+legacy format `torch.save`s it per rank to `get_checkpoint_name(...)` (mp_rank_TT[_PPP][_EEE]
+/model_optim_rng.pt, written by expert-data-parallel rank 0), torch_dist hands the same
+dict with sharded model state to `megatron.core.dist_checkpointing.save`; rank 0 then
+writes latest_checkpointed_iteration.txt (`save_checkpoint`).
+"""
+import contextlib
+import os
+import random
+import warnings
+import zlib
+from dataclasses import dataclass, field
+from typing import Optional
+
+import numpy as np
+import torch
+
+VOCAB, PADDED, SEQ = 120, 128, 16   # tokenizer size; Megatron's padding to a multiple of 64 x tp 2; sequence
+ITERATION, GBS = 6, 4
+# Known functions of each weight, so a test tells where each restored state came from (the fp32 master copy is
+# offset so that weights read from it differ from the model weights).
+MOMENTS = {"exp_avg": lambda p: 0.1 * p, "exp_avg_sq": lambda p: 0.01 * p * p + 1e-6, "fp32_param": lambda p: p + 1e-3}
+
+
+@dataclass
+class Shape:
+    """A tiny model shape and its parallel layout."""
+    name: str
+    family: str                      # the Hugging Face family it must convert to
+    layers: int = 2
+    hidden: int = 32
+    heads: int = 4
+    groups: int = 2
+    ffn: int = 64
+    rope: bool = True
+    swiglu: bool = True
+    rms: bool = True
+    bias: bool = False
+    qk_norm: bool = False
+    tied: bool = False
+    experts: int = 0
+    moe_ffn: int = 16
+    topk: int = 2
+    tp: int = 2
+    pp: int = 2
+    ep: int = 1
+    vpp: Optional[int] = None
+    gelu_fusion: bool = False
+    extra: dict = field(default_factory=dict)
+
+
+SHAPES = {
+    "llama": Shape("llama", "llama", layers=4, vpp=2),
+    "gpt2": Shape("gpt2", "gpt2", groups=4, rope=False, swiglu=False, rms=False, bias=True, tied=True, ffn=128,
+                  gelu_fusion=True),
+    "qwen3": Shape("qwen3", "qwen3", qk_norm=True, tied=True),
+    "moe": Shape("moe", "qwen3_moe", qk_norm=True, experts=4),
+    "mixtral_ep": Shape("mixtral_ep", "mixtral", experts=4, tp=1, pp=2, ep=2),
+}
+
+
+def patch_for_cpu() -> None:
+    """What megatron-core's GPTModel needs to build and run on CPU without Transformer Engine."""
+    warnings.filterwarnings("ignore")
+    torch.cuda.current_device = lambda: "cpu"
+    torch.cuda.synchronize = lambda *a, **k: None
+    torch.Tensor.cuda = lambda self, *a, **k: self  # the tied-embedding all-reduce moves weights to the GPU first
+    from megatron.core.tensor_parallel import random as tp_random
+    tp_random.CudaRNGStatesTracker.fork = lambda self, name=None: contextlib.nullcontext()
+    from megatron.core.transformer.moe import moe_utils
+    moe_utils.te_general_gemm = None
+
+
+def transformer_config(s: Shape, tp: int, pp: int, ep: int, vpp: Optional[int]):
+    from megatron.core.transformer import TransformerConfig
+    act = torch.nn.functional.silu if s.swiglu else torch.nn.functional.gelu
+    moe = dict(num_moe_experts=s.experts, moe_router_topk=s.topk, moe_ffn_hidden_size=s.moe_ffn,
+               moe_token_dispatcher_type="allgather", moe_aux_loss_coeff=0.0) if s.experts else {}
+    return TransformerConfig(
+        num_layers=s.layers, hidden_size=s.hidden, num_attention_heads=s.heads, num_query_groups=s.groups,
+        ffn_hidden_size=s.ffn, normalization="RMSNorm" if s.rms else "LayerNorm", gated_linear_unit=s.swiglu,
+        activation_func=act, add_bias_linear=s.bias, add_qkv_bias=s.bias, qk_layernorm=s.qk_norm,
+        bias_activation_fusion=s.gelu_fusion, hidden_dropout=0.0, attention_dropout=0.0,
+        use_cpu_initialization=True, tensor_model_parallel_size=tp, pipeline_model_parallel_size=pp,
+        virtual_pipeline_model_parallel_size=vpp, pipeline_dtype=torch.float32, expert_model_parallel_size=ep,
+        masked_softmax_fusion=False, persist_layer_norm=False, bias_dropout_fusion=False, **moe)
+
+
+def build_chunks(s: Shape, tp: int, pp: int, ep: int, vpp: Optional[int]):
+    """This rank's model chunks (one per virtual stage), with every weight perturbed so norms and biases matter."""
+    from megatron.core import parallel_state as ps
+    from megatron.core.models.gpt import GPTModel
+    from megatron.core.models.gpt.gpt_layer_specs import get_gpt_layer_local_spec
+    config = transformer_config(s, tp, pp, ep, vpp)
+    spec = get_gpt_layer_local_spec(num_experts=s.experts or None, qk_layernorm=s.qk_norm,
+                                    normalization="RMSNorm" if s.rms else "LayerNorm")
+    chunks = []
+    for v in range(vpp or 1):
+        torch.manual_seed(1234)
+        first = ps.is_pipeline_first_stage(ignore_virtual=False, vp_stage=v) if vpp else ps.is_pipeline_first_stage()
+        last = ps.is_pipeline_last_stage(ignore_virtual=False, vp_stage=v) if vpp else ps.is_pipeline_last_stage()
+        model = GPTModel(config, spec, vocab_size=PADDED, max_sequence_length=64, pre_process=first, post_process=last,
+                         share_embeddings_and_output_weights=s.tied,
+                         position_embedding_type="rope" if s.rope else "learned_absolute",
+                         vp_stage=v if vpp else None)
+        perturb(model, (ps.get_pipeline_model_parallel_rank(), v, ps.get_tensor_model_parallel_rank(),
+                        ps.get_expert_model_parallel_rank()))
+        chunks.append(model)
+    return chunks
+
+
+def perturb(model, where) -> None:
+    """Noise on every weight; replicated ones (norms, row-parallel biases, router) equal on every TP rank."""
+    from fsdp2_core.checkpoint.megatron.layout import tp_dim
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            pp_rank, v, tp_rank, ep_rank = where
+            key = (name, pp_rank, v, ep_rank if ".experts." in name else 0, tp_rank if tp_dim(name) is not None else 0)
+            g = torch.Generator().manual_seed(zlib.crc32(repr(key).encode()))
+            p.add_(torch.randn(p.shape, generator=g) * 0.05)
+
+
+def megatron_args(s: Shape, tp: int, pp: int, ep: int, vpp: Optional[int], fmt: str):
+    """The Namespace megatron.training saves: every flag's destination at its default, the run's flags applied,
+    and what validate_args / the training loop add (derived sizes, dtype, enums, counters)."""
+    from megatron.core.transformer.enums import AttnBackend
+
+    from megatron_compat.checkpoint_args import args_from_flags
+    argv = ["--num-layers", str(s.layers), "--hidden-size", str(s.hidden), "--num-attention-heads", str(s.heads),
+            "--ffn-hidden-size", str(s.ffn), "--seq-length", str(SEQ), "--max-position-embeddings", "64",
+            "--tensor-model-parallel-size", str(tp), "--pipeline-model-parallel-size", str(pp),
+            "--expert-model-parallel-size", str(ep), "--micro-batch-size", "1", "--global-batch-size", str(GBS),
+            "--train-iters", "20", "--lr", "1e-3", "--min-lr", "1e-4", "--lr-decay-style", "cosine",
+            "--lr-warmup-iters", "2", "--hidden-dropout", "0.0", "--attention-dropout", "0.0",
+            "--make-vocab-size-divisible-by", "64", "--ckpt-format", fmt]
+    if s.rope:
+        argv += ["--position-embedding-type", "rope", "--no-position-embedding"]
+    if s.rms:
+        argv += ["--normalization", "RMSNorm"]
+    if s.swiglu:
+        argv += ["--swiglu"]
+    if not s.bias:
+        argv += ["--disable-bias-linear"]
+    if s.groups != s.heads:
+        argv += ["--group-query-attention", "--num-query-groups", str(s.groups)]
+    if s.qk_norm:
+        argv += ["--qk-layernorm"]
+    if not s.tied:
+        argv += ["--untie-embeddings-and-output-weights"]
+    if s.experts:
+        argv += ["--num-experts", str(s.experts), "--moe-router-topk", str(s.topk), "--moe-ffn-hidden-size",
+                 str(s.moe_ffn)]
+    if not s.gelu_fusion:
+        argv += ["--no-bias-gelu-fusion"]
+    if vpp:
+        argv += ["--num-layers-per-virtual-pipeline-stage", str(s.layers // (pp * vpp))]
+    args = args_from_flags(argv)
+    # validate_args and the training loop
+    args.kv_channels = s.hidden // s.heads
+    args.num_query_groups = s.groups
+    args.add_qkv_bias = s.bias or args.add_qkv_bias
+    args.virtual_pipeline_model_parallel_size = vpp
+    args.padded_vocab_size = PADDED
+    args.params_dtype = torch.float32
+    args.attention_backend = AttnBackend.auto
+    args.world_size = tp * pp * ep
+    args.data_parallel_size = 1
+    args.consumed_train_samples = ITERATION * GBS + 3   # not a multiple: proves it is read, not recomputed
+    args.iteration = ITERATION
+    for k, v in s.extra.items():
+        setattr(args, k, v)
+    return args
+
+
+def scheduler_state(args):
+    """Megatron's OptimizerParamScheduler, stepped to the checkpoint's position, as get_optimizer_param_scheduler
+    builds it for iteration-based training."""
+    from megatron.core.optimizer_param_scheduler import OptimizerParamScheduler
+
+    class _Opt:
+        param_groups = [{"wd_mult": 1.0}]
+    sched = OptimizerParamScheduler(
+        _Opt(), init_lr=args.lr_warmup_init, max_lr=args.lr, min_lr=args.min_lr,
+        lr_warmup_steps=args.lr_warmup_iters * args.global_batch_size,
+        lr_decay_steps=args.train_iters * args.global_batch_size, lr_decay_style=args.lr_decay_style,
+        start_wd=args.weight_decay, end_wd=args.weight_decay, wd_incr_steps=args.train_iters * args.global_batch_size,
+        wd_incr_style=args.weight_decay_incr_style)
+    sched.step(args.consumed_train_samples)
+    return sched.state_dict()
+
+
+def rng_state():
+    """get_rng_state(ckpt_format='torch') on this rank (the CUDA state is the CPU one here)."""
+    return [{"random_rng_state": random.getstate(), "np_rng_state": np.random.get_state(),
+             "torch_rng_state": torch.get_rng_state(), "cuda_rng_state": torch.get_rng_state(),
+             "rng_tracker_states": {}}]
+
+
+def state_dict(args, chunks, sharded: bool):
+    """generate_state_dict(args, model, optimizer=None, opt_param_scheduler, rng_state, iteration)."""
+    out = {"args": args, "checkpoint_version": 3.0, "iteration": ITERATION}
+    for i, chunk in enumerate(chunks):
+        out["model" if len(chunks) == 1 else f"model{i}"] = (chunk.sharded_state_dict() if sharded
+                                                             else chunk.state_dict_for_save_checkpoint())
+    out["opt_param_scheduler"] = scheduler_state(args)
+    out["num_floating_point_operations_so_far"] = 0
+    return out
+
+
+def save_legacy(save_dir: str, args, chunks) -> None:
+    """save_checkpoint(...) with ckpt_type LEGACY: rank files, barrier, tracker."""
+    import torch.distributed as dist
+    from megatron.core import parallel_state as ps
+    sd = state_dict(args, chunks, sharded=False)
+    sd["rng_state"] = rng_state()
+    pp, ep = args.pipeline_model_parallel_size, args.expert_model_parallel_size
+    name = f"mp_rank_{ps.get_tensor_model_parallel_rank():02d}"
+    if pp > 1:
+        name += f"_{ps.get_pipeline_model_parallel_rank():03d}"
+    if ep > 1:
+        name += f"_{ps.get_expert_model_parallel_rank():03d}"
+    if ps.get_expert_data_parallel_rank() == 0:
+        path = os.path.join(save_dir, f"iter_{ITERATION:07d}", name, "model_optim_rng.pt")
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        torch.save(sd, path)
+    dist.barrier()
+    if dist.get_rank() == 0:
+        with open(os.path.join(save_dir, "latest_checkpointed_iteration.txt"), "w") as fh:
+            fh.write(str(ITERATION))
+    dist.barrier()
+
+
+def save_dist(save_dir: str, args, chunks, with_optimizer: bool = False) -> None:
+    """save_checkpoint(...) with ckpt_format torch_dist (and the optimizer state of fully_reshardable_optimizer)."""
+    import torch.distributed as dist
+    from megatron.core import dist_checkpointing
+    from megatron.core import parallel_state as ps
+    from megatron.core.dist_checkpointing.mapping import ShardedObject
+    sd = state_dict(args, chunks, sharded=True)
+    if with_optimizer:
+        sd["optimizer"] = fully_reshardable_optimizer(sd["model"], args)
+    pp_rank, tp_rank = ps.get_pipeline_model_parallel_rank(), ps.get_tensor_model_parallel_rank()
+    sd["rng_state"] = ShardedObject("rng_state", rng_state(), (args.pipeline_model_parallel_size,
+                                    args.tensor_model_parallel_size), (pp_rank, tp_rank),
+                                    replica_id=ps.get_data_parallel_rank(with_context_parallel=True))
+    path = os.path.join(save_dir, f"iter_{ITERATION:07d}")
+    if dist.get_rank() == 0:
+        os.makedirs(path, exist_ok=True)
+    dist.barrier()
+    dist_checkpointing.save(sd, path, content_metadata={"singleton_local_shards": False,
+                                                        "chained_optim_avoid_prefix": True})
+    dist.barrier()
+    if dist.get_rank() == 0:
+        with open(os.path.join(save_dir, "latest_checkpointed_iteration.txt"), "w") as fh:
+            fh.write(str(ITERATION))
+    dist.barrier()
+
+
+def fully_reshardable_optimizer(model_sd, args) -> dict:
+    """The distributed optimizer's state as --dist-ckpt-optim-fully-reshardable stores it
+    (DistributedOptimizer.sharded_state_dict -> sharded_param_state_fully_reshardable: per model tensor K,
+    `optimizer.state.<key>.K` made by replacing key and data of K's sharded metadata; the Adam step in the
+    param groups). The moments are known functions of each weight (MOMENTS), so a test can tell where each
+    one landed."""
+    from dataclasses import replace
+
+    from megatron.core.dist_checkpointing.dict_utils import nested_values
+    from megatron.core.dist_checkpointing.mapping import ShardedTensorFactory
+    from megatron.core.dist_checkpointing.utils import extract_sharded_tensors_and_factories
+    tensors, _ = extract_sharded_tensors_and_factories(model_sd)
+    param_state = {}
+    for i, sh in enumerate(nested_values(tensors)):
+        if not isinstance(sh.data, torch.nn.Parameter):
+            continue
+        param_state[i] = {}
+        for key, fn in MOMENTS.items():
+            kw = dict(key=f"optimizer.state.{key}.{sh.key}", data=fn(sh.data.detach()).contiguous())
+            if not isinstance(sh, ShardedTensorFactory):
+                kw["dtype"] = torch.float32
+            param_state[i][key] = replace(sh, **kw)
+    groups = [{"lr": args.lr, "weight_decay": args.weight_decay, "betas": (0.9, 0.999), "eps": 1e-8,
+               "step": ITERATION}]
+    return {"optimizer": {"param_groups": groups}, "param_state": param_state,
+            "param_state_sharding_type": "fully_reshardable"}
+
+
+def tokens(batch: int = 2, seq: int = SEQ) -> torch.Tensor:
+    return torch.randint(0, VOCAB, (batch, seq), generator=torch.Generator().manual_seed(5))
+
+
+def reference_logits(s: Shape, dist_dir: str, tp: int = 1):
+    """megatron-core's own logits: a tp-way, single-stage model loading the torch_dist checkpoint with
+    dist_checkpointing.load, gathered to full vocabulary."""
+    from megatron.core import dist_checkpointing
+    from megatron.core.tensor_parallel.mappings import gather_from_tensor_model_parallel_region
+    (model,) = build_chunks(s, tp, 1, 1, None)
+    sd = model.sharded_state_dict()
+    loaded = dist_checkpointing.load({"model": sd}, dist_dir)
+    model.load_state_dict(loaded["model"])
+    model.eval()
+    ids = tokens()
+    pos = torch.arange(ids.shape[1]).unsqueeze(0).expand_as(ids)
+    mask = torch.triu(torch.ones(1, 1, ids.shape[1], ids.shape[1], dtype=torch.bool), 1)
+    with torch.no_grad():
+        logits = model(ids, pos, mask)
+        return gather_from_tensor_model_parallel_region(logits).float()
+
+
+def build_all(root: str, names) -> None:
+    """On every rank of a gloo world of 4: each shape's checkpoint in both formats (shapes of one parallel layout
+    share one model-parallel setup), then with tp 1 and one stage megatron-core's reference logits from each
+    torch_dist checkpoint, saved by rank 0 as <root>/<name>/logits.pt."""
+    import torch.distributed as dist
+    from megatron.core import parallel_state as ps
+    patch_for_cpu()
+    dist.init_process_group("gloo")
+    layouts = {}
+    for name in names:
+        s = SHAPES[name]
+        layouts.setdefault((s.tp, s.pp, s.vpp, s.ep), []).append(s)
+    for (tp, pp, vpp, ep), shapes in layouts.items():
+        ps.initialize_model_parallel(tp, pp, virtual_pipeline_model_parallel_size=vpp, expert_model_parallel_size=ep)
+        for s in shapes:
+            chunks = build_chunks(s, tp, pp, ep, vpp)
+            for fmt, save in (("torch", save_legacy), ("torch_dist", save_dist)):
+                save(os.path.join(root, s.name, fmt), megatron_args(s, tp, pp, ep, vpp, fmt), chunks)
+            if s.name == "qwen3":
+                save_dist(os.path.join(root, s.name, "torch_dist_optim"),
+                          megatron_args(s, tp, pp, ep, vpp, "torch_dist"), chunks, with_optimizer=True)
+        ps.destroy_model_parallel()
+    ps.initialize_model_parallel(1, 1)
+    for name in names:
+        logits = reference_logits(SHAPES[name], os.path.join(root, name, "torch_dist", f"iter_{ITERATION:07d}"))
+        if dist.get_rank() == 0:
+            torch.save(logits, os.path.join(root, name, "logits.pt"))
+    ps.destroy_model_parallel()
+    dist.barrier()
+    dist.destroy_process_group()
