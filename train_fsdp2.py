@@ -28,8 +28,8 @@ def main(argv=None) -> int:
         export_torchrun_variables()  # ranks started by mpirun / srun instead of torchrun
         cfg = load_config(argv[0], argv[1:])
     except (ConfigError, RankDiscoveryError) as exc:
-        print(f"train_fsdp2.py: {exc}", file=sys.stderr)
-        return 2
+        from fsdp2_core.train.errors import refuse_to_start
+        return refuse_to_start(f"train_fsdp2.py: error: {exc}")
     cfg.training.exit_signal_handler = True  # this entry always stops gracefully on SIGTERM / SIGINT
     from fsdp2_core.checkpoint import Checkpointer
     from fsdp2_core.train import run_training

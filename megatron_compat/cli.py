@@ -122,16 +122,17 @@ def main(argv: Optional[List[str]] = None, entry: str = "pretrain_gpt.py") -> in
     try:  # ranks started by mpirun / srun: their world size decides the batch arithmetic below
         export_torchrun_variables()
     except RankDiscoveryError as exc:
-        print(f"{entry}: {exc}", file=sys.stderr)
-        return 2
+        from fsdp2_core.train.errors import refuse_to_start
+        return refuse_to_start(f"{entry}: {exc}")
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     result = translate(argv, world_size=world_size, entry=entry, vouch=vouch)
     rank0 = int(os.environ.get("RANK", "0")) == 0
-    if rank0 or not result.ok:
+    if not result.ok:  # every rank found the same problems: one copy, from rank 0
+        from fsdp2_core.train.errors import refuse_to_start
+        return refuse_to_start(result.report() + f"\n\n{entry}: refusing to start:\n  - "
+                               + "\n  - ".join(result.problems()))
+    if rank0:
         print(result.report(), file=sys.stderr)
-    if not result.ok:
-        print(f"\n{entry}: refusing to start:\n  - " + "\n  - ".join(result.problems()), file=sys.stderr)
-        return 2
     if print_config:
         sys.stdout.write(dump_yaml(result.config))
         return 0

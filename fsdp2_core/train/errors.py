@@ -54,6 +54,17 @@ def write_launcher_error_file(message: str, details: str) -> None:
         pass
 
 
+def refuse_to_start(text: str) -> int:
+    """A problem found before training starts (the flags, the YAML): rank 0 prints it, every rank exits 2.
+
+    Every rank of a launch reads the same flags and finds the same problem; the copies would only bury it.
+    """
+    write_launcher_error_file(text.strip().splitlines()[-1], text)
+    if _rank() == 0:
+        print(text, file=sys.stderr, flush=True)
+    return EXIT_USER_ERROR
+
+
 def run_reporting_errors(entry: str, fn: Callable[[], object]) -> int:
     """Call `fn()` and turn how it ended into this process's exit code (0, 1, 2 or 130), reporting once."""
     rank = _rank()

@@ -60,3 +60,23 @@ def test_success_and_interrupt(monkeypatch, capsys):
     assert run_reporting_errors("pretrain_gpt.py", lambda: {"iteration": 3}) == 0
     assert run_reporting_errors("pretrain_gpt.py", fail(KeyboardInterrupt())) == 130
     assert capsys.readouterr().err == "pretrain_gpt.py: interrupted\n"
+
+
+@pytest.mark.parametrize("rank, printed", [("0", True), ("1", False)])
+def test_a_refusal_before_start_is_printed_once_by_rank_0(monkeypatch, capsys, tmp_path, rank, printed):
+    """Flags every rank reads alike are refused alike: only rank 0's copy reaches the log; all exit 2."""
+    from megatron_compat.cli import main
+    monkeypatch.setenv("RANK", rank)
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("LOCAL_RANK", rank)
+    monkeypatch.setenv("MASTER_ADDR", "127.0.0.1")
+    monkeypatch.setenv("MASTER_PORT", "29500")
+    monkeypatch.setenv("TORCHELASTIC_ERROR_FILE", str(tmp_path / "error.json"))
+    code = main(["--num-layers", "2", "--hidden-size", "64", "--num-attention-heads", "4", "--seq-length", "32",
+                 "--max-position-embeddings", "32", "--micro-batch-size", "1", "--train-iters", "2",
+                 "--mock-data", "--tokenizer-type", "NullTokenizer", "--vocab-size", "128", "--lr", "1e-4",
+                 "--save", str(tmp_path / "out"), "--no-such-flag"])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert ("refusing to start" in err and "--no-such-flag" in err) if printed else err == ""
+    assert "--no-such-flag" in json.load(open(tmp_path / "error.json"))["message"]["extraInfo"]["py_callstack"]
