@@ -44,8 +44,11 @@ def _is_positive_number(value) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and value > 0
 
 
-def architecture_problems(arch: Dict[str, Any], cutoff_len: Optional[int] = None) -> List[Problem]:
-    """Every broken rule of `arch` (and of `cutoff_len` against its position table), as (key, text)."""
+def architecture_problems(arch: Dict[str, Any], cutoff_len: Optional[int] = None,
+                          label: str = "model.architecture.") -> List[Problem]:
+    """Every broken rule of `arch` (and of `cutoff_len` against its position table), as (key, text).
+
+    `label` leads each key in the texts: where the dict came from."""
     problems: List[Problem] = []
     sizes = {}
     for name in ("num_hidden_layers", "hidden_size", "num_attention_heads", "num_key_value_heads", "head_dim",
@@ -58,69 +61,69 @@ def architecture_problems(arch: Dict[str, Any], cutoff_len: Optional[int] = None
             sizes[name] = (key, value)
         else:
             problems.append((f"architecture.{key}",
-                             f"model.architecture.{key} must be a whole number >= 1, got {value!r}"))
+                             f"{label}{key} must be a whole number >= 1, got {value!r}"))
     layers = sizes.get("num_hidden_layers")
     if layers and layers[1] > MAX_LAYERS:
-        problems.append((f"architecture.{layers[0]}", f"model.architecture.{layers[0]} {layers[1]} is above "
+        problems.append((f"architecture.{layers[0]}", f"{label}{layers[0]} {layers[1]} is above "
                          f"{MAX_LAYERS:,}, beyond any model that trains; check the value"))
-    problems += _shape_problems(sizes)
-    problems += _float_problems(arch)
+    problems += _shape_problems(sizes, label)
+    problems += _float_problems(arch, label)
     max_pos = sizes.get("max_position_embeddings")
     if cutoff_len is not None and max_pos is not None and cutoff_len > max_pos[1]:
         key, value = max_pos
         problems.append((f"architecture.{key}",
-                         f"data.cutoff_len {cutoff_len} is above model.architecture.{key} {value}: the model has no "
+                         f"data.cutoff_len {cutoff_len} is above {label}{key} {value}: the model has no "
                          f"positions beyond {value}; raise {key} (Megatron --max-position-embeddings) or lower "
                          "cutoff_len (Megatron --seq-length)"))
     return problems
 
 
-def _shape_problems(sizes) -> List[Problem]:
+def _shape_problems(sizes, label) -> List[Problem]:
     problems: List[Problem] = []
     hidden, heads = sizes.get("hidden_size"), sizes.get("num_attention_heads")
     kv, experts, topk = sizes.get("num_key_value_heads"), sizes.get("num_experts"), sizes.get("num_experts_per_tok")
     if hidden and heads and "head_dim" not in sizes and hidden[1] % heads[1]:
         problems.append((f"architecture.{heads[0]}",
-                         f"model.architecture.{hidden[0]} {hidden[1]} is not divisible by {heads[0]} {heads[1]}: "
+                         f"{label}{hidden[0]} {hidden[1]} is not divisible by {heads[0]} {heads[1]}: "
                          "each head needs a whole share of the hidden size; choose sizes that divide, or give "
                          "head_dim (Megatron --kv-channels)"))
     if heads and kv and heads[1] % kv[1]:
         problems.append((f"architecture.{kv[0]}",
-                         f"model.architecture.{heads[0]} {heads[1]} is not divisible by {kv[0]} {kv[1]}: "
+                         f"{label}{heads[0]} {heads[1]} is not divisible by {kv[0]} {kv[1]}: "
                          "grouped-query attention shares each key/value head among a whole number of query heads; "
                          "choose a number of key/value heads (Megatron --num-query-groups) that divides the heads"))
     if experts and topk and topk[1] > experts[1]:
         problems.append((f"architecture.{topk[0]}",
-                         f"model.architecture.{topk[0]} {topk[1]} is above the {experts[1]} experts "
+                         f"{label}{topk[0]} {topk[1]} is above the {experts[1]} experts "
                          f"({experts[0]}); route each token to at most that many"))
     return problems
 
 
-def _float_problems(arch) -> List[Problem]:
+def _float_problems(arch, label) -> List[Problem]:
     problems: List[Problem] = []
     key, eps = _lookup(arch, "norm_eps")
     if key is not None and not _is_positive_number(eps):
-        problems.append((f"architecture.{key}", f"model.architecture.{key} must be a positive number, got {eps!r} "
+        problems.append((f"architecture.{key}", f"{label}{key} must be a positive number, got {eps!r} "
                          "(the normalisation divides by sqrt(variance + eps))"))
     rope = arch.get("rope_parameters") or arch.get("rope_scaling") or {}
     thetas = (("rope_theta", arch.get("rope_theta")), ("rope_parameters.rope_theta", rope.get("rope_theta")))
     for where, theta in thetas:
         if theta is not None and not _is_positive_number(theta):
-            problems.append((f"architecture.{where}", f"model.architecture.{where} must be a positive number, "
+            problems.append((f"architecture.{where}", f"{label}{where} must be a positive number, "
                              f"got {theta!r} (the rotary base; Megatron --rotary-base, 10000 by default)"))
     for key in ("attention_dropout", "attn_pdrop", "resid_pdrop", "embd_pdrop"):
         p = arch.get(key)
         if p is not None and not (isinstance(p, (int, float)) and not isinstance(p, bool) and 0 <= p < 1):
-            problems.append((f"architecture.{key}", f"model.architecture.{key} must be a probability in [0, 1), "
+            problems.append((f"architecture.{key}", f"{label}{key} must be a probability in [0, 1), "
                              f"got {p!r}"))
     for key in ("initializer_range", "router_aux_loss_coef"):
         v = arch.get(key)
         if v is not None and not (isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
                                   and v >= 0):
-            problems.append((f"architecture.{key}", f"model.architecture.{key} must be a finite number >= 0, "
+            problems.append((f"architecture.{key}", f"{label}{key} must be a finite number >= 0, "
                              f"got {v!r}"))
     factor = rope.get("partial_rotary_factor", arch.get("partial_rotary_factor"))
     if factor is not None and not (_is_positive_number(factor) and factor <= 1):
-        problems.append(("architecture.partial_rotary_factor", "model.architecture.partial_rotary_factor must be in "
+        problems.append(("architecture.partial_rotary_factor", f"{label}partial_rotary_factor must be in "
                          f"(0, 1], got {factor!r} (Megatron --rotary-percent)"))
     return problems
