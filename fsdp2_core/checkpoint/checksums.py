@@ -1,6 +1,7 @@
 """A checksum of every file of a checkpoint, recorded at save and verified at resume.
 
-    <save>/iter_0000100/checksums.json   {"algorithm": "crc32", "files": {"__0_0.distcp": {"size": .., "crc32": ..}, ..}}
+    <save>/iter_0000100/checksums.json
+        {"algorithm": "crc32", "files": {"__0_0.distcp": {"size": .., "crc32": ..}, ..}}
 
 A byte flipped on disk (a bad sector, a torn copy) leaves a checkpoint complete in size but
 wrong in value; DCP loads it without complaint. CRC-32 (zlib, streamed in 8 MiB chunks, the

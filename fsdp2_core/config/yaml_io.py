@@ -31,7 +31,8 @@ class _UniqueKeyLoader(yaml.SafeLoader):
                 break
             if first is not None:
                 raise yaml.constructor.ConstructorError(
-                    None, None, f"key {key!r} is given twice (first on line {first + 1}); keep one", key_node.start_mark)
+                    None, None, f"key {key!r} is given twice (first on line {first + 1}); keep one",
+                    key_node.start_mark)
             seen[key] = key_node.start_mark.line
         return super().construct_mapping(node, deep)
 
