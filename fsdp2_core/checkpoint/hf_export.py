@@ -23,6 +23,7 @@ import torch
 import torch.distributed as dist
 from torch.distributed.tensor import DTensor
 
+from . import checksums
 from .layout import CheckpointError, completeness
 
 log = logging.getLogger(__name__)
@@ -274,6 +275,9 @@ def export_checkpoint(checkpoint_dir: str, out_dir: str, max_shard_bytes: int = 
     ok, why = completeness(checkpoint_dir)
     if not ok:
         raise CheckpointError(f"{checkpoint_dir} is not a complete checkpoint: {why}")
+    damaged = checksums.mismatches(checkpoint_dir)
+    if damaged:
+        raise CheckpointError(f"{checkpoint_dir} is damaged: {'; '.join(damaged)}; export an intact checkpoint")
     if not os.path.isfile(os.path.join(checkpoint_dir, "config.json")):
         raise CheckpointError(f"{checkpoint_dir} has no config.json (the model's Hugging Face config); "
                               "it was not written by this engine's checkpointing")
