@@ -21,6 +21,7 @@ def cases(tmp_path_factory):
     iter4 = os.path.join("iter_0000004")
     runs = [
         ("base", p("base"), dict(BASE), nothing, True),
+        ("base_async", p("async"), dict(BASE, save_async=True), nothing, True),
         # one byte flipped inside rank 1's shard of the newest checkpoint (size unchanged)
         ("flipped_latest", p("flip1"), dict(BASE, resume_from_checkpoint="latest"),
          CopyThen(p("base"), "flip", 4, "__1_0.distcp"), True),
@@ -54,11 +55,16 @@ def error_on_both_ranks(outcomes, kind, *needles):
     return outcomes[0]["result"]
 
 
-def test_base_run_records_checksums(cases):
+def test_synchronous_and_asynchronous_saves_record_checksums(cases):
+    from fsdp2_core.checkpoint import checksums
     tmp, out = cases
-    assert out["base"][0]["result"]["iteration"] == 4
-    for it in ("iter_0000002", "iter_0000004"):
-        assert os.path.isfile(os.path.join(tmp, "base", it, "checksums.json"))
+    for name, directory in (("base", "base"), ("base_async", "async")):
+        assert out[name][0]["result"]["iteration"] == 4, out[name][0]["result"]
+        for it in ("iter_0000002", "iter_0000004"):
+            path = os.path.join(tmp, directory, it)
+            recorded = checksums.read_record(path)
+            assert {"__0_0.distcp", "__1_0.distcp", ".metadata", "checkpoint_info.json"} <= set(recorded)
+            assert set(recorded) == set(checksums.list_files(path)) and checksums.mismatches(path) == []
 
 
 def test_flipped_byte_in_latest_falls_back_to_the_previous_checkpoint(cases):
