@@ -348,7 +348,8 @@ def section_integrity(r: Optional[dict], run: Optional[dict]) -> List[str]:
         f"| verification at resume (`checksums.mismatches`) | {r['verify_s']:.3f} s | {r['verify_gb_s']:.2f} GB/s | |",
         f"| CRC-32 of 64 MiB in memory | | {r['crc32_memory_gb_s']:.2f} GB/s | the ceiling |",
         f"| `.idx` check (lengths, pointers) | {1e3 * r['idx_check_s']:.1f} ms | | every start |",
-        f"| token-id scan of the `.bin` | {r['token_scan_s']:.3f} s | {r['token_scan_gb_s']:.2f} GB/s | once per file |",
+        f"| token-id scan of the `.bin` | {r['token_scan_s']:.3f} s | {r['token_scan_gb_s']:.2f} GB/s | "
+        "once per file |",
         "",
         "A save to a real file system is slower than this save into the page cache, so the checksums' share of a "
         "save is smaller there; a resume from a cold disk pays one extra read of the checkpoint, spread over the "

@@ -5,8 +5,15 @@ import os
 
 import pytest
 
-from tests.faults.fault_helpers import (CopyThen, make_file, nothing, read_error_on_rank1, spawn_cases,
-                                        unwritable_on_rank0, write_corpus)
+from tests.faults.fault_helpers import (
+    CopyThen,
+    make_file,
+    nothing,
+    read_error_on_rank1,
+    spawn_cases,
+    unwritable_on_rank0,
+    write_corpus,
+)
 
 pytestmark = [pytest.mark.dist, pytest.mark.slow]
 
