@@ -333,7 +333,8 @@ def section_integrity(r: Optional[dict], run: Optional[dict]) -> List[str]:
     if r is None:
         return out + [_missing("integrity", run), ""]
     return out + [
-        f"`{run['command'] if run else 'python bench/bench_integrity.py'}` (one process, best of runs): the cost of "
+        f"`{run['command'] if run else 'python bench/bench_integrity.py'}` (one process, best of {r['repeats']} runs): "
+        "the cost of "
         "the checks that catch damaged files. Checkpoints: CRC-32 (zlib) of every file of a "
         f"{r['mib']:.0f} MiB DCP checkpoint, against the DCP save itself, read back from the page cache as at a save "
         "(each rank sums the files it wrote, so a save's sums run in parallel; at resume each rank verifies a share). "
