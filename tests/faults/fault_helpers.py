@@ -116,6 +116,7 @@ def _run_one(run):
     """One run_training per rank: {'result': summary or 'ErrorType: text', 'lines': what rank 0 printed}."""
     import torch.distributed as dist
 
+    from fsdp2_core.checkpoint import Checkpointer
     from fsdp2_core.train import run_training
     name, out_dir, over, prepare, synthetic = run
     rank = int(os.environ["RANK"])
@@ -123,7 +124,8 @@ def _run_one(run):
     undo = prepare(cfg, rank)
     lines = []
     try:
-        result = run_training(cfg, datasets=datasets() if synthetic else None, print_fn=lines.append)
+        result = run_training(cfg, datasets=datasets() if synthetic else None, checkpoint=Checkpointer(cfg),
+                              print_fn=lines.append)
     except Exception as exc:  # noqa: BLE001  (the test inspects the type and text)
         result = f"{type(exc).__name__}: {exc}"
         if dist.is_initialized():
