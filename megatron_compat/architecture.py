@@ -80,6 +80,9 @@ def _read_flags(g, seq_length):
     ffn = g.get("--ffn-hidden-size")
     if ffn is None:  # Megatron's default FFN width
         ffn = int((4 * hidden * 2 / 3) / 64) * 64 if swiglu else 4 * hidden
+        if swiglu and ffn < 1 <= hidden:
+            raise ArchitectureError(f"--hidden-size {hidden} with --swiglu: Megatron's default FFN width, "
+                                    f"int(4 × {hidden} × 2/3 / 64) × 64, is {ffn}; give --ffn-hidden-size")
     rope = (g.get("--position-embedding-type", "learned_absolute") == "rope"
             or bool(g.get("--use-rotary-position-embeddings")))
     if g.get("--position-embedding-type") not in (None, "rope", "learned_absolute"):

@@ -256,6 +256,8 @@ CASES = [
     Case("global_batch_0", with_flags(("--global-batch-size", "0")), "refused", "--global-batch-size 0: "),
     Case("attention_dropout_above_1", with_flags(("--attention-dropout", "1.5")), "refused", "--attention-dropout 1.5"),
     Case("num_experts_0", with_flags(("--num-experts", "0")), "refused", "--num-experts 0: "),
+    Case("swiglu_default_ffn_zero", with_flags(("--hidden-size", "16"), ("--num-attention-heads", "2")), "refused",
+         "--hidden-size 16 with --swiglu: Megatron's default FFN width"),
     # ---- were raw exceptions: now refused at translation, the flag named
     Case("tp_0", with_flags(("--tensor-model-parallel-size", "0")), "refused", "--tensor-model-parallel-size 0: "),
     Case("cp_0", with_flags(("--context-parallel-size", "0")), "refused", "--context-parallel-size 0: "),
