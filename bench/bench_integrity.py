@@ -87,7 +87,8 @@ def main(argv=None) -> int:
         scan_s = best(lambda: IndexedDataset(prefix)._scan_token_ids(), args.repeats)
     finally:
         shutil.rmtree(root, ignore_errors=True)
-    result = {"repeats": args.repeats, "mib": total / 2**20, "save_s": save_s, "record_s": record_s, "verify_s": verify_s,
+    result = {"repeats": args.repeats, "mib": total / 2**20, "save_s": save_s, "record_s": record_s,
+              "verify_s": verify_s,
               "record_gb_s": total / record_s / 1e9, "verify_gb_s": total / verify_s / 1e9,
               "crc32_memory_gb_s": len(buffer) / crc_s / 1e9, "record_over_save": record_s / save_s,
               "bin_mib": bin_mib, "documents": docs, "idx_check_s": idx_check_s, "token_scan_s": scan_s,

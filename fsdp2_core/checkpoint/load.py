@@ -26,8 +26,15 @@ from torch.distributed.checkpoint import FileSystemReader
 from torch.distributed.checkpoint.api import CheckpointException
 
 from . import checksums
-from .layout import (CheckpointError, complete_checkpoints, describe_failure, list_iterations, read_info, read_tracker,
-                     resolve_explicit)
+from .layout import (
+    CheckpointError,
+    complete_checkpoints,
+    describe_failure,
+    list_iterations,
+    read_info,
+    read_tracker,
+    resolve_explicit,
+)
 from .state import apply_loaded, describe, has_rng_for, saved_sections, template_to_load
 
 log = logging.getLogger(__name__)

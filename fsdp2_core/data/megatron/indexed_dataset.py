@@ -21,7 +21,7 @@ import os
 import shutil
 import struct
 from enum import Enum
-from typing import Iterable, List, Optional, Sequence, Type, Union
+from typing import Iterable, List, Optional, Sequence, Tuple, Type, Union
 
 import numpy as np
 
