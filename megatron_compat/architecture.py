@@ -13,9 +13,29 @@ defaults (LayerNorm, learned positions, biases on, tied embeddings, dropout 0.1)
 """
 from typing import Any, Dict, List, Optional, Tuple
 
+from fsdp2_core.config.architecture_rules import MAX_LAYERS
 from fsdp2_core.config.vocab import padded_vocab_size
 
 ARCH_FLAGS_REQUIRED = ("--num-layers", "--hidden-size", "--num-attention-heads")
+
+# Keys of the built config -> the flag that set them (the first given of a tuple): the architecture's rules
+# (fsdp2_core.config.architecture_rules, one place for flags and YAML alike) report keys; the translation
+# names the flag.
+ARCHITECTURE_KEY_FLAGS = {
+    "num_hidden_layers": "--num-layers", "n_layer": "--num-layers", "hidden_size": "--hidden-size",
+    "n_embd": "--hidden-size", "num_attention_heads": "--num-attention-heads", "n_head": "--num-attention-heads",
+    "num_key_value_heads": ("--num-query-groups", "--num-key-value-heads"), "head_dim": "--kv-channels",
+    "intermediate_size": "--ffn-hidden-size", "n_inner": "--ffn-hidden-size",
+    "max_position_embeddings": ("--max-position-embeddings", "--seq-length"),
+    "n_positions": ("--max-position-embeddings", "--seq-length"), "rms_norm_eps": "--norm-epsilon",
+    "layer_norm_epsilon": "--norm-epsilon",
+    "rope_parameters.rope_theta": "--rotary-base", "partial_rotary_factor": "--rotary-percent",
+    "vocab_size": ("--padded-vocab-size", "--vocab-size"), "num_local_experts": "--num-experts",
+    "num_experts_per_tok": "--moe-router-topk",
+    "moe_intermediate_size": "--moe-ffn-hidden-size", "attention_dropout": "--attention-dropout",
+    "attn_pdrop": "--attention-dropout", "resid_pdrop": "--hidden-dropout", "embd_pdrop": "--hidden-dropout",
+    "initializer_range": "--init-method-std", "router_aux_loss_coef": "--moe-aux-loss-coeff",
+}
 
 
 # The engine's own forward (model.model_id) for the families built here that need it: MoE layers route and
@@ -61,17 +81,25 @@ def _read_flags(g, seq_length):
     ffn = g.get("--ffn-hidden-size")
     if ffn is None:  # Megatron's default FFN width
         ffn = int((4 * hidden * 2 / 3) / 64) * 64 if swiglu else 4 * hidden
+        if swiglu and ffn < 1 <= hidden:
+            raise ArchitectureError(f"--hidden-size {hidden} with --swiglu: Megatron's default FFN width, "
+                                    f"int(4 × {hidden} × 2/3 / 64) × 64, is {ffn}; give --ffn-hidden-size")
     rope = (g.get("--position-embedding-type", "learned_absolute") == "rope"
             or bool(g.get("--use-rotary-position-embeddings")))
     if g.get("--position-embedding-type") not in (None, "rope", "learned_absolute"):
         raise ArchitectureError(f"--position-embedding-type {g['--position-embedding-type']} is not supported; use "
                                 "rope or learned_absolute")
-    real = real_layers(g)
+    if g.get("--num-experts") is not None and g["--num-experts"] < 1:
+        raise ArchitectureError(f"--num-experts {g['--num-experts']}: give at least 1 expert, or drop the flag for a "
+                                "dense model")
+    layers = g["--num-layers"]
+    real = real_layers(g) if 1 <= layers <= MAX_LAYERS else []  # other counts are refused by the rules
+    # Values are taken as given (0 is not "unset"): nonsense reaches the architecture's rules, which name it.
     return {
-        "layers": len(real), "hidden": hidden, "heads": heads, "ffn": ffn, "swiglu": swiglu, "rope": rope,
-        "kv_heads": _kv_heads(g, heads),
-        "head_dim": g.get("--kv-channels") or hidden // heads,
-        "max_pos": g.get("--max-position-embeddings") or seq_length,
+        "layers": len(real) if real else layers, "hidden": hidden, "heads": heads, "ffn": ffn, "swiglu": swiglu,
+        "rope": rope, "kv_heads": _kv_heads(g, heads),
+        "head_dim": g["--kv-channels"] if "--kv-channels" in g else _whole_head_size(hidden, heads),
+        "max_pos": g["--max-position-embeddings"] if "--max-position-embeddings" in g else seq_length,
         "rms": g.get("--normalization", "LayerNorm") == "RMSNorm" or bool(g.get("--RMSNorm")),
         "eps": g.get("--norm-epsilon", 1e-5),
         "tied": not g.get("--untie-embeddings-and-output-weights"),
@@ -88,6 +116,11 @@ def _read_flags(g, seq_length):
         "hidden_drop_given": "--hidden-dropout" in g,
         "rope_base": g.get("--rotary-base", 10000), "rope_pct": g.get("--rotary-percent", 1.0),
     }
+
+
+def _whole_head_size(hidden, heads):
+    """Megatron's default kv_channels, hidden / heads; None where that is no whole number (the rules refuse it)."""
+    return hidden // heads if heads > 0 and hidden % heads == 0 else None
 
 
 def _kv_heads(g, heads):
@@ -147,7 +180,8 @@ def _dense_layers(g, layers):
         freq = int(freq_text)
     except ValueError:
         raise ArchitectureError(f"--moe-layer-freq {freq_text}: only an integer frequency is supported") from None
-    dense = set(range(max(first_k, 0)))
+    layers = min(layers, MAX_LAYERS + 1)  # more is refused by the architecture's rules; never list them all
+    dense = set(range(min(max(first_k, 0), layers)))
     if freq > 1:  # MindSpeed scripts also write -1 or 0 for "every layer"
         dense |= {i for i in range(layers) if i % freq}
     return sorted(dense)
@@ -187,7 +221,7 @@ def _choose_family(a) -> str:
 
 
 def _gpt2(a):
-    if a["head_dim"] * a["heads"] != a["hidden"]:
+    if a["head_dim"] is not None and a["head_dim"] * a["heads"] != a["hidden"]:
         raise ArchitectureError("GPT-2 needs --kv-channels × --num-attention-heads = --hidden-size")
     if not a["tied"]:
         raise ArchitectureError("the GPT-2 family always ties embeddings; drop --untie-embeddings-and-output-weights")
@@ -246,10 +280,12 @@ def _moe(a, family):
 
 def _vocab(g, tp_size):
     """Megatron pads the tokenizer's vocabulary; only NullTokenizer's is known before run time (--vocab-size + eod)."""
-    if g.get("--padded-vocab-size"):
-        return g["--padded-vocab-size"]
-    if g.get("--tokenizer-type") == "NullTokenizer" and g.get("--vocab-size"):
-        return padded_vocab_size(g["--vocab-size"] + 1, g.get("--make-vocab-size-divisible-by", 128), tp_size)
+    if "--padded-vocab-size" in g:  # below 1 is refused by the model.padded_vocab_size rule
+        return g["--padded-vocab-size"] if g["--padded-vocab-size"] >= 1 else None
+    multiple = g.get("--make-vocab-size-divisible-by", 128)
+    if g.get("--tokenizer-type") == "NullTokenizer" and "--vocab-size" in g and multiple >= 1 and tp_size >= 1:
+        vocab = g["--vocab-size"]  # below 1 is refused by the model.vocab_size rule
+        return padded_vocab_size(vocab + 1, multiple, tp_size) if vocab >= 1 else None
     return None
 
 

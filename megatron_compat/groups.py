@@ -9,7 +9,8 @@ import math
 import os
 from typing import Any, Dict
 
-from fsdp2_core.config import ConfigError
+from fsdp2_core.config import FIELD_INDEX, ConfigError
+from fsdp2_core.config.architecture_rules import MAX_LAYERS
 from fsdp2_core.config.batch import data_parallel_size, gradient_accumulation_steps
 
 from .architecture import ENGINE_MODEL_ID, build_architecture, compare_with_checkpoint, wants_architecture
@@ -231,9 +232,11 @@ def _full_recompute_layers(g):
         return ["model.layers.{*}"]
     layers = g.get("--num-layers")
     n = g.get("--recompute-num-layers") or 1
-    stages = g.get("--pipeline-model-parallel-size", 1)
-    if not layers:
+    stages = max(g.get("--pipeline-model-parallel-size", 1), 1)  # below 1 is refused by pipeline()
+    if not layers or layers < 1:
         raise ConfigError("--recompute-method block needs --num-layers to know which layers it covers")
+    if layers > MAX_LAYERS:
+        return ["model.layers.{*}"]  # refused by the architecture's rules; never list that many layers
     per_stage = max(layers // stages, 1)
     chosen = [i for i in range(layers) if i % per_stage < n]
     if len(chosen) == layers:
@@ -249,7 +252,7 @@ def context_and_experts(t):
     g = t.given
     cp = g.get("--context-parallel-size", 1)
     algo = g.get("--context-parallel-algo")
-    if algo is not None:
+    if algo is not None and cp >= 1:  # a size below 1 is refused with parallel.cp_size
         if cp == 1 or algo == "ulysses_cp_algo":
             t.set("cp_type", "ulysses")
             _line(t, "--context-parallel-algo", "parallel.cp_type "
@@ -361,6 +364,9 @@ def pipeline(t):
     pp = t.given.get("--pipeline-model-parallel-size")
     if pp is None:
         return
+    if pp < 1:
+        raise ConfigError(f"--pipeline-model-parallel-size {pp}: must be >= 1 (1 means no pipeline stages); "
+                          "set it to the script's pipeline size or drop the flag")
     text = "no pipeline stages under FSDP2: " + (f"its {pp} pipeline ranks fold into FSDP sharding (dp = world / (tp × "
                                                  "cp)); global batch, samples and schedule "
                                                  "stay as the script says" if pp > 1 else "size 1, nothing to fold")
@@ -479,8 +485,16 @@ def derive_batch(t, values: Dict[str, Any], dialect: str) -> None:
     mbs = values.get("per_device_train_batch_size")
     if dialect == "megatron" and mbs is None:
         raise ConfigError("add --micro-batch-size: Megatron needs the micro batch size per GPU")
+    if mbs is None:  # FSDP2 names without per_device_train_batch_size: the reference default applies
+        mbs = FIELD_INDEX["per_device_train_batch_size"][1].default
     if "--global-batch-size" in t.given:
         _line(t, "--global-batch-size")
+        t.origin["global_batch_size"] = "--global-batch-size"
+    sizes = (mbs, values.get("tp_size", 1), values.get("cp_size", 1), t.given.get("--pipeline-model-parallel-size", 1))
+    if any(not isinstance(n, int) or n < 1 for n in sizes) or (gbs is not None and gbs < 1):
+        if gbs is not None:
+            values["global_batch_size"] = gbs
+        return  # nothing to derive: the validation names the size below 1 and the flag that set it
     if t.world_size is None:
         if gbs is not None:
             values["global_batch_size"] = gbs
@@ -507,7 +521,7 @@ def _fit_micro_batch(t, values, gbs, mbs, dp, pp) -> int:
 
     The micro batch only trades memory for steps; the global batch is what training means, so it stays.
     """
-    for smaller in range(mbs - 1, 0, -1):
+    for smaller in range(min(mbs - 1, gbs // dp), 0, -1):  # smaller × dp must divide gbs
         if gbs % (smaller * dp) == 0:
             values["per_device_train_batch_size"] = smaller
             t.notes.append(f"micro batch {mbs} → {smaller}: with its {pp} pipeline ranks folded, dp is {dp}, and "
@@ -587,10 +601,12 @@ def derive_steps(t, values: Dict[str, Any], dialect: str) -> None:
     if "--train-iters" in g:
         values["max_steps"] = g["--train-iters"]
         _line(t, "--train-iters")
+        _at_least_one_step("--train-iters", g["--train-iters"], values["max_steps"])
     elif "--train-samples" in g:
         values["max_steps"] = _samples_to_steps("--train-samples", g["--train-samples"], gbs) // 1
         values["max_steps"] = int(values["max_steps"])
         _line(t, "--train-samples", f"training.max_steps = {g['--train-samples']} ÷ {gbs} = {values['max_steps']}")
+        _at_least_one_step("--train-samples", g["--train-samples"], values["max_steps"])
     elif dialect == "megatron" and values.get("max_steps", -1) <= 0:
         raise ConfigError("add --train-iters (or --train-samples): Megatron needs the length of the run")
     for iters, samples, name in (("--lr-decay-iters", "--lr-decay-samples", "lr_decay_steps"),
@@ -599,11 +615,19 @@ def derive_steps(t, values: Dict[str, Any], dialect: str) -> None:
         if iters in g:
             values[name] = float(g[iters])
             _line(t, iters)
+            t.origin[name] = iters
         elif samples in g:
             values[name] = _samples_to_steps(samples, g[samples], gbs)
             _line(t, samples, f"training.{name} = {g[samples]} ÷ {gbs} = {values[name]:g}")
+            t.origin[name] = samples
     if dialect == "megatron" and "lr" not in values:
         raise ConfigError("add --lr: Megatron has no default learning rate")
+
+
+def _at_least_one_step(flag, value, steps) -> None:
+    if steps < 1:
+        raise ConfigError(f"{flag} {value}: the run would train no iteration; give at least "
+                          f"{'one global batch of samples' if flag == '--train-samples' else '1'}")
 
 
 def _samples_to_steps(flag, samples, gbs) -> float:

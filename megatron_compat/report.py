@@ -36,6 +36,7 @@ class Translation:
         self.errors: List[str] = []
         self.rejected: List[Tuple[str, str, str]] = []
         self.files: Dict[str, str] = {}  # files the launch script writes (here-documents): path -> text
+        self.origin: Dict[str, str] = {}  # canonical field -> the flag that set it, to name it in errors
 
     def set(self, name: str, value: Any) -> None:
         self.values[name] = value

@@ -10,7 +10,7 @@ from typing import Any, Dict, List, Optional
 from fsdp2_core.config import ConfigError, build_config, coerce, read_yaml_values
 
 from . import groups
-from .architecture import ArchitectureError
+from .architecture import ARCHITECTURE_KEY_FLAGS, ArchitectureError
 from .argv import parse_argv
 from .registry import rule_for, status_for
 from .report import ReportLine, Translation, TranslationResult
@@ -63,8 +63,37 @@ def translate(argv: List[str], world_size: Optional[int] = None, entry: str = "p
     try:
         result.config = build_config(values)
     except ConfigError as exc:
-        result.errors.append(str(exc))
+        result.errors.extend(name_sources(t, exc, parsed.yaml_path) if exc.problems else [str(exc)])
     return result
+
+
+def name_sources(t: Translation, exc: ConfigError, yaml_path: Optional[str]) -> List[str]:
+    """One line per broken rule, led by the flag (and its value) that set the field, else the YAML file."""
+    lines = []
+    for key, text in exc.problems:
+        flag = _flag_for(t, key)
+        if flag is not None:
+            value = t.given.get(flag, True)
+            shown = " ".join(map(str, value)) if isinstance(value, list) else ("" if value is True else str(value))
+            lines.append(f"{flag} {shown}".rstrip() + f": {text}")
+        elif key in t.origin:  # an FSDP2 name given on the command line
+            lines.append(f"{t.origin[key]}: {text}")
+        elif yaml_path:
+            lines.append(f"{yaml_path}: {text}")
+        else:
+            lines.append(text)
+    return lines
+
+
+def _flag_for(t: Translation, key: Optional[str]) -> Optional[str]:
+    """The Megatron flag behind a field (or an architecture key), when one was given."""
+    if key is None:
+        return None
+    if key.startswith("architecture.") and "architecture" not in t.origin:
+        flags = ARCHITECTURE_KEY_FLAGS.get(key.split(".", 1)[1], ())
+        return next((f for f in ((flags,) if isinstance(flags, str) else flags) if f in t.given), None)
+    flag = t.origin.get(key)
+    return flag if flag in t.given else None
 
 
 def _apply_rules(t: Translation) -> None:
@@ -80,6 +109,7 @@ def _apply_rules(t: Translation) -> None:
         elif rule.kind in ("plain", "switch"):
             try:
                 _apply_row(rule, value, t)
+                t.origin[rule.field] = flag
                 t.lines.append(ReportLine(flag, value, "mapped", rule.target))
             except ValueError as exc:
                 t.errors.append(f"{flag}: {exc}")
@@ -119,6 +149,7 @@ def _merge(t, base, fsdp2, dialect, entry):
             t.notes.append(f"--{name} {value} given by name overrides the value {t.values[name]!r} derived from "
                            "Megatron flags")
         values[name] = value
+        t.origin[name] = f"--{name} {value}"
     return values
 
 

@@ -54,8 +54,9 @@ def refused(argv, world_size=4):
 
 # --- noop layers ---
 def test_noop_layers_leave_only_the_real_layers():
+    # hidden 16 with SwiGLU gives Megatron's default FFN width int(4 * 16 * 2 / 3 / 64) * 64 = 0: give one
     _, cfg = ok(with_flags(BASE, num_layers=96, hidden_size=16, num_attention_heads=2) + LLAMA
-                + ["--noop-layers", "94,95"])
+                + ["--ffn-hidden-size", "32", "--noop-layers", "94,95"])
     assert cfg.model.architecture["num_hidden_layers"] == 94
     model = build_model(cfg, torch.device("cpu"), meta=True)
     assert len(model.model.layers) == 94

@@ -96,10 +96,28 @@ def _environment(assignments):
     return environ
 
 
+def read_script_text(path: str) -> str:
+    """The launch script's text; a directory or a binary file is refused, naming it.
+
+    Bytes that are not UTF-8 (a comment in GBK or Latin-1) are replaced, with a warning naming the line."""
+    if os.path.isdir(path):
+        raise ValueError(f"{path} is a directory; give the launch script (the .sh file that starts training)")
+    with open(path, "rb") as fh:
+        data = fh.read()
+    if b"\x00" in data:
+        raise ValueError(f"{path} is a binary file, not a shell script (it holds NUL bytes); give the launch script")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data[:exc.start].count(b"\n") + 1
+        print(f"{path}:{line}: bytes that are not UTF-8 were replaced by U+FFFD (a comment in another encoding?); "
+              "check that line if it carries a flag", file=sys.stderr)
+        return data.decode("utf-8", errors="replace")
+
+
 def convert(args) -> int:
     try:
-        with open(args.script, encoding="utf-8") as fh:
-            text = fh.read()
+        text = read_script_text(args.script)
         launch = read_launch_script(text, args.script_args, path=args.script, environ=_environment(args.set))
     except (OSError, ShellReadError, ValueError) as exc:
         print(f"convert_args: {exc}", file=sys.stderr)

@@ -73,10 +73,20 @@ def _rows(ds):
     return iter(ds)
 
 
+def _count(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of samples") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{value} is negative; give how many samples to show per split (0 or more)")
+    return value
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("config")
-    parser.add_argument("--num", type=int, default=3, help="samples shown per split")
+    parser.add_argument("--num", type=_count, default=3, help="samples shown per split")
     parser.add_argument("--split", default="all", choices=["train", "validation", "all"])
     args, overrides = parser.parse_known_args(argv)
     from fsdp2_core.config import ConfigError, load_config

@@ -168,13 +168,18 @@ def main(argv=None):
     )
     mindspeed = args.handler_name == "GeneralPretrainHandler"
     rules = DocumentRules.mindspeed(args.seq_length) if mindspeed else DocumentRules()
-    outputs = preprocess(
-        args.input, args.output_prefix, factory, json_keys=args.json_keys,
-        append_eod=args.append_eod, workers=args.workers, partitions=args.partitions,
-        split_sentences=args.split_sentences, log_interval=args.log_interval,
-        keep_sequential_samples=args.keep_sequential_samples, lang=args.lang,
-        keep_newlines=args.keep_newlines, progress=not args.no_progress_bar, rules=rules,
-    )
+    try:
+        outputs = preprocess(
+            args.input, args.output_prefix, factory, json_keys=args.json_keys,
+            append_eod=args.append_eod, workers=args.workers, partitions=args.partitions,
+            split_sentences=args.split_sentences, log_interval=args.log_interval,
+            keep_sequential_samples=args.keep_sequential_samples, lang=args.lang,
+            keep_newlines=args.keep_newlines, progress=not args.no_progress_bar, rules=rules,
+        )
+    except (OSError, ValueError) as exc:  # input errors name the file (and line) and what to do
+        sys.exit(f"preprocess_data.py: {exc}")
+    except KeyError as exc:  # a record without a --json-keys key
+        sys.exit(f"preprocess_data.py: {exc.args[0] if exc.args else exc}")
     for key, prefix in outputs.items():
         print(f"{key}: {prefix}.bin / {prefix}.idx")
 

@@ -3,6 +3,7 @@
     layout      iter_XXXXXXX/ and latest_checkpointed_iteration.txt, completeness, which one to resume
     state       what a checkpoint holds (model, optimizer, scheduler, counters, RNG) as one DCP state dict
     save        synchronous / asynchronous DCP save, published by rename, tracker written last
+    checksums   CRC-32 of every file, recorded at save, verified at resume (damaged latest: the one before)
     load        resume, --no-load-optim, --no-load-rng, --finetune, resharding to another world size
     megatron/   Megatron-LM checkpoints: read (torch, torch_dist), continue a run from one, write one
     rotation    save_total_limit

@@ -23,6 +23,7 @@ import torch
 import torch.distributed as dist
 from torch.distributed.tensor import DTensor
 
+from . import checksums
 from .layout import CheckpointError, completeness
 
 log = logging.getLogger(__name__)
@@ -295,6 +296,9 @@ def checkpoint_tensors(checkpoint_dir: str, dtype: Optional[torch.dtype] = None)
     ok, why = completeness(checkpoint_dir)
     if not ok:
         raise CheckpointError(f"{checkpoint_dir} is not a complete checkpoint: {why}")
+    damaged = checksums.mismatches(checkpoint_dir)
+    if damaged:
+        raise CheckpointError(f"{checkpoint_dir} is damaged: {'; '.join(damaged)}; export an intact checkpoint")
     if not os.path.isfile(os.path.join(checkpoint_dir, "config.json")):
         raise CheckpointError(f"{checkpoint_dir} has no config.json (the model's Hugging Face config); "
                               "it was not written by this engine's checkpointing")

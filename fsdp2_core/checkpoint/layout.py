@@ -10,11 +10,12 @@ so an `iter_*` directory is normally complete; the tracker is rewritten only aft
 rename. `completeness` still checks what a resume relies on (metadata, every data file
 it names, at full length), because directories get copied, pruned or damaged by hand.
 """
+import errno
 import json
 import logging
 import os
 import re
-from typing import List, Optional, Tuple
+from typing import Iterator, List, Optional, Tuple
 
 from fsdp2_core.errors import UserError
 
@@ -29,6 +30,24 @@ _ITER_RE = re.compile(r"^iter_(\d{7,})$")
 
 class CheckpointError(UserError, RuntimeError):
     """A checkpoint could not be found, read or written; the message says which and what to do."""
+
+
+def describe_failure(exc: BaseException) -> str:
+    """The root cause of a DCP failure, per rank when DCP gathered them (its own text is only the rank list)."""
+    failures = getattr(exc, "failures", None)
+    if failures:
+        parts = []
+        for rank, wrapped in sorted(failures.items()):
+            inner = wrapped[0] if isinstance(wrapped, tuple) else wrapped
+            parts.append(f"rank {rank}: {_one_failure(inner)}")
+        return "; ".join(parts)
+    return _one_failure(exc)
+
+
+def _one_failure(exc: BaseException) -> str:
+    if isinstance(exc, OSError) and exc.errno in errno.errorcode:  # e.g. ENOSPC: [Errno 28] No space left ...: 'file'
+        return f"{type(exc).__name__} {errno.errorcode[exc.errno]}: {exc}"
+    return f"{type(exc).__name__}: {exc}"
 
 
 def iter_name(iteration: int) -> str:
@@ -52,12 +71,16 @@ def read_tracker(save_dir: str) -> Optional[int]:
     path = os.path.join(save_dir, TRACKER)
     if not os.path.isfile(path):
         return None
-    text = open(path, encoding="utf-8").read().strip()
     try:
-        return int(text)
-    except ValueError:
-        log.warning("%s: unreadable tracker contents %r; looking for checkpoints by directory name", path, text)
+        with open(path, encoding="utf-8") as fh:
+            text = fh.read(64).strip()
+    except UnicodeDecodeError:
+        text = "<not text>"
+    if not re.fullmatch(r"\d+", text):  # e.g. -5, or Megatron's "release"
+        log.warning("%s: unreadable tracker contents %r (not an iteration number); looking for checkpoints by "
+                    "directory name", path, text)
         return None
+    return int(text)
 
 
 def write_tracker(save_dir: str, iteration: int) -> None:
@@ -88,6 +111,10 @@ def completeness(path: str) -> Tuple[bool, str]:
     if not os.path.isfile(os.path.join(path, INFO)):
         return False, f"no {INFO}"
     try:
+        read_info(path)
+    except CheckpointError as exc:
+        return False, str(exc)
+    try:
         from torch.distributed.checkpoint import FileSystemReader
         metadata = FileSystemReader(path).read_metadata()
     except Exception as exc:  # a truncated or foreign metadata file
@@ -112,12 +139,19 @@ def missing_data(path: str, metadata) -> Optional[str]:
 
 
 def read_info(path: str) -> dict:
-    with open(os.path.join(path, INFO), encoding="utf-8") as fh:
-        return json.load(fh)
+    file = os.path.join(path, INFO)
+    try:
+        with open(file, encoding="utf-8") as fh:
+            info = json.load(fh)
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise CheckpointError(f"unreadable {file} ({type(exc).__name__}: {exc})") from None
+    if not isinstance(info, dict):
+        raise CheckpointError(f"unreadable {file} (a JSON object was expected, found {type(info).__name__})")
+    return info
 
 
-def latest_complete(save_dir: str, warn=log.warning) -> Optional[str]:
-    """The newest complete checkpoint in `save_dir`: the tracker's, else the next older complete one.
+def complete_checkpoints(save_dir: str, warn=log.warning) -> Iterator[str]:
+    """The complete checkpoints of `save_dir`, newest first: the tracker's, then older ones.
 
     Incomplete candidates are skipped with a warning naming what is missing. Directories newer
     than the tracker (a save that crashed before the tracker was written) are not considered.
@@ -129,9 +163,14 @@ def latest_complete(save_dir: str, warn=log.warning) -> Optional[str]:
     for it in candidates:
         ok, why = completeness(iter_dir(save_dir, it))
         if ok:
-            return iter_dir(save_dir, it)
-        warn(f"skipping checkpoint {iter_dir(save_dir, it)}: {why}; trying the previous one")
-    return None
+            yield iter_dir(save_dir, it)
+        else:
+            warn(f"skipping checkpoint {iter_dir(save_dir, it)}: {why}; trying the previous one")
+
+
+def latest_complete(save_dir: str, warn=log.warning) -> Optional[str]:
+    """The newest complete checkpoint in `save_dir` (see complete_checkpoints), or None."""
+    return next(complete_checkpoints(save_dir, warn), None)
 
 
 def resolve_explicit(path: str) -> str:

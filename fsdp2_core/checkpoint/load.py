@@ -5,6 +5,9 @@
                                      fresh (a first run), only incomplete ones is an error
     resume_from_checkpoint: <path>   that iter_XXXXXXX directory, or the tracker's checkpoint in a save
                                      directory; missing or incomplete is an error
+    either way the files are verified against the checksums recorded at save (checksums.py): with
+    `latest` a damaged checkpoint is skipped for the previous one with a warning naming the file; a
+    named one is an error naming it
     load_optim false (--no-load-optim)  weights and counters; the LR schedule is placed at the consumed
                                      samples of the advanced iterations instead of being read
     load_rng false (--no-load-rng)   generators keep the run's seed
@@ -20,41 +23,77 @@ from typing import Optional
 import torch.distributed as dist
 import torch.distributed.checkpoint as dcp
 from torch.distributed.checkpoint import FileSystemReader
+from torch.distributed.checkpoint.api import CheckpointException
 
-from .layout import CheckpointError, latest_complete, list_iterations, read_info, read_tracker, resolve_explicit
+from . import checksums
+from .layout import (
+    CheckpointError,
+    complete_checkpoints,
+    describe_failure,
+    list_iterations,
+    read_info,
+    read_tracker,
+    resolve_explicit,
+)
 from .state import apply_loaded, describe, has_rng_for, saved_sections, template_to_load
 
 log = logging.getLogger(__name__)
 
 
 def resolve(request: Optional[str], output_dir: str, rank: int, group=None, warn=None) -> Optional[str]:
-    """The checkpoint to load (rank 0 decides, every rank gets the same answer), or None to start fresh."""
+    """The checkpoint to load, or None to start fresh; the same answer on every rank.
+
+    Rank 0 proposes candidates (complete ones, newest first); every rank verifies its share of the
+    proposal's checksums (collective), so a damaged `latest` falls back to the one before it."""
     if not request:
         return None
-    decision, error = None, None
-    if rank == 0:
-        try:
-            if request == "latest":
-                decision = latest_complete(output_dir, warn=warn or log.warning)
-                if decision is None and (read_tracker(output_dir) is not None or list_iterations(output_dir)):
-                    raise CheckpointError(
-                        f"resume_from_checkpoint latest: {output_dir} holds checkpoints, but none is complete (see "
-                        "the warnings above). Restore or remove them, name one with resume_from_checkpoint, or "
-                        "unset resume_from_checkpoint (Megatron: drop --load) to start from scratch")
-                if decision is None:
-                    log.info("resume_from_checkpoint latest: no checkpoint in %s yet; starting from scratch",
-                             output_dir)
-            else:
-                decision = resolve_explicit(request)
-        except CheckpointError as exc:
-            error = str(exc)
+    warn = warn or log.warning
+    world = dist.get_world_size() if dist.is_initialized() else 1
+    proposals = _proposals(request, output_dir, warn) if rank == 0 else None
+    while True:
+        path, error = None, None
+        if rank == 0:
+            try:
+                path = next(proposals, None)
+            except CheckpointError as exc:
+                error = str(exc)
+        path, error = _from_rank0((path, error), group)
+        if error:
+            raise CheckpointError(error)
+        if path is None:
+            return None
+        damaged = checksums.verify(path, rank, world, group)
+        if not damaged:
+            return path
+        if request != "latest":
+            raise CheckpointError(
+                f"resume_from_checkpoint {path} is damaged: {'; '.join(damaged)}. Restore the file from a copy, name "
+                "another iter_XXXXXXX directory, or set resume_from_checkpoint: latest to fall back to the newest "
+                "intact checkpoint in output_dir")
+        if rank == 0:
+            warn(f"skipping checkpoint {path}: {'; '.join(damaged)}; trying the previous one")
+
+
+def _proposals(request: str, output_dir: str, warn):
+    """Rank 0: the candidates to verify, in order; raises CheckpointError when there is nothing left to try."""
+    if request != "latest":
+        yield resolve_explicit(request)
+        return
+    yield from complete_checkpoints(output_dir, warn)
+    if read_tracker(output_dir) is not None or list_iterations(output_dir):
+        raise CheckpointError(
+            f"resume_from_checkpoint latest: {output_dir} holds checkpoints, but none is complete and intact (see the "
+            "warnings above). Restore or remove them, name one with resume_from_checkpoint, or unset "
+            "resume_from_checkpoint (Megatron: drop --load) to start from scratch")
+    log.info("resume_from_checkpoint latest: no checkpoint in %s yet; starting from scratch", output_dir)
+
+
+def _from_rank0(value, group):
     if dist.is_initialized() and dist.get_world_size() > 1:
-        box = [(decision, error)]
+        box = [value]
         dist.broadcast_object_list(box, src=0, group=group)
-        decision, error = box[0]
-    if error:
-        raise CheckpointError(error)
-    return decision
+        return box[0]
+    return value
 
 
 def load_checkpoint(path: str, t, model, optimizer, schedule, state, rank: int, world: int, global_batch: int,
@@ -82,7 +121,10 @@ def load_checkpoint(path: str, t, model, optimizer, schedule, state, rank: int, 
         want_rng = False
     sd = template_to_load(model, optimizer, schedule, state, rank, with_optimizer=want_optim, with_rng=want_rng,
                           with_counters=not finetune)
-    dcp.load(sd, checkpoint_id=path, process_group=group)
+    try:
+        dcp.load(sd, checkpoint_id=path, process_group=group)
+    except (Exception, CheckpointException) as exc:  # CheckpointException is a BaseException; its text lists ranks only
+        raise CheckpointError(f"loading checkpoint {path} failed: {describe_failure(exc)}") from exc
     apply_loaded(sd, model, optimizer, schedule, state, rank)
     if not finetune and not want_optim:
         schedule.num_steps = max(state.consumed_train_samples - state.skipped_iters * global_batch, 0)

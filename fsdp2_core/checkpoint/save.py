@@ -6,8 +6,10 @@ Order of a save of iteration N (every step collective unless marked rank 0):
   3. DCP writes every rank's shards, then its coordinator writes `.metadata`;
      with `save_async` the tensors are first staged (copied) to CPU memory and the
      writing runs in a thread while training goes on;
-  4. finishing (rank 0, once the write is done on every rank): rename `iter_N.partial/` to
-     `iter_N/`, rewrite `latest_checkpointed_iteration.txt`, prune to `save_total_limit`.
+  4. checksums (checksums.py): at a synchronous save every rank hashes the files it wrote and
+     rank 0 gathers them; an asynchronous save is hashed by rank 0 in step 5;
+  5. finishing (rank 0, once the write is done on every rank): write `checksums.json`, rename
+     `iter_N.partial/` to `iter_N/`, rewrite `latest_checkpointed_iteration.txt`, prune to `save_total_limit`.
 
 A write error at any step (disk full, no permission) reaches every rank as the same
 `CheckpointError`, the partial directory is removed, and the tracker still names the
@@ -26,7 +28,8 @@ import torch.distributed as dist
 import torch.distributed.checkpoint as dcp
 from torch.distributed.checkpoint.api import CheckpointException
 
-from .layout import INFO, CheckpointError, iter_dir, partial_dir, read_tracker, write_tracker
+from . import checksums
+from .layout import INFO, CheckpointError, describe_failure, iter_dir, partial_dir, read_tracker, write_tracker
 from .rotation import prune
 
 log = logging.getLogger(__name__)
@@ -38,18 +41,6 @@ class _Pending:
     iteration: int
     finished: bool = False      # rank 0 renamed the directory and wrote the tracker
     error: Optional[str] = None
-
-
-def _describe(exc: BaseException) -> str:
-    """The root cause of a DCP failure, per rank when DCP gathered them."""
-    failures = getattr(exc, "failures", None)
-    if failures:
-        parts = []
-        for rank, wrapped in sorted(failures.items()):
-            inner = wrapped[0] if isinstance(wrapped, tuple) else wrapped
-            parts.append(f"rank {rank}: {type(inner).__name__}: {inner}")
-        return "; ".join(parts)
-    return f"{type(exc).__name__}: {exc}"
 
 
 def _result(future):
@@ -119,16 +110,35 @@ class Saver:
                 return
             dcp.save(state_dict, checkpoint_id=partial, process_group=self.group)
         except (Exception, CheckpointException) as exc:  # DCP gathers every rank's failure, raises it on all
-            raise self._fail(iteration, _describe(exc)) from exc
-        error = self._agree(self._finish(iteration) if self.rank == 0 else None)
+            raise self._fail(iteration, describe_failure(exc)) from exc
+        known, error = self._checksums_of_own_files(partial)
+        error = self._agree(error or (self._finish(iteration, known) if self.rank == 0 else None))
         if error:
             raise self._fail(iteration, error)
         log.info("saved checkpoint %s in %.2fs", iter_dir(self.save_dir, iteration), time.perf_counter() - start)
 
-    def _finish(self, iteration: int) -> Optional[str]:
+    def _checksums_of_own_files(self, partial: str):
+        """Collective: each rank hashes the DCP files it wrote; rank 0 gets ({file: sum}, error text or None)."""
+        try:
+            sums, error = checksums.checksum_files(partial, checksums.own_files(partial, self.rank)), None
+        except OSError as exc:
+            sums, error = {}, f"rank {self.rank} summing its files: {type(exc).__name__}: {exc}"
+        if not dist.is_initialized() or dist.get_world_size(self.group) == 1:
+            return sums, error
+        parts = [None] * dist.get_world_size(self.group) if self.rank == 0 else None
+        dist.gather_object((sums, error), parts, dst=0, group=self.group)
+        if self.rank != 0:
+            return {}, None
+        errors = [e for _, e in parts if e]
+        return {k: v for part, _ in parts for k, v in part.items()}, ("; ".join(errors) or None)
+
+    def _finish(self, iteration: int, known: Optional[dict] = None) -> Optional[str]:
         """Rank 0, after every rank has written: publish the checkpoint. Returns an error text or None."""
         final, partial = iter_dir(self.save_dir, iteration), partial_dir(self.save_dir, iteration)
         try:
+            start = time.perf_counter()
+            total = checksums.record(partial, known)
+            log.info("checksums of %s: %.1f MB, %.2fs on rank 0", final, total / 1e6, time.perf_counter() - start)
             if os.path.isdir(final):  # the same iteration saved again by a run resumed from earlier
                 shutil.rmtree(final)
             os.rename(partial, final)
@@ -163,7 +173,7 @@ class Saver:
         try:
             _result(p.future).result()
         except (Exception, CheckpointException) as exc:  # CheckpointException is a BaseException
-            raise self._fail(p.iteration, _describe(exc)) from exc
+            raise self._fail(p.iteration, describe_failure(exc)) from exc
         error = None
         if self.rank == 0:
             error = p.error if p.finished else self._finish(p.iteration)

@@ -7,7 +7,7 @@ an error that names the field and the expected type.
 import dataclasses
 import difflib
 import typing
-from typing import Any, Dict, List, Literal, Tuple, Union
+from typing import Any, Dict, List, Literal, Optional, Sequence, Tuple, Union
 
 from fsdp2_core.errors import UserError
 
@@ -15,7 +15,15 @@ from .arguments import SECTIONS
 
 
 class ConfigError(UserError, ValueError):
-    """A configuration problem, worded for the user: what, where, and what to do."""
+    """A configuration problem, worded for the user: what, where, and what to do.
+
+    `problems` lists (key, text) per broken rule when several were collected: the key is the field
+    name (or `architecture.<Hugging Face key>`), so a front end can name the flag that set it.
+    """
+
+    def __init__(self, message: str, problems: Sequence[Tuple[Optional[str], str]] = ()):
+        super().__init__(message)
+        self.problems: List[Tuple[Optional[str], str]] = list(problems)
 
 
 def _build_index() -> Dict[str, Tuple[str, dataclasses.Field]]:

@@ -1,119 +1,189 @@
-"""The rules of the parameter reference, checked once on a complete config."""
+"""The rules of the parameter reference, checked once on a complete config.
+
+Every broken rule is collected as (field, text), so one error lists them all and a front end
+can name the flag or key that set each field (megatron_compat's report does). Single-field
+ranges are the table `RANGES`; rules that relate several fields follow it.
+"""
+import math
+from typing import Dict, List, NamedTuple, Optional, Tuple
+
+from .architecture_rules import architecture_problems
 from .arguments import TrainConfig
-from .schema import ConfigError
+from .schema import FIELD_INDEX, ConfigError, field_section
+
+Problem = Tuple[Optional[str], str]
+MAX_SEED = 2 ** 32 - 1  # numpy's generators, seeded with the run's seed as Megatron does, take 0 .. 2**32 - 1
+
+
+class Range(NamedTuple):
+    low: Optional[float] = None
+    high: Optional[float] = None
+    low_open: bool = False    # low itself is refused
+    high_open: bool = False   # high itself is refused
+    why: str = ""
+
+    def holds(self, value) -> bool:
+        if self.low is not None and (value < self.low or (self.low_open and value == self.low)):
+            return False
+        return self.high is None or not (value > self.high or (self.high_open and value == self.high))
+
+    def describe(self) -> str:
+        low, high = _number(self.low), _number(self.high)
+        if self.low is not None and self.high is not None:
+            return f"in {'(' if self.low_open else '['}{low}, {high}{')' if self.high_open else ']'}"
+        if self.low is not None:
+            return f"{'>' if self.low_open else '>='} {low}"
+        return f"{'<' if self.high_open else '<='} {high}"
+
+
+def _number(value) -> str:
+    return str(int(value)) if value is not None and float(value).is_integer() else str(value)
+
+
+AT_LEAST_1, AT_LEAST_0, POSITIVE = Range(1), Range(0), Range(0, low_open=True)
+# Single-field ranges; a None value (an unset optional field) is not checked. Every float field must
+# also be finite (no nan / inf), whether listed here or not.
+RANGES: Dict[str, Range] = {
+    # model
+    "quant_block_size": AT_LEAST_1, "vocab_size": Range(1, why="the tokenizer's vocabulary size"),
+    "make_vocab_size_divisible_by": AT_LEAST_1, "padded_vocab_size": AT_LEAST_1, "lora_r": AT_LEAST_0,
+    "lora_alpha": POSITIVE, "lora_dropout": Range(0, 1, high_open=True), "fp8_amax_history_len": AT_LEAST_1,
+    # data
+    "cutoff_len": AT_LEAST_1, "buffer_size": AT_LEAST_1, "preprocessing_batch_size": AT_LEAST_1,
+    "preprocessing_num_workers": AT_LEAST_1, "max_samples": AT_LEAST_1, "eval_num_beams": AT_LEAST_1,
+    "val_size": AT_LEAST_0,
+    # parallel
+    "tp_size": AT_LEAST_1, "ep_size": AT_LEAST_1, "ep_fsdp_size": AT_LEAST_1, "cp_size": AT_LEAST_1,
+    "fsdp_size": Range(1, why="or unset to shard over every data-parallel rank"),
+    "distributed_timeout_minutes": Range(0, low_open=True, why="or unset for PyTorch's default"),
+    "num_to_forward_prefetch": AT_LEAST_0, "num_to_backward_prefetch": AT_LEAST_0,
+    # training
+    "lr": AT_LEAST_0, "min_lr": AT_LEAST_0, "weight_decay": AT_LEAST_0, "lr_warmup_init": AT_LEAST_0,
+    "start_weight_decay": AT_LEAST_0, "end_weight_decay": AT_LEAST_0,
+    "adam_beta1": Range(0, 1, high_open=True, why="Adam's moment decay"),
+    "adam_beta2": Range(0, 1, high_open=True, why="Adam's moment decay"),
+    "adam_epsilon": AT_LEAST_0, "max_grad_norm": Range(0, why="0 disables clipping"),
+    "warmup_ratio": Range(0, 1), "num_train_epochs": AT_LEAST_0,
+    "gradient_accumulation_steps": AT_LEAST_1, "per_device_train_batch_size": AT_LEAST_1,
+    "global_batch_size": AT_LEAST_1, "seed": Range(0, MAX_SEED, why="the range numpy's generators accept"),
+    "save_steps": Range(0, why="0 saves only at the end"), "save_total_limit": Range(1, why="or null to keep all"),
+    "save_epochs": AT_LEAST_0, "logging_steps": Range(1, why="log every N iterations"),
+    "chunk_loss_size": AT_LEAST_1, "dataloader_num_workers": Range(0, why="0 reads in the training process"),
+    "dataloader_prefetch_factor": AT_LEAST_1, "gdn_chunk_size": AT_LEAST_1,
+    "lr_warmup_steps": AT_LEAST_0, "lr_decay_steps": POSITIVE, "lr_wsd_decay_steps": AT_LEAST_0,
+    "eval_interval": Range(1, why="or null for no periodic evaluation"),
+    "eval_iters": Range(0, why="0 evaluates nothing"), "exit_interval": AT_LEAST_1,
+    "exit_duration_in_mins": POSITIVE, "max_skipped_iterations": AT_LEAST_0,
+    "z_loss_coeff": Range(0, why="0 turns the z-loss off"),
+    # profiling
+    "profile_step_start": AT_LEAST_0,
+}
 
 
 def validate(cfg: TrainConfig) -> TrainConfig:
     """Normalise implied settings, then raise ConfigError listing every broken rule."""
     if cfg.data.neat_packing:
         cfg.data.packing = True  # neat_packing implies packing
-    errors = []
-    for check in (_check_essentials, _check_data_rules, _check_parallel, _check_training, _check_profiling):
-        errors.extend(check(cfg))
-    if errors:
-        raise ConfigError("invalid configuration:\n  - " + "\n  - ".join(errors))
+    problems: List[Problem] = []
+    for check in (_check_ranges, _check_essentials, _check_data_rules, _check_parallel, _check_training,
+                  _check_profiling, _check_architecture):
+        problems.extend(check(cfg))
+    if problems:
+        raise ConfigError("invalid configuration:\n  - " + "\n  - ".join(text for _, text in problems), problems)
     return cfg
 
 
-def _check_essentials(cfg):
-    errors = []
+def _check_ranges(cfg) -> List[Problem]:
+    problems = []
+    for name in FIELD_INDEX:
+        section = field_section(name)
+        value = getattr(getattr(cfg, section), name)
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            continue
+        if isinstance(value, float) and not math.isfinite(value):
+            problems.append((name, f"{section}.{name} must be a finite number, got {value}"))
+            continue
+        rule = RANGES.get(name)
+        if rule is not None and not rule.holds(value):
+            why = f" ({rule.why})" if rule.why else ""
+            problems.append((name, f"{section}.{name} must be {rule.describe()}{why}, got {value}"))
+    return problems
+
+
+def _check_essentials(cfg) -> List[Problem]:
+    problems = []
     m = cfg.model
     if not m.model_name_or_path and not m.architecture:
-        errors.append(
+        problems.append((
+            "model_name_or_path",
             "model: neither model_name_or_path nor an architecture is given; set model.model_name_or_path to a "
             "Hugging Face model directory, or give the Megatron architecture flags (--num-layers, --hidden-size, "
-            "--num-attention-heads, ...)")
+            "--num-attention-heads, ...)"))
     if not cfg.training.output_dir:
-        errors.append("training.output_dir is required: set output_dir (Megatron --save) to where checkpoints and "
-                      "logs go")
-    return errors
+        problems.append(("output_dir", "training.output_dir is required: set output_dir (Megatron --save) to where "
+                                       "checkpoints and logs go"))
+    return problems
 
 
-def _check_data_rules(cfg):
-    d, errors = cfg.data, []
+def _check_data_rules(cfg) -> List[Problem]:
+    d, problems = cfg.data, []
     if d.eval_dataset and d.val_size:
-        errors.append(f"data: eval_dataset ({d.eval_dataset!r}) and val_size ({d.val_size}) exclude each other; "
-                      "keep one")
+        problems.append(("val_size", f"data: eval_dataset ({d.eval_dataset!r}) and val_size ({d.val_size}) exclude "
+                                     "each other; keep one"))
     if d.train_on_prompt and d.mask_history:
-        errors.append("data: train_on_prompt and mask_history exclude each other; keep one")
+        problems.append(("mask_history", "data: train_on_prompt and mask_history exclude each other; keep one"))
     if d.streaming and d.max_samples is not None:
-        errors.append(f"data: streaming and max_samples ({d.max_samples}) exclude each other; drop max_samples")
+        problems.append(("max_samples", f"data: streaming and max_samples ({d.max_samples}) exclude each other; "
+                                        "drop max_samples"))
     if d.streaming and d.val_size and float(d.val_size) != int(d.val_size):
-        errors.append(f"data: streaming needs an integer val_size (a sample count), got {d.val_size}")
-    if d.val_size < 0:
-        errors.append(f"data: val_size must be >= 0, got {d.val_size}")
+        problems.append(("val_size", f"data: streaming needs an integer val_size (a sample count), got {d.val_size}"))
     if d.val_size and not d.dataset:
-        errors.append("data: val_size needs a dataset to split")
-    if d.cutoff_len <= 0:
-        errors.append(f"data: cutoff_len must be positive, got {d.cutoff_len}")
+        problems.append(("val_size", "data: val_size needs a dataset to split"))
     try:
         weights = [float(x) for x in d.split.replace("/", ",").split(",")]
-        if len(weights) > 3 or any(w < 0 for w in weights) or sum(weights) <= 0:
+        if len(weights) > 3 or any(not math.isfinite(w) or w < 0 for w in weights) or sum(weights) <= 0:
             raise ValueError
     except ValueError:
-        errors.append(f"data: split {d.split!r} must be up to three non-negative weights like '969,30,1'")
+        problems.append(("split", f"data: split {d.split!r} must be up to three non-negative weights like '969,30,1'"))
     if d.interleave_probs and d.mix_strategy == "concat":
-        errors.append("data: interleave_probs only applies with mix_strategy interleave_under or interleave_over")
-    return errors
+        problems.append(("interleave_probs", "data: interleave_probs only applies with mix_strategy interleave_under "
+                                             "or interleave_over"))
+    return problems
 
 
-def _check_parallel(cfg):
-    p, errors = cfg.parallel, []
-    for name in ("tp_size", "ep_size", "ep_fsdp_size", "cp_size"):
-        if getattr(p, name) < 1:
-            errors.append(f"parallel.{name} must be >= 1, got {getattr(p, name)}")
-    if p.fsdp_size is not None and p.fsdp_size < 1:
-        errors.append("parallel.fsdp_size must be >= 1 (or unset to shard over every data-parallel rank), got "
-                      f"{p.fsdp_size}")
-    if p.distributed_timeout_minutes is not None and p.distributed_timeout_minutes <= 0:
-        errors.append(f"parallel.distributed_timeout_minutes must be positive (or unset for PyTorch's default), "
-                      f"got {p.distributed_timeout_minutes}")
+def _check_parallel(cfg) -> List[Problem]:
+    p, problems = cfg.parallel, []
     if not p.fsdp_modules:
-        errors.append("parallel.fsdp_modules must not be empty; the default is ['model.layers.{*}', "
-                      "'model.embed_tokens', 'lm_head']")
-    for name in ("num_to_forward_prefetch", "num_to_backward_prefetch"):
-        if getattr(p, name) < 0:
-            errors.append(f"parallel.{name} must be >= 0, got {getattr(p, name)}")
-    return errors
+        problems.append(("fsdp_modules", "parallel.fsdp_modules must not be empty; the default is "
+                                         "['model.layers.{*}', 'model.embed_tokens', 'lm_head']"))
+    return problems
 
 
-def _check_training(cfg):
-    t, errors = cfg.training, []
-    if t.per_device_train_batch_size < 1:
-        errors.append(f"training.per_device_train_batch_size must be >= 1, got {t.per_device_train_batch_size}")
-    if t.gradient_accumulation_steps < 1:
-        errors.append(f"training.gradient_accumulation_steps must be >= 1, got {t.gradient_accumulation_steps}")
+def _check_training(cfg) -> List[Problem]:
+    t, problems = cfg.training, []
     if t.max_steps <= 0 and t.num_train_epochs <= 0:
-        errors.append("training: set max_steps > 0 (Megatron --train-iters) or num_train_epochs > 0")
-    if t.lr < 0 or t.min_lr < 0:
-        errors.append(f"training: lr ({t.lr}) and min_lr ({t.min_lr}) must be >= 0")
+        problems.append(("max_steps", "training: set max_steps > 0 (Megatron --train-iters) or num_train_epochs > 0"))
     if t.min_lr > t.lr:
-        errors.append(f"training: min_lr ({t.min_lr}) is above lr ({t.lr})")
-    if not 0.0 <= t.warmup_ratio <= 1.0:
-        errors.append(f"training.warmup_ratio must be in [0, 1], got {t.warmup_ratio}")
+        problems.append(("min_lr", f"training: min_lr ({t.min_lr}) is above lr ({t.lr})"))
     if t.weight_decay_incr_style != "constant" and (t.start_weight_decay is None or t.end_weight_decay is None):
-        errors.append("training: weight_decay_incr_style other than constant needs start_weight_decay and "
-                      "end_weight_decay")
-    if t.save_steps < 0:
-        errors.append(f"training.save_steps must be >= 0 (0 saves only at the end), got {t.save_steps}")
-    if t.save_total_limit is not None and t.save_total_limit < 1:
-        errors.append(f"training.save_total_limit must be >= 1 or null, got {t.save_total_limit}")
-    if not 0.0 <= t.z_loss_coeff < float("inf"):
-        errors.append(f"training.z_loss_coeff must be a finite number >= 0 (0 turns the z-loss off), "
-                      f"got {t.z_loss_coeff}")
-    if t.chunk_loss_size is not None and t.chunk_loss_size < 1:
-        errors.append(f"training.chunk_loss_size must be >= 1, got {t.chunk_loss_size}")
+        problems.append(("weight_decay_incr_style", "training: weight_decay_incr_style other than constant needs "
+                                                    "start_weight_decay and end_weight_decay"))
     if t.finetune and t.resume_from_checkpoint is None and not cfg.model.model_name_or_path:
-        errors.append("training.finetune needs a checkpoint to load: set resume_from_checkpoint or "
-                      "model_name_or_path (--load)")
-    return errors
+        problems.append(("finetune", "training.finetune needs a checkpoint to load: set resume_from_checkpoint or "
+                                     "model_name_or_path (--load)"))
+    return problems
 
 
-def _check_profiling(cfg):
-    p, errors = cfg.profiling, []
-    if p.profile_step_start < 0:
-        errors.append(f"profiling.profile_step_start must be >= 0, got {p.profile_step_start}")
+def _check_profiling(cfg) -> List[Problem]:
+    p, problems = cfg.profiling, []
     if p.profile_step_end != -1 and p.profile_step_end <= p.profile_step_start:
-        errors.append(f"profiling.profile_step_end ({p.profile_step_end}) must be -1 or above profile_step_start "
-                      f"({p.profile_step_start})")
-    return errors
+        problems.append(("profile_step_end", f"profiling.profile_step_end ({p.profile_step_end}) must be -1 or above "
+                                             f"profile_step_start ({p.profile_step_start})"))
+    return problems
+
+
+def _check_architecture(cfg) -> List[Problem]:
+    arch = cfg.model.architecture
+    if not arch or cfg.model.model_name_or_path:  # a model directory's config.json is checked when it is read
+        return []
+    return architecture_problems(arch, cfg.data.cutoff_len)

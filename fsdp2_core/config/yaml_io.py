@@ -18,15 +18,49 @@ from .schema import FIELD_INDEX, ConfigError, closest_fields, coerce, describe_t
 from .validate import validate
 
 
-def read_yaml_values(path: str) -> Dict[str, Any]:
-    """Flatten a config YAML into {field: raw value}, rejecting unknown keys with suggestions."""
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, except that a key given twice in one mapping is an error (PyYAML keeps the last)."""
+
+    def construct_mapping(self, node, deep=False):
+        seen = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=True)
+            try:
+                first = seen.get(key)
+            except TypeError:  # an unhashable key: PyYAML's own error names it
+                break
+            if first is not None:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"key {key!r} is given twice (first on line {first + 1}); keep one",
+                    key_node.start_mark)
+            seen[key] = key_node.start_mark.line
+        return super().construct_mapping(node, deep)
+
+
+_UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _UniqueKeyLoader.construct_mapping)
+
+
+def load_yaml_file(path: str) -> Any:
+    """The document of a YAML file; a missing, unreadable, binary or malformed file is a ConfigError naming it."""
+    if os.path.isdir(path):
+        raise ConfigError(f"config file {path} is a directory; give the YAML file inside it")
     try:
         with open(path, encoding="utf-8") as fh:
-            doc = yaml.safe_load(fh) or {}
+            return yaml.load(fh, Loader=_UniqueKeyLoader)
     except FileNotFoundError:
         raise ConfigError(f"config file {path} does not exist") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path} is not a text file (byte {exc.start} is not UTF-8); give a YAML config") from None
+    except OSError as exc:
+        raise ConfigError(f"config file {path} cannot be read: {exc.strerror}") from None
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+
+
+def read_yaml_values(path: str) -> Dict[str, Any]:
+    """Flatten a config YAML into {field: raw value}, rejecting unknown keys with suggestions."""
+    doc = load_yaml_file(path)
+    doc = {} if doc is None else doc
     if not isinstance(doc, dict):
         raise ConfigError(f"{path}: the top level must be a mapping of sections (model, data, parallel, training, ...)")
     return flatten_sections(doc, source=path)

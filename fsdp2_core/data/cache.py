@@ -58,6 +58,26 @@ def cached_arrays(cache_dir: Optional[str], base: str, description: dict, names:
     return {name: np.load(paths[name], mmap_mode="r", allow_pickle=False) for name in names}
 
 
+def cached_json(cache_dir: Optional[str], description: dict, name: str, compute: Callable[[], object]):
+    """A small JSON-able value computed once per `description` and kept in `cache_dir` (when writable)."""
+    if cache_dir is None:
+        return compute()
+    path = os.path.join(cache_dir, f"{description_hash(description)}-{name}.json")
+    if os.path.isfile(path):
+        try:
+            with open(path, encoding="utf-8") as stream:
+                return json.load(stream)["value"]
+        except (OSError, ValueError, KeyError):
+            pass  # a damaged entry is computed again
+    value = compute()
+    try:
+        os.makedirs(cache_dir, exist_ok=True)
+        atomic_write_text(path, json.dumps({"description": description, "value": value}, default=str))
+    except OSError:
+        pass  # an unwritable cache costs time, not correctness
+    return value
+
+
 # ---------------------------------------------------------------- rank coordination
 def _dist():
     try:

@@ -18,6 +18,7 @@ import torch.nn as nn
 from torch.distributed.tensor import DTensor, Replicate
 
 from fsdp2_core.config import ConfigError
+from fsdp2_core.config.architecture_rules import architecture_problems
 
 from .families.qwen3_next import check_available
 from .registry import install_family
@@ -66,9 +67,20 @@ def build_model(cfg, device: torch.device, meta: bool, vocab_size: Optional[int]
     return model
 
 
+def check_model_config(config, cutoff_len: int, source: str) -> None:
+    """The architecture's rules (fsdp2_core.config.architecture_rules) on the config a model is built from;
+    `source` leads each key in the message ("model.architecture.", "<dir>/config.json: ")."""
+    problems = architecture_problems(config.to_dict(), cutoff_len, label=source)
+    if problems:
+        raise ConfigError("the model cannot train as configured:\n  - " + "\n  - ".join(t for _, t in problems),
+                          problems)
+
+
 def _build(cfg, device, meta, vocab_size, seed) -> nn.Module:
     m = cfg.model
     config = hf_config(m, vocab_size)
+    source = f"{os.path.join(m.model_name_or_path, 'config.json')}: " if m.model_name_or_path else "model.architecture."
+    check_model_config(config, cfg.data.cutoff_len, source)
     if meta:
         with torch.device("meta"):
             return _from_config(config, m.trust_remote_code)

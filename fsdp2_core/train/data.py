@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from fsdp2_core.config import ConfigError
+from fsdp2_core.data.megatron.gpt_dataset import IndexTooLargeError
 from fsdp2_core.data.megatron.sampler import MegatronPretrainingSampler
 
 from .loader_workers import termination_signals_blocked, worker_init
@@ -92,13 +93,37 @@ def build_datasets(cfg, train_iters: int, global_batch: int, tokenizer=None):
         except (ValueError, FileNotFoundError) as exc:
             raise ConfigError(f"data: {exc}") from None
     split_paths = lambda text: text.split() if text else None  # noqa: E731
-    return build_pretraining_datasets(
-        _mg_data_path(d.dataset), d.split, d.cutoff_len, t.seed,
-        num_samples=counts, cache_dir=d.data_cache_path, tokenizer=tokenizer,
-        train_data_path=split_paths(d.train_data_path), valid_data_path=split_paths(d.valid_data_path),
-        test_data_path=split_paths(d.test_data_path), mock=d.mock_data, reset_position_ids=d.reset_position_ids,
-        reset_attention_mask=d.reset_attention_mask, eod_mask_loss=d.eod_mask_loss,
-        create_attention_mask=bool(d.create_attention_mask_in_dataloader), no_shared_storage=bool(d.no_shared_storage))
+    try:
+        return build_pretraining_datasets(
+            _mg_data_path(d.dataset), d.split, d.cutoff_len, t.seed,
+            num_samples=counts, cache_dir=d.data_cache_path, tokenizer=tokenizer,
+            train_data_path=split_paths(d.train_data_path), valid_data_path=split_paths(d.valid_data_path),
+            test_data_path=split_paths(d.test_data_path), mock=d.mock_data, reset_position_ids=d.reset_position_ids,
+            reset_attention_mask=d.reset_attention_mask, eod_mask_loss=d.eod_mask_loss,
+            create_attention_mask=bool(d.create_attention_mask_in_dataloader),
+            no_shared_storage=bool(d.no_shared_storage))
+    except IndexTooLargeError as exc:
+        raise ConfigError(f"data: {exc} (samples asked: train {counts[0]:,} = {train_iters:,} iterations × global "
+                          f"batch {global_batch}, valid {counts[1]:,}, test {counts[2]:,})") from None
+    except (ValueError, FileNotFoundError) as exc:  # data errors name the file and what to do
+        raise ConfigError(f"data: {exc}") from None
+
+
+def check_token_ids(datasets, vocab_size: Optional[int]) -> None:
+    """Every token id of the data indexes the model's embedding: a data set tokenized for another vocabulary is
+    refused at start, naming the file, not met as an IndexError deep in the embedding at some iteration."""
+    if not vocab_size:
+        return
+    for dataset in datasets:
+        ranges = dataset.token_id_ranges() if hasattr(dataset, "token_id_ranges") else {}
+        for name, (low, high) in sorted(ranges.items()):
+            if high >= vocab_size or low < 0:
+                bad = high if high >= vocab_size else low
+                raise ConfigError(
+                    f"data: {name} holds token id {bad}, outside the model's vocabulary of {vocab_size} ids "
+                    f"(0..{vocab_size - 1}); the data was tokenized with another tokenizer. Use the tokenizer it "
+                    "was made with (--tokenizer-model / --tokenizer-type), or a model whose vocabulary covers it "
+                    "(--vocab-size / --padded-vocab-size, or model.architecture.vocab_size)")
 
 
 def _mg_data_path(dataset):

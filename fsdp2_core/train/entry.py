@@ -20,13 +20,14 @@ from fsdp2_core.quant import apply_quantization, check_quantization
 from fsdp2_core.quant.float8 import check_fp8_hardware
 
 from .checkpoint_hooks import CheckpointHooks
-from .data import build_datasets, build_tokenizer, epochs_to_steps, micro_batches
+from .data import build_datasets, build_tokenizer, check_token_ids, epochs_to_steps, micro_batches
 from .launcher_watch import LauncherWatch
 from .loop import Data, TrainState, train
 from .loss import install_loss, register_loss_with_fsdp
 from .lr_schedule import build_schedule
 from .metrics import MetricsSink, flops_per_token
 from .optimizer import build_optimizer
+from .output_dir import check_output_dir
 from .profiler import StepProfiler
 from .step import RunContext
 
@@ -116,6 +117,7 @@ def run_training(cfg, datasets: Optional[Sequence] = None, *, checkpoint: Checkp
     rank, world = dist.get_rank(), dist.get_world_size()
     print_fn = print_fn or (lambda s: print(s, flush=True) if rank == 0 else None)
     t = cfg.training
+    check_output_dir(t.output_dir, rank)  # a file or a read-only --save stops every rank here, together
     dp = resolve_batch(cfg, world)
     mesh = build_mesh(cfg.parallel, world, device.type)
     gbs = global_batch_size(cfg, dp)
@@ -132,6 +134,8 @@ def run_training(cfg, datasets: Optional[Sequence] = None, *, checkpoint: Checkp
             raise ConfigError("pretraining (mg) data needs max_steps (--train-iters): its sample counts derive from it")
         datasets = build_datasets(cfg, t.max_steps, gbs, tokenizer)
     train_ds, valid_ds, test_ds = (list(datasets) + [None, None])[:3]
+    check_token_ids([d for d in (train_ds, valid_ds, test_ds) if d is not None],
+                    getattr(getattr(model, "config", None), "vocab_size", None))
     train_iters = t.max_steps if t.max_steps > 0 else epochs_to_steps(len(train_ds), t.num_train_epochs, gbs)
     schedule = build_schedule(t, train_iters, gbs)
 

@@ -214,7 +214,9 @@ def test_cache_is_reused_and_keyed_by_config(tmp_path, corpora, stub_tokenizer, 
     args = ([corpora["a"]], "90,8,2", 64, 1234, (100, 10, 5))
     first = build_pretraining_datasets(*args, cache_dir=str(cache), tokenizer=stub_tokenizer)
     files = sorted(os.listdir(cache))
-    assert len(files) == 3 * 4 and not [f for f in files if ".tmp" in f]
+    # 3 splits × (3 index arrays + description), and the corpus's token id range (scanned once per file)
+    assert len(files) == 3 * 4 + 1 and not [f for f in files if ".tmp" in f]
+    assert [f for f in files if f.endswith("-token_id_range.json")]
     calls = []
     original = GPTDataset._build_indices
     monkeypatch.setattr(GPTDataset, "_build_indices", lambda self: calls.append(1) or original(self))
@@ -223,7 +225,7 @@ def test_cache_is_reused_and_keyed_by_config(tmp_path, corpora, stub_tokenizer, 
     assert np.array_equal(first[0][7]["tokens"], second[0][7]["tokens"])
     build_pretraining_datasets([corpora["a"]], "90,8,2", 64, 99, (100, 10, 5),
                                cache_dir=str(cache), tokenizer=stub_tokenizer)
-    assert len(calls) == 3 and len(os.listdir(cache)) == 2 * 3 * 4
+    assert len(calls) == 3 and len(os.listdir(cache)) == 2 * 3 * 4 + 1
 
 
 def test_no_shuffle_keeps_corpus_order(tmp_path, corpora, stub_tokenizer):

@@ -21,6 +21,7 @@ QWEN3_MOE = {"model_type": "qwen3_moe", "hidden_size": 32, "intermediate_size": 
 
 def _cfg(arch, **over):
     return build_config({"architecture": dict(arch), "output_dir": "/tmp/unused", "stage": "pt",
+                         "cutoff_len": arch["max_position_embeddings"],  # the 2048 default exceeds the tiny table
                          "train_from_scratch": True, "quant_recipe": "mxfp8", **over})
 
 

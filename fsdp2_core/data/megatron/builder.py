@@ -146,7 +146,10 @@ class _Builder:
                     raise ValueError("mock data needs a tokenizer with vocab_size and eod")
                 self._low_level[None] = MockGPTLowLevelDataset(tok.vocab_size, tok.eod)
             else:
-                self._low_level[prefix] = IndexedDataset(prefix)
+                dataset = IndexedDataset(prefix)
+                dataset.check_sequences()  # a damaged .idx is refused here, not trained on
+                dataset.token_id_range(self.config.cache_dir)  # scanned once (builder rank first), then cached
+                self._low_level[prefix] = dataset
         return self._low_level[prefix]
 
     def splits_of(self, prefix: Optional[str], matrix, sizes) -> List[Optional[GPTDataset]]:
@@ -237,9 +240,12 @@ def build_pretraining_datasets(
         raise ValueError(
             "--data-path and --train/valid/test-data-path are exclusive; give one or the other"
         )
-    is_mock = mock or (blend is None and not any(per_split))
+    is_mock = bool(mock)
     if is_mock and (blend is not None or any(per_split)):
         raise ValueError("mock data takes no data path; drop --mock-data or the data paths")
+    if not is_mock and blend is None and not any(per_split):
+        raise ValueError("no training data: give the dataset prefixes (--data-path, or --train-data-path/"
+                         "--valid-data-path/--test-data-path), or ask for synthetic data with --mock-data")
 
     pad, eod, tokenizer_id = _special_ids(tokenizer)
     if (reset_position_ids or reset_attention_mask or eod_mask_loss) and eod is None:

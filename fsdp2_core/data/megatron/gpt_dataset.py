@@ -93,6 +93,38 @@ class MockGPTLowLevelDataset:
             length = int(self.sequence_lengths[idx]) - offset
         return self[idx][offset: offset + length]
 
+    def token_id_range(self, cache_dir: Optional[str] = None) -> Tuple[int, int]:
+        return 0, max(self.vocab_size - 1, self.eod)
+
+
+class IndexTooLargeError(ValueError):
+    """The sample counts asked for need index arrays larger than this machine's memory."""
+
+
+def available_memory_bytes() -> Optional[int]:
+    """MemAvailable of /proc/meminfo (Linux), else the physical memory; None when unknown."""
+    try:
+        with open("/proc/meminfo", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def check_index_memory(where: str, what: str, needed: int) -> None:
+    """Refuse before allocating index arrays that cannot fit (numpy would fail deep inside with MemoryError)."""
+    available = available_memory_bytes()
+    if available is not None and needed > available:
+        raise IndexTooLargeError(
+            f"{where}: {what}; its index arrays need about {needed / 2**30:,.1f} GiB of memory, more than the "
+            f"{available / 2**30:,.1f} GiB available. Ask for fewer samples: lower --train-iters or "
+            "--global-batch-size (for the valid and test splits also --eval-iters, or raise --eval-interval)")
+
 
 def _ltor_extras(tokens: np.ndarray, config: GPTDataConfig):
     """loss_mask, position_ids, and (with reset_attention_mask) segment lengths / dense mask."""
@@ -188,6 +220,10 @@ class GPTDataset(torch.utils.data.Dataset):
         num_epochs = gpt_indices.num_epochs_needed(
             tokens_per_epoch, self.num_samples, cfg.seq_length, self._extra
         )
+        check_index_memory(
+            where, f"{'one epoch' if self.num_samples is None else f'{self.num_samples:,} samples'} was asked for "
+            f"({num_epochs:,} passes over its {end - beg:,} documents)",
+            gpt_indices.index_bytes(num_epochs, end - beg, tokens_per_epoch, cfg.seq_length))
         separate, before_final = gpt_indices.separate_final_epoch(
             num_epochs, tokens_per_epoch, self.num_samples, cfg.seq_length, self._extra
         )
@@ -212,6 +248,11 @@ class GPTDataset(torch.utils.data.Dataset):
             "sample_index": sample_index,
             "shuffle_index": shuffle_index,
         }
+
+    def token_id_ranges(self) -> Dict[str, Tuple[int, int]]:
+        """{file: (smallest, largest) token id} of the data this split reads (see IndexedDataset.token_id_range)."""
+        name = f"{self.dataset_path}.bin" if self.dataset_path else "mock data"
+        return {name: tuple(self.dataset.token_id_range(self.config.cache_dir))}
 
     # ----------------------------------------------------------------- reading
     def __len__(self) -> int:
@@ -330,7 +371,16 @@ class BlendedDataset(torch.utils.data.Dataset):
         self.dataset_index = arrays["dataset_index"]
         self.dataset_sample_index = arrays["dataset_sample_index"]
 
+    def token_id_ranges(self) -> Dict[str, Tuple[int, int]]:
+        out: Dict[str, Tuple[int, int]] = {}
+        for dataset in self.datasets:
+            out.update(dataset.token_id_ranges())
+        return out
+
     def _build_indices(self) -> Dict[str, np.ndarray]:
+        size = self.size if self.size is not None else int(sum(self.weights))
+        check_index_memory(f"the {self.split} blend of {len(self.datasets)} datasets",
+                           f"{size:,} samples were asked for", size * 10)  # int16 dataset + int64 sample index
         if self.size is not None:
             dataset_index, sample_index = build_blending_indices(self.weights, self.size)
         else:

@@ -43,6 +43,13 @@ def separate_final_epoch(num_epochs: int, tokens_per_epoch: int, num_samples: Op
     return from_final < int(SEPARATE_FINAL_EPOCH_THRESHOLD * per_epoch), before_final
 
 
+def index_bytes(num_epochs: int, num_documents: int, tokens_per_epoch: int, seq_length: int) -> int:
+    """Peak bytes of the three index arrays of one split, and their main temporaries, before building them."""
+    samples = num_epochs * tokens_per_epoch // max(seq_length, 1) + 1
+    documents = num_epochs * num_documents
+    return documents * 4 * 2 + samples * (2 * 8 + 8 + 8)  # tiled + shuffled copy; sample pairs; shuffle + temporaries
+
+
 def build_document_index(documents: np.ndarray, num_epochs: int, rng: np.random.RandomState,
                          separate_final: bool, shuffle: bool = True) -> np.ndarray:
     """int32 array of `num_epochs` copies of `documents`, shuffled (the last copy apart)."""

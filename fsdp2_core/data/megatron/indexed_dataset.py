@@ -21,9 +21,11 @@ import os
 import shutil
 import struct
 from enum import Enum
-from typing import Iterable, List, Optional, Sequence, Type, Union
+from typing import Iterable, List, Optional, Sequence, Tuple, Type, Union
 
 import numpy as np
+
+from ..cache import cached_json
 
 _INDEX_HEADER = b"MMIDIDX\x00\x00"
 _HEADER_BYTES = 9 + 8 + 1 + 8 + 8  # magic, version, dtype code, sequence count, document count
@@ -269,6 +271,53 @@ class IndexedDataset:
                 f"{self.path_prefix} was opened without multimodal=True; it has no sequence modes"
             )
         return self.index.sequence_modes
+
+    def check_sequences(self) -> None:
+        """Every sequence has a length >= 0 and lies inside the `.bin` (O(sequences), once per run).
+
+        Opening reads only the header; a damaged or hand-made `.idx` (a negative length, a pointer
+        past the end) would otherwise train on wrong tokens without a word."""
+        lengths, pointers = self.index.sequence_lengths, self.index.sequence_pointers
+        if not len(lengths):
+            return
+        idx_path = get_idx_path(self.path_prefix)
+        negative = np.flatnonzero(lengths < 0)
+        if len(negative):
+            i = int(negative[0])
+            raise IndexedDatasetError(
+                f"{idx_path} is damaged: sequence {i} has length {int(lengths[i])} ({len(negative)} negative lengths "
+                "in all); rebuild the dataset with tools/preprocess_data.py")
+        ends = pointers + lengths.astype(np.int64) * self.index.dtype_size
+        bad = np.flatnonzero((pointers < 0) | (ends > os.path.getsize(self._bin_path)))
+        if len(bad):
+            i = int(bad[0])
+            raise IndexedDatasetError(
+                f"{idx_path} is damaged: sequence {i} (bytes {int(pointers[i])}..{int(ends[i])}) lies outside "
+                f"{self._bin_path} ({os.path.getsize(self._bin_path)} bytes); rebuild the dataset with "
+                "tools/preprocess_data.py")
+
+    def token_id_range(self, cache_dir: Optional[str] = None) -> Tuple[int, int]:
+        """(smallest, largest) token id in the `.bin`; (0, -1) when it is empty.
+
+        A scan of the whole `.bin` (numpy min/max over the memory map, chunk by chunk), done once
+        per file: remembered here, and in `cache_dir` keyed by the file's path, size and mtime."""
+        if getattr(self, "_token_id_range", None) is None:
+            stat = os.stat(self._bin_path)
+            key = {"token_id_range": os.path.abspath(self._bin_path), "size": stat.st_size,
+                   "mtime_ns": stat.st_mtime_ns, "dtype": np.dtype(self.index.dtype).name}
+            self._token_id_range = tuple(cached_json(cache_dir, key, "token_id_range", self._scan_token_ids))
+        return self._token_id_range
+
+    def _scan_token_ids(self, chunk_tokens: int = 1 << 26) -> Tuple[int, int]:
+        if not os.path.getsize(self._bin_path):
+            return 0, -1
+        flat = np.memmap(self._bin_path, dtype=self.index.dtype, mode="r")
+        low, high = None, None
+        for start in range(0, len(flat), chunk_tokens):
+            chunk = flat[start:start + chunk_tokens]
+            low = int(chunk.min()) if low is None else min(low, int(chunk.min()))
+            high = int(chunk.max()) if high is None else max(high, int(chunk.max()))
+        return low, high
 
     @staticmethod
     def exists(path_prefix: str) -> bool:

@@ -271,6 +271,7 @@ def preprocess(inputs: str, output_prefix: str, tokenizer_factory: Callable[[], 
                     bar.set_postfix_str(rate)
                     if not progress:
                         print(f"Processed {done} documents ({rate}).", file=sys.stderr)
+        _refuse_empty(inputs, done, builders)
         for key, builder in builders.items():
             builder.finalize(prefixes[key] + ".idx")
     except BaseException:
@@ -283,6 +284,17 @@ def preprocess(inputs: str, output_prefix: str, tokenizer_factory: Callable[[], 
             pool.close()
             pool.join()
     return prefixes
+
+
+def _refuse_empty(inputs: str, documents: int, builders: Dict[str, IndexedDatasetBuilder]) -> None:
+    """A dataset without a token would pass for data until training found nothing to sample: write none."""
+    if documents == 0:
+        raise ValueError(f"--input {inputs}: no records (the input is empty or holds only blank lines); "
+                         "nothing written")
+    for key, builder in builders.items():
+        if not any(builder.sequence_lengths):
+            raise ValueError(f"--input {inputs}: every record's {key!r} text tokenizes to nothing ({documents} "
+                             f"records); nothing written. Check --json-keys and the input")
 
 
 def _records(files: Sequence[str], part: int, partitions: int, keep_sequential: bool):
