@@ -12,19 +12,20 @@ import pytest
 
 from fsdp2_core.testing.spawn import spawn_runs
 from fsdp2_core.testing.tiny import SyntheticDataset, datasets, tiny_config
+from fsdp2_core.train.lr_schedule import build_schedule
 
 pytestmark = [pytest.mark.dist, pytest.mark.slow]
 
 BATCHES = [2, 2, 4, 6, 8, 8, 8]
 RAMP = dict(max_steps=-1, train_samples=40, global_batch_size=8, rampup_batch_size=[2, 2, 12], decoupled_lr=3e-3,
-            save_steps=0, save_total_limit=None, save_hf_weights=False)
+            save_steps=0, save_total_limit=None, save_hf_weights=False, eval_interval=2, eval_iters=1)
 
 
 class Recorded(SyntheticDataset):
-    """The training set, noting which samples this rank reads, in order."""
+    """A split that notes which samples this rank reads, in order."""
 
-    def __init__(self):
-        super().__init__(64)
+    def __init__(self, n=64, seed=0):
+        super().__init__(n, seed=seed)
         self.read = []
 
     def __getitem__(self, i):
@@ -37,10 +38,11 @@ def run(args):
     from fsdp2_core.train import run_training
     out_dir, over = args
     cfg = tiny_config(out_dir, **over)
-    train = Recorded()
+    train, valid = Recorded(), Recorded(16, seed=1)
     lines = []
-    summary = run_training(cfg, datasets=(train,) + datasets()[1:], checkpoint=Checkpointer(cfg),
+    summary = run_training(cfg, datasets=(train, valid, datasets()[2]), checkpoint=Checkpointer(cfg),
                            print_fn=lines.append)
+    summary["valid_read"] = valid.read
     return summary, lines, train.read
 
 
@@ -64,6 +66,23 @@ def test_each_iteration_takes_the_ramps_micro_batches(ramp_runs):
     starts = [sum(BATCHES[:i]) for i in range(len(BATCHES))]
     assert read0 == [s + 2 * k for s, b in zip(starts, BATCHES) for k in range(b // 2)]
     assert read1 == [s + 2 * k + 1 for s, b in zip(starts, BATCHES) for k in range(b // 2)]
+
+
+def test_lr_schedule_advances_by_each_iterations_batch(ramp_runs, tmp_path):
+    full = ramp_runs[1][0][0][0]
+    schedule = build_schedule(tiny_config(tmp_path, **RAMP).training, 7, 8)
+    expected = []
+    for batch in BATCHES:
+        schedule.num_steps += batch
+        expected.append(schedule.lr())
+    assert full["learning_rates"] == pytest.approx(expected, rel=1e-12)
+    assert schedule.decay_steps == 40  # the run's samples: Megatron's sample-based decay
+
+
+def test_evaluation_takes_the_global_batch_after_the_ramp(ramp_runs):
+    full = ramp_runs[1][0][0][0]
+    assert [v["iteration"] for v in full["valid"]] == [2, 4, 6, 7]
+    assert len(full["valid_read"]) == 4 * 8 // 2                          # 4 evaluations of 8 samples, 2 ranks
 
 
 def test_log_line_shows_the_current_global_batch(ramp_runs):

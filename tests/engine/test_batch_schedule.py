@@ -183,3 +183,16 @@ def test_constant_schedule_is_the_plain_global_batch():
     c = ConstantBatch(32)
     assert c.global_batch(10**9) == 32 and c.next_change(0) is None and c.train_iters(1000) == 31
     assert c.micro_batches(64, 2, 4) == 4 and c.samples_after(5, 10) == 170
+
+
+def test_sample_based_run_decays_over_its_samples():
+    """Megatron's get_optimizer_param_scheduler for --train-samples: lr_decay_samples defaults to train_samples,
+    warmup = fraction × that, weight decay increments over train_samples (not iterations × batch)."""
+    from fsdp2_core.train.lr_schedule import build_schedule
+    t = _cfg(train_samples=1000, global_batch_size=16, warmup_ratio=0.01, weight_decay_incr_style="linear",
+             start_weight_decay=0.0, end_weight_decay=0.1).training
+    s = build_schedule(t, t.max_steps, 16)
+    assert (s.decay_steps, s.warmup_steps, s.wd_incr_steps) == (1000, 10, 1000) and t.max_steps * 16 == 992
+    ramp = _cfg(train_samples=1000, global_batch_size=32, rampup_batch_size=[4, 4, 500], lr_decay_steps=25).training
+    assert build_schedule(ramp, ramp.max_steps, 32).decay_steps == 800 and build_schedule(
+        ramp, ramp.max_steps, 32).wd_incr_steps == 1000
