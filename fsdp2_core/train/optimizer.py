@@ -33,7 +33,7 @@ GROUP_ORDER = ((False, False), (False, True), (True, False), (True, True))  # (d
 
 def param_groups(model: nn.Module, t) -> List[dict]:
     """Megatron's groups: weight decay or not (wd_mult), and with decoupled_lr the embedding and output layer
-    apart (is_decoupled_lr). `default_config` marks the groups on the main LR schedule, whose LR is logged."""
+    apart (is_decoupled_lr; default_config False: not on the main LR schedule, whose LR is logged)."""
     decoupled = decoupled_lr_params(model) if t.decoupled_lr is not None else set()
     if t.decoupled_lr is not None and not decoupled:
         raise ConfigError("training.decoupled_lr (--decoupled-lr): the model has no input embedding or output layer "
@@ -45,8 +45,10 @@ def param_groups(model: nn.Module, t) -> List[dict]:
     groups = []
     for lr_apart, plain in GROUP_ORDER:
         if buckets[(lr_apart, plain)]:
-            groups.append({"params": buckets[(lr_apart, plain)], "wd_mult": 0.0 if plain else 1.0,
-                           "is_decoupled_lr": lr_apart, "default_config": not lr_apart})
+            group = {"params": buckets[(lr_apart, plain)], "wd_mult": 0.0 if plain else 1.0}
+            if lr_apart:  # only these groups carry the marks: other groups keep the keys older checkpoints hold
+                group.update(is_decoupled_lr=True, default_config=False)
+            groups.append(group)
     return groups
 
 
