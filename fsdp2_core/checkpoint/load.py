@@ -103,8 +103,8 @@ def _check_param_groups(metadata, optimizer, path: str) -> None:
         raise CheckpointError(
             f"{path} holds optimizer state for {len(saved)} parameter groups and this run has "
             f"{len(optimizer.param_groups)}; the usual cause: it was saved without decoupled_lr (--decoupled-lr), "
-            "which gives the embedding and output layer a group of their own. Resume without decoupled_lr, or with it and "
-            "load_optim: false (--no-load-optim) to restore the weights and start fresh optimizer moments")
+            "which gives the embedding and output layer a group of their own. Resume without decoupled_lr, or with "
+            "it and load_optim: false (--no-load-optim) to restore the weights and start fresh optimizer moments")
 
 
 def load_checkpoint(path: str, t, model, optimizer, schedule, state, rank: int, world: int, global_batch: int,
