@@ -4,7 +4,7 @@ import pytest
 
 from tests.checkpoint.ckpt_helpers import spawn_sequence
 
-pytestmark = pytest.mark.dist
+pytestmark = [pytest.mark.dist, pytest.mark.slow]
 
 BASE = {"max_steps": 4, "save_steps": 2, "save_hf_weights": False}
 

@@ -19,7 +19,7 @@ from fsdp2_core.train.optimizer import build_optimizer, logged_lr, param_groups
 
 warnings.filterwarnings("ignore", category=UserWarning)
 pytest.importorskip("megatron.core.optimizer")
-pytestmark = pytest.mark.dist
+pytestmark = [pytest.mark.dist, pytest.mark.slow]
 
 ITERS, GBS = 60, 32
 RAMP = RampupBatch(8, 8, 400, GBS)  # increments of 8, 16, 24, then 32 samples per step
