@@ -17,6 +17,7 @@ from .architecture import ENGINE_MODEL_ID, build_architecture, compare_with_chec
 from .mapping import ARCH_FLAGS
 from .registry import rule_for
 from .report import ReportLine
+from .schedule_flags import decoupled_min_lr, derive_batch_schedule
 
 
 def _line(t, flag, text=None, status="mapped"):
@@ -603,11 +604,11 @@ def derive_steps(t, values: Dict[str, Any], dialect: str) -> None:
         _line(t, "--train-iters")
         _at_least_one_step("--train-iters", g["--train-iters"], values["max_steps"])
     elif "--train-samples" in g:
-        values["max_steps"] = _samples_to_steps("--train-samples", g["--train-samples"], gbs) // 1
-        values["max_steps"] = int(values["max_steps"])
-        _line(t, "--train-samples", f"training.max_steps = {g['--train-samples']} ÷ {gbs} = {values['max_steps']}")
-        _at_least_one_step("--train-samples", g["--train-samples"], values["max_steps"])
-    elif dialect == "megatron" and values.get("max_steps", -1) <= 0:
+        values["train_samples"] = g["--train-samples"]  # max_steps: validate counts the iterations
+        values.pop("max_steps", None)
+        _line(t, "--train-samples")
+        t.origin["train_samples"] = t.origin["max_steps"] = "--train-samples"
+    elif dialect == "megatron" and values.get("max_steps", -1) <= 0 and not values.get("train_samples"):
         raise ConfigError("add --train-iters (or --train-samples): Megatron needs the length of the run")
     for iters, samples, name in (("--lr-decay-iters", "--lr-decay-samples", "lr_decay_steps"),
                                  ("--lr-warmup-iters", "--lr-warmup-samples", "lr_warmup_steps"),
@@ -642,7 +643,8 @@ HANDLERS = {
     "precision": precision, "fp8": fp8, "optimizer": optimizer, "stage": stage, "instruction": instruction,
     "lora": lora, "dataloader": dataloader, "tokenizer": tokenizer, "recompute": recompute, "cp": context_and_experts,
     "load": load_paths, "architecture": architecture, "pipeline": pipeline, "save_parts": save_parts,
-    "deepspeed": deepspeed, "pai": pai,
+    "deepspeed": deepspeed, "pai": pai, "decoupled": decoupled_min_lr,
 }
 # Handlers that need the merged values (YAML < Megatron flags < FSDP2 names): the batch and step arithmetic.
-LATE_HANDLERS = {"batch": derive_batch, "steps": derive_steps, "tokens": derive_tokens}
+LATE_HANDLERS = {"batch": derive_batch, "steps": derive_steps, "tokens": derive_tokens,
+                 "batch_schedule": derive_batch_schedule}

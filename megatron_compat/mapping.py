@@ -127,7 +127,10 @@ def absorbed(flags: str, reason: str) -> Rule:
 GROUP_FIELDS: Dict[str, Tuple[str, ...]] = {
     "pipeline": (),
     "batch": ("global_batch_size", "gradient_accumulation_steps"),
-    "steps": ("max_steps", "lr_decay_steps", "lr_warmup_steps", "lr_wsd_decay_steps"),
+    "steps": ("max_steps", "train_samples", "lr_decay_steps", "lr_warmup_steps", "lr_wsd_decay_steps"),
+    # beside a step schedule the global batch is Megatron's default (micro × dp), which no flag writes
+    "batch_schedule": ("rampup_batch_size", "step_batch_size_schedule", "global_batch_size"),
+    "decoupled": ("decoupled_min_lr",),
     "cp": ("cp_type",),
     "optimizer": ("optimizer",),
     "precision": ("param_dtype",),
@@ -171,7 +174,19 @@ MAPPED_RULES = [
           "training.global_batch_size; gradient_accumulation_steps = global / (micro × dp)",
           example=("--global-batch-size", "32")),
     group("--train-iters", "steps", "training.max_steps", example=("--train-iters", "7")),
-    group("--train-samples", "steps", f"training.max_steps {SAMPLES}", example=("--train-samples", "320")),
+    group("--train-samples", "steps", "training.train_samples; max_steps as Megatron's update_train_iters counts them "
+          "(samples ÷ global batch, or through a batch-size ramp-up); LR decay and weight-decay increment default to "
+          "them", example=("--train-samples", "320")),
+    group("--rampup-batch-size", "batch_schedule",
+          "training.rampup_batch_size [start, increment, samples]: the global batch grows from start by increment "
+          "over that many consumed samples up to --global-batch-size; each iteration takes the current batch's "
+          "micro-batches and advances the LR schedule by it (megatron-core 0.16; newer Megatron-LM ignores the flag "
+          "for --step-batch-size-schedule)",
+          example=("--global-batch-size", "32", "--rampup-batch-size", "8", "8", "600", "--train-samples", "2000")),
+    group("--step-batch-size-schedule", "batch_schedule",
+          "training.step_batch_size_schedule: 'THRESHOLD:BATCH ...', thresholds in tokens (÷ --seq-length into "
+          "samples), the global batch from each threshold on (Megatron-LM's StepBatchsizeNumMicroBatchesCalculator)",
+          example=("--step-batch-size-schedule", "0:8 0.3K:16 1K:32")),
     # --- learning rate and optimizer ---
     plain("--lr", "lr"),
     plain("--min-lr", "min_lr", example=("--min-lr", "1e-5")),
@@ -182,6 +197,12 @@ MAPPED_RULES = [
     group("--lr-warmup-samples", "steps", f"training.lr_warmup_steps {SAMPLES}", example=("--lr-warmup-samples", "24")),
     plain("--lr-warmup-fraction", "warmup_ratio"),
     plain("--lr-warmup-init", "lr_warmup_init"),
+    plain("--decoupled-lr", "decoupled_lr", note="the input embedding and output layer (tied: the shared weight) "
+          "peak at this LR on the same warmup and decay; the other parameters keep --lr", example=("--decoupled-lr",
+                                                                                                  "5e-4")),
+    group("--decoupled-min-lr", "decoupled", "training.decoupled_min_lr: the embedding and output layer's minimum LR "
+          "(only with --decoupled-lr, as in Megatron; without it the flag has no effect)",
+          example=("--decoupled-lr", "5e-4", "--decoupled-min-lr", "5e-6")),
     plain("--lr-wsd-decay-style", "lr_wsd_decay_style", example=("--lr-wsd-decay-style", "cosine")),
     group("--lr-wsd-decay-iters", "steps", "training.lr_wsd_decay_steps", example=("--lr-wsd-decay-iters", "9")),
     group("--lr-wsd-decay-samples", "steps", f"training.lr_wsd_decay_steps {SAMPLES}",

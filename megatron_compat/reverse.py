@@ -9,6 +9,7 @@ the same config. Fields that no row writes are returned apart: they stay in the 
 from typing import Any, Dict, List, Set, Tuple
 
 from fsdp2_core.config import TrainConfig, config_to_sections
+from fsdp2_core.config.batch_schedule import StepBatchSchedule
 from fsdp2_core.data.mindspeed.instruction import PROMPT_TYPES
 
 from .mapping import GROUP_FIELDS, MAPPED_RULES
@@ -93,7 +94,10 @@ def _steps_flag(value, gbs, iters_flag, samples_flag):
 
 
 def _steps(f, base):
-    out = ["--train-iters", str(f["max_steps"])] if f["max_steps"] and f["max_steps"] > 0 else []
+    if f["train_samples"]:
+        out = ["--train-samples", str(f["train_samples"])]  # max_steps is derived from it
+    else:
+        out = ["--train-iters", str(f["max_steps"])] if f["max_steps"] and f["max_steps"] > 0 else []
     gbs = f["global_batch_size"] or 1
     for name, iters, samples in (("lr_decay_steps", "--lr-decay-iters", "--lr-decay-samples"),
                                  ("lr_warmup_steps", "--lr-warmup-iters", "--lr-warmup-samples"),
@@ -103,8 +107,21 @@ def _steps(f, base):
     return out
 
 
+def _batch_schedule(f, base):
+    if f["rampup_batch_size"]:
+        return ["--rampup-batch-size"] + _words(f["rampup_batch_size"])
+    return ["--step-batch-size-schedule", f["step_batch_size_schedule"]] if f["step_batch_size_schedule"] else []
+
+
+def _decoupled(f, base):
+    return ["--decoupled-min-lr"] + _words(f["decoupled_min_lr"]) if f["decoupled_min_lr"] is not None else []
+
+
 def _batch(f, base):
     gbs = f["global_batch_size"]
+    schedule = f["step_batch_size_schedule"]
+    if schedule and gbs != StepBatchSchedule(schedule, f["cutoff_len"]).final:
+        return []  # Megatron's default beside a step schedule (micro × dp); Megatron refuses any other with it
     return ["--global-batch-size", str(gbs)] if gbs is not None and gbs != base.get("global_batch_size") else []
 
 
@@ -252,4 +269,5 @@ GROUP_REVERSE = {
     "instruction": _instruction, "lora": _lora, "tokenizer": _tokenizer, "load": _load, "save_parts": _save_parts,
     "architecture": lambda f, base: architecture_flags(f["architecture"]),
     "deepspeed": _nothing, "tokens": _nothing, "pai": _nothing,  # their fields come back through the plain rows
+    "batch_schedule": _batch_schedule, "decoupled": _decoupled,
 }

@@ -64,10 +64,10 @@ def test_corpus_script_converts_to_expected_config(name, tmp_path):
 
 def test_force_writes_without_the_refused_flags(tmp_path):
     yaml_out = tmp_path / "new.yaml"
-    code, out, err = run_convert([os.path.join(SCRIPTS, "gpt3_175b_megatron.sh"), "-o", str(yaml_out),
+    code, out, err = run_convert([os.path.join(SCRIPTS, "posttrain_sft_function.sh"), "-o", str(yaml_out),
                                   "--script-out", str(tmp_path / "new.sh"), "--force"])
-    assert code == 1 and yaml_out.exists() and "--rampup-batch-size" in out
-    assert load_config(str(yaml_out)).parallel.tp_size == 8
+    assert code == 1 and yaml_out.exists() and "--position-embedding-type" in out
+    assert load_config(str(yaml_out)).parallel.tp_size == 2
 
 
 def test_script_read_errors_are_clear(tmp_path):

@@ -17,7 +17,8 @@ BASE = ("--num-layers 2 --hidden-size 64 --num-attention-heads 4 --seq-length 32
 INVENTED = {"int": ["3"], "float": ["0.25"], "str": ["/invented/value"]}
 MAPPED = [rule for rule in MAPPED_RULES if rule.status == "mapped"]
 # Base flags a row's example cannot be combined with (Megatron refuses both together).
-EXCLUDES = {"--train-samples": ("--train-iters",), "--patch-tokenizer-type": ("--tokenizer-type", "--vocab-size")}
+EXCLUDES = {"--train-samples": ("--train-iters",), "--patch-tokenizer-type": ("--tokenizer-type", "--vocab-size"),
+            "--rampup-batch-size": ("--train-iters",), "--step-batch-size-schedule": ("--global-batch-size",)}
 # Rows whose only accepted value is what the dialect already gives: their example changes nothing.
 RESTATE_DEFAULTS = {"--expert-tensor-parallel-size", "--dataloader-type", "--optimizer", "--dataset",
                     "--bias-gelu-fusion"}

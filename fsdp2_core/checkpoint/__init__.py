@@ -12,7 +12,8 @@
     hf_export   safetensors + config + generation config + tokenizer, streamed one tensor at a time
 
 When saves happen (Megatron's rules): every `save_steps` iterations (0: only at the end), at
-every `save_epochs`-th epoch boundary of an epoch-based run (max_steps unset), at
+every `save_epochs`-th epoch boundary of an epoch-based run (max_steps unset), when a batch-size
+ramp-up changes the number of micro-batches (before the first iteration with the new count), at
 `exit_interval`, on a caught signal or when `exit_duration_in_mins` has passed (then the
 run stops), and at the end of training. A completed run with `save_hf_weights` then writes
 <output_dir>/hf_model/. A run stopped early (exit interval, signal, duration) exports nothing:
@@ -170,6 +171,10 @@ class Checkpointer:
                        f"resume_from_checkpoint: latest")
             return True
         return False
+
+    def batch_size_changed(self, state, model, optimizer, schedule) -> None:
+        if self.saved_iteration != state.iteration:  # after_step may have saved this iteration already
+            self.save(state, model, optimizer, schedule)
 
     def finish(self, state, model, optimizer, schedule) -> None:
         try:

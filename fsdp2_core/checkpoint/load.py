@@ -96,6 +96,17 @@ def _from_rank0(value, group):
     return value
 
 
+def _check_param_groups(metadata, optimizer, path: str) -> None:
+    """A checkpoint with fewer optimizer parameter groups than this run cannot fill them (decoupled_lr adds one)."""
+    saved = {key.split(".")[2] for key in metadata.state_dict_metadata if key.startswith("optimizer.param_groups.")}
+    if len(saved) < len(optimizer.param_groups):
+        raise CheckpointError(
+            f"{path} holds optimizer state for {len(saved)} parameter groups and this run has "
+            f"{len(optimizer.param_groups)}; the usual cause: it was saved without decoupled_lr (--decoupled-lr), "
+            "which gives the embedding and output layer a group of their own. Resume without decoupled_lr, or with "
+            "it and load_optim: false (--no-load-optim) to restore the weights and start fresh optimizer moments")
+
+
 def load_checkpoint(path: str, t, model, optimizer, schedule, state, rank: int, world: int, global_batch: int,
                     group=None, warn=None) -> dict:
     """Restore what the config asks for from checkpoint `path`; returns what was restored."""
@@ -119,6 +130,8 @@ def load_checkpoint(path: str, t, model, optimizer, schedule, state, rank: int, 
             warn(f"{path} was saved by {saved_world} ranks and is resumed on {world}: per-rank RNG states are not "
                  "restored; generators keep the run's seed")
         want_rng = False
+    if want_optim:
+        _check_param_groups(metadata, optimizer, path)
     sd = template_to_load(model, optimizer, schedule, state, rank, with_optimizer=want_optim, with_rng=want_rng,
                           with_counters=not finetune)
     try:

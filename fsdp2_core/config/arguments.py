@@ -239,11 +239,33 @@ class TrainingArguments:
     # --- extensions carrying Megatron semantics ---
     global_batch_size: Optional[int] = _f(None, "Megatron's global batch; when set, gradient_accumulation_steps is "
                                           "derived from it and the data-parallel size at run time.", extension=True)
+    train_samples: Optional[int] = _f(
+        None, "Length of the run in samples (--train-samples): max_steps is derived from it (batch-size ramp-up "
+              "included, as Megatron's update_train_iters), and the LR decay and weight-decay increment default to "
+              "it, in samples.", extension=True)
+    rampup_batch_size: Optional[List[int]] = _f(
+        None, "Batch-size ramp-up [start, increment, samples] (--rampup-batch-size): the global batch starts at "
+              "`start` and grows by `increment` over `samples` consumed samples up to global_batch_size; each "
+              "iteration takes the current batch's micro-batches and advances the LR schedule by it (megatron-core "
+              "0.16's RampupBatchsizeNumMicroBatchesCalculator).", extension=True)
+    step_batch_size_schedule: Optional[str] = _f(
+        None, "Step-wise global batch (--step-batch-size-schedule), 'THRESHOLD:BATCH ...' with K/M/B/T suffixes, "
+              "e.g. '0:16 2.4B:320 12B:1536': from THRESHOLD tokens consumed (divided by cutoff_len into samples, "
+              "as Megatron does with --seq-length) the global batch is BATCH. global_batch_size stays the batch of "
+              "evaluation and of iteration counts in the LR schedule.", extension=True)
+    decoupled_lr: Optional[float] = _f(
+        None, "Peak learning rate of the input embedding and output layer (--decoupled-lr; tied embeddings: the "
+              "shared weight), on the same warmup/decay shape as lr; None: one learning rate for all.",
+        extension=True)
+    decoupled_min_lr: Optional[float] = _f(
+        None, "Minimum learning rate of the embedding and output layer with decoupled_lr (--decoupled-min-lr); "
+              "None: min_lr.", extension=True)
     lr_warmup_steps: Optional[float] = _f(None, "Warmup in steps (--lr-warmup-iters, or samples / global batch, which "
                                           "may be fractional so the schedule equals Megatron's sample-based one); wins "
                                           "over warmup_ratio.", extension=True)
     lr_decay_steps: Optional[float] = _f(None, "Steps over which the LR decays (--lr-decay-iters, or samples / global "
-                                         "batch); default max_steps. Warmup from warmup_ratio is a fraction of this.",
+                                         "batch); default max_steps (train_samples when the run is given in samples). "
+                                         "Warmup from warmup_ratio is a fraction of this.",
                                          extension=True)
     lr_warmup_init: float = _f(0.0, "Learning rate at the start of warmup.", extension=True)
     lr_wsd_decay_style: Literal["exponential", "linear", "cosine", "minus_sqrt"] = _f(

@@ -9,6 +9,7 @@ from typing import Dict, List, NamedTuple, Optional, Tuple
 
 from .architecture_rules import architecture_problems
 from .arguments import TrainConfig
+from .batch_schedule import ConstantBatch, build_batch_schedule, has_batch_schedule
 from .schema import FIELD_INDEX, ConfigError, field_section
 
 Problem = Tuple[Optional[str], str]
@@ -65,7 +66,8 @@ RANGES: Dict[str, Range] = {
     "adam_epsilon": AT_LEAST_0, "max_grad_norm": Range(0, why="0 disables clipping"),
     "warmup_ratio": Range(0, 1), "num_train_epochs": AT_LEAST_0,
     "gradient_accumulation_steps": AT_LEAST_1, "per_device_train_batch_size": AT_LEAST_1,
-    "global_batch_size": AT_LEAST_1, "seed": Range(0, MAX_SEED, why="the range numpy's generators accept"),
+    "global_batch_size": AT_LEAST_1, "train_samples": AT_LEAST_1, "decoupled_lr": AT_LEAST_0,
+    "decoupled_min_lr": AT_LEAST_0, "seed": Range(0, MAX_SEED, why="the range numpy's generators accept"),
     "save_steps": Range(0, why="0 saves only at the end"), "save_total_limit": Range(1, why="or null to keep all"),
     "save_epochs": AT_LEAST_0, "logging_steps": Range(1, why="log every N iterations"),
     "chunk_loss_size": AT_LEAST_1, "dataloader_num_workers": Range(0, why="0 reads in the training process"),
@@ -85,8 +87,8 @@ def validate(cfg: TrainConfig) -> TrainConfig:
     if cfg.data.neat_packing:
         cfg.data.packing = True  # neat_packing implies packing
     problems: List[Problem] = []
-    for check in (_check_ranges, _check_essentials, _check_data_rules, _check_parallel, _check_training,
-                  _check_profiling, _check_architecture):
+    for check in (_check_ranges, _check_essentials, _check_data_rules, _check_parallel, _check_batch_schedule,
+                  _check_training, _check_decoupled_lr, _check_profiling, _check_architecture):
         problems.extend(check(cfg))
     if problems:
         raise ConfigError("invalid configuration:\n  - " + "\n  - ".join(text for _, text in problems), problems)
@@ -157,6 +159,61 @@ def _check_parallel(cfg) -> List[Problem]:
         problems.append(("fsdp_modules", "parallel.fsdp_modules must not be empty; the default is "
                                          "['model.layers.{*}', 'model.embed_tokens', 'lm_head']"))
     return problems
+
+
+def _check_batch_schedule(cfg) -> List[Problem]:
+    """Ramp-up or step schedule, and a run given in samples: max_steps = Megatron's update_train_iters."""
+    t, problems = cfg.training, []
+    if t.rampup_batch_size is not None and t.step_batch_size_schedule:
+        return [("rampup_batch_size", "training: rampup_batch_size (--rampup-batch-size) and step_batch_size_schedule "
+                                      "(--step-batch-size-schedule) exclude each other; keep one")]
+    if t.rampup_batch_size is not None and len(t.rampup_batch_size) != 3:
+        return [("rampup_batch_size", f"training.rampup_batch_size must be three integers [start batch, increment, "
+                                      f"ramp-up samples], got {t.rampup_batch_size}")]
+    if has_batch_schedule(t) and t.max_steps <= 0 and not t.train_samples:
+        problems.append(("max_steps", "training: a batch-size ramp-up or step schedule needs the run's length in "
+                                      "samples (train_samples, --train-samples) or iterations (max_steps, "
+                                      "--train-iters); not epochs"))
+    if (not has_batch_schedule(t) and t.train_samples is None) or (t.train_samples or 1) < 1:
+        return problems  # a train_samples below 1 is the range check's
+    if t.global_batch_size is None and not t.step_batch_size_schedule:
+        return problems + [("global_batch_size", "training: train_samples and rampup_batch_size count samples per "
+                                                 "global batch: set global_batch_size (--global-batch-size)")]
+    field = "step_batch_size_schedule" if t.step_batch_size_schedule else "rampup_batch_size"
+    try:
+        schedule = build_batch_schedule(t, t.global_batch_size, cfg.data.cutoff_len)
+    except ConfigError as exc:
+        return problems + [(field, str(exc))]
+    if t.train_samples is not None:
+        problems.extend(_derive_max_steps(t, schedule))
+    return problems
+
+
+def _derive_max_steps(t, schedule) -> List[Problem]:
+    derived = schedule.train_iters(t.train_samples)
+    if t.max_steps > 0 and t.max_steps != derived:
+        how = "" if isinstance(schedule, ConstantBatch) else " with its batch schedule"
+        return [("max_steps", f"training: max_steps {t.max_steps} disagrees with train_samples {t.train_samples}, "
+                              f"which is {derived} iterations{how}; max_steps is derived from train_samples: remove "
+                              "max_steps")]
+    if derived < 1:
+        return [("train_samples", f"training.train_samples {t.train_samples} is less than one global batch "
+                                  f"({schedule.global_batch(0)})")]
+    t.max_steps = derived
+    return []
+
+
+def _check_decoupled_lr(cfg) -> List[Problem]:
+    t = cfg.training
+    if t.decoupled_min_lr is not None and t.decoupled_lr is None:
+        return [("decoupled_min_lr", f"training.decoupled_min_lr ({t.decoupled_min_lr}) only applies with "
+                                     "decoupled_lr; set decoupled_lr (--decoupled-lr) or remove it")]
+    low = t.min_lr if t.decoupled_min_lr is None else t.decoupled_min_lr
+    if t.decoupled_lr is not None and low > t.decoupled_lr:
+        which = "min_lr" if t.decoupled_min_lr is None else "decoupled_min_lr"
+        return [(which, f"training: {which} ({low}) is above decoupled_lr ({t.decoupled_lr}); the embedding and "
+                        "output layer's learning rate would grow while it decays")]
+    return []
 
 
 def _check_training(cfg) -> List[Problem]:

@@ -19,6 +19,10 @@ class CheckpointHooks:
         """After each iteration: save if due. Return True to stop training (exit interval, signal)."""
         return False
 
+    def batch_size_changed(self, state, model, optimizer, schedule) -> None:
+        """Before the first iteration with a new number of micro-batches (ramp-up): Megatron saves here.
+        Optional: hooks without it are still accepted."""
+
     def finish(self, state, model, optimizer, schedule) -> None:
         """After the last iteration: final save / export."""
 

@@ -74,18 +74,22 @@ def micro_batches(dataset, consumed: int, micro: int, rank: int, dp: int, worker
         sampler.consumed_samples = 0  # the next pass, on the same loader
 
 
-def build_datasets(cfg, train_iters: int, global_batch: int, tokenizer=None):
-    """(train, valid, test) for the configured data manager; mg = Megatron .bin/.idx pretraining data."""
+def build_datasets(cfg, train_iters: int, global_batch: int, tokenizer=None, train_samples: Optional[int] = None):
+    """(train, valid, test) for the configured data manager; mg = Megatron .bin/.idx pretraining data.
+
+    `train_samples`: the training samples to provide when not train_iters × global_batch (a run given in samples,
+    a batch-size ramp-up)."""
     d, t = cfg.data, cfg.training
     if d.data_manager_type == "lf":  # fine-tuning data (LLaMA-Factory conventions)
         from fsdp2_core.data.lf import build_engine_datasets
         try:
             samples = train_iters * global_batch if train_iters > 0 else None  # None: by epochs, the set as it is
-            return build_engine_datasets(cfg, tokenizer, samples, global_batch)
+            return build_engine_datasets(cfg, tokenizer, train_samples or samples, global_batch)
         except ValueError as exc:
             raise ConfigError(f"data: {exc}") from None
     from fsdp2_core.data.megatron import build_pretraining_datasets, megatron_sample_counts
-    counts = megatron_sample_counts(train_iters, global_batch, t.eval_interval or train_iters, t.eval_iters)
+    counts = megatron_sample_counts(train_iters, global_batch, t.eval_interval or train_iters, t.eval_iters,
+                                    train_samples=train_samples)
     if d.is_instruction_dataset:  # MindSpeed-LLM instruction .bin/.idx (--is-instruction-dataset)
         from fsdp2_core.data.mindspeed.instruction import build_instruction_datasets
         try:

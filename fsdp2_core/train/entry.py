@@ -9,6 +9,7 @@ import torch
 import torch.distributed as dist
 
 from fsdp2_core.config import ConfigError, global_batch_size, padded_vocab_size, resolve_batch
+from fsdp2_core.config.batch_schedule import build_batch_schedule, has_batch_schedule
 from fsdp2_core.device import init_distributed
 from fsdp2_core.kernels import apply_kernels
 from fsdp2_core.models.build import build_model, count_parameters, materialize
@@ -48,6 +49,15 @@ def _vocab_size(cfg, tokenizer) -> Optional[int]:
         return m.padded_vocab_size
     size = getattr(tokenizer, "vocab_size", None) if tokenizer is not None else m.vocab_size
     return padded_vocab_size(size, m.make_vocab_size_divisible_by, cfg.parallel.tp_size) if size else None
+
+
+def _train_samples(t, gbs: int, batches) -> Optional[int]:
+    """Samples the data must hold: Megatron's request (train_samples, else iterations × global batch), or what a
+    batch schedule consumes over the run when that is more (Megatron would run out of data there)."""
+    if t.max_steps <= 0:
+        return None
+    requested = t.train_samples or t.max_steps * gbs
+    return max(requested, batches.samples_after(t.max_steps)) if batches is not None else requested
 
 
 def write_architecture(cfg, model) -> None:
@@ -121,6 +131,7 @@ def run_training(cfg, datasets: Optional[Sequence] = None, *, checkpoint: Checkp
     dp = resolve_batch(cfg, world)
     mesh = build_mesh(cfg.parallel, world, device.type)
     gbs = global_batch_size(cfg, dp)
+    batches = build_batch_schedule(t, gbs, cfg.data.cutoff_len) if has_batch_schedule(t) else None
     seed_everything(t.seed)
 
     m = cfg.model
@@ -132,7 +143,7 @@ def run_training(cfg, datasets: Optional[Sequence] = None, *, checkpoint: Checkp
     if datasets is None:
         if t.max_steps <= 0 and cfg.data.data_manager_type == "mg":
             raise ConfigError("pretraining (mg) data needs max_steps (--train-iters): its sample counts derive from it")
-        datasets = build_datasets(cfg, t.max_steps, gbs, tokenizer)
+        datasets = build_datasets(cfg, t.max_steps, gbs, tokenizer, _train_samples(t, gbs, batches))
     train_ds, valid_ds, test_ds = (list(datasets) + [None, None])[:3]
     check_token_ids([d for d in (train_ds, valid_ds, test_ds) if d is not None],
                     getattr(getattr(model, "config", None), "vocab_size", None))
@@ -149,9 +160,13 @@ def run_training(cfg, datasets: Optional[Sequence] = None, *, checkpoint: Checkp
                         launcher_watch=watch)
         hooks.load(state, model, optimizer, schedule)
         schedule.apply(optimizer)
+        if batches is not None:  # from the resumed position on, as Megatron checks after loading
+            batches.check_divisible(t.per_device_train_batch_size, dp, train_iters - state.iteration,
+                                    state.consumed_train_samples)
         data = _data(cfg, (train_ds, valid_ds, test_ds), state.consumed_train_samples, mesh, dp)
         ignored = list(ignored_parameters(model, cfg.parallel.ignored_modules))
-        ctx = RunContext(cfg, model, optimizer, schedule, mesh, device, t.gradient_accumulation_steps, gbs, ignored)
+        ctx = RunContext(cfg, model, optimizer, schedule, mesh, device, t.gradient_accumulation_steps, gbs, ignored,
+                         batch_schedule=batches)
         hf_config = getattr(model, "config", None)
         flops_token = flops_per_token(hf_config, count_parameters(model, exclude_input_embedding=True),
                                       cfg.data.cutoff_len)
@@ -170,7 +185,8 @@ def run_training(cfg, datasets: Optional[Sequence] = None, *, checkpoint: Checkp
     summary = {"iteration": state.iteration, "train_iters": train_iters,
                "consumed_train_samples": state.consumed_train_samples, "global_batch_size": gbs,
                "gradient_accumulation_steps": t.gradient_accumulation_steps, "losses": hist.losses,
-               "grad_norms": hist.grad_norms, "learning_rates": hist.lrs, "valid": hist.valid,
+               "grad_norms": hist.grad_norms, "learning_rates": hist.lrs, "global_batch_sizes": hist.global_batches,
+               "valid": hist.valid,
                "test_loss": hist.test_loss, "skipped_iterations": state.skipped_iters,
                "nan_iterations": state.nan_iters, "throughput": hist.throughput, "world_size": world}
     if created_group:

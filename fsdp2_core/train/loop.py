@@ -1,9 +1,12 @@
 """The training loop, Megatron's `train()` in a page.
 
     while iteration < train_iters:
-        run one iteration (grad-accumulated), advance consumed samples
+        micro-batches for this iteration from the consumed samples (ramp-up: the current global batch)
+        run one iteration (grad-accumulated), advance consumed samples by its global batch
         log every logging_steps, evaluate every eval_interval, let checkpoint hooks save
     evaluate valid/test at the end
+
+As Megatron, a checkpoint is saved when the number of micro-batches changes (a ramp-up step).
 """
 import logging
 import time
@@ -15,6 +18,7 @@ from fsdp2_core.errors import UserError
 from .evaluate import evaluate
 from .logging_line import eval_line, iteration_line
 from .metrics import throughput
+from .optimizer import logged_lr
 from .step import RunContext, train_step
 
 log = logging.getLogger(__name__)
@@ -61,6 +65,7 @@ class Interval:
     nan: int = 0
     seconds: float = 0.0
     iters: int = 0
+    samples: int = 0
 
 
 @dataclass
@@ -81,6 +86,7 @@ class History:
     losses: List[float] = field(default_factory=list)
     grad_norms: List[float] = field(default_factory=list)
     lrs: List[float] = field(default_factory=list)
+    global_batches: List[int] = field(default_factory=list)
     valid: List[Dict] = field(default_factory=list)
     test_loss: Optional[float] = None
     throughput: Dict = field(default_factory=dict)
@@ -94,18 +100,24 @@ def train(ctx: RunContext, state: TrainState, train_iters: int, data: Data, hook
     hist, iv = History(), Interval()
     stop = False
     ctx.device.reset_peak_memory()
+    micro_now = ctx.micro_batches(state.consumed_train_samples)
     while state.iteration < train_iters and not stop:
+        micro_before, micro_now = micro_now, ctx.micro_batches(state.consumed_train_samples)
+        if micro_now != micro_before and state.iteration != 0:
+            _batch_size_changed(hooks, ctx, state)
         profiler.step_begin(state.iteration)
         ctx.device.synchronize()
         start = time.perf_counter()
-        batches = [next(data.train) for _ in range(ctx.grad_accum)]
+        batches = [next(data.train) for _ in range(micro_now)]
         r = train_step(ctx, batches)
         ctx.device.synchronize()
         iv.seconds += time.perf_counter() - start
         profiler.step_end(state.iteration, last=state.iteration + 1 == train_iters)
+        batch = ctx.samples_per_step(micro_now)
         state.iteration += 1
-        state.consumed_train_samples += ctx.global_batch
+        state.consumed_train_samples += batch
         iv.iters += 1
+        iv.samples += batch
         iv.skipped += r.skipped
         iv.nan += r.nan
         state.skipped_iters += r.skipped
@@ -113,21 +125,23 @@ def train(ctx: RunContext, state: TrainState, train_iters: int, data: Data, hook
         if not r.skipped:
             iv.loss += r.loss
             iv.advanced += 1
-        lr = ctx.optimizer.param_groups[0]["lr"]
+        lr = logged_lr(ctx.optimizer)
         hist.losses.append(r.loss)
         hist.grad_norms.append(r.grad_norm)
         hist.lrs.append(lr)
+        hist.global_batches.append(batch)
 
         if state.iteration % max(t.logging_steps, 1) == 0:
             per_iter = iv.seconds / iv.iters
-            tp = throughput(ctx.global_batch * seq, per_iter, world, flops_token, peak_tflops)
+            tp = throughput(iv.samples / iv.iters * seq, per_iter, world, flops_token, peak_tflops)
             loss = iv.loss / max(iv.advanced, 1)
             print_fn(iteration_line(state.iteration, train_iters, state.consumed_train_samples, per_iter * 1000.0,
-                                    lr, ctx.global_batch, loss, 1.0, r.grad_norm, iv.skipped, iv.nan,
+                                    lr, batch, loss, 1.0, r.grad_norm, iv.skipped, iv.nan,
                                     tp["tokens_per_s_per_device"], tp["tflops_per_device"], tp["mfu"],
                                     ctx.device.peak_memory_gb()))
             sink.write("train", state.iteration, {"lm_loss": loss, "learning_rate": lr, "grad_norm": r.grad_norm,
                                                   "consumed_samples": state.consumed_train_samples,
+                                                  "global_batch_size": batch,
                                                   "iteration_ms": per_iter * 1000.0, "skipped": iv.skipped,
                                                   "nan": iv.nan, **tp, "peak_memory_gb": ctx.device.peak_memory_gb()})
             hist.throughput = tp
@@ -149,6 +163,13 @@ def train(ctx: RunContext, state: TrainState, train_iters: int, data: Data, hook
                                state, hist, sink, print_fn)
     hooks.finish(state, ctx.model, ctx.optimizer, ctx.schedule)
     return hist
+
+
+def _batch_size_changed(hooks, ctx, state) -> None:
+    """Megatron saves a checkpoint before the first iteration with a new number of micro-batches."""
+    save = getattr(hooks, "batch_size_changed", None)
+    if save is not None:
+        save(state, ctx.model, ctx.optimizer, ctx.schedule)
 
 
 def _eval(ctx, batches, prefix, kind, state, hist, sink, print_fn) -> float:

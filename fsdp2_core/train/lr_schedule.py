@@ -2,8 +2,15 @@
 
 Like Megatron, the schedule counts *samples*: each optimizer step advances it by the
 global batch size, and warmup/decay lengths given in iterations are multiplied by it.
-(This matters for inverse-square-root, whose value is not scale-free.) Parameter
-groups carry `wd_mult` (0 for biases and norms) and may override `max_lr`/`min_lr`.
+(This matters for inverse-square-root, whose value is not scale-free.) With a batch-size
+ramp-up each step advances it by that iteration's global batch, as Megatron's
+`opt_param_scheduler.step(increment=num_microbatches × micro × dp)`; a run given in
+samples (train_samples) decays over them, as Megatron's sample-based branch does.
+
+Parameter groups carry `wd_mult` (0 for biases and norms) and may override `max_lr`/`min_lr`;
+a group marked `is_decoupled_lr` (the embedding and output layer with --decoupled-lr) takes
+`decoupled_max_lr` / `decoupled_min_lr` of this schedule, so on resume those settings come
+from the run's config like every other schedule setting, not from the checkpoint.
 """
 import math
 from dataclasses import dataclass
@@ -30,6 +37,8 @@ class LRSchedule:
     wsd_decay_steps: Optional[float] = None
     wsd_decay_style: str = "exponential"
     num_steps: float = 0
+    decoupled_max_lr: Optional[float] = None
+    decoupled_min_lr: Optional[float] = None  # None: min_lr (Megatron's default for the decoupled group)
 
     def lr(self, max_lr: Optional[float] = None, min_lr: Optional[float] = None) -> float:
         max_lr = self.max_lr if max_lr is None else max_lr
@@ -70,11 +79,18 @@ class LRSchedule:
         coeff = ratio if self.wd_incr_style == "linear" else 0.5 * (math.cos(math.pi * (1 - ratio)) + 1.0)
         return self.start_wd + coeff * (self.end_wd - self.start_wd)
 
+    def group_lr(self, group: dict) -> float:
+        """The learning rate of one parameter group (megatron-core's get_lr(param_group))."""
+        if group.get("is_decoupled_lr") and self.decoupled_max_lr is not None:
+            low = self.min_lr if self.decoupled_min_lr is None else self.decoupled_min_lr
+            return self.lr(self.decoupled_max_lr, low)
+        return self.lr(group.get("max_lr"), group.get("min_lr"))
+
     def apply(self, optimizer) -> None:
         """Write lr and weight decay into every parameter group."""
         wd = self.wd()
         for group in optimizer.param_groups:
-            group["lr"] = self.lr(group.get("max_lr"), group.get("min_lr"))
+            group["lr"] = self.group_lr(group)
             group["weight_decay"] = wd * group.get("wd_mult", 1.0)
 
     def step(self, optimizer, increment: int) -> None:
@@ -89,9 +105,11 @@ class LRSchedule:
 
 
 def build_schedule(training_cfg, train_iters: int, global_batch: int) -> LRSchedule:
-    """From the training config, in samples (iterations × global batch), as Megatron does."""
+    """From the training config, in samples (iterations × global batch, the batch after any ramp-up), as Megatron
+    does; a run given in train_samples decays over them and increments weight decay over them."""
     t = training_cfg
-    decay_steps = (t.lr_decay_steps or train_iters) * global_batch
+    run_samples = t.train_samples or train_iters * global_batch
+    decay_steps = t.lr_decay_steps * global_batch if t.lr_decay_steps else run_samples
     if t.lr_warmup_steps is not None:
         warmup = t.lr_warmup_steps * global_batch
     else:
@@ -111,5 +129,6 @@ def build_schedule(training_cfg, train_iters: int, global_batch: int) -> LRSched
         start_wd, end_wd = t.start_weight_decay, t.end_weight_decay
     return LRSchedule(max_lr=t.lr, min_lr=t.min_lr, init_lr=t.lr_warmup_init, warmup_steps=warmup,
                       decay_steps=decay_steps, style=style, start_wd=start_wd, end_wd=end_wd,
-                      wd_incr_steps=train_iters * global_batch, wd_incr_style=t.weight_decay_incr_style,
-                      wsd_decay_steps=wsd, wsd_decay_style=t.lr_wsd_decay_style)
+                      wd_incr_steps=run_samples, wd_incr_style=t.weight_decay_incr_style,
+                      wsd_decay_steps=wsd, wsd_decay_style=t.lr_wsd_decay_style,
+                      decoupled_max_lr=t.decoupled_lr, decoupled_min_lr=t.decoupled_min_lr)

@@ -1,12 +1,14 @@
 """AdamW with Megatron's parameter groups, and a global gradient norm correct for DTensor shards."""
 import math
 from collections import defaultdict
-from typing import Iterable, List, Optional
+from typing import Dict, Iterable, List, Optional, Set, Tuple
 
 import torch
 import torch.distributed as dist
 import torch.nn as nn
 from torch.distributed.tensor import DTensor
+
+from fsdp2_core.config import ConfigError
 
 
 def no_weight_decay(name: str, param: torch.Tensor) -> bool:
@@ -14,14 +16,51 @@ def no_weight_decay(name: str, param: torch.Tensor) -> bool:
     return name.endswith(".bias") or param.ndim == 1
 
 
-def build_optimizer(model: nn.Module, t) -> torch.optim.Optimizer:
-    decay, plain = [], []
+def decoupled_lr_params(model: nn.Module) -> Set[int]:
+    """ids of the input embedding and output layer weights: Megatron's `is_embedding_or_output_parameter`
+    (word embeddings and output layer only, not position embeddings; tied, the one shared weight)."""
+    found = set()
+    for getter in ("get_input_embeddings", "get_output_embeddings"):
+        module = getattr(model, getter, lambda: None)()
+        weight = getattr(module, "weight", None)
+        if isinstance(weight, torch.Tensor):
+            found.add(id(weight))
+    return found
+
+
+GROUP_ORDER = ((False, False), (False, True), (True, False), (True, True))  # (decoupled LR, no weight decay)
+
+
+def param_groups(model: nn.Module, t) -> List[dict]:
+    """Megatron's groups: weight decay or not (wd_mult), and with decoupled_lr the embedding and output layer
+    apart (is_decoupled_lr; default_config False: not on the main LR schedule, whose LR is logged)."""
+    decoupled = decoupled_lr_params(model) if t.decoupled_lr is not None else set()
+    if t.decoupled_lr is not None and not decoupled:
+        raise ConfigError("training.decoupled_lr (--decoupled-lr): the model has no input embedding or output layer "
+                          "(get_input_embeddings / get_output_embeddings) to give it to")
+    buckets: Dict[Tuple[bool, bool], List[torch.Tensor]] = {key: [] for key in GROUP_ORDER}
     for name, p in model.named_parameters():
         if p.requires_grad:
-            (plain if no_weight_decay(name, p) else decay).append(p)
-    groups = [g for g in ({"params": decay, "wd_mult": 1.0}, {"params": plain, "wd_mult": 0.0}) if g["params"]]
-    return torch.optim.AdamW(groups, lr=t.lr, betas=(t.adam_beta1, t.adam_beta2), eps=t.adam_epsilon,
-                             weight_decay=t.weight_decay, foreach=True)
+            buckets[(id(p) in decoupled, no_weight_decay(name, p))].append(p)
+    groups = []
+    for lr_apart, plain in GROUP_ORDER:
+        if buckets[(lr_apart, plain)]:
+            group = {"params": buckets[(lr_apart, plain)], "wd_mult": 0.0 if plain else 1.0}
+            if lr_apart:  # only these groups carry the marks: other groups keep the keys older checkpoints hold
+                group.update(is_decoupled_lr=True, default_config=False)
+            groups.append(group)
+    return groups
+
+
+def build_optimizer(model: nn.Module, t) -> torch.optim.Optimizer:
+    return torch.optim.AdamW(param_groups(model, t), lr=t.lr, betas=(t.adam_beta1, t.adam_beta2),
+                             eps=t.adam_epsilon, weight_decay=t.weight_decay, foreach=True)
+
+
+def logged_lr(optimizer: torch.optim.Optimizer) -> float:
+    """The LR Megatron logs: that of the first group on the main schedule (get_canonical_lr_for_logging)."""
+    groups = optimizer.param_groups
+    return next((g["lr"] for g in groups if g.get("default_config", True)), groups[0]["lr"])
 
 
 def _copies(t: torch.Tensor, world: int) -> int:

@@ -9,6 +9,8 @@ Normalisation (the gradient FSDP averages over the data-parallel ranks):
 Context-parallel ranks share samples: every cp rank gets the same micro-batches, the
 loss (loss.py) returns the whole sample's sums on each of them, and FSDP's average over
 dp × cp ranks is then the data-parallel average.
+With a batch-size ramp-up the accumulation steps are those of the iteration's global batch (Megatron
+divides by the current number of micro-batches), and the LR schedule advances by that batch.
 MoE: the router auxiliary loss of each micro-batch is added / accumulation steps
 (averaged over micro-batches and data-parallel ranks, as Megatron does); the reported
 loss is the language-model loss alone, the auxiliary loss is reported beside it.
@@ -30,9 +32,21 @@ class RunContext:
     schedule: Any
     mesh: Any
     device: Any
-    grad_accum: int
+    grad_accum: int               # micro-batches of the global batch after any ramp-up (evaluation uses it)
     global_batch: int
     ignored_params: Optional[List[torch.nn.Parameter]] = None
+    batch_schedule: Optional[Any] = None  # fsdp2_core.config.batch_schedule.BatchSchedule; None: constant
+
+    def micro_batches(self, consumed: int) -> int:
+        """Micro-batches per rank of the iteration that starts at `consumed` samples."""
+        if self.batch_schedule is None:
+            return self.grad_accum
+        return self.batch_schedule.micro_batches(consumed, self.cfg.training.per_device_train_batch_size,
+                                                 self.mesh.dims.dp)
+
+    def samples_per_step(self, micro_batches: int) -> int:
+        """Megatron's increment: number of micro-batches × micro batch × data-parallel size."""
+        return micro_batches * self.cfg.training.per_device_train_batch_size * self.mesh.dims.dp
 
 
 @dataclass
@@ -109,6 +123,6 @@ def train_step(ctx: RunContext, micro_batches: List[Dict[str, torch.Tensor]]) ->
     if not skipped:  # Megatron skips the update (and the scheduler) when gradients overflow
         clip_gradients(params, t.max_grad_norm, torch.tensor(grad_norm))
         ctx.optimizer.step()
-        ctx.schedule.step(ctx.optimizer, ctx.global_batch)
+        ctx.schedule.step(ctx.optimizer, ctx.samples_per_step(len(micro_batches)))
     ctx.optimizer.zero_grad(set_to_none=True)
     return StepResult(loss_value, grad_norm, skipped, not is_finite(loss_value), int(total_tokens), aux_value)

@@ -29,6 +29,7 @@ TRAIN_ARGS="--micro-batch-size 1 --global-batch-size 128 \
   --train-samples $TRAIN_SAMPLES --lr-warmup-samples $WARMUP_SAMPLES \
   --lr-decay-samples $((TRAIN_SAMPLES - WARMUP_SAMPLES)) --lr-decay-style cosine \
   --lr 3e-4 --min-lr 3e-5 --weight-decay 0.1 --clip-grad 1.0 \
+  --decoupled-lr 5.0e-4 --decoupled-min-lr 4.5e-5 \
   --adam-beta1 0.9 --adam-beta2 0.95 --bf16 \
   --use-distributed-optimizer --overlap-grad-reduce --overlap-param-gather \
   --recompute-activations"
