@@ -34,7 +34,7 @@ def parallelize(model: nn.Module, cfg, mesh: Mesh) -> nn.Module:
     """Apply TP, EP, CP, activation recompute and FSDP2 to `model` in place; return it."""
     p = cfg.parallel
     if mesh.tp is not None:
-        apply_tensor_parallel(model, mesh.tp, p.tp_colwise, p.tp_rowwise)
+        apply_tensor_parallel(model, mesh.tp, p.tp_colwise, p.tp_rowwise, p.sequence_parallel)
     experts = mesh.expert_parallel
     if experts:
         apply_expert_parallel(model, mesh, p)
