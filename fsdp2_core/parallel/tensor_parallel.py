@@ -88,8 +88,8 @@ def _names(model: nn.Module, patterns) -> List[str]:
 class PlanBuilder:
     """Collects (module name, style) pairs for one model; `plan()` returns them in application order."""
 
-    def __init__(self, model: nn.Module, layout: TPLayout, colwise, rowwise, sequence_parallel: bool, tp_size: int):
-        self.model, self.layout, self.sp, self.tp_size = model, layout, sequence_parallel, tp_size
+    def __init__(self, model: nn.Module, layout: TPLayout, colwise, rowwise, sequence_parallel: bool):
+        self.model, self.layout, self.sp = model, layout, sequence_parallel
         special = {n for n in (layout.embedding, layout.head, layout.position_embedding) if n}
         self.colwise = [n for n in _names(model, list(colwise) + list(layout.colwise)) if n not in special]
         self.rowwise = [n for n in _names(model, list(rowwise) + list(layout.rowwise)) if n not in special]
@@ -105,6 +105,7 @@ class PlanBuilder:
     def plan(self) -> Plan:
         self._embeddings()
         sharded_blocks = self._layers()
+        self.sharded_blocks = sharded_blocks
         self._projections(sharded_blocks)
         self._head_parts()
         if self.sp and self._find(self.layout.final_norm) is not None:
@@ -213,16 +214,43 @@ class PlanBuilder:
                                   "sequence_parallel false, or add it to the family's row in models/tp_layout.py")
 
 
-def tensor_parallel_plan(model: nn.Module, tp_mesh: DeviceMesh, colwise, rowwise, sequence_parallel: bool,
+def check_blocks_placed(model: nn.Module, blocks: Set[str], steps: Plan) -> None:
+    """Under sequence parallelism a tensor-parallel block's input is a DTensor: every weight inside it must be
+    placed by the plan (a plain weight meeting a DTensor fails deep inside torch, so say it here)."""
+    placed = {name for name, _ in steps}
+    shard_params = {name: set(style.names) for name, style in steps if isinstance(style, ShardParams)}
+    for block in sorted(blocks):
+        prefix = block + "."
+        for name, module in model.get_submodule(block).named_modules(prefix=block):
+            own = {n for n, _ in module.named_parameters(recurse=False)}
+            if not own:
+                continue
+            if name == block:
+                loose = own - shard_params.get(block, set())
+            else:
+                parts = name[len(prefix):].split(".")
+                covered = any(prefix + ".".join(parts[:i]) in placed for i in range(1, len(parts) + 1))
+                loose = set() if covered else own
+            if loose:
+                raise ConfigError(f"sequence_parallel: {name}.{sorted(loose)[0]} inside the tensor-parallel block "
+                                  f"{block} is placed by no rule of the plan; name its module in tp_colwise / "
+                                  "tp_rowwise or in the family's row of fsdp2_core/models/tp_layout.py (extra_plan "
+                                  "for anything else), or set sequence_parallel false")
+
+
+def tensor_parallel_plan(model: nn.Module, tp_mesh: Optional[DeviceMesh], colwise, rowwise, sequence_parallel: bool,
                          layout: Optional[TPLayout] = None) -> Plan:
     layout = layout or tp_layout_for(model)
-    steps = PlanBuilder(model, layout, colwise, rowwise, sequence_parallel, tp_mesh.size()).plan()
+    builder = PlanBuilder(model, layout, colwise, rowwise, sequence_parallel)
+    steps = builder.plan()
     if layout.extra_plan is not None:
         steps += list(layout.extra_plan(model, tp_mesh, sequence_parallel).items())
+    if sequence_parallel:
+        check_blocks_placed(model, builder.sharded_blocks, steps)
     return steps
 
 
-def _output_layer(model: nn.Module, layout: TPLayout) -> nn.Module:
+def _output_layer(model: nn.Module) -> nn.Module:
     head = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
     if head is None or not isinstance(head, nn.Linear):
         raise ConfigError(f"tensor parallelism: {type(model).__name__} has no linear output layer to split over the "
@@ -236,7 +264,7 @@ def apply_tensor_parallel(model: nn.Module, tp_mesh: DeviceMesh, colwise, rowwis
     layout = layout or tp_layout_for(model)
     check_tp_divides(model, tp_mesh.size())
     embed = model.get_input_embeddings() if hasattr(model, "get_input_embeddings") else None
-    head = _output_layer(model, layout)
+    head = _output_layer(model)
     tied = embed is not None and head.weight is embed.weight
     steps = tensor_parallel_plan(model, tp_mesh, colwise, rowwise, sequence_parallel, layout)
     for name, style in steps:
@@ -248,5 +276,4 @@ def apply_tensor_parallel(model: nn.Module, tp_mesh: DeviceMesh, colwise, rowwis
         head.weight = embed.weight  # both split the vocabulary rows (Shard(0)): one parameter again
     model._fsdp2_vocab_shard = VocabShard(tp_mesh.get_group(), head.out_features, tp_mesh.get_local_rank(),
                                           tp_mesh.size())
-    model._fsdp2_sequence_parallel = sequence_parallel
     return steps + [(layout.head, head_style)]

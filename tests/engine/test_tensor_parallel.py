@@ -1,17 +1,25 @@
 """The tensor-parallel plan per family, the vocabulary-parallel cross entropy against the plain one,
 and no rank ever creating the full [tokens, vocabulary] logits under TP 2."""
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 from torch.distributed.tensor import Replicate, Shard
-from torch.distributed.tensor.parallel import ColwiseParallel, PrepareModuleOutput, RowwiseParallel, SequenceParallel
+from torch.distributed.tensor.parallel import (
+    ColwiseParallel,
+    ParallelStyle,
+    PrepareModuleOutput,
+    RowwiseParallel,
+    SequenceParallel,
+)
 
 from fsdp2_core.config import ConfigError
-from fsdp2_core.models.tp_layout import tp_layout_for
+from fsdp2_core.models.tp_layout import DECODER, tp_layout_for
 from fsdp2_core.parallel.loss_parallel import VocabShard, vocab_parallel_cross_entropy
-from fsdp2_core.parallel.tensor_parallel import PlanBuilder
+from fsdp2_core.parallel.tensor_parallel import PlanBuilder, tensor_parallel_plan
 from fsdp2_core.parallel.tp_styles import (
     ColwiseConv1D,
     FusedQKVConv1D,
@@ -47,7 +55,7 @@ def plan_of(arch: dict, sp: bool = True, **model_attrs) -> dict:
     model = meta_model(arch)
     for key, value in model_attrs.items():
         setattr(model, key, value)
-    steps = PlanBuilder(model, tp_layout_for(model), COLWISE, ROWWISE, sp, tp_size=2).plan()
+    steps = PlanBuilder(model, tp_layout_for(model), COLWISE, ROWWISE, sp).plan()
     plan = {}
     for name, style in steps:
         plan.setdefault(name, []).append(style)
@@ -127,6 +135,35 @@ def test_gpt_oss_sinks_split_like_heads_only_with_our_attention():
     assert len(sinks) == 1 and sinks[0].names == ("sinks",)
 
 
+DEEPSEEK_V3 = {"model_type": "deepseek_v3", "hidden_size": 32, "intermediate_size": 64, "moe_intermediate_size": 16,
+               "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 4, "n_routed_experts": 4,
+               "num_experts_per_tok": 2, "first_k_dense_replace": 1, "q_lora_rank": 16, "kv_lora_rank": 16,
+               "qk_rope_head_dim": 8, "qk_nope_head_dim": 8, "v_head_dim": 8, "vocab_size": 128, "n_group": 1,
+               "topk_group": 1}
+
+
+class Marker(ParallelStyle):
+    def _apply(self, module, mesh):
+        return module
+
+
+def test_a_family_extends_the_plan_through_its_layout_row():
+    """MLA (DeepSeek-V3): low-rank projections the roles cannot place are refused until the family's row places them."""
+    model = meta_model(DEEPSEEK_V3)
+    with pytest.raises(ConfigError, match="self_attn.q_a_proj.weight inside the tensor-parallel block .*extra_plan"):
+        tensor_parallel_plan(model, None, COLWISE, ROWWISE, True)
+    low_rank = ("q_a_proj", "q_a_layernorm", "kv_a_proj_with_mqa", "kv_a_layernorm")
+
+    def extra(model, mesh, sp):
+        return {f"model.layers.{i}.self_attn.{m}": Marker() for i in range(2) for m in low_rank}
+
+    row = dataclasses.replace(DECODER, colwise=("*.q_b_proj", "*.kv_b_proj"), extra_plan=extra)
+    steps = dict(tensor_parallel_plan(model, None, COLWISE, ROWWISE, True, layout=row))
+    assert isinstance(steps["model.layers.0.self_attn.q_b_proj"], ColwiseParallel)
+    assert isinstance(steps["model.layers.1.self_attn.kv_a_layernorm"], Marker)
+    assert isinstance(steps["model.layers.1.mlp.shared_experts.down_proj"], RowwiseParallel)
+
+
 def test_fused_qkv_columns_are_this_ranks_heads_of_q_k_and_v():
     assert head_columns(12, 3, 0, 2).tolist() == [0, 1, 4, 5, 8, 9]
     assert head_columns(12, 3, 1, 2).tolist() == [2, 3, 6, 7, 10, 11]
@@ -135,11 +172,11 @@ def test_fused_qkv_columns_are_this_ranks_heads_of_q_k_and_v():
 def test_plan_errors_name_the_module_and_the_fix():
     model = meta_model(LLAMA)
     with pytest.raises(ConfigError, match="model.layers.0.self_attn.o_proj matches both"):
-        PlanBuilder(model, tp_layout_for(model), COLWISE + ["*.o_proj"], ROWWISE, True, 2)
+        PlanBuilder(model, tp_layout_for(model), COLWISE + ["*.o_proj"], ROWWISE, True)
     model.model.extra = torch.nn.Linear(2, 2)  # weights outside the layers the plan does not place
     with pytest.raises(ConfigError, match="model.extra .*sequence_parallel false"):
-        PlanBuilder(model, tp_layout_for(model), COLWISE, ROWWISE, True, 2).plan()
-    PlanBuilder(model, tp_layout_for(model), COLWISE, ROWWISE, False, 2).plan()  # whole everywhere: fine
+        PlanBuilder(model, tp_layout_for(model), COLWISE, ROWWISE, True).plan()
+    PlanBuilder(model, tp_layout_for(model), COLWISE, ROWWISE, False).plan()  # whole everywhere: fine
 
 
 # ---------------------------------------------------------------- the vocabulary-parallel loss

@@ -1,6 +1,7 @@
 """Tensor parallelism (sequence parallel and the vocabulary-parallel loss on by default) trains like one
 process: per-iteration losses and gradient norms within 1e-4 (fp32) for Llama-, Qwen3- and MoE-shaped
-models, GPT-2 and gpt-oss, with and without recompute and the chunked loss, at TP 2 and TP 2 × FSDP 2.
+models, GPT-2 and gpt-oss, with and without recompute and the chunked loss (and compiled blocks), at TP 2 and
+TP 2 × FSDP 2.
 Clipping is active in every run (max_grad_norm below the norms)."""
 import numpy as np
 import pytest
@@ -48,9 +49,9 @@ def test_references_train_and_clip(single):
 
 
 def test_tp2_equals_one_process(single, tmp_path):
-    layouts = [("llama", RECOMPUTE_CHUNKED), ("llama", {"sequence_parallel": False}), ("qwen3", {}),
-               ("qwen3", RECOMPUTE_CHUNKED), ("moe", {}), ("moe", RECOMPUTE_CHUNKED), ("gpt2", RECOMPUTE_CHUNKED),
-               ("gpt_oss", {"chunk_loss_size": 8})]
+    layouts = [("llama", dict(RECOMPUTE_CHUNKED, compile_blocks=True)), ("llama", {"sequence_parallel": False}),
+               ("qwen3", {}), ("qwen3", RECOMPUTE_CHUNKED), ("moe", {}), ("moe", RECOMPUTE_CHUNKED),
+               ("gpt2", RECOMPUTE_CHUNKED), ("gpt_oss", {"chunk_loss_size": 8})]
     results = spawn_layouts(2, tmp_path, [run(name, tp_size=2, **over) for name, over in layouts])
     for (name, over), got in zip(layouts, results):
         assert got["gradient_accumulation_steps"] == 4  # tp 2 on 2 ranks: one data-parallel rank
