@@ -11,7 +11,7 @@ from fsdp2_core.kernels.compile import apply_compile
 from .context_parallel import apply_context_parallel
 from .expert_parallel import apply_expert_parallel, shard_experts
 from .fsdp import DTYPES, apply_fsdp
-from .mesh import Mesh, ParallelDims, build_mesh, parallel_dims
+from .mesh import Mesh, ParallelDims, build_mesh, forget_meshes, parallel_dims
 from .recompute import apply_recompute
 from .tensor_parallel import apply_tensor_parallel
 
@@ -60,4 +60,4 @@ def parallelize(model: nn.Module, cfg, mesh: Mesh) -> nn.Module:
     return model
 
 
-__all__ = ["parallelize", "build_mesh", "parallel_dims", "Mesh", "ParallelDims", "DTYPES"]
+__all__ = ["parallelize", "build_mesh", "forget_meshes", "parallel_dims", "Mesh", "ParallelDims", "DTYPES"]
