@@ -86,7 +86,10 @@ class _VocabParallelCrossEntropy(torch.autograd.Function):
 
 def vocab_parallel_cross_entropy(logits: torch.Tensor, target: torch.Tensor, shard: VocabShard,
                                  z_loss: float = 0.0) -> torch.Tensor:
-    """Per-token losses (fp32, shaped like `target`) from this rank's logits [..., V/tp] of every token."""
+    """Per-token losses (fp32, shaped like `target`) from this rank's logits [..., V/tp] of every token
+    (a plain tensor, or the output layer's DTensor sharded on the vocabulary)."""
+    if isinstance(logits, DTensor):
+        logits = logits.to_local()
     if logits.shape[:-1] != target.shape:
         raise ValueError(f"logits {tuple(logits.shape)} and targets {tuple(target.shape)} disagree on the token dims")
     return _VocabParallelCrossEntropy.apply(logits, target, shard.start, shard.group, float(z_loss))

@@ -269,8 +269,9 @@ def apply_tensor_parallel(model: nn.Module, tp_mesh: DeviceMesh, colwise, rowwis
     steps = tensor_parallel_plan(model, tp_mesh, colwise, rowwise, sequence_parallel, layout)
     for name, style in steps:
         parallelize_module(model.get_submodule(name), tp_mesh, style)
-    # Column-parallel output layer: logits stay split over the vocabulary for the loss.
-    head_style = ColwiseParallel(input_layouts=Replicate(), output_layouts=Shard(-1))
+    # Column-parallel output layer: logits stay split over the vocabulary for the loss. They are left a
+    # DTensor, so the model's own forward (`model(ids).logits`) says what they are: `.full_tensor()` gathers.
+    head_style = ColwiseParallel(input_layouts=Replicate(), output_layouts=Shard(-1), use_local_output=False)
     parallelize_module(head, tp_mesh, head_style)
     if tied:
         head.weight = embed.weight  # both split the vocabulary rows (Shard(0)): one parameter again
