@@ -181,7 +181,7 @@ def test_plan_errors_name_the_module_and_the_fix():
 
 # ---------------------------------------------------------------- the vocabulary-parallel loss
 
-def _cross_entropy_on_rank(vocab: int):
+def _cross_entropy_on_rank(vocab: int, z_loss: float):
     dist.init_process_group("gloo")
     rank, tp = dist.get_rank(), dist.get_world_size()
     g = torch.Generator().manual_seed(0)
@@ -191,11 +191,12 @@ def _cross_entropy_on_rank(vocab: int):
     weight = torch.rand(3, 5, generator=g)
     full = logits.clone().requires_grad_()
     ref = F.cross_entropy(full.view(-1, vocab), target.view(-1), reduction="none").view(3, 5)
+    ref = ref + z_loss * torch.logsumexp(full, dim=-1).square()  # train/loss.py's z-loss, on every token
     (ref * weight).sum().backward()
     shard = VocabShard(None, vocab, rank, tp)
     width = min(-(-vocab // tp), vocab - shard.start)
     local = logits[..., shard.start:shard.start + width].clone().requires_grad_()
-    got = vocab_parallel_cross_entropy(local, target, shard)
+    got = vocab_parallel_cross_entropy(local, target, shard, z_loss)
     (got * weight).sum().backward()
     out = (ref.detach(), got.detach(), full.grad[..., shard.start:shard.start + width], local.grad)
     dist.destroy_process_group()
@@ -203,12 +204,12 @@ def _cross_entropy_on_rank(vocab: int):
 
 
 @pytest.mark.dist
-@pytest.mark.parametrize("vocab", [16, 13])  # 13: uneven slices (7 + 6), as DTensor cuts them
-def test_vocab_parallel_cross_entropy_equals_plain_loss_and_gradient(vocab):
-    for ref, got, ref_grad, got_grad in spawn(2, _cross_entropy_on_rank, vocab):
-        np.testing.assert_allclose(got, ref, rtol=1e-6, atol=1e-6)
-        np.testing.assert_allclose(got_grad, ref_grad, rtol=1e-6, atol=1e-7)
-        assert float(got[0, 0]) == 0.0
+@pytest.mark.parametrize("vocab,z_loss", [(16, 0.0), (13, 0.1)])  # 13: uneven slices (7 + 6), as DTensor cuts them
+def test_vocab_parallel_cross_entropy_equals_plain_loss_and_gradient(vocab, z_loss):
+    for ref, got, ref_grad, got_grad in spawn(2, _cross_entropy_on_rank, vocab, z_loss):
+        np.testing.assert_allclose(got, ref, rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(got_grad, ref_grad, rtol=1e-5, atol=1e-7)
+        assert (float(got[0, 0]) == 0.0) == (z_loss == 0.0)  # ignored target: no cross entropy, the z-loss stays
 
 
 # ---------------------------------------------------------------- no rank holds the full logits

@@ -21,7 +21,7 @@ MODELS = {
     "gpt2": dict(BASE, architecture={"model_type": "gpt2", "n_embd": 64, "n_layer": 2, "n_head": 4, "vocab_size": 128,
                                      "n_positions": 64, "resid_pdrop": 0.0, "embd_pdrop": 0.0, "attn_pdrop": 0.0},
                  fsdp_modules=["transformer.h.{*}"], recompute_modules=["transformer.h.{*}"]),
-    "gpt_oss": dict(BASE, architecture=GPT_OSS, model_id="gpt_oss"),
+    "gpt_oss": dict(BASE, architecture=GPT_OSS, model_id="gpt_oss", z_loss_coeff=1e-2),  # with the z-loss too
 }
 RECOMPUTE_CHUNKED = {"recompute": True, "chunk_loss_size": 8}
 
