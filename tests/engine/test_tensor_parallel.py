@@ -179,6 +179,24 @@ def test_plan_errors_name_the_module_and_the_fix():
     PlanBuilder(model, tp_layout_for(model), COLWISE, ROWWISE, False).plan()  # whole everywhere: fine
 
 
+def test_saved_activations_count_each_storage_once_under_its_module():
+    """What bench/bench_tp_memory.py counts: bytes saved for backward, by the innermost categorised module."""
+    from fsdp2_core.testing.tensors import SavedActivations
+    model = torch.nn.Sequential(torch.nn.Linear(8, 16), torch.nn.LayerNorm(16), torch.nn.Linear(16, 4))
+    x = torch.randn(5, 8, requires_grad=True)
+    saved = SavedActivations(model, lambda name, m: {"1": "norm", "2": "out"}.get(name))
+    with saved:
+        h = model(x)
+        with saved.section("loss"):
+            loss = h.square().sum()  # saves h itself
+    loss.backward()
+    floats = 4
+    assert saved.bytes["out"] == 5 * 16 * floats                 # the output layer's input (the norm's output)
+    assert saved.bytes["norm"] >= 5 * 16 * floats                # the norm's input, plus its mean / rstd
+    assert saved.bytes["loss"] == 5 * 4 * floats
+    assert saved.bytes["other"] == 5 * 8 * floats                # the first Linear's input (uncategorised)
+
+
 # ---------------------------------------------------------------- the vocabulary-parallel loss
 
 def _cross_entropy_on_rank(vocab: int, z_loss: float):
