@@ -199,35 +199,41 @@ def test_saved_activations_count_each_storage_once_under_its_module():
 
 # ---------------------------------------------------------------- the vocabulary-parallel loss
 
-def _cross_entropy_on_rank(vocab: int, z_loss: float):
+CE_CASES = [(16, 0.0), (13, 0.1)]  # 13: uneven slices (7 + 6), as DTensor cuts them; 0.1: the z-loss
+
+
+def _cross_entropy_on_rank(cases):
     dist.init_process_group("gloo")
     rank, tp = dist.get_rank(), dist.get_world_size()
-    g = torch.Generator().manual_seed(0)
-    logits = torch.randn(3, 5, vocab, generator=g) * 4
-    target = torch.randint(0, vocab, (3, 5), generator=g)
-    target[0, :2] = -100  # F.cross_entropy's ignore_index
-    weight = torch.rand(3, 5, generator=g)
-    full = logits.clone().requires_grad_()
-    ref = F.cross_entropy(full.view(-1, vocab), target.view(-1), reduction="none").view(3, 5)
-    ref = ref + z_loss * torch.logsumexp(full, dim=-1).square()  # train/loss.py's z-loss, on every token
-    (ref * weight).sum().backward()
-    shard = VocabShard(None, vocab, rank, tp)
-    width = min(-(-vocab // tp), vocab - shard.start)
-    local = logits[..., shard.start:shard.start + width].clone().requires_grad_()
-    got = vocab_parallel_cross_entropy(local, target, shard, z_loss)
-    (got * weight).sum().backward()
-    out = (ref.detach(), got.detach(), full.grad[..., shard.start:shard.start + width], local.grad)
+    out = []
+    for vocab, z_loss in cases:
+        g = torch.Generator().manual_seed(0)
+        logits = torch.randn(3, 5, vocab, generator=g) * 4
+        target = torch.randint(0, vocab, (3, 5), generator=g)
+        target[0, :2] = -100  # F.cross_entropy's ignore_index
+        weight = torch.rand(3, 5, generator=g)
+        full = logits.clone().requires_grad_()
+        ref = F.cross_entropy(full.view(-1, vocab), target.view(-1), reduction="none").view(3, 5)
+        ref = ref + z_loss * torch.logsumexp(full, dim=-1).square()  # train/loss.py's z-loss, on every token
+        (ref * weight).sum().backward()
+        shard = VocabShard(None, vocab, rank, tp)
+        width = min(-(-vocab // tp), vocab - shard.start)
+        local = logits[..., shard.start:shard.start + width].clone().requires_grad_()
+        got = vocab_parallel_cross_entropy(local, target, shard, z_loss)
+        (got * weight).sum().backward()
+        pieces = (ref.detach(), got.detach(), full.grad[..., shard.start:shard.start + width], local.grad)
+        out.append(tuple(t.numpy() for t in pieces))  # numpy: tensors would travel through shared memory
     dist.destroy_process_group()
-    return tuple(t.numpy() for t in out)  # numpy: tensors would travel through shared memory of an exiting process
+    return out
 
 
 @pytest.mark.dist
-@pytest.mark.parametrize("vocab,z_loss", [(16, 0.0), (13, 0.1)])  # 13: uneven slices (7 + 6), as DTensor cuts them
-def test_vocab_parallel_cross_entropy_equals_plain_loss_and_gradient(vocab, z_loss):
-    for ref, got, ref_grad, got_grad in spawn(2, _cross_entropy_on_rank, vocab, z_loss):
-        np.testing.assert_allclose(got, ref, rtol=1e-5, atol=1e-6)
-        np.testing.assert_allclose(got_grad, ref_grad, rtol=1e-5, atol=1e-7)
-        assert (float(got[0, 0]) == 0.0) == (z_loss == 0.0)  # ignored target: no cross entropy, the z-loss stays
+def test_vocab_parallel_cross_entropy_equals_plain_loss_and_gradient():
+    for per_case in spawn(2, _cross_entropy_on_rank, CE_CASES):
+        for (vocab, z_loss), (ref, got, ref_grad, got_grad) in zip(CE_CASES, per_case):
+            np.testing.assert_allclose(got, ref, rtol=1e-5, atol=1e-6)
+            np.testing.assert_allclose(got_grad, ref_grad, rtol=1e-5, atol=1e-7)
+            assert (float(got[0, 0]) == 0.0) == (z_loss == 0.0)  # ignored target: no cross entropy, z-loss stays
 
 
 # ---------------------------------------------------------------- no rank holds the full logits
@@ -262,10 +268,10 @@ def _logits_shapes(run):
 
 @pytest.mark.dist
 def test_no_rank_creates_the_full_logits_under_tp2_uneven_sequence_included(tmp_path):
-    [one] = spawn_runs(1, _logits_shapes, [(str(tmp_path / "one"), {})])[0]
-    assert one["full"], "the check sees the [tokens, vocabulary] logits of one rank, so it could fail"
-    for tp, chunked in spawn_runs(2, _logits_shapes, [(str(tmp_path / "tp"), {"tp_size": 2}),
-                                                      (str(tmp_path / "tpc"), {"tp_size": 2, "chunk_loss_size": 8})]):
+    runs = [(str(tmp_path / "fsdp"), {}), (str(tmp_path / "tp"), {"tp_size": 2}),
+            (str(tmp_path / "tpc"), {"tp_size": 2, "chunk_loss_size": 8})]
+    for one, tp, chunked in spawn_runs(2, _logits_shapes, runs):
+        assert one["full"], "without TP the check sees the [tokens, vocabulary] logits, so it could fail"
         assert tp["full"] == [] and tp["half"], tp          # [tokens, V/2] on each rank, never [tokens, V]
         assert chunked["full"] == [] and chunked["half"] == [] and chunked["half_chunk"]
         assert abs(tp["loss"] - one["loss"]) < 1e-5 * one["loss"]

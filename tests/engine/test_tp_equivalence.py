@@ -1,8 +1,8 @@
 """Tensor parallelism (sequence parallel and the vocabulary-parallel loss on by default) trains like one
 process: per-iteration losses and gradient norms within 1e-4 (fp32) for Llama-, Qwen3- and MoE-shaped
-models, GPT-2 and gpt-oss, with and without recompute and the chunked loss (and compiled blocks), at TP 2 and
-TP 2 × FSDP 2.
-Clipping is active in every run (max_grad_norm below the norms)."""
+models (shared experts included), GPT-2 and gpt-oss, with and without recompute and the chunked loss
+(and compiled blocks), at TP 2 and TP 2 × FSDP 2. Clipping is active in every run (max_grad_norm below
+the norms)."""
 import numpy as np
 import pytest
 
@@ -22,6 +22,11 @@ MODELS = {
                                      "n_positions": 64, "resid_pdrop": 0.0, "embd_pdrop": 0.0, "attn_pdrop": 0.0},
                  fsdp_modules=["transformer.h.{*}"], recompute_modules=["transformer.h.{*}"]),
     "gpt_oss": dict(BASE, architecture=GPT_OSS, model_id="gpt_oss", z_loss_coeff=1e-2),  # with the z-loss too
+    "shared_experts": dict(BASE, architecture={  # Qwen2-MoE (plain transformers forward): shared expert split
+        "model_type": "qwen2_moe", "hidden_size": 32, "intermediate_size": 64, "moe_intermediate_size": 16,
+        "shared_expert_intermediate_size": 32, "num_hidden_layers": 2, "num_attention_heads": 4,
+        "num_key_value_heads": 2, "num_experts": 4, "num_experts_per_tok": 2, "vocab_size": 128,
+        "max_position_embeddings": 64, "tie_word_embeddings": False}),
 }
 RECOMPUTE_CHUNKED = {"recompute": True, "chunk_loss_size": 8}
 
@@ -49,9 +54,10 @@ def test_references_train_and_clip(single):
 
 
 def test_tp2_equals_one_process(single, tmp_path):
+    # Each model runs plain in one of the two layouts and with recompute and the chunked loss in the other.
     layouts = [("llama", dict(RECOMPUTE_CHUNKED, compile_blocks=True)), ("llama", {"sequence_parallel": False}),
-               ("qwen3", {}), ("qwen3", RECOMPUTE_CHUNKED), ("moe", {}), ("moe", RECOMPUTE_CHUNKED),
-               ("gpt2", RECOMPUTE_CHUNKED), ("gpt_oss", {"chunk_loss_size": 8})]
+               ("qwen3", RECOMPUTE_CHUNKED), ("moe", {}), ("gpt2", RECOMPUTE_CHUNKED),
+               ("gpt_oss", {"chunk_loss_size": 8}), ("shared_experts", {})]
     results = spawn_layouts(2, tmp_path, [run(name, tp_size=2, **over) for name, over in layouts])
     for (name, over), got in zip(layouts, results):
         assert got["gradient_accumulation_steps"] == 4  # tp 2 on 2 ranks: one data-parallel rank
@@ -59,7 +65,7 @@ def test_tp2_equals_one_process(single, tmp_path):
 
 
 def test_tp2_x_fsdp2_equals_one_process(single, tmp_path):
-    layouts = [("llama", RECOMPUTE_CHUNKED), ("qwen3", {}), ("moe", RECOMPUTE_CHUNKED)]
+    layouts = [("llama", RECOMPUTE_CHUNKED), ("qwen3", {}), ("moe", RECOMPUTE_CHUNKED)]  # llama plain: test_equivalence
     results = spawn_layouts(4, tmp_path, [run(name, tp_size=2, **over) for name, over in layouts], timeout=900)
     for (name, over), got in zip(layouts, results):
         assert got["gradient_accumulation_steps"] == 2  # 2 data-parallel ranks sharded by FSDP
