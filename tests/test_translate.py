@@ -160,7 +160,7 @@ def test_sequence_parallel_is_mapped_and_on_by_default_with_tensor_parallelism()
     line = {line.flag: line for line in result.lines}["--sequence-parallel"]
     assert line.status == "mapped" and "parallel.sequence_parallel" in line.text and cfg.parallel.sequence_parallel
     assert not any("sequence parallelism" in note for note in result.notes)
-    result, cfg = ok(BASE + ["--tensor-model-parallel-size", "2"])  # Megatron would run without; we run with, and say so
+    result, cfg = ok(BASE + ["--tensor-model-parallel-size", "2"])  # Megatron would run without; we run with, say so
     assert cfg.parallel.sequence_parallel
     assert any("runs with sequence parallelism" in note and "sequence_parallel false" in note for note in result.notes)
 
