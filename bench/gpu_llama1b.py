@@ -1,11 +1,15 @@
 #!/usr/bin/env python
-"""Tokens/s and MFU of a ~1B-parameter Llama-shaped model, bf16, FSDP2 on one CUDA GPU.
+"""Tokens/s, TFLOP/s, MFU and peak memory of a ~1B-parameter Llama-shaped model, bf16, FSDP2 on CUDA GPUs.
 
-    python bench/gpu_llama1b.py [--steps 20] [--batch 4] [--seq 2048]
-    torchrun --nproc-per-node 1 bench/gpu_llama1b.py
+    python bench/gpu_llama1b.py [--steps 20] [--batch 4] [--seq 2048]       # one GPU: FSDP2
+    torchrun --nproc-per-node 2 bench/gpu_llama1b.py                        # two GPUs: TP 2 (+ FSDP2 when more)
+    torchrun --nproc-per-node 8 bench/gpu_llama1b.py --tp 2                 # TP 2 × FSDP 4
+    torchrun --nproc-per-node 2 bench/gpu_llama1b.py --smoke                # tiny shape, any device: checks the script
 
-Runs the engine's own model building, parallelize and train step (random tokens, no data
-files, no downloads). Prints the figures and writes JSON to $OUT/gpu_llama1b.json when $OUT is set.
+Runs the engine's own model building, parallelize (tensor parallel with sequence parallelism and
+the vocabulary-parallel loss when tp > 1) and train step (random tokens, no data files, no
+downloads). With more than one process tp defaults to 2. Prints the figures and writes JSON to
+$OUT/gpu_llama1b.json when $OUT is set.
 """
 import argparse
 import json
@@ -29,6 +33,8 @@ def main():
     ap.add_argument("--batch", type=int, default=4)
     ap.add_argument("--seq", type=int, default=2048)
     ap.add_argument("--recompute", action="store_true")
+    ap.add_argument("--tp", type=int, help="tensor-parallel size (default: 2 with more than one process, else 1)")
+    ap.add_argument("--no-sequence-parallel", action="store_true", help="with tp > 1, keep norms whole on every rank")
     ap.add_argument("--smoke", action="store_true", help="tiny shape on any device, to check the script itself")
     ap.add_argument("--json", help="also write the figures to this file")
     args = ap.parse_args()
@@ -50,16 +56,23 @@ def main():
     from fsdp2_core.train.optimizer import build_optimizer
     from fsdp2_core.train.step import RunContext, train_step
 
+    device = init_distributed()
+    world = torch.distributed.get_world_size()
+    tp = args.tp or (2 if world > 1 else 1)
+    if world % tp:
+        sys.exit(f"--tp {tp} does not divide the {world} processes")
+    dp = world // tp
     cfg = build_config({"architecture": arch, "output_dir": os.environ.get("OUT", "/tmp/gpu_llama1b"),
                         "param_dtype": "bf16", "reduce_dtype": "fp32", "cutoff_len": args.seq,
-                        "per_device_train_batch_size": args.batch, "global_batch_size": args.batch,
-                        "max_steps": 1000, "lr": 1e-4, "min_lr": 1e-5, "warmup_ratio": 0.0,
+                        "per_device_train_batch_size": args.batch, "global_batch_size": args.batch * dp,
+                        "max_steps": 1000, "lr": 1e-4, "min_lr": 1e-5, "warmup_ratio": 0.0, "tp_size": tp,
+                        "sequence_parallel": not args.no_sequence_parallel,
                         "init_model_with_meta_device": True, "train_from_scratch": True, "recompute": args.recompute})
-    device = init_distributed()
-    mesh = build_mesh(cfg.parallel, torch.distributed.get_world_size(), device.type)
+    mesh = build_mesh(cfg.parallel, world, device.type)
     model = build_parallel_model(cfg, device, mesh)
     opt = build_optimizer(model, cfg.training)
-    ctx = RunContext(cfg, model, opt, build_schedule(cfg.training, 1000, args.batch), mesh, device, 1, args.batch)
+    ctx = RunContext(cfg, model, opt, build_schedule(cfg.training, 1000, args.batch * dp), mesh, device, 1,
+                     args.batch * dp)
     g = torch.Generator().manual_seed(0)
     text = torch.randint(0, arch["vocab_size"], (args.batch, args.seq + 1), generator=g)
     batch = {"tokens": text[:, :-1], "labels": text[:, 1:], "loss_mask": torch.ones(args.batch, args.seq),
@@ -77,15 +90,21 @@ def main():
     step = statistics.median(times)
     params = count_parameters(model)
     fpt = flops_per_token(model.config, count_parameters(model, exclude_input_embedding=True), args.seq)
-    tp = throughput(args.batch * args.seq, step, 1, fpt, device.peak_tflops())
-    result = {"device": device.name(), "params": params, "batch": args.batch, "seq": args.seq,
-              "recompute": args.recompute, "step_ms": step * 1e3, "last_loss": r.loss,
-              "peak_memory_gb": device.peak_memory_gb(), "torch": torch.__version__, **tp}
-    mfu = "n/a" if tp["mfu"] is None else f"{100 * tp['mfu']:.1f}%"
-    print(f"{device.name()}: {params / 1e9:.2f}B params, batch {args.batch} x seq {args.seq}, "
-          f"step {step * 1e3:.1f} ms, {tp['tokens_per_s_per_device']:.0f} tokens/s, "
-          f"{tp['tflops_per_device']:.1f} TFLOP/s, MFU {mfu}, peak memory {result['peak_memory_gb']:.1f} GB")
-    if os.environ.get("OUT"):
+    # Each tensor-parallel group trains one micro-batch: dp × batch × seq tokens per step over `world` devices.
+    figures = throughput(dp * args.batch * args.seq, step, world, fpt, device.peak_tflops())
+    peak = torch.tensor(device.peak_memory_gb(), device=device.torch_device)
+    torch.distributed.all_reduce(peak, op=torch.distributed.ReduceOp.MAX)
+    result = {"device": device.name(), "devices": world, "tp": tp, "dp": dp,
+              "sequence_parallel": tp > 1 and not args.no_sequence_parallel, "params": params, "batch": args.batch,
+              "seq": args.seq, "recompute": args.recompute, "step_ms": step * 1e3, "last_loss": r.loss,
+              "peak_memory_gb": float(peak), "torch": torch.__version__, **figures}
+    mfu = "n/a" if figures["mfu"] is None else f"{100 * figures['mfu']:.1f}%"
+    if torch.distributed.get_rank() == 0:
+        print(f"{world} × {device.name()}, tp {tp} × dp {dp}: {params / 1e9:.2f}B params, batch {args.batch} x seq "
+              f"{args.seq} per group, step {step * 1e3:.1f} ms, {figures['tokens_per_s_per_device']:.0f} tokens/s "
+              f"per device, {figures['tflops_per_device']:.1f} TFLOP/s per device, MFU {mfu}, peak memory "
+              f"{result['peak_memory_gb']:.1f} GB (largest rank)")
+    if os.environ.get("OUT") and torch.distributed.get_rank() == 0:
         os.makedirs(os.environ["OUT"], exist_ok=True)
         with open(os.path.join(os.environ["OUT"], "gpu_llama1b.json"), "w") as fh:
             json.dump(result, fh, indent=1)

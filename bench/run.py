@@ -47,6 +47,7 @@ BENCHES = [
           ["--docs", "2000", "--reads", "500", "--repeats", "1", "--train-samples", "5000", "--seq-length", "512"]),
     Bench("cp_ep", "bench_cp_ep.py", ["--world", "2", "--seq", "256", "--iters", "6"],
           ["--world", "2", "--seq", "64", "--iters", "3"]),
+    Bench("tp_memory", "bench_tp_memory.py", [], ["--tp", "1", "2", "--vocab", "4096", "--seq", "128"]),
     Bench("kernels", "bench_kernels.py", ["--iters", "20"], ["--quick", "--iters", "3"], env={"FSDP2_DEVICE": ""}),
     Bench("integrity", "bench_integrity.py", ["--mib", "100"], ["--mib", "8", "--repeats", "1"]),
     Bench("gpu_llama1b", "gpu_llama1b.py", [], ["--steps", "3", "--warmup", "1", "--seq", "512"], needs_cuda=True,
@@ -281,24 +282,74 @@ def section_cp_ep(r: Optional[dict], run: Optional[dict]) -> List[str]:
     return out
 
 
+PLAN_NAMES = {"unsplit": "one rank (reference)", "before": "before #19: glob TP, full logits",
+              "no-sp": "vocab-parallel head + loss, sequence_parallel false",
+              "sp": "vocab-parallel head + loss + SP (default)"}
+
+
+def section_tp_memory(r: Optional[dict], run: Optional[dict]) -> List[str]:
+    out = ["## Tensor parallelism: activation and logits memory", ""]
+    if r is None:
+        return out + [_missing("tp_memory", run), ""]
+    a = r["arch"]
+    one = next(row for row in r["rows"] if row["tp"] == 1)
+    out += [
+        f"`{run['command'] if run else 'python bench/bench_tp_memory.py'}` (CPU, gloo, fp32): one forward and "
+        f"backward of a Llama-shaped model (hidden {a['hidden_size']}, FFN {a['intermediate_size']}, "
+        f"{a['num_hidden_layers']} layers, {a['num_attention_heads']} heads / {a['num_key_value_heads']} KV heads, "
+        f"vocabulary {a['vocab_size']:,}), one sequence of {r['seq']} tokens, on tp ranks. Counted on rank 0 "
+        "(`fsdp2_core/testing/tensors.py`): the bytes autograd saves for backward, once per storage, by the module "
+        "that saved them (saved-tensor hooks), and the largest logits tensor any operator creates (a dispatch mode "
+        "over every operator's output). The *before #19* plan is the one the engine applied before this work "
+        "(column/row-parallel projections from the glob patterns only), re-applied by the script.",
+        "",
+        "| tp | plan | norms (MiB) | loss, logits-sized (MiB) | largest logits tensor (MiB) | all saved (MiB) | "
+        "norms / tp 1 | logits / tp 1 | loss = tp 1 |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for row in r["rows"]:
+        s = row["saved"]
+        same = abs(row["loss"] - one["loss"]) <= 1e-4 * abs(one["loss"]) and row["ranks_agree"]
+        out.append(f"| {row['tp']} | {PLAN_NAMES.get(row['plan'], row['plan'])} | {_mib(s.get('norms', 0))} | "
+                   f"{_mib(s.get('loss', 0))} | {_mib(row['largest_logits_bytes'])} | {_mib(row['saved_total'])} | "
+                   f"{s.get('norms', 0) / one['saved']['norms']:.3f} | "
+                   f"{row['largest_logits_bytes'] / one['largest_logits_bytes']:.3f} | {'yes' if same else 'NO'} |")
+    out += [
+        "",
+        "Sequence parallelism divides what the norms save by tp (each rank normalises its slice of the sequence); the "
+        "column-parallel output layer with the vocabulary-parallel cross entropy divides the logits, and what the loss "
+        "saves for backward (the softmax of this rank's vocabulary slice), by tp. Before, every rank built and kept "
+        "the whole [tokens, vocabulary] logits. Attention and MLP activations were already split by heads and columns; "
+        "what they still hold whole is their gathered input (the hidden states of the whole sequence), as in Megatron.",
+        "",
+    ]
+    return out
+
+
 def section_gpu(r: Optional[dict], run: Optional[dict]) -> List[str]:
     out = ["## GPU: Llama 1B", ""]
     if r is None:
         why = ("the run failed (see the table above)" if run and not run["ok"]
-               else "no CUDA device on the machine that made this page")
+               else "no CUDA device on the machine that made this page; the script has not yet been run on GPU "
+                    "hardware (only its CPU smoke mode, `--smoke`, has)")
         return out + [
             f"Not measured: {why}. `bench/gpu_llama1b.py` trains the Llama-3.2-1B shape (16 layers, hidden 2048, "
             "FFN 8192, 32 heads / 8 KV heads, vocabulary 128256; 1.24B parameters) with bf16 parameters and fp32 "
-            "reduction, FSDP2 on one CUDA GPU, batch 4 × 2048, meta-device init, and reports tokens/s, TFLOP/s and "
-            "MFU against the device's peak (`fsdp2_core/device.py`'s table). `python bench/run.py` runs it whenever "
-            "CUDA is available.", ""]
+            "reduction, FSDP2, batch 4 × 2048, meta-device init, and reports tokens/s, TFLOP/s and MFU per device "
+            "against the device's peak (`fsdp2_core/device.py`'s table) and the peak memory of the largest rank. On "
+            "one GPU: `python bench/gpu_llama1b.py`; on several, tensor parallel 2 (sequence parallel, "
+            "vocabulary-parallel loss) with FSDP2 over the rest: `torchrun --nproc-per-node N bench/gpu_llama1b.py` "
+            "(`--tp` to choose). `python bench/run.py` runs the one-GPU form whenever CUDA is available.", ""]
     mfu = "n/a" if r.get("mfu") is None else f"**{100 * r['mfu']:.1f} %**"
+    layout = (f"tensor parallel {r['tp']} (sequence parallel {'on' if r.get('sequence_parallel') else 'off'}) × "
+              f"FSDP2 {r.get('dp', 1)}" if r.get("tp", 1) > 1 else "FSDP2")
     return out + [
-        f"`{run['command'] if run else 'python bench/gpu_llama1b.py'}` on {r['device']}: {r['params'] / 1e9:.2f}B "
-        f"parameters (Llama-3.2-1B shape), bf16 parameters / fp32 reduction, FSDP2 on one GPU, batch {r['batch']} × "
-        f"{r['seq']}, recompute {'on' if r['recompute'] else 'off'}, torch {r['torch']}.",
+        f"`{run['command'] if run else 'python bench/gpu_llama1b.py'}` on {r.get('devices', 1)} × {r['device']}: "
+        f"{r['params'] / 1e9:.2f}B parameters (Llama-3.2-1B shape), bf16 parameters / fp32 reduction, {layout}, batch "
+        f"{r['batch']} × {r['seq']} per data-parallel rank, recompute {'on' if r['recompute'] else 'off'}, "
+        f"torch {r['torch']}.",
         "",
-        "| step (ms) | tokens/s | TFLOP/s | MFU (of the device's peak) | peak memory (GB) |",
+        "| step (ms) | tokens/s per device | TFLOP/s per device | MFU (of the device's peak) | peak memory (GB) |",
         "|---|---|---|---|---|",
         f"| {r['step_ms']:.1f} | {r['tokens_per_s_per_device']:,.0f} | {r['tflops_per_device']:.1f} | {mfu} | "
         f"{r['peak_memory_gb']:.1f} |",
@@ -366,7 +417,8 @@ def _missing(name: str, run: Optional[dict]) -> str:
 
 
 SECTIONS = [("engine", section_engine), ("megatron_data", section_data), ("cp_ep", section_cp_ep),
-            ("kernels", section_kernels), ("integrity", section_integrity), ("gpu_llama1b", section_gpu)]
+            ("tp_memory", section_tp_memory), ("kernels", section_kernels), ("integrity", section_integrity),
+            ("gpu_llama1b", section_gpu)]
 
 
 def render(meta: dict, results: Dict[str, Optional[dict]]) -> str:

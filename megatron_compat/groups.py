@@ -249,8 +249,17 @@ RING_ALGOS = ("megatron_cp_algo", "hybrid_cp_algo", "kvallgather_cp_algo", "hybr
               "adaptive_cp_algo")
 
 
+def _sequence_parallel_note(t):
+    """Megatron runs tensor parallelism without sequence parallelism unless told; we run it with, and say so."""
+    if (t.given.get("--tensor-model-parallel-size") or 1) > 1 and not t.given.get("--sequence-parallel"):
+        t.notes.append("tensor parallelism runs with sequence parallelism (what --sequence-parallel asks for, and "
+                       "Megatron recommends): norm and residual activations split over the sequence, same loss; set "
+                       "parallel.sequence_parallel false to keep them whole on every tensor-parallel rank")
+
+
 def context_and_experts(t):
     g = t.given
+    _sequence_parallel_note(t)
     cp = g.get("--context-parallel-size", 1)
     algo = g.get("--context-parallel-algo")
     if algo is not None and cp >= 1:  # a size below 1 is refused with parallel.cp_size

@@ -156,6 +156,8 @@ DS_EXAMPLE = "examples/megatron_deepspeed/ds_config.json"  # a DeepSpeed config,
 MAPPED_RULES = [
     # --- parallelism ---
     plain("--tensor-model-parallel-size", "tp_size", example=("--tensor-model-parallel-size", "2")),
+    switch("--sequence-parallel", "sequence_parallel", note="on by default with tensor parallelism, as Megatron "
+           "recommends"),
     group("--pipeline-model-parallel-size", "pipeline",
           "folded into FSDP sharding: data-parallel size = world / (tp × cp)",
           example=("--pipeline-model-parallel-size", "2", "--micro-batch-size", "4", "--global-batch-size", "8")),

@@ -16,7 +16,7 @@ import torch.nn as nn
 from fsdp2_core.config import ConfigError
 from fsdp2_core.device import Device
 from fsdp2_core.parallel import fsdp
-from fsdp2_core.parallel.tensor_parallel import check_tp_divides, tensor_parallel_plan
+from fsdp2_core.parallel.tensor_parallel import check_tp_divides
 from fsdp2_core.testing.tiny import tiny_config
 from fsdp2_core.train.metrics import MetricsSink
 from fsdp2_core.train.optimizer import build_optimizer
@@ -61,7 +61,6 @@ CLAIMS = {
         "tests/checkpoint/test_reshard.py::test_two_ranks_resume_a_four_rank_checkpoint"],
     "the engine uses torch FSDP2 and the math is unchanged": [EQUIVALENCE, HSDP],
     "DTensor TP": [EQUIVALENCE],
-    "stay replicated on every TP rank": [f"{HERE}::test_tp_plan_has_no_sequence_parallel_yet", EQUIVALENCE],
     "refuses such sizes at start": [f"{HERE}::test_tp_refuses_sizes_that_do_not_divide"],
     "needs only the vocabulary size and EOD id": [PRETRAIN],
     "training reads the already-preprocessed .bin/.idx data": [PRETRAIN],
@@ -198,18 +197,6 @@ def test_fsdp_reduces_in_fp32_and_follows_reshard_after_forward(tmp_path, monkey
     cfg.parallel.reshard_after_forward = False
     fsdp.apply_fsdp(model, mesh, cfg.parallel)
     assert all(c["reshard_after_forward"] is False for c in calls)
-
-
-def test_tp_plan_has_no_sequence_parallel_yet():
-    """--sequence-parallel's row says the TP plan keeps norm activations replicated; change the row when this fails."""
-    from transformers import AutoConfig, AutoModelForCausalLM
-    model = AutoModelForCausalLM.from_config(AutoConfig.for_model(
-        model_type="llama", hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=4,
-        num_key_value_heads=2, vocab_size=64))
-    cfg = tiny_config("/unused")
-    plan = tensor_parallel_plan(model, cfg.parallel.tp_colwise, cfg.parallel.tp_rowwise)
-    assert plan and not any("norm" in name for name in plan)
-    assert {type(style).__name__ for style in plan.values()} <= {"ColwiseParallel", "RowwiseParallel"}
 
 
 def test_tp_refuses_sizes_that_do_not_divide():

@@ -21,7 +21,8 @@ EXCLUDES = {"--train-samples": ("--train-iters",), "--patch-tokenizer-type": ("-
             "--rampup-batch-size": ("--train-iters",), "--step-batch-size-schedule": ("--global-batch-size",)}
 # Rows whose only accepted value is what the dialect already gives: their example changes nothing.
 RESTATE_DEFAULTS = {"--expert-tensor-parallel-size", "--dataloader-type", "--optimizer", "--dataset",
-                    "--bias-gelu-fusion"}
+                    "--bias-gelu-fusion",
+                    "--sequence-parallel"}  # on by default here (Megatron's advice), so the flag restates it
 
 
 def _split(argv):

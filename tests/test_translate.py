@@ -155,6 +155,16 @@ def test_absorbed_and_rejected_flags_are_reported():
     assert "--lora-load is not supported" in text
 
 
+def test_sequence_parallel_is_mapped_and_on_by_default_with_tensor_parallelism():
+    result, cfg = ok(BASE + ["--tensor-model-parallel-size", "2", "--sequence-parallel"])
+    line = {line.flag: line for line in result.lines}["--sequence-parallel"]
+    assert line.status == "mapped" and "parallel.sequence_parallel" in line.text and cfg.parallel.sequence_parallel
+    assert not any("sequence parallelism" in note for note in result.notes)
+    result, cfg = ok(BASE + ["--tensor-model-parallel-size", "2"])  # Megatron would run without; we run with, say so
+    assert cfg.parallel.sequence_parallel
+    assert any("runs with sequence parallelism" in note and "sequence_parallel false" in note for note in result.notes)
+
+
 def test_context_parallel_ring_algorithms():
     argv = _replace(BASE, "--num-attention-heads", "4") + ["--context-parallel-size", "2"]
     result, cfg = ok(argv + ["--context-parallel-algo", "megatron_cp_algo"])

@@ -177,6 +177,10 @@ class ParallelArguments:
     tp_colwise: List[str] = _f(["*.q_proj", "*.k_proj", "*.v_proj", "*.gate_proj", "*.up_proj"], "Column-parallel "
                                "module patterns.")
     tp_rowwise: List[str] = _f(["*.o_proj", "*.down_proj"], "Row-parallel module patterns.")
+    sequence_parallel: bool = _f(True, "With tp_size > 1, keep norms and the residual stream split over the "
+                                 "sequence between tensor-parallel blocks (Megatron --sequence-parallel, on by default "
+                                 "as Megatron recommends); false keeps them whole on every tensor-parallel rank. The "
+                                 "loss is the same either way.", extension=True)
     ep_modules: List[str] = _f(["model.layers.{*}.mlp.experts"], "Expert-parallel module patterns.")
     ep_fsdp_modules: List[str] = _f(["model.layers.{*}.mlp.experts"], "FSDP module patterns inside the expert group.")
     ep_dispatcher: Literal["eager", "fused", "mc2"] = _f("eager", "MoE token dispatcher.")

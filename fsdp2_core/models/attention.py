@@ -16,6 +16,7 @@ from typing import Callable, Dict, Optional, Tuple
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from torch.distributed.tensor import DTensor
 
 from fsdp2_core.config import ConfigError
 from fsdp2_core.kernels.attention import causal_attention
@@ -151,6 +152,8 @@ def attention_forward(module, query, key, value, attention_mask=None, scaling=No
                       **_ignored):
     """Hugging Face attention-interface function: inputs [b, h, s_local, d], output [b, s_local, h, d]."""
     split: SequenceSplit = module._fsdp2_cp
+    if isinstance(s_aux, DTensor):
+        s_aux = s_aux.to_local()  # tensor parallelism splits the sinks like the heads: this rank's heads' sinks
     if scaling is None:
         scaling = query.shape[-1] ** -0.5
     masks = {"sliding_window": sliding_window, "doc_ids": cp_doc_ids, "key_mask": cp_key_mask,

@@ -11,7 +11,7 @@ from fsdp2_core.kernels.compile import apply_compile
 from .context_parallel import apply_context_parallel
 from .expert_parallel import apply_expert_parallel, shard_experts
 from .fsdp import DTYPES, apply_fsdp
-from .mesh import Mesh, ParallelDims, build_mesh, parallel_dims
+from .mesh import Mesh, ParallelDims, build_mesh, forget_meshes, parallel_dims
 from .recompute import apply_recompute
 from .tensor_parallel import apply_tensor_parallel
 
@@ -34,17 +34,23 @@ def parallelize(model: nn.Module, cfg, mesh: Mesh) -> nn.Module:
     """Apply TP, EP, CP, activation recompute and FSDP2 to `model` in place; return it."""
     p = cfg.parallel
     if mesh.tp is not None:
-        apply_tensor_parallel(model, mesh.tp, p.tp_colwise, p.tp_rowwise)
+        apply_tensor_parallel(model, mesh.tp, p.tp_colwise, p.tp_rowwise, p.sequence_parallel)
     experts = mesh.expert_parallel
     if experts:
         apply_expert_parallel(model, mesh, p)
     if mesh.cp is not None:
         apply_context_parallel(model, mesh.cp, mesh.dims.tp)
+    # torchtitan's order compiles after recompute. Under tensor parallelism torch 2.13 cannot compile the
+    # checkpointed region (it tries to save the DTensors' device mesh for backward), so there the blocks are
+    # compiled first and recompute wraps the compiled forward (same saved activations: the block inputs).
+    compile_first = cfg.optimization.compile_blocks and mesh.tp is not None
+    if compile_first:
+        apply_compile(model)
     if p.recompute:
         wrapped = apply_recompute(model, p.recompute_modules)
         if not wrapped:
             raise ConfigError(f"recompute is on but no module matches recompute_modules {p.recompute_modules}")
-    if cfg.optimization.compile_blocks:
+    if cfg.optimization.compile_blocks and not compile_first:
         apply_compile(model)  # after recompute, before FSDP (torchtitan's order)
     if experts:
         mp = MixedPrecisionPolicy(param_dtype=DTYPES[p.param_dtype], reduce_dtype=DTYPES[p.reduce_dtype])
@@ -54,4 +60,4 @@ def parallelize(model: nn.Module, cfg, mesh: Mesh) -> nn.Module:
     return model
 
 
-__all__ = ["parallelize", "build_mesh", "parallel_dims", "Mesh", "ParallelDims", "DTYPES"]
+__all__ = ["parallelize", "build_mesh", "forget_meshes", "parallel_dims", "Mesh", "ParallelDims", "DTYPES"]

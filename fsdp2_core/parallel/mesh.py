@@ -131,3 +131,12 @@ class Mesh:
 
 def build_mesh(parallel_cfg, world_size: int, device_type: str) -> Mesh:
     return Mesh(parallel_dims(parallel_cfg, world_size), device_type)
+
+
+def forget_meshes() -> None:
+    """After the process group is destroyed: drop torch's DTensor redistribution caches. They keep the device
+    meshes they were built for alive, and a mesh of a later run in the same process (tests, notebooks) that
+    compares equal would be handed the old mesh, whose process groups no longer exist."""
+    from torch.distributed.tensor import _redistribute
+    _redistribute.clear_redistribute_planner_cache()
+    _redistribute._gen_transform_infos.cache_clear()

@@ -15,7 +15,7 @@ from fsdp2_core.kernels import apply_kernels
 from fsdp2_core.models.build import build_model, count_parameters, materialize
 from fsdp2_core.models.lora import apply_lora
 from fsdp2_core.models.tokens import extend_tokenizer, resize_model_vocab
-from fsdp2_core.parallel import build_mesh, parallelize
+from fsdp2_core.parallel import build_mesh, forget_meshes, parallelize
 from fsdp2_core.parallel.fsdp import ignored_parameters
 from fsdp2_core.quant import apply_quantization, check_quantization
 from fsdp2_core.quant.float8 import check_fp8_hardware
@@ -191,4 +191,5 @@ def run_training(cfg, datasets: Optional[Sequence] = None, *, checkpoint: Checkp
                "nan_iterations": state.nan_iters, "throughput": hist.throughput, "world_size": world}
     if created_group:
         dist.destroy_process_group()
+        forget_meshes()
     return summary

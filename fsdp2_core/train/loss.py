@@ -9,6 +9,12 @@ logits never exist at once; the result is the same loss.
 It is installed on the model as `model.lm_loss` and registered with FSDP as a forward
 method, so FSDP's root hooks (gathering, resharding) run around it as around forward.
 
+Tensor parallelism: the model carries `_fsdp2_vocab_shard`; the output layer is
+column-parallel, so each rank computes the logits of its vocabulary slice only and the
+token losses (z-loss included) come from the vocabulary-parallel cross entropy
+(parallel/loss_parallel.py); the sequence-parallel hidden states are gathered once
+before the head, not per chunk. Every tensor-parallel rank returns the same sums.
+
 Context parallelism: the model carries `_fsdp2_cp`; each cp rank runs its slice of the
 sequence, and the sums and counts are summed over the cp ranks (differentiably), so
 every cp rank returns the whole micro-batch's figures, as a rank without cp would.
@@ -29,6 +35,7 @@ from torch.utils.checkpoint import checkpoint
 from fsdp2_core.models.attention import split_inputs
 from fsdp2_core.models.moe import aux_loss_coeff, router_aux_loss
 from fsdp2_core.parallel.comm import all_reduce_sum
+from fsdp2_core.parallel.loss_parallel import VocabShard, vocab_parallel_cross_entropy, whole_sequence
 
 
 def backbone_of(model: nn.Module) -> nn.Module:
@@ -37,10 +44,15 @@ def backbone_of(model: nn.Module) -> nn.Module:
     return getattr(model, prefix, None) or model.get_decoder()
 
 
-def _token_losses(head: nn.Module, hidden: torch.Tensor, labels: torch.Tensor, z_loss_coeff: float = 0.0):
+def _token_losses(head: nn.Module, hidden: torch.Tensor, labels: torch.Tensor, z_loss_coeff: float = 0.0,
+                  vocab_shard: Optional[VocabShard] = None):
     """Cross entropy per token; with `z_loss_coeff`, plus coeff × logsumexp(logits)² (PaLM's z-loss, which the forks'
-    --use-z-loss adds to every token's loss with coeff 1e-4), so it is masked and averaged like the loss itself."""
-    logits = head(hidden).float()
+    --use-z-loss adds to every token's loss with coeff 1e-4), so it is masked and averaged like the loss itself.
+    Under tensor parallelism (`vocab_shard`) the head gives this rank's vocabulary slice of the logits only."""
+    logits = head(hidden)
+    if vocab_shard is not None:
+        return vocab_parallel_cross_entropy(logits, labels, vocab_shard, z_loss_coeff)
+    logits = logits.float()
     flat = logits.reshape(-1, logits.shape[-1])
     losses = F.cross_entropy(flat, labels.reshape(-1), reduction="none")
     if z_loss_coeff:
@@ -48,8 +60,8 @@ def _token_losses(head: nn.Module, hidden: torch.Tensor, labels: torch.Tensor, z
     return losses.view_as(labels)
 
 
-def _masked_sum(head, hidden, labels, mask, z_loss_coeff=0.0):
-    return (_token_losses(head, hidden, labels, z_loss_coeff) * mask).sum()
+def _masked_sum(head, hidden, labels, mask, z_loss_coeff=0.0, vocab_shard=None):
+    return (_token_losses(head, hidden, labels, z_loss_coeff, vocab_shard) * mask).sum()
 
 
 def lm_loss_sums(model: nn.Module, tokens: torch.Tensor, labels: torch.Tensor, loss_mask: torch.Tensor,
@@ -66,19 +78,20 @@ def lm_loss_sums(model: nn.Module, tokens: torch.Tensor, labels: torch.Tensor, l
         extra["output_router_logits"] = True
     out = backbone_of(model)(input_ids=tokens, position_ids=position_ids, attention_mask=attention_mask,
                              use_cache=False, **extra)
-    hidden = out[0]
+    hidden = whole_sequence(out[0])
     model.last_aux_loss = _aux_loss(model, cp, out, plain_aux, attention_mask)
     head = model.get_output_embeddings()
+    vocab_shard = getattr(model, "_fsdp2_vocab_shard", None)
     mask = loss_mask.float()
     seq = hidden.shape[1]
     if not chunk_size or chunk_size >= seq:
-        total = _masked_sum(head, hidden, labels, mask, z_loss_coeff)
+        total = _masked_sum(head, hidden, labels, mask, z_loss_coeff, vocab_shard)
     else:
-        total = hidden.new_zeros((), dtype=torch.float32)
+        total = torch.zeros((), dtype=torch.float32, device=labels.device)
         for start in range(0, seq, chunk_size):
             end = start + chunk_size
             total = total + checkpoint(_masked_sum, head, hidden[:, start:end], labels[:, start:end],
-                                       mask[:, start:end], z_loss_coeff, use_reentrant=False)
+                                       mask[:, start:end], z_loss_coeff, vocab_shard, use_reentrant=False)
     count = mask.sum()
     if cp is not None and cp.size > 1:
         total = all_reduce_sum(total, cp.group)

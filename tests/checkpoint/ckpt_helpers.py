@@ -8,6 +8,7 @@ import time
 
 import numpy as np
 import torch
+from torch.distributed.tensor import DTensor
 
 from fsdp2_core.testing.spawn import free_port, spawn_runs
 from fsdp2_core.testing.tiny import datasets, tiny_config
@@ -222,6 +223,8 @@ def record_logits(max_shard_bytes, cfg):
             super().finish(state, model, optimizer, schedule)
             with torch.no_grad():
                 logits = model(input_ids=torch.tensor(PROBE)).logits
+            if isinstance(logits, DTensor):  # tensor parallel: split over the vocabulary
+                logits = logits.full_tensor()
             if _rank() == 0:
                 torch.save(logits.detach().clone(), os.path.join(cfg.training.output_dir, "trained_logits.pt"))
 

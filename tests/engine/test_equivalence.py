@@ -53,17 +53,19 @@ def test_meta_device_init_equals_eager(reference):
 
 
 def test_two_ranks_fsdp_tp_and_variants(reference, tmp_path):
-    fsdp, tp, fsdp_pt, fsdp_meta_chunk_recompute = spawn_layouts(2, tmp_path, [
+    fsdp, tp, fsdp_pt, fsdp_meta_chunk_recompute, tp_pt_meta = spawn_layouts(2, tmp_path, [
         ({}, False),
         ({"tp_size": 2}, False),
         ({"calculate_per_token_loss": True}, True),
         ({"init_model_with_meta_device": True, "chunk_loss_size": 8, "recompute": True}, False),
+        ({"tp_size": 2, "calculate_per_token_loss": True, "init_model_with_meta_device": True}, True),
     ])
     assert fsdp["gradient_accumulation_steps"] == 2 and tp["gradient_accumulation_steps"] == 4
     close(reference[0], fsdp)
     close(reference[0], tp)
     close(reference[2], fsdp_pt)
     close(reference[0], fsdp_meta_chunk_recompute)
+    close(reference[2], tp_pt_meta)  # per-token accounting over the vocabulary-parallel loss
 
 
 def test_four_ranks_fsdp_x_tp_and_hsdp(reference, tmp_path):

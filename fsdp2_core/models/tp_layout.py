@@ -1,0 +1,68 @@
+"""Where tensor parallelism finds each role among a family's modules: one row per transformers model_type.
+
+The plan itself (`fsdp2_core/parallel/tensor_parallel.py`) is built from this row and the
+config's `tp_colwise` / `tp_rowwise` patterns. A row names, as module-name patterns
+(`{*}` one name component):
+
+  embedding           the input embedding, split over the vocabulary
+  position_embedding  learned positions (GPT-2), kept whole on every rank
+  layers              the decoder layers. Their norm children run sequence-parallel; every
+                      other child holding weights is a block (attention, MLP, MoE, linear
+                      attention), tensor-parallel when a column/row-parallel projection is
+                      its direct child, otherwise run whole on every tensor-parallel rank
+  final_norm          the norm after the last layer (sequence-parallel)
+  head                the output layer: column-parallel, its logits left split over the vocabulary
+  head_norms          norms applied per attention head after a column-parallel projection (Qwen3's
+                      q_norm / k_norm): each rank normalises its own heads with the shared weight
+  head_params         per-head parameters of an attention module (gpt-oss's sinks), split like its heads
+  colwise / rowwise   the family's own projections, used beside the config's patterns (GPT-2's
+                      Conv1D layers, which the Llama-style default patterns do not name)
+  fused_qkv           column-parallel projections whose output is [q | k | v] (GPT-2's c_attn):
+                      each rank takes its heads of each of the three
+  local_width         attributes of a tensor-parallel block that hold a full width its forward
+                      reshapes by (GPT-2's split_size): divided by tp_size on the block
+
+Adding a family: add a row keyed by its model_type (or reuse DECODER when its modules are
+named like Llama's). A family with a projection layout of its own (e.g. MLA's low-rank
+query/key-value projections) adds its projections to colwise / rowwise, and anything the
+roles above cannot say goes in `extra_plan`: a function (model, tp_mesh, sequence_parallel)
+-> {module name: ParallelStyle} merged into the plan.
+"""
+from dataclasses import dataclass
+from typing import Callable, Dict, Optional, Tuple
+
+import torch.nn as nn
+
+
+@dataclass(frozen=True)
+class TPLayout:
+    embedding: str = "model.embed_tokens"
+    layers: str = "model.layers.{*}"
+    final_norm: str = "model.norm"
+    head: str = "lm_head"
+    position_embedding: Optional[str] = None
+    head_norms: Tuple[str, ...] = ("model.layers.{*}.self_attn.q_norm", "model.layers.{*}.self_attn.k_norm")
+    head_params: Tuple[str, ...] = ()
+    colwise: Tuple[str, ...] = ()
+    rowwise: Tuple[str, ...] = ()
+    fused_qkv: Tuple[str, ...] = ()
+    local_width: Tuple[str, ...] = ()
+    extra_plan: Optional[Callable] = None
+
+
+DECODER = TPLayout()
+
+GPT_OSS = TPLayout(head_params=("model.layers.{*}.self_attn.sinks",))
+
+GPT2 = TPLayout(embedding="transformer.wte", position_embedding="transformer.wpe", layers="transformer.h.{*}",
+                final_norm="transformer.ln_f", head_norms=(),
+                colwise=("transformer.h.{*}.attn.c_attn", "transformer.h.{*}.mlp.c_fc"),
+                rowwise=("transformer.h.{*}.attn.c_proj", "transformer.h.{*}.mlp.c_proj"),
+                fused_qkv=("transformer.h.{*}.attn.c_attn",), local_width=("split_size",))
+
+LAYOUTS: Dict[str, TPLayout] = {"gpt2": GPT2, "gpt_oss": GPT_OSS}
+
+
+def tp_layout_for(model: nn.Module) -> TPLayout:
+    """The row of the model's model_type; Llama-style names (DECODER) for every other family."""
+    return LAYOUTS.get(getattr(getattr(model, "config", None), "model_type", None), DECODER)
