@@ -57,8 +57,9 @@ def take_option(argv: Sequence[str]) -> Tuple[List[str], Optional[str]]:
     return rest, value
 
 
-def vouch_from(option_value: Optional[str], environ: Mapping[str, str] = os.environ) -> Optional[Vouch]:
+def vouch_from(option_value: Optional[str], environ: Optional[Mapping[str, str]] = None) -> Optional[Vouch]:
     """The vouch the command line (first) or the environment gives; None when neither does."""
+    environ = os.environ if environ is None else environ  # read at call time: libraries may rebind os.environ
     if option_value is not None:
         return parse_vouch(option_value, OPTION)
     if environ.get(ENV_VAR):

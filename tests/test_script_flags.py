@@ -107,10 +107,13 @@ def test_entry_point_and_convert_args_take_the_vouch(tmp_path, monkeypatch, caps
     from megatron_compat.cli import main
     argv = BASE + ["--mock-data", "--my-fork-switch", "--print-config"]
     assert main(list(argv)) == 2 and "unknown flag --my-fork-switch" in capsys.readouterr().err
-    assert main(list(argv) + ["--allow-unknown-flags"]) == 0
-    assert "WARNING: 1 unknown flag(s) ignored" in capsys.readouterr().err
+    code = main(list(argv) + ["--allow-unknown-flags"])
+    err = capsys.readouterr().err
+    assert code == 0 and "WARNING: 1 unknown flag(s) ignored" in err, err
     monkeypatch.setenv("FSDP2_ALLOW_UNKNOWN_FLAGS", "--my-fork-switch")
-    assert main(list(argv)) == 0 and "(FSDP2_ALLOW_UNKNOWN_FLAGS): --my-fork-switch" in capsys.readouterr().err
+    code = main(list(argv))
+    err = capsys.readouterr().err
+    assert code == 0 and "(FSDP2_ALLOW_UNKNOWN_FLAGS): --my-fork-switch" in err, err
     monkeypatch.delenv("FSDP2_ALLOW_UNKNOWN_FLAGS")
     script = tmp_path / "run.sh"
     script.write_text("torchrun --nproc_per_node 4 pretrain_gpt.py " + " ".join(BASE) + " --my-fork-level 2\n")

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import os
 import socket
+import tempfile
+import time
 import traceback
 from typing import Any, Callable, Sequence
 
@@ -50,14 +52,36 @@ def spawn(world: int, fn: Callable, *args: Any, timeout: float = 240) -> list:
     return [results[r] for r in range(world)]
 
 
-def _each_on_its_port(run_one: Callable, runs: Sequence[tuple[int, Any]]) -> list:
+def _port_for_run(rendezvous: str, index: int, wait_s: float = 900) -> int:
+    """Rank 0 picks run `index`'s port when the run starts and leaves it in a file; the other ranks read it.
+
+    Ports picked ahead for a whole sequence could be taken meanwhile as the local end of an earlier run's gloo
+    connection (the same ephemeral range), and that run's store then fails to bind while the other ranks wait."""
+    path = os.path.join(rendezvous, f"port_{index}")
+    if os.environ["RANK"] == "0":
+        port = free_port()
+        with open(path + ".tmp", "w") as f:
+            f.write(str(port))
+        os.replace(path + ".tmp", path)  # whole or absent: a reader never sees half a number
+        return port
+    deadline = time.monotonic() + wait_s
+    while not os.path.exists(path):
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"rank 0 never published the port of run {index} in {rendezvous}")
+        time.sleep(0.05)
+    with open(path) as f:
+        return int(f.read())
+
+
+def _each_on_its_port(run_one: Callable, runs: Sequence[Any], rendezvous: str) -> list:
     out = []
-    for port, run in runs:
-        os.environ["MASTER_PORT"] = str(port)  # each run makes (and destroys) its own process group
+    for index, run in enumerate(runs):
+        os.environ["MASTER_PORT"] = str(_port_for_run(rendezvous, index))  # each run makes its own process group
         out.append(run_one(run))
     return out
 
 
 def spawn_runs(world: int, run_one: Callable, runs: Sequence, timeout: float = 600) -> list:
     """Call run_one(run) for each run in order on `world` ranks, each on a fresh port; every rank's list."""
-    return spawn(world, _each_on_its_port, run_one, [(free_port(), r) for r in runs], timeout=timeout)
+    with tempfile.TemporaryDirectory(prefix="spawn_ports_") as rendezvous:
+        return spawn(world, _each_on_its_port, run_one, list(runs), rendezvous, timeout=timeout)
