@@ -10,13 +10,11 @@ which variable the script writes after each option (LaunchScript.option_variable
   a flag that takes several values is left as bash gives it, with the same warning for a placeholder;
   a flag left without a value gets a message naming the variable, why it is empty, and how to give it one.
 """
-import re
 from dataclasses import dataclass, field
 from typing import Dict, List, Tuple
 
 from .flag_spec import spec_for
-
-PLACEHOLDER = re.compile(r"(^|\s)(your|path to)\s|<[^>]*>|\bxxx\b", re.IGNORECASE)
+from .shell.placeholders import is_placeholder
 
 
 @dataclass
@@ -34,7 +32,7 @@ def _values_after(argv: List[str], k: int) -> int:
 
 
 def _placeholder(value: str) -> str:
-    return " — it is still the example's placeholder" if PLACEHOLDER.search(value) else ""
+    return " — it is still the example's placeholder" if is_placeholder(value) else ""
 
 
 def repair_argv(argv: List[str], option_variables: Dict[str, object], line: int) -> Repaired:

@@ -739,15 +739,45 @@ def test_scheduler_counts_are_read_from_sbatch_lines():
     assert read(text.replace("#SBATCH --nodes=3\n", "")).world_size is None
 
 
-def test_placeholder_split_into_the_entry_is_named():
-    """MASTER_ADDR="your master node IP": bash hands torchrun `--master_addr your master node IP pretrain_gpt.py`."""
-    with pytest.raises(ShellReadError, match=r"test\.sh:2: torchrun --master_addr is given \$MASTER_ADDR='your master "
-                                             r"node IP', which bash splits into 4 words, so the launcher would take "
-                                             r"'master' as the script to run; set MASTER_ADDR to one value"):
-        read('MASTER_ADDR="your master node IP"\ntorchrun --nproc_per_node 8 --master_addr $MASTER_ADDR '
-             'pretrain_gpt.py --x\n')
+def test_placeholder_split_into_the_entry_is_kept_as_one_value():
+    """MASTER_ADDR="your master node IP": bash hands torchrun `--master_addr your master node IP pretrain_gpt.py`;
+    the example's placeholder is kept as one value (warned), any other value with blanks is refused by name."""
+    launch = read('MASTER_ADDR="your master node IP"\ntorchrun --nproc_per_node 8 --master_addr $MASTER_ADDR '
+                  'pretrain_gpt.py --x\n')
+    assert (launch.entry, launch.argv, launch.master_addr) == ("pretrain_gpt.py", ["--x"], "your master node IP")
+    assert launch.world_size == 8
+    assert any(w.line == 2 and "--master_addr is given $MASTER_ADDR='your master node IP', the example's "
+               "placeholder, which bash splits into 4 words; kept as one value: set MASTER_ADDR" in w.message
+               for w in launch.warnings)
+    with pytest.raises(ShellReadError, match=r"test\.sh:2: torchrun --master_addr is given \$MASTER_ADDR='node01 "
+                                             r"node02', which bash splits into 2 words, so the launcher would take "
+                                             r"'node02' as the script to run; set MASTER_ADDR to one value"):
+        read('MASTER_ADDR="node01 node02"\ntorchrun --nproc_per_node 8 --master_addr $MASTER_ADDR pretrain_gpt.py\n')
     launch = read('ARGS="--nproc_per_node 8 --master_addr h"\nCMD="torchrun $ARGS pretrain_gpt.py --x"\n$CMD\n')
     assert launch.master_addr == "h"  # a whole command kept in one variable is not a split value
+
+
+def test_angle_bracket_placeholder_assignment_is_read_as_its_text():
+    """CHECKPOINT_PATH=<Specify path> (Megatron-LM's older examples): bash would refuse the line; the reader keeps
+    the placeholder as the value and says so."""
+    launch = read("CHECKPOINT_PATH=<Specify path>\nVOCAB=<Specify path to file>/gpt2-vocab.json  # comment\n"
+                  "torchrun pretrain_gpt.py --save $CHECKPOINT_PATH --vocab-file \"$VOCAB\"\n")
+    assert launch.argv == ["--save", "<Specify", "path>", "--vocab-file", "<Specify path to file>/gpt2-vocab.json"]
+    assert [w.line for w in launch.warnings if "is the example's placeholder" in w.message] == [1, 2]
+    assert read("cat <<EOF > x\nA=<b>\nEOF\ntorchrun pretrain_gpt.py\n").files == {"x": "A=<b>\n"}
+
+
+def test_tests_known_only_at_run_time_are_not_evaluated():
+    """[ -z $SLURM_JOB_ID ] is false inside the job, and a command's output is unknown here: both assumed false,
+    so `if [ -z $SLURM_JOB_ID ]; then sbatch "$0"; exit; fi` does not end the reading."""
+    launch = read('if [ -z $SLURM_JOB_ID ]; then\n  sbatch "$0"\n  exit\nfi\n'
+                  'PIDS=$(ps aux | grep pretrain)\nif [ -n "${PIDS}" ]; then exit 1; fi\n'
+                  'if [[ "$(hostname)" == login* ]]; then exit 1; fi\ntorchrun pretrain_gpt.py\n')
+    assert launch.entry == "pretrain_gpt.py"
+    messages = [w.message for w in launch.warnings]
+    assert "test on $SLURM_JOB_ID, set by the scheduler at run time: not evaluated" in messages
+    assert any(m.startswith("test on the output of $(ps aux") for m in messages)
+    assert read("SLURM_JOB_ID=7\nif [ -z $SLURM_JOB_ID ]; then exit; fi\ntorchrun pretrain_gpt.py\n").entry
 
 
 def test_an_empty_script_variable_is_named():
@@ -886,3 +916,24 @@ def test_rendered_deepspeed_script_passes_no_local_rank():
     text = render_launch_script(launch, "train_fsdp2.py", ["new.yaml"], "old.sh")
     calls = _bash_launches(text)
     assert calls[0]["argv"] == ["deepspeed", "--num_gpus", "2", "--no_local_rank", "train_fsdp2.py", "new.yaml"]
+
+
+def test_a_file_written_by_sed_from_a_template_is_read(tmp_path):
+    """Megatron-DeepSpeed's examples: `sed "s/GBSIZE/$gbs/" TEMPLATE | sed ... > ds_config.json`. The template is
+    found beside the script or in a folder above it (a path from the repository's root)."""
+    (tmp_path / "examples").mkdir()
+    (tmp_path / "examples" / "TEMPLATE.json").write_text('{"train_batch_size": GBSIZE,\n "zero": ZERO_STAGE, '
+                                                         '"p": "a/b"}\n')
+    script = tmp_path / "scripts" / "abci" / "run.sh"
+    script.parent.mkdir(parents=True)
+    text = ('gbs=64\nconfig_json="ds_config_gbs${gbs}.json"\n'
+            'sed "s/GBSIZE/${gbs}/" examples/TEMPLATE.json \\\n  | sed "s/ZERO_STAGE/1/g" | sed "s#a/b#&/\\&#" '
+            '> ${config_json}\ndeepspeed pretrain_gpt.py --deepspeed_config ${config_json}\n')
+    launch = read_launch_script(text, [], path=str(script))
+    assert launch.files == {"ds_config_gbs64.json": '{"train_batch_size": 64,\n "zero": 1, "p": "a/b/&"}\n'}
+    launch = read_launch_script(text.replace("examples/TEMPLATE.json", "missing.json"), [], path=str(script))
+    assert launch.files == {}
+    assert any("ds_config_gbs64.json is written by sed from missing.json, which is not found here" in w.message
+               for w in launch.warnings)
+    launch = read_launch_script(text.replace('"s/ZERO_STAGE/1/g"', "-n '/x/p'"), [], path=str(script))
+    assert launch.files == {} and any("only s/PATTERN/REPLACEMENT/[g] is read" in w.message for w in launch.warnings)

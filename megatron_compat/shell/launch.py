@@ -72,7 +72,10 @@ class Recognizer:
         parsed = launcher_options(shell, spec, fields, n, line)
         stage = Stage(spec.kind, fields[:n], parsed.args, line, parsed.values)
         if parsed.rest and parsed.args and spec.role == SPAWNER:
-            value_split_into_the_entry(shell, spec, fields, n + len(parsed.consumed), line)
+            rejoined = value_split_into_the_entry(shell, spec, fields, n + len(parsed.consumed), line)
+            if rejoined is not None:  # a placeholder split into words, kept as one value (warned)
+                self.on_command(shell, rejoined, temp_env, line)
+                return
         if not parsed.rest:
             if spec.role == SPAWNER:
                 entry_lost(shell, spec, fields, n, len(fields), line)
@@ -179,6 +182,9 @@ def read_launch_script(text: str, script_args: Sequence[str] = (), path: str = "
     nodes = Parser(tokens, path).parse_program()
     recognizer = Recognizer(text)
     shell = Shell(path, script_args, recognizer.on_command, environ)
+    for line, name, value in lexer.placeholders:
+        shell.warn(line, f"{name}={value} is the example's placeholder (bash would stop here: unquoted, < and > "
+                         f"redirect); read as the value '{value}': set {name} to the real value")
     exit_line = None
     try:
         shell.run_list(nodes)

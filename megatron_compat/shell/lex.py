@@ -5,6 +5,7 @@ import re
 from bisect import bisect_right
 from dataclasses import dataclass
 
+from .placeholders import ANGLE_VALUE
 from .result import ShellReadError
 
 _ANSI_ESCAPES = {"n": "\n", "t": "\t", "r": "\r", "\\": "\\", "'": "'", '"': '"', "a": "\a",
@@ -159,6 +160,7 @@ class Lexer:
         self.tokens: list = []
         self.heredocs: list[tuple[str, bool, int, Word]] = []
         self.skipped_heredocs: list[int] = []
+        self.placeholders: list[tuple[int, str, str]] = []  # NAME=<...> read as quoted: (line, NAME, value)
         self._newlines = [k for k, c in enumerate(text) if c == "\n"]
 
     def line_at(self, i: int) -> int:
@@ -256,6 +258,12 @@ class Lexer:
             self._operator(raw)
             return
         m = _ASSIGN_PREFIX.match(raw)
+        angle = ANGLE_VALUE.match(self.s, self.i) if m and self._at_command_start() else None
+        if angle:  # NAME=<Specify path>: an example's placeholder, which bash would take for redirections
+            self.i = angle.end()
+            self.placeholders.append((line, m.group(1), angle.group(0)))
+            self.tokens.append(Word(f"{raw}'{angle.group(0)}'", line))
+            return
         if m and self.s.startswith("(", self.i):
             self.i += 1
             self.tokens.append(ArrayAssign(m.group(1), bool(m.group(2)), self._read_array(start), line))
