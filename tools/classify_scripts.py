@@ -19,7 +19,9 @@ the arguments from a file, one a line. A path with a component OWNER__REPO (the 
 layout, docs/launch_script_survey.md) is counted under the source OWNER/REPO.
 --markdown prints the tables as Markdown; --markdown PAGE rewrites the part of PAGE
 between the lines `<!-- classify_scripts: begin -->` and `<!-- classify_scripts: end -->`.
---args-from reads {"script.sh": {"script_args": [...]}} (tests/launch_scripts/expected.json).
+--args-from reads {"script.sh": {"script_args": [...], "set": {"NAME": "VALUE"}}} (tests/launch_scripts/
+expected.json), or {"scripts": {...}} keyed by OWNER/REPO/PATH (docs/launch_script_survey_args.json: the arguments
+each script's own repository documents, with where); a key names a script by OWNER/REPO/PATH or by its file name.
 """
 import argparse
 import collections
@@ -33,7 +35,7 @@ import sys
 import tempfile
 import traceback
 from dataclasses import asdict, dataclass, field
-from typing import List, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -88,10 +90,12 @@ def time_limit(seconds: float):
         signal.signal(signal.SIGALRM, old)
 
 
-def classify(path: str, script_args: Sequence[str] = (), timeout: float = 60.0) -> Tuple[str, List[str]]:
-    """(outcome, reasons as convert_args wrote them) for one script."""
+def classify(path: str, script_args: Sequence[str] = (), timeout: float = 60.0,
+             variables: Optional[Dict[str, str]] = None) -> Tuple[str, List[str]]:
+    """(outcome, reasons as convert_args wrote them) for one script, run with these arguments and `--set`s."""
     with tempfile.TemporaryDirectory() as tmp:
         argv = [path, "-o", os.path.join(tmp, "new.yaml"), "--script-out", os.path.join(tmp, "new.sh")]
+        argv += [f"--set={name}={value}" for name, value in (variables or {}).items()]
         argv += ["--", *script_args] if script_args else []
         try:
             with time_limit(timeout):
@@ -208,10 +212,25 @@ def split_source(shown: str, fallback: str) -> Tuple[str, str]:
     return fallback, shown
 
 
+def arguments_for(args_for: dict, path: str, shown: str) -> dict:
+    """The entry of --args-from for a script: by OWNER/REPO/PATH (the survey layout), else by its file name."""
+    source, inside = split_source(shown, "")
+    keyed = f"{source}/{inside}".replace(os.sep, "/") if source else None
+    return args_for.get(keyed) or args_for.get(os.path.basename(path)) or {}
+
+
+def read_args_file(path: str) -> dict:
+    """--args-from: {"scripts": {KEY: entry}} (with prose beside it), or {KEY: entry}."""
+    with open(path, encoding="utf-8") as fh:
+        data = json.load(fh)
+    return data["scripts"] if isinstance(data.get("scripts"), dict) else data
+
+
 def survey(targets: Sequence[str], args_for: dict, timeout: float, progress=None) -> List[Outcome]:
     outcomes = []
     for path, shown in find_scripts(targets):
-        outcome, raw = classify(path, args_for.get(os.path.basename(path), {}).get("script_args", []), timeout)
+        given = arguments_for(args_for, path, shown)
+        outcome, raw = classify(path, given.get("script_args", []), timeout, given.get("set"))
         with open(path, encoding="utf-8", errors="replace") as fh:
             style = launcher_style(fh.read())
         result = Outcome(shown, split_source(shown, os.path.dirname(path) or ".")[0], style, outcome,
@@ -320,17 +339,15 @@ def parse_args(argv):
     parser.add_argument("--markdown", nargs="?", const="-", metavar="PAGE",
                         help="print Markdown tables instead of text, or rewrite PAGE's generated block")
     parser.add_argument("--args-from", metavar="JSON",
-                        help='{"name.sh": {"script_args": [...]}} for scripts that need them')
+                        help='{"name.sh": {"script_args": [...]}}, or {"scripts": {"OWNER/REPO/PATH": {...}}}: '
+                             'the arguments (and --set variables) scripts need')
     parser.add_argument("--timeout", type=float, default=60.0, help="seconds allowed per script (default 60)")
     return parser.parse_args(argv)
 
 
 def main(argv=None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
-    args_for = {}
-    if args.args_from:
-        with open(args.args_from, encoding="utf-8") as fh:
-            args_for = json.load(fh)
+    args_for = read_args_file(args.args_from) if args.args_from else {}
     progress = (lambda o: print(f"{o.outcome:<10} {o.script}", file=sys.stderr)) if args.markdown else None
     outcomes = survey(args.targets, args_for, args.timeout, progress)
     if args.json:
