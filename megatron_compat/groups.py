@@ -34,6 +34,25 @@ def precision(t):
             _line(t, flag)
 
 
+LOSS_SCALE_FLAGS = {"--loss-scale": "loss_scale", "--initial-loss-scale": "initial_loss_scale",
+                    "--min-loss-scale": "min_loss_scale", "--loss-scale-window": "loss_scale_window",
+                    "--hysteresis": "hysteresis"}
+
+
+def loss_scale(t):
+    """Megatron's loss-scaling flags. Under --deepspeed, Megatron-DeepSpeed hands DeepSpeed the bare optimizer
+    (megatron/optimizer/__init__.py returns before its grad scaler): the flags do nothing there, and the DeepSpeed
+    config's fp16 section is what scales (read by the deepspeed group)."""
+    given = [f for f in LOSS_SCALE_FLAGS if t.given.get(f) is not None]
+    for flag in given:
+        if t.given.get("--deepspeed"):
+            _line(t, flag, "ignored under --deepspeed, as Megatron-DeepSpeed ignores it: DeepSpeed's config (its "
+                           "fp16 section) decides loss scaling", status="absorbed")
+        else:
+            t.set(LOSS_SCALE_FLAGS[flag], t.given[flag])
+            _line(t, flag)
+
+
 FP8_FLAGS = ("--fp8-format", "--fp8-recipe", "--fp8-amax-history-len", "--fp8-amax-compute-algo", "--fp8-param-gather")
 
 
@@ -455,7 +474,26 @@ def deepspeed_values(config):
     for section in ("bf16", "fp16"):
         if (config.get(section) or {}).get("enabled") in (True, "true"):
             out.append(("param_dtype", section, f"{section}.enabled"))
+    fp16 = config.get("fp16") or {}
+    if fp16.get("enabled") in (True, "true"):
+        out += _deepspeed_loss_scale(fp16)
     return out
+
+
+# DeepSpeed's fp16 section -> the loss-scale fields, with DeepSpeed's defaults (deepspeed/runtime/constants.py)
+DEEPSPEED_LOSS_SCALE = (("loss_scale_window", "loss_scale_window", 1000), ("hysteresis", "hysteresis", 2),
+                        ("min_loss_scale", "min_loss_scale", 1))
+
+
+def _deepspeed_loss_scale(fp16):
+    """fp16.loss_scale 0 (DeepSpeed's default) scales dynamically from 2**initial_scale_power; above 0 it is static."""
+    static = float(fp16.get("loss_scale", 0) or 0)
+    if static > 0:
+        return [("loss_scale", static, "fp16.loss_scale")]
+    power = int(fp16.get("initial_scale_power", 16))
+    out = [("loss_scale", None, "fp16.loss_scale 0 (dynamic)"),
+           ("initial_loss_scale", float(2 ** power), f"fp16.initial_scale_power {power}")]
+    return out + [(name, fp16.get(key, default), f"fp16.{key}") for key, name, default in DEEPSPEED_LOSS_SCALE]
 
 
 def _from_deepspeed(t, name, value, key, path) -> str:
@@ -644,6 +682,7 @@ HANDLERS = {
     "lora": lora, "dataloader": dataloader, "tokenizer": tokenizer, "recompute": recompute, "cp": context_and_experts,
     "load": load_paths, "architecture": architecture, "pipeline": pipeline, "save_parts": save_parts,
     "deepspeed": deepspeed, "pai": pai, "decoupled": decoupled_min_lr,
+    "loss_scale": loss_scale,
 }
 # Handlers that need the merged values (YAML < Megatron flags < FSDP2 names): the batch and step arithmetic.
 LATE_HANDLERS = {"batch": derive_batch, "steps": derive_steps, "tokens": derive_tokens,

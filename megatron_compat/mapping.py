@@ -148,6 +148,7 @@ GROUP_FIELDS: Dict[str, Tuple[str, ...]] = {
                   "adam_beta1", "adam_beta2", "adam_epsilon", "weight_decay"),
     "tokens": ("max_steps", "lr_decay_steps", "lr_warmup_steps"),
     "pai": ("tokenizer_type", "tokenizer_name_or_path", "data_manager_type"),
+    "loss_scale": ("loss_scale", "initial_loss_scale", "min_loss_scale", "loss_scale_window", "hysteresis"),
 }
 
 SAMPLES = "= samples ÷ global batch"
@@ -220,7 +221,19 @@ MAPPED_RULES = [
           example=("--optimizer", "adam")),
     plain("--seed", "seed"),
     group("--bf16", "precision", "parallel.param_dtype = bf16"),
-    group("--fp16", "precision", "parallel.param_dtype = fp16 (without loss scaling here: prefer --bf16)"),
+    group("--fp16", "precision", "parallel.param_dtype = fp16, with Megatron's dynamic loss scaling unless "
+          "--loss-scale fixes the scale"),
+    # --- fp16 loss scaling (fsdp2_core/train/loss_scale.py); under --deepspeed the DeepSpeed config decides ---
+    group("--loss-scale", "loss_scale", "training.loss_scale: a static loss scale (fp16, or bf16 if asked)",
+          example=("--fp16", "--loss-scale", "4096")),
+    group("--initial-loss-scale", "loss_scale", "training.initial_loss_scale (fp16 dynamic loss scaling)",
+          example=("--fp16", "--initial-loss-scale", "65536")),
+    group("--min-loss-scale", "loss_scale", "training.min_loss_scale (fp16 dynamic loss scaling)",
+          example=("--fp16", "--min-loss-scale", "2")),
+    group("--loss-scale-window", "loss_scale", "training.loss_scale_window (fp16 dynamic loss scaling)",
+          example=("--fp16", "--loss-scale-window", "500")),
+    group("--hysteresis", "loss_scale", "training.hysteresis (fp16 dynamic loss scaling)",
+          example=("--fp16", "--hysteresis", "4")),
     # --- float8 / MXFP8 ---
     group("--fp8-format", "fp8", "model.fp8_format (torchao float8 training, FP8 GPUs only); with --fp8-recipe mxfp8: "
           "model.quant_recipe mxfp8", example=("--fp8-format", "e4m3")),

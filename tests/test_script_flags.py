@@ -249,6 +249,31 @@ torchrun --nproc_per_node 4 pretrain_gpt.py {flags} --deepspeed --deepspeed_conf
     assert cfg.parallel.param_dtype == "fp16" and cfg.training.max_grad_norm == 0.7 and cfg.parallel.recompute
 
 
+def test_loss_scaling_flags_and_the_deepspeed_fp16_section(tmp_path):
+    """Megatron's flags set the loss scaler; under --deepspeed Megatron-DeepSpeed ignores them (it hands DeepSpeed the
+    bare optimizer) and the config's fp16 section decides: loss_scale 0 is dynamic from 2**initial_scale_power."""
+    result, cfg = ok(BASE + ["--fp16", "--initial-loss-scale", "65536", "--min-loss-scale", "4", "--loss-scale-window",
+                             "500", "--hysteresis", "3"])
+    t = cfg.training
+    assert (t.loss_scale, t.initial_loss_scale, t.min_loss_scale, t.loss_scale_window, t.hysteresis) == \
+        (None, 65536.0, 4.0, 500, 3)
+    _, cfg = ok(BASE + ["--fp16", "--loss-scale", "12"])
+    assert cfg.training.loss_scale == 12.0 and cfg.parallel.param_dtype == "fp16"
+    path = tmp_path / "ds.json"
+    path.write_text('{"train_batch_size": 16, "train_micro_batch_size_per_gpu": 2, "fp16": {"enabled": true, '
+                    '"loss_scale": 0, "loss_scale_window": 500, "hysteresis": 2, "min_loss_scale": 1, '
+                    '"initial_scale_power": 12}}')
+    result, cfg = ok(BASE + ["--fp16", "--loss-scale", "12", "--deepspeed", "--deepspeed_config", str(path)])
+    t = cfg.training
+    assert (t.loss_scale, t.initial_loss_scale, t.loss_scale_window, t.hysteresis, t.min_loss_scale) == \
+        (None, 4096.0, 500, 2, 1)
+    line = next(line for line in result.lines if line.flag == "--loss-scale")
+    assert line.status == "absorbed" and "ignored under --deepspeed" in line.text
+    path.write_text('{"train_batch_size": 16, "fp16": {"enabled": true, "loss_scale": 128}}')
+    _, cfg = ok(BASE + ["--deepspeed", "--deepspeed_config", str(path)])
+    assert cfg.training.loss_scale == 128.0 and cfg.parallel.param_dtype == "fp16"
+
+
 # --- Pai-Megatron-Patch ---
 def test_pai_tokenizer_and_dataset_kinds(tmp_path):
     argv = without(BASE, "--tokenizer-type", "--vocab-size")

@@ -293,7 +293,19 @@ class TrainingArguments:
     check_for_nan_in_loss_and_grad: bool = _f(True, "Check loss and gradients for NaN/Inf every iteration; such "
                                               "iterations are skipped (no update).", extension=True)
     max_skipped_iterations: int = _f(10, "With the NaN/Inf check, the run stops once more iterations than this were "
-                                     "skipped (counted over the whole run, resumes included).", extension=True)
+                                     "skipped (counted over the whole run, resumes included); fp16 overflows that "
+                                     "the dynamic loss scale backs off from do not count.", extension=True)
+    loss_scale: Optional[float] = _f(None, "Static loss scale (Megatron --loss-scale): the loss is multiplied by it "
+                                     "before backward and the gradients divided by it; overflowing iterations are "
+                                     "skipped. Unset: fp16 scales dynamically, bf16/fp32 not at all.", extension=True)
+    initial_loss_scale: float = _f(2.0 ** 32, "fp16 dynamic loss scaling: the starting scale (Megatron "
+                                   "--initial-loss-scale).", extension=True)
+    min_loss_scale: float = _f(1.0, "fp16 dynamic loss scaling: the scale never backs off below this (Megatron "
+                               "--min-loss-scale).", extension=True)
+    loss_scale_window: int = _f(1000, "fp16 dynamic loss scaling: iterations in a row without overflow before the "
+                                "scale doubles (Megatron --loss-scale-window).", extension=True)
+    hysteresis: int = _f(2, "fp16 dynamic loss scaling: overflows tolerated before the scale halves (Megatron "
+                         "--hysteresis).", extension=True)
     tensorboard_dir: Optional[str] = _f(None, "Write TensorBoard scalars here.", extension=True)
     wandb_project: Optional[str] = _f(None, "Weights & Biases project; unset disables wandb.", extension=True)
     wandb_exp_name: Optional[str] = _f(None, "Weights & Biases run name.", extension=True)

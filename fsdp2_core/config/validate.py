@@ -77,6 +77,8 @@ RANGES: Dict[str, Range] = {
     "eval_iters": Range(0, why="0 evaluates nothing"), "exit_interval": AT_LEAST_1,
     "exit_duration_in_mins": POSITIVE, "max_skipped_iterations": AT_LEAST_0,
     "z_loss_coeff": Range(0, why="0 turns the z-loss off"),
+    "loss_scale": Range(0, low_open=True, why="or unset for dynamic fp16 scaling"), "initial_loss_scale": POSITIVE,
+    "min_loss_scale": POSITIVE, "loss_scale_window": AT_LEAST_1, "hysteresis": AT_LEAST_1,
     # profiling
     "profile_step_start": AT_LEAST_0,
 }
@@ -88,7 +90,7 @@ def validate(cfg: TrainConfig) -> TrainConfig:
         cfg.data.packing = True  # neat_packing implies packing
     problems: List[Problem] = []
     for check in (_check_ranges, _check_essentials, _check_data_rules, _check_parallel, _check_batch_schedule,
-                  _check_training, _check_decoupled_lr, _check_profiling, _check_architecture):
+                  _check_training, _check_decoupled_lr, _check_loss_scale, _check_profiling, _check_architecture):
         problems.extend(check(cfg))
     if problems:
         raise ConfigError("invalid configuration:\n  - " + "\n  - ".join(text for _, text in problems), problems)
@@ -229,6 +231,15 @@ def _check_training(cfg) -> List[Problem]:
         problems.append(("finetune", "training.finetune needs a checkpoint to load: set resume_from_checkpoint or "
                                      "model_name_or_path (--load)"))
     return problems
+
+
+def _check_loss_scale(cfg) -> List[Problem]:
+    t = cfg.training
+    if t.min_loss_scale > t.initial_loss_scale:
+        return [("min_loss_scale", f"training: min_loss_scale ({t.min_loss_scale}) is above initial_loss_scale "
+                                   f"({t.initial_loss_scale}); dynamic fp16 scaling starts at the initial scale and "
+                                   "never goes below the minimum")]
+    return []
 
 
 def _check_profiling(cfg) -> List[Problem]:
