@@ -100,7 +100,7 @@ def _read_flags(g, seq_length):
         "rope": rope, "kv_heads": _kv_heads(g, heads),
         "head_dim": g["--kv-channels"] if "--kv-channels" in g else _whole_head_size(hidden, heads),
         "max_pos": g["--max-position-embeddings"] if "--max-position-embeddings" in g else seq_length,
-        "rms": g.get("--normalization", "LayerNorm") == "RMSNorm" or bool(g.get("--RMSNorm")),
+        "rms": _normalization(g) == "rmsnorm" or bool(g.get("--RMSNorm")),
         "eps": g.get("--norm-epsilon", 1e-5),
         "tied": not g.get("--untie-embeddings-and-output-weights"),
         "bias": not g.get("--disable-bias-linear"), "qkv_bias": bool(g.get("--add-qkv-bias")),
@@ -121,6 +121,14 @@ def _read_flags(g, seq_length):
 def _whole_head_size(hidden, heads):
     """Megatron's default kv_channels, hidden / heads; None where that is no whole number (the rules refuse it)."""
     return hidden // heads if heads > 0 and hidden % heads == 0 else None
+
+
+def _normalization(g) -> str:
+    """--normalization LayerNorm | RMSNorm (Megatron-LM) or layernorm | rmsnorm (Megatron-DeepSpeed), lower-cased."""
+    value = str(g.get("--normalization", "LayerNorm")).lower()
+    if value not in ("layernorm", "rmsnorm"):
+        raise ArchitectureError(f"--normalization {g['--normalization']}: expects LayerNorm or RMSNorm")
+    return value
 
 
 def _kv_heads(g, heads):

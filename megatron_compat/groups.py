@@ -99,10 +99,14 @@ def fp8(t):
             _line(t, flag)
 
 
+# Megatron's adam (decoupled weight decay), and Habana's adamw (torch AdamW) and fusedadamw (its fused AdamW)
+ADAMW_SPELLINGS = ("adam", "adamw", "fusedadamw")
+
+
 def optimizer(t):
     if "--optimizer" not in t.given:
         return
-    if t.given["--optimizer"] == "adam":
+    if t.given["--optimizer"] in ADAMW_SPELLINGS:
         t.set("optimizer", "adamw")
         _line(t, "--optimizer")
     else:
@@ -504,6 +508,12 @@ def _from_deepspeed(t, name, value, key, path) -> str:
     if name == "max_grad_norm":
         if said is not None and float(said) != float(value):
             t.notes.append(f"{path}: DeepSpeed clips gradients by {key} ({value}), not by --clip-grad {said}")
+    elif name == "global_batch_size" and said is not None and not _same_value(said, value):
+        # Megatron-DeepSpeed's train loop hands DeepSpeed Megatron's batch before every iteration
+        # (megatron/training.py: model[0].set_train_batch_size(dp × micro × micro-batches)): the flag wins.
+        t.notes.append(f"{path}: {key} {value} is replaced by --global-batch-size {said}, as Megatron-DeepSpeed "
+                       "sets DeepSpeed's batch from its own flags at every iteration")
+        return f"{key} {value} (replaced by --global-batch-size {said})"
     elif said is not None and not _same_value(said, value):
         raise ConfigError(f"{path}: {key} is {value} but {flag} says {said}; make them agree (DeepSpeed refuses "
                           "a batch that disagrees, and casts the model to its config's precision)")

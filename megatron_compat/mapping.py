@@ -433,7 +433,8 @@ MAPPED_RULES += [
          "tie_word_embeddings = false (Megatron-LLaMA's --causal-lm: its own lm_head, untied)",
          ROPE + ("--untie-embeddings-and-output-weights",)),
     arch("--disable-bias-linear", "attention_bias / mlp_bias = false", ROPE + ("--disable-bias-linear",)),
-    arch("--add-qkv-bias", "bias on q, k, v only (Qwen2 family)", ROPE + ("--disable-bias-linear", "--add-qkv-bias")),
+    arch("--add-qkv-bias --add-qkv-bias-linear", "bias on q, k, v only (Qwen2 family; ROCm's spelling "
+         "--add-qkv-bias-linear)", ROPE + ("--disable-bias-linear", "--add-qkv-bias")),
     arch("--qk-layernorm", "q_norm/k_norm (Qwen3 family)", ROPE + ("--disable-bias-linear", "--qk-layernorm")),
     arch("--num-experts", "num_experts (Qwen3-MoE / Mixtral)", MOE),
     arch("--moe-router-topk", "num_experts_per_tok", MOE + ("--moe-router-topk", "1")),

@@ -148,6 +148,10 @@ SAME = [
     (["--ds-sequence-parallel-size", "2"], ["--context-parallel-size", "2"]),
     (LLAMA + ["--attention-head-type", "multiquery"], LLAMA + ["--group-query-attention", "--num-query-groups", "1"]),
     (LLAMA + ["--causal-lm"], LLAMA + ["--untie-embeddings-and-output-weights"]),
+    (LLAMA + ["--add-qkv-bias-linear"], LLAMA + ["--add-qkv-bias"]),
+    (["--position-embedding-type", "rope", "--normalization", "rmsnorm", "--swiglu", "--hidden-dropout", "0"],
+     ["--position-embedding-type", "rope", "--normalization", "RMSNorm", "--swiglu", "--hidden-dropout", "0"]),
+    (["--use-fused-rmsnorm", "1"], ["--use-fused-rmsnorm"]),
 ]
 
 
@@ -175,6 +179,30 @@ def test_fork_flags_map_absorb_or_refuse_with_their_meaning():
     assert "sqrt(hidden size)" in refused(BASE + ["--use-embedding-scaling"])
     assert "BLOOM" in refused(BASE + ["--embed-layernorm"]) and "tasks" in refused(BASE + ["--train-data", "a.json"])
     assert "token" in refused(BASE + ["--moe-expert-parallel-size", "2"])
+
+
+def test_survey_fork_flags_absorbed_or_refused_by_what_they_do():
+    """Flags of the surveyed forks (Megatron-LLaMA, bigscience, Habana, ROCm) that change nothing the engine does are
+    absorbed; those that would change the model or data are refused naming what is missing."""
+    harmless = ["--overlapped-distributed-optimizer", "--reduce-bucket-size=2e8", "--job-name", "j",
+                "--codecarbon-dir", "/c", "--log-level", "info", "--log-level-replica", "error",
+                "--use-torch-compile=0", "--use-torch-compiled-autograd=false", "--compiled-autograd-fallback-mode",
+                "warn", "--use-fused-sdpa", "true", "--use-fused-sdpa-with-recompute", "false", "--verify-checkpoint",
+                "--verify-checkpoint-model-type", "LLAMA", "--distribute-checkpointed-activations",
+                "--fp8-margin=0", "--fp8-interval=1"]
+    result, cfg = ok(BASE + harmless)
+    absorbed = {line.flag for line in result.lines if line.status == "absorbed"}
+    assert {f.partition("=")[0] for f in harmless if f.startswith("--")} <= absorbed
+    assert cfg == ok(BASE)[1]
+    for optimizer in ("adamw", "fusedadamw"):  # Habana's AdamW spellings
+        assert ok(BASE + ["--optimizer", optimizer])[1].training.optimizer == "adamw"
+    assert not ok(BASE + ["--use-fused-rmsnorm", "0"])[1].optimization.use_fused_rmsnorm
+    assert "only the default (off)" in refused(BASE + ["--use-torch-compile", "true"])
+    assert "only the default (0)" in refused(BASE + ["--fp8-margin", "1"])
+    assert "document range" in refused(BASE + ["--train-weighted-split-paths-path", "/jz/train.txt"])
+    assert "gated MLP with learned positions" in refused(BASE + ["--glu-activation", "swiglu"])
+    assert "folder that holds it" in refused(BASE + ["--tokenizer-file", "/t/tokenizer.json"])
+    assert "optimizer sgd is not available" in refused(BASE + ["--optimizer", "sgd"])
 
 
 def test_wandb_spellings_reach_wandb_init(tmp_path, monkeypatch):
@@ -216,8 +244,11 @@ def test_deepspeed_config_decides_precision_and_clipping(tmp_path):
     assert "not by --clip-grad 1.0" in result.report()
     text = refused(BASE + ["--deepspeed", "--deepspeed_config", str(path), "--zero-stage", "3"])
     assert "--zero-stage 3" in text and "zero_optimization.stage 2" in text
-    text = refused(with_flags(BASE, global_batch_size=32) + ["--deepspeed", "--deepspeed_config", str(path)])
-    assert "train_batch_size is 16 but --global-batch-size says 32" in text
+    result, cfg = ok(with_flags(BASE, global_batch_size=32) + ["--deepspeed", "--deepspeed_config", str(path)])
+    assert cfg.training.global_batch_size == 32  # Megatron-DeepSpeed hands DeepSpeed its own batch every iteration
+    assert "train_batch_size 16 is replaced by --global-batch-size 32" in result.report()
+    text = refused(with_flags(BASE, micro_batch_size=4) + ["--deepspeed", "--deepspeed_config", str(path)])
+    assert "train_micro_batch_size_per_gpu is 2 but --micro-batch-size says 4" in text
     assert "no such file" in refused(BASE + ["--deepspeed", "--deepspeed_config", str(tmp_path / "missing.json")])
 
 
