@@ -181,6 +181,22 @@ def test_fork_flags_map_absorb_or_refuse_with_their_meaning():
     assert "token" in refused(BASE + ["--moe-expert-parallel-size", "2"])
 
 
+def test_fork_spellings_of_positions_and_what_has_no_family():
+    """bigscience's and Pai's older Megatron spell rope `rotary` and learned positions `absolute`; ALiBi is named."""
+    llama = ["--normalization", "RMSNorm", "--swiglu", "--hidden-dropout", "0", "--disable-bias-linear"]
+    assert ok(BASE + ["--position-embedding-type", "rotary"] + llama)[1] == \
+        ok(BASE + ["--position-embedding-type", "rope"] + llama)[1]
+    assert ok(BASE + ["--position-embedding-type", "absolute"])[1] == ok(BASE)[1]
+    assert "ALiBi attention biases (BLOOM, Baichuan-13B)" in refused(BASE + ["--position-embedding-type", "alibi"])
+
+
+def test_a_global_batch_smaller_than_the_folded_data_parallel_size_names_pipeline_parallelism():
+    text = refused(with_flags(BASE, global_batch_size=4, micro_batch_size=1) +
+                   ["--pipeline-model-parallel-size", "4"], world_size=16)
+    assert "global batch size 4 is smaller than the data-parallel size 16" in text
+    assert "Pipeline parallelism is not available" in text
+
+
 def test_survey_fork_flags_absorbed_or_refused_by_what_they_do():
     """Flags of the surveyed forks (Megatron-LLaMA, bigscience, Habana, ROCm) that change nothing the engine does are
     absorbed; those that would change the model or data are refused naming what is missing."""

@@ -765,6 +765,12 @@ def test_angle_bracket_placeholder_assignment_is_read_as_its_text():
     assert launch.argv == ["--save", "<Specify", "path>", "--vocab-file", "<Specify path to file>/gpt2-vocab.json"]
     assert [w.line for w in launch.warnings if "is the example's placeholder" in w.message] == [1, 2]
     assert read("cat <<EOF > x\nA=<b>\nEOF\ntorchrun pretrain_gpt.py\n").files == {"x": "A=<b>\n"}
+    # after a flag, also inside an `sh -c` string; `<in >out` stays redirections
+    launch = read('OPTS="--save <PATH TO CHECKPOINTS> --split 98,2,0"\nrun_cmd="python pretrain_gpt.py ${OPTS}"\n'
+                  'srun -n 2 sh -c "${run_cmd}"\n')
+    assert launch.argv == ["--save", "<PATH TO CHECKPOINTS>", "--split", "98,2,0"]
+    assert any("--save <PATH TO CHECKPOINTS> is the example's placeholder" in w.message for w in launch.warnings)
+    assert read("torchrun pretrain_gpt.py --x <in.txt >out.txt\n").argv == ["--x"]
 
 
 def test_tests_known_only_at_run_time_are_not_evaluated():

@@ -291,6 +291,9 @@ class Shell:
                 element.line = line
         if lexer.skipped_heredocs:
             self.warn(line, "here-document skipped (its text is not read)")
+        for _, name, value in lexer.placeholders:
+            self.warn(line, f"{name} {value} is the example's placeholder (bash would take its < and > for "
+                            f"redirections); read as the value '{value}': put the real value there")
         return Parser(tokens, f"{self.path}:{line}").parse_program()
 
     def run_eval(self, args: list[str], line: int):

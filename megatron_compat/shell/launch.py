@@ -183,8 +183,9 @@ def read_launch_script(text: str, script_args: Sequence[str] = (), path: str = "
     recognizer = Recognizer(text)
     shell = Shell(path, script_args, recognizer.on_command, environ)
     for line, name, value in lexer.placeholders:
-        shell.warn(line, f"{name}={value} is the example's placeholder (bash would stop here: unquoted, < and > "
-                         f"redirect); read as the value '{value}': set {name} to the real value")
+        written = f"{name} {value}" if name.startswith("-") else f"{name}={value}"
+        shell.warn(line, f"{written} is the example's placeholder (bash would take its < and > for redirections); "
+                         f"read as the value '{value}': put the real value there")
     exit_line = None
     try:
         shell.run_list(nodes)

@@ -160,7 +160,8 @@ class Lexer:
         self.tokens: list = []
         self.heredocs: list[tuple[str, bool, int, Word]] = []
         self.skipped_heredocs: list[int] = []
-        self.placeholders: list[tuple[int, str, str]] = []  # NAME=<...> read as quoted: (line, NAME, value)
+        # NAME=<...> and --flag <...> read as quoted: (line, NAME or --flag, value)
+        self.placeholders: list[tuple[int, str, str]] = []
         self._newlines = [k for k, c in enumerate(text) if c == "\n"]
 
     def line_at(self, i: int) -> int:
@@ -190,6 +191,8 @@ class Lexer:
                     end = self._scan_arith_cmd()
                     self.tokens.append(ArithCmd(s[start + 2:end - 2], self.line_at(start)))
                     self.i = end
+                elif c == "<" and self._flag_placeholder():
+                    continue
                 elif c in _META:
                     self._operator("")
                 else:
@@ -204,6 +207,20 @@ class Lexer:
         t = self.tokens[-1]
         return (isinstance(t, Op) and t.text in _COMMAND_START_OPS) or (
             isinstance(t, Word) and t.raw in _COMMAND_START_WORDS)
+
+    def _flag_placeholder(self) -> bool:
+        """`--save <PATH TO CHECKPOINTS>` (an example's placeholder after a flag, which bash would take for
+        redirections): read as the quoted word '<PATH TO CHECKPOINTS>' and noted. True when it was one."""
+        last = self.tokens[-1] if self.tokens else None
+        if not (isinstance(last, Word) and last.raw.startswith("-") and len(last.raw) > 1):
+            return False
+        m = ANGLE_VALUE.match(self.s, self.i)
+        if not m or " " not in m.group(0):
+            return False
+        self.placeholders.append((self.line_at(self.i), last.raw, m.group(0)))
+        self.tokens.append(Word(f"'{m.group(0)}'", self.line_at(self.i)))
+        self.i = m.end()
+        return True
 
     def _scan_arith_cmd(self) -> int:
         depth, j = 0, self.i
