@@ -219,6 +219,20 @@ def test_survey_fork_flags_absorbed_or_refused_by_what_they_do():
     assert "gated MLP with learned positions" in refused(BASE + ["--glu-activation", "swiglu"])
     assert "folder that holds it" in refused(BASE + ["--tokenizer-file", "/t/tokenizer.json"])
     assert "optimizer sgd is not available" in refused(BASE + ["--optimizer", "sgd"])
+    result, _ = ok(BASE + ["--enable-zbh1-pipeline", "--enable-zbh1-exact-semantics"])  # no pipeline stages here
+    assert {line.flag for line in result.lines if line.status == "absorbed"} >= {"--enable-zbh1-pipeline",
+                                                                                 "--enable-zbh1-exact-semantics"}
+    for flags, why in ((["--kd", "--load-teacher", "/t"], "knowledge distillation"), (["--mup"], "muP"),
+                       (["--moe-num-capacity-bins", "10"], "capacity bins"), (["--qlora"], "4-bit (NF4)"),
+                       (["--rotary-interleaved-patch"], "interleaved rotary"),
+                       (["--loss-on-targets-only"], "target tokens only")):
+        assert why in refused(BASE + flags), flags
+
+
+def test_codegeex_entry_point_is_refused_by_name():
+    from megatron_compat.entry_points import judge_entry
+    judged = judge_entry("codegeex/megatron/tools/pretrain_codegeex.py", BASE)
+    assert judged.translate_as is None and "CodeGeeX (a GPT with its own top query layer)" in judged.problem
 
 
 def test_wandb_spellings_reach_wandb_init(tmp_path, monkeypatch):
