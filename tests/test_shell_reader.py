@@ -943,3 +943,16 @@ def test_a_file_written_by_sed_from_a_template_is_read(tmp_path):
                for w in launch.warnings)
     launch = read_launch_script(text.replace('"s/ZERO_STAGE/1/g"', "-n '/x/p'"), [], path=str(script))
     assert launch.files == {} and any("only s/PATTERN/REPLACEMENT/[g] is read" in w.message for w in launch.warnings)
+
+
+def test_a_job_script_given_on_standard_input_is_read():
+    """`sbatch <<EOF ... EOF` submits the here-document as the job: its launch is the script's (variables expanded
+    by the submitting shell); `bash FILE <<EOF` reads a file, not the document."""
+    text = ('ARGS="--num-layers 2 --hidden-size 8"\nsbatch <<EOF\n#!/bin/bash\n#SBATCH --nodes=2\n'
+            'srun torchrun --nproc_per_node 4 pretrain_gpt.py ${ARGS}\nEOF\n')
+    launch = read(text)
+    assert (launch.entry, launch.argv, launch.launcher) == ("pretrain_gpt.py", ["--num-layers", "2", "--hidden-size",
+                                                                                 "8"], "torchrun")
+    assert not any("here-document skipped" in w.message for w in launch.warnings)
+    with pytest.raises(ShellReadError, match="no launch line found"):
+        read("bash run.sh <<EOF\ntorchrun pretrain_gpt.py\nEOF\n")

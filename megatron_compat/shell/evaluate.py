@@ -214,6 +214,8 @@ class Shell:
             return True
         if cmd.redirects:
             self.write_heredoc(fields, cmd.redirects, cmd.line)
+            if self.run_heredoc_script(fields, cmd.redirects, temp_env, cmd.line):
+                return True
         self.words = words
         return self.run_command(fields, temp_env, cmd.line)
 
@@ -423,6 +425,29 @@ class Shell:
         for substitutions, _ in steps:
             source = run_sed(substitutions, source)
         self.files[out] = source
+        return True
+
+    def run_heredoc_script(self, fields: list[str], redirects: list, temp_env: dict, line: int) -> bool:
+        """`sbatch <<EOF ... EOF` / `bash <<EOF`: the here-document is the script run (in a new shell, as a job
+        or a child shell would run it). False when the command is not one of these."""
+        docs = [w.heredoc for op, w in redirects if op.endswith(("<<", "<<-")) and w.heredoc is not None]
+        if not docs or os.path.basename(fields[0]) not in _SHELLS | {"sbatch"}:
+            return False
+        if any(not a.startswith("-") for a in fields[1:]) or self.depth > _MAX_DEPTH:
+            return False  # a script file or a -c string: not its standard input
+        doc = docs[-1]
+        text = self.join(self.pieces(doc.body, doc.line, in_dq=True)) if doc.expand else doc.body
+        try:
+            nodes = self.parse_string(text, line)
+        except ShellReadError as exc:
+            self.warn(line, f"the script given to {fields[0]} on its standard input is not understood ({exc})")
+            return True
+        self.heredocs_read.add(doc.line - 1)
+        child = self.child(fields[0], [], temp_env, line)
+        try:
+            child.run_list(nodes)
+        except Exit:
+            pass
         return True
 
     def call_function(self, fn: FuncDef, args: list[str]):
