@@ -190,12 +190,13 @@ def dataloader(t):
     kind = t.given.get("--dataloader-type")
     if kind is None:
         return
-    if kind == "single":
-        t.set("dataloader_type", "single")
+    if kind in ("single", "cyclic"):
+        t.set("dataloader_type", kind)
         _line(t, "--dataloader-type")
     else:
-        t.reject("--dataloader-type", f"the {kind} data loader is not supported; Megatron's single sampler is",
-                 "--dataloader-type single (or remove the flag)")
+        t.reject("--dataloader-type", f"the {kind} data loader (the user's own, Megatron's `external`) is not "
+                                      "available; Megatron's single and cyclic samplers are",
+                 "--dataloader-type single or cyclic")
 
 
 def tokenizer(t):

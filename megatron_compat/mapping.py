@@ -282,8 +282,10 @@ MAPPED_RULES = [
     switch("--reset-attention-mask", "reset_attention_mask"),
     switch("--eod-mask-loss", "eod_mask_loss"),
     switch("--no-create-attention-mask-in-dataloader", "create_attention_mask_in_dataloader", False),
-    group("--dataloader-type", "dataloader", "data.dataloader_type (single; cyclic and external refused)",
-          example=("--dataloader-type", "single")),
+    group("--dataloader-type", "dataloader", "data.dataloader_type (single: dataset order; cyclic: Megatron's "
+          "random sampler, epochs seeded by their number; external refused)", example=("--dataloader-type", "cyclic")),
+    switch("--no-data-sharding", "data_sharding", False,
+           note="with --dataloader-type cyclic: one shuffle of all samples dealt to the ranks"),
     switch("--no-shared-storage", "no_shared_storage"),
     switch("--pack", "packing"),
     switch("--neat-pack", "neat_packing"),

@@ -229,6 +229,14 @@ def test_survey_fork_flags_absorbed_or_refused_by_what_they_do():
         assert why in refused(BASE + flags), flags
 
 
+def test_cyclic_data_loader_and_data_sharding():
+    _, cfg = ok(BASE + ["--dataloader-type", "cyclic"])
+    assert (cfg.data.dataloader_type, cfg.data.data_sharding) == ("cyclic", True)
+    _, cfg = ok(BASE + ["--dataloader-type", "cyclic", "--no-data-sharding"])
+    assert (cfg.data.dataloader_type, cfg.data.data_sharding) == ("cyclic", False)
+    assert "Megatron's single and cyclic samplers are" in refused(BASE + ["--dataloader-type", "external"])
+
+
 def test_codegeex_entry_point_is_refused_by_name():
     from megatron_compat.entry_points import judge_entry
     judged = judge_entry("codegeex/megatron/tools/pretrain_codegeex.py", BASE)

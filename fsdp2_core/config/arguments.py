@@ -136,8 +136,13 @@ class DataArguments:
     split: str = _f("100,0,0", "Train/valid/test split weights, comma-separated (Megatron --split).")
     create_attention_mask_in_dataloader: Optional[bool] = _f(False, "Build a dense attention mask in the data loader.")
     no_shared_storage: Optional[bool] = _f(False, "Nodes share no storage: build data caches once per node.")
-    dataloader_type: Literal["single"] = _f("single", "Data loader type; `single` reads in order.")
+    dataloader_type: Literal["single", "cyclic"] = _f("single", "Data loader type; `single` reads in order, `cyclic` "
+                                                      "reads epochs in a random order seeded by the epoch (Megatron "
+                                                      "--dataloader-type cyclic).")
     # --- extensions carrying Megatron semantics ---
+    data_sharding: bool = _f(True, "With dataloader_type cyclic: each data-parallel rank shuffles its own contiguous "
+                             "share of the samples (Megatron's default); false shuffles them all and deals them out "
+                             "(--no-data-sharding).", extension=True)
     train_data_path: Optional[str] = _f(None, "Training split's own --data-path list (--train-data-path).",
                                         extension=True)
     valid_data_path: Optional[str] = _f(None, "Validation split's own --data-path list (--valid-data-path).",

@@ -100,10 +100,13 @@ def _data(cfg, splits, consumed: int, mesh, dp: int) -> Data:
     micro = t.per_device_train_batch_size
     loader = dict(workers=t.dataloader_num_workers, seed=t.seed, persistent_workers=t.dataloader_persistent_workers,
                   prefetch_factor=t.dataloader_prefetch_factor)
+    order = dict(order=cfg.data.dataloader_type, data_sharding=cfg.data.data_sharding)  # valid/test alike, as Megatron
 
     def evaluation(ds):
-        return micro_batches(ds, 0, micro, mesh.dp_rank, dp, cyclic=True) if ds is not None and len(ds) else None
-    return Data(train=micro_batches(train_ds, consumed, micro, mesh.dp_rank, dp, cyclic=t.max_steps <= 0, **loader),
+        return micro_batches(ds, 0, micro, mesh.dp_rank, dp, cyclic=True, **order) if ds is not None and len(ds) \
+            else None
+    return Data(train=micro_batches(train_ds, consumed, micro, mesh.dp_rank, dp, cyclic=t.max_steps <= 0, **loader,
+                                    **order),
                 valid=evaluation(valid_ds), test=evaluation(test_ds))
 
 
