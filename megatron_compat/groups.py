@@ -109,9 +109,13 @@ def optimizer(t):
     if t.given["--optimizer"] in ADAMW_SPELLINGS:
         t.set("optimizer", "adamw")
         _line(t, "--optimizer")
+    elif t.given["--optimizer"] == "sgd":
+        t.set("optimizer", "sgd")
+        _line(t, "--optimizer", "training.optimizer = sgd (torch SGD with --sgd-momentum and weight decay, as "
+                                "Megatron builds it)")
     else:
-        t.reject("--optimizer", f"optimizer {t.given['--optimizer']} is not available; the engine trains with AdamW",
-                 "--optimizer adam")
+        t.reject("--optimizer", f"optimizer {t.given['--optimizer']} is not available; the engine trains with AdamW "
+                                "or SGD", "--optimizer adam")
 
 
 def stage(t):

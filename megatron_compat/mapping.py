@@ -217,8 +217,9 @@ MAPPED_RULES = [
     plain("--adam-beta2", "adam_beta2"),
     plain("--adam-eps", "adam_epsilon"),
     plain("--clip-grad", "max_grad_norm"),
-    group("--optimizer", "optimizer", "training.optimizer (adam → adamw: Megatron's Adam decouples weight decay)",
-          example=("--optimizer", "adam")),
+    group("--optimizer", "optimizer", "training.optimizer (adam → adamw: Megatron's Adam decouples weight decay; "
+          "sgd → sgd)", example=("--optimizer", "sgd")),
+    plain("--sgd-momentum", "sgd_momentum", example=("--optimizer", "sgd", "--sgd-momentum", "0.8")),
     plain("--seed", "seed"),
     group("--bf16", "precision", "parallel.param_dtype = bf16"),
     group("--fp16", "precision", "parallel.param_dtype = fp16, with Megatron's dynamic loss scaling unless "

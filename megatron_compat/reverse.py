@@ -168,6 +168,10 @@ def _save_parts(f, base):
     return [flag for name, flag in (("save_optim", "--no-save-optim"), ("save_rng", "--no-save-rng")) if not f[name]]
 
 
+def _optimizer(f, base):
+    return ["--optimizer", "sgd"] if f["optimizer"] == "sgd" else []
+
+
 def _dataloader(f, base):
     return ["--dataloader-type", "cyclic"] if f["dataloader_type"] == "cyclic" else []
 
@@ -280,7 +284,7 @@ def architecture_flags(arch) -> List[str]:
 
 # Group name (mapping.GROUP_FIELDS) -> its inverse: (flat config, dialect baseline) -> argv.
 GROUP_REVERSE = {
-    "pipeline": _nothing, "batch": _batch, "steps": _steps, "cp": _nothing, "optimizer": _nothing,
+    "pipeline": _nothing, "batch": _batch, "steps": _steps, "cp": _nothing, "optimizer": _optimizer,
     "precision": _precision, "fp8": _fp8, "recompute": _recompute, "dataloader": _dataloader, "stage": _stage,
     "instruction": _instruction, "lora": _lora, "tokenizer": _tokenizer, "load": _load, "save_parts": _save_parts,
     "architecture": lambda f, base: architecture_flags(f["architecture"]),

@@ -218,7 +218,7 @@ def test_survey_fork_flags_absorbed_or_refused_by_what_they_do():
     assert "document range" in refused(BASE + ["--train-weighted-split-paths-path", "/jz/train.txt"])
     assert "gated MLP with learned positions" in refused(BASE + ["--glu-activation", "swiglu"])
     assert "folder that holds it" in refused(BASE + ["--tokenizer-file", "/t/tokenizer.json"])
-    assert "optimizer sgd is not available" in refused(BASE + ["--optimizer", "sgd"])
+    assert "optimizer cpu-adam is not available" in refused(BASE + ["--optimizer", "cpu-adam"])
     result, _ = ok(BASE + ["--enable-zbh1-pipeline", "--enable-zbh1-exact-semantics"])  # no pipeline stages here
     assert {line.flag for line in result.lines if line.status == "absorbed"} >= {"--enable-zbh1-pipeline",
                                                                                  "--enable-zbh1-exact-semantics"}
@@ -227,6 +227,23 @@ def test_survey_fork_flags_absorbed_or_refused_by_what_they_do():
                        (["--rotary-interleaved-patch"], "interleaved rotary"),
                        (["--loss-on-targets-only"], "target tokens only")):
         assert why in refused(BASE + flags), flags
+
+
+def test_sgd_as_megatron_builds_it(tmp_path):
+    """--optimizer sgd: torch SGD with --sgd-momentum and weight decay on Megatron's parameter groups (biases and
+    norm scales not decayed, as for AdamW)."""
+    import torch.nn as nn
+
+    from fsdp2_core.testing.tiny import tiny_config
+    from fsdp2_core.train.optimizer import build_optimizer
+    _, cfg = ok(BASE + ["--optimizer", "sgd", "--sgd-momentum", "0.8", "--weight-decay", "0.1"])
+    assert (cfg.training.optimizer, cfg.training.sgd_momentum) == ("sgd", 0.8)
+    model = nn.Sequential(nn.Linear(4, 4), nn.LayerNorm(4))
+    t = tiny_config(str(tmp_path), optimizer="sgd", sgd_momentum=0.8, weight_decay=0.1).training
+    optimizer = build_optimizer(model, t)
+    assert type(optimizer) is torch.optim.SGD
+    assert [(len(g["params"]), g["momentum"], g["wd_mult"]) for g in optimizer.param_groups] == [(1, 0.8, 1.0),
+                                                                                                  (3, 0.8, 0.0)]
 
 
 def test_cyclic_data_loader_and_data_sharding():

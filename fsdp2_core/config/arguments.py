@@ -203,12 +203,14 @@ LR_STYLES = Literal["cosine", "linear", "constant", "inverse_square_root", "wsd"
 @dataclass
 class TrainingArguments:
     output_dir: Optional[str] = _f(None, "Output directory (checkpoints, logs, exports). Required.")
-    optimizer: Literal["adamw"] = _f("adamw", "Optimizer; AdamW only (Megatron --optimizer adam).")
+    optimizer: Literal["adamw", "sgd"] = _f("adamw", "Optimizer: adamw (Megatron --optimizer adam) or sgd with "
+                                            "momentum (--optimizer sgd).")
     lr: float = _f(1e-5, "Peak learning rate.")
     weight_decay: float = _f(0.01, "Weight decay.")
     adam_beta1: float = _f(0.9, "AdamW beta1.")
     adam_beta2: float = _f(0.95, "AdamW beta2.")
     adam_epsilon: float = _f(1e-8, "AdamW epsilon.")
+    sgd_momentum: float = _f(0.9, "Momentum of the sgd optimizer (Megatron --sgd-momentum).", extension=True)
     max_grad_norm: float = _f(1.0, "Global gradient-norm clip; 0 disables clipping.")
     lr_scheduler_type: LR_STYLES = _f("cosine", "LR decay style. The table's cosine/linear/constant, extended with "
                                       "Megatron's inverse_square_root and wsd.")
