@@ -564,12 +564,13 @@ def derive_batch(t, values: Dict[str, Any], dialect: str) -> None:
     if pp > 1 and gbs % (mbs * dp):
         mbs = _fit_micro_batch(t, values, gbs, mbs, dp, pp)
     values["global_batch_size"] = gbs
-    if pp > 1 and gbs < dp:  # too few samples for every folded rank: pipeline parallelism is what it needs
-        raise ConfigError(f"global batch size {gbs} is smaller than the data-parallel size {dp}: with no pipeline "
-                          f"stages here, the script's {pp} pipeline ranks fold into data parallelism (dp = world "
-                          f"{t.world_size} / (tp × cp)), and each rank needs at least one sample per step. Pipeline "
-                          "parallelism is not available; give a global batch of at least "
-                          f"{dp} (a multiple of {dp}), or run on fewer processes")
+    if pp > 1 and gbs % (mbs * dp):  # the folded ranks cannot share the batch: pipeline parallelism is what it needs
+        too_few = f"is smaller than the data-parallel size {dp}" if gbs < dp else \
+            f"is not a multiple of micro batch {mbs} × data-parallel size {dp}"
+        raise ConfigError(f"global batch size {gbs} {too_few}: with no pipeline stages here, the script's {pp} "
+                          f"pipeline ranks fold into data parallelism (dp = world {t.world_size} / (tp × cp)), and "
+                          "every rank needs whole micro-batches of every step. Pipeline parallelism is not available; "
+                          f"give a global batch that is a multiple of {dp}, or run on fewer processes")
     values["gradient_accumulation_steps"] = gradient_accumulation_steps(gbs, mbs, dp)
     t.notes.append(f"batch: world {t.world_size} = tp {values.get('tp_size', 1)} × cp {values.get('cp_size', 1)} × dp "
                    f"{dp}; global batch {gbs} = micro batch {mbs} × dp {dp} × accumulation "

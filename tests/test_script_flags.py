@@ -195,6 +195,9 @@ def test_a_global_batch_smaller_than_the_folded_data_parallel_size_names_pipelin
                    ["--pipeline-model-parallel-size", "4"], world_size=16)
     assert "global batch size 4 is smaller than the data-parallel size 16" in text
     assert "Pipeline parallelism is not available" in text
+    text = refused(with_flags(BASE, global_batch_size=36, micro_batch_size=1) +
+                   ["--pipeline-model-parallel-size", "2"], world_size=16)
+    assert "global batch size 36 is not a multiple of micro batch 1 × data-parallel size 16: with no pipeline" in text
 
 
 def test_survey_fork_flags_absorbed_or_refused_by_what_they_do():
