@@ -60,10 +60,10 @@ def test_which_scaler_a_config_gets(tmp_path):
     cfg.training.loss_scale = 12.0
     assert (build_loss_scaler("bf16", cfg.training).scale, build_loss_scaler("fp16", cfg.training).dynamic) == \
         (12.0, False)
-    with pytest.raises(ConfigError, match=r"training: min_loss_scale \(2048.0\) is above initial_loss_scale \(1024.0\)"):
+    with pytest.raises(ConfigError, match=r"min_loss_scale \(2048.0\) is above initial_loss_scale \(1024.0\)"):
         build_config({"output_dir": str(tmp_path), "model_name_or_path": "x", "min_loss_scale": 2048.0,
                       "initial_loss_scale": 1024.0})
-    with pytest.raises(ConfigError, match=r"training.loss_scale must be > 0 \(or unset for dynamic fp16 scaling\), got -1.0"):
+    with pytest.raises(ConfigError, match=r"loss_scale must be > 0 \(or unset for dynamic fp16 scaling\), got -1.0"):
         build_config({"output_dir": str(tmp_path), "model_name_or_path": "x", "loss_scale": -1.0})
 
 
