@@ -603,7 +603,13 @@ def derive_tokens(t, values: Dict[str, Any], dialect: str) -> None:
         raise ConfigError(f"{given[0]} counts tokens: it needs the global batch (--global-batch-size and the world "
                           "size) and --seq-length to become steps")
     per_step = gbs * seq
-    if "--train-tokens" in g:
+    if "--train-tokens" in g and values.get("train_samples"):  # max_steps comes from the samples: stop by tokens
+        values["train_tokens"] = g["--train-tokens"]
+        t.origin["train_tokens"] = "--train-tokens"
+        _line(t, "--train-tokens", f"training.train_tokens = {g['--train-tokens']}: the run ends before the first "
+                                   "iteration that would start with that many tokens consumed, or at the end of "
+                                   "--train-samples if sooner")
+    elif "--train-tokens" in g:
         steps = math.ceil(g["--train-tokens"] / per_step)
         if values.get("max_steps", -1) <= 0 or steps < values["max_steps"]:
             values["max_steps"] = steps

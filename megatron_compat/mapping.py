@@ -146,7 +146,7 @@ GROUP_FIELDS: Dict[str, Tuple[str, ...]] = {
     "architecture": ("architecture", "train_from_scratch", "model_id"),
     "deepspeed": ("per_device_train_batch_size", "global_batch_size", "param_dtype", "max_grad_norm", "lr",
                   "adam_beta1", "adam_beta2", "adam_epsilon", "weight_decay"),
-    "tokens": ("max_steps", "lr_decay_steps", "lr_warmup_steps"),
+    "tokens": ("max_steps", "train_tokens", "lr_decay_steps", "lr_warmup_steps"),
     "pai": ("tokenizer_type", "tokenizer_name_or_path", "data_manager_type"),
     "loss_scale": ("loss_scale", "initial_loss_scale", "min_loss_scale", "loss_scale_window", "hysteresis"),
 }
@@ -376,7 +376,9 @@ MAPPED_RULES = [
           "says otherwise is named); its ZeRO stage is reported",
           example=("--deepspeed", "--deepspeed_config", DS_EXAMPLE)),
     group("--train-tokens", "tokens", "training.max_steps = the first step whose tokens (global batch × "
-          "--seq-length per step) reach it, or --train-iters if sooner", example=("--train-tokens", "20480")),
+          "--seq-length per step) reach it, or --train-iters if sooner; beside --train-samples, training.train_tokens "
+          "(the run stops by tokens or samples, whichever first, as Megatron-DeepSpeed's loop)",
+          example=("--train-tokens", "20480")),
     group("--lr-decay-tokens", "tokens", "training.lr_decay_steps = tokens ÷ (global batch × --seq-length)",
           example=("--lr-decay-tokens", "40960")),
     group("--lr-warmup-tokens", "tokens", "training.lr_warmup_steps = tokens ÷ (global batch × --seq-length)",

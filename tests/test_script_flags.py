@@ -289,6 +289,18 @@ def test_token_counts_become_steps():
     assert cfg.training.max_steps == 100  # --train-iters comes first
 
 
+def test_train_tokens_beside_train_samples_stop_the_run_by_tokens():
+    """Megatron-DeepSpeed's examples give --train-samples (twice what they need) and --train-tokens: the run lasts
+    --train-samples (schedules, data), and its loop stops at --train-tokens."""
+    at = BASE.index("--train-iters")
+    argv = BASE[:at] + BASE[at + 2:] + ["--train-samples", "3200", "--train-tokens", "5000",
+                                        "--lr-decay-tokens", "4096"]
+    result, cfg = ok(argv)
+    t = cfg.training
+    assert (t.train_samples, t.max_steps, t.train_tokens, t.lr_decay_steps) == (3200, 200, 5000, 8.0)
+    assert "training.train_tokens = 5000: the run ends before the first iteration" in result.report()
+
+
 DS_JSON = '{"train_batch_size": 16, "train_micro_batch_size_per_gpu": 2, "bf16": {"enabled": true}, ' \
           '"zero_optimization": {"stage": 2}}'
 

@@ -250,6 +250,11 @@ class TrainingArguments:
         None, "Length of the run in samples (--train-samples): max_steps is derived from it (batch-size ramp-up "
               "included, as Megatron's update_train_iters), and the LR decay and weight-decay increment default to "
               "it, in samples.", extension=True)
+    train_tokens: Optional[int] = _f(
+        None, "Megatron-DeepSpeed's --train-tokens: the run also ends before the first iteration that would start "
+              "with at least this many tokens consumed (consumed samples × cutoff_len), whichever of it and "
+              "max_steps comes first; schedules and data keep the run's length (max_steps or train_samples).",
+        extension=True)
     rampup_batch_size: Optional[List[int]] = _f(
         None, "Batch-size ramp-up [start, increment, samples] (--rampup-batch-size): the global batch starts at "
               "`start` and grows by `increment` over `samples` consumed samples up to global_batch_size; each "

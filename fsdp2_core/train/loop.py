@@ -104,7 +104,7 @@ def train(ctx: RunContext, state: TrainState, train_iters: int, data: Data, hook
     stop = False
     ctx.device.reset_peak_memory()
     micro_now = ctx.micro_batches(state.consumed_train_samples)
-    while state.iteration < train_iters and not stop:
+    while state.iteration < train_iters and not stop and not _tokens_reached(t, state, seq):
         micro_before, micro_now = micro_now, ctx.micro_batches(state.consumed_train_samples)
         if micro_now != micro_before and state.iteration != 0:
             _batch_size_changed(hooks, ctx, state)
@@ -170,6 +170,11 @@ def train(ctx: RunContext, state: TrainState, train_iters: int, data: Data, hook
                                state, hist, sink, print_fn)
     hooks.finish(state, ctx.model, ctx.optimizer, ctx.schedule)
     return hist
+
+
+def _tokens_reached(t, state, seq: int) -> bool:
+    """Megatron-DeepSpeed's loop condition: consumed_train_tokens < train_tokens, tokens = samples × seq length."""
+    return t.train_tokens is not None and state.consumed_train_samples * seq >= t.train_tokens
 
 
 def _batch_size_changed(hooks, ctx, state) -> None:
