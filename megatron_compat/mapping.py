@@ -52,6 +52,10 @@ def _same(value):
 SAME = Converter(_same, _same)
 JOINED = Converter(" ".join, str.split)  # a list of paths (nargs *) kept as one space-separated string
 NO_SPACES = Converter(lambda v: v.replace(" ", ""), _same)  # "99, 1, 0" -> "99,1,0"
+# Megatron tests `if args.exit_interval and ...`: 0 is no exit interval
+ZERO_IS_NONE = Converter(lambda v: None if v == 0 else v, _same)
+# Megatron validates only when `args.eval_iters > 0`: a negative count evaluates nothing, as 0 does
+NEGATIVE_IS_ZERO = Converter(lambda v: 0 if v is not None and v < 0 else v, _same)
 
 
 def choices(table: Mapping[str, Any]) -> Converter:
@@ -334,8 +338,9 @@ MAPPED_RULES = [
     plain("--save-interval --persistent-save-interval", "save_steps"),
     plain("--log-interval", "logging_steps"),
     plain("--eval-interval", "eval_interval"),
-    plain("--eval-iters", "eval_iters"),
-    plain("--exit-interval", "exit_interval"),
+    plain("--eval-iters", "eval_iters", NEGATIVE_IS_ZERO, note="a negative count evaluates nothing, as 0: Megatron "
+          "validates only when --eval-iters > 0"),
+    plain("--exit-interval", "exit_interval", ZERO_IS_NONE, note="0 is no exit interval, as in Megatron"),
     plain("--exit-duration-in-mins", "exit_duration_in_mins"),
     switch("--exit-signal-handler", "exit_signal_handler"),
     switch("--no-check-for-nan-in-loss-and-grad", "check_for_nan_in_loss_and_grad", False),

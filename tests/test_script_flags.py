@@ -450,3 +450,12 @@ torchrun --nproc_per_node 2 pretrain_gpt.py {SCRIPT_FLAGS} --tokenizer-name-or-p
     assert code == 1 and "--load has no value (line 2): it is written --load $CKPT, and $CKPT is set from the " \
                          "script's argument 1 ($1), which was not given; pass the script's arguments after --" in err
     assert "expects one value" not in err
+
+
+def test_megatron_off_values_of_exit_interval_and_eval_iters():
+    """Habana's run_llama.sh passes --exit-interval 0 and ROCm's train_llama.sh --eval-iters -1: Megatron reads the
+    first as no exit interval (`if args.exit_interval and ...`) and validates only when --eval-iters > 0."""
+    _, cfg = ok(BASE + ["--exit-interval", "0", "--eval-iters", "-1"])
+    assert (cfg.training.exit_interval, cfg.training.eval_iters) == (None, 0)
+    _, cfg = ok(BASE + ["--exit-interval", "50", "--eval-iters", "3"])
+    assert (cfg.training.exit_interval, cfg.training.eval_iters) == (50, 3)
