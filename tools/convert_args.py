@@ -101,13 +101,19 @@ def _environment(assignments):
 def read_script_text(path: str) -> str:
     """The launch script's text; a directory or a binary file is refused, naming it.
 
-    Bytes that are not UTF-8 (a comment in GBK or Latin-1) are replaced, with a warning naming the line."""
+    Bytes that are not UTF-8 (a comment in GBK or Latin-1) are replaced, with a warning naming the line. A line
+    continued with a backslash before Windows line endings is refused: bash itself fails on it."""
     if os.path.isdir(path):
         raise ValueError(f"{path} is a directory; give the launch script (the .sh file that starts training)")
     with open(path, "rb") as fh:
         data = fh.read()
     if b"\x00" in data:
         raise ValueError(f"{path} is a binary file, not a shell script (it holds NUL bytes); give the launch script")
+    if b"\\\r\n" in data:  # bash does not join a line ending in backslash + CR: the script fails in bash
+        line = data[:data.index(b"\\\r\n")].count(b"\n") + 1
+        raise ValueError(f"{path}:{line}: the line ends in a backslash and a carriage return (Windows line endings): "
+                         "bash does not continue such a line, so the script fails as published (syntax error); "
+                         f"convert its line endings (dos2unix {path}, or sed -i 's/\\r$//' {path}) and run it again")
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError as exc:
