@@ -43,6 +43,8 @@ mpiexec() { __record mpiexec "$@"; __run_rest "$@"; }
 numactl() { __record numactl "$@"; __run_rest "$@"; }
 uv() { __record uv "$@"; __run_rest "$@"; }
 aprun() { __record aprun "$@"; __run_rest "$@"; }
+sbatch() {  # sbatch <<EOF: the job script is its standard input
+    [[ $# -eq 0 || "${@: -1}" == -* ]] && "$BASH" -c "$__STUBS"$'\n'"$(< /dev/stdin)"; }  # no PATH: no cat
 nsys() { __record nsys "$@"; __run_rest "$@"; }
 apptainer() { __record apptainer "$@"; __run_rest "$@"; }
 bash() {  # bash -c STRING [NAME ARGS]: a real child shell, with these stubs
@@ -557,14 +559,14 @@ def _roundtrip(launch: LaunchScript, entry_args: list[str]) -> LaunchScript:
     assert list(again.exports) == list(launch.exports)
     assert [s.kind for s in again.wrappers] == [s.kind for s in launch.wrappers]
     assert again.world_size == launch.world_size
-    per_node = any(s.kind in ("srun", "mpirun") for s in launch.wrappers)
+    per_node = any(s.kind in ("srun", "mpirun", "aprun") for s in launch.wrappers)  # one process per rank
     if launch.launcher in ("torchrun", "torch.distributed.run", "torch.distributed.launch") or (
             launch.launcher == "python" and not per_node):
         assert again.launcher == "torchrun"
         settings = [("nproc_per_node", "1"), ("nnodes", "1"), ("master_addr", "localhost"), ("master_port", "29500")]
         for attr, default in settings + ([] if per_node else [("node_rank", "0")]):
             assert getattr(again, attr) == (getattr(launch, attr) or default), attr
-    else:  # deepspeed stays deepspeed; python under srun / mpirun stays python, one process per rank
+    else:  # deepspeed stays deepspeed; python under srun / mpirun / aprun stays python, one process per rank
         assert again.launcher == launch.launcher
     if not any("$" in v for v in vars(launch).values() if isinstance(v, str)) and not per_node:
         assert again.warnings == []
@@ -956,3 +958,13 @@ def test_a_job_script_given_on_standard_input_is_read():
     assert not any("here-document skipped" in w.message for w in launch.warnings)
     with pytest.raises(ShellReadError, match="no launch line found"):
         read("bash run.sh <<EOF\ntorchrun pretrain_gpt.py\nEOF\n")
+
+
+def test_directives_of_a_job_on_standard_input_are_as_the_job_receives_them():
+    """The submitting shell expands the here-document, so the job's #SBATCH lines hold values; sbatch expands
+    nothing in them, so the converted script must carry the values, not the references."""
+    text = ("N=2\nsbatch <<EOF\n#!/bin/bash\n#SBATCH --nodes=${N}\n#SBATCH --job-name='x'\n"
+            "torchrun pretrain_gpt.py\nEOF\n")
+    assert read(text).directives == ["#SBATCH --nodes=2", "#SBATCH --job-name='x'"]
+    quoted = "N=2\nsbatch <<'EOF'\n#SBATCH --nodes=${N}\ntorchrun pretrain_gpt.py\nEOF\n"
+    assert read(quoted).directives == ["#SBATCH --nodes=${N}"]  # a quoted delimiter: the job gets the text as is

@@ -125,6 +125,7 @@ class Shell:
         # lines of those here-documents (the others are reported as skipped).
         self.files: dict[str, str] = {}
         self.heredocs_read: set[int] = set()
+        self.stdin_jobs: list[tuple[str, str]] = []  # (here-document as written, as the job receives it)
 
     def warn(self, line: int, message: str) -> None:
         w = ShellWarning(line, message)
@@ -372,6 +373,7 @@ class Shell:
         child.warnings = self.warnings  # one list: the script's warnings, in the order met
         child.other_scripts = self.other_scripts
         child.files, child.heredocs_read = self.files, self.heredocs_read  # one filesystem
+        child.stdin_jobs = self.stdin_jobs
         child.depth = self.depth + 1
         child.parent = self
         return child
@@ -443,6 +445,7 @@ class Shell:
             self.warn(line, f"the script given to {fields[0]} on its standard input is not understood ({exc})")
             return True
         self.heredocs_read.add(doc.line - 1)
+        self.stdin_jobs.append((doc.body, text))
         child = self.child(fields[0], [], temp_env, line)
         try:
             child.run_list(nodes)

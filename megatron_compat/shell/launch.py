@@ -205,8 +205,16 @@ def read_launch_script(text: str, script_args: Sequence[str] = (), path: str = "
                        f"another launch ({launch.result.style} {launch.result.entry}) ignored; "
                        f"line {chosen.entry_line} is taken as the training launch")
     chosen.warnings = sorted(shell.warnings, key=lambda w: w.line)
-    chosen.directives = [m.group(0).rstrip() for m in _DIRECTIVE.finditer(text)]
+    chosen.directives = _directives(text, shell.stdin_jobs)
     return chosen
+
+
+def _directives(text: str, stdin_jobs: list[tuple[str, str]]) -> list[str]:
+    """The scheduler's option lines; those of a job given on standard input (sbatch <<EOF) as the job receives
+    them, its variables expanded by the submitting shell (sbatch itself expands nothing in #SBATCH lines)."""
+    for written, received in stdin_jobs:
+        text = text.replace(written, received, 1)
+    return [m.group(0).rstrip() for m in _DIRECTIVE.finditer(text)]
 
 
 def _no_launch_message(shell: Shell, path: str, exit_line: int | None, with_args: bool) -> str:
