@@ -4,6 +4,7 @@ import pytest
 import torch
 
 from fsdp2_core.models.build import build_model
+from fsdp2_core.train.lr_schedule import build_schedule
 from megatron_compat.translate import translate
 
 BASE = ("--num-layers 2 --hidden-size 64 --num-attention-heads 4 --seq-length 32 --max-position-embeddings 32 "
@@ -299,6 +300,23 @@ def test_train_tokens_beside_train_samples_stop_the_run_by_tokens():
     t = cfg.training
     assert (t.train_samples, t.max_steps, t.train_tokens, t.lr_decay_steps) == (3200, 200, 5000, 8.0)
     assert "training.train_tokens = 5000: the run ends before the first iteration" in result.report()
+
+
+def test_token_counts_beside_a_batch_ramp_are_sample_counts():
+    """Megatron-DeepSpeed's MoE examples give --rampup-batch-size with --train-samples, --train-tokens and the LR
+    schedule in tokens: every sample holds --seq-length tokens, so the schedule (which advances by consumed samples)
+    decays over tokens ÷ --seq-length samples whatever the batch, and the run stops by tokens."""
+    at = BASE.index("--train-iters")
+    argv = BASE[:at] + BASE[at + 2:] + ["--train-samples", "3200", "--rampup-batch-size", "4", "4", "800",
+                                        "--train-tokens", "51200", "--lr-decay-tokens", "40960",
+                                        "--lr-warmup-tokens", "4096"]
+    _, cfg = ok(argv)
+    t = cfg.training
+    assert (t.train_tokens, t.rampup_batch_size, t.train_samples) == (51200, [4, 4, 800], 3200)
+    schedule = build_schedule(t, 0, t.global_batch_size)
+    assert (schedule.decay_steps, schedule.warmup_steps) == (40960 / 32, 4096 / 32)  # --seq-length 32
+    without_samples = BASE + ["--rampup-batch-size", "4", "4", "800", "--train-tokens", "51200"]
+    assert "--train-tokens as the run's length counts steps of a constant global batch" in refused(without_samples)
 
 
 DS_JSON = '{"train_batch_size": 16, "train_micro_batch_size_per_gpu": 2, "bf16": {"enabled": true}, ' \
