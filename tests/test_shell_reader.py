@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from megatron_compat.launch_script import render_launch_script
+from megatron_compat.launch_script import kept_exports, render_launch_script
 from megatron_compat.shell import LaunchScript, ShellReadError, read_launch_script
 
 CORPUS = Path(__file__).parent / "launch_scripts"
@@ -555,8 +555,8 @@ def _roundtrip(launch: LaunchScript, entry_args: list[str]) -> LaunchScript:
     text = render_launch_script(launch, "train_fsdp2.py", entry_args, launch.path)
     again = read_launch_script(text, path="new.sh")
     assert (again.entry, again.argv) == ("train_fsdp2.py", entry_args)
-    assert again.exports == launch.exports
-    assert list(again.exports) == list(launch.exports)
+    assert again.exports == kept_exports(launch)  # under srun / mpirun / aprun: not the rank variables
+    assert list(again.exports) == list(kept_exports(launch))
     assert [s.kind for s in again.wrappers] == [s.kind for s in launch.wrappers]
     assert again.world_size == launch.world_size
     per_node = any(s.kind in ("srun", "mpirun", "aprun") for s in launch.wrappers)  # one process per rank
@@ -588,6 +588,19 @@ def test_render_round_trip_with_awkward_values():
                   "torchrun --nproc_per_node 2 --nnodes 3 --master_addr 'my host' t.py\n")
     assert launch.exports == {"A": "it's $HOME and \"q\" \\ x", "B": "", "C": "a\nb"}
     _roundtrip(launch, ["cfg with space.yaml", "--override", "a=$b", "'q'"])
+
+
+def test_rank_variables_are_not_exported_under_a_per_rank_launcher():
+    """srun starts every rank itself: the old script's RANK=$SLURM_PROCID (per task) or WORLD_SIZE (computed from
+    unset scheduler variables, 0 here) would be one wrong value for all; the entry point reads SLURM_PROCID."""
+    launch = read("export WORLD_SIZE=$(( SLURM_NNODES * 4 ))\nexport NCCL_DEBUG=INFO\n"
+                  "srun bash -c \"RANK=\\$SLURM_PROCID LOCAL_RANK=\\$SLURM_LOCALID python pretrain_gpt.py --x\"\n")
+    assert set(launch.exports) == {"WORLD_SIZE", "NCCL_DEBUG", "RANK", "LOCAL_RANK"}
+    text = render_launch_script(launch, "train_fsdp2.py", ["new.yaml"], "old.sh")
+    assert "export NCCL_DEBUG=INFO" in text and "export WORLD_SIZE" not in text and "export RANK" not in text
+    assert "# Not kept: WORLD_SIZE, RANK, LOCAL_RANK: each process srun starts finds its own rank" in text
+    torchrun = read("export WORLD_SIZE=8\ntorchrun --nproc_per_node 8 pretrain_gpt.py --x\n")
+    assert "export WORLD_SIZE=8" in render_launch_script(torchrun, "train_fsdp2.py", ["new.yaml"], "old.sh")
 
 
 def test_render_text():
