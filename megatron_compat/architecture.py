@@ -84,9 +84,9 @@ def _read_flags(g, seq_length):
         if swiglu and ffn < 1 <= hidden:
             raise ArchitectureError(f"--hidden-size {hidden} with --swiglu: Megatron's default FFN width, "
                                     f"int(4 × {hidden} × 2/3 / 64) × 64, is {ffn}; give --ffn-hidden-size")
-    rope = (g.get("--position-embedding-type", "learned_absolute") == "rope"
-            or bool(g.get("--use-rotary-position-embeddings")))
-    if g.get("--position-embedding-type") not in (None, "rope", "learned_absolute"):
+    positions = _positions(g)
+    rope = positions == "rope" or bool(g.get("--use-rotary-position-embeddings"))
+    if positions not in ("rope", "learned_absolute"):
         raise ArchitectureError(f"--position-embedding-type {g['--position-embedding-type']} is not supported; use "
                                 "rope or learned_absolute")
     if g.get("--num-experts") is not None and g["--num-experts"] < 1:
@@ -100,7 +100,7 @@ def _read_flags(g, seq_length):
         "rope": rope, "kv_heads": _kv_heads(g, heads),
         "head_dim": g["--kv-channels"] if "--kv-channels" in g else _whole_head_size(hidden, heads),
         "max_pos": g["--max-position-embeddings"] if "--max-position-embeddings" in g else seq_length,
-        "rms": g.get("--normalization", "LayerNorm") == "RMSNorm" or bool(g.get("--RMSNorm")),
+        "rms": _normalization(g) == "rmsnorm" or bool(g.get("--RMSNorm")),
         "eps": g.get("--norm-epsilon", 1e-5),
         "tied": not g.get("--untie-embeddings-and-output-weights"),
         "bias": not g.get("--disable-bias-linear"), "qkv_bias": bool(g.get("--add-qkv-bias")),
@@ -121,6 +121,27 @@ def _read_flags(g, seq_length):
 def _whole_head_size(hidden, heads):
     """Megatron's default kv_channels, hidden / heads; None where that is no whole number (the rules refuse it)."""
     return hidden // heads if heads > 0 and hidden % heads == 0 else None
+
+
+# Forks' spellings: bigscience Megatron-DeepSpeed (rotary, absolute, alibi), Pai-Megatron-Patch's older one (rotary)
+_POSITION_SPELLINGS = {"rotary": "rope", "absolute": "learned_absolute"}
+
+
+def _positions(g) -> str:
+    """--position-embedding-type as Megatron-LM spells it; ALiBi (BLOOM, Baichuan-13B) is in no family here."""
+    value = str(g.get("--position-embedding-type", "learned_absolute"))
+    if value == "alibi":
+        raise ArchitectureError("--position-embedding-type alibi: ALiBi attention biases (BLOOM, Baichuan-13B) are in "
+                                "no supported family, which use rope or learned absolute positions")
+    return _POSITION_SPELLINGS.get(value, value)
+
+
+def _normalization(g) -> str:
+    """--normalization LayerNorm | RMSNorm (Megatron-LM) or layernorm | rmsnorm (Megatron-DeepSpeed), lower-cased."""
+    value = str(g.get("--normalization", "LayerNorm")).lower()
+    if value not in ("layernorm", "rmsnorm"):
+        raise ArchitectureError(f"--normalization {g['--normalization']}: expects LayerNorm or RMSNorm")
+    return value
 
 
 def _kv_heads(g, heads):

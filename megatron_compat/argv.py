@@ -91,9 +91,20 @@ def _strip_quotes(parsed, flag, value):
     return value
 
 
+# A switch written with a boolean value, as forks declare theirs (Habana's `--use-fused-rmsnorm 1`)
+_BOOLEAN_WORDS = {"true": True, "1": True, "false": False, "0": False}
+
+
 def _store_megatron(parsed, spec: FlagSpec, values: List[str]):
     flag = spec.flag
     values = [_strip_quotes(parsed, flag, v) for v in values]
+    if not spec.takes_value and len(values) == 1 and values[0].lower() in _BOOLEAN_WORDS:
+        on = _BOOLEAN_WORDS[values[0].lower()]
+        parsed.notes.append(f"{flag} {values[0]}: a switch written with a boolean value (as forks declare theirs); "
+                            f"read as {'given' if on else 'not given'}")
+        if not on:
+            return
+        values = []
     try:
         value = _typed(spec, values)
     except ValueError as exc:

@@ -18,6 +18,7 @@ OTHER_ENTRIES = {
     "pretrain_mamba.py": "Mamba", "pretrain_hybrid.py": "hybrid Mamba", "pretrain_retro.py": "RETRO",
     "pretrain_ict.py": "ICT retriever", "pretrain_vision_classify.py": "vision", "pretrain_vision_dino.py": "vision",
     "pretrain_vision_inpaint.py": "vision",
+    "pretrain_codegeex.py": "CodeGeeX (a GPT with its own top query layer)",
 }
 # A flag that only another family's model takes, and that family
 FAMILY_FLAGS = {

@@ -34,6 +34,25 @@ def precision(t):
             _line(t, flag)
 
 
+LOSS_SCALE_FLAGS = {"--loss-scale": "loss_scale", "--initial-loss-scale": "initial_loss_scale",
+                    "--min-loss-scale": "min_loss_scale", "--loss-scale-window": "loss_scale_window",
+                    "--hysteresis": "hysteresis"}
+
+
+def loss_scale(t):
+    """Megatron's loss-scaling flags. Under --deepspeed, Megatron-DeepSpeed hands DeepSpeed the bare optimizer
+    (megatron/optimizer/__init__.py returns before its grad scaler): the flags do nothing there, and the DeepSpeed
+    config's fp16 section is what scales (read by the deepspeed group)."""
+    given = [f for f in LOSS_SCALE_FLAGS if t.given.get(f) is not None]
+    for flag in given:
+        if t.given.get("--deepspeed"):
+            _line(t, flag, "ignored under --deepspeed, as Megatron-DeepSpeed ignores it: DeepSpeed's config (its "
+                           "fp16 section) decides loss scaling", status="absorbed")
+        else:
+            t.set(LOSS_SCALE_FLAGS[flag], t.given[flag])
+            _line(t, flag)
+
+
 FP8_FLAGS = ("--fp8-format", "--fp8-recipe", "--fp8-amax-history-len", "--fp8-amax-compute-algo", "--fp8-param-gather")
 
 
@@ -80,15 +99,23 @@ def fp8(t):
             _line(t, flag)
 
 
+# Megatron's adam (decoupled weight decay), and Habana's adamw (torch AdamW) and fusedadamw (its fused AdamW)
+ADAMW_SPELLINGS = ("adam", "adamw", "fusedadamw")
+
+
 def optimizer(t):
     if "--optimizer" not in t.given:
         return
-    if t.given["--optimizer"] == "adam":
+    if t.given["--optimizer"] in ADAMW_SPELLINGS:
         t.set("optimizer", "adamw")
         _line(t, "--optimizer")
+    elif t.given["--optimizer"] == "sgd":
+        t.set("optimizer", "sgd")
+        _line(t, "--optimizer", "training.optimizer = sgd (torch SGD with --sgd-momentum and weight decay, as "
+                                "Megatron builds it)")
     else:
-        t.reject("--optimizer", f"optimizer {t.given['--optimizer']} is not available; the engine trains with AdamW",
-                 "--optimizer adam")
+        t.reject("--optimizer", f"optimizer {t.given['--optimizer']} is not available; the engine trains with AdamW "
+                                "or SGD", "--optimizer adam")
 
 
 def stage(t):
@@ -167,12 +194,13 @@ def dataloader(t):
     kind = t.given.get("--dataloader-type")
     if kind is None:
         return
-    if kind == "single":
-        t.set("dataloader_type", "single")
+    if kind in ("single", "cyclic"):
+        t.set("dataloader_type", kind)
         _line(t, "--dataloader-type")
     else:
-        t.reject("--dataloader-type", f"the {kind} data loader is not supported; Megatron's single sampler is",
-                 "--dataloader-type single (or remove the flag)")
+        t.reject("--dataloader-type", f"the {kind} data loader (the user's own, Megatron's `external`) is not "
+                                      "available; Megatron's single and cyclic samplers are",
+                 "--dataloader-type single or cyclic")
 
 
 def tokenizer(t):
@@ -464,7 +492,26 @@ def deepspeed_values(config):
     for section in ("bf16", "fp16"):
         if (config.get(section) or {}).get("enabled") in (True, "true"):
             out.append(("param_dtype", section, f"{section}.enabled"))
+    fp16 = config.get("fp16") or {}
+    if fp16.get("enabled") in (True, "true"):
+        out += _deepspeed_loss_scale(fp16)
     return out
+
+
+# DeepSpeed's fp16 section -> the loss-scale fields, with DeepSpeed's defaults (deepspeed/runtime/constants.py)
+DEEPSPEED_LOSS_SCALE = (("loss_scale_window", "loss_scale_window", 1000), ("hysteresis", "hysteresis", 2),
+                        ("min_loss_scale", "min_loss_scale", 1))
+
+
+def _deepspeed_loss_scale(fp16):
+    """fp16.loss_scale 0 (DeepSpeed's default) scales dynamically from 2**initial_scale_power; above 0 it is static."""
+    static = float(fp16.get("loss_scale", 0) or 0)
+    if static > 0:
+        return [("loss_scale", static, "fp16.loss_scale")]
+    power = int(fp16.get("initial_scale_power", 16))
+    out = [("loss_scale", None, "fp16.loss_scale 0 (dynamic)"),
+           ("initial_loss_scale", float(2 ** power), f"fp16.initial_scale_power {power}")]
+    return out + [(name, fp16.get(key, default), f"fp16.{key}") for key, name, default in DEEPSPEED_LOSS_SCALE]
 
 
 def _from_deepspeed(t, name, value, key, path) -> str:
@@ -475,6 +522,12 @@ def _from_deepspeed(t, name, value, key, path) -> str:
     if name == "max_grad_norm":
         if said is not None and float(said) != float(value):
             t.notes.append(f"{path}: DeepSpeed clips gradients by {key} ({value}), not by --clip-grad {said}")
+    elif name == "global_batch_size" and said is not None and not _same_value(said, value):
+        # Megatron-DeepSpeed's train loop hands DeepSpeed Megatron's batch before every iteration
+        # (megatron/training.py: model[0].set_train_batch_size(dp × micro × micro-batches)): the flag wins.
+        t.notes.append(f"{path}: {key} {value} is replaced by --global-batch-size {said}, as Megatron-DeepSpeed "
+                       "sets DeepSpeed's batch from its own flags at every iteration")
+        return f"{key} {value} (replaced by --global-batch-size {said})"
     elif said is not None and not _same_value(said, value):
         raise ConfigError(f"{path}: {key} is {value} but {flag} says {said}; make them agree (DeepSpeed refuses "
                           "a batch that disagrees, and casts the model to its config's precision)")
@@ -520,6 +573,13 @@ def derive_batch(t, values: Dict[str, Any], dialect: str) -> None:
     if pp > 1 and gbs % (mbs * dp):
         mbs = _fit_micro_batch(t, values, gbs, mbs, dp, pp)
     values["global_batch_size"] = gbs
+    if pp > 1 and gbs % (mbs * dp):  # the folded ranks cannot share the batch: pipeline parallelism is what it needs
+        too_few = f"is smaller than the data-parallel size {dp}" if gbs < dp else \
+            f"is not a multiple of micro batch {mbs} × data-parallel size {dp}"
+        raise ConfigError(f"global batch size {gbs} {too_few}: with no pipeline stages here, the script's {pp} "
+                          f"pipeline ranks fold into data parallelism (dp = world {t.world_size} / (tp × cp)), and "
+                          "every rank needs whole micro-batches of every step. Pipeline parallelism is not available; "
+                          f"give a global batch that is a multiple of {dp}, or run on fewer processes")
     values["gradient_accumulation_steps"] = gradient_accumulation_steps(gbs, mbs, dp)
     t.notes.append(f"batch: world {t.world_size} = tp {values.get('tp_size', 1)} × cp {values.get('cp_size', 1)} × dp "
                    f"{dp}; global batch {gbs} = micro batch {mbs} × dp {dp} × accumulation "
@@ -552,7 +612,13 @@ def derive_tokens(t, values: Dict[str, Any], dialect: str) -> None:
         raise ConfigError(f"{given[0]} counts tokens: it needs the global batch (--global-batch-size and the world "
                           "size) and --seq-length to become steps")
     per_step = gbs * seq
-    if "--train-tokens" in g:
+    if "--train-tokens" in g and values.get("train_samples"):  # max_steps comes from the samples: stop by tokens
+        values["train_tokens"] = g["--train-tokens"]
+        t.origin["train_tokens"] = "--train-tokens"
+        _line(t, "--train-tokens", f"training.train_tokens = {g['--train-tokens']}: the run ends before the first "
+                                   "iteration that would start with that many tokens consumed, or at the end of "
+                                   "--train-samples if sooner")
+    elif "--train-tokens" in g:
         steps = math.ceil(g["--train-tokens"] / per_step)
         if values.get("max_steps", -1) <= 0 or steps < values["max_steps"]:
             values["max_steps"] = steps
@@ -653,6 +719,7 @@ HANDLERS = {
     "lora": lora, "dataloader": dataloader, "tokenizer": tokenizer, "recompute": recompute, "cp": context_and_experts,
     "load": load_paths, "architecture": architecture, "pipeline": pipeline, "save_parts": save_parts,
     "deepspeed": deepspeed, "pai": pai, "decoupled": decoupled_min_lr,
+    "loss_scale": loss_scale,
 }
 # Handlers that need the merged values (YAML < Megatron flags < FSDP2 names): the batch and step arithmetic.
 LATE_HANDLERS = {"batch": derive_batch, "steps": derive_steps, "tokens": derive_tokens,

@@ -99,6 +99,19 @@ def _word(value: str) -> str:
     return _live(value) if _LIVE.search(value) else shlex.quote(value)
 
 
+# What a launcher tells each process about its rank; a per-rank launcher (srun, mpirun, aprun) gives each process
+# its own, which the old script copied into these per task (RANK=$SLURM_PROCID) or once for all
+_RANK_VARIABLES = ("RANK", "LOCAL_RANK", "WORLD_SIZE", "LOCAL_WORLD_SIZE", "GROUP_RANK", "NODE_RANK")
+
+
+def kept_exports(launch: LaunchScript) -> dict[str, str]:
+    """The exports the new script writes: under a per-rank launcher, not the rank variables (one value exported
+    for every process is wrong, and the entry point reads each process's rank from the launcher itself)."""
+    if not any(ROLES.get(s.kind) == PER_RANK for s in launch.wrappers):
+        return dict(launch.exports)
+    return {n: v for n, v in launch.exports.items() if n not in _RANK_VARIABLES}
+
+
 def render_launch_script(launch: LaunchScript, entry: str, entry_args: list[str], source_path: str) -> str:
     """Return the text of a bash script that launches `entry entry_args...` like `launch` did."""
     if launch.launcher == "msrun":
@@ -111,9 +124,11 @@ def render_launch_script(launch: LaunchScript, entry: str, entry_args: list[str]
         "set -euo pipefail",
         "",
     ]
-    if launch.exports:
+    per_rank = next((s.kind for s in launch.wrappers if ROLES.get(s.kind) == PER_RANK), None)
+    exports = kept_exports(launch)
+    if exports:
         lines.append(f"# Environment kept from {source_path}")
-        for name, value in launch.exports.items():
+        for name, value in exports.items():
             line = launch.export_lines.get(name)
             if _unevaluated(value):
                 lines.append(f"# FIXME: line {line} of {source_path} computed this with a command that was "
@@ -121,9 +136,12 @@ def render_launch_script(launch: LaunchScript, entry: str, entry_args: list[str]
             template = launch.export_templates.get(name)
             lines.append(f"export {name}={_with_inherited(template) if template else shlex.quote(value)}")
         lines.append("")
+    dropped = [name for name in launch.exports if name not in exports]
+    if dropped:
+        lines += [f"# Not kept: {', '.join(dropped)}: each process {per_rank} starts finds its own rank ({entry} "
+                  f"reads {_RANKS_FROM[per_rank]}); one value exported for all of them would be wrong", ""]
     command = [" ".join([shlex.quote(w) for w in stage.program] + [_word(a) for a in stage.args])
                for stage in launch.wrappers]
-    per_rank = next((s.kind for s in launch.wrappers if ROLES.get(s.kind) == PER_RANK), None)
     settings: list[str] = []
     if launch.launcher == "deepspeed":
         command.append(" ".join(["deepspeed"] + [_word(a) for a in _deepspeed_args(launch.launcher_args)]

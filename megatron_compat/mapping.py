@@ -52,6 +52,10 @@ def _same(value):
 SAME = Converter(_same, _same)
 JOINED = Converter(" ".join, str.split)  # a list of paths (nargs *) kept as one space-separated string
 NO_SPACES = Converter(lambda v: v.replace(" ", ""), _same)  # "99, 1, 0" -> "99,1,0"
+# Megatron tests `if args.exit_interval and ...`: 0 is no exit interval
+ZERO_IS_NONE = Converter(lambda v: None if v == 0 else v, _same)
+# Megatron validates only when `args.eval_iters > 0`: a negative count evaluates nothing, as 0 does
+NEGATIVE_IS_ZERO = Converter(lambda v: 0 if v is not None and v < 0 else v, _same)
 
 
 def choices(table: Mapping[str, Any]) -> Converter:
@@ -146,8 +150,9 @@ GROUP_FIELDS: Dict[str, Tuple[str, ...]] = {
     "architecture": ("architecture", "train_from_scratch", "model_id"),
     "deepspeed": ("per_device_train_batch_size", "global_batch_size", "param_dtype", "max_grad_norm", "lr",
                   "adam_beta1", "adam_beta2", "adam_epsilon", "weight_decay"),
-    "tokens": ("max_steps", "lr_decay_steps", "lr_warmup_steps"),
+    "tokens": ("max_steps", "train_tokens", "lr_decay_steps", "lr_warmup_steps"),
     "pai": ("tokenizer_type", "tokenizer_name_or_path", "data_manager_type"),
+    "loss_scale": ("loss_scale", "initial_loss_scale", "min_loss_scale", "loss_scale_window", "hysteresis"),
 }
 
 SAMPLES = "= samples ÷ global batch"
@@ -218,11 +223,24 @@ MAPPED_RULES = [
     plain("--adam-beta2", "adam_beta2"),
     plain("--adam-eps", "adam_epsilon"),
     plain("--clip-grad", "max_grad_norm"),
-    group("--optimizer", "optimizer", "training.optimizer (adam → adamw: Megatron's Adam decouples weight decay)",
-          example=("--optimizer", "adam")),
+    group("--optimizer", "optimizer", "training.optimizer (adam → adamw: Megatron's Adam decouples weight decay; "
+          "sgd → sgd)", example=("--optimizer", "sgd")),
+    plain("--sgd-momentum", "sgd_momentum", example=("--optimizer", "sgd", "--sgd-momentum", "0.8")),
     plain("--seed", "seed"),
     group("--bf16", "precision", "parallel.param_dtype = bf16"),
-    group("--fp16", "precision", "parallel.param_dtype = fp16 (without loss scaling here: prefer --bf16)"),
+    group("--fp16", "precision", "parallel.param_dtype = fp16, with Megatron's dynamic loss scaling unless "
+          "--loss-scale fixes the scale"),
+    # --- fp16 loss scaling (fsdp2_core/train/loss_scale.py); under --deepspeed the DeepSpeed config decides ---
+    group("--loss-scale", "loss_scale", "training.loss_scale: a static loss scale (fp16, or bf16 if asked)",
+          example=("--fp16", "--loss-scale", "4096")),
+    group("--initial-loss-scale", "loss_scale", "training.initial_loss_scale (fp16 dynamic loss scaling)",
+          example=("--fp16", "--initial-loss-scale", "65536")),
+    group("--min-loss-scale", "loss_scale", "training.min_loss_scale (fp16 dynamic loss scaling)",
+          example=("--fp16", "--min-loss-scale", "2")),
+    group("--loss-scale-window", "loss_scale", "training.loss_scale_window (fp16 dynamic loss scaling)",
+          example=("--fp16", "--loss-scale-window", "500")),
+    group("--hysteresis", "loss_scale", "training.hysteresis (fp16 dynamic loss scaling)",
+          example=("--fp16", "--hysteresis", "4")),
     # --- float8 / MXFP8 ---
     group("--fp8-format", "fp8", "model.fp8_format (torchao float8 training, FP8 GPUs only); with --fp8-recipe mxfp8: "
           "model.quant_recipe mxfp8", example=("--fp8-format", "e4m3")),
@@ -271,8 +289,10 @@ MAPPED_RULES = [
     switch("--reset-attention-mask", "reset_attention_mask"),
     switch("--eod-mask-loss", "eod_mask_loss"),
     switch("--no-create-attention-mask-in-dataloader", "create_attention_mask_in_dataloader", False),
-    group("--dataloader-type", "dataloader", "data.dataloader_type (single; cyclic and external refused)",
-          example=("--dataloader-type", "single")),
+    group("--dataloader-type", "dataloader", "data.dataloader_type (single: dataset order; cyclic: Megatron's "
+          "random sampler, epochs seeded by their number; external refused)", example=("--dataloader-type", "cyclic")),
+    switch("--no-data-sharding", "data_sharding", False,
+           note="with --dataloader-type cyclic: one shuffle of all samples dealt to the ranks"),
     switch("--no-shared-storage", "no_shared_storage"),
     switch("--pack", "packing"),
     switch("--neat-pack", "neat_packing"),
@@ -320,8 +340,9 @@ MAPPED_RULES = [
     plain("--save-interval --persistent-save-interval", "save_steps"),
     plain("--log-interval", "logging_steps"),
     plain("--eval-interval", "eval_interval"),
-    plain("--eval-iters", "eval_iters"),
-    plain("--exit-interval", "exit_interval"),
+    plain("--eval-iters", "eval_iters", NEGATIVE_IS_ZERO, note="a negative count evaluates nothing, as 0: Megatron "
+          "validates only when --eval-iters > 0"),
+    plain("--exit-interval", "exit_interval", ZERO_IS_NONE, note="0 is no exit interval, as in Megatron"),
     plain("--exit-duration-in-mins", "exit_duration_in_mins"),
     switch("--exit-signal-handler", "exit_signal_handler"),
     switch("--no-check-for-nan-in-loss-and-grad", "check_for_nan_in_loss_and_grad", False),
@@ -362,7 +383,9 @@ MAPPED_RULES = [
           "says otherwise is named); its ZeRO stage is reported",
           example=("--deepspeed", "--deepspeed_config", DS_EXAMPLE)),
     group("--train-tokens", "tokens", "training.max_steps = the first step whose tokens (global batch × "
-          "--seq-length per step) reach it, or --train-iters if sooner", example=("--train-tokens", "20480")),
+          "--seq-length per step) reach it, or --train-iters if sooner; beside --train-samples, training.train_tokens "
+          "(the run stops by tokens or samples, whichever first, as Megatron-DeepSpeed's loop)",
+          example=("--train-tokens", "20480")),
     group("--lr-decay-tokens", "tokens", "training.lr_decay_steps = tokens ÷ (global batch × --seq-length)",
           example=("--lr-decay-tokens", "40960")),
     group("--lr-warmup-tokens", "tokens", "training.lr_warmup_steps = tokens ÷ (global batch × --seq-length)",
@@ -422,7 +445,8 @@ MAPPED_RULES += [
          "tie_word_embeddings = false (Megatron-LLaMA's --causal-lm: its own lm_head, untied)",
          ROPE + ("--untie-embeddings-and-output-weights",)),
     arch("--disable-bias-linear", "attention_bias / mlp_bias = false", ROPE + ("--disable-bias-linear",)),
-    arch("--add-qkv-bias", "bias on q, k, v only (Qwen2 family)", ROPE + ("--disable-bias-linear", "--add-qkv-bias")),
+    arch("--add-qkv-bias --add-qkv-bias-linear", "bias on q, k, v only (Qwen2 family; ROCm's spelling "
+         "--add-qkv-bias-linear)", ROPE + ("--disable-bias-linear", "--add-qkv-bias")),
     arch("--qk-layernorm", "q_norm/k_norm (Qwen3 family)", ROPE + ("--disable-bias-linear", "--qk-layernorm")),
     arch("--num-experts", "num_experts (Qwen3-MoE / Mixtral)", MOE),
     arch("--moe-router-topk", "num_experts_per_tok", MOE + ("--moe-router-topk", "1")),

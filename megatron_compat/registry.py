@@ -65,6 +65,8 @@ def is_megatron_default(flag: str, value) -> bool:
 
 
 def _same(a, b) -> bool:
+    if isinstance(b, bool) and isinstance(a, str) and a.lower() in ("true", "false"):
+        return (a.lower() == "true") == b  # a fork's boolean-valued flag: --use-torch-compile=false
     try:
         return float(a) == float(b)
     except (TypeError, ValueError):

@@ -168,6 +168,26 @@ def _save_parts(f, base):
     return [flag for name, flag in (("save_optim", "--no-save-optim"), ("save_rng", "--no-save-rng")) if not f[name]]
 
 
+def _optimizer(f, base):
+    return ["--optimizer", "sgd"] if f["optimizer"] == "sgd" else []
+
+
+def _dataloader(f, base):
+    return ["--dataloader-type", "cyclic"] if f["dataloader_type"] == "cyclic" else []
+
+
+def _loss_scale(f, base):
+    flags = {"loss_scale": "--loss-scale", "initial_loss_scale": "--initial-loss-scale",
+             "min_loss_scale": "--min-loss-scale", "loss_scale_window": "--loss-scale-window",
+             "hysteresis": "--hysteresis"}
+    return [w for name, flag in flags.items() if f[name] is not None and f[name] != base.get(name)
+            for w in (flag, _number(f[name]))]
+
+
+def _number(value) -> str:
+    return str(int(value)) if isinstance(value, float) and value.is_integer() else str(value)
+
+
 def _nothing(f, base):
     """Groups whose every value is what the dialect gives without flags (one choice only), or folded away."""
     return []
@@ -264,10 +284,11 @@ def architecture_flags(arch) -> List[str]:
 
 # Group name (mapping.GROUP_FIELDS) -> its inverse: (flat config, dialect baseline) -> argv.
 GROUP_REVERSE = {
-    "pipeline": _nothing, "batch": _batch, "steps": _steps, "cp": _nothing, "optimizer": _nothing,
-    "precision": _precision, "fp8": _fp8, "recompute": _recompute, "dataloader": _nothing, "stage": _stage,
+    "pipeline": _nothing, "batch": _batch, "steps": _steps, "cp": _nothing, "optimizer": _optimizer,
+    "precision": _precision, "fp8": _fp8, "recompute": _recompute, "dataloader": _dataloader, "stage": _stage,
     "instruction": _instruction, "lora": _lora, "tokenizer": _tokenizer, "load": _load, "save_parts": _save_parts,
     "architecture": lambda f, base: architecture_flags(f["architecture"]),
-    "deepspeed": _nothing, "tokens": _nothing, "pai": _nothing,  # their fields come back through the plain rows
-    "batch_schedule": _batch_schedule, "decoupled": _decoupled,
+    "deepspeed": _nothing, "pai": _nothing,  # their fields come back through the plain rows
+    "tokens": lambda f, base: ["--train-tokens", str(f["train_tokens"])] if f["train_tokens"] else [],
+    "batch_schedule": _batch_schedule, "decoupled": _decoupled, "loss_scale": _loss_scale,
 }

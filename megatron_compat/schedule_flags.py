@@ -13,8 +13,6 @@ from fsdp2_core.config.batch_schedule import StepBatchSchedule
 from .registry import rule_for
 from .report import ReportLine
 
-TOKEN_FLAGS = ("--train-tokens", "--lr-decay-tokens", "--lr-warmup-tokens")
-
 ITERATION_RAMP_WARNING = (
     "WARNING: --rampup-batch-size with --train-iters: Megatron-LM 0.16 refuses this pair ('expected no batch-size "
     "rampup for iteration-based training'). Here the run takes --train-iters iterations, each with the ramp's "
@@ -50,11 +48,13 @@ def derive_batch_schedule(t, values: Dict[str, Any], dialect: str) -> None:
     if ramp is not None and schedule is not None:
         raise ConfigError("--rampup-batch-size and --step-batch-size-schedule exclude each other; keep one "
                           "(Megatron-LM with --step-batch-size-schedule ignores --rampup-batch-size)")
-    tokens = [flag for flag in TOKEN_FLAGS if flag in g]
-    if tokens:
-        raise ConfigError(f"{tokens[0]} counts tokens of a constant global batch per step; with a batch-size ramp-up "
-                          "give the run and its LR schedule in samples (--train-samples, --lr-warmup-samples, "
-                          "--lr-decay-samples)")
+    # Every sample holds --seq-length tokens, so token counts are sample counts whatever the batch: the LR
+    # schedule (which advances by consumed samples) and a --train-tokens stop beside --train-samples stay exact.
+    # Only --train-tokens as the run's length needs a constant batch per step.
+    if "--train-tokens" in g and not values.get("train_samples"):
+        raise ConfigError("--train-tokens as the run's length counts steps of a constant global batch; with a "
+                          "batch-size ramp-up give the run in samples (--train-samples; --train-tokens beside it "
+                          "stops the run by tokens, as Megatron-DeepSpeed's loop does)")
     if ramp is not None:
         values["rampup_batch_size"] = list(ramp)
         t.origin["rampup_batch_size"] = "--rampup-batch-size"

@@ -10,13 +10,11 @@ which variable the script writes after each option (LaunchScript.option_variable
   a flag that takes several values is left as bash gives it, with the same warning for a placeholder;
   a flag left without a value gets a message naming the variable, why it is empty, and how to give it one.
 """
-import re
 from dataclasses import dataclass, field
 from typing import Dict, List, Tuple
 
 from .flag_spec import spec_for
-
-PLACEHOLDER = re.compile(r"(^|\s)(your|path to)\s|<[^>]*>|\bxxx\b", re.IGNORECASE)
+from .shell.placeholders import is_placeholder
 
 
 @dataclass
@@ -34,7 +32,7 @@ def _values_after(argv: List[str], k: int) -> int:
 
 
 def _placeholder(value: str) -> str:
-    return " — it is still the example's placeholder" if PLACEHOLDER.search(value) else ""
+    return " — it is still the example's placeholder" if is_placeholder(value) else ""
 
 
 def repair_argv(argv: List[str], option_variables: Dict[str, object], line: int) -> Repaired:
@@ -44,6 +42,8 @@ def repair_argv(argv: List[str], option_variables: Dict[str, object], line: int)
         token = out.argv[k]
         use = option_variables.get(token) if token.startswith("--") and "=" not in token else None
         spec = spec_for(token)
+        if use is None and spec is not None and spec.takes_value and spec.nargs is None:
+            _join_angle_placeholder(out, k, line)
         if use is None or spec is None or not spec.takes_value:
             k += 1
             continue
@@ -64,6 +64,21 @@ def repair_argv(argv: List[str], option_variables: Dict[str, object], line: int)
                                     f"set {use.name} to the real value")
         k += 1
     return out
+
+
+def _join_angle_placeholder(out: Repaired, k: int, line: int) -> None:
+    """`--vocab-file <PATH TO gpt-vocab.json>` written inside an options string (Megatron-LM's older examples): bash
+    splits the placeholder into words; they are kept as one value, with a warning."""
+    words = out.argv[k + 1:_values_after(out.argv, k)]
+    if len(words) < 2 or not words[0].startswith("<") or ">" in words[0]:
+        return
+    end = next((j for j, word in enumerate(words) if ">" in word), None)
+    if end is None:
+        return
+    value = " ".join(words[:end + 1])
+    out.argv[k + 1:k + 2 + end] = [value]
+    out.warnings.append(f"line {line}: {out.argv[k]} is given {value!r}, the example's placeholder, which bash splits "
+                        f"into {end + 1} words; kept as one value: put the real value in the script")
 
 
 def _lost(flag: str, use, line: int) -> str:

@@ -118,7 +118,8 @@ def test_spot_checks():
     assert status["--use-distributed-optimizer"] == "absorbed"
     assert status["--overlap-grad-reduce"] == "absorbed"
     assert status["--attention-softmax-in-fp32"] == "absorbed"
-    assert "--fp8-format" not in status and status["--fp8-margin"] == "rejected"  # --fp8-format etc. are mapped
+    # --fp8-format etc. are mapped (torchao float8); Transformer Engine's delayed-scaling knobs only at their defaults
+    assert "--fp8-format" not in status and status["--fp8-margin"] == status["--fp8-interval"] == "absorbed-at-default"
     assert status["--multi-latent-attention"] == "rejected"
     assert status["--lora-load"] == "rejected"  # --lora-r and --is-instruction-dataset are mapped
     assert status["--variable-seq-lengths"] == "absorbed"

@@ -4,6 +4,7 @@ import pytest
 import torch
 
 from fsdp2_core.models.build import build_model
+from fsdp2_core.train.lr_schedule import build_schedule
 from megatron_compat.translate import translate
 
 BASE = ("--num-layers 2 --hidden-size 64 --num-attention-heads 4 --seq-length 32 --max-position-embeddings 32 "
@@ -148,6 +149,10 @@ SAME = [
     (["--ds-sequence-parallel-size", "2"], ["--context-parallel-size", "2"]),
     (LLAMA + ["--attention-head-type", "multiquery"], LLAMA + ["--group-query-attention", "--num-query-groups", "1"]),
     (LLAMA + ["--causal-lm"], LLAMA + ["--untie-embeddings-and-output-weights"]),
+    (LLAMA + ["--add-qkv-bias-linear"], LLAMA + ["--add-qkv-bias"]),
+    (["--position-embedding-type", "rope", "--normalization", "rmsnorm", "--swiglu", "--hidden-dropout", "0"],
+     ["--position-embedding-type", "rope", "--normalization", "RMSNorm", "--swiglu", "--hidden-dropout", "0"]),
+    (["--use-fused-rmsnorm", "1"], ["--use-fused-rmsnorm"]),
 ]
 
 
@@ -177,6 +182,88 @@ def test_fork_flags_map_absorb_or_refuse_with_their_meaning():
     assert "token" in refused(BASE + ["--moe-expert-parallel-size", "2"])
 
 
+def test_fork_spellings_of_positions_and_what_has_no_family():
+    """bigscience's and Pai's older Megatron spell rope `rotary` and learned positions `absolute`; ALiBi is named."""
+    llama = ["--normalization", "RMSNorm", "--swiglu", "--hidden-dropout", "0", "--disable-bias-linear"]
+    assert ok(BASE + ["--position-embedding-type", "rotary"] + llama)[1] == \
+        ok(BASE + ["--position-embedding-type", "rope"] + llama)[1]
+    assert ok(BASE + ["--position-embedding-type", "absolute"])[1] == ok(BASE)[1]
+    assert "ALiBi attention biases (BLOOM, Baichuan-13B)" in refused(BASE + ["--position-embedding-type", "alibi"])
+
+
+def test_a_global_batch_smaller_than_the_folded_data_parallel_size_names_pipeline_parallelism():
+    text = refused(with_flags(BASE, global_batch_size=4, micro_batch_size=1) +
+                   ["--pipeline-model-parallel-size", "4"], world_size=16)
+    assert "global batch size 4 is smaller than the data-parallel size 16" in text
+    assert "Pipeline parallelism is not available" in text
+    text = refused(with_flags(BASE, global_batch_size=36, micro_batch_size=1) +
+                   ["--pipeline-model-parallel-size", "2"], world_size=16)
+    assert "global batch size 36 is not a multiple of micro batch 1 × data-parallel size 16: with no pipeline" in text
+
+
+def test_survey_fork_flags_absorbed_or_refused_by_what_they_do():
+    """Flags of the surveyed forks (Megatron-LLaMA, bigscience, Habana, ROCm) that change nothing the engine does are
+    absorbed; those that would change the model or data are refused naming what is missing."""
+    harmless = ["--overlapped-distributed-optimizer", "--reduce-bucket-size=2e8", "--job-name", "j",
+                "--codecarbon-dir", "/c", "--log-level", "info", "--log-level-replica", "error",
+                "--use-torch-compile=0", "--use-torch-compiled-autograd=false", "--compiled-autograd-fallback-mode",
+                "warn", "--use-fused-sdpa", "true", "--use-fused-sdpa-with-recompute", "false", "--verify-checkpoint",
+                "--verify-checkpoint-model-type", "LLAMA", "--distribute-checkpointed-activations",
+                "--fp8-margin=0", "--fp8-interval=1"]
+    result, cfg = ok(BASE + harmless)
+    absorbed = {line.flag for line in result.lines if line.status == "absorbed"}
+    assert {f.partition("=")[0] for f in harmless if f.startswith("--")} <= absorbed
+    assert cfg == ok(BASE)[1]
+    for optimizer in ("adamw", "fusedadamw"):  # Habana's AdamW spellings
+        assert ok(BASE + ["--optimizer", optimizer])[1].training.optimizer == "adamw"
+    assert not ok(BASE + ["--use-fused-rmsnorm", "0"])[1].optimization.use_fused_rmsnorm
+    assert "only the default (off)" in refused(BASE + ["--use-torch-compile", "true"])
+    assert "only the default (0)" in refused(BASE + ["--fp8-margin", "1"])
+    assert "document range" in refused(BASE + ["--train-weighted-split-paths-path", "/jz/train.txt"])
+    assert "gated MLP with learned positions" in refused(BASE + ["--glu-activation", "swiglu"])
+    assert "folder that holds it" in refused(BASE + ["--tokenizer-file", "/t/tokenizer.json"])
+    assert "optimizer cpu-adam is not available" in refused(BASE + ["--optimizer", "cpu-adam"])
+    result, _ = ok(BASE + ["--enable-zbh1-pipeline", "--enable-zbh1-exact-semantics"])  # no pipeline stages here
+    assert {line.flag for line in result.lines if line.status == "absorbed"} >= {"--enable-zbh1-pipeline",
+                                                                                 "--enable-zbh1-exact-semantics"}
+    for flags, why in ((["--kd", "--load-teacher", "/t"], "knowledge distillation"), (["--mup"], "muP"),
+                       (["--moe-num-capacity-bins", "10"], "capacity bins"), (["--qlora"], "4-bit (NF4)"),
+                       (["--rotary-interleaved-patch"], "interleaved rotary"),
+                       (["--loss-on-targets-only"], "target tokens only")):
+        assert why in refused(BASE + flags), flags
+
+
+def test_sgd_as_megatron_builds_it(tmp_path):
+    """--optimizer sgd: torch SGD with --sgd-momentum and weight decay on Megatron's parameter groups (biases and
+    norm scales not decayed, as for AdamW)."""
+    import torch.nn as nn
+
+    from fsdp2_core.testing.tiny import tiny_config
+    from fsdp2_core.train.optimizer import build_optimizer
+    _, cfg = ok(BASE + ["--optimizer", "sgd", "--sgd-momentum", "0.8", "--weight-decay", "0.1"])
+    assert (cfg.training.optimizer, cfg.training.sgd_momentum) == ("sgd", 0.8)
+    model = nn.Sequential(nn.Linear(4, 4), nn.LayerNorm(4))
+    t = tiny_config(str(tmp_path), optimizer="sgd", sgd_momentum=0.8, weight_decay=0.1).training
+    optimizer = build_optimizer(model, t)
+    assert type(optimizer) is torch.optim.SGD
+    assert [(len(g["params"]), g["momentum"], g["wd_mult"]) for g in optimizer.param_groups] == [(1, 0.8, 1.0),
+                                                                                                  (3, 0.8, 0.0)]
+
+
+def test_cyclic_data_loader_and_data_sharding():
+    _, cfg = ok(BASE + ["--dataloader-type", "cyclic"])
+    assert (cfg.data.dataloader_type, cfg.data.data_sharding) == ("cyclic", True)
+    _, cfg = ok(BASE + ["--dataloader-type", "cyclic", "--no-data-sharding"])
+    assert (cfg.data.dataloader_type, cfg.data.data_sharding) == ("cyclic", False)
+    assert "Megatron's single and cyclic samplers are" in refused(BASE + ["--dataloader-type", "external"])
+
+
+def test_codegeex_entry_point_is_refused_by_name():
+    from megatron_compat.entry_points import judge_entry
+    judged = judge_entry("codegeex/megatron/tools/pretrain_codegeex.py", BASE)
+    assert judged.translate_as is None and "CodeGeeX (a GPT with its own top query layer)" in judged.problem
+
+
 def test_wandb_spellings_reach_wandb_init(tmp_path, monkeypatch):
     import sys
     import types
@@ -203,6 +290,35 @@ def test_token_counts_become_steps():
     assert cfg.training.max_steps == 100  # --train-iters comes first
 
 
+def test_train_tokens_beside_train_samples_stop_the_run_by_tokens():
+    """Megatron-DeepSpeed's examples give --train-samples (twice what they need) and --train-tokens: the run lasts
+    --train-samples (schedules, data), and its loop stops at --train-tokens."""
+    at = BASE.index("--train-iters")
+    argv = BASE[:at] + BASE[at + 2:] + ["--train-samples", "3200", "--train-tokens", "5000",
+                                        "--lr-decay-tokens", "4096"]
+    result, cfg = ok(argv)
+    t = cfg.training
+    assert (t.train_samples, t.max_steps, t.train_tokens, t.lr_decay_steps) == (3200, 200, 5000, 8.0)
+    assert "training.train_tokens = 5000: the run ends before the first iteration" in result.report()
+
+
+def test_token_counts_beside_a_batch_ramp_are_sample_counts():
+    """Megatron-DeepSpeed's MoE examples give --rampup-batch-size with --train-samples, --train-tokens and the LR
+    schedule in tokens: every sample holds --seq-length tokens, so the schedule (which advances by consumed samples)
+    decays over tokens ÷ --seq-length samples whatever the batch, and the run stops by tokens."""
+    at = BASE.index("--train-iters")
+    argv = BASE[:at] + BASE[at + 2:] + ["--train-samples", "3200", "--rampup-batch-size", "4", "4", "800",
+                                        "--train-tokens", "51200", "--lr-decay-tokens", "40960",
+                                        "--lr-warmup-tokens", "4096"]
+    _, cfg = ok(argv)
+    t = cfg.training
+    assert (t.train_tokens, t.rampup_batch_size, t.train_samples) == (51200, [4, 4, 800], 3200)
+    schedule = build_schedule(t, 0, t.global_batch_size)
+    assert (schedule.decay_steps, schedule.warmup_steps) == (40960 / 32, 4096 / 32)  # --seq-length 32
+    without_samples = BASE + ["--rampup-batch-size", "4", "4", "800", "--train-tokens", "51200"]
+    assert "--train-tokens as the run's length counts steps of a constant global batch" in refused(without_samples)
+
+
 DS_JSON = '{"train_batch_size": 16, "train_micro_batch_size_per_gpu": 2, "bf16": {"enabled": true}, ' \
           '"zero_optimization": {"stage": 2}}'
 
@@ -216,8 +332,11 @@ def test_deepspeed_config_decides_precision_and_clipping(tmp_path):
     assert "not by --clip-grad 1.0" in result.report()
     text = refused(BASE + ["--deepspeed", "--deepspeed_config", str(path), "--zero-stage", "3"])
     assert "--zero-stage 3" in text and "zero_optimization.stage 2" in text
-    text = refused(with_flags(BASE, global_batch_size=32) + ["--deepspeed", "--deepspeed_config", str(path)])
-    assert "train_batch_size is 16 but --global-batch-size says 32" in text
+    result, cfg = ok(with_flags(BASE, global_batch_size=32) + ["--deepspeed", "--deepspeed_config", str(path)])
+    assert cfg.training.global_batch_size == 32  # Megatron-DeepSpeed hands DeepSpeed its own batch every iteration
+    assert "train_batch_size 16 is replaced by --global-batch-size 32" in result.report()
+    text = refused(with_flags(BASE, micro_batch_size=4) + ["--deepspeed", "--deepspeed_config", str(path)])
+    assert "train_micro_batch_size_per_gpu is 2 but --micro-batch-size says 4" in text
     assert "no such file" in refused(BASE + ["--deepspeed", "--deepspeed_config", str(tmp_path / "missing.json")])
 
 
@@ -247,6 +366,31 @@ torchrun --nproc_per_node 4 pretrain_gpt.py {flags} --deepspeed --deepspeed_conf
     cfg = load_config(str(out))
     assert (cfg.training.global_batch_size, cfg.training.per_device_train_batch_size) == (64, 2)
     assert cfg.parallel.param_dtype == "fp16" and cfg.training.max_grad_norm == 0.7 and cfg.parallel.recompute
+
+
+def test_loss_scaling_flags_and_the_deepspeed_fp16_section(tmp_path):
+    """Megatron's flags set the loss scaler; under --deepspeed Megatron-DeepSpeed ignores them (it hands DeepSpeed the
+    bare optimizer) and the config's fp16 section decides: loss_scale 0 is dynamic from 2**initial_scale_power."""
+    result, cfg = ok(BASE + ["--fp16", "--initial-loss-scale", "65536", "--min-loss-scale", "4", "--loss-scale-window",
+                             "500", "--hysteresis", "3"])
+    t = cfg.training
+    assert (t.loss_scale, t.initial_loss_scale, t.min_loss_scale, t.loss_scale_window, t.hysteresis) == \
+        (None, 65536.0, 4.0, 500, 3)
+    _, cfg = ok(BASE + ["--fp16", "--loss-scale", "12"])
+    assert cfg.training.loss_scale == 12.0 and cfg.parallel.param_dtype == "fp16"
+    path = tmp_path / "ds.json"
+    path.write_text('{"train_batch_size": 16, "train_micro_batch_size_per_gpu": 2, "fp16": {"enabled": true, '
+                    '"loss_scale": 0, "loss_scale_window": 500, "hysteresis": 2, "min_loss_scale": 1, '
+                    '"initial_scale_power": 12}}')
+    result, cfg = ok(BASE + ["--fp16", "--loss-scale", "12", "--deepspeed", "--deepspeed_config", str(path)])
+    t = cfg.training
+    assert (t.loss_scale, t.initial_loss_scale, t.loss_scale_window, t.hysteresis, t.min_loss_scale) == \
+        (None, 4096.0, 500, 2, 1)
+    line = next(line for line in result.lines if line.flag == "--loss-scale")
+    assert line.status == "absorbed" and "ignored under --deepspeed" in line.text
+    path.write_text('{"train_batch_size": 16, "fp16": {"enabled": true, "loss_scale": 128}}')
+    _, cfg = ok(BASE + ["--deepspeed", "--deepspeed_config", str(path)])
+    assert cfg.training.loss_scale == 128.0 and cfg.parallel.param_dtype == "fp16"
 
 
 # --- Pai-Megatron-Patch ---
@@ -324,3 +468,12 @@ torchrun --nproc_per_node 2 pretrain_gpt.py {SCRIPT_FLAGS} --tokenizer-name-or-p
     assert code == 1 and "--load has no value (line 2): it is written --load $CKPT, and $CKPT is set from the " \
                          "script's argument 1 ($1), which was not given; pass the script's arguments after --" in err
     assert "expects one value" not in err
+
+
+def test_megatron_off_values_of_exit_interval_and_eval_iters():
+    """Habana's run_llama.sh passes --exit-interval 0 and ROCm's train_llama.sh --eval-iters -1: Megatron reads the
+    first as no exit interval (`if args.exit_interval and ...`) and validates only when --eval-iters > 0."""
+    _, cfg = ok(BASE + ["--exit-interval", "0", "--eval-iters", "-1"])
+    assert (cfg.training.exit_interval, cfg.training.eval_iters) == (None, 0)
+    _, cfg = ok(BASE + ["--exit-interval", "50", "--eval-iters", "3"])
+    assert (cfg.training.exit_interval, cfg.training.eval_iters) == (50, 3)

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from megatron_compat.launch_script import render_launch_script
+from megatron_compat.launch_script import kept_exports, render_launch_script
 from megatron_compat.shell import LaunchScript, ShellReadError, read_launch_script
 
 CORPUS = Path(__file__).parent / "launch_scripts"
@@ -43,6 +43,8 @@ mpiexec() { __record mpiexec "$@"; __run_rest "$@"; }
 numactl() { __record numactl "$@"; __run_rest "$@"; }
 uv() { __record uv "$@"; __run_rest "$@"; }
 aprun() { __record aprun "$@"; __run_rest "$@"; }
+sbatch() {  # sbatch <<EOF: the job script is its standard input
+    [[ $# -eq 0 || "${@: -1}" == -* ]] && "$BASH" -c "$__STUBS"$'\n'"$(< /dev/stdin)"; }  # no PATH: no cat
 nsys() { __record nsys "$@"; __run_rest "$@"; }
 apptainer() { __record apptainer "$@"; __run_rest "$@"; }
 bash() {  # bash -c STRING [NAME ARGS]: a real child shell, with these stubs
@@ -553,18 +555,18 @@ def _roundtrip(launch: LaunchScript, entry_args: list[str]) -> LaunchScript:
     text = render_launch_script(launch, "train_fsdp2.py", entry_args, launch.path)
     again = read_launch_script(text, path="new.sh")
     assert (again.entry, again.argv) == ("train_fsdp2.py", entry_args)
-    assert again.exports == launch.exports
-    assert list(again.exports) == list(launch.exports)
+    assert again.exports == kept_exports(launch)  # under srun / mpirun / aprun: not the rank variables
+    assert list(again.exports) == list(kept_exports(launch))
     assert [s.kind for s in again.wrappers] == [s.kind for s in launch.wrappers]
     assert again.world_size == launch.world_size
-    per_node = any(s.kind in ("srun", "mpirun") for s in launch.wrappers)
+    per_node = any(s.kind in ("srun", "mpirun", "aprun") for s in launch.wrappers)  # one process per rank
     if launch.launcher in ("torchrun", "torch.distributed.run", "torch.distributed.launch") or (
             launch.launcher == "python" and not per_node):
         assert again.launcher == "torchrun"
         settings = [("nproc_per_node", "1"), ("nnodes", "1"), ("master_addr", "localhost"), ("master_port", "29500")]
         for attr, default in settings + ([] if per_node else [("node_rank", "0")]):
             assert getattr(again, attr) == (getattr(launch, attr) or default), attr
-    else:  # deepspeed stays deepspeed; python under srun / mpirun stays python, one process per rank
+    else:  # deepspeed stays deepspeed; python under srun / mpirun / aprun stays python, one process per rank
         assert again.launcher == launch.launcher
     if not any("$" in v for v in vars(launch).values() if isinstance(v, str)) and not per_node:
         assert again.warnings == []
@@ -586,6 +588,19 @@ def test_render_round_trip_with_awkward_values():
                   "torchrun --nproc_per_node 2 --nnodes 3 --master_addr 'my host' t.py\n")
     assert launch.exports == {"A": "it's $HOME and \"q\" \\ x", "B": "", "C": "a\nb"}
     _roundtrip(launch, ["cfg with space.yaml", "--override", "a=$b", "'q'"])
+
+
+def test_rank_variables_are_not_exported_under_a_per_rank_launcher():
+    """srun starts every rank itself: the old script's RANK=$SLURM_PROCID (per task) or WORLD_SIZE (computed from
+    unset scheduler variables, 0 here) would be one wrong value for all; the entry point reads SLURM_PROCID."""
+    launch = read("export WORLD_SIZE=$(( SLURM_NNODES * 4 ))\nexport NCCL_DEBUG=INFO\n"
+                  "srun bash -c \"RANK=\\$SLURM_PROCID LOCAL_RANK=\\$SLURM_LOCALID python pretrain_gpt.py --x\"\n")
+    assert set(launch.exports) == {"WORLD_SIZE", "NCCL_DEBUG", "RANK", "LOCAL_RANK"}
+    text = render_launch_script(launch, "train_fsdp2.py", ["new.yaml"], "old.sh")
+    assert "export NCCL_DEBUG=INFO" in text and "export WORLD_SIZE" not in text and "export RANK" not in text
+    assert "# Not kept: WORLD_SIZE, RANK, LOCAL_RANK: each process srun starts finds its own rank" in text
+    torchrun = read("export WORLD_SIZE=8\ntorchrun --nproc_per_node 8 pretrain_gpt.py --x\n")
+    assert "export WORLD_SIZE=8" in render_launch_script(torchrun, "train_fsdp2.py", ["new.yaml"], "old.sh")
 
 
 def test_render_text():
@@ -739,15 +754,51 @@ def test_scheduler_counts_are_read_from_sbatch_lines():
     assert read(text.replace("#SBATCH --nodes=3\n", "")).world_size is None
 
 
-def test_placeholder_split_into_the_entry_is_named():
-    """MASTER_ADDR="your master node IP": bash hands torchrun `--master_addr your master node IP pretrain_gpt.py`."""
-    with pytest.raises(ShellReadError, match=r"test\.sh:2: torchrun --master_addr is given \$MASTER_ADDR='your master "
-                                             r"node IP', which bash splits into 4 words, so the launcher would take "
-                                             r"'master' as the script to run; set MASTER_ADDR to one value"):
-        read('MASTER_ADDR="your master node IP"\ntorchrun --nproc_per_node 8 --master_addr $MASTER_ADDR '
-             'pretrain_gpt.py --x\n')
+def test_placeholder_split_into_the_entry_is_kept_as_one_value():
+    """MASTER_ADDR="your master node IP": bash hands torchrun `--master_addr your master node IP pretrain_gpt.py`;
+    the example's placeholder is kept as one value (warned), any other value with blanks is refused by name."""
+    launch = read('MASTER_ADDR="your master node IP"\ntorchrun --nproc_per_node 8 --master_addr $MASTER_ADDR '
+                  'pretrain_gpt.py --x\n')
+    assert (launch.entry, launch.argv, launch.master_addr) == ("pretrain_gpt.py", ["--x"], "your master node IP")
+    assert launch.world_size == 8
+    assert any(w.line == 2 and "--master_addr is given $MASTER_ADDR='your master node IP', the example's "
+               "placeholder, which bash splits into 4 words; kept as one value: set MASTER_ADDR" in w.message
+               for w in launch.warnings)
+    with pytest.raises(ShellReadError, match=r"test\.sh:2: torchrun --master_addr is given \$MASTER_ADDR='node01 "
+                                             r"node02', which bash splits into 2 words, so the launcher would take "
+                                             r"'node02' as the script to run; set MASTER_ADDR to one value"):
+        read('MASTER_ADDR="node01 node02"\ntorchrun --nproc_per_node 8 --master_addr $MASTER_ADDR pretrain_gpt.py\n')
     launch = read('ARGS="--nproc_per_node 8 --master_addr h"\nCMD="torchrun $ARGS pretrain_gpt.py --x"\n$CMD\n')
     assert launch.master_addr == "h"  # a whole command kept in one variable is not a split value
+
+
+def test_angle_bracket_placeholder_assignment_is_read_as_its_text():
+    """CHECKPOINT_PATH=<Specify path> (Megatron-LM's older examples): bash would refuse the line; the reader keeps
+    the placeholder as the value and says so."""
+    launch = read("CHECKPOINT_PATH=<Specify path>\nVOCAB=<Specify path to file>/gpt2-vocab.json  # comment\n"
+                  "torchrun pretrain_gpt.py --save $CHECKPOINT_PATH --vocab-file \"$VOCAB\"\n")
+    assert launch.argv == ["--save", "<Specify", "path>", "--vocab-file", "<Specify path to file>/gpt2-vocab.json"]
+    assert [w.line for w in launch.warnings if "is the example's placeholder" in w.message] == [1, 2]
+    assert read("cat <<EOF > x\nA=<b>\nEOF\ntorchrun pretrain_gpt.py\n").files == {"x": "A=<b>\n"}
+    # after a flag, also inside an `sh -c` string; `<in >out` stays redirections
+    launch = read('OPTS="--save <PATH TO CHECKPOINTS> --split 98,2,0"\nrun_cmd="python pretrain_gpt.py ${OPTS}"\n'
+                  'srun -n 2 sh -c "${run_cmd}"\n')
+    assert launch.argv == ["--save", "<PATH TO CHECKPOINTS>", "--split", "98,2,0"]
+    assert any("--save <PATH TO CHECKPOINTS> is the example's placeholder" in w.message for w in launch.warnings)
+    assert read("torchrun pretrain_gpt.py --x <in.txt >out.txt\n").argv == ["--x"]
+
+
+def test_tests_known_only_at_run_time_are_not_evaluated():
+    """[ -z $SLURM_JOB_ID ] is false inside the job, and a command's output is unknown here: both assumed false,
+    so `if [ -z $SLURM_JOB_ID ]; then sbatch "$0"; exit; fi` does not end the reading."""
+    launch = read('if [ -z $SLURM_JOB_ID ]; then\n  sbatch "$0"\n  exit\nfi\n'
+                  'PIDS=$(ps aux | grep pretrain)\nif [ -n "${PIDS}" ]; then exit 1; fi\n'
+                  'if [[ "$(hostname)" == login* ]]; then exit 1; fi\ntorchrun pretrain_gpt.py\n')
+    assert launch.entry == "pretrain_gpt.py"
+    messages = [w.message for w in launch.warnings]
+    assert "test on $SLURM_JOB_ID, set by the scheduler at run time: not evaluated" in messages
+    assert any(m.startswith("test on the output of $(ps aux") for m in messages)
+    assert read("SLURM_JOB_ID=7\nif [ -z $SLURM_JOB_ID ]; then exit; fi\ntorchrun pretrain_gpt.py\n").entry
 
 
 def test_an_empty_script_variable_is_named():
@@ -886,3 +937,47 @@ def test_rendered_deepspeed_script_passes_no_local_rank():
     text = render_launch_script(launch, "train_fsdp2.py", ["new.yaml"], "old.sh")
     calls = _bash_launches(text)
     assert calls[0]["argv"] == ["deepspeed", "--num_gpus", "2", "--no_local_rank", "train_fsdp2.py", "new.yaml"]
+
+
+def test_a_file_written_by_sed_from_a_template_is_read(tmp_path):
+    """Megatron-DeepSpeed's examples: `sed "s/GBSIZE/$gbs/" TEMPLATE | sed ... > ds_config.json`. The template is
+    found beside the script or in a folder above it (a path from the repository's root)."""
+    (tmp_path / "examples").mkdir()
+    (tmp_path / "examples" / "TEMPLATE.json").write_text('{"train_batch_size": GBSIZE,\n "zero": ZERO_STAGE, '
+                                                         '"p": "a/b"}\n')
+    script = tmp_path / "scripts" / "abci" / "run.sh"
+    script.parent.mkdir(parents=True)
+    text = ('gbs=64\nconfig_json="ds_config_gbs${gbs}.json"\n'
+            'sed "s/GBSIZE/${gbs}/" examples/TEMPLATE.json \\\n  | sed "s/ZERO_STAGE/1/g" | sed "s#a/b#&/\\&#" '
+            '> ${config_json}\ndeepspeed pretrain_gpt.py --deepspeed_config ${config_json}\n')
+    launch = read_launch_script(text, [], path=str(script))
+    assert launch.files == {"ds_config_gbs64.json": '{"train_batch_size": 64,\n "zero": 1, "p": "a/b/&"}\n'}
+    launch = read_launch_script(text.replace("examples/TEMPLATE.json", "missing.json"), [], path=str(script))
+    assert launch.files == {}
+    assert any("ds_config_gbs64.json is written by sed from missing.json, which is not found here" in w.message
+               for w in launch.warnings)
+    launch = read_launch_script(text.replace('"s/ZERO_STAGE/1/g"', "-n '/x/p'"), [], path=str(script))
+    assert launch.files == {} and any("only s/PATTERN/REPLACEMENT/[g] is read" in w.message for w in launch.warnings)
+
+
+def test_a_job_script_given_on_standard_input_is_read():
+    """`sbatch <<EOF ... EOF` submits the here-document as the job: its launch is the script's (variables expanded
+    by the submitting shell); `bash FILE <<EOF` reads a file, not the document."""
+    text = ('ARGS="--num-layers 2 --hidden-size 8"\nsbatch <<EOF\n#!/bin/bash\n#SBATCH --nodes=2\n'
+            'srun torchrun --nproc_per_node 4 pretrain_gpt.py ${ARGS}\nEOF\n')
+    launch = read(text)
+    assert (launch.entry, launch.argv, launch.launcher) == ("pretrain_gpt.py", ["--num-layers", "2", "--hidden-size",
+                                                                                 "8"], "torchrun")
+    assert not any("here-document skipped" in w.message for w in launch.warnings)
+    with pytest.raises(ShellReadError, match="no launch line found"):
+        read("bash run.sh <<EOF\ntorchrun pretrain_gpt.py\nEOF\n")
+
+
+def test_directives_of_a_job_on_standard_input_are_as_the_job_receives_them():
+    """The submitting shell expands the here-document, so the job's #SBATCH lines hold values; sbatch expands
+    nothing in them, so the converted script must carry the values, not the references."""
+    text = ("N=2\nsbatch <<EOF\n#!/bin/bash\n#SBATCH --nodes=${N}\n#SBATCH --job-name='x'\n"
+            "torchrun pretrain_gpt.py\nEOF\n")
+    assert read(text).directives == ["#SBATCH --nodes=2", "#SBATCH --job-name='x'"]
+    quoted = "N=2\nsbatch <<'EOF'\n#SBATCH --nodes=${N}\ntorchrun pretrain_gpt.py\nEOF\n"
+    assert read(quoted).directives == ["#SBATCH --nodes=${N}"]  # a quoted delimiter: the job gets the text as is

@@ -19,7 +19,11 @@ the arguments from a file, one a line. A path with a component OWNER__REPO (the 
 layout, docs/launch_script_survey.md) is counted under the source OWNER/REPO.
 --markdown prints the tables as Markdown; --markdown PAGE rewrites the part of PAGE
 between the lines `<!-- classify_scripts: begin -->` and `<!-- classify_scripts: end -->`.
---args-from reads {"script.sh": {"script_args": [...]}} (tests/launch_scripts/expected.json).
+--reasons-from reads docs/launch_script_survey_reasons.tsv: what each refusal is (a genuine gap, a gap another
+branch closes, or a script that cannot run as published), shown beside the reasons and per script.
+--args-from reads {"script.sh": {"script_args": [...], "set": {"NAME": "VALUE"}}} (tests/launch_scripts/
+expected.json), or {"scripts": {...}} keyed by OWNER/REPO/PATH (docs/launch_script_survey_args.json: the arguments
+each script's own repository documents, with where); a key names a script by OWNER/REPO/PATH or by its file name.
 """
 import argparse
 import collections
@@ -33,7 +37,7 @@ import sys
 import tempfile
 import traceback
 from dataclasses import asdict, dataclass, field
-from typing import List, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -51,10 +55,15 @@ class Outcome:
     outcome: str                    # converted | refused | crash
     reasons: List[Tuple[str, str]] = field(default_factory=list)  # (category, detail) of each reason, in order
     raw: List[str] = field(default_factory=list)  # the same reasons as convert_args wrote them, or the exception
+    kinds: List[Tuple[str, str]] = field(default_factory=list)  # (class, what) of each reason (--reasons-from)
 
     @property
     def blocking(self) -> str:
         return label(*self.reasons[0]) if self.reasons else ""
+
+    @property
+    def blocking_kind(self) -> str:
+        return kind_label(*self.kinds[0]) if self.kinds else ""
 
 
 class _TimedOut(BaseException):
@@ -88,10 +97,12 @@ def time_limit(seconds: float):
         signal.signal(signal.SIGALRM, old)
 
 
-def classify(path: str, script_args: Sequence[str] = (), timeout: float = 60.0) -> Tuple[str, List[str]]:
-    """(outcome, reasons as convert_args wrote them) for one script."""
+def classify(path: str, script_args: Sequence[str] = (), timeout: float = 60.0,
+             variables: Optional[Dict[str, str]] = None) -> Tuple[str, List[str]]:
+    """(outcome, reasons as convert_args wrote them) for one script, run with these arguments and `--set`s."""
     with tempfile.TemporaryDirectory() as tmp:
         argv = [path, "-o", os.path.join(tmp, "new.yaml"), "--script-out", os.path.join(tmp, "new.sh")]
+        argv += [f"--set={name}={value}" for name, value in (variables or {}).items()]
         argv += ["--", *script_args] if script_args else []
         try:
             with time_limit(timeout):
@@ -162,6 +173,33 @@ def label(category: str, detail: str) -> str:
     return f"{category} {detail}".strip()
 
 
+# ----------------------------------------------------------------------------- what each refusal is
+UNCLASSIFIED = ("unclassified", "")
+
+
+def read_reason_kinds(path: str) -> List[Tuple[re.Pattern, str, str]]:
+    """--reasons-from: (pattern, class, what) rows of a TSV (pattern searched in a reason without its location)."""
+    rules = []
+    with open(path, encoding="utf-8") as fh:
+        for number, line in enumerate(fh, start=1):
+            if line.startswith("#") or line.startswith("pattern\t") or not line.strip():
+                continue
+            cells = line.rstrip("\n").split("\t")
+            if len(cells) != 3:
+                raise SystemExit(f"classify_scripts: {path}:{number}: expects pattern, class, what")
+            rules.append((re.compile(cells[0]), cells[1], cells[2]))
+    return rules
+
+
+def kind_of(reason: str, rules) -> Tuple[str, str]:
+    text = _LOCATION.sub("", reason, count=1)
+    return next(((klass, what) for pattern, klass, what in rules if pattern.search(text)), UNCLASSIFIED)
+
+
+def kind_label(klass: str, what: str) -> str:
+    return f"{klass}: {what}" if what else klass
+
+
 # ----------------------------------------------------------------------------- launcher style (text only)
 _STYLES = [  # outer wrappers first, then the torch launcher; a style is listed when its pattern is seen
     ("srun", r"(^|[\s;&|(])srun\s"), ("mpirun", r"(^|[\s;&|(\"'])(mpirun|mpiexec)\s"), ("pdsh", r"(^|\s)pdsh\s"),
@@ -208,14 +246,29 @@ def split_source(shown: str, fallback: str) -> Tuple[str, str]:
     return fallback, shown
 
 
-def survey(targets: Sequence[str], args_for: dict, timeout: float, progress=None) -> List[Outcome]:
+def arguments_for(args_for: dict, path: str, shown: str) -> dict:
+    """The entry of --args-from for a script: by OWNER/REPO/PATH (the survey layout), else by its file name."""
+    source, inside = split_source(shown, "")
+    keyed = f"{source}/{inside}".replace(os.sep, "/") if source else None
+    return args_for.get(keyed) or args_for.get(os.path.basename(path)) or {}
+
+
+def read_args_file(path: str) -> dict:
+    """--args-from: {"scripts": {KEY: entry}} (with prose beside it), or {KEY: entry}."""
+    with open(path, encoding="utf-8") as fh:
+        data = json.load(fh)
+    return data["scripts"] if isinstance(data.get("scripts"), dict) else data
+
+
+def survey(targets: Sequence[str], args_for: dict, timeout: float, progress=None, rules=None) -> List[Outcome]:
     outcomes = []
     for path, shown in find_scripts(targets):
-        outcome, raw = classify(path, args_for.get(os.path.basename(path), {}).get("script_args", []), timeout)
+        given = arguments_for(args_for, path, shown)
+        outcome, raw = classify(path, given.get("script_args", []), timeout, given.get("set"))
         with open(path, encoding="utf-8", errors="replace") as fh:
             style = launcher_style(fh.read())
         result = Outcome(shown, split_source(shown, os.path.dirname(path) or ".")[0], style, outcome,
-                         [normalise(r) for r in raw], raw)
+                         [normalise(r) for r in raw], raw, [kind_of(r, rules) for r in raw] if rules else [])
         outcomes.append(result)
         if progress:
             progress(result)
@@ -248,6 +301,21 @@ def by_category(outcomes: List[Outcome]) -> List[Tuple[str, int, int]]:
     return sorted(((c, first[c], anywhere[c]) for c in anywhere), key=lambda r: (-r[1], -r[2], r[0]))
 
 
+def by_kind(outcomes: List[Outcome]) -> List[Tuple[str, str, int]]:
+    """(class, what, refused scripts whose first reason is it), most first."""
+    counts = collections.Counter(tuple(o.kinds[0]) for o in outcomes if o.outcome != "converted" and o.kinds)
+    return sorted(((k, w, n) for (k, w), n in counts.items()), key=lambda r: (-r[2], r[0], r[1]))
+
+
+def kinds_of_reasons(outcomes: List[Outcome]) -> dict:
+    """(category, detail) -> (class, what) of the first raw reason that gave it."""
+    found = {}
+    for o in outcomes:
+        for reason, kind in zip(o.reasons, o.kinds):
+            found.setdefault(tuple(reason), tuple(kind))
+    return found
+
+
 def by_source(outcomes: List[Outcome]) -> List[Tuple[str, int, int, int, int]]:
     table = collections.defaultdict(collections.Counter)
     for o in outcomes:
@@ -278,23 +346,45 @@ def _cell(text: str) -> str:
 
 
 def render_markdown(outcomes: List[Outcome]) -> str:
+    classified = any(o.kinds for o in outcomes)
     out = [f"**{headline(outcomes)}.**", "", "### Outcomes by source", "",
            "| source | scripts | converted | refused | crash |", "| --- | ---: | ---: | ---: | ---: |"]
     out += [f"| {s} | {n} | {c} | {r} | {x} |" for s, n, c, r, x in by_source(outcomes)]
+    if classified:
+        totals = collections.Counter()
+        for k, _, n in by_kind(outcomes):
+            totals[k] += n
+        out += ["", "### What blocks the refused scripts", "",
+                "Each refused script counted once, by its first (blocking) reason: a genuine gap (an architecture "
+                "or training feature the engine does not have), a gap another engineer's branch closes (pending), "
+                "or a script that cannot run as published.", "",
+                "| class | scripts |", "| --- | ---: |"]
+        out += [f"| {k} | {n} |" for k, n in sorted(totals.items(), key=lambda r: (-r[1], r[0]))]
+        out += ["", "| class | what it is | scripts |", "| --- | --- | ---: |"]
+        out += [f"| {k} | {_cell(w) or '-'} | {n} |" for k, w, n in by_kind(outcomes)]
     rows = by_reason(outcomes)
     out += ["", "### Refusals by reason category", "",
             "Scripts whose first (blocking) reason falls in the category, and scripts with any reason in it.", "",
             "| category | first reason | any reason |", "| --- | ---: | ---: |"]
     out += [f"| {c} | {a} | {b} |" for c, a, b in by_category(outcomes)]
     out += ["", "### Refusals by reason", "",
-            "*only reason*: scripts that this alone keeps from converting.", "",
-            "| category | detail | first reason | any reason | only reason |", "| --- | --- | ---: | ---: | ---: |"]
-    out += [f"| {c} | {_cell(d) or '-'} | {a} | {b} | {x} |" for c, d, a, b, x in rows]
-    out += ["", "### Per script", "", "| source | path | launcher | outcome | blocking reason |",
-            "| --- | --- | --- | --- | --- |"]
+            "*only reason*: scripts that this alone keeps from converting.", ""]
+    if classified:
+        kinds = kinds_of_reasons(outcomes)
+        out += ["| category | detail | what it is | first reason | any reason | only reason |",
+                "| --- | --- | --- | ---: | ---: | ---: |"]
+        out += [f"| {c} | {_cell(d) or '-'} | {_cell(kind_label(*kinds[(c, d)]))} | {a} | {b} | {x} |"
+                for c, d, a, b, x in rows]
+    else:
+        out += ["| category | detail | first reason | any reason | only reason |", "| --- | --- | ---: | ---: | ---: |"]
+        out += [f"| {c} | {_cell(d) or '-'} | {a} | {b} | {x} |" for c, d, a, b, x in rows]
+    blocked = "| what blocks it" if classified else ""
+    out += ["", "### Per script", "", f"| source | path | launcher | outcome | blocking reason {blocked}|",
+            "| --- | --- | --- | --- | --- |" + (" --- |" if classified else "")]
     for o in outcomes:
         path = split_source(o.script, o.source)[1]
-        out.append(f"| {o.source} | `{_cell(path)}` | {o.launcher} | {o.outcome} | {_cell(o.blocking) or '-'} |")
+        kind = f" {_cell(o.blocking_kind) or '-'} |" if classified else ""
+        out.append(f"| {o.source} | `{_cell(path)}` | {o.launcher} | {o.outcome} | {_cell(o.blocking) or '-'} |{kind}")
     return "\n".join(out) + "\n"
 
 
@@ -320,23 +410,24 @@ def parse_args(argv):
     parser.add_argument("--markdown", nargs="?", const="-", metavar="PAGE",
                         help="print Markdown tables instead of text, or rewrite PAGE's generated block")
     parser.add_argument("--args-from", metavar="JSON",
-                        help='{"name.sh": {"script_args": [...]}} for scripts that need them')
+                        help='{"name.sh": {"script_args": [...]}}, or {"scripts": {"OWNER/REPO/PATH": {...}}}: '
+                             'the arguments (and --set variables) scripts need')
+    parser.add_argument("--reasons-from", metavar="TSV",
+                        help="what each refusal is: pattern, class, what (docs/launch_script_survey_reasons.tsv)")
     parser.add_argument("--timeout", type=float, default=60.0, help="seconds allowed per script (default 60)")
     return parser.parse_args(argv)
 
 
 def main(argv=None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
-    args_for = {}
-    if args.args_from:
-        with open(args.args_from, encoding="utf-8") as fh:
-            args_for = json.load(fh)
+    args_for = read_args_file(args.args_from) if args.args_from else {}
     progress = (lambda o: print(f"{o.outcome:<10} {o.script}", file=sys.stderr)) if args.markdown else None
-    outcomes = survey(args.targets, args_for, args.timeout, progress)
+    rules = read_reason_kinds(args.reasons_from) if args.reasons_from else None
+    outcomes = survey(args.targets, args_for, args.timeout, progress, rules)
     if args.json:
         with open(args.json, "w", encoding="utf-8") as fh:
             json.dump({"headline": headline(outcomes), "scripts": [asdict(o) for o in outcomes],
-                       "by_reason": by_reason(outcomes)}, fh, indent=1)
+                       "by_reason": by_reason(outcomes), "by_kind": by_kind(outcomes)}, fh, indent=1)
     if args.markdown and args.markdown != "-":
         splice(args.markdown, render_markdown(outcomes))
     else:

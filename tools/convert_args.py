@@ -5,6 +5,7 @@
                                  [--allow-unknown-flags[=--foo,--bar]] [-- SCRIPT_ARGS...]
     python tools/convert_args.py --list-flags
     python tools/convert_args.py --to-megatron CONFIG.yaml
+    python tools/convert_args.py tests/functional_tests/test_cases/gpt/CASE/model_config.yaml   (Megatron-LM)
 
 The script is read, never executed. Exit 0 when every flag is mapped or absorbed;
 exit 1 listing the reasons when any is rejected or unknown (nothing is written unless
@@ -20,6 +21,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from fsdp2_core.config import ConfigError, dump_yaml, load_config, write_text_atomic  # noqa: E402
 from megatron_compat.entry_points import judge_entry  # noqa: E402
+from megatron_compat.functional_tests import launch_text, model_config, training_script  # noqa: E402
 from megatron_compat.launch_script import render_launch_script  # noqa: E402
 from megatron_compat.registry import list_flags_lines  # noqa: E402
 from megatron_compat.reverse import to_megatron  # noqa: E402
@@ -99,13 +101,19 @@ def _environment(assignments):
 def read_script_text(path: str) -> str:
     """The launch script's text; a directory or a binary file is refused, naming it.
 
-    Bytes that are not UTF-8 (a comment in GBK or Latin-1) are replaced, with a warning naming the line."""
+    Bytes that are not UTF-8 (a comment in GBK or Latin-1) are replaced, with a warning naming the line. A line
+    continued with a backslash before Windows line endings is refused: bash itself fails on it."""
     if os.path.isdir(path):
         raise ValueError(f"{path} is a directory; give the launch script (the .sh file that starts training)")
     with open(path, "rb") as fh:
         data = fh.read()
     if b"\x00" in data:
         raise ValueError(f"{path} is a binary file, not a shell script (it holds NUL bytes); give the launch script")
+    if b"\\\r\n" in data:  # bash does not join a line ending in backslash + CR: the script fails in bash
+        line = data[:data.index(b"\\\r\n")].count(b"\n") + 1
+        raise ValueError(f"{path}:{line}: the line ends in a backslash and a carriage return (Windows line endings): "
+                         "bash does not continue such a line, so the script fails as published (syntax error); "
+                         f"convert its line endings (dos2unix {path}, or sed -i 's/\\r$//' {path}) and run it again")
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -118,7 +126,13 @@ def read_script_text(path: str) -> str:
 def convert(args) -> int:
     try:
         text = read_script_text(args.script)
-        launch = read_launch_script(text, args.script_args, path=args.script, environ=_environment(args.set))
+        environ = _environment(args.set)
+        config = model_config(text) if args.script.endswith((".yaml", ".yml")) else None
+        if config is not None:  # a Megatron-LM functional test's model_config.yaml: the launch its launcher makes
+            text = launch_text(config, training_script(args.script, environ))
+            print(f"# {args.script}: a Megatron-LM functional-test config, read as the launch its launcher "
+                  "(_run_training.sh) builds from MODEL_ARGS and ENV_VARS")
+        launch = read_launch_script(text, args.script_args, path=args.script, environ=environ)
     except (OSError, ShellReadError, ValueError) as exc:
         print(f"convert_args: {exc}", file=sys.stderr)
         return 1

@@ -32,6 +32,13 @@ from fsdp2_core.data.mindspeed.handlers import CUT_STYLE, HANDLERS, REFUSED_HAND
 from fsdp2_core.data.mindspeed.instruction import template_for_prompt_type, write_instruction_dataset  # noqa: E402
 from fsdp2_core.data.tokenizers import TOKENIZER_TYPES, build_pretraining_tokenizer  # noqa: E402
 
+# MindSpeed-LLM's tokenizer types that are not Hugging Face tokenizers, with the reason
+REFUSED_TOKENIZER_TYPES = {
+    "MagistralTokenizer": "MindSpeed-LLM's wrapper of mistral-common's Tekken tokenizer (tekken.json), which is not "
+                          "available here; give the model's Hugging Face tokenizer directory with --tokenizer-type "
+                          "PretrainedFromHF --tokenizer-name-or-path DIR",
+}
+
 
 def _thinking(text: str):
     """MindSpeed-LLM's --enable-thinking values: true, false or none, in any case."""
@@ -52,7 +59,7 @@ def get_args(argv=None):
     group.add_argument("--keep-newlines", action="store_true",
                        help="keep newlines between sentences when splitting")
     group = parser.add_argument_group("tokenizer")
-    group.add_argument("--tokenizer-type", required=True, choices=TOKENIZER_TYPES)
+    group.add_argument("--tokenizer-type", required=True, help=f"one of {', '.join(TOKENIZER_TYPES)}")
     group.add_argument("--tokenizer-model", default=None,
                        help="sentencepiece model file or Hugging Face tokenizer directory")
     group.add_argument("--tokenizer-name-or-path", default=None,
@@ -72,7 +79,8 @@ def get_args(argv=None):
                        help="AlpacaStyleInstructionHandler or SharegptStyleInstructionHandler: write an instruction "
                             "dataset (GeneralPretrainHandler or none: pretraining text)")
     group.add_argument("--prompt-type", default=None,
-                       help="chat template of the instruction data (qwen3, llama3, empty)")
+                       help="chat template of the instruction data, MindSpeed-LLM's names (qwen3, llama3, qwen, "
+                            "llama2, mistral, gemma, deepseek3, ...)")
     group.add_argument("--prompt-type-path", default=None, help="MindSpeed's custom template file (not supported)")
     group.add_argument("--enable-thinking", type=_thinking, default=None,
                        help="thinking mode of reasoning templates (qwen3): true trains an empty thought before "
@@ -103,6 +111,11 @@ def get_args(argv=None):
     group.add_argument("--no-progress-bar", action="store_true",
                        help="print Megatron-style progress lines instead of a bar")
     args = parser.parse_args(argv)
+    if args.tokenizer_type in REFUSED_TOKENIZER_TYPES:
+        parser.error(f"--tokenizer-type {args.tokenizer_type} is not supported: "
+                     f"{REFUSED_TOKENIZER_TYPES[args.tokenizer_type]}")
+    if args.tokenizer_type not in TOKENIZER_TYPES:
+        parser.error(f"--tokenizer-type {args.tokenizer_type}: expects one of {', '.join(TOKENIZER_TYPES)}")
     if args.tokenizer_type in ("HuggingFaceTokenizer", "PretrainedFromHF") and not (
         args.tokenizer_model or args.tokenizer_name_or_path
     ):

@@ -107,6 +107,16 @@ def _check_param_groups(metadata, optimizer, path: str) -> None:
             "it and load_optim: false (--no-load-optim) to restore the weights and start fresh optimizer moments")
 
 
+def _keep_saved_counters(sd: dict, metadata) -> None:
+    """Training counters a checkpoint does not hold (one written before they existed, or a bf16 run's, which has
+    no fp16 loss-scale state) keep their current values instead of failing the load."""
+    if "train_state" not in sd:
+        return
+    saved = [key.split(".", 1)[1] for key in metadata.state_dict_metadata if key.startswith("train_state.")]
+    sd["train_state"] = {k: v for k, v in sd["train_state"].items()
+                         if any(key == k or key.startswith(k + ".") for key in saved)}
+
+
 def load_checkpoint(path: str, t, model, optimizer, schedule, state, rank: int, world: int, global_batch: int,
                     group=None, warn=None) -> dict:
     """Restore what the config asks for from checkpoint `path`; returns what was restored."""
@@ -134,6 +144,7 @@ def load_checkpoint(path: str, t, model, optimizer, schedule, state, rank: int, 
         _check_param_groups(metadata, optimizer, path)
     sd = template_to_load(model, optimizer, schedule, state, rank, with_optimizer=want_optim, with_rng=want_rng,
                           with_counters=not finetune)
+    _keep_saved_counters(sd, metadata)
     try:
         dcp.load(sd, checkpoint_id=path, process_group=group)
     except (Exception, CheckpointException) as exc:  # CheckpointException is a BaseException; its text lists ranks only

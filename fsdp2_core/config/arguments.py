@@ -136,8 +136,13 @@ class DataArguments:
     split: str = _f("100,0,0", "Train/valid/test split weights, comma-separated (Megatron --split).")
     create_attention_mask_in_dataloader: Optional[bool] = _f(False, "Build a dense attention mask in the data loader.")
     no_shared_storage: Optional[bool] = _f(False, "Nodes share no storage: build data caches once per node.")
-    dataloader_type: Literal["single"] = _f("single", "Data loader type; `single` reads in order.")
+    dataloader_type: Literal["single", "cyclic"] = _f("single", "Data loader type; `single` reads in order, `cyclic` "
+                                                      "reads epochs in a random order seeded by the epoch (Megatron "
+                                                      "--dataloader-type cyclic).")
     # --- extensions carrying Megatron semantics ---
+    data_sharding: bool = _f(True, "With dataloader_type cyclic: each data-parallel rank shuffles its own contiguous "
+                             "share of the samples (Megatron's default); false shuffles them all and deals them out "
+                             "(--no-data-sharding).", extension=True)
     train_data_path: Optional[str] = _f(None, "Training split's own --data-path list (--train-data-path).",
                                         extension=True)
     valid_data_path: Optional[str] = _f(None, "Validation split's own --data-path list (--valid-data-path).",
@@ -202,12 +207,14 @@ LR_STYLES = Literal["cosine", "linear", "constant", "inverse_square_root", "wsd"
 @dataclass
 class TrainingArguments:
     output_dir: Optional[str] = _f(None, "Output directory (checkpoints, logs, exports). Required.")
-    optimizer: Literal["adamw"] = _f("adamw", "Optimizer; AdamW only (Megatron --optimizer adam).")
+    optimizer: Literal["adamw", "sgd"] = _f("adamw", "Optimizer: adamw (Megatron --optimizer adam) or sgd with "
+                                            "momentum (--optimizer sgd).")
     lr: float = _f(1e-5, "Peak learning rate.")
     weight_decay: float = _f(0.01, "Weight decay.")
     adam_beta1: float = _f(0.9, "AdamW beta1.")
     adam_beta2: float = _f(0.95, "AdamW beta2.")
     adam_epsilon: float = _f(1e-8, "AdamW epsilon.")
+    sgd_momentum: float = _f(0.9, "Momentum of the sgd optimizer (Megatron --sgd-momentum).", extension=True)
     max_grad_norm: float = _f(1.0, "Global gradient-norm clip; 0 disables clipping.")
     lr_scheduler_type: LR_STYLES = _f("cosine", "LR decay style. The table's cosine/linear/constant, extended with "
                                       "Megatron's inverse_square_root and wsd.")
@@ -247,6 +254,11 @@ class TrainingArguments:
         None, "Length of the run in samples (--train-samples): max_steps is derived from it (batch-size ramp-up "
               "included, as Megatron's update_train_iters), and the LR decay and weight-decay increment default to "
               "it, in samples.", extension=True)
+    train_tokens: Optional[int] = _f(
+        None, "Megatron-DeepSpeed's --train-tokens: the run also ends before the first iteration that would start "
+              "with at least this many tokens consumed (consumed samples × cutoff_len), whichever of it and "
+              "max_steps comes first; schedules and data keep the run's length (max_steps or train_samples).",
+        extension=True)
     rampup_batch_size: Optional[List[int]] = _f(
         None, "Batch-size ramp-up [start, increment, samples] (--rampup-batch-size): the global batch starts at "
               "`start` and grows by `increment` over `samples` consumed samples up to global_batch_size; each "
@@ -297,7 +309,19 @@ class TrainingArguments:
     check_for_nan_in_loss_and_grad: bool = _f(True, "Check loss and gradients for NaN/Inf every iteration; such "
                                               "iterations are skipped (no update).", extension=True)
     max_skipped_iterations: int = _f(10, "With the NaN/Inf check, the run stops once more iterations than this were "
-                                     "skipped (counted over the whole run, resumes included).", extension=True)
+                                     "skipped (counted over the whole run, resumes included); fp16 overflows that "
+                                     "the dynamic loss scale backs off from do not count.", extension=True)
+    loss_scale: Optional[float] = _f(None, "Static loss scale (Megatron --loss-scale): the loss is multiplied by it "
+                                     "before backward and the gradients divided by it; overflowing iterations are "
+                                     "skipped. Unset: fp16 scales dynamically, bf16/fp32 not at all.", extension=True)
+    initial_loss_scale: float = _f(2.0 ** 32, "fp16 dynamic loss scaling: the starting scale (Megatron "
+                                   "--initial-loss-scale).", extension=True)
+    min_loss_scale: float = _f(1.0, "fp16 dynamic loss scaling: the scale never backs off below this (Megatron "
+                               "--min-loss-scale).", extension=True)
+    loss_scale_window: int = _f(1000, "fp16 dynamic loss scaling: iterations in a row without overflow before the "
+                                "scale doubles (Megatron --loss-scale-window).", extension=True)
+    hysteresis: int = _f(2, "fp16 dynamic loss scaling: overflows tolerated before the scale halves (Megatron "
+                         "--hysteresis).", extension=True)
     tensorboard_dir: Optional[str] = _f(None, "Write TensorBoard scalars here.", extension=True)
     wandb_project: Optional[str] = _f(None, "Weights & Biases project; unset disables wandb.", extension=True)
     wandb_exp_name: Optional[str] = _f(None, "Weights & Biases run name.", extension=True)

@@ -66,7 +66,8 @@ RANGES: Dict[str, Range] = {
     "adam_epsilon": AT_LEAST_0, "max_grad_norm": Range(0, why="0 disables clipping"),
     "warmup_ratio": Range(0, 1), "num_train_epochs": AT_LEAST_0,
     "gradient_accumulation_steps": AT_LEAST_1, "per_device_train_batch_size": AT_LEAST_1,
-    "global_batch_size": AT_LEAST_1, "train_samples": AT_LEAST_1, "decoupled_lr": AT_LEAST_0,
+    "global_batch_size": AT_LEAST_1, "train_samples": AT_LEAST_1, "train_tokens": AT_LEAST_1,
+    "decoupled_lr": AT_LEAST_0,
     "decoupled_min_lr": AT_LEAST_0, "seed": Range(0, MAX_SEED, why="the range numpy's generators accept"),
     "save_steps": Range(0, why="0 saves only at the end"), "save_total_limit": Range(1, why="or null to keep all"),
     "save_epochs": AT_LEAST_0, "logging_steps": Range(1, why="log every N iterations"),
@@ -77,6 +78,8 @@ RANGES: Dict[str, Range] = {
     "eval_iters": Range(0, why="0 evaluates nothing"), "exit_interval": AT_LEAST_1,
     "exit_duration_in_mins": POSITIVE, "max_skipped_iterations": AT_LEAST_0,
     "z_loss_coeff": Range(0, why="0 turns the z-loss off"),
+    "loss_scale": Range(0, low_open=True, why="or unset for dynamic fp16 scaling"), "initial_loss_scale": POSITIVE,
+    "min_loss_scale": POSITIVE, "loss_scale_window": AT_LEAST_1, "hysteresis": AT_LEAST_1,
     # profiling
     "profile_step_start": AT_LEAST_0,
 }
@@ -88,7 +91,7 @@ def validate(cfg: TrainConfig) -> TrainConfig:
         cfg.data.packing = True  # neat_packing implies packing
     problems: List[Problem] = []
     for check in (_check_ranges, _check_essentials, _check_data_rules, _check_parallel, _check_batch_schedule,
-                  _check_training, _check_decoupled_lr, _check_profiling, _check_architecture):
+                  _check_training, _check_decoupled_lr, _check_loss_scale, _check_profiling, _check_architecture):
         problems.extend(check(cfg))
     if problems:
         raise ConfigError("invalid configuration:\n  - " + "\n  - ".join(text for _, text in problems), problems)
@@ -229,6 +232,15 @@ def _check_training(cfg) -> List[Problem]:
         problems.append(("finetune", "training.finetune needs a checkpoint to load: set resume_from_checkpoint or "
                                      "model_name_or_path (--load)"))
     return problems
+
+
+def _check_loss_scale(cfg) -> List[Problem]:
+    t = cfg.training
+    if t.min_loss_scale > t.initial_loss_scale:
+        return [("min_loss_scale", f"training: min_loss_scale ({t.min_loss_scale}) is above initial_loss_scale "
+                                   f"({t.initial_loss_scale}); dynamic fp16 scaling starts at the initial scale and "
+                                   "never goes below the minimum")]
+    return []
 
 
 def _check_profiling(cfg) -> List[Problem]:

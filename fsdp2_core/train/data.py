@@ -19,14 +19,19 @@ import torch
 
 from fsdp2_core.config import ConfigError
 from fsdp2_core.data.megatron.gpt_dataset import IndexTooLargeError
-from fsdp2_core.data.megatron.sampler import MegatronPretrainingSampler
+from fsdp2_core.data.megatron.sampler import MegatronPretrainingRandomSampler, MegatronPretrainingSampler
 
 from .loader_workers import termination_signals_blocked, worker_init
 
 log = logging.getLogger(__name__)
 
 
-def _sampler(total: int, consumed: int, micro: int, rank: int, dp: int):
+def _sampler(total: int, consumed: int, micro: int, rank: int, dp: int, order: str = "single",
+             data_sharding: bool = True):
+    if order == "cyclic":
+        return MegatronPretrainingRandomSampler(total_samples=total, consumed_samples=consumed, micro_batch_size=micro,
+                                                data_parallel_rank=rank, data_parallel_size=dp,
+                                                data_sharding=data_sharding)
     return MegatronPretrainingSampler(total_samples=total, consumed_samples=consumed, micro_batch_size=micro,
                                       data_parallel_rank=rank, data_parallel_size=dp, drop_last=True)
 
@@ -45,19 +50,21 @@ def _loader(dataset, sampler, collate_fn, workers: int, seed: int, persistent: b
 
 def micro_batches(dataset, consumed: int, micro: int, rank: int, dp: int, workers: int = 0,
                   cyclic: bool = False, seed: int = 0, persistent_workers: bool = False,
-                  prefetch_factor: Optional[int] = None) -> Iterator[Dict[str, torch.Tensor]]:
+                  prefetch_factor: Optional[int] = None, order: str = "single",
+                  data_sharding: bool = True) -> Iterator[Dict[str, torch.Tensor]]:
     """This rank's micro-batches from global position `consumed`; `cyclic` restarts at the end (eval, epochs).
 
-    `workers` > 0 reads through a DataLoader with that many processes, each keeping `prefetch_factor`
-    batches ready; `persistent_workers` keeps them from one pass over the data to the next."""
+    `order` is the data loader type: single (dataset order) or cyclic (Megatron's random sampler, whose epochs
+    follow one another: it never ends). `workers` > 0 reads through a DataLoader with that many processes, each
+    keeping `prefetch_factor` batches ready; `persistent_workers` keeps them from one pass to the next."""
     collate_fn = getattr(dataset, "collate_fn", collate)  # a dataset may bring its own (lf: padding, packing)
     draw = micro * dp
     if cyclic and len(dataset) < draw:  # nothing to draw: cycling would spin forever
         raise ConfigError(f"a split holds {len(dataset)} samples, fewer than one draw of micro batch {micro} "
                           f"× data-parallel size {dp}; give it more data or lower per_device_train_batch_size")
-    if cyclic:
+    if cyclic and order == "single":
         consumed %= len(dataset) // draw * draw  # a resume in a later pass starts inside that pass
-    sampler = _sampler(len(dataset), consumed, micro, rank, dp)
+    sampler = _sampler(len(dataset), consumed, micro, rank, dp, order, data_sharding)
     loader = _loader(dataset, sampler, collate_fn, workers, seed, persistent_workers,
                      prefetch_factor) if workers > 0 else None
     while True:
@@ -69,6 +76,8 @@ def micro_batches(dataset, consumed: int, micro: int, rank: int, dp: int, worker
                 batches = iter(loader)  # forks the workers (once, with persistent_workers)
             yield from batches
             del batches
+        if order == "cyclic":
+            continue  # the random sampler goes on with the next epoch
         if not cyclic:
             return
         sampler.consumed_samples = 0  # the next pass, on the same loader

@@ -25,6 +25,7 @@ from .data import build_datasets, build_tokenizer, check_token_ids, epochs_to_st
 from .launcher_watch import LauncherWatch
 from .loop import Data, TrainState, train
 from .loss import install_loss, register_loss_with_fsdp
+from .loss_scale import build_loss_scaler
 from .lr_schedule import build_schedule
 from .metrics import MetricsSink, flops_per_token
 from .optimizer import build_optimizer
@@ -99,10 +100,13 @@ def _data(cfg, splits, consumed: int, mesh, dp: int) -> Data:
     micro = t.per_device_train_batch_size
     loader = dict(workers=t.dataloader_num_workers, seed=t.seed, persistent_workers=t.dataloader_persistent_workers,
                   prefetch_factor=t.dataloader_prefetch_factor)
+    order = dict(order=cfg.data.dataloader_type, data_sharding=cfg.data.data_sharding)  # valid/test alike, as Megatron
 
     def evaluation(ds):
-        return micro_batches(ds, 0, micro, mesh.dp_rank, dp, cyclic=True) if ds is not None and len(ds) else None
-    return Data(train=micro_batches(train_ds, consumed, micro, mesh.dp_rank, dp, cyclic=t.max_steps <= 0, **loader),
+        return micro_batches(ds, 0, micro, mesh.dp_rank, dp, cyclic=True, **order) if ds is not None and len(ds) \
+            else None
+    return Data(train=micro_batches(train_ds, consumed, micro, mesh.dp_rank, dp, cyclic=t.max_steps <= 0, **loader,
+                                    **order),
                 valid=evaluation(valid_ds), test=evaluation(test_ds))
 
 
@@ -151,6 +155,9 @@ def run_training(cfg, datasets: Optional[Sequence] = None, *, checkpoint: Checkp
     schedule = build_schedule(t, train_iters, gbs)
 
     state = TrainState()
+    scaler = build_loss_scaler(cfg.parallel.param_dtype, t)
+    if scaler is not None and scaler.dynamic:
+        state.loss_scale = scaler.state_dict()  # so a resume restores it (the checkpoint's template has it)
     hooks = checkpoint
     data = None
     try:
@@ -159,6 +166,8 @@ def run_training(cfg, datasets: Optional[Sequence] = None, *, checkpoint: Checkp
                         steps_per_epoch=len(train_ds) // gbs if t.max_steps <= 0 else None, print_fn=print_fn,
                         launcher_watch=watch)
         hooks.load(state, model, optimizer, schedule)
+        if scaler is not None:
+            scaler.load_state_dict(state.loss_scale or {})
         schedule.apply(optimizer)
         if batches is not None:  # from the resumed position on, as Megatron checks after loading
             batches.check_divisible(t.per_device_train_batch_size, dp, train_iters - state.iteration,
@@ -166,7 +175,7 @@ def run_training(cfg, datasets: Optional[Sequence] = None, *, checkpoint: Checkp
         data = _data(cfg, (train_ds, valid_ds, test_ds), state.consumed_train_samples, mesh, dp)
         ignored = list(ignored_parameters(model, cfg.parallel.ignored_modules))
         ctx = RunContext(cfg, model, optimizer, schedule, mesh, device, t.gradient_accumulation_steps, gbs, ignored,
-                         batch_schedule=batches)
+                         batch_schedule=batches, loss_scaler=scaler)
         hf_config = getattr(model, "config", None)
         flops_token = flops_per_token(hf_config, count_parameters(model, exclude_input_embedding=True),
                                       cfg.data.cutoff_len)

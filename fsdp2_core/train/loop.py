@@ -31,9 +31,11 @@ class TrainState:
     consumed_train_samples: int = 0
     skipped_iters: int = 0
     nan_iters: int = 0
+    overflow_iters: int = 0               # of the skipped: fp16 overflows the dynamic loss scale backed off from
+    loss_scale: Optional[dict] = None     # the dynamic fp16 loss scaler's state (loss_scale.LossScaler)
 
     def state_dict(self) -> dict:
-        return asdict(self)
+        return {k: v for k, v in asdict(self).items() if v is not None}
 
     def load_state_dict(self, d: dict) -> None:
         for k, v in d.items():
@@ -47,9 +49,10 @@ class TrainingDiverged(UserError, RuntimeError):
 def check_skipped(state: TrainState, limit: int) -> None:
     """With check_for_nan_in_loss_and_grad, a skipped update (NaN/Inf loss or gradient) is tolerated up to
     training.max_skipped_iterations, counted over the whole run (resumes included); past it the run stops."""
-    if state.skipped_iters > limit:
+    if state.skipped_iters - state.overflow_iters > limit:
         raise TrainingDiverged(
-            f"iteration {state.iteration}: {state.skipped_iters} iterations skipped for a NaN/Inf loss or gradient "
+            f"iteration {state.iteration}: {state.skipped_iters - state.overflow_iters} iterations skipped for a "
+            "NaN/Inf loss or gradient "
             f"norm ({state.nan_iters} with a NaN/Inf loss), more than the limit of {limit} "
             "(training.max_skipped_iterations). The run is diverging: lower the learning rate or check the data, then "
             "resume from the last checkpoint (resume_from_checkpoint: latest); check_for_nan_in_loss_and_grad: false "
@@ -101,7 +104,7 @@ def train(ctx: RunContext, state: TrainState, train_iters: int, data: Data, hook
     stop = False
     ctx.device.reset_peak_memory()
     micro_now = ctx.micro_batches(state.consumed_train_samples)
-    while state.iteration < train_iters and not stop:
+    while state.iteration < train_iters and not stop and not _tokens_reached(t, state, seq):
         micro_before, micro_now = micro_now, ctx.micro_batches(state.consumed_train_samples)
         if micro_now != micro_before and state.iteration != 0:
             _batch_size_changed(hooks, ctx, state)
@@ -122,6 +125,9 @@ def train(ctx: RunContext, state: TrainState, train_iters: int, data: Data, hook
         iv.nan += r.nan
         state.skipped_iters += r.skipped
         state.nan_iters += r.nan
+        state.overflow_iters += r.overflow
+        if ctx.loss_scaler is not None and ctx.loss_scaler.dynamic:
+            state.loss_scale = ctx.loss_scaler.state_dict()
         if not r.skipped:
             iv.loss += r.loss
             iv.advanced += 1
@@ -136,7 +142,8 @@ def train(ctx: RunContext, state: TrainState, train_iters: int, data: Data, hook
             tp = throughput(iv.samples / iv.iters * seq, per_iter, world, flops_token, peak_tflops)
             loss = iv.loss / max(iv.advanced, 1)
             print_fn(iteration_line(state.iteration, train_iters, state.consumed_train_samples, per_iter * 1000.0,
-                                    lr, batch, loss, 1.0, r.grad_norm, iv.skipped, iv.nan,
+                                    lr, batch, loss, ctx.loss_scaler.scale if ctx.loss_scaler else 1.0,
+                                    r.grad_norm, iv.skipped, iv.nan,
                                     tp["tokens_per_s_per_device"], tp["tflops_per_device"], tp["mfu"],
                                     ctx.device.peak_memory_gb()))
             sink.write("train", state.iteration, {"lm_loss": loss, "learning_rate": lr, "grad_norm": r.grad_norm,
@@ -163,6 +170,11 @@ def train(ctx: RunContext, state: TrainState, train_iters: int, data: Data, hook
                                state, hist, sink, print_fn)
     hooks.finish(state, ctx.model, ctx.optimizer, ctx.schedule)
     return hist
+
+
+def _tokens_reached(t, state, seq: int) -> bool:
+    """Megatron-DeepSpeed's loop condition: consumed_train_tokens < train_tokens, tokens = samples × seq length."""
+    return t.train_tokens is not None and state.consumed_train_samples * seq >= t.train_tokens
 
 
 def _batch_size_changed(hooks, ctx, state) -> None:

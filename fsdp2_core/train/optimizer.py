@@ -1,4 +1,4 @@
-"""AdamW with Megatron's parameter groups, and a global gradient norm correct for DTensor shards."""
+"""AdamW (or SGD) with Megatron's parameter groups, and a global gradient norm correct for DTensor shards."""
 import math
 from collections import defaultdict
 from typing import Dict, Iterable, List, Optional, Set, Tuple
@@ -53,8 +53,11 @@ def param_groups(model: nn.Module, t) -> List[dict]:
 
 
 def build_optimizer(model: nn.Module, t) -> torch.optim.Optimizer:
-    return torch.optim.AdamW(param_groups(model, t), lr=t.lr, betas=(t.adam_beta1, t.adam_beta2),
-                             eps=t.adam_epsilon, weight_decay=t.weight_decay, foreach=True)
+    groups = param_groups(model, t)
+    if t.optimizer == "sgd":  # Megatron's --optimizer sgd: torch SGD with momentum and (coupled) weight decay
+        return torch.optim.SGD(groups, lr=t.lr, momentum=t.sgd_momentum, weight_decay=t.weight_decay, foreach=True)
+    return torch.optim.AdamW(groups, lr=t.lr, betas=(t.adam_beta1, t.adam_beta2), eps=t.adam_epsilon,
+                             weight_decay=t.weight_decay, foreach=True)
 
 
 def logged_lr(optimizer: torch.optim.Optimizer) -> float:

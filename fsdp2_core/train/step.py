@@ -11,6 +11,8 @@ loss (loss.py) returns the whole sample's sums on each of them, and FSDP's avera
 dp × cp ranks is then the data-parallel average.
 With a batch-size ramp-up the accumulation steps are those of the iteration's global batch (Megatron
 divides by the current number of micro-batches), and the LR schedule advances by that batch.
+fp16 loss scaling (loss_scale.py): the loss is multiplied by the scale before backward, the gradients divided by
+it before the norm and clipping; an overflow skips the update and adjusts the scale.
 MoE: the router auxiliary loss of each micro-batch is added / accumulation steps
 (averaged over micro-batches and data-parallel ranks, as Megatron does); the reported
 loss is the language-model loss alone, the auxiliary loss is reported beside it.
@@ -21,6 +23,7 @@ from typing import Any, Dict, List, Optional
 import torch
 import torch.distributed as dist
 
+from .loss_scale import LossScaler
 from .optimizer import clip_gradients, global_grad_norm, is_finite
 
 
@@ -47,6 +50,7 @@ class RunContext:
     def samples_per_step(self, micro_batches: int) -> int:
         """Megatron's increment: number of micro-batches × micro batch × data-parallel size."""
         return micro_batches * self.cfg.training.per_device_train_batch_size * self.mesh.dims.dp
+    loss_scaler: Optional[LossScaler] = None
 
 
 @dataclass
@@ -57,6 +61,7 @@ class StepResult:
     nan: bool
     tokens: int
     aux_loss: float = 0.0
+    overflow: bool = False  # skipped for an fp16 overflow the dynamic loss scale backed off from
 
 
 def _to_device(batch: Dict[str, torch.Tensor], device) -> Dict[str, torch.Tensor]:
@@ -111,18 +116,25 @@ def train_step(ctx: RunContext, micro_batches: List[Dict[str, torch.Tensor]]) ->
         if aux is not None:
             loss = loss + aux / len(micro_batches)
             reported[1] += float(aux.detach())
-        loss.backward()
+        (ctx.loss_scaler.scale_loss(loss) if ctx.loss_scaler else loss).backward()
     _sync_ignored_grads(ctx)
     reported = _dp_sum(ctx, reported)
     loss_value = float(reported[0]) / (max(total_tokens, 1.0) if per_token else len(micro_batches) * dp)
     aux_value = float(reported[1]) / (len(micro_batches) * dp)
 
     params = [p for p in ctx.model.parameters() if p.grad is not None]
-    grad_norm = float(global_grad_norm(params))
+    scaler = ctx.loss_scaler
+    if scaler is not None:
+        scaler.unscale(p.grad for p in params)
+    grad_norm = float(global_grad_norm(params))  # all-reduced: every rank sees the same overflow
     skipped = not is_finite(grad_norm)
+    backed_off = scaler is not None and scaler.dynamic and skipped and scaler.scale > scaler.min_scale
+    if scaler is not None:
+        scaler.update(skipped)
     if not skipped:  # Megatron skips the update (and the scheduler) when gradients overflow
         clip_gradients(params, t.max_grad_norm, torch.tensor(grad_norm))
         ctx.optimizer.step()
         ctx.schedule.step(ctx.optimizer, ctx.samples_per_step(len(micro_batches)))
     ctx.optimizer.zero_grad(set_to_none=True)
-    return StepResult(loss_value, grad_norm, skipped, not is_finite(loss_value), int(total_tokens), aux_value)
+    return StepResult(loss_value, grad_norm, skipped, not is_finite(loss_value), int(total_tokens), aux_value,
+                      backed_off)

@@ -24,6 +24,8 @@ from .lex import (
 )
 from .parse import AndOr, FuncDef, Group, If, Parser, Pipeline, Simple, Skipped
 from .result import ShellReadError, ShellWarning
+from .runtime import holds_command_output, scheduler_references
+from .sed import SedNotUnderstood, find_template, parse_sed, run_sed
 
 
 class _Break:  # field boundary between "${X[@]}" elements
@@ -81,6 +83,11 @@ class CommandWords:
         position = len(self.field_word) - len(fields) + k
         return self.field_word[position] if 0 <= position < len(self.field_word) else None
 
+    def join_fields(self, fields: list[str], k: int, count: int) -> None:
+        """fields[k:k + count] (a tail of the command's fields) become one field, of the same word."""
+        position = len(self.field_word) - len(fields) + k
+        del self.field_word[position + 1:position + count]
+
     def text(self, fields: list[str]) -> str:
         """The command's words from the one behind fields[0] on, as written."""
         position = len(self.field_word) - len(fields)
@@ -118,6 +125,7 @@ class Shell:
         # lines of those here-documents (the others are reported as skipped).
         self.files: dict[str, str] = {}
         self.heredocs_read: set[int] = set()
+        self.stdin_jobs: list[tuple[str, str]] = []  # (here-document as written, as the job receives it)
 
     def warn(self, line: int, message: str) -> None:
         w = ShellWarning(line, message)
@@ -133,6 +141,8 @@ class Shell:
 
     def run(self, node):
         if isinstance(node, Simple):
+            if node.redirects and self.write_from_sed(Pipeline([node], False, node.line)):
+                return True
             return self.run_simple(node)
         if isinstance(node, AndOr):
             status = self.run(node.first)
@@ -144,6 +154,8 @@ class Shell:
                 status = self.run(pipe)
             return status
         if isinstance(node, Pipeline):
+            if self.write_from_sed(node):
+                return True
             status = True
             for cmd in node.commands:
                 status = self.run(cmd)
@@ -203,6 +215,8 @@ class Shell:
             return True
         if cmd.redirects:
             self.write_heredoc(fields, cmd.redirects, cmd.line)
+            if self.run_heredoc_script(fields, cmd.redirects, temp_env, cmd.line):
+                return True
         self.words = words
         return self.run_command(fields, temp_env, cmd.line)
 
@@ -229,7 +243,7 @@ class Shell:
                     self.warn(line, "'[' without a closing ']'")
                     return None
                 args = args[:-1]
-            return self.test([(a, True) for a in args], line, double=False)
+            return self.test([(a, True) for a in args], line, double=False, raw=self.words.words[1:])
         if name in ("true", ":"):
             return True
         if name == "false":
@@ -280,6 +294,9 @@ class Shell:
                 element.line = line
         if lexer.skipped_heredocs:
             self.warn(line, "here-document skipped (its text is not read)")
+        for _, name, value in lexer.placeholders:
+            self.warn(line, f"{name} {value} is the example's placeholder (bash would take its < and > for "
+                            f"redirections); read as the value '{value}': put the real value there")
         return Parser(tokens, f"{self.path}:{line}").parse_program()
 
     def run_eval(self, args: list[str], line: int):
@@ -356,6 +373,7 @@ class Shell:
         child.warnings = self.warnings  # one list: the script's warnings, in the order met
         child.other_scripts = self.other_scripts
         child.files, child.heredocs_read = self.files, self.heredocs_read  # one filesystem
+        child.stdin_jobs = self.stdin_jobs
         child.depth = self.depth + 1
         child.parent = self
         return child
@@ -376,6 +394,64 @@ class Shell:
             self.files[path] = (self.files.get(path, "") if op == ">>" else "") + text
         if targets:
             self.heredocs_read.add(doc.line - 1)
+
+    def write_from_sed(self, node: Pipeline) -> bool:
+        """`sed EXPR TEMPLATE | sed EXPR ... > FILE` (shell/sed.py): remember the text FILE receives. False when
+        the pipeline is not sed commands ending in a `>` redirection."""
+        commands = node.commands
+        if not commands or not all(isinstance(c, Simple) and c.words and isinstance(c.words[0], Word)
+                                   and c.words[0].raw == "sed" for c in commands):
+            return False
+        targets = [w for op, w in commands[-1].redirects if op.lstrip("0123456789") in (">", ">|")]
+        if not targets:
+            return False
+        out = self.join(self.pieces(targets[-1].raw, targets[-1].line))
+        try:
+            steps = [parse_sed([f for w in c.words[1:] for f in self.expand_word(w)]) for c in commands]
+        except SedNotUnderstood as exc:
+            self.warn(node.line, f"{out} is written by sed, which is not read here: {exc}")
+            return True
+        given = steps[0][1] + [self.join(self.pieces(w.raw, w.line)) for op, w in commands[0].redirects if op == "<"]
+        if len(given) != 1 or any(files for _, files in steps[1:]):
+            self.warn(node.line, f"{out} is written by sed from {len(given)} inputs; only one template is read")
+            return True
+        source = self.files.get(given[0])
+        if source is None:
+            found = find_template(given[0], self.path)
+            if found is None:
+                self.warn(node.line, f"{out} is written by sed from {given[0]}, which is not found here (looked "
+                                     "in this directory, beside the script and above it); its content is unknown")
+                return True
+            with open(found, encoding="utf-8", errors="replace") as fh:
+                source = fh.read()
+        for substitutions, _ in steps:
+            source = run_sed(substitutions, source)
+        self.files[out] = source
+        return True
+
+    def run_heredoc_script(self, fields: list[str], redirects: list, temp_env: dict, line: int) -> bool:
+        """`sbatch <<EOF ... EOF` / `bash <<EOF`: the here-document is the script run (in a new shell, as a job
+        or a child shell would run it). False when the command is not one of these."""
+        docs = [w.heredoc for op, w in redirects if op.endswith(("<<", "<<-")) and w.heredoc is not None]
+        if not docs or os.path.basename(fields[0]) not in _SHELLS | {"sbatch"}:
+            return False
+        if any(not a.startswith("-") for a in fields[1:]) or self.depth > _MAX_DEPTH:
+            return False  # a script file or a -c string: not its standard input
+        doc = docs[-1]
+        text = self.join(self.pieces(doc.body, doc.line, in_dq=True)) if doc.expand else doc.body
+        try:
+            nodes = self.parse_string(text, line)
+        except ShellReadError as exc:
+            self.warn(line, f"the script given to {fields[0]} on its standard input is not understood ({exc})")
+            return True
+        self.heredocs_read.add(doc.line - 1)
+        self.stdin_jobs.append((doc.body, text))
+        child = self.child(fields[0], [], temp_env, line)
+        try:
+            child.run_list(nodes)
+        except Exit:
+            pass
+        return True
 
     def call_function(self, fn: FuncDef, args: list[str]):
         if self.depth > _MAX_DEPTH:
@@ -801,10 +877,23 @@ class Shell:
         for w in inner:
             quoted = any(q in w.raw for q in "'\"\\")
             args.append((self.join(self.pieces(w.raw, w.line)), not quoted))
-        return self.test(args, line, double=True)
+        return self.test(args, line, double=True, raw=[w.raw for w in inner])
 
-    def test(self, args: list[tuple[str, bool]], line: int, double: bool):
+    def known_only_at_run_time(self, args: list[tuple[str, bool]], raw: Sequence[str]) -> str | None:
+        """What makes a test's outcome unknowable here: a scheduler's variable the script does not set
+        ([ -z $SLURM_JOB_ID ] is false inside the job), or a command's output (kept as its text)."""
+        unset = [n for word in raw for n in scheduler_references(word) if self.lookup(n) is None]
+        if unset:
+            return f"${unset[0]}, set by the scheduler at run time"
+        output = next((a for a, _ in args if holds_command_output(a)), None)
+        return f"the output of {output[:50]}" if output is not None else None
+
+    def test(self, args: list[tuple[str, bool]], line: int, double: bool, raw: Sequence[str] = ()):
         """Evaluate test / [ ] / [[ ]] arguments. Returns True, False, or None (unknown)."""
+        unknowable = self.known_only_at_run_time(args, raw)
+        if unknowable:
+            self.warn(line, f"test on {unknowable}: not evaluated")
+            return None
         pos = [0]
 
         def peek(k=0):

@@ -72,7 +72,10 @@ class Recognizer:
         parsed = launcher_options(shell, spec, fields, n, line)
         stage = Stage(spec.kind, fields[:n], parsed.args, line, parsed.values)
         if parsed.rest and parsed.args and spec.role == SPAWNER:
-            value_split_into_the_entry(shell, spec, fields, n + len(parsed.consumed), line)
+            rejoined = value_split_into_the_entry(shell, spec, fields, n + len(parsed.consumed), line)
+            if rejoined is not None:  # a placeholder split into words, kept as one value (warned)
+                self.on_command(shell, rejoined, temp_env, line)
+                return
         if not parsed.rest:
             if spec.role == SPAWNER:
                 entry_lost(shell, spec, fields, n, len(fields), line)
@@ -179,6 +182,10 @@ def read_launch_script(text: str, script_args: Sequence[str] = (), path: str = "
     nodes = Parser(tokens, path).parse_program()
     recognizer = Recognizer(text)
     shell = Shell(path, script_args, recognizer.on_command, environ)
+    for line, name, value in lexer.placeholders:
+        written = f"{name} {value}" if name.startswith("-") else f"{name}={value}"
+        shell.warn(line, f"{written} is the example's placeholder (bash would take its < and > for redirections); "
+                         f"read as the value '{value}': put the real value there")
     exit_line = None
     try:
         shell.run_list(nodes)
@@ -198,8 +205,16 @@ def read_launch_script(text: str, script_args: Sequence[str] = (), path: str = "
                        f"another launch ({launch.result.style} {launch.result.entry}) ignored; "
                        f"line {chosen.entry_line} is taken as the training launch")
     chosen.warnings = sorted(shell.warnings, key=lambda w: w.line)
-    chosen.directives = [m.group(0).rstrip() for m in _DIRECTIVE.finditer(text)]
+    chosen.directives = _directives(text, shell.stdin_jobs)
     return chosen
+
+
+def _directives(text: str, stdin_jobs: list[tuple[str, str]]) -> list[str]:
+    """The scheduler's option lines; those of a job given on standard input (sbatch <<EOF) as the job receives
+    them, its variables expanded by the submitting shell (sbatch itself expands nothing in #SBATCH lines)."""
+    for written, received in stdin_jobs:
+        text = text.replace(written, received, 1)
+    return [m.group(0).rstrip() for m in _DIRECTIVE.finditer(text)]
 
 
 def _no_launch_message(shell: Shell, path: str, exit_line: int | None, with_args: bool) -> str:

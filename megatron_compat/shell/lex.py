@@ -5,6 +5,7 @@ import re
 from bisect import bisect_right
 from dataclasses import dataclass
 
+from .placeholders import ANGLE_VALUE
 from .result import ShellReadError
 
 _ANSI_ESCAPES = {"n": "\n", "t": "\t", "r": "\r", "\\": "\\", "'": "'", '"': '"', "a": "\a",
@@ -159,6 +160,8 @@ class Lexer:
         self.tokens: list = []
         self.heredocs: list[tuple[str, bool, int, Word]] = []
         self.skipped_heredocs: list[int] = []
+        # NAME=<...> and --flag <...> read as quoted: (line, NAME or --flag, value)
+        self.placeholders: list[tuple[int, str, str]] = []
         self._newlines = [k for k, c in enumerate(text) if c == "\n"]
 
     def line_at(self, i: int) -> int:
@@ -188,6 +191,8 @@ class Lexer:
                     end = self._scan_arith_cmd()
                     self.tokens.append(ArithCmd(s[start + 2:end - 2], self.line_at(start)))
                     self.i = end
+                elif c == "<" and self._flag_placeholder():
+                    continue
                 elif c in _META:
                     self._operator("")
                 else:
@@ -202,6 +207,20 @@ class Lexer:
         t = self.tokens[-1]
         return (isinstance(t, Op) and t.text in _COMMAND_START_OPS) or (
             isinstance(t, Word) and t.raw in _COMMAND_START_WORDS)
+
+    def _flag_placeholder(self) -> bool:
+        """`--save <PATH TO CHECKPOINTS>` (an example's placeholder after a flag, which bash would take for
+        redirections): read as the quoted word '<PATH TO CHECKPOINTS>' and noted. True when it was one."""
+        last = self.tokens[-1] if self.tokens else None
+        if not (isinstance(last, Word) and last.raw.startswith("-") and len(last.raw) > 1):
+            return False
+        m = ANGLE_VALUE.match(self.s, self.i)
+        if not m or " " not in m.group(0):
+            return False
+        self.placeholders.append((self.line_at(self.i), last.raw, m.group(0)))
+        self.tokens.append(Word(f"'{m.group(0)}'", self.line_at(self.i)))
+        self.i = m.end()
+        return True
 
     def _scan_arith_cmd(self) -> int:
         depth, j = 0, self.i
@@ -256,6 +275,12 @@ class Lexer:
             self._operator(raw)
             return
         m = _ASSIGN_PREFIX.match(raw)
+        angle = ANGLE_VALUE.match(self.s, self.i) if m and self._at_command_start() else None
+        if angle:  # NAME=<Specify path>: an example's placeholder, which bash would take for redirections
+            self.i = angle.end()
+            self.placeholders.append((line, m.group(1), angle.group(0)))
+            self.tokens.append(Word(f"{raw}'{angle.group(0)}'", line))
+            return
         if m and self.s.startswith("(", self.i):
             self.i += 1
             self.tokens.append(ArrayAssign(m.group(1), bool(m.group(2)), self._read_array(start), line))

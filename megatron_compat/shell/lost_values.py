@@ -12,16 +12,14 @@ from dataclasses import dataclass, field
 
 from .evaluate import Shell
 from .launchers import LauncherSpec, ParsedOptions, option_key, parse_options
+from .placeholders import is_placeholder
 from .result import ShellReadError
+from .runtime import REFERENCE, SCHEDULER_VARIABLE
 
 # Options that decide the world size or where the ranks meet: a lost value here changes the launch.
 _WORLD_KEYS = {"nproc_per_node", "nnodes", "np", "npernode", "ntasks", "nodes", "ntasks_per_node", "num_gpus",
                "num_nodes", "include", "worker_num", "n"}
 _RENDEZVOUS_KEYS = {"node_rank", "master_addr", "master_port", "rdzv_endpoint"}
-# Variables a scheduler or MPI launcher sets in the job's environment
-SCHEDULER_VARIABLE = re.compile(r"(SLURM|SLURMD|OMPI|PMI|PMIX|PALS|PBS|LSB|COBALT|MV2|SGE)_\w+|JOB_ID|NHOSTS|NSLOTS|"
-                                r"PE_HOSTFILE")
-REFERENCE = re.compile(r"\$\{?([A-Za-z_][A-Za-z0-9_]*)")
 
 
 @dataclass
@@ -111,21 +109,31 @@ def templated_word(shell: Shell, fields: list[str], position: int, line: int) ->
     return live_text(template) if template is not None else fields[position]
 
 
-def value_split_into_the_entry(shell: Shell, spec: LauncherSpec, fields: list[str], k: int, line: int) -> None:
+def value_split_into_the_entry(shell: Shell, spec: LauncherSpec, fields: list[str], k: int,
+                               line: int) -> list[str] | None:
     """`--master_addr $MASTER_ADDR` with MASTER_ADDR="your master node IP": bash splits the value into words and
-    the launcher takes "master" as its script. Name the variable that holds words, not that script."""
+    the launcher takes "master" as its script. A placeholder value is kept as one word (warned): the fields
+    with it rejoined are returned, for the launch to be read again. Any other value is refused, naming the
+    variable that holds words, not that script."""
     option = fields[k - 2] if k >= 2 else ""
     if not option.startswith("-") or "=" in option or spec.canonical(option_key(option)) not in spec.valued:
-        return
+        return None
     word = shell.words.word_index(fields, k)
     if word is None or word != shell.words.word_index(fields, k - 1):
-        return
+        return None
     culprit = find_culprit(shell, fields, k - 1, option)
     value = _value_of(shell, culprit.name) if culprit else None
     if not value or len(value.split()) < 2:
-        return
+        return None
+    parts = value.split()
+    if is_placeholder(value) and fields[k - 1:k - 1 + len(parts)] == parts:
+        shell.warn(line, f"{spec.kind} {option} is given ${culprit.name}={value!r}, the example's placeholder, "
+                         f"which bash splits into {len(parts)} words; kept as one value: set {culprit.name} "
+                         "to the real value")
+        shell.words.join_fields(fields, k - 1, len(parts))
+        return fields[:k - 1] + [" ".join(parts)] + fields[k - 1 + len(parts):]
     raise ShellReadError(f"{shell.path}:{line}: {spec.kind} {option} is given ${culprit.name}={value!r}, which bash "
-                         f"splits into {len(value.split())} words, so the launcher would take {fields[k]!r} as the "
+                         f"splits into {len(parts)} words, so the launcher would take {fields[k]!r} as the "
                          f"script to run; set {culprit.name} to one value (is it still the example's placeholder?) "
                          f"or quote it")
 

@@ -234,3 +234,147 @@ def test_pack_without_seq_length_is_refused(tmp_path, tok_dir, capsys):
              "--workers", "1", "--tokenizer-type", "PretrainedFromHF", "--handler-name",
              "AlpacaStyleInstructionHandler", "--prompt-type", "qwen3", "--pack"])
     assert "--pack/--neat-pack need --seq-length" in capsys.readouterr().err
+
+
+# --- MindSpeed-LLM's plain-slot --prompt-types (fsdp2_core/data/mindspeed/templates.py) ---
+# Expected pieces below are MindSpeed-LLM's configs/finetune/templates.json strings, one encode per slot element
+# as its templates.py does; BOS/EOS are the tokenizer's ids. One record: a system text, one history turn and the
+# current turn (alpaca columns renamed with --map-keys, as the gemma2 script does for its history column).
+BOS_, EOS_ = "BOS", "EOS"
+THOUGHT = "<think>\n\n</think>\n\n"
+RECORD = {"instruction": "Add 1 and 1.", "input": "", "output": "It is 2.", "system": "Be brief.",
+          "histories": [["hi", "hello"]]}
+Q, A = RECORD["instruction"], RECORD["output"]
+
+
+def chatml(role, text):
+    return f"<|im_start|>{role}\n{text}<|im_end|>\n"
+
+
+CHATML_USER = "<|im_start|>user\n{}<|im_end|>\n<|im_start|>assistant\n"
+# prompt type -> (turns as (prompt pieces, response pieces), efficient_eos, eos word, extra special tokens, argv)
+PLAIN_TYPES = {
+    "qwen": ([([chatml("system", "Be brief."), CHATML_USER.format("hi")], ["hello", EOS_]),
+              (["\n", CHATML_USER.format(Q)], [A, EOS_])], False, "<|im_end|>", [], []),
+    "llama2": ([([BOS_, "[INST] <<SYS>>\nBe brief.\n<</SYS>>\n\nhi [/INST]"], ["hello", EOS_]),
+                ([BOS_, f"[INST] {Q} [/INST]"], [A, EOS_])], False, None, [], ["--overwrite-cache"]),
+    "mistral": ([([BOS_, "Be brief.", "[INST] hi [/INST]"], ["hello", EOS_]), ([f"[INST] {Q} [/INST]"], [A, EOS_])],
+                False, None, [], []),
+    "mixtral": ([([BOS_, "Be brief.", "[INST] hi [/INST]"], ["hello", EOS_]), ([f"[INST] {Q} [/INST]"], [A, EOS_])],
+                False, None, [], ["--overwrite-cache"]),
+    "gemma": ([([BOS_, "Be brief.", "<start_of_turn>user\nhi<end_of_turn>\n<start_of_turn>model\n"], ["hello"]),
+               (["<end_of_turn>\n", f"<start_of_turn>user\n{Q}<end_of_turn>\n<start_of_turn>model\n"], [A])],
+              True, None, [], []),
+    "deepseek2-lite": ([([BOS_, "Be brief.\n\n", "User: hi\n\nAssistant:"], ["hello", EOS_]),
+                        ([f"User: {Q}\n\nAssistant:"], [A, EOS_])], False, None, [], []),
+    "deepseek3": ([([BOS_, "Be brief.", "<｜User｜>hi<｜Assistant｜>"], ["hello", EOS_]),
+                   ([f"<｜User｜>{Q}<｜Assistant｜>"], [A, EOS_])], False, None, [],
+                  ["--seq-length", "8192", "--tokenizer-not-use-fast"]),
+    "baichuan2": ([(["Be brief.", "<reserved_106>hi<reserved_107>"], ["hello"]),
+                   ([f"<reserved_106>{Q}<reserved_107>"], [A])], True, None, [], ["--overwrite-cache"]),
+    "cpm": ([([BOS_, "Be brief.", "<用户>hi<AI>"], ["hello", EOS_]), ([f"<用户>{Q}<AI>"], [A, EOS_])],
+            False, None, [], []),
+    "intern2": ([([BOS_, chatml("system", "Be brief."), CHATML_USER.format("hi")], ["hello<|im_end|>\n"]),
+                 ([CHATML_USER.format(Q)], [f"{A}<|im_end|>\n"])], False, None, ["<|im_end|>"],
+                ["--tokenizer-not-use-fast"]),
+    "plm": ([([chatml("system", "Be brief."), CHATML_USER.format("hi")], ["hello<|im_end|>\n"]),
+             ([CHATML_USER.format(Q)], [f"{A}<|im_end|>\n"])], False, "<|endoftext|>", [], []),
+    "bailing_mini": ([(["<role>SYSTEM</role>Be brief.<|role_end|>",
+                        "<role>HUMAN</role>hi<|role_end|><role>ASSISTANT</role>"], ["hello<|role_end|>"]),
+                      ([f"<role>HUMAN</role>{Q}<|role_end|><role>ASSISTANT</role>"], [f"{A}<|role_end|>"])],
+                     True, None, ["<|endoftext|>"], []),
+    # a reasoning template: without --enable-thinking the empty thought closes each prompt, untrained
+    "glm4_moe": ([(["[gMASK]<sop>", "<|system|>\nBe brief.", "<|user|>\nhi<|assistant|>", THOUGHT], ["\nhello"]),
+                  ([f"<|user|>\n{Q}<|assistant|>", THOUGHT], [f"\n{A}"])],
+                 True, None, ["<|user|>", "<|observation|>"], ["--overwrite-cache"]),
+}
+
+
+def pieces_ids(tok, pieces):
+    ids = []
+    for piece in pieces:
+        ids += [tok.bos_token_id] if piece == BOS_ else [tok.eos_token_id] if piece == EOS_ else enc(tok, piece)
+    return ids
+
+
+@pytest.mark.parametrize("prompt_type", sorted(PLAIN_TYPES))
+def test_plain_prompt_types_render_as_mindspeed_llm(tmp_path, tok_dir, prompt_type):
+    """Each published script's argv shape (AlpacaStyleInstructionHandler, its flags) on a record with a system text
+    and a history turn; the tokens are MindSpeed-LLM's, slot element by slot element."""
+    from transformers import AutoTokenizer
+    turns, efficient_eos, eos_word, specials, extra = PLAIN_TYPES[prompt_type]
+    src = tmp_path / "alpaca.json"
+    src.write_text(json.dumps([RECORD]))
+    prefix = str(tmp_path / "out")
+    run(["--input", str(src), "--tokenizer-name-or-path", tok_dir, "--output-prefix", prefix, "--handler-name",
+         "AlpacaStyleInstructionHandler", "--tokenizer-type", "PretrainedFromHF", "--workers", "4", "--log-interval",
+         "1000", "--prompt-type", prompt_type, "--map-keys", '{"system":"system","history":"histories"}'] + extra)
+    tok = AutoTokenizer.from_pretrained(tok_dir)  # MindSpeed's fix_model_tokenizer, done here by hand
+    if eos_word:
+        tok.add_special_tokens({"eos_token": eos_word})
+    if specials:
+        tok.add_special_tokens({"additional_special_tokens": specials})
+    ids, labels = [], []
+    for k, (prompt, response) in enumerate(turns):
+        p, r = pieces_ids(tok, prompt), pieces_ids(tok, response)
+        first_label = [tok.eos_token_id] if efficient_eos and k else [IGNORE_INDEX]  # a later prompt trains the eos
+        ids += p + r
+        labels += first_label + [IGNORE_INDEX] * (len(p) - 1) + r
+    if efficient_eos:
+        ids, labels = ids + [tok.eos_token_id], labels + [tok.eos_token_id]
+    row, = rows_of(prefix)
+    assert row["input_ids"].tolist() == ids and row["labels"].tolist() == labels
+
+
+def test_glm4_moe_with_enable_thinking_trains_the_empty_thought(tmp_path, tok_dir):
+    from transformers import AutoTokenizer
+    src = tmp_path / "alpaca.json"
+    src.write_text(json.dumps([{"instruction": Q, "input": "", "output": f"<think>\nsum\n</think>\n\n{A}"},
+                               {"instruction": Q, "input": "", "output": A}]))
+    for thinking in ("true", "false"):
+        prefix = str(tmp_path / thinking)
+        run(["--input", str(src), "--tokenizer-name-or-path", tok_dir, "--output-prefix", prefix, "--handler-name",
+             "AlpacaStyleInstructionHandler", "--tokenizer-type", "PretrainedFromHF", "--workers", "1",
+             "--prompt-type", "glm4_moe", "--enable-thinking", thinking])
+        tok = AutoTokenizer.from_pretrained(tok_dir)
+        tok.add_special_tokens({"additional_special_tokens": ["<|user|>", "<|observation|>"]})
+        prompt = enc(tok, "[gMASK]<sop>") + enc(tok, f"<|user|>\n{Q}<|assistant|>")
+        with_thought, plain = rows_of(prefix)
+        if thinking == "true":  # the data's thought kept; the empty one trained where there is none
+            assert with_thought["input_ids"].tolist() == prompt + enc(tok, f"\n<think>\nsum\n</think>\n\n{A}") + \
+                [tok.eos_token_id]
+            assert plain["input_ids"].tolist() == prompt + enc(tok, THOUGHT) + enc(tok, f"\n{A}") + [tok.eos_token_id]
+            assert plain["labels"].tolist()[len(prompt):len(prompt) + len(enc(tok, THOUGHT))] == enc(tok, THOUGHT)
+        else:  # false: the data's thought removed, the empty one closes the (untrained) prompt
+            expected = prompt + enc(tok, THOUGHT) + enc(tok, f"\n{A}") + [tok.eos_token_id]
+            assert with_thought["input_ids"].tolist() == plain["input_ids"].tolist() == expected
+
+
+def test_pretrain_scripts_without_a_handler(tmp_path, tok_dir, tok):
+    """data_convert_gemma_pretrain.sh writes `--json-key completion` (argparse takes the abbreviation of
+    --json-keys, in MindSpeed-LLM as here); the internlm scripts add --tokenizer-not-use-fast."""
+    rows = [{"completion": f"The sea is blue number {i}."} for i in range(5)]
+    src = tmp_path / "wiki.json"
+    src.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    for name, extra in (("gemma", ["--json-key", "completion"]),
+                        ("internlm", ["--json-keys", "completion", "--tokenizer-not-use-fast"])):
+        prefix = str(tmp_path / name)
+        run(["--input", str(src), "--tokenizer-name-or-path", tok_dir, "--output-prefix", prefix, "--workers", "4",
+             "--log-interval", "1000", "--tokenizer-type", "PretrainedFromHF"] + extra)
+        data = IndexedDataset(f"{prefix}_completion_document")
+        assert [data[i].tolist() for i in range(len(data))] == [enc(tok, r["completion"]) for r in rows]
+
+
+def test_prompt_types_and_tokenizers_refused_with_the_reason(tmp_path, tok_dir, capsys):
+    src = tmp_path / "alpaca.json"
+    src.write_text(json.dumps([RECORD]))
+    base = ["--input", str(src), "--output-prefix", str(tmp_path / "o"), "--handler-name",
+            "AlpacaStyleInstructionHandler", "--workers", "1"]
+    with pytest.raises(SystemExit, match="DeepSeek-V4's renderer"):
+        run(base + ["--tokenizer-name-or-path", tok_dir, "--tokenizer-type", "PretrainedFromHF", "--prompt-type",
+                    "deepseek4", "--enable-thinking", "true"])
+    with pytest.raises(SystemExit):
+        run(base + ["--tokenizer-model", "tekken.json", "--tokenizer-type", "MagistralTokenizer", "--prompt-type",
+                    "magistral"])
+    assert "--tokenizer-type MagistralTokenizer is not supported: MindSpeed-LLM's wrapper of mistral-common's " \
+           "Tekken tokenizer" in capsys.readouterr().err

@@ -318,6 +318,10 @@ CASES = [
     Case("convert_args_binary_script", then(write("bin.sh", bytes(range(256))), tool(_convert_args, "{tmp}/bin.sh")),
          "refused", "is a binary file, not a shell script"),
     Case("convert_args_directory", tool(_convert_args, "{tmp}"), "refused", "is a directory"),
+    Case("convert_args_crlf_continuation", then(write("crlf.sh", LAUNCH.format(extra="").replace(
+                                                         " pretrain_gpt.py", " \\\r\n  pretrain_gpt.py").encode()),
+                                               tool(_convert_args, "{tmp}/crlf.sh")),
+         "refused", "the line ends in a backslash and a carriage return (Windows line endings)"),
     Case("convert_args_latin1_comment", then(write("l1.sh", ("# r\xe9glage\n" + LAUNCH.format(extra=""))
                                                  .encode("latin-1")),
                                              tool(_convert_args, "{tmp}/l1.sh", "-o", "{tmp}/l1.yaml")),

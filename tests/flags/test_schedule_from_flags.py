@@ -82,7 +82,8 @@ def test_step_schedule_and_the_global_batch():
 
 @pytest.mark.parametrize("extra,problem", [
     (["--rampup-batch-size", "2", "2", "8", "--step-batch-size-schedule", "0:4"], "exclude each other"),
-    (["--rampup-batch-size", "2", "2", "8", "--lr-warmup-tokens", "64"], "--lr-warmup-tokens counts tokens"),
+    (["--rampup-batch-size", "2", "2", "8", "--train-tokens", "640"],
+     "--train-tokens as the run's length counts steps of a constant global batch"),  # LR token counts: accepted
     (["--rampup-batch-size", "3", "2", "8"], "a multiple of 2"),
 ])
 def test_schedule_refusals(extra, problem):

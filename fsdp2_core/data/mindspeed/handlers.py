@@ -10,9 +10,9 @@ What MindSpeed-LLM's `AlpacaStyleInstructionHandler` / `SharegptStyleInstruction
   template   --prompt-type renders each message; reasoning templates (qwen3) add the empty thought to the
              response (--enable-thinking true, trained) or to the prompt (false / not given, not trained).
   cut        the conversation is cut turn by turn to a budget: --seq-length, or 100000 tokens when it is not
-             given. Templates of MindSpeed's LLaMA-Factory 0.9 classes (qwen3) share seq_length - 1 tokens
-             with `infer_seqlen`; those of the 0.8 class (llama3, empty) split each turn's budget in
-             proportion with one token reserved for the response (`proportional_cut`).
+             given. Templates of MindSpeed's LLaMA-Factory 0.9 classes (qwen3, glm4_moe) share seq_length - 1
+             tokens with `infer_seqlen`; those of the 0.8 classes (llama3, empty, llama2, qwen, ...: templates.py)
+             split each turn's budget in proportion with one token reserved for the response (`proportional_cut`).
   neat pack  every turn is cut once more, on its own, to seq_length - 1 (`infer_seqlen`).
   labels     prompt tokens -100 (efficient-eos templates train the eos that opens a later prompt), response
              tokens as themselves; efficient-eos templates end with the eos; --append-eod adds the eos.
@@ -24,6 +24,7 @@ from ..lf.converters import convert
 from ..lf.dataset_info import _entry_to_attr
 from ..lf.processor import infer_seqlen
 from .instruction import IGNORE_INDEX
+from .templates import PROMPT_TEMPLATES
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +56,7 @@ REFUSED_HANDLERS = {
 # How each supported --prompt-type's MindSpeed template class cuts a conversation.
 SHARED_CUT, PROPORTIONAL_CUT = "shared", "proportional"
 CUT_STYLE = {"qwen3": SHARED_CUT, "llama3": PROPORTIONAL_CUT, "empty": PROPORTIONAL_CUT}
+CUT_STYLE.update({name: SHARED_CUT if t.reasoning else PROPORTIONAL_CUT for name, t in PROMPT_TEMPLATES.items()})
 
 EMPTY_TURN = [{"role": "user", "content": ""}, {"role": "assistant", "content": ""}]
 

@@ -34,6 +34,7 @@ import numpy as np
 import torch
 
 from ..megatron.indexed_dataset import IndexedDataset, IndexedDatasetBuilder
+from .templates import PROMPT_TEMPLATES, REFUSED_PROMPT_TYPES, prompt_template
 
 log = logging.getLogger(__name__)
 
@@ -375,15 +376,19 @@ PROMPT_TYPES = {"qwen3": "qwen3", "llama3": "llama3", "empty": "empty"}
 
 
 def template_for_prompt_type(prompt_type: str, tokenizer=None, enable_thinking: Optional[bool] = None):
-    """Our template for a MindSpeed-LLM --prompt-type, refusing names whose MindSpeed rendering differs."""
+    """The template of a MindSpeed-LLM --prompt-type: MindSpeed's own plain-slot templates (templates.py), or ours
+    for the names whose MindSpeed rendering ours matches (qwen3, llama3, empty); other names are refused."""
     from types import SimpleNamespace
 
     from ..lf.templates import get_template
+    if prompt_type in PROMPT_TEMPLATES:
+        return prompt_template(prompt_type, tokenizer, enable_thinking)
     if prompt_type not in PROMPT_TYPES:
-        raise ValueError(f"--prompt-type {prompt_type}: no template here renders it as MindSpeed-LLM does; "
-                         f"available: {', '.join(sorted(PROMPT_TYPES))}. Preprocess with MindSpeed-LLM (the engine "
-                         "trains its .bin/.idx output), or use raw data with train_fsdp2.py and a LLaMA-Factory "
-                         "template")
+        why = REFUSED_PROMPT_TYPES.get(prompt_type, "no template here renders it as MindSpeed-LLM does")
+        raise ValueError(f"--prompt-type {prompt_type}: {why}; available: "
+                         f"{', '.join(sorted(set(PROMPT_TYPES) | set(PROMPT_TEMPLATES)))}. Preprocess with "
+                         "MindSpeed-LLM (the engine trains its .bin/.idx output), or use raw data with "
+                         "train_fsdp2.py and a LLaMA-Factory template")
     args = SimpleNamespace(template=PROMPT_TYPES[prompt_type], tool_format=None, default_system=None,
                            enable_thinking=enable_thinking, train_on_prompt=False)
     return get_template(args, tokenizer)
