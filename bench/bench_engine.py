@@ -64,12 +64,14 @@ def engine_step(cfg):
     return lambda: train_step(ctx, [batch])
 
 
-def bare_step():
-    """The plain loop: HF model with its own loss, clip_grad_norm_, AdamW."""
+def bare_step(t):
+    """The plain loop: HF model with its own loss, clip_grad_norm_, AdamW with the engine's hyper-parameters and
+    PyTorch's default implementation for the device."""
     from transformers import AutoConfig, AutoModelForCausalLM
     arch = dict(ARCH)
     model = AutoModelForCausalLM.from_config(AutoConfig.for_model(arch.pop("model_type"), **arch))
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-3, foreach=True)
+    opt = torch.optim.AdamW(model.parameters(), lr=t.lr, betas=(t.adam_beta1, t.adam_beta2), eps=t.adam_epsilon,
+                            weight_decay=t.weight_decay)
     b = _batch()
     labels = torch.cat([b["tokens"][:, :1], b["labels"]], dim=1)[:, :SEQ]  # HF shifts labels itself
 
@@ -83,7 +85,8 @@ def bare_step():
 
 
 def step_times(steps):
-    return _interleaved([engine_step(_cfg("/tmp/bench_engine")), bare_step()], steps)
+    cfg = _cfg("/tmp/bench_engine")
+    return _interleaved([engine_step(cfg), bare_step(cfg.training)], steps)
 
 
 def bytes_per_rank(tmp):

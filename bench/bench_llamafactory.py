@@ -275,14 +275,21 @@ def main() -> int:
                     job, python = our_values(model, data, out, procs, packing, args.steps), sys.executable
                 else:
                     job, python = lf_args(model, data, out, procs, packing, args.steps), args.lf_python
-                rec = measure(run_one(engine, python, job, procs, args.workdir, name, log_dir),
-                              tokens[(procs, packing)])
+                try:
+                    rec = measure(run_one(engine, python, job, procs, args.workdir, name, log_dir),
+                                  tokens[(procs, packing)])
+                except RuntimeError as exc:  # one failed run: reported, the others still measured
+                    print(f"{name}: FAILED: {exc}", flush=True)
+                    result.setdefault("failed", []).append(str(exc))
+                    continue
                 runs[(procs, packing)][engine].append(rec)
                 print(f"{name}: {rec['tokens_per_s']:.0f} tokens/s, first step at {rec['first_step_s']:.1f} s, "
                       f"peak RSS {rec['peak_rss_gb']:.2f} GB, loss {rec['losses'][0]:.4f} .. {rec['losses'][-1]:.4f}",
                       flush=True)
     for procs, packing in settings:
         r = runs[(procs, packing)]
+        if not r["ours"] or not r["llamafactory"]:
+            continue
         ratios = [o["tokens_per_s"] / t["tokens_per_s"] for o, t in zip(r["ours"], r["llamafactory"])]
         diffs = [max(abs(a - b) for a, b in zip(o["losses"], t["losses"]))
                  for o, t in zip(r["ours"], r["llamafactory"])]

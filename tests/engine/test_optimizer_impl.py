@@ -66,7 +66,8 @@ def _assert_same(fused, foreach):
 def test_fused_and_foreach_give_the_same_parameters(world, tmp_path):
     (fused, impl_a, sharded, moved), (foreach, impl_b, _, _) = spawn(world, _both, str(tmp_path))[0]
     assert (impl_a, impl_b) == ("fused", "foreach")
-    assert sharded and moved  # DTensor shards, every one of them updated
+    assert moved  # every parameter updated
+    assert sharded == (world > 1)  # FSDP's DTensor shards on 2 ranks; one fp32 rank trains unwrapped
     _assert_same(fused, foreach)
 
 
