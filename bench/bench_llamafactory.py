@@ -227,6 +227,32 @@ def _summary(values: List[float]) -> Dict:
     return {"median": statistics.median(values), "min": min(values), "max": max(values)}
 
 
+def summarise(result: Dict, runs: Dict, settings: List, tokens: Dict, final: bool = False) -> None:
+    """Per setting: medians and ranges of both engines' figures and of the per-repetition ratio."""
+    result["settings"] = []
+    for procs, packing in settings:
+        r = runs[(procs, packing)]
+        pairs = list(zip(r["ours"], r["llamafactory"]))
+        if not pairs:
+            continue
+        ratios = [o["tokens_per_s"] / t["tokens_per_s"] for o, t in pairs]
+        diffs = [max(abs(a - b) for a, b in zip(o["losses"], t["losses"])) for o, t in pairs]
+        row = {"procs": procs, "packing": packing, "tokens": sum(tokens[(procs, packing)]), "ratio": _summary(ratios),
+               "ratios": ratios, "repetitions": len(pairs), "max_loss_diff": max(diffs),
+               "optimizer": {e: r[e][0]["optimizer"] for e in r}}
+        for engine in ("ours", "llamafactory"):
+            row[engine] = {key: _summary([x[key] for x, _ in zip(r[engine], pairs)])
+                           for key in ("tokens_per_s", "first_step_s", "wall_s", "peak_rss_gb")}
+            row[engine]["losses"] = r[engine][0]["losses"]
+        result["settings"].append(row)
+        if final:
+            print(f"{procs} process(es), packing {packing}: ours / LLaMA-Factory tokens/s {row['ratio']['median']:.2f} "
+                  f"({row['ratio']['min']:.2f}-{row['ratio']['max']:.2f}); max loss difference "
+                  f"{row['max_loss_diff']:.1e}; peak RSS ours {row['ours']['peak_rss_gb']['median']:.2f} GB, theirs "
+                  f"{row['llamafactory']['peak_rss_gb']['median']:.2f} GB")
+    result["load_average_end"] = list(os.getloadavg())
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--reps", type=int, default=3)
@@ -283,28 +309,12 @@ def main() -> int:
                     result.setdefault("failed", []).append(str(exc))
                     continue
                 runs[(procs, packing)][engine].append(rec)
+                summarise(result, runs, settings, tokens)
+                finish(result)  # written after every run: a stopped benchmark keeps what it measured
                 print(f"{name}: {rec['tokens_per_s']:.0f} tokens/s, first step at {rec['first_step_s']:.1f} s, "
                       f"peak RSS {rec['peak_rss_gb']:.2f} GB, loss {rec['losses'][0]:.4f} .. {rec['losses'][-1]:.4f}",
                       flush=True)
-    for procs, packing in settings:
-        r = runs[(procs, packing)]
-        if not r["ours"] or not r["llamafactory"]:
-            continue
-        ratios = [o["tokens_per_s"] / t["tokens_per_s"] for o, t in zip(r["ours"], r["llamafactory"])]
-        diffs = [max(abs(a - b) for a, b in zip(o["losses"], t["losses"]))
-                 for o, t in zip(r["ours"], r["llamafactory"])]
-        row = {"procs": procs, "packing": packing, "tokens": sum(tokens[(procs, packing)]), "ratio": _summary(ratios),
-               "ratios": ratios, "max_loss_diff": max(diffs), "optimizer": {e: r[e][0]["optimizer"] for e in r}}
-        for engine in ("ours", "llamafactory"):
-            row[engine] = {key: _summary([x[key] for x in r[engine]])
-                           for key in ("tokens_per_s", "first_step_s", "wall_s", "peak_rss_gb")}
-            row[engine]["losses"] = r[engine][0]["losses"]
-        result["settings"].append(row)
-        print(f"{procs} process(es), packing {packing}: ours / LLaMA-Factory tokens/s {row['ratio']['median']:.2f} "
-              f"({row['ratio']['min']:.2f}-{row['ratio']['max']:.2f}); max loss difference {row['max_loss_diff']:.1e}; "
-              f"peak RSS ours {row['ours']['peak_rss_gb']['median']:.2f} GB, theirs "
-              f"{row['llamafactory']['peak_rss_gb']['median']:.2f} GB")
-    result["load_average_end"] = list(os.getloadavg())
+    summarise(result, runs, settings, tokens, final=True)
     return finish(result)
 
 
