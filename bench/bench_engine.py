@@ -123,7 +123,7 @@ def main():
     args = ap.parse_args()
     torch.manual_seed(0)
     from fsdp2_core.testing.spawn import spawn
-    ours, bare = spawn(1, step_times, args.steps)[0]
+    ours, bare = spawn(1, step_times, args.steps, timeout=3600)[0]  # a loaded shared machine is slow
     result = {"model": ARCH, "seq": SEQ, "batch": BATCH, "threads": 1, "engine_ms": ours * 1e3, "bare_ms": bare * 1e3,
               "overhead_pct": 100.0 * (ours / bare - 1.0), "bytes": {}}
     result["bytes"]["1"] = spawn(1, bytes_per_rank, "/tmp/bench_mem")[0]
