@@ -126,9 +126,9 @@ def main():
     ours, bare = spawn(1, step_times, args.steps, timeout=3600)[0]  # a loaded shared machine is slow
     result = {"model": ARCH, "seq": SEQ, "batch": BATCH, "threads": 1, "engine_ms": ours * 1e3, "bare_ms": bare * 1e3,
               "overhead_pct": 100.0 * (ours / bare - 1.0), "bytes": {}}
-    result["bytes"]["1"] = spawn(1, bytes_per_rank, "/tmp/bench_mem")[0]
+    result["bytes"]["1"] = spawn(1, bytes_per_rank, "/tmp/bench_mem", timeout=1200)[0]
     for n in args.ranks:
-        result["bytes"][str(n)] = spawn(n, bytes_per_rank, "/tmp/bench_mem")[0]
+        result["bytes"][str(n)] = spawn(n, bytes_per_rank, "/tmp/bench_mem", timeout=1200)[0]
     print(f"step time, world 1: engine {result['engine_ms']:.1f} ms, bare PyTorch {result['bare_ms']:.1f} ms, "
           f"overhead {result['overhead_pct']:+.1f}%")
     one = result["bytes"]["1"]
