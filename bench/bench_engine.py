@@ -35,15 +35,17 @@ def _batch(seed=0):
 
 
 def _interleaved(fns, steps):
-    """Median seconds per call of each fn, calls alternating so machine noise hits both alike."""
+    """Median seconds per call of each fn, calls alternating so machine noise hits all alike; the order rotates
+    every round, so no fn always runs first (right after another's memory was freed)."""
     for _ in range(3):
         for fn in fns:
             fn()
     times = [[] for _ in fns]
-    for _ in range(steps):
-        for i, fn in enumerate(fns):
+    for round_ in range(steps):
+        for k in range(len(fns)):
+            i = (round_ + k) % len(fns)
             t0 = time.perf_counter()
-            fn()
+            fns[i]()
             times[i].append(time.perf_counter() - t0)
     return [statistics.median(t) for t in times]
 
