@@ -54,7 +54,7 @@ BENCHES = [
     Bench("gpu_llama1b", "gpu_llama1b.py", [], ["--steps", "3", "--warmup", "1", "--seq", "512"], needs_cuda=True,
           env={"FSDP2_DEVICE": ""}),
     # needs LLaMA-Factory in some Python ($LLAMAFACTORY_PYTHON, $LLAMAFACTORY_DATA_DIR); skipped cleanly without it
-    Bench("llamafactory", "bench_llamafactory.py", ["--reps", "3", "--steps", "8"],
+    Bench("llamafactory", "bench_llamafactory.py", ["--reps", "3", "--steps", "10"],
           ["--reps", "1", "--steps", "3", "--settings", "1:none"], timeout_s=7200),
 ]
 
@@ -446,14 +446,16 @@ def section_llamafactory(r: Optional[dict], run: Optional[dict]) -> List[str]:
         f"with the qwen3 template, cutoff {r['cutoff']}, global batch {r['batch']}, {r['steps']} steps, constant "
         f"learning rate {r['lr']}, AdamW with the same hyper-parameters, no shuffling, gradient checkpointing off; "
         f"ours through `run_training`, theirs through `run_exp` (HF Trainer; `torchrun` for 2 processes, gloo). "
-        f"{r['reps']} repetitions, the engines alternated (ours first in even repetitions). Tokens/s: real tokens "
+        f"{r['reps']} repetitions planned (the table counts those completed per setting"
+        f"{'; this run was stopped before the last ones' if run and not run['ok'] else ''}), the engines alternated "
+        "(ours first in even repetitions). Tokens/s: real tokens "
         "of steps 2..N over the time from the end of step 1 to the end of step N; first step: from the process "
         "start; memory: the peak resident set of the whole process tree. Load average of the shared 2-core "
         f"machine: {load}.",
         "",
         "| setting | ours / LLaMA-Factory tokens/s (median, range) | ours tokens/s | LLaMA-Factory tokens/s | "
-        "first step, ours / theirs (s) | peak RSS, ours / theirs (GB) | largest loss difference |",
-        "|---|---|---|---|---|---|---|",
+        "first step, ours / theirs (s) | peak RSS, ours / theirs (GB) | largest loss difference | repetitions |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for row in r["settings"]:
         o, t = row["ours"], row["llamafactory"]
@@ -462,7 +464,7 @@ def section_llamafactory(r: Optional[dict], run: Optional[dict]) -> List[str]:
                    f" | {o['tokens_per_s']['median']:,.0f} | {t['tokens_per_s']['median']:,.0f} | "
                    f"{o['first_step_s']['median']:.1f} / {t['first_step_s']['median']:.1f} | "
                    f"{o['peak_rss_gb']['median']:.2f} / {t['peak_rss_gb']['median']:.2f} | "
-                   f"{row['max_loss_diff']:.1e} |")
+                   f"{row['max_loss_diff']:.1e} | {row['repetitions']} |")
     optimizers = {e: v for row in r["settings"][:1] for e, v in row["optimizer"].items()}
     out += [
         "",
