@@ -133,7 +133,8 @@ CLAIMS = {
     "the engine always does so, and padding never enters the loss": [PADDING],
     "padded only to its longest sample": [PADDING],
     "derives the mask from the data itself": [
-        "tests/lf/test_processing.py::test_neat_collator_positions_mask_and_no_cross_sample_labels",
+        "tests/lf/test_processing.py::test_neat_collator_boundaries_without_a_mask_and_no_cross_sample_labels",
+        "tests/engine/test_packed_attention.py::test_additive_mask_from_positions_equals_the_old_mask",
         "tests/lf/test_processing.py::test_neat_packed_loss_equals_samples_one_by_one"],
 }
 # Statements of what the engine lacks or never does: nothing it does to keep.

@@ -30,6 +30,14 @@ def modules_used_twice(model: nn.Module, chunked_head: bool) -> list:
     return keep
 
 
+def nothing_to_shard(mesh: Mesh, p) -> bool:
+    """One rank in all, computing and reducing in fp32: FSDP would only copy every parameter into an unsharded
+    twin before forward and every gradient into a sharded one after backward (copies a bare loop does not pay).
+    The model then stays unwrapped, with the same numbers; checkpoints (DCP) reshard its plain tensors to any
+    later layout. With bf16 or fp16 compute FSDP keeps the fp32 master weights and casts, so it still wraps."""
+    return mesh.dims.world_size == 1 and p.param_dtype == "fp32" and p.reduce_dtype == "fp32"
+
+
 def parallelize(model: nn.Module, cfg, mesh: Mesh) -> nn.Module:
     """Apply TP, EP, CP, activation recompute and FSDP2 to `model` in place; return it."""
     p = cfg.parallel
@@ -55,9 +63,15 @@ def parallelize(model: nn.Module, cfg, mesh: Mesh) -> nn.Module:
     if experts:
         mp = MixedPrecisionPolicy(param_dtype=DTYPES[p.param_dtype], reduce_dtype=DTYPES[p.reduce_dtype])
         shard_experts(model, mesh, p, mp)
+    if nothing_to_shard(mesh, p):
+        model._fsdp2_compute_dtype = DTYPES[p.param_dtype]  # what attention masks are built in (models/packed.py)
+        log.info("one rank, fp32 parameters and reduction: FSDP has nothing to shard, gather or cast; the model "
+                 "is left unwrapped")
+        return model
     keep = modules_used_twice(model, chunked_head=bool(cfg.training.chunk_loss_size))
     apply_fsdp(model, mesh.fsdp, p, keep_in_root=keep)
     return model
 
 
-__all__ = ["parallelize", "build_mesh", "forget_meshes", "parallel_dims", "Mesh", "ParallelDims", "DTYPES"]
+__all__ = ["parallelize", "nothing_to_shard", "build_mesh", "forget_meshes", "parallel_dims", "Mesh", "ParallelDims",
+           "DTYPES"]

@@ -64,6 +64,7 @@ def apply_fsdp(model: nn.Module, mesh: DeviceMesh, p, keep_in_root: Iterable[nn.
         fully_shard(module, reshard_after_forward=reshard, **common)
     fully_shard(model, reshard_after_forward=reshard, **common)
     _set_prefetch(units, p.num_to_forward_prefetch, p.num_to_backward_prefetch)
+    model._fsdp2_compute_dtype = mp.param_dtype  # what attention masks are built in (models/packed.py)
     return units
 
 

@@ -28,7 +28,7 @@ from .loss import install_loss, register_loss_with_fsdp
 from .loss_scale import build_loss_scaler
 from .lr_schedule import build_schedule
 from .metrics import MetricsSink, flops_per_token
-from .optimizer import build_optimizer
+from .optimizer import build_optimizer, describe_optimizer
 from .output_dir import check_output_dir
 from .profiler import StepProfiler
 from .step import RunContext
@@ -143,6 +143,7 @@ def run_training(cfg, datasets: Optional[Sequence] = None, *, checkpoint: Checkp
     tokenizer = build_tokenizer(cfg) if datasets is None or wants_tokens else None
     model = build_parallel_model(cfg, device, mesh, tokenizer)
     optimizer = build_optimizer(model, t)
+    print_fn(describe_optimizer(optimizer))
 
     if datasets is None:
         if t.max_steps <= 0 and cfg.data.data_manager_type == "mg":

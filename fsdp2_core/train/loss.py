@@ -34,6 +34,7 @@ from torch.utils.checkpoint import checkpoint
 
 from fsdp2_core.models.attention import split_inputs
 from fsdp2_core.models.moe import aux_loss_coeff, router_aux_loss
+from fsdp2_core.models.packed import packed_attention_inputs
 from fsdp2_core.parallel.comm import all_reduce_sum
 from fsdp2_core.parallel.loss_parallel import VocabShard, vocab_parallel_cross_entropy, whole_sequence
 
@@ -66,13 +67,18 @@ def _masked_sum(head, hidden, labels, mask, z_loss_coeff=0.0, vocab_shard=None):
 
 def lm_loss_sums(model: nn.Module, tokens: torch.Tensor, labels: torch.Tensor, loss_mask: torch.Tensor,
                  position_ids: Optional[torch.Tensor] = None, attention_mask: Optional[torch.Tensor] = None,
-                 chunk_size: Optional[int] = None, z_loss_coeff: float = 0.0) -> Tuple[torch.Tensor, torch.Tensor]:
+                 chunk_size: Optional[int] = None, z_loss_coeff: float = 0.0, cu_seqlens: Optional[torch.Tensor] = None,
+                 max_seqlen: Optional[int] = None) -> Tuple[torch.Tensor, torch.Tensor]:
+    """`attention_mask`: None, [b, S] (1 = real token) or [b, 1, S, S] bool (True = may attend); packed rows
+    (position ids restarting per sample, `cu_seqlens`) reach attention in the form it takes (models/packed.py)."""
     cp = getattr(model, "_fsdp2_cp", None)
-    extra = {}
     if cp is not None:
         tokens, labels, loss_mask, position_ids, extra = split_inputs(cp, tokens, labels, loss_mask, position_ids,
                                                                       attention_mask)
         attention_mask = None
+    else:
+        tokens, labels, loss_mask, position_ids, attention_mask, extra = packed_attention_inputs(
+            model, tokens, labels, loss_mask, position_ids, attention_mask, cu_seqlens, max_seqlen)
     plain_aux = _plain_aux_coeff(model)
     if plain_aux:
         extra["output_router_logits"] = True

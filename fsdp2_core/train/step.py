@@ -70,13 +70,16 @@ def _to_device(batch: Dict[str, torch.Tensor], device) -> Dict[str, torch.Tensor
 
 def forward_sums(ctx: RunContext, batch: Dict[str, torch.Tensor]):
     """(sum of masked token losses, masked token count) of one micro-batch."""
+    cu = batch.get("cu_seqlens")  # packed rows: their longest sample, read while the lengths are on the host
+    max_seqlen = int((cu[1:] - cu[:-1]).max()) if cu is not None and len(cu) > 1 else None
     b = _to_device(batch, ctx.device.torch_device)
     mask = b.get("attention_mask")
     if mask is not None and mask.dim() == 4:
         mask = ~mask.bool()  # Megatron marks masked-out positions True; HF wants allowed positions True
     return ctx.model.lm_loss(b["tokens"], b["labels"], b["loss_mask"], position_ids=b.get("position_ids"),
                              attention_mask=mask, chunk_size=ctx.cfg.training.chunk_loss_size,
-                             z_loss_coeff=ctx.cfg.training.z_loss_coeff)
+                             z_loss_coeff=ctx.cfg.training.z_loss_coeff, cu_seqlens=b.get("cu_seqlens"),
+                             max_seqlen=max_seqlen)
 
 
 def _dp_sum(ctx, t: torch.Tensor) -> torch.Tensor:
@@ -97,42 +100,46 @@ def _sync_ignored_grads(ctx) -> None:
 
 
 def train_step(ctx: RunContext, micro_batches: List[Dict[str, torch.Tensor]]) -> StepResult:
+    """One iteration. The host waits on the device once: for the gradient norm, which decides the skip (read
+    together with the losses); everything before it stays on the device."""
     t = ctx.cfg.training
     dp = ctx.mesh.dims.dp
     per_token = t.calculate_per_token_loss
-    local_tokens = sum(float(torch.as_tensor(mb["loss_mask"]).sum()) for mb in micro_batches)
+    local_tokens = sum(float(torch.as_tensor(mb["loss_mask"]).sum()) for mb in micro_batches)  # host-side data
     total_tokens = float(_dp_sum(ctx, torch.tensor(local_tokens, dtype=torch.float64)))
-    reported = torch.zeros(2, dtype=torch.float64)  # (lm loss, aux loss)
+    reported = torch.zeros(2, dtype=torch.float64, device=ctx.device.torch_device)  # (lm loss, aux loss)
     for mb in micro_batches:
         s, n = forward_sums(ctx, mb)
         if per_token:
             loss = s * (dp / max(total_tokens, 1.0))
-            reported[0] += float(s.detach())
+            reported[0] += s.detach()
         else:
             mean = s / n.clamp(min=1.0)
             loss = mean / len(micro_batches)
-            reported[0] += float(mean.detach())
+            reported[0] += mean.detach()
         aux = getattr(ctx.model, "last_aux_loss", None)
         if aux is not None:
             loss = loss + aux / len(micro_batches)
-            reported[1] += float(aux.detach())
+            reported[1] += aux.detach()
         (ctx.loss_scaler.scale_loss(loss) if ctx.loss_scaler else loss).backward()
     _sync_ignored_grads(ctx)
     reported = _dp_sum(ctx, reported)
-    loss_value = float(reported[0]) / (max(total_tokens, 1.0) if per_token else len(micro_batches) * dp)
-    aux_value = float(reported[1]) / (len(micro_batches) * dp)
 
     params = [p for p in ctx.model.parameters() if p.grad is not None]
     scaler = ctx.loss_scaler
     if scaler is not None:
         scaler.unscale(p.grad for p in params)
-    grad_norm = float(global_grad_norm(params))  # all-reduced: every rank sees the same overflow
+    # all-reduced: every rank sees the same overflow
+    norm = global_grad_norm(params).to(reported.device, torch.float64).reshape(1)
+    lm_sum, aux_sum, grad_norm = torch.cat([reported, norm]).tolist()  # the step's one device-to-host read
+    loss_value = lm_sum / (max(total_tokens, 1.0) if per_token else len(micro_batches) * dp)
+    aux_value = aux_sum / (len(micro_batches) * dp)
     skipped = not is_finite(grad_norm)
     backed_off = scaler is not None and scaler.dynamic and skipped and scaler.scale > scaler.min_scale
     if scaler is not None:
         scaler.update(skipped)
     if not skipped:  # Megatron skips the update (and the scheduler) when gradients overflow
-        clip_gradients(params, t.max_grad_norm, torch.tensor(grad_norm))
+        clip_gradients(params, t.max_grad_norm, grad_norm)
         ctx.optimizer.step()
         ctx.schedule.step(ctx.optimizer, ctx.samples_per_step(len(micro_batches)))
     ctx.optimizer.zero_grad(set_to_none=True)

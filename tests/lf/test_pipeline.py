@@ -182,7 +182,8 @@ def test_packing_in_pipeline(ddir, tokenizer):
     assert all(r["input_ids"][sum(r["seq_lens"]):] == [tokenizer.pad_token_id] * (128 - sum(r["seq_lens"]))
                for r in rows(packed))
     batch = packed.collate_fn([packed[0], packed[1]])
-    assert batch["attention_mask"].shape[-1] % 8 == 0
+    assert batch["tokens"].shape[-1] % 8 == 0 and "attention_mask" not in batch  # boundaries from positions
+    assert int(batch["cu_seqlens"][-1]) == batch["tokens"].numel()
 
 
 def test_workers_and_batch_size_same_result(ddir, tokenizer):

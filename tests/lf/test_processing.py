@@ -149,16 +149,13 @@ def test_collator_padding_labels_positions():
     assert SFTCollator(0, cp_size=3)([{"input_ids": [1] * 5, "labels": [1] * 5}])["tokens"].shape == (1, 24)
 
 
-def test_neat_collator_positions_mask_and_no_cross_sample_labels():
+def test_neat_collator_boundaries_without_a_mask_and_no_cross_sample_labels():
     row = {"input_ids": [1, 2, 3, 4, 5], "labels": [1, 2, 3, 4, 5], "seq_lens": [3, 2]}
     b = SFTCollator(0, neat_packing=True)([row])
     assert b["position_ids"][0].tolist() == [0, 1, 2, 0, 1, 0, 0, 0]  # padding: 0
     assert b["labels"][0].tolist() == [2, 3, I, 5, I, I, I, I]
-    masked = b["attention_mask"][0, 0]
-    allowed = ~masked
-    assert allowed[4].tolist() == [False, False, False, True, True, False, False, False]
-    assert allowed[2].tolist() == [True, True, True, False, False, False, False, False]
     assert b["cu_seqlens"].tolist() == [0, 3, 5, 8]
+    assert "attention_mask" not in b  # the boundaries reach attention from the positions (models/packed.py)
 
 
 def test_packed_positions_restart_per_sample_padding_zero():
@@ -170,7 +167,7 @@ def test_packed_positions_restart_per_sample_padding_zero():
     assert plain["attention_mask"].tolist() == [[1] * 8]  # a key mask hiding nothing: attention crosses samples
     neat = SFTCollator(0, neat_packing=True)([row])
     assert neat["position_ids"][0].tolist() == [0, 1, 2, 0, 1, 0, 0, 0]
-    assert neat["cu_seqlens"].tolist() == [0, 3, 5, 8] and neat["attention_mask"].shape == (1, 1, 8, 8)
+    assert neat["cu_seqlens"].tolist() == [0, 3, 5, 8] and "attention_mask" not in neat
     unpacked = SFTCollator(0)([{"input_ids": [1, 2, 3], "labels": [1, 2, 3]}])
     assert unpacked["position_ids"][0].tolist() == list(range(8)) and "attention_mask" not in unpacked
 

@@ -6,12 +6,13 @@ Output (all tensors, batch-first):
   loss_mask     1.0 where labels are trained
   position_ids  0.. per row; in packed rows restarting at 0 for every packed sample, padding 0 (LLaMA-Factory's
                 packed position ids)
-  attention_mask  neat packing: [b, 1, L, L] bool, True where attention is *masked out* (Megatron's
-                convention, which the engine inverts), block-diagonal causal, so no token sees another sample.
-                Plain packing: [b, L] ones, a key mask hiding nothing. It says attention crosses samples as in
-                LLaMA-Factory's plain packing: without it transformers (and the engine's attention core) would
+  attention_mask  plain packing only: [b, L] ones, a key mask hiding nothing. It says attention crosses samples as
+                in LLaMA-Factory's plain packing: without it transformers (and the engine's attention core) would
                 read the restarted position ids as sample boundaries and keep samples apart.
   cu_seqlens    neat packing only: cumulative sample lengths over the flattened batch (varlen kernels), int32
+With neat packing these restarting position ids (and cu_seqlens) are the sample boundaries: the engine gives them
+to attention in the form its implementation takes (fsdp2_core/models/packed.py), so no [b, 1, L, L] mask is built
+here, and no token sees another sample.
 """
 import math
 from typing import Dict, List, Sequence
@@ -62,7 +63,6 @@ class SFTCollator:
         tokens = np.full((b, length), self.pad_id, dtype=np.int64)
         labels = np.full((b, length), IGNORE_INDEX, dtype=np.int64)
         positions = np.zeros((b, length), dtype=np.int64)
-        mask = np.ones((b, 1, length, length), dtype=bool) if self.neat else None
         cu = [0]
         for r, s in enumerate(samples):
             n = len(s["input_ids"])
@@ -71,18 +71,13 @@ class SFTCollator:
             tokens[r, :n] = s["input_ids"]
             labels[r, :n] = shift_labels(s["labels"], seq_lens)
             segments = seq_lens + ([length - real] if length > real else [])
-            start = 0
-            for k, seg in enumerate(segments):
-                if self.neat:
-                    mask[r, 0, start:start + seg, start:start + seg] = ~np.tril(np.ones((seg, seg), dtype=bool))
+            for seg in segments:
                 cu.append(cu[-1] + seg)
-                start += seg
             positions[r] = packed_positions(seq_lens, length) if self.packing else np.arange(length)
         batch = {"tokens": torch.from_numpy(tokens), "labels": torch.from_numpy(labels),
                  "loss_mask": torch.from_numpy((labels != IGNORE_INDEX).astype(np.float32)),
                  "position_ids": torch.from_numpy(positions)}
         if self.neat:
-            batch["attention_mask"] = torch.from_numpy(mask)
             batch["cu_seqlens"] = torch.tensor(cu, dtype=torch.int32)
         elif self.packing:
             batch["attention_mask"] = torch.ones((b, length), dtype=torch.int64)
