@@ -296,6 +296,10 @@ def _rope_family(a, family, notes):
         config.update(a["mla"])
         config.pop("head_dim")  # DeepSeek-V3 derives it from qk_rope_head_dim
         config["num_key_value_heads"] = a["heads"]
+        if a["eps"] != 1e-6:
+            notes.append(f"--norm-epsilon {a['eps']}: transformers' DeepSeek-V3 attention normalises the q and kv "
+                         "latents with eps 1e-6 whatever rms_norm_eps is (Megatron's MLA uses --norm-epsilon there "
+                         "too); give --norm-epsilon 1e-6, DeepSeek-V3's own value, for the same model")
     return config
 
 

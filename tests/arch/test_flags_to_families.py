@@ -110,3 +110,13 @@ def test_load_compares_flags_with_config_json(tmp_path):
     unbuildable = _translate(DSV3.replace("--qk-layernorm ", ""), "--load", str(tmp_path))
     assert unbuildable.ok, unbuildable.problems()
     assert any("could not be compared" in n and "--qk-layernorm" in n for n in unbuildable.notes)
+
+
+def test_mla_latent_norm_epsilon_is_named_when_it_differs():
+    """transformers' DeepSeek-V3 latent norms (q_a_layernorm, kv_a_layernorm) always use eps 1e-6."""
+    def notes(extra):
+        result = translate(BASE + extra.split(), world_size=1)
+        assert result.ok, result.problems()
+        return [n for n in result.notes if "latents with eps 1e-6" in n]
+    assert notes(DSV3 + " --norm-epsilon 1e-5") and "--norm-epsilon 1e-05" in notes(DSV3 + " --norm-epsilon 1e-5")[0]
+    assert not notes(DSV3 + " --norm-epsilon 1e-6")
