@@ -86,7 +86,8 @@ SHAPES = {
         moe_router_score_function="sigmoid", moe_router_enable_expert_bias=True, moe_router_num_groups=2,
         moe_router_group_topk=1, moe_router_topk_scaling_factor=2.5, moe_shared_expert_intermediate_size=16,
         moe_layer_freq=[0, 1], layernorm_epsilon=1e-6),   # transformers' latent norms always use 1e-6
-        flags=("--norm-epsilon", "1e-6", "--multi-latent-attention", "--q-lora-rank", "16", "--kv-lora-rank", "16", "--qk-head-dim", "8",
+        flags=("--norm-epsilon", "1e-6", "--multi-latent-attention", "--q-lora-rank", "16", "--kv-lora-rank", "16",
+               "--qk-head-dim", "8",
                "--qk-pos-emb-head-dim", "8", "--v-head-dim", "8", "--rope-type", "rope",
                "--moe-router-score-function", "sigmoid", "--moe-router-enable-expert-bias",
                "--moe-router-num-groups", "2", "--moe-router-group-topk", "1", "--moe-router-topk-scaling-factor",
