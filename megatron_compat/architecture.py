@@ -288,7 +288,7 @@ def _rope_family(a, family, notes):
         config["attention_bias"] = a["qkv_bias"]
     if family == "mistral":
         config["sliding_window"] = a["window"]
-    if family in MOE_FAMILIES:
+    if family in MOE_FAMILIES and a["routing"] is not None:  # DeepSeek-V3 also serves dense MLA models
         config.update(moe_fields(a["routing"], family))
     if family in SIGMOID_FAMILIES:
         config.update(_sigmoid_family_fields(a, family))

@@ -17,6 +17,8 @@ from typing import Any, Dict, List, Optional
 
 from . import ArchitectureError
 
+MLA_KEY_FLAGS = {"q_lora_rank": "--q-lora-rank", "kv_lora_rank": "--kv-lora-rank", "qk_nope_head_dim": "--qk-head-dim",
+                 "qk_rope_head_dim": "--qk-pos-emb-head-dim", "v_head_dim": "--v-head-dim"}
 MLA_DEFAULTS = {"--kv-lora-rank": 32, "--qk-head-dim": 128, "--qk-pos-emb-head-dim": 64, "--v-head-dim": 128}
 
 
@@ -39,10 +41,16 @@ def mla_fields(g) -> Dict[str, Any]:
     if g.get("--group-query-attention"):
         raise ArchitectureError("--multi-latent-attention with --group-query-attention: MLA shares one compressed "
                                 "key/value latent across heads instead; drop --group-query-attention")
-    return {"q_lora_rank": g.get("--q-lora-rank"), "kv_lora_rank": _first(g, "--kv-lora-rank"),
-            "qk_nope_head_dim": _first(g, "--qk-head-dim", "--qk-nope-head-dim"),
-            "qk_rope_head_dim": _first(g, "--qk-pos-emb-head-dim", "--qk-rope-head-dim"),
-            "v_head_dim": _first(g, "--v-head-dim"), "rope_interleave": True}
+    fields = {"q_lora_rank": g.get("--q-lora-rank"), "kv_lora_rank": _first(g, "--kv-lora-rank"),
+              "qk_nope_head_dim": _first(g, "--qk-head-dim", "--qk-nope-head-dim"),
+              "qk_rope_head_dim": _first(g, "--qk-pos-emb-head-dim", "--qk-rope-head-dim"),
+              "v_head_dim": _first(g, "--v-head-dim")}
+    for key, flag in MLA_KEY_FLAGS.items():
+        if fields[key] is not None and fields[key] < 1:
+            raise ArchitectureError(f"{flag} {fields[key]}: MLA's {key} must be a positive integer"
+                                    + (" (leave --q-lora-rank out for a full-rank q projection)"
+                                       if key == "q_lora_rank" else ""))
+    return {**fields, "rope_interleave": True}
 
 
 def mla_flags(arch: Dict[str, Any]) -> List[str]:
@@ -59,6 +67,9 @@ def sliding_window(g) -> Optional[int]:
     if g.get("--sliding-window") is not None and g.get("--window-size") is not None:
         raise ArchitectureError("--sliding-window and --window-size both set the attention window; keep one")
     if g.get("--sliding-window") is not None:
+        if g["--sliding-window"] < 1:
+            raise ArchitectureError(f"--sliding-window {g['--sliding-window']}: a window holds at least one position "
+                                    "(the token itself); drop the flag for full attention")
         return int(g["--sliding-window"])
     text = g.get("--window-size")
     if text is None:

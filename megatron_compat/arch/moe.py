@@ -174,12 +174,25 @@ def read_routing(g, layers: int, dense_ffn: int) -> Optional[Routing]:
     shared = g.get("--moe-shared-expert-intermediate-size")
     if shared is None and g.get("--n-shared-experts"):
         shared = g["--n-shared-experts"] * ffn
+    _check_sizes(ffn, shared, groups, group_topk)
     return Routing(experts=experts, topk=topk, ffn=ffn, score=score, renorm=renorm, groups=int(groups or 1),
                    group_topk=int(group_topk or 1),
                    scaling=float(_first(g, "--moe-router-topk-scaling-factor", "--routed-scaling-factor", default=1.0)),
                    expert_bias=bool(g.get("--moe-router-enable-expert-bias")), aux=aux, shared_ffn=int(shared or 0),
                    shared_gate=bool(g.get("--moe-shared-expert-gate") or g.get("--shared-expert-gate")),
                    dense_layers=dense_layers(g, layers))
+
+
+def _check_sizes(ffn, shared, groups, group_topk) -> None:
+    """Sizes the family fields are derived from (others are the architecture rules'): nonsense named here."""
+    if not isinstance(ffn, int) or ffn < 1:
+        raise ArchitectureError(f"--moe-ffn-hidden-size {ffn}: the experts' width must be a positive integer")
+    if shared is not None and (not isinstance(shared, int) or shared < 0):
+        raise ArchitectureError(f"shared experts of width {shared} (--moe-shared-expert-intermediate-size, or "
+                                "--n-shared-experts × the expert width): give a positive integer, or 0 for none")
+    for flag, value in (("--moe-router-num-groups", groups), ("--moe-router-group-topk", group_topk)):
+        if value is not None and (not isinstance(value, int) or value < 1):
+            raise ArchitectureError(f"{flag} {value}: give a positive integer")
 
 
 def moe_family(r: Routing, mla: bool, qk_norm: bool) -> str:

@@ -27,6 +27,13 @@ def yarn_mscale(factor: float, mscale: float = 1.0) -> float:
     return 1.0 if factor <= 1 else 0.1 * mscale * math.log(factor) + 1.0
 
 
+def _positions(value) -> int:
+    if not math.isfinite(value) or value < 1 or value != int(value):
+        raise ArchitectureError(f"--original-max-position-embeddings {value}: the pretrained context length must be a "
+                                "positive whole number of positions")
+    return int(value)
+
+
 def _first(g, *flags, default=None):
     for flag in flags:
         if g.get(flag) is not None:
@@ -35,7 +42,7 @@ def _first(g, *flags, default=None):
 
 
 def _yarn(g, factor, original, mscale, mscale_all_dim) -> Dict[str, Any]:
-    return {"rope_type": "yarn", "factor": float(factor), "original_max_position_embeddings": int(original),
+    return {"rope_type": "yarn", "factor": float(factor), "original_max_position_embeddings": _positions(original),
             "beta_fast": float(_first(g, "--rope-scaling-beta-fast", "--beta-fast", default=32)),
             "beta_slow": float(_first(g, "--rope-scaling-beta-slow", "--beta-slow", default=1)),
             "mscale": float(mscale), "mscale_all_dim": float(mscale_all_dim),
@@ -44,6 +51,38 @@ def _yarn(g, factor, original, mscale, mscale_all_dim) -> Dict[str, Any]:
 
 def rope_scaling(g, mla: bool) -> Optional[Dict[str, Any]]:
     """The scaling keys of rope_parameters the flags ask for (rope_type and its factors), or None."""
+    params = _rope_scaling(g, mla)
+    return _checked(params) if params else None
+
+
+# Which flag set each key (MindSpeed's spelling; Megatron's MLA flags in brackets), for the checks' messages.
+_KEY_FLAGS = {"factor": "--rope-scaling-factor (MLA: --rotary-scaling-factor)",
+              "original_max_position_embeddings": "--original-max-position-embeddings / "
+                                                  "--rope-scaling-original-max-position-embeddings",
+              "low_freq_factor": "--low-freq-factor", "high_freq_factor": "--high-freq-factor",
+              "beta_fast": "--rope-scaling-beta-fast", "beta_slow": "--rope-scaling-beta-slow",
+              "mscale": "--rope-scaling-mscale (MLA: --mscale)",
+              "mscale_all_dim": "--rope-scaling-mscale-all-dim (MLA: --mscale-all-dim)"}
+_POSITIVE = ("factor", "original_max_position_embeddings", "low_freq_factor", "high_freq_factor")
+
+
+def _checked(params: Dict[str, Any]) -> Dict[str, Any]:
+    """Nonsense factors refused naming the flag: finite numbers, positive sizes and factors, a whole context length,
+    the high frequency factor above the low one (the smooth interpolation divides by their difference)."""
+    for key, flag in _KEY_FLAGS.items():
+        value = params.get(key)
+        if value is None or key == "attention_factor":
+            continue
+        if not math.isfinite(value) or (key in _POSITIVE and value <= 0):
+            kind = "a positive number" if key in _POSITIVE else "a finite number"
+            raise ArchitectureError(f"{flag} {value}: RoPE scaling's {key} must be {kind}")
+    if params.get("high_freq_factor", 1.0) <= params.get("low_freq_factor", 0.0):
+        raise ArchitectureError(f"--high-freq-factor {params['high_freq_factor']} must be above --low-freq-factor "
+                                f"{params['low_freq_factor']} (Llama-3.1: 4 and 1)")
+    return params
+
+
+def _rope_scaling(g, mla: bool) -> Optional[Dict[str, Any]]:
     kind = g.get("--rope-scaling-type")
     if kind is None and g.get("--use-rope-scaling"):
         kind = "megatron_llama3"
@@ -67,7 +106,7 @@ def rope_scaling(g, mla: bool) -> Optional[Dict[str, Any]]:
             raise ArchitectureError(f"--rope-scaling-type llama3 needs {', '.join(missing)} as well (Llama-3.1 uses "
                                     "--low-freq-factor 1 --high-freq-factor 4 --original-max-position-embeddings 8192)")
         return {"rope_type": "llama3", "factor": float(factor), "low_freq_factor": float(g["--low-freq-factor"]),
-                "high_freq_factor": float(g["--high-freq-factor"]), "original_max_position_embeddings": int(original)}
+                "high_freq_factor": float(g["--high-freq-factor"]), "original_max_position_embeddings": _positions(original)}
     if kind == "yarn":
         original = _first(g, "--rope-scaling-original-max-position-embeddings", "--original-max-position-embeddings")
         if original is None:
