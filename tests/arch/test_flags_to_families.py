@@ -90,6 +90,17 @@ def test_moe_layer_freq_list_form():
     ("--window-size 8,4", "the right extent must be 0"),
     ("--rope-scaling-type llama3", "needs --low-freq-factor, --high-freq-factor, --original-max-position-embeddings"),
     ("--rope-scaling-type longrope", "only llama3 and yarn"),
+    # nonsense values: named, never a crash
+    (GLM45.replace("--moe-ffn-hidden-size 16", "--moe-ffn-hidden-size 0"), "--moe-ffn-hidden-size 0: the experts'"),
+    (DSV3.replace("--q-lora-rank 16", "--q-lora-rank 0"), "leave --q-lora-rank out"),
+    (DSV3.replace("--kv-lora-rank 16", "--kv-lora-rank -1"), "--kv-lora-rank -1: MLA's kv_lora_rank"),
+    ("--sliding-window 0", "a window holds at least one position"),
+    ("--rope-scaling-type llama3 --rope-scaling-factor 8 --low-freq-factor 4 --high-freq-factor 4 "
+     "--original-max-position-embeddings 16", "--high-freq-factor 4.0 must be above --low-freq-factor 4.0"),
+    ("--rope-scaling-type yarn --rope-scaling-factor nan --rope-scaling-original-max-position-embeddings 16",
+     "factor must be a positive number"),
+    ("--rope-scaling-type llama3 --rope-scaling-factor 8 --low-freq-factor 1 --high-freq-factor 4 "
+     "--original-max-position-embeddings 16.5", "a positive whole number of positions"),
 ])
 def test_refusals_name_what_to_change(extra, message):
     result = _translate(extra)
@@ -120,3 +131,9 @@ def test_mla_latent_norm_epsilon_is_named_when_it_differs():
         return [n for n in result.notes if "latents with eps 1e-6" in n]
     assert notes(DSV3 + " --norm-epsilon 1e-5") and "--norm-epsilon 1e-05" in notes(DSV3 + " --norm-epsilon 1e-5")[0]
     assert not notes(DSV3 + " --norm-epsilon 1e-6")
+
+
+def test_dense_mla_model_builds_deepseek_v3_without_experts():
+    cfg = flag_config(DSV3.replace("--num-experts 8", ""))
+    arch = cfg.model.architecture
+    assert (arch["model_type"], arch["first_k_dense_replace"], arch["n_routed_experts"]) == ("deepseek_v3", 4, 1)
