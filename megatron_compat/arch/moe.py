@@ -151,7 +151,8 @@ def dense_layers(g, layers: int) -> List[int]:
     """Layers without experts: the first --first-k-dense-replace, and those --moe-layer-freq marks 0."""
     first_k = int(g.get("--first-k-dense-replace") or 0)
     pattern = moe_layer_pattern(g.get("--moe-layer-freq", 1), layers)
-    return sorted(set(range(max(first_k, 0))) | {i for i, v in enumerate(pattern) if not v})
+    first_k = min(max(first_k, 0), layers)  # more than every layer is every layer; never list a huge count
+    return sorted(set(range(first_k)) | {i for i, v in enumerate(pattern) if not v})
 
 
 def read_routing(g, layers: int, dense_ffn: int) -> Optional[Routing]:
