@@ -106,7 +106,8 @@ def _rope_scaling(g, mla: bool) -> Optional[Dict[str, Any]]:
             raise ArchitectureError(f"--rope-scaling-type llama3 needs {', '.join(missing)} as well (Llama-3.1 uses "
                                     "--low-freq-factor 1 --high-freq-factor 4 --original-max-position-embeddings 8192)")
         return {"rope_type": "llama3", "factor": float(factor), "low_freq_factor": float(g["--low-freq-factor"]),
-                "high_freq_factor": float(g["--high-freq-factor"]), "original_max_position_embeddings": _positions(original)}
+                "high_freq_factor": float(g["--high-freq-factor"]),
+                "original_max_position_embeddings": _positions(original)}
     if kind == "yarn":
         original = _first(g, "--rope-scaling-original-max-position-embeddings", "--original-max-position-embeddings")
         if original is None:
