@@ -264,6 +264,10 @@ def _check_architecture(cfg) -> List[Problem]:
 
 def _check_moe_family(cfg) -> List[Problem]:
     m = cfg.model
+    if m.mtp_num_layers and cfg.parallel.tp_size > 1 and cfg.parallel.sequence_parallel:
+        return [("mtp_num_layers", f"model.mtp_num_layers {m.mtp_num_layers} with tensor parallelism: the MTP layers "
+                                   "take the whole sequence, which sequence parallelism splits; set "
+                                   "parallel.sequence_parallel false (FSDP2 key sequence_parallel: false)")]
     wants_family = [name for name in ("moe_seq_aux_loss_coeff", "moe_z_loss_coeff", "moe_router_bias_update_rate")
                     if getattr(m, name)]
     if not wants_family or m.model_id:

@@ -25,8 +25,10 @@ def family_runs(tmp_path_factory):
 def dsv3_layouts(tmp_path_factory):
     layouts = {"dp2": "", "ep2": "--expert-model-parallel-size 2", "tp2": "--tensor-model-parallel-size 2",
                "cp2": "--context-parallel-size 2"}
+    # MTP layers take the whole sequence: tensor parallelism without sequence parallelism here (the rule's test below)
+    over = {"tp2": {"sequence_parallel": "false"}}
     summaries = spawn_flag_runs(2, tmp_path_factory.mktemp("dsv3"),
-                                [(f"{DSV3} {extra}", {}, None) for extra in layouts.values()])[0]
+                                [(f"{DSV3} {extra}", over.get(name, {}), None) for name, extra in layouts.items()])[0]
     return dict(zip(layouts, summaries))
 
 
@@ -77,3 +79,10 @@ def test_dsv3_parallel_layouts_equal_data_parallel(layout, dsv3_layouts):
     np.testing.assert_allclose(dsv3_layouts[layout]["losses"], reference, rtol=0, atol=1e-4)
     for name, value in dsv3_layouts["dp2"]["extra_losses"][-1].items():
         assert abs(dsv3_layouts[layout]["extra_losses"][-1][name] - value) < 1e-4, name
+
+
+def test_mtp_with_sequence_parallel_tensor_parallelism_is_refused():
+    from megatron_compat.translate import translate
+    from tests.arch.arch_helpers import BASE
+    result = translate(BASE + f"{DSV3} --tensor-model-parallel-size 2".split(), world_size=2)
+    assert not result.ok and any("set parallel.sequence_parallel false" in p for p in result.problems())

@@ -16,9 +16,8 @@ from ..moe import install_moe
 from .qwen3_moe import experts_forward, fused_experts
 
 BLOCKS = ("DeepseekV3MoE", "Glm4MoeMoE")
-# Multi-Latent Attention's up-projections split by heads under tensor parallelism (column-parallel), beside the
-# config's tp_colwise patterns; the down-projections (q_a_proj, kv_a_proj_with_mqa) and their norms stay whole,
-# o_proj is row-parallel as in every family. Without a q LoRA rank, q_proj is the usual column-parallel one.
+
+
 def shared_forward(block, x):
     return block.shared_experts(x)
 
