@@ -27,9 +27,12 @@ def dsv3_layouts(tmp_path_factory):
                "cp2": "--context-parallel-size 2"}
     # MTP layers take the whole sequence: tensor parallelism without sequence parallelism here (the rule's test below)
     over = {"tp2": {"sequence_parallel": "false"}}
-    summaries = spawn_flag_runs(2, tmp_path_factory.mktemp("dsv3"),
-                                [(f"{DSV3} {extra}", over.get(name, {}), None) for name, extra in layouts.items()])[0]
-    return dict(zip(layouts, summaries))
+    runs = [(f"{DSV3} {extra}", over.get(name, {}), None) for name, extra in layouts.items()]
+    # MLA under sequence-parallel TP, against data parallelism, without the MTP layer
+    no_mtp = DSV3.replace("--mtp-num-layers 1 --mtp-loss-scaling-factor 0.3", "")
+    runs += [(no_mtp, {}, None), (f"{no_mtp} --tensor-model-parallel-size 2", {}, None)]
+    summaries = spawn_flag_runs(2, tmp_path_factory.mktemp("dsv3"), runs)[0]
+    return dict(zip(list(layouts) + ["dp2_no_mtp", "tp2_sp_no_mtp"], summaries))
 
 
 @pytest.mark.parametrize("name", ["deepseek_v3", "glm4_moe", "qwen2_moe", "llama", "mistral"])
@@ -86,3 +89,8 @@ def test_mtp_with_sequence_parallel_tensor_parallelism_is_refused():
     from tests.arch.arch_helpers import BASE
     result = translate(BASE + f"{DSV3} --tensor-model-parallel-size 2".split(), world_size=2)
     assert not result.ok and any("set parallel.sequence_parallel false" in p for p in result.problems())
+
+
+def test_mla_under_sequence_parallel_tensor_parallelism_equals_data_parallel(dsv3_layouts):
+    reference = dsv3_layouts["dp2_no_mtp"]["losses"]
+    np.testing.assert_allclose(dsv3_layouts["tp2_sp_no_mtp"]["losses"], reference, rtol=0, atol=1e-4)
