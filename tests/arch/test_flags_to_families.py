@@ -137,3 +137,8 @@ def test_dense_mla_model_builds_deepseek_v3_without_experts():
     cfg = flag_config(DSV3.replace("--num-experts 8", ""))
     arch = cfg.model.architecture
     assert (arch["model_type"], arch["first_k_dense_replace"], arch["n_routed_experts"]) == ("deepseek_v3", 4, 1)
+
+
+def test_mtp_with_sequence_parallel_tensor_parallelism_is_refused():
+    result = _translate(DSV3, "--tensor-model-parallel-size", "2", world=2)
+    assert not result.ok and any("set parallel.sequence_parallel false" in p for p in result.problems())

@@ -84,13 +84,6 @@ def test_dsv3_parallel_layouts_equal_data_parallel(layout, dsv3_layouts):
         assert abs(dsv3_layouts[layout]["extra_losses"][-1][name] - value) < 1e-4, name
 
 
-def test_mtp_with_sequence_parallel_tensor_parallelism_is_refused():
-    from megatron_compat.translate import translate
-    from tests.arch.arch_helpers import BASE
-    result = translate(BASE + f"{DSV3} --tensor-model-parallel-size 2".split(), world_size=2)
-    assert not result.ok and any("set parallel.sequence_parallel false" in p for p in result.problems())
-
-
 def test_mla_under_sequence_parallel_tensor_parallelism_equals_data_parallel(dsv3_layouts):
     reference = dsv3_layouts["dp2_no_mtp"]["losses"]
     np.testing.assert_allclose(dsv3_layouts["tp2_sp_no_mtp"]["losses"], reference, rtol=0, atol=1e-4)
