@@ -525,6 +525,8 @@ MAPPED_RULES += [
     arch("--rope-scaling-factor", "rope_parameters factor",
          ROPE + ("--use-rope-scaling", "--rope-scaling-factor", "32")),
     arch("--rope-scaling-type", "rope_parameters rope_type (llama3, yarn)", ROPE + YARN),
+    arch("--rotary-seq-len-interpolation-factor", "rope_parameters rope_type linear with its factor (1: none)",
+         ROPE + ("--rotary-seq-len-interpolation-factor", "4")),
     arch("--low-freq-factor", "rope_parameters low_freq_factor (llama3)", ROPE + LLAMA3),
     arch("--high-freq-factor", "rope_parameters high_freq_factor (llama3)", ROPE + LLAMA3[:-4] + (
         "--high-freq-factor", "2", "--original-max-position-embeddings", "8192")),

@@ -8,6 +8,7 @@
             --rope-scaling-type yarn --rope-scaling-factor --rope-scaling-original-max-position-embeddings
                 --rope-scaling-beta-fast/--beta-fast --rope-scaling-beta-slow/--beta-slow
                 --rope-scaling-mscale --rope-scaling-mscale-all-dim
+  Megatron  --rotary-seq-len-interpolation-factor F          linear position interpolation (rope_type linear)
 
 YaRN's attention factor (the scale of cos/sin) is written explicitly as Megatron computes it
 (yarn_rotary_pos_embedding._yarn_get_concentration_factor: mscale(f, mscale) / mscale(f, mscale_all_dim)), because
@@ -82,7 +83,23 @@ def _checked(params: Dict[str, Any]) -> Dict[str, Any]:
     return params
 
 
+def _linear_interpolation(g) -> Optional[Dict[str, Any]]:
+    """--rotary-seq-len-interpolation-factor F: Megatron divides the positions by F, which is transformers' linear
+    rope_type (its inverse frequencies divided by F); F = 1 is no interpolation."""
+    factor = g["--rotary-seq-len-interpolation-factor"]
+    others = [f for f in ("--rope-scaling-type", "--use-rope-scaling") if g.get(f)]
+    if others:
+        raise ArchitectureError(f"--rotary-seq-len-interpolation-factor with {others[0]}: both scale the rotary "
+                                "positions; keep one")
+    if factor < 1:
+        raise ArchitectureError(f"--rotary-seq-len-interpolation-factor {factor}: positions are divided by it; give "
+                                "1 (none) or more")
+    return None if factor == 1 else {"rope_type": "linear", "factor": float(factor)}
+
+
 def _rope_scaling(g, mla: bool) -> Optional[Dict[str, Any]]:
+    if g.get("--rotary-seq-len-interpolation-factor") is not None:
+        return _linear_interpolation(g)
     kind = g.get("--rope-scaling-type")
     if kind is None and g.get("--use-rope-scaling"):
         kind = "megatron_llama3"
@@ -122,6 +139,8 @@ def _rope_scaling(g, mla: bool) -> Optional[Dict[str, Any]]:
 def rope_scaling_flags(rope: Dict[str, Any], mla: bool) -> List[str]:
     """Inverse of rope_scaling, in Megatron's or MindSpeed's spelling as the parameters allow."""
     kind = rope.get("rope_type", "default")
+    if kind == "linear" and float(rope["factor"]).is_integer():
+        return ["--rotary-seq-len-interpolation-factor", str(int(rope["factor"]))]
     if kind == "llama3":
         if all(rope.get(k) == v for k, v in MEGATRON_LLAMA3.items()):
             return ["--use-rope-scaling", "--rope-scaling-factor", str(rope["factor"])]

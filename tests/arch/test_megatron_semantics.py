@@ -105,6 +105,22 @@ def test_llama3_scaling_is_megatrons_use_rope_scaling():
     assert mindspeed["rope_parameters"] == arch["rope_parameters"]
 
 
+def test_linear_interpolation_is_megatrons_seq_len_interpolation_factor():
+    """Megatron divides the positions by --rotary-seq-len-interpolation-factor; transformers' linear rope_type gives
+    the same angles (position x inverse frequency) by dividing the frequencies."""
+    from megatron.core.models.common.embeddings.rotary_pos_embedding import RotaryEmbedding
+    from transformers import AutoConfig
+    from transformers.modeling_rope_utils import ROPE_INIT_FUNCTIONS
+    arch = _arch("--rotary-seq-len-interpolation-factor 4 --rotary-base 10000 --kv-channels 32")
+    assert arch["rope_parameters"]["rope_type"] == "linear"
+    ours, _ = ROPE_INIT_FUNCTIONS["linear"](AutoConfig.for_model(**arch), "cpu")
+    theirs = RotaryEmbedding(32, rotary_percent=1.0, rotary_base=10000, seq_len_interpolation_factor=4.0,
+                             use_cpu_initialization=True)
+    positions = torch.arange(16, dtype=torch.float32)
+    torch.testing.assert_close(torch.outer(positions, ours), theirs.get_freqs_non_repeated(16))
+    assert _arch("--rotary-seq-len-interpolation-factor 1")["rope_parameters"]["rope_type"] == "default"
+
+
 @pytest.mark.parametrize("flags,dim", [
     ("--rope-scaling-type yarn --rope-scaling-factor 16 --rope-scaling-original-max-position-embeddings 4096 "
      "--rotary-base 1000000 --kv-channels 32", 32),
