@@ -286,7 +286,8 @@ RING_ALGOS = ("megatron_cp_algo", "hybrid_cp_algo", "kvallgather_cp_algo", "hybr
 
 def _sequence_parallel_note(t):
     """Megatron runs tensor parallelism without sequence parallelism unless told; we run it with, and say so."""
-    if (t.given.get("--tensor-model-parallel-size") or 1) > 1 and not t.given.get("--sequence-parallel"):
+    if (t.given.get("--tensor-model-parallel-size") or 1) > 1 and not t.given.get("--sequence-parallel") \
+            and not _mtp_depth(t.given):
         t.notes.append("tensor parallelism runs with sequence parallelism (what --sequence-parallel asks for, and "
                        "Megatron recommends): norm and residual activations split over the sequence, same loss; set "
                        "parallel.sequence_parallel false to keep them whole on every tensor-parallel rank")
@@ -373,9 +374,23 @@ def architecture(t):
             _engine_model_id(t, arch["model_type"], "the architecture flags")
     for name, value in engine_fields(g).items():
         t.set(name, value)
+    _mtp_without_sequence_parallel(t)
     experts_of_checkpoint(t)
     for flag in consumed:
         _line(t, flag)
+
+
+def _mtp_depth(g) -> int:
+    return int(g.get("--mtp-num-layers") or g.get("--num-nextn-predict-layers") or 0)
+
+
+def _mtp_without_sequence_parallel(t):
+    """MTP layers take the whole sequence: with tensor parallelism they run without sequence parallelism, which
+    changes no result (only activation memory)."""
+    if _mtp_depth(t.given) and (t.given.get("--tensor-model-parallel-size") or 1) > 1:
+        t.set("sequence_parallel", False)
+        t.notes.append("--mtp-num-layers with tensor parallelism: sequence parallelism is off (the MTP layers take "
+                       "the whole sequence); the same loss, norm and residual activations whole on every rank")
 
 
 def _checkpoint_config(load):

@@ -117,7 +117,7 @@ def training_fields(g) -> Dict[str, Any]:
 def moe_layer_pattern(text, layers: int) -> List[int]:
     """Megatron's --moe-layer-freq: an integer N (every N-th layer has experts) or a list such as [0]*3+[1]*58."""
     text = str(text).strip()
-    if not text.startswith("["):
+    if "[" not in text:  # Megatron's moe_freq_type evaluates any text holding a list, "([1]*48)" too
         try:
             freq = int(text)
         except ValueError:

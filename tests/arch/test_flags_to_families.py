@@ -74,6 +74,9 @@ def test_glm45_qwen2_moe_llama31_mistral_fields():
 def test_moe_layer_freq_list_form():
     arch = flag_config("--num-experts 4 --qk-layernorm --moe-layer-freq [0]*2+[1]").model.architecture
     assert arch["mlp_only_layers"] == [0, 1]
+    # Pai-Megatron-Patch writes the list in parentheses, which Megatron's eval takes as the list
+    arch = flag_config("--num-experts 4 --qk-layernorm --moe-layer-freq ([0]*1+[1]*2)").model.architecture
+    assert arch["mlp_only_layers"] == [0]
 
 
 @pytest.mark.parametrize("extra,message", [
@@ -139,6 +142,12 @@ def test_dense_mla_model_builds_deepseek_v3_without_experts():
     assert (arch["model_type"], arch["first_k_dense_replace"], arch["n_routed_experts"]) == ("deepseek_v3", 4, 1)
 
 
-def test_mtp_with_sequence_parallel_tensor_parallelism_is_refused():
-    result = _translate(DSV3, "--tensor-model-parallel-size", "2", world=2)
-    assert not result.ok and any("set parallel.sequence_parallel false" in p for p in result.problems())
+def test_mtp_with_tensor_parallelism_runs_without_sequence_parallelism():
+    result = _translate(DSV3, "--tensor-model-parallel-size", "2", "--sequence-parallel", world=2)
+    assert result.ok and result.config.parallel.sequence_parallel is False
+    assert any("sequence parallelism is off" in n for n in result.notes)
+    from fsdp2_core.config import ConfigError
+    from fsdp2_core.config.validate import validate
+    result.config.parallel.sequence_parallel = True  # as a YAML could ask
+    with pytest.raises(ConfigError, match="set parallel.sequence_parallel false"):
+        validate(result.config)

@@ -25,8 +25,7 @@ def family_runs(tmp_path_factory):
 def dsv3_layouts(tmp_path_factory):
     layouts = {"dp2": "", "ep2": "--expert-model-parallel-size 2", "tp2": "--tensor-model-parallel-size 2",
                "cp2": "--context-parallel-size 2"}
-    # MTP layers take the whole sequence: tensor parallelism without sequence parallelism here (the rule's test below)
-    over = {"tp2": {"sequence_parallel": "false"}}
+    over = {}  # with MTP, tensor parallelism runs without sequence parallelism (the translation turns it off)
     runs = [(f"{DSV3} {extra}", over.get(name, {}), None) for name, extra in layouts.items()]
     # MLA under sequence-parallel TP, against data parallelism, without the MTP layer
     no_mtp = DSV3.replace("--mtp-num-layers 1 --mtp-loss-scaling-factor 0.3", "")
