@@ -4,17 +4,40 @@ Family choice follows what the flags describe:
   learned absolute positions + LayerNorm + GeLU (+ biases)      -> gpt2 (tanh GeLU: Megatron's fused bias-GeLU
                                                                   kernel, unless --no-bias-gelu-fusion)
   rope + RMSNorm + SwiGLU                                        -> llama
+      ... with a sliding window (--sliding-window/--window-size) -> mistral
       ... with q/k/v bias only (--add-qkv-bias)                  -> qwen2
       ... with --qk-layernorm                                    -> qwen3
-      ... with experts (+ qk-layernorm)                          -> qwen3_moe
-      ... with experts (no qk-layernorm)                         -> mixtral
-Anything else is refused with the combination named. Unset flags take Megatron's
-defaults (LayerNorm, learned positions, biases on, tied embeddings, dropout 0.1).
+      ... with experts: by the router (arch/moe.py)              -> qwen3_moe, mixtral, qwen2_moe, glm4_moe
+      ... with Multi-Latent Attention (arch/attention.py)        -> deepseek_v3
+RoPE scaling (llama3, yarn) goes into rope_parameters of any rope family (arch/rope.py). Anything else is refused
+with the combination named. Unset flags take Megatron's defaults (LayerNorm, learned positions, biases on, tied
+embeddings, dropout 0.1).
+
+Besides the Hugging Face config, `engine_fields` gives what the engine's own config holds for these models: the
+router losses and expert bias the Hugging Face config has no field for, and multi-token prediction; ENGINE_MODEL_ID
+names the model_id whose forward runs the MoE families. MindSpeed-LLM's --noop-layers (identity layers that only
+even out pipeline stages) are left out of the model.
 """
 from typing import Any, Dict, List, Optional, Tuple
 
 from fsdp2_core.config.architecture_rules import MAX_LAYERS
 from fsdp2_core.config.vocab import padded_vocab_size
+
+from .arch import ArchitectureError
+from .arch.attention import mla_fields, sliding_window, wants_mla
+from .arch.moe import (
+    ENGINE_MODEL_ID,
+    MOE_FAMILIES,
+    SIGMOID_FAMILIES,
+    moe_family,
+    moe_fields,
+    read_routing,
+    training_fields,
+)
+from .arch.rope import rope_scaling
+
+__all__ = ["ENGINE_MODEL_ID", "ArchitectureError", "build_architecture", "compare_with_checkpoint", "engine_fields",
+           "wants_architecture"]
 
 ARCH_FLAGS_REQUIRED = ("--num-layers", "--hidden-size", "--num-attention-heads")
 
@@ -36,15 +59,6 @@ ARCHITECTURE_KEY_FLAGS = {
     "attn_pdrop": "--attention-dropout", "resid_pdrop": "--hidden-dropout", "embd_pdrop": "--hidden-dropout",
     "initializer_range": "--init-method-std", "router_aux_loss_coef": "--moe-aux-loss-coeff",
 }
-
-
-# The engine's own forward (model.model_id) for the families built here that need it: MoE layers route and
-# dispatch tokens through it, which expert parallelism plugs into (fsdp2_core.models.registry.FAMILIES).
-ENGINE_MODEL_ID = {"qwen3_moe": "qwen3_moe", "mixtral": "qwen3_moe"}
-
-
-class ArchitectureError(ValueError):
-    pass
 
 
 def wants_architecture(given: Dict[str, Any]) -> bool:
@@ -74,6 +88,16 @@ def build_architecture(given: Dict[str, Any], seq_length: Optional[int],
     return config, notes
 
 
+def engine_fields(given: Dict[str, Any]) -> Dict[str, Any]:
+    """The engine's own settings for the model: router losses, expert bias and multi-token prediction."""
+    out = training_fields(given)
+    mtp = given.get("--mtp-num-layers") or given.get("--num-nextn-predict-layers")
+    if mtp:
+        out["mtp_num_layers"] = int(mtp)
+        out["mtp_loss_scaling_factor"] = float(given.get("--mtp-loss-scaling-factor", 0.1))
+    return out
+
+
 def _read_flags(g, seq_length):
     hidden = g["--hidden-size"]
     heads = g["--num-attention-heads"]
@@ -88,12 +112,18 @@ def _read_flags(g, seq_length):
     rope = positions == "rope" or bool(g.get("--use-rotary-position-embeddings"))
     if positions not in ("rope", "learned_absolute"):
         raise ArchitectureError(f"--position-embedding-type {g['--position-embedding-type']} is not supported; use "
-                                "rope or learned_absolute")
+                                "rope or learned_absolute (long-context scaling: --rope-scaling-type llama3|yarn or "
+                                "--use-rope-scaling)")
     if g.get("--num-experts") is not None and g["--num-experts"] < 1:
         raise ArchitectureError(f"--num-experts {g['--num-experts']}: give at least 1 expert, or drop the flag for a "
                                 "dense model")
+    mla = wants_mla(g)
     layers = g["--num-layers"]
-    real = real_layers(g) if 1 <= layers <= MAX_LAYERS else []  # other counts are refused by the rules
+    sane = 1 <= layers <= MAX_LAYERS  # other counts are refused by the rules; never list their layers
+    real = real_layers(g) if sane else []
+    routing = read_routing(g, layers, ffn) if sane else None
+    if routing is not None:
+        routing.dense_layers = _renumbered(routing.dense_layers, real)
     # Values are taken as given (0 is not "unset"): nonsense reaches the architecture's rules, which name it.
     return {
         "layers": len(real) if real else layers, "hidden": hidden, "heads": heads, "ffn": ffn, "swiglu": swiglu,
@@ -105,10 +135,11 @@ def _read_flags(g, seq_length):
         "tied": not g.get("--untie-embeddings-and-output-weights"),
         "bias": not g.get("--disable-bias-linear"), "qkv_bias": bool(g.get("--add-qkv-bias")),
         "qk_norm": bool(g.get("--qk-layernorm")),
-        "experts": g.get("--num-experts"), "topk": g.get("--moe-router-topk", 2),
-        "moe_ffn": g.get("--moe-ffn-hidden-size") or g.get("--moe-intermediate-size"),
-        "aux": _aux_coeff(g), "norm_topk": bool(g.get("--norm-topk-prob")),
-        "dense_layers": _renumbered(_dense_layers(g, g["--num-layers"]), real),
+        "routing": routing,
+        "mla": mla_fields(g) if mla else None,
+        "window": sliding_window(g),
+        "rope_scaling": rope_scaling(g, mla) if rope else None,
+        "mtp": int(g.get("--mtp-num-layers") or g.get("--num-nextn-predict-layers") or 0),
         # Megatron's fused bias-GeLU kernel (on unless --no-bias-gelu-fusion; biases needed) is the tanh approximation
         "tanh_gelu": not g.get("--disable-bias-linear") and not g.get("--no-bias-gelu-fusion"),
         "std": g.get("--init-method-std", 0.02),
@@ -193,52 +224,34 @@ def _renumbered(layers, real):
     return [position[i] for i in layers if i in position]
 
 
-def _dense_layers(g, layers):
-    """Layers without experts: the first --first-k-dense-replace, and those --moe-layer-freq N skips (i % N != 0)."""
-    first_k = int(g.get("--first-k-dense-replace") or 0)
-    freq_text = str(g.get("--moe-layer-freq", 1))
-    try:
-        freq = int(freq_text)
-    except ValueError:
-        raise ArchitectureError(f"--moe-layer-freq {freq_text}: only an integer frequency is supported") from None
-    layers = min(layers, MAX_LAYERS + 1)  # more is refused by the architecture's rules; never list them all
-    dense = set(range(min(max(first_k, 0), layers)))
-    if freq > 1:  # MindSpeed scripts also write -1 or 0 for "every layer"
-        dense |= {i for i in range(layers) if i % freq}
-    return sorted(dense)
-
-
-def _aux_coeff(g):
-    coeff = g.get("--moe-aux-loss-coeff", 0.0)
-    coeff = coeff[0] if isinstance(coeff, list) else coeff
-    balancing = g.get("--moe-router-load-balancing-type", "aux_loss")
-    balancing = balancing[0] if isinstance(balancing, list) else balancing
-    if balancing == "none":
-        return 0.0
-    if balancing not in ("aux_loss", "seq_aux_loss", "global_aux_loss"):
-        raise ArchitectureError(f"--moe-router-load-balancing-type {balancing} is not supported; use aux_loss or none")
-    return coeff
-
-
 def _choose_family(a) -> str:
     if not a["rope"]:
-        if a["rms"] or a["swiglu"] or not a["bias"] or a["experts"] or a["qk_norm"] or a["kv_heads"] != a["heads"]:
+        if a["rms"] or a["swiglu"] or not a["bias"] or a["routing"] or a["qk_norm"] or a["kv_heads"] != a["heads"] \
+                or a["mla"] or a["window"]:
             raise ArchitectureError(
                 "learned absolute positions map to the GPT-2 family, which needs LayerNorm, GeLU, biases, no experts, "
-                "no qk-layernorm and no grouped-query attention; for a Llama-style model add "
-                "--position-embedding-type rope --normalization RMSNorm --swiglu")
+                "no qk-layernorm, no grouped-query or latent attention and no sliding window; for a Llama-style model "
+                "add --position-embedding-type rope --normalization RMSNorm --swiglu")
         return "gpt2"
     if not a["rms"] or not a["swiglu"]:
         raise ArchitectureError(
             "rope models map to the Llama/Qwen families, which need --normalization RMSNorm and --swiglu; "
             "a rope model with LayerNorm or GeLU has no Hugging Face family here")
-    if a["experts"]:
-        return "qwen3_moe" if a["qk_norm"] else "mixtral"
-    if a["qk_norm"]:
-        return "qwen3"
-    if a["qkv_bias"] and not a["bias"]:
-        return "qwen2"
-    return "llama"
+    if a["routing"]:
+        family = moe_family(a["routing"], a["mla"] is not None, a["qk_norm"])
+    elif a["mla"]:
+        family = "deepseek_v3"
+    elif a["qk_norm"]:
+        family = "qwen3"
+    elif a["qkv_bias"] and not a["bias"]:
+        family = "qwen2"
+    else:
+        family = "mistral" if a["window"] else "llama"
+    if a["window"] and family != "mistral":
+        raise ArchitectureError(f"a sliding window (--sliding-window/--window-size) with the {family} family: only "
+                                "the Mistral family (a Llama-style model without q/k/v biases, norms or experts) has "
+                                "one here")
+    return family
 
 
 def _gpt2(a):
@@ -262,41 +275,68 @@ def _rope_family(a, family, notes):
                                     "set --hidden-dropout 0.0")
         notes.append(f"Megatron's default hidden dropout 0.1 is not available in the {family} family: trained without "
                      "it (add --hidden-dropout 0.0 to make this explicit)")
-    rope = {"rope_type": "default", "rope_theta": float(a["rope_base"])}
-    if a["rope_pct"] != 1.0:
-        rope["partial_rotary_factor"] = float(a["rope_pct"])
     config = {
         "model_type": family, "num_hidden_layers": a["layers"], "hidden_size": a["hidden"],
         "intermediate_size": a["ffn"],
         "num_attention_heads": a["heads"], "num_key_value_heads": a["kv_heads"], "head_dim": a["head_dim"],
         "max_position_embeddings": a["max_pos"], "hidden_act": "silu", "rms_norm_eps": a["eps"],
         "initializer_range": a["std"], "tie_word_embeddings": a["tied"], "attention_dropout": a["attn_drop"],
-        "rope_parameters": rope,
+        "rope_parameters": _rope_parameters(a, family),
     }
-    if family in ("llama",):
-        config["attention_bias"] = a["bias"]
-        config["mlp_bias"] = a["bias"]
-    elif a["bias"]:
-        raise ArchitectureError(f"the {family} family has no linear biases; add --disable-bias-linear")
-    if family in ("qwen3", "qwen3_moe"):
+    config.update(_biases(a, family))
+    if family == "qwen3":
         config["attention_bias"] = a["qkv_bias"]
-    if family in ("qwen3_moe", "mixtral"):
-        config.update(_moe(a, family))
+    if family == "mistral":
+        config["sliding_window"] = a["window"]
+    if family in MOE_FAMILIES and a["routing"] is not None:  # DeepSeek-V3 also serves dense MLA models
+        config.update(moe_fields(a["routing"], family))
+    if family in SIGMOID_FAMILIES:
+        config.update(_sigmoid_family_fields(a, family))
+    if family == "deepseek_v3":
+        config.update(a["mla"])
+        config.pop("head_dim")  # DeepSeek-V3 derives it from qk_rope_head_dim
+        config["num_key_value_heads"] = a["heads"]
+        if a["eps"] != 1e-6:
+            notes.append(f"--norm-epsilon {a['eps']}: transformers' DeepSeek-V3 attention normalises the q and kv "
+                         "latents with eps 1e-6 whatever rms_norm_eps is (Megatron's MLA uses --norm-epsilon there "
+                         "too); give --norm-epsilon 1e-6, DeepSeek-V3's own value, for the same model")
     return config
 
 
-def _moe(a, family):
-    moe = {"num_local_experts": a["experts"], "num_experts_per_tok": a["topk"], "router_aux_loss_coef": a["aux"],
-           "output_router_logits": a["aux"] > 0}
-    if family == "qwen3_moe":
-        moe.update({"moe_intermediate_size": a["moe_ffn"] or a["ffn"], "norm_topk_prob": a["norm_topk"],
-                    "decoder_sparse_step": 1, "mlp_only_layers": a["dense_layers"]})
-    else:
-        if a["dense_layers"]:
-            raise ArchitectureError("Mixtral has experts in every layer; dense layers (--first-k-dense-replace / "
-                                    "--moe-layer-freq) need the Qwen3-MoE family (add --qk-layernorm)")
-        moe["intermediate_size"] = a["moe_ffn"] or a["ffn"]  # Mixtral's experts use intermediate_size
-    return moe
+def _rope_parameters(a, family):
+    rope = {"rope_type": "default", "rope_theta": float(a["rope_base"])}
+    if a["rope_pct"] != 1.0 or family == "glm4_moe":  # GLM-4.5's config would otherwise rotate half
+        rope["partial_rotary_factor"] = float(a["rope_pct"])
+    if a["rope_scaling"]:
+        rope.update(a["rope_scaling"])
+    return rope
+
+
+def _biases(a, family):
+    """Linear biases: Llama's on every projection or none; GLM-4.5 and Qwen2 on q/k/v only; none elsewhere."""
+    if family == "llama":
+        return {"attention_bias": a["bias"], "mlp_bias": a["bias"]}
+    if a["bias"]:
+        raise ArchitectureError(f"the {family} family has no linear biases; add --disable-bias-linear")
+    if family == "glm4_moe":
+        return {"attention_bias": a["qkv_bias"], "use_qk_norm": a["qk_norm"]}
+    if family == "qwen2_moe":
+        return {"qkv_bias": a["qkv_bias"]}
+    if family == "deepseek_v3":
+        if a["qkv_bias"]:
+            raise ArchitectureError("--add-qkv-bias with --multi-latent-attention: DeepSeek-V3's latent projections "
+                                    "have no biases; drop --add-qkv-bias")
+        return {"attention_bias": False}
+    return {}
+
+
+def _sigmoid_family_fields(a, family):
+    """Fields DeepSeek-V3 and GLM-4.5 need besides their router: MTP depth and, without experts, all-dense layers."""
+    out = {"num_nextn_predict_layers": a["mtp"]}
+    if a["routing"] is None:  # a dense MLA model: every layer (and MTP layer) takes the dense MLP
+        out.update({"first_k_dense_replace": a["layers"] + a["mtp"], "n_routed_experts": 1, "num_experts_per_tok": 1,
+                    "n_shared_experts": 0, "n_group": 1, "topk_group": 1, "moe_intermediate_size": a["ffn"]})
+    return out
 
 
 def _vocab(g, tp_size):
@@ -313,18 +353,49 @@ def _vocab(g, tp_size):
 # Fields compared against a Hugging Face config.json given by --load.
 COMPARED_FIELDS = ("model_type", "num_hidden_layers", "hidden_size", "intermediate_size", "num_attention_heads",
                    "num_key_value_heads", "head_dim", "vocab_size", "tie_word_embeddings", "rms_norm_eps",
-                   "num_local_experts", "num_experts", "num_experts_per_tok", "moe_intermediate_size",
+                   "num_local_experts", "num_experts", "n_routed_experts", "num_experts_per_tok",
+                   "moe_intermediate_size",
+                   "norm_topk_prob", "mlp_only_layers", "shared_expert_intermediate_size", "n_shared_experts",
+                   "routed_scaling_factor", "n_group", "topk_group", "first_k_dense_replace",
+                   "q_lora_rank", "kv_lora_rank", "qk_nope_head_dim", "qk_rope_head_dim", "v_head_dim",
+                   "attention_bias", "qkv_bias", "use_qk_norm", "sliding_window", "num_nextn_predict_layers",
                    "n_layer", "n_embd", "n_head")
+COMPARED_ROPE = ("rope_theta", "rope_type", "factor", "low_freq_factor", "high_freq_factor",
+                 "original_max_position_embeddings", "beta_fast", "beta_slow", "mscale", "mscale_all_dim",
+                 "partial_rotary_factor")
+
+
+def _rope_of(config: Dict[str, Any]) -> Dict[str, Any]:
+    """A config's RoPE settings, whether written as rope_parameters (transformers 5) or the older rope_theta and
+    rope_scaling keys."""
+    rope = dict(config.get("rope_scaling") or {})
+    if "type" in rope and "rope_type" not in rope:
+        rope["rope_type"] = rope.pop("type")
+    for key in ("rope_theta", "partial_rotary_factor"):
+        if config.get(key) is not None:
+            rope[key] = config[key]
+    rope.update(config.get("rope_parameters") or {})
+    return rope
+
+
+def _differ(a, b) -> bool:
+    try:
+        return float(a) != float(b)
+    except (TypeError, ValueError):
+        return a != b
 
 
 def compare_with_checkpoint(arch: Dict[str, Any], hf_config: Dict[str, Any]) -> List[str]:
     """Names and values of the fields where the flags and the checkpoint's config.json disagree."""
     diffs = []
     for name in COMPARED_FIELDS:
-        if name in arch and name in hf_config and hf_config[name] is not None and arch[name] != hf_config[name]:
+        if name in arch and name in hf_config and hf_config[name] is not None and _differ(arch[name], hf_config[name]):
             diffs.append(f"{name}: flags say {arch[name]}, config.json says {hf_config[name]}")
-    theta = (arch.get("rope_parameters") or {}).get("rope_theta")
-    ck_theta = (hf_config.get("rope_parameters") or {}).get("rope_theta", hf_config.get("rope_theta"))
-    if theta is not None and ck_theta is not None and float(theta) != float(ck_theta):
-        diffs.append(f"rope_theta: flags say {theta}, config.json says {ck_theta}")
+    ours, theirs = _rope_of(arch), _rope_of(hf_config)
+    if ours.get("rope_type", "default") != theirs.get("rope_type", "default"):
+        diffs.append(f"rope_type: flags say {ours.get('rope_type', 'default')}, config.json says "
+                     f"{theirs.get('rope_type', 'default')}")
+    for key in (k for k in COMPARED_ROPE if k != "rope_type"):
+        if key in ours and theirs.get(key) is not None and _differ(ours[key], theirs[key]):
+            diffs.append(f"{key}: flags say {ours[key]}, config.json says {theirs[key]}")
     return diffs

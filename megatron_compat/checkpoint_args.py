@@ -11,6 +11,7 @@ applied.
 import argparse
 from typing import Any, Dict, List, Tuple
 
+from .arch.moe import SIGMOID_FAMILIES
 from .architecture import ArchitectureError, build_architecture
 from .flag_spec import all_specs, spec_for
 from .mapping import ARCH_FLAGS
@@ -22,22 +23,16 @@ EXTRA_FLAGS = ("--seq-length", "--padded-vocab-size", "--make-vocab-size-divisib
 
 # Saved args that describe a model no family here builds: (dest, value test, what it is).
 UNSUPPORTED = (
-    ("multi_latent_attention", bool, "Multi-Latent Attention (DeepSeek-V2/V3)"),
     ("is_hybrid_model", bool, "a hybrid Mamba model"),
     ("hybrid_override_pattern", bool, "a hybrid Mamba model"),
-    ("mtp_num_layers", bool, "multi-token prediction layers"),
-    ("moe_shared_expert_intermediate_size", bool, "shared experts"),
-    ("moe_router_score_function", lambda v: v not in (None, "softmax"), "a non-softmax router score function"),
-    ("moe_router_topk_scaling_factor", lambda v: v not in (None, 1, 1.0), "scaled router weights"),
-    ("moe_router_enable_expert_bias", bool, "router expert bias (aux-loss-free balancing)"),
-    ("moe_router_num_groups", bool, "group-limited routing"),
+    ("mtp_num_layers", bool, "multi-token prediction layers (their mtp.* tensors are not mapped here yet)"),
+    ("moe_router_score_function", lambda v: v not in (None, "softmax", "sigmoid"),
+     "a router score function other than softmax and sigmoid"),
     ("rotary_interleaved", bool, "interleaved rotary embeddings"),
     ("apply_layernorm_1p", bool, "zero-centred layer norms (apply_layernorm_1p)"),
-    ("use_rope_scaling", bool, "Llama-3.1 rope scaling"),
     ("openai_gelu", bool, "OpenAI's GeLU"),
     ("squared_relu", bool, "squared ReLU"),
     ("qk_l2_norm", bool, "L2-normalised queries and keys"),
-    ("window_size", bool, "sliding-window attention"),
     ("heterogeneous_layers_config_path", bool, "heterogeneous layers"),
     ("experimental_attention_variant", bool, "an experimental attention variant"),
     ("softmax_type", lambda v: v not in (None, "vanilla"), "a non-standard attention softmax"),
@@ -87,9 +82,6 @@ def unsupported(args) -> List[str]:
         value = getattr(args, dest, None)
         if value is not None and test(value):
             out.append(f"{dest} = {value!r} ({what})")
-    if getattr(args, "num_experts", None) and getattr(args, "moe_router_pre_softmax", False) \
-            and not getattr(args, "qk_layernorm", False):
-        out.append("moe_router_pre_softmax = True (Mixtral always renormalises its top-k weights)")
     return out
 
 
@@ -167,8 +159,12 @@ _ARCH_KEYS = ("model_type", "n_layer", "n_embd", "n_head", "n_inner", "n_positio
               "hidden_size", "intermediate_size", "num_attention_heads", "num_key_value_heads", "head_dim",
               "max_position_embeddings", "rms_norm_eps", "attention_dropout", "rope_parameters", "tie_word_embeddings",
               "mlp_bias", "attention_bias", "num_local_experts", "num_experts", "num_experts_per_tok",
-              "router_aux_loss_coef", "moe_intermediate_size",
-              "norm_topk_prob", "mlp_only_layers")
+              "router_aux_loss_coef", "output_router_logits", "moe_intermediate_size", "norm_topk_prob",
+              "mlp_only_layers", "decoder_sparse_step", "qkv_bias", "use_qk_norm", "sliding_window",
+              # shared experts, the sigmoid router and Multi-Latent Attention (Qwen2-MoE, GLM-4.5, DeepSeek-V3)
+              "shared_expert_intermediate_size", "n_routed_experts", "n_shared_experts", "routed_scaling_factor",
+              "n_group", "topk_group", "first_k_dense_replace", "num_nextn_predict_layers", "q_lora_rank",
+              "kv_lora_rank", "qk_nope_head_dim", "qk_rope_head_dim", "v_head_dim", "rope_interleave")
 
 
 def config_arch(config) -> Dict[str, Any]:
@@ -201,6 +197,9 @@ def megatron_args_for(config, tp: int, pp: int, fmt: str, spec: str, divisible_b
     _derive(args, tp, pp, fmt)
     if arch.get("num_local_experts"):  # Megatron renormalises the top-k weights unless it takes the softmax first
         args.moe_router_pre_softmax = not (arch["model_type"] == "mixtral" or arch.get("norm_topk_prob"))
+    if arch["model_type"] in SIGMOID_FAMILIES and arch.get("first_k_dense_replace", 0) < arch["num_hidden_layers"]:
+        # the routers hold an expert bias (e_score_correction_bias), which Megatron keeps only with expert bias on
+        args.moe_router_enable_expert_bias = True
     args.iteration, args.consumed_train_samples = iteration, consumed_train_samples
     back, _ = architecture_from_args(args, "the written args")
     differences = [f"{k}: config {_norm(arch.get(k))!r}, Megatron {_norm(v)!r}" for k, v in back.items()

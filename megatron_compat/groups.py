@@ -13,7 +13,14 @@ from fsdp2_core.config import FIELD_INDEX, ConfigError
 from fsdp2_core.config.architecture_rules import MAX_LAYERS
 from fsdp2_core.config.batch import data_parallel_size, gradient_accumulation_steps
 
-from .architecture import ENGINE_MODEL_ID, build_architecture, compare_with_checkpoint, wants_architecture
+from .architecture import (
+    ENGINE_MODEL_ID,
+    ArchitectureError,
+    build_architecture,
+    compare_with_checkpoint,
+    engine_fields,
+    wants_architecture,
+)
 from .mapping import ARCH_FLAGS
 from .registry import rule_for
 from .report import ReportLine
@@ -279,7 +286,8 @@ RING_ALGOS = ("megatron_cp_algo", "hybrid_cp_algo", "kvallgather_cp_algo", "hybr
 
 def _sequence_parallel_note(t):
     """Megatron runs tensor parallelism without sequence parallelism unless told; we run it with, and say so."""
-    if (t.given.get("--tensor-model-parallel-size") or 1) > 1 and not t.given.get("--sequence-parallel"):
+    if (t.given.get("--tensor-model-parallel-size") or 1) > 1 and not t.given.get("--sequence-parallel") \
+            and not _mtp_depth(t.given):
         t.notes.append("tensor parallelism runs with sequence parallelism (what --sequence-parallel asks for, and "
                        "Megatron recommends): norm and residual activations split over the sequence, same loss; set "
                        "parallel.sequence_parallel false to keep them whole on every tensor-parallel rank")
@@ -335,27 +343,54 @@ def load_paths(t):
 
 
 def architecture(t):
+    """Architecture flags -> model.architecture (a Hugging Face config), and the engine's own settings for it
+    (router losses, expert bias, MTP, model_id). With --load of a Hugging Face directory its config.json is the
+    model: the flags are compared with it, and a combination no family here builds is reported, not refused."""
     g = t.given
     consumed = [f for f in ARCH_FLAGS if f in g]
     if not consumed:
         experts_of_checkpoint(t)
         return
+    load = t.values.get("model_name_or_path")
+    path, checkpoint = _checkpoint_config(load) if load else (None, None)
     if not wants_architecture(g):
         t.notes.append(f"{', '.join(consumed)} given without --num-layers/--hidden-size/--num-attention-heads: "
                        "the architecture comes from the checkpoint, so these flags are only compared with it")
     else:
-        arch, notes = build_architecture(g, g.get("--seq-length"), g.get("--tensor-model-parallel-size", 1))
-        t.set("architecture", arch)
-        t.notes.extend(notes)
-        load = t.values.get("model_name_or_path")
-        if load is None:
-            t.set("train_from_scratch", True)
+        try:
+            arch, notes = build_architecture(g, g.get("--seq-length"), g.get("--tensor-model-parallel-size", 1))
+        except ArchitectureError as exc:
+            if checkpoint is None:
+                raise
+            t.notes.append(f"{path} defines the model, and is what gets loaded; the architecture flags could not be "
+                           f"compared with it: {exc}")
         else:
-            _compare_with_load(t, arch, load)
-        _engine_model_id(t, arch["model_type"], "the architecture flags")
+            t.set("architecture", arch)
+            t.notes.extend(notes)
+            if load is None:
+                t.set("train_from_scratch", True)
+            elif checkpoint is not None:
+                _note_differences(t, arch, path, checkpoint)
+            _engine_model_id(t, arch["model_type"], "the architecture flags")
+    for name, value in engine_fields(g).items():
+        t.set(name, value)
+    _mtp_without_sequence_parallel(t)
     experts_of_checkpoint(t)
     for flag in consumed:
         _line(t, flag)
+
+
+def _mtp_depth(g) -> int:
+    return int(g.get("--mtp-num-layers") or g.get("--num-nextn-predict-layers") or 0)
+
+
+def _mtp_without_sequence_parallel(t):
+    """MTP layers take the whole sequence: with tensor parallelism they run without sequence parallelism, which
+    changes no result (only activation memory)."""
+    if _mtp_depth(t.given) and (t.given.get("--tensor-model-parallel-size") or 1) > 1:
+        t.set("sequence_parallel", False)
+        t.notes.append("--mtp-num-layers with tensor parallelism: sequence parallelism is off (the MTP layers take "
+                       "the whole sequence); the same loss, norm and residual activations whole on every rank")
 
 
 def _checkpoint_config(load):
@@ -366,11 +401,8 @@ def _checkpoint_config(load):
         return path, json.load(fh)
 
 
-def _compare_with_load(t, arch, load):
-    path, hf = _checkpoint_config(load)
-    if hf is None:
-        return
-    diffs = compare_with_checkpoint(arch, hf)
+def _note_differences(t, arch, path, checkpoint):
+    diffs = compare_with_checkpoint(arch, checkpoint)
     if diffs:
         t.notes.append(f"the architecture flags disagree with {path}: " + "; ".join(diffs)
                        + " (the checkpoint's config.json is what gets loaded)")
@@ -383,15 +415,19 @@ def _engine_model_id(t, model_type, source):
         return
     t.set("model_id", model_id)
     t.notes.append(f"model.model_id = {model_id}: {source} describe a {model_type} model, whose MoE layers run the "
-                   "engine's routing and token dispatch (Megatron's router auxiliary loss; expert parallelism "
+                   "engine's routing and token dispatch (Megatron's router losses and expert bias; expert parallelism "
                    "needs it)")
 
 
+ENGINE_FIELDS = ("moe_seq_aux_loss_coeff", "moe_z_loss_coeff", "moe_router_bias_update_rate")
+
+
 def experts_of_checkpoint(t):
-    """--expert-model-parallel-size with a --load checkpoint and no architecture flags: its config.json names the
-    family."""
+    """--expert-model-parallel-size, or router settings of the engine's MoE forward, with a --load checkpoint and no
+    architecture flags: its config.json names the family."""
     load = t.values.get("model_name_or_path")
-    if load is None or "architecture" in t.values or t.given.get("--expert-model-parallel-size", 1) <= 1:
+    wanted = t.given.get("--expert-model-parallel-size", 1) > 1 or any(t.values.get(f) for f in ENGINE_FIELDS)
+    if load is None or "architecture" in t.values or not wanted:
         return
     path, hf = _checkpoint_config(load)
     if hf is not None:

@@ -147,7 +147,8 @@ GROUP_FIELDS: Dict[str, Tuple[str, ...]] = {
     "tokenizer": ("tokenizer_model",),
     "load": ("resume_from_checkpoint", "model_name_or_path"),
     "save_parts": ("save_optim", "save_rng", "save_only_model"),
-    "architecture": ("architecture", "train_from_scratch", "model_id"),
+    "architecture": ("architecture", "train_from_scratch", "model_id", "moe_seq_aux_loss_coeff", "moe_z_loss_coeff",
+                     "moe_router_bias_update_rate", "mtp_num_layers", "mtp_loss_scaling_factor"),
     "deepspeed": ("per_device_train_batch_size", "global_batch_size", "param_dtype", "max_grad_norm", "lr",
                   "adam_beta1", "adam_beta2", "adam_epsilon", "weight_decay"),
     "tokens": ("max_steps", "train_tokens", "lr_decay_steps", "lr_warmup_steps"),
@@ -409,6 +410,13 @@ MAPPED_RULES = [
 ROPE = ("--position-embedding-type", "rope", "--normalization", "RMSNorm", "--swiglu", "--hidden-dropout", "0")
 MOE = ROPE + ("--disable-bias-linear", "--num-experts", "4", "--moe-router-topk", "2")
 QWEN3_MOE = MOE + ("--qk-layernorm",)
+SIGMOID = MOE + ("--moe-router-score-function", "sigmoid")
+MLA = SIGMOID + ("--multi-latent-attention", "--qk-layernorm", "--kv-lora-rank", "16", "--qk-head-dim", "16",
+                 "--qk-pos-emb-head-dim", "8", "--v-head-dim", "16")
+LLAMA3 = ("--rope-scaling-type", "llama3", "--rope-scaling-factor", "8", "--low-freq-factor", "1",
+          "--high-freq-factor", "4", "--original-max-position-embeddings", "8192")
+YARN = ("--rope-scaling-type", "yarn", "--rope-scaling-factor", "4",
+        "--rope-scaling-original-max-position-embeddings", "16")
 
 
 def arch(flags: str, hf_field: str, example: Tuple[str, ...] = ()) -> Rule:
@@ -445,29 +453,103 @@ MAPPED_RULES += [
          "tie_word_embeddings = false (Megatron-LLaMA's --causal-lm: its own lm_head, untied)",
          ROPE + ("--untie-embeddings-and-output-weights",)),
     arch("--disable-bias-linear", "attention_bias / mlp_bias = false", ROPE + ("--disable-bias-linear",)),
-    arch("--add-qkv-bias --add-qkv-bias-linear", "bias on q, k, v only (Qwen2 family; ROCm's spelling "
-         "--add-qkv-bias-linear)", ROPE + ("--disable-bias-linear", "--add-qkv-bias")),
-    arch("--qk-layernorm", "q_norm/k_norm (Qwen3 family)", ROPE + ("--disable-bias-linear", "--qk-layernorm")),
-    arch("--num-experts", "num_experts (Qwen3-MoE / Mixtral)", MOE),
+    arch("--add-qkv-bias --add-qkv-bias-linear", "bias on q, k, v only (Qwen2, Qwen2-MoE, GLM-4.5 families; ROCm's "
+         "spelling --add-qkv-bias-linear)", ROPE + ("--disable-bias-linear", "--add-qkv-bias")),
+    arch("--qk-layernorm", "q_norm/k_norm (Qwen3, GLM-4.5 use_qk_norm); with MLA its latent norms",
+         ROPE + ("--disable-bias-linear", "--qk-layernorm")),
+    arch("--init-method-std", "initializer_range"),
+    arch("--attention-dropout", "attention_dropout"),
+    arch("--hidden-dropout", "hidden dropout (GPT-2 resid/embd dropout; must be 0 for Llama/Qwen)"),
+    # --- experts (megatron_compat/arch/moe.py picks the family from the router) ---
+    arch("--num-experts", "num_experts / n_routed_experts (Qwen3-MoE, Mixtral, Qwen2-MoE, GLM-4.5, DeepSeek-V3)", MOE),
     arch("--moe-router-topk", "num_experts_per_tok", MOE + ("--moe-router-topk", "1")),
     arch("--moe-ffn-hidden-size", "moe_intermediate_size", QWEN3_MOE + ("--moe-ffn-hidden-size", "32")),
     arch("--moe-intermediate-size", "moe_intermediate_size", QWEN3_MOE + ("--moe-intermediate-size", "48")),
-    arch("--moe-aux-loss-coeff", "router_aux_loss_coef", MOE + ("--moe-aux-loss-coeff", "0.01")),
-    arch("--moe-router-load-balancing-type", "aux_loss kept; none sets the coefficient to 0",
-         MOE + ("--moe-router-load-balancing-type", "none")),
-    arch("--norm-topk-prob", "norm_topk_prob", QWEN3_MOE + ("--norm-topk-prob",)),
-    arch("--init-method-std", "initializer_range"),
-    arch("--first-k-dense-replace", "mlp_only_layers (the first k layers are dense; -1 or 0: none)",
-         QWEN3_MOE + ("--first-k-dense-replace", "1")),
-    arch("--moe-layer-freq", "mlp_only_layers (every N-th layer has experts; -1, 0 or 1: every layer)",
-         QWEN3_MOE + ("--moe-layer-freq", "2")),
+    arch("--moe-aux-loss-coeff", "router_aux_loss_coef (aux_loss) / model.moe_seq_aux_loss_coeff (seq_aux_loss)",
+         MOE + ("--moe-aux-loss-coeff", "0.01")),
+    arch("--moe-router-load-balancing-type", "aux_loss → router_aux_loss_coef, seq_aux_loss → "
+         "model.moe_seq_aux_loss_coeff, none; MindSpeed softmax_topk and noaux_tc",
+         MOE + ("--moe-router-load-balancing-type", "seq_aux_loss", "--moe-aux-loss-coeff", "0.001")),
+    arch("--norm-topk-prob", "norm_topk_prob (MindSpeed: renormalise after --moe-router-pre-softmax with aux_loss)",
+         QWEN3_MOE + ("--moe-router-pre-softmax", "--norm-topk-prob")),
+    arch("--moe-router-pre-softmax", "norm_topk_prob = false (softmax over all experts, Qwen3-MoE / Qwen2-MoE)",
+         QWEN3_MOE + ("--moe-router-pre-softmax",)),
+    arch("--moe-router-score-function", "sigmoid → the GLM-4.5 family (DeepSeek-V3 with MLA)", SIGMOID),
+    arch("--moe-router-enable-expert-bias", "model.moe_router_bias_update_rate: e_score_correction_bias moves after "
+         "every step (aux-loss-free balancing)", SIGMOID + ("--moe-router-enable-expert-bias",)),
+    arch("--moe-router-bias-update-rate", "model.moe_router_bias_update_rate (with --moe-router-enable-expert-bias)",
+         SIGMOID + ("--moe-router-enable-expert-bias", "--moe-router-bias-update-rate", "0.01")),
+    arch("--moe-router-num-groups --n-group", "n_group (expert groups of the sigmoid router)",
+         SIGMOID + ("--moe-router-num-groups", "2", "--moe-router-group-topk", "1")),
+    arch("--moe-router-group-topk --topk-group", "topk_group", SIGMOID + ("--n-group", "2", "--topk-group", "1")),
+    arch("--moe-router-topk-scaling-factor --routed-scaling-factor", "routed_scaling_factor",
+         SIGMOID + ("--moe-router-topk-scaling-factor", "2.5")),
+    arch("--seq-aux", "model.moe_seq_aux_loss_coeff = --moe-aux-loss-coeff (MindSpeed, with load-balancing type "
+         "none or noaux_tc)", SIGMOID + ("--moe-router-load-balancing-type", "noaux_tc", "--moe-aux-loss-coeff",
+                                         "0.0001", "--seq-aux")),
+    arch("--moe-z-loss-coeff", "model.moe_z_loss_coeff", MOE + ("--moe-z-loss-coeff", "0.001")),
+    arch("--moe-shared-expert-intermediate-size", "n_shared_experts × moe_intermediate_size (GLM-4.5, DeepSeek-V3) "
+         "or shared_expert_intermediate_size (Qwen2-MoE)", SIGMOID + ("--moe-ffn-hidden-size", "16",
+                                                                       "--moe-shared-expert-intermediate-size", "32")),
+    arch("--n-shared-experts", "n_shared_experts (MindSpeed: shared width N × --moe-ffn-hidden-size)",
+         SIGMOID + ("--moe-ffn-hidden-size", "16", "--n-shared-experts", "2")),
+    arch("--moe-shared-expert-gate --shared-expert-gate", "the gated shared expert of the Qwen2-MoE family",
+         MOE + ("--moe-ffn-hidden-size", "16", "--moe-shared-expert-intermediate-size", "32",
+                "--moe-shared-expert-gate")),
+    arch("--first-k-dense-replace", "mlp_only_layers / first_k_dense_replace (the first k layers are dense; -1 or 0: "
+         "none)", QWEN3_MOE + ("--first-k-dense-replace", "1")),
+    arch("--moe-layer-freq", "mlp_only_layers / first_k_dense_replace (every N-th layer has experts, or a list such "
+         "as [0]*3+[1]*58; -1, 0 or 1: every layer)", QWEN3_MOE + ("--moe-layer-freq", "2")),
     arch("--noop-layers", "num_hidden_layers = --num-layers minus these identity layers (MindSpeed-LLM's pipeline "
                           "padding)", ROPE + ("--num-layers", "4", "--noop-layers", "3")),
     arch("--no-bias-gelu-fusion", "activation_function gelu (exact GeLU) for GPT-2; without it Megatron's fused "
          "bias-GeLU kernel computes the tanh approximation (gelu_pytorch_tanh)", ("--no-bias-gelu-fusion",)),
     arch("--bias-gelu-fusion", "activation_function gelu_pytorch_tanh for GPT-2: Megatron's fused bias-GeLU kernel is "
          "the tanh approximation (the default)"),
-    arch("--attention-dropout", "attention_dropout"),
-    arch("--hidden-dropout", "hidden dropout (GPT-2 resid/embd dropout; must be 0 for Llama/Qwen)"),
+    # --- Multi-Latent Attention (arch/attention.py) ---
+    arch("--multi-latent-attention --multi-head-latent-attention", "the DeepSeek-V3 family's latent attention", MLA),
+    arch("--q-lora-rank", "q_lora_rank", MLA + ("--q-lora-rank", "32")),
+    arch("--kv-lora-rank", "kv_lora_rank", MLA + ("--kv-lora-rank", "24")),
+    arch("--qk-head-dim --qk-nope-head-dim", "qk_nope_head_dim", MLA + ("--qk-head-dim", "8")),
+    arch("--qk-pos-emb-head-dim --qk-rope-head-dim", "qk_rope_head_dim", MLA + ("--qk-pos-emb-head-dim", "16")),
+    arch("--v-head-dim", "v_head_dim", MLA + ("--v-head-dim", "8")),
+    arch("--rope-type", "MLA rotary embedding: yarn (the default, with --rotary-scaling-factor) or rope",
+         MLA + ("--rope-type", "rope")),
+    arch("--rotary-scaling-factor", "rope_parameters yarn factor (MLA)", MLA + ("--rotary-scaling-factor", "40")),
+    arch("--mscale", "rope_parameters yarn mscale (MLA)", MLA + ("--rotary-scaling-factor", "40", "--mscale", "0.5")),
+    arch("--mscale-all-dim", "rope_parameters yarn mscale_all_dim (MLA)",
+         MLA + ("--rotary-scaling-factor", "40", "--mscale-all-dim", "1.0")),
+    # --- RoPE scaling for long context (arch/rope.py) ---
+    arch("--use-rope-scaling", "rope_parameters llama3 (Megatron: low 1, high 4, original 8192)",
+         ROPE + ("--use-rope-scaling",)),
+    arch("--rope-scaling-factor", "rope_parameters factor",
+         ROPE + ("--use-rope-scaling", "--rope-scaling-factor", "32")),
+    arch("--rope-scaling-type", "rope_parameters rope_type (llama3, yarn)", ROPE + YARN),
+    arch("--rotary-seq-len-interpolation-factor", "rope_parameters rope_type linear with its factor (1: none)",
+         ROPE + ("--rotary-seq-len-interpolation-factor", "4")),
+    arch("--low-freq-factor", "rope_parameters low_freq_factor (llama3)", ROPE + LLAMA3),
+    arch("--high-freq-factor", "rope_parameters high_freq_factor (llama3)", ROPE + LLAMA3[:-4] + (
+        "--high-freq-factor", "2", "--original-max-position-embeddings", "8192")),
+    arch("--original-max-position-embeddings", "rope_parameters original_max_position_embeddings",
+         ROPE + LLAMA3[:-2] + ("--original-max-position-embeddings", "4096")),
+    arch("--rope-scaling-original-max-position-embeddings", "rope_parameters original_max_position_embeddings",
+         ROPE + YARN),
+    arch("--rope-scaling-beta-fast --beta-fast", "rope_parameters beta_fast (yarn)",
+         ROPE + YARN + ("--rope-scaling-beta-fast", "16")),
+    arch("--rope-scaling-beta-slow --beta-slow", "rope_parameters beta_slow (yarn)",
+         ROPE + YARN + ("--rope-scaling-beta-slow", "2")),
+    arch("--rope-scaling-mscale", "rope_parameters mscale (yarn)", ROPE + YARN + ("--rope-scaling-mscale", "0.707")),
+    arch("--rope-scaling-mscale-all-dim", "rope_parameters mscale_all_dim (yarn)",
+         ROPE + YARN + ("--rope-scaling-mscale-all-dim", "0.707")),
+    # --- sliding windows (arch/attention.py) ---
+    arch("--sliding-window", "sliding_window (Mistral family; W positions seen, the token's own included)",
+         ROPE + ("--disable-bias-linear", "--sliding-window", "16")),
+    arch("--window-size", "sliding_window = LEFT + 1 (Mistral family; Megatron's LEFT,0)",
+         ROPE + ("--disable-bias-linear", "--window-size", "15,0")),
+    # --- multi-token prediction (fsdp2_core/models/mtp.py) ---
+    arch("--mtp-num-layers --num-nextn-predict-layers", "model.mtp_num_layers (DeepSeek-V3's layout; "
+         "num_nextn_predict_layers)", ROPE + ("--disable-bias-linear", "--mtp-num-layers", "1")),
+    arch("--mtp-loss-scaling-factor", "model.mtp_loss_scaling_factor",
+         ROPE + ("--disable-bias-linear", "--mtp-num-layers", "1", "--mtp-loss-scaling-factor", "0.3")),
 ]
 ARCH_FLAGS = tuple(flag for rule in MAPPED_RULES if rule.group == "architecture" for flag in rule.flags)

@@ -12,6 +12,9 @@ from fsdp2_core.config import TrainConfig, config_to_sections
 from fsdp2_core.config.batch_schedule import StepBatchSchedule
 from fsdp2_core.data.mindspeed.instruction import PROMPT_TYPES
 
+from .arch.attention import mla_flags, sliding_window_flags
+from .arch.moe import ENGINE_MODEL_ID, SIGMOID_FAMILIES, moe_flags, training_flags
+from .arch.rope import rope_scaling_flags
 from .mapping import GROUP_FIELDS, MAPPED_RULES
 from .translate import MEGATRON_DEFAULT_SPLIT, MEGATRON_DEFAULTS
 
@@ -212,12 +215,15 @@ def _num_layers(arch):
 
 
 def _dense_layer_flags(dense, layers):
-    """Inverse of architecture._dense_layers for the layouts Megatron can say."""
+    """Inverse of arch.moe.dense_layers: --first-k-dense-replace / --moe-layer-freq N where they say it, else
+    Megatron's list form of --moe-layer-freq (1 marks an MoE layer)."""
+    if not dense:
+        return []
     for first_k in range(layers + 1):
         for freq in range(1, layers + 1):
             if sorted(set(range(first_k)) | {i for i in range(layers) if freq > 1 and i % freq}) == list(dense):
-                return ["--first-k-dense-replace", str(first_k), "--moe-layer-freq", str(freq)]
-    return []
+                return ["--first-k-dense-replace", str(first_k)] + (["--moe-layer-freq", str(freq)] if freq > 1 else [])
+    return ["--moe-layer-freq", "[" + ",".join("0" if i in dense else "1" for i in range(layers)) + "]"]
 
 
 def _block_recompute(modules, layers):
@@ -238,48 +244,66 @@ def _block_recompute(modules, layers):
 TANH_GELU = ("gelu_pytorch_tanh", "gelu_new")  # what Megatron's fused bias-GeLU computes
 
 
-def architecture_flags(arch) -> List[str]:
-    """Inverse of architecture.build_architecture."""
+def architecture_flags(arch, values=None) -> List[str]:
+    """Inverse of architecture.build_architecture and engine_fields (`values`: the flat config)."""
+    values = values or {}
+    out = _engine_flags(values, arch)
     if not arch:
-        return []
+        return out
     if arch["model_type"] == "gpt2":
-        return ["--num-layers", str(arch["n_layer"]), "--hidden-size",
-                str(arch["n_embd"]), "--num-attention-heads", str(arch["n_head"]),
-                "--ffn-hidden-size", str(arch["n_inner"]), "--max-position-embeddings", str(arch["n_positions"]),
-                "--norm-epsilon", str(arch["layer_norm_epsilon"]), "--hidden-dropout", str(arch["resid_pdrop"]),
-                "--attention-dropout", str(arch["attn_pdrop"]), "--init-method-std", str(arch["initializer_range"])] + (
+        return out + ["--num-layers", str(arch["n_layer"]), "--hidden-size", str(arch["n_embd"]),
+                      "--num-attention-heads", str(arch["n_head"]), "--ffn-hidden-size", str(arch["n_inner"]),
+                      "--max-position-embeddings", str(arch["n_positions"]),
+                      "--norm-epsilon", str(arch["layer_norm_epsilon"]), "--hidden-dropout", str(arch["resid_pdrop"]),
+                      "--attention-dropout", str(arch["attn_pdrop"]),
+                      "--init-method-std", str(arch["initializer_range"])] + (
             [] if arch.get("activation_function", "gelu_new") in TANH_GELU else ["--no-bias-gelu-fusion"])
-    out = ["--position-embedding-type", "rope", "--normalization", "RMSNorm", "--swiglu",
-           "--num-layers", str(arch["num_hidden_layers"]), "--hidden-size", str(arch["hidden_size"]),
-           "--ffn-hidden-size", str(arch["intermediate_size"]),
-           "--num-attention-heads", str(arch["num_attention_heads"]),
-           "--kv-channels", str(arch["head_dim"]), "--max-position-embeddings", str(arch["max_position_embeddings"]),
-           "--norm-epsilon", str(arch["rms_norm_eps"]), "--init-method-std", str(arch["initializer_range"]),
-           "--attention-dropout", str(arch["attention_dropout"]), "--hidden-dropout", "0.0",
-           "--rotary-base", _words(arch["rope_parameters"]["rope_theta"])[0]]
+    family = arch["model_type"]
+    rope = arch["rope_parameters"]
+    out += ["--position-embedding-type", "rope", "--normalization", "RMSNorm", "--swiglu",
+            "--num-layers", str(arch["num_hidden_layers"]), "--hidden-size", str(arch["hidden_size"]),
+            "--ffn-hidden-size", str(arch["intermediate_size"]),
+            "--num-attention-heads", str(arch["num_attention_heads"]),
+            "--max-position-embeddings", str(arch["max_position_embeddings"]),
+            "--norm-epsilon", str(arch["rms_norm_eps"]), "--init-method-std", str(arch["initializer_range"]),
+            "--attention-dropout", str(arch["attention_dropout"]), "--hidden-dropout", "0.0",
+            "--rotary-base", _words(rope["rope_theta"])[0]]
+    if family == "deepseek_v3":
+        out += mla_flags(arch)
+    else:
+        out += ["--kv-channels", str(arch["head_dim"])]
     if arch["num_key_value_heads"] != arch["num_attention_heads"]:
         out += ["--group-query-attention", "--num-query-groups", str(arch["num_key_value_heads"])]
-    if "partial_rotary_factor" in arch["rope_parameters"]:
-        out += ["--rotary-percent", str(arch["rope_parameters"]["partial_rotary_factor"])]
+    if rope.get("partial_rotary_factor", 1.0) != 1.0:
+        out += ["--rotary-percent", str(rope["partial_rotary_factor"])]
+    out += rope_scaling_flags(rope, family == "deepseek_v3")
+    out += sliding_window_flags(arch.get("sliding_window") if family == "mistral" else None)
     if not arch["tie_word_embeddings"]:
         out.append("--untie-embeddings-and-output-weights")
-    family = arch["model_type"]
     if not arch.get("mlp_bias", False):
         out.append("--disable-bias-linear")
-    if family == "qwen2" or (family in ("qwen3", "qwen3_moe") and arch.get("attention_bias")):
+    if family == "qwen2" or (family in ("qwen3", "qwen3_moe", "glm4_moe") and arch.get("attention_bias")) \
+            or (family == "qwen2_moe" and arch.get("qkv_bias")):
         out.append("--add-qkv-bias")
-    if family in ("qwen3", "qwen3_moe"):
+    if family in ("qwen3", "qwen3_moe") or (family == "glm4_moe" and arch.get("use_qk_norm")):
         out.append("--qk-layernorm")
-    if family in ("qwen3_moe", "mixtral"):
-        out += ["--num-experts", str(arch["num_local_experts"]), "--moe-router-topk", str(arch["num_experts_per_tok"]),
-                "--moe-aux-loss-coeff", str(arch["router_aux_loss_coef"])]
-        out += ["--moe-ffn-hidden-size",
-                str(arch["moe_intermediate_size"] if family == "qwen3_moe" else arch["intermediate_size"])]
-        if arch.get("norm_topk_prob"):
-            out.append("--norm-topk-prob")
-        if arch.get("mlp_only_layers"):
-            out += _dense_layer_flags(arch["mlp_only_layers"], arch["num_hidden_layers"])
+    if family in ENGINE_MODEL_ID and (family not in SIGMOID_FAMILIES
+                                      or arch.get("first_k_dense_replace", 0) < arch["num_hidden_layers"]):
+        out += moe_flags(arch, family)
+        dense = arch.get("mlp_only_layers") or list(range(arch.get("first_k_dense_replace") or 0))
+        out += _dense_layer_flags(dense, arch["num_hidden_layers"])
     return out  # the vocabulary comes back through --vocab-size / --padded-vocab-size / --tokenizer-type
+
+
+def _engine_flags(values, arch) -> List[str]:
+    """The load-balancing, z-loss, expert-bias and MTP flags of the engine's fields (and the config's aux loss)."""
+    arch = arch or {}
+    aux = arch.get("router_aux_loss_coef", 0.0) if arch.get("output_router_logits") else 0.0
+    out = training_flags(values, aux, arch.get("model_type") in SIGMOID_FAMILIES)
+    if values.get("mtp_num_layers"):
+        out += ["--mtp-num-layers", str(values["mtp_num_layers"]),
+                "--mtp-loss-scaling-factor", str(values["mtp_loss_scaling_factor"])]
+    return out
 
 
 # Group name (mapping.GROUP_FIELDS) -> its inverse: (flat config, dialect baseline) -> argv.
@@ -287,7 +311,7 @@ GROUP_REVERSE = {
     "pipeline": _nothing, "batch": _batch, "steps": _steps, "cp": _nothing, "optimizer": _optimizer,
     "precision": _precision, "fp8": _fp8, "recompute": _recompute, "dataloader": _dataloader, "stage": _stage,
     "instruction": _instruction, "lora": _lora, "tokenizer": _tokenizer, "load": _load, "save_parts": _save_parts,
-    "architecture": lambda f, base: architecture_flags(f["architecture"]),
+    "architecture": lambda f, base: architecture_flags(f["architecture"], f),
     "deepspeed": _nothing, "pai": _nothing,  # their fields come back through the plain rows
     "tokens": lambda f, base: ["--train-tokens", str(f["train_tokens"])] if f["train_tokens"] else [],
     "batch_schedule": _batch_schedule, "decoupled": _decoupled, "loss_scale": _loss_scale,

@@ -42,7 +42,16 @@ RESUME_SAME_LOSSES = "tests/checkpoint/test_resume.py::test_exit_interval_then_r
 PADDING = "tests/lf/test_processing.py::test_collator_padding_labels_positions"
 FP32_REDUCE = f"{HERE}::test_fsdp_reduces_in_fp32_and_follows_reshard_after_forward"
 
+MTP_LAYOUT = "tests/arch/test_families_forward.py::test_mtp_export_is_deepseek_v3_layout"
+
 CLAIMS = {
+    "which the engine always shares with them": [MTP_LAYOUT],
+    "the engine's chunk_loss_size saves logits memory for every head": [
+        "tests/arch/test_families_forward.py::test_chunked_loss_covers_the_mtp_heads"],
+    "the engine's attention takes the two sizes as they are": [
+        "tests/arch/test_families_forward.py::test_our_forward_equals_transformers"],
+    "the engine keeps transformers' DeepSeek-V3 layout": [MTP_LAYOUT],
+    "the engine keeps transformers' layout": [MTP_LAYOUT],
     "keep their own softmax precision": ["tests/kernels/test_kernels.py::test_selection_per_device"],
     "the one timeout of --distributed-timeout-minutes": [
         "tests/engine/test_process_group_timeout.py::test_a_silent_rank_fails_the_collective_after_the_timeout",

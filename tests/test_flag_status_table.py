@@ -120,7 +120,8 @@ def test_spot_checks():
     assert status["--attention-softmax-in-fp32"] == "absorbed"
     # --fp8-format etc. are mapped (torchao float8); Transformer Engine's delayed-scaling knobs only at their defaults
     assert "--fp8-format" not in status and status["--fp8-margin"] == status["--fp8-interval"] == "absorbed-at-default"
-    assert status["--multi-latent-attention"] == "rejected"
+    assert "--multi-latent-attention" not in status  # MLA is mapped
+    assert status["--mtp-use-repeated-layer"] == "rejected"
     assert status["--lora-load"] == "rejected"  # --lora-r and --is-instruction-dataset are mapped
     assert status["--variable-seq-lengths"] == "absorbed"
     assert status["--input"] == "rejected"  # preprocess_data.py only

@@ -23,6 +23,8 @@ import torch
 import torch.distributed as dist
 from torch.distributed.tensor import DTensor
 
+from fsdp2_core.models.mtp import add_mtp_layers, export_aliases
+
 from . import checksums
 from .layout import CheckpointError, completeness
 
@@ -130,14 +132,24 @@ class StreamingSafetensorsWriter:
 
 
 def export_tensors(model: torch.nn.Module) -> List[Tuple[str, torch.Tensor]]:
-    """The tensors `save_pretrained` would write: the state dict's persistent entries, a tied weight once."""
+    """The tensors `save_pretrained` would write: the state dict's persistent entries, a tied weight once;
+    with multi-token prediction layers, also the copies of the shared embedding and head DeepSeek-V3 keeps
+    beside each of them (models/mtp.py)."""
     seen, out = set(), []
     for name, tensor in model.state_dict(keep_vars=True).items():
         if id(tensor) in seen:
             continue
         seen.add(id(tensor))
         out.append((name, tensor))
-    return out
+    return out + export_aliases(model)
+
+
+def mtp_depths_in(names, num_hidden_layers: int, prefix: str = "") -> int:
+    """How many MTP layers (model.layers.<L+k>.eh_proj) a checkpoint's tensor names hold."""
+    depth = 0
+    while f"{prefix}model.layers.{num_hidden_layers + depth}.eh_proj.weight" in names:
+        depth += 1
+    return depth
 
 
 def hf_class_name(model: torch.nn.Module) -> str:
@@ -303,14 +315,16 @@ def checkpoint_tensors(checkpoint_dir: str, dtype: Optional[torch.dtype] = None)
         raise CheckpointError(f"{checkpoint_dir} has no config.json (the model's Hugging Face config); "
                               "it was not written by this engine's checkpointing")
     config = AutoConfig.from_pretrained(checkpoint_dir)
+    metadata = FileSystemReader(checkpoint_dir).read_metadata().state_dict_metadata
     with torch.device("meta"):
         meta_model = AutoModelForCausalLM.from_config(config)
+        add_mtp_layers(meta_model, mtp_depths_in(metadata, config.num_hidden_layers, prefix="model."))
     if not config.architectures:
         config.architectures = [type(meta_model).__name__]
-    metadata = FileSystemReader(checkpoint_dir).read_metadata().state_dict_metadata
-    entries = []
+    aliases = dict(export_aliases(meta_model))
+    keys, entries = {}, []
     for name, expected in export_tensors(meta_model):
-        key = f"model.{name}"
+        key = keys[name] = "model." + _alias_source(meta_model, name, aliases)
         if key not in metadata:
             raise CheckpointError(f"{checkpoint_dir}: the checkpoint has no tensor {key} that "
                                   f"{type(meta_model).__name__} needs")
@@ -322,16 +336,25 @@ def checkpoint_tensors(checkpoint_dir: str, dtype: Optional[torch.dtype] = None)
         entries.append((name, tuple(md.size), dtype if dtype is not None and stored.is_floating_point else stored))
 
     def read(name):
-        shape, stored = tuple(metadata[f"model.{name}"].size), metadata[f"model.{name}"].properties.dtype
+        key = keys[name]  # an MTP alias reads the shared embedding or head
+        shape, stored = tuple(metadata[key].size), metadata[key].properties.dtype
 
         def get():
             t = torch.empty(shape, dtype=stored)
             with warnings.catch_warnings():  # "assuming the intent is to load in a single process": it is
                 warnings.simplefilter("ignore", UserWarning)
-                dcp.load({f"model.{name}": t}, checkpoint_id=checkpoint_dir, no_dist=True)
+                dcp.load({key: t}, checkpoint_id=checkpoint_dir, no_dist=True)
             return t.to(dtype) if dtype is not None and stored.is_floating_point else t
         return get
     return config, entries, read
+
+
+def _alias_source(model, name: str, aliases) -> str:
+    """The saved tensor an exported name reads: an MTP alias reads the shared embedding or head."""
+    if name not in aliases:
+        return name
+    target = aliases[name]
+    return next(n for n, t in model.state_dict(keep_vars=True).items() if t is target)
 
 
 def shared_error(error, group=None):

@@ -24,7 +24,7 @@ def _f(default, help, extension=False, **kw):
 class ModelArguments:
     model_name_or_path: Optional[str] = _f(None, "Local path of a Hugging Face model. Required unless the architecture "
                                            "comes from Megatron flags (`architecture`).")
-    model_id: Optional[Literal["gpt_oss", "qwen3", "qwen3_moe"]] = _f(
+    model_id: Optional[Literal["deepseek_v3", "gpt_oss", "qwen2_moe", "qwen3", "qwen3_moe"]] = _f(
         None, "Selects the project's own forward for this family; unset runs the plain transformers forward.")
     init_model_with_meta_device: bool = _f(False, "Build the model on the meta device, shard, then load or initialise "
                                            "shard by shard.")
@@ -97,6 +97,24 @@ class ModelArguments:
                                                               extension=True)
     fp8_param_gather: bool = _f(False, "FSDP all-gathers float8 weights (--fp8-param-gather; torchao "
                                 "enable_fsdp_float8_all_gather, tensorwise scaling only).", extension=True)
+    moe_seq_aux_loss_coeff: float = _f(
+        0.0, "Megatron's sequence-level load-balancing loss (--moe-router-load-balancing-type seq_aux_loss with its "
+        "--moe-aux-loss-coeff, MindSpeed --seq-aux): coeff · E · Σ_e P_e · f_e per sample, averaged over the samples "
+        "and summed over the MoE layers. Needs a model_id with experts.", extension=True)
+    moe_z_loss_coeff: float = _f(0.0, "Router z-loss (--moe-z-loss-coeff): coeff · mean(logsumexp(router logits)²) per "
+                                 "MoE layer, summed over the layers. Needs a model_id with experts.", extension=True)
+    moe_router_bias_update_rate: float = _f(
+        0.0, "Aux-loss-free balancing (--moe-router-enable-expert-bias with --moe-router-bias-update-rate): after "
+        "every step each MoE layer's expert bias (e_score_correction_bias) moves by this rate towards the experts that "
+        "got fewer tokens than the mean, as Megatron updates it. 0 leaves the bias as loaded. Needs model_id "
+        "deepseek_v3.", extension=True)
+    mtp_num_layers: int = _f(0, "Multi-token prediction layers (--mtp-num-layers): Megatron's MTP modules trained "
+                             "beside the model (the k-th predicts the token k+1 ahead), kept and exported as "
+                             "model.layers.<num_hidden_layers + k> in DeepSeek-V3's Hugging Face layout.",
+                             extension=True)
+    mtp_loss_scaling_factor: float = _f(0.1, "Weight of the MTP loss (--mtp-loss-scaling-factor): the mean of the MTP "
+                                        "depths' losses times this factor is added to the language-model loss.",
+                                        extension=True)
 
 
 @dataclass

@@ -80,6 +80,9 @@ RANGES: Dict[str, Range] = {
     "z_loss_coeff": Range(0, why="0 turns the z-loss off"),
     "loss_scale": Range(0, low_open=True, why="or unset for dynamic fp16 scaling"), "initial_loss_scale": POSITIVE,
     "min_loss_scale": POSITIVE, "loss_scale_window": AT_LEAST_1, "hysteresis": AT_LEAST_1,
+    # MoE routers and multi-token prediction
+    "moe_seq_aux_loss_coeff": AT_LEAST_0, "moe_z_loss_coeff": AT_LEAST_0, "moe_router_bias_update_rate": AT_LEAST_0,
+    "mtp_loss_scaling_factor": AT_LEAST_0, "mtp_num_layers": Range(0, why="0: no multi-token prediction"),
     # profiling
     "profile_step_start": AT_LEAST_0,
 }
@@ -91,7 +94,8 @@ def validate(cfg: TrainConfig) -> TrainConfig:
         cfg.data.packing = True  # neat_packing implies packing
     problems: List[Problem] = []
     for check in (_check_ranges, _check_essentials, _check_data_rules, _check_parallel, _check_batch_schedule,
-                  _check_training, _check_decoupled_lr, _check_loss_scale, _check_profiling, _check_architecture):
+                  _check_training, _check_decoupled_lr, _check_loss_scale, _check_profiling, _check_architecture,
+                  _check_moe_family):
         problems.extend(check(cfg))
     if problems:
         raise ConfigError("invalid configuration:\n  - " + "\n  - ".join(text for _, text in problems), problems)
@@ -256,3 +260,18 @@ def _check_architecture(cfg) -> List[Problem]:
     if not arch or cfg.model.model_name_or_path:  # a model directory's config.json is checked when it is read
         return []
     return architecture_problems(arch, cfg.data.cutoff_len)
+
+
+def _check_moe_family(cfg) -> List[Problem]:
+    m = cfg.model
+    if m.mtp_num_layers and cfg.parallel.tp_size > 1 and cfg.parallel.sequence_parallel:
+        return [("mtp_num_layers", f"model.mtp_num_layers {m.mtp_num_layers} with tensor parallelism: the MTP layers "
+                                   "take the whole sequence, which sequence parallelism splits; set "
+                                   "parallel.sequence_parallel false (FSDP2 key sequence_parallel: false)")]
+    wants_family = [name for name in ("moe_seq_aux_loss_coeff", "moe_z_loss_coeff", "moe_router_bias_update_rate")
+                    if getattr(m, name)]
+    if not wants_family or m.model_id:
+        return []
+    return [(wants_family[0], f"model.{', model.'.join(wants_family)} need the engine's MoE forward: set "
+                              "model.model_id (deepseek_v3 for DeepSeek-V3 / GLM-4.5 MoE, qwen2_moe, qwen3_moe for "
+                              "Qwen3-MoE / Mixtral, gpt_oss)")]

@@ -45,11 +45,12 @@ def install_attention(model: nn.Module, split: SequenceSplit = NO_SPLIT) -> Sequ
     model.config._attn_implementation = ATTENTION_NAME
     tagged = 0
     for module in model.modules():
-        if type(module).__name__.endswith("Attention") and hasattr(module, "head_dim"):
+        heads = hasattr(module, "head_dim") or hasattr(module, "qk_head_dim")  # qk_head_dim: DeepSeek-V3's MLA
+        if type(module).__name__.endswith("Attention") and heads:
             module._fsdp2_cp = split
             tagged += 1
     if not tagged:
-        raise ConfigError("no attention module (a class named *Attention with head_dim) found in "
+        raise ConfigError("no attention module (a class named *Attention with head_dim or qk_head_dim) found in "
                           f"{type(model).__name__}")
     model._fsdp2_cp = split
     return split
@@ -95,9 +96,14 @@ def split_inputs(info: SequenceSplit, tokens, labels, loss_mask, position_ids=No
             extra["cp_key_mask"] = None if bool(keys.all()) else keys  # hiding nothing: the plain causal path
         else:
             raise ConfigError(f"attention_mask of shape {tuple(attention_mask.shape)}: expected [b, S] or [b, 1, S, S]")
-    local = seq // info.size
-    part = slice(info.rank * local, (info.rank + 1) * local)
+    part = local_part(info, seq)
     return tokens[:, part], labels[:, part], loss_mask[:, part], position_ids[:, part], extra
+
+
+def local_part(info: SequenceSplit, seq: int) -> slice:
+    """This rank's positions of a sequence of length `seq`."""
+    local = seq // info.size
+    return slice(info.rank * local, (info.rank + 1) * local)
 
 
 # ---------------------------------------------------------------- the attention

@@ -7,11 +7,15 @@ this rank's shard: no rank ever holds the whole model.
 
 From-scratch initialisation is seeded per module (seed, module index), so the
 weights are the same for every parallel layout and for meta or eager building.
+
+Multi-token prediction layers (`mtp_num_layers`, models/mtp.py) are appended right after
+the model is built; a checkpoint that holds them (DeepSeek-V3's layout) fills them, else
+they are initialised like any new module.
 """
 import json
 import logging
 import os
-from typing import Dict, Iterator, Optional, Tuple
+from typing import Dict, Iterator, Optional, Sequence, Tuple
 
 import torch
 import torch.nn as nn
@@ -21,6 +25,7 @@ from fsdp2_core.config import ConfigError
 from fsdp2_core.config.architecture_rules import architecture_problems
 
 from .families.qwen3_next import check_available
+from .mtp import add_mtp_layers, mtp_layers
 from .registry import install_family
 from .tokens import grow_rows
 
@@ -83,14 +88,22 @@ def _build(cfg, device, meta, vocab_size, seed) -> nn.Module:
     check_model_config(config, cfg.data.cutoff_len, source)
     if meta:
         with torch.device("meta"):
-            return _from_config(config, m.trust_remote_code)
+            model = _from_config(config, m.trust_remote_code)
+            add_mtp_layers(model, m.mtp_num_layers)
+        return model
     if m.model_name_or_path and not m.train_from_scratch:
         from transformers import AutoModelForCausalLM
         model = AutoModelForCausalLM.from_pretrained(m.model_name_or_path, config=config, dtype=torch.float32,
                                                      trust_remote_code=m.trust_remote_code, revision=m.model_revision)
-        return model.to(device)
+        model = model.to(device)
+        with torch.device(device):
+            added = add_mtp_layers(model, m.mtp_num_layers)
+        if added and not load_weights(model, m.model_name_or_path, seed, only=added, strict=False):
+            init_weights(model, seed, only=added)
+        return model
     with torch.device(device):
         model = _from_config(config, m.trust_remote_code)
+        add_mtp_layers(model, m.mtp_num_layers)
     init_weights(model, seed)
     return model
 
@@ -101,7 +114,9 @@ def materialize(model: nn.Module, cfg, device: torch.device, seed: int) -> None:
     m = cfg.model
     if m.model_name_or_path and not m.train_from_scratch:
         init_buffers(model)
-        load_weights(model, m.model_name_or_path, seed)
+        mtp = mtp_layers(model)
+        if not load_weights(model, m.model_name_or_path, seed, optional=mtp) and mtp:
+            init_weights(model, seed, only=mtp)  # a checkpoint without MTP layers: they start fresh
     else:
         init_weights(model, seed)
     if hasattr(model, "tie_weights"):
@@ -130,18 +145,21 @@ def _shadow_params(module: nn.Module) -> Dict[str, nn.Parameter]:
             for name, p in module.named_parameters(recurse=False)}
 
 
-def init_weights(model: nn.Module, seed: int) -> None:
-    """Initialise every module with the model's own `_init_weights`, one module at a time.
+def init_weights(model: nn.Module, seed: int, only: Optional[Sequence[nn.Module]] = None) -> None:
+    """Initialise every module (or those under `only`) with the model's own `_init_weights`, one module at a time.
 
     Each module's parameters are swapped for full-shaped stand-ins, initialised from a
     generator seeded by (seed, module index), and scattered into the real (possibly
-    sharded) parameters. Buffers (rotary tables) are written in place.
+    sharded) parameters. Buffers (rotary tables, expert biases) are written in place.
     """
     init_fn = getattr(model, "_init_weights", None)
     if init_fn is None:
         raise ConfigError(f"{type(model).__name__} has no _init_weights; cannot initialise it from scratch")
+    chosen = None if only is None else {id(m) for root in only for m in root.modules()}
     rng_state = torch.get_rng_state()
     for index, (_, module) in enumerate(model.named_modules()):
+        if chosen is not None and id(module) not in chosen:
+            continue
         real = dict(module.named_parameters(recurse=False))
         shadow = _shadow_params(module)
         if not shadow and not list(module.buffers(recurse=False)):
@@ -196,10 +214,29 @@ def iter_checkpoint(path: str) -> Iterator[Tuple[str, torch.Tensor]]:
                 yield name, fh.get_tensor(name)
 
 
-def load_weights(model: nn.Module, path: str, seed: int) -> None:
-    """Fill parameters from safetensors one tensor at a time; rows beyond the checkpoint's vocabulary
-    (a resized embedding) are initialised as new tokens."""
+def persistent_buffers(model: nn.Module) -> Dict[str, torch.Tensor]:
+    """Buffers a checkpoint holds (e.g. DeepSeek-V3's e_score_correction_bias); rotary tables are not."""
+    out = {}
+    for module_name, module in model.named_modules():
+        for name, buf in module.named_buffers(recurse=False):
+            if buf is not None and name not in module._non_persistent_buffers_set:
+                out[f"{module_name}.{name}" if module_name else name] = buf
+    return out
+
+
+def load_weights(model: nn.Module, path: str, seed: int, optional: Sequence[nn.Module] = (),
+                 only: Optional[Sequence[nn.Module]] = None, strict: bool = True) -> bool:
+    """Fill parameters (and persistent buffers) from safetensors one tensor at a time; rows beyond the
+    checkpoint's vocabulary (a resized embedding) are initialised as new tokens.
+
+    `only`: fill just the tensors of these modules. Parameters of `optional` modules (or any, unless `strict`) may
+    be missing; returns whether every wanted tensor was found."""
     params = dict(model.named_parameters())
+    buffers = persistent_buffers(model)
+    params.update(buffers)
+    if only is not None:
+        wanted_ids = {id(t) for root in only for t in list(root.parameters()) + list(root.buffers())}
+        params = {n: t for n, t in params.items() if id(t) in wanted_ids}
     seen = set()
     for name, full in iter_checkpoint(path):
         if name not in params:
@@ -213,9 +250,16 @@ def load_weights(model: nn.Module, path: str, seed: int) -> None:
                                   f"{tuple(param.shape)}")
         copy_full_into(param, full)
         seen.add(name)
+    may_miss = {id(t) for root in optional for t in list(root.parameters()) + list(root.buffers())}
     missing = [n for n in params if n not in seen and not _is_tied(model, n)]
-    if missing:
-        raise ConfigError(f"{path}: the checkpoint lacks {len(missing)} parameters, e.g. {missing[:3]}")
+    with torch.no_grad():
+        for name in missing:
+            if name in buffers:  # e.g. an expert bias the checkpoint does not carry: it starts at zero
+                buffers[name].zero_()
+    required = [n for n in missing if n not in buffers and id(params[n]) not in may_miss]
+    if required and strict:
+        raise ConfigError(f"{path}: the checkpoint lacks {len(required)} parameters, e.g. {required[:3]}")
+    return not [n for n in missing if n not in buffers]
 
 
 def _is_tied(model: nn.Module, name: str) -> bool:

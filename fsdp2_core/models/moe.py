@@ -10,15 +10,16 @@ experts live on this rank; expert parallelism swaps in an all-to-all dispatcher
 (`fsdp2_core.parallel.expert_parallel`). The model itself knows nothing of that.
 
 Expert compute runs per expert (eager) or as one grouped GEMM (fused: torch's grouped
-matmul on accelerators, a padded batched matmul elsewhere).
+matmul on accelerators, a padded batched matmul elsewhere). Shared experts (DeepSeek-V3,
+GLM-4.5, Qwen2-MoE) run beside the routed ones on every token: the family hands
+`install_moe` a `shared_forward(block, x)` whose output is added.
 
-The router auxiliary loss is Megatron's (`--moe-aux-loss-coeff`), per MoE layer and
-summed over layers: coeff · E · Σ_e P_e · f_e, with P_e the mean router probability of
-expert e and f_e the fraction of the top-k assignments it received, over every token
-of the micro-batch (over all context-parallel ranks).
+Each forward leaves the block's route in `block._fsdp2_route` = (router logits [T, E],
+chosen experts [T, k], samples b): the router losses and the expert-bias update
+(`router_losses.py`) read it after the forward.
 """
 import types
-from typing import List, Optional
+from typing import Callable, List, Optional
 
 import torch
 import torch.nn as nn
@@ -94,52 +95,25 @@ def moe_block_forward(self, hidden_states: torch.Tensor):
     b, s, h = hidden_states.shape
     x = hidden_states.reshape(-1, h)
     logits, weights, idx = getattr(self, self._fsdp2_router)(x)
-    self._fsdp2_route = (logits, idx)
-    out = self._fsdp2_dispatcher(self.experts, x, weights, idx).reshape(b, s, h)
+    self._fsdp2_route = (logits, idx, b)
+    out = self._fsdp2_dispatcher(self.experts, x, weights, idx)
+    if self._fsdp2_shared is not None:
+        out = out + self._fsdp2_shared(self, x).to(out.dtype)
+    out = out.reshape(b, s, h)
     return (out, weights) if self._fsdp2_returns_scores else out
 
 
 def install_moe(model: nn.Module, block_types, router_attr: str, experts_forward, returns_scores: bool,
-                fused: bool = False) -> List[nn.Module]:
-    """Give every MoE block of `model` our forward; return the blocks (kept on the model for the aux loss)."""
+                fused: bool = False, shared_forward: Optional[Callable] = None) -> List[nn.Module]:
+    """Give every MoE block of `model` our forward; return the blocks (kept on the model for the router losses)."""
     blocks = [m for m in model.modules() if type(m).__name__ in block_types]
     for block in blocks:
         block._fsdp2_router = router_attr
         block._fsdp2_returns_scores = returns_scores
+        block._fsdp2_shared = shared_forward
         block._fsdp2_dispatcher = LocalDispatcher()
         block.forward = types.MethodType(moe_block_forward, block)
         block.experts._fsdp2_fused = fused
         block.experts.forward = types.MethodType(experts_forward, block.experts)
     model._fsdp2_moe_blocks = blocks
     return blocks
-
-
-# ---------------------------------------------------------------- auxiliary loss
-
-def aux_loss_coeff(config) -> float:
-    """Megatron's --moe-aux-loss-coeff arrives as router_aux_loss_coef with output_router_logits on."""
-    if not getattr(config, "output_router_logits", False):
-        return 0.0
-    return float(getattr(config, "router_aux_loss_coef", 0.0) or 0.0)
-
-
-def router_aux_loss(blocks, coeff: float, cp_size: int = 1, cp_sum=None) -> Optional[torch.Tensor]:
-    """Σ over MoE layers of coeff · E · Σ_e P_e f_e for the last forward (None without routes or coeff).
-
-    With context parallelism each rank routed 1/cp_size of the tokens: `cp_sum(prob_sums, counts)` (handed in by
-    the loss, which owns the process groups) returns both summed over the cp ranks."""
-    routes = [getattr(b, "_fsdp2_route", None) for b in blocks]
-    if not coeff or not routes or any(r is None for r in routes):
-        return None
-    num_experts = routes[0][0].shape[-1]
-    k = routes[0][1].shape[-1]
-    prob_sums = torch.stack([torch.softmax(logits.float(), dim=-1).sum(0) for logits, _ in routes])
-    counts = torch.stack([torch.bincount(idx.reshape(-1), minlength=num_experts).float() for _, idx in routes])
-    tokens = routes[0][0].shape[0]
-    if cp_size > 1:
-        prob_sums, counts = cp_sum(prob_sums, counts)
-        tokens *= cp_size
-    per_layer = (prob_sums / tokens * counts / (tokens * k)).sum(-1) * num_experts
-    for b in blocks:
-        b._fsdp2_route = None
-    return coeff * per_layer.sum()

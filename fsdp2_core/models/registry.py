@@ -3,8 +3,9 @@
 Without `model_id` the plain transformers forward runs (the loss still chunks, and
 context parallelism still works through the attention interface). With it, the
 family's `install` reworks the model in place after it is built:
-  - MoE blocks get our routing and token dispatch (`fsdp2_core.models.moe`), which
-    expert parallelism plugs into, and Megatron's router auxiliary loss;
+  - MoE blocks get our token dispatch (`fsdp2_core.models.moe`), which expert
+    parallelism plugs into, shared experts beside the routed ones, and Megatron's router
+    losses and aux-loss-free expert bias (`router_losses.py`, scored by `score_function`);
   - attention through our core (`models/attention.py`; context parallelism splits it), so
     packed samples keep documents apart at every cp size;
   - the fused-kernel hooks of `optimization` (`families/kernels.py`).
@@ -16,7 +17,8 @@ Adding a family
      experts on tokens grouped by expert (use `local()` on the weights and
      `grouped_matmul`). Check the transformers layout of the expert weights first.
   2. Add a `Family` row below: the model_id, the transformers `model_type`s it
-     serves, whether it has experts.
+     serves, whether it has experts, and its router's score function (softmax or
+     sigmoid: what Megatron's aux losses take as probabilities).
   3. Add the id to `ModelArguments.model_id` in the config, and a tiny config to
      tests/cp_ep that trains it against the plain forward or a single process.
 """
@@ -30,10 +32,11 @@ from fsdp2_core.config import ConfigError
 from fsdp2_core.device import detect_device_type
 
 from .attention import install_attention
-from .families import gpt_oss, qwen3, qwen3_moe
+from .families import deepseek_v3, gpt_oss, qwen2_moe, qwen3, qwen3_moe
 from .families.kernels import apply_kernel_hooks
 from .families.qwen3_next import apply_gdn_options
 from .moe import check_dispatcher
+from .router_losses import check_expert_bias
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +48,7 @@ class Family:
     install: Callable[[nn.Module, object], None]
     experts: bool
     notes: str = ""
+    score_function: str = "softmax"
 
 
 FAMILIES: Dict[str, Family] = {f.model_id: f for f in (
@@ -53,6 +57,9 @@ FAMILIES: Dict[str, Family] = {f.model_id: f for f in (
            notes="Mixtral shares Qwen3-MoE's expert layout and router, so this id serves it too"),
     Family("gpt_oss", ("gpt_oss",), gpt_oss.install, experts=True,
            notes="attention sinks and sliding windows stay in transformers' attention (and the Ulysses core)"),
+    Family("deepseek_v3", ("deepseek_v3", "glm4_moe"), deepseek_v3.install, experts=True, score_function="sigmoid",
+           notes="GLM-4.5 (glm4_moe) shares DeepSeek-V3's MoE block; Multi-Latent Attention stays transformers'"),
+    Family("qwen2_moe", ("qwen2_moe",), qwen2_moe.install, experts=True),
 )}
 
 
@@ -72,7 +79,9 @@ def install_family(model: nn.Module, cfg) -> Optional[Family]:
     if family is None:
         if p.ep_size > 1 or p.ep_fsdp_size > 1:
             raise ConfigError("ep_size / ep_fsdp_size > 1 need our MoE dispatch: set model_id (qwen3_moe for Qwen3-MoE "
-                              "and Mixtral, gpt_oss)")
+                              "and Mixtral, deepseek_v3 for DeepSeek-V3 and GLM-4.5, qwen2_moe, gpt_oss)")
+        if getattr(model, "_fsdp2_mtp_layers", None):
+            install_attention(model)  # the MTP layers call the attention core with the main model's masks
         return None
     model_type = getattr(model.config, "model_type", None)
     if model_type not in family.model_types:
@@ -81,11 +90,22 @@ def install_family(model: nn.Module, cfg) -> Optional[Family]:
                           "forward")
     if (p.ep_size > 1 or p.ep_fsdp_size > 1) and not family.experts:
         raise ConfigError(f"ep_size {p.ep_size}: model_id {family.model_id} has no experts; set ep_size 1")
+    m = cfg.model
+    router_fields = [n for n in ("moe_seq_aux_loss_coeff", "moe_z_loss_coeff", "moe_router_bias_update_rate")
+                     if getattr(m, n)]
+    if router_fields and not family.experts:
+        raise ConfigError(f"model.{', model.'.join(router_fields)}: model_id {family.model_id} has no experts (no "
+                          "router); unset them")
     if family.experts and p.ep_dispatcher == "mc2":
         check_dispatcher("mc2", detect_device_type())
     family.install(model, cfg)
+    check_expert_bias(getattr(model, "_fsdp2_moe_blocks", []), cfg.model.moe_router_bias_update_rate)
     install_attention(model)  # our attention core (what context parallelism splits), packed documents kept apart
     applied = apply_kernel_hooks(model, cfg)
     model._fsdp2_family = family.model_id
+    model._fsdp2_score_function = family.score_function
+    # Router settings the Hugging Face config has no field for (the loss reads them; models/router_losses.py).
+    model._fsdp2_router_coeffs = {"seq_aux": m.moe_seq_aux_loss_coeff, "z": m.moe_z_loss_coeff}
+    model._fsdp2_count_expert_load = bool(m.moe_router_bias_update_rate)
     log.info("model_id %s: our forward installed%s", family.model_id, f" with {', '.join(applied)}" if applied else "")
     return family

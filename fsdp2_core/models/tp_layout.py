@@ -33,6 +33,8 @@ from typing import Callable, Dict, Optional, Tuple
 
 import torch.nn as nn
 
+from .mla_tp import mla_extra_plan
+
 
 @dataclass(frozen=True)
 class TPLayout:
@@ -60,7 +62,12 @@ GPT2 = TPLayout(embedding="transformer.wte", position_embedding="transformer.wpe
                 rowwise=("transformer.h.{*}.attn.c_proj", "transformer.h.{*}.mlp.c_proj"),
                 fused_qkv=("transformer.h.{*}.attn.c_attn",), local_width=("split_size",))
 
-LAYOUTS: Dict[str, TPLayout] = {"gpt2": GPT2, "gpt_oss": GPT_OSS}
+# Multi-Latent Attention (DeepSeek-V3, models/mla_tp.py): the up-projections split by heads, the down-projections to
+# the shared latents and their norms whole on every rank, o_proj row-parallel (the default patterns)
+DEEPSEEK_V3 = TPLayout(colwise=("model.layers.{*}.self_attn.q_b_proj", "model.layers.{*}.self_attn.kv_b_proj"),
+                       extra_plan=mla_extra_plan)
+
+LAYOUTS: Dict[str, TPLayout] = {"gpt2": GPT2, "gpt_oss": GPT_OSS, "deepseek_v3": DEEPSEEK_V3}
 
 
 def tp_layout_for(model: nn.Module) -> TPLayout:

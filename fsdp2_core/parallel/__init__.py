@@ -25,6 +25,8 @@ def modules_used_twice(model: nn.Module, chunked_head: bool) -> list:
     keep = []
     if head is not None and embed is not None and head.weight is embed.weight:
         keep += [head, embed]  # tied weights must live in one unit
+    elif getattr(model, "_fsdp2_mtp_layers", None):
+        keep += [m for m in (head, embed) if m is not None]  # the MTP depths embed and project again
     elif head is not None and chunked_head:
         keep.append(head)  # called once per loss chunk
     return keep
@@ -69,7 +71,7 @@ def parallelize(model: nn.Module, cfg, mesh: Mesh) -> nn.Module:
                  "is left unwrapped")
         return model
     keep = modules_used_twice(model, chunked_head=bool(cfg.training.chunk_loss_size))
-    apply_fsdp(model, mesh.fsdp, p, keep_in_root=keep)
+    apply_fsdp(model, mesh.fsdp, p, keep_in_root=keep, root_reshard=not getattr(model, "_fsdp2_mtp_layers", None))
     return model
 
 

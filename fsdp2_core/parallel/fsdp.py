@@ -50,8 +50,12 @@ def shard_units(model: nn.Module, patterns, keep_in_root: Iterable[nn.Module] = 
     return [m for _, m in matching_modules(model, patterns) if id(m) not in keep and m is not model]
 
 
-def apply_fsdp(model: nn.Module, mesh: DeviceMesh, p, keep_in_root: Iterable[nn.Module] = ()) -> List[FSDPModule]:
-    """Shard `model` per the parallel config `p`; return the inner units in forward order."""
+def apply_fsdp(model: nn.Module, mesh: DeviceMesh, p, keep_in_root: Iterable[nn.Module] = (),
+               root_reshard: bool = True) -> List[FSDPModule]:
+    """Shard `model` per the parallel config `p`; return the inner units in forward order.
+
+    `root_reshard=False` keeps the root unit's parameters gathered from forward to backward: needed when the loss
+    reaches them through tensors the forward does not return (multi-token prediction's embedding and head)."""
     mp = MixedPrecisionPolicy(param_dtype=DTYPES[p.param_dtype], reduce_dtype=DTYPES[p.reduce_dtype])
     common = dict(mesh=mesh, mp_policy=mp, shard_placement_fn=resolve_callable(p.shard_placement_fn),
                   ignored_params=ignored_parameters(model, p.ignored_modules) or None)
@@ -62,7 +66,7 @@ def apply_fsdp(model: nn.Module, mesh: DeviceMesh, p, keep_in_root: Iterable[nn.
         log.warning("no module matches fsdp_modules %s; the whole model is one FSDP unit", p.fsdp_modules)
     for module in reversed(units):  # children before parents
         fully_shard(module, reshard_after_forward=reshard, **common)
-    fully_shard(model, reshard_after_forward=reshard, **common)
+    fully_shard(model, reshard_after_forward=reshard and root_reshard, **common)
     _set_prefetch(units, p.num_to_forward_prefetch, p.num_to_backward_prefetch)
     model._fsdp2_compute_dtype = mp.param_dtype  # what attention masks are built in (models/packed.py)
     return units

@@ -198,7 +198,8 @@ def run_training(cfg, datasets: Optional[Sequence] = None, *, checkpoint: Checkp
                "grad_norms": hist.grad_norms, "learning_rates": hist.lrs, "global_batch_sizes": hist.global_batches,
                "valid": hist.valid,
                "test_loss": hist.test_loss, "skipped_iterations": state.skipped_iters,
-               "nan_iterations": state.nan_iters, "throughput": hist.throughput, "world_size": world}
+               "nan_iterations": state.nan_iters, "throughput": hist.throughput, "world_size": world,
+               "extra_losses": hist.extra_losses}
     if created_group:
         dist.destroy_process_group()
         forget_meshes()

@@ -1,12 +1,14 @@
 """Megatron's log lines, field for field, so existing parsers and dashboards keep working."""
 import math
-from typing import Optional
+from typing import Dict, Optional
 
 
 def iteration_line(iteration: int, train_iters: int, consumed: int, ms_per_iter: float, lr: float,
                    global_batch: int, loss: Optional[float], loss_scale: float, grad_norm: Optional[float],
                    skipped: int, nan: int, tokens_per_s: float, tflops: float, mfu: Optional[float],
-                   peak_mem_gb: float) -> str:
+                   peak_mem_gb: float, extra_losses: Optional[Dict[str, float]] = None) -> str:
+    """`extra_losses`: the MoE router losses and MTP losses, printed after the lm loss as Megatron prints the
+    other entries of its total_loss_dict (z_loss, load_balancing_loss, seq_load_balancing_loss, mtp_1 loss)."""
     s = " iteration {:8d}/{:8d} |".format(iteration, train_iters)
     s += " consumed samples: {:12d} |".format(consumed)
     s += " elapsed time per iteration (ms): {:.1f} |".format(ms_per_iter)
@@ -14,6 +16,9 @@ def iteration_line(iteration: int, train_iters: int, consumed: int, ms_per_iter:
     s += " global batch size: {:5d} |".format(global_batch)
     if loss is not None and loss > 0.0:  # Megatron leaves out a zero average (all iterations skipped)
         s += " lm loss: {:.6E} |".format(loss)
+    for name, value in (extra_losses or {}).items():
+        if value > 0.0:
+            s += " {}: {:.6E} |".format(name, value)
     s += " loss scale: {:.1f} |".format(loss_scale)
     if grad_norm is not None:
         s += " grad norm: {:.3f} |".format(grad_norm)

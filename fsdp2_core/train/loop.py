@@ -63,6 +63,7 @@ def check_skipped(state: TrainState, limit: int) -> None:
 class Interval:
     """Sums over one logging interval, reset after each line (as Megatron's total_loss_dict)."""
     loss: float = 0.0
+    extra: Dict[str, float] = field(default_factory=dict)  # router and MTP losses by Megatron's names
     advanced: int = 0
     skipped: int = 0
     nan: int = 0
@@ -93,6 +94,12 @@ class History:
     valid: List[Dict] = field(default_factory=list)
     test_loss: Optional[float] = None
     throughput: Dict = field(default_factory=dict)
+    extra_losses: List[Dict[str, float]] = field(default_factory=list)  # per logged line: router / MTP losses
+
+
+def _metric_names(extra: Dict[str, float]) -> Dict[str, float]:
+    """Megatron's names as metric keys ("mtp_1 loss" -> "mtp_1_loss")."""
+    return {name.replace(" ", "_"): value for name, value in extra.items()}
 
 
 def train(ctx: RunContext, state: TrainState, train_iters: int, data: Data, hooks, sink, profiler,
@@ -131,6 +138,8 @@ def train(ctx: RunContext, state: TrainState, train_iters: int, data: Data, hook
         if not r.skipped:
             iv.loss += r.loss
             iv.advanced += 1
+            for name, value in r.extra_losses.items():
+                iv.extra[name] = iv.extra.get(name, 0.0) + value
         lr = logged_lr(ctx.optimizer)
         hist.losses.append(r.loss)
         hist.grad_norms.append(r.grad_norm)
@@ -141,12 +150,15 @@ def train(ctx: RunContext, state: TrainState, train_iters: int, data: Data, hook
             per_iter = iv.seconds / iv.iters
             tp = throughput(iv.samples / iv.iters * seq, per_iter, world, flops_token, peak_tflops)
             loss = iv.loss / max(iv.advanced, 1)
+            extra = {name: value / max(iv.advanced, 1) for name, value in iv.extra.items()}
             print_fn(iteration_line(state.iteration, train_iters, state.consumed_train_samples, per_iter * 1000.0,
                                     lr, batch, loss, ctx.loss_scaler.scale if ctx.loss_scaler else 1.0,
                                     r.grad_norm, iv.skipped, iv.nan,
                                     tp["tokens_per_s_per_device"], tp["tflops_per_device"], tp["mfu"],
-                                    ctx.device.peak_memory_gb()))
-            sink.write("train", state.iteration, {"lm_loss": loss, "learning_rate": lr, "grad_norm": r.grad_norm,
+                                    ctx.device.peak_memory_gb(), extra_losses=extra))
+            hist.extra_losses.append(extra)
+            sink.write("train", state.iteration, {"lm_loss": loss, **_metric_names(extra), "learning_rate": lr,
+                                                  "grad_norm": r.grad_norm,
                                                   "consumed_samples": state.consumed_train_samples,
                                                   "global_batch_size": batch,
                                                   "iteration_ms": per_iter * 1000.0, "skipped": iv.skipped,

@@ -19,9 +19,15 @@ Context parallelism: the model carries `_fsdp2_cp`; each cp rank runs its slice 
 sequence, and the sums and counts are summed over the cp ranks (differentiably), so
 every cp rank returns the whole micro-batch's figures, as a rank without cp would.
 
-MoE: the router auxiliary loss of the same forward is left in `model.last_aux_loss`
-(None without one): our families' Megatron-style loss (models/moe.py), or with the
-plain transformers forward, transformers' own load-balancing loss.
+MoE: the router losses of the same forward are left in `model.last_aux_loss` (None
+without one): our families' Megatron losses (models/router_losses.py: load balancing,
+sequence-level load balancing, z-loss), whose coefficient-free values go to
+`model.last_router_losses` for the iteration line, or with the plain transformers forward,
+transformers' own load-balancing loss. A training forward also counts each layer's expert
+load for the aux-loss-free bias update (`moe_router_bias_update_rate`).
+
+Multi-token prediction (models/mtp.py): each depth's (loss sum, token count), over the
+inputs rolled k positions left, goes to `model.last_mtp_sums` (None without MTP layers).
 """
 import types
 from typing import Optional, Tuple
@@ -32,9 +38,10 @@ import torch.nn.functional as F
 from torch.distributed.fsdp import register_fsdp_forward_method
 from torch.utils.checkpoint import checkpoint
 
-from fsdp2_core.models.attention import split_inputs
-from fsdp2_core.models.moe import aux_loss_coeff, router_aux_loss
+from fsdp2_core.models.attention import local_part, split_inputs
+from fsdp2_core.models.mtp import depth_inputs, mtp_hidden_states, mtp_layers
 from fsdp2_core.models.packed import packed_attention_inputs
+from fsdp2_core.models.router_losses import RouterLossCoeffs, count_expert_load, router_losses
 from fsdp2_core.parallel.comm import all_reduce_sum
 from fsdp2_core.parallel.loss_parallel import VocabShard, vocab_parallel_cross_entropy, whole_sequence
 
@@ -72,7 +79,10 @@ def lm_loss_sums(model: nn.Module, tokens: torch.Tensor, labels: torch.Tensor, l
     """`attention_mask`: None, [b, S] (1 = real token) or [b, 1, S, S] bool (True = may attend); packed rows
     (position ids restarting per sample, `cu_seqlens`) reach attention in the form it takes (models/packed.py)."""
     cp = getattr(model, "_fsdp2_cp", None)
+    depths = depth_inputs(tokens, labels, loss_mask, len(mtp_layers(model))) if mtp_layers(model) else []
     if cp is not None:
+        part = local_part(cp, tokens.shape[1])
+        depths = [tuple(x[:, part] for x in depth) for depth in depths]
         tokens, labels, loss_mask, position_ids, extra = split_inputs(cp, tokens, labels, loss_mask, position_ids,
                                                                       attention_mask)
         attention_mask = None
@@ -85,10 +95,25 @@ def lm_loss_sums(model: nn.Module, tokens: torch.Tensor, labels: torch.Tensor, l
     out = backbone_of(model)(input_ids=tokens, position_ids=position_ids, attention_mask=attention_mask,
                              use_cache=False, **extra)
     hidden = whole_sequence(out[0])
-    model.last_aux_loss = _aux_loss(model, cp, out, plain_aux, attention_mask)
     head = model.get_output_embeddings()
     vocab_shard = getattr(model, "_fsdp2_vocab_shard", None)
-    mask = loss_mask.float()
+    total, count = _sums(head, hidden, labels, loss_mask.float(), chunk_size, cp, z_loss_coeff, vocab_shard)
+    model.last_mtp_sums = None
+    if depths:  # before the router losses: the MTP layers' MoE blocks route too
+        if position_ids is None:
+            position_ids = torch.arange(tokens.shape[1], device=tokens.device).expand_as(tokens)
+        attn = {k: v for k, v in extra.items() if k.startswith("cp_")}
+        outputs = mtp_hidden_states(model, hidden, [d[0] for d in depths], position_ids, **attn)
+        model.last_mtp_sums = [_sums(head, whole_sequence(h), d[1], d[2].float(), chunk_size, cp, 0.0, vocab_shard)
+                               for h, d in zip(outputs, depths)]
+    model.last_aux_loss = _aux_loss(model, cp, out, plain_aux, attention_mask)
+    return total, count
+
+
+def _sums(head, hidden, labels, mask, chunk_size, cp, z_loss_coeff=0.0,
+          vocab_shard=None) -> Tuple[torch.Tensor, torch.Tensor]:
+    """(sum of masked token losses, masked token count), over the context-parallel ranks too. The MTP depths take
+    no PaLM z-loss: the forks' --use-z-loss adds it to the language-model head only."""
     seq = hidden.shape[1]
     if not chunk_size or chunk_size >= seq:
         total = _masked_sum(head, hidden, labels, mask, z_loss_coeff, vocab_shard)
@@ -105,11 +130,15 @@ def lm_loss_sums(model: nn.Module, tokens: torch.Tensor, labels: torch.Tensor, l
     return total, count
 
 
-def _sum_over(group, prob_sums, counts):
-    """The router statistics summed over the context-parallel ranks (the probabilities differentiably)."""
-    counts = counts.clone()
-    torch.distributed.all_reduce(counts, group=group)
-    return all_reduce_sum(prob_sums, group), counts
+def _cp_summer(group):
+    """Sums over the context-parallel ranks: differentiably for router probabilities, plainly for counts."""
+    def cp_sum(tensor, differentiable):
+        if differentiable:
+            return all_reduce_sum(tensor, group)
+        tensor = tensor.clone()
+        torch.distributed.all_reduce(tensor, group=group)
+        return tensor
+    return cp_sum
 
 
 def _plain_aux_coeff(model) -> float:
@@ -120,12 +149,32 @@ def _plain_aux_coeff(model) -> float:
     return float(getattr(config, "router_aux_loss_coef", 0.0) or 0.0)
 
 
+def router_coeffs(model) -> RouterLossCoeffs:
+    """Megatron's router-loss coefficients: the load-balancing one from the Hugging Face config
+    (router_aux_loss_coef with output_router_logits, as --moe-aux-loss-coeff translates), the others from ours."""
+    config = model.config
+    on = getattr(config, "output_router_logits", False)
+    aux = float(getattr(config, "router_aux_loss_coef", 0.0) or 0.0) if on else 0.0
+    extra = getattr(model, "_fsdp2_router_coeffs", {})
+    return RouterLossCoeffs(aux=aux, seq_aux=extra.get("seq_aux", 0.0), z=extra.get("z", 0.0),
+                            score_function=getattr(model, "_fsdp2_score_function", "softmax"))
+
+
 def _aux_loss(model, cp, out, plain_coeff: float, attention_mask):
     blocks = getattr(model, "_fsdp2_moe_blocks", None)
+    model.last_router_losses = None
     if blocks:
-        split = cp.size > 1 if cp is not None else False
-        return router_aux_loss(blocks, aux_loss_coeff(model.config), cp.size if split else 1,
-                               (lambda probs, counts: _sum_over(cp.group, probs, counts)) if split else None)
+        if torch.is_grad_enabled() and getattr(model, "_fsdp2_count_expert_load", False):
+            count_expert_load(blocks)
+        split = cp is not None and cp.size > 1
+        losses = router_losses(blocks, router_coeffs(model), cp.size if split else 1,
+                               _cp_summer(cp.group) if split else (lambda t, d: t))
+        for b in blocks:
+            b._fsdp2_route = None
+        if losses is None:
+            return None
+        model.last_router_losses = losses.logged
+        return losses.total
     router_logits = getattr(out, "router_logits", None)
     if not plain_coeff or not router_logits:
         return None

@@ -16,12 +16,23 @@ it before the norm and clipping; an overflow skips the update and adjusts the sc
 MoE: the router auxiliary loss of each micro-batch is added / accumulation steps
 (averaged over micro-batches and data-parallel ranks, as Megatron does); the reported
 loss is the language-model loss alone, the auxiliary loss is reported beside it.
+MoE: the router losses of each micro-batch are added / accumulation steps (averaged over
+micro-batches and data-parallel ranks, as Megatron does); the reported loss is the
+language-model loss alone, the router losses are reported beside it, each without its
+coefficient (Megatron's load_balancing_loss, seq_load_balancing_loss, z_loss). After the
+backward, the expert bias moves by the step's expert loads (`moe_router_bias_update_rate`,
+Megatron's finalize_model_grads does it there too, whether or not the update is skipped).
+MTP: depth k's loss (its token mean, or its sum over the global token count with
+calculate_per_token_loss, as the language-model loss) is added with weight
+mtp_loss_scaling_factor / D, and reported as "mtp_k loss" (the token mean).
 """
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional
 
 import torch
 import torch.distributed as dist
+
+from fsdp2_core.models.router_losses import update_expert_bias
 
 from .loss_scale import LossScaler
 from .optimizer import clip_gradients, global_grad_norm, is_finite
@@ -62,6 +73,7 @@ class StepResult:
     tokens: int
     aux_loss: float = 0.0
     overflow: bool = False  # skipped for an fp16 overflow the dynamic loss scale backed off from
+    extra_losses: Dict[str, float] = field(default_factory=dict)  # router losses and MTP losses, Megatron's names
 
 
 def _to_device(batch: Dict[str, torch.Tensor], device) -> Dict[str, torch.Tensor]:
@@ -108,6 +120,7 @@ def train_step(ctx: RunContext, micro_batches: List[Dict[str, torch.Tensor]]) ->
     local_tokens = sum(float(torch.as_tensor(mb["loss_mask"]).sum()) for mb in micro_batches)  # host-side data
     total_tokens = float(_dp_sum(ctx, torch.tensor(local_tokens, dtype=torch.float64)))
     reported = torch.zeros(2, dtype=torch.float64, device=ctx.device.torch_device)  # (lm loss, aux loss)
+    extra = ExtraLosses()
     for mb in micro_batches:
         s, n = forward_sums(ctx, mb)
         if per_token:
@@ -121,8 +134,11 @@ def train_step(ctx: RunContext, micro_batches: List[Dict[str, torch.Tensor]]) ->
         if aux is not None:
             loss = loss + aux / len(micro_batches)
             reported[1] += aux.detach()
+        extra.add_router(getattr(ctx.model, "last_router_losses", None))  # Megatron logs these before MTP's
+        loss = loss + _mtp_loss(ctx, per_token, total_tokens, len(micro_batches), extra)
         (ctx.loss_scaler.scale_loss(loss) if ctx.loss_scaler else loss).backward()
     _sync_ignored_grads(ctx)
+    _update_expert_bias(ctx)
     reported = _dp_sum(ctx, reported)
 
     params = [p for p in ctx.model.parameters() if p.grad is not None]
@@ -144,4 +160,55 @@ def train_step(ctx: RunContext, micro_batches: List[Dict[str, torch.Tensor]]) ->
         ctx.schedule.step(ctx.optimizer, ctx.samples_per_step(len(micro_batches)))
     ctx.optimizer.zero_grad(set_to_none=True)
     return StepResult(loss_value, grad_norm, skipped, not is_finite(loss_value), int(total_tokens), aux_value,
-                      backed_off)
+                      backed_off, extra.averaged(ctx, len(micro_batches)))
+
+
+class ExtraLosses:
+    """The router and MTP losses of a step's micro-batches, summed by name in the order they appear."""
+
+    def __init__(self):
+        self.sums: Dict[str, float] = {}
+
+    def add(self, name: str, value: float) -> None:
+        self.sums[name] = self.sums.get(name, 0.0) + value
+
+    def add_router(self, logged: Optional[Dict[str, float]]) -> None:
+        for name, value in (logged or {}).items():
+            self.add(name, value)
+
+    def averaged(self, ctx, micro_batches: int) -> Dict[str, float]:
+        """Mean over the micro-batches and the data-parallel ranks (every rank has the same names)."""
+        if not self.sums:
+            return {}
+        values = _dp_sum(ctx, torch.tensor(list(self.sums.values()), dtype=torch.float64))
+        scale = micro_batches * ctx.mesh.dims.dp
+        return {name: float(v) / scale for name, v in zip(self.sums, values)}
+
+
+def _mtp_loss(ctx, per_token: bool, total_tokens: float, micro_batches: int, extra: ExtraLosses):
+    """mtp_loss_scaling_factor / D · Σ_k depth k's loss, normalised as the language-model loss is."""
+    sums = getattr(ctx.model, "last_mtp_sums", None)
+    if not sums:
+        return 0.0
+    weight = ctx.cfg.model.mtp_loss_scaling_factor / len(sums)
+    loss = 0.0
+    for k, (s, n) in enumerate(sums, start=1):
+        mean = s / n.clamp(min=1.0)
+        extra.add(f"mtp_{k} loss", float(mean.detach()))
+        loss = loss + weight * (s * (ctx.mesh.dims.dp / max(total_tokens, 1.0)) if per_token else mean / micro_batches)
+    return loss
+
+
+def _update_expert_bias(ctx) -> None:
+    """Aux-loss-free balancing: the step's expert loads, summed over the data- and context-parallel ranks."""
+    rate = ctx.cfg.model.moe_router_bias_update_rate
+    blocks = getattr(ctx.model, "_fsdp2_moe_blocks", None)
+    if not rate or not blocks:
+        return
+    ranks = ctx.mesh.dims.dp * ctx.mesh.dims.cp
+
+    def sum_over_ranks(counts):
+        if ranks > 1:
+            dist.all_reduce(counts, group=ctx.mesh.dp_cp_group)
+
+    update_expert_bias(blocks, rate, sum_over_ranks)

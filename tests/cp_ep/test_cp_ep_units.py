@@ -67,10 +67,10 @@ def test_router_aux_loss_is_megatrons_per_layer_sum():
     model.model(input_ids=b["tokens"], use_cache=False)
     routes = [blk._fsdp2_route for blk in model._fsdp2_moe_blocks]
     assert len(routes) == 2
-    from fsdp2_core.models.moe import router_aux_loss
-    got = float(router_aux_loss(model._fsdp2_moe_blocks, 0.01))
+    from fsdp2_core.models.router_losses import RouterLossCoeffs, router_losses
+    got = float(router_losses(model._fsdp2_moe_blocks, RouterLossCoeffs(aux=0.01)).total.detach())
     want = 0.0
-    for logits, idx in routes:  # Megatron: coeff · E / (T² k) · Σ_e Σ_t p_te · count_e
+    for logits, idx, _ in routes:  # Megatron: coeff · E / (T² k) · Σ_e Σ_t p_te · count_e
         t, e = logits.shape
         probs = torch.softmax(logits.detach().double(), -1)
         counts = torch.bincount(idx.reshape(-1), minlength=e).double()
@@ -81,7 +81,7 @@ def test_router_aux_loss_is_megatrons_per_layer_sum():
 
 
 def test_registry_rows():
-    assert set(FAMILIES) == {"qwen3", "qwen3_moe", "gpt_oss"}
+    assert set(FAMILIES) == {"qwen3", "qwen3_moe", "gpt_oss", "deepseek_v3", "qwen2_moe"}
     assert "mixtral" in FAMILIES["qwen3_moe"].model_types and not FAMILIES["qwen3"].experts
 
 

@@ -148,10 +148,14 @@ class Marker(ParallelStyle):
 
 
 def test_a_family_extends_the_plan_through_its_layout_row():
-    """MLA (DeepSeek-V3): low-rank projections the roles cannot place are refused until the family's row places them."""
+    """MLA (DeepSeek-V3): low-rank projections the roles cannot place are refused until the family's row places them
+    (the generic row refuses; a row of this test, and the deepseek_v3 row of models/tp_layout.py, place them)."""
     model = meta_model(DEEPSEEK_V3)
     with pytest.raises(ConfigError, match="self_attn.q_a_proj.weight inside the tensor-parallel block .*extra_plan"):
-        tensor_parallel_plan(model, None, COLWISE, ROWWISE, True)
+        tensor_parallel_plan(model, None, COLWISE, ROWWISE, True, layout=DECODER)
+    own = dict(tensor_parallel_plan(model, None, COLWISE, ROWWISE, True))
+    assert isinstance(own["model.layers.0.self_attn.kv_b_proj"], ColwiseParallel)
+    assert type(own["model.layers.1.self_attn.q_a_layernorm"]).__name__ == "LocalInput"
     low_rank = ("q_a_proj", "q_a_layernorm", "kv_a_proj_with_mqa", "kv_a_layernorm")
 
     def extra(model, mesh, sp):

@@ -53,6 +53,9 @@ class Shape:
     vpp: Optional[int] = None
     gelu_fusion: bool = False
     extra: dict = field(default_factory=dict)
+    config: dict = field(default_factory=dict)   # further TransformerConfig fields (MLA, routers, shared experts)
+    flags: tuple = ()                            # the Megatron flags that set them, for the saved args
+    mla: bool = False                            # Multi-Latent Attention (MLATransformerConfig, MLA layer spec)
 
 
 SHAPES = {
@@ -62,6 +65,33 @@ SHAPES = {
     "qwen3": Shape("qwen3", "qwen3", qk_norm=True, tied=True),
     "moe": Shape("moe", "qwen3_moe", qk_norm=True, experts=4),
     "mixtral_ep": Shape("mixtral_ep", "mixtral", experts=4, tp=1, pp=2, ep=2),
+    # Qwen2-MoE: a gated shared expert beside softmax-over-all-experts routing, q/k/v biases only
+    "qwen2_moe": Shape("qwen2_moe", "qwen2_moe", experts=4, pp=1,
+                       config=dict(add_qkv_bias=True, moe_router_pre_softmax=True,
+                                   moe_shared_expert_intermediate_size=32, moe_shared_expert_gate=True),
+                       flags=("--add-qkv-bias", "--moe-router-pre-softmax", "--moe-shared-expert-intermediate-size",
+                              "32", "--moe-shared-expert-gate")),
+    # GLM-4.5: sigmoid router with expert bias, 2 groups, scaled weights, an ungated shared expert, a dense first
+    # layer, q/k/v biases
+    "glm45": Shape("glm45", "glm4_moe", experts=4, pp=1, config=dict(
+        add_qkv_bias=True, moe_router_score_function="sigmoid", moe_router_enable_expert_bias=True,
+        moe_router_num_groups=2, moe_router_group_topk=1, moe_router_topk_scaling_factor=2.5,
+        moe_shared_expert_intermediate_size=16, moe_layer_freq=[0, 1]),
+        flags=("--add-qkv-bias", "--moe-router-score-function", "sigmoid", "--moe-router-enable-expert-bias",
+               "--moe-router-num-groups", "2", "--moe-router-group-topk", "1", "--moe-router-topk-scaling-factor",
+               "2.5", "--moe-shared-expert-intermediate-size", "16", "--moe-layer-freq", "[0,1]")),
+    # DeepSeek-V3: Multi-Latent Attention with a q LoRA, the GLM-4.5 router and shared expert
+    "dsv3": Shape("dsv3", "deepseek_v3", experts=4, pp=1, qk_norm=True, groups=4, mla=True, config=dict(
+        q_lora_rank=16, kv_lora_rank=16, qk_head_dim=8, qk_pos_emb_head_dim=8, v_head_dim=8, rope_type="rope",
+        moe_router_score_function="sigmoid", moe_router_enable_expert_bias=True, moe_router_num_groups=2,
+        moe_router_group_topk=1, moe_router_topk_scaling_factor=2.5, moe_shared_expert_intermediate_size=16,
+        moe_layer_freq=[0, 1], layernorm_epsilon=1e-6),   # transformers' latent norms always use 1e-6
+        flags=("--norm-epsilon", "1e-6", "--multi-latent-attention", "--q-lora-rank", "16", "--kv-lora-rank", "16",
+               "--qk-head-dim", "8",
+               "--qk-pos-emb-head-dim", "8", "--v-head-dim", "8", "--rope-type", "rope",
+               "--moe-router-score-function", "sigmoid", "--moe-router-enable-expert-bias",
+               "--moe-router-num-groups", "2", "--moe-router-group-topk", "1", "--moe-router-topk-scaling-factor",
+               "2.5", "--moe-shared-expert-intermediate-size", "16", "--moe-layer-freq", "[0,1]")),
 }
 
 
@@ -75,21 +105,49 @@ def patch_for_cpu() -> None:
     tp_random.CudaRNGStatesTracker.fork = lambda self, name=None: contextlib.nullcontext()
     from megatron.core.transformer.moe import moe_utils
     moe_utils.te_general_gemm = None
+    from megatron.core.transformer import multi_latent_attention
+    multi_latent_attention.HAVE_TE = False  # its import of the TE extension succeeds without TE, with None classes
+
+
+class CausalCoreAttention(torch.nn.Module):
+    """Causal softmax attention with Megatron's softmax_scale, for MLA: megatron-core 0.16's local
+    DotProductAttention takes no k_channels (its MLA needs Transformer Engine's), so MLA runs on CPU with this
+    stand-in; everything around the core (projections, latent norms, rotary, scale) stays megatron-core's."""
+
+    def __init__(self, config, layer_number, attn_mask_type, attention_type, softmax_scale=None, **_):
+        super().__init__()
+        self.scale = softmax_scale
+
+    def forward(self, query, key, value, attention_mask, attn_mask_type=None, attention_bias=None,
+                packed_seq_params=None):
+        q, k, v = (t.permute(1, 2, 0, 3) for t in (query, key, value))      # [s, b, heads, d] -> [b, heads, s, d]
+        out = torch.nn.functional.scaled_dot_product_attention(q, k, v, is_causal=True, scale=self.scale)
+        return out.permute(2, 0, 1, 3).reshape(out.shape[2], out.shape[0], -1)   # [s, b, heads x dv]
+
+
+def _with_causal_core(spec):
+    for layer in spec.layer_specs:
+        layer.submodules.self_attention.submodules.core_attention = CausalCoreAttention
+    return spec
 
 
 def transformer_config(s: Shape, tp: int, pp: int, ep: int, vpp: Optional[int]):
     from megatron.core.transformer import TransformerConfig
+    from megatron.core.transformer.transformer_config import MLATransformerConfig
     act = torch.nn.functional.silu if s.swiglu else torch.nn.functional.gelu
     moe = dict(num_moe_experts=s.experts, moe_router_topk=s.topk, moe_ffn_hidden_size=s.moe_ffn,
                moe_token_dispatcher_type="allgather", moe_aux_loss_coeff=0.0) if s.experts else {}
-    return TransformerConfig(
+    kwargs = dict(
         num_layers=s.layers, hidden_size=s.hidden, num_attention_heads=s.heads, num_query_groups=s.groups,
         ffn_hidden_size=s.ffn, normalization="RMSNorm" if s.rms else "LayerNorm", gated_linear_unit=s.swiglu,
         activation_func=act, add_bias_linear=s.bias, add_qkv_bias=s.bias, qk_layernorm=s.qk_norm,
         bias_activation_fusion=s.gelu_fusion, hidden_dropout=0.0, attention_dropout=0.0,
         use_cpu_initialization=True, tensor_model_parallel_size=tp, pipeline_model_parallel_size=pp,
         virtual_pipeline_model_parallel_size=vpp, pipeline_dtype=torch.float32, expert_model_parallel_size=ep,
-        masked_softmax_fusion=False, persist_layer_norm=False, bias_dropout_fusion=False, **moe)
+        masked_softmax_fusion=False, persist_layer_norm=False, bias_dropout_fusion=False)
+    kwargs.update(moe)
+    kwargs.update(s.config)  # the shape's own fields win
+    return (MLATransformerConfig if s.mla else TransformerConfig)(**kwargs)
 
 
 def build_chunks(s: Shape, tp: int, pp: int, ep: int, vpp: Optional[int]):
@@ -98,8 +156,15 @@ def build_chunks(s: Shape, tp: int, pp: int, ep: int, vpp: Optional[int]):
     from megatron.core.models.gpt import GPTModel
     from megatron.core.models.gpt.gpt_layer_specs import get_gpt_layer_local_spec
     config = transformer_config(s, tp, pp, ep, vpp)
-    spec = get_gpt_layer_local_spec(num_experts=s.experts or None, qk_layernorm=s.qk_norm,
-                                    normalization="RMSNorm" if s.rms else "LayerNorm")
+    if isinstance(config.moe_layer_freq, list):  # dense and MoE layers: a block spec
+        from megatron.core.models.gpt.gpt_layer_specs import get_gpt_decoder_block_spec
+        spec = get_gpt_decoder_block_spec(config, use_transformer_engine=False,
+                                          normalization="RMSNorm" if s.rms else "LayerNorm")
+        spec = _with_causal_core(spec) if s.mla else spec
+    else:
+        spec = get_gpt_layer_local_spec(num_experts=s.experts or None, qk_layernorm=s.qk_norm,
+                                        normalization="RMSNorm" if s.rms else "LayerNorm",
+                                        multi_latent_attention=s.mla)
     chunks = []
     for v in range(vpp or 1):
         torch.manual_seed(1234)
@@ -124,6 +189,9 @@ def perturb(model, where) -> None:
             key = (name, pp_rank, v, ep_rank if ".experts." in name else 0, tp_rank if tp_dim(name) is not None else 0)
             g = torch.Generator().manual_seed(zlib.crc32(repr(key).encode()))
             p.add_(torch.randn(p.shape, generator=g) * 0.05)
+        for name, b in model.named_buffers():
+            if name.endswith("router.expert_bias"):  # aux-loss-free balancing's bias, as training leaves it
+                b.copy_(torch.randn(b.shape, generator=torch.Generator().manual_seed(zlib.crc32(name.encode()))) * 0.1)
 
 
 def megatron_args(s: Shape, tp: int, pp: int, ep: int, vpp: Optional[int], fmt: str):
@@ -160,6 +228,7 @@ def megatron_args(s: Shape, tp: int, pp: int, ep: int, vpp: Optional[int], fmt: 
         argv += ["--no-bias-gelu-fusion"]
     if vpp:
         argv += ["--num-layers-per-virtual-pipeline-stage", str(s.layers // (pp * vpp))]
+    argv += list(s.flags)
     args = args_from_flags(argv)
     # validate_args and the training loop
     args.kv_channels = s.hidden // s.heads

@@ -1,5 +1,6 @@
 """Megatron-LM checkpoints (both formats, TP 2 x PP 2, virtual stages, expert parallelism, grouped-GEMM expert
-layouts) -> Hugging Face: the converted model gives megatron-core's own logits."""
+layouts; Qwen2-MoE's gated shared expert, GLM-4.5's sigmoid router with expert bias, groups and a dense first layer,
+DeepSeek-V3's Multi-Latent Attention) -> Hugging Face: the converted model gives megatron-core's own logits."""
 import os
 import shutil
 

@@ -12,7 +12,7 @@ from tests.megatron_ckpt.ours import write_our_checkpoint
 from tools import convert_ckpt
 
 pytestmark = [pytest.mark.dist, pytest.mark.slow]
-LOADED = ("llama", "gpt2", "moe")
+LOADED = ("llama", "gpt2", "moe", "qwen2_moe", "dsv3")
 
 
 def run(*argv):
@@ -70,7 +70,7 @@ def _tensors(path):
 @pytest.mark.parametrize("spec", ["te", "local"])
 def test_written_checkpoints_read_back_to_the_same_tensors(megatron_root, tmp_path, fmt, spec):
     from fsdp2_core.checkpoint.megatron.checkpoint import open_checkpoint
-    for name in ("moe", "gpt2"):
+    for name in ("moe", "gpt2", "dsv3"):  # dsv3: MLA's Transformer Engine names, dense and MoE layers' own keys
         hf = tmp_path / "hf" / name
         run("--load", save_dir(megatron_root, name, "torch"), "--output", hf)
         mg = tmp_path / "mg" / name

@@ -34,9 +34,15 @@ TE_NORMS = {
     "self_attention.linear_qkv.layer_norm_bias": "input_layernorm.bias",
     "mlp.linear_fc1.layer_norm_weight": "pre_mlp_layernorm.weight",
     "mlp.linear_fc1.layer_norm_bias": "pre_mlp_layernorm.bias",
+    # Multi-Latent Attention: the latent norms fused into the up-projections
+    "self_attention.linear_q_up_proj.layer_norm_weight": "self_attention.q_layernorm.weight",
+    "self_attention.linear_kv_up_proj.layer_norm_weight": "self_attention.kv_layernorm.weight",
 }
 _COLUMN = ("word_embeddings.weight", "output_layer.weight", "linear_qkv.weight", "linear_qkv.bias",
-           "linear_fc1.weight", "linear_fc1.bias")
+           "linear_fc1.weight", "linear_fc1.bias", "linear_q_proj.weight", "linear_q_up_proj.weight",
+           "linear_kv_up_proj.weight") + ("linear_q_down_proj.weight", "linear_kv_down_proj.weight")
+# MLA's down-projections: column-parallel in the local spec, duplicated on every rank in Transformer Engine's
+_COLUMN_OR_DUPLICATED = ("linear_q_down_proj.weight", "linear_kv_down_proj.weight")
 _ROW = ("linear_proj.weight", "linear_fc2.weight")
 
 
@@ -78,6 +84,8 @@ def merge_tp(name: str, shards: List[torch.Tensor], gated: bool) -> torch.Tensor
         return shards[0]
     dim = tp_dim(name)
     if dim is None:
+        return shards[0]
+    if name.endswith(_COLUMN_OR_DUPLICATED) and all(torch.equal(s, shards[0]) for s in shards[1:]):
         return shards[0]
     if gated and is_fc1(name):
         halves = [torch.chunk(s, 2, dim=0) for s in shards]

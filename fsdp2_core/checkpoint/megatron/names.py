@@ -17,7 +17,7 @@ import torch
 from ..layout import CheckpointError
 from .layout import expert_name, layer_name
 
-LLAMA_LIKE = ("llama", "qwen2", "qwen3", "qwen3_moe", "mixtral")
+LLAMA_LIKE = ("llama", "mistral", "qwen2", "qwen3", "qwen3_moe", "mixtral", "qwen2_moe", "glm4_moe", "deepseek_v3")
 FAMILIES = LLAMA_LIKE + ("gpt2",)
 
 Tensors = Dict[str, torch.Tensor]
@@ -95,9 +95,11 @@ def _gpt2_qkv_group(config, i: int, kind: str) -> Group:
 
 # ---------------------------------------------------------------- gated MLP and experts
 
-def _gated_group(prefix: str, i: int, kind: str) -> Group:
-    gate, up = f"{prefix}.mlp.gate_proj.{kind}", f"{prefix}.mlp.up_proj.{kind}"
-    mg = layer_name(i, f"mlp.linear_fc1.{kind}")
+def _gated_group(prefix: str, i: int, kind: str, hf_mlp: str = "mlp", mg_mlp: str = "mlp") -> Group:
+    """A gated MLP's gate and up projections from Megatron's fc1 [gate; up]; `hf_mlp` / `mg_mlp` name the MLP
+    (the shared experts: shared_experts or Qwen2-MoE's shared_expert, Megatron's mlp.shared_experts)."""
+    gate, up = f"{prefix}.{hf_mlp}.gate_proj.{kind}", f"{prefix}.{hf_mlp}.up_proj.{kind}"
+    mg = layer_name(i, f"{mg_mlp}.linear_fc1.{kind}")
 
     def to_hf(m):
         g, u = m[mg].chunk(2, dim=0)
@@ -131,7 +133,20 @@ _LLAMA_SAME = {"input_layernorm.weight": "input_layernorm.weight",
                "self_attn.q_norm.weight": "self_attention.q_layernorm.weight",
                "self_attn.k_norm.weight": "self_attention.k_layernorm.weight",
                "mlp.down_proj.weight": "mlp.linear_fc2.weight", "mlp.down_proj.bias": "mlp.linear_fc2.bias",
-               "mlp.gate.weight": "mlp.router.weight"}
+               "mlp.gate.weight": "mlp.router.weight",
+               # DeepSeek-V3 / GLM-4.5: the router's expert bias; shared experts (Qwen2-MoE: one, gated)
+               "mlp.gate.e_score_correction_bias": "mlp.router.expert_bias",
+               "mlp.shared_experts.down_proj.weight": "mlp.shared_experts.linear_fc2.weight",
+               "mlp.shared_expert.down_proj.weight": "mlp.shared_experts.linear_fc2.weight",
+               "mlp.shared_expert_gate.weight": "mlp.shared_experts.gate_weight",
+               # Multi-Latent Attention (DeepSeek-V3): the same row layouts on both sides (per head [nope, rope] for
+               # q, [nope, v] for kv; the kv down-projection's [latent, shared rotary key])
+               "self_attn.q_a_proj.weight": "self_attention.linear_q_down_proj.weight",
+               "self_attn.q_a_layernorm.weight": "self_attention.q_layernorm.weight",
+               "self_attn.q_b_proj.weight": "self_attention.linear_q_up_proj.weight",
+               "self_attn.kv_a_proj_with_mqa.weight": "self_attention.linear_kv_down_proj.weight",
+               "self_attn.kv_a_layernorm.weight": "self_attention.kv_layernorm.weight",
+               "self_attn.kv_b_proj.weight": "self_attention.linear_kv_up_proj.weight"}
 _GPT2_SAME = {"ln_1.weight": ("input_layernorm.weight", False), "ln_1.bias": ("input_layernorm.bias", False),
               "ln_2.weight": ("pre_mlp_layernorm.weight", False), "ln_2.bias": ("pre_mlp_layernorm.bias", False),
               "attn.c_proj.weight": ("self_attention.linear_proj.weight", True),
@@ -170,10 +185,14 @@ def _llama_group(config, name: str):
     prefix = f"model.layers.{i}"
     if rest in _LLAMA_SAME:
         return _same(name, layer_name(i, _LLAMA_SAME[rest]))
+    if config.model_type == "deepseek_v3" and rest == "self_attn.q_proj.weight":  # MLA without a q LoRA rank
+        return _same(name, layer_name(i, "self_attention.linear_q_proj.weight"))
     if (x := re.fullmatch(r"self_attn\.[qkv]_proj\.(weight|bias)", rest)):
         return _qkv_group(config, i, x.group(1), prefix)
     if (x := re.fullmatch(r"mlp\.(?:gate|up)_proj\.(weight|bias)", rest)):
         return _gated_group(prefix, i, x.group(1))
+    if (x := re.fullmatch(r"mlp\.(shared_experts?)\.(?:gate|up)_proj\.weight", rest)):
+        return _gated_group(prefix, i, "weight", f"mlp.{x.group(1)}", "mlp.shared_experts")
     if rest == "mlp.experts.gate_up_proj":
         return _experts_group(name, i, "1", _num_experts(config))
     if rest == "mlp.experts.down_proj":

@@ -10,8 +10,12 @@ in the names. Layers are stacked along a leading dimension (`decoder.layers.<nam
 [layers, ...]) and experts along a second one (`decoder.layers.mlp.experts.experts.<name>`
 [layers, experts, ...]); a gated fc1 is [gate; up]. Each layer (and expert) is its own
 chunk, so one layer is read at a time through DCP's reader, never the whole stack.
+Layers that differ (dense and MoE layers of one model, `--moe-layer-freq` lists) are stored
+one key per layer instead: `decoder.layers.<i>.<name>`, its experts stacked
+(`decoder.layers.<i>.mlp.experts.experts.<name>` [experts, ...]).
 """
 import os
+import re
 from dataclasses import replace
 from typing import Dict, List, Optional, Tuple
 
@@ -34,6 +38,8 @@ from .safe_load import load_megatron_bytes, load_megatron_pickle
 
 STACKED = "decoder.layers."
 EXPERTS = "decoder.layers.mlp.experts.experts."
+PER_LAYER = re.compile(r"^decoder\.layers\.(\d+)\.(.+)$")
+LAYER_EXPERTS = "mlp.experts.experts."
 NOT_MODEL = ("optimizer.", "rng_state", "rerun_state_machine")
 
 Part = Tuple[str, Tuple[int, ...], Tuple[int, ...]]  # (key, offsets, sizes) of one slice of a stored tensor
@@ -62,6 +68,7 @@ class DistReader:
     def __init__(self, path: str, trust: bool = False, prefix: str = "", base: "DistReader" = None):
         self.path, self.prefix = path, prefix
         self.sources: Dict[str, List[Part]] = {}
+        self.stacked: Dict[str, int] = {}  # name -> how many leading dims of its parts are stacking (layer, expert)
         self._layer_cache: Tuple[Optional[int], Dict[str, torch.Tensor]] = (None, {})
         if base is not None:  # a view of the same files: the tensors stored under `prefix` (optimizer state)
             self.reader, self.metadata, self._common = base.reader, base.metadata, base._common
@@ -100,36 +107,56 @@ class DistReader:
             base_stored = self.prefix + base
             if base_stored in tensors and part:
                 raise CheckpointError(f"{self.path}: both {base_stored} and {stored} are stored")
-            if key.startswith(EXPERTS):
+            per_layer = PER_LAYER.match(base)
+            if per_layer:
+                self._add_layer(stored, int(per_layer.group(1)), per_layer.group(2), md, part)
+            elif key.startswith(EXPERTS):
                 self._add_experts(stored, base[len(EXPERTS):], md, part)
             elif key.startswith(STACKED):
                 self._add_layers(stored, canonical_rest(base[len(STACKED):]), md, part)
             else:
                 self._add(base, (stored, (0,) * len(md.size), tuple(md.size)), part)
 
-    def _add(self, name: str, source: Part, part: str) -> None:
+    def _add(self, name: str, source: Part, part: str, stacked: int = 0) -> None:
         parts = self.sources.setdefault(name, [])
         parts.insert(0 if part == "w" else len(parts), source)
+        self.stacked[name] = stacked
 
     def _add_layers(self, key, rest, md, part) -> None:
         inner = tuple(md.size[1:])
         for i in _covered(md, 0):
-            self._add(layer_name(i, rest), (key, (i,) + (0,) * len(inner), (1,) + inner), part)
+            self._add(layer_name(i, rest), (key, (i,) + (0,) * len(inner), (1,) + inner), part, stacked=1)
 
     def _add_experts(self, key, rest, md, part) -> None:
         inner = tuple(md.size[2:])
         for i in _covered(md, 0):
             for e in _covered(md, 1, only_at=(0, i)):
-                self._add(expert_name(i, e, rest), (key, (i, e) + (0,) * len(inner), (1, 1) + inner), part)
+                self._add(expert_name(i, e, rest), (key, (i, e) + (0,) * len(inner), (1, 1) + inner), part,
+                          stacked=2)
+
+    def _add_layer(self, key, i: int, rest: str, md, part) -> None:
+        """One layer's own key (layers that differ are not stacked); its experts stacked along the first dim."""
+        if rest.startswith(LAYER_EXPERTS):
+            inner = tuple(md.size[1:])
+            for e in _covered(md, 0):
+                self._add(expert_name(i, e, rest[len(LAYER_EXPERTS):]), (key, (e,) + (0,) * len(inner),
+                                                                         (1,) + inner), part, stacked=1)
+        else:
+            self._add(layer_name(i, canonical_rest(rest)), (key, (0,) * len(md.size), tuple(md.size)), part)
 
     def layers(self) -> Optional[int]:
-        sizes = {md.size[0] for k, md in self.tensors().items() if k.startswith(STACKED) and not is_extra_state(k)}
+        sizes = set()
+        for k, md in self.tensors().items():
+            if not k.startswith(STACKED) or is_extra_state(k):
+                continue
+            own = PER_LAYER.match(k)
+            sizes.add(int(own.group(1)) + 1 if own else md.size[0])
         return max(sizes) if sizes else None
 
     def shape(self, name: str) -> Tuple[int, ...]:
         """The whole tensor's shape, from the metadata alone."""
         parts = self.sources[name]
-        stacked = 2 if name_is_expert(name) and name.startswith(STACKED) else 1 if name.startswith(STACKED) else 0
+        stacked = self.stacked[name]
         inner = [tuple(sizes[stacked:]) for _, _, sizes in parts]
         return (sum(s[0] for s in inner),) + inner[0][1:] if len(inner) > 1 else inner[0]
 
@@ -165,8 +192,7 @@ class DistReader:
         self.reader.read_data(plan, _Targets(targets)).wait()
         out = {}
         for name, bufs in pieces.items():
-            squeezed = [b.reshape(b.shape[2:] if name_is_expert(name) else b.shape[1:]) if name.startswith(STACKED)
-                        else b for b in bufs]
+            squeezed = [b.reshape(b.shape[self.stacked[name]:]) for b in bufs]
             out[name] = squeezed[0] if len(squeezed) == 1 else torch.cat(squeezed, dim=0)
         return out
 

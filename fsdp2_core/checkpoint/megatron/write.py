@@ -39,7 +39,15 @@ from .read_legacy import FILE, rank_dir
 
 CHECKPOINT_VERSION = 3.0
 SPECS = ("te", "local")
-_LINEARS = ("self_attention.linear_qkv", "self_attention.linear_proj", "mlp.linear_fc1", "mlp.linear_fc2")
+_LINEARS = ("self_attention.linear_qkv", "self_attention.linear_proj", "mlp.linear_fc1", "mlp.linear_fc2",
+            "mlp.shared_experts.linear_fc1", "mlp.shared_experts.linear_fc2", "self_attention.linear_q_proj",
+            "self_attention.linear_q_down_proj", "self_attention.linear_q_up_proj",
+            "self_attention.linear_kv_down_proj", "self_attention.linear_kv_up_proj")
+# Multi-Latent Attention in Transformer Engine's spec: the latent norms fused into the up-projections, the
+# down-projections plain TELinear (duplicated on every tensor-parallel rank)
+_TE_MLA_NORMS = {"self_attention.q_layernorm.weight": "self_attention.linear_q_up_proj.layer_norm_weight",
+                 "self_attention.kv_layernorm.weight": "self_attention.linear_kv_up_proj.layer_norm_weight"}
+_TE_DUPLICATED = ("self_attention.linear_q_down_proj.weight", "self_attention.linear_kv_down_proj.weight")
 
 
 class Conversion:
@@ -68,17 +76,32 @@ class Conversion:
         return t
 
 
-def spec_name(rest: str, spec: str, fmt: str, moe_layer: bool) -> str:
+def spec_name(rest: str, spec: str, fmt: str, moe_layer: bool, mla: bool = False) -> str:
     """A layer-relative canonical name as the target layer spec (and format) stores it."""
+    if mla and spec == "te" and rest in _TE_MLA_NORMS:
+        return _TE_MLA_NORMS[rest]
     norm = re.fullmatch(r"(input_layernorm|pre_mlp_layernorm)\.(weight|bias)", rest)
     if not norm:
         return rest
     which, kind = norm.groups()
+    if mla:  # MLA's layer specs map no norm names: only TE's fused dense fc1 takes the pre-MLP norm
+        return f"mlp.linear_fc1.layer_norm_{kind}" if which == "pre_mlp_layernorm" and spec == "te" \
+            and not moe_layer else rest
     if which == "input_layernorm" and (spec == "te" or fmt == DIST):
         return f"self_attention.linear_qkv.layer_norm_{kind}"
     if which == "pre_mlp_layernorm" and ((spec == "te" and not moe_layer) or (spec == "local" and fmt == DIST)):
         return f"mlp.linear_fc1.layer_norm_{kind}"
     return rest
+
+
+def _is_mla(names) -> bool:
+    return any(n.endswith("self_attention.linear_kv_down_proj.weight") for n in names)
+
+
+def _split_for_spec(mg: str, full: torch.Tensor, tp: int, gated: bool, spec: str) -> List[torch.Tensor]:
+    if spec == "te" and mg.endswith(_TE_DUPLICATED):
+        return [full] * tp
+    return split_tp(mg, full, tp, gated)
 
 
 def _moe_layers(names: List[str]) -> set:
@@ -124,7 +147,9 @@ def _bytes_item(fqn) -> WriteItem:
 def _dist_plan(conv: Conversion, spec: str, layers: int, dtype) -> Tuple[List[WriteItem], Dict]:
     """Write items (one chunk per layer, all of a layer's experts in one) and, per item, how to make its data."""
     names = conv.names()
-    moe = _moe_layers(names)
+    moe, mla = _moe_layers(names), _is_mla(names)
+    # megatron-core stores layers that differ (dense and MoE) one key per layer, others stacked
+    own_keys = 0 < len(moe) < layers
     shapes = {n: _shape_of(conv, n) for n in names}
     items, makers = [], {}
     stacked: Dict[str, List[Tuple[int, List[str]]]] = {}
@@ -136,38 +161,44 @@ def _dist_plan(conv: Conversion, spec: str, layers: int, dtype) -> Tuple[List[Wr
             continue
         i, rest = int(m.group(1)), m.group(2)
         x = EXPERT.match(rest)
-        key = ("decoder.layers.mlp.experts.experts." + x.group(2)) if x else \
-            "decoder.layers." + spec_name(rest, spec, DIST, i in moe)
+        prefix = f"decoder.layers.{i}." if own_keys else "decoder.layers."
+        key = (prefix + "mlp.experts.experts." + x.group(2)) if x else \
+            prefix + spec_name(rest, spec, DIST, i in moe, mla)
         stacked.setdefault(key, [])
         if not stacked[key] or stacked[key][-1][0] != i:
             stacked[key].append((i, []))
         stacked[key][-1][1].append(name)
     for key, per_layer in stacked.items():
-        experts = key.startswith("decoder.layers.mlp.experts.experts.")
+        experts = ".mlp.experts.experts." in key
         inner = shapes[per_layer[0][1][0]]
         size = (layers, len(per_layer[0][1])) + inner if experts else (layers,) + inner
+        if own_keys:
+            size = size[1:]
         for i, members in per_layer:
-            offsets = (i,) + (0,) * (len(size) - 1)
-            sizes = (1,) + tuple(size[1:])
+            offsets = (0,) * len(size) if own_keys else (i,) + (0,) * (len(size) - 1)
+            sizes = tuple(size) if own_keys else (1,) + tuple(size[1:])
             items.append(_tensor_item(key, offsets, sizes, size, dtype))
             makers[(key, offsets)] = (lambda ms=members, sz=sizes: torch.stack([conv.tensor(n) for n in ms])
                                       .reshape(sz) if len(ms) > 1 else conv.tensor(ms[0]).reshape(sz))
         for i, members in per_layer:
-            for fqn in _extra_state_keys(key, i, layers, len(members) if experts else 0):
+            for fqn in _extra_state_keys(key, i, layers, len(members) if experts else 0, own_keys):
                 items.append(_bytes_item(fqn))
                 makers[(fqn, None)] = _none_bytes
     return items, makers
 
 
-def _extra_state_keys(key: str, i: int, layers: int, experts: int) -> List[str]:
-    """The `_extra_state` objects megatron-core's linear layers ask for when loading (empty: no FP8 metadata)."""
+def _extra_state_keys(key: str, i: int, layers: int, experts: int, own_keys: bool = False) -> List[str]:
+    """The `_extra_state` objects megatron-core's linear layers ask for when loading (empty: no FP8 metadata);
+    a layer with its own keys has no layer axis in the objects' offsets (megatron-core's shard_0_1 when none)."""
+    prefix = f"decoder.layers.{i}." if own_keys else "decoder.layers."
+    where = "0_1" if own_keys else f"{i}_{layers}"
     for linear in _LINEARS:
-        if key == f"decoder.layers.{linear}.weight":
-            return [f"decoder.layers.{linear}._extra_state/shard_{i}_{layers}"]
-    m = re.fullmatch(r"decoder\.layers\.mlp\.experts\.experts\.(linear_fc[12])\.weight", key)
+        if key == f"{prefix}{linear}.weight":
+            return [f"{prefix}{linear}._extra_state/shard_{where}"]
+    m = re.fullmatch(re.escape(prefix) + r"mlp\.experts\.experts\.(linear_fc[12])\.weight", key)
     if m:
-        return [f"decoder.layers.mlp.experts.experts.{m.group(1)}._extra_state/shard_{i}.{e}_{layers}.{experts}"
-                for e in range(experts)]
+        return [f"{prefix}mlp.experts.experts.{m.group(1)}._extra_state/shard_" +
+                (f"{e}_{experts}" if own_keys else f"{i}.{e}_{layers}.{experts}") for e in range(experts)]
     return []
 
 
@@ -218,7 +249,7 @@ def write_legacy(conv: Conversion, path: str, spec: str, layers: int, tp: int, p
         raise CheckpointError(f"--target-pp {pp}: the model's {layers} layers do not split evenly into {pp} stages")
     per_stage = layers // pp
     names = conv.names()
-    moe = _moe_layers(names)
+    moe, mla = _moe_layers(names), _is_mla(names)
     for p in range(pp):
         models = [dict() for _ in range(tp)]
         done = set()
@@ -231,8 +262,8 @@ def write_legacy(conv: Conversion, path: str, spec: str, layers: int, tp: int, p
             group = conv.group_of[name]
             for mg, full in conv.group_tensors(group).items():
                 done.add(mg)
-                local = _legacy_name(mg, spec, per_stage, moe)
-                for t, shard in enumerate(split_tp(mg, full, tp, conv.gated)):
+                local = _legacy_name(mg, spec, per_stage, moe, mla)
+                for t, shard in enumerate(_split_for_spec(mg, full, tp, conv.gated, spec)):
                     models[t][local] = shard.to(dtype) if shard.is_floating_point() else shard
         if tied and pp > 1 and p == pp - 1:  # the last stage keeps its copy of the embedding as output_layer
             for t, shard in enumerate(split_tp("output_layer.weight", conv.tensor("embedding.word_embeddings.weight"),
@@ -249,13 +280,13 @@ def _on_stage(name: str, p: int, pp: int) -> bool:
     return p == 0 if name.startswith("embedding.") else p == pp - 1
 
 
-def _legacy_name(name: str, spec: str, per_stage: int, moe: set) -> str:
+def _legacy_name(name: str, spec: str, per_stage: int, moe: set, mla: bool = False) -> str:
     m = LAYER.match(name)
     if not m:
         return name
     i, rest = int(m.group(1)), m.group(2)
     x = EXPERT.match(rest)
-    rest = f"mlp.experts.local_experts.{x.group(1)}.{x.group(2)}" if x else spec_name(rest, spec, LEGACY, i in moe)
+    rest = f"mlp.experts.local_experts.{x.group(1)}.{x.group(2)}" if x else spec_name(rest, spec, LEGACY, i in moe, mla)
     return layer_name(i % per_stage, rest)
 
 

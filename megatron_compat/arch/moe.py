@@ -1,0 +1,313 @@
+"""Megatron MoE flags -> a Hugging Face MoE family's router, expert and shared-expert fields, and back.
+
+Megatron's router (megatron-core 0.16, moe_utils.topk_routing_with_score_function):
+  softmax (default)  the softmax over the top-k logits: the top-k probabilities renormalised; with
+                     --moe-router-pre-softmax the probabilities over all experts, not renormalised
+  sigmoid            sigmoid scores, plus the expert bias for the choice only (--moe-router-enable-expert-bias),
+                     top k within the best --moe-router-group-topk of --moe-router-num-groups groups (ranked by the
+                     sum of their top k / group-topk scores), renormalised when k > 1
+  and --moe-router-topk-scaling-factor multiplies the weights. The family that computes the same:
+  softmax, no shared experts            qwen3_moe (norm_topk_prob = renormalised; it has q/k norms), else mixtral
+                                        (always renormalised)
+  softmax, one gated shared expert      qwen2_moe (--moe-shared-expert-gate)
+  sigmoid, ungated shared experts       glm4_moe (GLM-4.5), or deepseek_v3 with Multi-Latent Attention; their
+                                        groups are ranked by the sum of their top two scores (k / group-topk = 2)
+Shared experts: --moe-shared-expert-intermediate-size S (MindSpeed: --n-shared-experts N, S = N × the expert width).
+Dense layers: --first-k-dense-replace K (MindSpeed) or --moe-layer-freq N / [0]*3+[1]*58 (1 marks an MoE layer).
+
+Load balancing (--moe-router-load-balancing-type with --moe-aux-loss-coeff, a list of each allowed):
+  aux_loss      the Hugging Face config's router_aux_loss_coef (with output_router_logits)
+  seq_aux_loss  model.moe_seq_aux_loss_coeff
+  none          no loss
+  MindSpeed: softmax_topk (softmax over all experts, no loss, not renormalised), noaux_tc (no loss: DeepSeek-V3's
+  aux-loss-free routing), --seq-aux with none / noaux_tc (the sequence-level loss with --moe-aux-loss-coeff),
+  --norm-topk-prob with aux_loss (renormalises after --moe-router-pre-softmax).
+--moe-z-loss-coeff -> model.moe_z_loss_coeff; --moe-router-enable-expert-bias -> model.moe_router_bias_update_rate
+(--moe-router-bias-update-rate, 1e-3 by default). The engine computes all of them as megatron-core does
+(fsdp2_core/models/router_losses.py).
+"""
+import ast
+from dataclasses import dataclass, field
+from typing import Any, Dict, List, Optional, Tuple
+
+from . import ArchitectureError
+
+SIGMOID_FAMILIES = ("glm4_moe", "deepseek_v3")
+MOE_FAMILIES = ("qwen3_moe", "mixtral", "qwen2_moe") + SIGMOID_FAMILIES
+# The model_id whose forward (our token dispatch, router losses, expert bias, expert parallelism) serves each.
+ENGINE_MODEL_ID = {"qwen3_moe": "qwen3_moe", "mixtral": "qwen3_moe", "qwen2_moe": "qwen2_moe",
+                   "glm4_moe": "deepseek_v3", "deepseek_v3": "deepseek_v3"}
+
+
+@dataclass
+class Routing:
+    experts: int
+    topk: int
+    ffn: int                         # each expert's width
+    score: str = "softmax"
+    renorm: bool = True              # the top-k weights sum to one
+    groups: int = 1
+    group_topk: int = 1
+    scaling: float = 1.0
+    expert_bias: bool = False
+    aux: float = 0.0                 # aux_loss coefficient (the Hugging Face config's router_aux_loss_coef)
+    shared_ffn: int = 0              # total width of the shared experts (0: none)
+    shared_gate: bool = False
+    dense_layers: List[int] = field(default_factory=list)
+
+
+def _first(g, *flags, default=None):
+    for flag in flags:
+        if g.get(flag) is not None:
+            return g[flag]
+    return default
+
+
+def _as_list(value) -> list:
+    return list(value) if isinstance(value, (list, tuple)) else [value]
+
+
+def balancing(g) -> Tuple[float, float, bool, bool]:
+    """(aux_loss coefficient, seq_aux_loss coefficient, softmax over all experts, MindSpeed's aux_loss renorm)."""
+    types = _as_list(g.get("--moe-router-load-balancing-type", "aux_loss"))
+    coeffs = _as_list(g.get("--moe-aux-loss-coeff", 0.0))
+    if len(coeffs) == 1 and len(types) > 1:
+        coeffs = coeffs * len(types)
+    if len(coeffs) != len(types):
+        raise ArchitectureError(f"--moe-router-load-balancing-type {' '.join(types)} with --moe-aux-loss-coeff "
+                                f"{' '.join(map(str, coeffs))}: give one coefficient per type")
+    aux = seq = 0.0
+    pre_softmax = renorm_after = False
+    for kind, coeff in zip(types, coeffs):
+        if kind == "aux_loss":
+            aux = float(coeff)
+            renorm_after = bool(g.get("--norm-topk-prob"))
+        elif kind == "seq_aux_loss":
+            seq = float(coeff)
+        elif kind in ("none", "noaux_tc"):
+            if g.get("--seq-aux"):
+                seq = float(coeff)
+        elif kind == "softmax_topk":
+            pre_softmax = True
+        elif kind == "global_aux_loss":
+            raise ArchitectureError("--moe-router-load-balancing-type global_aux_loss balances the loads of the whole "
+                                    "global batch, which the engine does not compute; use aux_loss or seq_aux_loss")
+        else:
+            raise ArchitectureError(f"--moe-router-load-balancing-type {kind} has no equivalent here; use aux_loss, "
+                                    "seq_aux_loss or none (MindSpeed: softmax_topk, noaux_tc)")
+    return aux, seq, pre_softmax, renorm_after
+
+
+def training_fields(g) -> Dict[str, Any]:
+    """The router settings that live in the engine's config, not in the Hugging Face one."""
+    out: Dict[str, Any] = {}
+    _, seq, _, _ = balancing(g)
+    if seq:
+        out["moe_seq_aux_loss_coeff"] = seq
+    if g.get("--moe-z-loss-coeff"):
+        out["moe_z_loss_coeff"] = float(g["--moe-z-loss-coeff"])
+    if g.get("--moe-router-enable-expert-bias"):
+        if g.get("--moe-router-score-function", "softmax") != "sigmoid":
+            raise ArchitectureError("--moe-router-enable-expert-bias needs --moe-router-score-function sigmoid "
+                                    "(as Megatron requires)")
+        out["moe_router_bias_update_rate"] = float(g.get("--moe-router-bias-update-rate", 1e-3))
+    return out
+
+
+def moe_layer_pattern(text, layers: int) -> List[int]:
+    """Megatron's --moe-layer-freq: an integer N (every N-th layer has experts) or a list such as [0]*3+[1]*58."""
+    text = str(text).strip()
+    if "[" not in text:  # Megatron's moe_freq_type evaluates any text holding a list, "([1]*48)" too
+        try:
+            freq = int(text)
+        except ValueError:
+            raise ArchitectureError(f"--moe-layer-freq {text}: expects an integer or a list such as "
+                                    "[0]*3+[1]*58") from None
+        # MindSpeed writes -1 or 0 for "every layer"
+        return [1 if freq <= 1 or i % freq == 0 else 0 for i in range(layers)]
+    try:
+        pattern = _eval_list(ast.parse(text, mode="eval").body)
+    except (SyntaxError, ValueError):
+        raise ArchitectureError(f"--moe-layer-freq {text}: expects a list of 0/1 such as [0]*3+[1]*58") from None
+    if len(pattern) != layers or any(v not in (0, 1) for v in pattern):
+        raise ArchitectureError(f"--moe-layer-freq {text}: needs one 0 or 1 per layer ({layers} layers), got "
+                                f"{len(pattern)} entries")
+    return pattern
+
+
+def _eval_list(node) -> List[int]:
+    """[ints], list * int and list + list: what Megatron's moe_freq_type evaluates, without eval."""
+    if isinstance(node, ast.List) and all(isinstance(e, ast.Constant) and isinstance(e.value, int) for e in node.elts):
+        return [e.value for e in node.elts]
+    if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Mult):
+        if isinstance(node.right, ast.Constant) and isinstance(node.right.value, int):
+            return _eval_list(node.left) * node.right.value
+    if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Add):
+        return _eval_list(node.left) + _eval_list(node.right)
+    raise ValueError(ast.dump(node))
+
+
+def dense_layers(g, layers: int) -> List[int]:
+    """Layers without experts: the first --first-k-dense-replace, and those --moe-layer-freq marks 0."""
+    first_k = int(g.get("--first-k-dense-replace") or 0)
+    pattern = moe_layer_pattern(g.get("--moe-layer-freq", 1), layers)
+    first_k = min(max(first_k, 0), layers)  # more than every layer is every layer; never list a huge count
+    return sorted(set(range(first_k)) | {i for i, v in enumerate(pattern) if not v})
+
+
+def read_routing(g, layers: int, dense_ffn: int) -> Optional[Routing]:
+    """The router, experts and shared experts the flags describe (None without --num-experts); the experts are as
+    wide as the dense MLP unless --moe-ffn-hidden-size says otherwise, as in Megatron."""
+    experts = g.get("--num-experts")
+    if not experts:
+        return None
+    score = g.get("--moe-router-score-function", "softmax")
+    if score not in ("softmax", "sigmoid"):
+        raise ArchitectureError(f"--moe-router-score-function {score}: only softmax and sigmoid routers have a Hugging "
+                                "Face family here")
+    aux, _, softmax_all, renorm_after = balancing(g)
+    topk = g.get("--moe-router-topk", 2)
+    pre_softmax = softmax_all or bool(g.get("--moe-router-pre-softmax"))
+    renorm = topk > 1 if score == "sigmoid" else (not pre_softmax or renorm_after)
+    ffn = _first(g, "--moe-ffn-hidden-size", "--moe-intermediate-size", default=dense_ffn)
+    group_topk = _first(g, "--moe-router-group-topk", "--topk-group")
+    groups = _first(g, "--moe-router-num-groups", "--n-group") if group_topk else 1
+    shared = g.get("--moe-shared-expert-intermediate-size")
+    if shared is None and g.get("--n-shared-experts"):
+        shared = g["--n-shared-experts"] * ffn
+    _check_sizes(ffn, shared, groups, group_topk)
+    return Routing(experts=experts, topk=topk, ffn=ffn, score=score, renorm=renorm, groups=int(groups or 1),
+                   group_topk=int(group_topk or 1),
+                   scaling=float(_first(g, "--moe-router-topk-scaling-factor", "--routed-scaling-factor", default=1.0)),
+                   expert_bias=bool(g.get("--moe-router-enable-expert-bias")), aux=aux, shared_ffn=int(shared or 0),
+                   shared_gate=bool(g.get("--moe-shared-expert-gate") or g.get("--shared-expert-gate")),
+                   dense_layers=dense_layers(g, layers))
+
+
+def _check_sizes(ffn, shared, groups, group_topk) -> None:
+    """Sizes the family fields are derived from (others are the architecture rules'): nonsense named here."""
+    if not isinstance(ffn, int) or ffn < 1:
+        raise ArchitectureError(f"--moe-ffn-hidden-size {ffn}: the experts' width must be a positive integer")
+    if shared is not None and (not isinstance(shared, int) or shared < 0):
+        raise ArchitectureError(f"shared experts of width {shared} (--moe-shared-expert-intermediate-size, or "
+                                "--n-shared-experts × the expert width): give a positive integer, or 0 for none")
+    for flag, value in (("--moe-router-num-groups", groups), ("--moe-router-group-topk", group_topk)):
+        if value is not None and (not isinstance(value, int) or value < 1):
+            raise ArchitectureError(f"{flag} {value}: give a positive integer")
+
+
+def moe_family(r: Routing, mla: bool, qk_norm: bool) -> str:
+    """The transformers family whose router and experts compute what the flags describe."""
+    sigmoid_only = [name for name, on in (
+        ("--moe-router-enable-expert-bias", r.expert_bias),
+        ("expert groups (--moe-router-num-groups/--moe-router-group-topk)", r.groups > 1),
+        ("--moe-router-topk-scaling-factor", r.scaling != 1.0)) if on]
+    if r.score == "sigmoid":
+        if r.shared_gate:
+            raise ArchitectureError("--moe-shared-expert-gate with a sigmoid router: the DeepSeek-V3 / GLM-4.5 "
+                                    "families add their shared experts ungated; drop the gate")
+        return "deepseek_v3" if mla else "glm4_moe"
+    if sigmoid_only:
+        raise ArchitectureError(f"{', '.join(sigmoid_only)} with the softmax router: the families that group, scale or "
+                                "bias their routing (DeepSeek-V3, GLM-4.5) score with sigmoid; add "
+                                "--moe-router-score-function sigmoid")
+    if mla:
+        raise ArchitectureError("--multi-latent-attention with a softmax router (DeepSeek-V2's) has no Hugging Face "
+                                "family here: DeepSeek-V3's routes with sigmoid; add --moe-router-score-function "
+                                "sigmoid")
+    if r.shared_ffn:
+        if not r.shared_gate:
+            raise ArchitectureError("shared experts without --moe-shared-expert-gate under a softmax router "
+                                    "(DeepSeek-MoE v1) have no Hugging Face family here; Qwen2-MoE gates its shared "
+                                    "expert (--moe-shared-expert-gate), DeepSeek-V3 / GLM-4.5 route with sigmoid")
+        if qk_norm:
+            raise ArchitectureError("--qk-layernorm with a gated shared expert: Qwen2-MoE, the family with one, has no "
+                                    "q/k norms; drop --qk-layernorm")
+        return "qwen2_moe"
+    if r.shared_gate:
+        raise ArchitectureError("--moe-shared-expert-gate without shared experts: add "
+                                "--moe-shared-expert-intermediate-size")
+    if qk_norm:
+        return "qwen3_moe"
+    if not r.renorm:
+        raise ArchitectureError("--moe-router-pre-softmax (weights not renormalised) without --qk-layernorm: Mixtral "
+                                "always renormalises the top-k weights; Qwen3-MoE (--qk-layernorm) does not have to")
+    return "mixtral"
+
+
+def moe_fields(r: Routing, family: str) -> Dict[str, Any]:
+    out: Dict[str, Any] = {"num_experts_per_tok": r.topk, "router_aux_loss_coef": r.aux,
+                           "output_router_logits": r.aux > 0}
+    if family == "mixtral":
+        if r.dense_layers:
+            raise ArchitectureError("Mixtral has experts in every layer; dense layers (--first-k-dense-replace / "
+                                    "--moe-layer-freq) need the Qwen3-MoE family (add --qk-layernorm)")
+        # Mixtral's experts use intermediate_size
+        return {**out, "num_local_experts": r.experts, "intermediate_size": r.ffn}
+    if family in ("qwen3_moe", "qwen2_moe"):
+        out.update({"num_local_experts" if family == "qwen3_moe" else "num_experts": r.experts,
+                    "moe_intermediate_size": r.ffn, "norm_topk_prob": r.renorm, "decoder_sparse_step": 1,
+                    "mlp_only_layers": r.dense_layers})
+        if family == "qwen2_moe":
+            out["shared_expert_intermediate_size"] = r.shared_ffn
+        return out
+    return {**out, **_sigmoid_fields(r)}
+
+
+def _sigmoid_fields(r: Routing) -> Dict[str, Any]:
+    if r.dense_layers != list(range(len(r.dense_layers))):
+        raise ArchitectureError(f"dense layers {r.dense_layers}: the DeepSeek-V3 / GLM-4.5 families have their dense "
+                                "layers first (first_k_dense_replace); use --first-k-dense-replace")
+    if r.groups > 1 and (r.experts % r.groups or r.topk % r.group_topk or r.topk // r.group_topk != 2):
+        raise ArchitectureError(f"expert groups: {r.experts} experts in {r.groups} groups, top {r.topk} from "
+                                f"{r.group_topk} groups; the DeepSeek-V3 / GLM-4.5 routers rank a group by its top "
+                                "two scores, which is Megatron's rule when --moe-router-topk / --moe-router-group-topk "
+                                "is 2 and the groups divide the experts")
+    if r.shared_ffn % r.ffn:
+        raise ArchitectureError(f"shared experts of width {r.shared_ffn}: the DeepSeek-V3 / GLM-4.5 families build "
+                                f"them as n_shared_experts × the expert width {r.ffn}; give a multiple of it")
+    return {"n_routed_experts": r.experts, "moe_intermediate_size": r.ffn, "n_shared_experts": r.shared_ffn // r.ffn,
+            "routed_scaling_factor": r.scaling, "n_group": r.groups, "topk_group": r.group_topk,
+            "norm_topk_prob": r.renorm, "first_k_dense_replace": len(r.dense_layers)}
+
+
+# ---------------------------------------------------------------- back to flags
+
+def moe_flags(arch: Dict[str, Any], family: str) -> List[str]:
+    """Inverse of moe_fields (without the dense-layer flags, which the caller writes)."""
+    experts = arch.get("num_local_experts", arch.get("num_experts", arch.get("n_routed_experts")))
+    ffn = arch["intermediate_size"] if family == "mixtral" else arch["moe_intermediate_size"]
+    out = ["--num-experts", str(experts), "--moe-router-topk", str(arch["num_experts_per_tok"]),
+           "--moe-ffn-hidden-size", str(ffn)]
+    if family in ("qwen3_moe", "qwen2_moe") and not arch.get("norm_topk_prob"):
+        out.append("--moe-router-pre-softmax")
+    if family == "qwen2_moe":
+        out += ["--moe-shared-expert-intermediate-size", str(arch["shared_expert_intermediate_size"]),
+                "--moe-shared-expert-gate"]
+    if family in SIGMOID_FAMILIES:
+        out += ["--moe-router-score-function", "sigmoid"]
+        if arch.get("n_shared_experts"):
+            out += ["--moe-shared-expert-intermediate-size", str(arch["n_shared_experts"] * ffn)]
+        if arch.get("n_group", 1) > 1:
+            out += ["--moe-router-num-groups", str(arch["n_group"]), "--moe-router-group-topk", str(arch["topk_group"])]
+        if arch.get("routed_scaling_factor", 1.0) != 1.0:
+            out += ["--moe-router-topk-scaling-factor", str(arch["routed_scaling_factor"])]
+    return out
+
+
+def training_flags(values: Dict[str, Any], aux: float, sigmoid_written: bool) -> List[str]:
+    """Inverse of balancing and training_fields: the load-balancing types with their coefficients (`aux` from the
+    Hugging Face config), z-loss, expert bias (with the sigmoid router unless the architecture wrote it)."""
+    coeffs = (("aux_loss", aux), ("seq_aux_loss", values.get("moe_seq_aux_loss_coeff")))
+    kinds = [(kind, coeff) for kind, coeff in coeffs if coeff]
+    out = []
+    if kinds:
+        out += ["--moe-router-load-balancing-type", *[k for k, _ in kinds], "--moe-aux-loss-coeff",
+                *[str(c) for _, c in kinds]]
+    if values.get("moe_z_loss_coeff"):
+        out += ["--moe-z-loss-coeff", str(values["moe_z_loss_coeff"])]
+    if values.get("moe_router_bias_update_rate"):
+        out += ([] if sigmoid_written else ["--moe-router-score-function", "sigmoid"])
+        out += ["--moe-router-enable-expert-bias", "--moe-router-bias-update-rate",
+                str(values["moe_router_bias_update_rate"])]
+    return out

@@ -1,0 +1,153 @@
+"""Megatron / MindSpeed flag sets -> the Hugging Face family and config they describe, the engine settings beside
+it, the refusals that name what to change, and the comparison with a --load checkpoint's config.json."""
+import json
+
+import pytest
+import torch
+
+from fsdp2_core.models.build import build_model
+from megatron_compat.translate import translate
+from tests.arch.arch_helpers import BASE, DSV3, FAMILIES, GLM45, LLAMA31, MISTRAL, QWEN2_MOE, flag_config
+
+
+def _translate(extra, *more, world=1):
+    return translate(BASE + extra.split() + list(more), world_size=world)
+
+
+@pytest.mark.parametrize("family", sorted(FAMILIES))
+def test_each_flag_set_builds_its_family(family):
+    cfg = flag_config(FAMILIES[family])
+    assert cfg.model.architecture["model_type"] == family
+    model = build_model(cfg, torch.device("cpu"), meta=False, seed=3)  # transformers accepts the config
+    assert type(model).__name__.lower().startswith(family.replace("_", ""))
+
+
+def test_deepseek_v3_fields():
+    cfg = flag_config(DSV3)
+    arch, m = cfg.model.architecture, cfg.model
+    assert {k: arch[k] for k in ("q_lora_rank", "kv_lora_rank", "qk_nope_head_dim", "qk_rope_head_dim", "v_head_dim",
+                                 "n_routed_experts", "num_experts_per_tok", "n_shared_experts", "n_group", "topk_group",
+                                 "routed_scaling_factor", "norm_topk_prob", "first_k_dense_replace",
+                                 "num_nextn_predict_layers", "rope_interleave")} == {
+        "q_lora_rank": 16, "kv_lora_rank": 16, "qk_nope_head_dim": 8, "qk_rope_head_dim": 8, "v_head_dim": 8,
+        "n_routed_experts": 8, "num_experts_per_tok": 4, "n_shared_experts": 1, "n_group": 4, "topk_group": 2,
+        "routed_scaling_factor": 2.5, "norm_topk_prob": True, "first_k_dense_replace": 1, "num_nextn_predict_layers": 1,
+        "rope_interleave": True}
+    assert not arch["output_router_logits"]  # seq_aux_loss only: no batch-level aux loss
+    assert (m.model_id, m.moe_seq_aux_loss_coeff, m.moe_z_loss_coeff, m.moe_router_bias_update_rate,
+            m.mtp_num_layers, m.mtp_loss_scaling_factor) == ("deepseek_v3", 1e-3, 1e-3, 1e-2, 1, 0.3)
+
+
+def test_mindspeed_and_megatron_spellings_agree():
+    megatron = flag_config("--num-experts 8 --moe-router-topk 4 --moe-ffn-hidden-size 16 "
+                           "--moe-shared-expert-intermediate-size 16 --moe-router-score-function sigmoid "
+                           "--moe-router-num-groups 4 --moe-router-group-topk 2 --moe-router-topk-scaling-factor 2.5 "
+                           "--moe-router-load-balancing-type seq_aux_loss --moe-aux-loss-coeff 1e-4 "
+                           "--mtp-num-layers 1 --multi-latent-attention --qk-layernorm --qk-head-dim 8 "
+                           "--qk-pos-emb-head-dim 8 --kv-lora-rank 16 --v-head-dim 8")
+    mindspeed = flag_config("--num-experts 8 --moe-router-topk 4 --moe-intermediate-size 16 --n-shared-experts 1 "
+                            "--moe-router-score-function sigmoid --n-group 4 --topk-group 2 "
+                            "--routed-scaling-factor 2.5 "
+                            "--moe-router-load-balancing-type noaux_tc --moe-aux-loss-coeff 1e-4 --seq-aux "
+                            "--num-nextn-predict-layers 1 --share-mtp-embedding-and-output-weight "
+                            "--multi-head-latent-attention --qk-layernorm --qk-nope-head-dim 8 --qk-rope-head-dim 8 "
+                            "--kv-lora-rank 16 --v-head-dim 8 --norm-topk-prob")
+    assert megatron.model == mindspeed.model
+
+
+def test_glm45_qwen2_moe_llama31_mistral_fields():
+    glm = flag_config(GLM45).model.architecture
+    assert (glm["attention_bias"], glm["use_qk_norm"], glm["rope_parameters"]["partial_rotary_factor"],
+            glm["n_shared_experts"], glm["first_k_dense_replace"], glm["routed_scaling_factor"]) == (
+        True, False, 0.5, 1, 1, 1.0)
+    qwen2 = flag_config(QWEN2_MOE).model.architecture
+    assert (qwen2["shared_expert_intermediate_size"], qwen2["norm_topk_prob"], qwen2["qkv_bias"],
+            qwen2["router_aux_loss_coef"]) == (32, False, True, 1e-2)
+    llama = flag_config(LLAMA31).model.architecture
+    assert llama["rope_parameters"] == {"rope_type": "llama3", "rope_theta": 500000.0, "factor": 8.0,
+                                        "low_freq_factor": 1.0, "high_freq_factor": 4.0,
+                                        "original_max_position_embeddings": 8192}
+    assert flag_config(MISTRAL).model.architecture["sliding_window"] == 8
+    assert flag_config("--window-size 7,0").model.architecture["sliding_window"] == 8   # Megatron's (left, right)
+
+
+def test_moe_layer_freq_list_form():
+    arch = flag_config("--num-experts 4 --qk-layernorm --moe-layer-freq [0]*2+[1]").model.architecture
+    assert arch["mlp_only_layers"] == [0, 1]
+    # Pai-Megatron-Patch writes the list in parentheses, which Megatron's eval takes as the list
+    arch = flag_config("--num-experts 4 --qk-layernorm --moe-layer-freq ([0]*1+[1]*2)").model.architecture
+    assert arch["mlp_only_layers"] == [0]
+
+
+@pytest.mark.parametrize("extra,message", [
+    (DSV3.replace("--qk-layernorm ", ""), "always normalises the q and kv latents"),
+    ("--multi-latent-attention --qk-layernorm --num-experts 4", "DeepSeek-V2's) has no Hugging Face family"),
+    ("--num-experts 4 --moe-router-enable-expert-bias", "add --moe-router-score-function sigmoid"),
+    ("--num-experts 4 --moe-router-topk-scaling-factor 2.5", "add --moe-router-score-function sigmoid"),
+    ("--num-experts 8 --moe-router-topk 4 --moe-router-score-function sigmoid --moe-router-num-groups 2 "
+     "--moe-router-group-topk 1", "rank a group by its top two"),
+    ("--num-experts 4 --moe-shared-expert-intermediate-size 32", "without --moe-shared-expert-gate"),
+    ("--num-experts 4 --moe-router-load-balancing-type global_aux_loss", "global_aux_loss balances the loads"),
+    ("--num-experts 4 --moe-router-score-function sigmoid --moe-layer-freq [1,0,1]", "have their dense layers first"),
+    ("--sliding-window 8 --qk-layernorm", "only the Mistral family"),
+    ("--window-size 8,4", "the right extent must be 0"),
+    ("--rope-scaling-type llama3", "needs --low-freq-factor, --high-freq-factor, --original-max-position-embeddings"),
+    ("--rope-scaling-type longrope", "only llama3 and yarn"),
+    # nonsense values: named, never a crash
+    (GLM45.replace("--moe-ffn-hidden-size 16", "--moe-ffn-hidden-size 0"), "--moe-ffn-hidden-size 0: the experts'"),
+    (DSV3.replace("--q-lora-rank 16", "--q-lora-rank 0"), "leave --q-lora-rank out"),
+    (DSV3.replace("--kv-lora-rank 16", "--kv-lora-rank -1"), "--kv-lora-rank -1: MLA's kv_lora_rank"),
+    ("--sliding-window 0", "a window holds at least one position"),
+    ("--rope-scaling-type llama3 --rope-scaling-factor 8 --low-freq-factor 4 --high-freq-factor 4 "
+     "--original-max-position-embeddings 16", "--high-freq-factor 4.0 must be above --low-freq-factor 4.0"),
+    ("--rope-scaling-type yarn --rope-scaling-factor nan --rope-scaling-original-max-position-embeddings 16",
+     "factor must be a positive number"),
+    ("--rope-scaling-type llama3 --rope-scaling-factor 8 --low-freq-factor 1 --high-freq-factor 4 "
+     "--original-max-position-embeddings 16.5", "a positive whole number of positions"),
+])
+def test_refusals_name_what_to_change(extra, message):
+    result = _translate(extra)
+    assert not result.ok and any(message in p for p in result.problems()), result.problems()
+
+
+def test_load_compares_flags_with_config_json(tmp_path):
+    """With --load of a Hugging Face directory the flags are checked against its config.json, differences named; a
+    combination no family builds is reported, not refused, since the checkpoint defines the model."""
+    arch = dict(flag_config(DSV3).model.architecture, q_lora_rank=32, rope_parameters={"rope_type": "default",
+                                                                                       "rope_theta": 10000.0})
+    (tmp_path / "config.json").write_text(json.dumps(arch))
+    result = _translate(DSV3, "--load", str(tmp_path))
+    assert result.ok, result.problems()
+    note = next(n for n in result.notes if "disagree with" in n)
+    assert "q_lora_rank: flags say 16, config.json says 32" in note and "rope_type: flags say yarn" not in note
+    assert result.config.model.model_id == "deepseek_v3" and result.config.model.mtp_num_layers == 1
+    unbuildable = _translate(DSV3.replace("--qk-layernorm ", ""), "--load", str(tmp_path))
+    assert unbuildable.ok, unbuildable.problems()
+    assert any("could not be compared" in n and "--qk-layernorm" in n for n in unbuildable.notes)
+
+
+def test_mla_latent_norm_epsilon_is_named_when_it_differs():
+    """transformers' DeepSeek-V3 latent norms (q_a_layernorm, kv_a_layernorm) always use eps 1e-6."""
+    def notes(extra):
+        result = translate(BASE + extra.split(), world_size=1)
+        assert result.ok, result.problems()
+        return [n for n in result.notes if "latents with eps 1e-6" in n]
+    assert notes(DSV3 + " --norm-epsilon 1e-5") and "--norm-epsilon 1e-05" in notes(DSV3 + " --norm-epsilon 1e-5")[0]
+    assert not notes(DSV3 + " --norm-epsilon 1e-6")
+
+
+def test_dense_mla_model_builds_deepseek_v3_without_experts():
+    cfg = flag_config(DSV3.replace("--num-experts 8", ""))
+    arch = cfg.model.architecture
+    assert (arch["model_type"], arch["first_k_dense_replace"], arch["n_routed_experts"]) == ("deepseek_v3", 4, 1)
+
+
+def test_mtp_with_tensor_parallelism_runs_without_sequence_parallelism():
+    result = _translate(DSV3, "--tensor-model-parallel-size", "2", "--sequence-parallel", world=2)
+    assert result.ok and result.config.parallel.sequence_parallel is False
+    assert any("sequence parallelism is off" in n for n in result.notes)
+    from fsdp2_core.config import ConfigError
+    from fsdp2_core.config.validate import validate
+    result.config.parallel.sequence_parallel = True  # as a YAML could ask
+    with pytest.raises(ConfigError, match="set parallel.sequence_parallel false"):
+        validate(result.config)

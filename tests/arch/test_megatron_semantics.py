@@ -1,0 +1,166 @@
+"""The flags' translations compute what megatron-core 0.16 computes: the Hugging Face routers the flags pick against
+topk_routing_with_score_function, our router losses against its aux / sequence aux / z-loss functions, the expert
+bias update against get_updated_expert_bias (on a hand-computed example), RoPE scaling against its rotary embeddings,
+and MTP's rolled inputs against roll_tensor."""
+import math
+
+import pytest
+import torch
+import torch.distributed as dist
+
+from fsdp2_core.models.mtp import depth_inputs
+from fsdp2_core.models.router_losses import RouterLossCoeffs, layer_losses, updated_bias
+from megatron_compat.translate import translate
+from tests.arch.arch_helpers import BASE, DSV3, GLM45, QWEN2_MOE, hf_router, megatron_utils
+
+moe_utils = megatron_utils()
+
+
+def _arch(extra, ep=1):
+    result = translate(BASE + extra.split(), world_size=ep)
+    assert result.ok, result.problems()
+    return result.config.model.architecture
+
+
+def _sorted(weights, idx):
+    order = idx.argsort(-1)
+    return weights.gather(-1, order), idx.gather(-1, order)
+
+
+def _megatron_route(logits, **kw):
+    probs, routing_map = moe_utils.topk_routing_with_score_function(logits, **kw)
+    idx = routing_map.nonzero()[:, 1].view(-1, kw["topk"])  # each row's experts, in expert order
+    return probs.gather(-1, idx), idx
+
+
+@pytest.mark.parametrize("flags,megatron", [
+    (DSV3, dict(topk=4, score_function="sigmoid", num_groups=4, group_topk=2, scaling_factor=2.5)),
+    (GLM45, dict(topk=4, score_function="sigmoid", scaling_factor=None)),
+    (QWEN2_MOE, dict(topk=2, use_pre_softmax=True)),
+    (QWEN2_MOE.replace("--moe-router-pre-softmax ", ""), dict(topk=2)),
+    ("--num-experts 8 --moe-router-topk 2 --qk-layernorm", dict(topk=2)),                   # Qwen3-MoE
+    ("--num-experts 8 --moe-router-topk 2", dict(topk=2)),                                  # Mixtral
+])
+def test_hugging_face_router_routes_as_megatron(flags, megatron):
+    torch.manual_seed(0)
+    router, arch = hf_router(_arch(flags))
+    bias = None
+    if hasattr(router, "e_score_correction_bias"):
+        bias = torch.randn(router.e_score_correction_bias.shape) * 0.1
+        router.e_score_correction_bias.copy_(bias)
+    x = torch.randn(64, arch["hidden_size"])
+    logits, weights, idx = router(x)
+    want_w, want_i = _megatron_route(logits.float(), expert_bias=bias, **megatron)
+    got_w, got_i = _sorted(weights.float(), idx)
+    assert torch.equal(got_i, want_i)
+    torch.testing.assert_close(got_w, want_w, rtol=1e-6, atol=1e-7)
+
+
+@pytest.mark.parametrize("score", ["softmax", "sigmoid"])
+def test_router_losses_equal_megatrons(score):
+    torch.manual_seed(1)
+    b, s, experts, k = 3, 16, 8, 2
+    logits = torch.randn(b * s, experts, dtype=torch.float64)      # ours: token order (sample, position)
+    coeffs = RouterLossCoeffs(aux=0.01, seq_aux=0.001, z=0.002, score_function=score)
+    ours = layer_losses(logits, k, b, coeffs)
+    megatron = logits.view(b, s, experts).transpose(0, 1).reshape(s * b, experts)  # Megatron's [s, b] order
+    routing_map, scores = moe_utils.compute_routing_scores_for_aux_loss(megatron, k, score)
+    aux = moe_utils.switch_load_balancing_loss_func(scores, routing_map.sum(0), s * b, k, experts, 1.0)
+    seq = moe_utils.switch_load_balancing_loss_func(scores.reshape(s, -1), routing_map.reshape(s, -1).sum(0), s, k,
+                                                    experts, 1.0) / b          # router._apply_seq_aux_loss
+    z = moe_utils.z_loss_func(megatron, 1.0)
+    for name, want in (("load_balancing_loss", aux), ("seq_load_balancing_loss", seq), ("z_loss", z)):
+        assert math.isclose(float(ours[name]), float(want), rel_tol=1e-9), name
+
+
+def test_expert_bias_update_is_megatrons_rule_on_a_hand_example(tmp_path, monkeypatch):
+    counts = torch.tensor([[3.0, 1.0, 2.0, 2.0], [0.0, 4.0, 4.0, 0.0]])
+    bias = torch.tensor([[0.0, 0.0, 0.0, 0.0], [0.5, -0.5, 0.0, 0.25]])
+    # mean load 2 per expert: over-loaded experts lose the rate, under-loaded ones gain it, exact ones keep their bias
+    hand = torch.tensor([[-0.1, 0.1, 0.0, 0.0], [0.6, -0.6, -0.1, 0.35]])
+    ours = updated_bias(counts, bias, 0.1)
+    torch.testing.assert_close(ours, hand)
+    if not dist.is_initialized():
+        dist.init_process_group("gloo", init_method=f"file://{tmp_path}/pg", rank=0, world_size=1)
+    try:
+        from megatron.core import parallel_state
+        monkeypatch.setattr(parallel_state, "get_tensor_and_data_parallel_group", lambda **_: dist.group.WORLD)
+        torch.testing.assert_close(moe_utils.get_updated_expert_bias(counts.clone(), bias, 0.1), ours)
+    finally:
+        dist.destroy_process_group()
+
+
+def test_llama3_scaling_is_megatrons_use_rope_scaling():
+    from megatron.core.models.common.embeddings.rotary_pos_embedding import RotaryEmbedding
+    from transformers import AutoConfig
+    from transformers.modeling_rope_utils import ROPE_INIT_FUNCTIONS
+    arch = _arch("--use-rope-scaling --rope-scaling-factor 8 --rotary-base 500000 --kv-channels 64")
+    config = AutoConfig.for_model(**arch)
+    ours, _ = ROPE_INIT_FUNCTIONS["llama3"](config, "cpu")
+    theirs = RotaryEmbedding(64, rotary_percent=1.0, rotary_base=500000, rope_scaling=True, rope_scaling_factor=8.0,
+                             use_cpu_initialization=True).inv_freq
+    torch.testing.assert_close(ours, theirs)
+    mindspeed = _arch("--rope-scaling-type llama3 --rope-scaling-factor 8 --low-freq-factor 1 --high-freq-factor 4 "
+                      "--original-max-position-embeddings 8192 --rotary-base 500000 --kv-channels 64")
+    assert mindspeed["rope_parameters"] == arch["rope_parameters"]
+
+
+def test_linear_interpolation_is_megatrons_seq_len_interpolation_factor():
+    """Megatron divides the positions by --rotary-seq-len-interpolation-factor; transformers' linear rope_type gives
+    the same angles (position x inverse frequency) by dividing the frequencies."""
+    from megatron.core.models.common.embeddings.rotary_pos_embedding import RotaryEmbedding
+    from transformers import AutoConfig
+    from transformers.modeling_rope_utils import ROPE_INIT_FUNCTIONS
+    arch = _arch("--rotary-seq-len-interpolation-factor 4 --rotary-base 10000 --kv-channels 32")
+    assert arch["rope_parameters"]["rope_type"] == "linear"
+    ours, _ = ROPE_INIT_FUNCTIONS["linear"](AutoConfig.for_model(**arch), "cpu")
+    theirs = RotaryEmbedding(32, rotary_percent=1.0, rotary_base=10000, seq_len_interpolation_factor=4.0,
+                             use_cpu_initialization=True)
+    positions = torch.arange(16, dtype=torch.float32)
+    torch.testing.assert_close(torch.outer(positions, ours), theirs.get_freqs_non_repeated(16))
+    assert _arch("--rotary-seq-len-interpolation-factor 1")["rope_parameters"]["rope_type"] == "default"
+
+
+@pytest.mark.parametrize("flags,dim", [
+    ("--rope-scaling-type yarn --rope-scaling-factor 16 --rope-scaling-original-max-position-embeddings 4096 "
+     "--rotary-base 1000000 --kv-channels 32", 32),
+    (DSV3 + " --rotary-scaling-factor 40 --mscale 0.707 --mscale-all-dim 0.707 --rope-scaling-beta-fast 16", 8),
+])
+def test_yarn_is_megatrons(flags, dim):
+    from megatron.core.models.common.embeddings import yarn_rotary_pos_embedding as yarn
+    from transformers import AutoConfig
+    from transformers.modeling_rope_utils import ROPE_INIT_FUNCTIONS
+    arch = _arch(flags)
+    rope = arch["rope_parameters"]
+    ours, attention_factor = ROPE_INIT_FUNCTIONS["yarn"](AutoConfig.for_model(**arch), "cpu")
+    base, factor = rope["rope_theta"], rope["factor"]
+    extra = 1.0 / base ** (torch.arange(0, dim, 2, dtype=torch.float32) / dim)
+    low, high = yarn._yarn_find_correction_range(rope["beta_fast"], rope["beta_slow"], dim, base,
+                                                 rope["original_max_position_embeddings"])
+    mask = 1.0 - yarn._yarn_linear_ramp_mask(low, high, dim // 2, "cpu")
+    torch.testing.assert_close(ours, extra / factor * (1 - mask) + extra * mask)
+    want = yarn._yarn_get_concentration_factor(factor, rope["mscale"], rope["mscale_all_dim"])
+    assert math.isclose(attention_factor, want, rel_tol=1e-9)
+
+
+def test_mla_softmax_scale_is_megatrons():
+    from megatron.core.models.common.embeddings.yarn_rotary_pos_embedding import _yarn_get_mscale
+    from transformers import AutoConfig
+    from transformers.models.deepseek_v3.modeling_deepseek_v3 import DeepseekV3Attention
+    arch = _arch(DSV3 + " --rotary-scaling-factor 40 --mscale 1.0 --mscale-all-dim 1.0")
+    attention = DeepseekV3Attention(AutoConfig.for_model(**arch), 0)
+    q_head_dim = arch["qk_nope_head_dim"] + arch["qk_rope_head_dim"]
+    assert math.isclose(attention.scaling, _yarn_get_mscale(40, 1.0) ** 2 / math.sqrt(q_head_dim), rel_tol=1e-12)
+
+
+def test_mtp_inputs_roll_as_megatrons_roll_tensor():
+    from megatron.core.transformer.multi_token_prediction import roll_tensor
+    tokens = torch.arange(1, 13).view(2, 6)
+    labels, mask = tokens + 100, torch.ones(2, 6)
+    depths = depth_inputs(tokens, labels, mask, 2)
+    rolled = [tokens, labels, mask]
+    for k in range(2):
+        rolled = [roll_tensor(x, shifts=-1, dims=-1)[0] for x in rolled]
+        for ours, theirs in zip(depths[k], rolled):
+            assert torch.equal(ours, theirs)
+    assert depths[1][0].tolist() == [[3, 4, 5, 6, 0, 0], [9, 10, 11, 12, 0, 0]]
