@@ -419,7 +419,8 @@ def _engine_model_id(t, model_type, source):
                    "needs it)")
 
 
-ENGINE_FIELDS = ("moe_seq_aux_loss_coeff", "moe_z_loss_coeff", "moe_router_bias_update_rate")
+ENGINE_FIELDS = ("moe_seq_aux_loss_coeff", "moe_z_loss_coeff", "moe_router_bias_update_rate",
+                 "moe_router_force_load_balancing")
 
 
 def experts_of_checkpoint(t):

@@ -488,6 +488,9 @@ MAPPED_RULES += [
          "none or noaux_tc)", SIGMOID + ("--moe-router-load-balancing-type", "noaux_tc", "--moe-aux-loss-coeff",
                                          "0.0001", "--seq-aux")),
     arch("--moe-z-loss-coeff", "model.moe_z_loss_coeff", MOE + ("--moe-z-loss-coeff", "0.001")),
+    switch("--moe-router-force-load-balancing", "moe_router_force_load_balancing",
+           note="for benchmarking only: random router logits spread the tokens near-uniformly over the experts; "
+           "training quality is meaningless", example=MOE + ("--moe-router-force-load-balancing",)),
     arch("--moe-shared-expert-intermediate-size", "n_shared_experts × moe_intermediate_size (GLM-4.5, DeepSeek-V3) "
          "or shared_expert_intermediate_size (Qwen2-MoE)", SIGMOID + ("--moe-ffn-hidden-size", "16",
                                                                        "--moe-shared-expert-intermediate-size", "32")),

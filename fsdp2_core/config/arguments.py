@@ -108,6 +108,10 @@ class ModelArguments:
         "every step each MoE layer's expert bias (e_score_correction_bias) moves by this rate towards the experts that "
         "got fewer tokens than the mean, as Megatron updates it. 0 leaves the bias as loaded. Needs model_id "
         "deepseek_v3.", extension=True)
+    moe_router_force_load_balancing: bool = _f(
+        False, "A benchmarking aid (--moe-router-force-load-balancing): every MoE router's gate logits are replaced "
+        "by random standard-normal values (gradient passed straight through), so tokens spread near-uniformly over "
+        "the experts; training quality is meaningless. Needs a model_id with experts.", extension=True)
     mtp_num_layers: int = _f(0, "Multi-token prediction layers (--mtp-num-layers): Megatron's MTP modules trained "
                              "beside the model (the k-th predicts the token k+1 ahead), kept and exported as "
                              "model.layers.<num_hidden_layers + k> in DeepSeek-V3's Hugging Face layout.",

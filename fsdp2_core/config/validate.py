@@ -268,8 +268,8 @@ def _check_moe_family(cfg) -> List[Problem]:
         return [("mtp_num_layers", f"model.mtp_num_layers {m.mtp_num_layers} with tensor parallelism: the MTP layers "
                                    "take the whole sequence, which sequence parallelism splits; set "
                                    "parallel.sequence_parallel false (FSDP2 key sequence_parallel: false)")]
-    wants_family = [name for name in ("moe_seq_aux_loss_coeff", "moe_z_loss_coeff", "moe_router_bias_update_rate")
-                    if getattr(m, name)]
+    wants_family = [name for name in ("moe_seq_aux_loss_coeff", "moe_z_loss_coeff", "moe_router_bias_update_rate",
+                                      "moe_router_force_load_balancing") if getattr(m, name)]
     if not wants_family or m.model_id:
         return []
     return [(wants_family[0], f"model.{', model.'.join(wants_family)} need the engine's MoE forward: set "

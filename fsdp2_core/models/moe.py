@@ -16,7 +16,8 @@ GLM-4.5, Qwen2-MoE) run beside the routed ones on every token: the family hands
 
 Each forward leaves the block's route in `block._fsdp2_route` = (router logits [T, E],
 chosen experts [T, k], samples b): the router losses and the expert-bias update
-(`router_losses.py`) read it after the forward.
+(`router_losses.py`) read it after the forward. With forced load balancing (`random_logits.py`,
+a benchmarking aid) the router's gate logits are random and those random logits are the route's.
 """
 import types
 from typing import Callable, List, Optional
@@ -27,6 +28,8 @@ from torch.distributed.tensor import DTensor
 
 from fsdp2_core.config import ConfigError
 from fsdp2_core.kernels.grouped_gemm import grouped_gemm
+
+from .random_logits import RandomLogitSource, RandomRouterLogits
 
 
 def local(p: torch.Tensor) -> torch.Tensor:
@@ -90,11 +93,28 @@ class LocalDispatcher:
         return combine(y, order, weights, tokens, k)
 
 
+def route(block: nn.Module, x: torch.Tensor):
+    """The block's router on tokens `x` [T, H]: (logits [T, E], weights [T, k], experts [T, k])."""
+    router = getattr(block, block._fsdp2_router)
+    source = block._fsdp2_random_logits
+    if source is None:
+        return router(x)
+    with RandomRouterLogits(source, router):
+        return router(x)
+
+
+def force_random_logits(blocks: List[nn.Module], seed: int) -> None:
+    """Forced load balancing on these MoE blocks: random gate logits from this rank's stream `seed`."""
+    source = RandomLogitSource(seed)
+    for block in blocks:
+        block._fsdp2_random_logits = source
+
+
 def moe_block_forward(self, hidden_states: torch.Tensor):
     """Replaces a family MoE block's forward (self is the block)."""
     b, s, h = hidden_states.shape
     x = hidden_states.reshape(-1, h)
-    logits, weights, idx = getattr(self, self._fsdp2_router)(x)
+    logits, weights, idx = route(self, x)
     self._fsdp2_route = (logits, idx, b)
     out = self._fsdp2_dispatcher(self.experts, x, weights, idx)
     if self._fsdp2_shared is not None:
@@ -111,6 +131,7 @@ def install_moe(model: nn.Module, block_types, router_attr: str, experts_forward
         block._fsdp2_router = router_attr
         block._fsdp2_returns_scores = returns_scores
         block._fsdp2_shared = shared_forward
+        block._fsdp2_random_logits = None
         block._fsdp2_dispatcher = LocalDispatcher()
         block.forward = types.MethodType(moe_block_forward, block)
         block.experts._fsdp2_fused = fused

@@ -26,6 +26,7 @@ import logging
 from dataclasses import dataclass
 from typing import Callable, Dict, Optional, Tuple
 
+import torch.distributed as dist
 import torch.nn as nn
 
 from fsdp2_core.config import ConfigError
@@ -35,7 +36,8 @@ from .attention import install_attention
 from .families import deepseek_v3, gpt_oss, qwen2_moe, qwen3, qwen3_moe
 from .families.kernels import apply_kernel_hooks
 from .families.qwen3_next import apply_gdn_options
-from .moe import check_dispatcher
+from .moe import check_dispatcher, force_random_logits
+from .random_logits import random_logits_seed
 from .router_losses import check_expert_bias
 
 log = logging.getLogger(__name__)
@@ -71,6 +73,10 @@ def family_for(model_id: Optional[str]) -> Optional[Family]:
     return FAMILIES[model_id]
 
 
+def _rank() -> int:
+    return dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
+
+
 def install_family(model: nn.Module, cfg) -> Optional[Family]:
     """Apply the configured family's forward to a freshly built model (also on the meta device)."""
     apply_gdn_options(model, cfg)
@@ -91,8 +97,8 @@ def install_family(model: nn.Module, cfg) -> Optional[Family]:
     if (p.ep_size > 1 or p.ep_fsdp_size > 1) and not family.experts:
         raise ConfigError(f"ep_size {p.ep_size}: model_id {family.model_id} has no experts; set ep_size 1")
     m = cfg.model
-    router_fields = [n for n in ("moe_seq_aux_loss_coeff", "moe_z_loss_coeff", "moe_router_bias_update_rate")
-                     if getattr(m, n)]
+    router_fields = [n for n in ("moe_seq_aux_loss_coeff", "moe_z_loss_coeff", "moe_router_bias_update_rate",
+                                 "moe_router_force_load_balancing") if getattr(m, n)]
     if router_fields and not family.experts:
         raise ConfigError(f"model.{', model.'.join(router_fields)}: model_id {family.model_id} has no experts (no "
                           "router); unset them")
@@ -100,6 +106,8 @@ def install_family(model: nn.Module, cfg) -> Optional[Family]:
         check_dispatcher("mc2", detect_device_type())
     family.install(model, cfg)
     check_expert_bias(getattr(model, "_fsdp2_moe_blocks", []), cfg.model.moe_router_bias_update_rate)
+    if m.moe_router_force_load_balancing:
+        force_random_logits(model._fsdp2_moe_blocks, random_logits_seed(cfg.training.seed, _rank(), p.tp_size))
     install_attention(model)  # our attention core (what context parallelism splits), packed documents kept apart
     applied = apply_kernel_hooks(model, cfg)
     model._fsdp2_family = family.model_id
