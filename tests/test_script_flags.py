@@ -477,3 +477,15 @@ def test_megatron_off_values_of_exit_interval_and_eval_iters():
     assert (cfg.training.exit_interval, cfg.training.eval_iters) == (None, 0)
     _, cfg = ok(BASE + ["--exit-interval", "50", "--eval-iters", "3"])
     assert (cfg.training.exit_interval, cfg.training.eval_iters) == (50, 3)
+
+
+def test_megatron_fsdp_precision_flags_of_its_deepseek_v3_example_are_absorbed():
+    """Megatron-LM's Megatron-FSDP DeepSeek-V3 example asks for bf16 gradient communication and main gradients:
+    FSDP2 keeps fp32 sharded gradients and reduces in fp32 unless --grad-reduce-in-bf16 is given, and says so."""
+    result, cfg = ok(BASE + ["--megatron-fsdp-grad-comm-dtype", "bf16", "--megatron-fsdp-main-grads-dtype", "bf16"])
+    assert cfg.parallel.reduce_dtype == "fp32"
+    report = result.report()
+    assert "--megatron-fsdp-main-grads-dtype bf16" in report and "accumulates sharded gradients in fp32" in report
+    assert "add it for bf16 reductions" in report
+    _, cfg = ok(BASE + ["--megatron-fsdp-grad-comm-dtype", "bf16", "--grad-reduce-in-bf16"])
+    assert cfg.parallel.reduce_dtype == "bf16"
