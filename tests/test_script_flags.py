@@ -6,6 +6,7 @@ import torch
 from fsdp2_core.models.build import build_model
 from fsdp2_core.train.lr_schedule import build_schedule
 from megatron_compat.translate import translate
+from tests.translate_helpers import ok, refused
 
 BASE = ("--num-layers 2 --hidden-size 64 --num-attention-heads 4 --seq-length 32 --max-position-embeddings 32 "
         "--micro-batch-size 2 --global-batch-size 16 --train-iters 100 --lr 1e-3 --save /ckpt/run "
@@ -39,18 +40,6 @@ def without(argv, *flags):
         if not skip:
             out.append(token)
     return out
-
-
-def ok(argv, world_size=4, **kw):
-    result = translate(list(argv), world_size=world_size, **kw)
-    assert result.ok, result.problems()
-    return result, result.config
-
-
-def refused(argv, world_size=4):
-    result = translate(list(argv), world_size=world_size)
-    assert not result.ok
-    return " | ".join(result.problems())
 
 
 # --- noop layers ---

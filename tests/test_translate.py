@@ -7,23 +7,11 @@ from transformers import AutoConfig, AutoModelForCausalLM
 from fsdp2_core.config import ConfigError
 from megatron_compat.cli import check_model_path
 from megatron_compat.reverse import to_megatron
-from megatron_compat.translate import translate
+from tests.translate_helpers import ok, refused
 
 BASE = ("--num-layers 2 --hidden-size 64 --num-attention-heads 4 --seq-length 32 --max-position-embeddings 32 "
         "--micro-batch-size 2 --global-batch-size 16 --train-iters 100 --lr 1e-3 --save /ckpt/run "
         "--data-path /data/corpus_text_document --tokenizer-type NullTokenizer --vocab-size 100").split()
-
-
-def ok(argv, world_size=4, **kw):
-    result = translate(list(argv), world_size=world_size, **kw)
-    assert result.ok, result.problems()
-    return result, result.config
-
-
-def refused(argv, world_size=4):
-    result = translate(list(argv), world_size=world_size)
-    assert not result.ok
-    return " | ".join(result.problems())
 
 
 # --- every row of the Megatron mapping table in fsdp2_parameters.md ---
