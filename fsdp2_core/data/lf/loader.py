@@ -13,7 +13,7 @@ import glob
 import json
 import logging
 import os
-from typing import Iterator, List, Tuple
+from typing import Iterator, List, Optional, Tuple
 
 from .dataset_info import DatasetAttr
 
@@ -73,9 +73,8 @@ def is_json_lines(path: str) -> bool:
     return True
 
 
-def invalid_json_lines(path: str) -> List[Tuple[int, str]]:
-    """(line number, reason) of every non-blank line of a JSON-lines file that is not one JSON object."""
-    bad = []
+def json_lines(path: str) -> Iterator[Tuple[int, Optional[dict], str]]:
+    """(line number, record, '') for each non-blank line that is one JSON object, else (number, None, why not)."""
     with open(path, encoding="utf-8") as f:
         for number, line in enumerate(f, 1):
             if not line.strip():
@@ -83,11 +82,17 @@ def invalid_json_lines(path: str) -> List[Tuple[int, str]]:
             try:
                 value = json.loads(line)
             except json.JSONDecodeError as exc:
-                bad.append((number, f"not valid JSON ({exc.msg} at column {exc.colno})"))
+                yield number, None, f"not valid JSON ({exc.msg} at column {exc.colno})"
                 continue
-            if not isinstance(value, dict):
-                bad.append((number, f"a JSON {type(value).__name__}, not an object"))
-    return bad
+            if isinstance(value, dict):
+                yield number, value, ""
+            else:
+                yield number, None, f"a JSON {type(value).__name__}, not an object"
+
+
+def invalid_json_lines(path: str) -> List[Tuple[int, str]]:
+    """(line number, reason) of every non-blank line of a JSON-lines file that is not one JSON object."""
+    return [(number, why) for number, _, why in json_lines(path) if why]
 
 
 def json_document_error(path: str) -> str:
@@ -103,14 +108,7 @@ def json_document_error(path: str) -> str:
 def _valid_records(files: List[str], stamps) -> Iterator[dict]:
     """The JSON objects of the files' valid lines (`stamps`: sizes and times, so a changed file is read anew)."""
     for path in files:
-        with open(path, encoding="utf-8") as f:
-            for line in f:
-                try:
-                    value = json.loads(line) if line.strip() else None
-                except json.JSONDecodeError:
-                    continue
-                if isinstance(value, dict):
-                    yield value
+        yield from (value for _, value, why in json_lines(path) if not why)
 
 
 def _bad_json(name: str, files: List[str]) -> dict:
@@ -164,24 +162,16 @@ def _stream_json_lines(files: List[str], name: str, skip: bool) -> Iterator[dict
     """Streamed JSON lines: a bad line stops the stream naming file and line, or is skipped with a warning."""
     skipped = 0
     for path in files:
-        with open(path, encoding="utf-8") as f:
-            for number, line in enumerate(f, 1):
-                if not line.strip():
-                    continue
-                try:
-                    value = json.loads(line)
-                    why = "" if isinstance(value, dict) else f"a JSON {type(value).__name__}, not an object"
-                except json.JSONDecodeError as exc:
-                    why = f"not valid JSON ({exc.msg} at column {exc.colno})"
-                if not why:
-                    yield value
-                    continue
-                if not skip:
-                    raise ValueError(f"dataset {name!r}: {path} line {number} is {why}; fix the line, or set "
-                                     "data.skip_invalid_lines: true to skip such lines (counted in a warning)")
-                skipped += 1
-                log.warning("dataset %s: skipped invalid JSON line %s:%d (%s); %d skipped so far", name, path,
-                            number, why, skipped)
+        for number, value, why in json_lines(path):
+            if not why:
+                yield value
+                continue
+            if not skip:
+                raise ValueError(f"dataset {name!r}: {path} line {number} is {why}; fix the line, or set "
+                                 "data.skip_invalid_lines: true to skip such lines (counted in a warning)")
+            skipped += 1
+            log.warning("dataset %s: skipped invalid JSON line %s:%d (%s); %d skipped so far", name, path,
+                        number, why, skipped)
 
 
 def _no_records(attr: DatasetAttr, path: str) -> ValueError:
