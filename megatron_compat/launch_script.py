@@ -12,12 +12,15 @@ is written so it is computed at run time again.
 """
 from __future__ import annotations
 
+import os
 import re
 import shlex
 
 from megatron_compat.shell import LaunchScript
 from megatron_compat.shell.launchers import PER_RANK, ROLES
 from megatron_compat.shell.lex import Unterminated, scan_backtick, scan_brace, scan_paren
+from megatron_compat.shell.output import log_files
+from megatron_compat.shell.result import Output
 
 __all__ = ["render_launch_script"]
 
@@ -158,7 +161,8 @@ def render_launch_script(launch: LaunchScript, entry: str, entry_args: list[str]
     if definitions:
         lines += [f"# Variables of {source_path} that the settings below compute from at run time"] + definitions + [""]
     lines += settings
-    lines.append(" \\\n    ".join(command))
+    lines += _log_directories(launch, source_path)
+    lines.append(_with_outputs(" \\\n    ".join(command), launch.outputs))
     return "\n".join(lines) + "\n"
 
 
@@ -203,3 +207,34 @@ def _torchrun(launch: LaunchScript, lines: list[str], source_path: str, per_node
 
 def _deepspeed_args(args: list[str]) -> list[str]:
     return [a for a in args if a.partition("=")[0] not in _DEEPSPEED_DROPPED]
+
+
+def _log_directories(launch: LaunchScript, source_path: str) -> list[str]:
+    """`mkdir -p` for the folders of the files the old launch line logged to (it created them earlier, and a
+    redirection or tee into a missing folder fails)."""
+    folders = [os.path.dirname(f) for f in log_files(launch.outputs)]
+    folders = list(dict.fromkeys(f for f in folders if f not in ("", ".", "/")))
+    if not folders:
+        return []
+    return [f"# Folders of the files the launch line of {source_path} logged to",
+            "mkdir -p " + " ".join(_word(f) for f in folders), ""]
+
+
+def _redirections(redirects: list[tuple[str, str]]) -> list[str]:
+    """`2>&1` stays as written; a file target is one word of the new script."""
+    return [op + (target if op.endswith("&") else " " + _word(target)) for op, target in redirects]
+
+
+def _with_outputs(command: str, outputs: list[Output]) -> str:
+    """The command with the old launch line's redirections and pipes, innermost level next to the command; an
+    outer level (a redirection around `eval "$CMD"`) applies to the whole inner command, so it is grouped."""
+    for k, output in enumerate(reversed(outputs)):
+        if k:
+            command = "{ " + command + "; }"
+        pipes = [" ".join([_word(w) for w in words] + _redirections(redirects))
+                 for words, redirects in output.pipe_into]
+        command = " ".join([command] + _redirections(output.redirects))
+        if pipes:
+            command += " | " + " | ".join(pipes)
+    return command
+

@@ -43,6 +43,13 @@ class _AtExpansion:  # a quoted "${X[@]}"/"$@" is inside: its elements bring the
 _BREAK, _MARK, _AT = _Break(), _Mark(), _AtExpansion()
 
 
+@dataclass
+class OutputFrame:
+    """One simple command's output plumbing, unexpanded: its redirections and the pipeline commands after it."""
+    redirects: list
+    tail: list
+
+
 class Exit(Exception):
     def __init__(self, line: int):
         super().__init__(line)
@@ -126,6 +133,10 @@ class Shell:
         self.files: dict[str, str] = {}
         self.heredocs_read: set[int] = set()
         self.stdin_jobs: list[tuple[str, str]] = []  # (here-document as written, as the job receives it)
+        # Where the output of the commands being run goes, outermost first: per simple command its redirections
+        # and the pipeline commands after it (`... 2>&1 | tee LOG`), kept so a rebuilt launch line logs as before
+        self.output_frames: list[OutputFrame] = []
+        self._pipe_tail: list = []  # the commands after the one the pipeline is about to run
 
     def warn(self, line: int, message: str) -> None:
         w = ShellWarning(line, message)
@@ -157,7 +168,8 @@ class Shell:
             if self.write_from_sed(node):
                 return True
             status = True
-            for cmd in node.commands:
+            for k, cmd in enumerate(node.commands):
+                self._pipe_tail = node.commands[k + 1:]
                 status = self.run(cmd)
             if node.negate:
                 return None if status is None else not status
@@ -184,6 +196,14 @@ class Shell:
         raise AssertionError(node)
 
     def run_simple(self, cmd: Simple):
+        tail, self._pipe_tail = self._pipe_tail, []
+        self.output_frames.append(OutputFrame(cmd.redirects, tail))
+        try:
+            return self._run_simple(cmd)
+        finally:
+            self.output_frames.pop()
+
+    def _run_simple(self, cmd: Simple):
         words = cmd.words
         n_assign = 0
         while n_assign < len(words) and (isinstance(words[n_assign], ArrayAssign) or

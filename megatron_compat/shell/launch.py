@@ -30,6 +30,7 @@ from .launchers import PER_RANK, PYTHON, SPAWNER, SRUN, LauncherSpec, match_laun
 from .lex import Lexer
 from .lost_values import entry_lost, launcher_options, scopes, value_split_into_the_entry
 from .option_values import option_variables
+from .output import launch_outputs
 from .parse import Parser
 from .result import LaunchScript, ShellReadError, Stage
 
@@ -169,7 +170,8 @@ def make_launch(shell: Shell, stage: Stage, entry: str, argv: list[str], temp_en
         master_addr=master_addr, master_port=master_port,
         exports=exports, export_lines=export_lines, export_templates=inherited,
         wrappers=wrappers, world_size=world, world_size_source=source, variables=variables,
-        files=dict(shell.files), option_variables=option_variables(shell, argv))
+        files=dict(shell.files), option_variables=option_variables(shell, argv),
+        outputs=launch_outputs(shell))
 
 
 def read_launch_script(text: str, script_args: Sequence[str] = (), path: str = "<script>",

@@ -26,6 +26,15 @@ class Stage:
 
 
 @dataclass
+class Output:
+    """Where one level of the launch line sends its output, expanded: output redirections as (operator, target),
+    e.g. ("2>&", "1"), (">>", "logs/train.log"), and the commands it pipes into with their own output
+    redirections, e.g. [(["tee", "logs/train.log"], [])]."""
+    redirects: list[tuple[str, str]]
+    pipe_into: list[tuple[list[str], list[tuple[str, str]]]]
+
+
+@dataclass
 class LaunchScript:
     path: str
     entry: str                      # the script as passed to the launcher, e.g. "pretrain_gpt.py"
@@ -58,6 +67,8 @@ class LaunchScript:
     # the variable the script writes after each option of argv (`--load $CKPT`), with its value at the launch:
     # option -> option_values.OptionVariable
     option_variables: dict = field(default_factory=dict)
+    # where the launch line's output went (`2>&1 | tee $LOG`), outermost level first; empty: the terminal
+    outputs: list[Output] = field(default_factory=list)
 
     @property
     def entry_name(self) -> str:
