@@ -23,6 +23,7 @@ from .lex import (
     scan_squote,
 )
 from .parse import AndOr, FuncDef, Group, If, Parser, Pipeline, Simple, Skipped
+from .path_commands import path_of_commands
 from .result import ShellReadError, ShellWarning
 from .runtime import holds_command_output, scheduler_references
 from .sed import SedNotUnderstood, find_template, parse_sed, run_sed
@@ -136,6 +137,8 @@ class Shell:
         # Where the output of the commands being run goes, outermost first: per simple command its redirections
         # and the pipeline commands after it (`... 2>&1 | tee LOG`), kept so a rebuilt launch line logs as before
         self.output_frames: list[OutputFrame] = []
+        self.cwd = os.getcwd()  # the folder the script runs in: convert_args' own, changed by the script's `cd`s
+        self.cwd_assumed = True  # cwd still depends on where the script is started (no `cd` to an absolute path)
         self._pipe_tail: list = []  # the commands after the one the pipeline is about to run
 
     def warn(self, line: int, message: str) -> None:
@@ -255,6 +258,8 @@ class Shell:
         if not fields:
             return True
         name, args = fields[0], fields[1:]
+        if name == "cd":
+            return self.change_directory(args)
         if name in self.functions:
             return self.call_function(self.functions[name], args)
         if name in ("[", "test"):
@@ -301,6 +306,17 @@ class Shell:
             return True
         if self.on_command is not None:
             self.on_command(self, fields, temp_env, line)
+        return True
+
+    def change_directory(self, args: list[str]) -> bool:
+        """`cd DIR`: later `pwd`s see it. `cd` alone goes home; `cd -` is not followed."""
+        args = [a for a in args if a not in ("-P", "-L", "--")]
+        if not args:
+            home = self.vars.get("HOME")
+            self.cwd = home if isinstance(home, str) and home else self.cwd
+        elif args[0] != "-":
+            self.cwd = os.path.normpath(os.path.join(self.cwd, args[0]))
+            self.cwd_assumed = self.cwd_assumed and not os.path.isabs(args[0])
         return True
 
     # ---------------------------------------------------------------- eval, bash -c
@@ -395,6 +411,7 @@ class Shell:
         child.files, child.heredocs_read = self.files, self.heredocs_read  # one filesystem
         child.stdin_jobs = self.stdin_jobs
         child.depth = self.depth + 1
+        child.cwd, child.cwd_assumed = self.cwd, self.cwd_assumed
         child.parent = self
         return child
 
@@ -658,8 +675,10 @@ class Shell:
                 i += 2
             elif c == "`":
                 j = scan_backtick(raw, i)
-                self.warn(here, f"command substitution {raw[i:j]} not evaluated; kept as text")
-                out.append((raw[i:j], False))
+                path = path_of_commands(self, raw[i + 1:j - 1], here)
+                if path is None:
+                    self.warn(here, f"command substitution {raw[i:j]} not evaluated; kept as text")
+                out.append((raw[i:j], False) if path is None else (path, not in_dq))
                 i = j
             elif raw.startswith("$'", i) and not in_dq:
                 j = scan_ansi(raw, i)
@@ -676,8 +695,10 @@ class Shell:
                 i = j
             elif raw.startswith("$(", i):
                 j = scan_paren(raw, i)
-                self.warn(here, f"command substitution {raw[i:j]} not evaluated; kept as text")
-                out.append((raw[i:j], False))
+                path = path_of_commands(self, raw[i + 2:j - 1], here)
+                if path is None:
+                    self.warn(here, f"command substitution {raw[i:j]} not evaluated; kept as text")
+                out.append((raw[i:j], False) if path is None else (path, not in_dq))
                 i = j
             elif raw.startswith("${", i):
                 j = scan_brace(raw, i)

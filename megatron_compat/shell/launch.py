@@ -184,6 +184,7 @@ def read_launch_script(text: str, script_args: Sequence[str] = (), path: str = "
     nodes = Parser(tokens, path).parse_program()
     recognizer = Recognizer(text)
     shell = Shell(path, script_args, recognizer.on_command, environ)
+    shell.vars.setdefault("BASH_SOURCE", [path])  # `$(dirname "${BASH_SOURCE[0]}")`: the script's own folder
     for line, name, value in lexer.placeholders:
         written = f"{name} {value}" if name.startswith("-") else f"{name}={value}"
         shell.warn(line, f"{written} is the example's placeholder (bash would take its < and > for redirections); "
