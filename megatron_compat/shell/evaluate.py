@@ -22,6 +22,7 @@ from .lex import (
     scan_paren,
     scan_squote,
 )
+from .other_files import find_script, sets_up_the_machine
 from .parse import AndOr, FuncDef, Group, If, Parser, Pipeline, Simple, Skipped
 from .path_commands import path_of_commands
 from .result import ShellReadError, ShellWarning
@@ -138,6 +139,7 @@ class Shell:
         # and the pipeline commands after it (`... 2>&1 | tee LOG`), kept so a rebuilt launch line logs as before
         self.output_frames: list[OutputFrame] = []
         self.cwd = os.getcwd()  # the folder the script runs in: convert_args' own, changed by the script's `cd`s
+        self.setup_sources: list[str] = []  # `source` lines that set up the environment, as written (other_files.py)
         self.cwd_assumed = True  # cwd still depends on where the script is started (no `cd` to an absolute path)
         self._pipe_tail: list = []  # the commands after the one the pipeline is about to run
 
@@ -276,9 +278,7 @@ class Shell:
         if name == "exit":
             raise Exit(line)
         if name in ("source", "."):
-            target = args[0] if args else ""
-            self.warn(line, f"'{name} {target}' not evaluated: variables it sets are unknown here")
-            return None
+            return self.run_sourced(name, args, line)
         if name == "unset":
             for a in args:
                 if not a.startswith("-"):
@@ -301,9 +301,7 @@ class Shell:
         if os.path.basename(name) in _SHELLS:
             return self.run_shell(name, args, temp_env, line)
         if name.endswith(".sh"):
-            self.other_scripts.append((line, name))
-            self.warn(line, f"'{name}' runs another script, which is not read here")
-            return True
+            return self.run_other_script(name, name, args, temp_env, line)
         if self.on_command is not None:
             self.on_command(self, fields, temp_env, line)
         return True
@@ -356,6 +354,58 @@ class Shell:
         finally:
             self.depth -= 1
 
+    def run_sourced(self, name: str, args: list[str], line: int):
+        """source FILE [ARGS]: FILE runs in this shell (its variables stay), read when it is on disk."""
+        target = args[0] if args else ""
+        if sets_up_the_machine(target):
+            self.setup_sources.append(self.words.text([name] + args))
+            self.warn(line, f"'{name} {target}' sets up the environment: not read here; the new script runs it too")
+            return None
+        found = find_script(self, target) if self.depth <= _MAX_DEPTH else None
+        nodes = self._parsed_file(found, f"'{name} {target}'", line) if found else None
+        if nodes is None:
+            if not found:
+                self.warn(line, f"'{name} {target}' not evaluated (no such file here): variables it sets are "
+                                f"unknown here")
+            return None
+        saved = self.positional
+        if len(args) > 1:
+            self.positional = list(args[1:])
+        self.depth += 1
+        try:
+            return self.run_list(nodes)
+        finally:
+            self.depth -= 1
+            self.positional = saved if len(args) > 1 else self.positional
+
+    def run_other_script(self, written: str, script: str, args: list[str], temp_env: dict, line: int):
+        """bash SCRIPT ARGS / ./SCRIPT.sh ARGS: a new shell reads SCRIPT when it is on disk; otherwise reported
+        (and named if no launch is found)."""
+        found = find_script(self, script) if self.depth <= _MAX_DEPTH else None
+        nodes = self._parsed_file(found, f"'{written}'", line) if found else None
+        if nodes is None:
+            self.other_scripts.append((line, script))
+            if not found:
+                self.warn(line, f"'{written}' runs another script, which is not read here (no such file here)")
+            return None
+        child = self.child(found[0], list(args), temp_env, line)
+        try:
+            child.run_list(nodes)
+        except Exit:
+            pass
+        return True
+
+    def _parsed_file(self, found: tuple[str, str], written: str, line: int) -> list | None:
+        """The commands of a file another one reads, each reported at the line that reads it (said once)."""
+        path, text = found
+        try:
+            nodes = self.parse_string(text, line)
+        except ShellReadError as exc:
+            self.warn(line, f"{written} ({path}) not understood ({exc}); not evaluated")
+            return None
+        self.warn(line, f"{written} read from {path}; what it does is reported at this line")
+        return nodes
+
     def run_shell(self, name: str, args: list[str], temp_env: dict, line: int):
         """bash -c STRING [NAME ARGS...]: the string runs in a new shell that sees only exported variables.
         bash SCRIPT: another file, which is not read here (reported, and named if no launch is found)."""
@@ -369,9 +419,7 @@ class Shell:
         k += 1 if k < len(args) and args[k] == "--" else 0
         if not command:
             script = args[k] if k < len(args) else "(standard input)"
-            self.other_scripts.append((line, script))
-            self.warn(line, f"'{name} {script}' runs another script, which is not read here")
-            return None
+            return self.run_other_script(f"{name} {script}", script, args[k + 1:], temp_env, line)
         if k >= len(args):
             self.warn(line, f"'{name} -c' without a command string")
             return None
@@ -412,6 +460,7 @@ class Shell:
         child.stdin_jobs = self.stdin_jobs
         child.depth = self.depth + 1
         child.cwd, child.cwd_assumed = self.cwd, self.cwd_assumed
+        child.setup_sources = self.setup_sources
         child.parent = self
         return child
 

@@ -171,7 +171,7 @@ def make_launch(shell: Shell, stage: Stage, entry: str, argv: list[str], temp_en
         exports=exports, export_lines=export_lines, export_templates=inherited,
         wrappers=wrappers, world_size=world, world_size_source=source, variables=variables,
         files=dict(shell.files), option_variables=option_variables(shell, argv),
-        outputs=launch_outputs(shell))
+        outputs=launch_outputs(shell), setup_sources=list(dict.fromkeys(shell.setup_sources)))
 
 
 def read_launch_script(text: str, script_args: Sequence[str] = (), path: str = "<script>",

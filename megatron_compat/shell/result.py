@@ -69,6 +69,8 @@ class LaunchScript:
     option_variables: dict = field(default_factory=dict)
     # where the launch line's output went (`2>&1 | tee $LOG`), outermost level first; empty: the terminal
     outputs: list[Output] = field(default_factory=list)
+    # `source` lines that set up the machine's environment (a virtualenv, modules, the CANN toolkit), as written
+    setup_sources: list[str] = field(default_factory=list)
 
     @property
     def entry_name(self) -> str:

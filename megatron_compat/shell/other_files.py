@@ -1,0 +1,53 @@
+"""Other scripts a launch script reads or runs (`source conf/args.sh`, `. ./env.sh`, `bash launch.sh`,
+`srun ./launch.sh`): found on disk, they are read like the script itself, so a launch line or the flags they hold
+are seen. Relative names are looked up from the folder the script runs in (bash's rule), then from the script's
+own folder (where a checkout keeps them when convert_args runs elsewhere)."""
+from __future__ import annotations
+
+import os
+
+_MAX_BYTES = 1 << 20  # a shell script, not a data file
+# Files that set up the machine's environment (a virtualenv, conda, modules, the CANN toolkit, a shell profile) rather
+# than the job: not read; the new script sources them as the old one did
+_SETUP_DIRS = ("/etc/", "/usr/", "/opt/")
+_SETUP_NAMES = (".bashrc", ".bash_profile", ".profile", "activate", "conda.sh", "set_env.sh", "modules.sh")
+
+
+def sets_up_the_machine(name: str) -> bool:
+    """Whether `source name` prepares the environment (kept as a line of the new script) rather than the job."""
+    base = os.path.basename(name.rstrip("/"))
+    return (name.startswith(_SETUP_DIRS) or name.startswith("~") or base in _SETUP_NAMES
+            or base.startswith(".") or "/bin/" in name or "$(" in name or "<(" in name)
+
+
+def find_script(shell, name: str) -> tuple[str, str] | None:
+    """(path, text) of the script `name` refers to, or None when it is not a readable text file here."""
+    if not name or name.startswith("-"):
+        return None
+    candidates = [name] if os.path.isabs(name) else [
+        os.path.join(shell.cwd, name), os.path.join(os.path.dirname(os.path.abspath(top_path(shell))), name)]
+    for path in candidates:
+        text = _read_text(path)
+        if text is not None:
+            return os.path.normpath(path), text
+    return None
+
+
+def top_path(shell) -> str:
+    """The path of the file the outermost shell reads (a `bash -c` child's path is only its name)."""
+    while shell.parent is not None and not os.path.isfile(shell.path):
+        shell = shell.parent
+    return shell.path
+
+
+def _read_text(path: str) -> str | None:
+    try:
+        if not os.path.isfile(path) or os.path.getsize(path) > _MAX_BYTES:
+            return None
+        with open(path, "rb") as fh:
+            data = fh.read()
+    except OSError:
+        return None
+    if b"\0" in data:
+        return None
+    return data.decode("utf-8", errors="replace")

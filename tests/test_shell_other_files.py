@@ -1,0 +1,100 @@
+"""Scripts that keep their flags or their launch line in other files (`source conf/arguments.sh`,
+`srun ./launch.sh`, `bash train.sh 8`) are read through those files when they are on disk, agreeing with bash;
+files that set up the machine (a profile, a virtualenv, modules) are not read and stay in the new script."""
+from __future__ import annotations
+
+import shutil
+import subprocess
+
+import pytest
+
+from megatron_compat.launch_script import render_launch_script
+from megatron_compat.shell import ShellReadError, read_launch_script
+
+BASH = shutil.which("bash")
+pytestmark = pytest.mark.skipif(BASH is None, reason="bash is not installed")
+
+MAIN = """#!/bin/bash
+SCRIPT_DIR="$(cd "$(dirname "$0")" && pwd)"
+source "${SCRIPT_DIR}/conf/arguments.sh"
+export CUDA_DEVICE_MAX_CONNECTIONS=1
+torchrun --nproc_per_node $GPUS pretrain_gpt.py ${MODEL_ARGS[@]} --save $SAVE
+"""
+ARGUMENTS = """GPUS=4
+MODEL_ARGS=(--num-layers 2 --hidden-size 64)
+SAVE=${SCRIPT_DIR}/ckpt
+"""
+
+
+def _write(tmp_path, files: dict[str, str]) -> None:
+    for name, text in files.items():
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text(text)
+
+
+def _bash_launch(tmp_path, script: str, args=()) -> list[str]:
+    stub = 'torchrun() { printf "%s\\n" torchrun "$@"; }\npython() { printf "%s\\n" python "$@"; }\n' \
+           'srun() { shift 2; bash "$@"; }\nexport -f torchrun python srun\n'
+    done = subprocess.run([BASH, "-c", stub + 'source "$0"', script, *args], cwd=tmp_path, capture_output=True,
+                          text=True, timeout=30)
+    assert done.returncode == 0, done.stderr
+    return done.stdout.splitlines()
+
+
+def test_sourced_arguments_file_is_read_like_bash(tmp_path, monkeypatch):
+    _write(tmp_path, {"job/run.sh": MAIN, "job/conf/arguments.sh": ARGUMENTS})
+    monkeypatch.chdir(tmp_path)
+    launch = read_launch_script(MAIN, path="job/run.sh")
+    theirs = _bash_launch(tmp_path, "job/run.sh")
+    assert launch.argv == theirs[theirs.index("pretrain_gpt.py") + 1:]
+    assert launch.nproc_per_node == "4" and launch.exports == {"CUDA_DEVICE_MAX_CONNECTIONS": "1"}
+    assert any("conf/arguments.sh" in w.message and "read from" in w.message and w.line == 3
+               for w in launch.warnings)
+
+
+def test_another_script_run_under_srun_holds_the_launch(tmp_path, monkeypatch):
+    _write(tmp_path, {
+        "run.sh": "#!/bin/bash\n#SBATCH --nodes=2\nexport LR=3e-4\nsrun --ntasks-per-node 8 ./launch.sh 7\n",
+        "launch.sh": "#!/bin/bash\npython -u pretrain_gpt.py --lr $LR --seed $1\n"})
+    monkeypatch.chdir(tmp_path)
+    launch = read_launch_script((tmp_path / "run.sh").read_text(), path="run.sh")
+    assert (launch.entry, launch.argv) == ("pretrain_gpt.py", ["--lr", "3e-4", "--seed", "7"])
+    assert [s.kind for s in launch.wrappers] == ["srun"] and launch.world_size == 16
+    theirs = _bash_launch(tmp_path, "run.sh")
+    assert launch.argv == theirs[theirs.index("pretrain_gpt.py") + 1:]
+
+
+def test_bash_script_with_arguments_sees_only_exported_variables(tmp_path, monkeypatch):
+    _write(tmp_path, {
+        "outer.sh": "HIDDEN=64\nexport LAYERS=2\nbash inner.sh 8\n",
+        "inner.sh": "torchrun --nproc_per_node $1 pretrain_gpt.py --num-layers $LAYERS --hidden-size ${HIDDEN:-32}\n"})
+    monkeypatch.chdir(tmp_path)
+    launch = read_launch_script((tmp_path / "outer.sh").read_text(), path="outer.sh")
+    assert launch.nproc_per_node == "8"
+    assert launch.argv == ["--num-layers", "2", "--hidden-size", "32"]
+
+
+def test_files_that_set_up_the_machine_are_kept_not_read(tmp_path, monkeypatch):
+    text = ("source /etc/profile.d/modules.sh\nsource .venv/bin/activate\n. ~/.bashrc\n"
+            "torchrun pretrain_gpt.py --num-layers 2\n")
+    monkeypatch.chdir(tmp_path)
+    launch = read_launch_script(text, path="run.sh")
+    assert launch.setup_sources == ["source /etc/profile.d/modules.sh", "source .venv/bin/activate", ". ~/.bashrc"]
+    new = render_launch_script(launch, "train_fsdp2.py", ["cfg.yaml"], "run.sh")
+    head = new.split("set -euo pipefail")[0]
+    assert all(line in head for line in launch.setup_sources)
+
+
+def test_a_missing_file_is_said_and_the_launch_is_not_invented(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    launch = read_launch_script("source conf/args.sh\ntorchrun pretrain_gpt.py $ARGS\n", path="run.sh")
+    assert launch.argv == [] and any("no such file here" in w.message for w in launch.warnings)
+    with pytest.raises(ShellReadError, match="launch.sh"):
+        read_launch_script("bash ./launch.sh\n", path="run.sh")
+
+
+def test_a_script_that_sources_itself_stops(tmp_path, monkeypatch):
+    _write(tmp_path, {"loop.sh": "source loop.sh\ntorchrun pretrain_gpt.py --num-layers 2\n"})
+    monkeypatch.chdir(tmp_path)
+    launch = read_launch_script((tmp_path / "loop.sh").read_text(), path="loop.sh")
+    assert launch.argv == ["--num-layers", "2"]
