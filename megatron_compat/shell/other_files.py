@@ -1,7 +1,8 @@
 """Other scripts a launch script reads or runs (`source conf/args.sh`, `. ./env.sh`, `bash launch.sh`,
 `srun ./launch.sh`): found on disk, they are read like the script itself, so a launch line or the flags they hold
 are seen. Relative names are looked up from the folder the script runs in (bash's rule), then from the script's
-own folder (where a checkout keeps them when convert_args runs elsewhere)."""
+own folder and up to four folders above it (a repository's scripts are often run from its root, and convert_args
+may run elsewhere)."""
 from __future__ import annotations
 
 import os
@@ -24,13 +25,25 @@ def find_script(shell, name: str) -> tuple[str, str] | None:
     """(path, text) of the script `name` refers to, or None when it is not a readable text file here."""
     if not name or name.startswith("-"):
         return None
-    candidates = [name] if os.path.isabs(name) else [
-        os.path.join(shell.cwd, name), os.path.join(os.path.dirname(os.path.abspath(top_path(shell))), name)]
+    candidates = [name] if os.path.isabs(name) else [os.path.join(shell.cwd, name)] + [
+        os.path.join(folder, name) for folder in _folders_up(os.path.dirname(os.path.abspath(top_path(shell))))]
     for path in candidates:
         text = _read_text(path)
         if text is not None:
             return os.path.normpath(path), text
     return None
+
+
+def _folders_up(folder: str, levels: int = 4) -> list[str]:
+    """The script's folder and those above it: a repository's scripts are often run from its root."""
+    out = []
+    for _ in range(levels + 1):
+        out.append(folder)
+        parent = os.path.dirname(folder)
+        if parent == folder:
+            break
+        folder = parent
+    return out
 
 
 def top_path(shell) -> str:
