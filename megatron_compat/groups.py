@@ -420,7 +420,7 @@ def _engine_model_id(t, model_type, source):
 
 
 ENGINE_FIELDS = ("moe_seq_aux_loss_coeff", "moe_z_loss_coeff", "moe_router_bias_update_rate",
-                 "moe_router_force_load_balancing")
+                 "moe_router_force_load_balancing", "moe_expert_capacity_factor")
 
 
 def experts_of_checkpoint(t):

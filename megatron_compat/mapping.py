@@ -488,6 +488,11 @@ MAPPED_RULES += [
          "none or noaux_tc)", SIGMOID + ("--moe-router-load-balancing-type", "noaux_tc", "--moe-aux-loss-coeff",
                                          "0.0001", "--seq-aux")),
     arch("--moe-z-loss-coeff", "model.moe_z_loss_coeff", MOE + ("--moe-z-loss-coeff", "0.001")),
+    plain("--moe-expert-capacity-factor", "moe_expert_capacity_factor",
+          note="Megatron's token dropping beyond each expert's capacity", example=MOE + (
+              "--moe-expert-capacity-factor", "1.0")),
+    plain("--moe-token-drop-policy", "moe_token_drop_policy", example=MOE + (
+        "--moe-expert-capacity-factor", "1.0", "--moe-token-drop-policy", "position")),
     switch("--moe-router-force-load-balancing", "moe_router_force_load_balancing",
            note="for benchmarking only: random router logits spread the tokens near-uniformly over the experts; "
            "training quality is meaningless", example=MOE + ("--moe-router-force-load-balancing",)),

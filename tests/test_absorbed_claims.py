@@ -45,6 +45,8 @@ FP32_REDUCE = f"{HERE}::test_fsdp_reduces_in_fp32_and_follows_reshard_after_forw
 MTP_LAYOUT = "tests/arch/test_families_forward.py::test_mtp_export_is_deepseek_v3_layout"
 
 CLAIMS = {
+    "the engine drops over capacity (--moe-expert-capacity-factor) without padding": [
+        "tests/arch/test_capacity.py::test_same_pairs_and_weights_as_megatron_core"],
     "which the engine always shares with them": [MTP_LAYOUT],
     "the engine's chunk_loss_size saves logits memory for every head": [
         "tests/arch/test_families_forward.py::test_chunked_loss_covers_the_mtp_heads"],

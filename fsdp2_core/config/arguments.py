@@ -112,6 +112,14 @@ class ModelArguments:
         False, "A benchmarking aid (--moe-router-force-load-balancing): every MoE router's gate logits are replaced "
         "by random standard-normal values (gradient passed straight through), so tokens spread near-uniformly over "
         "the experts; training quality is meaningless. Needs a model_id with experts.", extension=True)
+    moe_expert_capacity_factor: Optional[float] = _f(
+        None, "Megatron's expert capacity (--moe-expert-capacity-factor): each expert takes at most "
+        "ceil(tokens · top-k / experts · factor) of the tokens its router sees on a rank; the other token-expert "
+        "pairs are dropped (their weight becomes 0), as megatron-core drops them. None routes every token "
+        "(dropless). Needs a model_id with experts.", extension=True)
+    moe_token_drop_policy: Literal["probs", "position"] = _f(
+        "probs", "Which pairs an expert over capacity drops (--moe-token-drop-policy): those with the smallest "
+        "routing weights (probs) or the latest tokens (position).", extension=True)
     mtp_num_layers: int = _f(0, "Multi-token prediction layers (--mtp-num-layers): Megatron's MTP modules trained "
                              "beside the model (the k-th predicts the token k+1 ahead), kept and exported as "
                              "model.layers.<num_hidden_layers + k> in DeepSeek-V3's Hugging Face layout.",

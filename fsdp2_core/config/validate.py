@@ -82,6 +82,7 @@ RANGES: Dict[str, Range] = {
     "min_loss_scale": POSITIVE, "loss_scale_window": AT_LEAST_1, "hysteresis": AT_LEAST_1,
     # MoE routers and multi-token prediction
     "moe_seq_aux_loss_coeff": AT_LEAST_0, "moe_z_loss_coeff": AT_LEAST_0, "moe_router_bias_update_rate": AT_LEAST_0,
+    "moe_expert_capacity_factor": Range(0, low_open=True, why="or unset it to route every token (dropless)"),
     "mtp_loss_scaling_factor": AT_LEAST_0, "mtp_num_layers": Range(0, why="0: no multi-token prediction"),
     # profiling
     "profile_step_start": AT_LEAST_0,
@@ -269,7 +270,8 @@ def _check_moe_family(cfg) -> List[Problem]:
                                    "take the whole sequence, which sequence parallelism splits; set "
                                    "parallel.sequence_parallel false (FSDP2 key sequence_parallel: false)")]
     wants_family = [name for name in ("moe_seq_aux_loss_coeff", "moe_z_loss_coeff", "moe_router_bias_update_rate",
-                                      "moe_router_force_load_balancing") if getattr(m, name)]
+                                      "moe_router_force_load_balancing", "moe_expert_capacity_factor")
+                    if getattr(m, name)]
     if not wants_family or m.model_id:
         return []
     return [(wants_family[0], f"model.{', model.'.join(wants_family)} need the engine's MoE forward: set "

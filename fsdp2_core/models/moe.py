@@ -29,6 +29,7 @@ from torch.distributed.tensor import DTensor
 from fsdp2_core.config import ConfigError
 from fsdp2_core.kernels.grouped_gemm import grouped_gemm
 
+from .capacity import drop_over_capacity
 from .random_logits import RandomLogitSource, RandomRouterLogits
 
 
@@ -116,6 +117,8 @@ def moe_block_forward(self, hidden_states: torch.Tensor):
     x = hidden_states.reshape(-1, h)
     logits, weights, idx = route(self, x)
     self._fsdp2_route = (logits, idx, b)
+    if self._fsdp2_capacity is not None:  # Megatron's token dropping (capacity.py)
+        weights, self._fsdp2_kept = drop_over_capacity(weights, idx, self.experts.num_experts, *self._fsdp2_capacity)
     out = self._fsdp2_dispatcher(self.experts, x, weights, idx)
     if self._fsdp2_shared is not None:
         out = out + self._fsdp2_shared(self, x).to(out.dtype)
@@ -132,6 +135,8 @@ def install_moe(model: nn.Module, block_types, router_attr: str, experts_forward
         block._fsdp2_returns_scores = returns_scores
         block._fsdp2_shared = shared_forward
         block._fsdp2_random_logits = None
+        block._fsdp2_capacity = None  # (factor, drop policy) with Megatron's expert capacity; None: dropless
+        block._fsdp2_kept = None
         block._fsdp2_dispatcher = LocalDispatcher()
         block.forward = types.MethodType(moe_block_forward, block)
         block.experts._fsdp2_fused = fused

@@ -98,7 +98,7 @@ def install_family(model: nn.Module, cfg) -> Optional[Family]:
         raise ConfigError(f"ep_size {p.ep_size}: model_id {family.model_id} has no experts; set ep_size 1")
     m = cfg.model
     router_fields = [n for n in ("moe_seq_aux_loss_coeff", "moe_z_loss_coeff", "moe_router_bias_update_rate",
-                                 "moe_router_force_load_balancing") if getattr(m, n)]
+                                 "moe_router_force_load_balancing", "moe_expert_capacity_factor") if getattr(m, n)]
     if router_fields and not family.experts:
         raise ConfigError(f"model.{', model.'.join(router_fields)}: model_id {family.model_id} has no experts (no "
                           "router); unset them")
@@ -106,6 +106,9 @@ def install_family(model: nn.Module, cfg) -> Optional[Family]:
         check_dispatcher("mc2", detect_device_type())
     family.install(model, cfg)
     check_expert_bias(getattr(model, "_fsdp2_moe_blocks", []), cfg.model.moe_router_bias_update_rate)
+    if m.moe_expert_capacity_factor is not None:
+        for block in model._fsdp2_moe_blocks:
+            block._fsdp2_capacity = (m.moe_expert_capacity_factor, m.moe_token_drop_policy)
     if m.moe_router_force_load_balancing:
         force_random_logits(model._fsdp2_moe_blocks, random_logits_seed(cfg.training.seed, _rank(), p.tp_size))
     install_attention(model)  # our attention core (what context parallelism splits), packed documents kept apart

@@ -135,7 +135,11 @@ def count_expert_load(blocks: List[nn.Module]) -> None:
         route = getattr(block, "_fsdp2_route", None)
         if route is None:
             continue
-        counts = torch.bincount(route[1].reshape(-1), minlength=route[0].shape[-1]).float()
+        chosen = route[1].reshape(-1)
+        kept = getattr(block, "_fsdp2_kept", None)  # with an expert capacity, the pairs not dropped (capacity.py)
+        if kept is not None:
+            chosen = chosen[kept.reshape(-1)]
+        counts = torch.bincount(chosen, minlength=route[0].shape[-1]).float()
         previous = getattr(block, "_fsdp2_expert_load", None)
         block._fsdp2_expert_load = counts if previous is None else previous + counts
 
