@@ -984,3 +984,14 @@ def test_directives_of_a_job_on_standard_input_are_as_the_job_receives_them():
     assert read(text).directives == ["#SBATCH --nodes=2", "#SBATCH --job-name='x'"]
     quoted = "N=2\nsbatch <<'EOF'\n#SBATCH --nodes=${N}\ntorchrun pretrain_gpt.py\nEOF\n"
     assert read(quoted).directives == ["#SBATCH --nodes=${N}"]  # a quoted delimiter: the job gets the text as is
+
+
+def test_a_space_after_the_last_backslash_is_left_out_with_a_warning():
+    """MindSpeed's DeepSeek-V3 script: `--load $CKPT_LOAD_DIR \\    ` ends the command there; bash passes the spaces
+    as one more argument, which the reader leaves out (saying so) instead of taking it for a value of --load."""
+    text = "torchrun pretrain_gpt.py --num-layers 2 \\\n    --load /ckpt \\    \n    --seed 3 | tee log\n"
+    if BASH:
+        assert _bash_launches(text)[-1]["argv"][-3:] == ["--load", "/ckpt", " "]
+    launch = read(text)
+    assert launch.argv == ["--num-layers", "2", "--load", "/ckpt"]
+    assert any("only of spaces" in w.message for w in launch.warnings)

@@ -157,6 +157,8 @@ def make_launch(shell: Shell, stage: Stage, entry: str, argv: list[str], temp_en
                 inherited[n] = shell.templates[n]
     for n, value in temp_env.items():
         exports[n], export_lines[n] = value, line
+    options = option_variables(shell, argv)  # before the blanks go: it matches argv to the words as written
+    argv = _without_blank_words(shell, argv, line)
     torchrun = stage.kind in _TORCHRUN_KINDS
     variables: dict[str, str] = {}
     for scope in scopes(shell):
@@ -170,8 +172,19 @@ def make_launch(shell: Shell, stage: Stage, entry: str, argv: list[str], temp_en
         master_addr=master_addr, master_port=master_port,
         exports=exports, export_lines=export_lines, export_templates=inherited,
         wrappers=wrappers, world_size=world, world_size_source=source, variables=variables,
-        files=dict(shell.files), option_variables=option_variables(shell, argv),
+        files=dict(shell.files), option_variables=options,
         outputs=launch_outputs(shell), setup_sources=list(dict.fromkeys(shell.setup_sources)))
+
+
+def _without_blank_words(shell: Shell, argv: list[str], line: int) -> list[str]:
+    """argv without arguments made only of spaces: `--load $DIR \\ ` with a space after the backslash passes a
+    space to the program and ends the command on that line (the lines after it run as commands of their own)."""
+    blank = [a for a in argv if a and not a.strip()]
+    if blank:
+        shell.warn(line, f"{len(blank)} argument(s) made only of spaces, left out: a line of this command ends in a "
+                         f"backslash followed by spaces, so bash passes the spaces as an argument and ends the "
+                         f"command there; remove the spaces after that backslash")
+    return [a for a in argv if not (a and not a.strip())]
 
 
 def read_launch_script(text: str, script_args: Sequence[str] = (), path: str = "<script>",
