@@ -117,8 +117,6 @@ def kept_exports(launch: LaunchScript) -> dict[str, str]:
 
 def render_launch_script(launch: LaunchScript, entry: str, entry_args: list[str], source_path: str) -> str:
     """Return the text of a bash script that launches `entry entry_args...` like `launch` did."""
-    if launch.launcher == "msrun":
-        raise ValueError("msrun starts MindSpore processes; there is no PyTorch launch script to write for it")
     lines = [
         "#!/usr/bin/env bash",
         *launch.directives,  # the batch scheduler reads these before the first command
@@ -154,6 +152,10 @@ def render_launch_script(launch: LaunchScript, entry: str, entry_args: list[str]
         settings += [f"# Each process {per_rank} starts is one rank: {entry} reads {_RANKS_FROM[per_rank]}", ""]
         command.append(" ".join(["python"] + [shlex.quote(a) for a in launch.launcher_args]))
     else:
+        if launch.launcher == "msrun":
+            settings += [f"# {source_path} started MindSpeed-LLM's MindSpore backend with msrun; the engine is "
+                         f"PyTorch, so torchrun starts the same processes (msrun --local_worker_num per node, "
+                         f"--worker_num in all)"]
         command += _torchrun(launch, settings, source_path, per_node=per_rank)
     command.append(shlex.quote(entry))
     command.extend(shlex.quote(a) for a in entry_args)

@@ -45,6 +45,9 @@ FP32_REDUCE = f"{HERE}::test_fsdp_reduces_in_fp32_and_follows_reshard_after_forw
 MTP_LAYOUT = "tests/arch/test_families_forward.py::test_mtp_export_is_deepseek_v3_layout"
 
 CLAIMS = {
+    "which the engine runs on PyTorch (an msrun script becomes a torchrun one)": [
+        "tests/test_cli.py::test_corpus_script_converts_to_expected_config",
+        "tests/test_shell_reader.py::test_render_round_trip_corpus"],
     "the engine drops over capacity (--moe-expert-capacity-factor) without padding": [
         "tests/arch/test_capacity.py::test_same_pairs_and_weights_as_megatron_core"],
     "which the engine always shares with them": [MTP_LAYOUT],

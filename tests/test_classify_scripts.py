@@ -105,8 +105,6 @@ def test_a_hang_is_cut_off_as_a_timeout(tmp_path, monkeypatch):
     ("KeyError: 'boom' at shell_reader.py:900", ("crash", "KeyError")),
     ("/x/run.sh:3: entry point preprocess_data.py does not describe a model to train (it is not given --num-layers",
      ("not a training script", "preprocess_data.py")),
-    ("/x/run.sh:3: msrun starts MindSpore processes (MindSpeed-LLM's MindSpore backend)",
-     ("MindSpore launcher (msrun)", "")),
     ("/x/run.sh:4: torchrun --master_addr is given $MASTER_ADDR='your master node IP', which bash splits into 4 words",
      ("value split into the script's place", "MASTER_ADDR")),
     ("/x/run.sh:1: torchrun has no script to run: $TRAIN_SCRIPT is not set", ("no script to run", "torchrun")),

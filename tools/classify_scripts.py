@@ -142,7 +142,6 @@ _RULES = [  # (pattern on the reason without its location, category, group givin
     (r"^(--[\w.-]+) is not supported", "rejected flag", 1),
     (r"^entry point (\S+) trains", "non-GPT entry point", 1),
     (r"^entry point (\S+) (does not describe a model|is not a Python script)", "not a training script", 1),
-    (r"^msrun starts MindSpore", "MindSpore launcher (msrun)", None),
     (r"is given \$(\w+)=.*, which bash splits into", "value split into the script's place", 1),
     (r"^(\S+) has no script to run", "no script to run", 1),
     (r"^(\S+ --?[\w-]+) \(line \d+\) has no value", "launcher option without a value", 1),

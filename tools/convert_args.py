@@ -143,11 +143,6 @@ def convert(args) -> int:
         print(f"{args.script}:{launch.entry_line}: already launches train_fsdp2.py with an FSDP2 YAML; "
               "nothing to convert")
         return 0
-    if launch.launcher == "msrun":
-        print(f"convert_args: {args.script}:{launch.entry_line}: msrun starts MindSpore processes (MindSpeed-LLM's "
-              f"MindSpore backend); the engine runs on PyTorch. Convert the PyTorch version of this script (torchrun "
-              f"... pretrain_gpt.py) instead", file=sys.stderr)
-        return 1
     judged = judge_entry(entry, launch.argv)
     try:
         vouch = vouch_from(args.allow_unknown_flags, environ={})

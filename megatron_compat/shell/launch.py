@@ -165,15 +165,27 @@ def make_launch(shell: Shell, stage: Stage, entry: str, argv: list[str], temp_en
         for n, value in scope.vars.items():
             if isinstance(value, str) and n not in variables:
                 variables[n] = scope.templates.get(n, value)
+    nproc, nnodes = (values.get("nproc_per_node"), values.get("nnodes")) if torchrun else (None, None)
+    if stage.kind == "msrun":  # per node: --local_worker_num; in all: --worker_num
+        nproc, nnodes = values.get("local_worker_num"), _msrun_nodes(values)
     return LaunchScript(
         path=shell.path, entry=entry, entry_line=line, argv=list(argv), launcher=stage.kind,
-        launcher_args=list(stage.args), nproc_per_node=values.get("nproc_per_node") if torchrun else None,
-        nnodes=values.get("nnodes") if torchrun else None, node_rank=values.get("node_rank"),
+        launcher_args=list(stage.args), nproc_per_node=nproc, nnodes=nnodes, node_rank=values.get("node_rank"),
         master_addr=master_addr, master_port=master_port,
         exports=exports, export_lines=export_lines, export_templates=inherited,
         wrappers=wrappers, world_size=world, world_size_source=source, variables=variables,
         files=dict(shell.files), option_variables=options,
         outputs=launch_outputs(shell), setup_sources=list(dict.fromkeys(shell.setup_sources)))
+
+
+def _msrun_nodes(values: dict) -> str | None:
+    """msrun's node count: --worker_num / --local_worker_num when both are numbers (one node without them)."""
+    total, local = values.get("worker_num"), values.get("local_worker_num") or values.get("worker_num")
+    if total is None:
+        return None
+    if str(total).isdigit() and str(local).isdigit() and int(local) and int(total) % int(local) == 0:
+        return str(int(total) // int(local))
+    return None
 
 
 def _without_blank_words(shell: Shell, argv: list[str], line: int) -> list[str]:
