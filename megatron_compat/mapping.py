@@ -321,6 +321,8 @@ MAPPED_RULES = [
           "model.tokenizer_model (and tokenizer_name_or_path for Hugging Face directories)",
           example=("--tokenizer-model", "/tok/model")),
     plain("--tokenizer-name-or-path", "tokenizer_name_or_path"),
+    plain("--tokenizer-file", "tokenizer_model", note="bigcode's tokenizer.json for --tokenizer-type TokenizerFromFile",
+          example=("--tokenizer-type", "TokenizerFromFile", "--tokenizer-file", "/tok/tokenizer.json")),
     plain("--vocab-file", "vocab_file"),
     plain("--merge-file", "merge_file"),
     plain("--vocab-size", "vocab_size", example=("--vocab-size", "120")),

@@ -210,7 +210,6 @@ def test_survey_fork_flags_absorbed_or_refused_by_what_they_do():
     assert "only the default (0)" in refused(BASE + ["--fp8-margin", "1"])
     assert "document range" in refused(BASE + ["--train-weighted-split-paths-path", "/jz/train.txt"])
     assert "gated MLP with learned positions" in refused(BASE + ["--glu-activation", "swiglu"])
-    assert "folder that holds it" in refused(BASE + ["--tokenizer-file", "/t/tokenizer.json"])
     assert "optimizer cpu-adam is not available" in refused(BASE + ["--optimizer", "cpu-adam"])
     result, _ = ok(BASE + ["--enable-zbh1-pipeline", "--enable-zbh1-exact-semantics"])  # no pipeline stages here
     assert {line.flag for line in result.lines if line.status == "absorbed"} >= {"--enable-zbh1-pipeline",

@@ -60,8 +60,9 @@ def get_args(argv=None):
                        help="keep newlines between sentences when splitting")
     group = parser.add_argument_group("tokenizer")
     group.add_argument("--tokenizer-type", required=True, help=f"one of {', '.join(TOKENIZER_TYPES)}")
-    group.add_argument("--tokenizer-model", default=None,
-                       help="sentencepiece model file or Hugging Face tokenizer directory")
+    group.add_argument("--tokenizer-model", "--tokenizer-file", default=None,
+                       help="sentencepiece model file or Hugging Face tokenizer directory; bigcode's tokenizer.json "
+                            "(--tokenizer-file, with --tokenizer-type TokenizerFromFile)")
     group.add_argument("--tokenizer-name-or-path", default=None,
                        help="Hugging Face tokenizer directory (MindSpeed-LLM's flag)")
     group.add_argument("--vocab-file", default=None, help="GPT-2 vocab (encoder.json)")
@@ -116,6 +117,8 @@ def get_args(argv=None):
                      f"{REFUSED_TOKENIZER_TYPES[args.tokenizer_type]}")
     if args.tokenizer_type not in TOKENIZER_TYPES:
         parser.error(f"--tokenizer-type {args.tokenizer_type}: expects one of {', '.join(TOKENIZER_TYPES)}")
+    if args.tokenizer_type.startswith("TokenizerFromFile") and not args.tokenizer_model:
+        parser.error(f"--tokenizer-type {args.tokenizer_type} needs --tokenizer-file (bigcode's tokenizer.json)")
     if args.tokenizer_type in ("HuggingFaceTokenizer", "PretrainedFromHF") and not (
         args.tokenizer_model or args.tokenizer_name_or_path
     ):

@@ -58,8 +58,10 @@ class ModelArguments:
                                                 "run trains this architecture from scratch.", extension=True)
     tokenizer_type: Optional[str] = _f(None, "Megatron tokenizer type for pretraining data (HuggingFaceTokenizer, "
                                        "PretrainedFromHF, GPT2BPETokenizer, SentencePieceTokenizer, "
-                                       "GPTSentencePieceTokenizer, Llama2Tokenizer, NullTokenizer).", extension=True)
-    tokenizer_model: Optional[str] = _f(None, "Tokenizer model file or directory (--tokenizer-model).", extension=True)
+                                       "GPTSentencePieceTokenizer, Llama2Tokenizer, NullTokenizer, bigcode's "
+                                       "TokenizerFromFile and TokenizerFromFileWithFIM).", extension=True)
+    tokenizer_model: Optional[str] = _f(None, "Tokenizer model file or directory (--tokenizer-model; bigcode's "
+                                        "--tokenizer-file).", extension=True)
     vocab_file: Optional[str] = _f(None, "Vocabulary file (--vocab-file), e.g. GPT-2 BPE vocab.json.", extension=True)
     merge_file: Optional[str] = _f(None, "BPE merge file (--merge-file).", extension=True)
     vocab_size: Optional[int] = _f(None, "Vocabulary size before padding (--vocab-size; NullTokenizer needs it).",

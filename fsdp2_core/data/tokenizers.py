@@ -124,6 +124,45 @@ class GPT2BPETokenizer(PretrainingTokenizer):
         return self._tokenizer.decode(list(ids), skip_special_tokens=False)
 
 
+FIM_TOKENS = ("<fim_prefix>", "<fim_middle>", "<fim_suffix>", "<fim_pad>")
+
+
+class TokenizerFromFile(PretrainingTokenizer):
+    """bigcode's `TokenizerFromFile` / `TokenizerFromFileWithFIM`: one `tokenizer.json` (`--tokenizer-file`) with
+    `<|endoftext|>` as eod (and the four FIM tokens) added as special tokens, as bigcode-project/Megatron-LM builds
+    it; the vocabulary size counts the added tokens."""
+
+    EOD = "<|endoftext|>"
+
+    def __init__(self, tokenizer_file: str, with_fim: bool = False) -> None:
+        _require_file(tokenizer_file, "--tokenizer-file", "TokenizerFromFile")
+        if os.path.isdir(tokenizer_file):
+            raise ValueError(f"--tokenizer-file {tokenizer_file} is a folder: give the tokenizer.json file itself")
+        from transformers import PreTrainedTokenizerFast
+
+        self._tokenizer = PreTrainedTokenizerFast(tokenizer_file=tokenizer_file)
+        specials = [self.EOD] + (list(FIM_TOKENS) if with_fim else [])
+        self._tokenizer.add_special_tokens({"additional_special_tokens": specials})
+        vocab = self._tokenizer.get_vocab()
+        self._eod = vocab[self.EOD]
+        self.special_tokens = {token: vocab[token] for token in specials}
+        self._source = os.path.abspath(tokenizer_file)
+
+    @property
+    def vocab_size(self) -> int:
+        return len(self._tokenizer)
+
+    @property
+    def eod(self) -> int:
+        return self._eod
+
+    def tokenize(self, text: str) -> List[int]:
+        return self._tokenizer.encode(text)
+
+    def detokenize(self, ids) -> str:
+        return self._tokenizer.decode(list(ids))
+
+
 class _SentencePieceBase(PretrainingTokenizer):
     def __init__(self, model_file: str) -> None:
         _require_file(model_file, "--tokenizer-model", type(self).__name__)
@@ -285,7 +324,7 @@ class NullTokenizer(PretrainingTokenizer):
 
 TOKENIZER_TYPES = (
     "HuggingFaceTokenizer", "PretrainedFromHF", "GPT2BPETokenizer", "SentencePieceTokenizer",
-    "GPTSentencePieceTokenizer", "Llama2Tokenizer", "NullTokenizer",
+    "GPTSentencePieceTokenizer", "Llama2Tokenizer", "NullTokenizer", "TokenizerFromFile", "TokenizerFromFileWithFIM",
 )
 
 
@@ -310,6 +349,8 @@ def build_pretraining_tokenizer(tokenizer_type: str, tokenizer_model: Optional[s
         return Llama2Tokenizer(tokenizer_model)
     if tokenizer_type == "NullTokenizer":
         return NullTokenizer(vocab_size)
+    if tokenizer_type in ("TokenizerFromFile", "TokenizerFromFileWithFIM"):
+        return TokenizerFromFile(tokenizer_model, with_fim=tokenizer_type.endswith("WithFIM"))
     raise ValueError(
         f"--tokenizer-type {tokenizer_type!r} is not supported for pretraining data; use one of "
         f"{', '.join(TOKENIZER_TYPES)}"
