@@ -170,8 +170,8 @@ def _check_fim(d) -> List[Problem]:
         problems.append(("fim_data", "data: fim_data (--fim-data / --fim-rate) transforms Megatron pretraining "
                                      "samples; it needs data_manager_type mg without is_instruction_dataset"))
     if d.mock_data:
-        problems.append(("fim_data", "data: fim_data (--fim-data / --fim-rate) needs real text; Megatron-LM builds its "
-                                     "mock dataset instead and applies no FIM with --mock-data: drop one of the two"))
+        problems.append(("fim_data", "data: fim_data (--fim-data / --fim-rate) needs real text, and Megatron-LM "
+                                     "refuses it with --mock-data too: drop one of the two"))
     if d.fim_split_sample and d.fim_fragment_rate is None:
         problems.append(("fim_fragment_rate", f"data: fim_split_sample {d.fim_split_sample!r} (--fim-split-sample) "
                                               "needs fim_fragment_rate (--fim-fragment-rate), the FIM rate of each "

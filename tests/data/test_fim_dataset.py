@@ -1,10 +1,12 @@
 """FIM pretraining datasets: megatron-core's GPTDataset sample order underneath, Megatron-LM's FIM stream on top.
 
-The FIM facts followed (NVIDIA/Megatron-LM commit 00caa53af30912914981c86f39db123961678bbd,
-megatron/training/datasets/fim_dataset.py): `GPTFIMDataset.__init__` creates `np.random.RandomState(seed=
-config.random_seed)` once per dataset (pretrain_gpt.py fills random_seed from --seed), and
-`_query_document_sample_shuffle_indices` reads the sample exactly as GPTDataset does before transforming it; so each
-split (and each dataset of a blend) has its own stream, drawn in the order samples are read.
+The FIM facts followed (NVIDIA/Megatron-LM commit d98e8a64ddf34856e74b24714e3bedb2f5a39553):
+megatron/training/datasets/fim_dataset.py line 67, in `GPTFIMDataset.__init__`, creates
+`np.random.RandomState(seed=self.config.random_seed)` once per dataset, and pretrain_gpt.py line 405 fills random_seed
+from --seed; `_query_document_sample_shuffle_indices` (lines 104-152) reads the sample as GPTDataset does before
+transforming it. So each split (and each dataset of a blend) has its own stream, drawn in the order samples are read.
+bigcode-project/Megatron-LM (commit 2037391bac0e6e70a9e8f1af9fd06b0ff46d1e11) megatron/data/gpt_dataset.py returns
+the sample untouched when fim_rate is 0 (`GPTDataset.__getitem__`).
 """
 import numpy as np
 import pytest
@@ -101,3 +103,23 @@ def test_fim_refuses_mock_data(fim_tokenizer):
     with pytest.raises(ValueError, match="--mock-data"):
         build_pretraining_datasets(None, None, 32, 1234, num_samples=SIZES, tokenizer=fim_tokenizer, mock=True,
                                    fim=FIMSettings())
+
+
+def test_loader_workers_each_start_from_the_seed(char_corpus, fim_tokenizer):
+    """With 2 loader workers (Megatron's default --num-workers), batch k is read by worker k % 2, whose copy of the
+    dataset starts from RandomState(--seed): Megatron's DataLoader and the engine's deal batches the same way."""
+    from fsdp2_core.train.data import micro_batches
+
+    settings = FIMSettings(rate=0.9)
+    plain = build(char_corpus, fim_tokenizer, None)[0]
+    fim = FIMTransform(settings, fim_tokenizer)
+    train = build(char_corpus, fim_tokenizer, settings)[0]
+    batches = micro_batches(train, consumed=0, micro=2, rank=0, dp=1, workers=2)
+    got = [next(batches) for _ in range(6)]
+    streams = [np.random.RandomState(1234), np.random.RandomState(1234)]
+    for k, batch in enumerate(got):
+        for j, i in enumerate((2 * k, 2 * k + 1)):
+            want = fim(text_of(plain[i]), streams[k % 2])
+            assert np.array_equal(np.concatenate([batch["tokens"][j].numpy(), batch["labels"][j].numpy()[-1:]]),
+                                  want), (k, j)
+    batches.close()

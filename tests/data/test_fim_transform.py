@@ -1,15 +1,19 @@
 """Fill-in-the-middle samples, token for token, as Megatron-LM's GPTFIMDataset makes them.
 
-Megatron-LM's FIM code lives in megatron/training/datasets/fim_dataset.py (NVIDIA/Megatron-LM, read at commit
-00caa53af30912914981c86f39db123961678bbd), which is not part of the megatron-core package: the expectations below
-follow its source, not a run of it. Facts used: the draws of `_permute` are `np_rng.binomial(1, fim_rate)`, then
-(only when it is 1) `np_rng.randint(low=0, high=len(contents) + 1, size=2)` sorted into the two character boundaries,
-then `np_rng.binomial(1, fim_spm_rate)` for SPM; the text is `ids_to_text` of the piece, and the piece is returned
-unchanged, after the first draw, when the text starts with `fim_no_prefix`; PSM is [prefix_tok] prefix [suffix_tok]
-suffix [middle_tok] middle, SPM [prefix_tok, suffix_tok] suffix [middle_tok] prefix middle;
-`_query_document_sample_shuffle_indices` cuts at the eod token, keeps an eod only after a non-empty document, and cuts
-back or pads with the pad token to the sample's length; `_fim_split_and_permute_sequence` draws once at fim_rate for a
-document holding the split token, then permutes each fragment at fim_fragment_rate, the split token kept between them.
+Megatron-LM's FIM code is megatron/training/datasets/fim_dataset.py of NVIDIA/Megatron-LM (commit
+d98e8a64ddf34856e74b24714e3bedb2f5a39553), not part of the megatron-core package: the expectations below follow its
+source, not a run of it. Facts used:
+- `_permute` (lines 234-307): `np_rng.binomial(1, fim_rate)` (line 251); the text is `ids_to_text(sample,
+  remove_special_tokens=True)` (256); a text starting with `fim_no_prefix` returns the piece unchanged (259-260); then
+  `np_rng.randint(low=0, high=len(contents) + 1, size=2)`, sorted, gives the two character boundaries (266-267);
+  prefix/middle/suffix go through `text_to_ids` (277-279); `np_rng.binomial(1, fim_spm_rate)` picks SPM
+  [prefix_tok, suffix_tok] suffix [middle_tok] prefix middle, else PSM [prefix_tok] prefix [suffix_tok] suffix
+  [middle_tok] middle (297-305); GPTFIMDataset calls it with truncate_or_pad=False (line 191), so lines 284-295 do not
+  apply.
+- `_query_document_sample_shuffle_indices` (104-183): cuts at the eod token, keeps an eod only after a non-empty
+  document (156-172), then cuts back or pads with the pad token to the sample's length (175-179).
+- `_fim_split_and_permute_sequence` (199-232): one draw at fim_rate for a document holding the split token (213), then
+  each fragment at fim_fragment_rate with the split token kept between them (218-230).
 
 The tokenizer has one token per character (tests/data/conftest.py): a..z are ids 0..25, ' ' 26, '#' 27, then
 <fim_prefix> 28, <fim_middle> 29, <fim_suffix> 30, <fim_pad> 31, <file_sep> 32, <|endoftext|> 33.

@@ -318,8 +318,8 @@ def _fim_transform(fim: Optional[FIMSettings], tokenizer, is_mock: bool) -> Opti
     if fim is None or not fim.rate:
         return None  # rate 0: plain GPT samples (bigcode's gpt_dataset.py returns them untouched)
     if is_mock:
-        raise ValueError("fill-in-the-middle data (--fim-data / --fim-rate) needs real text: Megatron-LM builds "
-                         "its mock dataset instead and applies no FIM with --mock-data; drop one of the two")
+        raise ValueError("fill-in-the-middle data (--fim-data / --fim-rate) needs real text, and Megatron-LM refuses "
+                         "it with --mock-data too; drop one of the two")
     if fim.split_sample and fim.fragment_rate is None:
         raise ValueError(f"--fim-split-sample {fim.split_sample} needs --fim-fragment-rate (the FIM rate of each "
                          "fragment); Megatron-LM has no default for it")

@@ -1,6 +1,7 @@
 """Fill-in-the-middle (FIM) samples, as Megatron-LM's `GPTFIMDataset` computes them.
 
-Megatron-LM (megatron/training/datasets/fim_dataset.py, selected by --fim-data) takes each GPT
+Megatron-LM (megatron/training/datasets/fim_dataset.py, selected by --fim-data; see docs/megatron_data.md for where
+bigcode's older megatron/data/gpt_dataset.py differs) takes each GPT
 sample, cuts it into documents at the FIM eod token, and, with probability `rate` per document,
 decodes that document to text, picks two character boundaries uniformly, re-encodes prefix /
 middle / suffix and lays them out as
