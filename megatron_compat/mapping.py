@@ -295,6 +295,21 @@ MAPPED_RULES = [
     switch("--no-data-sharding", "data_sharding", False,
            note="with --dataloader-type cyclic: one shuffle of all samples dealt to the ranks"),
     switch("--no-shared-storage", "no_shared_storage"),
+    # fill-in-the-middle: Megatron-LM's GPTFIMDataset (--fim-data); bigcode's fork turned it on with --fim-rate
+    switch("--fim-data", "fim_data", note="samples become fill-in-the-middle samples as Megatron-LM's GPTFIMDataset "
+           "makes them; the tokenizer must hold the FIM tokens"),
+    plain("--fim-rate", "fim_rate", note="turns FIM on as bigcode's Megatron-LM did, with or without --fim-data; 0 "
+          "leaves the samples as they are", also={"fim_data": True}),
+    plain("--fim-spm-rate", "fim_spm_rate"),
+    plain("--fim-split-sample", "fim_split_sample",
+          example=("--fim-data", "--fim-split-sample", "<file_sep>", "--fim-fragment-rate", "0.5")),
+    plain("--fim-fragment-rate", "fim_fragment_rate"),
+    plain("--fim-no-prefix", "fim_no_prefix"),
+    plain("--fim-prefix-token", "fim_prefix_token"),
+    plain("--fim-middle-token", "fim_middle_token"),
+    plain("--fim-suffix-token", "fim_suffix_token"),
+    plain("--fim-pad-token", "fim_pad_token"),
+    plain("--fim-eod-token", "fim_eod_token"),
     switch("--pack", "packing"),
     switch("--neat-pack", "neat_packing"),
     group("--prompt-type", "instruction", "data.template (qwen3, llama3 and empty render as MindSpeed-LLM's; "

@@ -193,6 +193,29 @@ class DataArguments:
                                       "(<prefix>_packed_{input_ids,labels,attention_mask}_document.bin/.idx, "
                                       "--is-instruction-dataset), trained with their prompt tokens masked.",
                                       extension=True)
+    fim_data: bool = _f(False, "With data_manager_type mg: turn pretraining samples into fill-in-the-middle (FIM) "
+                        "samples as Megatron-LM's GPTFIMDataset does (--fim-data; bigcode's Megatron-LM turned it on "
+                        "with --fim-rate alone, which therefore sets this too).", extension=True)
+    fim_rate: float = _f(0.5, "With fim_data: probability that a document of a sample becomes a FIM document "
+                         "(--fim-rate); 0 leaves the samples as they are.", extension=True)
+    fim_spm_rate: float = _f(0.5, "With fim_data: probability that a FIM document takes the SPM layout (suffix, "
+                             "prefix, middle) rather than PSM (prefix, suffix, middle) (--fim-spm-rate).",
+                             extension=True)
+    fim_split_sample: Optional[str] = _f(None, "With fim_data: a token (e.g. a file separator) at which each "
+                                         "document is further cut into fragments, each transformed at "
+                                         "fim_fragment_rate (--fim-split-sample).", extension=True)
+    fim_fragment_rate: Optional[float] = _f(None, "With fim_split_sample: probability that a fragment becomes a FIM "
+                                            "fragment (--fim-fragment-rate).", extension=True)
+    fim_no_prefix: Optional[str] = _f(None, "With fim_data: a piece whose text starts with this string is left as "
+                                      "it is (--fim-no-prefix).", extension=True)
+    fim_prefix_token: str = _f("<fim_prefix>", "FIM prefix token, a vocabulary entry (--fim-prefix-token).",
+                               extension=True)
+    fim_middle_token: str = _f("<fim_middle>", "FIM middle token (--fim-middle-token).", extension=True)
+    fim_suffix_token: str = _f("<fim_suffix>", "FIM suffix token (--fim-suffix-token).", extension=True)
+    fim_pad_token: str = _f("<fim_pad>", "Pads a FIM sample that came out shorter than the original "
+                            "(--fim-pad-token).", extension=True)
+    fim_eod_token: str = _f("<|endoftext|>", "The token at which FIM cuts samples into documents (--fim-eod-token).",
+                            extension=True)
 
 
 @dataclass

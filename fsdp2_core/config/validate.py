@@ -42,6 +42,7 @@ def _number(value) -> str:
 
 
 AT_LEAST_1, AT_LEAST_0, POSITIVE = Range(1), Range(0), Range(0, low_open=True)
+PROBABILITY = Range(0, 1, why="a probability")
 # Single-field ranges; a None value (an unset optional field) is not checked. Every float field must
 # also be finite (no nan / inf), whether listed here or not.
 RANGES: Dict[str, Range] = {
@@ -52,7 +53,7 @@ RANGES: Dict[str, Range] = {
     # data
     "cutoff_len": AT_LEAST_1, "buffer_size": AT_LEAST_1, "preprocessing_batch_size": AT_LEAST_1,
     "preprocessing_num_workers": AT_LEAST_1, "max_samples": AT_LEAST_1, "eval_num_beams": AT_LEAST_1,
-    "val_size": AT_LEAST_0,
+    "val_size": AT_LEAST_0, "fim_rate": PROBABILITY, "fim_spm_rate": PROBABILITY, "fim_fragment_rate": PROBABILITY,
     # parallel
     "tp_size": AT_LEAST_1, "ep_size": AT_LEAST_1, "ep_fsdp_size": AT_LEAST_1, "cp_size": AT_LEAST_1,
     "fsdp_size": Range(1, why="or unset to shard over every data-parallel rank"),
@@ -158,6 +159,24 @@ def _check_data_rules(cfg) -> List[Problem]:
     if d.interleave_probs and d.mix_strategy == "concat":
         problems.append(("interleave_probs", "data: interleave_probs only applies with mix_strategy interleave_under "
                                              "or interleave_over"))
+    return problems + _check_fim(d)
+
+
+def _check_fim(d) -> List[Problem]:
+    """FIM transforms Megatron pretraining samples only (Megatron-LM's GPTFIMDataset)."""
+    if not d.fim_data or not d.fim_rate:
+        return []
+    problems = []
+    if d.data_manager_type != "mg" or d.is_instruction_dataset:
+        problems.append(("fim_data", "data: fim_data (--fim-data / --fim-rate) transforms Megatron pretraining "
+                                     "samples; it needs data_manager_type mg without is_instruction_dataset"))
+    if d.mock_data:
+        problems.append(("fim_data", "data: fim_data (--fim-data / --fim-rate) needs real text, and Megatron-LM "
+                                     "refuses it with --mock-data too: drop one of the two"))
+    if d.fim_split_sample and d.fim_fragment_rate is None:
+        problems.append(("fim_fragment_rate", f"data: fim_split_sample {d.fim_split_sample!r} (--fim-split-sample) "
+                                              "needs fim_fragment_rate (--fim-fragment-rate), the FIM rate of each "
+                                              "fragment; Megatron-LM has no default for it"))
     return problems
 
 

@@ -59,6 +59,7 @@ class HuggingFaceTokenizer(PretrainingTokenizer):
             path, local_files_only=True, trust_remote_code=trust_remote_code, use_fast=use_fast
         )
         self._source = os.path.abspath(path)
+        self._vocab = None  # token -> id, read on first use (FIM tokens)
         if self._tokenizer.eos_token_id is None:
             raise ValueError(f"tokenizer {path} has no eos token, which Megatron uses as eod")
 
@@ -86,6 +87,24 @@ class HuggingFaceTokenizer(PretrainingTokenizer):
 
     def detokenize(self, ids) -> str:
         return self._tokenizer.decode(list(ids))
+
+    # The text codec of fill-in-the-middle data, as megatron-core's Hugging Face tokenizer library has it
+    # (megatron/core/tokenizers/text/libraries/huggingface_tokenizer.py: tokens_to_ids, ids_to_text, text_to_ids).
+    def token_id(self, token: str) -> Optional[int]:
+        """The id of this exact vocabulary entry (added tokens included); None when there is none."""
+        if self._vocab is None:
+            self._vocab = self._tokenizer.get_vocab()
+        return self._vocab.get(token)
+
+    def ids_to_text(self, ids) -> str:
+        """Decode with the special tokens left out."""
+        specials = set(self._tokenizer.all_special_tokens)
+        tokens = [t for t in self._tokenizer.convert_ids_to_tokens([int(i) for i in ids]) if t not in specials]
+        return self._tokenizer.convert_tokens_to_string(tokens)
+
+    def text_to_ids(self, text: str) -> List[int]:
+        """Encode without adding special tokens (no bos/eos)."""
+        return self._tokenizer.convert_tokens_to_ids(self._tokenizer.tokenize(text))
 
 
 class PretrainedFromHF(HuggingFaceTokenizer):

@@ -9,7 +9,9 @@ With loader workers (dataloader_num_workers > 0) the batches are the same as wit
 loader draws its workers' seeds from a generator of its own, never from the global torch
 generator (which dropout and initialisation use), and batches a worker has prefetched are not
 counted as consumed, so a resume re-reads them. A dataset must not draw random numbers in
-`__getitem__` (each worker process has its own generators); the engine's datasets do not.
+`__getitem__` (each worker process has its own generators); the engine's datasets do not, except
+fill-in-the-middle data (fim_data), which draws as Megatron-LM's GPTFIMDataset does: one stream per
+dataset and process, so its samples depend on the worker count, as Megatron's do (see data/megatron/fim.py).
 """
 import logging
 from typing import Dict, Iterator, Optional, Sequence
@@ -18,6 +20,7 @@ import numpy as np
 import torch
 
 from fsdp2_core.config import ConfigError
+from fsdp2_core.data.megatron.fim import FIMSettings
 from fsdp2_core.data.megatron.gpt_dataset import IndexTooLargeError
 from fsdp2_core.data.megatron.sampler import MegatronPretrainingRandomSampler, MegatronPretrainingSampler
 
@@ -114,12 +117,22 @@ def build_datasets(cfg, train_iters: int, global_batch: int, tokenizer=None, tra
             test_data_path=split_paths(d.test_data_path), mock=d.mock_data, reset_position_ids=d.reset_position_ids,
             reset_attention_mask=d.reset_attention_mask, eod_mask_loss=d.eod_mask_loss,
             create_attention_mask=bool(d.create_attention_mask_in_dataloader),
-            no_shared_storage=bool(d.no_shared_storage))
+            no_shared_storage=bool(d.no_shared_storage), fim=fim_settings(d))
     except IndexTooLargeError as exc:
         raise ConfigError(f"data: {exc} (samples asked: train {counts[0]:,} = {train_iters:,} iterations × global "
                           f"batch {global_batch}, valid {counts[1]:,}, test {counts[2]:,})") from None
     except (ValueError, FileNotFoundError) as exc:  # data errors name the file and what to do
         raise ConfigError(f"data: {exc}") from None
+
+
+def fim_settings(d):
+    """The FIM settings of data section `d`, None when fim_data is off."""
+    if not d.fim_data:
+        return None
+    return FIMSettings(rate=d.fim_rate, spm_rate=d.fim_spm_rate, split_sample=d.fim_split_sample,
+                       fragment_rate=d.fim_fragment_rate, no_prefix=d.fim_no_prefix,
+                       prefix_token=d.fim_prefix_token, middle_token=d.fim_middle_token,
+                       suffix_token=d.fim_suffix_token, pad_token=d.fim_pad_token, eod_token=d.fim_eod_token)
 
 
 def check_token_ids(datasets, vocab_size: Optional[int]) -> None:

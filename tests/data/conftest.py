@@ -66,3 +66,31 @@ def corpora(tmp_path_factory):
 @pytest.fixture
 def stub_tokenizer():
     return StubTokenizer()
+
+
+FIM_CHARS = "abcdefghijklmnopqrstuvwxyz #"
+FIM_SPECIALS = ["<fim_prefix>", "<fim_middle>", "<fim_suffix>", "<fim_pad>", "<file_sep>", "<|endoftext|>"]
+
+
+def save_char_tokenizer(path, specials=FIM_SPECIALS):
+    """A Hugging Face tokenizer with one token per character (ids 0..27 for FIM_CHARS), then `specials`, the eod
+    <|endoftext|> last (so megatron-core's stub tokenizer of the same vocabulary size has the same eod)."""
+    from tokenizers import Tokenizer, decoders, models
+    from transformers import PreTrainedTokenizerFast
+
+    vocab = {c: i for i, c in enumerate(FIM_CHARS)}
+    vocab.update({s: len(FIM_CHARS) + i for i, s in enumerate(specials)})
+    tok = Tokenizer(models.BPE(vocab=vocab, merges=[]))  # no merges: every character is its own token
+    tok.decoder = decoders.Fuse()
+    tok.add_special_tokens(list(specials))
+    fast = PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<|endoftext|>",
+                                   additional_special_tokens=[s for s in specials if s != "<|endoftext|>"])
+    fast.save_pretrained(str(path))
+    return str(path)
+
+
+@pytest.fixture(scope="session")
+def fim_tokenizer(tmp_path_factory):
+    from fsdp2_core.data.tokenizers import HuggingFaceTokenizer
+
+    return HuggingFaceTokenizer(save_char_tokenizer(tmp_path_factory.mktemp("char_tokenizer")))

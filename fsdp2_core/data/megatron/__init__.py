@@ -6,6 +6,7 @@ from .builder import (
     parse_data_path,
     parse_split,
 )
+from .fim import FIMSettings, FIMTransform
 from .gpt_dataset import BlendedDataset, GPTDataConfig, GPTDataset, MockGPTLowLevelDataset
 from .indexed_dataset import (
     DType,
@@ -21,6 +22,8 @@ from .sampler import MegatronPretrainingSampler
 __all__ = [
     "BlendedDataset",
     "DType",
+    "FIMSettings",
+    "FIMTransform",
     "GPTDataConfig",
     "GPTDataset",
     "IndexedDataset",

@@ -13,6 +13,7 @@ import re
 from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 from ..cache import build_then_share
+from .fim import FIMSettings, FIMTransform
 from .gpt_dataset import (
     SPLIT_NAMES,
     BlendedDataset,
@@ -223,6 +224,7 @@ def build_pretraining_datasets(
     drop_last_partial_validation_sequence: bool = True,
     mid_level_dataset_surplus: float = 0.005,
     raw_json_key: str = "text",
+    fim: Optional[FIMSettings] = None,
 ):
     """(train, valid, test) datasets, sample for sample Megatron-LM's GPTDataset builder.
 
@@ -231,6 +233,8 @@ def build_pretraining_datasets(
     minimum sample counts per split (see `megatron_sample_counts`). A split is None where its
     `--split` share is zero or it has no data path. `shuffle=False` is `--no-shuffle`.
     Raw json/jsonl/parquet/arrow files are tokenized once with `tokenizer` and cached.
+    `fim` turns every sample into a fill-in-the-middle sample as Megatron-LM's GPTFIMDataset does
+    (`--fim-data`; see fim.py); a rate of 0 leaves the samples as they are.
     """
     sizes = list(num_samples) + [None] * (3 - len(num_samples))
     per_split_raw = [train_data_path, valid_data_path, test_data_path]
@@ -248,6 +252,7 @@ def build_pretraining_datasets(
                          "--valid-data-path/--test-data-path), or ask for synthetic data with --mock-data")
 
     pad, eod, tokenizer_id = _special_ids(tokenizer)
+    fim_transform = _fim_transform(fim, tokenizer, is_mock)
     if (reset_position_ids or reset_attention_mask or eod_mask_loss) and eod is None:
         raise ValueError(
             "reset_position_ids / reset_attention_mask / eod_mask_loss need the eod token id: "
@@ -285,7 +290,7 @@ def build_pretraining_datasets(
         add_extra_token_to_sequence=add_extra_token_to_sequence,
         drop_last_partial_validation_sequence=drop_last_partial_validation_sequence,
         shuffle=shuffle, cache_dir=cache_dir, mid_level_dataset_surplus=mid_level_dataset_surplus,
-        mock=is_mock, tokenizer_id=tokenizer_id,
+        mock=is_mock, tokenizer_id=tokenizer_id, fim=fim_transform,
     )
 
     def build():
@@ -306,6 +311,22 @@ def build_pretraining_datasets(
         return tuple(out)
 
     return build_then_share(build, no_shared_storage)
+
+
+def _fim_transform(fim: Optional[FIMSettings], tokenizer, is_mock: bool) -> Optional[FIMTransform]:
+    """The FIM transform the settings ask for, None when FIM is off (no settings, or a rate of 0)."""
+    if fim is None or not fim.rate:
+        return None  # rate 0: plain GPT samples (bigcode's gpt_dataset.py returns them untouched)
+    if is_mock:
+        raise ValueError("fill-in-the-middle data (--fim-data / --fim-rate) needs real text, and Megatron-LM refuses "
+                         "it with --mock-data too; drop one of the two")
+    if fim.split_sample and fim.fragment_rate is None:
+        raise ValueError(f"--fim-split-sample {fim.split_sample} needs --fim-fragment-rate (the FIM rate of each "
+                         "fragment); Megatron-LM has no default for it")
+    if tokenizer is None:
+        raise ValueError("fill-in-the-middle data (--fim-data / --fim-rate) needs the tokenizer (--tokenizer-type "
+                         "HuggingFaceTokenizer --tokenizer-model DIR)")
+    return FIMTransform(fim, tokenizer)
 
 
 def _resolve_prefix(prefix: str, tokenizer, cache_dir: Optional[str], json_key: str) -> str:

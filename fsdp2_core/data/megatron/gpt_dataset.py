@@ -46,6 +46,7 @@ class GPTDataConfig:
     mid_level_dataset_surplus: float = 0.005
     mock: bool = False
     tokenizer_id: Optional[str] = None
+    fim: Optional[object] = None  # a fim.FIMTransform: samples become fill-in-the-middle samples (not in the key)
     extra: Dict[str, object] = field(default_factory=dict)
 
     def key(self) -> dict:
@@ -200,6 +201,8 @@ class GPTDataset(torch.utils.data.Dataset):
         self.sample_index = arrays["sample_index"]
         self.shuffle_index = arrays["shuffle_index"]
         self._cached = None
+        # Megatron's GPTFIMDataset: one stream per dataset, seeded with --seed, drawn in reading order
+        self._fim_rng = np.random.RandomState(config.seed) if config.fim is not None else None
 
     # ----------------------------------------------------------------- index building
     def _tokens_per_epoch(self) -> int:
@@ -273,11 +276,12 @@ class GPTDataset(torch.utils.data.Dataset):
             parts = [get(document_ids[0], offset=off_beg)]
             parts.extend(get(d) for d in document_ids[1:-1])
             parts.append(get(document_ids[-1], offset=0, length=off_end + extra))
-        length = sum(len(p) for p in parts)
-        wanted = self.config.seq_length + extra
-        if length < wanted:
-            parts.append(np.full(wanted - length, self.config.pad, dtype=np.int64))
         text = np.concatenate(parts, dtype=np.int64) if len(parts) > 1 else parts[0].astype(np.int64)
+        if self.config.fim is not None:
+            text = self.config.fim(text, self._fim_rng)
+        wanted = self.config.seq_length + extra
+        if text.shape[0] < wanted:
+            text = np.concatenate([text, np.full(wanted - text.shape[0], self.config.pad, dtype=np.int64)])
         return text, np.asarray(document_ids, dtype=np.int64)
 
     def __getitem__(self, idx: Optional[int]) -> Dict[str, torch.Tensor]:
