@@ -48,7 +48,29 @@ def _require_file(path: Optional[str], flag: str, what: str) -> str:
     return path
 
 
-class HuggingFaceTokenizer(PretrainingTokenizer):
+class _HFTextCodec:
+    """Fill-in-the-middle's text codec on a wrapped Hugging Face tokenizer (`self._tokenizer`, `self._vocab`)."""
+
+    # The text codec of fill-in-the-middle data, as megatron-core's Hugging Face tokenizer library has it
+    # (megatron/core/tokenizers/text/libraries/huggingface_tokenizer.py: tokens_to_ids, ids_to_text, text_to_ids).
+    def token_id(self, token: str) -> Optional[int]:
+        """The id of this exact vocabulary entry (added tokens included); None when there is none."""
+        if self._vocab is None:
+            self._vocab = self._tokenizer.get_vocab()
+        return self._vocab.get(token)
+
+    def ids_to_text(self, ids) -> str:
+        """Decode with the special tokens left out."""
+        specials = set(self._tokenizer.all_special_tokens)
+        tokens = [t for t in self._tokenizer.convert_ids_to_tokens([int(i) for i in ids]) if t not in specials]
+        return self._tokenizer.convert_tokens_to_string(tokens)
+
+    def text_to_ids(self, text: str) -> List[int]:
+        """Encode without adding special tokens (no bos/eos)."""
+        return self._tokenizer.convert_tokens_to_ids(self._tokenizer.tokenize(text))
+
+
+class HuggingFaceTokenizer(_HFTextCodec, PretrainingTokenizer):
     """A local Hugging Face tokenizer directory (`HuggingFaceTokenizer`, `PretrainedFromHF`)."""
 
     def __init__(self, path: str, trust_remote_code: bool = False, use_fast: bool = True) -> None:
@@ -87,24 +109,6 @@ class HuggingFaceTokenizer(PretrainingTokenizer):
 
     def detokenize(self, ids) -> str:
         return self._tokenizer.decode(list(ids))
-
-    # The text codec of fill-in-the-middle data, as megatron-core's Hugging Face tokenizer library has it
-    # (megatron/core/tokenizers/text/libraries/huggingface_tokenizer.py: tokens_to_ids, ids_to_text, text_to_ids).
-    def token_id(self, token: str) -> Optional[int]:
-        """The id of this exact vocabulary entry (added tokens included); None when there is none."""
-        if self._vocab is None:
-            self._vocab = self._tokenizer.get_vocab()
-        return self._vocab.get(token)
-
-    def ids_to_text(self, ids) -> str:
-        """Decode with the special tokens left out."""
-        specials = set(self._tokenizer.all_special_tokens)
-        tokens = [t for t in self._tokenizer.convert_ids_to_tokens([int(i) for i in ids]) if t not in specials]
-        return self._tokenizer.convert_tokens_to_string(tokens)
-
-    def text_to_ids(self, text: str) -> List[int]:
-        """Encode without adding special tokens (no bos/eos)."""
-        return self._tokenizer.convert_tokens_to_ids(self._tokenizer.tokenize(text))
 
 
 class PretrainedFromHF(HuggingFaceTokenizer):
@@ -146,7 +150,7 @@ class GPT2BPETokenizer(PretrainingTokenizer):
 FIM_TOKENS = ("<fim_prefix>", "<fim_middle>", "<fim_suffix>", "<fim_pad>")
 
 
-class TokenizerFromFile(PretrainingTokenizer):
+class TokenizerFromFile(_HFTextCodec, PretrainingTokenizer):
     """bigcode's `TokenizerFromFile` / `TokenizerFromFileWithFIM`: one `tokenizer.json` (`--tokenizer-file`) with
     `<|endoftext|>` as eod (and the four FIM tokens) added as special tokens, as bigcode-project/Megatron-LM builds
     it; the vocabulary size counts the added tokens."""
@@ -166,6 +170,7 @@ class TokenizerFromFile(PretrainingTokenizer):
         self._eod = vocab[self.EOD]
         self.special_tokens = {token: vocab[token] for token in specials}
         self._source = os.path.abspath(tokenizer_file)
+        self._vocab = None  # token -> id, read on first use (FIM tokens)
 
     @property
     def vocab_size(self) -> int:

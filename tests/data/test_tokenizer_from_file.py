@@ -79,3 +79,19 @@ def test_preprocess_data_takes_the_tokenizer_file(tmp_path):
     assert done.returncode == 0, done.stderr
     data = IndexedDataset(str(tmp_path / "code_text_document"))
     assert len(data) == 3 and all(int(data[i][-1]) == base for i in range(3))
+
+
+def test_fim_runs_on_the_file_tokenizer_with_fim(tmp_path):
+    """bigcode's TokenizerFromFileWithFIM feeds fill-in-the-middle data: a PSM sample keeps its length and text."""
+    import numpy as np
+
+    from fsdp2_core.data.megatron.fim import FIMSettings, FIMTransform
+
+    path, _ = _tokenizer_json(tmp_path)
+    tok = build_pretraining_tokenizer("TokenizerFromFileWithFIM", tokenizer_model=path)
+    sample = np.asarray(tok.tokenize("def add(a, b):\n    return a + b\n"), dtype=np.int64)
+    got = FIMTransform(FIMSettings(rate=1.0, spm_rate=0.0), tok)(sample, np.random.RandomState(3)).tolist()
+    prefix, suffix = tok.special_tokens["<fim_prefix>"], tok.special_tokens["<fim_suffix>"]
+    assert len(got) == len(sample) and got[0] == prefix and suffix in got  # PSM, cut back to the sample's length
+    assert tok.ids_to_text(got[1:got.index(suffix)]) == tok.detokenize(sample.tolist())[:len(
+        tok.ids_to_text(got[1:got.index(suffix)]))]  # the prefix is the document's start

@@ -65,7 +65,8 @@ class FIMTransform:
                 raise ValueError(
                     f"fill-in-the-middle data (--fim-data / --fim-rate) decodes samples to text and back; "
                     f"{type(tokenizer).__name__} cannot ({method} missing): use --tokenizer-type "
-                    "HuggingFaceTokenizer with a tokenizer that has the FIM tokens")
+                    "HuggingFaceTokenizer with a tokenizer that has the FIM tokens (or bigcode's "
+                    "TokenizerFromFileWithFIM)")
         self.settings = settings
         self.tokenizer = tokenizer
         ids = {}
