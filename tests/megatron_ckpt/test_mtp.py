@@ -138,3 +138,21 @@ def test_args_with_mtp_layers_the_checkpoint_lacks(megatron_root, tmp_path, caps
     rewrite_args(ckpt, mtp_num_layers=1)
     err = refused(ckpt, tmp_path, capsys)
     assert "lacks mtp.layers.0." in err
+
+
+@pytest.mark.parametrize("fmt", ["torch", "torch_dist"])
+def test_load_fills_the_engines_mtp_layers(megatron_root, fmt):
+    """--load of a Megatron checkpoint (a run continued): the model the saved args describe, MTP layers appended as
+    the engine builds them, filled by resume.load_weights, computes megatron-core's outputs."""
+    from transformers import AutoModelForCausalLM
+
+    from fsdp2_core.checkpoint.megatron.checkpoint import open_checkpoint
+    from fsdp2_core.checkpoint.megatron.resume import load_weights
+    from fsdp2_core.models.mtp import add_mtp_layers
+    from megatron_compat.checkpoint_args import hf_config_for
+    ckpt = open_checkpoint(save_dir(megatron_root, "mtp", fmt))
+    config, _ = hf_config_for(ckpt)
+    model = AutoModelForCausalLM.from_config(config).eval()
+    add_mtp_layers(model, ckpt.args.mtp_num_layers)
+    load_weights(ckpt, model)
+    assert_megatron_cores_outputs(engine_outputs(model), megatron_root)
