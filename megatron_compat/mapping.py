@@ -571,7 +571,8 @@ MAPPED_RULES += [
     arch("--linear-value-head-dim", "linear_value_head_dim", QWEN3_NEXT + ("--linear-value-head-dim", "8")),
     arch("--linear-num-key-heads", "linear_num_key_heads", QWEN3_NEXT + ("--linear-num-key-heads", "4")),
     arch("--linear-num-value-heads", "linear_num_value_heads", QWEN3_NEXT + ("--linear-num-value-heads", "2")),
-    arch("--mamba-expand", "(MindSpeed's Qwen3-Next: 1, the only width transformers' Gated DeltaNet has)",
+    arch("--mamba-expand", "Gated DeltaNet width factor: 1 only (MindSpeed's Qwen3-Next value; transformers' does "
+         "not widen)",
          QWEN3_NEXT + ("--mamba-expand", "1")),
     # --- multi-token prediction (fsdp2_core/models/mtp.py) ---
     arch("--mtp-num-layers --num-nextn-predict-layers", "model.mtp_num_layers (DeepSeek-V3's layout; "
