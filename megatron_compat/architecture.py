@@ -9,6 +9,7 @@ Family choice follows what the flags describe:
       ... with --qk-layernorm                                    -> qwen3
       ... with experts: by the router (arch/moe.py)              -> qwen3_moe, mixtral, qwen2_moe, glm4_moe
       ... with Multi-Latent Attention (arch/attention.py)        -> deepseek_v3
+      ... with Gated DeltaNet layers (arch/linear_attention.py)  -> qwen3_next
 RoPE scaling (llama3, yarn) goes into rope_parameters of any rope family (arch/rope.py). Anything else is refused
 with the combination named. Unset flags take Megatron's defaults (LayerNorm, learned positions, biases on, tied
 embeddings, dropout 0.1).
@@ -25,6 +26,7 @@ from fsdp2_core.config.vocab import padded_vocab_size
 
 from .arch import ArchitectureError
 from .arch.attention import mla_fields, sliding_window, wants_mla
+from .arch.linear_attention import check_qwen3_next, dense_fields, linear_attention, refuse_split_linear_attention
 from .arch.moe import (
     ENGINE_MODEL_ID,
     MOE_FAMILIES,
@@ -78,6 +80,8 @@ def build_architecture(given: Dict[str, Any], seq_length: Optional[int],
         config = _gpt2(a)
     else:
         config = _rope_family(a, family, notes)
+    if family == "qwen3_next":
+        refuse_split_linear_attention(tp_size, given.get("--context-parallel-size", 1))
     vocab = _vocab(given, tp_size)
     if vocab is not None:
         config["vocab_size"] = vocab
@@ -137,6 +141,8 @@ def _read_flags(g, seq_length):
         "qk_norm": bool(g.get("--qk-layernorm")),
         "routing": routing,
         "mla": mla_fields(g) if mla else None,
+        "linear": _linear(g, real) if sane else None,
+        "norm_offset": bool(g.get("--add-rmsnorm-offset") or g.get("--apply-layernorm-1p")),
         "window": sliding_window(g),
         "rope_scaling": rope_scaling(g, mla) if rope else None,
         "mtp": int(g.get("--mtp-num-layers") or g.get("--num-nextn-predict-layers") or 0),
@@ -147,6 +153,14 @@ def _read_flags(g, seq_length):
         "hidden_drop_given": "--hidden-dropout" in g,
         "rope_base": g.get("--rotary-base", 10000), "rope_pct": g.get("--rotary-percent", 1.0),
     }
+
+
+def _linear(g, real):
+    """Qwen3-Next's linear-attention fields, the layer pattern over the real layers (noop layers removed)."""
+    fields = linear_attention(g, g["--num-layers"])
+    if fields is not None and real:
+        fields["layer_types"] = [fields["layer_types"][i] for i in real]
+    return fields
 
 
 def _whole_head_size(hidden, heads):
@@ -237,6 +251,8 @@ def _choose_family(a) -> str:
         raise ArchitectureError(
             "rope models map to the Llama/Qwen families, which need --normalization RMSNorm and --swiglu; "
             "a rope model with LayerNorm or GeLU has no Hugging Face family here")
+    if a["linear"] is not None:
+        return "qwen3_next"  # checked in _rope_family (check_qwen3_next)
     if a["routing"]:
         family = moe_family(a["routing"], a["mla"] is not None, a["qk_norm"])
     elif a["mla"]:
@@ -288,6 +304,10 @@ def _rope_family(a, family, notes):
         config["attention_bias"] = a["qkv_bias"]
     if family == "mistral":
         config["sliding_window"] = a["window"]
+    if family == "qwen3_next":
+        check_qwen3_next(a, notes)
+        config.update(a["linear"])
+        config.update(moe_fields(a["routing"], "qwen2_moe") if a["routing"] else dense_fields(a["layers"] + a["mtp"]))
     if family in MOE_FAMILIES and a["routing"] is not None:  # DeepSeek-V3 also serves dense MLA models
         config.update(moe_fields(a["routing"], family))
     if family in SIGMOID_FAMILIES:
@@ -305,7 +325,8 @@ def _rope_family(a, family, notes):
 
 def _rope_parameters(a, family):
     rope = {"rope_type": "default", "rope_theta": float(a["rope_base"])}
-    if a["rope_pct"] != 1.0 or family == "glm4_moe":  # GLM-4.5's config would otherwise rotate half
+    # GLM-4.5's config would otherwise rotate half, Qwen3-Next's a quarter
+    if a["rope_pct"] != 1.0 or family in ("glm4_moe", "qwen3_next"):
         rope["partial_rotary_factor"] = float(a["rope_pct"])
     if a["rope_scaling"]:
         rope.update(a["rope_scaling"])

@@ -25,7 +25,6 @@ EXTRA_FLAGS = ("--seq-length", "--padded-vocab-size", "--make-vocab-size-divisib
 UNSUPPORTED = (
     ("is_hybrid_model", bool, "a hybrid Mamba model"),
     ("hybrid_override_pattern", bool, "a hybrid Mamba model"),
-    ("mtp_num_layers", bool, "multi-token prediction layers (their mtp.* tensors are not mapped here yet)"),
     ("moe_router_score_function", lambda v: v not in (None, "softmax", "sigmoid"),
      "a router score function other than softmax and sigmoid"),
     ("rotary_interleaved", bool, "interleaved rotary embeddings"),
@@ -143,6 +142,9 @@ def arch_for(ckpt) -> Tuple[Dict[str, Any], List[str]]:
     if saved and int(saved) != rows:
         notes.append(f"the saved args say padded_vocab_size {saved}; the stored embedding has {rows} rows (used)")
     arch["vocab_size"] = rows
+    depths = int(getattr(ckpt.args, "mtp_num_layers", None) or 0)
+    if depths:  # the MTP layers (mtp.layers.*) become model.layers.<L+k> (models/mtp.py)
+        arch["num_nextn_predict_layers"] = depths
     return arch, notes
 
 
@@ -189,6 +191,8 @@ def megatron_args_for(config, tp: int, pp: int, fmt: str, spec: str, divisible_b
         flags = architecture_flags(arch)
     except KeyError as exc:
         raise ArchitectureError(f"{config.model_type} config lacks {exc}; it has no Megatron-LM form here") from None
+    if arch.get("num_nextn_predict_layers"):  # MTP layers (models/mtp.py) are Megatron's mtp.layers.*
+        flags += ["--mtp-num-layers", str(arch["num_nextn_predict_layers"])]
     seq = arch.get("max_position_embeddings") or arch.get("n_positions")
     flags += ["--tensor-model-parallel-size", str(tp), "--pipeline-model-parallel-size", str(pp), "--ckpt-format", fmt,
               "--make-vocab-size-divisible-by", str(divisible_by), "--seq-length", str(seq),

@@ -2,7 +2,8 @@
 
 Megatron-LM's and MindSpeed-LLM's `pretrain_gpt.py` / `posttrain_gpt.py` are taken as they are. The research
 forks rename their entry points (`pretrain_qwen.py`, `pretrain_megatron_llama.py`, `pretrain_gpt_*.py`, ...)
-while training the same decoder-only models with the same flags, so any other script is judged by its flags:
+while training the same decoder-only models with the same flags (FORK_ENTRIES names the ones known), so any other
+script is judged by its flags:
 a decoder's architecture flags and none of another family's make it GPT-style. Megatron's entry points for
 other families (BERT, T5, vision, Mamba, ...) are refused by name.
 """
@@ -13,6 +14,11 @@ from dataclasses import dataclass
 from typing import Sequence
 
 GPT_ENTRIES = ("pretrain_gpt.py", "posttrain_gpt.py")
+# Fork entry points known by name to train a GPT-style decoder, and what they train
+FORK_ENTRIES = {
+    "pretrain_qwen3_next.py": "Qwen3-Next (Pai-Megatron-Patch's examples/qwen3_next: a GPT-style decoder with Gated "
+                              "DeltaNet layers, docs/architectures_from_flags.md)",
+}
 OTHER_ENTRIES = {
     "pretrain_bert.py": "BERT", "pretrain_t5.py": "T5", "pretrain_vlm.py": "vision-language",
     "pretrain_mamba.py": "Mamba", "pretrain_hybrid.py": "hybrid Mamba", "pretrain_retro.py": "RETRO",
@@ -50,6 +56,9 @@ def judge_entry(entry: str, argv: Sequence[str]) -> EntryJudgement:
     flags = {a.partition("=")[0] for a in argv if a.startswith("--")}
     if name in GPT_ENTRIES:
         return EntryJudgement(name, name)
+    if name in FORK_ENTRIES:
+        return EntryJudgement(name, "pretrain_gpt.py", note=f"entry point {name} trains {FORK_ENTRIES[name]}; "
+                                                              "converted as pretrain_gpt.py")
     if name in OTHER_ENTRIES:
         return _refused(name, f"trains a {OTHER_ENTRIES[name]} model", other_family=True)
     if not name.endswith(".py"):

@@ -389,6 +389,8 @@ MAPPED_RULES = [
     switch("--use-fused-rotary-pos-emb", "use_fused_rotary_pos_emb"),
     switch("--moe-grouped-gemm", "moe_grouped_gemm"),
     switch("--use-triton-gdn", "use_triton_gdn"),
+    plain("--mamba-chunk-size", "gdn_chunk_size", note="MindSpeed's chunk of the Gated DeltaNet layers' chunked "
+          "delta rule (Qwen3-Next); exact at any size"),
     # --- forks' own flags (data/fork_flags.tsv) ---
     switch("--use-z-loss", "z_loss_coeff", 1e-4,
            note="llm-jp's Megatron-LM: PaLM's z-loss, 1e-4 × logsumexp(logits)² added to every token's loss"),
@@ -430,6 +432,11 @@ QWEN3_MOE = MOE + ("--qk-layernorm",)
 SIGMOID = MOE + ("--moe-router-score-function", "sigmoid")
 MLA = SIGMOID + ("--multi-latent-attention", "--qk-layernorm", "--kv-lora-rank", "16", "--qk-head-dim", "16",
                  "--qk-pos-emb-head-dim", "8", "--v-head-dim", "16")
+QWEN3_NEXT = ROPE + ("--disable-bias-linear", "--qk-layernorm", "--linear-key-head-dim", "16",
+                     "--linear-value-head-dim", "16", "--linear-num-key-heads", "2", "--linear-num-value-heads", "4",
+                     "--full-attention-interval", "2")
+GDN = QWEN3_NEXT[:-2] + ("--experimental-attention-variant", "gated_delta_net", "--attention-output-gate",
+                         "--linear-attention-freq", "2")
 LLAMA3 = ("--rope-scaling-type", "llama3", "--rope-scaling-factor", "8", "--low-freq-factor", "1",
           "--high-freq-factor", "4", "--original-max-position-embeddings", "8192")
 YARN = ("--rope-scaling-type", "yarn", "--rope-scaling-factor", "4",
@@ -571,6 +578,24 @@ MAPPED_RULES += [
          ROPE + ("--disable-bias-linear", "--sliding-window", "16")),
     arch("--window-size", "sliding_window = LEFT + 1 (Mistral family; Megatron's LEFT,0)",
          ROPE + ("--disable-bias-linear", "--window-size", "15,0")),
+    # --- Qwen3-Next: Gated DeltaNet linear attention beside gated full attention (arch/linear_attention.py) ---
+    arch("--full-attention-interval", "layer_types (MindSpeed's Qwen3-Next: full attention every N-th layer, Gated "
+         "DeltaNet otherwise; model_type qwen3_next)", QWEN3_NEXT),
+    arch("--experimental-attention-variant", "model_type qwen3_next (gated_delta_net / gdn: Gated DeltaNet layers; "
+         "with --linear-attention-freq and --attention-output-gate)", GDN),
+    arch("--linear-attention-freq", "layer_types (Megatron-LM: N = full attention every N-th layer, or a 0/1 list "
+         "with 1 for linear attention)", GDN[:-1] + ("[1,0]",)),
+    arch("--attention-output-gate", "Qwen3-Next's gated full attention (always gated in transformers' qwen3_next)",
+         GDN),
+    arch("--linear-conv-kernel-dim --mamba-d-conv", "linear_conv_kernel_dim",
+         QWEN3_NEXT + ("--linear-conv-kernel-dim", "3")),
+    arch("--linear-key-head-dim", "linear_key_head_dim", QWEN3_NEXT + ("--linear-key-head-dim", "8")),
+    arch("--linear-value-head-dim", "linear_value_head_dim", QWEN3_NEXT + ("--linear-value-head-dim", "8")),
+    arch("--linear-num-key-heads", "linear_num_key_heads", QWEN3_NEXT + ("--linear-num-key-heads", "4")),
+    arch("--linear-num-value-heads", "linear_num_value_heads", QWEN3_NEXT + ("--linear-num-value-heads", "2")),
+    arch("--mamba-expand", "Gated DeltaNet width factor: 1 only (MindSpeed's Qwen3-Next value; transformers' does "
+         "not widen)",
+         QWEN3_NEXT + ("--mamba-expand", "1")),
     # --- multi-token prediction (fsdp2_core/models/mtp.py) ---
     arch("--mtp-num-layers --num-nextn-predict-layers", "model.mtp_num_layers (DeepSeek-V3's layout; "
          "num_nextn_predict_layers)", ROPE + ("--disable-bias-linear", "--mtp-num-layers", "1")),

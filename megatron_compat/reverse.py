@@ -13,6 +13,7 @@ from fsdp2_core.config.batch_schedule import StepBatchSchedule
 from fsdp2_core.data.mindspeed.instruction import PROMPT_TYPES
 
 from .arch.attention import mla_flags, sliding_window_flags
+from .arch.linear_attention import is_dense, linear_attention_flags
 from .arch.moe import ENGINE_MODEL_ID, SIGMOID_FAMILIES, moe_flags, training_flags
 from .arch.rope import rope_scaling_flags
 from .mapping import GROUP_FIELDS, MAPPED_RULES
@@ -285,11 +286,14 @@ def architecture_flags(arch, values=None) -> List[str]:
     if family == "qwen2" or (family in ("qwen3", "qwen3_moe", "glm4_moe") and arch.get("attention_bias")) \
             or (family == "qwen2_moe" and arch.get("qkv_bias")):
         out.append("--add-qkv-bias")
-    if family in ("qwen3", "qwen3_moe") or (family == "glm4_moe" and arch.get("use_qk_norm")):
+    if family in ("qwen3", "qwen3_moe", "qwen3_next") or (family == "glm4_moe" and arch.get("use_qk_norm")):
         out.append("--qk-layernorm")
+    if family == "qwen3_next":
+        out += linear_attention_flags(arch)
     if family in ENGINE_MODEL_ID and (family not in SIGMOID_FAMILIES
-                                      or arch.get("first_k_dense_replace", 0) < arch["num_hidden_layers"]):
-        out += moe_flags(arch, family)
+                                      or arch.get("first_k_dense_replace", 0) < arch["num_hidden_layers"]) \
+            and not (family == "qwen3_next" and is_dense(arch)):
+        out += moe_flags(arch, "qwen2_moe" if family == "qwen3_next" else family)  # Qwen3-Next's MoE is Qwen2-MoE's
         dense = arch.get("mlp_only_layers") or list(range(arch.get("first_k_dense_replace") or 0))
         out += _dense_layer_flags(dense, arch["num_hidden_layers"])
     return out  # the vocabulary comes back through --vocab-size / --padded-vocab-size / --tokenizer-type

@@ -61,7 +61,9 @@ FAMILIES: Dict[str, Family] = {f.model_id: f for f in (
            notes="attention sinks and sliding windows stay in transformers' attention (and the Ulysses core)"),
     Family("deepseek_v3", ("deepseek_v3", "glm4_moe"), deepseek_v3.install, experts=True, score_function="sigmoid",
            notes="GLM-4.5 (glm4_moe) shares DeepSeek-V3's MoE block; Multi-Latent Attention stays transformers'"),
-    Family("qwen2_moe", ("qwen2_moe",), qwen2_moe.install, experts=True),
+    Family("qwen2_moe", ("qwen2_moe", "qwen3_next"), qwen2_moe.install, experts=True,
+           notes="Qwen3-Next's MoE block is Qwen2-MoE's (softmax router, gated shared expert); its Gated DeltaNet "
+                 "layers stay transformers'"),
 )}
 
 

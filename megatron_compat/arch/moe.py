@@ -36,7 +36,8 @@ SIGMOID_FAMILIES = ("glm4_moe", "deepseek_v3")
 MOE_FAMILIES = ("qwen3_moe", "mixtral", "qwen2_moe") + SIGMOID_FAMILIES
 # The model_id whose forward (our token dispatch, router losses, expert bias, expert parallelism) serves each.
 ENGINE_MODEL_ID = {"qwen3_moe": "qwen3_moe", "mixtral": "qwen3_moe", "qwen2_moe": "qwen2_moe",
-                   "glm4_moe": "deepseek_v3", "deepseek_v3": "deepseek_v3"}
+                   "glm4_moe": "deepseek_v3", "deepseek_v3": "deepseek_v3",
+                   "qwen3_next": "qwen2_moe"}  # Qwen3-Next's MoE block is Qwen2-MoE's (a gated shared expert)
 
 
 @dataclass

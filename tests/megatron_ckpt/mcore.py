@@ -56,6 +56,7 @@ class Shape:
     config: dict = field(default_factory=dict)   # further TransformerConfig fields (MLA, routers, shared experts)
     flags: tuple = ()                            # the Megatron flags that set them, for the saved args
     mla: bool = False                            # Multi-Latent Attention (MLATransformerConfig, MLA layer spec)
+    mtp: int = 0                                 # multi-token prediction depths (mtp.layers.K on the last stage)
 
 
 SHAPES = {
@@ -92,6 +93,8 @@ SHAPES = {
                "--moe-router-score-function", "sigmoid", "--moe-router-enable-expert-bias",
                "--moe-router-num-groups", "2", "--moe-router-group-topk", "1", "--moe-router-topk-scaling-factor",
                "2.5", "--moe-shared-expert-intermediate-size", "16", "--moe-layer-freq", "[0,1]")),
+    # Multi-token prediction: two depths of Qwen3-MoE layers (experts inside), eh_proj column-parallel over tp 2
+    "mtp": Shape("mtp", "qwen3_moe", qk_norm=True, experts=4, pp=1, mtp=2),
 }
 
 
@@ -146,6 +149,8 @@ def transformer_config(s: Shape, tp: int, pp: int, ep: int, vpp: Optional[int]):
         virtual_pipeline_model_parallel_size=vpp, pipeline_dtype=torch.float32, expert_model_parallel_size=ep,
         masked_softmax_fusion=False, persist_layer_norm=False, bias_dropout_fusion=False)
     kwargs.update(moe)
+    if s.mtp:
+        kwargs.update(mtp_num_layers=s.mtp, mtp_loss_scaling_factor=0.1)
     kwargs.update(s.config)  # the shape's own fields win
     return (MLATransformerConfig if s.mla else TransformerConfig)(**kwargs)
 
@@ -170,8 +175,12 @@ def build_chunks(s: Shape, tp: int, pp: int, ep: int, vpp: Optional[int]):
         torch.manual_seed(1234)
         first = ps.is_pipeline_first_stage(ignore_virtual=False, vp_stage=v) if vpp else ps.is_pipeline_first_stage()
         last = ps.is_pipeline_last_stage(ignore_virtual=False, vp_stage=v) if vpp else ps.is_pipeline_last_stage()
+        mtp_spec = None
+        if s.mtp and last:  # megatron-core puts every MTP layer on the last stage, the decoder's last layer inside
+            from megatron.core.models.gpt.gpt_layer_specs import get_gpt_mtp_block_spec
+            mtp_spec = get_gpt_mtp_block_spec(config, spec, use_transformer_engine=False)
         model = GPTModel(config, spec, vocab_size=PADDED, max_sequence_length=64, pre_process=first, post_process=last,
-                         share_embeddings_and_output_weights=s.tied,
+                         share_embeddings_and_output_weights=s.tied, mtp_block_spec=mtp_spec,
                          position_embedding_type="rope" if s.rope else "learned_absolute",
                          vp_stage=v if vpp else None)
         perturb(model, (ps.get_pipeline_model_parallel_rank(), v, ps.get_tensor_model_parallel_rank(),
@@ -226,6 +235,8 @@ def megatron_args(s: Shape, tp: int, pp: int, ep: int, vpp: Optional[int], fmt: 
                  str(s.moe_ffn)]
     if not s.gelu_fusion:
         argv += ["--no-bias-gelu-fusion"]
+    if s.mtp:
+        argv += ["--mtp-num-layers", str(s.mtp)]
     if vpp:
         argv += ["--num-layers-per-virtual-pipeline-stage", str(s.layers // (pp * vpp))]
     argv += list(s.flags)
@@ -366,19 +377,45 @@ def tokens(batch: int = 2, seq: int = SEQ) -> torch.Tensor:
 def reference_logits(s: Shape, dist_dir: str, tp: int = 1):
     """megatron-core's own logits: a tp-way, single-stage model loading the torch_dist checkpoint with
     dist_checkpointing.load, gathered to full vocabulary."""
+    return reference_outputs(s, dist_dir, tp)[0]
+
+
+def reference_outputs(s: Shape, dist_dir: str, tp: int = 1):
+    """(logits, MTP outputs: see model_outputs) of megatron-core's model loading the torch_dist checkpoint."""
     from megatron.core import dist_checkpointing
-    from megatron.core.tensor_parallel.mappings import gather_from_tensor_model_parallel_region
     (model,) = build_chunks(s, tp, 1, 1, None)
     sd = model.sharded_state_dict()
     loaded = dist_checkpointing.load({"model": sd}, dist_dir)
     model.load_state_dict(loaded["model"])
+    return model_outputs(model, s)
+
+
+def model_outputs(model, s: Shape):
+    """(logits, MTP outputs) of a loaded single-stage model on `tokens()`, gathered over tp; with MTP layers (which
+    megatron-core runs only when labels are given: labels = the tokens) each depth's logits and the per-token
+    losses megatron-core computes from them, before its loss mask."""
+    from megatron.core.tensor_parallel.mappings import gather_from_tensor_model_parallel_region
     model.eval()
     ids = tokens()
     pos = torch.arange(ids.shape[1]).unsqueeze(0).expand_as(ids)
     mask = torch.triu(torch.ones(1, 1, ids.shape[1], ids.shape[1], dtype=torch.bool), 1)
     with torch.no_grad():
-        logits = model(ids, pos, mask)
-        return gather_from_tensor_model_parallel_region(logits).float()
+        if not s.mtp:
+            return gather_from_tensor_model_parallel_region(model(ids, pos, mask)).float(), {}
+        seen, losses = [], []  # per call, the MTP depths first, the main head last
+        # the logits [s, b, vocab / tp] copied: megatron-core's cross entropy then works on them in place
+        handle = model.output_layer.register_forward_hook(lambda mod, inp, out: seen.append(out[0].clone()))
+        token_losses = model.compute_language_model_loss
+
+        def recorded(labels, logits):
+            losses.append(token_losses(labels, logits))
+            return losses[-1]
+        model.compute_language_model_loss = recorded
+        model(ids, pos, mask, labels=ids)
+        handle.remove()
+        del model.compute_language_model_loss
+        whole = [gather_from_tensor_model_parallel_region(t).transpose(0, 1).float() for t in seen]
+        return whole[-1], {"mtp_logits": whole[:-1], "mtp_token_losses": [t.float() for t in losses[:-1]]}
 
 
 def build_all(root: str, names) -> None:
@@ -405,9 +442,11 @@ def build_all(root: str, names) -> None:
         ps.destroy_model_parallel()
     ps.initialize_model_parallel(1, 1)
     for name in names:
-        logits = reference_logits(SHAPES[name], os.path.join(root, name, "torch_dist", f"iter_{ITERATION:07d}"))
+        logits, mtp = reference_outputs(SHAPES[name], os.path.join(root, name, "torch_dist", f"iter_{ITERATION:07d}"))
         if dist.get_rank() == 0:
             torch.save(logits, os.path.join(root, name, "logits.pt"))
+            if mtp:
+                torch.save(mtp, os.path.join(root, name, "mtp.pt"))
     ps.destroy_model_parallel()
     dist.barrier()
     dist.destroy_process_group()

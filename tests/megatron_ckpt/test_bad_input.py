@@ -70,7 +70,7 @@ def test_unknown_pickled_type_is_refused_unless_trusted(megatron_root, tmp_path,
     assert convert_ckpt.main(["--load", str(ckpt), "--output", str(tmp_path / "ok"), "--trust-megatron-pickle"]) == 0
 
 
-@pytest.mark.parametrize("field,value,what", [("mtp_num_layers", 1, "multi-token prediction layers"),
+@pytest.mark.parametrize("field,value,what", [("rotary_interleaved", True, "interleaved rotary"),
                                               ("hybrid_override_pattern", "M-M-", "a hybrid Mamba"),
                                               ("moe_router_score_function", "sqrtsoftplus", "a router score function")])
 def test_architecture_the_engine_does_not_build(megatron_root, tmp_path, capsys, field, value, what):

@@ -17,6 +17,9 @@ in a legacy checkpoint, with global layer and expert numbers and every tensor wh
     decoder.layers.{i}.mlp.experts.{e}.linear_fc{1,2}.{weight,bias}
     decoder.final_layernorm.{weight,bias}
     output_layer.weight                                 untied embeddings only
+    mtp.layers.{k}.{enorm,hnorm,final_layernorm}.weight multi-token prediction depth k+1 (last pipeline stage)
+    mtp.layers.{k}.eh_proj.weight                       [hidden, 2 x hidden], column-parallel
+    mtp.layers.{k}.transformer_layer.<as a decoder layer's name above>   experts: ...mlp.experts.{e}.<name>
 
 Transformer Engine specs store the layer norms inside the following linear layer
 (`linear_qkv.layer_norm_weight`, `linear_fc1.layer_norm_weight`); they are renamed here.
@@ -27,6 +30,7 @@ from typing import List, Optional
 import torch
 
 LAYER = re.compile(r"^decoder\.layers\.(\d+)\.(.+)$")
+MTP_LAYER = re.compile(r"^(mtp\.layers\.(\d+)\.transformer_layer\.)(.+)$")  # an MTP depth's decoder layer
 EXPERT = re.compile(r"^mlp\.experts\.(\d+)\.(.+)$")
 
 TE_NORMS = {
@@ -40,7 +44,7 @@ TE_NORMS = {
 }
 _COLUMN = ("word_embeddings.weight", "output_layer.weight", "linear_qkv.weight", "linear_qkv.bias",
            "linear_fc1.weight", "linear_fc1.bias", "linear_q_proj.weight", "linear_q_up_proj.weight",
-           "linear_kv_up_proj.weight") + ("linear_q_down_proj.weight", "linear_kv_down_proj.weight")
+           "linear_kv_up_proj.weight", "eh_proj.weight") + ("linear_q_down_proj.weight", "linear_kv_down_proj.weight")
 # MLA's down-projections: column-parallel in the local spec, duplicated on every rank in Transformer Engine's
 _COLUMN_OR_DUPLICATED = ("linear_q_down_proj.weight", "linear_kv_down_proj.weight")
 _ROW = ("linear_proj.weight", "linear_fc2.weight")
@@ -52,6 +56,15 @@ def layer_name(i: int, rest: str) -> str:
 
 def expert_name(i: int, e: int, rest: str) -> str:
     return f"decoder.layers.{i}.mlp.experts.{e}.{rest}"
+
+
+def mtp_name(k: int, rest: str) -> str:
+    """A name of MTP depth k+1 outside its decoder layer (enorm, hnorm, eh_proj, final_layernorm)."""
+    return f"mtp.layers.{k}.{rest}"
+
+
+def mtp_layer_prefix(k: int) -> str:
+    return f"mtp.layers.{k}.transformer_layer."
 
 
 def canonical_rest(rest: str) -> str:

@@ -9,13 +9,13 @@ from the names the Hugging Face model has, so biases, q/k norms and dense layers
 a MoE model follow the model's own config.
 """
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable, Dict, List, Sequence
 
 import torch
 
 from ..layout import CheckpointError
-from .layout import expert_name, layer_name
+from .layout import expert_name, layer_name, mtp_layer_prefix, mtp_name
 
 LLAMA_LIKE = ("llama", "mistral", "qwen2", "qwen3", "qwen3_moe", "mixtral", "qwen2_moe", "glm4_moe", "deepseek_v3")
 FAMILIES = LLAMA_LIKE + ("gpt2",)
@@ -29,6 +29,7 @@ class Group:
     mg: List[str]
     to_hf: Callable[[Tensors], Tensors]
     to_mg: Callable[[Tensors], Tensors]
+    alias: bool = field(default=False)   # a Hugging Face copy of tensors other groups make (MTP's embed/head)
 
 
 def _same(hf: str, mg: str, transpose: bool = False) -> Group:
@@ -173,6 +174,35 @@ def groups_for(config, hf_names: Sequence[str]) -> List[Group]:
     return groups
 
 
+# MTP depth k (Hugging Face model.layers.<L+k>, models/mtp.py) outside its decoder layer
+_MTP_OWN = {"enorm.weight": "enorm.weight", "hnorm.weight": "hnorm.weight", "eh_proj.weight": "eh_proj.weight",
+            "shared_head.norm.weight": "final_layernorm.weight"}
+
+
+def _mtp_group(config, name: str, i: int, rest: str):
+    """A tensor of MTP layer i (>= num_hidden_layers): its own norms and projection, DeepSeek-V3's copies of the
+    shared embedding and head (read from the main model's, never written back), or its decoder layer's tensors
+    under megatron-core's mtp.layers.<k>.transformer_layer."""
+    k = i - config.num_hidden_layers
+    if rest in _MTP_OWN:
+        return _same(name, mtp_name(k, _MTP_OWN[rest]))
+    if rest in ("embed_tokens.weight", "shared_head.head.weight"):
+        tied = rest == "embed_tokens.weight" or getattr(config, "tie_word_embeddings", False)
+        src = "embedding.word_embeddings.weight" if tied else "output_layer.weight"
+        return Group([name], [src], lambda m: {name: m[src]}, lambda h: {}, alias=True)
+    group = _layer_group(config, name, i, rest)
+    return None if group is None else _renamed(group, layer_name(i, ""), mtp_layer_prefix(k))
+
+
+def _renamed(group: Group, old: str, new: str) -> Group:
+    """The same group with its Megatron names under another prefix."""
+    to_new = {n: new + n[len(old):] for n in group.mg}
+    to_old = {v: n for n, v in to_new.items()}
+    return Group(group.hf, [to_new[n] for n in group.mg],
+                 lambda m: group.to_hf({to_old[n]: t for n, t in m.items()}),
+                 lambda h: {to_new[n]: t for n, t in group.to_mg(h).items()})
+
+
 def _llama_group(config, name: str):
     top = {"model.embed_tokens.weight": "embedding.word_embeddings.weight",
            "model.norm.weight": "decoder.final_layernorm.weight", "lm_head.weight": "output_layer.weight"}
@@ -182,6 +212,12 @@ def _llama_group(config, name: str):
     if not m:
         return None
     i, rest = int(m.group(1)), m.group(2)
+    if i >= config.num_hidden_layers:
+        return _mtp_group(config, name, i, rest)
+    return _layer_group(config, name, i, rest)
+
+
+def _layer_group(config, name: str, i: int, rest: str):
     prefix = f"model.layers.{i}"
     if rest in _LLAMA_SAME:
         return _same(name, layer_name(i, _LLAMA_SAME[rest]))
@@ -220,3 +256,9 @@ def _gpt2_group(config, name: str):
 
 
 VOCAB_TENSORS = ("model.embed_tokens.weight", "lm_head.weight", "transformer.wte.weight")
+
+
+def is_vocab_tensor(name: str) -> bool:
+    """Rows per vocabulary entry: the embedding, the head and the MTP layers' copies of them."""
+    return name in VOCAB_TENSORS or bool(re.fullmatch(r"model\.layers\.\d+\.(embed_tokens|shared_head\.head)\.weight",
+                                                      name))

@@ -33,7 +33,7 @@ from torch.distributed.checkpoint.planner_helpers import create_read_items_for_c
 
 from ..layout import CheckpointError, missing_data
 from .detect import COMMON
-from .layout import canonical_rest, expert_name, is_extra_state, layer_name
+from .layout import MTP_LAYER, canonical_rest, expert_name, is_extra_state, layer_name
 from .safe_load import load_megatron_bytes, load_megatron_pickle
 
 STACKED = "decoder.layers."
@@ -107,9 +107,11 @@ class DistReader:
             base_stored = self.prefix + base
             if base_stored in tensors and part:
                 raise CheckpointError(f"{self.path}: both {base_stored} and {stored} are stored")
-            per_layer = PER_LAYER.match(base)
+            per_layer, mtp = PER_LAYER.match(base), MTP_LAYER.match(base)
             if per_layer:
-                self._add_layer(stored, int(per_layer.group(1)), per_layer.group(2), md, part)
+                self._add_layer(stored, layer_name(int(per_layer.group(1)), ""), per_layer.group(2), md, part)
+            elif mtp:  # an MTP depth's decoder layer: its own keys, as a layer that differs
+                self._add_layer(stored, mtp.group(1), mtp.group(3), md, part)
             elif key.startswith(EXPERTS):
                 self._add_experts(stored, base[len(EXPERTS):], md, part)
             elif key.startswith(STACKED):
@@ -134,15 +136,16 @@ class DistReader:
                 self._add(expert_name(i, e, rest), (key, (i, e) + (0,) * len(inner), (1, 1) + inner), part,
                           stacked=2)
 
-    def _add_layer(self, key, i: int, rest: str, md, part) -> None:
-        """One layer's own key (layers that differ are not stacked); its experts stacked along the first dim."""
+    def _add_layer(self, key, prefix: str, rest: str, md, part) -> None:
+        """One layer's own key (layers that differ are not stacked, nor MTP layers); its experts stacked along the
+        first dim. `prefix`: the layer's canonical prefix (decoder.layers.<i>. or mtp.layers.<k>.transformer_layer.)."""
         if rest.startswith(LAYER_EXPERTS):
             inner = tuple(md.size[1:])
             for e in _covered(md, 0):
-                self._add(expert_name(i, e, rest[len(LAYER_EXPERTS):]), (key, (e,) + (0,) * len(inner),
-                                                                         (1,) + inner), part, stacked=1)
+                self._add(f"{prefix}mlp.experts.{e}.{rest[len(LAYER_EXPERTS):]}", (key, (e,) + (0,) * len(inner),
+                                                                                   (1,) + inner), part, stacked=1)
         else:
-            self._add(layer_name(i, canonical_rest(rest)), (key, (0,) * len(md.size), tuple(md.size)), part)
+            self._add(prefix + canonical_rest(rest), (key, (0,) * len(md.size), tuple(md.size)), part)
 
     def layers(self) -> Optional[int]:
         sizes = set()

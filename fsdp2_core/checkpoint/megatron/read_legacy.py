@@ -20,7 +20,7 @@ import torch
 
 from ..layout import CheckpointError
 from .detect import MP_RANK
-from .layout import LAYER, canonical_rest, expert_name, is_extra_state, layer_name, merge_tp, tp_dim
+from .layout import LAYER, MTP_LAYER, canonical_rest, is_extra_state, merge_tp, tp_dim
 from .safe_load import load_megatron_pickle
 
 FILE = "model_optim_rng.pt"
@@ -136,23 +136,28 @@ class LegacyReader:
 
     def _add(self, local: str, key: Key, v: int, offset: int, local_experts: int) -> None:
         t, p, e = key
-        m = LAYER.match(local)
-        if not m:
+        m, mtp = LAYER.match(local), MTP_LAYER.match(local)
+        if m:
+            prefix, rest = f"decoder.layers.{offset + int(m.group(1))}.", m.group(2)
+        elif mtp:  # MTP depths are numbered from 0 on the last stage, with no offset
+            prefix, rest = mtp.group(1), mtp.group(3)
+        else:
             if e == 0 and not (local == "output_layer.weight" and self.tied):
                 self._source(local, t, key, v, local)
             return
-        i, rest = offset + int(m.group(1)), canonical_rest(m.group(2))
+        rest = canonical_rest(rest)
         first_expert = e * local_experts
         if (x := _LOCAL_EXPERT.match(rest)):
-            self._source(expert_name(i, first_expert + int(x.group(1)), x.group(2)), t, key, v, local)
+            self._source(f"{prefix}mlp.experts.{first_expert + int(x.group(1))}.{x.group(2)}", t, key, v, local)
         elif (x := _TE_GROUPED.match(rest)):
-            self._source(expert_name(i, first_expert + int(x.group(3)), f"{x.group(1)}.{x.group(2)}"), t, key, v, local)
+            self._source(f"{prefix}mlp.experts.{first_expert + int(x.group(3))}.{x.group(1)}.{x.group(2)}", t, key,
+                         v, local)
         elif (x := _GROUPED.match(rest)):
             for m_ in range(local_experts):
-                self._source(expert_name(i, first_expert + m_, f"linear_fc{x.group(1)}.weight"), t, key, v, local,
+                self._source(f"{prefix}mlp.experts.{first_expert + m_}.linear_fc{x.group(1)}.weight", t, key, v, local,
                              lambda w, m_=m_, which=x.group(1): self._grouped_expert(w, m_, which, local_experts))
         elif e == 0:
-            self._source(layer_name(i, rest), t, key, v, local)
+            self._source(prefix + rest, t, key, v, local)
 
     def _grouped_expert(self, w: torch.Tensor, m: int, which: str, local_experts: int) -> torch.Tensor:
         """Expert m of GroupedMLP's weight1 ([hidden, experts x fc1 out]) or weight2 ([experts x fc2 in, hidden]),

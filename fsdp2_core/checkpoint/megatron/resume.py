@@ -65,6 +65,8 @@ def load_weights(ckpt: MegatronCheckpoint, model):
     _, shapes, groups = plan_groups(model.config, ckpt.reader.names(), ckpt.path)
     params = dict(model.state_dict(keep_vars=True))
     for group in groups:
+        if group.alias:  # an export-only copy (MTP's embedding and head): the model shares the main ones
+            continue
         converted = group.to_hf({n: ckpt.reader.get(n) for n in group.mg})
         for name in group.hf:
             full, target = converted[name], params[name]

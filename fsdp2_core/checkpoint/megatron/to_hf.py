@@ -3,6 +3,8 @@ from typing import Dict, List, Optional
 
 import torch
 
+from fsdp2_core.models.mtp import add_mtp_layers
+
 from ..hf_export import (
     DEFAULT_MAX_SHARD_BYTES,
     StreamingSafetensorsWriter,
@@ -13,13 +15,16 @@ from ..hf_export import (
 )
 from ..layout import CheckpointError
 from .checkpoint import MegatronCheckpoint
-from .names import VOCAB_TENSORS, Group, groups_for
+from .names import Group, groups_for, is_vocab_tensor
 
 
 def meta_model(config):
+    """The Hugging Face model of `config` on the meta device, with its MTP layers (num_nextn_predict_layers)."""
     from transformers import AutoModelForCausalLM
     with torch.device("meta"):
-        return AutoModelForCausalLM.from_config(config)
+        model = AutoModelForCausalLM.from_config(config)
+        add_mtp_layers(model, int(getattr(config, "num_nextn_predict_layers", 0) or 0))
+    return model
 
 
 def plan_groups(config, available: List[str], where: str):
@@ -76,5 +81,5 @@ def megatron_to_hf(ckpt: MegatronCheckpoint, config, out_dir: str, max_shard_byt
 def _convert(group: Group, reader, trim_vocab: Optional[int]) -> Dict[str, torch.Tensor]:
     out = group.to_hf({n: reader.get(n) for n in group.mg})
     if trim_vocab is not None:
-        out = {n: (t[:trim_vocab] if n in VOCAB_TENSORS else t) for n, t in out.items()}
+        out = {n: (t[:trim_vocab] if is_vocab_tensor(n) else t) for n, t in out.items()}
     return {n: out[n] for n in group.hf}

@@ -33,7 +33,7 @@ from fsdp2_core.config import padded_vocab_size
 from ..layout import CheckpointError, iter_name, write_tracker
 from .detect import COMMON, DIST, DIST_METADATA, LEGACY
 from .hf_source import HfSource
-from .layout import EXPERT, LAYER, layer_name, split_tp
+from .layout import EXPERT, LAYER, MTP_LAYER, layer_name, split_tp
 from .names import VOCAB_TENSORS, Group, groups_for
 from .read_legacy import FILE, rank_dir
 
@@ -55,7 +55,8 @@ class Conversion:
 
     def __init__(self, source: HfSource, padded: int):
         self.source, self.padded = source, padded
-        self.groups = groups_for(source.config, list(source.shapes))
+        # MTP's copies of the embedding and head (alias groups) are not written: Megatron shares the main ones
+        self.groups = [g for g in groups_for(source.config, list(source.shapes)) if not g.alias]
         self.group_of: Dict[str, Group] = {n: g for g in self.groups for n in g.mg}
         self.gated = source.config.model_type != "gpt2"
 
@@ -148,57 +149,69 @@ def _dist_plan(conv: Conversion, spec: str, layers: int, dtype) -> Tuple[List[Wr
     """Write items (one chunk per layer, all of a layer's experts in one) and, per item, how to make its data."""
     names = conv.names()
     moe, mla = _moe_layers(names), _is_mla(names)
-    # megatron-core stores layers that differ (dense and MoE) one key per layer, others stacked
+    # megatron-core stores layers that differ (dense and MoE) one key per layer, others stacked; MTP layers always
+    # have their own keys (mtp.layers.<k>.transformer_layer.*)
     own_keys = 0 < len(moe) < layers
     shapes = {n: _shape_of(conv, n) for n in names}
     items, makers = [], {}
     stacked: Dict[str, List[Tuple[int, List[str]]]] = {}
+    prefix_of: Dict[str, Tuple[str, bool]] = {}  # key -> (its layer's prefix, whether the key is the layer's own)
     for name in names:
-        m = LAYER.match(name)
-        if not m:
+        m, mtp = LAYER.match(name), MTP_LAYER.match(name)
+        if not m and not mtp:
             items.append(_tensor_item(name, (0,) * len(shapes[name]), shapes[name], shapes[name], dtype))
             makers[(name, (0,) * len(shapes[name]))] = (lambda n=name: conv.tensor(n))
+            if name.endswith(".eh_proj.weight"):  # MTP's projection is a linear layer with FP8 metadata
+                items.append(_bytes_item(name[:-len("weight")] + "_extra_state/shard_0_1"))
+                makers[(items[-1].index.fqn, None)] = _none_bytes
             continue
-        i, rest = int(m.group(1)), m.group(2)
+        if m:
+            i, rest, own = int(m.group(1)), m.group(2), own_keys
+            prefix = f"decoder.layers.{i}." if own else "decoder.layers."
+            moe_layer = i in moe
+        else:
+            i, prefix, rest, own = -1 - int(mtp.group(2)), mtp.group(1), mtp.group(3), True
+            moe_layer = f"{prefix}mlp.router.weight" in conv.group_of
         x = EXPERT.match(rest)
-        prefix = f"decoder.layers.{i}." if own_keys else "decoder.layers."
-        key = (prefix + "mlp.experts.experts." + x.group(2)) if x else \
-            prefix + spec_name(rest, spec, DIST, i in moe, mla)
+        key = (prefix + "mlp.experts.experts." + x.group(2)) if x else prefix + spec_name(rest, spec, DIST, moe_layer,
+                                                                                          mla)
+        prefix_of[key] = (prefix, own)
         stacked.setdefault(key, [])
         if not stacked[key] or stacked[key][-1][0] != i:
             stacked[key].append((i, []))
         stacked[key][-1][1].append(name)
     for key, per_layer in stacked.items():
+        prefix, own = prefix_of[key]
         experts = ".mlp.experts.experts." in key
         inner = shapes[per_layer[0][1][0]]
         size = (layers, len(per_layer[0][1])) + inner if experts else (layers,) + inner
-        if own_keys:
+        if own:
             size = size[1:]
         for i, members in per_layer:
-            offsets = (0,) * len(size) if own_keys else (i,) + (0,) * (len(size) - 1)
-            sizes = tuple(size) if own_keys else (1,) + tuple(size[1:])
+            offsets = (0,) * len(size) if own else (i,) + (0,) * (len(size) - 1)
+            sizes = tuple(size) if own else (1,) + tuple(size[1:])
             items.append(_tensor_item(key, offsets, sizes, size, dtype))
             makers[(key, offsets)] = (lambda ms=members, sz=sizes: torch.stack([conv.tensor(n) for n in ms])
                                       .reshape(sz) if len(ms) > 1 else conv.tensor(ms[0]).reshape(sz))
-        for i, members in per_layer:
-            for fqn in _extra_state_keys(key, i, layers, len(members) if experts else 0, own_keys):
+            for fqn in _extra_state_keys(key, prefix, None if own else (i, layers), len(members) if experts else 0):
                 items.append(_bytes_item(fqn))
                 makers[(fqn, None)] = _none_bytes
     return items, makers
 
 
-def _extra_state_keys(key: str, i: int, layers: int, experts: int, own_keys: bool = False) -> List[str]:
+def _extra_state_keys(key: str, prefix: str, stacked_at, experts: int) -> List[str]:
     """The `_extra_state` objects megatron-core's linear layers ask for when loading (empty: no FP8 metadata);
-    a layer with its own keys has no layer axis in the objects' offsets (megatron-core's shard_0_1 when none)."""
-    prefix = f"decoder.layers.{i}." if own_keys else "decoder.layers."
-    where = "0_1" if own_keys else f"{i}_{layers}"
+    `stacked_at` (layer, layers) for a stacked key; a layer with its own keys has no layer axis in the objects'
+    offsets (megatron-core's shard_0_1 when none)."""
+    where = "0_1" if stacked_at is None else f"{stacked_at[0]}_{stacked_at[1]}"
     for linear in _LINEARS:
         if key == f"{prefix}{linear}.weight":
             return [f"{prefix}{linear}._extra_state/shard_{where}"]
     m = re.fullmatch(re.escape(prefix) + r"mlp\.experts\.experts\.(linear_fc[12])\.weight", key)
     if m:
         return [f"{prefix}mlp.experts.experts.{m.group(1)}._extra_state/shard_" +
-                (f"{e}_{experts}" if own_keys else f"{i}.{e}_{layers}.{experts}") for e in range(experts)]
+                (f"{e}_{experts}" if stacked_at is None else f"{stacked_at[0]}.{e}_{stacked_at[1]}.{experts}")
+                for e in range(experts)]
     return []
 
 
@@ -250,19 +263,20 @@ def write_legacy(conv: Conversion, path: str, spec: str, layers: int, tp: int, p
     per_stage = layers // pp
     names = conv.names()
     moe, mla = _moe_layers(names), _is_mla(names)
+    mtp = any(MTP_LAYER.match(n) for n in names)
     for p in range(pp):
         models = [dict() for _ in range(tp)]
         done = set()
         for name in names:
             m = LAYER.match(name)
             stage = int(m.group(1)) // per_stage if m else None
-            wanted = (stage == p) if m else _on_stage(name, p, pp)
+            wanted = (stage == p) if m else _on_stage(name, p, pp, mtp)
             if not wanted or name in done:
                 continue
             group = conv.group_of[name]
             for mg, full in conv.group_tensors(group).items():
                 done.add(mg)
-                local = _legacy_name(mg, spec, per_stage, moe, mla)
+                local = _legacy_name(mg, spec, per_stage, moe, mla, conv.group_of)
                 for t, shard in enumerate(_split_for_spec(mg, full, tp, conv.gated, spec)):
                     models[t][local] = shard.to(dtype) if shard.is_floating_point() else shard
         if tied and pp > 1 and p == pp - 1:  # the last stage keeps its copy of the embedding as output_layer
@@ -276,25 +290,35 @@ def write_legacy(conv: Conversion, path: str, spec: str, layers: int, tp: int, p
             torch.save(dict(common, model=models[t]), file)
 
 
-def _on_stage(name: str, p: int, pp: int) -> bool:
-    return p == 0 if name.startswith("embedding.") else p == pp - 1
+def _on_stage(name: str, p: int, pp: int, mtp: bool = False) -> bool:
+    """The first stage holds the embedding, the last the rest (and the MTP layers, which embed tokens too)."""
+    if name.startswith("embedding."):
+        return p == 0 or (mtp and p == pp - 1)
+    return p == pp - 1
 
 
-def _legacy_name(name: str, spec: str, per_stage: int, moe: set, mla: bool = False) -> str:
-    m = LAYER.match(name)
-    if not m:
+def _legacy_name(name: str, spec: str, per_stage: int, moe: set, mla: bool = False, names=()) -> str:
+    m, mtp = LAYER.match(name), MTP_LAYER.match(name)
+    if not m and not mtp:
         return name
-    i, rest = int(m.group(1)), m.group(2)
+    if m:
+        i, rest = int(m.group(1)), m.group(2)
+        prefix, moe_layer = layer_name(i % per_stage, ""), i in moe
+    else:
+        prefix, rest = mtp.group(1), mtp.group(3)
+        moe_layer = f"{prefix}mlp.router.weight" in names
     x = EXPERT.match(rest)
-    rest = f"mlp.experts.local_experts.{x.group(1)}.{x.group(2)}" if x else spec_name(rest, spec, LEGACY, i in moe, mla)
-    return layer_name(i % per_stage, rest)
+    if x:
+        return f"{prefix}mlp.experts.local_experts.{x.group(1)}.{x.group(2)}"
+    return prefix + spec_name(rest, spec, LEGACY, moe_layer, mla)
 
 
 def _add_extra_states(model: dict) -> None:
     """The `_extra_state` entries every Megatron linear layer has in its state dict (None: no FP8 metadata)."""
     for name in list(model):
         if name.endswith(".weight") and (any(f".{lin}.weight" in name for lin in _LINEARS) or
-                                         name == "output_layer.weight" or ".local_experts." in name):
+                                         name == "output_layer.weight" or ".local_experts." in name or
+                                         name.endswith(".eh_proj.weight")):
             model[name[:-len(".weight")] + "._extra_state"] = None
 
 

@@ -10,7 +10,7 @@ import torch.nn as nn
 from ..moe import install_moe
 from .qwen3_moe import experts_forward, fused_experts
 
-BLOCKS = ("Qwen2MoeSparseMoeBlock",)
+BLOCKS = ("Qwen2MoeSparseMoeBlock", "Qwen3NextSparseMoeBlock")  # Qwen3-Next's MoE block is Qwen2-MoE's
 
 
 def shared_forward(block, x):

@@ -40,6 +40,12 @@ def apply_gdn_options(model: nn.Module, cfg) -> int:
             raise ConfigError(f"use_triton_gdn applies to Gated DeltaNet models (Qwen3-Next, model_type qwen3_next); "
                               f"this model is {model_type}; unset use_triton_gdn")
         return 0
+    p = cfg.parallel
+    if p.tp_size > 1 or p.cp_size > 1:  # the layers would run on a slice of the heads or of the sequence
+        raise ConfigError(f"tp_size {p.tp_size} / cp_size {p.cp_size} with Gated DeltaNet layers ({model_type}): "
+                          "tensor and context parallelism do not split these layers (fused q/k/v/z projection, "
+                          "causal convolution, a recurrent state over the whole sequence); set tp_size 1 and "
+                          "cp_size 1 (FSDP2 shards the weights, ep_size the experts)")
     if o.use_triton_gdn and not triton_gdn_available():
         raise ConfigError("use_triton_gdn needs Triton and the flash-linear-attention package (import name fla); "
                           "install them (CUDA), or unset use_triton_gdn to run the torch reference")
