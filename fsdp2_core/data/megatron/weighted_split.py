@@ -40,6 +40,9 @@ class NamedDataset:
     def __len__(self) -> int:
         return len(self.dataset)
 
+    def token_id_ranges(self):
+        return self.dataset.token_id_ranges()
+
 
 def parse_group(text: str, flag: str) -> WeightedGroup:
     """One group string -> WeightedGroup; ValueError names `flag`, the group and what is wrong."""
