@@ -15,6 +15,7 @@ blend's two index arrays, and the samples' tokens, labels, loss masks and positi
 import numpy as np
 import pytest
 
+from fsdp2_core.config import ConfigError, build_config
 from fsdp2_core.data.megatron import build_pretraining_datasets
 from fsdp2_core.data.megatron.weighted_split import (
     GroupEntry,
@@ -25,6 +26,7 @@ from fsdp2_core.data.megatron.weighted_split import (
     parse_groups,
     read_groups_file,
 )
+from megatron_compat.translate import translate
 
 from .test_data_gpt_order import KEYS, assert_same_indices
 
@@ -179,3 +181,49 @@ def test_exclusive_with_data_path(tmp_path, corpora, stub_tokenizer):
     with pytest.raises(ValueError, match="exclusive"):
         build_pretraining_datasets([corpora["a"]], "99,1,0", SEQ, num_samples=(10, 10, 0), tokenizer=stub_tokenizer,
                                    weighted_groups=(f"T: 1 0:1 {corpora['a']}",))
+
+
+# ------------------------------------------------------------------ translation and config
+MODEL = ("--num-layers 2 --hidden-size 64 --num-attention-heads 4 --seq-length 32 --max-position-embeddings 32 "
+         "--micro-batch-size 2 --global-batch-size 16 --train-iters 100 --lr 1e-3 --save /ckpt/run "
+         "--tokenizer-type NullTokenizer --vocab-size 100").split()
+
+
+def test_inline_flags_translate():
+    result = translate(MODEL + ["--train-weighted-split-paths", "TRAIN: 0.7 0:0.95 /d/a, 0.3 0:1 /d/b",
+                                "--valid-weighted-split-paths", "V_A: 1 0.95:1 /d/a", "V_B: 1 0.9:1 /d/b"],
+                       world_size=4)
+    assert result.ok, result.problems()
+    d = result.config.data
+    assert (d.train_weighted_split_paths, d.valid_weighted_split_paths, d.test_weighted_split_paths) == (
+        "TRAIN: 0.7 0:0.95 /d/a, 0.3 0:1 /d/b", ["V_A: 1 0.95:1 /d/a", "V_B: 1 0.9:1 /d/b"], None)
+    assert d.data_manager_type == "mg" and d.dataset is None
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--train-weighted-split-paths-path", "/nowhere/train.txt"],
+     "--train-weighted-split-paths-path /nowhere/train.txt: no such file"),
+    (["--train-weighted-split-paths", "T: 1 0:1 /d/a", "--data-path", "/d/a"],
+     "--train-weighted-split-paths and --data-path are exclusive"),
+    (["--train-weighted-split-paths", "T: 1 0:1 /d/a", "--split", "99,1,0"], "drop --split"),
+    (["--train-weighted-split-paths", "T: 1 0.5:0.2 /d/a"], "needs 0 <= START < END <= 1"),
+    (["--valid-weighted-split-paths", "V: 1 0:1 /d/a"], "needs the training group"),
+])
+def test_translation_refuses(extra, message):
+    result = translate(MODEL + extra, world_size=4)
+    assert not result.ok and len(result.problems()) == 1, result.problems()
+    assert message in result.problems()[0]
+
+
+def test_groups_file_content_is_checked_at_translation(tmp_path):
+    bad = tmp_path / "train.txt"
+    bad.write_text('"TRAIN: 1 0:1 /d/a 1 0:1 /d/b"\n')
+    result = translate(MODEL + ["--train-weighted-split-paths-path", str(bad)], world_size=4)
+    assert not result.ok
+    assert result.problems()[0].startswith(f"--train-weighted-split-paths-path {bad}: 'TRAIN: 1 0:1 /d/a 1 0:1 /d/b'")
+
+
+def test_config_refuses_groups_beside_data_path(tmp_path):
+    with pytest.raises(ConfigError, match="weighted split groups and dataset are exclusive"):
+        build_config({"output_dir": str(tmp_path), "data_manager_type": "mg", "dataset": "/d/a",
+                      "train_weighted_split_paths": "T: 1 0:1 /d/a"})

@@ -29,10 +29,10 @@ def _files(tmp_path, valid_groups):
     return str(train), str(valid)
 
 
-def _translated(tmp_path, valid_groups, out):
+def _translated(tmp_path, valid_groups, out, extra=()):
     train, valid = _files(tmp_path, valid_groups)
     result = translate(FLAGS + ["--train-weighted-split-paths-path", train, "--valid-weighted-split-paths-path",
-                                valid, "--save", str(tmp_path / out)], world_size=2)
+                                valid, "--save", str(tmp_path / out), *extra], world_size=2)
     assert result.ok, result.problems()
     cfg = result.config
     cfg.parallel.param_dtype = "fp32"  # fp32 on CPU, as the project's distributed tests run
@@ -64,7 +64,8 @@ def _train(cfg):
 
 
 def test_each_validation_group_evaluated_on_its_own(tmp_path):
-    both = _translated(tmp_path / "both", ["VALID_A", "VALID_B"], "out")
+    test_group = f"TEST_B: 1 0.8:1 {tmp_path}/both/docs_text_document"  # inline beside the -path files
+    both = _translated(tmp_path / "both", ["VALID_A", "VALID_B"], "out", ["--test-weighted-split-paths", test_group])
     alone = _translated(tmp_path / "alone", ["VALID_B"], "out")
     (summary, text), = [r for r in spawn(2, _train, both)[:1]]
     (summary_b, _), = [r for r in spawn(2, _train, alone)[:1]]
@@ -72,6 +73,8 @@ def test_each_validation_group_evaluated_on_its_own(tmp_path):
         assert f"VALID_A loss at iteration {it} | lm loss value: " in text
         assert f"VALID_B loss at iteration {it} | lm loss value: " in text
     assert "validation loss at" not in text
+    assert "TEST_B loss at iteration 4 on test set | lm loss value: " in text
+    assert list(summary["test_loss"]) == ["TEST_B"] and summary_b["test_loss"] is None
     got = {(v["group"], v["iteration"]): v["loss"] for v in summary["valid"]}
     assert sorted(got) == [("VALID_A", 2), ("VALID_A", 4), ("VALID_B", 2), ("VALID_B", 4)]
     assert got[("VALID_A", 2)] != got[("VALID_B", 2)]
