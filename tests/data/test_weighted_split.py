@@ -177,6 +177,13 @@ def test_empty_range_after_rounding(tmp_path, corpora, stub_tokenizer):
                                    cache_dir=str(tmp_path / "cache"), weighted_groups=(f"T: 1 0.5:0.52 {tiny}",))
 
 
+def test_zero_weight_entry_refused(tmp_path, corpora, stub_tokenizer):
+    a, c = corpora["a"], corpora["c"]
+    with pytest.raises(ValueError, match=r"--train-weighted-split-paths: group 'T': .*c with weight 0"):
+        build_pretraining_datasets(seq_length=SEQ, num_samples=(10, 0, 0), tokenizer=stub_tokenizer,
+                                   cache_dir=str(tmp_path / "cache"), weighted_groups=(f"T: 1 0:1 {a}, 0 0:1 {c}",))
+
+
 def test_exclusive_with_data_path(tmp_path, corpora, stub_tokenizer):
     with pytest.raises(ValueError, match="exclusive"):
         build_pretraining_datasets([corpora["a"]], "99,1,0", SEQ, num_samples=(10, 10, 0), tokenizer=stub_tokenizer,

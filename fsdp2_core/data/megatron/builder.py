@@ -224,6 +224,10 @@ class _GroupBuilder(_Builder):
         if num_samples is None:
             raise ValueError(f"{WEIGHTED_FLAGS[split]}: group {group.name!r} blends {len(group.entries)} datasets, "
                              "which needs the split's sample count (num_samples)")
+        zero = [e.path for e in group.entries if not e.weight > 0]
+        if zero:  # the forks would build them and, ties aside, never draw from them
+            raise ValueError(f"{WEIGHTED_FLAGS[split]}: group {group.name!r}: {', '.join(zero)} with weight 0; the "
+                             "engine blends positive weights only: drop the entry from the group")
         weights, counts = entry_sample_counts([e.weight for e in group.entries], num_samples)
         datasets = [self.entry_dataset(group, e, c, split) for e, c in zip(group.entries, counts)]
         return BlendedDataset(datasets, weights, num_samples, self.config)
