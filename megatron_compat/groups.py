@@ -25,6 +25,7 @@ from .mapping import ARCH_FLAGS
 from .registry import rule_for
 from .report import ReportLine
 from .schedule_flags import decoupled_min_lr, derive_batch_schedule
+from .weighted_split_flags import weighted_split
 
 
 def _line(t, flag, text=None, status="mapped"):
@@ -756,7 +757,7 @@ HANDLERS = {
     "lora": lora, "dataloader": dataloader, "tokenizer": tokenizer, "recompute": recompute, "cp": context_and_experts,
     "load": load_paths, "architecture": architecture, "pipeline": pipeline, "save_parts": save_parts,
     "deepspeed": deepspeed, "pai": pai, "decoupled": decoupled_min_lr,
-    "loss_scale": loss_scale,
+    "loss_scale": loss_scale, "weighted_split": weighted_split,
 }
 # Handlers that need the merged values (YAML < Megatron flags < FSDP2 names): the batch and step arithmetic.
 LATE_HANDLERS = {"batch": derive_batch, "steps": derive_steps, "tokens": derive_tokens,

@@ -153,11 +153,14 @@ GROUP_FIELDS: Dict[str, Tuple[str, ...]] = {
                   "adam_beta1", "adam_beta2", "adam_epsilon", "weight_decay"),
     "tokens": ("max_steps", "train_tokens", "lr_decay_steps", "lr_warmup_steps"),
     "pai": ("tokenizer_type", "tokenizer_name_or_path", "data_manager_type"),
+    "weighted_split": ("train_weighted_split_paths", "valid_weighted_split_paths", "test_weighted_split_paths",
+                       "data_manager_type"),
     "loss_scale": ("loss_scale", "initial_loss_scale", "min_loss_scale", "loss_scale_window", "hysteresis"),
 }
 
 SAMPLES = "= samples ÷ global batch"
 DS_EXAMPLE = "examples/megatron_deepspeed/ds_config.json"  # a DeepSpeed config, for the round-trip example
+WEIGHTED_EXAMPLE = "examples/weighted_split"  # group files of --*-weighted-split-paths-path, for the same
 
 MAPPED_RULES = [
     # --- parallelism ---
@@ -281,6 +284,26 @@ MAPPED_RULES = [
     plain("--test-data-path", "test_data_path", JOINED, also={"data_manager_type": "mg"},
           example=("--test-data-path", "/data/test_text_document")),
     switch("--mock-data", "mock_data", also={"data_manager_type": "mg"}),
+    # bigscience's / bigcode's second data mode: weighted dataset groups over document ranges (weighted_split_flags)
+    group("--train-weighted-split-paths", "weighted_split",
+          "data.train_weighted_split_paths: one group 'NAME: WEIGHT START:END PATH, ...', each prefix restricted to "
+          "its documents [round(START·N), round(END·N)) and blended by weight as the forks do; excludes --data-path "
+          "and --split", example=("--train-weighted-split-paths", "TRAIN: 0.7 0:0.95 /data/a, 0.3 0:1 /data/b")),
+    group("--valid-weighted-split-paths", "weighted_split",
+          "data.valid_weighted_split_paths: validation groups, each evaluated on its own and logged under its NAME",
+          example=("--train-weighted-split-paths", "TRAIN: 1 0:0.95 /data/a", "--valid-weighted-split-paths",
+                   "VALID_A: 1 0.95:1 /data/a", "VALID_B: 1 0.9:1 /data/b")),
+    group("--test-weighted-split-paths", "weighted_split",
+          "data.test_weighted_split_paths: test groups, each evaluated on its own at the end under its NAME",
+          example=("--train-weighted-split-paths", "TRAIN: 1 0:0.95 /data/a", "--test-weighted-split-paths",
+                   "TEST_A: 1 0.95:1 /data/a")),
+    *[group(f"--{split}-weighted-split-paths-path", "weighted_split",
+            f"data.{split}_weighted_split_paths read from a file of one line, each group in double quotes; read "
+            "when the flags are translated (a missing file is refused)",
+            example=(("--train-weighted-split-paths-path", f"{WEIGHTED_EXAMPLE}/train_data_paths.txt")
+                     + (() if split == "train" else (f"--{split}-weighted-split-paths-path",
+                                                      f"{WEIGHTED_EXAMPLE}/valid_data_paths.txt"))))
+      for split in ("train", "valid", "test")],
     plain("--data-cache-path", "data_cache_path"),
     plain("--seq-length", "cutoff_len", example=("--seq-length", "16")),
     switch("--no-shuffle", "disable_shuffling"),

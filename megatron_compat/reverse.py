@@ -168,6 +168,17 @@ def _load(f, base):
     return []
 
 
+def _weighted_split(f, base):
+    """The groups inline (a -path file's content was read into the config at translation)."""
+    if not f["train_weighted_split_paths"]:
+        return []
+    words = ["--train-weighted-split-paths", f["train_weighted_split_paths"]]
+    for split in ("valid", "test"):
+        if f[f"{split}_weighted_split_paths"]:
+            words += [f"--{split}-weighted-split-paths", *f[f"{split}_weighted_split_paths"]]
+    return words
+
+
 def _save_parts(f, base):
     return [flag for name, flag in (("save_optim", "--no-save-optim"), ("save_rng", "--no-save-rng")) if not f[name]]
 
@@ -319,4 +330,5 @@ GROUP_REVERSE = {
     "deepspeed": _nothing, "pai": _nothing,  # their fields come back through the plain rows
     "tokens": lambda f, base: ["--train-tokens", str(f["train_tokens"])] if f["train_tokens"] else [],
     "batch_schedule": _batch_schedule, "decoupled": _decoupled, "loss_scale": _loss_scale,
+    "weighted_split": _weighted_split,
 }

@@ -184,8 +184,11 @@ def _default_save_dir(t, values):
 
 def _require_training_data(t, values):
     """Megatron needs data: --data-path, --train-data-path or --mock-data (a YAML or FSDP2 `dataset` also does)."""
-    if values.get("mock_data") or values.get("dataset") or values.get("train_data_path"):
+    if values.get("mock_data") or values.get("dataset") or values.get("train_data_path") \
+            or values.get("train_weighted_split_paths"):
         return
+    if any("-weighted-split-paths" in flag for flag in t.given):
+        return  # weighted_split_flags already said what is wrong with the groups
     empty = [f for f in ("--data-path", "--train-data-path") if f in t.given]
     if any(e.startswith(tuple(empty)) for e in t.errors if empty):
         return  # the flag's own check already named it

@@ -18,7 +18,9 @@ INVENTED = {"int": ["3"], "float": ["0.25"], "str": ["/invented/value"]}
 MAPPED = [rule for rule in MAPPED_RULES if rule.status == "mapped"]
 # Base flags a row's example cannot be combined with (Megatron refuses both together).
 EXCLUDES = {"--train-samples": ("--train-iters",), "--patch-tokenizer-type": ("--tokenizer-type", "--vocab-size"),
-            "--rampup-batch-size": ("--train-iters",), "--step-batch-size-schedule": ("--global-batch-size",)}
+            "--rampup-batch-size": ("--train-iters",), "--step-batch-size-schedule": ("--global-batch-size",),
+            **{f"--{s}-weighted-split-paths{p}": ("--data-path",) for s in ("train", "valid", "test")
+               for p in ("", "-path")}}  # the forks' two data modes exclude each other
 # Rows whose only accepted value is what the dialect already gives: their example changes nothing.
 RESTATE_DEFAULTS = {"--expert-tensor-parallel-size", "--dataloader-type", "--optimizer", "--dataset",
                     "--bias-gelu-fusion",

@@ -208,7 +208,8 @@ def test_survey_fork_flags_absorbed_or_refused_by_what_they_do():
     assert not ok(BASE + ["--use-fused-rmsnorm", "0"])[1].optimization.use_fused_rmsnorm
     assert "only the default (off)" in refused(BASE + ["--use-torch-compile", "true"])
     assert "only the default (0)" in refused(BASE + ["--fp8-margin", "1"])
-    assert "document range" in refused(BASE + ["--train-weighted-split-paths-path", "/jz/train.txt"])
+    no_data = [w for w in BASE if w not in ("--data-path", "/data/corpus_text_document")]
+    assert "/jz/train.txt: no such file" in refused(no_data + ["--train-weighted-split-paths-path", "/jz/train.txt"])
     assert "gated MLP with learned positions" in refused(BASE + ["--glu-activation", "swiglu"])
     assert "optimizer cpu-adam is not available" in refused(BASE + ["--optimizer", "cpu-adam"])
     result, _ = ok(BASE + ["--enable-zbh1-pipeline", "--enable-zbh1-exact-semantics"])  # no pipeline stages here

@@ -180,6 +180,18 @@ class DataArguments:
     valid_data_path: Optional[str] = _f(None, "Validation split's own --data-path list (--valid-data-path).",
                                         extension=True)
     test_data_path: Optional[str] = _f(None, "Test split's own --data-path list (--test-data-path).", extension=True)
+    train_weighted_split_paths: Optional[str] = _f(
+        None, "bigscience's / bigcode's weighted dataset group for training, instead of dataset/split: "
+        "'NAME: WEIGHT START:END PATH, WEIGHT START:END PATH, ...', each PATH a .bin/.idx prefix restricted to its "
+        "documents [round(START·N), round(END·N)) of N, blended by WEIGHT (--train-weighted-split-paths, or the "
+        "file of --train-weighted-split-paths-path).", extension=True)
+    valid_weighted_split_paths: Optional[List[str]] = _f(
+        None, "Validation groups in the same form as train_weighted_split_paths, each evaluated on its own and "
+        "logged under its NAME (--valid-weighted-split-paths, or the file of --valid-weighted-split-paths-path).",
+        extension=True)
+    test_weighted_split_paths: Optional[List[str]] = _f(
+        None, "Test groups in the same form, each evaluated on its own at the end under its NAME "
+        "(--test-weighted-split-paths, or the file of --test-weighted-split-paths-path).", extension=True)
     mock_data: bool = _f(False, "Synthetic data instead of files (--mock-data).", extension=True)
     data_cache_path: Optional[str] = _f(None, "Where index caches are written (--data-cache-path).", extension=True)
     reset_position_ids: bool = _f(False, "Restart position ids after each end-of-document token.", extension=True)

@@ -159,7 +159,27 @@ def _check_data_rules(cfg) -> List[Problem]:
     if d.interleave_probs and d.mix_strategy == "concat":
         problems.append(("interleave_probs", "data: interleave_probs only applies with mix_strategy interleave_under "
                                              "or interleave_over"))
-    return problems + _check_fim(d)
+    return problems + _check_fim(d) + _check_weighted_groups(d)
+
+
+def _check_weighted_groups(d) -> List[Problem]:
+    """The forks' second data mode: weighted groups instead of dataset / split (their syntax is checked where the
+    data is built, naming the flag)."""
+    if not (d.train_weighted_split_paths or d.valid_weighted_split_paths or d.test_weighted_split_paths):
+        return []
+    if not d.train_weighted_split_paths:
+        return [("train_weighted_split_paths", "data: valid/test_weighted_split_paths need the training group "
+                                               "train_weighted_split_paths (--train-weighted-split-paths), as in "
+                                               "the forks")]
+    if d.data_manager_type != "mg" or d.is_instruction_dataset:
+        return [("train_weighted_split_paths", "data: weighted split groups are Megatron pretraining data; they "
+                                               "need data_manager_type mg without is_instruction_dataset")]
+    others = [name for name in ("dataset", "train_data_path", "valid_data_path", "test_data_path", "mock_data")
+              if getattr(d, name)]
+    if others:
+        return [("train_weighted_split_paths", f"data: the weighted split groups and {', '.join(others)} are "
+                                               "exclusive (the forks' two data modes); keep one")]
+    return []
 
 
 def _check_fim(d) -> List[Problem]:

@@ -117,12 +117,20 @@ def build_datasets(cfg, train_iters: int, global_batch: int, tokenizer=None, tra
             test_data_path=split_paths(d.test_data_path), mock=d.mock_data, reset_position_ids=d.reset_position_ids,
             reset_attention_mask=d.reset_attention_mask, eod_mask_loss=d.eod_mask_loss,
             create_attention_mask=bool(d.create_attention_mask_in_dataloader),
-            no_shared_storage=bool(d.no_shared_storage), fim=fim_settings(d))
+            no_shared_storage=bool(d.no_shared_storage), fim=fim_settings(d), weighted_groups=_weighted_groups(d))
     except IndexTooLargeError as exc:
         raise ConfigError(f"data: {exc} (samples asked: train {counts[0]:,} = {train_iters:,} iterations × global "
                           f"batch {global_batch}, valid {counts[1]:,}, test {counts[2]:,})") from None
     except (ValueError, FileNotFoundError) as exc:  # data errors name the file and what to do
         raise ConfigError(f"data: {exc}") from None
+
+
+def _weighted_groups(d):
+    """(train group, valid groups, test groups) of bigscience's / bigcode's second data mode, None when unused;
+    several valid (test) groups come back as a list of named datasets, each evaluated on its own."""
+    if not d.train_weighted_split_paths:
+        return None
+    return d.train_weighted_split_paths, d.valid_weighted_split_paths, d.test_weighted_split_paths
 
 
 def fim_settings(d):

@@ -103,6 +103,9 @@ def _data(cfg, splits, consumed: int, mesh, dp: int) -> Data:
     order = dict(order=cfg.data.dataloader_type, data_sharding=cfg.data.data_sharding)  # valid/test alike, as Megatron
 
     def evaluation(ds):
+        if isinstance(ds, list):  # named groups (--valid-weighted-split-paths): one iterator each
+            named = [(g.name, evaluation(g.dataset)) for g in ds]
+            return [(name, batches) for name, batches in named if batches is not None] or None
         return micro_batches(ds, 0, micro, mesh.dp_rank, dp, cyclic=True, **order) if ds is not None and len(ds) \
             else None
     return Data(train=micro_batches(train_ds, consumed, micro, mesh.dp_rank, dp, cyclic=t.max_steps <= 0, **loader,
@@ -150,7 +153,8 @@ def run_training(cfg, datasets: Optional[Sequence] = None, *, checkpoint: Checkp
             raise ConfigError("pretraining (mg) data needs max_steps (--train-iters): its sample counts derive from it")
         datasets = build_datasets(cfg, t.max_steps, gbs, tokenizer, _train_samples(t, gbs, batches))
     train_ds, valid_ds, test_ds = (list(datasets) + [None, None])[:3]
-    check_token_ids([d for d in (train_ds, valid_ds, test_ds) if d is not None],
+    check_token_ids([d for split in (train_ds, valid_ds, test_ds) if split is not None
+                     for d in (split if isinstance(split, list) else [split])],
                     getattr(getattr(model, "config", None), "vocab_size", None))
     train_iters = t.max_steps if t.max_steps > 0 else epochs_to_steps(len(train_ds), t.num_train_epochs, gbs)
     schedule = build_schedule(t, train_iters, gbs)

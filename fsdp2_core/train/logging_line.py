@@ -31,9 +31,11 @@ def iteration_line(iteration: int, train_iters: int, consumed: int, ms_per_iter:
     return s
 
 
-def eval_line(prefix: str, loss: float) -> str:
-    """'validation loss at iteration N | lm loss value: ... | lm loss PPL: ... |' framed by dashes."""
-    body = " validation loss at {} | lm loss value: {:.6E} | lm loss PPL: {:.6E} | ".format(
-        prefix, loss, math.exp(min(20.0, loss)))
+def eval_line(prefix: str, loss: float, group: Optional[str] = None) -> str:
+    """'validation loss at iteration N | lm loss value: ... | lm loss PPL: ... |' framed by dashes; a named
+    validation group (bigscience's / bigcode's --valid-weighted-split-paths) is written as their training.py
+    writes it: 'NAME loss at iteration N | ...'."""
+    head = " validation loss at {} | ".format(prefix) if group is None else "{} loss at {} | ".format(group, prefix)
+    body = head + "lm loss value: {:.6E} | lm loss PPL: {:.6E} | ".format(loss, math.exp(min(20.0, loss)))
     rule = "-" * (len(body) + 1)
     return "\n".join((rule, body, rule))

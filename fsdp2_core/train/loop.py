@@ -75,14 +75,15 @@ class Interval:
 @dataclass
 class Data:
     train: object                 # iterator of this rank's micro-batches
-    valid: Optional[object] = None
-    test: Optional[object] = None
+    valid: Optional[object] = None  # an iterator, or [(group name, iterator)] for named validation groups
+    test: Optional[object] = None   # the same
 
     def close(self) -> None:
         """Close the iterators now (their loader workers exit), not whenever they are collected."""
         for batches in (self.train, self.valid, self.test):
-            if hasattr(batches, "close"):
-                batches.close()
+            for each in (batches if isinstance(batches, list) else [(None, batches)]):
+                if hasattr(each[1], "close"):
+                    each[1].close()
 
 
 @dataclass
@@ -91,8 +92,8 @@ class History:
     grad_norms: List[float] = field(default_factory=list)
     lrs: List[float] = field(default_factory=list)
     global_batches: List[int] = field(default_factory=list)
-    valid: List[Dict] = field(default_factory=list)
-    test_loss: Optional[float] = None
+    valid: List[Dict] = field(default_factory=list)  # {"iteration", "loss"} (and "group" for a named group)
+    test_loss: Optional[object] = None  # a float, or {group name: loss} for named test groups
     throughput: Dict = field(default_factory=dict)
     extra_losses: List[Dict[str, float]] = field(default_factory=list)  # per logged line: router / MTP losses
 
@@ -196,10 +197,18 @@ def _batch_size_changed(hooks, ctx, state) -> None:
         save(state, ctx.model, ctx.optimizer, ctx.schedule)
 
 
-def _eval(ctx, batches, prefix, kind, state, hist, sink, print_fn) -> float:
+def _eval(ctx, batches, prefix, kind, state, hist, sink, print_fn):
+    """Evaluate one split: its loss, or {name: loss} for named groups, each evaluated on its own in order (as
+    bigscience's / bigcode's training.py does with --valid-weighted-split-paths)."""
+    if not isinstance(batches, list):
+        return _eval_one(ctx, batches, prefix, kind, None, state, hist, sink, print_fn)
+    return {name: _eval_one(ctx, each, prefix, kind, name, state, hist, sink, print_fn) for name, each in batches}
+
+
+def _eval_one(ctx, batches, prefix, kind, group, state, hist, sink, print_fn) -> float:
     loss = evaluate(ctx, batches, ctx.cfg.training.eval_iters)
-    print_fn(eval_line(prefix, loss))
-    sink.write(kind, state.iteration, {"lm_loss": loss})
+    print_fn(eval_line(prefix, loss, group))
+    sink.write(kind if group is None else f"{kind}/{group}", state.iteration, {"lm_loss": loss})
     if kind == "valid":
-        hist.valid.append({"iteration": state.iteration, "loss": loss})
+        hist.valid.append({"iteration": state.iteration, "loss": loss, **({} if group is None else {"group": group})})
     return loss

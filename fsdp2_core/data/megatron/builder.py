@@ -23,6 +23,14 @@ from .gpt_dataset import (
     _normalize,
 )
 from .indexed_dataset import IndexedDataset
+from .weighted_split import (
+    GroupEntry,
+    NamedDataset,
+    WeightedGroup,
+    document_range,
+    entry_sample_counts,
+    parse_groups,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -193,6 +201,53 @@ class _Builder:
         return top
 
 
+WEIGHTED_FLAGS = ("--train-weighted-split-paths", "--valid-weighted-split-paths", "--test-weighted-split-paths")
+
+
+class _GroupBuilder(_Builder):
+    """The forks' build_dataset_group: one GPTDataset per entry over its document range, blended by weight."""
+
+    def entry_dataset(self, group: WeightedGroup, entry: GroupEntry, num_samples: Optional[int],
+                      split: int) -> GPTDataset:
+        low = self.low_level(entry.path)
+        beg, end = document_range(entry, len(low))
+        if end <= beg:
+            raise ValueError(
+                f"{WEIGHTED_FLAGS[split]}: group {group.name!r}: range {entry.start:g}:{entry.end:g} of "
+                f"{entry.path} holds no document (documents [{beg}, {end}) of {len(low)}); widen the range")
+        return GPTDataset(low, entry.path, (beg, end), num_samples, SPLIT_NAMES[split], self.config)
+
+    def group_dataset(self, group: WeightedGroup, split: int):
+        num_samples = self.sizes[split]
+        if len(group.entries) == 1:  # the forks ignore the weight of a lone entry and ask it for every sample
+            return self.entry_dataset(group, group.entries[0], num_samples, split)
+        if num_samples is None:
+            raise ValueError(f"{WEIGHTED_FLAGS[split]}: group {group.name!r} blends {len(group.entries)} datasets, "
+                             "which needs the split's sample count (num_samples)")
+        zero = [e.path for e in group.entries if not e.weight > 0]
+        if zero:  # the forks would build them and, ties aside, never draw from them
+            raise ValueError(f"{WEIGHTED_FLAGS[split]}: group {group.name!r}: {', '.join(zero)} with weight 0; the "
+                             "engine blends positive weights only: drop the entry from the group")
+        weights, counts = entry_sample_counts([e.weight for e in group.entries], num_samples)
+        datasets = [self.entry_dataset(group, e, c, split) for e, c in zip(group.entries, counts)]
+        return BlendedDataset(datasets, weights, num_samples, self.config)
+
+
+def _parse_weighted(weighted) -> List[Optional[List[WeightedGroup]]]:
+    """(train group, valid groups, test groups) strings -> parsed groups per split (None where not given)."""
+    parsed: List[Optional[List[WeightedGroup]]] = []
+    for i, texts in enumerate(list(weighted) + [None] * (3 - len(weighted))):
+        if texts is None:
+            parsed.append(None)
+            continue
+        texts = [texts] if isinstance(texts, str) else list(texts)
+        parsed.append(parse_groups(texts, WEIGHTED_FLAGS[i], single=(i == 0)))
+    if parsed[0] is None and any(parsed[1:]):
+        raise ValueError("--valid-weighted-split-paths / --test-weighted-split-paths need the training group "
+                         "--train-weighted-split-paths, as in the forks")
+    return parsed
+
+
 def _default_cache_dir(prefixes: Sequence[str]) -> Optional[str]:
     directory = os.path.join(os.path.dirname(os.path.abspath(prefixes[0])), "index-cache")
     parent = os.path.dirname(directory)
@@ -225,6 +280,7 @@ def build_pretraining_datasets(
     mid_level_dataset_surplus: float = 0.005,
     raw_json_key: str = "text",
     fim: Optional[FIMSettings] = None,
+    weighted_groups: Optional[Sequence] = None,
 ):
     """(train, valid, test) datasets, sample for sample Megatron-LM's GPTDataset builder.
 
@@ -235,11 +291,18 @@ def build_pretraining_datasets(
     Raw json/jsonl/parquet/arrow files are tokenized once with `tokenizer` and cached.
     `fim` turns every sample into a fill-in-the-middle sample as Megatron-LM's GPTFIMDataset does
     (`--fim-data`; see fim.py); a rate of 0 leaves the samples as they are.
+    `weighted_groups` = (train group, valid groups, test groups) in the forks' `--*-weighted-split-paths` syntax
+    (see weighted_split.py), instead of data paths and split: train is then one dataset, valid and test lists of
+    `NamedDataset` (one per group, each evaluated on its own), or None where no group is given.
     """
     sizes = list(num_samples) + [None] * (3 - len(num_samples))
     per_split_raw = [train_data_path, valid_data_path, test_data_path]
     per_split = [parse_data_path(p, f"--{n}-data-path") for p, n in zip(per_split_raw, SPLIT_NAMES)]
     blend = parse_data_path(data_path)
+    weighted = _parse_weighted(weighted_groups) if weighted_groups is not None and any(weighted_groups) else None
+    if weighted is not None and (blend is not None or any(per_split) or mock):
+        raise ValueError("--train/valid/test-weighted-split-paths and --data-path / --train-data-path / --mock-data "
+                         "are exclusive (the forks' two data modes); give one or the other")
     if blend is not None and any(per_split):
         raise ValueError(
             "--data-path and --train/valid/test-data-path are exclusive; give one or the other"
@@ -247,7 +310,7 @@ def build_pretraining_datasets(
     is_mock = bool(mock)
     if is_mock and (blend is not None or any(per_split)):
         raise ValueError("mock data takes no data path; drop --mock-data or the data paths")
-    if not is_mock and blend is None and not any(per_split):
+    if not is_mock and blend is None and not any(per_split) and weighted is None:
         raise ValueError("no training data: give the dataset prefixes (--data-path, or --train-data-path/"
                          "--valid-data-path/--test-data-path), or ask for synthetic data with --mock-data")
 
@@ -267,7 +330,11 @@ def build_pretraining_datasets(
 
     blend = resolve(blend)
     per_split = [resolve(b) for b in per_split]
+    if weighted is not None:
+        weighted = [None if gs is None else [_resolve_group(g, flag, tokenizer, cache_dir, raw_json_key) for g in gs]
+                    for gs, flag in zip(weighted, WEIGHTED_FLAGS)]
     all_prefixes = (blend[0] if blend else []) + [p for b in per_split if b for p in b[0]]
+    all_prefixes += [e.path for gs in (weighted or []) if gs for g in gs for e in g.entries]
     if not is_mock and cache_dir is None:
         cache_dir = _default_cache_dir(all_prefixes)
 
@@ -297,6 +364,12 @@ def build_pretraining_datasets(
         builder = _Builder(config, sizes, tokenizer)
         if is_mock:
             return tuple(builder.splits_of(None, config.split_matrix, sizes))
+        if weighted is not None:
+            groups = _GroupBuilder(config, sizes, tokenizer)
+            train = groups.group_dataset(weighted[0][0], 0)
+            evals = [None if gs is None else [NamedDataset(g.name, groups.group_dataset(g, i)) for g in gs]
+                     for i, gs in ((1, weighted[1]), (2, weighted[2]))]
+            return (train, *evals)
         if blend is not None:
             return tuple(builder.blend(blend[0], blend[1], config.split_matrix, sizes))
         out: List[object] = [None] * 3
@@ -343,6 +416,17 @@ def _resolve_prefix(prefix: str, tokenizer, cache_dir: Optional[str], json_key: 
             ".bin/.idx (e.g. data/corpus_text_document) or a .jsonl/.parquet file"
         )
     return prefix
+
+
+def _resolve_group(group: WeightedGroup, flag: str, tokenizer, cache_dir, json_key) -> WeightedGroup:
+    entries = []
+    for e in group.entries:
+        try:
+            path = _resolve_prefix(e.path, tokenizer, cache_dir, json_key)
+        except FileNotFoundError as exc:
+            raise FileNotFoundError(f"{flag}: group {group.name!r}: {exc}") from None
+        entries.append(GroupEntry(e.weight, e.start, e.end, path))
+    return WeightedGroup(group.name, tuple(entries))
 
 
 def _special_ids(tokenizer) -> Tuple[int, Optional[int], Optional[str]]:
