@@ -13,6 +13,7 @@ from fsdp2_core.config import FIELD_INDEX, ConfigError
 from fsdp2_core.config.architecture_rules import MAX_LAYERS
 from fsdp2_core.config.batch import data_parallel_size, gradient_accumulation_steps
 
+from . import pipeline_share
 from .architecture import (
     ENGINE_MODEL_ID,
     ArchitectureError,
@@ -607,20 +608,48 @@ def derive_batch(t, values: Dict[str, Any], dialect: str) -> None:
         if dialect != "megatron":
             return
         gbs = mbs * max(dp // pp, 1)  # Megatron's default global batch: its data-parallel size excludes pipeline ranks
+    unshared = []
+    if pp > 1 and gbs % (mbs * dp):
+        dp, unshared = _share_pipeline_ranks(t, values, gbs, mbs, dp, pp)
     if pp > 1 and gbs % (mbs * dp):
         mbs = _fit_micro_batch(t, values, gbs, mbs, dp, pp)
     values["global_batch_size"] = gbs
     if pp > 1 and gbs % (mbs * dp):  # the folded ranks cannot share the batch: pipeline parallelism is what it needs
         too_few = f"is smaller than the data-parallel size {dp}" if gbs < dp else \
             f"is not a multiple of micro batch {mbs} × data-parallel size {dp}"
+        why = f" Nor can they share samples as context or tensor parallel ranks: {'; '.join(unshared)}." \
+            if unshared else ""
         raise ConfigError(f"global batch size {gbs} {too_few}: with no pipeline stages here, the script's {pp} "
                           f"pipeline ranks fold into data parallelism (dp = world {t.world_size} / (tp × cp)), and "
-                          "every rank needs whole micro-batches of every step. Pipeline parallelism is not available; "
-                          f"give a global batch that is a multiple of {dp}, or run on fewer processes")
+                          f"every rank needs whole micro-batches of every step.{why} Pipeline parallelism is not "
+                          f"available; give a global batch that is a multiple of {dp}, or run on fewer processes")
     values["gradient_accumulation_steps"] = gradient_accumulation_steps(gbs, mbs, dp)
     t.notes.append(f"batch: world {t.world_size} = tp {values.get('tp_size', 1)} × cp {values.get('cp_size', 1)} × dp "
                    f"{dp}; global batch {gbs} = micro batch {mbs} × dp {dp} × accumulation "
                    f"{values['gradient_accumulation_steps']}")
+
+
+def _share_pipeline_ranks(t, values, gbs, mbs, dp, pp):
+    """Folded, the pipeline ranks leave too few samples per step: give them to context or tensor parallelism,
+    whose ranks share samples as Megatron's pipeline ranks do (pipeline_share.py). Returns dp and, when no split
+    fits, why each does not."""
+    tp, cp = values.get("tp_size", 1), values.get("cp_size", 1)
+    if t.world_size % (tp * cp * pp) or gbs % (mbs * (t.world_size // (tp * cp * pp))):
+        return dp, []  # Megatron itself could not split this batch: the refusal names the numbers
+    share, reasons = pipeline_share.choose(values, t.given, pp)
+    if share is None:
+        return dp, reasons
+    given = pipeline_share.apply(values, share)
+    dp = data_parallel_size(t.world_size, values["tp_size"], values["cp_size"])
+    text = (f"no pipeline stages under FSDP2: its {pp} pipeline ranks share samples as {given}, since folded into "
+            f"data parallelism (dp {dp * pp}) they would leave fewer than whole micro-batches of {mbs} of the global "
+            f"batch {gbs} for every rank; dp is {dp}, as in Megatron, and the model's shapes allow it"
+            + (f" (not: {'; '.join(reasons)})" if reasons else ""))
+    for line in t.lines:
+        if line.flag == "--pipeline-model-parallel-size":
+            line.text = text
+    t.notes[:] = [n for n in t.notes if not n.startswith(f"pipeline parallelism {pp} folded")]
+    return dp, []
 
 
 def _fit_micro_batch(t, values, gbs, mbs, dp, pp) -> int:
