@@ -180,10 +180,11 @@ def lora(t):
         return
     from fsdp2_core.models.lora import hf_target_modules
     hf = hf_target_modules(list(targets))
-    if g.get("--tensor-model-parallel-size", 1) > 1:
-        raise ConfigError("--lora-target-modules with --tensor-model-parallel-size "
-                          f"{g['--tensor-model-parallel-size']}: LoRA runs with tp 1 here (FSDP shards the frozen base "
-                          "weights); set --tensor-model-parallel-size 1")
+    if g.get("--tensor-model-parallel-size", 1) > 1 and g.get("--lora-dropout", 0.0) > 0:
+        raise ConfigError(f"--lora-dropout {g['--lora-dropout']} with --tensor-model-parallel-size "
+                          f"{g['--tensor-model-parallel-size']}: each tensor-parallel rank would draw its own dropout "
+                          "masks on the adapters' input, which those ranks must see alike; drop --lora-dropout "
+                          "(MindSpeed-LLM's default is 0) or set --tensor-model-parallel-size 1")
     r, alpha = g.get("--lora-r", 16), g.get("--lora-alpha", 32)
     if r < 1:
         raise ConfigError(f"--lora-r {r}: the LoRA rank must be at least 1")
