@@ -632,23 +632,37 @@ def derive_batch(t, values: Dict[str, Any], dialect: str) -> None:
 
 def _share_pipeline_ranks(t, values, gbs, mbs, dp, pp):
     """Folded, the pipeline ranks leave too few samples per step: give them to context or tensor parallelism,
-    whose ranks share samples as Megatron's pipeline ranks do (pipeline_share.py). Returns dp and, when no split
-    fits, why each does not."""
-    tp, cp = values.get("tp_size", 1), values.get("cp_size", 1)
-    if t.world_size % (tp * cp * pp) or gbs % (mbs * (t.world_size // (tp * cp * pp))):
+    whose ranks share samples as Megatron's pipeline ranks do (pipeline_share.py). All pp of them keep Megatron's dp
+    and accumulation; when the model's shapes do not allow that, the smallest part of them that lets the global
+    batch split gives the rest to data parallelism (same global batch and micro batch, fewer accumulation steps).
+    Returns dp and, when nothing fits, why the whole factor does not."""
+    tp, cp, world = values.get("tp_size", 1), values.get("cp_size", 1), t.world_size
+    megatron_dp = world // (tp * cp * pp) if world % (tp * cp * pp) == 0 else 0
+    if not megatron_dp or gbs % (mbs * megatron_dp):
         return dp, []  # Megatron itself could not split this batch: the refusal names the numbers
-    share, reasons = pipeline_share.choose(values, t.given, pp)
-    if share is None:
-        return dp, reasons
+    parts = [pp] + [f for f in range(2, pp) if pp % f == 0 and gbs % (mbs * (world // (tp * cp * f))) == 0]
+    whole_reasons = None
+    for part in parts:
+        share, reasons = pipeline_share.choose(values, t.given, part)
+        whole_reasons = reasons if whole_reasons is None else whole_reasons
+        if share is not None:
+            break
+    else:
+        return dp, whole_reasons
     given = pipeline_share.apply(values, share)
-    dp = data_parallel_size(t.world_size, values["tp_size"], values["cp_size"])
-    text = (f"no pipeline stages under FSDP2: its {pp} pipeline ranks share samples as {given}, since folded into "
-            f"data parallelism (dp {dp * pp}) they would leave fewer than whole micro-batches of {mbs} of the global "
-            f"batch {gbs} for every rank; dp is {dp}, as in Megatron, and the model's shapes allow it"
-            + (f" (not: {'; '.join(reasons)})" if reasons else ""))
+    dp = data_parallel_size(world, values["tp_size"], values["cp_size"])
+    why = (f"folded whole into data parallelism (dp {dp * part}) they would leave fewer than whole micro-batches of "
+           f"{mbs} of the global batch {gbs} for every rank")
+    if part == pp:
+        text = f"its {pp} pipeline ranks share samples as {given}, since {why}; dp is {dp}, as in Megatron"
+    else:
+        text = (f"{part} of its {pp} pipeline ranks share samples as {given} and the other {pp // part} fold into "
+                f"data parallelism, since {why}; dp is {dp} (Megatron's {megatron_dp}: the same global batch in "
+                f"{gbs // (mbs * dp)} accumulation step(s) for its {gbs // (mbs * megatron_dp)}), as all {pp} do "
+                f"not fit ({whole_reasons[0]})")
     for line in t.lines:
         if line.flag == "--pipeline-model-parallel-size":
-            line.text = text
+            line.text = "no pipeline stages under FSDP2: " + text
     t.notes[:] = [n for n in t.notes if not n.startswith(f"pipeline parallelism {pp} folded")]
     return dp, []
 

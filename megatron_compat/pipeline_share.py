@@ -6,7 +6,10 @@ script's global batch then no longer splits into whole micro-batches for every r
 not a multiple), the P ranks are given to a dimension whose ranks also share samples instead: context parallelism
 (Ulysses: each rank takes a slice of every sample's sequence) or tensor parallelism (each rank a slice of the
 heads and widths). The whole factor P is given, split between the two as the model's shapes allow, so dp, the
-micro batch and the gradient-accumulation steps are the ones Megatron computes. Context parallelism comes first:
+micro batch and the gradient-accumulation steps are the ones Megatron computes; when the shapes do not allow the
+whole factor, the smallest part of it that lets the global batch split is given and the rest folds into data
+parallelism (same global batch and micro batch, fewer accumulation steps: megatron_compat/groups.py
+_share_pipeline_ranks). Context parallelism comes first:
 it leaves the weights whole (tensor parallelism would also change how Megatron pads the vocabulary, which the
 translation then keeps as the script's).
 """

@@ -59,6 +59,17 @@ def test_a_batch_too_small_for_the_folded_ranks_shares_samples_over_context_para
     assert (folded.parallel.cp_size, folded.training.gradient_accumulation_steps) == (1, 2)
 
 
+def test_a_part_of_the_pipeline_ranks_when_all_of_them_do_not_fit():
+    """8 ranks, pp 4, 2 heads: Megatron's dp is 2; 4 ranks cannot split 2 heads, 2 can, and the other 2 fold into
+    dp 4, which the global batch 4 still fills (bigscience's gpt2-meg base script, in small)."""
+    result, cfg = ok(FLAGS + ["--pipeline-model-parallel-size", "4", "--global-batch-size", "4",
+                              "--num-attention-heads", "2", "--save", "/c"], world_size=8)
+    assert (cfg.parallel.cp_size, cfg.parallel.tp_size, cfg.training.gradient_accumulation_steps) == (2, 1, 1)
+    line = next(line for line in result.lines if line.flag == "--pipeline-model-parallel-size")
+    assert "2 of its 4 pipeline ranks share samples as context parallelism (cp 1 → 2) and the other 2 fold" in line.text
+    assert "dp is 4 (Megatron's 2: the same global batch in 1 accumulation step(s) for its 2)" in line.text
+
+
 def test_refused_when_no_split_fits_naming_each():
     text = refused(FLAGS + ["--pipeline-model-parallel-size", "8", "--global-batch-size", "1", "--save", "/c"],
                    world_size=8)
