@@ -13,6 +13,7 @@ from fsdp2_core.config import FIELD_INDEX, ConfigError
 from fsdp2_core.config.architecture_rules import MAX_LAYERS
 from fsdp2_core.config.batch import data_parallel_size, gradient_accumulation_steps
 
+from . import pipeline_share
 from .architecture import (
     ENGINE_MODEL_ID,
     ArchitectureError,
@@ -180,10 +181,11 @@ def lora(t):
         return
     from fsdp2_core.models.lora import hf_target_modules
     hf = hf_target_modules(list(targets))
-    if g.get("--tensor-model-parallel-size", 1) > 1:
-        raise ConfigError("--lora-target-modules with --tensor-model-parallel-size "
-                          f"{g['--tensor-model-parallel-size']}: LoRA runs with tp 1 here (FSDP shards the frozen base "
-                          "weights); set --tensor-model-parallel-size 1")
+    if g.get("--tensor-model-parallel-size", 1) > 1 and g.get("--lora-dropout", 0.0) > 0:
+        raise ConfigError(f"--lora-dropout {g['--lora-dropout']} with --tensor-model-parallel-size "
+                          f"{g['--tensor-model-parallel-size']}: each tensor-parallel rank would draw its own dropout "
+                          "masks on the adapters' input, which those ranks must see alike; drop --lora-dropout "
+                          "(MindSpeed-LLM's default is 0) or set --tensor-model-parallel-size 1")
     r, alpha = g.get("--lora-r", 16), g.get("--lora-alpha", 32)
     if r < 1:
         raise ConfigError(f"--lora-r {r}: the LoRA rank must be at least 1")
@@ -608,20 +610,62 @@ def derive_batch(t, values: Dict[str, Any], dialect: str) -> None:
         if dialect != "megatron":
             return
         gbs = mbs * max(dp // pp, 1)  # Megatron's default global batch: its data-parallel size excludes pipeline ranks
+    unshared = []
+    if pp > 1 and gbs % (mbs * dp):
+        dp, unshared = _share_pipeline_ranks(t, values, gbs, mbs, dp, pp)
     if pp > 1 and gbs % (mbs * dp):
         mbs = _fit_micro_batch(t, values, gbs, mbs, dp, pp)
     values["global_batch_size"] = gbs
     if pp > 1 and gbs % (mbs * dp):  # the folded ranks cannot share the batch: pipeline parallelism is what it needs
         too_few = f"is smaller than the data-parallel size {dp}" if gbs < dp else \
             f"is not a multiple of micro batch {mbs} × data-parallel size {dp}"
+        why = f" Nor can they share samples as context or tensor parallel ranks: {'; '.join(unshared)}." \
+            if unshared else ""
         raise ConfigError(f"global batch size {gbs} {too_few}: with no pipeline stages here, the script's {pp} "
                           f"pipeline ranks fold into data parallelism (dp = world {t.world_size} / (tp × cp)), and "
-                          "every rank needs whole micro-batches of every step. Pipeline parallelism is not available; "
-                          f"give a global batch that is a multiple of {dp}, or run on fewer processes")
+                          f"every rank needs whole micro-batches of every step.{why} Pipeline parallelism is not "
+                          f"available; give a global batch that is a multiple of {dp}, or run on fewer processes")
     values["gradient_accumulation_steps"] = gradient_accumulation_steps(gbs, mbs, dp)
     t.notes.append(f"batch: world {t.world_size} = tp {values.get('tp_size', 1)} × cp {values.get('cp_size', 1)} × dp "
                    f"{dp}; global batch {gbs} = micro batch {mbs} × dp {dp} × accumulation "
                    f"{values['gradient_accumulation_steps']}")
+
+
+def _share_pipeline_ranks(t, values, gbs, mbs, dp, pp):
+    """Folded, the pipeline ranks leave too few samples per step: give them to context or tensor parallelism,
+    whose ranks share samples as Megatron's pipeline ranks do (pipeline_share.py). All pp of them keep Megatron's dp
+    and accumulation; when the model's shapes do not allow that, the smallest part of them that lets the global
+    batch split gives the rest to data parallelism (same global batch and micro batch, fewer accumulation steps).
+    Returns dp and, when nothing fits, why the whole factor does not."""
+    tp, cp, world = values.get("tp_size", 1), values.get("cp_size", 1), t.world_size
+    megatron_dp = world // (tp * cp * pp) if world % (tp * cp * pp) == 0 else 0
+    if not megatron_dp or gbs % (mbs * megatron_dp):
+        return dp, []  # Megatron itself could not split this batch: the refusal names the numbers
+    parts = [pp] + [f for f in range(2, pp) if pp % f == 0 and gbs % (mbs * (world // (tp * cp * f))) == 0]
+    whole_reasons = None
+    for part in parts:
+        share, reasons = pipeline_share.choose(values, t.given, part)
+        whole_reasons = reasons if whole_reasons is None else whole_reasons
+        if share is not None:
+            break
+    else:
+        return dp, whole_reasons
+    given = pipeline_share.apply(values, share)
+    dp = data_parallel_size(world, values["tp_size"], values["cp_size"])
+    why = (f"folded whole into data parallelism (dp {dp * part}) they would leave fewer than whole micro-batches of "
+           f"{mbs} of the global batch {gbs} for every rank")
+    if part == pp:
+        text = f"its {pp} pipeline ranks share samples as {given}, since {why}; dp is {dp}, as in Megatron"
+    else:
+        text = (f"{part} of its {pp} pipeline ranks share samples as {given} and the other {pp // part} fold into "
+                f"data parallelism, since {why}; dp is {dp} (Megatron's {megatron_dp}: the same global batch in "
+                f"{gbs // (mbs * dp)} accumulation step(s) for its {gbs // (mbs * megatron_dp)}), as all {pp} do "
+                f"not fit ({whole_reasons[0]})")
+    for line in t.lines:
+        if line.flag == "--pipeline-model-parallel-size":
+            line.text = "no pipeline stages under FSDP2: " + text
+    t.notes[:] = [n for n in t.notes if not n.startswith(f"pipeline parallelism {pp} folded")]
+    return dp, []
 
 
 def _fit_micro_batch(t, values, gbs, mbs, dp, pp) -> int:

@@ -168,7 +168,8 @@ MAPPED_RULES = [
     switch("--sequence-parallel", "sequence_parallel", note="on by default with tensor parallelism, as Megatron "
            "recommends"),
     group("--pipeline-model-parallel-size", "pipeline",
-          "folded into FSDP sharding: data-parallel size = world / (tp × cp)",
+          "folded into FSDP sharding: data-parallel size = world / (tp × cp); when too few samples per step are "
+          "left for the folded ranks, they share samples as context- or tensor-parallel ranks instead",
           example=("--pipeline-model-parallel-size", "2", "--micro-batch-size", "4", "--global-batch-size", "8")),
     plain("--context-parallel-size", "cp_size", example=("--context-parallel-size", "2")),
     group("--context-parallel-algo", "cp",

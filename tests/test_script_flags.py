@@ -181,9 +181,10 @@ def test_fork_spellings_of_positions_and_what_has_no_family():
 
 
 def test_a_global_batch_smaller_than_the_folded_data_parallel_size_names_pipeline_parallelism():
-    text = refused(with_flags(BASE, global_batch_size=4, micro_batch_size=1) +
+    text = refused(with_flags(BASE, global_batch_size=4, micro_batch_size=1, num_attention_heads=1) +
                    ["--pipeline-model-parallel-size", "4"], world_size=16)
     assert "global batch size 4 is smaller than the data-parallel size 16" in text
+    assert "Nor can they share samples as context or tensor parallel ranks: cp × 4, tp × 1: its 1 heads" in text
     assert "Pipeline parallelism is not available" in text
     text = refused(with_flags(BASE, global_batch_size=36, micro_batch_size=1) +
                    ["--pipeline-model-parallel-size", "2"], world_size=16)

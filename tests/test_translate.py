@@ -279,16 +279,21 @@ def _replace(argv, flag, value):
 
 
 def test_pipeline_folding_keeps_the_global_batch():
-    # 8 ranks, pp 2: Megatron's dp is 4 (16 = 4 × 4); folded, dp is 8, so the micro batch shrinks to keep 16
+    # 8 ranks, pp 2: Megatron's dp is 4 (16 = 4 × 4); folded, dp is 8. The pipeline ranks share samples as context
+    # parallel ranks (Megatron's dp, micro batch and accumulation); where the heads do not allow that, the micro
+    # batch shrinks to keep 16
     argv = _replace(_replace(BASE, "--micro-batch-size", "4"), "--global-batch-size", "16")
     argv += ["--pipeline-model-parallel-size", "2"]
     result, cfg = ok(argv, world_size=8)
+    assert cfg.parallel.cp_size == 2 and cfg.training.per_device_train_batch_size == 4
+    assert cfg.training.gradient_accumulation_steps == 1
+    result, cfg = ok(_replace(argv, "--num-attention-heads", "1"), world_size=8)
     assert cfg.training.global_batch_size == 16 and cfg.training.per_device_train_batch_size == 2
-    assert "micro batch 4 → 2" in result.report()
+    assert cfg.parallel.cp_size == 1 and "micro batch 4 → 2" in result.report()
     # without --global-batch-size, Megatron's default counts dp without the pipeline ranks: 2 × (8 / 2)
     _, cfg = ok(_replace(BASE, "--global-batch-size", None) + ["--pipeline-model-parallel-size", "2"], world_size=8)
     assert cfg.training.global_batch_size == 8 and cfg.training.gradient_accumulation_steps == 1
-    assert cfg.training.per_device_train_batch_size == 1
+    assert cfg.training.per_device_train_batch_size == 2 and cfg.parallel.cp_size == 2
 
 
 def test_load_of_our_own_checkpoints_resumes_from_them(tmp_path):

@@ -74,10 +74,12 @@ class ModelArguments:
                      "on the modules of lora_target_modules.", extension=True)
     lora_alpha: float = _f(32.0, "LoRA scaling numerator (--lora-alpha): the adapter output is scaled by lora_alpha / "
                            "lora_r.", extension=True)
-    lora_dropout: float = _f(0.0, "Dropout on the LoRA adapter input (--lora-dropout).", extension=True)
+    lora_dropout: float = _f(0.0, "Dropout on the LoRA adapter input (--lora-dropout); 0 with tp_size > 1 (each "
+                                  "tensor-parallel rank would draw its own masks).", extension=True)
     lora_target_modules: List[str] = _f([], "Modules that get LoRA adapters (--lora-target-modules): Megatron names "
                                         "linear_qkv (q/k/v_proj), linear_proj (o_proj), linear_fc1 (gate/up_proj), "
-                                        "linear_fc2 (down_proj), or Hugging Face module names. Needed when lora_r > 0.",
+                                        "linear_fc2 (down_proj), or Hugging Face module names. Needed when lora_r > 0. "
+                                        "With tp_size > 1 the adapters split with their base linear, as in Megatron.",
                                         extension=True)
     lora_merge_on_export: bool = _f(False, "At the Hugging Face export of a LoRA run, also write the base weights with "
                                     "the adapters merged in (<output_dir>/hf_model/) beside the adapter "

@@ -4,7 +4,9 @@
                                  replace the target Linear modules in place (module paths unchanged, so the
                                  FSDP / recompute patterns still match); every other parameter is frozen.
                                  fully_shard then shards base weights and adapters alike; the optimizer and
-                                 the gradient norm only see the adapters (requires_grad).
+                                 the gradient norm only see the adapters (requires_grad). Under tensor
+                                 parallelism the adapters split with their base linear
+                                 (fsdp2_core/parallel/lora_tp.py).
     adapter_state(model)         the adapter tensors under PEFT's names; the export beside the Hugging Face one
                                  (fsdp2_core.checkpoint.lora_export) writes them in PEFT format.
 
@@ -60,9 +62,11 @@ def check_lora(cfg) -> None:
         raise ConfigError("model.lora_r > 0 needs lora_target_modules "
                           "(--lora-target-modules linear_qkv linear_proj ...)")
     hf_target_modules(m.lora_target_modules)
-    if cfg.parallel.tp_size > 1:
-        raise ConfigError(f"LoRA with tensor parallelism (tp_size {cfg.parallel.tp_size}) is not supported; the "
-                          "adapters are small: use tp_size 1 and let FSDP shard the base weights")
+    if cfg.parallel.tp_size > 1 and m.lora_dropout > 0:
+        raise ConfigError(f"model.lora_dropout {m.lora_dropout} with tensor parallelism (tp_size "
+                          f"{cfg.parallel.tp_size}): each tensor-parallel rank would draw its own dropout masks on "
+                          "the adapters' input, which those ranks must see alike; set lora_dropout 0 (MindSpeed-LLM's "
+                          "default) or tp_size 1")
     if m.init_model_with_meta_device:
         raise ConfigError("LoRA with init_model_with_meta_device is not supported yet: set "
                           "init_model_with_meta_device false")

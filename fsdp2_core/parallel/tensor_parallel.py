@@ -44,6 +44,7 @@ from torch.distributed.tensor.parallel import (
 from fsdp2_core.config import ConfigError
 from fsdp2_core.models.tp_layout import TPLayout, tp_layout_for
 
+from .lora_tp import LoraColwise, LoraRowwise, is_lora_layer
 from .loss_parallel import VocabShard
 from .patterns import matching_modules
 from .tp_styles import (
@@ -164,7 +165,9 @@ class PlanBuilder:
     def _projections(self, sharded_blocks: Set[str]) -> None:
         for name in self.colwise:
             module = self.model.get_submodule(name)
-            if name in self.fused:
+            if is_lora_layer(module):
+                self.add(name, self._lora(name, module, LoraColwise()))
+            elif name in self.fused:
                 self.add(name, FusedQKVConv1D())
                 if self.layout.local_width:
                     self.add(name.rpartition(".")[0], LocalWidths(self.layout.local_width))
@@ -177,10 +180,21 @@ class PlanBuilder:
             # A block's own output projection hands its sum back as this rank's sequence slice.
             to_slice = self.sp and name.rpartition(".")[0] in sharded_blocks
             layout = SEQUENCE if to_slice else Replicate()
-            if type(module).__name__ == "Conv1D":
+            if is_lora_layer(module):
+                style = LoraRowwise(output_layout=layout, use_local_output=not to_slice)
+                self.add(name, self._lora(name, module, style))
+            elif type(module).__name__ == "Conv1D":
                 self.add(name, RowwiseConv1D(output_layout=layout, use_local_output=not to_slice))
             else:
                 self.add(name, RowwiseParallel(output_layouts=layout, use_local_output=not to_slice))
+
+    def _lora(self, name: str, module: nn.Module, style: ParallelStyle) -> ParallelStyle:
+        if name in self.fused or type(module.base_layer) is not nn.Linear:
+            raise ConfigError(f"LoRA with tensor parallelism: {name} wraps a {type(module.base_layer).__name__}"
+                              f"{' with fused q/k/v' if name in self.fused else ''}, which is split differently; "
+                              "only nn.Linear projections take split adapters. Leave it out of "
+                              "lora_target_modules, or use tp_size 1")
+        return style
 
     def _head_parts(self) -> None:
         for name in _names(self.model, self.layout.head_norms):
@@ -238,6 +252,16 @@ def check_blocks_placed(model: nn.Module, blocks: Set[str], steps: Plan) -> None
                                   "for anything else), or set sequence_parallel false")
 
 
+def check_lora_placed(model: nn.Module, steps: Plan) -> None:
+    """A LoRA layer must be placed by a LoRA style (its weights split with the base's); any other style would split
+    the wrapper as if it were the linear, or not at all."""
+    for name, style in steps:
+        module = model.get_submodule(name)
+        if is_lora_layer(module) and not isinstance(style, (LoraColwise, LoraRowwise)):
+            raise ConfigError(f"LoRA with tensor parallelism: {name} is placed by {type(style).__name__}, which does "
+                              "not split LoRA adapters; leave it out of lora_target_modules, or use tp_size 1")
+
+
 def tensor_parallel_plan(model: nn.Module, tp_mesh: Optional[DeviceMesh], colwise, rowwise, sequence_parallel: bool,
                          layout: Optional[TPLayout] = None) -> Plan:
     layout = layout or tp_layout_for(model)
@@ -247,6 +271,7 @@ def tensor_parallel_plan(model: nn.Module, tp_mesh: Optional[DeviceMesh], colwis
         steps += list(layout.extra_plan(model, tp_mesh, sequence_parallel).items())
     if sequence_parallel:
         check_blocks_placed(model, builder.sharded_blocks, steps)
+    check_lora_placed(model, steps)
     return steps
 
 
@@ -267,6 +292,7 @@ def apply_tensor_parallel(model: nn.Module, tp_mesh: DeviceMesh, colwise, rowwis
     head = _output_layer(model)
     tied = embed is not None and head.weight is embed.weight
     steps = tensor_parallel_plan(model, tp_mesh, colwise, rowwise, sequence_parallel, layout)
+    frozen = {name for name, p in model.named_parameters() if not p.requires_grad}  # LoRA's base weights
     for name, style in steps:
         parallelize_module(model.get_submodule(name), tp_mesh, style)
     # Column-parallel output layer: logits stay split over the vocabulary for the loss. They are left a
@@ -275,6 +301,9 @@ def apply_tensor_parallel(model: nn.Module, tp_mesh: DeviceMesh, colwise, rowwis
     parallelize_module(head, tp_mesh, head_style)
     if tied:
         head.weight = embed.weight  # both split the vocabulary rows (Shard(0)): one parameter again
+    for name, p in model.named_parameters():  # torch's styles make every parameter they place trainable
+        if name in frozen:
+            p.requires_grad_(False)
     model._fsdp2_vocab_shard = VocabShard(tp_mesh.get_group(), head.out_features, tp_mesh.get_local_rank(),
                                           tp_mesh.size())
     return steps + [(layout.head, head_style)]

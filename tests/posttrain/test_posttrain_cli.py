@@ -68,11 +68,14 @@ def test_lora_example_maps_its_flags():
     assert (m["lora_r"], m["lora_alpha"], m["lora_dropout"]) == (16, 32.0, 0.0)
     assert m["lora_target_modules"] == ["linear_qkv", "linear_proj", "linear_fc1", "linear_fc2"]
     assert "q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, down_proj" in err
-    # on its own 8 ranks the pipeline folds into dp 8: the global batch stays 16 with micro batch 2
+    # on its own 8 ranks, folding the pipeline into dp 8 would leave 16 short of micro 4 × 8: its 2 pipeline ranks
+    # share samples as context-parallel ranks instead, and dp 4, micro batch 4 and accumulation 1 are Megatron's
     code, out, err = run(REAL[LORA_EXAMPLE]["args"], world=8)
     assert code == 0, err
-    t = yaml.safe_load(out)["training"]
-    assert (t["global_batch_size"], t["per_device_train_batch_size"], t["gradient_accumulation_steps"]) == (16, 2, 1)
+    cfg = yaml.safe_load(out)
+    t = cfg["training"]
+    assert (t["global_batch_size"], t["per_device_train_batch_size"], t["gradient_accumulation_steps"]) == (16, 4, 1)
+    assert cfg["parallel"]["cp_size"] == 2 and "share samples as context parallelism (cp 1 → 2)" in err
 
 
 BASE = ["--num-layers", "2", "--hidden-size", "64", "--num-attention-heads", "4", "--seq-length", "64",
@@ -114,7 +117,10 @@ def test_lora_flags():
     assert (m.lora_r, m.lora_alpha, m.lora_dropout, m.lora_target_modules) == (4, 8.0, 0.1, ["linear_qkv", "q_proj"])
     result = translate(sft + ["--lora-target-modules", "linear_qkv", "--tensor-model-parallel-size", "2"],
                        world_size=4, entry="posttrain_gpt.py")
-    assert any("tp 1" in p for p in result.problems())
+    assert result.ok and result.config.parallel.tp_size == 2  # adapters split with their base linears
+    result = translate(sft + ["--lora-target-modules", "linear_qkv", "--tensor-model-parallel-size", "2",
+                              "--lora-dropout", "0.1"], world_size=4, entry="posttrain_gpt.py")
+    assert any("--lora-dropout 0.1 with --tensor-model-parallel-size 2" in p for p in result.problems())
     result = translate(sft + ["--lora-target-modules", "linear_kv_down_proj"], world_size=4, entry="posttrain_gpt.py")
     assert any("linear_kv_down_proj" in p for p in result.problems())
     result = translate(sft + ["--lora-target-modules", "linear_qkv", "--lora-load", "/x"], world_size=4,
