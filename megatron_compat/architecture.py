@@ -3,6 +3,7 @@
 Family choice follows what the flags describe:
   learned absolute positions + LayerNorm + GeLU (+ biases)      -> gpt2 (tanh GeLU: Megatron's fused bias-GeLU
                                                                   kernel, unless --no-bias-gelu-fusion)
+  rope + LayerNorm + GeLU (+ biases)                             -> gpt_neox, sequential residual (arch/layernorm.py)
   rope + RMSNorm + SwiGLU                                        -> llama
       ... with a sliding window (--sliding-window/--window-size) -> mistral
       ... with q/k/v bias only (--add-qkv-bias)                  -> qwen2
@@ -25,6 +26,7 @@ from fsdp2_core.config.vocab import padded_vocab_size
 
 from .arch import ArchitectureError
 from .arch.attention import mla_fields, sliding_window, wants_mla
+from .arch.layernorm import gpt_neox
 from .arch.moe import (
     ENGINE_MODEL_ID,
     MOE_FAMILIES,
@@ -51,12 +53,13 @@ ARCHITECTURE_KEY_FLAGS = {
     "intermediate_size": "--ffn-hidden-size", "n_inner": "--ffn-hidden-size",
     "max_position_embeddings": ("--max-position-embeddings", "--seq-length"),
     "n_positions": ("--max-position-embeddings", "--seq-length"), "rms_norm_eps": "--norm-epsilon",
-    "layer_norm_epsilon": "--norm-epsilon",
+    "layer_norm_epsilon": "--norm-epsilon", "layer_norm_eps": "--norm-epsilon",
     "rope_parameters.rope_theta": "--rotary-base", "partial_rotary_factor": "--rotary-percent",
     "vocab_size": ("--padded-vocab-size", "--vocab-size"), "num_local_experts": "--num-experts",
     "num_experts_per_tok": "--moe-router-topk",
     "moe_intermediate_size": "--moe-ffn-hidden-size", "attention_dropout": "--attention-dropout",
-    "attn_pdrop": "--attention-dropout", "resid_pdrop": "--hidden-dropout", "embd_pdrop": "--hidden-dropout",
+    "attn_pdrop": "--attention-dropout", "resid_pdrop": "--hidden-dropout",
+    "hidden_dropout": "--hidden-dropout", "embd_pdrop": "--hidden-dropout",
     "initializer_range": "--init-method-std", "router_aux_loss_coef": "--moe-aux-loss-coeff",
 }
 
@@ -76,6 +79,9 @@ def build_architecture(given: Dict[str, Any], seq_length: Optional[int],
     family = _choose_family(a)
     if family == "gpt2":
         config = _gpt2(a)
+    elif family == "gpt_neox":
+        config = gpt_neox(a)
+        config["rope_parameters"] = _rope_parameters(a, family)
     else:
         config = _rope_family(a, family, notes)
     vocab = _vocab(given, tp_size)
@@ -233,10 +239,14 @@ def _choose_family(a) -> str:
                 "no qk-layernorm, no grouped-query or latent attention and no sliding window; for a Llama-style model "
                 "add --position-embedding-type rope --normalization RMSNorm --swiglu")
         return "gpt2"
+    if not a["rms"] and not a["swiglu"]:
+        return "gpt_neox"
     if not a["rms"] or not a["swiglu"]:
         raise ArchitectureError(
-            "rope models map to the Llama/Qwen families, which need --normalization RMSNorm and --swiglu; "
-            "a rope model with LayerNorm or GeLU has no Hugging Face family here")
+            "rope models map to the Llama/Qwen families, which need --normalization RMSNorm and --swiglu, or to "
+            "GPT-NeoX, which needs LayerNorm and GeLU; "
+            + ("rope with LayerNorm and --swiglu" if a["swiglu"] else "rope with RMSNorm and GeLU")
+            + " has no Hugging Face family here")
     if a["routing"]:
         family = moe_family(a["routing"], a["mla"] is not None, a["qk_norm"])
     elif a["mla"]:
@@ -305,7 +315,8 @@ def _rope_family(a, family, notes):
 
 def _rope_parameters(a, family):
     rope = {"rope_type": "default", "rope_theta": float(a["rope_base"])}
-    if a["rope_pct"] != 1.0 or family == "glm4_moe":  # GLM-4.5's config would otherwise rotate half
+    # GLM-4.5's config would otherwise rotate half, GPT-NeoX's a quarter
+    if a["rope_pct"] != 1.0 or family in ("glm4_moe", "gpt_neox"):
         rope["partial_rotary_factor"] = float(a["rope_pct"])
     if a["rope_scaling"]:
         rope.update(a["rope_scaling"])
@@ -359,7 +370,7 @@ COMPARED_FIELDS = ("model_type", "num_hidden_layers", "hidden_size", "intermedia
                    "routed_scaling_factor", "n_group", "topk_group", "first_k_dense_replace",
                    "q_lora_rank", "kv_lora_rank", "qk_nope_head_dim", "qk_rope_head_dim", "v_head_dim",
                    "attention_bias", "qkv_bias", "use_qk_norm", "sliding_window", "num_nextn_predict_layers",
-                   "n_layer", "n_embd", "n_head")
+                   "n_layer", "n_embd", "n_head", "layer_norm_eps", "use_parallel_residual", "hidden_act")
 COMPARED_ROPE = ("rope_theta", "rope_type", "factor", "low_freq_factor", "high_freq_factor",
                  "original_max_position_embeddings", "beta_fast", "beta_slow", "mscale", "mscale_all_dim",
                  "partial_rotary_factor")
@@ -371,9 +382,11 @@ def _rope_of(config: Dict[str, Any]) -> Dict[str, Any]:
     rope = dict(config.get("rope_scaling") or {})
     if "type" in rope and "rope_type" not in rope:
         rope["rope_type"] = rope.pop("type")
-    for key in ("rope_theta", "partial_rotary_factor"):
-        if config.get(key) is not None:
-            rope[key] = config[key]
+    # GPT-NeoX's older config.json spells them rotary_emb_base and rotary_pct
+    for key, old in (("rope_theta", "rotary_emb_base"), ("partial_rotary_factor", "rotary_pct")):
+        for name in (old, key):
+            if config.get(name) is not None:
+                rope[key] = config[name]
     rope.update(config.get("rope_parameters") or {})
     return rope
 

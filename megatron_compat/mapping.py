@@ -437,14 +437,16 @@ MAPPED_RULES += [
          "Megatron-DeepSpeed's spelling)", ROPE + ("--num-key-value-heads", "2")),
     arch("--kv-channels", "head_dim", ROPE + ("--kv-channels", "32")),
     arch("--max-position-embeddings", "max_position_embeddings", ("--max-position-embeddings", "64")),
-    arch("--position-embedding-type", "model family (learned → GPT-2, rope → Llama/Qwen)", ROPE),
+    arch("--position-embedding-type", "model family (learned → GPT-2, rope → Llama/Qwen, or GPT-NeoX with "
+         "LayerNorm and GeLU)", ROPE),
     arch("--use-rotary-position-embeddings --use-llama2-rotary-position-embeddings", "rope position embeddings",
          ("--use-rotary-position-embeddings",) + ROPE[2:]),
     arch("--no-position-embedding", "no learned position table (rope families)", ROPE + ("--no-position-embedding",)),
     arch("--rotary-base --rope-theta --rotary-position-embeddings-theta", "rope_theta",
          ROPE + ("--rotary-base", "500000")),
     arch("--rotary-percent --partial-rotary-factor", "partial_rotary_factor", ROPE + ("--rotary-percent", "0.5")),
-    arch("--normalization", "model family (LayerNorm → GPT-2, RMSNorm → Llama/Qwen)", ROPE),
+    arch("--normalization", "model family (LayerNorm → GPT-2, with rope GPT-NeoX; RMSNorm → "
+         "Llama/Qwen)", ROPE),
     arch("--RMSNorm", "RMSNorm (Megatron-LLaMA's spelling of --normalization RMSNorm)",
          ("--position-embedding-type", "rope", "--RMSNorm", "--swiglu", "--hidden-dropout", "0")),
     arch("--norm-epsilon --layernorm-epsilon", "rms_norm_eps / layer_norm_epsilon"),
@@ -459,7 +461,8 @@ MAPPED_RULES += [
          ROPE + ("--disable-bias-linear", "--qk-layernorm")),
     arch("--init-method-std", "initializer_range"),
     arch("--attention-dropout", "attention_dropout"),
-    arch("--hidden-dropout", "hidden dropout (GPT-2 resid/embd dropout; must be 0 for Llama/Qwen)"),
+    arch("--hidden-dropout", "hidden dropout (GPT-2 resid/embd dropout, GPT-NeoX hidden_dropout; must be 0 "
+         "for Llama/Qwen)"),
     # --- experts (megatron_compat/arch/moe.py picks the family from the router) ---
     arch("--num-experts", "num_experts / n_routed_experts (Qwen3-MoE, Mixtral, Qwen2-MoE, GLM-4.5, DeepSeek-V3)", MOE),
     arch("--moe-router-topk", "num_experts_per_tok", MOE + ("--moe-router-topk", "1")),
@@ -505,8 +508,9 @@ MAPPED_RULES += [
          "as [0]*3+[1]*58; -1, 0 or 1: every layer)", QWEN3_MOE + ("--moe-layer-freq", "2")),
     arch("--noop-layers", "num_hidden_layers = --num-layers minus these identity layers (MindSpeed-LLM's pipeline "
                           "padding)", ROPE + ("--num-layers", "4", "--noop-layers", "3")),
-    arch("--no-bias-gelu-fusion", "activation_function gelu (exact GeLU) for GPT-2; without it Megatron's fused "
-         "bias-GeLU kernel computes the tanh approximation (gelu_pytorch_tanh)", ("--no-bias-gelu-fusion",)),
+    arch("--no-bias-gelu-fusion", "exact GeLU for GPT-2 (activation_function) and GPT-NeoX (hidden_act); without "
+         "it Megatron's fused bias-GeLU kernel computes the tanh approximation (gelu_pytorch_tanh)",
+         ("--no-bias-gelu-fusion",)),
     arch("--bias-gelu-fusion", "activation_function gelu_pytorch_tanh for GPT-2: Megatron's fused bias-GeLU kernel is "
          "the tanh approximation (the default)"),
     # --- Multi-Latent Attention (arch/attention.py) ---

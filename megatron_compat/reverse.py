@@ -13,6 +13,7 @@ from fsdp2_core.config.batch_schedule import StepBatchSchedule
 from fsdp2_core.data.mindspeed.instruction import PROMPT_TYPES
 
 from .arch.attention import mla_flags, sliding_window_flags
+from .arch.layernorm import gpt_neox_flags
 from .arch.moe import ENGINE_MODEL_ID, SIGMOID_FAMILIES, moe_flags, training_flags
 from .arch.rope import rope_scaling_flags
 from .mapping import GROUP_FIELDS, MAPPED_RULES
@@ -260,23 +261,22 @@ def architecture_flags(arch, values=None) -> List[str]:
             [] if arch.get("activation_function", "gelu_new") in TANH_GELU else ["--no-bias-gelu-fusion"])
     family = arch["model_type"]
     rope = arch["rope_parameters"]
+    if family == "gpt_neox":
+        return out + gpt_neox_flags(arch) + _rope_flags(rope, family)
     out += ["--position-embedding-type", "rope", "--normalization", "RMSNorm", "--swiglu",
             "--num-layers", str(arch["num_hidden_layers"]), "--hidden-size", str(arch["hidden_size"]),
             "--ffn-hidden-size", str(arch["intermediate_size"]),
             "--num-attention-heads", str(arch["num_attention_heads"]),
             "--max-position-embeddings", str(arch["max_position_embeddings"]),
             "--norm-epsilon", str(arch["rms_norm_eps"]), "--init-method-std", str(arch["initializer_range"]),
-            "--attention-dropout", str(arch["attention_dropout"]), "--hidden-dropout", "0.0",
-            "--rotary-base", _words(rope["rope_theta"])[0]]
+            "--attention-dropout", str(arch["attention_dropout"]), "--hidden-dropout", "0.0"]
     if family == "deepseek_v3":
         out += mla_flags(arch)
     else:
         out += ["--kv-channels", str(arch["head_dim"])]
     if arch["num_key_value_heads"] != arch["num_attention_heads"]:
         out += ["--group-query-attention", "--num-query-groups", str(arch["num_key_value_heads"])]
-    if rope.get("partial_rotary_factor", 1.0) != 1.0:
-        out += ["--rotary-percent", str(rope["partial_rotary_factor"])]
-    out += rope_scaling_flags(rope, family == "deepseek_v3")
+    out += _rope_flags(rope, family)
     out += sliding_window_flags(arch.get("sliding_window") if family == "mistral" else None)
     if not arch["tie_word_embeddings"]:
         out.append("--untie-embeddings-and-output-weights")
@@ -293,6 +293,13 @@ def architecture_flags(arch, values=None) -> List[str]:
         dense = arch.get("mlp_only_layers") or list(range(arch.get("first_k_dense_replace") or 0))
         out += _dense_layer_flags(dense, arch["num_hidden_layers"])
     return out  # the vocabulary comes back through --vocab-size / --padded-vocab-size / --tokenizer-type
+
+
+def _rope_flags(rope, family) -> List[str]:
+    out = ["--rotary-base", _words(rope["rope_theta"])[0]]
+    if rope.get("partial_rotary_factor", 1.0) != 1.0:
+        out += ["--rotary-percent", str(rope["partial_rotary_factor"])]
+    return out + rope_scaling_flags(rope, family == "deepseek_v3")
 
 
 def _engine_flags(values, arch) -> List[str]:

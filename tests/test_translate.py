@@ -205,6 +205,7 @@ def _llama(argv):
 
 FAMILIES = [
     ([], "gpt2"),
+    (["--position-embedding-type", "rope", "--rotary-percent", "0.25"], "gpt_neox"),
     (["--position-embedding-type", "rope", "--normalization", "RMSNorm", "--swiglu", "--hidden-dropout", "0"], "llama"),
     (["--position-embedding-type", "rope", "--normalization",
       "RMSNorm", "--swiglu", "--disable-bias-linear", "--add-qkv-bias",
@@ -245,8 +246,8 @@ def test_architecture_details_follow_megatron_defaults():
 
 
 def test_unsupported_architecture_is_refused_with_reason():
-    text = refused(BASE + ["--position-embedding-type", "rope"])
-    assert "RMSNorm" in text and "--swiglu" in text
+    text = refused(BASE + ["--position-embedding-type", "rope", "--swiglu"])
+    assert "RMSNorm" in text and "rope with LayerNorm and --swiglu" in text
     text = refused(BASE + ["--position-embedding-type", "rope", "--normalization",
                            "RMSNorm", "--swiglu", "--hidden-dropout", "0.1"])
     assert "--hidden-dropout 0.1" in text

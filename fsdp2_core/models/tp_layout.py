@@ -67,7 +67,13 @@ GPT2 = TPLayout(embedding="transformer.wte", position_embedding="transformer.wpe
 DEEPSEEK_V3 = TPLayout(colwise=("model.layers.{*}.self_attn.q_b_proj", "model.layers.{*}.self_attn.kv_b_proj"),
                        extra_plan=mla_extra_plan)
 
-LAYOUTS: Dict[str, TPLayout] = {"gpt2": GPT2, "gpt_oss": GPT_OSS, "deepseek_v3": DEEPSEEK_V3}
+# GPT-NeoX fuses q/k/v per head ([heads, 3, head_dim] rows), so a plain column split gives each rank whole heads
+GPT_NEOX = TPLayout(embedding="gpt_neox.embed_in", layers="gpt_neox.layers.{*}", final_norm="gpt_neox.final_layer_norm",
+                    head_norms=(), colwise=("gpt_neox.layers.{*}.attention.query_key_value",
+                                            "gpt_neox.layers.{*}.mlp.dense_h_to_4h"),
+                    rowwise=("gpt_neox.layers.{*}.attention.dense", "gpt_neox.layers.{*}.mlp.dense_4h_to_h"))
+
+LAYOUTS: Dict[str, TPLayout] = {"gpt2": GPT2, "gpt_oss": GPT_OSS, "deepseek_v3": DEEPSEEK_V3, "gpt_neox": GPT_NEOX}
 
 
 def tp_layout_for(model: nn.Module) -> TPLayout:
