@@ -4,6 +4,7 @@ Family choice follows what the flags describe:
   learned absolute positions + LayerNorm + GeLU (+ biases)      -> gpt2 (tanh GeLU: Megatron's fused bias-GeLU
                                                                   kernel, unless --no-bias-gelu-fusion)
   rope + LayerNorm + GeLU (+ biases)                             -> gpt_neox, sequential residual (arch/layernorm.py)
+  ALiBi + --embed-layernorm + LayerNorm + GeLU (+ biases)        -> bloom (arch/layernorm.py)
   rope + RMSNorm + SwiGLU                                        -> llama
       ... with a sliding window (--sliding-window/--window-size) -> mistral
       ... with q/k/v bias only (--add-qkv-bias)                  -> qwen2
@@ -26,7 +27,7 @@ from fsdp2_core.config.vocab import padded_vocab_size
 
 from .arch import ArchitectureError
 from .arch.attention import mla_fields, sliding_window, wants_mla
-from .arch.layernorm import gpt_neox
+from .arch.layernorm import bloom, gpt_neox
 from .arch.moe import (
     ENGINE_MODEL_ID,
     MOE_FAMILIES,
@@ -82,6 +83,11 @@ def build_architecture(given: Dict[str, Any], seq_length: Optional[int],
     elif family == "gpt_neox":
         config = gpt_neox(a)
         config["rope_parameters"] = _rope_parameters(a, family)
+    elif family == "bloom":
+        config = bloom(a, given)
+        if a["hidden_drop"]:
+            notes.append("Megatron's default hidden dropout 0.1 drops out the embeddings too, which BLOOM does not: "
+                         "trained without hidden dropout (add --hidden-dropout 0.0 to make this explicit)")
     else:
         config = _rope_family(a, family, notes)
     vocab = _vocab(given, tp_size)
@@ -116,7 +122,7 @@ def _read_flags(g, seq_length):
                                     f"int(4 × {hidden} × 2/3 / 64) × 64, is {ffn}; give --ffn-hidden-size")
     positions = _positions(g)
     rope = positions == "rope" or bool(g.get("--use-rotary-position-embeddings"))
-    if positions not in ("rope", "learned_absolute"):
+    if positions not in ("rope", "learned_absolute", "alibi"):
         raise ArchitectureError(f"--position-embedding-type {g['--position-embedding-type']} is not supported; use "
                                 "rope or learned_absolute (long-context scaling: --rope-scaling-type llama3|yarn or "
                                 "--use-rope-scaling)")
@@ -133,7 +139,8 @@ def _read_flags(g, seq_length):
     # Values are taken as given (0 is not "unset"): nonsense reaches the architecture's rules, which name it.
     return {
         "layers": len(real) if real else layers, "hidden": hidden, "heads": heads, "ffn": ffn, "swiglu": swiglu,
-        "rope": rope, "kv_heads": _kv_heads(g, heads),
+        "rope": rope, "alibi": positions == "alibi" and not rope, "embed_norm": bool(g.get("--embed-layernorm")),
+        "kv_heads": _kv_heads(g, heads),
         "head_dim": g["--kv-channels"] if "--kv-channels" in g else _whole_head_size(hidden, heads),
         "max_pos": g["--max-position-embeddings"] if "--max-position-embeddings" in g else seq_length,
         "rms": _normalization(g) == "rmsnorm" or bool(g.get("--RMSNorm")),
@@ -165,11 +172,8 @@ _POSITION_SPELLINGS = {"rotary": "rope", "absolute": "learned_absolute"}
 
 
 def _positions(g) -> str:
-    """--position-embedding-type as Megatron-LM spells it; ALiBi (BLOOM, Baichuan-13B) is in no family here."""
+    """--position-embedding-type as Megatron-LM spells it (alibi: bigscience Megatron-DeepSpeed, MindSpeed-LLM)."""
     value = str(g.get("--position-embedding-type", "learned_absolute"))
-    if value == "alibi":
-        raise ArchitectureError("--position-embedding-type alibi: ALiBi attention biases (BLOOM, Baichuan-13B) are in "
-                                "no supported family, which use rope or learned absolute positions")
     return _POSITION_SPELLINGS.get(value, value)
 
 
@@ -231,6 +235,11 @@ def _renumbered(layers, real):
 
 
 def _choose_family(a) -> str:
+    if a["embed_norm"] and not a["alibi"]:
+        raise ArchitectureError("--embed-layernorm: only BLOOM (--position-embedding-type alibi) has a LayerNorm "
+                                "after the word embeddings here")
+    if a["alibi"]:
+        return _alibi_family(a)
     if not a["rope"]:
         if a["rms"] or a["swiglu"] or not a["bias"] or a["routing"] or a["qk_norm"] or a["kv_heads"] != a["heads"] \
                 or a["mla"] or a["window"]:
@@ -262,6 +271,18 @@ def _choose_family(a) -> str:
                                 "the Mistral family (a Llama-style model without q/k/v biases, norms or experts) has "
                                 "one here")
     return family
+
+
+def _alibi_family(a) -> str:
+    if not a["embed_norm"]:
+        raise ArchitectureError("--position-embedding-type alibi without --embed-layernorm (Baichuan-13B-style, "
+                                "RMSNorm and SwiGLU): no transformers family computes it; BLOOM is ALiBi with "
+                                "--embed-layernorm, LayerNorm and GeLU")
+    if a["rms"] or a["swiglu"]:
+        raise ArchitectureError("ALiBi with --embed-layernorm maps to BLOOM, which needs LayerNorm and GeLU; drop "
+                                + " and ".join(f for f, on in (("--normalization RMSNorm", a["rms"]),
+                                                               ("--swiglu", a["swiglu"])) if on))
+    return "bloom"
 
 
 def _gpt2(a):
@@ -370,7 +391,8 @@ COMPARED_FIELDS = ("model_type", "num_hidden_layers", "hidden_size", "intermedia
                    "routed_scaling_factor", "n_group", "topk_group", "first_k_dense_replace",
                    "q_lora_rank", "kv_lora_rank", "qk_nope_head_dim", "qk_rope_head_dim", "v_head_dim",
                    "attention_bias", "qkv_bias", "use_qk_norm", "sliding_window", "num_nextn_predict_layers",
-                   "n_layer", "n_embd", "n_head", "layer_norm_eps", "use_parallel_residual", "hidden_act")
+                   "n_layer", "n_embd", "n_head", "layer_norm_eps", "use_parallel_residual", "hidden_act",
+                   "layer_norm_epsilon", "apply_residual_connection_post_layernorm")
 COMPARED_ROPE = ("rope_theta", "rope_type", "factor", "low_freq_factor", "high_freq_factor",
                  "original_max_position_embeddings", "beta_fast", "beta_slow", "mscale", "mscale_all_dim",
                  "partial_rotary_factor")

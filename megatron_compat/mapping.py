@@ -438,7 +438,9 @@ MAPPED_RULES += [
     arch("--kv-channels", "head_dim", ROPE + ("--kv-channels", "32")),
     arch("--max-position-embeddings", "max_position_embeddings", ("--max-position-embeddings", "64")),
     arch("--position-embedding-type", "model family (learned → GPT-2, rope → Llama/Qwen, or GPT-NeoX with "
-         "LayerNorm and GeLU)", ROPE),
+         "LayerNorm and GeLU; alibi with --embed-layernorm → BLOOM)", ROPE),
+    arch("--embed-layernorm", "BLOOM's word_embeddings_layernorm (with --position-embedding-type alibi)",
+         ("--position-embedding-type", "alibi", "--embed-layernorm", "--hidden-dropout", "0")),
     arch("--use-rotary-position-embeddings --use-llama2-rotary-position-embeddings", "rope position embeddings",
          ("--use-rotary-position-embeddings",) + ROPE[2:]),
     arch("--no-position-embedding", "no learned position table (rope families)", ROPE + ("--no-position-embedding",)),

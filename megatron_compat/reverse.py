@@ -13,7 +13,7 @@ from fsdp2_core.config.batch_schedule import StepBatchSchedule
 from fsdp2_core.data.mindspeed.instruction import PROMPT_TYPES
 
 from .arch.attention import mla_flags, sliding_window_flags
-from .arch.layernorm import gpt_neox_flags
+from .arch.layernorm import bloom_flags, gpt_neox_flags
 from .arch.moe import ENGINE_MODEL_ID, SIGMOID_FAMILIES, moe_flags, training_flags
 from .arch.rope import rope_scaling_flags
 from .mapping import GROUP_FIELDS, MAPPED_RULES
@@ -260,9 +260,11 @@ def architecture_flags(arch, values=None) -> List[str]:
                       "--init-method-std", str(arch["initializer_range"])] + (
             [] if arch.get("activation_function", "gelu_new") in TANH_GELU else ["--no-bias-gelu-fusion"])
     family = arch["model_type"]
-    rope = arch["rope_parameters"]
+    if family == "bloom":
+        return out + bloom_flags(arch)
     if family == "gpt_neox":
-        return out + gpt_neox_flags(arch) + _rope_flags(rope, family)
+        return out + gpt_neox_flags(arch) + _rope_flags(arch["rope_parameters"], family)
+    rope = arch["rope_parameters"]
     out += ["--position-embedding-type", "rope", "--normalization", "RMSNorm", "--swiglu",
             "--num-layers", str(arch["num_hidden_layers"]), "--hidden-size", str(arch["hidden_size"]),
             "--ffn-hidden-size", str(arch["intermediate_size"]),

@@ -76,3 +76,55 @@ def _gelu_flags(act: str) -> List[str]:
     if act != "gelu":
         raise ArchitectureError(f"hidden_act {act}: Megatron's GeLU MLP computes exact or tanh GeLU only")
     return ["--no-bias-gelu-fusion"]
+
+
+BLOOM_EMBED_NORM_EPS = 1e-5  # Megatron-DeepSpeed's embedding LayerNorm keeps torch's default eps
+
+
+def bloom(a, g) -> Dict[str, Any]:
+    """ALiBi with the embedding LayerNorm: BLOOM. transformers builds the ALiBi biases of every head in the model
+    and reads no position ids, so tensor and context parallelism and packed documents are refused for it."""
+    what = "ALiBi with --embed-layernorm"
+    _no_llama_extras(a, "bloom", what)
+    if a["ffn"] != 4 * a["hidden"]:
+        raise ArchitectureError(f"--ffn-hidden-size {a['ffn']}: BLOOM's MLP is 4 × --hidden-size ({4 * a['hidden']}) "
+                                "wide; drop the flag or give that width")
+    if not a["tanh_gelu"]:
+        raise ArchitectureError("--no-bias-gelu-fusion (exact GeLU): BLOOM computes the tanh approximation, which "
+                                "Megatron-DeepSpeed's fused bias-GeLU kernel computes; drop --no-bias-gelu-fusion")
+    if a["eps"] != BLOOM_EMBED_NORM_EPS:
+        raise ArchitectureError(f"--norm-epsilon {a['eps']}: BLOOM's embedding LayerNorm uses the same eps as its "
+                                "layers, where Megatron-DeepSpeed keeps 1e-5 there; give --norm-epsilon 1e-5")
+    if a["hidden_drop"] and a["hidden_drop_given"]:
+        raise ArchitectureError(f"--hidden-dropout {a['hidden_drop']}: Megatron drops out the embeddings too, which "
+                                "BLOOM does not; set --hidden-dropout 0.0 (BLOOM's own value)")
+    parallel = [f"{flag} {g[flag]}" for flag in ("--tensor-model-parallel-size", "--context-parallel-size",
+                                                 "--ds-sequence-parallel-size") if (g.get(flag) or 1) > 1]
+    if parallel:
+        raise ArchitectureError(f"{', '.join(parallel)} with BLOOM: transformers' BLOOM builds the ALiBi biases of all "
+                                "heads over the whole sequence inside its own attention, which neither splits; use "
+                                "data parallelism (FSDP shards the weights)")
+    packed = [flag for flag in ("--reset-attention-mask", "--reset-position-ids") if g.get(flag)]
+    if packed:
+        raise ArchitectureError(f"{', '.join(packed)} with BLOOM: transformers' BLOOM takes no document boundaries "
+                                "(it builds its ALiBi biases from a padding mask); drop the flag")
+    return {
+        "model_type": "bloom", "n_layer": a["layers"], "hidden_size": a["hidden"], "n_head": a["heads"],
+        "layer_norm_epsilon": a["eps"], "initializer_range": a["std"], "tie_word_embeddings": a["tied"],
+        "attention_dropout": a["attn_drop"], "hidden_dropout": 0.0,
+        "apply_residual_connection_post_layernorm": False,
+    }
+
+
+def bloom_flags(arch: Dict[str, Any]) -> List[str]:
+    """Inverse of bloom."""
+    if arch.get("apply_residual_connection_post_layernorm"):
+        raise ArchitectureError("bloom with apply_residual_connection_post_layernorm: no flag translated here takes "
+                                "the residual after the LayerNorm")
+    hidden = arch["hidden_size"]
+    return ["--position-embedding-type", "alibi", "--embed-layernorm", "--num-layers", str(arch["n_layer"]),
+            "--hidden-size", str(hidden), "--num-attention-heads", str(arch["n_head"]),
+            "--ffn-hidden-size", str(4 * hidden), "--norm-epsilon", str(arch["layer_norm_epsilon"]),
+            "--init-method-std", str(arch["initializer_range"]), "--attention-dropout", str(arch["attention_dropout"]),
+            "--hidden-dropout", "0.0"] \
+        + ([] if arch.get("tie_word_embeddings", True) else ["--untie-embeddings-and-output-weights"])

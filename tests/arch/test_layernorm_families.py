@@ -1,7 +1,9 @@
 """The LayerNorm families beside GPT-2, from their Megatron flags: GPT-NeoX-like (rope, LayerNorm, GeLU, biases) is
 transformers' gpt_neox with a sequential residual, computing what megatron-core 0.16 computes for those flags
-(partial rotary included); the translation's refusals name what no family has; --load compares with config.json."""
+(partial rotary included); ALiBi with --embed-layernorm (bigscience Megatron-DeepSpeed) is transformers' bloom. Both
+train on 2 ranks and export; the translation's refusals name what no family has; --load compares with config.json."""
 import json
+import math
 
 import numpy as np
 import pytest
@@ -17,14 +19,17 @@ from tests.arch.mcore_forward import megatron_and_hf_logits
 # BASE is a Llama-style set: drop RMSNorm, SwiGLU and the bias switch for a GPT-NeoX-like model
 LAYERNORM_BASE = [w for w in BASE if w not in ("--normalization", "RMSNorm", "--swiglu", "--disable-bias-linear")]
 NEOX = "--rotary-percent 0.5 --rotary-base 5000 --norm-epsilon 1e-6"
+# ALiBi instead of rope (the --position-embedding-type value replaced), BLOOM's embedding LayerNorm, tied embeddings
+ALIBI_BASE = [("alibi" if w == "rope" else w) for w in LAYERNORM_BASE if w != "--untie-embeddings-and-output-weights"]
+BLOOM = "--embed-layernorm"
 
 
-def _translate(extra, *more, base=LAYERNORM_BASE):
-    return translate(base + extra.split() + list(more), world_size=1)
+def _translate(extra, *more, base=LAYERNORM_BASE, world=1):
+    return translate(base + extra.split() + list(more), world_size=world)
 
 
-def _arch(extra):
-    result = _translate(extra)
+def _arch(extra, base=LAYERNORM_BASE):
+    result = _translate(extra, base=base)
     assert result.ok, result.problems()
     return result.config.model.architecture
 
@@ -101,22 +106,25 @@ PROBE = torch.as_tensor(np.random.default_rng(3).integers(0, 128, size=(2, 32)))
 
 
 @pytest.fixture(scope="module")
-def neox_runs(tmp_path_factory):
-    """GPT-NeoX-like flags on 2 ranks: data parallel (exported), and tensor parallel 2 with sequence parallelism."""
-    flags = (LAYERNORM_BASE, NEOX)
+def runs(tmp_path_factory):
+    """On 2 ranks: GPT-NeoX-like flags data parallel (exported) and tensor parallel 2 with sequence parallelism;
+    BLOOM data parallel (exported)."""
     tp = (LAYERNORM_BASE, NEOX + " --tensor-model-parallel-size 2 --sequence-parallel")
-    return spawn_flag_runs(2, tmp_path_factory.mktemp("neox"), [(flags, {}, PROBE), (tp, {}, None)])[0]
+    summaries = spawn_flag_runs(2, tmp_path_factory.mktemp("layernorm"), [
+        ((LAYERNORM_BASE, NEOX), {}, PROBE), (tp, {}, None), ((ALIBI_BASE, BLOOM), {}, PROBE)])[0]
+    return dict(zip(("gpt_neox", "gpt_neox_tp2", "bloom"), summaries))
 
 
 @pytest.mark.dist
 @pytest.mark.slow
-def test_gpt_neox_trains_and_exports(neox_runs):
+@pytest.mark.parametrize("family", ["gpt_neox", "bloom"])
+def test_family_trains_and_exports(family, runs):
     from transformers import AutoModelForCausalLM
-    dp = neox_runs[0]
+    dp = runs[family]
     losses = dp["losses"]
     assert len(losses) == 8 and np.mean(losses[-3:]) < np.mean(losses[:3]) - 0.05, losses
     hf = AutoModelForCausalLM.from_pretrained(dp["hf_dir"], dtype=torch.float32)
-    assert hf.config.model_type == "gpt_neox" and not hf.config.use_parallel_residual
+    assert hf.config.model_type == family
     with torch.no_grad():
         logits = hf(input_ids=PROBE, use_cache=False).logits
     torch.testing.assert_close(logits, torch.as_tensor(dp["probe_logits"]), rtol=1e-4, atol=1e-4)
@@ -124,5 +132,79 @@ def test_gpt_neox_trains_and_exports(neox_runs):
 
 @pytest.mark.dist
 @pytest.mark.slow
-def test_gpt_neox_tensor_parallel_equals_data_parallel(neox_runs):
-    np.testing.assert_allclose(neox_runs[1]["losses"], neox_runs[0]["losses"], rtol=0, atol=1e-4)
+def test_gpt_neox_tensor_parallel_equals_data_parallel(runs):
+    np.testing.assert_allclose(runs["gpt_neox_tp2"]["losses"], runs["gpt_neox"]["losses"], rtol=0, atol=1e-4)
+
+
+def test_alibi_with_embedding_layernorm_is_bloom():
+    arch = _arch(BLOOM, base=ALIBI_BASE)
+    assert {k: arch[k] for k in ("model_type", "n_layer", "n_head", "hidden_size", "layer_norm_epsilon",
+                                 "tie_word_embeddings", "hidden_dropout", "apply_residual_connection_post_layernorm")} \
+        == {"model_type": "bloom", "n_layer": 3, "n_head": 4, "hidden_size": 32, "layer_norm_epsilon": 1e-5,
+            "tie_word_embeddings": True, "hidden_dropout": 0.0, "apply_residual_connection_post_layernorm": False}
+    cfg = translate(ALIBI_BASE + BLOOM.split(), world_size=1).config
+    model = build_model(cfg, torch.device("cpu"), meta=False, seed=3)
+    assert type(model).__name__ == "BloomForCausalLM"
+    again = translate(ALIBI_BASE + architecture_flags(cfg.model.architecture), world_size=1)
+    assert again.ok and again.config.model.architecture == cfg.model.architecture
+    # Megatron's default hidden dropout (0.1) also drops out the embeddings: trained without it, said so
+    at = ALIBI_BASE.index("--hidden-dropout")
+    default = translate(ALIBI_BASE[:at] + ALIBI_BASE[at + 2:] + [BLOOM], world_size=1)
+    assert default.ok and any("drops out the embeddings too" in n for n in default.notes)
+
+
+@pytest.mark.parametrize("extra,message", [
+    ("", "without --embed-layernorm (Baichuan-13B-style, RMSNorm and SwiGLU): no transformers family computes it"),
+    ("--embed-layernorm --normalization RMSNorm --swiglu", "drop --normalization RMSNorm and --swiglu"),
+    ("--embed-layernorm --ffn-hidden-size 96", "BLOOM's MLP is 4 × --hidden-size (128) wide"),
+    ("--embed-layernorm --no-bias-gelu-fusion", "BLOOM computes the tanh approximation"),
+    ("--embed-layernorm --norm-epsilon 1e-6", "Megatron-DeepSpeed keeps 1e-5 there"),
+    ("--embed-layernorm --hidden-dropout 0.1", "Megatron drops out the embeddings too"),
+    ("--embed-layernorm --reset-attention-mask", "--reset-attention-mask with BLOOM"),
+    ("--embed-layernorm --group-query-attention --num-query-groups 2", "bloom family, which has no grouped-query"),
+])
+def test_bloom_refusals_name_the_flag(extra, message):
+    result = _translate(extra, base=ALIBI_BASE)
+    assert not result.ok and any(message in p for p in result.problems()), result.problems()
+
+
+@pytest.mark.parametrize("parallel", ["--tensor-model-parallel-size 2", "--context-parallel-size 2"])
+def test_bloom_refuses_tensor_and_context_parallelism(parallel):
+    result = _translate(BLOOM + " " + parallel, base=ALIBI_BASE, world=2)
+    assert not result.ok and any("builds the ALiBi biases of all heads" in p for p in result.problems())
+
+
+def test_embedding_layernorm_without_alibi_is_refused():
+    result = _translate("--embed-layernorm")
+    assert not result.ok and any("only BLOOM" in p for p in result.problems()), result.problems()
+
+
+def test_load_compares_bloom_flags_with_config_json(tmp_path):
+    config = dict(_arch(BLOOM, base=ALIBI_BASE), n_head=8, apply_residual_connection_post_layernorm=True)
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    result = _translate(BLOOM, "--load", str(tmp_path), base=ALIBI_BASE)
+    assert result.ok, result.problems()
+    note = next(n for n in result.notes if "disagree with" in n)
+    assert "n_head: flags say 4, config.json says 8" in note
+    assert "apply_residual_connection_post_layernorm: flags say False, config.json says True" in note
+
+
+def _megatron_deepspeed_slopes(n):
+    """bigscience Megatron-DeepSpeed's ALiBi slopes (ParallelTransformerLayer._build_alibi_tensor's get_slopes): a
+    geometric series from 2^(-8/n) for a power of two, else the nearest power's and every other of twice it."""
+    def power_of_2(m):
+        start = 2 ** (-2 ** -(math.log2(m) - 3))
+        return [start * start ** i for i in range(m)]
+    if math.log2(n).is_integer():
+        return power_of_2(n)
+    closest = 2 ** math.floor(math.log2(n))
+    return power_of_2(closest) + _megatron_deepspeed_slopes(2 * closest)[0::2][:n - closest]
+
+
+@pytest.mark.parametrize("heads", [4, 6, 12])
+def test_bloom_alibi_slopes_are_megatron_deepspeeds(heads):
+    from transformers.models.bloom.modeling_bloom import build_alibi_tensor
+    # Megatron-DeepSpeed adds slope × key position to every query row (softmax is blind to a per-row constant)
+    alibi = build_alibi_tensor(torch.ones(1, 5), heads, torch.float64).view(heads, 5)
+    want = torch.tensor(_megatron_deepspeed_slopes(heads), dtype=torch.float64)[:, None] * torch.arange(5)
+    torch.testing.assert_close(alibi, want, rtol=1e-6, atol=1e-7)
