@@ -5,6 +5,7 @@ Family choice follows what the flags describe:
                                                                   kernel, unless --no-bias-gelu-fusion)
   rope + LayerNorm + GeLU (+ biases)                             -> gpt_neox, sequential residual (arch/layernorm.py)
   ALiBi + --embed-layernorm + LayerNorm + GeLU (+ biases)        -> bloom (arch/layernorm.py)
+  rope + RMSNorm + gated GeLU (--geglu/--gelu-tanh) + --input-embeds-norm -> gemma (arch/gemma.py)
   rope + RMSNorm + SwiGLU                                        -> llama
       ... with a sliding window (--sliding-window/--window-size) -> mistral
       ... with q/k/v bias only (--add-qkv-bias)                  -> qwen2
@@ -27,6 +28,7 @@ from fsdp2_core.config.vocab import padded_vocab_size
 
 from .arch import ArchitectureError
 from .arch.attention import mla_fields, sliding_window, wants_mla
+from .arch.gemma import gemma_family, gemma_fields, wants_geglu
 from .arch.layernorm import bloom, gpt_neox
 from .arch.moe import (
     ENGINE_MODEL_ID,
@@ -139,6 +141,8 @@ def _read_flags(g, seq_length):
     # Values are taken as given (0 is not "unset"): nonsense reaches the architecture's rules, which name it.
     return {
         "layers": len(real) if real else layers, "hidden": hidden, "heads": heads, "ffn": ffn, "swiglu": swiglu,
+        "geglu": wants_geglu(g), "gelu_tanh": bool(g.get("--gelu-tanh")),
+        "embeds_norm": bool(g.get("--input-embeds-norm")),
         "rope": rope, "alibi": positions == "alibi" and not rope, "embed_norm": bool(g.get("--embed-layernorm")),
         "kv_heads": _kv_heads(g, heads),
         "head_dim": g["--kv-channels"] if "--kv-channels" in g else _whole_head_size(hidden, heads),
@@ -238,6 +242,12 @@ def _choose_family(a) -> str:
     if a["embed_norm"] and not a["alibi"]:
         raise ArchitectureError("--embed-layernorm: only BLOOM (--position-embedding-type alibi) has a LayerNorm "
                                 "after the word embeddings here")
+    if a["embeds_norm"] and not (a["rope"] and a["geglu"]):
+        raise ArchitectureError("--input-embeds-norm: only Gemma (rope, RMSNorm, --geglu or --gelu-tanh) scales the "
+                                "embeddings by sqrt(hidden size) here")
+    if a["geglu"] and not a["rope"]:
+        raise ArchitectureError("--geglu / --gelu-tanh: a gated GeLU MLP is Gemma's, a rope model "
+                                "(--position-embedding-type rope)")
     if a["alibi"]:
         return _alibi_family(a)
     if not a["rope"]:
@@ -248,6 +258,8 @@ def _choose_family(a) -> str:
                 "no qk-layernorm, no grouped-query or latent attention and no sliding window; for a Llama-style model "
                 "add --position-embedding-type rope --normalization RMSNorm --swiglu")
         return "gpt2"
+    if a["geglu"]:
+        return gemma_family(a)
     if not a["rms"] and not a["swiglu"]:
         return "gpt_neox"
     if not a["rms"] or not a["swiglu"]:
@@ -315,6 +327,8 @@ def _rope_family(a, family, notes):
         "rope_parameters": _rope_parameters(a, family),
     }
     config.update(_biases(a, family))
+    if family == "gemma":
+        config.update(gemma_fields(a))
     if family == "qwen3":
         config["attention_bias"] = a["qkv_bias"]
     if family == "mistral":

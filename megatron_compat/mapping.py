@@ -408,6 +408,8 @@ MAPPED_RULES = [
 # Architecture flags: handled together by architecture.build_architecture (forward) and reverse.architecture_flags
 # (back); the text names the Hugging Face config field. Examples build on one family's flags.
 ROPE = ("--position-embedding-type", "rope", "--normalization", "RMSNorm", "--swiglu", "--hidden-dropout", "0")
+GEMMA = ("--position-embedding-type", "rope", "--normalization", "RMSNorm", "--hidden-dropout", "0",
+         "--disable-bias-linear", "--input-embeds-norm", "--geglu")
 MOE = ROPE + ("--disable-bias-linear", "--num-experts", "4", "--moe-router-topk", "2")
 QWEN3_MOE = MOE + ("--qk-layernorm",)
 SIGMOID = MOE + ("--moe-router-score-function", "sigmoid")
@@ -453,6 +455,13 @@ MAPPED_RULES += [
          ("--position-embedding-type", "rope", "--RMSNorm", "--swiglu", "--hidden-dropout", "0")),
     arch("--norm-epsilon --layernorm-epsilon", "rms_norm_eps / layer_norm_epsilon"),
     arch("--swiglu", "hidden_act silu with a gated MLP", ROPE),
+    arch("--geglu", "Gemma's gated MLP with exact GeLU (hidden_act gelu_python: Gemma's config reads gelu as "
+         "the tanh one)", GEMMA),
+    arch("--gelu-tanh", "Gemma's gated MLP with tanh GeLU (hidden_act gelu_pytorch_tanh)",
+         GEMMA[:-1] + ("--gelu-tanh",)),
+    arch("--input-embeds-norm", "Gemma's embeddings scaled by sqrt(hidden size) (required for Gemma)", GEMMA),
+    arch("--add-rmsnorm-offset", "Gemma's RMSNorm x · (1 + w); with any other RMSNorm family the same model, trained "
+         "the same (Adam sees the same gradient; norms take no weight decay)", GEMMA + ("--add-rmsnorm-offset",)),
     arch("--untie-embeddings-and-output-weights --causal-lm",
          "tie_word_embeddings = false (Megatron-LLaMA's --causal-lm: its own lm_head, untied)",
          ROPE + ("--untie-embeddings-and-output-weights",)),

@@ -13,6 +13,7 @@ from fsdp2_core.config.batch_schedule import StepBatchSchedule
 from fsdp2_core.data.mindspeed.instruction import PROMPT_TYPES
 
 from .arch.attention import mla_flags, sliding_window_flags
+from .arch.gemma import gemma_flags
 from .arch.layernorm import bloom_flags, gpt_neox_flags
 from .arch.moe import ENGINE_MODEL_ID, SIGMOID_FAMILIES, moe_flags, training_flags
 from .arch.rope import rope_scaling_flags
@@ -265,8 +266,9 @@ def architecture_flags(arch, values=None) -> List[str]:
     if family == "gpt_neox":
         return out + gpt_neox_flags(arch) + _rope_flags(arch["rope_parameters"], family)
     rope = arch["rope_parameters"]
-    out += ["--position-embedding-type", "rope", "--normalization", "RMSNorm", "--swiglu",
-            "--num-layers", str(arch["num_hidden_layers"]), "--hidden-size", str(arch["hidden_size"]),
+    out += ["--position-embedding-type", "rope", "--normalization", "RMSNorm"]
+    out += gemma_flags(arch) if family == "gemma" else ["--swiglu"]
+    out += ["--num-layers", str(arch["num_hidden_layers"]), "--hidden-size", str(arch["hidden_size"]),
             "--ffn-hidden-size", str(arch["intermediate_size"]),
             "--num-attention-heads", str(arch["num_attention_heads"]),
             "--max-position-embeddings", str(arch["max_position_embeddings"]),
