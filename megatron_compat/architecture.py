@@ -28,7 +28,7 @@ from fsdp2_core.config.vocab import padded_vocab_size
 
 from .arch import ArchitectureError
 from .arch.attention import mla_fields, sliding_window, wants_mla
-from .arch.gemma import gemma_family, gemma_fields, wants_geglu
+from .arch.gemma import gemma2_fields, gemma2_flags_given, gemma_family, gemma_fields, wants_geglu
 from .arch.layernorm import bloom, gpt_neox
 from .arch.moe import (
     ENGINE_MODEL_ID,
@@ -91,7 +91,7 @@ def build_architecture(given: Dict[str, Any], seq_length: Optional[int],
             notes.append("Megatron's default hidden dropout 0.1 drops out the embeddings too, which BLOOM does not: "
                          "trained without hidden dropout (add --hidden-dropout 0.0 to make this explicit)")
     else:
-        config = _rope_family(a, family, notes)
+        config = _rope_family(a, family, notes, given)
     vocab = _vocab(given, tp_size)
     if vocab is not None:
         config["vocab_size"] = vocab
@@ -142,7 +142,7 @@ def _read_flags(g, seq_length):
     return {
         "layers": len(real) if real else layers, "hidden": hidden, "heads": heads, "ffn": ffn, "swiglu": swiglu,
         "geglu": wants_geglu(g), "gelu_tanh": bool(g.get("--gelu-tanh")),
-        "embeds_norm": bool(g.get("--input-embeds-norm")),
+        "embeds_norm": bool(g.get("--input-embeds-norm")), "gemma2": gemma2_flags_given(g),
         "rope": rope, "alibi": positions == "alibi" and not rope, "embed_norm": bool(g.get("--embed-layernorm")),
         "kv_heads": _kv_heads(g, heads),
         "head_dim": g["--kv-channels"] if "--kv-channels" in g else _whole_head_size(hidden, heads),
@@ -245,6 +245,9 @@ def _choose_family(a) -> str:
     if a["embeds_norm"] and not (a["rope"] and a["geglu"]):
         raise ArchitectureError("--input-embeds-norm: only Gemma (rope, RMSNorm, --geglu or --gelu-tanh) scales the "
                                 "embeddings by sqrt(hidden size) here")
+    if a["gemma2"] and not a["geglu"]:
+        raise ArchitectureError(f"{', '.join(a['gemma2'])}: Gemma 2's, a rope model with RMSNorm and a gated GeLU MLP "
+                                "(--geglu / --gelu-tanh) and --input-embeds-norm")
     if a["geglu"] and not a["rope"]:
         raise ArchitectureError("--geglu / --gelu-tanh: a gated GeLU MLP is Gemma's, a rope model "
                                 "(--position-embedding-type rope)")
@@ -311,7 +314,7 @@ def _gpt2(a):
     }
 
 
-def _rope_family(a, family, notes):
+def _rope_family(a, family, notes, given):
     if a["hidden_drop"]:
         if a["hidden_drop_given"]:
             raise ArchitectureError(f"--hidden-dropout {a['hidden_drop']}: the {family} family has no hidden dropout; "
@@ -329,6 +332,9 @@ def _rope_family(a, family, notes):
     config.update(_biases(a, family))
     if family == "gemma":
         config.update(gemma_fields(a))
+    if family == "gemma2":
+        config.pop("hidden_act")
+        config.update(gemma2_fields(a, given))
     if family == "qwen3":
         config["attention_bias"] = a["qkv_bias"]
     if family == "mistral":
@@ -406,7 +412,8 @@ COMPARED_FIELDS = ("model_type", "num_hidden_layers", "hidden_size", "intermedia
                    "q_lora_rank", "kv_lora_rank", "qk_nope_head_dim", "qk_rope_head_dim", "v_head_dim",
                    "attention_bias", "qkv_bias", "use_qk_norm", "sliding_window", "num_nextn_predict_layers",
                    "n_layer", "n_embd", "n_head", "layer_norm_eps", "use_parallel_residual", "hidden_act",
-                   "layer_norm_epsilon", "apply_residual_connection_post_layernorm")
+                   "layer_norm_epsilon", "apply_residual_connection_post_layernorm", "hidden_activation",
+                   "query_pre_attn_scalar", "attn_logit_softcapping", "final_logit_softcapping")
 COMPARED_ROPE = ("rope_theta", "rope_type", "factor", "low_freq_factor", "high_freq_factor",
                  "original_max_position_embeddings", "beta_fast", "beta_slow", "mscale", "mscale_all_dim",
                  "partial_rotary_factor")

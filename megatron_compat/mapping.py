@@ -410,6 +410,7 @@ MAPPED_RULES = [
 ROPE = ("--position-embedding-type", "rope", "--normalization", "RMSNorm", "--swiglu", "--hidden-dropout", "0")
 GEMMA = ("--position-embedding-type", "rope", "--normalization", "RMSNorm", "--hidden-dropout", "0",
          "--disable-bias-linear", "--input-embeds-norm", "--geglu")
+GEMMA2 = GEMMA + ("--post-norm",)
 MOE = ROPE + ("--disable-bias-linear", "--num-experts", "4", "--moe-router-topk", "2")
 QWEN3_MOE = MOE + ("--qk-layernorm",)
 SIGMOID = MOE + ("--moe-router-score-function", "sigmoid")
@@ -460,6 +461,15 @@ MAPPED_RULES += [
     arch("--gelu-tanh", "Gemma's gated MLP with tanh GeLU (hidden_act gelu_pytorch_tanh)",
          GEMMA[:-1] + ("--gelu-tanh",)),
     arch("--input-embeds-norm", "Gemma's embeddings scaled by sqrt(hidden size) (required for Gemma)", GEMMA),
+    arch("--post-norm", "Gemma 2's post_attention_layernorm / post_feedforward_layernorm on the attention and MLP "
+         "outputs (required for Gemma 2)", GEMMA2),
+    arch("--query-pre-attn-scalar", "query_pre_attn_scalar (Gemma 2's scores scaled by its inverse square root)",
+         GEMMA2 + ("--query-pre-attn-scalar", "8")),
+    arch("--attn-logit-softcapping", "attn_logit_softcapping (Gemma 2)", GEMMA2 + ("--attn-logit-softcapping", "50")),
+    arch("--output-logit-softcapping", "final_logit_softcapping (Gemma 2; the engine's loss caps the logits too)",
+         GEMMA2 + ("--output-logit-softcapping", "30")),
+    arch("--interleave-sliding-window", "sliding_window with Gemma 2's layer_types: the odd layers (1-based) slide",
+         GEMMA2 + ("--interleave-sliding-window", "16")),
     arch("--add-rmsnorm-offset", "Gemma's RMSNorm x · (1 + w); with any other RMSNorm family the same model, trained "
          "the same (Adam sees the same gradient; norms take no weight decay)", GEMMA + ("--add-rmsnorm-offset",)),
     arch("--untie-embeddings-and-output-weights --causal-lm",

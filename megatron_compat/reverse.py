@@ -267,7 +267,7 @@ def architecture_flags(arch, values=None) -> List[str]:
         return out + gpt_neox_flags(arch) + _rope_flags(arch["rope_parameters"], family)
     rope = arch["rope_parameters"]
     out += ["--position-embedding-type", "rope", "--normalization", "RMSNorm"]
-    out += gemma_flags(arch) if family == "gemma" else ["--swiglu"]
+    out += gemma_flags(arch) if family in ("gemma", "gemma2") else ["--swiglu"]
     out += ["--num-layers", str(arch["num_hidden_layers"]), "--hidden-size", str(arch["hidden_size"]),
             "--ffn-hidden-size", str(arch["intermediate_size"]),
             "--num-attention-heads", str(arch["num_attention_heads"]),

@@ -108,21 +108,29 @@ PROBE = torch.as_tensor(np.random.default_rng(3).integers(0, 128, size=(2, 32)))
 
 @pytest.fixture(scope="module")
 def gemma_runs(tmp_path_factory):
-    tp = GEMMA.replace("--num-query-groups 1", "--num-query-groups 2") + " --tensor-model-parallel-size 2"
-    dp = GEMMA.replace("--num-query-groups 1", "--num-query-groups 2")
-    return spawn_flag_runs(2, tmp_path_factory.mktemp("gemma"), [((GEMMA_BASE, dp), {}, PROBE),
-                                                                 ((GEMMA_BASE, tp), {}, None)])[0]
+    """On 2 ranks: Gemma and Gemma 2 data parallel (exported) and tensor parallel 2; Gemma 2 without the attention
+    soft-cap (MindSpeed's gemma2_27b) data and context parallel 2."""
+    gemma = GEMMA.replace("--num-query-groups 1", "--num-query-groups 2")
+    uncapped = GEMMA2.replace("--attn-logit-softcapping 20 ", "")
+    tp = " --tensor-model-parallel-size 2"
+    runs = {"gemma": (gemma, PROBE), "gemma_tp2": (gemma + tp, None), "gemma2": (GEMMA2, PROBE),
+            "gemma2_tp2": (GEMMA2 + tp, None), "uncapped": (uncapped, None),
+            "uncapped_cp2": (uncapped + " --context-parallel-size 2", None)}
+    summaries = spawn_flag_runs(2, tmp_path_factory.mktemp("gemma"),
+                                [((GEMMA_BASE, flags), {}, probe) for flags, probe in runs.values()])[0]
+    return dict(zip(runs, summaries))
 
 
 @pytest.mark.dist
 @pytest.mark.slow
-def test_gemma_trains_and_exports(gemma_runs):
+@pytest.mark.parametrize("family", ["gemma", "gemma2"])
+def test_gemma_trains_and_exports(family, gemma_runs):
     from transformers import AutoModelForCausalLM
-    dp = gemma_runs[0]
+    dp = gemma_runs[family]
     losses = dp["losses"]
     assert len(losses) == 8 and np.mean(losses[-3:]) < np.mean(losses[:3]) - 0.05, losses
     hf = AutoModelForCausalLM.from_pretrained(dp["hf_dir"], dtype=torch.float32)
-    assert hf.config.model_type == "gemma"
+    assert hf.config.model_type == family
     with torch.no_grad():
         logits = hf(input_ids=PROBE, use_cache=False).logits
     torch.testing.assert_close(logits, torch.as_tensor(dp["probe_logits"]), rtol=1e-4, atol=1e-4)
@@ -130,5 +138,74 @@ def test_gemma_trains_and_exports(gemma_runs):
 
 @pytest.mark.dist
 @pytest.mark.slow
-def test_gemma_tensor_parallel_equals_data_parallel(gemma_runs):
-    np.testing.assert_allclose(gemma_runs[1]["losses"], gemma_runs[0]["losses"], rtol=0, atol=1e-4)
+@pytest.mark.parametrize("run,reference", [("gemma_tp2", "gemma"), ("gemma2_tp2", "gemma2"),
+                                           ("uncapped_cp2", "uncapped")])
+def test_gemma_parallel_layouts_equal_data_parallel(run, reference, gemma_runs):
+    np.testing.assert_allclose(gemma_runs[run]["losses"], gemma_runs[reference]["losses"], rtol=0, atol=1e-4)
+
+
+# MindSpeed's gemma2_27b flags in miniature (4 layers so two slide), with both soft-caps
+GEMMA2 = (GEMMA.replace("--num-query-groups 1", "--num-query-groups 2") + " --post-norm --query-pre-attn-scalar 12 "
+          "--interleave-sliding-window 8 --attn-logit-softcapping 20 --output-logit-softcapping 5 --num-layers 4")
+
+
+def test_mindspeed_gemma2_flags_are_gemma2():
+    arch = _arch(GEMMA2)
+    assert {k: arch[k] for k in ("model_type", "hidden_activation", "query_pre_attn_scalar", "attn_logit_softcapping",
+                                 "final_logit_softcapping", "sliding_window", "layer_types")} == {
+        "model_type": "gemma2", "hidden_activation": "gelu_python", "query_pre_attn_scalar": 12,
+        "attn_logit_softcapping": 20.0, "final_logit_softcapping": 5.0, "sliding_window": 8,
+        # MindSpeed's is_sliding: layer numbers 1 and 3 (1-based, odd) slide
+        "layer_types": ["sliding_attention", "full_attention", "sliding_attention", "full_attention"]}
+    # unset: MindSpeed scales by head_dim^-0.5 and caps nothing; every layer attends fully
+    plain = _arch(GEMMA + " --post-norm")
+    assert (plain["query_pre_attn_scalar"], plain["attn_logit_softcapping"], plain["final_logit_softcapping"],
+            set(plain["layer_types"])) == (16, None, None, {"full_attention"})
+    cfg = _translate(GEMMA2).config
+    again = translate(GEMMA_BASE + architecture_flags(cfg.model.architecture), world_size=1)
+    assert again.ok and again.config.model.architecture == cfg.model.architecture
+
+
+def test_gemma2_windows_scale_and_caps_are_mindspeeds():
+    """MindSpeed's sliding mask tril(ones, -W) hides keys W or more positions back; scores × S^-0.5, then capped."""
+    model = build_model(_translate(GEMMA2).config, torch.device("cpu"), meta=False, seed=3)
+    attn = model.model.layers[0].self_attn
+    assert attn.scaling == 12 ** -0.5 and attn.attn_logit_softcapping == 20.0
+    assert (attn.sliding_window, model.model.layers[1].self_attn.sliding_window) == (8, None)
+    from transformers.masking_utils import sliding_window_causal_mask_function
+    allowed = torch.tensor([[bool(sliding_window_causal_mask_function(8)(0, 0, torch.tensor(q), torch.tensor(k)))
+                             for k in range(12)]
+                            for q in range(12)])
+    mindspeed_masked = torch.tril(torch.ones(12, 12, dtype=torch.bool), diagonal=-8) | \
+        torch.triu(torch.ones(12, 12, dtype=torch.bool), diagonal=1)
+    assert torch.equal(allowed, ~mindspeed_masked)
+
+
+def test_the_loss_soft_caps_the_logits_as_gemma2_does():
+    from fsdp2_core.train.loss import lm_loss_sums
+    model = build_model(_translate(GEMMA2).config, torch.device("cpu"), meta=False, seed=3)
+    with torch.no_grad():
+        model.lm_head.weight.mul_(300)  # logits far beyond the cap
+        tokens = PROBE[:, :16]
+        labels = torch.roll(tokens, -1, 1)
+        total, count = lm_loss_sums(model, tokens, labels, torch.ones_like(tokens, dtype=torch.float))
+        logits = model(input_ids=tokens, use_cache=False).logits  # transformers caps them in its forward
+    assert logits.abs().max() <= 5.0
+    want = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), labels.reshape(-1), reduction="sum")
+    torch.testing.assert_close(total, want, rtol=1e-5, atol=1e-4)
+
+
+@pytest.mark.parametrize("extra,message", [
+    (GEMMA2.replace("--post-norm ", ""), "add --post-norm"),
+    ("--post-norm --swiglu", "--post-norm: Gemma 2's"),
+    (GEMMA2.replace("--interleave-sliding-window 8", "--interleave-sliding-window 0"),
+     "--interleave-sliding-window 0: expects a positive number"),
+])
+def test_gemma2_refusals_name_the_flag(extra, message):
+    result = _translate(extra)
+    assert not result.ok and any(message in p for p in result.problems()), result.problems()
+
+
+def test_gemma2_attention_soft_capping_refuses_context_parallelism():
+    result = _translate(GEMMA2, "--context-parallel-size", "2", world=2)
+    assert not result.ok and any("has no soft-capping" in p for p in result.problems()), result.problems()
