@@ -3,6 +3,7 @@
 Family choice follows what the flags describe:
   learned absolute positions + LayerNorm + GeLU (+ biases)      -> gpt2 (tanh GeLU: Megatron's fused bias-GeLU
                                                                   kernel, unless --no-bias-gelu-fusion)
+      ... with multi-query attention (one key/value head)        -> gpt_bigcode
   rope + LayerNorm + GeLU (+ biases)                             -> gpt_neox, sequential residual (arch/layernorm.py)
   ALiBi + --embed-layernorm + LayerNorm + GeLU (+ biases)        -> bloom (arch/layernorm.py)
   rope + RMSNorm + gated GeLU (--geglu/--gelu-tanh) + --input-embeds-norm -> gemma (arch/gemma.py)
@@ -80,8 +81,8 @@ def build_architecture(given: Dict[str, Any], seq_length: Optional[int],
     a = _read_flags(given, seq_length)
     notes: List[str] = []
     family = _choose_family(a)
-    if family == "gpt2":
-        config = _gpt2(a)
+    if family in ("gpt2", "gpt_bigcode"):
+        config = _gpt2(a, family, given)
     elif family == "gpt_neox":
         config = gpt_neox(a)
         config["rope_parameters"] = _rope_parameters(a, family)
@@ -254,13 +255,15 @@ def _choose_family(a) -> str:
     if a["alibi"]:
         return _alibi_family(a)
     if not a["rope"]:
-        if a["rms"] or a["swiglu"] or not a["bias"] or a["routing"] or a["qk_norm"] or a["kv_heads"] != a["heads"] \
-                or a["mla"] or a["window"]:
+        multi_query = a["heads"] > 1 and a["kv_heads"] == 1
+        if a["rms"] or a["swiglu"] or not a["bias"] or a["routing"] or a["qk_norm"] or a["mla"] or a["window"] \
+                or (a["kv_heads"] != a["heads"] and not multi_query):
             raise ArchitectureError(
-                "learned absolute positions map to the GPT-2 family, which needs LayerNorm, GeLU, biases, no experts, "
-                "no qk-layernorm, no grouped-query or latent attention and no sliding window; for a Llama-style model "
-                "add --position-embedding-type rope --normalization RMSNorm --swiglu")
-        return "gpt2"
+                "learned absolute positions map to the GPT-2 family (GPT-BigCode with multi-query attention), which "
+                "needs LayerNorm, GeLU, biases, no experts, no qk-layernorm, no latent attention, no sliding window "
+                "and one or all key/value heads (no grouped-query attention); for a Llama-style model add "
+                "--position-embedding-type rope --normalization RMSNorm --swiglu")
+        return "gpt_bigcode" if multi_query else "gpt2"
     if a["geglu"]:
         return gemma_family(a)
     if not a["rms"] and not a["swiglu"]:
@@ -300,17 +303,30 @@ def _alibi_family(a) -> str:
     return "bloom"
 
 
-def _gpt2(a):
+def _gpt2(a, family, g):
+    """GPT-2, or GPT-BigCode (StarCoder: bigcode's --attention-head-type multiquery, Megatron-LM's
+    --group-query-attention --num-query-groups 1), the same model with one key/value head shared by all heads."""
     if a["head_dim"] is not None and a["head_dim"] * a["heads"] != a["hidden"]:
         raise ArchitectureError("GPT-2 needs --kv-channels × --num-attention-heads = --hidden-size")
-    if not a["tied"]:
+    if not a["tied"] and family == "gpt2":
         raise ArchitectureError("the GPT-2 family always ties embeddings; drop --untie-embeddings-and-output-weights")
+    bigcode = {}
+    if family == "gpt_bigcode":
+        parallel = [f"{flag} {g[flag]}" for flag in ("--tensor-model-parallel-size", "--context-parallel-size",
+                                                     "--ds-sequence-parallel-size") if (g.get(flag) or 1) > 1]
+        if parallel:
+            raise ArchitectureError(f"{', '.join(parallel)} with multi-query attention (GPT-BigCode): its one "
+                                    "key/value head, fused into c_attn after the queries, is split by neither "
+                                    "(tensor parallelism has no layout for it, context parallelism splits key/value "
+                                    "heads); use data parallelism (FSDP shards the weights)")
+        bigcode = {"multi_query": True, "scale_attn_weights": True}
     return {
-        "model_type": "gpt2", "n_layer": a["layers"], "n_embd": a["hidden"], "n_head": a["heads"], "n_inner": a["ffn"],
+        "model_type": family, **bigcode, "n_layer": a["layers"], "n_embd": a["hidden"], "n_head": a["heads"],
+        "n_inner": a["ffn"],
         "n_positions": a["max_pos"], "activation_function": "gelu_pytorch_tanh" if a["tanh_gelu"] else "gelu",
         "layer_norm_epsilon": a["eps"],
         "resid_pdrop": a["hidden_drop"], "embd_pdrop": a["hidden_drop"], "attn_pdrop": a["attn_drop"],
-        "initializer_range": a["std"], "tie_word_embeddings": True,
+        "initializer_range": a["std"], "tie_word_embeddings": a["tied"],
     }
 
 
@@ -413,7 +429,7 @@ COMPARED_FIELDS = ("model_type", "num_hidden_layers", "hidden_size", "intermedia
                    "attention_bias", "qkv_bias", "use_qk_norm", "sliding_window", "num_nextn_predict_layers",
                    "n_layer", "n_embd", "n_head", "layer_norm_eps", "use_parallel_residual", "hidden_act",
                    "layer_norm_epsilon", "apply_residual_connection_post_layernorm", "hidden_activation",
-                   "query_pre_attn_scalar", "attn_logit_softcapping", "final_logit_softcapping")
+                   "query_pre_attn_scalar", "attn_logit_softcapping", "final_logit_softcapping", "multi_query")
 COMPARED_ROPE = ("rope_theta", "rope_type", "factor", "low_freq_factor", "high_freq_factor",
                  "original_max_position_embeddings", "beta_fast", "beta_slow", "mscale", "mscale_all_dim",
                  "partial_rotary_factor")

@@ -434,14 +434,15 @@ MAPPED_RULES += [
     arch("--group-query-attention", "num_key_value_heads (with --num-query-groups)",
          ROPE + ("--group-query-attention", "--num-query-groups", "2")),
     arch("--num-query-groups", "num_key_value_heads", ROPE + ("--group-query-attention", "--num-query-groups", "1")),
-    arch("--attention-head-type", "num_key_value_heads = 1 for multiquery (bigcode's multi-query attention); "
-         "multihead changes nothing", ROPE + ("--attention-head-type", "multiquery")),
+    arch("--attention-head-type", "multiquery (bigcode's multi-query attention): one key/value head, GPT-BigCode's "
+         "multi_query with learned positions, num_key_value_heads = 1 with rope; multihead changes nothing",
+         ROPE + ("--attention-head-type", "multiquery")),
     arch("--num-key-value-heads", "num_key_value_heads (grouped-query attention with this many groups; "
          "Megatron-DeepSpeed's spelling)", ROPE + ("--num-key-value-heads", "2")),
     arch("--kv-channels", "head_dim", ROPE + ("--kv-channels", "32")),
     arch("--max-position-embeddings", "max_position_embeddings", ("--max-position-embeddings", "64")),
-    arch("--position-embedding-type", "model family (learned → GPT-2, rope → Llama/Qwen, or GPT-NeoX with "
-         "LayerNorm and GeLU; alibi with --embed-layernorm → BLOOM)", ROPE),
+    arch("--position-embedding-type", "model family (learned → GPT-2, rope → Llama/Qwen, Gemma with a gated "
+         "GeLU, or GPT-NeoX with LayerNorm and GeLU; alibi with --embed-layernorm → BLOOM)", ROPE),
     arch("--embed-layernorm", "BLOOM's word_embeddings_layernorm (with --position-embedding-type alibi)",
          ("--position-embedding-type", "alibi", "--embed-layernorm", "--hidden-dropout", "0")),
     arch("--use-rotary-position-embeddings --use-llama2-rotary-position-embeddings", "rope position embeddings",
@@ -451,7 +452,7 @@ MAPPED_RULES += [
          ROPE + ("--rotary-base", "500000")),
     arch("--rotary-percent --partial-rotary-factor", "partial_rotary_factor", ROPE + ("--rotary-percent", "0.5")),
     arch("--normalization", "model family (LayerNorm → GPT-2, with rope GPT-NeoX; RMSNorm → "
-         "Llama/Qwen)", ROPE),
+         "Llama/Qwen, or Gemma with a gated GeLU)", ROPE),
     arch("--RMSNorm", "RMSNorm (Megatron-LLaMA's spelling of --normalization RMSNorm)",
          ("--position-embedding-type", "rope", "--RMSNorm", "--swiglu", "--hidden-dropout", "0")),
     arch("--norm-epsilon --layernorm-epsilon", "rms_norm_eps / layer_norm_epsilon"),

@@ -12,6 +12,7 @@ from fsdp2_core.config import TrainConfig, config_to_sections
 from fsdp2_core.config.batch_schedule import StepBatchSchedule
 from fsdp2_core.data.mindspeed.instruction import PROMPT_TYPES
 
+from .arch import ArchitectureError
 from .arch.attention import mla_flags, sliding_window_flags
 from .arch.gemma import gemma_flags
 from .arch.layernorm import bloom_flags, gpt_neox_flags
@@ -252,8 +253,12 @@ def architecture_flags(arch, values=None) -> List[str]:
     out = _engine_flags(values, arch)
     if not arch:
         return out
-    if arch["model_type"] == "gpt2":
-        return out + ["--num-layers", str(arch["n_layer"]), "--hidden-size", str(arch["n_embd"]),
+    if arch["model_type"] == "gpt_bigcode" and not arch.get("multi_query", True):
+        raise ArchitectureError("gpt_bigcode without multi_query is GPT-2: convert it as model_type gpt2")
+    if arch["model_type"] in ("gpt2", "gpt_bigcode"):
+        mqa = ["--group-query-attention", "--num-query-groups", "1"] if arch["model_type"] == "gpt_bigcode" else []
+        untie = [] if arch.get("tie_word_embeddings", True) else ["--untie-embeddings-and-output-weights"]
+        return out + mqa + untie + ["--num-layers", str(arch["n_layer"]), "--hidden-size", str(arch["n_embd"]),
                       "--num-attention-heads", str(arch["n_head"]), "--ffn-hidden-size", str(arch["n_inner"]),
                       "--max-position-embeddings", str(arch["n_positions"]),
                       "--norm-epsilon", str(arch["layer_norm_epsilon"]), "--hidden-dropout", str(arch["resid_pdrop"]),

@@ -1,5 +1,5 @@
 """megatron-core 0.16's own GPTModel (local spec, one CPU process) for a family's flag set, and its logits beside
-the Hugging Face model the flags translate to, with the same weights copied across by name."""
+the Hugging Face model the flags translate to (gpt_neox, gpt_bigcode), with the same weights copied across by name."""
 import torch
 
 from tests.megatron_ckpt.mcore import patch_for_cpu
@@ -18,12 +18,29 @@ NEOX_LAYER = {
 }
 
 
-def neox_name(name: str) -> str:
-    if name in NEOX_NAMES:
-        return NEOX_NAMES[name]
+# ... -> gpt_bigcode; with one query group Megatron's linear_qkv is [all queries | key | value], as c_attn is.
+BIGCODE_NAMES = {
+    "embedding.word_embeddings.weight": "transformer.wte.weight",
+    "embedding.position_embeddings.weight": "transformer.wpe.weight",
+    "decoder.final_layernorm.weight": "transformer.ln_f.weight",
+    "decoder.final_layernorm.bias": "transformer.ln_f.bias",
+    "output_layer.weight": "lm_head.weight",
+}
+BIGCODE_LAYER = {
+    "input_layernorm": "ln_1", "self_attention.linear_qkv": "attn.c_attn", "self_attention.linear_proj": "attn.c_proj",
+    "pre_mlp_layernorm": "ln_2", "mlp.linear_fc1": "mlp.c_fc", "mlp.linear_fc2": "mlp.c_proj",
+}
+FAMILY_NAMES = {"gpt_neox": (NEOX_NAMES, NEOX_LAYER, "gpt_neox.layers"),
+                "gpt_bigcode": (BIGCODE_NAMES, BIGCODE_LAYER, "transformer.h")}
+
+
+def hf_name(family: str, name: str) -> str:
+    whole, layer, layers = FAMILY_NAMES[family]
+    if name in whole:
+        return whole[name]
     _, _, i, rest = name.split(".", 3)  # decoder.layers.<i>.<module>.<weight|bias>
     module, param = rest.rsplit(".", 1)
-    return f"gpt_neox.layers.{i}.{NEOX_LAYER[module]}.{param}"
+    return f"{layers}.{i}.{layer[module]}.{param}"
 
 
 def megatron_and_hf_logits(config_kwargs: dict, gpt_kwargs: dict, arch: dict, tokens: torch.Tensor):
@@ -48,7 +65,8 @@ def megatron_and_hf_logits(config_kwargs: dict, gpt_kwargs: dict, arch: dict, to
         for p in model.parameters():
             p.add_(torch.randn(p.shape) * 0.05)
     hf = AutoModelForCausalLM.from_config(AutoConfig.for_model(**arch)).eval()
-    state = {neox_name(k): v for k, v in model.state_dict().items() if not k.endswith("_extra_state")}
+    state = {hf_name(arch["model_type"], k): v for k, v in model.state_dict().items()
+             if not k.endswith("_extra_state")}
     missing, unexpected = hf.load_state_dict(state, strict=False)
     assert not unexpected and not [m for m in missing if "rotary" not in m], (missing, unexpected)
     pos = torch.arange(tokens.shape[1]).unsqueeze(0).expand_as(tokens)
