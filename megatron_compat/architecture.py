@@ -7,6 +7,7 @@ Family choice follows what the flags describe:
   rope + LayerNorm + GeLU (+ biases)                             -> gpt_neox, sequential residual (arch/layernorm.py)
   ALiBi + --embed-layernorm + LayerNorm + GeLU (+ biases)        -> bloom (arch/layernorm.py)
   rope + RMSNorm + gated GeLU (--geglu/--gelu-tanh) + --input-embeds-norm -> gemma (arch/gemma.py)
+  rope + RMSNorm + SwiGLU + --use-glm-rope (ChatGLM3 / GLM-4)   -> glm (interleaved partial rotary)
   rope + RMSNorm + SwiGLU                                        -> llama
       ... with a sliding window (--sliding-window/--window-size) -> mistral
       ... with q/k/v bias only (--add-qkv-bias)                  -> qwen2
@@ -144,6 +145,7 @@ def _read_flags(g, seq_length):
         "layers": len(real) if real else layers, "hidden": hidden, "heads": heads, "ffn": ffn, "swiglu": swiglu,
         "geglu": wants_geglu(g), "gelu_tanh": bool(g.get("--gelu-tanh")),
         "embeds_norm": bool(g.get("--input-embeds-norm")), "gemma2": gemma2_flags_given(g),
+        "glm_rope": bool(g.get("--use-glm-rope")),
         "rope": rope, "alibi": positions == "alibi" and not rope, "embed_norm": bool(g.get("--embed-layernorm")),
         "kv_heads": _kv_heads(g, heads),
         "head_dim": g["--kv-channels"] if "--kv-channels" in g else _whole_head_size(hidden, heads),
@@ -252,6 +254,9 @@ def _choose_family(a) -> str:
     if a["geglu"] and not a["rope"]:
         raise ArchitectureError("--geglu / --gelu-tanh: a gated GeLU MLP is Gemma's, a rope model "
                                 "(--position-embedding-type rope)")
+    if a["glm_rope"] and (not (a["rope"] and a["rms"] and a["swiglu"]) or a["geglu"]):
+        raise ArchitectureError("--use-glm-rope: ChatGLM3 / GLM-4's rotary embedding is the glm family's, a rope "
+                                "model with --normalization RMSNorm and --swiglu")
     if a["alibi"]:
         return _alibi_family(a)
     if not a["rope"]:
@@ -274,6 +279,15 @@ def _choose_family(a) -> str:
             "GPT-NeoX, which needs LayerNorm and GeLU; "
             + ("rope with LayerNorm and --swiglu" if a["swiglu"] else "rope with RMSNorm and GeLU")
             + " has no Hugging Face family here")
+    if a["glm_rope"]:
+        extras = [(a["routing"], "experts (--num-experts)"), (a["qk_norm"], "--qk-layernorm"),
+                  (a["mla"], "latent attention (--multi-latent-attention)"),
+                  (a["window"], "a sliding window (--sliding-window / --window-size)")]
+        given = [name for present, name in extras if present]
+        if given:
+            raise ArchitectureError(f"--use-glm-rope maps to the glm family (ChatGLM3, GLM-4), which has no "
+                                    f"{', '.join(given)}")
+        return "glm"
     if a["routing"]:
         family = moe_family(a["routing"], a["mla"] is not None, a["qk_norm"])
     elif a["mla"]:
@@ -346,6 +360,10 @@ def _rope_family(a, family, notes, given):
         "rope_parameters": _rope_parameters(a, family),
     }
     config.update(_biases(a, family))
+    if family in ("gemma", "gemma2", "glm"):
+        # their configs name a padding token, which transformers' embedding would never train (padding_idx);
+        # Megatron's embedding has no such row
+        config["pad_token_id"] = None
     if family == "gemma":
         config.update(gemma_fields(a))
     if family == "gemma2":
@@ -372,8 +390,8 @@ def _rope_family(a, family, notes, given):
 
 def _rope_parameters(a, family):
     rope = {"rope_type": "default", "rope_theta": float(a["rope_base"])}
-    # GLM-4.5's config would otherwise rotate half, GPT-NeoX's a quarter
-    if a["rope_pct"] != 1.0 or family in ("glm4_moe", "gpt_neox"):
+    # GLM-4.5's and GLM's configs would otherwise rotate half, GPT-NeoX's a quarter
+    if a["rope_pct"] != 1.0 or family in ("glm4_moe", "gpt_neox", "glm"):
         rope["partial_rotary_factor"] = float(a["rope_pct"])
     if a["rope_scaling"]:
         rope.update(a["rope_scaling"])
@@ -381,7 +399,7 @@ def _rope_parameters(a, family):
 
 
 def _biases(a, family):
-    """Linear biases: Llama's on every projection or none; GLM-4.5 and Qwen2 on q/k/v only; none elsewhere."""
+    """Linear biases: Llama's on every projection or none; GLM, GLM-4.5 and Qwen2 on q/k/v only; none elsewhere."""
     if family == "llama":
         return {"attention_bias": a["bias"], "mlp_bias": a["bias"]}
     if a["bias"]:
@@ -390,6 +408,8 @@ def _biases(a, family):
         return {"attention_bias": a["qkv_bias"], "use_qk_norm": a["qk_norm"]}
     if family == "qwen2_moe":
         return {"qkv_bias": a["qkv_bias"]}
+    if family == "glm":
+        return {"attention_bias": a["qkv_bias"]}
     if family == "deepseek_v3":
         if a["qkv_bias"]:
             raise ArchitectureError("--add-qkv-bias with --multi-latent-attention: DeepSeek-V3's latent projections "

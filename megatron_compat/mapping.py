@@ -450,6 +450,9 @@ MAPPED_RULES += [
     arch("--no-position-embedding", "no learned position table (rope families)", ROPE + ("--no-position-embedding",)),
     arch("--rotary-base --rope-theta --rotary-position-embeddings-theta", "rope_theta",
          ROPE + ("--rotary-base", "500000")),
+    arch("--use-glm-rope", "the glm family (ChatGLM3, GLM-4): the rotary part's adjacent channel pairs rotated, "
+         "with --rotary-percent (0.5) as partial_rotary_factor", ROPE + ("--disable-bias-linear", "--add-qkv-bias",
+                                                                       "--use-glm-rope", "--rotary-percent", "0.5")),
     arch("--rotary-percent --partial-rotary-factor", "partial_rotary_factor", ROPE + ("--rotary-percent", "0.5")),
     arch("--normalization", "model family (LayerNorm → GPT-2, with rope GPT-NeoX; RMSNorm → "
          "Llama/Qwen, or Gemma with a gated GeLU)", ROPE),

@@ -291,7 +291,9 @@ def architecture_flags(arch, values=None) -> List[str]:
         out.append("--untie-embeddings-and-output-weights")
     if not arch.get("mlp_bias", False):
         out.append("--disable-bias-linear")
-    if family == "qwen2" or (family in ("qwen3", "qwen3_moe", "glm4_moe") and arch.get("attention_bias")) \
+    if family == "glm":
+        out.append("--use-glm-rope")
+    if family == "qwen2" or (family in ("qwen3", "qwen3_moe", "glm4_moe", "glm") and arch.get("attention_bias")) \
             or (family == "qwen2_moe" and arch.get("qkv_bias")):
         out.append("--add-qkv-bias")
     if family in ("qwen3", "qwen3_moe") or (family == "glm4_moe" and arch.get("use_qk_norm")):

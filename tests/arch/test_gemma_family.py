@@ -37,6 +37,9 @@ def test_mindspeed_gemma_flags_are_gemma():
         "model_type": "gemma", "hidden_act": "gelu_python", "head_dim": 16, "num_key_value_heads": 1,
         "attention_bias": False, "tie_word_embeddings": True, "intermediate_size": 128}
     assert _arch(GEMMA.replace("--geglu", "--gelu-tanh"))["hidden_act"] == "gelu_pytorch_tanh"
+    # Gemma's config names padding token 0, whose embedding row transformers would never train; Megatron does
+    model = build_model(_translate(GEMMA).config, torch.device("cpu"), meta=False, seed=3)
+    assert arch["pad_token_id"] is None and model.model.embed_tokens.padding_idx is None
     # without --add-rmsnorm-offset: x · w instead of x · (1 + w), the same model trained the same way
     assert _arch(GEMMA.replace("--add-rmsnorm-offset", "")) == _arch()
     cfg = _translate(GEMMA).config
