@@ -307,9 +307,13 @@ def _choose_family(a) -> str:
 
 def _alibi_family(a) -> str:
     if not a["embed_norm"]:
-        raise ArchitectureError("--position-embedding-type alibi without --embed-layernorm (Baichuan-13B-style, "
-                                "RMSNorm and SwiGLU): no transformers family computes it; BLOOM is ALiBi with "
-                                "--embed-layernorm, LayerNorm and GeLU")
+        if a["rms"] or a["swiglu"]:
+            raise ArchitectureError("--position-embedding-type alibi without --embed-layernorm (Baichuan-13B-style, "
+                                    "RMSNorm and SwiGLU): no transformers family computes it; BLOOM is ALiBi with "
+                                    "--embed-layernorm, LayerNorm and GeLU")
+        raise ArchitectureError("--position-embedding-type alibi without --embed-layernorm: transformers' BLOOM, the "
+                                "family of ALiBi with LayerNorm and GeLU, always normalises the embeddings, and no "
+                                "other family computes this model; add --embed-layernorm for BLOOM")
     if a["rms"] or a["swiglu"]:
         raise ArchitectureError("ALiBi with --embed-layernorm maps to BLOOM, which needs LayerNorm and GeLU; drop "
                                 + " and ".join(f for f, on in (("--normalization RMSNorm", a["rms"]),

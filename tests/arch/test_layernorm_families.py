@@ -154,7 +154,9 @@ def test_alibi_with_embedding_layernorm_is_bloom():
 
 
 @pytest.mark.parametrize("extra,message", [
-    ("", "without --embed-layernorm (Baichuan-13B-style, RMSNorm and SwiGLU): no transformers family computes it"),
+    ("", "alibi without --embed-layernorm: transformers' BLOOM, the family of ALiBi with LayerNorm and GeLU, always"),
+    ("--normalization RMSNorm --swiglu",
+     "without --embed-layernorm (Baichuan-13B-style, RMSNorm and SwiGLU): no transformers family computes it"),
     ("--embed-layernorm --normalization RMSNorm --swiglu", "drop --normalization RMSNorm and --swiglu"),
     ("--embed-layernorm --ffn-hidden-size 96", "BLOOM's MLP is 4 × --hidden-size (128) wide"),
     ("--embed-layernorm --no-bias-gelu-fusion", "BLOOM computes the tanh approximation"),
