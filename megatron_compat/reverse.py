@@ -16,6 +16,7 @@ from .arch import ArchitectureError
 from .arch.attention import mla_flags, sliding_window_flags
 from .arch.gemma import gemma_flags
 from .arch.layernorm import bloom_flags, gpt_neox_flags
+from .arch.module_names import fsdp_units, llama_pattern
 from .arch.moe import ENGINE_MODEL_ID, SIGMOID_FAMILIES, moe_flags, training_flags
 from .arch.rope import rope_scaling_flags
 from .mapping import GROUP_FIELDS, MAPPED_RULES
@@ -64,6 +65,9 @@ def _dialect_baseline(flat: Dict[str, Any]) -> Dict[str, Any]:
     base.update(MEGATRON_DEFAULTS)
     if flat["data_manager_type"] == "mg" and flat["dataset"]:
         base["split"] = MEGATRON_DEFAULT_SPLIT  # Megatron's split once --data-path is given
+    units = fsdp_units((flat.get("architecture") or {}).get("model_type"))
+    if units:  # the translation names the FSDP units of families not laid out like Llama
+        base["fsdp_modules"] = units
     return base
 
 
@@ -202,7 +206,8 @@ def _nothing(f, base):
 def _recompute(f, base):
     if not f["recompute"]:
         return []
-    modules = f["recompute_modules"]
+    model_type = (f.get("architecture") or {}).get("model_type")
+    modules = [llama_pattern(model_type, m) for m in f["recompute_modules"]]
     if modules == ["model.layers.{*}"]:
         return ["--recompute-granularity", "full", "--recompute-method", "uniform"]
     names = {"model.layers.{*}.self_attn": "core_attn", "model.layers.{*}.mlp": "mlp",

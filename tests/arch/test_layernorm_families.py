@@ -11,7 +11,7 @@ import torch
 
 from fsdp2_core.models.build import build_model
 from fsdp2_core.testing.spawn import spawn
-from megatron_compat.reverse import architecture_flags
+from megatron_compat.reverse import architecture_flags, to_megatron
 from megatron_compat.translate import translate
 from tests.arch.arch_helpers import BASE, spawn_flag_runs
 from tests.arch.mcore_forward import megatron_and_hf_logits
@@ -110,9 +110,11 @@ def runs(tmp_path_factory):
     """On 2 ranks: GPT-NeoX-like flags data parallel (exported) and tensor parallel 2 with sequence parallelism;
     BLOOM data parallel (exported)."""
     tp = (LAYERNORM_BASE, NEOX + " --tensor-model-parallel-size 2 --sequence-parallel")
+    recompute = (ALIBI_BASE, BLOOM + " --recompute-granularity full --recompute-method uniform")
     summaries = spawn_flag_runs(2, tmp_path_factory.mktemp("layernorm"), [
-        ((LAYERNORM_BASE, NEOX), {}, PROBE), (tp, {}, None), ((ALIBI_BASE, BLOOM), {}, PROBE)])[0]
-    return dict(zip(("gpt_neox", "gpt_neox_tp2", "bloom"), summaries))
+        ((LAYERNORM_BASE, NEOX), {}, PROBE), (tp, {}, None), ((ALIBI_BASE, BLOOM), {}, PROBE),
+        (recompute, {}, None)])[0]
+    return dict(zip(("gpt_neox", "gpt_neox_tp2", "bloom", "bloom_recompute"), summaries))
 
 
 @pytest.mark.dist
@@ -128,6 +130,28 @@ def test_family_trains_and_exports(family, runs):
     with torch.no_grad():
         logits = hf(input_ids=PROBE, use_cache=False).logits
     torch.testing.assert_close(logits, torch.as_tensor(dp["probe_logits"]), rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.dist
+@pytest.mark.slow
+def test_full_recompute_of_bloom_layers_trains_the_same(runs):
+    """--recompute-granularity full names BLOOM's layers (transformer.h.N), so the engine recomputes them."""
+    np.testing.assert_allclose(runs["bloom_recompute"]["losses"], runs["bloom"]["losses"], rtol=0, atol=1e-5)
+
+
+def test_recompute_and_fsdp_units_name_each_familys_layers():
+    full = " --recompute-granularity full --recompute-method uniform"
+    neox = _translate(NEOX + full).config.parallel
+    assert neox.recompute_modules == ["gpt_neox.layers.{*}"]
+    assert neox.fsdp_modules == ["gpt_neox.layers.{*}", "gpt_neox.embed_in", "lm_head"]
+    bloom = _translate(BLOOM + " --recompute-activations", base=ALIBI_BASE).config.parallel
+    assert bloom.recompute_modules == ["transformer.h.{*}.self_attention"]
+    assert bloom.fsdp_modules == ["transformer.h.{*}", "transformer.word_embeddings", "lm_head"]
+    for base, extra in ((LAYERNORM_BASE, NEOX + full), (ALIBI_BASE, BLOOM + " --recompute-activations")):
+        cfg = translate(base + extra.split(), world_size=1).config
+        flags, leftover = to_megatron(cfg)
+        assert not {"recompute_modules", "fsdp_modules"} & set(leftover), leftover
+        assert translate(flags, world_size=1).config.parallel == cfg.parallel
 
 
 @pytest.mark.dist
