@@ -242,6 +242,28 @@ def _renumbered(layers, real):
 
 
 def _choose_family(a) -> str:
+    _check_family_flags(a)
+    if a["alibi"]:
+        return _alibi_family(a)
+    if not a["rope"]:
+        return _learned_positions_family(a)
+    if a["geglu"]:
+        return gemma_family(a)
+    if not a["rms"] and not a["swiglu"]:
+        return "gpt_neox"
+    if not a["rms"] or not a["swiglu"]:
+        raise ArchitectureError(
+            "rope models map to the Llama/Qwen families, which need --normalization RMSNorm and --swiglu, or to "
+            "GPT-NeoX, which needs LayerNorm and GeLU; "
+            + ("rope with LayerNorm and --swiglu" if a["swiglu"] else "rope with RMSNorm and GeLU")
+            + " has no Hugging Face family here")
+    if a["glm_rope"]:
+        return _glm_family(a)
+    return _llama_like_family(a)
+
+
+def _check_family_flags(a) -> None:
+    """Flags that belong to one family only, given with flags that describe another."""
     if a["embed_norm"] and not a["alibi"]:
         raise ArchitectureError("--embed-layernorm: only BLOOM (--position-embedding-type alibi) has a LayerNorm "
                                 "after the word embeddings here")
@@ -257,37 +279,33 @@ def _choose_family(a) -> str:
     if a["glm_rope"] and (not (a["rope"] and a["rms"] and a["swiglu"]) or a["geglu"]):
         raise ArchitectureError("--use-glm-rope: ChatGLM3 / GLM-4's rotary embedding is the glm family's, a rope "
                                 "model with --normalization RMSNorm and --swiglu")
-    if a["alibi"]:
-        return _alibi_family(a)
-    if not a["rope"]:
-        multi_query = a["heads"] > 1 and a["kv_heads"] == 1
-        if a["rms"] or a["swiglu"] or not a["bias"] or a["routing"] or a["qk_norm"] or a["mla"] or a["window"] \
-                or (a["kv_heads"] != a["heads"] and not multi_query):
-            raise ArchitectureError(
-                "learned absolute positions map to the GPT-2 family (GPT-BigCode with multi-query attention), which "
-                "needs LayerNorm, GeLU, biases, no experts, no qk-layernorm, no latent attention, no sliding window "
-                "and one or all key/value heads (no grouped-query attention); for a Llama-style model add "
-                "--position-embedding-type rope --normalization RMSNorm --swiglu")
-        return "gpt_bigcode" if multi_query else "gpt2"
-    if a["geglu"]:
-        return gemma_family(a)
-    if not a["rms"] and not a["swiglu"]:
-        return "gpt_neox"
-    if not a["rms"] or not a["swiglu"]:
+
+
+def _learned_positions_family(a) -> str:
+    multi_query = a["heads"] > 1 and a["kv_heads"] == 1
+    if a["rms"] or a["swiglu"] or not a["bias"] or a["routing"] or a["qk_norm"] or a["mla"] or a["window"] \
+            or (a["kv_heads"] != a["heads"] and not multi_query):
         raise ArchitectureError(
-            "rope models map to the Llama/Qwen families, which need --normalization RMSNorm and --swiglu, or to "
-            "GPT-NeoX, which needs LayerNorm and GeLU; "
-            + ("rope with LayerNorm and --swiglu" if a["swiglu"] else "rope with RMSNorm and GeLU")
-            + " has no Hugging Face family here")
-    if a["glm_rope"]:
-        extras = [(a["routing"], "experts (--num-experts)"), (a["qk_norm"], "--qk-layernorm"),
-                  (a["mla"], "latent attention (--multi-latent-attention)"),
-                  (a["window"], "a sliding window (--sliding-window / --window-size)")]
-        given = [name for present, name in extras if present]
-        if given:
-            raise ArchitectureError(f"--use-glm-rope maps to the glm family (ChatGLM3, GLM-4), which has no "
-                                    f"{', '.join(given)}")
-        return "glm"
+            "learned absolute positions map to the GPT-2 family (GPT-BigCode with multi-query attention), which "
+            "needs LayerNorm, GeLU, biases, no experts, no qk-layernorm, no latent attention, no sliding window "
+            "and one or all key/value heads (no grouped-query attention); for a Llama-style model add "
+            "--position-embedding-type rope --normalization RMSNorm --swiglu")
+    return "gpt_bigcode" if multi_query else "gpt2"
+
+
+def _glm_family(a) -> str:
+    extras = [(a["routing"], "experts (--num-experts)"), (a["qk_norm"], "--qk-layernorm"),
+              (a["mla"], "latent attention (--multi-latent-attention)"),
+              (a["window"], "a sliding window (--sliding-window / --window-size)")]
+    given = [name for present, name in extras if present]
+    if given:
+        raise ArchitectureError(f"--use-glm-rope maps to the glm family (ChatGLM3, GLM-4), which has no "
+                                f"{', '.join(given)}")
+    return "glm"
+
+
+def _llama_like_family(a) -> str:
+    """RMSNorm and SwiGLU: Llama, or the variant its experts, latent attention, norms, biases or window ask for."""
     if a["routing"]:
         family = moe_family(a["routing"], a["mla"] is not None, a["qk_norm"])
     elif a["mla"]:
