@@ -3,6 +3,11 @@
 Family choice follows what the flags describe:
   learned absolute positions + LayerNorm + GeLU (+ biases)      -> gpt2 (tanh GeLU: Megatron's fused bias-GeLU
                                                                   kernel, unless --no-bias-gelu-fusion)
+      ... with multi-query attention (one key/value head)        -> gpt_bigcode
+  rope + LayerNorm + GeLU (+ biases)                             -> gpt_neox, sequential residual (arch/layernorm.py)
+  ALiBi + --embed-layernorm + LayerNorm + GeLU (+ biases)        -> bloom (arch/layernorm.py)
+  rope + RMSNorm + gated GeLU (--geglu/--gelu-tanh) + --input-embeds-norm -> gemma (arch/gemma.py)
+  rope + RMSNorm + SwiGLU + --use-glm-rope (ChatGLM3 / GLM-4)   -> glm (interleaved partial rotary)
   rope + RMSNorm + SwiGLU                                        -> llama
       ... with a sliding window (--sliding-window/--window-size) -> mistral
       ... with q/k/v bias only (--add-qkv-bias)                  -> qwen2
@@ -26,6 +31,8 @@ from fsdp2_core.config.vocab import padded_vocab_size
 
 from .arch import ArchitectureError
 from .arch.attention import mla_fields, sliding_window, wants_mla
+from .arch.gemma import gemma2_fields, gemma2_flags_given, gemma_family, gemma_fields, wants_geglu
+from .arch.layernorm import bloom, gpt_neox
 from .arch.linear_attention import check_qwen3_next, dense_fields, linear_attention, refuse_split_linear_attention
 from .arch.moe import (
     ENGINE_MODEL_ID,
@@ -53,12 +60,13 @@ ARCHITECTURE_KEY_FLAGS = {
     "intermediate_size": "--ffn-hidden-size", "n_inner": "--ffn-hidden-size",
     "max_position_embeddings": ("--max-position-embeddings", "--seq-length"),
     "n_positions": ("--max-position-embeddings", "--seq-length"), "rms_norm_eps": "--norm-epsilon",
-    "layer_norm_epsilon": "--norm-epsilon",
+    "layer_norm_epsilon": "--norm-epsilon", "layer_norm_eps": "--norm-epsilon",
     "rope_parameters.rope_theta": "--rotary-base", "partial_rotary_factor": "--rotary-percent",
     "vocab_size": ("--padded-vocab-size", "--vocab-size"), "num_local_experts": "--num-experts",
     "num_experts_per_tok": "--moe-router-topk",
     "moe_intermediate_size": "--moe-ffn-hidden-size", "attention_dropout": "--attention-dropout",
-    "attn_pdrop": "--attention-dropout", "resid_pdrop": "--hidden-dropout", "embd_pdrop": "--hidden-dropout",
+    "attn_pdrop": "--attention-dropout", "resid_pdrop": "--hidden-dropout",
+    "hidden_dropout": "--hidden-dropout", "embd_pdrop": "--hidden-dropout",
     "initializer_range": "--init-method-std", "router_aux_loss_coef": "--moe-aux-loss-coeff",
 }
 
@@ -76,10 +84,18 @@ def build_architecture(given: Dict[str, Any], seq_length: Optional[int],
     a = _read_flags(given, seq_length)
     notes: List[str] = []
     family = _choose_family(a)
-    if family == "gpt2":
-        config = _gpt2(a)
+    if family in ("gpt2", "gpt_bigcode"):
+        config = _gpt2(a, family, given)
+    elif family == "gpt_neox":
+        config = gpt_neox(a)
+        config["rope_parameters"] = _rope_parameters(a, family)
+    elif family == "bloom":
+        config = bloom(a, given)
+        if a["hidden_drop"]:
+            notes.append("Megatron's default hidden dropout 0.1 drops out the embeddings too, which BLOOM does not: "
+                         "trained without hidden dropout (add --hidden-dropout 0.0 to make this explicit)")
     else:
-        config = _rope_family(a, family, notes)
+        config = _rope_family(a, family, notes, given)
     if family == "qwen3_next":
         refuse_split_linear_attention(tp_size, given.get("--context-parallel-size", 1))
     vocab = _vocab(given, tp_size)
@@ -114,7 +130,7 @@ def _read_flags(g, seq_length):
                                     f"int(4 × {hidden} × 2/3 / 64) × 64, is {ffn}; give --ffn-hidden-size")
     positions = _positions(g)
     rope = positions == "rope" or bool(g.get("--use-rotary-position-embeddings"))
-    if positions not in ("rope", "learned_absolute"):
+    if positions not in ("rope", "learned_absolute", "alibi"):
         raise ArchitectureError(f"--position-embedding-type {g['--position-embedding-type']} is not supported; use "
                                 "rope or learned_absolute (long-context scaling: --rope-scaling-type llama3|yarn or "
                                 "--use-rope-scaling)")
@@ -131,7 +147,11 @@ def _read_flags(g, seq_length):
     # Values are taken as given (0 is not "unset"): nonsense reaches the architecture's rules, which name it.
     return {
         "layers": len(real) if real else layers, "hidden": hidden, "heads": heads, "ffn": ffn, "swiglu": swiglu,
-        "rope": rope, "kv_heads": _kv_heads(g, heads),
+        "geglu": wants_geglu(g), "gelu_tanh": bool(g.get("--gelu-tanh")),
+        "embeds_norm": bool(g.get("--input-embeds-norm")), "gemma2": gemma2_flags_given(g),
+        "glm_rope": bool(g.get("--use-glm-rope")),
+        "rope": rope, "alibi": positions == "alibi" and not rope, "embed_norm": bool(g.get("--embed-layernorm")),
+        "kv_heads": _kv_heads(g, heads),
         "head_dim": g["--kv-channels"] if "--kv-channels" in g else _whole_head_size(hidden, heads),
         "max_pos": g["--max-position-embeddings"] if "--max-position-embeddings" in g else seq_length,
         "rms": _normalization(g) == "rmsnorm" or bool(g.get("--RMSNorm")),
@@ -173,11 +193,8 @@ _POSITION_SPELLINGS = {"rotary": "rope", "absolute": "learned_absolute"}
 
 
 def _positions(g) -> str:
-    """--position-embedding-type as Megatron-LM spells it; ALiBi (BLOOM, Baichuan-13B) is in no family here."""
+    """--position-embedding-type as Megatron-LM spells it (alibi: bigscience Megatron-DeepSpeed, MindSpeed-LLM)."""
     value = str(g.get("--position-embedding-type", "learned_absolute"))
-    if value == "alibi":
-        raise ArchitectureError("--position-embedding-type alibi: ALiBi attention biases (BLOOM, Baichuan-13B) are in "
-                                "no supported family, which use rope or learned absolute positions")
     return _POSITION_SPELLINGS.get(value, value)
 
 
@@ -239,20 +256,72 @@ def _renumbered(layers, real):
 
 
 def _choose_family(a) -> str:
+    _check_family_flags(a)
+    if a["alibi"]:
+        return _alibi_family(a)
     if not a["rope"]:
-        if a["rms"] or a["swiglu"] or not a["bias"] or a["routing"] or a["qk_norm"] or a["kv_heads"] != a["heads"] \
-                or a["mla"] or a["window"]:
-            raise ArchitectureError(
-                "learned absolute positions map to the GPT-2 family, which needs LayerNorm, GeLU, biases, no experts, "
-                "no qk-layernorm, no grouped-query or latent attention and no sliding window; for a Llama-style model "
-                "add --position-embedding-type rope --normalization RMSNorm --swiglu")
-        return "gpt2"
+        return _learned_positions_family(a)
+    if a["geglu"]:
+        return gemma_family(a)
+    if not a["rms"] and not a["swiglu"]:
+        return "gpt_neox"
     if not a["rms"] or not a["swiglu"]:
         raise ArchitectureError(
-            "rope models map to the Llama/Qwen families, which need --normalization RMSNorm and --swiglu; "
-            "a rope model with LayerNorm or GeLU has no Hugging Face family here")
+            "rope models map to the Llama/Qwen families, which need --normalization RMSNorm and --swiglu, or to "
+            "GPT-NeoX, which needs LayerNorm and GeLU; "
+            + ("rope with LayerNorm and --swiglu" if a["swiglu"] else "rope with RMSNorm and GeLU")
+            + " has no Hugging Face family here")
     if a["linear"] is not None:
         return "qwen3_next"  # checked in _rope_family (check_qwen3_next)
+    if a["glm_rope"]:
+        return _glm_family(a)
+    return _llama_like_family(a)
+
+
+def _check_family_flags(a) -> None:
+    """Flags that belong to one family only, given with flags that describe another."""
+    if a["embed_norm"] and not a["alibi"]:
+        raise ArchitectureError("--embed-layernorm: only BLOOM (--position-embedding-type alibi) has a LayerNorm "
+                                "after the word embeddings here")
+    if a["embeds_norm"] and not (a["rope"] and a["geglu"]):
+        raise ArchitectureError("--input-embeds-norm: only Gemma (rope, RMSNorm, --geglu or --gelu-tanh) scales the "
+                                "embeddings by sqrt(hidden size) here")
+    if a["gemma2"] and not a["geglu"]:
+        raise ArchitectureError(f"{', '.join(a['gemma2'])}: Gemma 2's, a rope model with RMSNorm and a gated GeLU MLP "
+                                "(--geglu / --gelu-tanh) and --input-embeds-norm")
+    if a["geglu"] and not a["rope"]:
+        raise ArchitectureError("--geglu / --gelu-tanh: a gated GeLU MLP is Gemma's, a rope model "
+                                "(--position-embedding-type rope)")
+    if a["glm_rope"] and (not (a["rope"] and a["rms"] and a["swiglu"]) or a["geglu"]):
+        raise ArchitectureError("--use-glm-rope: ChatGLM3 / GLM-4's rotary embedding is the glm family's, a rope "
+                                "model with --normalization RMSNorm and --swiglu")
+
+
+def _learned_positions_family(a) -> str:
+    multi_query = a["heads"] > 1 and a["kv_heads"] == 1
+    if a["rms"] or a["swiglu"] or not a["bias"] or a["routing"] or a["qk_norm"] or a["mla"] or a["window"] \
+            or (a["kv_heads"] != a["heads"] and not multi_query):
+        raise ArchitectureError(
+            "learned absolute positions map to the GPT-2 family (GPT-BigCode with multi-query attention), which "
+            "needs LayerNorm, GeLU, biases, no experts, no qk-layernorm, no latent attention, no sliding window "
+            "and one or all key/value heads (no grouped-query attention); for a Llama-style model add "
+            "--position-embedding-type rope --normalization RMSNorm --swiglu")
+    return "gpt_bigcode" if multi_query else "gpt2"
+
+
+def _glm_family(a) -> str:
+    extras = [(a["routing"], "experts (--num-experts)"), (a["qk_norm"], "--qk-layernorm"),
+              (a["mla"], "latent attention (--multi-latent-attention)"),
+              (a["window"], "a sliding window (--sliding-window / --window-size)")]
+    given = [name for present, name in extras if present]
+    if given:
+        raise ArchitectureError(f"--use-glm-rope maps to the glm family (ChatGLM3, GLM-4), which has no "
+                                f"{', '.join(given)}")
+    return "glm"
+
+
+def _llama_like_family(a) -> str:
+    """RMSNorm and SwiGLU: Llama, or the variant its experts, latent attention, norms, biases or window ask for."""
     if a["routing"]:
         family = moe_family(a["routing"], a["mla"] is not None, a["qk_norm"])
     elif a["mla"]:
@@ -270,21 +339,50 @@ def _choose_family(a) -> str:
     return family
 
 
-def _gpt2(a):
+def _alibi_family(a) -> str:
+    if not a["embed_norm"]:
+        if a["rms"] or a["swiglu"]:
+            raise ArchitectureError("--position-embedding-type alibi without --embed-layernorm (Baichuan-13B-style, "
+                                    "RMSNorm and SwiGLU): no transformers family computes it; BLOOM is ALiBi with "
+                                    "--embed-layernorm, LayerNorm and GeLU")
+        raise ArchitectureError("--position-embedding-type alibi without --embed-layernorm: transformers' BLOOM, the "
+                                "family of ALiBi with LayerNorm and GeLU, always normalises the embeddings, and no "
+                                "other family computes this model; add --embed-layernorm for BLOOM")
+    if a["rms"] or a["swiglu"]:
+        raise ArchitectureError("ALiBi with --embed-layernorm maps to BLOOM, which needs LayerNorm and GeLU; drop "
+                                + " and ".join(f for f, on in (("--normalization RMSNorm", a["rms"]),
+                                                               ("--swiglu", a["swiglu"])) if on))
+    return "bloom"
+
+
+def _gpt2(a, family, g):
+    """GPT-2, or GPT-BigCode (StarCoder: bigcode's --attention-head-type multiquery, Megatron-LM's
+    --group-query-attention --num-query-groups 1), the same model with one key/value head shared by all heads."""
     if a["head_dim"] is not None and a["head_dim"] * a["heads"] != a["hidden"]:
         raise ArchitectureError("GPT-2 needs --kv-channels × --num-attention-heads = --hidden-size")
-    if not a["tied"]:
+    if not a["tied"] and family == "gpt2":
         raise ArchitectureError("the GPT-2 family always ties embeddings; drop --untie-embeddings-and-output-weights")
+    bigcode = {}
+    if family == "gpt_bigcode":
+        parallel = [f"{flag} {g[flag]}" for flag in ("--tensor-model-parallel-size", "--context-parallel-size",
+                                                     "--ds-sequence-parallel-size") if (g.get(flag) or 1) > 1]
+        if parallel:
+            raise ArchitectureError(f"{', '.join(parallel)} with multi-query attention (GPT-BigCode): its one "
+                                    "key/value head, fused into c_attn after the queries, is split by neither "
+                                    "(tensor parallelism has no layout for it, context parallelism splits key/value "
+                                    "heads); use data parallelism (FSDP shards the weights)")
+        bigcode = {"multi_query": True, "scale_attn_weights": True}
     return {
-        "model_type": "gpt2", "n_layer": a["layers"], "n_embd": a["hidden"], "n_head": a["heads"], "n_inner": a["ffn"],
+        "model_type": family, **bigcode, "n_layer": a["layers"], "n_embd": a["hidden"], "n_head": a["heads"],
+        "n_inner": a["ffn"],
         "n_positions": a["max_pos"], "activation_function": "gelu_pytorch_tanh" if a["tanh_gelu"] else "gelu",
         "layer_norm_epsilon": a["eps"],
         "resid_pdrop": a["hidden_drop"], "embd_pdrop": a["hidden_drop"], "attn_pdrop": a["attn_drop"],
-        "initializer_range": a["std"], "tie_word_embeddings": True,
+        "initializer_range": a["std"], "tie_word_embeddings": a["tied"],
     }
 
 
-def _rope_family(a, family, notes):
+def _rope_family(a, family, notes, given):
     if a["hidden_drop"]:
         if a["hidden_drop_given"]:
             raise ArchitectureError(f"--hidden-dropout {a['hidden_drop']}: the {family} family has no hidden dropout; "
@@ -300,6 +398,15 @@ def _rope_family(a, family, notes):
         "rope_parameters": _rope_parameters(a, family),
     }
     config.update(_biases(a, family))
+    if family in ("gemma", "gemma2", "glm"):
+        # their configs name a padding token, which transformers' embedding would never train (padding_idx);
+        # Megatron's embedding has no such row
+        config["pad_token_id"] = None
+    if family == "gemma":
+        config.update(gemma_fields(a))
+    if family == "gemma2":
+        config.pop("hidden_act")
+        config.update(gemma2_fields(a, given))
     if family == "qwen3":
         config["attention_bias"] = a["qkv_bias"]
     if family == "mistral":
@@ -325,8 +432,8 @@ def _rope_family(a, family, notes):
 
 def _rope_parameters(a, family):
     rope = {"rope_type": "default", "rope_theta": float(a["rope_base"])}
-    # GLM-4.5's config would otherwise rotate half, Qwen3-Next's a quarter
-    if a["rope_pct"] != 1.0 or family in ("glm4_moe", "qwen3_next"):
+    # GLM-4.5's and GLM's configs would otherwise rotate half, GPT-NeoX's and Qwen3-Next's a quarter
+    if a["rope_pct"] != 1.0 or family in ("glm4_moe", "gpt_neox", "glm", "qwen3_next"):
         rope["partial_rotary_factor"] = float(a["rope_pct"])
     if a["rope_scaling"]:
         rope.update(a["rope_scaling"])
@@ -334,7 +441,7 @@ def _rope_parameters(a, family):
 
 
 def _biases(a, family):
-    """Linear biases: Llama's on every projection or none; GLM-4.5 and Qwen2 on q/k/v only; none elsewhere."""
+    """Linear biases: Llama's on every projection or none; GLM, GLM-4.5 and Qwen2 on q/k/v only; none elsewhere."""
     if family == "llama":
         return {"attention_bias": a["bias"], "mlp_bias": a["bias"]}
     if a["bias"]:
@@ -343,6 +450,8 @@ def _biases(a, family):
         return {"attention_bias": a["qkv_bias"], "use_qk_norm": a["qk_norm"]}
     if family == "qwen2_moe":
         return {"qkv_bias": a["qkv_bias"]}
+    if family == "glm":
+        return {"attention_bias": a["qkv_bias"]}
     if family == "deepseek_v3":
         if a["qkv_bias"]:
             raise ArchitectureError("--add-qkv-bias with --multi-latent-attention: DeepSeek-V3's latent projections "
@@ -380,7 +489,9 @@ COMPARED_FIELDS = ("model_type", "num_hidden_layers", "hidden_size", "intermedia
                    "routed_scaling_factor", "n_group", "topk_group", "first_k_dense_replace",
                    "q_lora_rank", "kv_lora_rank", "qk_nope_head_dim", "qk_rope_head_dim", "v_head_dim",
                    "attention_bias", "qkv_bias", "use_qk_norm", "sliding_window", "num_nextn_predict_layers",
-                   "n_layer", "n_embd", "n_head")
+                   "n_layer", "n_embd", "n_head", "layer_norm_eps", "use_parallel_residual", "hidden_act",
+                   "layer_norm_epsilon", "apply_residual_connection_post_layernorm", "hidden_activation",
+                   "query_pre_attn_scalar", "attn_logit_softcapping", "final_logit_softcapping", "multi_query")
 COMPARED_ROPE = ("rope_theta", "rope_type", "factor", "low_freq_factor", "high_freq_factor",
                  "original_max_position_embeddings", "beta_fast", "beta_slow", "mscale", "mscale_all_dim",
                  "partial_rotary_factor")
@@ -392,9 +503,11 @@ def _rope_of(config: Dict[str, Any]) -> Dict[str, Any]:
     rope = dict(config.get("rope_scaling") or {})
     if "type" in rope and "rope_type" not in rope:
         rope["rope_type"] = rope.pop("type")
-    for key in ("rope_theta", "partial_rotary_factor"):
-        if config.get(key) is not None:
-            rope[key] = config[key]
+    # GPT-NeoX's older config.json spells them rotary_emb_base and rotary_pct
+    for key, old in (("rope_theta", "rotary_emb_base"), ("partial_rotary_factor", "rotary_pct")):
+        for name in (old, key):
+            if config.get(name) is not None:
+                rope[key] = config[name]
     rope.update(config.get("rope_parameters") or {})
     return rope
 

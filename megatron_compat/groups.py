@@ -14,6 +14,7 @@ from fsdp2_core.config.architecture_rules import MAX_LAYERS
 from fsdp2_core.config.batch import data_parallel_size, gradient_accumulation_steps
 
 from . import pipeline_share
+from .arch.module_names import renamed
 from .architecture import (
     ENGINE_MODEL_ID,
     ArchitectureError,
@@ -369,6 +370,8 @@ def architecture(t):
                            f"compared with it: {exc}")
         else:
             t.set("architecture", arch)
+            for name, value in renamed(arch["model_type"], t.values).items():
+                t.set(name, value)
             t.notes.extend(notes)
             if load is None:
                 t.set("train_from_scratch", True)

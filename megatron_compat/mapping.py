@@ -451,6 +451,9 @@ MAPPED_RULES = [
 # Architecture flags: handled together by architecture.build_architecture (forward) and reverse.architecture_flags
 # (back); the text names the Hugging Face config field. Examples build on one family's flags.
 ROPE = ("--position-embedding-type", "rope", "--normalization", "RMSNorm", "--swiglu", "--hidden-dropout", "0")
+GEMMA = ("--position-embedding-type", "rope", "--normalization", "RMSNorm", "--hidden-dropout", "0",
+         "--disable-bias-linear", "--input-embeds-norm", "--geglu")
+GEMMA2 = GEMMA + ("--post-norm",)
 MOE = ROPE + ("--disable-bias-linear", "--num-experts", "4", "--moe-router-topk", "2")
 QWEN3_MOE = MOE + ("--qk-layernorm",)
 SIGMOID = MOE + ("--moe-router-score-function", "sigmoid")
@@ -479,24 +482,48 @@ MAPPED_RULES += [
     arch("--group-query-attention", "num_key_value_heads (with --num-query-groups)",
          ROPE + ("--group-query-attention", "--num-query-groups", "2")),
     arch("--num-query-groups", "num_key_value_heads", ROPE + ("--group-query-attention", "--num-query-groups", "1")),
-    arch("--attention-head-type", "num_key_value_heads = 1 for multiquery (bigcode's multi-query attention); "
-         "multihead changes nothing", ROPE + ("--attention-head-type", "multiquery")),
+    arch("--attention-head-type", "multiquery (bigcode's multi-query attention): one key/value head, GPT-BigCode's "
+         "multi_query with learned positions, num_key_value_heads = 1 with rope; multihead changes nothing",
+         ROPE + ("--attention-head-type", "multiquery")),
     arch("--num-key-value-heads", "num_key_value_heads (grouped-query attention with this many groups; "
          "Megatron-DeepSpeed's spelling)", ROPE + ("--num-key-value-heads", "2")),
     arch("--kv-channels", "head_dim", ROPE + ("--kv-channels", "32")),
     arch("--max-position-embeddings", "max_position_embeddings", ("--max-position-embeddings", "64")),
-    arch("--position-embedding-type", "model family (learned → GPT-2, rope → Llama/Qwen)", ROPE),
+    arch("--position-embedding-type", "model family (learned → GPT-2, rope → Llama/Qwen, Gemma with a gated "
+         "GeLU, or GPT-NeoX with LayerNorm and GeLU; alibi with --embed-layernorm → BLOOM)", ROPE),
+    arch("--embed-layernorm", "BLOOM's word_embeddings_layernorm (with --position-embedding-type alibi)",
+         ("--position-embedding-type", "alibi", "--embed-layernorm", "--hidden-dropout", "0")),
     arch("--use-rotary-position-embeddings --use-llama2-rotary-position-embeddings", "rope position embeddings",
          ("--use-rotary-position-embeddings",) + ROPE[2:]),
     arch("--no-position-embedding", "no learned position table (rope families)", ROPE + ("--no-position-embedding",)),
     arch("--rotary-base --rope-theta --rotary-position-embeddings-theta", "rope_theta",
          ROPE + ("--rotary-base", "500000")),
+    arch("--use-glm-rope", "the glm family (ChatGLM3, GLM-4): the rotary part's adjacent channel pairs rotated, "
+         "with --rotary-percent (0.5) as partial_rotary_factor", ROPE + ("--disable-bias-linear", "--add-qkv-bias",
+                                                                       "--use-glm-rope", "--rotary-percent", "0.5")),
     arch("--rotary-percent --partial-rotary-factor", "partial_rotary_factor", ROPE + ("--rotary-percent", "0.5")),
-    arch("--normalization", "model family (LayerNorm → GPT-2, RMSNorm → Llama/Qwen)", ROPE),
+    arch("--normalization", "model family (LayerNorm → GPT-2, with rope GPT-NeoX; RMSNorm → "
+         "Llama/Qwen, or Gemma with a gated GeLU)", ROPE),
     arch("--RMSNorm", "RMSNorm (Megatron-LLaMA's spelling of --normalization RMSNorm)",
          ("--position-embedding-type", "rope", "--RMSNorm", "--swiglu", "--hidden-dropout", "0")),
     arch("--norm-epsilon --layernorm-epsilon", "rms_norm_eps / layer_norm_epsilon"),
     arch("--swiglu", "hidden_act silu with a gated MLP", ROPE),
+    arch("--geglu", "Gemma's gated MLP with exact GeLU (hidden_act gelu_python: Gemma's config reads gelu as "
+         "the tanh one)", GEMMA),
+    arch("--gelu-tanh", "Gemma's gated MLP with tanh GeLU (hidden_act gelu_pytorch_tanh)",
+         GEMMA[:-1] + ("--gelu-tanh",)),
+    arch("--input-embeds-norm", "Gemma's embeddings scaled by sqrt(hidden size) (required for Gemma)", GEMMA),
+    arch("--post-norm", "Gemma 2's post_attention_layernorm / post_feedforward_layernorm on the attention and MLP "
+         "outputs (required for Gemma 2)", GEMMA2),
+    arch("--query-pre-attn-scalar", "query_pre_attn_scalar (Gemma 2's scores scaled by its inverse square root)",
+         GEMMA2 + ("--query-pre-attn-scalar", "8")),
+    arch("--attn-logit-softcapping", "attn_logit_softcapping (Gemma 2)", GEMMA2 + ("--attn-logit-softcapping", "50")),
+    arch("--output-logit-softcapping", "final_logit_softcapping (Gemma 2; the engine's loss caps the logits too)",
+         GEMMA2 + ("--output-logit-softcapping", "30")),
+    arch("--interleave-sliding-window", "sliding_window with Gemma 2's layer_types: the odd layers (1-based) slide",
+         GEMMA2 + ("--interleave-sliding-window", "16")),
+    arch("--add-rmsnorm-offset", "Gemma's RMSNorm x · (1 + w); with any other RMSNorm family the same model, trained "
+         "the same (Adam sees the same gradient; norms take no weight decay)", GEMMA + ("--add-rmsnorm-offset",)),
     arch("--untie-embeddings-and-output-weights --causal-lm",
          "tie_word_embeddings = false (Megatron-LLaMA's --causal-lm: its own lm_head, untied)",
          ROPE + ("--untie-embeddings-and-output-weights",)),
@@ -507,7 +534,8 @@ MAPPED_RULES += [
          ROPE + ("--disable-bias-linear", "--qk-layernorm")),
     arch("--init-method-std", "initializer_range"),
     arch("--attention-dropout", "attention_dropout"),
-    arch("--hidden-dropout", "hidden dropout (GPT-2 resid/embd dropout; must be 0 for Llama/Qwen)"),
+    arch("--hidden-dropout", "hidden dropout (GPT-2 resid/embd dropout, GPT-NeoX hidden_dropout; must be 0 "
+         "for Llama/Qwen)"),
     # --- experts (megatron_compat/arch/moe.py picks the family from the router) ---
     arch("--num-experts", "num_experts / n_routed_experts (Qwen3-MoE, Mixtral, Qwen2-MoE, GLM-4.5, DeepSeek-V3)", MOE),
     arch("--moe-router-topk", "num_experts_per_tok", MOE + ("--moe-router-topk", "1")),
@@ -558,8 +586,9 @@ MAPPED_RULES += [
          "as [0]*3+[1]*58; -1, 0 or 1: every layer)", QWEN3_MOE + ("--moe-layer-freq", "2")),
     arch("--noop-layers", "num_hidden_layers = --num-layers minus these identity layers (MindSpeed-LLM's pipeline "
                           "padding)", ROPE + ("--num-layers", "4", "--noop-layers", "3")),
-    arch("--no-bias-gelu-fusion", "activation_function gelu (exact GeLU) for GPT-2; without it Megatron's fused "
-         "bias-GeLU kernel computes the tanh approximation (gelu_pytorch_tanh)", ("--no-bias-gelu-fusion",)),
+    arch("--no-bias-gelu-fusion", "exact GeLU for GPT-2 (activation_function) and GPT-NeoX (hidden_act); without "
+         "it Megatron's fused bias-GeLU kernel computes the tanh approximation (gelu_pytorch_tanh)",
+         ("--no-bias-gelu-fusion",)),
     arch("--bias-gelu-fusion", "activation_function gelu_pytorch_tanh for GPT-2: Megatron's fused bias-GeLU kernel is "
          "the tanh approximation (the default)"),
     # --- Multi-Latent Attention (arch/attention.py) ---

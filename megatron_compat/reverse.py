@@ -12,8 +12,12 @@ from fsdp2_core.config import TrainConfig, config_to_sections
 from fsdp2_core.config.batch_schedule import StepBatchSchedule
 from fsdp2_core.data.mindspeed.instruction import PROMPT_TYPES
 
+from .arch import ArchitectureError
 from .arch.attention import mla_flags, sliding_window_flags
+from .arch.gemma import gemma_flags
+from .arch.layernorm import bloom_flags, gpt_neox_flags
 from .arch.linear_attention import is_dense, linear_attention_flags
+from .arch.module_names import fsdp_units, llama_pattern
 from .arch.moe import ENGINE_MODEL_ID, SIGMOID_FAMILIES, moe_flags, training_flags
 from .arch.rope import rope_scaling_flags
 from .mapping import GROUP_FIELDS, MAPPED_RULES
@@ -62,6 +66,9 @@ def _dialect_baseline(flat: Dict[str, Any]) -> Dict[str, Any]:
     base.update(MEGATRON_DEFAULTS)
     if flat["data_manager_type"] == "mg" and flat["dataset"]:
         base["split"] = MEGATRON_DEFAULT_SPLIT  # Megatron's split once --data-path is given
+    units = fsdp_units((flat.get("architecture") or {}).get("model_type"))
+    if units:  # the translation names the FSDP units of families not laid out like Llama
+        base["fsdp_modules"] = units
     return base
 
 
@@ -211,7 +218,8 @@ def _nothing(f, base):
 def _recompute(f, base):
     if not f["recompute"]:
         return []
-    modules = f["recompute_modules"]
+    model_type = (f.get("architecture") or {}).get("model_type")
+    modules = [llama_pattern(model_type, m) for m in f["recompute_modules"]]
     if modules == ["model.layers.{*}"]:
         return ["--recompute-granularity", "full", "--recompute-method", "uniform"]
     names = {"model.layers.{*}.self_attn": "core_attn", "model.layers.{*}.mlp": "mlp",
@@ -262,8 +270,12 @@ def architecture_flags(arch, values=None) -> List[str]:
     out = _engine_flags(values, arch)
     if not arch:
         return out
-    if arch["model_type"] == "gpt2":
-        return out + ["--num-layers", str(arch["n_layer"]), "--hidden-size", str(arch["n_embd"]),
+    if arch["model_type"] == "gpt_bigcode" and not arch.get("multi_query", True):
+        raise ArchitectureError("gpt_bigcode without multi_query is GPT-2: convert it as model_type gpt2")
+    if arch["model_type"] in ("gpt2", "gpt_bigcode"):
+        mqa = ["--group-query-attention", "--num-query-groups", "1"] if arch["model_type"] == "gpt_bigcode" else []
+        untie = [] if arch.get("tie_word_embeddings", True) else ["--untie-embeddings-and-output-weights"]
+        return out + mqa + untie + ["--num-layers", str(arch["n_layer"]), "--hidden-size", str(arch["n_embd"]),
                       "--num-attention-heads", str(arch["n_head"]), "--ffn-hidden-size", str(arch["n_inner"]),
                       "--max-position-embeddings", str(arch["n_positions"]),
                       "--norm-epsilon", str(arch["layer_norm_epsilon"]), "--hidden-dropout", str(arch["resid_pdrop"]),
@@ -271,30 +283,34 @@ def architecture_flags(arch, values=None) -> List[str]:
                       "--init-method-std", str(arch["initializer_range"])] + (
             [] if arch.get("activation_function", "gelu_new") in TANH_GELU else ["--no-bias-gelu-fusion"])
     family = arch["model_type"]
+    if family == "bloom":
+        return out + bloom_flags(arch)
+    if family == "gpt_neox":
+        return out + gpt_neox_flags(arch) + _rope_flags(arch["rope_parameters"], family)
     rope = arch["rope_parameters"]
-    out += ["--position-embedding-type", "rope", "--normalization", "RMSNorm", "--swiglu",
-            "--num-layers", str(arch["num_hidden_layers"]), "--hidden-size", str(arch["hidden_size"]),
+    out += ["--position-embedding-type", "rope", "--normalization", "RMSNorm"]
+    out += gemma_flags(arch) if family in ("gemma", "gemma2") else ["--swiglu"]
+    out += ["--num-layers", str(arch["num_hidden_layers"]), "--hidden-size", str(arch["hidden_size"]),
             "--ffn-hidden-size", str(arch["intermediate_size"]),
             "--num-attention-heads", str(arch["num_attention_heads"]),
             "--max-position-embeddings", str(arch["max_position_embeddings"]),
             "--norm-epsilon", str(arch["rms_norm_eps"]), "--init-method-std", str(arch["initializer_range"]),
-            "--attention-dropout", str(arch["attention_dropout"]), "--hidden-dropout", "0.0",
-            "--rotary-base", _words(rope["rope_theta"])[0]]
+            "--attention-dropout", str(arch["attention_dropout"]), "--hidden-dropout", "0.0"]
     if family == "deepseek_v3":
         out += mla_flags(arch)
     else:
         out += ["--kv-channels", str(arch["head_dim"])]
     if arch["num_key_value_heads"] != arch["num_attention_heads"]:
         out += ["--group-query-attention", "--num-query-groups", str(arch["num_key_value_heads"])]
-    if rope.get("partial_rotary_factor", 1.0) != 1.0:
-        out += ["--rotary-percent", str(rope["partial_rotary_factor"])]
-    out += rope_scaling_flags(rope, family == "deepseek_v3")
+    out += _rope_flags(rope, family)
     out += sliding_window_flags(arch.get("sliding_window") if family == "mistral" else None)
     if not arch["tie_word_embeddings"]:
         out.append("--untie-embeddings-and-output-weights")
     if not arch.get("mlp_bias", False):
         out.append("--disable-bias-linear")
-    if family == "qwen2" or (family in ("qwen3", "qwen3_moe", "glm4_moe") and arch.get("attention_bias")) \
+    if family == "glm":
+        out.append("--use-glm-rope")
+    if family == "qwen2" or (family in ("qwen3", "qwen3_moe", "glm4_moe", "glm") and arch.get("attention_bias")) \
             or (family == "qwen2_moe" and arch.get("qkv_bias")):
         out.append("--add-qkv-bias")
     if family in ("qwen3", "qwen3_moe", "qwen3_next") or (family == "glm4_moe" and arch.get("use_qk_norm")):
@@ -308,6 +324,13 @@ def architecture_flags(arch, values=None) -> List[str]:
         dense = arch.get("mlp_only_layers") or list(range(arch.get("first_k_dense_replace") or 0))
         out += _dense_layer_flags(dense, arch["num_hidden_layers"])
     return out  # the vocabulary comes back through --vocab-size / --padded-vocab-size / --tokenizer-type
+
+
+def _rope_flags(rope, family) -> List[str]:
+    out = ["--rotary-base", _words(rope["rope_theta"])[0]]
+    if rope.get("partial_rotary_factor", 1.0) != 1.0:
+        out += ["--rotary-percent", str(rope["partial_rotary_factor"])]
+    return out + rope_scaling_flags(rope, family == "deepseek_v3")
 
 
 def _engine_flags(values, arch) -> List[str]:

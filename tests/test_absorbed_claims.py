@@ -118,7 +118,6 @@ CLAIMS = {
     "loads HF weights": [HF_LOAD],
     "reads HF weights natively": [HF_LOAD],
     "takes the architecture from the HF model config": [HF_LOAD],
-    "part of the HF model definition the engine loads": [HF_LOAD],
     "builds the HF model for the family": ["tests/test_translate.py::test_architecture_families_build_real_models"],
     "routes dropless": ["tests/cp_ep/test_cp_ep_units.py::test_our_forward_equals_transformers"],
     "routing softmax in fp32": [f"{HERE}::test_hf_routers_take_the_softmax_in_fp32",

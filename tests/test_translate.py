@@ -33,7 +33,9 @@ def test_mapping_table_rows(tmp_path):
     assert cfg.data.packing is True
     assert (cfg.parallel.tp_size, cfg.parallel.ep_size, cfg.parallel.cp_size) == (2, 2, 2)
     assert cfg.parallel.cp_type == "ulysses"
-    assert cfg.parallel.recompute is True and cfg.parallel.recompute_modules == ["model.layers.{*}"]
+    # GPT-2's layers are transformer.h.N: full recompute and the FSDP units name them
+    assert cfg.parallel.recompute is True and cfg.parallel.recompute_modules == ["transformer.h.{*}"]
+    assert cfg.parallel.fsdp_modules == ["transformer.h.{*}", "transformer.wte", "lm_head"]
     assert cfg.training.per_device_train_batch_size == 2
     assert cfg.training.disable_shuffling is True
     assert cfg.training.lr_scheduler_type == "cosine"
@@ -162,12 +164,19 @@ def test_context_parallel_ring_algorithms():
 
 
 def test_recompute_variants():
-    _, cfg = ok(BASE + ["--recompute-activations"])
+    _, cfg = ok(_llama(BASE) + ["--recompute-activations"])
     assert cfg.parallel.recompute and cfg.parallel.recompute_modules == ["model.layers.{*}.self_attn"]
-    _, cfg = ok(_replace(BASE, "--num-layers", "8") + [
+    _, cfg = ok(_llama(_replace(BASE, "--num-layers", "8")) + [
         "--recompute-granularity", "full", "--recompute-method", "block", "--recompute-num-layers", "1",
         "--pipeline-model-parallel-size", "2"])
     assert cfg.parallel.recompute_modules == ["model.layers.0", "model.layers.4"]
+    # the same in GPT-2's module names (BASE alone is a GPT-2 model)
+    _, cfg = ok(BASE + ["--recompute-activations"])
+    assert cfg.parallel.recompute_modules == ["transformer.h.{*}.attn"]
+    _, cfg = ok(_replace(BASE, "--num-layers", "8") + [
+        "--recompute-granularity", "full", "--recompute-method", "block", "--recompute-num-layers", "1",
+        "--pipeline-model-parallel-size", "2"])
+    assert cfg.parallel.recompute_modules == ["transformer.h.0", "transformer.h.4"]
 
 
 def test_load_equal_to_save_resumes_latest_and_checkpoint_flags():
@@ -205,6 +214,7 @@ def _llama(argv):
 
 FAMILIES = [
     ([], "gpt2"),
+    (["--position-embedding-type", "rope", "--rotary-percent", "0.25"], "gpt_neox"),
     (["--position-embedding-type", "rope", "--normalization", "RMSNorm", "--swiglu", "--hidden-dropout", "0"], "llama"),
     (["--position-embedding-type", "rope", "--normalization",
       "RMSNorm", "--swiglu", "--disable-bias-linear", "--add-qkv-bias",
@@ -245,8 +255,8 @@ def test_architecture_details_follow_megatron_defaults():
 
 
 def test_unsupported_architecture_is_refused_with_reason():
-    text = refused(BASE + ["--position-embedding-type", "rope"])
-    assert "RMSNorm" in text and "--swiglu" in text
+    text = refused(BASE + ["--position-embedding-type", "rope", "--swiglu"])
+    assert "RMSNorm" in text and "rope with LayerNorm and --swiglu" in text
     text = refused(BASE + ["--position-embedding-type", "rope", "--normalization",
                            "RMSNorm", "--swiglu", "--hidden-dropout", "0.1"])
     assert "--hidden-dropout 0.1" in text

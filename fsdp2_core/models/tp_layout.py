@@ -19,6 +19,8 @@ config's `tp_colwise` / `tp_rowwise` patterns. A row names, as module-name patte
                       Conv1D layers, which the Llama-style default patterns do not name)
   fused_qkv           column-parallel projections whose output is [q | k | v] (GPT-2's c_attn):
                       each rank takes its heads of each of the three
+  fused_gate_up       column-parallel nn.Linear projections whose output is [gate | up] (GLM's
+                      gate_up_proj): each rank takes its columns of both
   local_width         attributes of a tensor-parallel block that hold a full width its forward
                       reshapes by (GPT-2's split_size): divided by tp_size on the block
 
@@ -48,6 +50,7 @@ class TPLayout:
     colwise: Tuple[str, ...] = ()
     rowwise: Tuple[str, ...] = ()
     fused_qkv: Tuple[str, ...] = ()
+    fused_gate_up: Tuple[str, ...] = ()
     local_width: Tuple[str, ...] = ()
     extra_plan: Optional[Callable] = None
 
@@ -67,7 +70,17 @@ GPT2 = TPLayout(embedding="transformer.wte", position_embedding="transformer.wpe
 DEEPSEEK_V3 = TPLayout(colwise=("model.layers.{*}.self_attn.q_b_proj", "model.layers.{*}.self_attn.kv_b_proj"),
                        extra_plan=mla_extra_plan)
 
-LAYOUTS: Dict[str, TPLayout] = {"gpt2": GPT2, "gpt_oss": GPT_OSS, "deepseek_v3": DEEPSEEK_V3}
+# GPT-NeoX fuses q/k/v per head ([heads, 3, head_dim] rows), so a plain column split gives each rank whole heads
+GPT_NEOX = TPLayout(embedding="gpt_neox.embed_in", layers="gpt_neox.layers.{*}", final_norm="gpt_neox.final_layer_norm",
+                    head_norms=(), colwise=("gpt_neox.layers.{*}.attention.query_key_value",
+                                            "gpt_neox.layers.{*}.mlp.dense_h_to_4h"),
+                    rowwise=("gpt_neox.layers.{*}.attention.dense", "gpt_neox.layers.{*}.mlp.dense_4h_to_h"))
+
+# GLM (ChatGLM3, GLM-4): Llama's names but one gate_up_proj, [gate | up]
+GLM = TPLayout(colwise=("model.layers.{*}.mlp.gate_up_proj",), fused_gate_up=("model.layers.{*}.mlp.gate_up_proj",))
+
+LAYOUTS: Dict[str, TPLayout] = {"gpt2": GPT2, "gpt_oss": GPT_OSS, "deepseek_v3": DEEPSEEK_V3, "gpt_neox": GPT_NEOX,
+                                "glm": GLM}
 
 
 def tp_layout_for(model: nn.Module) -> TPLayout:

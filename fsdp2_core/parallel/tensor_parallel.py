@@ -50,6 +50,7 @@ from .patterns import matching_modules
 from .tp_styles import (
     SEQUENCE,
     ColwiseConv1D,
+    FusedColwiseLinear,
     FusedQKVConv1D,
     GatherSequence,
     LocalWidths,
@@ -98,6 +99,7 @@ class PlanBuilder:
         if both:
             raise ConfigError(f"module {sorted(both)[0]} matches both tp_colwise and tp_rowwise; remove it from one")
         self.fused = set(_names(model, layout.fused_qkv))
+        self.fused_gate_up = set(_names(model, layout.fused_gate_up))
         self.steps: Plan = []
 
     def add(self, name: str, style: ParallelStyle) -> None:
@@ -171,6 +173,8 @@ class PlanBuilder:
                 self.add(name, FusedQKVConv1D())
                 if self.layout.local_width:
                     self.add(name.rpartition(".")[0], LocalWidths(self.layout.local_width))
+            elif name in self.fused_gate_up:
+                self.add(name, FusedColwiseLinear(parts=2))
             elif type(module).__name__ == "Conv1D":
                 self.add(name, ColwiseConv1D())
             else:

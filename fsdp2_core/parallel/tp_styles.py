@@ -19,6 +19,8 @@ sequence parallelism is on. The styles here move them across block boundaries:
                    whole on every rank (FSDP still shards it over data parallelism) and each
                    rank computes only the q, k and v columns of its own heads; the partial
                    weight gradients are summed over the tensor-parallel ranks.
+  FusedColwiseLinear the same for an nn.Linear whose output is equal blocks ([gate | up], GLM's
+                   gate_up_proj): each rank computes its columns of every block.
 """
 import types
 from typing import Callable, Sequence
@@ -203,6 +205,36 @@ class FusedQKVConv1D(ParallelStyle):
             weight = self.weight.to_local(grad_placements=(Partial(),)).index_select(1, cols)
             bias = self.bias.to_local(grad_placements=(Partial(),)).index_select(0, cols)
             return torch.addmm(bias, x.reshape(-1, x.shape[-1]), weight).view(*x.shape[:-1], -1)
+
+        module.forward = types.MethodType(forward, module)
+        return module
+
+
+class FusedColwiseLinear(ParallelStyle):
+    """An nn.Linear whose output is `parts` equal blocks: weight (and bias) whole on every rank, each rank computing
+    its share of every block, so the local output is [block 0 share | block 1 share | ...] as the forward expects."""
+
+    def __init__(self, parts: int = 2):
+        super().__init__()
+        self.parts = parts
+
+    def _apply(self, module: nn.Module, mesh: DeviceMesh) -> nn.Module:
+        if not isinstance(module, nn.Linear):
+            raise TypeError(f"{type(module).__name__} is not an nn.Linear")
+        _distribute(module, "weight", mesh, Replicate(), self.src_data_rank)
+        if module.bias is not None:
+            _distribute(module, "bias", mesh, Replicate(), self.src_data_rank)
+        rows = head_columns(module.out_features, self.parts, mesh.get_local_rank(), mesh.size())
+
+        def forward(self, x):
+            # partial gradients of the input, weight and bias, summed over the tensor-parallel ranks
+            x = _replicated(x, mesh).to_local(grad_placements=(Partial(),))
+            index = rows.to(x.device)
+            weight = self.weight.to_local(grad_placements=(Partial(),)).index_select(0, index)
+            bias = self.bias
+            if bias is not None:
+                bias = bias.to_local(grad_placements=(Partial(),)).index_select(0, index)
+            return torch.nn.functional.linear(x, weight, bias)
 
         module.forward = types.MethodType(forward, module)
         return module

@@ -29,6 +29,7 @@ load for the aux-loss-free bias update (`moe_router_bias_update_rate`).
 Multi-token prediction (models/mtp.py): each depth's (loss sum, token count), over the
 inputs rolled k positions left, goes to `model.last_mtp_sums` (None without MTP layers).
 """
+import functools
 import types
 from typing import Optional, Tuple
 
@@ -50,6 +51,19 @@ def backbone_of(model: nn.Module) -> nn.Module:
     """The transformer without its output head (LlamaModel, GPT2Model, ...)."""
     prefix = getattr(model, "base_model_prefix", "model")
     return getattr(model, prefix, None) or model.get_decoder()
+
+
+def output_layer(model: nn.Module):
+    """The output head as the loss applies it. Gemma 2 soft-caps its logits (C · tanh(logits / C)) in its
+    ForCausalLM forward, which the loss does not call, so the cap is applied here (elementwise: a vocabulary slice
+    under tensor parallelism caps the same)."""
+    head = model.get_output_embeddings()
+    cap = getattr(getattr(model, "config", None), "final_logit_softcapping", None)
+    return functools.partial(_soft_capped, head, float(cap)) if cap else head
+
+
+def _soft_capped(head, cap: float, hidden: torch.Tensor) -> torch.Tensor:
+    return torch.tanh(head(hidden) / cap) * cap
 
 
 def _token_losses(head: nn.Module, hidden: torch.Tensor, labels: torch.Tensor, z_loss_coeff: float = 0.0,
@@ -95,7 +109,7 @@ def lm_loss_sums(model: nn.Module, tokens: torch.Tensor, labels: torch.Tensor, l
     out = backbone_of(model)(input_ids=tokens, position_ids=position_ids, attention_mask=attention_mask,
                              use_cache=False, **extra)
     hidden = whole_sequence(out[0])
-    head = model.get_output_embeddings()
+    head = output_layer(model)
     vocab_shard = getattr(model, "_fsdp2_vocab_shard", None)
     total, count = _sums(head, hidden, labels, loss_mask.float(), chunk_size, cp, z_loss_coeff, vocab_shard)
     model.last_mtp_sums = None

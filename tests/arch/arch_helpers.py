@@ -70,9 +70,11 @@ def hf_router(arch):
 
 
 def flag_config(extra: str, world: int = 1, **overrides):
-    """The engine config a family's flags translate to (plus FSDP2 names as overrides)."""
+    """The engine config a family's flags translate to (plus FSDP2 names as overrides); `extra` is added to BASE, or
+    is (base argv, extra) for a family whose base differs (LayerNorm families)."""
     from megatron_compat.translate import translate
-    argv = BASE + extra.split() + [w for k, v in overrides.items() for w in (f"--{k}", str(v))]
+    base, extra = extra if isinstance(extra, tuple) else (BASE, extra)
+    argv = list(base) + extra.split() + [w for k, v in overrides.items() for w in (f"--{k}", str(v))]
     result = translate(argv, world_size=world)
     assert result.ok, result.problems()
     return result.config

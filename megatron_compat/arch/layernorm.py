@@ -1,0 +1,130 @@
+"""Models with LayerNorm and a plain GeLU MLP besides GPT-2: GPT-NeoX (rope) and BLOOM (ALiBi), flags <-> HF fields.
+
+GPT-NeoX (`gpt_neox`): --position-embedding-type rope with LayerNorm, no --swiglu, biases. Megatron's layer is
+sequential (x + attn(ln1(x)), then + mlp(ln2(.))), which is gpt_neox with use_parallel_residual false. Megatron
+rotates the first --rotary-percent of each head as two non-interleaved halves with frequencies over that part,
+as gpt_neox's partial_rotary_factor does; its fused q/k/v layout is the checkpoint's business, not the forward's.
+Dropout: Megatron's --hidden-dropout after the embeddings and after attention and MLP is gpt_neox's
+hidden_dropout (emb_dropout, post_attention_dropout, post_mlp_dropout).
+
+BLOOM (`bloom`, bigscience Megatron-DeepSpeed): --position-embedding-type alibi with --embed-layernorm, LayerNorm,
+GeLU, biases, an FFN of 4 × hidden. ALiBi without the embedding LayerNorm (Baichuan-13B) is in no family here.
+"""
+from typing import Any, Dict, List
+
+from . import ArchitectureError
+
+LAYERNORM_FAMILIES = ("gpt_neox", "bloom")
+TANH_GELU = ("gelu_pytorch_tanh", "gelu_new", "gelu_fast")  # Megatron's fused bias-GeLU kernel computes this
+
+
+def _no_llama_extras(a, family: str, what: str) -> None:
+    """The parts of a Llama-style model that neither family has, named with the flag to drop."""
+    extras = [(a["routing"], "experts (--num-experts)"), (a["qk_norm"], "--qk-layernorm"),
+              (a["mla"], "latent attention (--multi-latent-attention)"),
+              (a["window"], "a sliding window (--sliding-window / --window-size)"),
+              (a["kv_heads"] != a["heads"], "grouped-query or multi-query attention (--group-query-attention)"),
+              (a["mtp"], "multi-token prediction (--mtp-num-layers)")]
+    given = [name for present, name in extras if present]
+    if given:
+        raise ArchitectureError(f"{what} map to the {family} family, which has no {', '.join(given)}")
+    if not a["bias"]:
+        raise ArchitectureError(f"{what} map to the {family} family, whose linear layers always have biases; "
+                                "drop --disable-bias-linear")
+    if a["head_dim"] is not None and a["head_dim"] * a["heads"] != a["hidden"]:
+        raise ArchitectureError(f"--kv-channels {a['head_dim']}: the {family} family's heads split --hidden-size "
+                                f"{a['hidden']} evenly (--kv-channels × --num-attention-heads = --hidden-size)")
+
+
+def _activation(a) -> str:
+    return "gelu_pytorch_tanh" if a["tanh_gelu"] else "gelu"
+
+
+def gpt_neox(a) -> Dict[str, Any]:
+    what = "rope with LayerNorm and GeLU"
+    _no_llama_extras(a, "gpt_neox", what)
+    return {
+        "model_type": "gpt_neox", "num_hidden_layers": a["layers"], "hidden_size": a["hidden"],
+        "num_attention_heads": a["heads"], "intermediate_size": a["ffn"], "hidden_act": _activation(a),
+        "max_position_embeddings": a["max_pos"], "layer_norm_eps": a["eps"], "initializer_range": a["std"],
+        "tie_word_embeddings": a["tied"], "attention_dropout": a["attn_drop"], "hidden_dropout": a["hidden_drop"],
+        "use_parallel_residual": False, "attention_bias": True,
+    }
+
+
+def gpt_neox_flags(arch: Dict[str, Any]) -> List[str]:
+    """Inverse of gpt_neox (rope flags are the caller's)."""
+    if arch.get("use_parallel_residual", True):
+        raise ArchitectureError("gpt_neox with use_parallel_residual true (Pythia, GPT-NeoX-20B): Megatron's layer "
+                                "adds attention and MLP one after the other; no flag computes the parallel residual")
+    if not arch.get("attention_bias", True):
+        raise ArchitectureError("gpt_neox without attention biases: Megatron's --disable-bias-linear drops the MLP's "
+                                "too, which gpt_neox always has")
+    return ["--position-embedding-type", "rope", "--num-layers", str(arch["num_hidden_layers"]),
+            "--hidden-size", str(arch["hidden_size"]), "--num-attention-heads", str(arch["num_attention_heads"]),
+            "--ffn-hidden-size", str(arch["intermediate_size"]),
+            "--max-position-embeddings", str(arch["max_position_embeddings"]),
+            "--norm-epsilon", str(arch["layer_norm_eps"]), "--init-method-std", str(arch["initializer_range"]),
+            "--attention-dropout", str(arch["attention_dropout"]), "--hidden-dropout", str(arch["hidden_dropout"])] \
+        + _gelu_flags(arch.get("hidden_act", "gelu")) \
+        + ([] if arch.get("tie_word_embeddings", False) else ["--untie-embeddings-and-output-weights"])
+
+
+def _gelu_flags(act: str) -> List[str]:
+    if act in TANH_GELU:
+        return []
+    if act != "gelu":
+        raise ArchitectureError(f"hidden_act {act}: Megatron's GeLU MLP computes exact or tanh GeLU only")
+    return ["--no-bias-gelu-fusion"]
+
+
+BLOOM_EMBED_NORM_EPS = 1e-5  # Megatron-DeepSpeed's embedding LayerNorm keeps torch's default eps
+
+
+def bloom(a, g) -> Dict[str, Any]:
+    """ALiBi with the embedding LayerNorm: BLOOM. transformers builds the ALiBi biases of every head in the model
+    and reads no position ids, so tensor and context parallelism and packed documents are refused for it."""
+    what = "ALiBi with --embed-layernorm"
+    _no_llama_extras(a, "bloom", what)
+    if a["ffn"] != 4 * a["hidden"]:
+        raise ArchitectureError(f"--ffn-hidden-size {a['ffn']}: BLOOM's MLP is 4 × --hidden-size ({4 * a['hidden']}) "
+                                "wide; drop the flag or give that width")
+    if not a["tanh_gelu"]:
+        raise ArchitectureError("--no-bias-gelu-fusion (exact GeLU): BLOOM computes the tanh approximation, which "
+                                "Megatron-DeepSpeed's fused bias-GeLU kernel computes; drop --no-bias-gelu-fusion")
+    if a["eps"] != BLOOM_EMBED_NORM_EPS:
+        raise ArchitectureError(f"--norm-epsilon {a['eps']}: BLOOM's embedding LayerNorm uses the same eps as its "
+                                "layers, where Megatron-DeepSpeed keeps 1e-5 there; give --norm-epsilon 1e-5")
+    if a["hidden_drop"] and a["hidden_drop_given"]:
+        raise ArchitectureError(f"--hidden-dropout {a['hidden_drop']}: Megatron drops out the embeddings too, which "
+                                "BLOOM does not; set --hidden-dropout 0.0 (BLOOM's own value)")
+    parallel = [f"{flag} {g[flag]}" for flag in ("--tensor-model-parallel-size", "--context-parallel-size",
+                                                 "--ds-sequence-parallel-size") if (g.get(flag) or 1) > 1]
+    if parallel:
+        raise ArchitectureError(f"{', '.join(parallel)} with BLOOM: transformers' BLOOM builds the ALiBi biases of all "
+                                "heads over the whole sequence inside its own attention, which neither splits; use "
+                                "data parallelism (FSDP shards the weights)")
+    packed = [flag for flag in ("--reset-attention-mask", "--reset-position-ids") if g.get(flag)]
+    if packed:
+        raise ArchitectureError(f"{', '.join(packed)} with BLOOM: transformers' BLOOM takes no document boundaries "
+                                "(it builds its ALiBi biases from a padding mask); drop the flag")
+    return {
+        "model_type": "bloom", "n_layer": a["layers"], "hidden_size": a["hidden"], "n_head": a["heads"],
+        "layer_norm_epsilon": a["eps"], "initializer_range": a["std"], "tie_word_embeddings": a["tied"],
+        "attention_dropout": a["attn_drop"], "hidden_dropout": 0.0,
+        "apply_residual_connection_post_layernorm": False,
+    }
+
+
+def bloom_flags(arch: Dict[str, Any]) -> List[str]:
+    """Inverse of bloom."""
+    if arch.get("apply_residual_connection_post_layernorm"):
+        raise ArchitectureError("bloom with apply_residual_connection_post_layernorm: no flag translated here takes "
+                                "the residual after the LayerNorm")
+    hidden = arch["hidden_size"]
+    return ["--position-embedding-type", "alibi", "--embed-layernorm", "--num-layers", str(arch["n_layer"]),
+            "--hidden-size", str(hidden), "--num-attention-heads", str(arch["n_head"]),
+            "--ffn-hidden-size", str(4 * hidden), "--norm-epsilon", str(arch["layer_norm_epsilon"]),
+            "--init-method-std", str(arch["initializer_range"]), "--attention-dropout", str(arch["attention_dropout"]),
+            "--hidden-dropout", "0.0"] \
+        + ([] if arch.get("tie_word_embeddings", True) else ["--untie-embeddings-and-output-weights"])

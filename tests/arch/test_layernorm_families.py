@@ -1,0 +1,236 @@
+"""The LayerNorm families beside GPT-2, from their Megatron flags: GPT-NeoX-like (rope, LayerNorm, GeLU, biases) is
+transformers' gpt_neox with a sequential residual, computing what megatron-core 0.16 computes for those flags
+(partial rotary included); ALiBi with --embed-layernorm (bigscience Megatron-DeepSpeed) is transformers' bloom. Both
+train on 2 ranks and export; the translation's refusals name what no family has; --load compares with config.json."""
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from fsdp2_core.models.build import build_model
+from fsdp2_core.testing.spawn import spawn
+from megatron_compat.reverse import architecture_flags, to_megatron
+from megatron_compat.translate import translate
+from tests.arch.arch_helpers import BASE, spawn_flag_runs
+from tests.arch.mcore_forward import megatron_and_hf_logits
+
+# BASE is a Llama-style set: drop RMSNorm, SwiGLU and the bias switch for a GPT-NeoX-like model
+LAYERNORM_BASE = [w for w in BASE if w not in ("--normalization", "RMSNorm", "--swiglu", "--disable-bias-linear")]
+NEOX = "--rotary-percent 0.5 --rotary-base 5000 --norm-epsilon 1e-6"
+# ALiBi instead of rope (the --position-embedding-type value replaced), BLOOM's embedding LayerNorm, tied embeddings
+ALIBI_BASE = [("alibi" if w == "rope" else w) for w in LAYERNORM_BASE if w != "--untie-embeddings-and-output-weights"]
+BLOOM = "--embed-layernorm"
+
+
+def _translate(extra, *more, base=LAYERNORM_BASE, world=1):
+    return translate(base + extra.split() + list(more), world_size=world)
+
+
+def _arch(extra, base=LAYERNORM_BASE):
+    result = _translate(extra, base=base)
+    assert result.ok, result.problems()
+    return result.config.model.architecture
+
+
+def test_rope_layernorm_gelu_is_gpt_neox_with_a_sequential_residual():
+    arch = _arch(NEOX + " --hidden-dropout 0.1")
+    assert {k: arch[k] for k in ("model_type", "use_parallel_residual", "attention_bias", "hidden_act",
+                                 "layer_norm_eps", "intermediate_size", "hidden_dropout", "tie_word_embeddings")} == {
+        "model_type": "gpt_neox", "use_parallel_residual": False, "attention_bias": True,
+        "hidden_act": "gelu_pytorch_tanh", "layer_norm_eps": 1e-6, "intermediate_size": 128, "hidden_dropout": 0.1,
+        "tie_word_embeddings": False}
+    assert arch["rope_parameters"] == {"rope_type": "default", "rope_theta": 5000.0, "partial_rotary_factor": 0.5}
+    assert _arch("--no-bias-gelu-fusion")["hidden_act"] == "gelu"
+    # gpt_neox's own default would rotate a quarter of each head: full rotary is written out
+    assert _arch("")["rope_parameters"]["partial_rotary_factor"] == 1.0
+
+
+def test_gpt_neox_builds_and_round_trips_through_the_reverse_conversion():
+    cfg = translate(LAYERNORM_BASE + NEOX.split(), world_size=1).config
+    model = build_model(cfg, torch.device("cpu"), meta=False, seed=3)
+    assert type(model).__name__ == "GPTNeoXForCausalLM" and not model.config.use_parallel_residual
+    assert model.gpt_neox.layers[0].attention.rotary_ndims == 4  # half of head size 8
+    again = translate(LAYERNORM_BASE + architecture_flags(cfg.model.architecture), world_size=1)
+    assert again.ok and again.config.model.architecture == cfg.model.architecture
+
+
+def _neox_megatron_pair():
+    """megatron-core's GPTModel for the NEOX flags (bias-GeLU fusion on: tanh GeLU) against the translated gpt_neox."""
+    arch = dict(_arch(NEOX), tie_word_embeddings=False)
+    config = dict(num_layers=3, hidden_size=32, num_attention_heads=4, ffn_hidden_size=128, normalization="LayerNorm",
+                  layernorm_epsilon=1e-6, add_bias_linear=True, gated_linear_unit=False,
+                  activation_func=torch.nn.functional.gelu, bias_activation_fusion=True)
+    gpt = dict(vocab_size=128, max_sequence_length=64, position_embedding_type="rope", rotary_percent=0.5,
+               rotary_base=5000, share_embeddings_and_output_weights=False)
+    tokens = torch.as_tensor(np.random.default_rng(0).integers(0, 128, size=(2, 16)))
+    return megatron_and_hf_logits(config, gpt, arch, tokens)
+
+
+def test_gpt_neox_computes_what_megatron_core_computes():
+    theirs, ours = spawn(1, _neox_megatron_pair, timeout=300)[0]
+    np.testing.assert_allclose(ours, theirs, rtol=1e-5, atol=2e-5)  # exact GeLU would be 1.4e-4 off
+
+
+@pytest.mark.parametrize("extra,message", [
+    ("--swiglu", "rope with LayerNorm and --swiglu has no Hugging Face family here"),
+    ("--normalization RMSNorm", "rope with RMSNorm and GeLU has no Hugging Face family here"),
+    ("--disable-bias-linear", "always have biases; drop --disable-bias-linear"),
+    ("--group-query-attention --num-query-groups 2", "has no grouped-query or multi-query attention"),
+    ("--num-experts 4", "has no experts (--num-experts)"),
+    ("--qk-layernorm", "has no --qk-layernorm"),
+    ("--kv-channels 16", "--kv-channels 16: the gpt_neox family's heads split --hidden-size 32 evenly"),
+    ("--mtp-num-layers 1", "has no multi-token prediction"),
+])
+def test_gpt_neox_refusals_name_the_flag(extra, message):
+    result = _translate(extra)
+    assert not result.ok and any(message in p for p in result.problems()), result.problems()
+
+
+def test_load_compares_gpt_neox_flags_with_config_json(tmp_path):
+    """A Pythia-style config.json (parallel residual, rotary_pct 0.25 in the older spelling) against the flags."""
+    config = dict(_arch(NEOX), use_parallel_residual=True, rotary_pct=0.25, rotary_emb_base=10000)
+    del config["rope_parameters"]
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    result = _translate(NEOX, "--load", str(tmp_path))
+    assert result.ok, result.problems()
+    note = next(n for n in result.notes if "disagree with" in n)
+    for diff in ("use_parallel_residual: flags say False, config.json says True",
+                 "partial_rotary_factor: flags say 0.5, config.json says 0.25",
+                 "rope_theta: flags say 5000.0, config.json says 10000"):
+        assert diff in note, note
+
+
+PROBE = torch.as_tensor(np.random.default_rng(3).integers(0, 128, size=(2, 32)))
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    """On 2 ranks: GPT-NeoX-like flags data parallel (exported) and tensor parallel 2 with sequence parallelism;
+    BLOOM data parallel (exported)."""
+    tp = (LAYERNORM_BASE, NEOX + " --tensor-model-parallel-size 2 --sequence-parallel")
+    recompute = (ALIBI_BASE, BLOOM + " --recompute-granularity full --recompute-method uniform")
+    summaries = spawn_flag_runs(2, tmp_path_factory.mktemp("layernorm"), [
+        ((LAYERNORM_BASE, NEOX), {}, PROBE), (tp, {}, None), ((ALIBI_BASE, BLOOM), {}, PROBE),
+        (recompute, {}, None)])[0]
+    return dict(zip(("gpt_neox", "gpt_neox_tp2", "bloom", "bloom_recompute"), summaries))
+
+
+@pytest.mark.dist
+@pytest.mark.slow
+@pytest.mark.parametrize("family", ["gpt_neox", "bloom"])
+def test_family_trains_and_exports(family, runs):
+    from transformers import AutoModelForCausalLM
+    dp = runs[family]
+    losses = dp["losses"]
+    assert len(losses) == 8 and np.mean(losses[-3:]) < np.mean(losses[:3]) - 0.05, losses
+    hf = AutoModelForCausalLM.from_pretrained(dp["hf_dir"], dtype=torch.float32)
+    assert hf.config.model_type == family
+    with torch.no_grad():
+        logits = hf(input_ids=PROBE, use_cache=False).logits
+    torch.testing.assert_close(logits, torch.as_tensor(dp["probe_logits"]), rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.dist
+@pytest.mark.slow
+def test_full_recompute_of_bloom_layers_trains_the_same(runs):
+    """--recompute-granularity full names BLOOM's layers (transformer.h.N), so the engine recomputes them."""
+    np.testing.assert_allclose(runs["bloom_recompute"]["losses"], runs["bloom"]["losses"], rtol=0, atol=1e-5)
+
+
+def test_recompute_and_fsdp_units_name_each_familys_layers():
+    full = " --recompute-granularity full --recompute-method uniform"
+    neox = _translate(NEOX + full).config.parallel
+    assert neox.recompute_modules == ["gpt_neox.layers.{*}"]
+    assert neox.fsdp_modules == ["gpt_neox.layers.{*}", "gpt_neox.embed_in", "lm_head"]
+    bloom = _translate(BLOOM + " --recompute-activations", base=ALIBI_BASE).config.parallel
+    assert bloom.recompute_modules == ["transformer.h.{*}.self_attention"]
+    assert bloom.fsdp_modules == ["transformer.h.{*}", "transformer.word_embeddings", "lm_head"]
+    for base, extra in ((LAYERNORM_BASE, NEOX + full), (ALIBI_BASE, BLOOM + " --recompute-activations")):
+        cfg = translate(base + extra.split(), world_size=1).config
+        flags, leftover = to_megatron(cfg)
+        assert not {"recompute_modules", "fsdp_modules"} & set(leftover), leftover
+        assert translate(flags, world_size=1).config.parallel == cfg.parallel
+
+
+@pytest.mark.dist
+@pytest.mark.slow
+def test_gpt_neox_tensor_parallel_equals_data_parallel(runs):
+    np.testing.assert_allclose(runs["gpt_neox_tp2"]["losses"], runs["gpt_neox"]["losses"], rtol=0, atol=1e-4)
+
+
+def test_alibi_with_embedding_layernorm_is_bloom():
+    arch = _arch(BLOOM, base=ALIBI_BASE)
+    assert {k: arch[k] for k in ("model_type", "n_layer", "n_head", "hidden_size", "layer_norm_epsilon",
+                                 "tie_word_embeddings", "hidden_dropout", "apply_residual_connection_post_layernorm")} \
+        == {"model_type": "bloom", "n_layer": 3, "n_head": 4, "hidden_size": 32, "layer_norm_epsilon": 1e-5,
+            "tie_word_embeddings": True, "hidden_dropout": 0.0, "apply_residual_connection_post_layernorm": False}
+    cfg = translate(ALIBI_BASE + BLOOM.split(), world_size=1).config
+    model = build_model(cfg, torch.device("cpu"), meta=False, seed=3)
+    assert type(model).__name__ == "BloomForCausalLM"
+    again = translate(ALIBI_BASE + architecture_flags(cfg.model.architecture), world_size=1)
+    assert again.ok and again.config.model.architecture == cfg.model.architecture
+    # Megatron's default hidden dropout (0.1) also drops out the embeddings: trained without it, said so
+    at = ALIBI_BASE.index("--hidden-dropout")
+    default = translate(ALIBI_BASE[:at] + ALIBI_BASE[at + 2:] + [BLOOM], world_size=1)
+    assert default.ok and any("drops out the embeddings too" in n for n in default.notes)
+
+
+@pytest.mark.parametrize("extra,message", [
+    ("", "alibi without --embed-layernorm: transformers' BLOOM, the family of ALiBi with LayerNorm and GeLU, always"),
+    ("--normalization RMSNorm --swiglu",
+     "without --embed-layernorm (Baichuan-13B-style, RMSNorm and SwiGLU): no transformers family computes it"),
+    ("--embed-layernorm --normalization RMSNorm --swiglu", "drop --normalization RMSNorm and --swiglu"),
+    ("--embed-layernorm --ffn-hidden-size 96", "BLOOM's MLP is 4 × --hidden-size (128) wide"),
+    ("--embed-layernorm --no-bias-gelu-fusion", "BLOOM computes the tanh approximation"),
+    ("--embed-layernorm --norm-epsilon 1e-6", "Megatron-DeepSpeed keeps 1e-5 there"),
+    ("--embed-layernorm --hidden-dropout 0.1", "Megatron drops out the embeddings too"),
+    ("--embed-layernorm --reset-attention-mask", "--reset-attention-mask with BLOOM"),
+    ("--embed-layernorm --group-query-attention --num-query-groups 2", "bloom family, which has no grouped-query"),
+])
+def test_bloom_refusals_name_the_flag(extra, message):
+    result = _translate(extra, base=ALIBI_BASE)
+    assert not result.ok and any(message in p for p in result.problems()), result.problems()
+
+
+@pytest.mark.parametrize("parallel", ["--tensor-model-parallel-size 2", "--context-parallel-size 2"])
+def test_bloom_refuses_tensor_and_context_parallelism(parallel):
+    result = _translate(BLOOM + " " + parallel, base=ALIBI_BASE, world=2)
+    assert not result.ok and any("builds the ALiBi biases of all heads" in p for p in result.problems())
+
+
+def test_embedding_layernorm_without_alibi_is_refused():
+    result = _translate("--embed-layernorm")
+    assert not result.ok and any("only BLOOM" in p for p in result.problems()), result.problems()
+
+
+def test_load_compares_bloom_flags_with_config_json(tmp_path):
+    config = dict(_arch(BLOOM, base=ALIBI_BASE), n_head=8, apply_residual_connection_post_layernorm=True)
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    result = _translate(BLOOM, "--load", str(tmp_path), base=ALIBI_BASE)
+    assert result.ok, result.problems()
+    note = next(n for n in result.notes if "disagree with" in n)
+    assert "n_head: flags say 4, config.json says 8" in note
+    assert "apply_residual_connection_post_layernorm: flags say False, config.json says True" in note
+
+
+def _megatron_deepspeed_slopes(n):
+    """bigscience Megatron-DeepSpeed's ALiBi slopes (ParallelTransformerLayer._build_alibi_tensor's get_slopes): a
+    geometric series from 2^(-8/n) for a power of two, else the nearest power's and every other of twice it."""
+    def power_of_2(m):
+        start = 2 ** (-2 ** -(math.log2(m) - 3))
+        return [start * start ** i for i in range(m)]
+    if math.log2(n).is_integer():
+        return power_of_2(n)
+    closest = 2 ** math.floor(math.log2(n))
+    return power_of_2(closest) + _megatron_deepspeed_slopes(2 * closest)[0::2][:n - closest]
+
+
+@pytest.mark.parametrize("heads", [4, 6, 12])
+def test_bloom_alibi_slopes_are_megatron_deepspeeds(heads):
+    from transformers.models.bloom.modeling_bloom import build_alibi_tensor
+    # Megatron-DeepSpeed adds slope × key position to every query row (softmax is blind to a per-row constant)
+    alibi = build_alibi_tensor(torch.ones(1, 5), heads, torch.float64).view(heads, 5)
+    want = torch.tensor(_megatron_deepspeed_slopes(heads), dtype=torch.float64)[:, None] * torch.arange(5)
+    torch.testing.assert_close(alibi, want, rtol=1e-6, atol=1e-7)
