@@ -363,14 +363,7 @@ def _gpt2(a, family, g):
     if not a["tied"] and family == "gpt2":
         raise ArchitectureError("the GPT-2 family always ties embeddings; drop --untie-embeddings-and-output-weights")
     bigcode = {}
-    if family == "gpt_bigcode":
-        parallel = [f"{flag} {g[flag]}" for flag in ("--tensor-model-parallel-size", "--context-parallel-size",
-                                                     "--ds-sequence-parallel-size") if (g.get(flag) or 1) > 1]
-        if parallel:
-            raise ArchitectureError(f"{', '.join(parallel)} with multi-query attention (GPT-BigCode): its one "
-                                    "key/value head, fused into c_attn after the queries, is split by neither "
-                                    "(tensor parallelism has no layout for it, context parallelism splits key/value "
-                                    "heads); use data parallelism (FSDP shards the weights)")
+    if family == "gpt_bigcode":  # tensor- and context-parallel ranks fold into data parallelism (groups.py)
         bigcode = {"multi_query": True, "scale_attn_weights": True}
     return {
         "model_type": family, **bigcode, "n_layer": a["layers"], "n_embd": a["hidden"], "n_head": a["heads"],

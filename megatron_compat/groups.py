@@ -378,6 +378,7 @@ def architecture(t):
             elif checkpoint is not None:
                 _note_differences(t, arch, path, checkpoint)
             _engine_model_id(t, arch["model_type"], "the architecture flags")
+            _fold_model_parallel(t, arch["model_type"])
     for name, value in engine_fields(g).items():
         t.set(name, value)
     _mtp_without_sequence_parallel(t)
@@ -388,6 +389,32 @@ def architecture(t):
 
 def _mtp_depth(g) -> int:
     return int(g.get("--mtp-num-layers") or g.get("--num-nextn-predict-layers") or 0)
+
+
+# Families whose attention the engine can split neither by heads nor by sequence: transformers' BLOOM builds the ALiBi
+# biases of all heads over the whole sequence inside its attention; GPT-BigCode fuses its one key/value head into
+# c_attn after the queries
+WHOLE_ATTENTION_FAMILIES = {"bloom": "BLOOM's ALiBi attention", "gpt_bigcode": "GPT-BigCode's multi-query attention"}
+
+
+def _fold_model_parallel(t, family):
+    """Tensor- and context-parallel ranks of a family whose attention neither splits fold into data parallelism, as
+    pipeline ranks do: the model and the global batch are the same, only the layout differs."""
+    if family not in WHOLE_ATTENTION_FAMILIES:
+        return
+    folded = []
+    for field_name in ("tp_size", "cp_size"):
+        size = t.values.get(field_name) or 1
+        if size > 1:
+            t.set(field_name, 1)
+            folded.append(f"{field_name.replace('_size', '')} {size}")
+    if not folded:
+        return
+    t.set("sequence_parallel", False)
+    t.notes.append(f"{' and '.join(folded)} folded into FSDP sharding: {WHOLE_ATTENTION_FAMILIES[family]} splits "
+                   "neither by heads nor by sequence here, so those ranks become data-parallel ranks (FSDP shards the "
+                   "weights over them); the model and the global batch are the script's, the accumulation steps follow "
+                   "from the larger data-parallel size")
 
 
 def _mtp_without_sequence_parallel(t):

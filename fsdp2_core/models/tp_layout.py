@@ -35,6 +35,8 @@ from typing import Callable, Dict, Optional, Tuple
 
 import torch.nn as nn
 
+from fsdp2_core.config import ConfigError
+
 from .mla_tp import mla_extra_plan
 
 
@@ -83,6 +85,16 @@ LAYOUTS: Dict[str, TPLayout] = {"gpt2": GPT2, "gpt_oss": GPT_OSS, "deepseek_v3":
                                 "glm": GLM}
 
 
+# Families whose attention has no split here (the flag translation folds their tensor-parallel ranks into FSDP)
+UNSPLIT = {"bloom": "transformers' BLOOM builds the ALiBi biases of all heads over the whole sequence inside its "
+                    "attention",
+           "gpt_bigcode": "GPT-BigCode's one key/value head is fused into c_attn after the queries"}
+
+
 def tp_layout_for(model: nn.Module) -> TPLayout:
     """The row of the model's model_type; Llama-style names (DECODER) for every other family."""
-    return LAYOUTS.get(getattr(getattr(model, "config", None), "model_type", None), DECODER)
+    model_type = getattr(getattr(model, "config", None), "model_type", None)
+    if model_type in UNSPLIT:
+        raise ConfigError(f"tp_size > 1 with model_type {model_type}: {UNSPLIT[model_type]}, which tensor parallelism "
+                          "does not split; set tp_size 1 (FSDP shards the weights over the same ranks)")
+    return LAYOUTS.get(model_type, DECODER)

@@ -98,12 +98,6 @@ def bloom(a, g) -> Dict[str, Any]:
     if a["hidden_drop"] and a["hidden_drop_given"]:
         raise ArchitectureError(f"--hidden-dropout {a['hidden_drop']}: Megatron drops out the embeddings too, which "
                                 "BLOOM does not; set --hidden-dropout 0.0 (BLOOM's own value)")
-    parallel = [f"{flag} {g[flag]}" for flag in ("--tensor-model-parallel-size", "--context-parallel-size",
-                                                 "--ds-sequence-parallel-size") if (g.get(flag) or 1) > 1]
-    if parallel:
-        raise ArchitectureError(f"{', '.join(parallel)} with BLOOM: transformers' BLOOM builds the ALiBi biases of all "
-                                "heads over the whole sequence inside its own attention, which neither splits; use "
-                                "data parallelism (FSDP shards the weights)")
     packed = [flag for flag in ("--reset-attention-mask", "--reset-position-ids") if g.get(flag)]
     if packed:
         raise ArchitectureError(f"{', '.join(packed)} with BLOOM: transformers' BLOOM takes no document boundaries "

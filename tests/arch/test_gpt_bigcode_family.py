@@ -76,9 +76,15 @@ def test_refusals_name_what_is_missing(extra, message):
 
 
 @pytest.mark.parametrize("parallel", ["--tensor-model-parallel-size 2", "--context-parallel-size 2"])
-def test_gpt_bigcode_refuses_tensor_and_context_parallelism(parallel):
+def test_gpt_bigcode_folds_tensor_and_context_parallel_ranks_into_data_parallelism(parallel):
+    """StarCoder's scripts use --tensor-model-parallel-size 2..4; the one fused key/value head splits neither by heads
+    nor by sequence here, so those ranks become data-parallel ranks and the accumulation steps follow."""
     result = _translate(MQA + " " + parallel, world=2)
-    assert not result.ok and any("its one key/value head" in p for p in result.problems()), result.problems()
+    assert result.ok, result.problems()
+    p, tr = result.config.parallel, result.config.training
+    assert (p.tp_size, p.cp_size, p.sequence_parallel) == (1, 1, False)
+    assert tr.global_batch_size == tr.per_device_train_batch_size * 2 * tr.gradient_accumulation_steps
+    assert any("folded into FSDP sharding: GPT-BigCode's multi-query attention" in n for n in result.notes)
 
 
 def test_load_compares_gpt_bigcode_flags_with_config_json(tmp_path):

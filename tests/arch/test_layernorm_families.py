@@ -195,9 +195,13 @@ def test_bloom_refusals_name_the_flag(extra, message):
 
 
 @pytest.mark.parametrize("parallel", ["--tensor-model-parallel-size 2", "--context-parallel-size 2"])
-def test_bloom_refuses_tensor_and_context_parallelism(parallel):
+def test_bloom_folds_tensor_and_context_parallel_ranks_into_data_parallelism(parallel):
+    """BLOOM's attention splits neither by heads nor by sequence: those ranks become data-parallel ranks."""
     result = _translate(BLOOM + " " + parallel, base=ALIBI_BASE, world=2)
-    assert not result.ok and any("builds the ALiBi biases of all heads" in p for p in result.problems())
+    assert result.ok, result.problems()
+    p = result.config.parallel
+    assert (p.tp_size, p.cp_size) == (1, 1)
+    assert any("folded into FSDP sharding: BLOOM's ALiBi attention" in n for n in result.notes), result.notes
 
 
 def test_embedding_layernorm_without_alibi_is_refused():
@@ -234,3 +238,14 @@ def test_bloom_alibi_slopes_are_megatron_deepspeeds(heads):
     alibi = build_alibi_tensor(torch.ones(1, 5), heads, torch.float64).view(heads, 5)
     want = torch.tensor(_megatron_deepspeed_slopes(heads), dtype=torch.float64)[:, None] * torch.arange(5)
     torch.testing.assert_close(alibi, want, rtol=1e-6, atol=1e-7)
+
+
+def test_a_yaml_asking_tensor_parallelism_for_bloom_is_refused_by_the_engine():
+    """Only the flag translation folds the ranks; a config that asks tp_size > 1 itself gets the reason."""
+    from transformers import BloomConfig, BloomForCausalLM
+
+    from fsdp2_core.config import ConfigError
+    from fsdp2_core.models.tp_layout import tp_layout_for
+    model = BloomForCausalLM(BloomConfig(n_layer=1, hidden_size=32, n_head=4, vocab_size=64))
+    with pytest.raises(ConfigError, match="tp_size > 1 with model_type bloom"):
+        tp_layout_for(model)
