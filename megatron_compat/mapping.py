@@ -154,7 +154,8 @@ GROUP_FIELDS: Dict[str, Tuple[str, ...]] = {
     "tokens": ("max_steps", "train_tokens", "lr_decay_steps", "lr_warmup_steps"),
     "pai": ("tokenizer_type", "tokenizer_name_or_path", "data_manager_type"),
     "weighted_split": ("train_weighted_split_paths", "valid_weighted_split_paths", "test_weighted_split_paths",
-                       "data_manager_type"),
+                       "train_weighted_split_paths_path", "valid_weighted_split_paths_path",
+                       "test_weighted_split_paths_path", "data_manager_type"),
     "loss_scale": ("loss_scale", "initial_loss_scale", "min_loss_scale", "loss_scale_window", "hysteresis"),
 }
 

@@ -176,13 +176,15 @@ def _load(f, base):
 
 
 def _weighted_split(f, base):
-    """The groups inline (a -path file's content was read into the config at translation)."""
-    if not f["train_weighted_split_paths"]:
-        return []
-    words = ["--train-weighted-split-paths", f["train_weighted_split_paths"]]
-    for split in ("valid", "test"):
-        if f[f"{split}_weighted_split_paths"]:
-            words += [f"--{split}-weighted-split-paths", *f[f"{split}_weighted_split_paths"]]
+    """The groups inline (a -path file's content was read into the config at translation), or the file the config
+    names when it was not read."""
+    words = []
+    for split in ("train", "valid", "test"):
+        inline, path = f[f"{split}_weighted_split_paths"], f[f"{split}_weighted_split_paths_path"]
+        if path:
+            words += [f"--{split}-weighted-split-paths-path", path]
+        elif inline:
+            words += [f"--{split}-weighted-split-paths", *([inline] if split == "train" else inline)]
     return words
 
 

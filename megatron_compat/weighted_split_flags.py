@@ -2,9 +2,13 @@
 
 Each flag gives dataset groups ("NAME: WEIGHT START:END PATH, ..."), inline (one shell word per group) or in a
 file of one line with every group in double quotes (the `-path` spelling, read here at translation so the config
-holds the groups themselves). As in the forks, training takes one group, and the mode excludes --data-path and
+holds the groups themselves; a file that is not on this machine, the cluster's, is kept by path and read when the
+data is built). As in the forks, training takes one group, and the mode excludes --data-path and
 --split (their arguments.py asserts it).
 """
+import os
+from typing import NamedTuple
+
 from fsdp2_core.data.megatron.weighted_split import parse_groups, read_groups_file
 
 from .registry import rule_for
@@ -32,13 +36,22 @@ def weighted_split(t) -> None:
         t.errors.append(f"{given[0]} needs the training group --train-weighted-split-paths (or its -path file): "
                         "the forks build validation and test groups only beside it")
         return
-    t.set("train_weighted_split_paths", texts["train"][0])
-    for s in ("valid", "test"):
-        if texts[s] is not None:
-            t.set(f"{s}_weighted_split_paths", texts[s])
+    for s in SPLITS:
+        if isinstance(texts[s], LaterFile):  # not on this machine: the data reads it when it is built
+            t.set(f"{s}_weighted_split_paths_path", texts[s].path)
+            t.notes.append(f"WARNING: {_flag(s)}-path {texts[s].path} is not on this machine: kept as "
+                           f"data.{s}_weighted_split_paths_path and read when the data is built (its groups are "
+                           "checked then)")
+        elif texts[s] is not None:
+            t.set(f"{s}_weighted_split_paths", texts[s][0] if s == "train" else texts[s])
     t.set("data_manager_type", "mg")
     for flag in given:
         t.lines.append(ReportLine(flag, t.given[flag], "mapped", rule_for(flag).target))
+
+
+class LaterFile(NamedTuple):
+    """A group file named by a -path flag that is not on this machine (the cluster's): read at run time."""
+    path: str
 
 
 def _flag(split: str) -> str:
@@ -54,6 +67,8 @@ def _groups_of(t, split):
     try:
         if file_flag in t.given:
             path = str(t.given[file_flag])
+            if not os.path.exists(path):
+                return LaterFile(path)
             texts, where = read_groups_file(path, file_flag), f"{file_flag} {path}:"
         elif inline in t.given:
             value = t.given[inline]

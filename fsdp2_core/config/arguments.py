@@ -194,6 +194,16 @@ class DataArguments:
     test_weighted_split_paths: Optional[List[str]] = _f(
         None, "Test groups in the same form, each evaluated on its own at the end under its NAME "
         "(--test-weighted-split-paths, or the file of --test-weighted-split-paths-path).", extension=True)
+    train_weighted_split_paths_path: Optional[str] = _f(
+        None, "A file holding the training group instead (--train-weighted-split-paths-path: one line, the group in "
+        "double quotes), read when the data is built; the translation reads it itself when the file is there.",
+        extension=True)
+    valid_weighted_split_paths_path: Optional[str] = _f(
+        None, "A file holding the validation groups (--valid-weighted-split-paths-path), read when the data is built.",
+        extension=True)
+    test_weighted_split_paths_path: Optional[str] = _f(
+        None, "A file holding the test groups (--test-weighted-split-paths-path), read when the data is built.",
+        extension=True)
     mock_data: bool = _f(False, "Synthetic data instead of files (--mock-data).", extension=True)
     data_cache_path: Optional[str] = _f(None, "Where index caches are written (--data-cache-path).", extension=True)
     reset_position_ids: bool = _f(False, "Restart position ids after each end-of-document token.", extension=True)

@@ -165,9 +165,16 @@ def _check_data_rules(cfg) -> List[Problem]:
 def _check_weighted_groups(d) -> List[Problem]:
     """The forks' second data mode: weighted groups instead of dataset / split (their syntax is checked where the
     data is built, naming the flag)."""
-    if not (d.train_weighted_split_paths or d.valid_weighted_split_paths or d.test_weighted_split_paths):
+    given = {s: (getattr(d, f"{s}_weighted_split_paths"), getattr(d, f"{s}_weighted_split_paths_path"))
+             for s in ("train", "valid", "test")}
+    if not any(a or b for a, b in given.values()):
         return []
-    if not d.train_weighted_split_paths:
+    both = [s for s, (inline, path) in given.items() if inline and path]
+    if both:
+        return [(f"{both[0]}_weighted_split_paths", f"data: {both[0]}_weighted_split_paths and "
+                                                    f"{both[0]}_weighted_split_paths_path both give the {both[0]} "
+                                                    "groups; keep one")]
+    if not any(given["train"]):
         return [("train_weighted_split_paths", "data: valid/test_weighted_split_paths need the training group "
                                                "train_weighted_split_paths (--train-weighted-split-paths), as in "
                                                "the forks")]

@@ -23,6 +23,7 @@ from fsdp2_core.config import ConfigError
 from fsdp2_core.data.megatron.fim import FIMSettings
 from fsdp2_core.data.megatron.gpt_dataset import IndexTooLargeError
 from fsdp2_core.data.megatron.sampler import MegatronPretrainingRandomSampler, MegatronPretrainingSampler
+from fsdp2_core.data.megatron.weighted_split import parse_groups, read_groups_file
 
 from .loader_workers import termination_signals_blocked, worker_init
 
@@ -128,9 +129,21 @@ def build_datasets(cfg, train_iters: int, global_batch: int, tokenizer=None, tra
 def _weighted_groups(d):
     """(train group, valid groups, test groups) of bigscience's / bigcode's second data mode, None when unused;
     several valid (test) groups come back as a list of named datasets, each evaluated on its own."""
-    if not d.train_weighted_split_paths:
+    if not (d.train_weighted_split_paths or d.train_weighted_split_paths_path):
         return None
-    return d.train_weighted_split_paths, d.valid_weighted_split_paths, d.test_weighted_split_paths
+    train, valid, test = (_groups(d, split) for split in ("train", "valid", "test"))
+    return train[0], valid, test
+
+
+def _groups(d, split):
+    """A split's groups: given in the config, or read now from the file the config names (translated elsewhere)."""
+    inline, path = getattr(d, f"{split}_weighted_split_paths"), getattr(d, f"{split}_weighted_split_paths_path")
+    if path is None:
+        return [inline] if split == "train" and inline else inline
+    field_name = f"data.{split}_weighted_split_paths_path"
+    groups = read_groups_file(path, field_name)
+    parse_groups(groups, f"{field_name} {path}:", single=(split == "train"))
+    return groups
 
 
 def fim_settings(d):

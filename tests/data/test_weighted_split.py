@@ -208,8 +208,6 @@ def test_inline_flags_translate():
 
 
 @pytest.mark.parametrize("extra, message", [
-    (["--train-weighted-split-paths-path", "/nowhere/train.txt"],
-     "--train-weighted-split-paths-path /nowhere/train.txt: no such file"),
     (["--train-weighted-split-paths", "T: 1 0:1 /d/a", "--data-path", "/d/a"],
      "--train-weighted-split-paths and --data-path are exclusive"),
     (["--train-weighted-split-paths", "T: 1 0:1 /d/a", "--split", "99,1,0"], "drop --split"),
@@ -234,3 +232,23 @@ def test_config_refuses_groups_beside_data_path(tmp_path):
     with pytest.raises(ConfigError, match="weighted split groups and dataset are exclusive"):
         build_config({"output_dir": str(tmp_path), "data_manager_type": "mg", "dataset": "/d/a",
                       "train_weighted_split_paths": "T: 1 0:1 /d/a"})
+
+
+def test_a_group_file_not_on_this_machine_is_kept_and_read_when_the_data_is_built(tmp_path):
+    """bigcode's scripts name group files on their cluster (/fsx/...): converted elsewhere, the config keeps the path
+    (a warning says so) and the data reads it at run time; a file still missing then is an error naming it."""
+    from fsdp2_core.config import ConfigError
+    from fsdp2_core.train.data import _weighted_groups
+
+    missing = str(tmp_path / "later" / "train.txt")
+    result = translate(MODEL + ["--train-weighted-split-paths-path", missing], world_size=4)
+    assert result.ok, result.problems()
+    d = result.config.data
+    assert (d.train_weighted_split_paths, d.train_weighted_split_paths_path) == (None, missing)
+    assert any("not on this machine" in n and missing in n for n in result.notes)
+    with pytest.raises((ConfigError, ValueError), match="train_weighted_split_paths_path .*no such file"):
+        _weighted_groups(d)
+    (tmp_path / "later").mkdir()
+    (tmp_path / "later" / "train.txt").write_text('"TRAIN: 0.7 0:0.95 /d/a, 0.3 0:1 /d/b"\n')
+    assert _weighted_groups(d) == ("TRAIN: 0.7 0:0.95 /d/a, 0.3 0:1 /d/b", None, None)
+
