@@ -156,6 +156,8 @@ def instruction(t):
             t.notes.append(f"--prompt-type {name}: no built-in template renders as MindSpeed-LLM's {name}; instruction "
                            "data already preprocessed by MindSpeed-LLM trains without it, but tools/preprocess_data.py "
                            f"and raw fine-tuning data need one of {', '.join(sorted(PROMPT_TYPES))}")
+    if "--tokenizer-padding-side" in g:
+        _padding_side(t, g["--tokenizer-padding-side"], bool(g.get("--is-instruction-dataset")))
     if "--enable-thinking" in g:
         value = str(g["--enable-thinking"]).lower()
         choices = {"true": True, "false": False, "none": None}
@@ -163,6 +165,18 @@ def instruction(t):
             raise ConfigError(f"--enable-thinking {g['--enable-thinking']}: expects true, false or none")
         t.set("enable_thinking", choices[value])
         _line(t, "--enable-thinking")
+
+
+def _padding_side(t, side, instruction_data):
+    """MindSpeed pads instruction batches on the tokenizer's side; pretraining samples are never padded (the flag's
+    row is absorbed; only left padding of instruction data is refused here)."""
+    if side not in ("left", "right"):
+        raise ConfigError(f"--tokenizer-padding-side {side}: expects left or right")
+    if side == "left" and instruction_data:
+        raise ConfigError("--tokenizer-padding-side left with --is-instruction-dataset: the engine pads instruction "
+                          "batches on the right (labels of padding are ignored either way, but the positions differ); "
+                          "drop the flag or give right")
+
 
 
 _LORA_FLAGS = ("--lora-target-modules", "--lora-r", "--lora-alpha", "--lora-dropout")

@@ -45,6 +45,9 @@ FP32_REDUCE = f"{HERE}::test_fsdp_reduces_in_fp32_and_follows_reshard_after_forw
 MTP_LAYOUT = "tests/arch/test_families_forward.py::test_mtp_export_is_deepseek_v3_layout"
 
 CLAIMS = {
+    "the engine pads instruction batches on the right": [
+        "tests/test_script_flags.py::test_tokenizer_padding_side_is_a_no_op_for_pretraining_and_refused_left_for_"
+        "instruction_data"],
     "which the engine runs on PyTorch (an msrun script becomes a torchrun one)": [
         "tests/test_cli.py::test_corpus_script_converts_to_expected_config",
         "tests/test_shell_reader.py::test_render_round_trip_corpus"],

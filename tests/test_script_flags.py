@@ -212,7 +212,8 @@ def test_survey_fork_flags_absorbed_or_refused_by_what_they_do():
     assert "only the default (off)" in refused(BASE + ["--use-torch-compile", "true"])
     assert "only the default (0)" in refused(BASE + ["--fp8-margin", "1"])
     no_data = [w for w in BASE if w not in ("--data-path", "/data/corpus_text_document")]
-    assert "/jz/train.txt: no such file" in refused(no_data + ["--train-weighted-split-paths-path", "/jz/train.txt"])
+    _, cfg = ok(no_data + ["--train-weighted-split-paths-path", "/jz/train.txt"])  # the cluster's: read at run time
+    assert cfg.data.train_weighted_split_paths_path == "/jz/train.txt"
     assert "gated MLP with learned positions" in refused(BASE + ["--glu-activation", "swiglu"])
     assert "optimizer cpu-adam is not available" in refused(BASE + ["--optimizer", "cpu-adam"])
     result, _ = ok(BASE + ["--enable-zbh1-pipeline", "--enable-zbh1-exact-semantics"])  # no pipeline stages here
@@ -481,3 +482,15 @@ def test_megatron_fsdp_precision_flags_of_its_deepseek_v3_example_are_absorbed()
     assert "add it for bf16 reductions" in report
     _, cfg = ok(BASE + ["--megatron-fsdp-grad-comm-dtype", "bf16", "--grad-reduce-in-bf16"])
     assert cfg.parallel.reduce_dtype == "bf16"
+
+
+def test_tokenizer_padding_side_is_a_no_op_for_pretraining_and_refused_left_for_instruction_data():
+    """MindSpeed's Gemma 2 27B pretraining script gives --tokenizer-padding-side left: pretraining samples are never
+    padded, so it changes nothing there; instruction batches are padded on the right here, so left is refused."""
+    result, _ = ok(BASE + ["--tokenizer-padding-side", "left"])
+    line = next(ln for ln in result.lines if ln.flag == "--tokenizer-padding-side")
+    assert line.status == "absorbed" and "never padded" in line.text, line
+    assert "pads instruction batches on the right" in refused(BASE + ["--tokenizer-padding-side", "left",
+                                                                     "--is-instruction-dataset"])
+    assert "expects left or right" in refused(BASE + ["--tokenizer-padding-side", "up"])
+    ok(BASE + ["--tokenizer-padding-side", "right", "--is-instruction-dataset"])
