@@ -8,7 +8,7 @@ Family choice follows what the flags describe:
       ... with q/k/v bias only (--add-qkv-bias)                  -> qwen2
       ... with --qk-layernorm                                    -> qwen3
       ... with experts: by the router (arch/moe.py)              -> qwen3_moe, mixtral, qwen2_moe, glm4_moe
-      ... with Multi-Latent Attention (arch/attention.py)        -> deepseek_v3
+      ... with Multi-Latent Attention (arch/attention.py)        -> deepseek_v3 (deepseek_v2: softmax router)
 RoPE scaling (llama3, yarn) goes into rope_parameters of any rope family (arch/rope.py). Anything else is refused
 with the combination named. Unset flags take Megatron's defaults (LayerNorm, learned positions, biases on, tied
 embeddings, dropout 0.1).
@@ -35,6 +35,8 @@ from .arch.moe import (
     training_fields,
 )
 from .arch.rope import rope_scaling
+
+MLA_FAMILIES = ("deepseek_v3", "deepseek_v2")  # transformers' Multi-Latent Attention
 
 __all__ = ["ENGINE_MODEL_ID", "ArchitectureError", "build_architecture", "compare_with_checkpoint", "engine_fields",
            "wants_architecture"]
@@ -292,12 +294,14 @@ def _rope_family(a, family, notes):
         config.update(moe_fields(a["routing"], family))
     if family in SIGMOID_FAMILIES:
         config.update(_sigmoid_family_fields(a, family))
-    if family == "deepseek_v3":
+    if family in MLA_FAMILIES:
         config.update(a["mla"])
-        config.pop("head_dim")  # DeepSeek-V3 derives it from qk_rope_head_dim
+        config.pop("head_dim")  # DeepSeek-V2 / V3 derive it from qk_rope_head_dim
         config["num_key_value_heads"] = a["heads"]
+        if family == "deepseek_v2":
+            config.pop("rope_interleave")  # DeepSeek-V2 always rotates interleaved pairs (complex products)
         if a["eps"] != 1e-6:
-            notes.append(f"--norm-epsilon {a['eps']}: transformers' DeepSeek-V3 attention normalises the q and kv "
+            notes.append(f"--norm-epsilon {a['eps']}: transformers' {family} attention normalises the q and kv "
                          "latents with eps 1e-6 whatever rms_norm_eps is (Megatron's MLA uses --norm-epsilon there "
                          "too); give --norm-epsilon 1e-6, DeepSeek-V3's own value, for the same model")
     return config
@@ -322,9 +326,9 @@ def _biases(a, family):
         return {"attention_bias": a["qkv_bias"], "use_qk_norm": a["qk_norm"]}
     if family == "qwen2_moe":
         return {"qkv_bias": a["qkv_bias"]}
-    if family == "deepseek_v3":
+    if family in MLA_FAMILIES:
         if a["qkv_bias"]:
-            raise ArchitectureError("--add-qkv-bias with --multi-latent-attention: DeepSeek-V3's latent projections "
+            raise ArchitectureError("--add-qkv-bias with --multi-latent-attention: DeepSeek's latent projections "
                                     "have no biases; drop --add-qkv-bias")
         return {"attention_bias": False}
     return {}
@@ -356,7 +360,7 @@ COMPARED_FIELDS = ("model_type", "num_hidden_layers", "hidden_size", "intermedia
                    "num_local_experts", "num_experts", "n_routed_experts", "num_experts_per_tok",
                    "moe_intermediate_size",
                    "norm_topk_prob", "mlp_only_layers", "shared_expert_intermediate_size", "n_shared_experts",
-                   "routed_scaling_factor", "n_group", "topk_group", "first_k_dense_replace",
+                   "routed_scaling_factor", "n_group", "topk_group", "topk_method", "first_k_dense_replace",
                    "q_lora_rank", "kv_lora_rank", "qk_nope_head_dim", "qk_rope_head_dim", "v_head_dim",
                    "attention_bias", "qkv_bias", "use_qk_norm", "sliding_window", "num_nextn_predict_layers",
                    "n_layer", "n_embd", "n_head")

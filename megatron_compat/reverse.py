@@ -268,7 +268,7 @@ def architecture_flags(arch, values=None) -> List[str]:
             "--norm-epsilon", str(arch["rms_norm_eps"]), "--init-method-std", str(arch["initializer_range"]),
             "--attention-dropout", str(arch["attention_dropout"]), "--hidden-dropout", "0.0",
             "--rotary-base", _words(rope["rope_theta"])[0]]
-    if family == "deepseek_v3":
+    if family in ("deepseek_v3", "deepseek_v2"):
         out += mla_flags(arch)
     else:
         out += ["--kv-channels", str(arch["head_dim"])]
@@ -276,7 +276,7 @@ def architecture_flags(arch, values=None) -> List[str]:
         out += ["--group-query-attention", "--num-query-groups", str(arch["num_key_value_heads"])]
     if rope.get("partial_rotary_factor", 1.0) != 1.0:
         out += ["--rotary-percent", str(rope["partial_rotary_factor"])]
-    out += rope_scaling_flags(rope, family == "deepseek_v3")
+    out += rope_scaling_flags(rope, family in ("deepseek_v3", "deepseek_v2"))
     out += sliding_window_flags(arch.get("sliding_window") if family == "mistral" else None)
     if not arch["tie_word_embeddings"]:
         out.append("--untie-embeddings-and-output-weights")

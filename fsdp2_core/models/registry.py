@@ -61,6 +61,9 @@ FAMILIES: Dict[str, Family] = {f.model_id: f for f in (
            notes="attention sinks and sliding windows stay in transformers' attention (and the Ulysses core)"),
     Family("deepseek_v3", ("deepseek_v3", "glm4_moe"), deepseek_v3.install, experts=True, score_function="sigmoid",
            notes="GLM-4.5 (glm4_moe) shares DeepSeek-V3's MoE block; Multi-Latent Attention stays transformers'"),
+    Family("deepseek_v2", ("deepseek_v2",), deepseek_v3.install, experts=True,
+           notes="DeepSeek-V3's MoE install with DeepSeek-V2's softmax router; Multi-Latent Attention stays "
+                 "transformers'"),
     Family("qwen2_moe", ("qwen2_moe",), qwen2_moe.install, experts=True),
 )}
 
@@ -85,7 +88,7 @@ def install_family(model: nn.Module, cfg) -> Optional[Family]:
     if family is None:
         if p.ep_size > 1 or p.ep_fsdp_size > 1:
             raise ConfigError("ep_size / ep_fsdp_size > 1 need our MoE dispatch: set model_id (qwen3_moe for Qwen3-MoE "
-                              "and Mixtral, deepseek_v3 for DeepSeek-V3 and GLM-4.5, qwen2_moe, gpt_oss)")
+                              "and Mixtral, deepseek_v3 for DeepSeek-V3 and GLM-4.5, deepseek_v2, qwen2_moe, gpt_oss)")
         if getattr(model, "_fsdp2_mtp_layers", None):
             install_attention(model)  # the MTP layers call the attention core with the main model's masks
         return None

@@ -67,7 +67,8 @@ GPT2 = TPLayout(embedding="transformer.wte", position_embedding="transformer.wpe
 DEEPSEEK_V3 = TPLayout(colwise=("model.layers.{*}.self_attn.q_b_proj", "model.layers.{*}.self_attn.kv_b_proj"),
                        extra_plan=mla_extra_plan)
 
-LAYOUTS: Dict[str, TPLayout] = {"gpt2": GPT2, "gpt_oss": GPT_OSS, "deepseek_v3": DEEPSEEK_V3}
+LAYOUTS: Dict[str, TPLayout] = {"gpt2": GPT2, "gpt_oss": GPT_OSS, "deepseek_v3": DEEPSEEK_V3,
+                                "deepseek_v2": DEEPSEEK_V3}  # DeepSeek-V2's MLA has DeepSeek-V3's module names
 
 
 def tp_layout_for(model: nn.Module) -> TPLayout:

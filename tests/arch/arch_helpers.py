@@ -24,6 +24,20 @@ DSV3 = ("--multi-latent-attention --qk-layernorm --q-lora-rank 16 --kv-lora-rank
         "--moe-router-bias-update-rate 1e-2 --moe-router-num-groups 4 --moe-router-group-topk 2 "
         "--moe-router-topk-scaling-factor 2.5 --moe-router-load-balancing-type seq_aux_loss --moe-aux-loss-coeff 1e-3 "
         "--moe-layer-freq [0]*1+[1]*2 --mtp-num-layers 1 --mtp-loss-scaling-factor 0.3 --moe-z-loss-coeff 1e-3")
+# DeepSeek-V2-style (megatron-core spelling): MLA without a q LoRA (V2-Lite), a softmax over all experts, 4 groups
+# of 2 experts (top 2 groups, top 2 experts: megatron-core's group rule is DeepSeek-V2's there), scaling 2.5, two
+# shared experts, the first layer dense, the aux loss and z-loss.
+DSV2 = ("--multi-latent-attention --qk-layernorm --kv-lora-rank 16 --qk-head-dim 8 --qk-pos-emb-head-dim 8 "
+        "--v-head-dim 8 --num-experts 8 --moe-router-topk 2 --moe-ffn-hidden-size 16 --moe-router-pre-softmax "
+        "--moe-shared-expert-intermediate-size 32 --moe-router-num-groups 4 --moe-router-group-topk 2 "
+        "--moe-router-topk-scaling-factor 2.5 --moe-aux-loss-coeff 1e-2 --moe-z-loss-coeff 1e-3 "
+        "--first-k-dense-replace 1 --norm-epsilon 1e-6")
+# MindSpeed's DeepSeek-V2 spelling: group_limited_greedy (groups ranked by their best score whatever k is), a q LoRA.
+DSV2_MINDSPEED = ("--multi-head-latent-attention --qk-layernorm --q-lora-rank 16 --kv-lora-rank 16 "
+                  "--qk-nope-head-dim 8 --qk-rope-head-dim 8 --v-head-dim 8 --num-experts 8 --moe-router-topk 4 "
+                  "--moe-intermediate-size 16 --n-shared-experts 1 --moe-router-load-balancing-type "
+                  "group_limited_greedy --n-group 4 --topk-group 2 --routed-scaling-factor 2.0 --moe-aux-loss-coeff 0 "
+                  "--first-k-dense-replace 1 --moe-layer-freq 1")
 # GLM-4.5-style (MindSpeed spelling): q/k/v biases, half-rotary, GQA, sigmoid router with expert bias, no aux loss.
 GLM45 = ("--num-experts 8 --moe-router-topk 4 --moe-ffn-hidden-size 16 --n-shared-experts 1 "
          "--moe-router-score-function sigmoid --moe-router-enable-expert-bias --moe-router-load-balancing-type none "
@@ -47,7 +61,7 @@ class PatternDataset(SyntheticDataset):
             self.text[:, i] = (5 * self.text[:, i - 1] + 3) % VOCAB
 
 
-FAMILIES = {"deepseek_v3": DSV3, "glm4_moe": GLM45, "qwen2_moe": QWEN2_MOE, "qwen3_moe": QWEN3_MOE,
+FAMILIES = {"deepseek_v3": DSV3, "deepseek_v2": DSV2, "glm4_moe": GLM45, "qwen2_moe": QWEN2_MOE, "qwen3_moe": QWEN3_MOE,
             "llama": LLAMA31, "mistral": MISTRAL}
 
 

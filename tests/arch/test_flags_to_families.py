@@ -7,7 +7,18 @@ import torch
 
 from fsdp2_core.models.build import build_model
 from megatron_compat.translate import translate
-from tests.arch.arch_helpers import BASE, DSV3, FAMILIES, GLM45, LLAMA31, MISTRAL, QWEN2_MOE, flag_config
+from tests.arch.arch_helpers import (
+    BASE,
+    DSV2,
+    DSV2_MINDSPEED,
+    DSV3,
+    FAMILIES,
+    GLM45,
+    LLAMA31,
+    MISTRAL,
+    QWEN2_MOE,
+    flag_config,
+)
 
 
 def _translate(extra, *more, world=1):
@@ -36,6 +47,34 @@ def test_deepseek_v3_fields():
     assert not arch["output_router_logits"]  # seq_aux_loss only: no batch-level aux loss
     assert (m.model_id, m.moe_seq_aux_loss_coeff, m.moe_z_loss_coeff, m.moe_router_bias_update_rate,
             m.mtp_num_layers, m.mtp_loss_scaling_factor) == ("deepseek_v3", 1e-3, 1e-3, 1e-2, 1, 0.3)
+
+
+def test_deepseek_v2_fields():
+    cfg = flag_config(DSV2)
+    arch, m = cfg.model.architecture, cfg.model
+    assert {k: arch[k] for k in ("q_lora_rank", "kv_lora_rank", "qk_nope_head_dim", "n_routed_experts",
+                                 "num_experts_per_tok", "n_shared_experts", "n_group", "topk_group", "topk_method",
+                                 "routed_scaling_factor", "norm_topk_prob", "first_k_dense_replace",
+                                 "router_aux_loss_coef", "output_router_logits")} == {
+        "q_lora_rank": None, "kv_lora_rank": 16, "qk_nope_head_dim": 8, "n_routed_experts": 8,
+        "num_experts_per_tok": 2, "n_shared_experts": 2, "n_group": 4, "topk_group": 2,
+        "topk_method": "group_limited_greedy", "routed_scaling_factor": 2.5, "norm_topk_prob": False,
+        "first_k_dense_replace": 1, "router_aux_loss_coef": 1e-2, "output_router_logits": True}
+    assert "rope_interleave" not in arch  # DeepSeek-V2 always rotates interleaved pairs
+    assert (m.model_id, m.moe_z_loss_coeff) == ("deepseek_v2", 1e-3)
+    ms = flag_config(DSV2_MINDSPEED).model.architecture
+    assert (ms["topk_method"], ms["n_group"], ms["topk_group"], ms["num_experts_per_tok"], ms["q_lora_rank"],
+            ms["n_shared_experts"], ms["routed_scaling_factor"]) == ("group_limited_greedy", 4, 2, 4, 16, 1, 2.0)
+    # MindSpeed's --seq-aux turns group_limited_greedy's loss sequence-level; all groups kept is plain top-k
+    seq = flag_config(DSV2_MINDSPEED.replace("--topk-group 2", "--topk-group 4").replace(
+        "--moe-aux-loss-coeff 0", "--moe-aux-loss-coeff 1e-3 --seq-aux"))
+    assert (seq.model.moe_seq_aux_loss_coeff, seq.model.architecture["router_aux_loss_coef"],
+            seq.model.architecture["topk_method"], seq.model.architecture["n_group"]) == (1e-3, 0.0, "greedy", None)
+    # MindSpeed's pai_megatron_aux_loss: megatron-core's pre-softmax router (unscaled) with its aux loss
+    unscaled = DSV2.replace("--moe-router-topk-scaling-factor 2.5 ", "")
+    pai = unscaled.replace("--moe-router-pre-softmax ", "").replace(
+        "--moe-aux-loss-coeff 1e-2", "--moe-router-load-balancing-type pai_megatron_aux_loss --moe-aux-loss-coeff 1e-2")
+    assert flag_config(pai).model == flag_config(unscaled).model
 
 
 def test_mindspeed_and_megatron_spellings_agree():
@@ -81,7 +120,21 @@ def test_moe_layer_freq_list_form():
 
 @pytest.mark.parametrize("extra,message", [
     (DSV3.replace("--qk-layernorm ", ""), "always normalises the q and kv latents"),
-    ("--multi-latent-attention --qk-layernorm --num-experts 4", "DeepSeek-V2's) has no Hugging Face family"),
+    ("--multi-latent-attention --qk-layernorm --num-experts 4", "add --moe-router-pre-softmax (and drop"),
+    (DSV2 + " --norm-topk-prob --moe-router-load-balancing-type aux_loss", "without renormalising"),
+    (DSV2.replace("--moe-router-topk 2", "--moe-router-topk 4"), "agree when --moe-router-topk / "
+                                                                 "--moe-router-group-topk is 1"),
+    (DSV2.replace("--moe-router-pre-softmax", "--moe-router-pre-softmax --moe-router-enable-expert-bias"),
+     "DeepSeek-V2's router has no expert bias"),
+    (DSV2 + " --moe-shared-expert-gate", "DeepSeek-V2 adds its shared experts ungated"),
+    (DSV2 + " --moe-router-load-balancing-type pai_megatron_aux_loss", "never scales the weights"),
+    (DSV2_MINDSPEED.replace("--n-group 4 ", ""), "give the group count explicitly"),
+    (DSV2_MINDSPEED.replace("--moe-aux-loss-coeff 0", "--moe-aux-loss-coeff 0.003"),
+     "they agree only when --topk-group equals --n-group (2 of 4 here)"),
+    (DSV2_MINDSPEED + " --moe-device-level-aux-loss-coeff 0.05", "--moe-device-level-aux-loss-coeff"),
+    (DSV2_MINDSPEED + " --moe-comm-aux-loss-coeff 0.02", "--moe-comm-aux-loss-coeff"),
+    ("--num-experts 4 --moe-router-load-balancing-type group_limited_greedy --n-group 2 --topk-group 1",
+     "add --multi-latent-attention"),
     ("--num-experts 4 --moe-router-enable-expert-bias", "add --moe-router-score-function sigmoid"),
     ("--num-experts 4 --moe-router-topk-scaling-factor 2.5", "add --moe-router-score-function sigmoid"),
     ("--num-experts 8 --moe-router-topk 4 --moe-router-score-function sigmoid --moe-router-num-groups 2 "
@@ -151,3 +204,16 @@ def test_mtp_with_tensor_parallelism_runs_without_sequence_parallelism():
     result.config.parallel.sequence_parallel = True  # as a YAML could ask
     with pytest.raises(ConfigError, match="set parallel.sequence_parallel false"):
         validate(result.config)
+
+
+@pytest.mark.parametrize("flags", [DSV2, DSV2_MINDSPEED], ids=["megatron", "mindspeed"])
+def test_deepseek_v2_round_trips_to_megatron_flags(flags):
+    """--to-megatron writes DeepSeek-V2's router back: megatron-core's group flags where its group rule is the
+    family's, MindSpeed's group_limited_greedy where only that says it (top 4 from 2 groups)."""
+    from megatron_compat.reverse import to_megatron
+    cfg = flag_config(flags)
+    argv, _ = to_megatron(cfg)
+    assert ("group_limited_greedy" in argv) == (flags is DSV2_MINDSPEED)
+    again = translate(argv, world_size=1)
+    assert again.ok, again.problems()
+    assert again.config.model == cfg.model
