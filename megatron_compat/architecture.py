@@ -9,6 +9,7 @@ Family choice follows what the flags describe:
       ... with --qk-layernorm                                    -> qwen3
       ... with experts: by the router (arch/moe.py)              -> qwen3_moe, mixtral, qwen2_moe, glm4_moe
       ... with Multi-Latent Attention (arch/attention.py)        -> deepseek_v3 (deepseek_v2: softmax router)
+  rope + RMSNorm + --quick-geglu with experts, sinks, windows (arch/gpt_oss.py) -> gpt_oss
 RoPE scaling (llama3, yarn) goes into rope_parameters of any rope family (arch/rope.py). Anything else is refused
 with the combination named. Unset flags take Megatron's defaults (LayerNorm, learned positions, biases on, tied
 embeddings, dropout 0.1).
@@ -25,6 +26,7 @@ from fsdp2_core.config.vocab import padded_vocab_size
 
 from .arch import ArchitectureError
 from .arch.attention import mla_fields, sliding_window, wants_mla
+from .arch.gpt_oss import check_gpt_oss, check_not_gpt_oss, gpt_oss_fields, wants_gpt_oss
 from .arch.moe import (
     ENGINE_MODEL_ID,
     MOE_FAMILIES,
@@ -126,6 +128,10 @@ def _read_flags(g, seq_length):
     routing = read_routing(g, layers, ffn) if sane else None
     if routing is not None:
         routing.dense_layers = _renumbered(routing.dense_layers, real)
+    window = sliding_window(g)
+    gpt_oss = gpt_oss_fields(g, len(real) if real else layers, window) if wants_gpt_oss(g) and sane else None
+    if not wants_gpt_oss(g):
+        check_not_gpt_oss(g)
     # Values are taken as given (0 is not "unset"): nonsense reaches the architecture's rules, which name it.
     return {
         "layers": len(real) if real else layers, "hidden": hidden, "heads": heads, "ffn": ffn, "swiglu": swiglu,
@@ -139,7 +145,7 @@ def _read_flags(g, seq_length):
         "qk_norm": bool(g.get("--qk-layernorm")),
         "routing": routing,
         "mla": mla_fields(g) if mla else None,
-        "window": sliding_window(g),
+        "window": window, "gpt_oss": gpt_oss,
         "rope_scaling": rope_scaling(g, mla) if rope else None,
         "mtp": int(g.get("--mtp-num-layers") or g.get("--num-nextn-predict-layers") or 0),
         # Megatron's fused bias-GeLU kernel (on unless --no-bias-gelu-fusion; biases needed) is the tanh approximation
@@ -235,6 +241,9 @@ def _choose_family(a) -> str:
                 "no qk-layernorm, no grouped-query or latent attention and no sliding window; for a Llama-style model "
                 "add --position-embedding-type rope --normalization RMSNorm --swiglu")
         return "gpt2"
+    if a["gpt_oss"] is not None:
+        check_gpt_oss(a, a["routing"])
+        return "gpt_oss"
     if not a["rms"] or not a["swiglu"]:
         raise ArchitectureError(
             "rope models map to the Llama/Qwen families, which need --normalization RMSNorm and --swiglu; "
@@ -290,6 +299,8 @@ def _rope_family(a, family, notes):
         config["attention_bias"] = a["qkv_bias"]
     if family == "mistral":
         config["sliding_window"] = a["window"]
+    if family == "gpt_oss":
+        config.update(a["gpt_oss"])
     if family in MOE_FAMILIES and a["routing"] is not None:  # DeepSeek-V3 also serves dense MLA models
         config.update(moe_fields(a["routing"], family))
     if family in SIGMOID_FAMILIES:
@@ -320,6 +331,8 @@ def _biases(a, family):
     """Linear biases: Llama's on every projection or none; GLM-4.5 and Qwen2 on q/k/v only; none elsewhere."""
     if family == "llama":
         return {"attention_bias": a["bias"], "mlp_bias": a["bias"]}
+    if family == "gpt_oss":  # biases required (check_gpt_oss)
+        return {"attention_bias": True}
     if a["bias"]:
         raise ArchitectureError(f"the {family} family has no linear biases; add --disable-bias-linear")
     if family == "glm4_moe":
@@ -362,7 +375,8 @@ COMPARED_FIELDS = ("model_type", "num_hidden_layers", "hidden_size", "intermedia
                    "norm_topk_prob", "mlp_only_layers", "shared_expert_intermediate_size", "n_shared_experts",
                    "routed_scaling_factor", "n_group", "topk_group", "topk_method", "first_k_dense_replace",
                    "q_lora_rank", "kv_lora_rank", "qk_nope_head_dim", "qk_rope_head_dim", "v_head_dim",
-                   "attention_bias", "qkv_bias", "use_qk_norm", "sliding_window", "num_nextn_predict_layers",
+                   "attention_bias", "qkv_bias", "use_qk_norm", "sliding_window", "layer_types", "swiglu_limit",
+                   "num_nextn_predict_layers",
                    "n_layer", "n_embd", "n_head")
 COMPARED_ROPE = ("rope_theta", "rope_type", "factor", "low_freq_factor", "high_freq_factor",
                  "original_max_position_embeddings", "beta_fast", "beta_slow", "mscale", "mscale_all_dim",

@@ -413,6 +413,9 @@ QWEN3_MOE = MOE + ("--qk-layernorm",)
 SIGMOID = MOE + ("--moe-router-score-function", "sigmoid")
 MLA = SIGMOID + ("--multi-latent-attention", "--qk-layernorm", "--kv-lora-rank", "16", "--qk-head-dim", "16",
                  "--qk-pos-emb-head-dim", "8", "--v-head-dim", "16")
+GPT_OSS = ("--position-embedding-type", "rope", "--normalization", "RMSNorm", "--hidden-dropout", "0", "--num-experts",
+           "4", "--moe-router-topk", "2", "--quick-geglu", "--glu-linear-offset", "1.0",
+           "--activation-func-clamp-value", "7.0", "--softmax-type", "learnable")
 LLAMA3 = ("--rope-scaling-type", "llama3", "--rope-scaling-factor", "8", "--low-freq-factor", "1",
           "--high-freq-factor", "4", "--original-max-position-embeddings", "8192")
 YARN = ("--rope-scaling-type", "yarn", "--rope-scaling-factor", "4",
@@ -554,6 +557,15 @@ MAPPED_RULES += [
          ROPE + ("--disable-bias-linear", "--sliding-window", "16")),
     arch("--window-size", "sliding_window = LEFT + 1 (Mistral family; Megatron's LEFT,0)",
          ROPE + ("--disable-bias-linear", "--window-size", "15,0")),
+    # --- gpt-oss (arch/gpt_oss.py) ---
+    arch("--quick-geglu", "the gpt_oss family: quick-GeLU gated experts (with the flags below)", GPT_OSS),
+    arch("--glu-linear-offset", "the gpt_oss family's (up + 1): 1.0 with --quick-geglu", GPT_OSS),
+    arch("--activation-func-clamp-value", "swiglu_limit (gpt_oss)",
+         GPT_OSS + ("--activation-func-clamp-value", "5.0")),
+    arch("--softmax-type", "the gpt_oss family's attention sinks: learnable with --quick-geglu", GPT_OSS),
+    arch("--window-attn-skip-freq", "layer_types (gpt_oss: layer n, 1-based, keeps the --window-size window unless "
+         "n % N == 0, or where a list of 0/1 says 1)",
+         GPT_OSS + ("--num-layers", "4", "--window-size", "7,0", "--window-attn-skip-freq", "[1,0,0,1]")),
     # --- multi-token prediction (fsdp2_core/models/mtp.py) ---
     arch("--mtp-num-layers --num-nextn-predict-layers", "model.mtp_num_layers (DeepSeek-V3's layout; "
          "num_nextn_predict_layers)", ROPE + ("--disable-bias-linear", "--mtp-num-layers", "1")),

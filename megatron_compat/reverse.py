@@ -13,6 +13,7 @@ from fsdp2_core.config.batch_schedule import StepBatchSchedule
 from fsdp2_core.data.mindspeed.instruction import PROMPT_TYPES
 
 from .arch.attention import mla_flags, sliding_window_flags
+from .arch.gpt_oss import gpt_oss_flags
 from .arch.moe import ENGINE_MODEL_ID, SIGMOID_FAMILIES, moe_flags, training_flags
 from .arch.rope import rope_scaling_flags
 from .mapping import GROUP_FIELDS, MAPPED_RULES
@@ -260,8 +261,10 @@ def architecture_flags(arch, values=None) -> List[str]:
             [] if arch.get("activation_function", "gelu_new") in TANH_GELU else ["--no-bias-gelu-fusion"])
     family = arch["model_type"]
     rope = arch["rope_parameters"]
-    out += ["--position-embedding-type", "rope", "--normalization", "RMSNorm", "--swiglu",
-            "--num-layers", str(arch["num_hidden_layers"]), "--hidden-size", str(arch["hidden_size"]),
+    gpt_oss = family == "gpt_oss"
+    out += ["--position-embedding-type", "rope", "--normalization", "RMSNorm"] + (
+        gpt_oss_flags(arch) if gpt_oss else ["--swiglu"])
+    out += ["--num-layers", str(arch["num_hidden_layers"]), "--hidden-size", str(arch["hidden_size"]),
             "--ffn-hidden-size", str(arch["intermediate_size"]),
             "--num-attention-heads", str(arch["num_attention_heads"]),
             "--max-position-embeddings", str(arch["max_position_embeddings"]),
@@ -280,7 +283,7 @@ def architecture_flags(arch, values=None) -> List[str]:
     out += sliding_window_flags(arch.get("sliding_window") if family == "mistral" else None)
     if not arch["tie_word_embeddings"]:
         out.append("--untie-embeddings-and-output-weights")
-    if not arch.get("mlp_bias", False):
+    if not arch.get("mlp_bias", False) and not gpt_oss:  # gpt-oss keeps Megatron's default biases
         out.append("--disable-bias-linear")
     if family == "qwen2" or (family in ("qwen3", "qwen3_moe", "glm4_moe") and arch.get("attention_bias")) \
             or (family == "qwen2_moe" and arch.get("qkv_bias")):

@@ -40,10 +40,11 @@ from typing import Any, Dict, List, Optional
 from . import ArchitectureError
 
 SIGMOID_FAMILIES = ("glm4_moe", "deepseek_v3")
-MOE_FAMILIES = ("qwen3_moe", "mixtral", "qwen2_moe", "deepseek_v2") + SIGMOID_FAMILIES
+MOE_FAMILIES = ("qwen3_moe", "mixtral", "qwen2_moe", "deepseek_v2", "gpt_oss") + SIGMOID_FAMILIES
 # The model_id whose forward (our token dispatch, router losses, expert bias, expert parallelism) serves each.
 ENGINE_MODEL_ID = {"qwen3_moe": "qwen3_moe", "mixtral": "qwen3_moe", "qwen2_moe": "qwen2_moe",
-                   "glm4_moe": "deepseek_v3", "deepseek_v3": "deepseek_v3", "deepseek_v2": "deepseek_v2"}
+                   "glm4_moe": "deepseek_v3", "deepseek_v3": "deepseek_v3", "deepseek_v2": "deepseek_v2",
+                   "gpt_oss": "gpt_oss"}
 
 
 @dataclass
@@ -155,7 +156,7 @@ def moe_layer_pattern(text, layers: int) -> List[int]:
         # MindSpeed writes -1 or 0 for "every layer"
         return [1 if freq <= 1 or i % freq == 0 else 0 for i in range(layers)]
     try:
-        pattern = _eval_list(ast.parse(text, mode="eval").body)
+        pattern = eval_layer_list(ast.parse(text, mode="eval").body)
     except (SyntaxError, ValueError):
         raise ArchitectureError(f"--moe-layer-freq {text}: expects a list of 0/1 such as [0]*3+[1]*58") from None
     if len(pattern) != layers or any(v not in (0, 1) for v in pattern):
@@ -164,15 +165,15 @@ def moe_layer_pattern(text, layers: int) -> List[int]:
     return pattern
 
 
-def _eval_list(node) -> List[int]:
-    """[ints], list * int and list + list: what Megatron's moe_freq_type evaluates, without eval."""
+def eval_layer_list(node) -> List[int]:
+    """[ints], list * int and list + list: what Megatron's moe_freq_type evaluates, without eval (an ast node)."""
     if isinstance(node, ast.List) and all(isinstance(e, ast.Constant) and isinstance(e.value, int) for e in node.elts):
         return [e.value for e in node.elts]
     if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Mult):
         if isinstance(node.right, ast.Constant) and isinstance(node.right.value, int):
-            return _eval_list(node.left) * node.right.value
+            return eval_layer_list(node.left) * node.right.value
     if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Add):
-        return _eval_list(node.left) + _eval_list(node.right)
+        return eval_layer_list(node.left) + eval_layer_list(node.right)
     raise ValueError(ast.dump(node))
 
 
@@ -326,6 +327,8 @@ def _restricting(r: Routing) -> bool:
 def moe_fields(r: Routing, family: str) -> Dict[str, Any]:
     out: Dict[str, Any] = {"num_experts_per_tok": r.topk, "router_aux_loss_coef": r.aux,
                            "output_router_logits": r.aux > 0}
+    if family == "gpt_oss":  # its experts' width is intermediate_size; every layer has experts (check_gpt_oss)
+        return {**out, "num_local_experts": r.experts, "intermediate_size": r.ffn}
     if family == "mixtral":
         if r.dense_layers:
             raise ArchitectureError("Mixtral has experts in every layer; dense layers (--first-k-dense-replace / "
@@ -371,7 +374,7 @@ def _sigmoid_fields(r: Routing) -> Dict[str, Any]:
 def moe_flags(arch: Dict[str, Any], family: str) -> List[str]:
     """Inverse of moe_fields (without the dense-layer flags, which the caller writes)."""
     experts = arch.get("num_local_experts", arch.get("num_experts", arch.get("n_routed_experts")))
-    ffn = arch["intermediate_size"] if family == "mixtral" else arch["moe_intermediate_size"]
+    ffn = arch["intermediate_size"] if family in ("mixtral", "gpt_oss") else arch["moe_intermediate_size"]
     out = ["--num-experts", str(experts), "--moe-router-topk", str(arch["num_experts_per_tok"]),
            "--moe-ffn-hidden-size", str(ffn)]
     if family in ("qwen3_moe", "qwen2_moe", "deepseek_v2") and not arch.get("norm_topk_prob"):

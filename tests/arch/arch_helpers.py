@@ -38,6 +38,13 @@ DSV2_MINDSPEED = ("--multi-head-latent-attention --qk-layernorm --q-lora-rank 16
                   "--moe-intermediate-size 16 --n-shared-experts 1 --moe-router-load-balancing-type "
                   "group_limited_greedy --n-group 4 --topk-group 2 --routed-scaling-factor 2.0 --moe-aux-loss-coeff 0 "
                   "--first-k-dense-replace 1 --moe-layer-freq 1")
+# gpt-oss (Megatron-LM's flags): quick-GeGLU experts with offset 1 and clamp 7, learnable softmax sinks, a window of
+# 8 + 1 positions on layers 1 and 3 (1-based; every 2nd layer full attention), biases (flag_config drops BASE's
+# --disable-bias-linear and --swiglu for it), softmax over the top-k logits, the aux loss and z-loss.
+GPT_OSS = ("--quick-geglu --glu-linear-offset 1.0 --activation-func-clamp-value 7.0 --softmax-type learnable "
+           "--window-size 8,0 --window-attn-skip-freq 2 --num-experts 8 --moe-router-topk 2 --moe-ffn-hidden-size 16 "
+           "--moe-aux-loss-coeff 1e-2 --moe-z-loss-coeff 1e-3 --group-query-attention --num-query-groups 2 "
+           "--kv-channels 8")
 # GLM-4.5-style (MindSpeed spelling): q/k/v biases, half-rotary, GQA, sigmoid router with expert bias, no aux loss.
 GLM45 = ("--num-experts 8 --moe-router-topk 4 --moe-ffn-hidden-size 16 --n-shared-experts 1 "
          "--moe-router-score-function sigmoid --moe-router-enable-expert-bias --moe-router-load-balancing-type none "
@@ -61,8 +68,8 @@ class PatternDataset(SyntheticDataset):
             self.text[:, i] = (5 * self.text[:, i - 1] + 3) % VOCAB
 
 
-FAMILIES = {"deepseek_v3": DSV3, "deepseek_v2": DSV2, "glm4_moe": GLM45, "qwen2_moe": QWEN2_MOE, "qwen3_moe": QWEN3_MOE,
-            "llama": LLAMA31, "mistral": MISTRAL}
+FAMILIES = {"deepseek_v3": DSV3, "deepseek_v2": DSV2, "gpt_oss": GPT_OSS, "glm4_moe": GLM45, "qwen2_moe": QWEN2_MOE,
+            "qwen3_moe": QWEN3_MOE, "llama": LLAMA31, "mistral": MISTRAL}
 
 
 def megatron_utils():
@@ -79,14 +86,17 @@ def hf_router(arch):
     arch = dict(arch)
     config = AutoConfig.for_model(**{**arch, "vocab_size": arch.get("vocab_size") or 128})
     model = AutoModelForCausalLM.from_config(config)
-    block = next(layer.mlp for layer in model.model.layers if hasattr(layer.mlp, "gate"))
-    return block.gate, arch
+    block = next(layer.mlp for layer in model.model.layers if hasattr(layer.mlp, "gate")
+                 or hasattr(layer.mlp, "router"))
+    return getattr(block, "gate", None) or block.router, arch
 
 
 def flag_config(extra: str, world: int = 1, **overrides):
     """The engine config a family's flags translate to (plus FSDP2 names as overrides)."""
     from megatron_compat.translate import translate
-    argv = BASE + extra.split() + [w for k, v in overrides.items() for w in (f"--{k}", str(v))]
+    gpt_oss = "--quick-geglu" in extra.split()  # gpt-oss: quick-GeGLU instead of SwiGLU, Megatron's biases kept
+    base = [w for w in BASE if not gpt_oss or w not in ("--disable-bias-linear", "--swiglu")]
+    argv = base + extra.split() + [w for k, v in overrides.items() for w in (f"--{k}", str(v))]
     result = translate(argv, world_size=world)
     assert result.ok, result.problems()
     return result.config

@@ -11,7 +11,7 @@ from fsdp2_core.models.build import build_model
 from fsdp2_core.models.mtp import depth_inputs, mtp_hidden_states
 from fsdp2_core.testing.tiny import SyntheticDataset, tiny_config
 from fsdp2_core.train.loss import lm_loss_sums
-from tests.arch.arch_helpers import DSV2, DSV2_MINDSPEED, DSV3, GLM45, QWEN2_MOE, flag_config, logits_of
+from tests.arch.arch_helpers import DSV2, DSV2_MINDSPEED, DSV3, GLM45, GPT_OSS, QWEN2_MOE, flag_config, logits_of
 
 CPU = torch.device("cpu")
 
@@ -32,8 +32,9 @@ def _loss_and_grads(model, b):
     return float(loss.detach()), {k: p.grad.clone() for k, p in model.named_parameters() if p.grad is not None}
 
 
-@pytest.mark.parametrize("flags", [DSV3, GLM45, QWEN2_MOE, DSV2, DSV2_MINDSPEED],
-                         ids=["deepseek_v3", "glm4_moe", "qwen2_moe", "deepseek_v2", "deepseek_v2_mindspeed"])
+@pytest.mark.parametrize("flags", [DSV3, GLM45, QWEN2_MOE, DSV2, DSV2_MINDSPEED, GPT_OSS],
+                         ids=["deepseek_v3", "glm4_moe", "qwen2_moe", "deepseek_v2", "deepseek_v2_mindspeed",
+                              "gpt_oss"])
 @pytest.mark.parametrize("dispatcher", ["eager", "fused"])
 def test_our_forward_equals_transformers(flags, dispatcher):
     cfg = flag_config(flags)

@@ -14,6 +14,7 @@ from tests.arch.arch_helpers import (
     DSV3,
     FAMILIES,
     GLM45,
+    GPT_OSS,
     LLAMA31,
     MISTRAL,
     QWEN2_MOE,
@@ -77,6 +78,23 @@ def test_deepseek_v2_fields():
     assert flag_config(pai).model == flag_config(unscaled).model
 
 
+def test_gpt_oss_fields():
+    cfg = flag_config(GPT_OSS)
+    arch, m = cfg.model.architecture, cfg.model
+    assert {k: arch[k] for k in ("num_local_experts", "num_experts_per_tok", "intermediate_size", "attention_bias",
+                                 "swiglu_limit", "sliding_window", "layer_types", "router_aux_loss_coef",
+                                 "num_key_value_heads", "head_dim")} == {
+        "num_local_experts": 8, "num_experts_per_tok": 2, "intermediate_size": 16, "attention_bias": True,
+        "swiglu_limit": 7.0, "sliding_window": 9, "router_aux_loss_coef": 1e-2, "num_key_value_heads": 2,
+        "head_dim": 8, "layer_types": ["sliding_attention", "full_attention", "sliding_attention"]}
+    assert (m.model_id, m.moe_z_loss_coeff) == ("gpt_oss", 1e-3)
+    # a list marks the windowed layers; without --window-size every layer is full attention
+    listed = flag_config(GPT_OSS.replace("--window-attn-skip-freq 2", "--window-attn-skip-freq [0,1,1]"))
+    assert listed.model.architecture["layer_types"] == ["full_attention", "sliding_attention", "sliding_attention"]
+    full = flag_config(GPT_OSS.replace("--window-size 8,0 ", "")).model.architecture
+    assert (full["layer_types"], full["sliding_window"]) == (["full_attention"] * 3, None)
+
+
 def test_mindspeed_and_megatron_spellings_agree():
     megatron = flag_config("--num-experts 8 --moe-router-topk 4 --moe-ffn-hidden-size 16 "
                            "--moe-shared-expert-intermediate-size 16 --moe-router-score-function sigmoid "
@@ -136,6 +154,10 @@ def test_moe_layer_freq_list_form():
     ("--num-experts 4 --moe-router-load-balancing-type group_limited_greedy --n-group 2 --topk-group 1",
      "add --multi-latent-attention"),
     ("--num-experts 4 --moe-router-enable-expert-bias", "add --moe-router-score-function sigmoid"),
+    (GPT_OSS, "gpt-oss's attention, router and experts have biases"),  # BASE's --disable-bias-linear
+    ("--softmax-type learnable", "--softmax-type without --quick-geglu"),
+    ("--glu-linear-offset 1.0 --activation-func-clamp-value 7.0", "--glu-linear-offset, "
+                                                                  "--activation-func-clamp-value without"),
     ("--num-experts 4 --moe-router-topk-scaling-factor 2.5", "add --moe-router-score-function sigmoid"),
     ("--num-experts 8 --moe-router-topk 4 --moe-router-score-function sigmoid --moe-router-num-groups 2 "
      "--moe-router-group-topk 1", "rank a group by its top two"),
@@ -206,14 +228,32 @@ def test_mtp_with_tensor_parallelism_runs_without_sequence_parallelism():
         validate(result.config)
 
 
-@pytest.mark.parametrize("flags", [DSV2, DSV2_MINDSPEED], ids=["megatron", "mindspeed"])
-def test_deepseek_v2_round_trips_to_megatron_flags(flags):
-    """--to-megatron writes DeepSeek-V2's router back: megatron-core's group flags where its group rule is the
-    family's, MindSpeed's group_limited_greedy where only that says it (top 4 from 2 groups)."""
+@pytest.mark.parametrize("extra,message", [
+    (GPT_OSS.replace("--glu-linear-offset 1.0", "--glu-linear-offset 0.5"), "give --glu-linear-offset 1.0"),
+    (GPT_OSS.replace("--activation-func-clamp-value 7.0 ", ""), "give the clamp (gpt-oss: 7.0)"),
+    (GPT_OSS.replace("--softmax-type learnable", "--softmax-type off-by-one"), "give --softmax-type learnable"),
+    (GPT_OSS.replace("--window-attn-skip-freq 2", "--window-attn-skip-freq [1,0]"), "one per layer (3 layers)"),
+    (GPT_OSS + " --moe-router-pre-softmax", "softmax before top-k (--moe-router-pre-softmax)"),
+    (GPT_OSS + " --first-k-dense-replace 1", "dense layers"),
+    (GPT_OSS + " --qk-layernorm", "--quick-geglu with --qk-layernorm"),
+    (GPT_OSS.replace("--num-experts 8 ", ""), "a dense quick-GeGLU model has no Hugging Face family"),
+    (GPT_OSS + " --enable-gpt-oss", "sets YaRN parameters behind the flags"),
+])
+def test_gpt_oss_refusals_name_what_to_change(extra, message):
+    with pytest.raises(AssertionError) as refused:
+        flag_config(extra)
+    assert message in str(refused.value), refused.value
+
+
+@pytest.mark.parametrize("flags", [DSV2, DSV2_MINDSPEED, GPT_OSS], ids=["megatron", "mindspeed", "gpt_oss"])
+def test_deepseek_v2_and_gpt_oss_round_trip_to_megatron_flags(flags):
+    """--to-megatron writes DeepSeek-V2's router back (megatron-core's group flags where its group rule is the
+    family's, MindSpeed's group_limited_greedy where only that says it: top 4 from 2 groups) and gpt-oss's flags."""
     from megatron_compat.reverse import to_megatron
     cfg = flag_config(flags)
     argv, _ = to_megatron(cfg)
     assert ("group_limited_greedy" in argv) == (flags is DSV2_MINDSPEED)
+    assert ("--window-attn-skip-freq" in argv) == (flags is GPT_OSS)
     again = translate(argv, world_size=1)
     assert again.ok, again.problems()
     assert again.config.model == cfg.model

@@ -11,12 +11,25 @@ import torch.distributed as dist
 from fsdp2_core.models.mtp import depth_inputs
 from fsdp2_core.models.router_losses import RouterLossCoeffs, layer_losses, updated_bias
 from megatron_compat.translate import translate
-from tests.arch.arch_helpers import BASE, DSV2, DSV2_MINDSPEED, DSV3, GLM45, QWEN2_MOE, hf_router, megatron_utils
+from tests.arch.arch_helpers import (
+    BASE,
+    DSV2,
+    DSV2_MINDSPEED,
+    DSV3,
+    GLM45,
+    GPT_OSS,
+    QWEN2_MOE,
+    flag_config,
+    hf_router,
+    megatron_utils,
+)
 
 moe_utils = megatron_utils()
 
 
 def _arch(extra, ep=1):
+    if "--quick-geglu" in extra:
+        return flag_config(extra, ep).model.architecture
     result = translate(BASE + extra.split(), world_size=ep)
     assert result.ok, result.problems()
     return result.config.model.architecture
@@ -46,6 +59,7 @@ def _megatron_route(logits, **kw):
     (DSV2.replace("--moe-router-topk 2", "--moe-router-topk 3").replace("--moe-router-group-topk 2",
                                                                         "--moe-router-group-topk 4"),
      dict(topk=3, use_pre_softmax=True, scaling_factor=2.5)),  # every group kept: plain top-k
+    (GPT_OSS, dict(topk=2)),                                                                # gpt-oss (biased logits)
 ])
 def test_hugging_face_router_routes_as_megatron(flags, megatron):
     torch.manual_seed(0)
@@ -106,6 +120,66 @@ def test_deepseek_v2_latent_attention_is_deepseek_v3s():
     with torch.no_grad():
         first = [m(input_ids=tokens, output_hidden_states=True, use_cache=False).hidden_states[1] for m in models]
     torch.testing.assert_close(first[0], first[1], rtol=1e-5, atol=1e-5)
+
+
+def _gpt_oss(arch):
+    from transformers import AutoConfig, AutoModelForCausalLM
+    torch.manual_seed(0)
+    return AutoModelForCausalLM.from_config(AutoConfig.for_model(**arch, attn_implementation="eager"))
+
+
+def test_gpt_oss_experts_compute_megatrons_clamped_quick_geglu():
+    """--quick-geglu --glu-linear-offset 1.0 --activation-func-clamp-value 7.0 (megatron-core's
+    weighted_bias_quick_geglu_impl, gate and linear halves side by side) is gpt-oss's gate on interleaved columns."""
+    from megatron.core.fusions.fused_bias_geglu import weighted_bias_quick_geglu_impl
+    arch = _arch(GPT_OSS)
+    assert arch["swiglu_limit"] == 7.0
+    experts = _gpt_oss(arch).model.layers[0].mlp.experts
+    y = torch.randn(64, 2 * arch["intermediate_size"]) * 6  # well past the clamp
+    halves = torch.cat([y[:, ::2], y[:, 1::2]], dim=-1)
+    ours = experts._apply_gate(y)
+    theirs = weighted_bias_quick_geglu_impl(halves, None, torch.ones(64, 1), False, 1.0, 7.0)
+    torch.testing.assert_close(ours, theirs)
+
+
+def test_gpt_oss_sinks_are_megatrons_learnable_softmax_offset():
+    """The sinks enter the softmax's denominator as Megatron's SoftmaxOne with the learnable offset does."""
+    from megatron.core.fusions.fused_softmax import SoftmaxOne
+    from transformers.models.gpt_oss.modeling_gpt_oss import eager_attention_forward
+    attention = _gpt_oss(_arch(GPT_OSS)).model.layers[1].self_attn
+    heads, s = attention.sinks.shape[0], 12
+    with torch.no_grad():
+        attention.sinks.copy_(torch.randn(heads))
+        scores = torch.randn(1, heads, s, s)
+        causal = torch.ones(s, s, dtype=torch.bool).triu(1)
+        # q = scores, k = v = identity (one kv head per q head here): q·kᵀ = scores and the output is the probabilities
+        attention.num_key_value_groups = 1
+        eye = torch.eye(s).expand(1, heads, s, s)
+        _, ours = eager_attention_forward(attention, scores, eye, eye, torch.zeros(s, s).masked_fill(causal, -1e9),
+                                          scaling=1.0)
+        theirs = SoftmaxOne(-1, attention.sinks)(scores.masked_fill(causal, -10000.0))
+    torch.testing.assert_close(ours, theirs)
+    assert (ours.sum(-1) < 1).all()  # the sink takes its share
+
+
+def test_gpt_oss_window_layers_are_megatrons(monkeypatch):
+    """--window-size 8,0 --window-attn-skip-freq 2: layers 1 and 3 (1-based) see Megatron's sliding-window mask
+    (get_sliding_window_causal_mask), layer 2 the whole causal past; transformers' attention probabilities vanish
+    exactly where Megatron masks."""
+    from megatron.core.transformer import utils as megatron_utils_module
+    arch = _arch(GPT_OSS)
+    assert arch["layer_types"] == ["sliding_attention", "full_attention", "sliding_attention"]
+    ones = torch.ones
+    monkeypatch.setattr(torch, "ones", lambda *a, device=None, **k: ones(*a, **k))  # Megatron builds it on cuda
+    s = 24
+    window = megatron_utils_module.get_sliding_window_causal_mask(s, s, (8, 0))
+    monkeypatch.undo()
+    causal = torch.ones(s, s, dtype=torch.bool).triu(1)
+    with torch.no_grad():
+        attentions = _gpt_oss(arch)(input_ids=torch.randint(0, 128, (1, s)), output_attentions=True,
+                                    use_cache=False).attentions
+    for layer, masked in zip(attentions, (window, causal, window)):
+        assert torch.equal(layer[0] == 0, masked.expand_as(layer[0]))
 
 
 @pytest.mark.parametrize("score", ["softmax", "sigmoid"])
