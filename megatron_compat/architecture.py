@@ -10,6 +10,7 @@ Family choice follows what the flags describe:
       ... with experts: by the router (arch/moe.py)              -> qwen3_moe, mixtral, qwen2_moe, glm4_moe
       ... with Multi-Latent Attention (arch/attention.py)        -> deepseek_v3 (deepseek_v2: softmax router)
   rope + RMSNorm + --quick-geglu with experts, sinks, windows (arch/gpt_oss.py) -> gpt_oss
+  ... sigmoid router with expert bias under a MiniMax-M2 layer spec (arch/minimax.py) -> minimax_m2
 RoPE scaling (llama3, yarn) goes into rope_parameters of any rope family (arch/rope.py). Anything else is refused
 with the combination named. Unset flags take Megatron's defaults (LayerNorm, learned positions, biases on, tied
 embeddings, dropout 0.1).
@@ -27,6 +28,7 @@ from fsdp2_core.config.vocab import padded_vocab_size
 from .arch import ArchitectureError
 from .arch.attention import mla_fields, sliding_window, wants_mla
 from .arch.gpt_oss import check_gpt_oss, check_not_gpt_oss, gpt_oss_fields, wants_gpt_oss
+from .arch.minimax import check_minimax, wants_minimax
 from .arch.moe import (
     ENGINE_MODEL_ID,
     MOE_FAMILIES,
@@ -145,7 +147,7 @@ def _read_flags(g, seq_length):
         "qk_norm": bool(g.get("--qk-layernorm")),
         "routing": routing,
         "mla": mla_fields(g) if mla else None,
-        "window": window, "gpt_oss": gpt_oss,
+        "window": window, "gpt_oss": gpt_oss, "minimax": wants_minimax(g),
         "rope_scaling": rope_scaling(g, mla) if rope else None,
         "mtp": int(g.get("--mtp-num-layers") or g.get("--num-nextn-predict-layers") or 0),
         # Megatron's fused bias-GeLU kernel (on unless --no-bias-gelu-fusion; biases needed) is the tanh approximation
@@ -248,6 +250,9 @@ def _choose_family(a) -> str:
         raise ArchitectureError(
             "rope models map to the Llama/Qwen families, which need --normalization RMSNorm and --swiglu; "
             "a rope model with LayerNorm or GeLU has no Hugging Face family here")
+    if a["minimax"]:
+        check_minimax(a, a["routing"])
+        return "minimax_m2"
     if a["routing"]:
         family = moe_family(a["routing"], a["mla"] is not None, a["qk_norm"])
     elif a["mla"]:

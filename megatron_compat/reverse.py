@@ -288,7 +288,7 @@ def architecture_flags(arch, values=None) -> List[str]:
     if family == "qwen2" or (family in ("qwen3", "qwen3_moe", "glm4_moe") and arch.get("attention_bias")) \
             or (family == "qwen2_moe" and arch.get("qkv_bias")):
         out.append("--add-qkv-bias")
-    if family in ("qwen3", "qwen3_moe") or (family == "glm4_moe" and arch.get("use_qk_norm")):
+    if family in ("qwen3", "qwen3_moe", "minimax_m2") or (family == "glm4_moe" and arch.get("use_qk_norm")):
         out.append("--qk-layernorm")
     if family in ENGINE_MODEL_ID and (family not in SIGMOID_FAMILIES
                                       or arch.get("first_k_dense_replace", 0) < arch["num_hidden_layers"]):
@@ -302,7 +302,7 @@ def _engine_flags(values, arch) -> List[str]:
     """The load-balancing, z-loss, expert-bias and MTP flags of the engine's fields (and the config's aux loss)."""
     arch = arch or {}
     aux = arch.get("router_aux_loss_coef", 0.0) if arch.get("output_router_logits") else 0.0
-    out = training_flags(values, aux, arch.get("model_type") in SIGMOID_FAMILIES)
+    out = training_flags(values, aux, arch.get("model_type") in SIGMOID_FAMILIES + ("minimax_m2",))
     if values.get("mtp_num_layers"):
         out += ["--mtp-num-layers", str(values["mtp_num_layers"]),
                 "--mtp-loss-scaling-factor", str(values["mtp_loss_scaling_factor"])]

@@ -33,7 +33,7 @@ from fsdp2_core.config import ConfigError
 from fsdp2_core.device import detect_device_type
 
 from .attention import install_attention
-from .families import deepseek_v3, gpt_oss, qwen2_moe, qwen3, qwen3_moe
+from .families import deepseek_v3, gpt_oss, minimax_m2, qwen2_moe, qwen3, qwen3_moe
 from .families.kernels import apply_kernel_hooks
 from .families.qwen3_next import apply_gdn_options
 from .moe import check_dispatcher, force_random_logits
@@ -64,6 +64,8 @@ FAMILIES: Dict[str, Family] = {f.model_id: f for f in (
     Family("deepseek_v2", ("deepseek_v2",), deepseek_v3.install, experts=True,
            notes="DeepSeek-V3's MoE install with DeepSeek-V2's softmax router; Multi-Latent Attention stays "
                  "transformers'"),
+    Family("minimax_m2", ("minimax_m2",), minimax_m2.install, experts=True, score_function="sigmoid",
+           notes="the expert bias lives on the MoE block; q/k norms span all heads (no tensor parallelism)"),
     Family("qwen2_moe", ("qwen2_moe",), qwen2_moe.install, experts=True),
 )}
 

@@ -40,11 +40,11 @@ from typing import Any, Dict, List, Optional
 from . import ArchitectureError
 
 SIGMOID_FAMILIES = ("glm4_moe", "deepseek_v3")
-MOE_FAMILIES = ("qwen3_moe", "mixtral", "qwen2_moe", "deepseek_v2", "gpt_oss") + SIGMOID_FAMILIES
+MOE_FAMILIES = ("qwen3_moe", "mixtral", "qwen2_moe", "deepseek_v2", "gpt_oss", "minimax_m2") + SIGMOID_FAMILIES
 # The model_id whose forward (our token dispatch, router losses, expert bias, expert parallelism) serves each.
 ENGINE_MODEL_ID = {"qwen3_moe": "qwen3_moe", "mixtral": "qwen3_moe", "qwen2_moe": "qwen2_moe",
                    "glm4_moe": "deepseek_v3", "deepseek_v3": "deepseek_v3", "deepseek_v2": "deepseek_v2",
-                   "gpt_oss": "gpt_oss"}
+                   "gpt_oss": "gpt_oss", "minimax_m2": "minimax_m2"}
 
 
 @dataclass
@@ -139,7 +139,8 @@ def training_fields(g) -> Dict[str, Any]:
     if g.get("--moe-router-enable-expert-bias"):
         if g.get("--moe-router-score-function", "softmax") != "sigmoid":
             raise ArchitectureError("--moe-router-enable-expert-bias needs --moe-router-score-function sigmoid "
-                                    "(as Megatron requires)")
+                                    "(as Megatron requires); MindSpeed's expert bias on a softmax router "
+                                    "(softmax_topk) has no Hugging Face family (MiniMax-M2's router is sigmoid)")
         out["moe_router_bias_update_rate"] = float(g.get("--moe-router-bias-update-rate", 1e-3))
     return out
 
@@ -271,8 +272,8 @@ def moe_family(r: Routing, mla: bool, qk_norm: bool) -> str:
                                 "--multi-latent-attention")
     if sigmoid_only:
         raise ArchitectureError(f"{', '.join(sigmoid_only)} with the softmax router: the families that group, scale or "
-                                "bias their routing score with sigmoid (DeepSeek-V3, GLM-4.5) or have Multi-Latent "
-                                "Attention (DeepSeek-V2); add --moe-router-score-function sigmoid")
+                                "bias their routing score with sigmoid (DeepSeek-V3, GLM-4.5, MiniMax-M2) or have "
+                                "Multi-Latent Attention (DeepSeek-V2); add --moe-router-score-function sigmoid")
     if r.shared_ffn:
         if not r.shared_gate:
             raise ArchitectureError("shared experts without --moe-shared-expert-gate under a softmax router "
@@ -327,7 +328,7 @@ def _restricting(r: Routing) -> bool:
 def moe_fields(r: Routing, family: str) -> Dict[str, Any]:
     out: Dict[str, Any] = {"num_experts_per_tok": r.topk, "router_aux_loss_coef": r.aux,
                            "output_router_logits": r.aux > 0}
-    if family == "gpt_oss":  # its experts' width is intermediate_size; every layer has experts (check_gpt_oss)
+    if family in ("gpt_oss", "minimax_m2"):  # experts' width intermediate_size, every layer (check_gpt_oss/_minimax)
         return {**out, "num_local_experts": r.experts, "intermediate_size": r.ffn}
     if family == "mixtral":
         if r.dense_layers:
@@ -374,13 +375,16 @@ def _sigmoid_fields(r: Routing) -> Dict[str, Any]:
 def moe_flags(arch: Dict[str, Any], family: str) -> List[str]:
     """Inverse of moe_fields (without the dense-layer flags, which the caller writes)."""
     experts = arch.get("num_local_experts", arch.get("num_experts", arch.get("n_routed_experts")))
-    ffn = arch["intermediate_size"] if family in ("mixtral", "gpt_oss") else arch["moe_intermediate_size"]
+    ffn = arch["intermediate_size"] if family in ("mixtral", "gpt_oss", "minimax_m2") else arch["moe_intermediate_size"]
     out = ["--num-experts", str(experts), "--moe-router-topk", str(arch["num_experts_per_tok"]),
            "--moe-ffn-hidden-size", str(ffn)]
     if family in ("qwen3_moe", "qwen2_moe", "deepseek_v2") and not arch.get("norm_topk_prob"):
         out.append("--moe-router-pre-softmax")
     if family == "deepseek_v2":
         out += _deepseek_v2_flags(arch, ffn)
+    if family == "minimax_m2":  # the public Megatron recipe's spec with q/k norms over all heads (arch/minimax.py)
+        out += ["--moe-router-score-function", "sigmoid", "--spec", "miles_plugins.models.minimax_m2",
+                "get_minimax_m2_spec"]
     if family == "qwen2_moe":
         out += ["--moe-shared-expert-intermediate-size", str(arch["shared_expert_intermediate_size"]),
                 "--moe-shared-expert-gate"]

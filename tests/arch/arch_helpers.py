@@ -45,6 +45,13 @@ GPT_OSS = ("--quick-geglu --glu-linear-offset 1.0 --activation-func-clamp-value 
            "--window-size 8,0 --window-attn-skip-freq 2 --num-experts 8 --moe-router-topk 2 --moe-ffn-hidden-size 16 "
            "--moe-aux-loss-coeff 1e-2 --moe-z-loss-coeff 1e-3 --group-query-attention --num-query-groups 2 "
            "--kv-channels 8")
+# MiniMax-M2 (the public Megatron recipe's flags): sigmoid router with expert bias, experts in every layer, q/k norms
+# over all heads (its --spec), half-rotary, the sequence aux loss and z-loss.
+MINIMAX_M2 = ("--spec miles_plugins.models.minimax_m2 get_minimax_m2_spec --qk-layernorm --rotary-percent 0.5 "
+              "--num-experts 8 --moe-router-topk 2 --moe-ffn-hidden-size 16 --moe-router-score-function sigmoid "
+              "--moe-router-enable-expert-bias --moe-router-bias-update-rate 1e-2 --moe-router-load-balancing-type "
+              "seq_aux_loss --moe-aux-loss-coeff 1e-3 --moe-z-loss-coeff 1e-3 --group-query-attention "
+              "--num-query-groups 2 --kv-channels 8")
 # GLM-4.5-style (MindSpeed spelling): q/k/v biases, half-rotary, GQA, sigmoid router with expert bias, no aux loss.
 GLM45 = ("--num-experts 8 --moe-router-topk 4 --moe-ffn-hidden-size 16 --n-shared-experts 1 "
          "--moe-router-score-function sigmoid --moe-router-enable-expert-bias --moe-router-load-balancing-type none "
@@ -68,8 +75,8 @@ class PatternDataset(SyntheticDataset):
             self.text[:, i] = (5 * self.text[:, i - 1] + 3) % VOCAB
 
 
-FAMILIES = {"deepseek_v3": DSV3, "deepseek_v2": DSV2, "gpt_oss": GPT_OSS, "glm4_moe": GLM45, "qwen2_moe": QWEN2_MOE,
-            "qwen3_moe": QWEN3_MOE, "llama": LLAMA31, "mistral": MISTRAL}
+FAMILIES = {"deepseek_v3": DSV3, "deepseek_v2": DSV2, "gpt_oss": GPT_OSS, "minimax_m2": MINIMAX_M2, "glm4_moe": GLM45,
+            "qwen2_moe": QWEN2_MOE, "qwen3_moe": QWEN3_MOE, "llama": LLAMA31, "mistral": MISTRAL}
 
 
 def megatron_utils():

@@ -16,6 +16,7 @@ from tests.arch.arch_helpers import (
     GLM45,
     GPT_OSS,
     LLAMA31,
+    MINIMAX_M2,
     MISTRAL,
     QWEN2_MOE,
     flag_config,
@@ -95,6 +96,20 @@ def test_gpt_oss_fields():
     assert (full["layer_types"], full["sliding_window"]) == (["full_attention"] * 3, None)
 
 
+def test_minimax_m2_fields_and_its_spec():
+    """A layer spec naming MiniMax-M2 (q/k norms over all heads) picks transformers' minimax_m2; the same flags without
+    it describe per-head q/k norms, the GLM-4.5 family."""
+    cfg = flag_config(MINIMAX_M2)
+    arch, m = cfg.model.architecture, cfg.model
+    assert {k: arch[k] for k in ("model_type", "num_local_experts", "num_experts_per_tok", "intermediate_size",
+                                 "head_dim")} == {"model_type": "minimax_m2", "num_local_experts": 8,
+                                                  "num_experts_per_tok": 2, "intermediate_size": 16, "head_dim": 8}
+    assert arch["rope_parameters"]["partial_rotary_factor"] == 0.5
+    assert (m.model_id, m.moe_router_bias_update_rate, m.moe_seq_aux_loss_coeff) == ("minimax_m2", 1e-2, 1e-3)
+    plain = flag_config(MINIMAX_M2.replace("--spec miles_plugins.models.minimax_m2 get_minimax_m2_spec ", ""))
+    assert (plain.model.architecture["model_type"], plain.model.architecture["use_qk_norm"]) == ("glm4_moe", True)
+
+
 def test_mindspeed_and_megatron_spellings_agree():
     megatron = flag_config("--num-experts 8 --moe-router-topk 4 --moe-ffn-hidden-size 16 "
                            "--moe-shared-expert-intermediate-size 16 --moe-router-score-function sigmoid "
@@ -154,6 +169,8 @@ def test_moe_layer_freq_list_form():
     ("--num-experts 4 --moe-router-load-balancing-type group_limited_greedy --n-group 2 --topk-group 1",
      "add --multi-latent-attention"),
     ("--num-experts 4 --moe-router-enable-expert-bias", "add --moe-router-score-function sigmoid"),
+    ("--num-experts 4 --moe-router-load-balancing-type softmax_topk --moe-router-enable-expert-bias",
+     "score with sigmoid (DeepSeek-V3, GLM-4.5, MiniMax-M2)"),
     (GPT_OSS, "gpt-oss's attention, router and experts have biases"),  # BASE's --disable-bias-linear
     ("--softmax-type learnable", "--softmax-type without --quick-geglu"),
     ("--glu-linear-offset 1.0 --activation-func-clamp-value 7.0", "--glu-linear-offset, "
@@ -238,17 +255,25 @@ def test_mtp_with_tensor_parallelism_runs_without_sequence_parallelism():
     (GPT_OSS + " --qk-layernorm", "--quick-geglu with --qk-layernorm"),
     (GPT_OSS.replace("--num-experts 8 ", ""), "a dense quick-GeGLU model has no Hugging Face family"),
     (GPT_OSS + " --enable-gpt-oss", "sets YaRN parameters behind the flags"),
+    (MINIMAX_M2.replace("--moe-router-score-function sigmoid --moe-router-enable-expert-bias "
+                        "--moe-router-bias-update-rate 1e-2 ", ""), "a softmax router"),
+    (MINIMAX_M2 + " --moe-shared-expert-intermediate-size 16", "shared experts"),
+    (MINIMAX_M2 + " --first-k-dense-replace 1", "dense layers"),
+    (MINIMAX_M2.replace("--qk-layernorm ", ""), "no --qk-layernorm"),
+    (MINIMAX_M2.replace("--moe-router-topk 2", "--moe-router-topk 1"), "--moe-router-topk 1"),
 ])
-def test_gpt_oss_refusals_name_what_to_change(extra, message):
+def test_gpt_oss_and_minimax_refusals_name_what_to_change(extra, message):
     with pytest.raises(AssertionError) as refused:
         flag_config(extra)
     assert message in str(refused.value), refused.value
 
 
-@pytest.mark.parametrize("flags", [DSV2, DSV2_MINDSPEED, GPT_OSS], ids=["megatron", "mindspeed", "gpt_oss"])
-def test_deepseek_v2_and_gpt_oss_round_trip_to_megatron_flags(flags):
+@pytest.mark.parametrize("flags", [DSV2, DSV2_MINDSPEED, GPT_OSS, MINIMAX_M2],
+                         ids=["megatron", "mindspeed", "gpt_oss", "minimax_m2"])
+def test_new_families_round_trip_to_megatron_flags(flags):
     """--to-megatron writes DeepSeek-V2's router back (megatron-core's group flags where its group rule is the
-    family's, MindSpeed's group_limited_greedy where only that says it: top 4 from 2 groups) and gpt-oss's flags."""
+    family's, MindSpeed's group_limited_greedy where only that says it: top 4 from 2 groups), gpt-oss's flags and
+    MiniMax-M2's layer spec."""
     from megatron_compat.reverse import to_megatron
     cfg = flag_config(flags)
     argv, _ = to_megatron(cfg)

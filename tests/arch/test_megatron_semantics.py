@@ -18,6 +18,7 @@ from tests.arch.arch_helpers import (
     DSV3,
     GLM45,
     GPT_OSS,
+    MINIMAX_M2,
     QWEN2_MOE,
     flag_config,
     hf_router,
@@ -120,6 +121,23 @@ def test_deepseek_v2_latent_attention_is_deepseek_v3s():
     with torch.no_grad():
         first = [m(input_ids=tokens, output_hidden_states=True, use_cache=False).hidden_states[1] for m in models]
     torch.testing.assert_close(first[0], first[1], rtol=1e-5, atol=1e-5)
+
+
+def test_minimax_m2_router_routes_as_megatrons_sigmoid_router_with_expert_bias():
+    """MiniMax-M2's router (the expert bias on its MoE block, handed to the router) is megatron-core's sigmoid router
+    with --moe-router-enable-expert-bias: the bias for the choice only, the chosen scores renormalised."""
+    from transformers import AutoConfig, AutoModelForCausalLM
+    arch = _arch(MINIMAX_M2)
+    torch.manual_seed(0)
+    block = AutoModelForCausalLM.from_config(AutoConfig.for_model(**arch)).model.layers[0].mlp
+    bias = torch.randn(arch["num_local_experts"]) * 0.1
+    x = torch.randn(64, arch["hidden_size"])
+    logits, weights, idx = block.gate(x, bias)
+    want_w, want_i = _megatron_route(logits.float(), topk=2, score_function="sigmoid", expert_bias=bias)
+    got_w, got_i = _sorted(weights.float(), idx)
+    assert torch.equal(got_i, want_i)
+    torch.testing.assert_close(got_w, want_w, rtol=1e-6, atol=1e-7)
+    assert not torch.equal(got_i, _megatron_route(logits.float(), topk=2, score_function="sigmoid")[1])  # bias used
 
 
 def _gpt_oss(arch):
