@@ -282,3 +282,22 @@ def test_new_families_round_trip_to_megatron_flags(flags):
     again = translate(argv, world_size=1)
     assert again.ok, again.problems()
     assert again.config.model == cfg.model
+
+
+@pytest.mark.parametrize("flags,field,theirs", [
+    (DSV2, "topk_method", "greedy"),
+    (GPT_OSS, "layer_types", ["full_attention"] * 3),
+    (GPT_OSS, "swiglu_limit", 5.0),
+    (MINIMAX_M2, "num_local_experts", 16),
+])
+def test_load_of_new_families_compares_flags_with_config_json(tmp_path, flags, field, theirs):
+    """--load of a Hugging Face directory of these families: the flags are checked against its config.json (the
+    difference named) and the family's engine forward is chosen from its model_type."""
+    cfg = flag_config(flags)
+    (tmp_path / "config.json").write_text(json.dumps(dict(cfg.model.architecture, **{field: theirs})))
+    base = [w for w in BASE if "--quick-geglu" not in flags.split() or w not in ("--disable-bias-linear", "--swiglu")]
+    result = translate(base + flags.split() + ["--load", str(tmp_path)], world_size=1)
+    assert result.ok, result.problems()
+    note = next(n for n in result.notes if "disagree with" in n)
+    assert f"{field}: flags say {cfg.model.architecture[field]}, config.json says {theirs}" in note, note
+    assert result.config.model.model_id == cfg.model.model_id
