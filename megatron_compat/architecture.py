@@ -13,8 +13,10 @@ Family choice follows what the flags describe:
       ... with q/k/v bias only (--add-qkv-bias)                  -> qwen2
       ... with --qk-layernorm                                    -> qwen3
       ... with experts: by the router (arch/moe.py)              -> qwen3_moe, mixtral, qwen2_moe, glm4_moe
-      ... with Multi-Latent Attention (arch/attention.py)        -> deepseek_v3
+      ... with Multi-Latent Attention (arch/attention.py)        -> deepseek_v3 (deepseek_v2: softmax router)
       ... with Gated DeltaNet layers (arch/linear_attention.py)  -> qwen3_next
+  rope + RMSNorm + --quick-geglu with experts, sinks, windows (arch/gpt_oss.py) -> gpt_oss
+  ... sigmoid router with expert bias under a MiniMax-M2 layer spec (arch/minimax.py) -> minimax_m2
 RoPE scaling (llama3, yarn) goes into rope_parameters of any rope family (arch/rope.py). Anything else is refused
 with the combination named. Unset flags take Megatron's defaults (LayerNorm, learned positions, biases on, tied
 embeddings, dropout 0.1).
@@ -32,8 +34,10 @@ from fsdp2_core.config.vocab import padded_vocab_size
 from .arch import ArchitectureError
 from .arch.attention import mla_fields, sliding_window, wants_mla
 from .arch.gemma import gemma2_fields, gemma2_flags_given, gemma_family, gemma_fields, wants_geglu
+from .arch.gpt_oss import check_gpt_oss, check_not_gpt_oss, gpt_oss_fields, wants_gpt_oss
 from .arch.layernorm import bloom, gpt_neox
 from .arch.linear_attention import check_qwen3_next, dense_fields, linear_attention, refuse_split_linear_attention
+from .arch.minimax import check_minimax, wants_minimax
 from .arch.moe import (
     ENGINE_MODEL_ID,
     MOE_FAMILIES,
@@ -44,6 +48,8 @@ from .arch.moe import (
     training_fields,
 )
 from .arch.rope import rope_scaling
+
+MLA_FAMILIES = ("deepseek_v3", "deepseek_v2")  # transformers' Multi-Latent Attention
 
 __all__ = ["ENGINE_MODEL_ID", "ArchitectureError", "build_architecture", "compare_with_checkpoint", "engine_fields",
            "wants_architecture"]
@@ -144,6 +150,10 @@ def _read_flags(g, seq_length):
     routing = read_routing(g, layers, ffn) if sane else None
     if routing is not None:
         routing.dense_layers = _renumbered(routing.dense_layers, real)
+    window = sliding_window(g)
+    gpt_oss = gpt_oss_fields(g, len(real) if real else layers, window) if wants_gpt_oss(g) and sane else None
+    if not wants_gpt_oss(g):
+        check_not_gpt_oss(g)
     # Values are taken as given (0 is not "unset"): nonsense reaches the architecture's rules, which name it.
     return {
         "layers": len(real) if real else layers, "hidden": hidden, "heads": heads, "ffn": ffn, "swiglu": swiglu,
@@ -163,7 +173,7 @@ def _read_flags(g, seq_length):
         "mla": mla_fields(g) if mla else None,
         "linear": _linear(g, real) if sane else None,
         "norm_offset": bool(g.get("--add-rmsnorm-offset") or g.get("--apply-layernorm-1p")),
-        "window": sliding_window(g),
+        "window": window, "gpt_oss": gpt_oss, "minimax": wants_minimax(g),
         "rope_scaling": rope_scaling(g, mla) if rope else None,
         "mtp": int(g.get("--mtp-num-layers") or g.get("--num-nextn-predict-layers") or 0),
         # Megatron's fused bias-GeLU kernel (on unless --no-bias-gelu-fusion; biases needed) is the tanh approximation
@@ -261,6 +271,9 @@ def _choose_family(a) -> str:
         return _alibi_family(a)
     if not a["rope"]:
         return _learned_positions_family(a)
+    if a["gpt_oss"] is not None:
+        check_gpt_oss(a, a["routing"])
+        return "gpt_oss"
     if a["geglu"]:
         return gemma_family(a)
     if not a["rms"] and not a["swiglu"]:
@@ -271,6 +284,9 @@ def _choose_family(a) -> str:
             "GPT-NeoX, which needs LayerNorm and GeLU; "
             + ("rope with LayerNorm and --swiglu" if a["swiglu"] else "rope with RMSNorm and GeLU")
             + " has no Hugging Face family here")
+    if a["minimax"]:
+        check_minimax(a, a["routing"])
+        return "minimax_m2"
     if a["linear"] is not None:
         return "qwen3_next"  # checked in _rope_family (check_qwen3_next)
     if a["glm_rope"]:
@@ -408,16 +424,20 @@ def _rope_family(a, family, notes, given):
         check_qwen3_next(a, notes)
         config.update(a["linear"])
         config.update(moe_fields(a["routing"], "qwen2_moe") if a["routing"] else dense_fields(a["layers"] + a["mtp"]))
+    if family == "gpt_oss":
+        config.update(a["gpt_oss"])
     if family in MOE_FAMILIES and a["routing"] is not None:  # DeepSeek-V3 also serves dense MLA models
         config.update(moe_fields(a["routing"], family))
     if family in SIGMOID_FAMILIES:
         config.update(_sigmoid_family_fields(a, family))
-    if family == "deepseek_v3":
+    if family in MLA_FAMILIES:
         config.update(a["mla"])
-        config.pop("head_dim")  # DeepSeek-V3 derives it from qk_rope_head_dim
+        config.pop("head_dim")  # DeepSeek-V2 / V3 derive it from qk_rope_head_dim
         config["num_key_value_heads"] = a["heads"]
+        if family == "deepseek_v2":
+            config.pop("rope_interleave")  # DeepSeek-V2 always rotates interleaved pairs (complex products)
         if a["eps"] != 1e-6:
-            notes.append(f"--norm-epsilon {a['eps']}: transformers' DeepSeek-V3 attention normalises the q and kv "
+            notes.append(f"--norm-epsilon {a['eps']}: transformers' {family} attention normalises the q and kv "
                          "latents with eps 1e-6 whatever rms_norm_eps is (Megatron's MLA uses --norm-epsilon there "
                          "too); give --norm-epsilon 1e-6, DeepSeek-V3's own value, for the same model")
     return config
@@ -437,6 +457,8 @@ def _biases(a, family):
     """Linear biases: Llama's on every projection or none; GLM, GLM-4.5 and Qwen2 on q/k/v only; none elsewhere."""
     if family == "llama":
         return {"attention_bias": a["bias"], "mlp_bias": a["bias"]}
+    if family == "gpt_oss":  # biases required (check_gpt_oss)
+        return {"attention_bias": True}
     if a["bias"]:
         raise ArchitectureError(f"the {family} family has no linear biases; add --disable-bias-linear")
     if family == "glm4_moe":
@@ -445,9 +467,9 @@ def _biases(a, family):
         return {"qkv_bias": a["qkv_bias"]}
     if family == "glm":
         return {"attention_bias": a["qkv_bias"]}
-    if family == "deepseek_v3":
+    if family in MLA_FAMILIES:
         if a["qkv_bias"]:
-            raise ArchitectureError("--add-qkv-bias with --multi-latent-attention: DeepSeek-V3's latent projections "
+            raise ArchitectureError("--add-qkv-bias with --multi-latent-attention: DeepSeek's latent projections "
                                     "have no biases; drop --add-qkv-bias")
         return {"attention_bias": False}
     return {}
@@ -479,9 +501,10 @@ COMPARED_FIELDS = ("model_type", "num_hidden_layers", "hidden_size", "intermedia
                    "num_local_experts", "num_experts", "n_routed_experts", "num_experts_per_tok",
                    "moe_intermediate_size",
                    "norm_topk_prob", "mlp_only_layers", "shared_expert_intermediate_size", "n_shared_experts",
-                   "routed_scaling_factor", "n_group", "topk_group", "first_k_dense_replace",
+                   "routed_scaling_factor", "n_group", "topk_group", "topk_method", "first_k_dense_replace",
                    "q_lora_rank", "kv_lora_rank", "qk_nope_head_dim", "qk_rope_head_dim", "v_head_dim",
-                   "attention_bias", "qkv_bias", "use_qk_norm", "sliding_window", "num_nextn_predict_layers",
+                   "attention_bias", "qkv_bias", "use_qk_norm", "sliding_window", "layer_types", "swiglu_limit",
+                   "num_nextn_predict_layers",
                    "n_layer", "n_embd", "n_head", "layer_norm_eps", "use_parallel_residual", "hidden_act",
                    "layer_norm_epsilon", "apply_residual_connection_post_layernorm", "hidden_activation",
                    "query_pre_attn_scalar", "attn_logit_softcapping", "final_logit_softcapping", "multi_query")

@@ -465,6 +465,9 @@ QWEN3_NEXT = ROPE + ("--disable-bias-linear", "--qk-layernorm", "--linear-key-he
                      "--full-attention-interval", "2")
 GDN = QWEN3_NEXT[:-2] + ("--experimental-attention-variant", "gated_delta_net", "--attention-output-gate",
                          "--linear-attention-freq", "2")
+GPT_OSS = ("--position-embedding-type", "rope", "--normalization", "RMSNorm", "--hidden-dropout", "0", "--num-experts",
+           "4", "--moe-router-topk", "2", "--quick-geglu", "--glu-linear-offset", "1.0",
+           "--activation-func-clamp-value", "7.0", "--softmax-type", "learnable")
 LLAMA3 = ("--rope-scaling-type", "llama3", "--rope-scaling-factor", "8", "--low-freq-factor", "1",
           "--high-freq-factor", "4", "--original-max-position-embeddings", "8192")
 YARN = ("--rope-scaling-type", "yarn", "--rope-scaling-factor", "4",
@@ -538,25 +541,29 @@ MAPPED_RULES += [
     arch("--hidden-dropout", "hidden dropout (GPT-2 resid/embd dropout, GPT-NeoX hidden_dropout; must be 0 "
          "for Llama/Qwen)"),
     # --- experts (megatron_compat/arch/moe.py picks the family from the router) ---
-    arch("--num-experts", "num_experts / n_routed_experts (Qwen3-MoE, Mixtral, Qwen2-MoE, GLM-4.5, DeepSeek-V3)", MOE),
+    arch("--num-experts", "num_experts / n_routed_experts (Qwen3-MoE, Mixtral, Qwen2-MoE, GLM-4.5, DeepSeek-V2/V3)",
+         MOE),
     arch("--moe-router-topk", "num_experts_per_tok", MOE + ("--moe-router-topk", "1")),
     arch("--moe-ffn-hidden-size", "moe_intermediate_size", QWEN3_MOE + ("--moe-ffn-hidden-size", "32")),
     arch("--moe-intermediate-size", "moe_intermediate_size", QWEN3_MOE + ("--moe-intermediate-size", "48")),
     arch("--moe-aux-loss-coeff", "router_aux_loss_coef (aux_loss) / model.moe_seq_aux_loss_coeff (seq_aux_loss)",
          MOE + ("--moe-aux-loss-coeff", "0.01")),
     arch("--moe-router-load-balancing-type", "aux_loss → router_aux_loss_coef, seq_aux_loss → "
-         "model.moe_seq_aux_loss_coeff, none; MindSpeed softmax_topk and noaux_tc",
+         "model.moe_seq_aux_loss_coeff, none; MindSpeed softmax_topk, noaux_tc and group_limited_greedy (DeepSeek-V2's "
+         "router: topk_method group_limited_greedy, groups ranked by their best score)",
          MOE + ("--moe-router-load-balancing-type", "seq_aux_loss", "--moe-aux-loss-coeff", "0.001")),
     arch("--norm-topk-prob", "norm_topk_prob (MindSpeed: renormalise after --moe-router-pre-softmax with aux_loss)",
          QWEN3_MOE + ("--moe-router-pre-softmax", "--norm-topk-prob")),
-    arch("--moe-router-pre-softmax", "norm_topk_prob = false (softmax over all experts, Qwen3-MoE / Qwen2-MoE)",
+    arch("--moe-router-pre-softmax", "norm_topk_prob = false (softmax over all experts, Qwen3-MoE / Qwen2-MoE; "
+         "with MLA the DeepSeek-V2 family)",
          QWEN3_MOE + ("--moe-router-pre-softmax",)),
     arch("--moe-router-score-function", "sigmoid → the GLM-4.5 family (DeepSeek-V3 with MLA)", SIGMOID),
     arch("--moe-router-enable-expert-bias", "model.moe_router_bias_update_rate: e_score_correction_bias moves after "
          "every step (aux-loss-free balancing)", SIGMOID + ("--moe-router-enable-expert-bias",)),
     arch("--moe-router-bias-update-rate", "model.moe_router_bias_update_rate (with --moe-router-enable-expert-bias)",
          SIGMOID + ("--moe-router-enable-expert-bias", "--moe-router-bias-update-rate", "0.01")),
-    arch("--moe-router-num-groups --n-group", "n_group (expert groups of the sigmoid router)",
+    arch("--moe-router-num-groups --n-group", "n_group (expert groups of the sigmoid router, or of DeepSeek-V2's "
+         "softmax router with MLA)",
          SIGMOID + ("--moe-router-num-groups", "2", "--moe-router-group-topk", "1")),
     arch("--moe-router-group-topk --topk-group", "topk_group", SIGMOID + ("--n-group", "2", "--topk-group", "1")),
     arch("--moe-router-topk-scaling-factor --routed-scaling-factor", "routed_scaling_factor",
@@ -593,7 +600,8 @@ MAPPED_RULES += [
     arch("--bias-gelu-fusion", "activation_function gelu_pytorch_tanh for GPT-2: Megatron's fused bias-GeLU kernel is "
          "the tanh approximation (the default)"),
     # --- Multi-Latent Attention (arch/attention.py) ---
-    arch("--multi-latent-attention --multi-head-latent-attention", "the DeepSeek-V3 family's latent attention", MLA),
+    arch("--multi-latent-attention --multi-head-latent-attention", "the DeepSeek-V3 family's latent attention "
+         "(DeepSeek-V2's with a softmax router)", MLA),
     arch("--q-lora-rank", "q_lora_rank", MLA + ("--q-lora-rank", "32")),
     arch("--kv-lora-rank", "kv_lora_rank", MLA + ("--kv-lora-rank", "24")),
     arch("--qk-head-dim --qk-nope-head-dim", "qk_nope_head_dim", MLA + ("--qk-head-dim", "8")),
@@ -650,6 +658,15 @@ MAPPED_RULES += [
     arch("--mamba-expand", "Gated DeltaNet width factor: 1 only (MindSpeed's Qwen3-Next value; transformers' does "
          "not widen)",
          QWEN3_NEXT + ("--mamba-expand", "1")),
+    # --- gpt-oss (arch/gpt_oss.py) ---
+    arch("--quick-geglu", "the gpt_oss family: quick-GeLU gated experts (with the flags below)", GPT_OSS),
+    arch("--glu-linear-offset", "the gpt_oss family's (up + 1): 1.0 with --quick-geglu", GPT_OSS),
+    arch("--activation-func-clamp-value", "swiglu_limit (gpt_oss)",
+         GPT_OSS + ("--activation-func-clamp-value", "5.0")),
+    arch("--softmax-type", "the gpt_oss family's attention sinks: learnable with --quick-geglu", GPT_OSS),
+    arch("--window-attn-skip-freq", "layer_types (gpt_oss: layer n, 1-based, keeps the --window-size window unless "
+         "n % N == 0, or where a list of 0/1 says 1)",
+         GPT_OSS + ("--num-layers", "4", "--window-size", "7,0", "--window-attn-skip-freq", "[1,0,0,1]")),
     # --- multi-token prediction (fsdp2_core/models/mtp.py) ---
     arch("--mtp-num-layers --num-nextn-predict-layers", "model.mtp_num_layers (DeepSeek-V3's layout; "
          "num_nextn_predict_layers)", ROPE + ("--disable-bias-linear", "--mtp-num-layers", "1")),

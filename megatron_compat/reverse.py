@@ -15,6 +15,7 @@ from fsdp2_core.data.mindspeed.instruction import PROMPT_TYPES
 from .arch import ArchitectureError
 from .arch.attention import mla_flags, sliding_window_flags
 from .arch.gemma import gemma_flags
+from .arch.gpt_oss import gpt_oss_flags
 from .arch.layernorm import bloom_flags, gpt_neox_flags
 from .arch.linear_attention import is_dense, linear_attention_flags
 from .arch.module_names import fsdp_units, llama_pattern
@@ -290,15 +291,16 @@ def architecture_flags(arch, values=None) -> List[str]:
     if family == "gpt_neox":
         return out + gpt_neox_flags(arch) + _rope_flags(arch["rope_parameters"], family)
     rope = arch["rope_parameters"]
+    gpt_oss = family == "gpt_oss"
     out += ["--position-embedding-type", "rope", "--normalization", "RMSNorm"]
-    out += gemma_flags(arch) if family in ("gemma", "gemma2") else ["--swiglu"]
+    out += gemma_flags(arch) if family in ("gemma", "gemma2") else gpt_oss_flags(arch) if gpt_oss else ["--swiglu"]
     out += ["--num-layers", str(arch["num_hidden_layers"]), "--hidden-size", str(arch["hidden_size"]),
             "--ffn-hidden-size", str(arch["intermediate_size"]),
             "--num-attention-heads", str(arch["num_attention_heads"]),
             "--max-position-embeddings", str(arch["max_position_embeddings"]),
             "--norm-epsilon", str(arch["rms_norm_eps"]), "--init-method-std", str(arch["initializer_range"]),
             "--attention-dropout", str(arch["attention_dropout"]), "--hidden-dropout", "0.0"]
-    if family == "deepseek_v3":
+    if family in ("deepseek_v3", "deepseek_v2"):
         out += mla_flags(arch)
     else:
         out += ["--kv-channels", str(arch["head_dim"])]
@@ -308,14 +310,15 @@ def architecture_flags(arch, values=None) -> List[str]:
     out += sliding_window_flags(arch.get("sliding_window") if family == "mistral" else None)
     if not arch["tie_word_embeddings"]:
         out.append("--untie-embeddings-and-output-weights")
-    if not arch.get("mlp_bias", False):
+    if not arch.get("mlp_bias", False) and not gpt_oss:  # gpt-oss keeps Megatron's default biases
         out.append("--disable-bias-linear")
     if family == "glm":
         out.append("--use-glm-rope")
     if family == "qwen2" or (family in ("qwen3", "qwen3_moe", "glm4_moe", "glm") and arch.get("attention_bias")) \
             or (family == "qwen2_moe" and arch.get("qkv_bias")):
         out.append("--add-qkv-bias")
-    if family in ("qwen3", "qwen3_moe", "qwen3_next") or (family == "glm4_moe" and arch.get("use_qk_norm")):
+    if family in ("qwen3", "qwen3_moe", "qwen3_next", "minimax_m2") or (family == "glm4_moe"
+                                                                      and arch.get("use_qk_norm")):
         out.append("--qk-layernorm")
     if family == "qwen3_next":
         out += linear_attention_flags(arch)
@@ -332,14 +335,14 @@ def _rope_flags(rope, family) -> List[str]:
     out = ["--rotary-base", _words(rope["rope_theta"])[0]]
     if rope.get("partial_rotary_factor", 1.0) != 1.0:
         out += ["--rotary-percent", str(rope["partial_rotary_factor"])]
-    return out + rope_scaling_flags(rope, family == "deepseek_v3")
+    return out + rope_scaling_flags(rope, family in ("deepseek_v3", "deepseek_v2"))
 
 
 def _engine_flags(values, arch) -> List[str]:
     """The load-balancing, z-loss, expert-bias and MTP flags of the engine's fields (and the config's aux loss)."""
     arch = arch or {}
     aux = arch.get("router_aux_loss_coef", 0.0) if arch.get("output_router_logits") else 0.0
-    out = training_flags(values, aux, arch.get("model_type") in SIGMOID_FAMILIES)
+    out = training_flags(values, aux, arch.get("model_type") in SIGMOID_FAMILIES + ("minimax_m2",))
     if values.get("mtp_num_layers"):
         out += ["--mtp-num-layers", str(values["mtp_num_layers"]),
                 "--mtp-loss-scaling-factor", str(values["mtp_loss_scaling_factor"])]

@@ -24,7 +24,8 @@ def _f(default, help, extension=False, **kw):
 class ModelArguments:
     model_name_or_path: Optional[str] = _f(None, "Local path of a Hugging Face model. Required unless the architecture "
                                            "comes from Megatron flags (`architecture`).")
-    model_id: Optional[Literal["deepseek_v3", "gpt_oss", "qwen2_moe", "qwen3", "qwen3_moe"]] = _f(
+    model_id: Optional[Literal["deepseek_v2", "deepseek_v3", "gpt_oss", "minimax_m2", "qwen2_moe",
+                                "qwen3", "qwen3_moe"]] = _f(
         None, "Selects the project's own forward for this family; unset runs the plain transformers forward.")
     init_model_with_meta_device: bool = _f(False, "Build the model on the meta device, shard, then load or initialise "
                                            "shard by shard.")

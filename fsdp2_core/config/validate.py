@@ -321,5 +321,5 @@ def _check_moe_family(cfg) -> List[Problem]:
     if not wants_family or m.model_id:
         return []
     return [(wants_family[0], f"model.{', model.'.join(wants_family)} need the engine's MoE forward: set "
-                              "model.model_id (deepseek_v3 for DeepSeek-V3 / GLM-4.5 MoE, qwen2_moe, qwen3_moe for "
-                              "Qwen3-MoE / Mixtral, gpt_oss)")]
+                              "model.model_id (deepseek_v3 for DeepSeek-V3 / GLM-4.5 MoE, deepseek_v2, qwen2_moe, "
+                              "qwen3_moe for Qwen3-MoE / Mixtral, gpt_oss)")]

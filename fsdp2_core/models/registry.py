@@ -33,7 +33,7 @@ from fsdp2_core.config import ConfigError
 from fsdp2_core.device import detect_device_type
 
 from .attention import install_attention
-from .families import deepseek_v3, gpt_oss, qwen2_moe, qwen3, qwen3_moe
+from .families import deepseek_v3, gpt_oss, minimax_m2, qwen2_moe, qwen3, qwen3_moe
 from .families.kernels import apply_kernel_hooks
 from .families.qwen3_next import apply_gdn_options
 from .moe import check_dispatcher, force_random_logits
@@ -61,6 +61,11 @@ FAMILIES: Dict[str, Family] = {f.model_id: f for f in (
            notes="attention sinks and sliding windows stay in transformers' attention (and the Ulysses core)"),
     Family("deepseek_v3", ("deepseek_v3", "glm4_moe"), deepseek_v3.install, experts=True, score_function="sigmoid",
            notes="GLM-4.5 (glm4_moe) shares DeepSeek-V3's MoE block; Multi-Latent Attention stays transformers'"),
+    Family("deepseek_v2", ("deepseek_v2",), deepseek_v3.install, experts=True,
+           notes="DeepSeek-V3's MoE install with DeepSeek-V2's softmax router; Multi-Latent Attention stays "
+                 "transformers'"),
+    Family("minimax_m2", ("minimax_m2",), minimax_m2.install, experts=True, score_function="sigmoid",
+           notes="the expert bias lives on the MoE block; q/k norms span all heads (no tensor parallelism)"),
     Family("qwen2_moe", ("qwen2_moe", "qwen3_next"), qwen2_moe.install, experts=True,
            notes="Qwen3-Next's MoE block is Qwen2-MoE's (softmax router, gated shared expert); its Gated DeltaNet "
                  "layers stay transformers'"),
@@ -87,7 +92,7 @@ def install_family(model: nn.Module, cfg) -> Optional[Family]:
     if family is None:
         if p.ep_size > 1 or p.ep_fsdp_size > 1:
             raise ConfigError("ep_size / ep_fsdp_size > 1 need our MoE dispatch: set model_id (qwen3_moe for Qwen3-MoE "
-                              "and Mixtral, deepseek_v3 for DeepSeek-V3 and GLM-4.5, qwen2_moe, gpt_oss)")
+                              "and Mixtral, deepseek_v3 for DeepSeek-V3 and GLM-4.5, deepseek_v2, qwen2_moe, gpt_oss)")
         if getattr(model, "_fsdp2_mtp_layers", None):
             install_attention(model)  # the MTP layers call the attention core with the main model's masks
         return None

@@ -117,8 +117,10 @@ def router_losses(blocks: List[nn.Module], coeffs: RouterLossCoeffs, cp_size: in
 # ---------------------------------------------------------------- aux-loss-free balancing
 
 def expert_bias(block: nn.Module) -> Optional[torch.Tensor]:
-    """The block's expert bias: the router's `e_score_correction_bias` (DeepSeek-V3, GLM-4.5), or None."""
-    return getattr(getattr(block, block._fsdp2_router, None), "e_score_correction_bias", None)
+    """The block's expert bias: `e_score_correction_bias` of the router (DeepSeek-V3, GLM-4.5) or of the block itself
+    (MiniMax-M2), or None."""
+    bias = getattr(getattr(block, block._fsdp2_router, None), "e_score_correction_bias", None)
+    return bias if bias is not None else getattr(block, "e_score_correction_bias", None)
 
 
 def check_expert_bias(blocks: List[nn.Module], rate: float) -> None:
@@ -126,7 +128,7 @@ def check_expert_bias(blocks: List[nn.Module], rate: float) -> None:
         router = type(getattr(blocks[0], blocks[0]._fsdp2_router)).__name__
         raise ConfigError(f"moe_router_bias_update_rate {rate}: the routers of this model ({router}) have no expert "
                           "bias (e_score_correction_bias); aux-loss-free balancing needs model_id deepseek_v3 "
-                          "(DeepSeek-V3 / GLM-4.5 MoE); set moe_router_bias_update_rate 0")
+                          "(DeepSeek-V3 / GLM-4.5 MoE) or minimax_m2; set moe_router_bias_update_rate 0")
 
 
 def count_expert_load(blocks: List[nn.Module]) -> None:

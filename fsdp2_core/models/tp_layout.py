@@ -82,7 +82,8 @@ GPT_NEOX = TPLayout(embedding="gpt_neox.embed_in", layers="gpt_neox.layers.{*}",
 GLM = TPLayout(colwise=("model.layers.{*}.mlp.gate_up_proj",), fused_gate_up=("model.layers.{*}.mlp.gate_up_proj",))
 
 LAYOUTS: Dict[str, TPLayout] = {"gpt2": GPT2, "gpt_oss": GPT_OSS, "deepseek_v3": DEEPSEEK_V3, "gpt_neox": GPT_NEOX,
-                                "glm": GLM}
+                                "glm": GLM,
+                                "deepseek_v2": DEEPSEEK_V3}  # DeepSeek-V2's MLA has DeepSeek-V3's module names
 
 
 # Families whose attention has no split here (the flag translation folds their tensor-parallel ranks into FSDP)

@@ -12,6 +12,10 @@ Megatron's router (megatron-core 0.16, moe_utils.topk_routing_with_score_functio
   softmax, one gated shared expert      qwen2_moe (--moe-shared-expert-gate)
   sigmoid, ungated shared experts       glm4_moe (GLM-4.5), or deepseek_v3 with Multi-Latent Attention; their
                                         groups are ranked by the sum of their top two scores (k / group-topk = 2)
+  softmax with Multi-Latent Attention   deepseek_v2: softmax over all experts, not renormalised (--moe-router-pre-
+                                        softmax, or MindSpeed's group_limited_greedy), optionally scaled, ungated
+                                        shared experts; its groups are ranked by their best score, which is
+                                        Megatron's rule when k / group-topk = 1 and MindSpeed's group_limited_greedy
 Shared experts: --moe-shared-expert-intermediate-size S (MindSpeed: --n-shared-experts N, S = N × the expert width).
 Dense layers: --first-k-dense-replace K (MindSpeed) or --moe-layer-freq N / [0]*3+[1]*58 (1 marks an MoE layer).
 
@@ -20,7 +24,10 @@ Load balancing (--moe-router-load-balancing-type with --moe-aux-loss-coeff, a li
   seq_aux_loss  model.moe_seq_aux_loss_coeff
   none          no loss
   MindSpeed: softmax_topk (softmax over all experts, no loss, not renormalised), noaux_tc (no loss: DeepSeek-V3's
-  aux-loss-free routing), --seq-aux with none / noaux_tc (the sequence-level loss with --moe-aux-loss-coeff),
+  aux-loss-free routing), group_limited_greedy (DeepSeek-V2: softmax over all experts, groups ranked by their best
+  score, the expert-level loss with --moe-aux-loss-coeff, sequence-level with --seq-aux), pai_megatron_aux_loss
+  (softmax over all experts, unscaled, megatron-core's aux loss), --seq-aux with none /
+  noaux_tc (the sequence-level loss with --moe-aux-loss-coeff),
   --norm-topk-prob with aux_loss (renormalises after --moe-router-pre-softmax).
 --moe-z-loss-coeff -> model.moe_z_loss_coeff; --moe-router-enable-expert-bias -> model.moe_router_bias_update_rate
 (--moe-router-bias-update-rate, 1e-3 by default). The engine computes all of them as megatron-core does
@@ -28,15 +35,16 @@ Load balancing (--moe-router-load-balancing-type with --moe-aux-loss-coeff, a li
 """
 import ast
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional
 
 from . import ArchitectureError
 
 SIGMOID_FAMILIES = ("glm4_moe", "deepseek_v3")
-MOE_FAMILIES = ("qwen3_moe", "mixtral", "qwen2_moe") + SIGMOID_FAMILIES
+MOE_FAMILIES = ("qwen3_moe", "mixtral", "qwen2_moe", "deepseek_v2", "gpt_oss", "minimax_m2") + SIGMOID_FAMILIES
 # The model_id whose forward (our token dispatch, router losses, expert bias, expert parallelism) serves each.
 ENGINE_MODEL_ID = {"qwen3_moe": "qwen3_moe", "mixtral": "qwen3_moe", "qwen2_moe": "qwen2_moe",
-                   "glm4_moe": "deepseek_v3", "deepseek_v3": "deepseek_v3",
+                   "glm4_moe": "deepseek_v3", "deepseek_v3": "deepseek_v3", "deepseek_v2": "deepseek_v2",
+                   "gpt_oss": "gpt_oss", "minimax_m2": "minimax_m2",
                    "qwen3_next": "qwen2_moe"}  # Qwen3-Next's MoE block is Qwen2-MoE's (a gated shared expert)
 
 
@@ -55,6 +63,7 @@ class Routing:
     shared_ffn: int = 0              # total width of the shared experts (0: none)
     shared_gate: bool = False
     dense_layers: List[int] = field(default_factory=list)
+    group_limited: bool = False      # MindSpeed's group_limited_greedy: groups ranked by their best score
 
 
 def _first(g, *flags, default=None):
@@ -68,8 +77,18 @@ def _as_list(value) -> list:
     return list(value) if isinstance(value, (list, tuple)) else [value]
 
 
-def balancing(g) -> Tuple[float, float, bool, bool]:
-    """(aux_loss coefficient, seq_aux_loss coefficient, softmax over all experts, MindSpeed's aux_loss renorm)."""
+@dataclass
+class Balancing:
+    aux: float = 0.0                 # aux_loss coefficient
+    seq: float = 0.0                 # seq_aux_loss coefficient
+    pre_softmax: bool = False        # softmax over all experts (MindSpeed softmax_topk, group_limited_greedy)
+    renorm_after: bool = False       # MindSpeed's --norm-topk-prob with aux_loss
+    group_limited: bool = False      # MindSpeed's group_limited_greedy (DeepSeek-V2's router)
+    unscaled: bool = False           # MindSpeed's pai_megatron_aux_loss, which never scales the weights
+
+
+def balancing(g) -> Balancing:
+    """The load-balancing types with their coefficients, and what MindSpeed's types say about the router."""
     types = _as_list(g.get("--moe-router-load-balancing-type", "aux_loss"))
     coeffs = _as_list(g.get("--moe-aux-loss-coeff", 0.0))
     if len(coeffs) == 1 and len(types) > 1:
@@ -77,32 +96,43 @@ def balancing(g) -> Tuple[float, float, bool, bool]:
     if len(coeffs) != len(types):
         raise ArchitectureError(f"--moe-router-load-balancing-type {' '.join(types)} with --moe-aux-loss-coeff "
                                 f"{' '.join(map(str, coeffs))}: give one coefficient per type")
-    aux = seq = 0.0
-    pre_softmax = renorm_after = False
+    b = Balancing()
     for kind, coeff in zip(types, coeffs):
         if kind == "aux_loss":
-            aux = float(coeff)
-            renorm_after = bool(g.get("--norm-topk-prob"))
+            b.aux = float(coeff)
+            b.renorm_after = bool(g.get("--norm-topk-prob"))
         elif kind == "seq_aux_loss":
-            seq = float(coeff)
+            b.seq = float(coeff)
         elif kind in ("none", "noaux_tc"):
             if g.get("--seq-aux"):
-                seq = float(coeff)
+                b.seq = float(coeff)
         elif kind == "softmax_topk":
-            pre_softmax = True
+            b.pre_softmax = True
+        elif kind == "group_limited_greedy":
+            # MindSpeed's DeepSeek-V2 router: its expert-level loss turns sequence-level with --seq-aux
+            b.pre_softmax = b.group_limited = True
+            if g.get("--seq-aux"):
+                b.seq = float(coeff)
+            else:
+                b.aux = float(coeff)
+        elif kind == "pai_megatron_aux_loss":
+            # MindSpeed: the softmax over all experts, its top k unscaled, megatron-core's aux loss on them
+            b.pre_softmax = b.unscaled = True
+            b.aux = float(coeff)
         elif kind == "global_aux_loss":
             raise ArchitectureError("--moe-router-load-balancing-type global_aux_loss balances the loads of the whole "
                                     "global batch, which the engine does not compute; use aux_loss or seq_aux_loss")
         else:
             raise ArchitectureError(f"--moe-router-load-balancing-type {kind} has no equivalent here; use aux_loss, "
-                                    "seq_aux_loss or none (MindSpeed: softmax_topk, noaux_tc)")
-    return aux, seq, pre_softmax, renorm_after
+                                    "seq_aux_loss or none (MindSpeed: softmax_topk, noaux_tc, group_limited_greedy, "
+                                    "pai_megatron_aux_loss)")
+    return b
 
 
 def training_fields(g) -> Dict[str, Any]:
     """The router settings that live in the engine's config, not in the Hugging Face one."""
     out: Dict[str, Any] = {}
-    _, seq, _, _ = balancing(g)
+    seq = balancing(g).seq
     if seq:
         out["moe_seq_aux_loss_coeff"] = seq
     if g.get("--moe-z-loss-coeff"):
@@ -110,7 +140,8 @@ def training_fields(g) -> Dict[str, Any]:
     if g.get("--moe-router-enable-expert-bias"):
         if g.get("--moe-router-score-function", "softmax") != "sigmoid":
             raise ArchitectureError("--moe-router-enable-expert-bias needs --moe-router-score-function sigmoid "
-                                    "(as Megatron requires)")
+                                    "(as Megatron requires); MindSpeed's expert bias on a softmax router "
+                                    "(softmax_topk) has no Hugging Face family (MiniMax-M2's router is sigmoid)")
         out["moe_router_bias_update_rate"] = float(g.get("--moe-router-bias-update-rate", 1e-3))
     return out
 
@@ -127,7 +158,7 @@ def moe_layer_pattern(text, layers: int) -> List[int]:
         # MindSpeed writes -1 or 0 for "every layer"
         return [1 if freq <= 1 or i % freq == 0 else 0 for i in range(layers)]
     try:
-        pattern = _eval_list(ast.parse(text, mode="eval").body)
+        pattern = eval_layer_list(ast.parse(text, mode="eval").body)
     except (SyntaxError, ValueError):
         raise ArchitectureError(f"--moe-layer-freq {text}: expects a list of 0/1 such as [0]*3+[1]*58") from None
     if len(pattern) != layers or any(v not in (0, 1) for v in pattern):
@@ -136,15 +167,15 @@ def moe_layer_pattern(text, layers: int) -> List[int]:
     return pattern
 
 
-def _eval_list(node) -> List[int]:
-    """[ints], list * int and list + list: what Megatron's moe_freq_type evaluates, without eval."""
+def eval_layer_list(node) -> List[int]:
+    """[ints], list * int and list + list: what Megatron's moe_freq_type evaluates, without eval (an ast node)."""
     if isinstance(node, ast.List) and all(isinstance(e, ast.Constant) and isinstance(e.value, int) for e in node.elts):
         return [e.value for e in node.elts]
     if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Mult):
         if isinstance(node.right, ast.Constant) and isinstance(node.right.value, int):
-            return _eval_list(node.left) * node.right.value
+            return eval_layer_list(node.left) * node.right.value
     if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Add):
-        return _eval_list(node.left) + _eval_list(node.right)
+        return eval_layer_list(node.left) + eval_layer_list(node.right)
     raise ValueError(ast.dump(node))
 
 
@@ -166,23 +197,49 @@ def read_routing(g, layers: int, dense_ffn: int) -> Optional[Routing]:
     if score not in ("softmax", "sigmoid"):
         raise ArchitectureError(f"--moe-router-score-function {score}: only softmax and sigmoid routers have a Hugging "
                                 "Face family here")
-    aux, _, softmax_all, renorm_after = balancing(g)
+    b = balancing(g)
     topk = g.get("--moe-router-topk", 2)
-    pre_softmax = softmax_all or bool(g.get("--moe-router-pre-softmax"))
+    pre_softmax = b.pre_softmax or bool(g.get("--moe-router-pre-softmax"))
+    renorm_after = b.renorm_after or (b.group_limited and bool(g.get("--norm-topk-prob")))
     renorm = topk > 1 if score == "sigmoid" else (not pre_softmax or renorm_after)
     ffn = _first(g, "--moe-ffn-hidden-size", "--moe-intermediate-size", default=dense_ffn)
     group_topk = _first(g, "--moe-router-group-topk", "--topk-group")
     groups = _first(g, "--moe-router-num-groups", "--n-group") if group_topk else 1
+    if b.group_limited:
+        _check_group_limited(g, score, groups, group_topk, b)
+    scaling = float(_first(g, "--moe-router-topk-scaling-factor", "--routed-scaling-factor", default=1.0))
+    if b.unscaled and scaling != 1.0:
+        raise ArchitectureError(f"--moe-router-load-balancing-type pai_megatron_aux_loss with a top-k scaling factor "
+                                f"{scaling}: MindSpeed's pai_megatron_aux_loss router never scales the weights; drop "
+                                "--moe-router-topk-scaling-factor / --routed-scaling-factor")
     shared = g.get("--moe-shared-expert-intermediate-size")
     if shared is None and g.get("--n-shared-experts"):
         shared = g["--n-shared-experts"] * ffn
     _check_sizes(ffn, shared, groups, group_topk)
     return Routing(experts=experts, topk=topk, ffn=ffn, score=score, renorm=renorm, groups=int(groups or 1),
                    group_topk=int(group_topk or 1),
-                   scaling=float(_first(g, "--moe-router-topk-scaling-factor", "--routed-scaling-factor", default=1.0)),
-                   expert_bias=bool(g.get("--moe-router-enable-expert-bias")), aux=aux, shared_ffn=int(shared or 0),
+                   scaling=scaling,
+                   expert_bias=bool(g.get("--moe-router-enable-expert-bias")), aux=b.aux, shared_ffn=int(shared or 0),
                    shared_gate=bool(g.get("--moe-shared-expert-gate") or g.get("--shared-expert-gate")),
-                   dense_layers=dense_layers(g, layers))
+                   dense_layers=dense_layers(g, layers), group_limited=b.group_limited)
+
+
+def _check_group_limited(g, score, groups, group_topk, b: Balancing) -> None:
+    """MindSpeed's group_limited_greedy as far as the engine computes it the same."""
+    if score != "softmax":
+        raise ArchitectureError(f"--moe-router-load-balancing-type group_limited_greedy with "
+                                f"--moe-router-score-function {score}: MindSpeed's DeepSeek-V2 router scores with "
+                                "softmax; drop --moe-router-score-function")
+    if group_topk is None or groups is None:
+        raise ArchitectureError("--moe-router-load-balancing-type group_limited_greedy needs --moe-router-num-groups "
+                                "(--n-group) and --moe-router-group-topk (--topk-group); without --n-group MindSpeed "
+                                "groups the experts by expert-parallel rank, so give the group count explicitly")
+    if (b.aux or b.seq) and group_topk < groups:
+        raise ArchitectureError(
+            f"--moe-router-load-balancing-type group_limited_greedy with --moe-aux-loss-coeff "
+            f"{g.get('--moe-aux-loss-coeff')}: MindSpeed counts each expert's load on the group-limited choice, the "
+            "engine's balance losses (megatron-core's) on the plain top-k of all experts; they agree only when "
+            f"--topk-group equals --n-group ({group_topk} of {groups} here); set --moe-aux-loss-coeff 0")
 
 
 def _check_sizes(ffn, shared, groups, group_topk) -> None:
@@ -208,14 +265,16 @@ def moe_family(r: Routing, mla: bool, qk_norm: bool) -> str:
             raise ArchitectureError("--moe-shared-expert-gate with a sigmoid router: the DeepSeek-V3 / GLM-4.5 "
                                     "families add their shared experts ungated; drop the gate")
         return "deepseek_v3" if mla else "glm4_moe"
+    if mla:
+        return _deepseek_v2(r)
+    if r.group_limited:
+        raise ArchitectureError("--moe-router-load-balancing-type group_limited_greedy without Multi-Latent Attention: "
+                                "it is DeepSeek-V2's router, whose family (deepseek_v2) has MLA; add "
+                                "--multi-latent-attention")
     if sigmoid_only:
         raise ArchitectureError(f"{', '.join(sigmoid_only)} with the softmax router: the families that group, scale or "
-                                "bias their routing (DeepSeek-V3, GLM-4.5) score with sigmoid; add "
-                                "--moe-router-score-function sigmoid")
-    if mla:
-        raise ArchitectureError("--multi-latent-attention with a softmax router (DeepSeek-V2's) has no Hugging Face "
-                                "family here: DeepSeek-V3's routes with sigmoid; add --moe-router-score-function "
-                                "sigmoid")
+                                "bias their routing score with sigmoid (DeepSeek-V3, GLM-4.5, MiniMax-M2) or have "
+                                "Multi-Latent Attention (DeepSeek-V2); add --moe-router-score-function sigmoid")
     if r.shared_ffn:
         if not r.shared_gate:
             raise ArchitectureError("shared experts without --moe-shared-expert-gate under a softmax router "
@@ -236,9 +295,42 @@ def moe_family(r: Routing, mla: bool, qk_norm: bool) -> str:
     return "mixtral"
 
 
+def _deepseek_v2(r: Routing) -> str:
+    """A softmax router with MLA: transformers' DeepSeek-V2, when its router computes what the flags ask."""
+    if r.expert_bias:
+        raise ArchitectureError("--moe-router-enable-expert-bias with a softmax router and MLA: DeepSeek-V2's router "
+                                "has no expert bias (DeepSeek-V3's sigmoid router has); add "
+                                "--moe-router-score-function sigmoid or drop the expert bias")
+    if r.shared_gate:
+        raise ArchitectureError("--moe-shared-expert-gate with MLA: DeepSeek-V2 adds its shared experts ungated; drop "
+                                "the gate")
+    if r.renorm:
+        raise ArchitectureError("a softmax router with MLA whose top-k weights are renormalised (Megatron's default "
+                                "softmax after top-k, or --norm-topk-prob): transformers' DeepSeek-V2 takes the "
+                                "softmax over all experts without renormalising; add --moe-router-pre-softmax (and "
+                                "drop --norm-topk-prob), as DeepSeek-V2 routes")
+    if _restricting(r) and not r.group_limited and r.topk // r.group_topk != 1:
+        raise ArchitectureError(f"expert groups with a softmax router: top {r.topk} from {r.group_topk} groups; "
+                                "transformers' DeepSeek-V2 ranks a group by its best score, megatron-core by the sum "
+                                f"of its top {r.topk} / {r.group_topk} scores: they agree when --moe-router-topk / "
+                                "--moe-router-group-topk is 1 (MindSpeed's group_limited_greedy ranks by the best "
+                                "score whatever k is)")
+    if r.groups > 1 and (r.experts % r.groups or r.group_topk > r.groups):
+        raise ArchitectureError(f"expert groups: {r.experts} experts in {r.groups} groups, the best {r.group_topk} "
+                                "kept; the groups must divide the experts and be at least --moe-router-group-topk")
+    return "deepseek_v2"
+
+
+def _restricting(r: Routing) -> bool:
+    """Expert groups that limit the choice (keeping every group is plain top-k)."""
+    return 1 < r.groups and r.group_topk < r.groups
+
+
 def moe_fields(r: Routing, family: str) -> Dict[str, Any]:
     out: Dict[str, Any] = {"num_experts_per_tok": r.topk, "router_aux_loss_coef": r.aux,
                            "output_router_logits": r.aux > 0}
+    if family in ("gpt_oss", "minimax_m2"):  # experts' width intermediate_size, every layer (check_gpt_oss/_minimax)
+        return {**out, "num_local_experts": r.experts, "intermediate_size": r.ffn}
     if family == "mixtral":
         if r.dense_layers:
             raise ArchitectureError("Mixtral has experts in every layer; dense layers (--first-k-dense-replace / "
@@ -252,20 +344,27 @@ def moe_fields(r: Routing, family: str) -> Dict[str, Any]:
         if family == "qwen2_moe":
             out["shared_expert_intermediate_size"] = r.shared_ffn
         return out
-    return {**out, **_sigmoid_fields(r)}
+    fields = _sigmoid_fields(r)
+    if family == "deepseek_v2":  # transformers' DeepSeek-V2 router: softmax, never renormalised
+        grouped = _restricting(r)
+        fields.update(norm_topk_prob=False, topk_method="group_limited_greedy" if grouped else "greedy",
+                      n_group=r.groups if grouped else None, topk_group=r.group_topk if grouped else None)
+    return {**out, **fields}
 
 
 def _sigmoid_fields(r: Routing) -> Dict[str, Any]:
+    """The DeepSeek-style fields (DeepSeek-V3, GLM-4.5 and, with its own router fields, DeepSeek-V2)."""
     if r.dense_layers != list(range(len(r.dense_layers))):
-        raise ArchitectureError(f"dense layers {r.dense_layers}: the DeepSeek-V3 / GLM-4.5 families have their dense "
-                                "layers first (first_k_dense_replace); use --first-k-dense-replace")
-    if r.groups > 1 and (r.experts % r.groups or r.topk % r.group_topk or r.topk // r.group_topk != 2):
+        raise ArchitectureError(f"dense layers {r.dense_layers}: the DeepSeek-V2 / V3 / GLM-4.5 families have their "
+                                "dense layers first (first_k_dense_replace); use --first-k-dense-replace")
+    if r.score == "sigmoid" and r.groups > 1 and (r.experts % r.groups or r.topk % r.group_topk
+                                                  or r.topk // r.group_topk != 2):
         raise ArchitectureError(f"expert groups: {r.experts} experts in {r.groups} groups, top {r.topk} from "
                                 f"{r.group_topk} groups; the DeepSeek-V3 / GLM-4.5 routers rank a group by its top "
                                 "two scores, which is Megatron's rule when --moe-router-topk / --moe-router-group-topk "
                                 "is 2 and the groups divide the experts")
     if r.shared_ffn % r.ffn:
-        raise ArchitectureError(f"shared experts of width {r.shared_ffn}: the DeepSeek-V3 / GLM-4.5 families build "
+        raise ArchitectureError(f"shared experts of width {r.shared_ffn}: the DeepSeek / GLM-4.5 families build "
                                 f"them as n_shared_experts × the expert width {r.ffn}; give a multiple of it")
     return {"n_routed_experts": r.experts, "moe_intermediate_size": r.ffn, "n_shared_experts": r.shared_ffn // r.ffn,
             "routed_scaling_factor": r.scaling, "n_group": r.groups, "topk_group": r.group_topk,
@@ -277,11 +376,16 @@ def _sigmoid_fields(r: Routing) -> Dict[str, Any]:
 def moe_flags(arch: Dict[str, Any], family: str) -> List[str]:
     """Inverse of moe_fields (without the dense-layer flags, which the caller writes)."""
     experts = arch.get("num_local_experts", arch.get("num_experts", arch.get("n_routed_experts")))
-    ffn = arch["intermediate_size"] if family == "mixtral" else arch["moe_intermediate_size"]
+    ffn = arch["intermediate_size"] if family in ("mixtral", "gpt_oss", "minimax_m2") else arch["moe_intermediate_size"]
     out = ["--num-experts", str(experts), "--moe-router-topk", str(arch["num_experts_per_tok"]),
            "--moe-ffn-hidden-size", str(ffn)]
-    if family in ("qwen3_moe", "qwen2_moe") and not arch.get("norm_topk_prob"):
+    if family in ("qwen3_moe", "qwen2_moe", "deepseek_v2") and not arch.get("norm_topk_prob"):
         out.append("--moe-router-pre-softmax")
+    if family == "deepseek_v2":
+        out += _deepseek_v2_flags(arch, ffn)
+    if family == "minimax_m2":  # the public Megatron recipe's spec with q/k norms over all heads (arch/minimax.py)
+        out += ["--moe-router-score-function", "sigmoid", "--spec", "miles_plugins.models.minimax_m2",
+                "get_minimax_m2_spec"]
     if family == "qwen2_moe":
         out += ["--moe-shared-expert-intermediate-size", str(arch["shared_expert_intermediate_size"]),
                 "--moe-shared-expert-gate"]
@@ -293,6 +397,23 @@ def moe_flags(arch: Dict[str, Any], family: str) -> List[str]:
             out += ["--moe-router-num-groups", str(arch["n_group"]), "--moe-router-group-topk", str(arch["topk_group"])]
         if arch.get("routed_scaling_factor", 1.0) != 1.0:
             out += ["--moe-router-topk-scaling-factor", str(arch["routed_scaling_factor"])]
+    return out
+
+
+def _deepseek_v2_flags(arch: Dict[str, Any], ffn: int) -> List[str]:
+    """Shared experts, scaling and groups of the DeepSeek-V2 family: megatron-core's group flags where its rule
+    (the sum of the top k / group-topk scores) is the family's (the best score), else MindSpeed's
+    group_limited_greedy."""
+    out = []
+    if arch.get("n_shared_experts"):
+        out += ["--moe-shared-expert-intermediate-size", str(arch["n_shared_experts"] * ffn)]
+    if arch.get("routed_scaling_factor", 1.0) != 1.0:
+        out += ["--moe-router-topk-scaling-factor", str(arch["routed_scaling_factor"])]
+    if arch.get("topk_method") == "group_limited_greedy":
+        groups = ["--moe-router-num-groups", str(arch["n_group"]), "--moe-router-group-topk", str(arch["topk_group"])]
+        if arch["num_experts_per_tok"] // arch["topk_group"] != 1:
+            groups = ["--moe-router-load-balancing-type", "group_limited_greedy"] + groups
+        out += groups
     return out
 
 

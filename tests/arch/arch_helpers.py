@@ -24,6 +24,34 @@ DSV3 = ("--multi-latent-attention --qk-layernorm --q-lora-rank 16 --kv-lora-rank
         "--moe-router-bias-update-rate 1e-2 --moe-router-num-groups 4 --moe-router-group-topk 2 "
         "--moe-router-topk-scaling-factor 2.5 --moe-router-load-balancing-type seq_aux_loss --moe-aux-loss-coeff 1e-3 "
         "--moe-layer-freq [0]*1+[1]*2 --mtp-num-layers 1 --mtp-loss-scaling-factor 0.3 --moe-z-loss-coeff 1e-3")
+# DeepSeek-V2-style (megatron-core spelling): MLA without a q LoRA (V2-Lite), a softmax over all experts, 4 groups
+# of 2 experts (top 2 groups, top 2 experts: megatron-core's group rule is DeepSeek-V2's there), scaling 2.5, two
+# shared experts, the first layer dense, the aux loss and z-loss.
+DSV2 = ("--multi-latent-attention --qk-layernorm --kv-lora-rank 16 --qk-head-dim 8 --qk-pos-emb-head-dim 8 "
+        "--v-head-dim 8 --num-experts 8 --moe-router-topk 2 --moe-ffn-hidden-size 16 --moe-router-pre-softmax "
+        "--moe-shared-expert-intermediate-size 32 --moe-router-num-groups 4 --moe-router-group-topk 2 "
+        "--moe-router-topk-scaling-factor 2.5 --moe-aux-loss-coeff 1e-2 --moe-z-loss-coeff 1e-3 "
+        "--first-k-dense-replace 1 --norm-epsilon 1e-6")
+# MindSpeed's DeepSeek-V2 spelling: group_limited_greedy (groups ranked by their best score whatever k is), a q LoRA.
+DSV2_MINDSPEED = ("--multi-head-latent-attention --qk-layernorm --q-lora-rank 16 --kv-lora-rank 16 "
+                  "--qk-nope-head-dim 8 --qk-rope-head-dim 8 --v-head-dim 8 --num-experts 8 --moe-router-topk 4 "
+                  "--moe-intermediate-size 16 --n-shared-experts 1 --moe-router-load-balancing-type "
+                  "group_limited_greedy --n-group 4 --topk-group 2 --routed-scaling-factor 2.0 --moe-aux-loss-coeff 0 "
+                  "--first-k-dense-replace 1 --moe-layer-freq 1")
+# gpt-oss (Megatron-LM's flags): quick-GeGLU experts with offset 1 and clamp 7, learnable softmax sinks, a window of
+# 8 + 1 positions on layers 1 and 3 (1-based; every 2nd layer full attention), biases (flag_config drops BASE's
+# --disable-bias-linear and --swiglu for it), softmax over the top-k logits, the aux loss and z-loss.
+GPT_OSS = ("--quick-geglu --glu-linear-offset 1.0 --activation-func-clamp-value 7.0 --softmax-type learnable "
+           "--window-size 8,0 --window-attn-skip-freq 2 --num-experts 8 --moe-router-topk 2 --moe-ffn-hidden-size 16 "
+           "--moe-aux-loss-coeff 1e-2 --moe-z-loss-coeff 1e-3 --group-query-attention --num-query-groups 2 "
+           "--kv-channels 8")
+# MiniMax-M2 (the public Megatron recipe's flags): sigmoid router with expert bias, experts in every layer, q/k norms
+# over all heads (its --spec), half-rotary, the sequence aux loss and z-loss.
+MINIMAX_M2 = ("--spec miles_plugins.models.minimax_m2 get_minimax_m2_spec --qk-layernorm --rotary-percent 0.5 "
+              "--num-experts 8 --moe-router-topk 2 --moe-ffn-hidden-size 16 --moe-router-score-function sigmoid "
+              "--moe-router-enable-expert-bias --moe-router-bias-update-rate 1e-2 --moe-router-load-balancing-type "
+              "seq_aux_loss --moe-aux-loss-coeff 1e-3 --moe-z-loss-coeff 1e-3 --group-query-attention "
+              "--num-query-groups 2 --kv-channels 8")
 # GLM-4.5-style (MindSpeed spelling): q/k/v biases, half-rotary, GQA, sigmoid router with expert bias, no aux loss.
 GLM45 = ("--num-experts 8 --moe-router-topk 4 --moe-ffn-hidden-size 16 --n-shared-experts 1 "
          "--moe-router-score-function sigmoid --moe-router-enable-expert-bias --moe-router-load-balancing-type none "
@@ -47,8 +75,8 @@ class PatternDataset(SyntheticDataset):
             self.text[:, i] = (5 * self.text[:, i - 1] + 3) % VOCAB
 
 
-FAMILIES = {"deepseek_v3": DSV3, "glm4_moe": GLM45, "qwen2_moe": QWEN2_MOE, "qwen3_moe": QWEN3_MOE,
-            "llama": LLAMA31, "mistral": MISTRAL}
+FAMILIES = {"deepseek_v3": DSV3, "deepseek_v2": DSV2, "gpt_oss": GPT_OSS, "minimax_m2": MINIMAX_M2, "glm4_moe": GLM45,
+            "qwen2_moe": QWEN2_MOE, "qwen3_moe": QWEN3_MOE, "llama": LLAMA31, "mistral": MISTRAL}
 
 
 def megatron_utils():
@@ -65,8 +93,9 @@ def hf_router(arch):
     arch = dict(arch)
     config = AutoConfig.for_model(**{**arch, "vocab_size": arch.get("vocab_size") or 128})
     model = AutoModelForCausalLM.from_config(config)
-    block = next(layer.mlp for layer in model.model.layers if hasattr(layer.mlp, "gate"))
-    return block.gate, arch
+    block = next(layer.mlp for layer in model.model.layers if hasattr(layer.mlp, "gate")
+                 or hasattr(layer.mlp, "router"))
+    return getattr(block, "gate", None) or block.router, arch
 
 
 def flag_config(extra: str, world: int = 1, **overrides):
@@ -74,7 +103,9 @@ def flag_config(extra: str, world: int = 1, **overrides):
     is (base argv, extra) for a family whose base differs (LayerNorm families)."""
     from megatron_compat.translate import translate
     base, extra = extra if isinstance(extra, tuple) else (BASE, extra)
-    argv = list(base) + extra.split() + [w for k, v in overrides.items() for w in (f"--{k}", str(v))]
+    gpt_oss = "--quick-geglu" in extra.split()  # gpt-oss: quick-GeGLU instead of SwiGLU, Megatron's biases kept
+    base = [w for w in base if not gpt_oss or w not in ("--disable-bias-linear", "--swiglu")]
+    argv = base + extra.split() + [w for k, v in overrides.items() for w in (f"--{k}", str(v))]
     result = translate(argv, world_size=world)
     assert result.ok, result.problems()
     return result.config

@@ -11,7 +11,17 @@ from fsdp2_core.models.build import build_model
 from fsdp2_core.models.mtp import depth_inputs, mtp_hidden_states
 from fsdp2_core.testing.tiny import SyntheticDataset, tiny_config
 from fsdp2_core.train.loss import lm_loss_sums
-from tests.arch.arch_helpers import DSV3, GLM45, QWEN2_MOE, flag_config, logits_of
+from tests.arch.arch_helpers import (
+    DSV2,
+    DSV2_MINDSPEED,
+    DSV3,
+    GLM45,
+    GPT_OSS,
+    MINIMAX_M2,
+    QWEN2_MOE,
+    flag_config,
+    logits_of,
+)
 
 CPU = torch.device("cpu")
 
@@ -25,6 +35,15 @@ def _batch():
     return {k: torch.as_tensor(np.stack([ds[i][k] for i in range(2)])) for k in ds[0]}
 
 
+def _with_expert_bias(model):
+    """A nonzero expert bias (the same in every model built), so the routing's bias term is exercised."""
+    with torch.no_grad():
+        for name, bias in model.named_buffers():
+            if name.endswith("e_score_correction_bias"):
+                bias.copy_(torch.linspace(-0.3, 0.3, bias.numel()).flip(0))
+    return model
+
+
 def _loss_and_grads(model, b):
     s, n = lm_loss_sums(model, b["tokens"], b["labels"], b["loss_mask"], b["position_ids"])
     loss = s / n
@@ -32,19 +51,29 @@ def _loss_and_grads(model, b):
     return float(loss.detach()), {k: p.grad.clone() for k, p in model.named_parameters() if p.grad is not None}
 
 
-@pytest.mark.parametrize("flags", [DSV3, GLM45, QWEN2_MOE], ids=["deepseek_v3", "glm4_moe", "qwen2_moe"])
+@pytest.mark.parametrize("flags", [DSV3, GLM45, QWEN2_MOE, DSV2, DSV2_MINDSPEED, GPT_OSS, MINIMAX_M2],
+                         ids=["deepseek_v3", "glm4_moe", "qwen2_moe", "deepseek_v2", "deepseek_v2_mindspeed",
+                              "gpt_oss", "minimax_m2"])
 @pytest.mark.parametrize("dispatcher", ["eager", "fused"])
 def test_our_forward_equals_transformers(flags, dispatcher):
     cfg = flag_config(flags)
     arch = dict(cfg.model.architecture, output_router_logits=False)
     b = _batch()
-    plain_loss, plain_grads = _loss_and_grads(_build(arch), b)
-    ours = _build(arch, model_id=cfg.model.model_id, ep_dispatcher=dispatcher)
+    plain_loss, plain_grads = _loss_and_grads(_with_expert_bias(_build(arch)), b)
+    ours = _with_expert_bias(_build(arch, model_id=cfg.model.model_id, ep_dispatcher=dispatcher))
     loss, grads = _loss_and_grads(ours, b)
     assert abs(loss - plain_loss) < 1e-5 * plain_loss
     assert grads.keys() == plain_grads.keys()
     for name in grads:
         torch.testing.assert_close(grads[name], plain_grads[name], rtol=1e-4, atol=1e-6)
+
+
+def test_minimax_m2_refuses_tensor_parallelism():
+    """Its q/k norms span all heads of a layer, which tensor parallelism would split."""
+    from fsdp2_core.config import ConfigError
+    cfg = flag_config(MINIMAX_M2, 2, **{"tensor-model-parallel-size": 2})
+    with pytest.raises(ConfigError, match="normalises q and k over all heads"):
+        build_model(cfg, CPU, meta=False, seed=5)
 
 
 def test_chunked_loss_covers_the_mtp_heads():

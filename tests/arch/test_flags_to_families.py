@@ -7,7 +7,20 @@ import torch
 
 from fsdp2_core.models.build import build_model
 from megatron_compat.translate import translate
-from tests.arch.arch_helpers import BASE, DSV3, FAMILIES, GLM45, LLAMA31, MISTRAL, QWEN2_MOE, flag_config
+from tests.arch.arch_helpers import (
+    BASE,
+    DSV2,
+    DSV2_MINDSPEED,
+    DSV3,
+    FAMILIES,
+    GLM45,
+    GPT_OSS,
+    LLAMA31,
+    MINIMAX_M2,
+    MISTRAL,
+    QWEN2_MOE,
+    flag_config,
+)
 
 
 def _translate(extra, *more, world=1):
@@ -36,6 +49,65 @@ def test_deepseek_v3_fields():
     assert not arch["output_router_logits"]  # seq_aux_loss only: no batch-level aux loss
     assert (m.model_id, m.moe_seq_aux_loss_coeff, m.moe_z_loss_coeff, m.moe_router_bias_update_rate,
             m.mtp_num_layers, m.mtp_loss_scaling_factor) == ("deepseek_v3", 1e-3, 1e-3, 1e-2, 1, 0.3)
+
+
+def test_deepseek_v2_fields():
+    cfg = flag_config(DSV2)
+    arch, m = cfg.model.architecture, cfg.model
+    assert {k: arch[k] for k in ("q_lora_rank", "kv_lora_rank", "qk_nope_head_dim", "n_routed_experts",
+                                 "num_experts_per_tok", "n_shared_experts", "n_group", "topk_group", "topk_method",
+                                 "routed_scaling_factor", "norm_topk_prob", "first_k_dense_replace",
+                                 "router_aux_loss_coef", "output_router_logits")} == {
+        "q_lora_rank": None, "kv_lora_rank": 16, "qk_nope_head_dim": 8, "n_routed_experts": 8,
+        "num_experts_per_tok": 2, "n_shared_experts": 2, "n_group": 4, "topk_group": 2,
+        "topk_method": "group_limited_greedy", "routed_scaling_factor": 2.5, "norm_topk_prob": False,
+        "first_k_dense_replace": 1, "router_aux_loss_coef": 1e-2, "output_router_logits": True}
+    assert "rope_interleave" not in arch  # DeepSeek-V2 always rotates interleaved pairs
+    assert (m.model_id, m.moe_z_loss_coeff) == ("deepseek_v2", 1e-3)
+    ms = flag_config(DSV2_MINDSPEED).model.architecture
+    assert (ms["topk_method"], ms["n_group"], ms["topk_group"], ms["num_experts_per_tok"], ms["q_lora_rank"],
+            ms["n_shared_experts"], ms["routed_scaling_factor"]) == ("group_limited_greedy", 4, 2, 4, 16, 1, 2.0)
+    # MindSpeed's --seq-aux turns group_limited_greedy's loss sequence-level; all groups kept is plain top-k
+    seq = flag_config(DSV2_MINDSPEED.replace("--topk-group 2", "--topk-group 4").replace(
+        "--moe-aux-loss-coeff 0", "--moe-aux-loss-coeff 1e-3 --seq-aux"))
+    assert (seq.model.moe_seq_aux_loss_coeff, seq.model.architecture["router_aux_loss_coef"],
+            seq.model.architecture["topk_method"], seq.model.architecture["n_group"]) == (1e-3, 0.0, "greedy", None)
+    # MindSpeed's pai_megatron_aux_loss: megatron-core's pre-softmax router (unscaled) with its aux loss
+    unscaled = DSV2.replace("--moe-router-topk-scaling-factor 2.5 ", "")
+    pai = unscaled.replace("--moe-router-pre-softmax ", "").replace(
+        "--moe-aux-loss-coeff 1e-2", "--moe-router-load-balancing-type pai_megatron_aux_loss --moe-aux-loss-coeff 1e-2")
+    assert flag_config(pai).model == flag_config(unscaled).model
+
+
+def test_gpt_oss_fields():
+    cfg = flag_config(GPT_OSS)
+    arch, m = cfg.model.architecture, cfg.model
+    assert {k: arch[k] for k in ("num_local_experts", "num_experts_per_tok", "intermediate_size", "attention_bias",
+                                 "swiglu_limit", "sliding_window", "layer_types", "router_aux_loss_coef",
+                                 "num_key_value_heads", "head_dim")} == {
+        "num_local_experts": 8, "num_experts_per_tok": 2, "intermediate_size": 16, "attention_bias": True,
+        "swiglu_limit": 7.0, "sliding_window": 9, "router_aux_loss_coef": 1e-2, "num_key_value_heads": 2,
+        "head_dim": 8, "layer_types": ["sliding_attention", "full_attention", "sliding_attention"]}
+    assert (m.model_id, m.moe_z_loss_coeff) == ("gpt_oss", 1e-3)
+    # a list marks the windowed layers; without --window-size every layer is full attention
+    listed = flag_config(GPT_OSS.replace("--window-attn-skip-freq 2", "--window-attn-skip-freq [0,1,1]"))
+    assert listed.model.architecture["layer_types"] == ["full_attention", "sliding_attention", "sliding_attention"]
+    full = flag_config(GPT_OSS.replace("--window-size 8,0 ", "")).model.architecture
+    assert (full["layer_types"], full["sliding_window"]) == (["full_attention"] * 3, None)
+
+
+def test_minimax_m2_fields_and_its_spec():
+    """A layer spec naming MiniMax-M2 (q/k norms over all heads) picks transformers' minimax_m2; the same flags without
+    it describe per-head q/k norms, the GLM-4.5 family."""
+    cfg = flag_config(MINIMAX_M2)
+    arch, m = cfg.model.architecture, cfg.model
+    assert {k: arch[k] for k in ("model_type", "num_local_experts", "num_experts_per_tok", "intermediate_size",
+                                 "head_dim")} == {"model_type": "minimax_m2", "num_local_experts": 8,
+                                                  "num_experts_per_tok": 2, "intermediate_size": 16, "head_dim": 8}
+    assert arch["rope_parameters"]["partial_rotary_factor"] == 0.5
+    assert (m.model_id, m.moe_router_bias_update_rate, m.moe_seq_aux_loss_coeff) == ("minimax_m2", 1e-2, 1e-3)
+    plain = flag_config(MINIMAX_M2.replace("--spec miles_plugins.models.minimax_m2 get_minimax_m2_spec ", ""))
+    assert (plain.model.architecture["model_type"], plain.model.architecture["use_qk_norm"]) == ("glm4_moe", True)
 
 
 def test_mindspeed_and_megatron_spellings_agree():
@@ -81,8 +153,28 @@ def test_moe_layer_freq_list_form():
 
 @pytest.mark.parametrize("extra,message", [
     (DSV3.replace("--qk-layernorm ", ""), "always normalises the q and kv latents"),
-    ("--multi-latent-attention --qk-layernorm --num-experts 4", "DeepSeek-V2's) has no Hugging Face family"),
+    ("--multi-latent-attention --qk-layernorm --num-experts 4", "add --moe-router-pre-softmax (and drop"),
+    (DSV2 + " --norm-topk-prob --moe-router-load-balancing-type aux_loss", "without renormalising"),
+    (DSV2.replace("--moe-router-topk 2", "--moe-router-topk 4"), "agree when --moe-router-topk / "
+                                                                 "--moe-router-group-topk is 1"),
+    (DSV2.replace("--moe-router-pre-softmax", "--moe-router-pre-softmax --moe-router-enable-expert-bias"),
+     "DeepSeek-V2's router has no expert bias"),
+    (DSV2 + " --moe-shared-expert-gate", "DeepSeek-V2 adds its shared experts ungated"),
+    (DSV2 + " --moe-router-load-balancing-type pai_megatron_aux_loss", "never scales the weights"),
+    (DSV2_MINDSPEED.replace("--n-group 4 ", ""), "give the group count explicitly"),
+    (DSV2_MINDSPEED.replace("--moe-aux-loss-coeff 0", "--moe-aux-loss-coeff 0.003"),
+     "they agree only when --topk-group equals --n-group (2 of 4 here)"),
+    (DSV2_MINDSPEED + " --moe-device-level-aux-loss-coeff 0.05", "--moe-device-level-aux-loss-coeff"),
+    (DSV2_MINDSPEED + " --moe-comm-aux-loss-coeff 0.02", "--moe-comm-aux-loss-coeff"),
+    ("--num-experts 4 --moe-router-load-balancing-type group_limited_greedy --n-group 2 --topk-group 1",
+     "add --multi-latent-attention"),
     ("--num-experts 4 --moe-router-enable-expert-bias", "add --moe-router-score-function sigmoid"),
+    ("--num-experts 4 --moe-router-load-balancing-type softmax_topk --moe-router-enable-expert-bias",
+     "score with sigmoid (DeepSeek-V3, GLM-4.5, MiniMax-M2)"),
+    (GPT_OSS, "gpt-oss's attention, router and experts have biases"),  # BASE's --disable-bias-linear
+    ("--softmax-type learnable", "--softmax-type without --quick-geglu"),
+    ("--glu-linear-offset 1.0 --activation-func-clamp-value 7.0", "--glu-linear-offset, "
+                                                                  "--activation-func-clamp-value without"),
     ("--num-experts 4 --moe-router-topk-scaling-factor 2.5", "add --moe-router-score-function sigmoid"),
     ("--num-experts 8 --moe-router-topk 4 --moe-router-score-function sigmoid --moe-router-num-groups 2 "
      "--moe-router-group-topk 1", "rank a group by its top two"),
@@ -151,3 +243,61 @@ def test_mtp_with_tensor_parallelism_runs_without_sequence_parallelism():
     result.config.parallel.sequence_parallel = True  # as a YAML could ask
     with pytest.raises(ConfigError, match="set parallel.sequence_parallel false"):
         validate(result.config)
+
+
+@pytest.mark.parametrize("extra,message", [
+    (GPT_OSS.replace("--glu-linear-offset 1.0", "--glu-linear-offset 0.5"), "give --glu-linear-offset 1.0"),
+    (GPT_OSS.replace("--activation-func-clamp-value 7.0 ", ""), "give the clamp (gpt-oss: 7.0)"),
+    (GPT_OSS.replace("--softmax-type learnable", "--softmax-type off-by-one"), "give --softmax-type learnable"),
+    (GPT_OSS.replace("--window-attn-skip-freq 2", "--window-attn-skip-freq [1,0]"), "one per layer (3 layers)"),
+    (GPT_OSS + " --moe-router-pre-softmax", "softmax before top-k (--moe-router-pre-softmax)"),
+    (GPT_OSS + " --first-k-dense-replace 1", "dense layers"),
+    (GPT_OSS + " --qk-layernorm", "--quick-geglu with --qk-layernorm"),
+    (GPT_OSS.replace("--num-experts 8 ", ""), "a dense quick-GeGLU model has no Hugging Face family"),
+    (GPT_OSS + " --enable-gpt-oss", "sets YaRN parameters behind the flags"),
+    (MINIMAX_M2.replace("--moe-router-score-function sigmoid --moe-router-enable-expert-bias "
+                        "--moe-router-bias-update-rate 1e-2 ", ""), "a softmax router"),
+    (MINIMAX_M2 + " --moe-shared-expert-intermediate-size 16", "shared experts"),
+    (MINIMAX_M2 + " --first-k-dense-replace 1", "dense layers"),
+    (MINIMAX_M2.replace("--qk-layernorm ", ""), "no --qk-layernorm"),
+    (MINIMAX_M2.replace("--moe-router-topk 2", "--moe-router-topk 1"), "--moe-router-topk 1"),
+])
+def test_gpt_oss_and_minimax_refusals_name_what_to_change(extra, message):
+    with pytest.raises(AssertionError) as refused:
+        flag_config(extra)
+    assert message in str(refused.value), refused.value
+
+
+@pytest.mark.parametrize("flags", [DSV2, DSV2_MINDSPEED, GPT_OSS, MINIMAX_M2],
+                         ids=["megatron", "mindspeed", "gpt_oss", "minimax_m2"])
+def test_new_families_round_trip_to_megatron_flags(flags):
+    """--to-megatron writes DeepSeek-V2's router back (megatron-core's group flags where its group rule is the
+    family's, MindSpeed's group_limited_greedy where only that says it: top 4 from 2 groups), gpt-oss's flags and
+    MiniMax-M2's layer spec."""
+    from megatron_compat.reverse import to_megatron
+    cfg = flag_config(flags)
+    argv, _ = to_megatron(cfg)
+    assert ("group_limited_greedy" in argv) == (flags is DSV2_MINDSPEED)
+    assert ("--window-attn-skip-freq" in argv) == (flags is GPT_OSS)
+    again = translate(argv, world_size=1)
+    assert again.ok, again.problems()
+    assert again.config.model == cfg.model
+
+
+@pytest.mark.parametrize("flags,field,theirs", [
+    (DSV2, "topk_method", "greedy"),
+    (GPT_OSS, "layer_types", ["full_attention"] * 3),
+    (GPT_OSS, "swiglu_limit", 5.0),
+    (MINIMAX_M2, "num_local_experts", 16),
+])
+def test_load_of_new_families_compares_flags_with_config_json(tmp_path, flags, field, theirs):
+    """--load of a Hugging Face directory of these families: the flags are checked against its config.json (the
+    difference named) and the family's engine forward is chosen from its model_type."""
+    cfg = flag_config(flags)
+    (tmp_path / "config.json").write_text(json.dumps(dict(cfg.model.architecture, **{field: theirs})))
+    base = [w for w in BASE if "--quick-geglu" not in flags.split() or w not in ("--disable-bias-linear", "--swiglu")]
+    result = translate(base + flags.split() + ["--load", str(tmp_path)], world_size=1)
+    assert result.ok, result.problems()
+    note = next(n for n in result.notes if "disagree with" in n)
+    assert f"{field}: flags say {cfg.model.architecture[field]}, config.json says {theirs}" in note, note
+    assert result.config.model.model_id == cfg.model.model_id

@@ -11,12 +11,26 @@ import torch.distributed as dist
 from fsdp2_core.models.mtp import depth_inputs
 from fsdp2_core.models.router_losses import RouterLossCoeffs, layer_losses, updated_bias
 from megatron_compat.translate import translate
-from tests.arch.arch_helpers import BASE, DSV3, GLM45, QWEN2_MOE, hf_router, megatron_utils
+from tests.arch.arch_helpers import (
+    BASE,
+    DSV2,
+    DSV2_MINDSPEED,
+    DSV3,
+    GLM45,
+    GPT_OSS,
+    MINIMAX_M2,
+    QWEN2_MOE,
+    flag_config,
+    hf_router,
+    megatron_utils,
+)
 
 moe_utils = megatron_utils()
 
 
 def _arch(extra, ep=1):
+    if "--quick-geglu" in extra:
+        return flag_config(extra, ep).model.architecture
     result = translate(BASE + extra.split(), world_size=ep)
     assert result.ok, result.problems()
     return result.config.model.architecture
@@ -40,6 +54,13 @@ def _megatron_route(logits, **kw):
     (QWEN2_MOE.replace("--moe-router-pre-softmax ", ""), dict(topk=2)),
     ("--num-experts 8 --moe-router-topk 2 --qk-layernorm", dict(topk=2)),                   # Qwen3-MoE
     ("--num-experts 8 --moe-router-topk 2", dict(topk=2)),                                  # Mixtral
+    (DSV2, dict(topk=2, use_pre_softmax=True, num_groups=4, group_topk=2, scaling_factor=2.5)),  # DeepSeek-V2
+    (DSV2.replace("--moe-router-num-groups 4 --moe-router-group-topk 2 ", ""),
+     dict(topk=2, use_pre_softmax=True, scaling_factor=2.5)),
+    (DSV2.replace("--moe-router-topk 2", "--moe-router-topk 3").replace("--moe-router-group-topk 2",
+                                                                        "--moe-router-group-topk 4"),
+     dict(topk=3, use_pre_softmax=True, scaling_factor=2.5)),  # every group kept: plain top-k
+    (GPT_OSS, dict(topk=2)),                                                                # gpt-oss (biased logits)
 ])
 def test_hugging_face_router_routes_as_megatron(flags, megatron):
     torch.manual_seed(0)
@@ -54,6 +75,129 @@ def test_hugging_face_router_routes_as_megatron(flags, megatron):
     got_w, got_i = _sorted(weights.float(), idx)
     assert torch.equal(got_i, want_i)
     torch.testing.assert_close(got_w, want_w, rtol=1e-6, atol=1e-7)
+
+
+def test_group_limited_greedy_ranks_groups_by_their_best_score():
+    """MindSpeed's group_limited_greedy (DeepSeek-V2's router) keeps the groups with the best single score, takes the
+    top k there from the softmax over all experts, scaled, not renormalised: a hand example where ranking by the sum
+    of the top two (megatron-core's rule for k / group-topk = 2) would keep the other group."""
+    arch = _arch(DSV2_MINDSPEED.replace("--n-group 4 --topk-group 2", "--n-group 4 --topk-group 1")
+                 .replace("--moe-router-topk 4", "--moe-router-topk 2"))
+    assert (arch["topk_method"], arch["n_group"], arch["topk_group"], arch["norm_topk_prob"]) == \
+        ("group_limited_greedy", 4, 1, False)
+    router, arch = hf_router(arch)
+    probs = torch.tensor([[0.30, 0.02, 0.20, 0.20, 0.10, 0.08, 0.05, 0.05]])  # group 0: best 0.30; group 1: 0.4 by two
+    logits = probs.log()
+    with torch.no_grad():  # a router whose logits are these: x = e_0, weight column 0 = the logits
+        router.weight.zero_()
+        router.weight[:, 0] = logits[0]
+    x = torch.zeros(1, arch["hidden_size"])
+    x[0, 0] = 1.0
+    _, weights, idx = router(x)
+    got_w, got_i = _sorted(weights, idx)
+    assert got_i.tolist() == [[0, 1]]
+    torch.testing.assert_close(got_w, 2.0 * probs[:, :2])
+    want_w, want_i = _megatron_route(logits, topk=2, use_pre_softmax=True, num_groups=4, group_topk=1)
+    assert want_i.tolist() == [[2, 3]]  # megatron-core ranks by the top two: a different model, hence refused
+
+
+def test_deepseek_v2_latent_attention_is_deepseek_v3s():
+    """transformers' DeepSeek-V2 attention (rotary part by complex products of pairs) computes DeepSeek-V3's with
+    rope_interleave, which is Megatron's MLA (its YaRN scale checked above): the same weights, the same layer."""
+    from transformers import AutoConfig, AutoModelForCausalLM
+    yarn = " --rotary-scaling-factor 40 --mscale 0.707 --mscale-all-dim 0.707"
+    v2 = _arch(DSV2 + yarn)
+    v3 = _arch(DSV2.replace("--moe-router-pre-softmax", "--moe-router-score-function sigmoid")
+               .replace("--moe-router-group-topk 2", "--moe-router-group-topk 1") + yarn)
+    assert (v2["model_type"], v3["model_type"], v3["rope_interleave"]) == ("deepseek_v2", "deepseek_v3", True)
+    assert v2["rope_parameters"] == v3["rope_parameters"] and v2["rope_parameters"]["rope_type"] == "yarn"
+    torch.manual_seed(0)
+    models = [AutoModelForCausalLM.from_config(AutoConfig.for_model(**a, attn_implementation="eager"))
+              for a in (v2, v3)]
+    state = {k: v for k, v in models[1].state_dict().items() if k.startswith(("model.embed_tokens", "model.layers.0."))}
+    missing = models[0].load_state_dict(state, strict=False)
+    assert not missing.unexpected_keys
+    tokens = torch.randint(0, 128, (2, 16))
+    with torch.no_grad():
+        first = [m(input_ids=tokens, output_hidden_states=True, use_cache=False).hidden_states[1] for m in models]
+    torch.testing.assert_close(first[0], first[1], rtol=1e-5, atol=1e-5)
+
+
+def test_minimax_m2_router_routes_as_megatrons_sigmoid_router_with_expert_bias():
+    """MiniMax-M2's router (the expert bias on its MoE block, handed to the router) is megatron-core's sigmoid router
+    with --moe-router-enable-expert-bias: the bias for the choice only, the chosen scores renormalised."""
+    from transformers import AutoConfig, AutoModelForCausalLM
+    arch = _arch(MINIMAX_M2)
+    torch.manual_seed(0)
+    block = AutoModelForCausalLM.from_config(AutoConfig.for_model(**arch)).model.layers[0].mlp
+    bias = torch.randn(arch["num_local_experts"]) * 0.1
+    x = torch.randn(64, arch["hidden_size"])
+    logits, weights, idx = block.gate(x, bias)
+    want_w, want_i = _megatron_route(logits.float(), topk=2, score_function="sigmoid", expert_bias=bias)
+    got_w, got_i = _sorted(weights.float(), idx)
+    assert torch.equal(got_i, want_i)
+    torch.testing.assert_close(got_w, want_w, rtol=1e-6, atol=1e-7)
+    assert not torch.equal(got_i, _megatron_route(logits.float(), topk=2, score_function="sigmoid")[1])  # bias used
+
+
+def _gpt_oss(arch):
+    from transformers import AutoConfig, AutoModelForCausalLM
+    torch.manual_seed(0)
+    return AutoModelForCausalLM.from_config(AutoConfig.for_model(**arch, attn_implementation="eager"))
+
+
+def test_gpt_oss_experts_compute_megatrons_clamped_quick_geglu():
+    """--quick-geglu --glu-linear-offset 1.0 --activation-func-clamp-value 7.0 (megatron-core's
+    weighted_bias_quick_geglu_impl, gate and linear halves side by side) is gpt-oss's gate on interleaved columns."""
+    from megatron.core.fusions.fused_bias_geglu import weighted_bias_quick_geglu_impl
+    arch = _arch(GPT_OSS)
+    assert arch["swiglu_limit"] == 7.0
+    experts = _gpt_oss(arch).model.layers[0].mlp.experts
+    y = torch.randn(64, 2 * arch["intermediate_size"]) * 6  # well past the clamp
+    halves = torch.cat([y[:, ::2], y[:, 1::2]], dim=-1)
+    ours = experts._apply_gate(y)
+    theirs = weighted_bias_quick_geglu_impl(halves, None, torch.ones(64, 1), False, 1.0, 7.0)
+    torch.testing.assert_close(ours, theirs)
+
+
+def test_gpt_oss_sinks_are_megatrons_learnable_softmax_offset():
+    """The sinks enter the softmax's denominator as Megatron's SoftmaxOne with the learnable offset does."""
+    from megatron.core.fusions.fused_softmax import SoftmaxOne
+    from transformers.models.gpt_oss.modeling_gpt_oss import eager_attention_forward
+    attention = _gpt_oss(_arch(GPT_OSS)).model.layers[1].self_attn
+    heads, s = attention.sinks.shape[0], 12
+    with torch.no_grad():
+        attention.sinks.copy_(torch.randn(heads))
+        scores = torch.randn(1, heads, s, s)
+        causal = torch.ones(s, s, dtype=torch.bool).triu(1)
+        # q = scores, k = v = identity (one kv head per q head here): q·kᵀ = scores and the output is the probabilities
+        attention.num_key_value_groups = 1
+        eye = torch.eye(s).expand(1, heads, s, s)
+        _, ours = eager_attention_forward(attention, scores, eye, eye, torch.zeros(s, s).masked_fill(causal, -1e9),
+                                          scaling=1.0)
+        theirs = SoftmaxOne(-1, attention.sinks)(scores.masked_fill(causal, -10000.0))
+    torch.testing.assert_close(ours, theirs)
+    assert (ours.sum(-1) < 1).all()  # the sink takes its share
+
+
+def test_gpt_oss_window_layers_are_megatrons(monkeypatch):
+    """--window-size 8,0 --window-attn-skip-freq 2: layers 1 and 3 (1-based) see Megatron's sliding-window mask
+    (get_sliding_window_causal_mask), layer 2 the whole causal past; transformers' attention probabilities vanish
+    exactly where Megatron masks."""
+    from megatron.core.transformer import utils as megatron_utils_module
+    arch = _arch(GPT_OSS)
+    assert arch["layer_types"] == ["sliding_attention", "full_attention", "sliding_attention"]
+    ones = torch.ones
+    monkeypatch.setattr(torch, "ones", lambda *a, device=None, **k: ones(*a, **k))  # Megatron builds it on cuda
+    s = 24
+    window = megatron_utils_module.get_sliding_window_causal_mask(s, s, (8, 0))
+    monkeypatch.undo()
+    causal = torch.ones(s, s, dtype=torch.bool).triu(1)
+    with torch.no_grad():
+        attentions = _gpt_oss(arch)(input_ids=torch.randint(0, 128, (1, s)), output_attentions=True,
+                                    use_cache=False).attentions
+    for layer, masked in zip(attentions, (window, causal, window)):
+        assert torch.equal(layer[0] == 0, masked.expand_as(layer[0]))
 
 
 @pytest.mark.parametrize("score", ["softmax", "sigmoid"])

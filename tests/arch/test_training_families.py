@@ -15,7 +15,8 @@ PROBE = torch.as_tensor(np.random.default_rng(3).integers(0, 128, size=(2, 32)))
 
 @pytest.fixture(scope="module")
 def family_runs(tmp_path_factory):
-    names = ["deepseek_v3", "glm4_moe", "qwen2_moe", "llama", "mistral"]
+    names = ["deepseek_v3", "deepseek_v2", "gpt_oss", "minimax_m2", "glm4_moe", "qwen2_moe",
+                                  "llama", "mistral"]
     summaries = spawn_flag_runs(2, tmp_path_factory.mktemp("families"),
                                 [(FAMILIES[name], {}, PROBE) for name in names])
     return {name: (summaries[0][i], summaries[1][i]) for i, name in enumerate(names)}
@@ -34,7 +35,8 @@ def dsv3_layouts(tmp_path_factory):
     return dict(zip(list(layouts) + ["dp2_no_mtp", "tp2_sp_no_mtp"], summaries))
 
 
-@pytest.mark.parametrize("name", ["deepseek_v3", "glm4_moe", "qwen2_moe", "llama", "mistral"])
+@pytest.mark.parametrize("name", ["deepseek_v3", "deepseek_v2", "gpt_oss", "minimax_m2", "glm4_moe", "qwen2_moe",
+                                  "llama", "mistral"])
 def test_family_trains_and_exports(name, family_runs):
     from transformers import AutoModelForCausalLM
     rank0, rank1 = family_runs[name]
@@ -60,9 +62,9 @@ def test_dsv3_logs_megatrons_router_and_mtp_losses(family_runs):
 
 
 def test_expert_bias_moves_by_the_rate_every_step(family_runs):
-    for name in ("deepseek_v3", "glm4_moe"):
+    for name in ("deepseek_v3", "glm4_moe", "minimax_m2"):  # MiniMax-M2: the bias on the MoE block, not the router
         rank0, rank1 = family_runs[name]
-        rate = 1e-2 if name == "deepseek_v3" else 1e-3
+        rate = 1e-3 if name == "glm4_moe" else 1e-2
         steps = [torch.tensor(layers) for layers in rank0["expert_bias"]]
         assert len(steps) == 8 and steps[0].shape[0] == 3 - (name == "glm4_moe")  # MoE layers (+ the MTP layer)
         previous = torch.zeros_like(steps[0])

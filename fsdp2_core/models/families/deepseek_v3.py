@@ -1,5 +1,8 @@
 """DeepSeek-V3, and GLM-4.5 (glm4_moe), which shares its MoE block: sigmoid router with expert bias and groups,
-routed experts and shared experts side by side.
+routed experts and shared experts side by side. DeepSeek-V2's block has the same experts and shared experts beside
+a softmax router (DeepseekV2TopkRouter: softmax over all experts, the best `topk_group` groups by their best score
+with topk_method group_limited_greedy, the top k scaled by `routed_scaling_factor`, never renormalised); it is
+registered as its own model_id for its softmax score function.
 
 Experts: gate_up_proj [E, 2·I, H] (gate rows first, then up) and down_proj [E, H, I], as Qwen3-MoE's. The router
 (`gate`, DeepseekV3TopkRouter / Glm4MoeTopkRouter) takes sigmoid scores, adds `e_score_correction_bias` for the
@@ -15,7 +18,7 @@ import torch.nn as nn
 from ..moe import install_moe
 from .qwen3_moe import experts_forward, fused_experts
 
-BLOCKS = ("DeepseekV3MoE", "Glm4MoeMoE")
+BLOCKS = ("DeepseekV3MoE", "Glm4MoeMoE", "DeepseekV2Moe")
 
 
 def shared_forward(block, x):
