@@ -82,6 +82,7 @@ RANGES: Dict[str, Range] = {
     "min_loss_scale": POSITIVE, "loss_scale_window": AT_LEAST_1, "hysteresis": AT_LEAST_1,
     # MoE routers and multi-token prediction
     "moe_seq_aux_loss_coeff": AT_LEAST_0, "moe_z_loss_coeff": AT_LEAST_0, "moe_router_bias_update_rate": AT_LEAST_0,
+    "dsa_indexer_loss_coeff": AT_LEAST_0,
     "moe_expert_capacity_factor": Range(0, low_open=True, why="or unset it to route every token (dropless)"),
     "mtp_loss_scaling_factor": AT_LEAST_0, "mtp_num_layers": Range(0, why="0: no multi-token prediction"),
     # profiling
