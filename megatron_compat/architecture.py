@@ -9,6 +9,7 @@ Family choice follows what the flags describe:
       ... with --qk-layernorm                                    -> qwen3
       ... with experts: by the router (arch/moe.py)              -> qwen3_moe, mixtral, qwen2_moe, glm4_moe
       ... with Multi-Latent Attention (arch/attention.py)        -> deepseek_v3
+      ... with MindSpeed's sparse-attention indexer (arch/dsa.py) -> glm_moe_dsa
 RoPE scaling (llama3, yarn) goes into rope_parameters of any rope family (arch/rope.py). Anything else is refused
 with the combination named. Unset flags take Megatron's defaults (LayerNorm, learned positions, biases on, tied
 embeddings, dropout 0.1).
@@ -25,6 +26,7 @@ from fsdp2_core.config.vocab import padded_vocab_size
 
 from .arch import ArchitectureError
 from .arch.attention import mla_fields, sliding_window, wants_mla
+from .arch.dsa import DSA_FAMILY, dsa_engine_fields, dsa_fields, wants_dsa
 from .arch.moe import (
     ENGINE_MODEL_ID,
     MOE_FAMILIES,
@@ -91,6 +93,7 @@ def build_architecture(given: Dict[str, Any], seq_length: Optional[int],
 def engine_fields(given: Dict[str, Any]) -> Dict[str, Any]:
     """The engine's own settings for the model: router losses, expert bias and multi-token prediction."""
     out = training_fields(given)
+    out.update(dsa_engine_fields(given))
     mtp = given.get("--mtp-num-layers") or given.get("--num-nextn-predict-layers")
     if mtp:
         out["mtp_num_layers"] = int(mtp)
@@ -118,6 +121,7 @@ def _read_flags(g, seq_length):
         raise ArchitectureError(f"--num-experts {g['--num-experts']}: give at least 1 expert, or drop the flag for a "
                                 "dense model")
     mla = wants_mla(g)
+    mla_config = mla_fields(g) if mla else None
     layers = g["--num-layers"]
     sane = 1 <= layers <= MAX_LAYERS  # other counts are refused by the rules; never list their layers
     real = real_layers(g) if sane else []
@@ -136,7 +140,8 @@ def _read_flags(g, seq_length):
         "bias": not g.get("--disable-bias-linear"), "qkv_bias": bool(g.get("--add-qkv-bias")),
         "qk_norm": bool(g.get("--qk-layernorm")),
         "routing": routing,
-        "mla": mla_fields(g) if mla else None,
+        "mla": mla_config,
+        "dsa": dsa_fields(g, mla_config) if wants_dsa(g) else None,
         "window": sliding_window(g),
         "rope_scaling": rope_scaling(g, mla) if rope else None,
         "mtp": int(g.get("--mtp-num-layers") or g.get("--num-nextn-predict-layers") or 0),
@@ -247,6 +252,8 @@ def _choose_family(a) -> str:
         family = "qwen2"
     else:
         family = "mistral" if a["window"] else "llama"
+    if a["dsa"]:
+        family = DSA_FAMILY  # DeepSeek-V3's MLA and MoE, with MindSpeed's indexer (arch/dsa.py)
     if a["window"] and family != "mistral":
         raise ArchitectureError(f"a sliding window (--sliding-window/--window-size) with the {family} family: only "
                                 "the Mistral family (a Llama-style model without q/k/v biases, norms or experts) has "
@@ -292,7 +299,7 @@ def _rope_family(a, family, notes):
         config.update(moe_fields(a["routing"], family))
     if family in SIGMOID_FAMILIES:
         config.update(_sigmoid_family_fields(a, family))
-    if family == "deepseek_v3":
+    if family in ("deepseek_v3", DSA_FAMILY):
         config.update(a["mla"])
         config.pop("head_dim")  # DeepSeek-V3 derives it from qk_rope_head_dim
         config["num_key_value_heads"] = a["heads"]
@@ -300,6 +307,9 @@ def _rope_family(a, family, notes):
             notes.append(f"--norm-epsilon {a['eps']}: transformers' DeepSeek-V3 attention normalises the q and kv "
                          "latents with eps 1e-6 whatever rms_norm_eps is (Megatron's MLA uses --norm-epsilon there "
                          "too); give --norm-epsilon 1e-6, DeepSeek-V3's own value, for the same model")
+    if family == DSA_FAMILY:
+        config.update(a["dsa"])
+        config.pop("rope_interleave")  # GLM-MoE-DSA's MLA always rotates interleaved pairs
     return config
 
 
@@ -322,7 +332,7 @@ def _biases(a, family):
         return {"attention_bias": a["qkv_bias"], "use_qk_norm": a["qk_norm"]}
     if family == "qwen2_moe":
         return {"qkv_bias": a["qkv_bias"]}
-    if family == "deepseek_v3":
+    if family in ("deepseek_v3", DSA_FAMILY):
         if a["qkv_bias"]:
             raise ArchitectureError("--add-qkv-bias with --multi-latent-attention: DeepSeek-V3's latent projections "
                                     "have no biases; drop --add-qkv-bias")

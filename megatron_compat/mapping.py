@@ -414,6 +414,8 @@ QWEN3_MOE = MOE + ("--qk-layernorm",)
 SIGMOID = MOE + ("--moe-router-score-function", "sigmoid")
 MLA = SIGMOID + ("--multi-latent-attention", "--qk-layernorm", "--kv-lora-rank", "16", "--qk-head-dim", "16",
                  "--qk-pos-emb-head-dim", "8", "--v-head-dim", "16")
+DSA = MLA + ("--q-lora-rank", "16", "--enable-dsa-indexer", "--index-n-heads", "2", "--index-head-dim", "16",
+             "--index-topk", "4")
 LLAMA3 = ("--rope-scaling-type", "llama3", "--rope-scaling-factor", "8", "--low-freq-factor", "1",
           "--high-freq-factor", "4", "--original-max-position-embeddings", "8192")
 YARN = ("--rope-scaling-type", "yarn", "--rope-scaling-factor", "4",
@@ -528,6 +530,17 @@ MAPPED_RULES += [
     arch("--mscale", "rope_parameters yarn mscale (MLA)", MLA + ("--rotary-scaling-factor", "40", "--mscale", "0.5")),
     arch("--mscale-all-dim", "rope_parameters yarn mscale_all_dim (MLA)",
          MLA + ("--rotary-scaling-factor", "40", "--mscale-all-dim", "1.0")),
+    # --- DeepSeek Sparse Attention, MindSpeed-LLM's indexer (arch/dsa.py) ---
+    arch("--enable-dsa-indexer", "the GLM-MoE-DSA family (glm_moe_dsa): MLA with a lightning indexer choosing each "
+         "query's keys; model_id deepseek_v32 trains the indexer", DSA),
+    arch("--index-n-heads", "index_n_heads (the indexer's query heads; MindSpeed's default 64)",
+         DSA + ("--index-n-heads", "4")),
+    arch("--index-head-dim", "index_head_dim (a power of two; MindSpeed's default 128)",
+         DSA + ("--index-head-dim", "32")),
+    arch("--index-topk", "index_topk (keys each query attends to; MindSpeed's default 2048)",
+         DSA + ("--index-topk", "8")),
+    arch("--indexer-loss-coeff", "model.dsa_indexer_loss_coeff (the indexer's KL loss; MindSpeed's default 1.0)",
+         DSA + ("--indexer-loss-coeff", "0.5")),
     # --- RoPE scaling for long context (arch/rope.py) ---
     arch("--use-rope-scaling", "rope_parameters llama3 (Megatron: low 1, high 4, original 8192)",
          ROPE + ("--use-rope-scaling",)),

@@ -13,6 +13,7 @@ from fsdp2_core.config.batch_schedule import StepBatchSchedule
 from fsdp2_core.data.mindspeed.instruction import PROMPT_TYPES
 
 from .arch.attention import mla_flags, sliding_window_flags
+from .arch.dsa import DSA_FAMILIES, dsa_flags
 from .arch.moe import ENGINE_MODEL_ID, SIGMOID_FAMILIES, moe_flags, training_flags
 from .arch.rope import rope_scaling_flags
 from .mapping import GROUP_FIELDS, MAPPED_RULES
@@ -268,15 +269,15 @@ def architecture_flags(arch, values=None) -> List[str]:
             "--norm-epsilon", str(arch["rms_norm_eps"]), "--init-method-std", str(arch["initializer_range"]),
             "--attention-dropout", str(arch["attention_dropout"]), "--hidden-dropout", "0.0",
             "--rotary-base", _words(rope["rope_theta"])[0]]
-    if family == "deepseek_v3":
-        out += mla_flags(arch)
+    if family in ("deepseek_v3",) + DSA_FAMILIES:
+        out += mla_flags(arch) + dsa_flags(arch, values)
     else:
         out += ["--kv-channels", str(arch["head_dim"])]
     if arch["num_key_value_heads"] != arch["num_attention_heads"]:
         out += ["--group-query-attention", "--num-query-groups", str(arch["num_key_value_heads"])]
     if rope.get("partial_rotary_factor", 1.0) != 1.0:
         out += ["--rotary-percent", str(rope["partial_rotary_factor"])]
-    out += rope_scaling_flags(rope, family == "deepseek_v3")
+    out += rope_scaling_flags(rope, family in ("deepseek_v3",) + DSA_FAMILIES)
     out += sliding_window_flags(arch.get("sliding_window") if family == "mistral" else None)
     if not arch["tie_word_embeddings"]:
         out.append("--untie-embeddings-and-output-weights")

@@ -33,7 +33,7 @@ from typing import Callable, Dict, Optional, Tuple
 
 import torch.nn as nn
 
-from .mla_tp import mla_extra_plan
+from .mla_tp import dsa_extra_plan, mla_extra_plan
 
 
 @dataclass(frozen=True)
@@ -67,7 +67,11 @@ GPT2 = TPLayout(embedding="transformer.wte", position_embedding="transformer.wpe
 DEEPSEEK_V3 = TPLayout(colwise=("model.layers.{*}.self_attn.q_b_proj", "model.layers.{*}.self_attn.kv_b_proj"),
                        extra_plan=mla_extra_plan)
 
-LAYOUTS: Dict[str, TPLayout] = {"gpt2": GPT2, "gpt_oss": GPT_OSS, "deepseek_v3": DEEPSEEK_V3}
+# ... with DeepSeek Sparse Attention's indexer whole on every rank too (DeepSeek-V3.2, GLM-5)
+DSA = TPLayout(colwise=DEEPSEEK_V3.colwise, extra_plan=dsa_extra_plan)
+
+LAYOUTS: Dict[str, TPLayout] = {"gpt2": GPT2, "gpt_oss": GPT_OSS, "deepseek_v3": DEEPSEEK_V3,
+                                "deepseek_v32": DSA, "glm_moe_dsa": DSA}
 
 
 def tp_layout_for(model: nn.Module) -> TPLayout:

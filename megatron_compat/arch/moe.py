@@ -32,11 +32,11 @@ from typing import Any, Dict, List, Optional, Tuple
 
 from . import ArchitectureError
 
-SIGMOID_FAMILIES = ("glm4_moe", "deepseek_v3")
+SIGMOID_FAMILIES = ("glm4_moe", "deepseek_v3", "glm_moe_dsa")  # glm_moe_dsa: arch/dsa.py
 MOE_FAMILIES = ("qwen3_moe", "mixtral", "qwen2_moe") + SIGMOID_FAMILIES
 # The model_id whose forward (our token dispatch, router losses, expert bias, expert parallelism) serves each.
 ENGINE_MODEL_ID = {"qwen3_moe": "qwen3_moe", "mixtral": "qwen3_moe", "qwen2_moe": "qwen2_moe",
-                   "glm4_moe": "deepseek_v3", "deepseek_v3": "deepseek_v3"}
+                   "glm4_moe": "deepseek_v3", "deepseek_v3": "deepseek_v3", "glm_moe_dsa": "deepseek_v32"}
 
 
 @dataclass

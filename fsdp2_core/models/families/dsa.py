@@ -57,6 +57,9 @@ def dsa_attention_forward(self, hidden_states, position_embeddings, attention_ma
     coeff = self._fsdp2_indexer_coeff
     if coeff and self.training and torch.is_grad_enabled():
         target = attention_target(query.detach(), key.detach(), self.scaling, mask)
+        group = getattr(self, "_fsdp2_tp_group", None)
+        if group is not None:  # tensor parallelism: this rank's heads only; the target sums them all
+            torch.distributed.all_reduce(target, group=group)
         self._fsdp2_indexer_loss = coeff * sparse_indexer_kl(target, masked, top)
     out = self.o_proj(out.transpose(1, 2).reshape(b, s, -1))
     return (out, None, top) if type(self).__name__ == "GlmMoeDsaAttention" else (out, None)
@@ -64,13 +67,10 @@ def dsa_attention_forward(self, hidden_states, position_embeddings, attention_ma
 
 def install(model: nn.Module, cfg) -> None:
     p = cfg.parallel
-    for size, name, why in ((p.tp_size, "tp_size", "its heads and the main attention's summed target are not split "
-                             "over tensor-parallel ranks here"),
-                            (p.cp_size, "cp_size", "it scores every query against the whole sequence, which context "
-                             "parallelism splits")):
-        if size > 1:
-            raise ConfigError(f"{name} {size} with sparse attention (DSA indexer, model_id deepseek_v32): {why}; "
-                              f"set {name} 1 (shard with FSDP and expert parallelism)")
+    if p.cp_size > 1:
+        raise ConfigError(f"cp_size {p.cp_size} with sparse attention (DSA indexer, model_id deepseek_v32): the "
+                          "indexer scores every query against the whole sequence and picks its keys from it, which "
+                          "context parallelism splits; set cp_size 1 (shard with FSDP, tensor and expert parallelism)")
     install_moe(model, BLOCKS, "gate", experts_forward, returns_scores=False, fused=fused_experts(cfg),
                 shared_forward=shared_forward)
     layers = [m for m in model.modules() if type(m).__name__ in ATTENTIONS]
@@ -82,5 +82,6 @@ def install(model: nn.Module, cfg) -> None:
         attn._fsdp2_rope = ATTENTIONS[type(attn).__name__]
         attn._fsdp2_indexer_coeff = cfg.model.dsa_indexer_loss_coeff
         attn._fsdp2_indexer_loss = None
+        attn._fsdp2_tp_group = None
         attn.forward = types.MethodType(dsa_attention_forward, attn)
     model._fsdp2_indexed_attention = layers
