@@ -24,6 +24,8 @@ DSV3 = ("--multi-latent-attention --qk-layernorm --q-lora-rank 16 --kv-lora-rank
         "--moe-router-bias-update-rate 1e-2 --moe-router-num-groups 4 --moe-router-group-topk 2 "
         "--moe-router-topk-scaling-factor 2.5 --moe-router-load-balancing-type seq_aux_loss --moe-aux-loss-coeff 1e-3 "
         "--moe-layer-freq [0]*1+[1]*2 --mtp-num-layers 1 --mtp-loss-scaling-factor 0.3 --moe-z-loss-coeff 1e-3")
+# DeepSeek-V3.2 / GLM-5-style (MindSpeed): the DeepSeek-V3 set with the sparse-attention indexer, top 8 of 32 keys.
+DSA = DSV3 + " --enable-dsa-indexer --index-n-heads 2 --index-head-dim 16 --index-topk 8 --indexer-loss-coeff 1.0"
 # GLM-4.5-style (MindSpeed spelling): q/k/v biases, half-rotary, GQA, sigmoid router with expert bias, no aux loss.
 GLM45 = ("--num-experts 8 --moe-router-topk 4 --moe-ffn-hidden-size 16 --n-shared-experts 1 "
          "--moe-router-score-function sigmoid --moe-router-enable-expert-bias --moe-router-load-balancing-type none "
