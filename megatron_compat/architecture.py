@@ -14,6 +14,7 @@ Family choice follows what the flags describe:
       ... with --qk-layernorm                                    -> qwen3
       ... with experts: by the router (arch/moe.py)              -> qwen3_moe, mixtral, qwen2_moe, glm4_moe
       ... with Multi-Latent Attention (arch/attention.py)        -> deepseek_v3 (deepseek_v2: softmax router)
+      ... with MindSpeed's sparse-attention indexer (arch/dsa.py) -> glm_moe_dsa
       ... with Gated DeltaNet layers (arch/linear_attention.py)  -> qwen3_next
   rope + RMSNorm + --quick-geglu with experts, sinks, windows (arch/gpt_oss.py) -> gpt_oss
   ... sigmoid router with expert bias under a MiniMax-M2 layer spec (arch/minimax.py) -> minimax_m2
@@ -33,6 +34,7 @@ from fsdp2_core.config.vocab import padded_vocab_size
 
 from .arch import ArchitectureError
 from .arch.attention import mla_fields, sliding_window, wants_mla
+from .arch.dsa import DSA_FAMILY, dsa_engine_fields, dsa_fields, wants_dsa
 from .arch.gemma import gemma2_fields, gemma2_flags_given, gemma_family, gemma_fields, wants_geglu
 from .arch.gpt_oss import check_gpt_oss, check_not_gpt_oss, gpt_oss_fields, wants_gpt_oss
 from .arch.layernorm import bloom, gpt_neox
@@ -49,7 +51,7 @@ from .arch.moe import (
 )
 from .arch.rope import rope_scaling
 
-MLA_FAMILIES = ("deepseek_v3", "deepseek_v2")  # transformers' Multi-Latent Attention
+MLA_FAMILIES = ("deepseek_v3", "deepseek_v2", DSA_FAMILY)  # transformers' Multi-Latent Attention
 
 __all__ = ["ENGINE_MODEL_ID", "ArchitectureError", "build_architecture", "compare_with_checkpoint", "engine_fields",
            "wants_architecture"]
@@ -117,6 +119,7 @@ def build_architecture(given: Dict[str, Any], seq_length: Optional[int],
 def engine_fields(given: Dict[str, Any]) -> Dict[str, Any]:
     """The engine's own settings for the model: router losses, expert bias and multi-token prediction."""
     out = training_fields(given)
+    out.update(dsa_engine_fields(given))
     mtp = given.get("--mtp-num-layers") or given.get("--num-nextn-predict-layers")
     if mtp:
         out["mtp_num_layers"] = int(mtp)
@@ -144,6 +147,7 @@ def _read_flags(g, seq_length):
         raise ArchitectureError(f"--num-experts {g['--num-experts']}: give at least 1 expert, or drop the flag for a "
                                 "dense model")
     mla = wants_mla(g)
+    mla_config = mla_fields(g) if mla else None
     layers = g["--num-layers"]
     sane = 1 <= layers <= MAX_LAYERS  # other counts are refused by the rules; never list their layers
     real = real_layers(g) if sane else []
@@ -170,7 +174,8 @@ def _read_flags(g, seq_length):
         "bias": not g.get("--disable-bias-linear"), "qkv_bias": bool(g.get("--add-qkv-bias")),
         "qk_norm": bool(g.get("--qk-layernorm")),
         "routing": routing,
-        "mla": mla_fields(g) if mla else None,
+        "mla": mla_config,
+        "dsa": dsa_fields(g, mla_config) if wants_dsa(g) else None,
         "linear": _linear(g, real) if sane else None,
         "norm_offset": bool(g.get("--add-rmsnorm-offset") or g.get("--apply-layernorm-1p")),
         "window": window, "gpt_oss": gpt_oss, "minimax": wants_minimax(g),
@@ -348,6 +353,8 @@ def _llama_like_family(a) -> str:
         family = "qwen2"
     else:
         family = "mistral" if a["window"] else "llama"
+    if a["dsa"]:
+        family = DSA_FAMILY  # DeepSeek-V3's MLA and MoE, with MindSpeed's indexer (arch/dsa.py)
     if a["window"] and family != "mistral":
         raise ArchitectureError(f"a sliding window (--sliding-window/--window-size) with the {family} family: only "
                                 "the Mistral family (a Llama-style model without q/k/v biases, norms or experts) has "
@@ -440,6 +447,9 @@ def _rope_family(a, family, notes, given):
             notes.append(f"--norm-epsilon {a['eps']}: transformers' {family} attention normalises the q and kv "
                          "latents with eps 1e-6 whatever rms_norm_eps is (Megatron's MLA uses --norm-epsilon there "
                          "too); give --norm-epsilon 1e-6, DeepSeek-V3's own value, for the same model")
+    if family == DSA_FAMILY:
+        config.update(a["dsa"])
+        config.pop("rope_interleave")  # GLM-MoE-DSA's MLA always rotates interleaved pairs
     return config
 
 

@@ -148,7 +148,8 @@ GROUP_FIELDS: Dict[str, Tuple[str, ...]] = {
     "load": ("resume_from_checkpoint", "model_name_or_path"),
     "save_parts": ("save_optim", "save_rng", "save_only_model"),
     "architecture": ("architecture", "train_from_scratch", "model_id", "moe_seq_aux_loss_coeff", "moe_z_loss_coeff",
-                     "moe_router_bias_update_rate", "mtp_num_layers", "mtp_loss_scaling_factor"),
+                     "moe_router_bias_update_rate", "mtp_num_layers", "mtp_loss_scaling_factor",
+                     "dsa_indexer_loss_coeff"),
     "deepspeed": ("per_device_train_batch_size", "global_batch_size", "param_dtype", "max_grad_norm", "lr",
                   "adam_beta1", "adam_beta2", "adam_epsilon", "weight_decay"),
     "tokens": ("max_steps", "train_tokens", "lr_decay_steps", "lr_warmup_steps"),
@@ -468,6 +469,8 @@ GDN = QWEN3_NEXT[:-2] + ("--experimental-attention-variant", "gated_delta_net", 
 GPT_OSS = ("--position-embedding-type", "rope", "--normalization", "RMSNorm", "--hidden-dropout", "0", "--num-experts",
            "4", "--moe-router-topk", "2", "--quick-geglu", "--glu-linear-offset", "1.0",
            "--activation-func-clamp-value", "7.0", "--softmax-type", "learnable")
+DSA = MLA + ("--q-lora-rank", "16", "--enable-dsa-indexer", "--index-n-heads", "2", "--index-head-dim", "16",
+             "--index-topk", "4")
 LLAMA3 = ("--rope-scaling-type", "llama3", "--rope-scaling-factor", "8", "--low-freq-factor", "1",
           "--high-freq-factor", "4", "--original-max-position-embeddings", "8192")
 YARN = ("--rope-scaling-type", "yarn", "--rope-scaling-factor", "4",
@@ -613,6 +616,17 @@ MAPPED_RULES += [
     arch("--mscale", "rope_parameters yarn mscale (MLA)", MLA + ("--rotary-scaling-factor", "40", "--mscale", "0.5")),
     arch("--mscale-all-dim", "rope_parameters yarn mscale_all_dim (MLA)",
          MLA + ("--rotary-scaling-factor", "40", "--mscale-all-dim", "1.0")),
+    # --- DeepSeek Sparse Attention, MindSpeed-LLM's indexer (arch/dsa.py) ---
+    arch("--enable-dsa-indexer", "the GLM-MoE-DSA family (glm_moe_dsa): MLA with a lightning indexer choosing each "
+         "query's keys; model_id deepseek_v32 trains the indexer", DSA),
+    arch("--index-n-heads", "index_n_heads (the indexer's query heads; MindSpeed's default 64)",
+         DSA + ("--index-n-heads", "4")),
+    arch("--index-head-dim", "index_head_dim (a power of two; MindSpeed's default 128)",
+         DSA + ("--index-head-dim", "32")),
+    arch("--index-topk", "index_topk (keys each query attends to; MindSpeed's default 2048)",
+         DSA + ("--index-topk", "8")),
+    arch("--indexer-loss-coeff", "model.dsa_indexer_loss_coeff (the indexer's KL loss; MindSpeed's default 1.0)",
+         DSA + ("--indexer-loss-coeff", "0.5")),
     # --- RoPE scaling for long context (arch/rope.py) ---
     arch("--use-rope-scaling", "rope_parameters llama3 (Megatron: low 1, high 4, original 8192)",
          ROPE + ("--use-rope-scaling",)),

@@ -14,6 +14,7 @@ from fsdp2_core.data.mindspeed.instruction import PROMPT_TYPES
 
 from .arch import ArchitectureError
 from .arch.attention import mla_flags, sliding_window_flags
+from .arch.dsa import DSA_FAMILIES, dsa_flags
 from .arch.gemma import gemma_flags
 from .arch.gpt_oss import gpt_oss_flags
 from .arch.layernorm import bloom_flags, gpt_neox_flags
@@ -300,8 +301,8 @@ def architecture_flags(arch, values=None) -> List[str]:
             "--max-position-embeddings", str(arch["max_position_embeddings"]),
             "--norm-epsilon", str(arch["rms_norm_eps"]), "--init-method-std", str(arch["initializer_range"]),
             "--attention-dropout", str(arch["attention_dropout"]), "--hidden-dropout", "0.0"]
-    if family in ("deepseek_v3", "deepseek_v2"):
-        out += mla_flags(arch)
+    if family in ("deepseek_v3", "deepseek_v2") + DSA_FAMILIES:
+        out += mla_flags(arch) + (dsa_flags(arch, values) if family in DSA_FAMILIES else [])
     else:
         out += ["--kv-channels", str(arch["head_dim"])]
     if arch["num_key_value_heads"] != arch["num_attention_heads"]:
@@ -335,7 +336,7 @@ def _rope_flags(rope, family) -> List[str]:
     out = ["--rotary-base", _words(rope["rope_theta"])[0]]
     if rope.get("partial_rotary_factor", 1.0) != 1.0:
         out += ["--rotary-percent", str(rope["partial_rotary_factor"])]
-    return out + rope_scaling_flags(rope, family in ("deepseek_v3", "deepseek_v2"))
+    return out + rope_scaling_flags(rope, family in ("deepseek_v3", "deepseek_v2") + DSA_FAMILIES)
 
 
 def _engine_flags(values, arch) -> List[str]:

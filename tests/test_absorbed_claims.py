@@ -44,10 +44,17 @@ FP32_REDUCE = f"{HERE}::test_fsdp_reduces_in_fp32_and_follows_reshard_after_forw
 
 MTP_LAYOUT = "tests/arch/test_families_forward.py::test_mtp_export_is_deepseek_v3_layout"
 
+DSA_TESTS = ["tests/arch/test_dsa.py::test_sparse_attention_equals_megatron_core",
+             "tests/arch/test_dsa.py::test_indexer_loss_equals_megatron_cores_sparse_loss",
+             "tests/arch/test_dsa.py::test_our_forward_equals_transformers_and_trains_the_indexer"]
 CLAIMS = {
     "the engine pads instruction batches on the right": [
         "tests/test_script_flags.py::test_tokenizer_padding_side_is_a_no_op_for_pretraining_and_refused_left_for_"
         "instruction_data"],
+    "the engine computes the same scores and selection": DSA_TESTS,
+    "the engine computes the same loss with autograd": DSA_TESTS,
+    "the engine computes the same attention with the top-k as a mask": DSA_TESTS,
+    "the engine keeps every master weight in fp32 and casts it to the compute dtype": [FP32_REDUCE],
     "which the engine runs on PyTorch (an msrun script becomes a torchrun one)": [
         "tests/test_cli.py::test_corpus_script_converts_to_expected_config",
         "tests/test_shell_reader.py::test_render_round_trip_corpus"],

@@ -24,7 +24,7 @@ def _f(default, help, extension=False, **kw):
 class ModelArguments:
     model_name_or_path: Optional[str] = _f(None, "Local path of a Hugging Face model. Required unless the architecture "
                                            "comes from Megatron flags (`architecture`).")
-    model_id: Optional[Literal["deepseek_v2", "deepseek_v3", "gpt_oss", "minimax_m2", "qwen2_moe",
+    model_id: Optional[Literal["deepseek_v2", "deepseek_v3", "deepseek_v32", "gpt_oss", "minimax_m2", "qwen2_moe",
                                 "qwen3", "qwen3_moe"]] = _f(
         None, "Selects the project's own forward for this family; unset runs the plain transformers forward.")
     init_model_with_meta_device: bool = _f(False, "Build the model on the meta device, shard, then load or initialise "
@@ -125,6 +125,10 @@ class ModelArguments:
     moe_token_drop_policy: Literal["probs", "position"] = _f(
         "probs", "Which pairs an expert over capacity drops (--moe-token-drop-policy): those with the smallest "
         "routing weights (probs) or the latest tokens (position).", extension=True)
+    dsa_indexer_loss_coeff: float = _f(
+        0.0, "DeepSeek Sparse Attention's indexer loss (MindSpeed --indexer-loss-coeff): each attention layer adds "
+        "coeff · KL(main attention over the selected keys ‖ softmax of the indexer's scores), averaged over the "
+        "queries, and only this loss trains the indexer. Needs model_id deepseek_v32.", extension=True)
     mtp_num_layers: int = _f(0, "Multi-token prediction layers (--mtp-num-layers): Megatron's MTP modules trained "
                              "beside the model (the k-th predicts the token k+1 ahead), kept and exported as "
                              "model.layers.<num_hidden_layers + k> in DeepSeek-V3's Hugging Face layout.",

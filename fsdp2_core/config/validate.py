@@ -83,6 +83,7 @@ RANGES: Dict[str, Range] = {
     "min_loss_scale": POSITIVE, "loss_scale_window": AT_LEAST_1, "hysteresis": AT_LEAST_1,
     # MoE routers and multi-token prediction
     "moe_seq_aux_loss_coeff": AT_LEAST_0, "moe_z_loss_coeff": AT_LEAST_0, "moe_router_bias_update_rate": AT_LEAST_0,
+    "dsa_indexer_loss_coeff": AT_LEAST_0,
     "moe_expert_capacity_factor": Range(0, low_open=True, why="or unset it to route every token (dropless)"),
     "mtp_loss_scaling_factor": AT_LEAST_0, "mtp_num_layers": Range(0, why="0: no multi-token prediction"),
     # profiling
@@ -311,6 +312,13 @@ def _check_architecture(cfg) -> List[Problem]:
 
 def _check_moe_family(cfg) -> List[Problem]:
     m = cfg.model
+    if m.model_id == "deepseek_v32" and cfg.parallel.cp_size > 1:
+        return [("cp_size", f"cp_size {cfg.parallel.cp_size} with sparse attention (model_id deepseek_v32, DSA "
+                            "indexer): the indexer picks each query's keys from the whole sequence, which context "
+                            "parallelism splits; set cp_size 1 (--context-parallel-size 1)")]
+    if m.dsa_indexer_loss_coeff and m.model_id != "deepseek_v32":
+        return [("dsa_indexer_loss_coeff", f"model.dsa_indexer_loss_coeff {m.dsa_indexer_loss_coeff} trains the "
+                 "sparse-attention indexer in the engine's forward: set model.model_id deepseek_v32")]
     if m.mtp_num_layers and cfg.parallel.tp_size > 1 and cfg.parallel.sequence_parallel:
         return [("mtp_num_layers", f"model.mtp_num_layers {m.mtp_num_layers} with tensor parallelism: the MTP layers "
                                    "take the whole sequence, which sequence parallelism splits; set "

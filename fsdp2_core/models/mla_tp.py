@@ -14,6 +14,9 @@ from torch.distributed.tensor import DTensor
 from torch.distributed.tensor.parallel import ParallelStyle
 
 WHOLE = ("q_a_proj", "q_a_layernorm", "kv_a_proj_with_mqa", "kv_a_layernorm")
+# DeepSeek Sparse Attention's indexer (families/dsa.py) also runs whole on every rank: it scores the whole sequence
+# for all the heads; its loss sums the main attention over the heads, which each rank holds a share of.
+INDEXER = ("wq_b", "wk", "k_norm", "weights_proj")
 
 
 class LocalInput(ParallelStyle):
@@ -31,3 +34,15 @@ def mla_extra_plan(model: nn.Module, tp_mesh, sequence_parallel: bool) -> Dict[s
     """The plan entries of the whole-on-every-rank parts of each MLA attention."""
     return {name: LocalInput() for name, _ in model.named_modules() if name.rpartition(".")[2] in WHOLE
             and ".self_attn." in name}
+
+
+def dsa_extra_plan(model: nn.Module, tp_mesh, sequence_parallel: bool) -> Dict[str, ParallelStyle]:
+    """MLA's entries and the indexers' (whole on every rank); each sparse attention learns its tensor-parallel
+    group, over which its indexer loss sums the heads' attention."""
+    plan = mla_extra_plan(model, tp_mesh, sequence_parallel)
+    for name, module in model.named_modules():
+        if name.endswith(".self_attn") and hasattr(module, "_fsdp2_indexer_coeff"):
+            module._fsdp2_tp_group = tp_mesh.get_group()
+        elif name.rpartition(".")[2] in INDEXER and ".self_attn.indexer." in name:
+            plan[name] = LocalInput()
+    return plan

@@ -56,13 +56,19 @@ def mtp_layer_class(decoder_cls: type, norm_cls: type) -> type:
     return cls
 
 
+# Per-layer lists of a config that a decoder layer reads by its index (DeepSeek-V3.2 / GLM-MoE-DSA: MLP kind, indexer)
+PER_LAYER = ("layer_types", "mlp_layer_types", "indexer_types")
+
+
 def _layers_config(config, depths: int):
-    """The config the MTP layers are built with: per-layer lists (layer_types) extended by their last entry."""
-    types = getattr(config, "layer_types", None)
-    if not types:
+    """The config the MTP layers are built with: per-layer lists (layer_types, ...) extended by their last entry."""
+    lists = {name: getattr(config, name, None) for name in PER_LAYER}
+    lists = {name: value for name, value in lists.items() if value}
+    if not lists:
         return config
     extended = copy.copy(config)
-    extended.layer_types = list(types) + [types[-1]] * depths
+    for name, value in lists.items():
+        setattr(extended, name, list(value) + [value[-1]] * depths)
     return extended
 
 

@@ -33,7 +33,7 @@ from fsdp2_core.config import ConfigError
 from fsdp2_core.device import detect_device_type
 
 from .attention import install_attention
-from .families import deepseek_v3, gpt_oss, minimax_m2, qwen2_moe, qwen3, qwen3_moe
+from .families import deepseek_v3, dsa, gpt_oss, minimax_m2, qwen2_moe, qwen3, qwen3_moe
 from .families.kernels import apply_kernel_hooks
 from .families.qwen3_next import apply_gdn_options
 from .moe import check_dispatcher, force_random_logits
@@ -69,6 +69,9 @@ FAMILIES: Dict[str, Family] = {f.model_id: f for f in (
     Family("qwen2_moe", ("qwen2_moe", "qwen3_next"), qwen2_moe.install, experts=True,
            notes="Qwen3-Next's MoE block is Qwen2-MoE's (softmax router, gated shared expert); its Gated DeltaNet "
                  "layers stay transformers'"),
+    Family("deepseek_v32", ("deepseek_v32", "glm_moe_dsa"), dsa.install, experts=True, score_function="sigmoid",
+           notes="DeepSeek-V3.2 and GLM-5: DeepSeek-V3's MoE block; sparse attention with a trained indexer "
+                 "(models/families/dsa.py)"),
 )}
 
 
@@ -90,6 +93,9 @@ def install_family(model: nn.Module, cfg) -> Optional[Family]:
     family = family_for(cfg.model.model_id)
     p = cfg.parallel
     if family is None:
+        if cfg.model.dsa_indexer_loss_coeff:
+            raise ConfigError("model.dsa_indexer_loss_coeff trains the sparse-attention indexer in the engine's "
+                              "forward: set model_id deepseek_v32 (DeepSeek-V3.2, GLM-5)")
         if p.ep_size > 1 or p.ep_fsdp_size > 1:
             raise ConfigError("ep_size / ep_fsdp_size > 1 need our MoE dispatch: set model_id (qwen3_moe for Qwen3-MoE "
                               "and Mixtral, deepseek_v3 for DeepSeek-V3 and GLM-4.5, deepseek_v2, qwen2_moe, gpt_oss)")
@@ -111,6 +117,9 @@ def install_family(model: nn.Module, cfg) -> Optional[Family]:
                           "router); unset them")
     if family.experts and p.ep_dispatcher == "mc2":
         check_dispatcher("mc2", detect_device_type())
+    if m.dsa_indexer_loss_coeff and family.model_id != "deepseek_v32":
+        raise ConfigError(f"model.dsa_indexer_loss_coeff {m.dsa_indexer_loss_coeff}: model_id {family.model_id} has "
+                          "no sparse-attention indexer; unset it")
     family.install(model, cfg)
     check_expert_bias(getattr(model, "_fsdp2_moe_blocks", []), cfg.model.moe_router_bias_update_rate)
     if m.moe_expert_capacity_factor is not None:

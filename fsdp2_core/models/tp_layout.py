@@ -37,7 +37,7 @@ import torch.nn as nn
 
 from fsdp2_core.config import ConfigError
 
-from .mla_tp import mla_extra_plan
+from .mla_tp import dsa_extra_plan, mla_extra_plan
 
 
 @dataclass(frozen=True)
@@ -78,11 +78,15 @@ GPT_NEOX = TPLayout(embedding="gpt_neox.embed_in", layers="gpt_neox.layers.{*}",
                                             "gpt_neox.layers.{*}.mlp.dense_h_to_4h"),
                     rowwise=("gpt_neox.layers.{*}.attention.dense", "gpt_neox.layers.{*}.mlp.dense_4h_to_h"))
 
+# ... with DeepSeek Sparse Attention's indexer whole on every rank too (DeepSeek-V3.2, GLM-5)
+DSA = TPLayout(colwise=DEEPSEEK_V3.colwise, extra_plan=dsa_extra_plan)
+
 # GLM (ChatGLM3, GLM-4): Llama's names but one gate_up_proj, [gate | up]
 GLM = TPLayout(colwise=("model.layers.{*}.mlp.gate_up_proj",), fused_gate_up=("model.layers.{*}.mlp.gate_up_proj",))
 
 LAYOUTS: Dict[str, TPLayout] = {"gpt2": GPT2, "gpt_oss": GPT_OSS, "deepseek_v3": DEEPSEEK_V3, "gpt_neox": GPT_NEOX,
                                 "glm": GLM,
+                                "deepseek_v32": DSA, "glm_moe_dsa": DSA,
                                 "deepseek_v2": DEEPSEEK_V3}  # DeepSeek-V2's MLA has DeepSeek-V3's module names
 
 

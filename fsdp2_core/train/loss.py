@@ -40,6 +40,7 @@ from torch.distributed.fsdp import register_fsdp_forward_method
 from torch.utils.checkpoint import checkpoint
 
 from fsdp2_core.models.attention import local_part, split_inputs
+from fsdp2_core.models.indexer_loss import INDEXER_LOSS, indexer_losses
 from fsdp2_core.models.mtp import depth_inputs, mtp_hidden_states, mtp_layers
 from fsdp2_core.models.packed import packed_attention_inputs
 from fsdp2_core.models.router_losses import RouterLossCoeffs, count_expert_load, router_losses
@@ -121,7 +122,19 @@ def lm_loss_sums(model: nn.Module, tokens: torch.Tensor, labels: torch.Tensor, l
         model.last_mtp_sums = [_sums(head, whole_sequence(h), d[1], d[2].float(), chunk_size, cp, 0.0, vocab_shard)
                                for h, d in zip(outputs, depths)]
     model.last_aux_loss = _aux_loss(model, cp, out, plain_aux, attention_mask)
+    _add_indexer_loss(model)
     return total, count
+
+
+def _add_indexer_loss(model) -> None:
+    """Sparse attention's indexer losses (models/indexer_loss.py) join the router losses: added to the step's loss
+    the same way, logged under MindSpeed-LLM's name, averaged over the layers."""
+    found = indexer_losses(getattr(model, "_fsdp2_indexed_attention", ()))
+    if found is None:
+        return
+    total, logged = found
+    model.last_aux_loss = total if model.last_aux_loss is None else model.last_aux_loss + total
+    model.last_router_losses = {**(model.last_router_losses or {}), INDEXER_LOSS: logged}
 
 
 def _sums(head, hidden, labels, mask, chunk_size, cp, z_loss_coeff=0.0,

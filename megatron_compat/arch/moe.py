@@ -39,12 +39,12 @@ from typing import Any, Dict, List, Optional
 
 from . import ArchitectureError
 
-SIGMOID_FAMILIES = ("glm4_moe", "deepseek_v3")
+SIGMOID_FAMILIES = ("glm4_moe", "deepseek_v3", "glm_moe_dsa")  # glm_moe_dsa: arch/dsa.py
 MOE_FAMILIES = ("qwen3_moe", "mixtral", "qwen2_moe", "deepseek_v2", "gpt_oss", "minimax_m2") + SIGMOID_FAMILIES
 # The model_id whose forward (our token dispatch, router losses, expert bias, expert parallelism) serves each.
 ENGINE_MODEL_ID = {"qwen3_moe": "qwen3_moe", "mixtral": "qwen3_moe", "qwen2_moe": "qwen2_moe",
                    "glm4_moe": "deepseek_v3", "deepseek_v3": "deepseek_v3", "deepseek_v2": "deepseek_v2",
-                   "gpt_oss": "gpt_oss", "minimax_m2": "minimax_m2",
+                   "gpt_oss": "gpt_oss", "minimax_m2": "minimax_m2", "glm_moe_dsa": "deepseek_v32",
                    "qwen3_next": "qwen2_moe"}  # Qwen3-Next's MoE block is Qwen2-MoE's (a gated shared expert)
 
 

@@ -52,6 +52,8 @@ MINIMAX_M2 = ("--spec miles_plugins.models.minimax_m2 get_minimax_m2_spec --qk-l
               "--moe-router-enable-expert-bias --moe-router-bias-update-rate 1e-2 --moe-router-load-balancing-type "
               "seq_aux_loss --moe-aux-loss-coeff 1e-3 --moe-z-loss-coeff 1e-3 --group-query-attention "
               "--num-query-groups 2 --kv-channels 8")
+# DeepSeek-V3.2 / GLM-5-style (MindSpeed): the DeepSeek-V3 set with the sparse-attention indexer, top 8 of 32 keys.
+DSA = DSV3 + " --enable-dsa-indexer --index-n-heads 2 --index-head-dim 16 --index-topk 8 --indexer-loss-coeff 1.0"
 # GLM-4.5-style (MindSpeed spelling): q/k/v biases, half-rotary, GQA, sigmoid router with expert bias, no aux loss.
 GLM45 = ("--num-experts 8 --moe-router-topk 4 --moe-ffn-hidden-size 16 --n-shared-experts 1 "
          "--moe-router-score-function sigmoid --moe-router-enable-expert-bias --moe-router-load-balancing-type none "
