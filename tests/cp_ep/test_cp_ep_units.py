@@ -81,7 +81,8 @@ def test_router_aux_loss_is_megatrons_per_layer_sum():
 
 
 def test_registry_rows():
-    assert set(FAMILIES) == {"qwen3", "qwen3_moe", "gpt_oss", "deepseek_v3", "deepseek_v2", "minimax_m2", "qwen2_moe"}
+    assert set(FAMILIES) == {"qwen3", "qwen3_moe", "gpt_oss", "deepseek_v3", "deepseek_v2", "minimax_m2", "qwen2_moe",
+                             "deepseek_v32"}
     assert (FAMILIES["deepseek_v2"].score_function, FAMILIES["minimax_m2"].score_function) == ("softmax", "sigmoid")
     assert "mixtral" in FAMILIES["qwen3_moe"].model_types and not FAMILIES["qwen3"].experts
 
