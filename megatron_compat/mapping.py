@@ -467,6 +467,10 @@ GDN = QWEN3_NEXT[:-2] + ("--experimental-attention-variant", "gated_delta_net", 
                          "--linear-attention-freq", "2")
 LLAMA3 = ("--rope-scaling-type", "llama3", "--rope-scaling-factor", "8", "--low-freq-factor", "1",
           "--high-freq-factor", "4", "--original-max-position-embeddings", "8192")
+# Base has --num-layers 2: a two-layer pattern, Mamba2 then attention
+HYBRID = ("--hybrid-layer-pattern", "M*", "--position-embedding-type", "none", "--normalization", "RMSNorm",
+          "--disable-bias-linear", "--hidden-dropout", "0", "--mamba-head-dim", "16", "--mamba-num-groups", "2",
+          "--mamba-state-dim", "16")
 YARN = ("--rope-scaling-type", "yarn", "--rope-scaling-factor", "4",
         "--rope-scaling-original-max-position-embeddings", "16")
 
@@ -491,7 +495,8 @@ MAPPED_RULES += [
     arch("--kv-channels", "head_dim", ROPE + ("--kv-channels", "32")),
     arch("--max-position-embeddings", "max_position_embeddings", ("--max-position-embeddings", "64")),
     arch("--position-embedding-type", "model family (learned → GPT-2, rope → Llama/Qwen, Gemma with a gated "
-         "GeLU, or GPT-NeoX with LayerNorm and GeLU; alibi with --embed-layernorm → BLOOM)", ROPE),
+         "GeLU, or GPT-NeoX with LayerNorm and GeLU; alibi with --embed-layernorm → BLOOM; none with a hybrid layer pattern → nemotron_h)",
+         ROPE),
     arch("--embed-layernorm", "BLOOM's word_embeddings_layernorm (with --position-embedding-type alibi)",
          ("--position-embedding-type", "alibi", "--embed-layernorm", "--hidden-dropout", "0")),
     arch("--use-rotary-position-embeddings --use-llama2-rotary-position-embeddings", "rope position embeddings",
@@ -605,6 +610,26 @@ MAPPED_RULES += [
     arch("--mscale", "rope_parameters yarn mscale (MLA)", MLA + ("--rotary-scaling-factor", "40", "--mscale", "0.5")),
     arch("--mscale-all-dim", "rope_parameters yarn mscale_all_dim (MLA)",
          MLA + ("--rotary-scaling-factor", "40", "--mscale-all-dim", "1.0")),
+    # --- hybrid Mamba models, the nemotron_h family (arch/hybrid.py) ---
+    arch("--hybrid-layer-pattern --hybrid-override-pattern", "layers_block_type of the nemotron_h family (M Mamba2, "
+         "* attention, - MLP; its length sets num_hidden_layers)", HYBRID),
+    arch("--hybrid-attention-ratio", "layers_block_type: attention layers placed by ratio as megatron-core's "
+         "allocate_layers", HYBRID[2:] + ("--hybrid-attention-ratio", "0.5")),
+    arch("--hybrid-mlp-ratio", "layers_block_type: MLP layers placed by ratio as megatron-core's allocate_layers",
+         HYBRID[2:] + ("--hybrid-mlp-ratio", "0.5")),
+    arch("--is-hybrid-model", "the nemotron_h family; without a pattern or ratios every layer is Mamba2",
+         HYBRID[2:] + ("--is-hybrid-model",)),
+    arch("--mamba-state-dim", "ssm_state_size", HYBRID + ("--mamba-state-dim", "8")),
+    arch("--mamba-head-dim", "mamba_head_dim", HYBRID + ("--mamba-head-dim", "32")),
+    arch("--mamba-num-groups", "n_groups", HYBRID + ("--mamba-num-groups", "4")),
+    arch("--mamba-num-heads", "mamba_num_heads (unset: expand × hidden / head dim)",
+         HYBRID + ("--mamba-num-heads", "4")),
+    arch("--mamba-expand", "mamba_num_heads = expand × hidden / head dim (MindSpeed's spelling; megatron-core: 2)",
+         HYBRID + ("--mamba-expand", "1")),
+    arch("--mamba-d-conv", "conv_kernel (MindSpeed's spelling; megatron-core: 4)", HYBRID + ("--mamba-d-conv", "3")),
+    arch("--mamba-chunk-size", "chunk_size: the scan's chunking (MindSpeed's spelling; megatron-core: 128)",
+         HYBRID + ("--mamba-chunk-size", "64")),
+    arch("--squared-relu", "mlp_hidden_act relu2 (nemotron_h's ungated MLP)", HYBRID + ("--squared-relu",)),
     # --- RoPE scaling for long context (arch/rope.py) ---
     arch("--use-rope-scaling", "rope_parameters llama3 (Megatron: low 1, high 4, original 8192)",
          ROPE + ("--use-rope-scaling",)),

@@ -15,6 +15,7 @@ from fsdp2_core.data.mindspeed.instruction import PROMPT_TYPES
 from .arch import ArchitectureError
 from .arch.attention import mla_flags, sliding_window_flags
 from .arch.gemma import gemma_flags
+from .arch.hybrid import hybrid_flags
 from .arch.layernorm import bloom_flags, gpt_neox_flags
 from .arch.linear_attention import is_dense, linear_attention_flags
 from .arch.module_names import fsdp_units, llama_pattern
@@ -272,6 +273,8 @@ def architecture_flags(arch, values=None) -> List[str]:
     out = _engine_flags(values, arch)
     if not arch:
         return out
+    if arch["model_type"] == "nemotron_h":
+        return out + hybrid_flags(arch)
     if arch["model_type"] == "gpt_bigcode" and not arch.get("multi_query", True):
         raise ArchitectureError("gpt_bigcode without multi_query is GPT-2: convert it as model_type gpt2")
     if arch["model_type"] in ("gpt2", "gpt_bigcode"):
