@@ -33,9 +33,9 @@ from fsdp2_core.config.vocab import padded_vocab_size
 from .arch import ArchitectureError
 from .arch.attention import mla_fields, sliding_window, wants_mla
 from .arch.gemma import gemma2_fields, gemma2_flags_given, gemma_family, gemma_fields, wants_geglu
+from .arch.hybrid import HYBRID_COMPARED, checkpoint_fields, hybrid_config, layer_symbols, wants_hybrid
 from .arch.layernorm import bloom, gpt_neox
 from .arch.linear_attention import check_qwen3_next, dense_fields, linear_attention, refuse_split_linear_attention
-from .arch.hybrid import HYBRID_COMPARED, hybrid_config, layer_symbols, wants_hybrid
 from .arch.moe import (
     ENGINE_MODEL_ID,
     MOE_FAMILIES,
@@ -530,6 +530,7 @@ def _differ(a, b) -> bool:
 def compare_with_checkpoint(arch: Dict[str, Any], hf_config: Dict[str, Any]) -> List[str]:
     """Names and values of the fields where the flags and the checkpoint's config.json disagree."""
     diffs = []
+    hf_config = checkpoint_fields(hf_config)
     for name in COMPARED_FIELDS + HYBRID_COMPARED:
         if name in arch and name in hf_config and hf_config[name] is not None and _differ(arch[name], hf_config[name]):
             diffs.append(f"{name}: flags say {arch[name]}, config.json says {hf_config[name]}")

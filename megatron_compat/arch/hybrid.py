@@ -257,3 +257,22 @@ def hybrid_flags(arch: Dict[str, Any]) -> List[str]:
         if arch.get(key, MAMBA_DEFAULTS[flag]) != MAMBA_DEFAULTS[flag]:
             out += [flag, str(arch[key])]
     return out
+
+
+# Older nemotron_h config.json spellings (transformers still reads them) -> today's fields
+LEGACY_KEYS = {"mamba_n_groups": "n_groups", "mamba_d_conv": "conv_kernel", "mamba_chunk_size": "chunk_size"}
+
+
+def checkpoint_fields(hf_config: Dict[str, Any]) -> Dict[str, Any]:
+    """A nemotron_h config.json in today's field names: Nemotron-H checkpoints give the layers as
+    hybrid_override_pattern (the same symbols) and some dims under their older names."""
+    if hf_config.get("model_type") != "nemotron_h":
+        return hf_config
+    out = dict(hf_config)
+    for old, new in LEGACY_KEYS.items():
+        if out.get(new) is None and out.get(old) is not None:
+            out[new] = out[old]
+    pattern = out.get("hybrid_override_pattern")
+    if out.get("layers_block_type") is None and isinstance(pattern, str) and set(pattern) <= set(LAYER_TYPES):
+        out["layers_block_type"] = [LAYER_TYPES[s] for s in pattern]
+    return out
