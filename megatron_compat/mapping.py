@@ -495,8 +495,8 @@ MAPPED_RULES += [
     arch("--kv-channels", "head_dim", ROPE + ("--kv-channels", "32")),
     arch("--max-position-embeddings", "max_position_embeddings", ("--max-position-embeddings", "64")),
     arch("--position-embedding-type", "model family (learned → GPT-2, rope → Llama/Qwen, Gemma with a gated "
-         "GeLU, or GPT-NeoX with LayerNorm and GeLU; alibi with --embed-layernorm → BLOOM; none with a hybrid layer pattern → nemotron_h)",
-         ROPE),
+         "GeLU, or GPT-NeoX with LayerNorm and GeLU; alibi with --embed-layernorm → BLOOM; none with a hybrid "
+         "layer pattern → nemotron_h)", ROPE),
     arch("--embed-layernorm", "BLOOM's word_embeddings_layernorm (with --position-embedding-type alibi)",
          ("--position-embedding-type", "alibi", "--embed-layernorm", "--hidden-dropout", "0")),
     arch("--use-rotary-position-embeddings --use-llama2-rotary-position-embeddings", "rope position embeddings",
@@ -624,11 +624,8 @@ MAPPED_RULES += [
     arch("--mamba-num-groups", "n_groups", HYBRID + ("--mamba-num-groups", "4")),
     arch("--mamba-num-heads", "mamba_num_heads (unset: expand × hidden / head dim)",
          HYBRID + ("--mamba-num-heads", "4")),
-    arch("--mamba-expand", "mamba_num_heads = expand × hidden / head dim (MindSpeed's spelling; megatron-core: 2)",
-         HYBRID + ("--mamba-expand", "1")),
-    arch("--mamba-d-conv", "conv_kernel (MindSpeed's spelling; megatron-core: 4)", HYBRID + ("--mamba-d-conv", "3")),
-    arch("--mamba-chunk-size", "chunk_size: the scan's chunking (MindSpeed's spelling; megatron-core: 128)",
-         HYBRID + ("--mamba-chunk-size", "64")),
+    # MindSpeed's --mamba-expand, --mamba-d-conv (alias of --linear-conv-kernel-dim) and --mamba-chunk-size have their
+    # rows with Qwen3-Next's below; arch/hybrid.py reads them for nemotron_h too
     arch("--squared-relu", "mlp_hidden_act relu2 (nemotron_h's ungated MLP)", HYBRID + ("--squared-relu",)),
     # --- RoPE scaling for long context (arch/rope.py) ---
     arch("--use-rope-scaling", "rope_parameters llama3 (Megatron: low 1, high 4, original 8192)",

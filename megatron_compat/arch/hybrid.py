@@ -35,7 +35,9 @@ PATTERN_FLAGS = ("--hybrid-layer-pattern", "--hybrid-override-pattern")
 RATIO_FLAGS = ("--hybrid-attention-ratio", "--hybrid-mlp-ratio")
 MAMBA_FLAGS = ("--mamba-state-dim", "--mamba-head-dim", "--mamba-num-groups", "--mamba-num-heads", "--mamba-expand",
                "--mamba-d-conv", "--mamba-chunk-size")
-HYBRID_FLAGS = PATTERN_FLAGS + RATIO_FLAGS + ("--is-hybrid-model",) + MAMBA_FLAGS
+# What makes a flag set hybrid: MindSpeed's --mamba-expand / --mamba-d-conv / --mamba-chunk-size also set Qwen3-Next's
+# Gated DeltaNet layers, so they alone do not
+HYBRID_FLAGS = PATTERN_FLAGS + RATIO_FLAGS + ("--is-hybrid-model",) + MAMBA_FLAGS[:4]
 MAMBA_DEFAULTS = {"--mamba-state-dim": 128, "--mamba-head-dim": 64, "--mamba-num-groups": 8, "--mamba-expand": 2,
                   "--mamba-d-conv": 4, "--mamba-chunk-size": 128}
 # nemotron_h fields compared with a --load checkpoint's config.json
@@ -140,6 +142,8 @@ def allocate_auto(layers: int, attention_ratio: float, mlp_ratio: float) -> List
 def mamba_fields(g, hidden: int) -> Dict[str, Any]:
     """The Mamba2 mixer's dims as nemotron_h fields."""
     value = {flag: g.get(flag, default) for flag, default in MAMBA_DEFAULTS.items()}
+    # the translation reads --mamba-d-conv as its other spelling, Qwen3-Next's --linear-conv-kernel-dim
+    value["--mamba-d-conv"] = g.get("--linear-conv-kernel-dim", value["--mamba-d-conv"])
     for flag, v in value.items():
         if not isinstance(v, int) or v < 1:
             raise ArchitectureError(f"{flag} {v}: expects a whole number >= 1")
