@@ -60,6 +60,11 @@ def judge_entry(entry: str, argv: Sequence[str]) -> EntryJudgement:
     flags = {a.partition("=")[0] for a in argv if a.startswith("--")}
     if name in GPT_ENTRIES:
         return EntryJudgement(name, name)
+    if name in FORK_ENTRIES and any(flag in flags for flag in HYBRID_LAYER_FLAGS):
+        return _refused(name, "is given a hybrid layer pattern (--hybrid-override-pattern / --hybrid-*-ratio / "
+                              "--is-hybrid-model), whose M layers its own layer spec builds as Gated DeltaNet, not "
+                              "Megatron's Mamba2; give Qwen3-Next's flags instead (--linear-attention-freq, "
+                              "--linear-num-key-heads, ..., docs/architectures_from_flags.md)")
     if name in FORK_ENTRIES:
         return EntryJudgement(name, "pretrain_gpt.py", note=f"entry point {name} trains {FORK_ENTRIES[name]}; "
                                                               "converted as pretrain_gpt.py")

@@ -83,3 +83,11 @@ def test_a_hybrid_entry_without_layers_is_refused_with_what_to_add():
 def test_a_fork_entry_with_a_hybrid_pattern_is_judged_by_its_decoder_flags():
     assert judge_entry("pretrain_my_mamba.py", GPT + ["--hybrid-override-pattern", "M-M-"]).translate_as == \
         "pretrain_gpt.py"
+
+
+def test_pais_qwen3_next_entry_with_a_hybrid_pattern_is_refused():
+    """Pai-Megatron-Patch's pretrain_qwen3_next.py builds Gated DeltaNet for the pattern's M: no nemotron_h Mamba2."""
+    judged = judge_entry("pretrain_qwen3_next.py", GPT + ["--hybrid-override-pattern", "M-M*", "--is-hybrid-model"])
+    assert judged.translate_as is None
+    assert judged.problem.startswith("entry point pretrain_qwen3_next.py is given a hybrid layer pattern")
+    assert judge_entry("pretrain_qwen3_next.py", GPT).translate_as == "pretrain_gpt.py"
