@@ -18,6 +18,7 @@ Family choice follows what the flags describe:
       ... with Gated DeltaNet layers (arch/linear_attention.py)  -> qwen3_next
   rope + RMSNorm + --quick-geglu with experts, sinks, windows (arch/gpt_oss.py) -> gpt_oss
   ... sigmoid router with expert bias under a MiniMax-M2 layer spec (arch/minimax.py) -> minimax_m2
+  a hybrid layer pattern / Mamba flags (arch/hybrid.py)          -> nemotron_h (Mamba2, attention, MLP layers)
 RoPE scaling (llama3, yarn) goes into rope_parameters of any rope family (arch/rope.py). Anything else is refused
 with the combination named. Unset flags take Megatron's defaults (LayerNorm, learned positions, biases on, tied
 embeddings, dropout 0.1).
@@ -37,6 +38,7 @@ from .arch.attention import mla_fields, sliding_window, wants_mla
 from .arch.dsa import DSA_FAMILY, dsa_engine_fields, dsa_fields, wants_dsa
 from .arch.gemma import gemma2_fields, gemma2_flags_given, gemma_family, gemma_fields, wants_geglu
 from .arch.gpt_oss import check_gpt_oss, check_not_gpt_oss, gpt_oss_fields, wants_gpt_oss
+from .arch.hybrid import HYBRID_COMPARED, checkpoint_fields, hybrid_config, layer_symbols, wants_hybrid
 from .arch.layernorm import bloom, gpt_neox
 from .arch.linear_attention import check_qwen3_next, dense_fields, linear_attention, refuse_split_linear_attention
 from .arch.minimax import check_minimax, wants_minimax
@@ -86,13 +88,18 @@ def wants_architecture(given: Dict[str, Any]) -> bool:
 def build_architecture(given: Dict[str, Any], seq_length: Optional[int],
                        tp_size: int) -> Tuple[Dict[str, Any], List[str]]:
     """Return (HF config dict, notes). Raise ArchitectureError naming the flags when it cannot be honoured."""
+    hybrid = wants_hybrid(given)
+    if hybrid and "--num-layers" not in given:  # Megatron's --hybrid-layer-pattern sets the depth
+        given = {**given, "--num-layers": len(layer_symbols(given))}
     missing = [f for f in ARCH_FLAGS_REQUIRED if f not in given]
     if missing:
         raise ArchitectureError(f"the architecture needs {', '.join(missing)} as well")
     a = _read_flags(given, seq_length)
     notes: List[str] = []
-    family = _choose_family(a)
-    if family in ("gpt2", "gpt_bigcode"):
+    family = "nemotron_h" if hybrid else _choose_family(a)
+    if family == "nemotron_h":
+        config = hybrid_config(given, a, notes)
+    elif family in ("gpt2", "gpt_bigcode"):
         config = _gpt2(a, family, given)
     elif family == "gpt_neox":
         config = gpt_neox(a)
@@ -139,7 +146,7 @@ def _read_flags(g, seq_length):
                                     f"int(4 × {hidden} × 2/3 / 64) × 64, is {ffn}; give --ffn-hidden-size")
     positions = _positions(g)
     rope = positions == "rope" or bool(g.get("--use-rotary-position-embeddings"))
-    if positions not in ("rope", "learned_absolute", "alibi"):
+    if positions not in ("rope", "learned_absolute", "alibi", "none"):
         raise ArchitectureError(f"--position-embedding-type {g['--position-embedding-type']} is not supported; use "
                                 "rope or learned_absolute (long-context scaling: --rope-scaling-type llama3|yarn or "
                                 "--use-rope-scaling)")
@@ -165,7 +172,7 @@ def _read_flags(g, seq_length):
         "embeds_norm": bool(g.get("--input-embeds-norm")), "gemma2": gemma2_flags_given(g),
         "glm_rope": bool(g.get("--use-glm-rope")),
         "rope": rope, "alibi": positions == "alibi" and not rope, "embed_norm": bool(g.get("--embed-layernorm")),
-        "kv_heads": _kv_heads(g, heads),
+        "positions": positions, "kv_heads": _kv_heads(g, heads),
         "head_dim": g["--kv-channels"] if "--kv-channels" in g else _whole_head_size(hidden, heads),
         "max_pos": g["--max-position-embeddings"] if "--max-position-embeddings" in g else seq_length,
         "rms": _normalization(g) == "rmsnorm" or bool(g.get("--RMSNorm")),
@@ -187,6 +194,7 @@ def _read_flags(g, seq_length):
         "attn_drop": g.get("--attention-dropout", 0.1), "hidden_drop": g.get("--hidden-dropout", 0.1),
         "hidden_drop_given": "--hidden-dropout" in g,
         "rope_base": g.get("--rotary-base", 10000), "rope_pct": g.get("--rotary-percent", 1.0),
+        "squared_relu": bool(g.get("--squared-relu")),
     }
 
 
@@ -272,6 +280,13 @@ def _renumbered(layers, real):
 
 def _choose_family(a) -> str:
     _check_family_flags(a)
+    if a["positions"] == "none" and not a["rope"]:
+        raise ArchitectureError("--position-embedding-type none: only hybrid Mamba models (--hybrid-layer-pattern, the "
+                                "nemotron_h family) train without a position embedding here; use rope or "
+                                "learned_absolute")
+    if a["squared_relu"]:
+        raise ArchitectureError("--squared-relu: only the nemotron_h family (a hybrid Mamba model, "
+                                "--hybrid-layer-pattern) has a squared-ReLU MLP here; drop it for GeLU or --swiglu")
     if a["alibi"]:
         return _alibi_family(a)
     if not a["rope"]:
@@ -548,7 +563,8 @@ def _differ(a, b) -> bool:
 def compare_with_checkpoint(arch: Dict[str, Any], hf_config: Dict[str, Any]) -> List[str]:
     """Names and values of the fields where the flags and the checkpoint's config.json disagree."""
     diffs = []
-    for name in COMPARED_FIELDS:
+    hf_config = checkpoint_fields(hf_config)
+    for name in COMPARED_FIELDS + HYBRID_COMPARED:
         if name in arch and name in hf_config and hf_config[name] is not None and _differ(arch[name], hf_config[name]):
             diffs.append(f"{name}: flags say {arch[name]}, config.json says {hf_config[name]}")
     ours, theirs = _rope_of(arch), _rope_of(hf_config)

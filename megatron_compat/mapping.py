@@ -473,6 +473,10 @@ DSA = MLA + ("--q-lora-rank", "16", "--enable-dsa-indexer", "--index-n-heads", "
              "--index-topk", "4")
 LLAMA3 = ("--rope-scaling-type", "llama3", "--rope-scaling-factor", "8", "--low-freq-factor", "1",
           "--high-freq-factor", "4", "--original-max-position-embeddings", "8192")
+# Base has --num-layers 2: a two-layer pattern, Mamba2 then attention
+HYBRID = ("--hybrid-layer-pattern", "M*", "--position-embedding-type", "none", "--normalization", "RMSNorm",
+          "--disable-bias-linear", "--hidden-dropout", "0", "--mamba-head-dim", "16", "--mamba-num-groups", "2",
+          "--mamba-state-dim", "16")
 YARN = ("--rope-scaling-type", "yarn", "--rope-scaling-factor", "4",
         "--rope-scaling-original-max-position-embeddings", "16")
 
@@ -497,7 +501,8 @@ MAPPED_RULES += [
     arch("--kv-channels", "head_dim", ROPE + ("--kv-channels", "32")),
     arch("--max-position-embeddings", "max_position_embeddings", ("--max-position-embeddings", "64")),
     arch("--position-embedding-type", "model family (learned → GPT-2, rope → Llama/Qwen, Gemma with a gated "
-         "GeLU, or GPT-NeoX with LayerNorm and GeLU; alibi with --embed-layernorm → BLOOM)", ROPE),
+         "GeLU, or GPT-NeoX with LayerNorm and GeLU; alibi with --embed-layernorm → BLOOM; none with a hybrid "
+         "layer pattern → nemotron_h)", ROPE),
     arch("--embed-layernorm", "BLOOM's word_embeddings_layernorm (with --position-embedding-type alibi)",
          ("--position-embedding-type", "alibi", "--embed-layernorm", "--hidden-dropout", "0")),
     arch("--use-rotary-position-embeddings --use-llama2-rotary-position-embeddings", "rope position embeddings",
@@ -627,6 +632,23 @@ MAPPED_RULES += [
          DSA + ("--index-topk", "8")),
     arch("--indexer-loss-coeff", "model.dsa_indexer_loss_coeff (the indexer's KL loss; MindSpeed's default 1.0)",
          DSA + ("--indexer-loss-coeff", "0.5")),
+    # --- hybrid Mamba models, the nemotron_h family (arch/hybrid.py) ---
+    arch("--hybrid-layer-pattern --hybrid-override-pattern", "layers_block_type of the nemotron_h family (M Mamba2, "
+         "* attention, - MLP; its length sets num_hidden_layers)", HYBRID),
+    arch("--hybrid-attention-ratio", "layers_block_type: attention layers placed by ratio as megatron-core's "
+         "allocate_layers", HYBRID[2:] + ("--hybrid-attention-ratio", "0.5")),
+    arch("--hybrid-mlp-ratio", "layers_block_type: MLP layers placed by ratio as megatron-core's allocate_layers",
+         HYBRID[2:] + ("--hybrid-mlp-ratio", "0.5")),
+    arch("--is-hybrid-model", "the nemotron_h family; without a pattern or ratios every layer is Mamba2",
+         HYBRID[2:] + ("--is-hybrid-model",)),
+    arch("--mamba-state-dim", "ssm_state_size", HYBRID + ("--mamba-state-dim", "8")),
+    arch("--mamba-head-dim", "mamba_head_dim", HYBRID + ("--mamba-head-dim", "32")),
+    arch("--mamba-num-groups", "n_groups", HYBRID + ("--mamba-num-groups", "4")),
+    arch("--mamba-num-heads", "mamba_num_heads (unset: expand × hidden / head dim)",
+         HYBRID + ("--mamba-num-heads", "4")),
+    # MindSpeed's --mamba-expand, --mamba-d-conv (alias of --linear-conv-kernel-dim) and --mamba-chunk-size have their
+    # rows with Qwen3-Next's below; arch/hybrid.py reads them for nemotron_h too
+    arch("--squared-relu", "mlp_hidden_act relu2 (nemotron_h's ungated MLP)", HYBRID + ("--squared-relu",)),
     # --- RoPE scaling for long context (arch/rope.py) ---
     arch("--use-rope-scaling", "rope_parameters llama3 (Megatron: low 1, high 4, original 8192)",
          ROPE + ("--use-rope-scaling",)),

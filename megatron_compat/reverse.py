@@ -17,6 +17,7 @@ from .arch.attention import mla_flags, sliding_window_flags
 from .arch.dsa import DSA_FAMILIES, dsa_flags
 from .arch.gemma import gemma_flags
 from .arch.gpt_oss import gpt_oss_flags
+from .arch.hybrid import hybrid_flags
 from .arch.layernorm import bloom_flags, gpt_neox_flags
 from .arch.linear_attention import is_dense, linear_attention_flags
 from .arch.module_names import fsdp_units, llama_pattern
@@ -274,6 +275,8 @@ def architecture_flags(arch, values=None) -> List[str]:
     out = _engine_flags(values, arch)
     if not arch:
         return out
+    if arch["model_type"] == "nemotron_h":
+        return out + hybrid_flags(arch)
     if arch["model_type"] == "gpt_bigcode" and not arch.get("multi_query", True):
         raise ArchitectureError("gpt_bigcode without multi_query is GPT-2: convert it as model_type gpt2")
     if arch["model_type"] in ("gpt2", "gpt_bigcode"):

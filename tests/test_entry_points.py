@@ -30,7 +30,6 @@ def test_fork_entry_with_a_stage_is_post_training():
 
 @pytest.mark.parametrize("entry,extra,family", [
     ("pretrain_t5_fork.py", ["--encoder-num-layers", "12", "--decoder-num-layers", "12"], "T5 encoder-decoder"),
-    ("pretrain_my_mamba.py", ["--hybrid-override-pattern", "M-M-"], "hybrid Mamba"),
     ("pretrain_bert_fork.py", ["--bert-no-binary-head"], "BERT"),
     ("pretrain_vit.py", ["--img-h", "224", "--img-w", "224", "--patch-dim", "16"], "vision"),
     ("pretrain_llava.py", ["--vision-model-type", "clip"], "vision-language"),
@@ -43,7 +42,7 @@ def test_another_familys_flags_refuse_a_fork_entry(entry, extra, family):
 
 
 @pytest.mark.parametrize("entry,family", [("pretrain_bert.py", "BERT"), ("pretrain_t5.py", "T5"),
-                                          ("pretrain_mamba.py", "Mamba"), ("pretrain_vlm.py", "vision-language")])
+                                          ("pretrain_vlm.py", "vision-language")])
 def test_megatrons_other_families_are_refused_by_name_even_with_decoder_flags(entry, family):
     judged = judge_entry(entry, GPT)
     assert judged.translate_as is None and f"entry point {entry} trains a {family} model;" in judged.problem
@@ -60,3 +59,35 @@ def test_a_script_without_a_model_is_not_training():
     assert judged.translate_as is None
     assert judged.problem.startswith("entry point preprocess_data.py does not describe a model to train (it is "
                                      "not given --num-layers, --hidden-size, --num-attention-heads")
+
+
+@pytest.mark.parametrize("entry", ["pretrain_hybrid.py", "../../pretrain_mamba.py"])
+@pytest.mark.parametrize("layers", [["--hybrid-layer-pattern", "M-M*"], ["--hybrid-override-pattern", "M-M*"],
+                                    ["--is-hybrid-model"], ["--hybrid-attention-ratio", "0.25"]])
+def test_megatrons_hybrid_entries_train_a_decoder(entry, layers):
+    """pretrain_hybrid.py / pretrain_mamba.py: a decoder-only LM whose layers the pattern gives (nemotron_h)."""
+    judged = judge_entry(entry, ["--hidden-size", "64"] + layers)
+    name = entry.rsplit("/", 1)[-1]
+    assert (judged.translate_as, judged.problem) == ("pretrain_gpt.py", None)
+    assert judged.note == (f"entry point {name} trains Megatron's hybrid Mamba model, a decoder-only LM (Mamba2, "
+                           "attention and MLP layers by its pattern): converted as pretrain_gpt.py with the nemotron_h "
+                           "family")
+
+
+def test_a_hybrid_entry_without_layers_is_refused_with_what_to_add():
+    judged = judge_entry("pretrain_mamba.py", GPT)
+    assert judged.translate_as is None
+    assert "Megatron then makes every layer Mamba2" in judged.problem and "add --is-hybrid-model" in judged.problem
+
+
+def test_a_fork_entry_with_a_hybrid_pattern_is_judged_by_its_decoder_flags():
+    assert judge_entry("pretrain_my_mamba.py", GPT + ["--hybrid-override-pattern", "M-M-"]).translate_as == \
+        "pretrain_gpt.py"
+
+
+def test_pais_qwen3_next_entry_with_a_hybrid_pattern_is_refused():
+    """Pai-Megatron-Patch's pretrain_qwen3_next.py builds Gated DeltaNet for the pattern's M: no nemotron_h Mamba2."""
+    judged = judge_entry("pretrain_qwen3_next.py", GPT + ["--hybrid-override-pattern", "M-M*", "--is-hybrid-model"])
+    assert judged.translate_as is None
+    assert judged.problem.startswith("entry point pretrain_qwen3_next.py is given a hybrid layer pattern")
+    assert judge_entry("pretrain_qwen3_next.py", GPT).translate_as == "pretrain_gpt.py"
