@@ -158,3 +158,15 @@ def spawn_flag_runs(world, tmp, runs, timeout=900):
 def logits_of(model, tokens):
     with torch.no_grad():
         return model(input_ids=tokens, use_cache=False).logits
+
+
+def export_with_trained_logits(summary, probe):
+    """The Hugging Face export of a training run, loaded with from_pretrained; asserts it gives the trained model's
+    logits on `probe` (the run's probe_logits) and returns it for the caller's config checks."""
+    from transformers import AutoModelForCausalLM
+    hf = AutoModelForCausalLM.from_pretrained(summary["hf_dir"], dtype=torch.float32)
+    with torch.no_grad():
+        logits = hf(input_ids=probe, use_cache=False).logits
+    torch.testing.assert_close(logits, torch.as_tensor(summary["probe_logits"]), rtol=1e-4, atol=1e-4)
+    return hf
+
