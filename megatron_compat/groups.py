@@ -12,6 +12,7 @@ from typing import Any, Dict
 from fsdp2_core.config import FIELD_INDEX, ConfigError
 from fsdp2_core.config.architecture_rules import MAX_LAYERS
 from fsdp2_core.config.batch import data_parallel_size, gradient_accumulation_steps
+from fsdp2_core.models.tp_layout import UNSPLIT
 
 from . import pipeline_share
 from .arch.module_names import renamed
@@ -405,16 +406,10 @@ def _mtp_depth(g) -> int:
     return int(g.get("--mtp-num-layers") or g.get("--num-nextn-predict-layers") or 0)
 
 
-# Families whose attention the engine can split neither by heads nor by sequence: transformers' BLOOM builds the ALiBi
-# biases of all heads over the whole sequence inside its attention; GPT-BigCode fuses its one key/value head into
-# c_attn after the queries
-WHOLE_ATTENTION_FAMILIES = {"bloom": "BLOOM's ALiBi attention", "gpt_bigcode": "GPT-BigCode's multi-query attention"}
-
-
 def _fold_model_parallel(t, family):
     """Tensor- and context-parallel ranks of a family whose attention neither splits fold into data parallelism, as
     pipeline ranks do: the model and the global batch are the same, only the layout differs."""
-    if family not in WHOLE_ATTENTION_FAMILIES:
+    if family not in UNSPLIT:  # families whose attention the engine splits neither by heads nor by sequence
         return
     folded = []
     for field_name in ("tp_size", "cp_size"):
@@ -425,7 +420,7 @@ def _fold_model_parallel(t, family):
     if not folded:
         return
     t.set("sequence_parallel", False)
-    t.notes.append(f"{' and '.join(folded)} folded into FSDP sharding: {WHOLE_ATTENTION_FAMILIES[family]} splits "
+    t.notes.append(f"{' and '.join(folded)} folded into FSDP sharding: {UNSPLIT[family][0]} splits "
                    "neither by heads nor by sequence here, so those ranks become data-parallel ranks (FSDP shards the "
                    "weights over them); the model and the global batch are the script's, the accumulation steps follow "
                    "from the larger data-parallel size")

@@ -90,16 +90,18 @@ LAYOUTS: Dict[str, TPLayout] = {"gpt2": GPT2, "gpt_oss": GPT_OSS, "deepseek_v3":
                                 "deepseek_v2": DEEPSEEK_V3}  # DeepSeek-V2's MLA has DeepSeek-V3's module names
 
 
-# Families whose attention has no split here (the flag translation folds their tensor-parallel ranks into FSDP)
-UNSPLIT = {"bloom": "transformers' BLOOM builds the ALiBi biases of all heads over the whole sequence inside its "
-                    "attention",
-           "gpt_bigcode": "GPT-BigCode's one key/value head is fused into c_attn after the queries"}
+# Families whose attention has no split here, by heads or by sequence: (what it is, why); the flag translation folds
+# their tensor- and context-parallel ranks into FSDP (megatron_compat/groups.py)
+UNSPLIT = {"bloom": ("BLOOM's ALiBi attention", "transformers' BLOOM builds the ALiBi biases of all heads over the "
+                                                "whole sequence inside its attention"),
+           "gpt_bigcode": ("GPT-BigCode's multi-query attention",
+                           "GPT-BigCode's one key/value head is fused into c_attn after the queries")}
 
 
 def tp_layout_for(model: nn.Module) -> TPLayout:
     """The row of the model's model_type; Llama-style names (DECODER) for every other family."""
     model_type = getattr(getattr(model, "config", None), "model_type", None)
     if model_type in UNSPLIT:
-        raise ConfigError(f"tp_size > 1 with model_type {model_type}: {UNSPLIT[model_type]}, which tensor parallelism "
-                          "does not split; set tp_size 1 (FSDP shards the weights over the same ranks)")
+        raise ConfigError(f"tp_size > 1 with model_type {model_type}: {UNSPLIT[model_type][1]}, which tensor "
+                          "parallelism does not split; set tp_size 1 (FSDP shards the weights over the same ranks)")
     return LAYOUTS.get(model_type, DECODER)
