@@ -34,7 +34,8 @@ UNSUPPORTED = (
     ("qk_l2_norm", bool, "L2-normalised queries and keys"),
     ("heterogeneous_layers_config_path", bool, "heterogeneous layers"),
     ("experimental_attention_variant", bool, "an experimental attention variant"),
-    ("softmax_type", lambda v: v not in (None, "vanilla"), "a non-standard attention softmax"),
+    # gpt-oss's learnable softmax offsets are translated (arch/gpt_oss.py); off-by-one has no family
+    ("softmax_type", lambda v: v not in (None, "vanilla", "learnable"), "an off-by-one attention softmax"),
     ("apply_residual_connection_post_layernorm", bool, "residuals taken after the layer norm"),
 )
 
@@ -166,7 +167,8 @@ _ARCH_KEYS = ("model_type", "n_layer", "n_embd", "n_head", "n_inner", "n_positio
               # shared experts, the sigmoid router and Multi-Latent Attention (Qwen2-MoE, GLM-4.5, DeepSeek-V3)
               "shared_expert_intermediate_size", "n_routed_experts", "n_shared_experts", "routed_scaling_factor",
               "n_group", "topk_group", "first_k_dense_replace", "num_nextn_predict_layers", "q_lora_rank",
-              "kv_lora_rank", "qk_nope_head_dim", "qk_rope_head_dim", "v_head_dim", "rope_interleave")
+              "kv_lora_rank", "qk_nope_head_dim", "qk_rope_head_dim", "v_head_dim", "rope_interleave",
+              "swiglu_limit", "layer_types")  # gpt-oss: the GLU clamp, which layers take the sliding window
 
 
 def config_arch(config) -> Dict[str, Any]:
@@ -200,10 +202,12 @@ def megatron_args_for(config, tp: int, pp: int, fmt: str, spec: str, divisible_b
     args = args_from_flags(flags)
     _derive(args, tp, pp, fmt)
     if arch.get("num_local_experts"):  # Megatron renormalises the top-k weights unless it takes the softmax first
-        args.moe_router_pre_softmax = not (arch["model_type"] == "mixtral" or arch.get("norm_topk_prob"))
+        args.moe_router_pre_softmax = not (arch["model_type"] in ("mixtral", "gpt_oss") or arch.get("norm_topk_prob"))
     if arch["model_type"] in SIGMOID_FAMILIES and arch.get("first_k_dense_replace", 0) < arch["num_hidden_layers"]:
         # the routers hold an expert bias (e_score_correction_bias), which Megatron keeps only with expert bias on
         args.moe_router_enable_expert_bias = True
+    if arch.get("num_local_experts") and args.add_bias_linear:  # gpt-oss: megatron-core builds MoE biases only
+        args.expert_tensor_parallel_size = 1                      # with whole experts on every tensor-parallel rank
     args.iteration, args.consumed_train_samples = iteration, consumed_train_samples
     back, _ = architecture_from_args(args, "the written args")
     differences = [f"{k}: config {_norm(arch.get(k))!r}, Megatron {_norm(v)!r}" for k, v in back.items()

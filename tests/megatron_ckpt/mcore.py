@@ -95,6 +95,24 @@ SHAPES = {
                "2.5", "--moe-shared-expert-intermediate-size", "16", "--moe-layer-freq", "[0,1]")),
     # Multi-token prediction: two depths of Qwen3-MoE layers (experts inside), eh_proj column-parallel over tp 2
     "mtp": Shape("mtp", "qwen3_moe", qk_norm=True, experts=4, pp=1, mtp=2),
+    # DeepSeek-V2: Multi-Latent Attention without a q LoRA (linear_q_proj), softmax over all experts before the top k,
+    # a shared expert, a dense first layer
+    "dsv2": Shape("dsv2", "deepseek_v2", experts=4, pp=1, qk_norm=True, groups=4, mla=True, config=dict(
+        q_lora_rank=None, kv_lora_rank=16, qk_head_dim=8, qk_pos_emb_head_dim=8, v_head_dim=8, rope_type="rope",
+        moe_router_pre_softmax=True, moe_shared_expert_intermediate_size=16, moe_layer_freq=[0, 1],
+        layernorm_epsilon=1e-6),
+        flags=("--norm-epsilon", "1e-6", "--multi-latent-attention", "--kv-lora-rank", "16", "--qk-head-dim", "8",
+               "--qk-pos-emb-head-dim", "8", "--v-head-dim", "8", "--rope-type", "rope", "--moe-router-pre-softmax",
+               "--moe-shared-expert-intermediate-size", "16", "--moe-layer-freq", "[0,1]")),
+    # gpt-oss: biases everywhere (experts and router too), learnable softmax offsets (sinks), quick-GeGLU experts with
+    # the offset and clamp, a sliding window on every other layer (megatron-core allows MoE biases only with expert
+    # tensor parallelism 1, so one stage per layer instead of tp 2)
+    "gpt_oss": Shape("gpt_oss", "gpt_oss", experts=4, tp=1, swiglu=False, bias=True, config=dict(
+        gated_linear_unit=True, activation_func=lambda x: x * torch.sigmoid(1.702 * x), glu_linear_offset=1.0,
+        activation_func_clamp_value=7.0, softmax_type="learnable", window_size=(3, 0), window_attn_skip_freq=2,
+        expert_tensor_parallel_size=1),
+        flags=("--quick-geglu", "--glu-linear-offset", "1.0", "--activation-func-clamp-value", "7.0",
+               "--softmax-type", "learnable", "--window-size", "3,0", "--window-attn-skip-freq", "2")),
 }
 
 
@@ -110,6 +128,14 @@ def patch_for_cpu() -> None:
     moe_utils.te_general_gemm = None
     from megatron.core.transformer import multi_latent_attention
     multi_latent_attention.HAVE_TE = False  # its import of the TE extension succeeds without TE, with None classes
+    from megatron.core.fusions import fused_softmax
+    fused_softmax.get_sliding_window_causal_mask = _sliding_window_mask
+
+
+def _sliding_window_mask(sq: int, skv: int, window_size):
+    """megatron-core's get_sliding_window_causal_mask (True = masked), on the CPU instead of "cuda"."""
+    keep = torch.ones(sq, skv, dtype=torch.bool).triu(skv - sq - window_size[0]).tril(skv - sq + window_size[1])
+    return ~keep
 
 
 class CausalCoreAttention(torch.nn.Module):

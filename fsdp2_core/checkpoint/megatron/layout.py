@@ -9,11 +9,12 @@ in a legacy checkpoint, with global layer and expert numbers and every tensor wh
     decoder.layers.{i}.input_layernorm.{weight,bias}
     decoder.layers.{i}.self_attention.linear_qkv.{weight,bias}    per query group: [q x heads/groups, k, v]
     decoder.layers.{i}.self_attention.{q,k}_layernorm.{weight,bias}
+    decoder.layers.{i}.self_attention.core_attention.softmax_offset    [heads] (gpt-oss's sinks), split with the heads
     decoder.layers.{i}.self_attention.linear_proj.{weight,bias}
     decoder.layers.{i}.pre_mlp_layernorm.{weight,bias}
     decoder.layers.{i}.mlp.linear_fc1.{weight,bias}     gated (SwiGLU): [gate; up], each whole
     decoder.layers.{i}.mlp.linear_fc2.{weight,bias}
-    decoder.layers.{i}.mlp.router.weight                [experts, hidden]
+    decoder.layers.{i}.mlp.router.{weight,bias}         [experts, hidden]; the bias only with gpt-oss
     decoder.layers.{i}.mlp.experts.{e}.linear_fc{1,2}.{weight,bias}
     decoder.final_layernorm.{weight,bias}
     output_layer.weight                                 untied embeddings only
@@ -44,7 +45,8 @@ TE_NORMS = {
 }
 _COLUMN = ("word_embeddings.weight", "output_layer.weight", "linear_qkv.weight", "linear_qkv.bias",
            "linear_fc1.weight", "linear_fc1.bias", "linear_q_proj.weight", "linear_q_up_proj.weight",
-           "linear_kv_up_proj.weight", "eh_proj.weight") + ("linear_q_down_proj.weight", "linear_kv_down_proj.weight")
+           "linear_kv_up_proj.weight", "eh_proj.weight", "core_attention.softmax_offset") + (
+               "linear_q_down_proj.weight", "linear_kv_down_proj.weight")
 # MLA's down-projections: column-parallel in the local spec, duplicated on every rank in Transformer Engine's
 _COLUMN_OR_DUPLICATED = ("linear_q_down_proj.weight", "linear_kv_down_proj.weight")
 _ROW = ("linear_proj.weight", "linear_fc2.weight")

@@ -17,7 +17,8 @@ import torch
 from ..layout import CheckpointError
 from .layout import expert_name, layer_name, mtp_layer_prefix, mtp_name
 
-LLAMA_LIKE = ("llama", "mistral", "qwen2", "qwen3", "qwen3_moe", "mixtral", "qwen2_moe", "glm4_moe", "deepseek_v3")
+LLAMA_LIKE = ("llama", "mistral", "qwen2", "qwen3", "qwen3_moe", "mixtral", "qwen2_moe", "glm4_moe", "deepseek_v2",
+              "deepseek_v3", "gpt_oss")
 FAMILIES = LLAMA_LIKE + ("gpt2",)
 
 Tensors = Dict[str, torch.Tensor]
@@ -119,6 +120,40 @@ def _experts_group(hf: str, i: int, which: str, experts: int) -> Group:
     return Group([hf], mg, to_hf, to_mg)
 
 
+def _interleaved_experts_group(hf: str, i: int, kind: str, experts: int) -> Group:
+    """gpt-oss's fused experts: gate_up_proj [experts, hidden, 2 x ffn] (its bias [experts, 2 x ffn]) with gate and
+    up columns alternating, from each expert's Megatron fc1 [gate; up] rows (transposed for the weight)."""
+    mg = [expert_name(i, e, f"linear_fc1.{kind}") for e in range(experts)]
+
+    def to_hf(m):
+        rows = torch.stack([torch.stack(m[n].chunk(2, dim=0), dim=1).flatten(0, 1) for n in mg])
+        return {hf: rows.transpose(1, 2).contiguous() if kind == "weight" else rows}
+
+    def to_mg(h):
+        rows = h[hf].transpose(1, 2) if kind == "weight" else h[hf]
+        return {n: torch.cat([rows[e][0::2], rows[e][1::2]], dim=0).contiguous() for e, n in enumerate(mg)}
+    return Group([hf], mg, to_hf, to_mg)
+
+
+def _transposed_experts_group(hf: str, i: int, experts: int) -> Group:
+    """gpt-oss's down_proj [experts, ffn, hidden]: each expert's Megatron fc2 weight [hidden, ffn] transposed."""
+    mg = [expert_name(i, e, "linear_fc2.weight") for e in range(experts)]
+
+    def to_hf(m):
+        return {hf: torch.stack([m[n].t() for n in mg]).contiguous()}
+
+    def to_mg(h):
+        return {n: h[hf][e].t().contiguous() for e, n in enumerate(mg)}
+    return Group([hf], mg, to_hf, to_mg)
+
+
+def _experts_bias_group(hf: str, i: int, experts: int) -> Group:
+    """gpt-oss's down_proj_bias [experts, hidden]: each expert's fc2 bias."""
+    mg = [expert_name(i, e, "linear_fc2.bias") for e in range(experts)]
+    return Group([hf], mg, lambda m: {hf: torch.stack([m[n] for n in mg])},
+                 lambda h: {n: h[hf][e].contiguous() for e, n in enumerate(mg)})
+
+
 def _num_experts(config) -> int:
     return getattr(config, "num_local_experts", None) or getattr(config, "num_experts", None) or 0
 
@@ -135,6 +170,9 @@ _LLAMA_SAME = {"input_layernorm.weight": "input_layernorm.weight",
                "self_attn.k_norm.weight": "self_attention.k_layernorm.weight",
                "mlp.down_proj.weight": "mlp.linear_fc2.weight", "mlp.down_proj.bias": "mlp.linear_fc2.bias",
                "mlp.gate.weight": "mlp.router.weight",
+               # gpt-oss: a router with a bias; learnable softmax offsets per head (Megatron's softmax_type learnable)
+               "mlp.router.weight": "mlp.router.weight", "mlp.router.bias": "mlp.router.bias",
+               "self_attn.sinks": "self_attention.core_attention.softmax_offset",
                # DeepSeek-V3 / GLM-4.5: the router's expert bias; shared experts (Qwen2-MoE: one, gated)
                "mlp.gate.e_score_correction_bias": "mlp.router.expert_bias",
                "mlp.shared_experts.down_proj.weight": "mlp.shared_experts.linear_fc2.weight",
@@ -221,7 +259,7 @@ def _layer_group(config, name: str, i: int, rest: str):
     prefix = f"model.layers.{i}"
     if rest in _LLAMA_SAME:
         return _same(name, layer_name(i, _LLAMA_SAME[rest]))
-    if config.model_type == "deepseek_v3" and rest == "self_attn.q_proj.weight":  # MLA without a q LoRA rank
+    if config.model_type in ("deepseek_v2", "deepseek_v3") and rest == "self_attn.q_proj.weight":  # MLA, no q LoRA
         return _same(name, layer_name(i, "self_attention.linear_q_proj.weight"))
     if (x := re.fullmatch(r"self_attn\.[qkv]_proj\.(weight|bias)", rest)):
         return _qkv_group(config, i, x.group(1), prefix)
@@ -229,6 +267,14 @@ def _layer_group(config, name: str, i: int, rest: str):
         return _gated_group(prefix, i, x.group(1))
     if (x := re.fullmatch(r"mlp\.(shared_experts?)\.(?:gate|up)_proj\.weight", rest)):
         return _gated_group(prefix, i, "weight", f"mlp.{x.group(1)}", "mlp.shared_experts")
+    if config.model_type == "gpt_oss":
+        experts = _num_experts(config)
+        if (x := re.fullmatch(r"mlp\.experts\.gate_up_proj(_bias)?", rest)):
+            return _interleaved_experts_group(name, i, "bias" if x.group(1) else "weight", experts)
+        if rest == "mlp.experts.down_proj":
+            return _transposed_experts_group(name, i, experts)
+        if rest == "mlp.experts.down_proj_bias":
+            return _experts_bias_group(name, i, experts)
     if rest == "mlp.experts.gate_up_proj":
         return _experts_group(name, i, "1", _num_experts(config))
     if rest == "mlp.experts.down_proj":

@@ -55,10 +55,12 @@ class LegacyReader:
     def __init__(self, path: str, args, trust: bool = False, first: Optional[dict] = None):
         self.path, self.args, self.trust = path, args, trust
         self.tp, self.pp, self.ep = parallel_sizes(args)
-        self.gated = bool(getattr(args, "swiglu", False))
+        self.gated = bool(getattr(args, "swiglu", False) or getattr(args, "quick_geglu", False))
         self.tied = not getattr(args, "untie_embeddings_and_output_weights", False)
         etp = getattr(args, "expert_tensor_parallel_size", None)
-        if getattr(args, "num_experts", None) and etp not in (None, self.tp):
+        # experts whole on every tensor-parallel rank (gpt-oss's biased experts need it) read from one rank's file
+        self.whole_experts = etp == 1 and self.ep == 1
+        if getattr(args, "num_experts", None) and etp not in (None, self.tp) and not self.whole_experts:
             raise CheckpointError(f"{path}: experts split {etp}-way (expert_tensor_parallel_size) but the other layers "
                                   f"{self.tp}-way; legacy checkpoints are read only when the two agree. Save it with "
                                   "--ckpt-format torch_dist, whose tensors are whole, and convert that")
@@ -184,7 +186,8 @@ class LegacyReader:
         if len(ranks) != self.tp and len(ranks) != 1:
             raise CheckpointError(f"{self.path}: {name} is present in {len(ranks)} of the {self.tp} tensor-parallel "
                                   "rank files")
-        wanted = sorted(ranks) if tp_dim(name) is not None else sorted(ranks)[:1]
+        split = tp_dim(name) is not None and not (self.whole_experts and ".mlp.experts." in name)
+        wanted = sorted(ranks) if split else sorted(ranks)[:1]
         shards = [ranks[t]() for t in wanted]
         return merge_tp(name, shards, self.gated).detach().clone()
 

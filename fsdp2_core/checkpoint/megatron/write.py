@@ -257,7 +257,9 @@ def write_dist(conv: Conversion, path: str, spec: str, layers: int, dtype, commo
 # ---------------------------------------------------------------- torch (legacy)
 
 def write_legacy(conv: Conversion, path: str, spec: str, layers: int, tp: int, pp: int, dtype, common: dict,
-                 tied: bool) -> None:
+                 tied: bool, whole_experts: bool = False) -> None:
+    """One file per (tensor, pipeline) rank; `whole_experts` (expert tensor parallel size 1) puts every expert whole
+    into each tensor-parallel rank's file."""
     if layers % pp:
         raise CheckpointError(f"--target-pp {pp}: the model's {layers} layers do not split evenly into {pp} stages")
     per_stage = layers // pp
@@ -277,7 +279,9 @@ def write_legacy(conv: Conversion, path: str, spec: str, layers: int, tp: int, p
             for mg, full in conv.group_tensors(group).items():
                 done.add(mg)
                 local = _legacy_name(mg, spec, per_stage, moe, mla, conv.group_of)
-                for t, shard in enumerate(_split_for_spec(mg, full, tp, conv.gated, spec)):
+                whole = whole_experts and ".mlp.experts." in mg
+                shards = [full] * tp if whole else _split_for_spec(mg, full, tp, conv.gated, spec)
+                for t, shard in enumerate(shards):
                     models[t][local] = shard.to(dtype) if shard.is_floating_point() else shard
         if tied and pp > 1 and p == pp - 1:  # the last stage keeps its copy of the embedding as output_layer
             for t, shard in enumerate(split_tp("output_layer.weight", conv.tensor("embedding.word_embeddings.weight"),
@@ -348,7 +352,8 @@ def write_megatron(source: HfSource, out_dir: str, args, fmt: str = DIST, spec: 
     else:
         write_legacy(conv, path, spec, layers, int(args.tensor_model_parallel_size),
                      int(args.pipeline_model_parallel_size), dtype, common,
-                     not getattr(args, "untie_embeddings_and_output_weights", False))
+                     not getattr(args, "untie_embeddings_and_output_weights", False),
+                     getattr(args, "expert_tensor_parallel_size", None) == 1)
     write_tracker(out_dir, iteration)
     return {"iteration": iteration, "padded_vocab_size": padded, "padding_rows_added": padded - vocab,
             "tensors": len(conv.names()), "path": path}
