@@ -67,12 +67,16 @@ def loss_scale(t):
 FP8_FLAGS = ("--fp8-format", "--fp8-recipe", "--fp8-amax-history-len", "--fp8-amax-compute-algo", "--fp8-param-gather")
 
 
+BF16_ENDS_FLAGS = ("--first-last-layers-bf16", "--num-layers-at-start-in-bf16", "--num-layers-at-end-in-bf16")
+
+
 def fp8(t):
     """Megatron's FP8 flags: float8 training (torchao) or, with --fp8-recipe mxfp8, the MXFP8 recipe.
 
     The hardware check (FP8 GPUs only) happens when the run starts, so --print-config shows the mapping anywhere."""
     g = t.given
     given = [f for f in FP8_FLAGS if f in g and g[f] is not None and g[f] is not False]
+    _bf16_ends(t, quantised=bool(given and g.get("--fp8-format")))
     if not given:
         return
     fmt = g.get("--fp8-format")
@@ -108,6 +112,35 @@ def fp8(t):
         if flag in given:
             t.set(field_name, g[flag])
             _line(t, flag)
+
+
+def _bf16_ends(t, quantised: bool) -> None:
+    """--first-last-layers-bf16: Megatron builds the first N and last M decoder layers (N, M from
+    --num-layers-at-start/end-in-bf16, default 1) without FP8; here they join the modules never quantised."""
+    g = t.given
+    given = [f for f in BF16_ENDS_FLAGS if f in g and g[f] is not None and g[f] is not False]
+    if not given:
+        return
+    if not quantised or not g.get("--first-last-layers-bf16"):
+        why = ("no effect without --fp8-format (every layer trains in bf16 then)" if not quantised else
+               "no effect without --first-last-layers-bf16 (as in Megatron)")
+        for flag in given:
+            _line(t, flag, why, status="absorbed")
+        return
+    layers, start = g.get("--num-layers"), g.get("--num-layers-at-start-in-bf16", 1)
+    end = g.get("--num-layers-at-end-in-bf16", 1)
+    if not layers:
+        t.reject("--first-last-layers-bf16", "the last layers are counted from --num-layers, which is not given",
+                 "give --num-layers, or list the layers in quant_ignored_modules (model.layers.<i>)")
+        return
+    if start < 0 or end < 0 or start + end > layers:
+        raise ConfigError(f"--num-layers-at-start-in-bf16 {start} and --num-layers-at-end-in-bf16 {end}: each >= 0 "
+                          f"and together at most --num-layers {layers}")
+    kept = [f"model.layers.{i}" for i in list(range(start)) + list(range(layers - end, layers))]
+    t.set("quant_ignored_modules", ["lm_head"] + kept)
+    for flag in given:
+        _line(t, flag, f"model.quant_ignored_modules += {', '.join(kept) or 'nothing'} (decoder layers kept in "
+                       "bf16: the first N and last M)")
 
 
 # Megatron's adam (decoupled weight decay), and Habana's adamw (torch AdamW) and fusedadamw (its fused AdamW)

@@ -122,3 +122,32 @@ def test_reverse_round_trip():
     second = translate(flags, world_size=1).config
     assert second.model == first.model
     assert to_megatron(_cfg([]).config)[0] == to_megatron(_cfg(["--fp8-recipe", "blockwise"]).config)[0]
+
+
+def _quantised_layers(m, layers=2):
+    from fsdp2_core.quant import module_filter
+    keep = module_filter(m)
+    return [i for i in range(layers) if keep(f"model.layers.{i}.mlp.up_proj")]
+
+
+def test_first_and_last_layers_stay_bf16():
+    six = [a if a != "2" else "6" for a in BASE[:2]] + BASE[2:]  # --num-layers 6
+    result = translate(six + "--fp8-format hybrid --first-last-layers-bf16 --num-layers-at-start-in-bf16 2".split(),
+                       world_size=1)
+    assert result.ok, result.problems()
+    m = result.config.model
+    assert m.quant_ignored_modules == ["lm_head", "model.layers.0", "model.layers.1", "model.layers.5"]
+    assert _quantised_layers(m, 6) == [2, 3, 4]
+    assert "model.quant_ignored_modules += model.layers.0, model.layers.1, model.layers.5" in result.report()
+    mx = _cfg("--fp8-format e4m3 --fp8-recipe mxfp8 --first-last-layers-bf16".split()).config.model
+    assert _quantised_layers(mx) == [] and mx.quant_ignored_modules[1:] == ["model.layers.0", "model.layers.1"]
+
+
+def test_bf16_layer_flags_without_fp8_are_absorbed_and_bad_counts_refused():
+    result = _cfg("--first-last-layers-bf16 --num-layers-at-end-in-bf16 2".split())
+    assert result.config.model.quant_ignored_modules == ["lm_head"]
+    assert "no effect without --fp8-format" in result.report()
+    bad = translate(BASE + "--fp8-format hybrid --first-last-layers-bf16 --num-layers-at-start-in-bf16 2".split(),
+                    world_size=1)
+    assert not bad.ok
+    assert "--num-layers-at-start-in-bf16 2 and --num-layers-at-end-in-bf16 1" in "\n".join(bad.problems())
