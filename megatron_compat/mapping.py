@@ -260,6 +260,10 @@ MAPPED_RULES = [
           example=("--fp8-format", "hybrid", "--fp8-amax-compute-algo", "max")),
     group("--fp8-param-gather", "fp8", "model.fp8_param_gather (torchao float8 all-gather in FSDP)",
           example=("--fp8-format", "e4m3", "--fp8-param-gather")),
+    group("--fp8-e4m3", "fp8", "model.fp8_format e4m3 (Megatron's spelling before --fp8-format)",
+          example=("--fp8-e4m3",)),
+    group("--fp8-hybrid", "fp8", "model.fp8_format hybrid (Megatron's spelling before --fp8-format)",
+          example=("--fp8-hybrid",)),
     group("--first-last-layers-bf16", "fp8", "model.quant_ignored_modules += the first N and last M decoder layers "
           "(kept in bf16 under FP8)", example=("--fp8-format", "hybrid", "--num-layers", "4",
                                                 "--first-last-layers-bf16")),

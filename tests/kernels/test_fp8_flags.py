@@ -151,3 +151,36 @@ def test_bf16_layer_flags_without_fp8_are_absorbed_and_bad_counts_refused():
                     world_size=1)
     assert not bad.ok
     assert "--num-layers-at-start-in-bf16 2 and --num-layers-at-end-in-bf16 1" in "\n".join(bad.problems())
+
+
+def test_the_old_format_switches_name_the_format():
+    for flag, fmt in (("--fp8-e4m3", "e4m3"), ("--fp8-hybrid", "hybrid")):
+        result = _cfg([flag, "--fp8-recipe", "tensorwise"])
+        assert (result.config.model.fp8_format, result.config.model.fp8_recipe) == (fmt, "tensorwise")
+        assert f"model.fp8_format {fmt} (Megatron's spelling before --fp8-format)" in result.report()
+    assert _cfg("--fp8-hybrid --fp8-recipe mxfp8".split()).config.model.quant_recipe == "mxfp8"
+    bad = translate(BASE + "--fp8-e4m3 --fp8-format hybrid".split(), world_size=1)
+    assert not bad.ok and "FP8 formats e4m3, hybrid both given" in "\n".join(bad.problems())
+
+
+def test_fp8_recipes_leave_the_routed_experts_in_the_training_dtype(monkeypatch):
+    """What --no-use-gmm-fp8 asks MindSpeed for is how both recipes mapped from --fp8-* run the experts here."""
+    import transformers
+
+    from fsdp2_core.quant import apply_quantization
+    config = transformers.Qwen3MoeConfig(vocab_size=64, hidden_size=32, intermediate_size=64, moe_intermediate_size=32,
+                                         num_hidden_layers=2, num_attention_heads=2, num_key_value_heads=2,
+                                         head_dim=16, num_experts=4, num_experts_per_tok=2)
+    monkeypatch.setattr(float8, "fp8_supported", lambda device_type: True)  # conversion only; nothing runs in FP8
+    for flags in ("--fp8-format hybrid --fp8-recipe tensorwise", "--fp8-format e4m3 --fp8-recipe mxfp8"):
+        model = transformers.AutoModelForCausalLM.from_config(config)
+        experts = {n: p.clone() for n, p in model.named_parameters() if ".experts." in n}
+        done = apply_quantization(model, _cfg(flags.split()).config, "cuda")
+        assert sum(done.values()) > 0, flags  # the attention projections were converted
+        # torchao swaps in Float8Linear modules; MXFP8 marks the nn.Linear modules it converts
+        converted = [n for n, mod in model.named_modules() if isinstance(mod, torch.nn.Linear) and
+                     (type(mod) is not torch.nn.Linear or hasattr(mod, "_fsdp2_quant_format"))]
+        assert converted and not [n for n in converted if ".experts" in n], (flags, converted)
+        for n, p in model.named_parameters():
+            if n in experts:
+                assert type(p) is torch.nn.Parameter and p.dim() == 3 and torch.equal(p, experts[n])
