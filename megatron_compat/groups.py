@@ -9,7 +9,7 @@ import math
 import os
 from typing import Any, Dict
 
-from fsdp2_core.config import FIELD_INDEX, ConfigError
+from fsdp2_core.config import FIELD_INDEX, ROUTER_FIELDS, ConfigError
 from fsdp2_core.config.architecture_rules import MAX_LAYERS
 from fsdp2_core.config.batch import data_parallel_size, gradient_accumulation_steps
 from fsdp2_core.models.tp_layout import UNSPLIT
@@ -515,8 +515,7 @@ def _engine_model_id(t, model_type, source):
                    "needs it)")
 
 
-ENGINE_FIELDS = ("moe_seq_aux_loss_coeff", "moe_z_loss_coeff", "moe_router_bias_update_rate",
-                 "moe_router_force_load_balancing", "moe_expert_capacity_factor")
+ENGINE_FIELDS = ROUTER_FIELDS + ("moe_balance_per_sample",)
 
 
 def experts_of_checkpoint(t):

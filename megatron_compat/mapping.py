@@ -150,7 +150,8 @@ GROUP_FIELDS: Dict[str, Tuple[str, ...]] = {
     "save_parts": ("save_optim", "save_rng", "save_only_model"),
     "architecture": ("architecture", "train_from_scratch", "model_id", "moe_seq_aux_loss_coeff", "moe_z_loss_coeff",
                      "moe_router_bias_update_rate", "mtp_num_layers", "mtp_loss_scaling_factor",
-                     "dsa_indexer_loss_coeff"),
+                     "dsa_indexer_loss_coeff", "moe_device_level_aux_loss_coeff", "moe_comm_aux_loss_coeff",
+                     "moe_balance_per_sample"),
     "deepspeed": ("per_device_train_batch_size", "global_batch_size", "param_dtype", "max_grad_norm", "lr",
                   "adam_beta1", "adam_beta2", "adam_epsilon", "weight_decay"),
     "tokens": ("max_steps", "train_tokens", "lr_decay_steps", "lr_warmup_steps"),
@@ -475,6 +476,9 @@ QWEN3_MOE = MOE + ("--qk-layernorm",)
 SIGMOID = MOE + ("--moe-router-score-function", "sigmoid")
 MLA = SIGMOID + ("--multi-latent-attention", "--qk-layernorm", "--kv-lora-rank", "16", "--qk-head-dim", "16",
                  "--qk-pos-emb-head-dim", "8", "--v-head-dim", "16")
+DSV2_GROUPED = MOE + ("--multi-latent-attention", "--qk-layernorm", "--kv-lora-rank", "16", "--qk-head-dim", "16",
+                      "--qk-pos-emb-head-dim", "8", "--v-head-dim", "16", "--moe-router-load-balancing-type",
+                      "group_limited_greedy", "--n-group", "2", "--topk-group", "1")
 QWEN3_NEXT = ROPE + ("--disable-bias-linear", "--qk-layernorm", "--linear-key-head-dim", "16",
                      "--linear-value-head-dim", "16", "--linear-num-key-heads", "2", "--linear-num-value-heads", "4",
                      "--full-attention-interval", "2")
@@ -496,7 +500,9 @@ YARN = ("--rope-scaling-type", "yarn", "--rope-scaling-factor", "4",
 
 
 def arch(flags: str, hf_field: str, example: Tuple[str, ...] = ()) -> Rule:
-    return group(flags, "architecture", f"model.architecture.{hf_field}", example)
+    """A flag of the architecture group: the Hugging Face config field it sets, or an engine field (model.*)."""
+    return group(flags, "architecture", hf_field if hf_field.startswith("model.") else
+                 f"model.architecture.{hf_field}", example)
 
 
 MAPPED_RULES += [
@@ -594,6 +600,10 @@ MAPPED_RULES += [
          "none or noaux_tc)", SIGMOID + ("--moe-router-load-balancing-type", "noaux_tc", "--moe-aux-loss-coeff",
                                          "0.0001", "--seq-aux")),
     arch("--moe-z-loss-coeff", "model.moe_z_loss_coeff", MOE + ("--moe-z-loss-coeff", "0.001")),
+    arch("--moe-device-level-aux-loss-coeff", "model.moe_device_level_aux_loss_coeff (DeepSeek-V2's group-limited "
+         "router; per sample with --seq-aux)", DSV2_GROUPED + ("--moe-device-level-aux-loss-coeff", "0.05")),
+    arch("--moe-comm-aux-loss-coeff", "model.moe_comm_aux_loss_coeff (DeepSeek-V2's group-limited router; per "
+         "sample with --seq-aux)", DSV2_GROUPED + ("--moe-comm-aux-loss-coeff", "0.02")),
     plain("--moe-expert-capacity-factor", "moe_expert_capacity_factor",
           note="Megatron's token dropping beyond each expert's capacity", example=MOE + (
               "--moe-expert-capacity-factor", "1.0")),

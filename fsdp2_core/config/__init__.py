@@ -1,5 +1,6 @@
 """The canonical configuration: dataclasses, rules, YAML reading and writing."""
 from .arguments import (
+    ROUTER_FIELDS,
     SECTIONS,
     DataArguments,
     ModelArguments,
@@ -25,7 +26,8 @@ from .yaml_io import (
 )
 
 __all__ = [
-    "SECTIONS", "DataArguments", "ModelArguments", "OptimizationArguments", "ParallelArguments", "ProfilingArguments",
+    "ROUTER_FIELDS", "SECTIONS", "DataArguments", "ModelArguments", "OptimizationArguments", "ParallelArguments",
+    "ProfilingArguments",
     "TrainConfig", "TrainingArguments", "data_parallel_size", "global_batch_size", "gradient_accumulation_steps",
     "resolve_batch", "FIELD_INDEX", "ConfigError", "coerce", "field_section", "validate", "padded_vocab_size",
     "build_config", "config_to_sections", "dump_yaml", "flatten_sections", "load_config", "parse_overrides",

@@ -20,6 +20,12 @@ def _f(default, help, extension=False, **kw):
     return field(default=default, metadata=meta, **kw)
 
 
+# Router settings of the engine's MoE forward (models/router_losses.py) that need a model_id with experts.
+ROUTER_FIELDS = ("moe_seq_aux_loss_coeff", "moe_device_level_aux_loss_coeff", "moe_comm_aux_loss_coeff",
+                 "moe_z_loss_coeff", "moe_router_bias_update_rate", "moe_router_force_load_balancing",
+                 "moe_expert_capacity_factor")
+
+
 @dataclass
 class ModelArguments:
     model_name_or_path: Optional[str] = _f(None, "Local path of a Hugging Face model. Required unless the architecture "
@@ -106,6 +112,17 @@ class ModelArguments:
         0.0, "Megatron's sequence-level load-balancing loss (--moe-router-load-balancing-type seq_aux_loss with its "
         "--moe-aux-loss-coeff, MindSpeed --seq-aux): coeff · E · Σ_e P_e · f_e per sample, averaged over the samples "
         "and summed over the MoE layers. Needs a model_id with experts.", extension=True)
+    moe_device_level_aux_loss_coeff: float = _f(
+        0.0, "DeepSeek-V2's device-level balance loss (MindSpeed --moe-device-level-aux-loss-coeff): coeff · "
+        "Σ_g f'_g · P'_g over the router's n_group expert groups, f'_g the mean load of the group's experts, P'_g the "
+        "sum of their mean scores. Needs a model_id with experts and expert groups (n_group).", extension=True)
+    moe_comm_aux_loss_coeff: float = _f(
+        0.0, "DeepSeek-V2's communication balance loss (MindSpeed --moe-comm-aux-loss-coeff): coeff · "
+        "Σ_g f''_g · P'_g, f''_g the share of tokens sent to group g over topk_group / n_group. Needs a model_id "
+        "with experts and expert groups (n_group).", extension=True)
+    moe_balance_per_sample: bool = _f(
+        False, "The device- and communication-level balance losses per sample, averaged over the samples (MindSpeed "
+        "--seq-aux), instead of over all tokens of the micro-batch.", extension=True)
     moe_z_loss_coeff: float = _f(0.0, "Router z-loss (--moe-z-loss-coeff): coeff · mean(logsumexp(router logits)²) per "
                                  "MoE layer, summed over the layers. Needs a model_id with experts.", extension=True)
     moe_router_bias_update_rate: float = _f(

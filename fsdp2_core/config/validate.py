@@ -8,7 +8,7 @@ import math
 from typing import Dict, List, NamedTuple, Optional, Tuple
 
 from .architecture_rules import architecture_problems
-from .arguments import TrainConfig
+from .arguments import ROUTER_FIELDS, TrainConfig
 from .batch_schedule import ConstantBatch, build_batch_schedule, has_batch_schedule
 from .schema import FIELD_INDEX, ConfigError, field_section
 
@@ -82,7 +82,9 @@ RANGES: Dict[str, Range] = {
     "loss_scale": Range(0, low_open=True, why="or unset for dynamic fp16 scaling"), "initial_loss_scale": POSITIVE,
     "min_loss_scale": POSITIVE, "loss_scale_window": AT_LEAST_1, "hysteresis": AT_LEAST_1,
     # MoE routers and multi-token prediction
-    "moe_seq_aux_loss_coeff": AT_LEAST_0, "moe_z_loss_coeff": AT_LEAST_0, "moe_router_bias_update_rate": AT_LEAST_0,
+    "moe_seq_aux_loss_coeff": AT_LEAST_0, "moe_z_loss_coeff": AT_LEAST_0,
+    "moe_device_level_aux_loss_coeff": AT_LEAST_0, "moe_comm_aux_loss_coeff": AT_LEAST_0,
+    "moe_router_bias_update_rate": AT_LEAST_0,
     "dsa_indexer_loss_coeff": AT_LEAST_0,
     "moe_expert_capacity_factor": Range(0, low_open=True, why="or unset it to route every token (dropless)"),
     "mtp_loss_scaling_factor": AT_LEAST_0, "mtp_num_layers": Range(0, why="0: no multi-token prediction"),
@@ -323,9 +325,7 @@ def _check_moe_family(cfg) -> List[Problem]:
         return [("mtp_num_layers", f"model.mtp_num_layers {m.mtp_num_layers} with tensor parallelism: the MTP layers "
                                    "take the whole sequence, which sequence parallelism splits; set "
                                    "parallel.sequence_parallel false (FSDP2 key sequence_parallel: false)")]
-    wants_family = [name for name in ("moe_seq_aux_loss_coeff", "moe_z_loss_coeff", "moe_router_bias_update_rate",
-                                      "moe_router_force_load_balancing", "moe_expert_capacity_factor")
-                    if getattr(m, name)]
+    wants_family = [name for name in ROUTER_FIELDS if getattr(m, name)]
     if not wants_family or m.model_id:
         return []
     return [(wants_family[0], f"model.{', model.'.join(wants_family)} need the engine's MoE forward: set "

@@ -29,7 +29,7 @@ from typing import Callable, Dict, Optional, Tuple
 import torch.distributed as dist
 import torch.nn as nn
 
-from fsdp2_core.config import ConfigError
+from fsdp2_core.config import ROUTER_FIELDS, ConfigError
 from fsdp2_core.device import detect_device_type
 
 from .attention import install_attention
@@ -38,7 +38,7 @@ from .families.kernels import apply_kernel_hooks
 from .families.qwen3_next import apply_gdn_options
 from .moe import check_dispatcher, force_random_logits
 from .random_logits import random_logits_seed
-from .router_losses import check_expert_bias
+from .router_losses import check_expert_bias, check_expert_groups
 
 log = logging.getLogger(__name__)
 
@@ -110,8 +110,7 @@ def install_family(model: nn.Module, cfg) -> Optional[Family]:
     if (p.ep_size > 1 or p.ep_fsdp_size > 1) and not family.experts:
         raise ConfigError(f"ep_size {p.ep_size}: model_id {family.model_id} has no experts; set ep_size 1")
     m = cfg.model
-    router_fields = [n for n in ("moe_seq_aux_loss_coeff", "moe_z_loss_coeff", "moe_router_bias_update_rate",
-                                 "moe_router_force_load_balancing", "moe_expert_capacity_factor") if getattr(m, n)]
+    router_fields = [n for n in ROUTER_FIELDS if getattr(m, n)]
     if router_fields and not family.experts:
         raise ConfigError(f"model.{', model.'.join(router_fields)}: model_id {family.model_id} has no experts (no "
                           "router); unset them")
@@ -132,7 +131,11 @@ def install_family(model: nn.Module, cfg) -> Optional[Family]:
     model._fsdp2_family = family.model_id
     model._fsdp2_score_function = family.score_function
     # Router settings the Hugging Face config has no field for (the loss reads them; models/router_losses.py).
-    model._fsdp2_router_coeffs = {"seq_aux": m.moe_seq_aux_loss_coeff, "z": m.moe_z_loss_coeff}
+    model._fsdp2_router_coeffs = {"seq_aux": m.moe_seq_aux_loss_coeff, "z": m.moe_z_loss_coeff,
+                                  "device": m.moe_device_level_aux_loss_coeff, "comm": m.moe_comm_aux_loss_coeff,
+                                  "per_sample": m.moe_balance_per_sample}
+    if m.moe_device_level_aux_loss_coeff or m.moe_comm_aux_loss_coeff:
+        check_expert_groups(model.config, m.moe_device_level_aux_loss_coeff, m.moe_comm_aux_loss_coeff)
     model._fsdp2_count_expert_load = bool(m.moe_router_bias_update_rate)
     log.info("model_id %s: our forward installed%s", family.model_id, f" with {', '.join(applied)}" if applied else "")
     return family

@@ -184,7 +184,12 @@ def router_coeffs(model) -> RouterLossCoeffs:
     aux = float(getattr(config, "router_aux_loss_coef", 0.0) or 0.0) if on else 0.0
     extra = getattr(model, "_fsdp2_router_coeffs", {})
     return RouterLossCoeffs(aux=aux, seq_aux=extra.get("seq_aux", 0.0), z=extra.get("z", 0.0),
-                            score_function=getattr(model, "_fsdp2_score_function", "softmax"))
+                            score_function=getattr(model, "_fsdp2_score_function", "softmax"),
+                            device=extra.get("device", 0.0), comm=extra.get("comm", 0.0),
+                            groups=int(getattr(config, "n_group", None) or 1),
+                            group_topk=int(getattr(config, "topk_group", None) or 1),
+                            on_choice=getattr(config, "topk_method", None) == "group_limited_greedy",
+                            per_sample=bool(extra.get("per_sample", False)))
 
 
 def _aux_loss(model, cp, out, plain_coeff: float, attention_mask):

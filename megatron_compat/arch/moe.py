@@ -137,12 +137,32 @@ def training_fields(g) -> Dict[str, Any]:
         out["moe_seq_aux_loss_coeff"] = seq
     if g.get("--moe-z-loss-coeff"):
         out["moe_z_loss_coeff"] = float(g["--moe-z-loss-coeff"])
+    out.update(group_balance_fields(g))
     if g.get("--moe-router-enable-expert-bias"):
         if g.get("--moe-router-score-function", "softmax") != "sigmoid":
             raise ArchitectureError("--moe-router-enable-expert-bias needs --moe-router-score-function sigmoid "
                                     "(as Megatron requires); MindSpeed's expert bias on a softmax router "
                                     "(softmax_topk) has no Hugging Face family (MiniMax-M2's router is sigmoid)")
         out["moe_router_bias_update_rate"] = float(g.get("--moe-router-bias-update-rate", 1e-3))
+    return out
+
+
+GROUP_BALANCE_FLAGS = {"--moe-device-level-aux-loss-coeff": "moe_device_level_aux_loss_coeff",
+                       "--moe-comm-aux-loss-coeff": "moe_comm_aux_loss_coeff"}
+
+
+def group_balance_fields(g) -> Dict[str, Any]:
+    """DeepSeek-V2's device- and communication-level balance losses (MindSpeed's group_limited_greedy router only;
+    per sample with --seq-aux)."""
+    out = {field: float(g[flag]) for flag, field in GROUP_BALANCE_FLAGS.items() if g.get(flag)}
+    if not out:
+        return out
+    if not balancing(g).group_limited:
+        flag = next(f for f in GROUP_BALANCE_FLAGS if g.get(f))
+        raise ArchitectureError(f"{flag} balances the expert groups of MindSpeed's DeepSeek-V2 router: it needs "
+                                "--moe-router-load-balancing-type group_limited_greedy with --topk-group")
+    if g.get("--seq-aux"):
+        out["moe_balance_per_sample"] = True
     return out
 
 
@@ -205,6 +225,8 @@ def read_routing(g, layers: int, dense_ffn: int) -> Optional[Routing]:
     ffn = _first(g, "--moe-ffn-hidden-size", "--moe-intermediate-size", default=dense_ffn)
     group_topk = _first(g, "--moe-router-group-topk", "--topk-group")
     groups = _first(g, "--moe-router-num-groups", "--n-group") if group_topk else 1
+    if b.group_limited and group_topk and groups is None:  # MindSpeed: one group per expert-parallel rank
+        groups = g.get("--expert-model-parallel-size") or 1
     if b.group_limited:
         _check_group_limited(g, score, groups, group_topk, b)
     scaling = float(_first(g, "--moe-router-topk-scaling-factor", "--routed-scaling-factor", default=1.0))
@@ -225,21 +247,19 @@ def read_routing(g, layers: int, dense_ffn: int) -> Optional[Routing]:
 
 
 def _check_group_limited(g, score, groups, group_topk, b: Balancing) -> None:
-    """MindSpeed's group_limited_greedy as far as the engine computes it the same."""
+    """MindSpeed's group_limited_greedy: softmax scores, a group count (its own or the expert-parallel size) and a
+    group top-k. Its balance losses count the experts it chose, as the engine's do for this router."""
     if score != "softmax":
         raise ArchitectureError(f"--moe-router-load-balancing-type group_limited_greedy with "
                                 f"--moe-router-score-function {score}: MindSpeed's DeepSeek-V2 router scores with "
                                 "softmax; drop --moe-router-score-function")
-    if group_topk is None or groups is None:
-        raise ArchitectureError("--moe-router-load-balancing-type group_limited_greedy needs --moe-router-num-groups "
-                                "(--n-group) and --moe-router-group-topk (--topk-group); without --n-group MindSpeed "
-                                "groups the experts by expert-parallel rank, so give the group count explicitly")
-    if (b.aux or b.seq) and group_topk < groups:
-        raise ArchitectureError(
-            f"--moe-router-load-balancing-type group_limited_greedy with --moe-aux-loss-coeff "
-            f"{g.get('--moe-aux-loss-coeff')}: MindSpeed counts each expert's load on the group-limited choice, the "
-            "engine's balance losses (megatron-core's) on the plain top-k of all experts; they agree only when "
-            f"--topk-group equals --n-group ({group_topk} of {groups} here); set --moe-aux-loss-coeff 0")
+    if group_topk is None:
+        raise ArchitectureError("--moe-router-load-balancing-type group_limited_greedy needs --topk-group "
+                                "(--moe-router-group-topk): how many expert groups a token may reach")
+    if group_topk > groups:
+        raise ArchitectureError(f"--topk-group {group_topk} with {groups} expert groups (--n-group, else MindSpeed's "
+                                "one group per expert-parallel rank, --expert-model-parallel-size): a token cannot "
+                                "reach more groups than there are")
 
 
 def _check_sizes(ffn, shared, groups, group_topk) -> None:
@@ -428,6 +448,11 @@ def training_flags(values: Dict[str, Any], aux: float, sigmoid_written: bool) ->
                 *[str(c) for _, c in kinds]]
     if values.get("moe_z_loss_coeff"):
         out += ["--moe-z-loss-coeff", str(values["moe_z_loss_coeff"])]
+    for flag, field_name in GROUP_BALANCE_FLAGS.items():
+        if values.get(field_name):
+            out += [flag, str(values[field_name])]
+    if values.get("moe_balance_per_sample") and any(values.get(f) for f in GROUP_BALANCE_FLAGS.values()):
+        out += ["--seq-aux"]
     if values.get("moe_router_bias_update_rate"):
         out += ([] if sigmoid_written else ["--moe-router-score-function", "sigmoid"])
         out += ["--moe-router-enable-expert-bias", "--moe-router-bias-update-rate",

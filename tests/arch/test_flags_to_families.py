@@ -161,11 +161,9 @@ def test_moe_layer_freq_list_form():
      "DeepSeek-V2's router has no expert bias"),
     (DSV2 + " --moe-shared-expert-gate", "DeepSeek-V2 adds its shared experts ungated"),
     (DSV2 + " --moe-router-load-balancing-type pai_megatron_aux_loss", "never scales the weights"),
-    (DSV2_MINDSPEED.replace("--n-group 4 ", ""), "give the group count explicitly"),
-    (DSV2_MINDSPEED.replace("--moe-aux-loss-coeff 0", "--moe-aux-loss-coeff 0.003"),
-     "they agree only when --topk-group equals --n-group (2 of 4 here)"),
-    (DSV2_MINDSPEED + " --moe-device-level-aux-loss-coeff 0.05", "--moe-device-level-aux-loss-coeff"),
-    (DSV2_MINDSPEED + " --moe-comm-aux-loss-coeff 0.02", "--moe-comm-aux-loss-coeff"),
+    (DSV2_MINDSPEED.replace("--n-group 4 ", ""), "--topk-group 2 with 1 expert groups"),  # EP 1: one group
+    (DSV2 + " --moe-device-level-aux-loss-coeff 0.05", "--moe-device-level-aux-loss-coeff balances the expert "
+                                                       "groups of MindSpeed's DeepSeek-V2 router"),
     ("--num-experts 4 --moe-router-load-balancing-type group_limited_greedy --n-group 2 --topk-group 1",
      "add --multi-latent-attention"),
     ("--num-experts 4 --moe-router-enable-expert-bias", "add --moe-router-score-function sigmoid"),
@@ -301,3 +299,18 @@ def test_load_of_new_families_compares_flags_with_config_json(tmp_path, flags, f
     note = next(n for n in result.notes if "disagree with" in n)
     assert f"{field}: flags say {cfg.model.architecture[field]}, config.json says {theirs}" in note, note
     assert result.config.model.model_id == cfg.model.model_id
+
+
+def test_mindspeed_deepseek_v2_balance_losses_and_groups_from_the_expert_parallel_size():
+    """MindSpeed's DeepSeek-V2 scripts: no --n-group (one group per expert-parallel rank), --seq-aux, the expert-,
+    device- and communication-level coefficients."""
+    flags = (DSV2_MINDSPEED.replace("--n-group 4 --topk-group 2", "--topk-group 2")
+             .replace("--moe-aux-loss-coeff 0", "--moe-aux-loss-coeff 0.003")
+             + " --moe-device-level-aux-loss-coeff 0.05 --moe-comm-aux-loss-coeff 0.02 --seq-aux")
+    cfg = flag_config(flags + " --expert-model-parallel-size 4", world=4)
+    arch, m = cfg.model.architecture, cfg.model
+    assert (arch["topk_method"], arch["n_group"], arch["topk_group"]) == ("group_limited_greedy", 4, 2)
+    assert (m.moe_seq_aux_loss_coeff, m.moe_device_level_aux_loss_coeff, m.moe_comm_aux_loss_coeff,
+            m.moe_balance_per_sample) == (0.003, 0.05, 0.02, True)
+    without_seq = flag_config(flags.replace(" --seq-aux", "") + " --expert-model-parallel-size 4", world=4).model
+    assert (without_seq.moe_seq_aux_loss_coeff, without_seq.moe_balance_per_sample) == (0.0, False)

@@ -217,6 +217,47 @@ def test_router_losses_equal_megatrons(score):
         assert math.isclose(float(ours[name]), float(want), rel_tol=1e-9), name
 
 
+def _mindspeed_group_limited(logits, b, s, k, groups, group_topk, seq):
+    """MindSpeed's group_limited_greedy_topKgating (DeepSeek-V2's router and its balance losses), restated from its
+    formulas on [b · s, E] logits in (sample, position) order: (chosen experts, expert-, device-, comm-level loss)."""
+    experts = logits.shape[1]
+    scores = torch.softmax(logits, dim=1)
+    best = scores.view(b * s, groups, -1).max(-1).values
+    kept = torch.zeros_like(best).scatter(1, best.topk(group_topk, dim=-1).indices, 1.0)
+    idx = scores.masked_fill(~kept.repeat_interleave(experts // groups, dim=1).bool(), 0.0).topk(k, dim=-1).indices
+    hits = torch.zeros(b, s, experts, dtype=logits.dtype).scatter_add(
+        2, idx.view(b, s, k), torch.ones(b, s, k, dtype=logits.dtype))
+    if seq:
+        f, p = hits.sum(1) / (s * k / experts), scores.view(b, s, experts).mean(1)        # [b, E]
+        reached = (hits.view(b, s, groups, -1).sum(-1) > 0).to(logits.dtype).sum(1) / (s * group_topk / groups)
+    else:
+        f, p = hits.view(-1, experts).mean(0, keepdim=True) * experts / k, scores.mean(0, keepdim=True)
+        reached = (hits.view(b * s, groups, -1).sum(-1) > 0).to(logits.dtype).mean(0, keepdim=True) / (
+            group_topk / groups)
+    p_group = p.view(p.shape[0], groups, -1).sum(-1)
+    device = (f.view(f.shape[0], groups, -1).mean(-1) * p_group).sum(-1).mean()
+    return idx, (p * f).sum(-1).mean(), device, (reached * p_group).sum(-1).mean()
+
+
+@pytest.mark.parametrize("seq", [False, True])
+def test_deepseek_v2_balance_losses_equal_mindspeeds(seq):
+    """Expert-, device- and communication-level losses of MindSpeed's group-limited router, counted on the experts
+    it chose (MindSpeed --seq-aux: per sample)."""
+    torch.manual_seed(2)
+    b, s, experts, k, groups, group_topk = 3, 16, 12, 3, 4, 2
+    logits = torch.randn(b * s, experts, dtype=torch.float64)
+    idx, expert_level, device, comm = _mindspeed_group_limited(logits, b, s, k, groups, group_topk, seq)
+    coeffs = RouterLossCoeffs(aux=0.0 if seq else 1.0, seq_aux=1.0 if seq else 0.0, device=0.05, comm=0.02,
+                              groups=groups, group_topk=group_topk, on_choice=True, per_sample=seq)
+    ours = layer_losses(logits, k, b, coeffs, idx=idx)
+    for name, want in (("seq_load_balancing_loss" if seq else "load_balancing_loss", expert_level),
+                       ("load_balancing_device_level_loss", device), ("load_balancing_comm_level_loss", comm)):
+        assert math.isclose(float(ours[name]), float(want), rel_tol=1e-6), name  # our scores are fp32, as Megatron's
+    plain = layer_losses(logits, k, b, RouterLossCoeffs(aux=1.0, seq_aux=1.0))  # the plain top k would differ
+    assert not math.isclose(float(plain["seq_load_balancing_loss" if seq else "load_balancing_loss"]),
+                            float(expert_level), rel_tol=1e-3)
+
+
 def test_expert_bias_update_is_megatrons_rule_on_a_hand_example(tmp_path, monkeypatch):
     counts = torch.tensor([[3.0, 1.0, 2.0, 2.0], [0.0, 4.0, 4.0, 0.0]])
     bias = torch.tensor([[0.0, 0.0, 0.0, 0.0], [0.5, -0.5, 0.0, 0.25]])

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from tests.arch.arch_helpers import DSV3, FAMILIES, export_with_trained_logits, spawn_flag_runs
+from tests.arch.arch_helpers import DSV2_MINDSPEED, DSV3, FAMILIES, export_with_trained_logits, spawn_flag_runs
 
 pytestmark = [pytest.mark.dist, pytest.mark.slow]
 
@@ -17,8 +17,12 @@ PROBE = torch.as_tensor(np.random.default_rng(3).integers(0, 128, size=(2, 32)))
 def family_runs(tmp_path_factory):
     names = ["deepseek_v3", "deepseek_v2", "gpt_oss", "minimax_m2", "glm4_moe", "qwen2_moe",
                                   "llama", "mistral"]
+    # MindSpeed's DeepSeek-V2 router with its expert-, device- and communication-level losses per sample
+    balanced = (DSV2_MINDSPEED.replace("--moe-aux-loss-coeff 0", "--moe-aux-loss-coeff 0.003")
+                + " --moe-device-level-aux-loss-coeff 0.05 --moe-comm-aux-loss-coeff 0.02 --seq-aux")
     summaries = spawn_flag_runs(2, tmp_path_factory.mktemp("families"),
-                                [(FAMILIES[name], {}, PROBE) for name in names])
+                                [(FAMILIES[name], {}, PROBE) for name in names] + [(balanced, {}, None)])
+    names = names + ["deepseek_v2_balanced"]
     return {name: (summaries[0][i], summaries[1][i]) for i, name in enumerate(names)}
 
 
@@ -55,6 +59,17 @@ def test_dsv3_logs_megatrons_router_and_mtp_losses(family_runs):
     extra = rank0["extra_losses"][-1]
     assert set(extra) == {"z_loss", "seq_load_balancing_loss", "mtp_1 loss"}
     assert 0.5 < extra["seq_load_balancing_loss"] < 2.0 and extra["mtp_1 loss"] > rank0["losses"][-1] - 1.0
+
+
+def test_deepseek_v2_device_and_comm_losses_train_and_are_logged(family_runs):
+    rank0, rank1 = family_runs["deepseek_v2_balanced"]
+    losses = rank0["losses"]
+    assert losses == rank1["losses"] and np.mean(losses[-3:]) < np.mean(losses[:3]) - 0.05, losses
+    line = next(line for line in rank0["lines"] if " iteration        8/       8 |" in line)
+    names = ("seq_load_balancing_loss", "load_balancing_device_level_loss", "load_balancing_comm_level_loss")
+    assert all(f" {name}:" in line for name in names), line
+    extra = rank0["extra_losses"][-1]
+    assert set(names) <= set(extra) and all(0.3 < extra[name] < 3.0 for name in names), extra
 
 
 def test_expert_bias_moves_by_the_rate_every_step(family_runs):
