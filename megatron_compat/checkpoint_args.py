@@ -19,7 +19,7 @@ from .reverse import architecture_flags
 
 # Flags beyond the architecture rows that the translation reads.
 EXTRA_FLAGS = ("--seq-length", "--padded-vocab-size", "--make-vocab-size-divisible-by", "--tensor-model-parallel-size",
-               "--no-bias-gelu-fusion", "--norm-topk-prob", "--first-k-dense-replace")
+               "--no-bias-gelu-fusion", "--norm-topk-prob", "--first-k-dense-replace", "--apply-layernorm-1p")
 
 # Saved args that describe a model no family here builds: (dest, value test, what it is).
 UNSUPPORTED = (
@@ -33,11 +33,16 @@ UNSUPPORTED = (
     ("squared_relu", bool, "squared ReLU"),
     ("qk_l2_norm", bool, "L2-normalised queries and keys"),
     ("heterogeneous_layers_config_path", bool, "heterogeneous layers"),
-    ("experimental_attention_variant", bool, "an experimental attention variant"),
+    ("experimental_attention_variant", lambda v: bool(v) and v != "gated_delta_net",
+     "an experimental attention variant"),
     # gpt-oss's learnable softmax offsets are translated (arch/gpt_oss.py); off-by-one has no family
     ("softmax_type", lambda v: v not in (None, "vanilla", "learnable"), "an off-by-one attention softmax"),
     ("apply_residual_connection_post_layernorm", bool, "residuals taken after the layer norm"),
+    ("layernorm_zero_centered_gamma", bool, "zero-centred layer norms (--apply-layernorm-1p)"),
 )
+# Qwen3-Next's norms compute x·(1 + w) as zero-centred norms do: for Gated DeltaNet models these rows are the
+# mapping (the weights copy as they are), and a model without them is refused (its norms would need w - 1)
+ZERO_CENTRED = ("apply_layernorm_1p", "layernorm_zero_centered_gamma")
 
 
 def _dest(flag: str) -> str:
@@ -58,6 +63,8 @@ def flags_from_args(args) -> Dict[str, Any]:
                 given[flag] = True
         elif value is not None and not _is_default(value, spec.default):
             given[flag] = value
+    if getattr(args, "apply_layernorm_1p", False):  # older Megatron-LM's own dest for --apply-layernorm-1p
+        given["--apply-layernorm-1p"] = True
     if getattr(args, "num_experts", None) and not hasattr(args, "norm_topk_prob"):
         # Megatron's router: top-k of the logits, then a softmax over those k (weights sum to 1), unless
         # --moe-router-pre-softmax takes the softmax over all experts first.
@@ -75,10 +82,21 @@ def _is_default(value, default) -> bool:
         return str(value) == str(default)
 
 
+def is_gated_delta_net(args) -> bool:
+    return getattr(args, "experimental_attention_variant", None) == "gated_delta_net"
+
+
 def unsupported(args) -> List[str]:
     """What in the saved args no model family here builds, as 'dest = value (what)' lines."""
     out = []
+    gdn = is_gated_delta_net(args)
+    if gdn and not any(getattr(args, dest, False) for dest in ZERO_CENTRED):
+        out.append("experimental_attention_variant = 'gated_delta_net' with layernorm_zero_centered_gamma = False "
+                   "(Qwen3-Next's norms compute x·(1 + w); its Megatron checkpoints are mapped from "
+                   "--apply-layernorm-1p runs only)")
     for dest, test, what in UNSUPPORTED:
+        if gdn and dest in ZERO_CENTRED:
+            continue
         value = getattr(args, dest, None)
         if value is not None and test(value):
             out.append(f"{dest} = {value!r} ({what})")
@@ -92,9 +110,11 @@ def architecture_from_args(args, where: str) -> Tuple[Dict[str, Any], List[str]]
         raise ArchitectureError(f"{where}: the saved args describe a model the engine does not build: "
                                 + "; ".join(problems) + ". Use Megatron-LM for this model")
     given = flags_from_args(args)
+    tp = int(getattr(args, "tensor_model_parallel_size", 1) or 1)
+    if is_gated_delta_net(args):  # the engine trains Qwen3-Next with tp 1; a checkpoint's split is undone on reading
+        tp = 1
     try:
-        return build_architecture(given, getattr(args, "seq_length", None),
-                                  int(getattr(args, "tensor_model_parallel_size", 1) or 1))
+        return build_architecture(given, getattr(args, "seq_length", None), tp)
     except ArchitectureError as exc:
         raise ArchitectureError(f"{where}: the saved args give flags {_show(given)}: {exc}") from None
 
