@@ -33,8 +33,7 @@ UNSUPPORTED = (
     ("squared_relu", bool, "squared ReLU"),
     ("qk_l2_norm", bool, "L2-normalised queries and keys"),
     ("heterogeneous_layers_config_path", bool, "heterogeneous layers"),
-    ("experimental_attention_variant", lambda v: bool(v) and v != "gated_delta_net",
-     "an experimental attention variant"),
+    ("experimental_attention_variant", bool, "an experimental attention variant"),
     # gpt-oss's learnable softmax offsets are translated (arch/gpt_oss.py); off-by-one has no family
     ("softmax_type", lambda v: v not in (None, "vanilla", "learnable"), "an off-by-one attention softmax"),
     ("apply_residual_connection_post_layernorm", bool, "residuals taken after the layer norm"),
@@ -43,6 +42,8 @@ UNSUPPORTED = (
 # Qwen3-Next's norms compute x·(1 + w) as zero-centred norms do: for Gated DeltaNet models these rows are the
 # mapping (the weights copy as they are), and a model without them is refused (its norms would need w - 1)
 ZERO_CENTRED = ("apply_layernorm_1p", "layernorm_zero_centered_gamma")
+# the rows a Gated DeltaNet model (experimental_attention_variant gated_delta_net, Qwen3-Next) passes
+GDN_PASSES = ("experimental_attention_variant",) + ZERO_CENTRED
 
 
 def _dest(flag: str) -> str:
@@ -95,7 +96,7 @@ def unsupported(args) -> List[str]:
                    "(Qwen3-Next's norms compute x·(1 + w); its Megatron checkpoints are mapped from "
                    "--apply-layernorm-1p runs only)")
     for dest, test, what in UNSUPPORTED:
-        if gdn and dest in ZERO_CENTRED:
+        if gdn and dest in GDN_PASSES:
             continue
         value = getattr(args, dest, None)
         if value is not None and test(value):
@@ -188,7 +189,10 @@ _ARCH_KEYS = ("model_type", "n_layer", "n_embd", "n_head", "n_inner", "n_positio
               "shared_expert_intermediate_size", "n_routed_experts", "n_shared_experts", "routed_scaling_factor",
               "n_group", "topk_group", "first_k_dense_replace", "num_nextn_predict_layers", "q_lora_rank",
               "kv_lora_rank", "qk_nope_head_dim", "qk_rope_head_dim", "v_head_dim", "rope_interleave",
-              "swiglu_limit", "layer_types")  # gpt-oss: the GLU clamp, which layers take the sliding window
+              "swiglu_limit", "layer_types",  # gpt-oss: the GLU clamp, which layers take the sliding window
+              # Qwen3-Next's Gated DeltaNet layers (layer_types: which are linear attention)
+              "linear_conv_kernel_dim", "linear_key_head_dim", "linear_value_head_dim", "linear_num_key_heads",
+              "linear_num_value_heads")
 
 
 def config_arch(config) -> Dict[str, Any]:
@@ -228,6 +232,10 @@ def megatron_args_for(config, tp: int, pp: int, fmt: str, spec: str, divisible_b
         args.moe_router_enable_expert_bias = True
     if arch.get("num_local_experts") and args.add_bias_linear:  # gpt-oss: megatron-core builds MoE biases only
         args.expert_tensor_parallel_size = 1                      # with whole experts on every tensor-parallel rank
+    if isinstance(getattr(args, "linear_attention_freq", None), str):  # Megatron-LM parses it to an int or a list
+        text = args.linear_attention_freq
+        args.linear_attention_freq = int(text) if "[" not in text else \
+            [int(t == "linear_attention") for t in arch["layer_types"]]
     args.iteration, args.consumed_train_samples = iteration, consumed_train_samples
     back, _ = architecture_from_args(args, "the written args")
     differences = [f"{k}: config {_norm(arch.get(k))!r}, Megatron {_norm(v)!r}" for k, v in back.items()
