@@ -23,8 +23,6 @@ EXTRA_FLAGS = ("--seq-length", "--padded-vocab-size", "--make-vocab-size-divisib
 
 # Saved args that describe a model no family here builds: (dest, value test, what it is).
 UNSUPPORTED = (
-    ("is_hybrid_model", bool, "a hybrid Mamba model"),
-    ("hybrid_override_pattern", bool, "a hybrid Mamba model"),
     ("moe_router_score_function", lambda v: v not in (None, "softmax", "sigmoid"),
      "a router score function other than softmax and sigmoid"),
     ("rotary_interleaved", bool, "interleaved rotary embeddings"),
@@ -33,7 +31,8 @@ UNSUPPORTED = (
     ("squared_relu", bool, "squared ReLU"),
     ("qk_l2_norm", bool, "L2-normalised queries and keys"),
     ("heterogeneous_layers_config_path", bool, "heterogeneous layers"),
-    ("experimental_attention_variant", bool, "an experimental attention variant"),
+    ("experimental_attention_variant", lambda v: v not in ("dsa", "gated_delta_net"),
+     "an experimental attention variant"),
     # gpt-oss's learnable softmax offsets are translated (arch/gpt_oss.py); off-by-one has no family
     ("softmax_type", lambda v: v not in (None, "vanilla", "learnable"), "an off-by-one attention softmax"),
     ("apply_residual_connection_post_layernorm", bool, "residuals taken after the layer norm"),
@@ -42,8 +41,29 @@ UNSUPPORTED = (
 # Qwen3-Next's norms compute x·(1 + w) as zero-centred norms do: for Gated DeltaNet models these rows are the
 # mapping (the weights copy as they are), and a model without them is refused (its norms would need w - 1)
 ZERO_CENTRED = ("apply_layernorm_1p", "layernorm_zero_centered_gamma")
-# the rows a Gated DeltaNet model (experimental_attention_variant gated_delta_net, Qwen3-Next) passes
-GDN_PASSES = ("experimental_attention_variant",) + ZERO_CENTRED
+
+# Saved args of families the engine trains (from flags or a Hugging Face model) whose Megatron tensors are not
+# mapped here, because megatron-core 0.16.1 gives no reference to prove a mapping against on this project's
+# machines: (dest, value test, the family and why).
+UNMAPPED = (
+    ("is_hybrid_model", bool, "a hybrid Mamba model (Mamba mixers are not mapped)"),
+    ("hybrid_override_pattern", bool, "a hybrid Mamba model (Mamba mixers are not mapped)"),
+    ("experimental_attention_variant", lambda v: v == "dsa",
+     "DeepSeek Sparse Attention (DeepSeek-V3.2 / GLM-5): megatron-core builds its indexer only with "
+     "fast_hadamard_transform on a GPU"),
+    ("spec", lambda v: any("minimax" in str(w).lower() for w in (v if isinstance(v, (list, tuple)) else [v])),
+     "a MiniMax-M2 layer spec from outside megatron-core, whose tensor names and tensor-parallel layout of the "
+     "q/k norms over all heads are its own"),
+)
+# The same families by Hugging Face model_type, for --to-megatron.
+UNMAPPED_FAMILIES = {
+    "nemotron_h": "a hybrid Mamba model (Mamba mixers are not mapped)",
+    "deepseek_v32": "DeepSeek Sparse Attention: megatron-core builds its indexer only with fast_hadamard_transform on "
+                    "a GPU",
+    "glm_moe_dsa": "DeepSeek Sparse Attention: megatron-core builds its indexer only with fast_hadamard_transform on "
+                   "a GPU",
+    "minimax_m2": "megatron-core has no MiniMax-M2 layer spec (its public Megatron recipes bring their own)",
+}
 
 
 def _dest(flag: str) -> str:
@@ -87,16 +107,17 @@ def is_gated_delta_net(args) -> bool:
     return getattr(args, "experimental_attention_variant", None) == "gated_delta_net"
 
 
-def unsupported(args) -> List[str]:
-    """What in the saved args no model family here builds, as 'dest = value (what)' lines."""
+def unsupported(args, rows=UNSUPPORTED) -> List[str]:
+    """What in the saved args matches `rows` (by default: what no model family here builds), as
+    'dest = value (what)' lines."""
     out = []
     gdn = is_gated_delta_net(args)
-    if gdn and not any(getattr(args, dest, False) for dest in ZERO_CENTRED):
+    if gdn and rows is UNSUPPORTED and not any(getattr(args, dest, False) for dest in ZERO_CENTRED):
         out.append("experimental_attention_variant = 'gated_delta_net' with layernorm_zero_centered_gamma = False "
                    "(Qwen3-Next's norms compute x·(1 + w); its Megatron checkpoints are mapped from "
                    "--apply-layernorm-1p runs only)")
-    for dest, test, what in UNSUPPORTED:
-        if gdn and dest in GDN_PASSES:
+    for dest, test, what in rows:
+        if gdn and dest in ZERO_CENTRED:
             continue
         value = getattr(args, dest, None)
         if value is not None and test(value):
@@ -110,6 +131,12 @@ def architecture_from_args(args, where: str) -> Tuple[Dict[str, Any], List[str]]
     if problems:
         raise ArchitectureError(f"{where}: the saved args describe a model the engine does not build: "
                                 + "; ".join(problems) + ". Use Megatron-LM for this model")
+    unmapped = unsupported(args, UNMAPPED)
+    if unmapped:
+        raise ArchitectureError(f"{where}: the saved args describe " + "; ".join(unmapped) + ". The engine trains "
+                                "this family, but its Megatron checkpoints are not mapped here: convert the "
+                                "checkpoint to Hugging Face with the converter of the project that trained it and "
+                                "pass --load <that directory>")
     given = flags_from_args(args)
     tp = int(getattr(args, "tensor_model_parallel_size", 1) or 1)
     if is_gated_delta_net(args):  # the engine trains Qwen3-Next with tp 1; a checkpoint's split is undone on reading
@@ -212,6 +239,10 @@ def megatron_args_for(config, tp: int, pp: int, fmt: str, spec: str, divisible_b
                       iteration: int = 0, consumed_train_samples: int = 0):
     """The Namespace a Megatron-LM run of `config`'s model would save with these parallel sizes, checked to mean
     the same model when read back (a config Megatron cannot express is refused, naming the fields)."""
+    if config.model_type in UNMAPPED_FAMILIES:
+        raise ArchitectureError(f"model_type {config.model_type}: {UNMAPPED_FAMILIES[config.model_type]}, so its "
+                                "Megatron-LM checkpoints are not written here; the engine trains the Hugging Face "
+                                "model itself (--load <this directory>)")
     arch = config_arch(config)
     try:
         flags = architecture_flags(arch)

@@ -64,7 +64,13 @@ def loss_scale(t):
             _line(t, flag)
 
 
-FP8_FLAGS = ("--fp8-format", "--fp8-recipe", "--fp8-amax-history-len", "--fp8-amax-compute-algo", "--fp8-param-gather")
+FP8_FLAGS = ("--fp8-format", "--fp8-recipe", "--fp8-amax-history-len", "--fp8-amax-compute-algo", "--fp8-param-gather",
+             "--fp8-e4m3", "--fp8-hybrid")
+# Megatron's spellings before --fp8-format (2023): switches naming the format
+OLD_FP8_FORMATS = {"--fp8-e4m3": "e4m3", "--fp8-hybrid": "hybrid"}
+
+
+BF16_ENDS_FLAGS = ("--first-last-layers-bf16", "--num-layers-at-start-in-bf16", "--num-layers-at-end-in-bf16")
 
 
 def fp8(t):
@@ -73,9 +79,10 @@ def fp8(t):
     The hardware check (FP8 GPUs only) happens when the run starts, so --print-config shows the mapping anywhere."""
     g = t.given
     given = [f for f in FP8_FLAGS if f in g and g[f] is not None and g[f] is not False]
+    fmt = _fp8_format(t)
+    _bf16_ends(t, quantised=bool(fmt))
     if not given:
         return
-    fmt = g.get("--fp8-format")
     if not fmt:
         for flag in given:
             _line(t, flag, "no effect without --fp8-format (Megatron trains without FP8 then too)", status="absorbed")
@@ -89,17 +96,19 @@ def fp8(t):
         t.set("quant_recipe", "mxfp8")
         t.set("quant_format", "E4M3")
         t.set("quant_block_size", 32)
-        _line(t, "--fp8-format", "model.quant_recipe mxfp8, quant_format E4M3 (MX elements are E4M3 in Megatron's "
-                                 "mxfp8 recipe, hybrid included)")
+        _line(t, _format_flag(t), "model.quant_recipe mxfp8, quant_format E4M3 (MX elements are E4M3 in Megatron's "
+                                  "mxfp8 recipe, hybrid included)")
         _line(t, "--fp8-recipe", "model.quant_recipe mxfp8 (converters quantize.linear.mx)")
         for flag in given:
-            if flag not in ("--fp8-format", "--fp8-recipe"):
+            if flag not in ("--fp8-format", "--fp8-recipe", *OLD_FP8_FORMATS):
                 _line(t, flag, "not used by MXFP8 (block scales, weights all-gathered in their training dtype)",
                       status="absorbed")
         return
     t.set("fp8_format", fmt)
     t.set("fp8_recipe", recipe)
-    _line(t, "--fp8-format")
+    flag = _format_flag(t)
+    _line(t, flag, None if flag == "--fp8-format" else f"model.fp8_format {fmt} (Megatron's spelling before "
+                                                        "--fp8-format)")
     if "--fp8-recipe" in given:
         _line(t, "--fp8-recipe")
     for flag, field_name in (("--fp8-amax-history-len", "fp8_amax_history_len"),
@@ -108,6 +117,51 @@ def fp8(t):
         if flag in given:
             t.set(field_name, g[flag])
             _line(t, flag)
+
+
+def _fp8_format(t):
+    """--fp8-format, or the old switch that names it (both given must agree)."""
+    g = t.given
+    named = {fmt for flag, fmt in OLD_FP8_FORMATS.items() if g.get(flag)}
+    if g.get("--fp8-format"):
+        named.add(g["--fp8-format"])
+    if len(named) > 1:
+        raise ConfigError(f"FP8 formats {', '.join(sorted(named))} both given (--fp8-format / --fp8-e4m3 / "
+                          "--fp8-hybrid); keep one")
+    return named.pop() if named else None
+
+
+def _format_flag(t) -> str:
+    return "--fp8-format" if t.given.get("--fp8-format") else next(f for f in OLD_FP8_FORMATS if t.given.get(f))
+
+
+def _bf16_ends(t, quantised: bool) -> None:
+    """--first-last-layers-bf16: Megatron builds the first N and last M decoder layers (N, M from
+    --num-layers-at-start/end-in-bf16, default 1) without FP8; here they join the modules never quantised."""
+    g = t.given
+    given = [f for f in BF16_ENDS_FLAGS if f in g and g[f] is not None and g[f] is not False]
+    if not given:
+        return
+    if not quantised or not g.get("--first-last-layers-bf16"):
+        why = ("no effect without --fp8-format (every layer trains in bf16 then)" if not quantised else
+               "no effect without --first-last-layers-bf16 (as in Megatron)")
+        for flag in given:
+            _line(t, flag, why, status="absorbed")
+        return
+    layers, start = g.get("--num-layers"), g.get("--num-layers-at-start-in-bf16", 1)
+    end = g.get("--num-layers-at-end-in-bf16", 1)
+    if not layers:
+        t.reject("--first-last-layers-bf16", "the last layers are counted from --num-layers, which is not given",
+                 "give --num-layers, or list the layers in quant_ignored_modules (model.layers.<i>)")
+        return
+    if start < 0 or end < 0 or start + end > layers:
+        raise ConfigError(f"--num-layers-at-start-in-bf16 {start} and --num-layers-at-end-in-bf16 {end}: each >= 0 "
+                          f"and together at most --num-layers {layers}")
+    kept = [f"model.layers.{i}" for i in list(range(start)) + list(range(layers - end, layers))]
+    t.set("quant_ignored_modules", ["lm_head"] + kept)
+    for flag in given:
+        _line(t, flag, f"model.quant_ignored_modules += {', '.join(kept) or 'nothing'} (decoder layers kept in "
+                       "bf16: the first N and last M)")
 
 
 # Megatron's adam (decoupled weight decay), and Habana's adamw (torch AdamW) and fusedadamw (its fused AdamW)

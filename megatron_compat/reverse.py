@@ -98,7 +98,21 @@ def _fp8(f, base):
         out += ["--fp8-amax-history-len", str(f["fp8_amax_history_len"])]
     if f["fp8_amax_compute_algo"] != "most_recent":
         out += ["--fp8-amax-compute-algo", f["fp8_amax_compute_algo"]]
-    return out + (["--fp8-param-gather"] if f["fp8_param_gather"] else [])
+    return out + (["--fp8-param-gather"] if f["fp8_param_gather"] else []) + _bf16_ends(f)
+
+
+def _bf16_ends(f):
+    """quant_ignored_modules naming the first N and last M decoder layers: --first-last-layers-bf16."""
+    ignored, layers = list(f["quant_ignored_modules"] or []), _num_layers(f.get("architecture"))
+    kept = [m for m in ignored if m != "lm_head"]
+    if not kept or not layers:
+        return []
+    for start in range(len(kept) + 1):
+        end = len(kept) - start
+        if kept == [f"model.layers.{i}" for i in list(range(start)) + list(range(layers - end, layers))]:
+            return (["--first-last-layers-bf16"] + (["--num-layers-at-start-in-bf16", str(start)] if start != 1 else [])
+                    + (["--num-layers-at-end-in-bf16", str(end)] if end != 1 else []))
+    return []
 
 
 def _steps_flag(value, gbs, iters_flag, samples_flag):

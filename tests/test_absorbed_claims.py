@@ -48,6 +48,8 @@ DSA_TESTS = ["tests/arch/test_dsa.py::test_sparse_attention_equals_megatron_core
              "tests/arch/test_dsa.py::test_indexer_loss_equals_megatron_cores_sparse_loss",
              "tests/arch/test_dsa.py::test_our_forward_equals_transformers_and_trains_the_indexer"]
 CLAIMS = {
+    "the FP8 recipes mapped here convert linear layers only": [
+        "tests/kernels/test_fp8_flags.py::test_fp8_recipes_leave_the_routed_experts_in_the_training_dtype"],
     "the engine pads instruction batches on the right": [
         "tests/test_script_flags.py::test_tokenizer_padding_side_is_a_no_op_for_pretraining_and_refused_left_for_"
         "instruction_data"],

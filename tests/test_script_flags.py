@@ -88,7 +88,7 @@ def test_unknown_flags_refused_unless_vouched_for_and_then_listed():
 
 def test_vouching_does_not_admit_rejected_flags():
     from megatron_compat.unknown_flags import parse_vouch
-    result = translate(BASE + ["--use-cpu-initialization-unknown", "--fp8-hybrid"], world_size=4,
+    result = translate(BASE + ["--use-cpu-initialization-unknown", "--use-kitchen-attention"], world_size=4,
                        vouch=parse_vouch("", "--allow-unknown-flags"))
     assert result.ignored == ["--use-cpu-initialization-unknown"] and not result.ok
 

@@ -378,8 +378,49 @@ def test_env_wrapper_and_case_statement():
             "env NCCL_DEBUG=INFO -u FOO torchrun --nproc_per_node 2 t.py $X\n")
     launch = read(text, ["a"])
     assert launch.exports == {"NCCL_DEBUG": "INFO"}
-    assert (launch.entry, launch.argv) == ("t.py", [])
-    assert warn_lines(launch) == [1, 5]
+    assert (launch.entry, launch.argv) == ("t.py", ["1"])
+    assert read(text, ["b"]).argv == ["2"]
+
+
+CASE_SCRIPT = """SCALE=${1:-800M}
+case "${SCALE}" in
+    "800M")
+        TP=1
+        LAYERS=48 ;;
+    8B|16B) TP=4; LAYERS=56 ;;
+    (2.7B) TP=2
+           LAYERS=32
+           ;&
+    *)
+        echo "unknown scale $SCALE"
+        exit 1
+        ;;
+esac
+case $TP in 1) KIND=small ;; [2-4]) KIND=large ;; esac
+torchrun --nproc_per_node 8 pretrain_gpt.py --tensor-model-parallel-size $TP --num-layers $LAYERS --kind $KIND
+"""
+
+
+@needs_bash
+@pytest.mark.parametrize("scale", ["800M", "8B", "16B"])
+def test_case_statement_takes_the_branch_bash_takes(scale):
+    launch = read(CASE_SCRIPT, [scale])
+    with pytest.raises(ShellReadError, match="exits at line 12"):  # 2.7B falls through (;&) to the exit
+        read(CASE_SCRIPT, ["2.7B"])
+    assert launch.argv[:4] == ["--tensor-model-parallel-size", {"800M": "1"}.get(scale, "4"), "--num-layers",
+                               {"800M": "48"}.get(scale, "56")]
+    _agrees_with_bash(launch, CASE_SCRIPT, [scale])
+
+
+def test_case_on_a_value_known_only_when_the_job_runs_takes_no_branch():
+    launch = read("case $SLURM_PROCID in 0) X=a ;; *) X=b ;; esac\ntorchrun t.py --x ${X:-none}\n")
+    assert launch.argv == ["--x", "none"]
+    assert any("'case' on $SLURM_PROCID" in w.message for w in launch.warnings)
+
+
+def test_case_without_esac_names_its_line():
+    with pytest.raises(ShellReadError, match=r":2: 'case' is not closed by 'esac'"):
+        read("X=1\ncase $X in 1) Y=2 ;;\n")
 
 
 def test_distributed_settings_both_spellings_and_rdzv():

@@ -23,7 +23,7 @@ from .lex import (
     scan_squote,
 )
 from .other_files import find_script, sets_up_the_machine
-from .parse import AndOr, FuncDef, Group, If, Parser, Pipeline, Simple, Skipped
+from .parse import AndOr, Case, FuncDef, Group, If, Parser, Pipeline, Simple, Skipped
 from .path_commands import path_of_commands
 from .result import ShellReadError, ShellWarning
 from .runtime import holds_command_output, scheduler_references
@@ -187,6 +187,8 @@ class Shell:
                 if status:
                     return self.run_list(body)
             return self.run_list(node.else_body) if node.else_body is not None else True
+        if isinstance(node, Case):
+            return self.run_case(node)
         if isinstance(node, Group):
             return self.run_list(node.body)
         if isinstance(node, FuncDef):
@@ -199,6 +201,24 @@ class Shell:
             self.warn(node.line, f"{node.what} not evaluated (its body is skipped)")
             return None
         raise AssertionError(node)
+
+    def run_case(self, node: Case):
+        """The clauses whose patterns match the word run as bash runs them; a word known only when the job runs
+        (a scheduler's variable, a command's output) runs no clause, with a warning."""
+        value = self.join(self.pieces(node.word.raw, node.line))
+        unknowable = self.known_only_at_run_time([(value, False)], [node.word.raw])
+        if unknowable:
+            self.warn(node.line, f"'case' on {unknowable}: no branch taken")
+            return None
+        status, fall_through = True, False
+        for patterns, body, end in node.clauses:
+            if fall_through or any(fnmatch.fnmatchcase(value, self.join(self.pieces(p.raw, p.line)))
+                                   for p in patterns):
+                status = self.run_list(body)
+                if end == ";;":
+                    return status
+                fall_through = end == ";&"  # ;& runs the next body too, ;;& goes on testing the patterns
+        return status
 
     def run_simple(self, cmd: Simple):
         tail, self._pipe_tail = self._pipe_tail, []

@@ -1,4 +1,5 @@
-"""Parsing the token stream into a small tree: simple commands, pipelines, and-or lists, if, groups, functions."""
+"""Parsing the token stream into a small tree: simple commands, pipelines, and-or lists, if, case, groups,
+functions."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -7,6 +8,8 @@ from .lex import REDIRECTS, ArithCmd, ArrayAssign, Op, Word
 from .result import ShellReadError
 
 # --------------------------------------------------------------------------- parser
+
+CASE_ENDS = (";;", ";&", ";;&")
 
 @dataclass
 class Simple:
@@ -32,6 +35,13 @@ class AndOr:
 class If:
     clauses: list        # [(condition nodes, body nodes)]
     else_body: list | None
+    line: int
+
+
+@dataclass
+class Case:
+    word: Word
+    clauses: list        # [(pattern Words, body nodes, terminator ';;' | ';&' | ';;&')], in order
     line: int
 
 
@@ -100,7 +110,7 @@ class Parser:
                 self.k += 1
             tok = self.peek()
             if tok is None or (self.is_word(tok) and tok.raw in stop_words) or (
-                    stop_paren and self.is_op(tok, ")")):
+                    stop_paren and self.is_op(tok, ")")) or self.is_op(tok, *CASE_ENDS):
                 return nodes
             nodes.append(self.parse_and_or())
 
@@ -136,7 +146,7 @@ class Parser:
         elif self.is_word(tok, "for", "while", "until", "select"):
             node = self.skip_block(tok, opener=("do",), closer="done", what=f"'{tok.raw}' loop")
         elif self.is_word(tok, "case"):
-            node = self.skip_block(tok, opener=("case",), closer="esac", what="'case' statement")
+            node = self.parse_case()
         elif self.is_word(tok, "{"):
             self.k += 1
             body = self.parse_list({"}"}, stop_paren=False)
@@ -215,6 +225,47 @@ class Parser:
             if self.is_word(tok, "fi"):
                 return If(clauses, None, line)
             raise self.error(f"'if' on line {line} is not closed by 'fi'", tok)
+
+    def parse_case(self) -> Case:
+        """case WORD in [(]PATTERN[|PATTERN]...) LIST ;; ... esac (or ;& / ;;& after a LIST)."""
+        line = self.peek().line
+        self.k += 1
+        word = self.peek()
+        if not self.is_word(word):
+            raise self.error(f"'case' on line {line} needs a word to match")
+        self.k += 1
+        self.skip_newlines()
+        self.expect_word("in")
+        clauses = []
+        while True:
+            self.skip_newlines()
+            tok = self.peek()
+            if tok is None:
+                raise ShellReadError(f"{self.path}:{line}: 'case' is not closed by 'esac'")
+            if self.is_word(tok, "esac"):
+                self.k += 1
+                return Case(word, clauses, line)
+            if self.is_op(tok, "("):
+                self.k += 1
+            patterns = [self.case_pattern(line)]
+            while self.is_op(self.peek(), "|"):
+                self.k += 1
+                patterns.append(self.case_pattern(line))
+            if not self.is_op(self.peek(), ")"):
+                raise self.error(f"a pattern of the 'case' on line {line} is not closed by ')'")
+            self.k += 1
+            body, end = self.parse_list({"esac"}, stop_paren=False), ";;"
+            if self.is_op(self.peek(), *CASE_ENDS):
+                end = self.peek().text
+                self.k += 1
+            clauses.append((patterns, body, end))
+
+    def case_pattern(self, line: int) -> Word:
+        tok = self.peek()
+        if not self.is_word(tok):
+            raise self.error(f"expected a pattern in the 'case' on line {line}")
+        self.k += 1
+        return tok
 
     def parse_function(self) -> FuncDef:
         tok = self.peek()

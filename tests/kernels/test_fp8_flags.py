@@ -122,3 +122,65 @@ def test_reverse_round_trip():
     second = translate(flags, world_size=1).config
     assert second.model == first.model
     assert to_megatron(_cfg([]).config)[0] == to_megatron(_cfg(["--fp8-recipe", "blockwise"]).config)[0]
+
+
+def _quantised_layers(m, layers=2):
+    from fsdp2_core.quant import module_filter
+    keep = module_filter(m)
+    return [i for i in range(layers) if keep(f"model.layers.{i}.mlp.up_proj")]
+
+
+def test_first_and_last_layers_stay_bf16():
+    six = [a if a != "2" else "6" for a in BASE[:2]] + BASE[2:]  # --num-layers 6
+    result = translate(six + "--fp8-format hybrid --first-last-layers-bf16 --num-layers-at-start-in-bf16 2".split(),
+                       world_size=1)
+    assert result.ok, result.problems()
+    m = result.config.model
+    assert m.quant_ignored_modules == ["lm_head", "model.layers.0", "model.layers.1", "model.layers.5"]
+    assert _quantised_layers(m, 6) == [2, 3, 4]
+    assert "model.quant_ignored_modules += model.layers.0, model.layers.1, model.layers.5" in result.report()
+    mx = _cfg("--fp8-format e4m3 --fp8-recipe mxfp8 --first-last-layers-bf16".split()).config.model
+    assert _quantised_layers(mx) == [] and mx.quant_ignored_modules[1:] == ["model.layers.0", "model.layers.1"]
+
+
+def test_bf16_layer_flags_without_fp8_are_absorbed_and_bad_counts_refused():
+    result = _cfg("--first-last-layers-bf16 --num-layers-at-end-in-bf16 2".split())
+    assert result.config.model.quant_ignored_modules == ["lm_head"]
+    assert "no effect without --fp8-format" in result.report()
+    bad = translate(BASE + "--fp8-format hybrid --first-last-layers-bf16 --num-layers-at-start-in-bf16 2".split(),
+                    world_size=1)
+    assert not bad.ok
+    assert "--num-layers-at-start-in-bf16 2 and --num-layers-at-end-in-bf16 1" in "\n".join(bad.problems())
+
+
+def test_the_old_format_switches_name_the_format():
+    for flag, fmt in (("--fp8-e4m3", "e4m3"), ("--fp8-hybrid", "hybrid")):
+        result = _cfg([flag, "--fp8-recipe", "tensorwise"])
+        assert (result.config.model.fp8_format, result.config.model.fp8_recipe) == (fmt, "tensorwise")
+        assert f"model.fp8_format {fmt} (Megatron's spelling before --fp8-format)" in result.report()
+    assert _cfg("--fp8-hybrid --fp8-recipe mxfp8".split()).config.model.quant_recipe == "mxfp8"
+    bad = translate(BASE + "--fp8-e4m3 --fp8-format hybrid".split(), world_size=1)
+    assert not bad.ok and "FP8 formats e4m3, hybrid both given" in "\n".join(bad.problems())
+
+
+def test_fp8_recipes_leave_the_routed_experts_in_the_training_dtype(monkeypatch):
+    """What --no-use-gmm-fp8 asks MindSpeed for is how both recipes mapped from --fp8-* run the experts here."""
+    import transformers
+
+    from fsdp2_core.quant import apply_quantization
+    config = transformers.Qwen3MoeConfig(vocab_size=64, hidden_size=32, intermediate_size=64, moe_intermediate_size=32,
+                                         num_hidden_layers=2, num_attention_heads=2, num_key_value_heads=2,
+                                         head_dim=16, num_experts=4, num_experts_per_tok=2)
+    monkeypatch.setattr(float8, "fp8_supported", lambda device_type: True)  # conversion only; nothing runs in FP8
+    for flags in ("--fp8-format hybrid --fp8-recipe tensorwise", "--fp8-format e4m3 --fp8-recipe mxfp8"):
+        model = transformers.AutoModelForCausalLM.from_config(config)
+        experts = {n: p.clone() for n, p in model.named_parameters() if ".experts." in n}
+        done = apply_quantization(model, _cfg(flags.split()).config, "cuda")
+        assert sum(done.values()) > 0, flags  # the attention projections were converted
+        # torchao swaps in Float8Linear modules; MXFP8 marks the nn.Linear modules it converts
+        converted = [n for n, mod in model.named_modules() if isinstance(mod, torch.nn.Linear) and
+                     (type(mod) is not torch.nn.Linear or hasattr(mod, "_fsdp2_quant_format"))]
+        assert converted and not [n for n in converted if ".experts" in n], (flags, converted)
+        for n, p in model.named_parameters():
+            if n in experts:
+                assert type(p) is torch.nn.Parameter and p.dim() == 3 and torch.equal(p, experts[n])

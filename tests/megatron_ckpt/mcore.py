@@ -58,6 +58,7 @@ class Shape:
     flags: tuple = ()                            # the Megatron flags that set them, for the saved args
     mla: bool = False                            # Multi-Latent Attention (MLATransformerConfig, MLA layer spec)
     mtp: int = 0                                 # multi-token prediction depths (mtp.layers.K on the last stage)
+    model: dict = field(default_factory=dict)    # further GPTModel arguments (Llama-3.1's RoPE scaling)
     gdn: bool = False                            # Gated DeltaNet layers (Qwen3-Next): megatron-core's experimental
     #                                              block spec, whose modules are Transformer Engine's (CpuTESpec)
 
@@ -116,6 +117,12 @@ SHAPES = {
         expert_tensor_parallel_size=1),
         flags=("--quick-geglu", "--glu-linear-offset", "1.0", "--activation-func-clamp-value", "7.0",
                "--softmax-type", "learnable", "--window-size", "3,0", "--window-attn-skip-freq", "2")),
+    # Llama-3.1: megatron-core's RoPE scaling (factor 8, low/high frequency factors 1 and 4, 8192 original positions);
+    # with head_dim 8 one frequency (wavelength ~6283) falls between the two cut-offs and is smoothed
+    "llama31": Shape("llama31", "llama", pp=1, model=dict(rope_scaling=True, rope_scaling_factor=8.0),
+                     flags=("--use-rope-scaling", "--rope-scaling-factor", "8.0")),
+    # Mistral: a sliding window of 4 tokens (the current one and 3 before) on every layer
+    "mistral": Shape("mistral", "mistral", pp=1, config=dict(window_size=(3, 0)), flags=("--window-size", "3,0")),
     # Qwen3-Next: three Gated DeltaNet layers then a gated full-attention layer (linear_attention_freq 4), zero-centred
     # norms (x·(1 + w)), softmax routing with a gated shared expert; tp 2 splits the GDN heads, pp 2 the layers
     "qwen3_next": Shape("qwen3_next", "qwen3_next", layers=4, qk_norm=True, experts=4, gdn=True, config=dict(
@@ -321,7 +328,7 @@ def build_chunks(s: Shape, tp: int, pp: int, ep: int, vpp: Optional[int]):
         model = GPTModel(config, spec, vocab_size=PADDED, max_sequence_length=64, pre_process=first, post_process=last,
                          share_embeddings_and_output_weights=s.tied, mtp_block_spec=mtp_spec,
                          position_embedding_type="rope" if s.rope else "learned_absolute",
-                         vp_stage=v if vpp else None)
+                         vp_stage=v if vpp else None, **s.model)
         perturb(model, (ps.get_pipeline_model_parallel_rank(), v, ps.get_tensor_model_parallel_rank(),
                         ps.get_expert_model_parallel_rank()))
         chunks.append(model)

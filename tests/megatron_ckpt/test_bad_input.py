@@ -71,13 +71,25 @@ def test_unknown_pickled_type_is_refused_unless_trusted(megatron_root, tmp_path,
 
 
 @pytest.mark.parametrize("field,value,what", [("rotary_interleaved", True, "interleaved rotary"),
-                                              ("hybrid_override_pattern", "M-M-", "a hybrid Mamba"),
                                               ("moe_router_score_function", "sqrtsoftplus", "a router score function")])
 def test_architecture_the_engine_does_not_build(megatron_root, tmp_path, capsys, field, value, what):
     ckpt = copy(megatron_root, tmp_path, "moe", "torch_dist")
     rewrite_args(ckpt, **{field: value})
     err = refused(ckpt, tmp_path, capsys)
+    assert f"{field} = {value!r} ({what}" in err and "Use Megatron-LM for this model" in err
+
+
+@pytest.mark.parametrize("field,value,what", [
+    ("hybrid_override_pattern", "M-M-", "a hybrid Mamba model"),
+    ("experimental_attention_variant", "dsa", "DeepSeek Sparse Attention"),
+    ("spec", ["miles_plugins.models.minimax_m2", "get_minimax_m2_spec"], "a MiniMax-M2 layer spec")])
+def test_a_family_trained_here_whose_megatron_tensors_are_not_mapped(megatron_root, tmp_path, capsys, field, value,
+                                                                    what):
+    ckpt = copy(megatron_root, tmp_path, "moe", "torch_dist")
+    rewrite_args(ckpt, **{field: value})
+    err = refused(ckpt, tmp_path, capsys)
     assert f"{field} = {value!r} ({what}" in err
+    assert "convert the checkpoint to Hugging Face with the converter of the project that trained it" in err
 
 
 @pytest.mark.parametrize("shape,field,value,named", [
@@ -107,3 +119,22 @@ def test_args_that_contradict_the_flags(megatron_root):
     cfg = result.config
     with pytest.raises(ConfigError, match=r"num_hidden_layers: flags 3, checkpoint 4"):
         load_from_megatron_checkpoint(cfg)
+
+
+@pytest.mark.parametrize("model_type,extra,what", [
+    ("minimax_m2", dict(num_local_experts=4, num_experts_per_tok=2, head_dim=8), "no MiniMax-M2 layer spec"),
+    ("glm_moe_dsa", dict(n_routed_experts=4, num_experts_per_tok=2, moe_intermediate_size=16),
+     "DeepSeek Sparse Attention")])
+def test_to_megatron_refuses_a_family_whose_megatron_tensors_are_not_mapped(tmp_path, capsys, model_type, extra,
+                                                                            what):
+    import transformers
+    config = transformers.AutoConfig.for_model(model_type, vocab_size=128, hidden_size=32, num_hidden_layers=2,
+                                               num_attention_heads=4, num_key_value_heads=2, intermediate_size=32,
+                                               **extra)
+    hf = tmp_path / "hf"
+    transformers.AutoModelForCausalLM.from_config(config).save_pretrained(hf)
+    out = tmp_path / "mg"
+    assert convert_ckpt.main(["--load", str(hf), "--to-megatron", str(out), "--target-tp", "1"]) == 2
+    err = capsys.readouterr().err
+    assert f"model_type {model_type}: " in err and what in err and "not written here" in err
+    assert not out.exists() and not [n for n in os.listdir(tmp_path) if ".partial-" in n]

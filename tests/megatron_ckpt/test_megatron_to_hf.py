@@ -1,6 +1,7 @@
 """Megatron-LM checkpoints (both formats, TP 2 x PP 2, virtual stages, expert parallelism, grouped-GEMM expert
 layouts; Qwen2-MoE's gated shared expert, GLM-4.5's sigmoid router with expert bias, groups and a dense first layer,
-DeepSeek-V3's Multi-Latent Attention) -> Hugging Face: the converted model gives megatron-core's own logits."""
+DeepSeek-V2/V3's Multi-Latent Attention, gpt-oss, Llama-3.1's RoPE scaling, Mistral's sliding window)
+-> Hugging Face: the converted model gives megatron-core's own logits."""
 import os
 import shutil
 
@@ -34,6 +35,19 @@ def test_converted_model_gives_megatron_cores_logits(megatron_root, tmp_path, sh
     assert AutoConfig.from_pretrained(out).model_type == SHAPES[shape].family
     reference = torch.load(os.path.join(str(megatron_root), shape, "logits.pt"))
     torch.testing.assert_close(hf_logits(out), reference, rtol=0, atol=1e-4)
+
+
+def test_rope_scaling_and_the_sliding_window_come_from_the_saved_args(megatron_root, tmp_path):
+    """At these short lengths dropping Llama-3.1's scaling moves the logits by only ~2e-4, so say it directly."""
+    from transformers import AutoConfig
+    convert(save_dir(megatron_root, "llama31", "torch"), tmp_path / "llama31")
+    rope = AutoConfig.from_pretrained(tmp_path / "llama31").rope_parameters
+    assert {k: rope.get(k) for k in ("rope_type", "factor", "low_freq_factor", "high_freq_factor",
+                                     "original_max_position_embeddings")} == dict(
+        rope_type="llama3", factor=8.0, low_freq_factor=1.0, high_freq_factor=4.0,
+        original_max_position_embeddings=8192)
+    convert(save_dir(megatron_root, "mistral", "torch"), tmp_path / "mistral")
+    assert AutoConfig.from_pretrained(tmp_path / "mistral").sliding_window == 4  # Megatron's (3, 0): 3 before + itself
 
 
 def test_iteration_samples_and_schedule_are_read(megatron_root):

@@ -12,7 +12,7 @@ from tests.megatron_ckpt.ours import write_our_checkpoint
 from tools import convert_ckpt
 
 pytestmark = [pytest.mark.dist, pytest.mark.slow]
-LOADED = ("llama", "gpt2", "moe", "qwen2_moe", "dsv3", "dsv2", "gpt_oss", "qwen3_next")
+LOADED = ("llama", "gpt2", "moe", "qwen2_moe", "dsv3", "dsv2", "gpt_oss", "llama31", "mistral", "qwen3_next")
 
 
 def spec_of(name: str) -> str:
