@@ -40,7 +40,7 @@ from .arch.gemma import gemma2_fields, gemma2_flags_given, gemma_family, gemma_f
 from .arch.gpt_oss import check_gpt_oss, check_not_gpt_oss, gpt_oss_fields, wants_gpt_oss
 from .arch.hybrid import HYBRID_COMPARED, checkpoint_fields, hybrid_config, layer_symbols, wants_hybrid
 from .arch.layernorm import bloom, gpt_neox
-from .arch.linear_attention import check_qwen3_next, dense_fields, linear_attention, refuse_split_linear_attention
+from .arch.linear_attention import check_qwen3_next, dense_fields, linear_attention
 from .arch.minimax import check_minimax, wants_minimax
 from .arch.moe import (
     ENGINE_MODEL_ID,
@@ -111,8 +111,6 @@ def build_architecture(given: Dict[str, Any], seq_length: Optional[int],
                          "trained without hidden dropout (add --hidden-dropout 0.0 to make this explicit)")
     else:
         config = _rope_family(a, family, notes, given)
-    if family == "qwen3_next":
-        refuse_split_linear_attention(tp_size, given.get("--context-parallel-size", 1))
     vocab = _vocab(given, tp_size)
     if vocab is not None:
         config["vocab_size"] = vocab

@@ -474,8 +474,8 @@ def _fold_model_parallel(t, family):
     if not folded:
         return
     t.set("sequence_parallel", False)
-    t.notes.append(f"{' and '.join(folded)} folded into FSDP sharding: {UNSPLIT[family][0]} splits "
-                   "neither by heads nor by sequence here, so those ranks become data-parallel ranks (FSDP shards the "
+    t.notes.append(f"{' and '.join(folded)} folded into FSDP sharding: {UNSPLIT[family][0]} (split "
+                   "neither by heads nor by sequence here), so those ranks become data-parallel ranks (FSDP shards the "
                    "weights over them); the model and the global batch are the script's, the accumulation steps follow "
                    "from the larger data-parallel size")
 

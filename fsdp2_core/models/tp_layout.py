@@ -95,7 +95,11 @@ LAYOUTS: Dict[str, TPLayout] = {"gpt2": GPT2, "gpt_oss": GPT_OSS, "deepseek_v3":
 UNSPLIT = {"bloom": ("BLOOM's ALiBi attention", "transformers' BLOOM builds the ALiBi biases of all heads over the "
                                                 "whole sequence inside its attention"),
            "gpt_bigcode": ("GPT-BigCode's multi-query attention",
-                           "GPT-BigCode's one key/value head is fused into c_attn after the queries")}
+                           "GPT-BigCode's one key/value head is fused into c_attn after the queries"),
+           "nemotron_h": ("a hybrid model's Mamba2 mixers", "its Mamba2 mixers pack z, x, B, C and dt into one "
+                          "in_proj, with a depthwise convolution and a scan over the whole sequence"),
+           "qwen3_next": ("Qwen3-Next's Gated DeltaNet layers", "its Gated DeltaNet layers fuse q, k, v and z into one "
+                          "projection, with a causal convolution and a recurrent state over the whole sequence")}
 
 
 def tp_layout_for(model: nn.Module) -> TPLayout:

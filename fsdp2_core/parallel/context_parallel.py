@@ -53,9 +53,10 @@ def check_heads(config, cp: int, tp: int = 1) -> None:
 
 
 def check_attention_only(config) -> None:
-    """Ulysses covers softmax attention; linear-attention mixers (Gated DeltaNet) are not split."""
-    kinds = set(getattr(config, "layer_types", None) or ())
-    other = sorted(k for k in kinds if k not in ("full_attention", "sliding_attention"))
+    """Ulysses covers softmax attention; linear-attention mixers (Gated DeltaNet) and Mamba mixers (Nemotron-H's
+    layers_block_type) are not split."""
+    kinds = set(getattr(config, "layer_types", None) or ()) | set(getattr(config, "layers_block_type", None) or ())
+    other = sorted(k for k in kinds if k not in ("full_attention", "sliding_attention", "attention", "mlp", "moe"))
     if other:
         raise ConfigError(f"cp_size > 1: this model has {', '.join(other)} layers, which Ulysses context parallelism "
                           "does not split; set cp_size 1")

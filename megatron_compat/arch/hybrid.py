@@ -165,26 +165,8 @@ def mamba_fields(g, hidden: int) -> Dict[str, Any]:
             "time_step_min": 0.001, "time_step_max": 0.1, "time_step_floor": 1e-4}
 
 
-def check_parallel(g) -> None:
-    """Tensor and context parallelism do not cover the Mamba mixer here."""
-    tp = g.get("--tensor-model-parallel-size") or 1
-    cp = g.get("--context-parallel-size") or 1
-    if tp > 1:
-        raise ArchitectureError(f"--tensor-model-parallel-size {tp} with a hybrid Mamba model: the engine's tensor-"
-                                "parallel plan has no layout for the Mamba2 mixer (its in_proj packs z, x, B, C and "
-                                "dt, split by heads and groups, and its depthwise conv, A, D and gated norm go with "
-                                "them); "
-                                "train it with --tensor-model-parallel-size 1 (FSDP2 shards every weight over the "
-                                "data-parallel ranks)")
-    if cp > 1:
-        raise ArchitectureError(f"--context-parallel-size {cp} with a hybrid Mamba model: Ulysses context parallelism "
-                                "splits softmax attention heads, and the Mamba2 scan runs over the whole sequence; use "
-                                "--context-parallel-size 1")
-
-
 def hybrid_config(g, a: Dict[str, Any], notes: List[str]) -> Dict[str, Any]:
     """The nemotron_h config; `a` holds the architecture flags read as for every family (architecture.py)."""
-    check_parallel(g)
     symbols = layer_symbols(g)
     _check_layers(g, a, symbols)
     config = {

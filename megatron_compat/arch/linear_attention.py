@@ -152,19 +152,6 @@ def is_dense(arch: Dict[str, Any]) -> bool:
     return len(arch.get("mlp_only_layers") or []) >= arch["num_hidden_layers"]
 
 
-def refuse_split_linear_attention(tp: int, cp: int) -> None:
-    """Neither split reaches the Gated DeltaNet layers: refuse it (the engine refuses it too, models/families)."""
-    if tp > 1:
-        raise ArchitectureError(f"--tensor-model-parallel-size {tp} with Qwen3-Next: its Gated DeltaNet layers "
-                                "(fused q/k/v/z projection, causal convolution, per-head gates) are not split by "
-                                "tensor parallelism here; use --tensor-model-parallel-size 1 (FSDP2 shards the "
-                                "weights; --expert-model-parallel-size splits the experts)")
-    if cp > 1:
-        raise ArchitectureError(f"--context-parallel-size {cp} with Qwen3-Next: its Gated DeltaNet layers carry a "
-                                "recurrent state along the whole sequence, which Ulysses' split of the attention "
-                                "heads does not reach; use --context-parallel-size 1")
-
-
 def linear_attention_flags(arch: Dict[str, Any]) -> List[str]:
     """Inverse of linear_attention_fields, in Megatron-LM's dialect."""
     pattern = [1 if t == LINEAR else 0 for t in arch["layer_types"]]

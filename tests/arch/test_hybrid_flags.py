@@ -98,8 +98,6 @@ def test_pattern_grammar():
 
 
 @pytest.mark.parametrize("extra,message", [
-    (("--tensor-model-parallel-size", "2"), "the engine's tensor-parallel plan has no layout for the Mamba2 mixer"),
-    (("--context-parallel-size", "2"), "the Mamba2 scan runs over the whole sequence"),
     (("--position-embedding-type", "rope"), "give --position-embedding-type none"),
     (("--swiglu",), "nemotron_h's MLP is ungated"),
     (("--qk-layernorm",), "--qk-layernorm with a hybrid Mamba model"),
@@ -112,6 +110,16 @@ def test_pattern_grammar():
 def test_refusals_name_what_to_change(extra, message):
     result = _translate(*extra, world=2)
     assert not result.ok and any(message in p for p in result.problems()), result.problems()
+
+
+@pytest.mark.parametrize("parallel", [("--tensor-model-parallel-size", "2"), ("--context-parallel-size", "2")])
+def test_tensor_and_context_parallel_ranks_fold_into_data_parallelism(parallel):
+    """Megatron-LM's Mamba scripts use tensor parallelism; the Mamba2 mixers split neither way here, so those ranks
+    become data-parallel ranks (the model and the global batch stay the script's), as for BLOOM."""
+    result = _translate(*parallel, world=2)
+    assert result.ok, result.problems()
+    assert (result.config.parallel.tp_size, result.config.parallel.cp_size) == (1, 1)
+    assert any("folded into FSDP sharding: a hybrid model's Mamba2 mixers" in n for n in result.notes), result.notes
 
 
 def test_biases_and_layernorm_are_refused():

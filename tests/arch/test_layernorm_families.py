@@ -4,6 +4,7 @@ transformers' gpt_neox with a sequential residual, computing what megatron-core 
 train on 2 ranks and export; the translation's refusals name what no family has; --load compares with config.json."""
 import json
 import math
+import types
 
 import numpy as np
 import pytest
@@ -245,3 +246,20 @@ def test_a_yaml_asking_tensor_parallelism_for_bloom_is_refused_by_the_engine():
     model = BloomForCausalLM(BloomConfig(n_layer=1, hidden_size=32, n_head=4, vocab_size=64))
     with pytest.raises(ConfigError, match="tp_size > 1 with model_type bloom"):
         tp_layout_for(model)
+
+
+@pytest.mark.parametrize("model_type", ["nemotron_h", "qwen3_next"])
+def test_a_yaml_asking_tensor_or_context_parallelism_for_mamba_or_gated_deltanet_is_refused(model_type):
+    """The flag translation folds those ranks (tests/arch/test_hybrid_flags.py, test_qwen3_next.py); a config that
+    asks for them itself is refused naming the layers, for tp by the layout and for cp by Ulysses' check."""
+    import transformers
+
+    from fsdp2_core.config import ConfigError
+    from fsdp2_core.models.tp_layout import tp_layout_for
+    from fsdp2_core.parallel.context_parallel import check_attention_only
+    config = transformers.AutoConfig.for_model(model_type)
+    model = types.SimpleNamespace(config=config)
+    with pytest.raises(ConfigError, match=f"tp_size > 1 with model_type {model_type}"):
+        tp_layout_for(model)
+    with pytest.raises(ConfigError, match="cp_size > 1: this model has .*(linear_attention|mamba)"):
+        check_attention_only(config)
