@@ -138,11 +138,9 @@ def architecture_from_args(args, where: str) -> Tuple[Dict[str, Any], List[str]]
                                 "checkpoint to Hugging Face with the converter of the project that trained it and "
                                 "pass --load <that directory>")
     given = flags_from_args(args)
-    tp = int(getattr(args, "tensor_model_parallel_size", 1) or 1)
-    if is_gated_delta_net(args):  # the engine trains Qwen3-Next with tp 1; a checkpoint's split is undone on reading
-        tp = 1
     try:
-        return build_architecture(given, getattr(args, "seq_length", None), tp)
+        return build_architecture(given, getattr(args, "seq_length", None),
+                                  int(getattr(args, "tensor_model_parallel_size", 1) or 1))
     except ArchitectureError as exc:
         raise ArchitectureError(f"{where}: the saved args give flags {_show(given)}: {exc}") from None
 
