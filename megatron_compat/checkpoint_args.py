@@ -19,7 +19,7 @@ from .reverse import architecture_flags
 
 # Flags beyond the architecture rows that the translation reads.
 EXTRA_FLAGS = ("--seq-length", "--padded-vocab-size", "--make-vocab-size-divisible-by", "--tensor-model-parallel-size",
-               "--no-bias-gelu-fusion", "--norm-topk-prob", "--first-k-dense-replace")
+               "--no-bias-gelu-fusion", "--norm-topk-prob", "--first-k-dense-replace", "--apply-layernorm-1p")
 
 # Saved args that describe a model no family here builds: (dest, value test, what it is).
 UNSUPPORTED = (
@@ -36,7 +36,11 @@ UNSUPPORTED = (
     # gpt-oss's learnable softmax offsets are translated (arch/gpt_oss.py); off-by-one has no family
     ("softmax_type", lambda v: v not in (None, "vanilla", "learnable"), "an off-by-one attention softmax"),
     ("apply_residual_connection_post_layernorm", bool, "residuals taken after the layer norm"),
+    ("layernorm_zero_centered_gamma", bool, "zero-centred layer norms (--apply-layernorm-1p)"),
 )
+# Qwen3-Next's norms compute x·(1 + w) as zero-centred norms do: for Gated DeltaNet models these rows are the
+# mapping (the weights copy as they are), and a model without them is refused (its norms would need w - 1)
+ZERO_CENTRED = ("apply_layernorm_1p", "layernorm_zero_centered_gamma")
 
 # Saved args of families the engine trains (from flags or a Hugging Face model) whose Megatron tensors are not
 # mapped here, because megatron-core 0.16.1 gives no reference to prove a mapping against on this project's
@@ -47,8 +51,6 @@ UNMAPPED = (
     ("experimental_attention_variant", lambda v: v == "dsa",
      "DeepSeek Sparse Attention (DeepSeek-V3.2 / GLM-5): megatron-core builds its indexer only with "
      "fast_hadamard_transform on a GPU"),
-    ("experimental_attention_variant", lambda v: v == "gated_delta_net",
-     "Gated DeltaNet layers (Qwen3-Next): megatron-core builds them only with flash-linear-attention's kernels"),
     ("spec", lambda v: any("minimax" in str(w).lower() for w in (v if isinstance(v, (list, tuple)) else [v])),
      "a MiniMax-M2 layer spec from outside megatron-core, whose tensor names and tensor-parallel layout of the "
      "q/k norms over all heads are its own"),
@@ -60,7 +62,6 @@ UNMAPPED_FAMILIES = {
                     "a GPU",
     "glm_moe_dsa": "DeepSeek Sparse Attention: megatron-core builds its indexer only with fast_hadamard_transform on "
                    "a GPU",
-    "qwen3_next": "Gated DeltaNet layers: megatron-core builds them only with flash-linear-attention's kernels",
     "minimax_m2": "megatron-core has no MiniMax-M2 layer spec (its public Megatron recipes bring their own)",
 }
 
@@ -83,6 +84,8 @@ def flags_from_args(args) -> Dict[str, Any]:
                 given[flag] = True
         elif value is not None and not _is_default(value, spec.default):
             given[flag] = value
+    if getattr(args, "apply_layernorm_1p", False):  # older Megatron-LM's own dest for --apply-layernorm-1p
+        given["--apply-layernorm-1p"] = True
     if getattr(args, "num_experts", None) and not hasattr(args, "norm_topk_prob"):
         # Megatron's router: top-k of the logits, then a softmax over those k (weights sum to 1), unless
         # --moe-router-pre-softmax takes the softmax over all experts first.
@@ -100,11 +103,22 @@ def _is_default(value, default) -> bool:
         return str(value) == str(default)
 
 
+def is_gated_delta_net(args) -> bool:
+    return getattr(args, "experimental_attention_variant", None) == "gated_delta_net"
+
+
 def unsupported(args, rows=UNSUPPORTED) -> List[str]:
     """What in the saved args matches `rows` (by default: what no model family here builds), as
     'dest = value (what)' lines."""
     out = []
+    gdn = is_gated_delta_net(args)
+    if gdn and rows is UNSUPPORTED and not any(getattr(args, dest, False) for dest in ZERO_CENTRED):
+        out.append("experimental_attention_variant = 'gated_delta_net' with layernorm_zero_centered_gamma = False "
+                   "(Qwen3-Next's norms compute x·(1 + w); its Megatron checkpoints are mapped from "
+                   "--apply-layernorm-1p runs only)")
     for dest, test, what in rows:
+        if gdn and dest in ZERO_CENTRED:
+            continue
         value = getattr(args, dest, None)
         if value is not None and test(value):
             out.append(f"{dest} = {value!r} ({what})")
@@ -200,7 +214,10 @@ _ARCH_KEYS = ("model_type", "n_layer", "n_embd", "n_head", "n_inner", "n_positio
               "shared_expert_intermediate_size", "n_routed_experts", "n_shared_experts", "routed_scaling_factor",
               "n_group", "topk_group", "first_k_dense_replace", "num_nextn_predict_layers", "q_lora_rank",
               "kv_lora_rank", "qk_nope_head_dim", "qk_rope_head_dim", "v_head_dim", "rope_interleave",
-              "swiglu_limit", "layer_types")  # gpt-oss: the GLU clamp, which layers take the sliding window
+              "swiglu_limit", "layer_types",  # gpt-oss: the GLU clamp, which layers take the sliding window
+              # Qwen3-Next's Gated DeltaNet layers (layer_types: which are linear attention)
+              "linear_conv_kernel_dim", "linear_key_head_dim", "linear_value_head_dim", "linear_num_key_heads",
+              "linear_num_value_heads")
 
 
 def config_arch(config) -> Dict[str, Any]:
@@ -244,6 +261,10 @@ def megatron_args_for(config, tp: int, pp: int, fmt: str, spec: str, divisible_b
         args.moe_router_enable_expert_bias = True
     if arch.get("num_local_experts") and args.add_bias_linear:  # gpt-oss: megatron-core builds MoE biases only
         args.expert_tensor_parallel_size = 1                      # with whole experts on every tensor-parallel rank
+    if isinstance(getattr(args, "linear_attention_freq", None), str):  # Megatron-LM parses it to an int or a list
+        text = args.linear_attention_freq
+        args.linear_attention_freq = int(text) if "[" not in text else \
+            [int(t == "linear_attention") for t in arch["layer_types"]]
     args.iteration, args.consumed_train_samples = iteration, consumed_train_samples
     back, _ = architecture_from_args(args, "the written args")
     differences = [f"{k}: config {_norm(arch.get(k))!r}, Megatron {_norm(v)!r}" for k, v in back.items()

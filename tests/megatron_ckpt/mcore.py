@@ -13,6 +13,7 @@ writes latest_checkpointed_iteration.txt (`save_checkpoint`).
 import contextlib
 import os
 import random
+import re
 import warnings
 import zlib
 from dataclasses import dataclass, field
@@ -58,6 +59,8 @@ class Shape:
     mla: bool = False                            # Multi-Latent Attention (MLATransformerConfig, MLA layer spec)
     mtp: int = 0                                 # multi-token prediction depths (mtp.layers.K on the last stage)
     model: dict = field(default_factory=dict)    # further GPTModel arguments (Llama-3.1's RoPE scaling)
+    gdn: bool = False                            # Gated DeltaNet layers (Qwen3-Next): megatron-core's experimental
+    #                                              block spec, whose modules are Transformer Engine's (CpuTESpec)
 
 
 SHAPES = {
@@ -120,6 +123,19 @@ SHAPES = {
                      flags=("--use-rope-scaling", "--rope-scaling-factor", "8.0")),
     # Mistral: a sliding window of 4 tokens (the current one and 3 before) on every layer
     "mistral": Shape("mistral", "mistral", pp=1, config=dict(window_size=(3, 0)), flags=("--window-size", "3,0")),
+    # Qwen3-Next: three Gated DeltaNet layers then a gated full-attention layer (linear_attention_freq 4), zero-centred
+    # norms (x·(1 + w)), softmax routing with a gated shared expert; tp 2 splits the GDN heads, pp 2 the layers
+    "qwen3_next": Shape("qwen3_next", "qwen3_next", layers=4, qk_norm=True, experts=4, gdn=True, config=dict(
+        experimental_attention_variant="gated_delta_net", linear_attention_freq=4, attention_output_gate=True,
+        layernorm_zero_centered_gamma=True, linear_conv_kernel_dim=4, linear_key_head_dim=8, linear_value_head_dim=8,
+        linear_num_key_heads=2, linear_num_value_heads=4, moe_shared_expert_intermediate_size=16,
+        moe_shared_expert_gate=True),
+        flags=("--experimental-attention-variant", "gated_delta_net", "--linear-attention-freq", "4",
+               "--attention-output-gate", "--apply-layernorm-1p", "--linear-conv-kernel-dim", "4",
+               "--linear-key-head-dim", "8", "--linear-value-head-dim", "8", "--linear-num-key-heads", "2",
+               "--linear-num-value-heads", "4", "--moe-shared-expert-intermediate-size", "16",
+               "--moe-shared-expert-gate", "--transformer-impl", "transformer_engine"),
+        extra=dict(linear_attention_freq=4)),   # Megatron-LM parses the frequency to an int
 }
 
 
@@ -137,6 +153,98 @@ def patch_for_cpu() -> None:
     multi_latent_attention.HAVE_TE = False  # its import of the TE extension succeeds without TE, with None classes
     from megatron.core.fusions import fused_softmax
     fused_softmax.get_sliding_window_causal_mask = _sliding_window_mask
+    _patch_gated_delta_net()
+
+
+def _patch_gated_delta_net() -> None:
+    """megatron-core's GatedDeltaNet without flash-linear-attention, causal-conv1d nor Transformer Engine: its own
+    torch chunked delta rule (the one its deterministic mode runs, same [b, s, heads, d] layout and 1/sqrt(d) scale,
+    q/k L2-normalised before it as megatron-core does), FLA's l2norm in torch, the conv1d fallback it takes when
+    causal_conv1d is absent, the gated norm uncompiled; its block spec built from CpuTESpec."""
+    from megatron.core.models.gpt import experimental_attention_variant_module_specs as eav
+    from megatron.core.models.gpt import gpt_layer_specs
+    from megatron.core.ssm import gated_delta_net as gdn
+    gdn.HAVE_FLA = True
+    gdn.chunk_gated_delta_rule = gdn.torch_chunk_gated_delta_rule
+    gdn.l2norm = lambda x, dim=-1, eps=1e-6: x * torch.rsqrt((x * x).sum(dim=dim, keepdim=True) + eps)
+    gdn.causal_conv1d_fn = None
+    norm = gdn.GatedDeltaNet._apply_gated_norm
+    gdn.GatedDeltaNet._apply_gated_norm = getattr(norm, "_torchdynamo_orig_callable", norm)
+    eav._get_backend_spec_provider = lambda config: CpuTESpec()
+    gpt_layer_specs.TESpecProvider = CpuTESpec   # the full-attention layers' spec (get_..._transformer_engine_spec)
+
+
+def _rms_norm(x, weight, centred: bool, eps: float):
+    y = x.float() * torch.rsqrt(x.float().pow(2).mean(-1, keepdim=True) + eps)
+    return (y * (weight.float() + 1 if centred else weight.float())).type_as(x)
+
+
+class CenteredRMSNorm(torch.nn.Module):
+    """Transformer Engine's RMSNorm as TENorm builds it: zero_centered_gamma (--apply-layernorm-1p) computes
+    x·(1 + w), w from 0."""
+
+    def __init__(self, config, hidden_size: int, eps: float = 1e-5, **_):
+        super().__init__()
+        self.centred, self.eps = config.layernorm_zero_centered_gamma, eps
+        self.weight = torch.nn.Parameter(torch.zeros(hidden_size) if self.centred else torch.ones(hidden_size))
+
+    def forward(self, x):
+        return _rms_norm(x, self.weight, self.centred, self.eps)
+
+
+def _norm_column_linear():
+    from megatron.core.tensor_parallel.layers import ColumnParallelLinear
+
+    class NormColumnParallelLinear(ColumnParallelLinear):
+        """TELayerNormColumnParallelLinear's names and function: the input norm's `layer_norm_weight` (replicated),
+        then megatron-core's column-parallel linear."""
+
+        def __init__(self, input_size, output_size, *, config, **kwargs):
+            super().__init__(input_size, output_size, config=config, **kwargs)
+            self.centred, self.eps = config.layernorm_zero_centered_gamma, config.layernorm_epsilon
+            self.layer_norm_weight = torch.nn.Parameter(torch.zeros(input_size) if self.centred
+                                                        else torch.ones(input_size))
+
+        def forward(self, x, *args, **kwargs):
+            return super().forward(_rms_norm(x, self.layer_norm_weight, self.centred, self.eps), *args, **kwargs)
+    return NormColumnParallelLinear
+
+
+class CpuTESpec:
+    """Transformer Engine's BackendSpecProvider on CPU: megatron-core's local linear layers and attention, with TE's
+    fused input norms (`linear_qkv.layer_norm_weight`, `in_proj.layer_norm_weight`) and norms (CenteredRMSNorm)."""
+
+    def linear(self):
+        from megatron.core.tensor_parallel.layers import ColumnParallelLinear
+        return ColumnParallelLinear
+
+    def column_parallel_linear(self):
+        from megatron.core.tensor_parallel.layers import ColumnParallelLinear
+        return ColumnParallelLinear
+
+    def row_parallel_linear(self):
+        from megatron.core.tensor_parallel.layers import RowParallelLinear
+        return RowParallelLinear
+
+    def fuse_layernorm_and_linear(self) -> bool:
+        return True
+
+    def column_parallel_layer_norm_linear(self):
+        return _norm_column_linear()
+
+    def layer_norm(self, rms_norm: bool = False, for_qk: bool = False):
+        return CenteredRMSNorm
+
+    def core_attention(self):
+        from megatron.core.transformer.dot_product_attention import DotProductAttention
+        return DotProductAttention
+
+    def grouped_mlp_modules(self, moe_use_grouped_gemm: bool, moe_use_legacy_grouped_gemm: bool):
+        from megatron.core.models.backends import LocalSpecProvider
+        return LocalSpecProvider().grouped_mlp_modules(False, False)
+
+    def activation_func(self):
+        return None
 
 
 def _sliding_window_mask(sq: int, skv: int, window_size):
@@ -194,7 +302,12 @@ def build_chunks(s: Shape, tp: int, pp: int, ep: int, vpp: Optional[int]):
     from megatron.core.models.gpt import GPTModel
     from megatron.core.models.gpt.gpt_layer_specs import get_gpt_layer_local_spec
     config = transformer_config(s, tp, pp, ep, vpp)
-    if isinstance(config.moe_layer_freq, list):  # dense and MoE layers: a block spec
+    if s.gdn:  # megatron-core's only spec with Gated DeltaNet layers (Transformer Engine's, here CpuTESpec)
+        from megatron.core.models.gpt.experimental_attention_variant_module_specs import (
+            get_transformer_block_with_experimental_attention_variant_spec,
+        )
+        spec = get_transformer_block_with_experimental_attention_variant_spec(config)
+    elif isinstance(config.moe_layer_freq, list):  # dense and MoE layers: a block spec
         from megatron.core.models.gpt.gpt_layer_specs import get_gpt_decoder_block_spec
         spec = get_gpt_decoder_block_spec(config, use_transformer_engine=False,
                                           normalization="RMSNorm" if s.rms else "LayerNorm")
@@ -228,7 +341,8 @@ def perturb(model, where) -> None:
     with torch.no_grad():
         for name, p in model.named_parameters():
             pp_rank, v, tp_rank, ep_rank = where
-            key = (name, pp_rank, v, ep_rank if ".experts." in name else 0, tp_rank if tp_dim(name) is not None else 0)
+            split = tp_dim(name) is not None or re.search(r"\.(in_proj\.weight|conv1d\.weight|A_log|dt_bias)$", name)
+            key = (name, pp_rank, v, ep_rank if ".experts." in name else 0, tp_rank if split else 0)
             g = torch.Generator().manual_seed(zlib.crc32(repr(key).encode()))
             p.add_(torch.randn(p.shape, generator=g) * 0.05)
         for name, b in model.named_buffers():

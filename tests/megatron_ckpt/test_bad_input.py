@@ -92,6 +92,18 @@ def test_a_family_trained_here_whose_megatron_tensors_are_not_mapped(megatron_ro
     assert "convert the checkpoint to Hugging Face with the converter of the project that trained it" in err
 
 
+@pytest.mark.parametrize("shape,field,value,named", [
+    # Qwen3-Next's norms are x·(1 + w): its weights copy as they are only from zero-centred (--apply-layernorm-1p) norms
+    ("qwen3_next", "layernorm_zero_centered_gamma", False, "layernorm_zero_centered_gamma = False"),
+    ("qwen3_next", "experimental_attention_variant", "gdn2", "experimental_attention_variant = 'gdn2'"),
+    # zero-centred norms stay refused for every other family
+    ("llama", "layernorm_zero_centered_gamma", True, "layernorm_zero_centered_gamma = True (zero-centred")])
+def test_gated_delta_net_args_that_contradict_the_mapping(megatron_root, tmp_path, capsys, shape, field, value, named):
+    ckpt = copy(megatron_root, tmp_path, shape, "torch")
+    rewrite_args(ckpt, **{field: value})
+    assert named in refused(ckpt, tmp_path, capsys)
+
+
 def test_args_that_contradict_the_flags(megatron_root):
     from fsdp2_core.config import ConfigError
     from megatron_compat.cli import load_from_megatron_checkpoint

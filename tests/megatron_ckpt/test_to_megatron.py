@@ -12,7 +12,12 @@ from tests.megatron_ckpt.ours import write_our_checkpoint
 from tools import convert_ckpt
 
 pytestmark = [pytest.mark.dist, pytest.mark.slow]
-LOADED = ("llama", "gpt2", "moe", "qwen2_moe", "dsv3", "dsv2", "gpt_oss", "llama31", "mistral")
+LOADED = ("llama", "gpt2", "moe", "qwen2_moe", "dsv3", "dsv2", "gpt_oss", "llama31", "mistral", "qwen3_next")
+
+
+def spec_of(name: str) -> str:
+    """The layer spec megatron-core builds the shape with: Gated DeltaNet layers exist only in Transformer Engine's."""
+    return "te" if SHAPES[name].gdn else "local"
 
 
 def run(*argv):
@@ -56,7 +61,7 @@ def test_megatron_core_loads_what_to_megatron_wrote(megatron_root, tmp_path):
         run("--load", save_dir(megatron_root, name, "torch_dist"), "--output", hf)
         for fmt in ("torch_dist", "torch"):
             run("--load", hf, "--to-megatron", tmp_path / "mg" / name / fmt, "--target-tp", 2, "--format", fmt,
-                "--megatron-spec", "local", "--make-vocab-size-divisible-by", 64)
+                "--megatron-spec", spec_of(name), "--make-vocab-size-divisible-by", 64)
     logits = spawn(2, megatron_core_logits, list(LOADED), str(tmp_path / "mg"), timeout=600)[0]
     for (name, fmt), got in logits.items():
         reference = torch.load(os.path.join(str(megatron_root), name, "logits.pt"))
@@ -73,8 +78,9 @@ def _tensors(path):
 def test_written_checkpoints_read_back_to_the_same_tensors(megatron_root, tmp_path, fmt, spec):
     from fsdp2_core.checkpoint.megatron.checkpoint import open_checkpoint
     # dsv3: MLA's Transformer Engine names, dense and MoE layers' own keys; gpt_oss: sinks, experts' biases, whole
-    # experts on each tensor-parallel rank
-    for name in ("moe", "gpt2", "dsv3", "gpt_oss"):
+    # experts on each tensor-parallel rank; qwen3_next: Gated DeltaNet's in_proj / conv1d parts fused per rank (its
+    # layers exist only in Transformer Engine's spec)
+    for name in ("moe", "gpt2", "dsv3", "gpt_oss") + (("qwen3_next",) if spec == "te" else ()):
         hf = tmp_path / "hf" / name
         run("--load", save_dir(megatron_root, name, "torch"), "--output", hf)
         mg = tmp_path / "mg" / name
@@ -89,6 +95,16 @@ def test_written_checkpoints_read_back_to_the_same_tensors(megatron_root, tmp_pa
         assert original.keys() == again.keys()
         for key in original:
             assert torch.equal(original[key], again[key]), key
+
+
+def test_gated_delta_net_needs_the_transformer_engine_spec(megatron_root, tmp_path, capsys):
+    hf = tmp_path / "hf"
+    run("--load", save_dir(megatron_root, "qwen3_next", "torch_dist"), "--output", hf)
+    capsys.readouterr()
+    assert convert_ckpt.main([str(a) for a in ("--load", hf, "--to-megatron", tmp_path / "mg", "--format", "torch",
+                                               "--megatron-spec", "local")]) == 2
+    assert "use --megatron-spec te" in capsys.readouterr().err
+    assert not os.path.exists(tmp_path / "mg" / "iter_0000000")
 
 
 def test_our_checkpoint_carries_its_counters(tmp_path):

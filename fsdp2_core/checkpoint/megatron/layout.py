@@ -11,6 +11,14 @@ in a legacy checkpoint, with global layer and expert numbers and every tensor wh
     decoder.layers.{i}.self_attention.{q,k}_layernorm.{weight,bias}
     decoder.layers.{i}.self_attention.core_attention.softmax_offset    [heads] (gpt-oss's sinks), split with the heads
     decoder.layers.{i}.self_attention.linear_proj.{weight,bias}
+        with --attention-output-gate linear_qkv is per query group [q x heads/groups, gate x heads/groups, k, v]
+    decoder.layers.{i}.self_attention.in_proj.weight.{query,key,value,z,beta,alpha}   Gated DeltaNet (Qwen3-Next):
+        the six parts of megatron-core's in_proj, each whole (as torch_dist stores them; a legacy rank file holds
+        [query, key, value, z, beta, alpha] of its own heads, see GDN_PARTS)
+    decoder.layers.{i}.self_attention.conv1d.weight.{query,key,value}    [channels, 1, kernel], likewise
+    decoder.layers.{i}.self_attention.{A_log,dt_bias}   [value heads]
+    decoder.layers.{i}.self_attention.out_norm.weight   [value head dim], zero-centred (x·(1 + w))
+    decoder.layers.{i}.self_attention.out_proj.weight   row-parallel
     decoder.layers.{i}.pre_mlp_layernorm.{weight,bias}
     decoder.layers.{i}.mlp.linear_fc1.{weight,bias}     gated (SwiGLU): [gate; up], each whole
     decoder.layers.{i}.mlp.linear_fc2.{weight,bias}
@@ -39,6 +47,7 @@ TE_NORMS = {
     "self_attention.linear_qkv.layer_norm_bias": "input_layernorm.bias",
     "mlp.linear_fc1.layer_norm_weight": "pre_mlp_layernorm.weight",
     "mlp.linear_fc1.layer_norm_bias": "pre_mlp_layernorm.bias",
+    "self_attention.in_proj.layer_norm_weight": "input_layernorm.weight",   # Gated DeltaNet's fused input norm
     # Multi-Latent Attention: the latent norms fused into the up-projections
     "self_attention.linear_q_up_proj.layer_norm_weight": "self_attention.q_layernorm.weight",
     "self_attention.linear_kv_up_proj.layer_norm_weight": "self_attention.kv_layernorm.weight",
@@ -46,10 +55,24 @@ TE_NORMS = {
 _COLUMN = ("word_embeddings.weight", "output_layer.weight", "linear_qkv.weight", "linear_qkv.bias",
            "linear_fc1.weight", "linear_fc1.bias", "linear_q_proj.weight", "linear_q_up_proj.weight",
            "linear_kv_up_proj.weight", "eh_proj.weight", "core_attention.softmax_offset") + (
-               "linear_q_down_proj.weight", "linear_kv_down_proj.weight")
+               "linear_q_down_proj.weight", "linear_kv_down_proj.weight") + tuple(
+               f"self_attention.{w}.weight.{p}" for w in ("in_proj", "conv1d") for p in ("query", "key", "value")) + (
+               "self_attention.in_proj.weight.z", "self_attention.in_proj.weight.beta",
+               "self_attention.in_proj.weight.alpha", "self_attention.A_log", "self_attention.dt_bias")
 # MLA's down-projections: column-parallel in the local spec, duplicated on every rank in Transformer Engine's
 _COLUMN_OR_DUPLICATED = ("linear_q_down_proj.weight", "linear_kv_down_proj.weight")
-_ROW = ("linear_proj.weight", "linear_fc2.weight")
+_ROW = ("linear_proj.weight", "linear_fc2.weight", "self_attention.out_proj.weight")
+# Gated DeltaNet's fused tensors (megatron-core's GatedDeltaNet): the parts each rank holds, in order
+GDN_PARTS = {"in_proj.weight": ("query", "key", "value", "z", "beta", "alpha"),
+             "conv1d.weight": ("query", "key", "value")}
+
+
+def gdn_part_sizes(args, fused: str) -> List[int]:
+    """The whole sizes of a fused GDN tensor's parts (GDN_PARTS order), from the saved args."""
+    qk = args.linear_key_head_dim * args.linear_num_key_heads
+    v = args.linear_value_head_dim * args.linear_num_value_heads
+    heads = args.linear_num_value_heads
+    return [qk, qk, v, v, heads, heads] if fused == "in_proj.weight" else [qk, qk, v]
 
 
 def layer_name(i: int, rest: str) -> str:

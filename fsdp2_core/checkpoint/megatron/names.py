@@ -18,7 +18,7 @@ from ..layout import CheckpointError
 from .layout import expert_name, layer_name, mtp_layer_prefix, mtp_name
 
 LLAMA_LIKE = ("llama", "mistral", "qwen2", "qwen3", "qwen3_moe", "mixtral", "qwen2_moe", "glm4_moe", "deepseek_v2",
-              "deepseek_v3", "gpt_oss")
+              "deepseek_v3", "gpt_oss", "qwen3_next")
 FAMILIES = LLAMA_LIKE + ("gpt2",)
 
 Tensors = Dict[str, torch.Tensor]
@@ -93,6 +93,83 @@ def _gpt2_qkv_group(config, i: int, kind: str) -> Group:
         fused = h[hf].t() if kind == "weight" else h[hf]
         return {mg: merge_qkv(*fused.chunk(3, dim=0), heads, heads, head_dim)}
     return Group([hf], [mg], to_hf, to_mg)
+
+
+def _gated_qkv_group(config, i: int, prefix: str) -> Group:
+    """Qwen3-Next's gated full attention: q_proj holds per head [q; gate] (transformers' Qwen3NextAttention),
+    megatron-core's linear_qkv (--attention-output-gate) per query group [q x heads/groups, gate x heads/groups, k, v].
+    """
+    heads, groups, d = _attention_shape(config)
+    per = heads // groups
+    names = [f"{prefix}.self_attn.{p}_proj.weight" for p in "qkv"]
+    mg = layer_name(i, "self_attention.linear_qkv.weight")
+
+    def to_hf(m):
+        w = m[mg]
+        shaped = w.reshape(groups, (2 * per + 2) * d, w.shape[-1])
+        q, gate, k, v = shaped.split([per * d, per * d, d, d], dim=1)
+        q_proj = torch.stack([q.reshape(heads, d, -1), gate.reshape(heads, d, -1)], dim=1).reshape(2 * heads * d, -1)
+        return dict(zip(names, (q_proj.contiguous(), k.reshape(groups * d, -1).contiguous(),
+                                v.reshape(groups * d, -1).contiguous())))
+
+    def to_mg(h):
+        q_proj, k, v = (h[n] for n in names)
+        hidden = q_proj.shape[-1]
+        qg = q_proj.reshape(heads, 2, d, hidden)
+        parts = [qg[:, 0].reshape(groups, per * d, hidden), qg[:, 1].reshape(groups, per * d, hidden),
+                 k.reshape(groups, d, hidden), v.reshape(groups, d, hidden)]
+        return {mg: torch.cat(parts, dim=1).reshape(-1, hidden).contiguous()}
+    return Group(names, [mg], to_hf, to_mg)
+
+
+# ---------------------------------------------------------------- Gated DeltaNet (Qwen3-Next's linear attention)
+
+def _gdn_shape(config):
+    nk, nv = config.linear_num_key_heads, config.linear_num_value_heads
+    return nk, nv // nk, config.linear_key_head_dim, config.linear_value_head_dim
+
+
+def _gdn_in_proj_group(config, i: int, prefix: str, which: str) -> Group:
+    """transformers' in_proj_qkvz [per key head: q, k, v and z of its value heads] and in_proj_ba [per key head: b
+    then a of its value heads] from megatron-core's in_proj parts (query, key, value, z, beta, alpha), each whole
+    in head order."""
+    nk, r, dk, dv = _gdn_shape(config)
+    hf = f"{prefix}.linear_attn.in_proj_{which}.weight"
+    parts, rows = (("query", "key", "value", "z"), [dk, dk, r * dv, r * dv]) if which == "qkvz" else \
+        (("beta", "alpha"), [r, r])
+    mg = [layer_name(i, f"self_attention.in_proj.weight.{p}") for p in parts]
+
+    def to_hf(m):
+        hidden = m[mg[0]].shape[-1]
+        per_head = [m[n].reshape(nk, n_rows, hidden) for n, n_rows in zip(mg, rows)]
+        return {hf: torch.cat(per_head, dim=1).reshape(-1, hidden).contiguous()}
+
+    def to_mg(h):
+        hidden = h[hf].shape[-1]
+        split = h[hf].reshape(nk, sum(rows), hidden).split(rows, dim=1)
+        return {n: t.reshape(-1, hidden).contiguous() for n, t in zip(mg, split)}
+    return Group([hf], mg, to_hf, to_mg)
+
+
+def _gdn_conv_group(config, i: int, prefix: str) -> Group:
+    """The causal convolution's channels [q; k; v] (all heads each) on both sides; Megatron stores the three apart."""
+    nk, r, dk, dv = _gdn_shape(config)
+    hf = f"{prefix}.linear_attn.conv1d.weight"
+    mg = [layer_name(i, f"self_attention.conv1d.weight.{p}") for p in ("query", "key", "value")]
+    sizes = [nk * dk, nk * dk, nk * r * dv]
+    return Group([hf], mg, lambda m: {hf: torch.cat([m[n] for n in mg], dim=0)},
+                 lambda h: {n: t.contiguous() for n, t in zip(mg, h[hf].split(sizes, dim=0))})
+
+
+def _gdn_out_norm_group(name: str, i: int) -> Group:
+    """The gated output norm: transformers' Qwen3NextRMSNormGated multiplies by w, megatron-core's out_norm (built
+    with zero-centred gamma, --apply-layernorm-1p, which the args must have) by 1 + w."""
+    mg = layer_name(i, "self_attention.out_norm.weight")
+    return Group([name], [mg], lambda m: {name: m[mg] + 1}, lambda h: {mg: h[name] - 1})
+
+
+_GDN_SAME = {"linear_attn.A_log": "self_attention.A_log", "linear_attn.dt_bias": "self_attention.dt_bias",
+             "linear_attn.out_proj.weight": "self_attention.out_proj.weight"}
 
 
 # ---------------------------------------------------------------- gated MLP and experts
@@ -261,6 +338,17 @@ def _layer_group(config, name: str, i: int, rest: str):
         return _same(name, layer_name(i, _LLAMA_SAME[rest]))
     if config.model_type in ("deepseek_v2", "deepseek_v3") and rest == "self_attn.q_proj.weight":  # MLA, no q LoRA
         return _same(name, layer_name(i, "self_attention.linear_q_proj.weight"))
+    if config.model_type == "qwen3_next":
+        if rest in _GDN_SAME:
+            return _same(name, layer_name(i, _GDN_SAME[rest]))
+        if (x := re.fullmatch(r"linear_attn\.in_proj_(qkvz|ba)\.weight", rest)):
+            return _gdn_in_proj_group(config, i, prefix, x.group(1))
+        if rest == "linear_attn.conv1d.weight":
+            return _gdn_conv_group(config, i, prefix)
+        if rest == "linear_attn.norm.weight":
+            return _gdn_out_norm_group(name, i)
+        if re.fullmatch(r"self_attn\.[qkv]_proj\.weight", rest):
+            return _gated_qkv_group(config, i, prefix)
     if (x := re.fullmatch(r"self_attn\.[qkv]_proj\.(weight|bias)", rest)):
         return _qkv_group(config, i, x.group(1), prefix)
     if (x := re.fullmatch(r"mlp\.(?:gate|up)_proj\.(weight|bias)", rest)):

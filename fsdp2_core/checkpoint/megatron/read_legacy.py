@@ -10,7 +10,9 @@ layer numbers local to the chunk. Chunks hold consecutive layers in Megatron's o
 layers of the chunks before it; the split the saved args describe is checked against
 what the files hold. Experts are local to their expert-parallel rank:
 `local_experts.M` (SequentialMLP), `linear_fc1.weightM` (TEGroupedMLP) or
-`weight1`/`weight2` (GroupedMLP, experts side by side).
+`weight1`/`weight2` (GroupedMLP, experts side by side). Gated DeltaNet's fused `in_proj.weight` and
+`conv1d.weight` hold this rank's share of each part one after the other; they are read as their parts
+(layout.GDN_PARTS), which tensor parallelism splits as any column-parallel tensor.
 """
 import os
 import re
@@ -20,7 +22,7 @@ import torch
 
 from ..layout import CheckpointError
 from .detect import MP_RANK
-from .layout import LAYER, MTP_LAYER, canonical_rest, is_extra_state, merge_tp, tp_dim
+from .layout import GDN_PARTS, LAYER, MTP_LAYER, canonical_rest, gdn_part_sizes, is_extra_state, merge_tp, tp_dim
 from .safe_load import load_megatron_pickle
 
 FILE = "model_optim_rng.pt"
@@ -158,6 +160,12 @@ class LegacyReader:
             for m_ in range(local_experts):
                 self._source(f"{prefix}mlp.experts.{first_expert + m_}.linear_fc{x.group(1)}.weight", t, key, v, local,
                              lambda w, m_=m_, which=x.group(1): self._grouped_expert(w, m_, which, local_experts))
+        elif (x := re.fullmatch(r"self_attention\.(in_proj\.weight|conv1d\.weight)", rest)) and e == 0:
+            start = 0
+            for part, size in zip(GDN_PARTS[x.group(1)], gdn_part_sizes(self.args, x.group(1))):
+                self._source(f"{prefix}{rest}.{part}", t, key, v, local,
+                             lambda w, a=start, n=size // self.tp: w.narrow(0, a, n))
+                start += size // self.tp
         elif e == 0:
             self._source(prefix + rest, t, key, v, local)
 

@@ -12,6 +12,9 @@ checkpoint; torch_dist checkpoints use the fused names for both, as megatron-cor
 vocabulary is padded as Megatron pads it (a multiple of make_vocab_size_divisible_by x tp, zero rows).
 torch_dist tensors are written whole (megatron-core reshards them to any parallel layout), each layer
 one chunk, produced when DCP writes it; a legacy checkpoint is written one pipeline stage at a time.
+Gated DeltaNet layers (Qwen3-Next) exist only in megatron-core's Transformer Engine spec: their input norm is
+always `in_proj.layer_norm_weight`, torch_dist stores in_proj and conv1d as their parts (`in_proj.weight.query`,
+...), a legacy rank file each rank's share of every part one after the other.
 The weights carry no optimizer state: Megatron continues with --no-load-optim --no-load-rng, or starts
 a new run from them with --finetune.
 """
@@ -33,7 +36,7 @@ from fsdp2_core.config import padded_vocab_size
 from ..layout import CheckpointError, iter_name, write_tracker
 from .detect import COMMON, DIST, DIST_METADATA, LEGACY
 from .hf_source import HfSource
-from .layout import EXPERT, LAYER, MTP_LAYER, layer_name, split_tp
+from .layout import EXPERT, GDN_PARTS, LAYER, MTP_LAYER, layer_name, split_tp
 from .names import VOCAB_TENSORS, Group, groups_for
 from .read_legacy import FILE, rank_dir
 
@@ -42,7 +45,8 @@ SPECS = ("te", "local")
 _LINEARS = ("self_attention.linear_qkv", "self_attention.linear_proj", "mlp.linear_fc1", "mlp.linear_fc2",
             "mlp.shared_experts.linear_fc1", "mlp.shared_experts.linear_fc2", "self_attention.linear_q_proj",
             "self_attention.linear_q_down_proj", "self_attention.linear_q_up_proj",
-            "self_attention.linear_kv_down_proj", "self_attention.linear_kv_up_proj")
+            "self_attention.linear_kv_down_proj", "self_attention.linear_kv_up_proj", "self_attention.in_proj",
+            "self_attention.out_proj")
 # Multi-Latent Attention in Transformer Engine's spec: the latent norms fused into the up-projections, the
 # down-projections plain TELinear (duplicated on every tensor-parallel rank)
 _TE_MLA_NORMS = {"self_attention.q_layernorm.weight": "self_attention.linear_q_up_proj.layer_norm_weight",
@@ -77,14 +81,17 @@ class Conversion:
         return t
 
 
-def spec_name(rest: str, spec: str, fmt: str, moe_layer: bool, mla: bool = False) -> str:
-    """A layer-relative canonical name as the target layer spec (and format) stores it."""
+def spec_name(rest: str, spec: str, fmt: str, moe_layer: bool, mla: bool = False, gdn: bool = False) -> str:
+    """A layer-relative canonical name as the target layer spec (and format) stores it (`gdn`: a Gated DeltaNet
+    layer)."""
     if mla and spec == "te" and rest in _TE_MLA_NORMS:
         return _TE_MLA_NORMS[rest]
     norm = re.fullmatch(r"(input_layernorm|pre_mlp_layernorm)\.(weight|bias)", rest)
     if not norm:
         return rest
     which, kind = norm.groups()
+    if gdn and which == "input_layernorm":
+        return f"self_attention.in_proj.layer_norm_{kind}"
     if mla:  # MLA's layer specs map no norm names: only TE's fused dense fc1 takes the pre-MLP norm
         return f"mlp.linear_fc1.layer_norm_{kind}" if which == "pre_mlp_layernorm" and spec == "te" \
             and not moe_layer else rest
@@ -107,6 +114,18 @@ def _split_for_spec(mg: str, full: torch.Tensor, tp: int, gated: bool, spec: str
 
 def _moe_layers(names: List[str]) -> set:
     return {int(m.group(1)) for m in map(LAYER.match, names) if m and m.group(2).startswith("mlp.router.")}
+
+
+def _gdn_layers(names: List[str]) -> set:
+    return {int(m.group(1)) for m in map(LAYER.match, names) if m and m.group(2) == "self_attention.A_log"}
+
+
+def _fuse_gdn_parts(model: dict) -> None:
+    """A legacy rank file's in_proj / conv1d: this rank's shard of each part, one after the other."""
+    for name in [n for n in model if n.endswith(tuple(f".self_attention.{f}.{GDN_PARTS[f][0]}" for f in GDN_PARTS))]:
+        fused = name[:name.rindex(".")]
+        parts = GDN_PARTS[fused[fused.index("self_attention.") + len("self_attention."):]]
+        model[fused] = torch.cat([model.pop(f"{fused}.{p}") for p in parts], dim=0).contiguous()
 
 
 # ---------------------------------------------------------------- torch_dist
@@ -148,10 +167,10 @@ def _bytes_item(fqn) -> WriteItem:
 def _dist_plan(conv: Conversion, spec: str, layers: int, dtype) -> Tuple[List[WriteItem], Dict]:
     """Write items (one chunk per layer, all of a layer's experts in one) and, per item, how to make its data."""
     names = conv.names()
-    moe, mla = _moe_layers(names), _is_mla(names)
-    # megatron-core stores layers that differ (dense and MoE) one key per layer, others stacked; MTP layers always
-    # have their own keys (mtp.layers.<k>.transformer_layer.*)
-    own_keys = 0 < len(moe) < layers
+    moe, mla, gdn = _moe_layers(names), _is_mla(names), _gdn_layers(names)
+    # megatron-core stores layers that differ (dense and MoE; linear and full attention) one key per layer, others
+    # stacked; MTP layers always have their own keys (mtp.layers.<k>.transformer_layer.*)
+    own_keys = 0 < len(moe) < layers or bool(gdn)
     shapes = {n: _shape_of(conv, n) for n in names}
     items, makers = [], {}
     stacked: Dict[str, List[Tuple[int, List[str]]]] = {}
@@ -174,7 +193,7 @@ def _dist_plan(conv: Conversion, spec: str, layers: int, dtype) -> Tuple[List[Wr
             moe_layer = f"{prefix}mlp.router.weight" in conv.group_of
         x = EXPERT.match(rest)
         key = (prefix + "mlp.experts.experts." + x.group(2)) if x else prefix + spec_name(rest, spec, DIST, moe_layer,
-                                                                                          mla)
+                                                                                          mla, i in gdn)
         prefix_of[key] = (prefix, own)
         stacked.setdefault(key, [])
         if not stacked[key] or stacked[key][-1][0] != i:
@@ -205,7 +224,7 @@ def _extra_state_keys(key: str, prefix: str, stacked_at, experts: int) -> List[s
     offsets (megatron-core's shard_0_1 when none)."""
     where = "0_1" if stacked_at is None else f"{stacked_at[0]}_{stacked_at[1]}"
     for linear in _LINEARS:
-        if key == f"{prefix}{linear}.weight":
+        if key == f"{prefix}{linear}.weight" or key == f"{prefix}{linear}.weight.query":  # GDN: in_proj's first part
             return [f"{prefix}{linear}._extra_state/shard_{where}"]
     m = re.fullmatch(re.escape(prefix) + r"mlp\.experts\.experts\.(linear_fc[12])\.weight", key)
     if m:
@@ -264,7 +283,7 @@ def write_legacy(conv: Conversion, path: str, spec: str, layers: int, tp: int, p
         raise CheckpointError(f"--target-pp {pp}: the model's {layers} layers do not split evenly into {pp} stages")
     per_stage = layers // pp
     names = conv.names()
-    moe, mla = _moe_layers(names), _is_mla(names)
+    moe, mla, gdn = _moe_layers(names), _is_mla(names), _gdn_layers(names)
     mtp = any(MTP_LAYER.match(n) for n in names)
     for p in range(pp):
         models = [dict() for _ in range(tp)]
@@ -278,7 +297,7 @@ def write_legacy(conv: Conversion, path: str, spec: str, layers: int, tp: int, p
             group = conv.group_of[name]
             for mg, full in conv.group_tensors(group).items():
                 done.add(mg)
-                local = _legacy_name(mg, spec, per_stage, moe, mla, conv.group_of)
+                local = _legacy_name(mg, spec, per_stage, moe, mla, conv.group_of, gdn)
                 whole = whole_experts and ".mlp.experts." in mg
                 shards = [full] * tp if whole else _split_for_spec(mg, full, tp, conv.gated, spec)
                 for t, shard in enumerate(shards):
@@ -288,6 +307,7 @@ def write_legacy(conv: Conversion, path: str, spec: str, layers: int, tp: int, p
                                                tp, conv.gated)):
                 models[t]["output_layer.weight"] = shard.to(dtype)
         for t in range(tp):
+            _fuse_gdn_parts(models[t])
             _add_extra_states(models[t])
             file = os.path.join(path, rank_dir(t, p, 0, pp, 1), FILE)
             os.makedirs(os.path.dirname(file), exist_ok=True)
@@ -301,10 +321,11 @@ def _on_stage(name: str, p: int, pp: int, mtp: bool = False) -> bool:
     return p == pp - 1
 
 
-def _legacy_name(name: str, spec: str, per_stage: int, moe: set, mla: bool = False, names=()) -> str:
+def _legacy_name(name: str, spec: str, per_stage: int, moe: set, mla: bool = False, names=(), gdn=()) -> str:
     m, mtp = LAYER.match(name), MTP_LAYER.match(name)
     if not m and not mtp:
         return name
+    i = -1
     if m:
         i, rest = int(m.group(1)), m.group(2)
         prefix, moe_layer = layer_name(i % per_stage, ""), i in moe
@@ -314,7 +335,7 @@ def _legacy_name(name: str, spec: str, per_stage: int, moe: set, mla: bool = Fal
     x = EXPERT.match(rest)
     if x:
         return f"{prefix}mlp.experts.local_experts.{x.group(1)}.{x.group(2)}"
-    return prefix + spec_name(rest, spec, LEGACY, moe_layer, mla)
+    return prefix + spec_name(rest, spec, LEGACY, moe_layer, mla, i in gdn)
 
 
 def _add_extra_states(model: dict) -> None:
@@ -340,6 +361,10 @@ def write_megatron(source: HfSource, out_dir: str, args, fmt: str = DIST, spec: 
     padded = padded_vocab_size(vocab, int(args.make_vocab_size_divisible_by), int(args.tensor_model_parallel_size))
     args.padded_vocab_size = padded
     conv = Conversion(source, padded)
+    if spec == "local" and _gdn_layers(conv.names()):
+        raise CheckpointError(f"--megatron-spec local: the {config.model_type} model's Gated DeltaNet layers exist "
+                              "only in megatron-core's Transformer Engine spec (Megatron-LM builds them with "
+                              "--transformer-impl transformer_engine); use --megatron-spec te")
     iteration = int(source.iteration)
     dtype = dtype or torch.float32
     common = {"args": args, "checkpoint_version": CHECKPOINT_VERSION, "iteration": iteration,
