@@ -169,3 +169,18 @@ def test_a_system_exit_is_a_crash_but_ctrl_c_still_stops(tmp_path, monkeypatch):
     monkeypatch.setattr(classify_scripts.convert_args, "main", interrupted)
     with pytest.raises(KeyboardInterrupt):
         classify_scripts.classify(_script(tmp_path, "y.sh"))
+
+
+SURVEY_REASONS = os.path.join(ROOT, "docs", "launch_script_survey_reasons.tsv")
+
+
+@pytest.mark.parametrize("reason,klass", [
+    # a Mamba flag the script leaves without a value is the script's, not a missing Mamba layer
+    ("/x/train.sh:103: --hybrid-layer-pattern has no value (line 103): it is written --hybrid-layer-pattern "
+     "$HYBRID_LAYER_PATTERN, and $HYBRID_LAYER_PATTERN is not set by the script", "as published"),
+    ("/x/train.sh:9: --mamba-state-dim has no value (line 9): it is written --mamba-state-dim $S", "as published"),
+    ("unknown flag --mamba-num-heads: not a flag here", "gap"),
+])
+def test_survey_reasons_tell_a_missing_value_from_a_mamba_gap(reason, klass):
+    rules = classify_scripts.read_reason_kinds(SURVEY_REASONS)
+    assert classify_scripts.kind_of(reason, rules)[0] == klass
