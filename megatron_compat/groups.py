@@ -470,6 +470,7 @@ def _fold_model_parallel(t, family):
         size = t.values.get(field_name) or 1
         if size > 1:
             t.set(field_name, 1)
+            t.folded *= size
             folded.append(f"{field_name.replace('_size', '')} {size}")
     if not folded:
         return
@@ -701,12 +702,13 @@ def derive_batch(t, values: Dict[str, Any], dialect: str) -> None:
     if gbs is None:
         if dialect != "megatron":
             return
-        gbs = mbs * max(dp // pp, 1)  # Megatron's default global batch: its data-parallel size excludes pipeline ranks
+        # Megatron's default global batch: its data-parallel size excludes pipeline ranks and the tp/cp ranks folded
+        gbs = mbs * max(dp // (pp * t.folded), 1)
     unshared = []
     if pp > 1 and gbs % (mbs * dp):
         dp, unshared = _share_pipeline_ranks(t, values, gbs, mbs, dp, pp)
-    if pp > 1 and gbs % (mbs * dp):
-        mbs = _fit_micro_batch(t, values, gbs, mbs, dp, pp)
+    if (pp > 1 or t.folded > 1) and gbs % (mbs * dp):
+        mbs = _fit_micro_batch(t, values, gbs, mbs, dp, pp, t.folded)
     values["global_batch_size"] = gbs
     if pp > 1 and gbs % (mbs * dp):  # the folded ranks cannot share the batch: pipeline parallelism is what it needs
         too_few = f"is smaller than the data-parallel size {dp}" if gbs < dp else \
@@ -760,15 +762,18 @@ def _share_pipeline_ranks(t, values, gbs, mbs, dp, pp):
     return dp, []
 
 
-def _fit_micro_batch(t, values, gbs, mbs, dp, pp) -> int:
-    """Folding pipeline ranks multiplies dp; keep the script's global batch by taking a smaller micro batch.
+def _fit_micro_batch(t, values, gbs, mbs, dp, pp, folded=1) -> int:
+    """Folding pipeline ranks (or the tp/cp ranks of a family whose attention splits neither way) multiplies dp; keep
+    the script's global batch by taking a smaller micro batch.
 
     The micro batch only trades memory for steps; the global batch is what training means, so it stays.
     """
+    ranks = " and ".join(what for what, n in ((f"its {pp} pipeline ranks", pp),
+                                              (f"its {folded} tensor/context-parallel ranks", folded)) if n > 1)
     for smaller in range(min(mbs - 1, gbs // dp), 0, -1):  # smaller × dp must divide gbs
         if gbs % (smaller * dp) == 0:
             values["per_device_train_batch_size"] = smaller
-            t.notes.append(f"micro batch {mbs} → {smaller}: with its {pp} pipeline ranks folded, dp is {dp}, and "
+            t.notes.append(f"micro batch {mbs} → {smaller}: with {ranks} folded, dp is {dp}, and "
                            f"global batch {gbs} is not a multiple of {mbs} × {dp}; the global batch stays {gbs}")
             return smaller
     return mbs  # nothing fits: gradient_accumulation_steps() names every number

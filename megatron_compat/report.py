@@ -37,6 +37,7 @@ class Translation:
         self.rejected: List[Tuple[str, str, str]] = []
         self.files: Dict[str, str] = {}  # files the launch script writes (here-documents): path -> text
         self.origin: Dict[str, str] = {}  # canonical field -> the flag that set it, to name it in errors
+        self.folded = 1  # tp × cp ranks folded into data parallelism (a family whose attention splits neither way)
 
     def set(self, name: str, value: Any) -> None:
         self.values[name] = value

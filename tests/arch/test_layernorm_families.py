@@ -201,6 +201,39 @@ def test_bloom_folds_tensor_and_context_parallel_ranks_into_data_parallelism(par
     assert any("folded into FSDP sharding: BLOOM's ALiBi attention" in n for n in result.notes), result.notes
 
 
+def _with_batch(base, micro, global_batch=None):
+    """base with --micro-batch-size MICRO and --global-batch-size GLOBAL_BATCH (left out when None)."""
+    out = list(base)
+    at = out.index("--micro-batch-size")
+    out[at + 1] = str(micro)
+    at = out.index("--global-batch-size")
+    if global_batch is None:
+        del out[at:at + 2]
+    else:
+        out[at + 1] = str(global_batch)
+    return out
+
+
+def test_bloom_folded_tensor_parallel_ranks_keep_the_scripts_global_batch():
+    """bigscience's tr14-2B7-mup.slurm: micro 16, global 512, tp 2 on 64 GPUs (Megatron: dp 32, one step). Folded, dp
+    is 64: the micro batch halves so that the global batch stays 512, as for folded pipeline ranks (it was refused:
+    'choose a global batch that is a multiple of 1024')."""
+    result = _translate(BLOOM + " --tensor-model-parallel-size 2", base=_with_batch(ALIBI_BASE, 4, 8), world=4)
+    assert result.ok, result.problems()
+    t = result.config.training
+    assert (t.global_batch_size, t.per_device_train_batch_size, t.gradient_accumulation_steps) == (8, 2, 1)
+    assert any(n.startswith("micro batch 4 → 2: with its 2 tensor/context-parallel ranks folded") for n in result.notes)
+
+
+def test_bloom_folded_ranks_leave_megatrons_default_global_batch():
+    """Without --global-batch-size Megatron's global batch is micro × its own dp (world / (tp × pp)), not the folded
+    dp's."""
+    result = _translate(BLOOM + " --tensor-model-parallel-size 2", base=_with_batch(ALIBI_BASE, 2), world=4)
+    assert result.ok, result.problems()
+    t = result.config.training
+    assert (t.global_batch_size, t.per_device_train_batch_size, t.gradient_accumulation_steps) == (4, 1, 1)
+
+
 def test_embedding_layernorm_without_alibi_is_refused():
     result = _translate("--embed-layernorm")
     assert not result.ok and any("only BLOOM" in p for p in result.problems()), result.problems()
