@@ -137,6 +137,22 @@ _TINY_GPT = ("--num-layers 2 --hidden-size 64 --num-attention-heads 4 --seq-leng
              "--tokenizer-type NullTokenizer --data-path /data/x_text_document --save /ckpt/x")
 
 
+def test_bashs_random_seed_is_named_as_a_run_time_value(tmp_path):
+    """MLPerf's GPT-3 script: --seed $RANDOM. bash sets $RANDOM (a new number at every run); the reason said the script
+    did not set it."""
+    script = tmp_path / "run.sh"
+    script.write_text(f"torchrun --nproc_per_node 8 pretrain_gpt.py {_TINY_GPT} --seed $RANDOM\n")
+    code, _, err = run_convert([str(script), "-o", str(tmp_path / "new.yaml"), "--script-out", str(tmp_path / "n.sh")])
+    assert code == 1
+    assert "--seed has no value (line 1): it is written --seed $RANDOM, and $RANDOM is bash's random number" in err
+    assert "known only at run time" in err and "--set RANDOM=VALUE" in err
+    assert "$RANDOM is not set by the script" not in err and "${RANDOM} is not set" not in err
+    code, _, err = run_convert([str(script), "-o", str(tmp_path / "new.yaml"), "--script-out", str(tmp_path / "n.sh"),
+                                "--set", "RANDOM=1234"])
+    assert code == 0, err
+    assert load_config(str(tmp_path / "new.yaml")).training.seed == 1234
+
+
 def test_empty_variable_in_the_launch_line_is_named(tmp_path):
     """Unset, $GPUS_PER_NODE shifted torchrun's options: the report named an entry point "4". Now it names it."""
     script = tmp_path / "run.sh"

@@ -26,7 +26,7 @@ from .other_files import find_script, sets_up_the_machine
 from .parse import AndOr, Case, FuncDef, Group, If, Parser, Pipeline, Simple, Skipped
 from .path_commands import path_of_commands
 from .result import ShellReadError, ShellWarning
-from .runtime import holds_command_output, scheduler_references
+from .runtime import BASH_RUN_TIME, holds_command_output, scheduler_references
 from .sed import SedNotUnderstood, find_template, parse_sed, run_sed
 
 
@@ -794,7 +794,11 @@ class Shell:
         if value is None:
             if warn_unset:
                 what = "positional parameter" if name.isdigit() else "variable"
-                self.warn(line, f"{what} {text} is not set; expands to empty")
+                if name in BASH_RUN_TIME:
+                    self.warn(line, f"{what} {text} is {BASH_RUN_TIME[name]}, known only at run time; expands to "
+                                    "empty here")
+                else:
+                    self.warn(line, f"{what} {text} is not set; expands to empty")
             return [("", not in_dq)]
         if isinstance(value, list):
             if index in ("@", "*") or (index is None and name in "@*"):

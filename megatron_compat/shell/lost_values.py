@@ -14,7 +14,7 @@ from .evaluate import Shell
 from .launchers import LauncherSpec, ParsedOptions, option_key, parse_options
 from .placeholders import is_placeholder
 from .result import ShellReadError
-from .runtime import REFERENCE, SCHEDULER_VARIABLE
+from .runtime import BASH_RUN_TIME, REFERENCE, SCHEDULER_VARIABLE
 
 # Options that decide the world size or where the ranks meet: a lost value here changes the launch.
 _WORLD_KEYS = {"nproc_per_node", "nnodes", "np", "npernode", "ntasks", "nodes", "ntasks_per_node", "num_gpus",
@@ -201,6 +201,8 @@ def scopes(shell: Shell):
 def _describe(shell: Shell, name: str) -> Culprit:
     """Why $name is empty. A `bash -c` string was expanded by the shell that ran it: look there too."""
     scope = next((sc for sc in scopes(shell) if sc.lookup(name) is not None), None)
+    if scope is None and name in BASH_RUN_TIME:
+        return Culprit(name, f"${name}", f"${name} is {BASH_RUN_TIME[name]}: known only at run time", (name,))
     if scope is None:
         return Culprit(name, f"${name}", f"${name} is not set by the script", (name,))
     template = scope.templates.get(name)

@@ -6,6 +6,12 @@ import re
 
 SCHEDULER_VARIABLE = re.compile(r"(SLURM|SLURMD|OMPI|PMI|PMIX|PALS|PBS|LSB|COBALT|MV2|SGE)_\w+|JOB_ID|NHOSTS|NSLOTS|"
                                 r"PE_HOSTFILE")
+# bash's own variables whose value exists only when the script runs (the reader does not make one up)
+BASH_RUN_TIME = {"RANDOM": "bash's random number (0-32767), a new one at every expansion",
+                 "SRANDOM": "bash's 32-bit random number, a new one at every expansion",
+                 "SECONDS": "the seconds since bash started", "EPOCHSECONDS": "the time of the run (Unix seconds)",
+                 "EPOCHREALTIME": "the time of the run (Unix seconds, microseconds)",
+                 "BASHPID": "the bash process's id"}
 REFERENCE = re.compile(r"\$\{?([A-Za-z_][A-Za-z0-9_]*)")
 # A command substitution kept as text: $(...) but not $((...)), or `...`
 COMMAND_OUTPUT = re.compile(r"\$\((?!\()|`")
