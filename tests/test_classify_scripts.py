@@ -180,6 +180,8 @@ SURVEY_REASONS = os.path.join(ROOT, "docs", "launch_script_survey_reasons.tsv")
      "$HYBRID_LAYER_PATTERN, and $HYBRID_LAYER_PATTERN is not set by the script", "as published"),
     ("/x/train.sh:9: --mamba-state-dim has no value (line 9): it is written --mamba-state-dim $S", "as published"),
     ("unknown flag --mamba-num-heads: not a flag here", "gap"),
+    ("/x/run_gpt3.sh:116: --seed has no value (line 116): it is written --seed $RANDOM, and $RANDOM is bash's random "
+     "number (0-32767), a new one at every expansion: known only at run time; give it a value", "as published"),
 ])
 def test_survey_reasons_tell_a_missing_value_from_a_mamba_gap(reason, klass):
     rules = classify_scripts.read_reason_kinds(SURVEY_REASONS)
