@@ -151,7 +151,7 @@ def train_step(ctx: RunContext, micro_batches: List[Dict[str, torch.Tensor]]) ->
     if scaler is not None:
         scaler.unscale(p.grad for p in params)
     # all-reduced: every rank sees the same overflow
-    norm = global_grad_norm(params).to(reported.device, torch.float64).reshape(1)
+    norm = global_grad_norm(params, replicated=grad_sync is not None).to(reported.device, torch.float64).reshape(1)
     lm_sum, aux_sum, grad_norm = torch.cat([reported, norm]).tolist()  # the step's one device-to-host read
     loss_value = lm_sum / (max(total_tokens, 1.0) if per_token else len(micro_batches) * dp)
     aux_value = aux_sum / (len(micro_batches) * dp)
