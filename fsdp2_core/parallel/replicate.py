@@ -11,8 +11,9 @@ done here with gradient hooks because the engine calls `model.lm_loss`, not `mod
 The gradient each rank ends with is the sum over the data-parallel ranks divided by their number: FSDP's average,
 to fp32 rounding. Buckets are launched strictly in their index order, and a bucket whose gradients do not all
 arrive in backward (a parameter unused on some rank) is completed with zeros at the end of the step, so every
-rank issues the same collectives in the same order. With gradient accumulation only the last micro-batch's
-backward reduces (the hooks are off before it: `GradSync.sync`).
+rank issues the same collectives in the same order; a flag per parameter travels with each bucket, so a parameter
+no rank used keeps no gradient (AdamW then leaves it and its state alone, as in a single process). With gradient
+accumulation only the last micro-batch's backward reduces (the hooks are off before it: `GradSync.sync`).
 
 Which path a run takes: `parallel.data_parallel` (see `use_replicate`).
 """
@@ -78,8 +79,11 @@ class GradSync:
             self.next_launch += 1
 
     def _launch(self, bucket: _Bucket) -> None:
-        grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in bucket.params]
-        bucket.flat = torch.cat([g.reshape(-1) for g in grads]) if len(grads) > 1 else grads[0].reshape(-1).clone()
+        """The bucket's gradients, flat, then one flag per parameter (1: this rank has its gradient), summed."""
+        params = bucket.params
+        flags = torch.tensor([p.grad is not None for p in params], dtype=params[0].dtype, device=params[0].device)
+        grads = [(p.grad if p.grad is not None else torch.zeros_like(p)).reshape(-1) for p in params]
+        bucket.flat = torch.cat(grads + [flags])
         bucket.work = dist.all_reduce(bucket.flat, group=self.group, async_op=True)
 
     def finish(self) -> None:
@@ -91,16 +95,17 @@ class GradSync:
         self.next_launch = len(self.buckets)
         for bucket in self.buckets:
             bucket.work.wait()
+            flags = bucket.flat[-len(bucket.params):].tolist()
             bucket.flat.div_(self.world)
             offset = 0
-            for p in bucket.params:
+            for p, had in zip(bucket.params, flags):
                 n = p.numel()
                 view = bucket.flat[offset:offset + n].view_as(p)
-                if p.grad is None:
-                    p.grad = view.clone()
-                else:
+                if p.grad is not None:
                     p.grad.copy_(view)
-                offset += n
+                elif had:  # unused here, used on another rank: the average of theirs
+                    p.grad = view.clone()
+                offset += n  # unused on every rank: no gradient, as without data parallelism
             bucket.reset()
         self.next_launch = 0
 

@@ -97,27 +97,30 @@ def test_the_rule_that_picks_replicate(tmp_path):
 
 
 def _unused_on_one_rank():
-    """Rank 1 never uses the second layer: its gradient there is zero, and no rank hangs."""
+    """Rank 1 never uses the second layer: its gradient there is zero, and no rank hangs. No rank uses the third:
+    it keeps no gradient."""
     import torch.distributed as dist
 
     from fsdp2_core.parallel.replicate import GradSync
     dist.init_process_group("gloo")
     rank = dist.get_rank()
     torch.manual_seed(0)
-    a, b = torch.nn.Linear(3, 3), torch.nn.Linear(3, 3)
-    sync = GradSync(list(a.parameters()) + list(b.parameters()), dist.group.WORLD, bucket_bytes=16,
-                    first_bucket_bytes=16)
+    a, b, c = torch.nn.Linear(3, 3), torch.nn.Linear(3, 3), torch.nn.Linear(3, 3)
+    sync = GradSync(list(a.parameters()) + list(b.parameters()) + list(c.parameters()), dist.group.WORLD,
+                    bucket_bytes=16, first_bucket_bytes=16)
     x = torch.full((2, 3), float(rank + 1))
     (b(a(x)) if rank == 0 else a(x)).sum().backward()
     sync.finish()
     grads = [p.grad.clone().numpy() for p in list(a.parameters()) + list(b.parameters())]
+    unused = [p.grad for p in c.parameters()]
     dist.destroy_process_group()
-    return grads
+    return grads, unused
 
 
 @pytest.mark.dist
 def test_a_parameter_without_gradient_on_one_rank():
-    g0, g1 = spawn(2, _unused_on_one_rank)
+    (g0, unused0), (g1, unused1) = spawn(2, _unused_on_one_rank)
+    assert unused0 == unused1 == [None, None]
     for x, y in zip(g0, g1):
         np.testing.assert_array_equal(x, y)  # the same averaged gradient on both ranks
     torch.manual_seed(0)
