@@ -56,7 +56,8 @@ def run(tmp, seq, iters, layouts):
     for name, over, port in layouts:
         os.environ["MASTER_PORT"] = str(port)
         cfg = tiny_config(os.path.join(tmp, name), architecture=arch(seq), model_id="qwen3_moe", cutoff_len=seq,
-                          max_steps=iters, per_device_train_batch_size=1, global_batch_size=4, **over)
+                          max_steps=iters, per_device_train_batch_size=1, global_batch_size=4,
+                          data_parallel="fsdp", **over)  # the unsplit reference is FSDP, as the page says
         hooks = Timed()
         data = (SyntheticDataset(64, seq=seq, vocab=VOCAB),)
         run_training(cfg, datasets=data, checkpoint=hooks, print_fn=lambda s: None)

@@ -21,10 +21,10 @@ ARCH = {"model_type": "llama", "hidden_size": 256, "intermediate_size": 688, "nu
 SEQ, BATCH = 256, 4
 
 
-def _cfg(tmp):
+def _cfg(tmp, **over):
     from fsdp2_core.testing.tiny import tiny_config
     return tiny_config(tmp, architecture=dict(ARCH), cutoff_len=SEQ, per_device_train_batch_size=BATCH,
-                       global_batch_size=BATCH, max_grad_norm=1.0, warmup_ratio=0.0, max_steps=1000)
+                       global_batch_size=BATCH, max_grad_norm=1.0, warmup_ratio=0.0, max_steps=1000, **over)
 
 
 def _batch(seed=0):
@@ -107,7 +107,7 @@ def bytes_per_rank(tmp):
     from fsdp2_core.parallel import build_mesh
     from fsdp2_core.train.entry import build_parallel_model
     from fsdp2_core.train.optimizer import build_optimizer
-    cfg = _cfg(tmp)
+    cfg = _cfg(tmp, data_parallel="fsdp")  # what FSDP holds per rank (auto would replicate this fp32 CPU model)
     device = init_distributed("cpu")
     mesh = build_mesh(cfg.parallel, dist.get_world_size(), "cpu")
     model = build_parallel_model(cfg, device, mesh)

@@ -470,7 +470,11 @@ def section_llamafactory(r: Optional[dict], run: Optional[dict]) -> List[str]:
         "",
         f"Optimizer implementation: ours `{optimizers.get('ours')}`; LLaMA-Factory's HF Trainer "
         f"`{optimizers.get('llamafactory')}`. Loss differences are per step over the whole run; on 2 processes both "
-        "average the loss over the tokens of the global batch.",
+        "average the loss over the tokens of the global batch. On 2 processes ours keeps the weights whole on both "
+        "ranks and all-reduces the gradients in buckets during backward (`parallel.data_parallel: auto` picks this "
+        "for fp32 runs on CPU, `fsdp2_core/parallel/replicate.py`), as the HF Trainer's DistributedDataParallel "
+        "does; FSDP2's per-unit gathers and reduce-scatters, each a blocking collective on gloo, are what kept the "
+        "2-process ratio below 1 before.",
         "",
     ]
     return out

@@ -279,6 +279,12 @@ class ParallelArguments:
                                  "fully_shard; must not be empty.")
     ignored_modules: Optional[List[str]] = _f(None, "Modules left out of FSDP.")
     reshard_after_forward: bool = _f(True, "Reshard parameters after forward.")
+    data_parallel: Literal["auto", "fsdp", "replicate"] = _f(
+        "auto", "How plain data parallelism holds the weights: fsdp shards them (FSDP2); replicate keeps them whole "
+        "on every rank with one bucketed gradient all-reduce overlapping backward (as PyTorch DDP; fp32 parameters "
+        "and reduction, no tp/cp/ep, fsdp_size and ignored_modules unset); auto replicates on CPU where replicate "
+        "applies and the model has at most 100M parameters, and shards otherwise. Same losses either way (fp32 "
+        "rounding).", extension=True)
     shard_placement_fn: Optional[str] = _f(None, "Custom shard placement function.")
     tp_colwise: List[str] = _f(["*.q_proj", "*.k_proj", "*.v_proj", "*.gate_proj", "*.up_proj"], "Column-parallel "
                                "module patterns.")

@@ -13,6 +13,7 @@ from .expert_parallel import apply_expert_parallel, shard_experts
 from .fsdp import DTYPES, apply_fsdp
 from .mesh import Mesh, ParallelDims, build_mesh, forget_meshes, parallel_dims
 from .recompute import apply_recompute
+from .replicate import use_replicate
 from .tensor_parallel import apply_tensor_parallel
 
 log = logging.getLogger(__name__)
@@ -69,6 +70,12 @@ def parallelize(model: nn.Module, cfg, mesh: Mesh) -> nn.Module:
         model._fsdp2_compute_dtype = DTYPES[p.param_dtype]  # what attention masks are built in (models/packed.py)
         log.info("one rank, fp32 parameters and reduction: FSDP has nothing to shard, gather or cast; the model "
                  "is left unwrapped")
+        return model
+    if use_replicate(mesh, p, model, mesh.device_type):
+        model._fsdp2_compute_dtype = DTYPES[p.param_dtype]
+        model._fsdp2_replicate_group = mesh.dp_group  # the gradient hooks attach once the weights exist (entry.py)
+        log.info("plain fp32 data parallelism over %d ranks: weights replicated, gradients all-reduced in buckets "
+                 "during backward (parallel.data_parallel)", mesh.dims.dp)
         return model
     keep = modules_used_twice(model, chunked_head=bool(cfg.training.chunk_loss_size))
     apply_fsdp(model, mesh.fsdp, p, keep_in_root=keep, root_reshard=not getattr(model, "_fsdp2_mtp_layers", None))

@@ -17,6 +17,7 @@ from fsdp2_core.models.lora import apply_lora
 from fsdp2_core.models.tokens import extend_tokenizer, resize_model_vocab
 from fsdp2_core.parallel import build_mesh, forget_meshes, parallelize
 from fsdp2_core.parallel.fsdp import ignored_parameters
+from fsdp2_core.parallel.replicate import apply_replicate, broadcast_parameters
 from fsdp2_core.quant import apply_quantization, check_quantization
 from fsdp2_core.quant.float8 import check_fp8_hardware
 
@@ -89,6 +90,10 @@ def build_parallel_model(cfg, device, mesh, tokenizer=None):
     register_loss_with_fsdp(model)
     if meta:
         materialize(model, cfg, device.torch_device, seed)
+    group = getattr(model, "_fsdp2_replicate_group", None)
+    if group is not None:  # replicated: every rank starts from rank 0's weights, then its gradient hooks attach
+        broadcast_parameters(model, group)
+        apply_replicate(model, group)
     model.train()
     return model
 

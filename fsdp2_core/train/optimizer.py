@@ -155,13 +155,15 @@ def _copies(t: torch.Tensor, world: int) -> int:
     return world // shards
 
 
-def global_grad_norm(params: Iterable[torch.Tensor], group: Optional[dist.ProcessGroup] = None) -> torch.Tensor:
+def global_grad_norm(params: Iterable[torch.Tensor], group: Optional[dist.ProcessGroup] = None,
+                     replicated: bool = False) -> torch.Tensor:
     """L2 norm of all gradients over every shard (FSDP and TP), as one full reduction.
 
     Each rank sums the squares of its local pieces, weighted by 1/copies so replicated
-    pieces count once, and a single all-reduce over the world adds them up.
+    pieces count once, and a single all-reduce over the world adds them up. `replicated`: every rank holds the
+    same whole (already reduced) gradients, so its own norm is the global one and nothing is reduced.
     """
-    world = dist.get_world_size(group) if dist.is_initialized() else 1
+    world = dist.get_world_size(group) if dist.is_initialized() and not replicated else 1
     by_copies = defaultdict(list)  # one fused norm per replication factor
     for p in params:
         if p.grad is not None:

@@ -121,7 +121,10 @@ def train_step(ctx: RunContext, micro_batches: List[Dict[str, torch.Tensor]]) ->
     total_tokens = float(_dp_sum(ctx, torch.tensor(local_tokens, dtype=torch.float64)))
     reported = torch.zeros(2, dtype=torch.float64, device=ctx.device.torch_device)  # (lm loss, aux loss)
     extra = ExtraLosses()
-    for mb in micro_batches:
+    grad_sync = getattr(ctx.model, "_fsdp2_grad_sync", None)  # replicated weights (parallel/replicate.py)
+    for i, mb in enumerate(micro_batches):
+        if grad_sync is not None:
+            grad_sync.sync = i == len(micro_batches) - 1  # reduce in the last micro-batch's backward only
         s, n = forward_sums(ctx, mb)
         if per_token:
             loss = s * (dp / max(total_tokens, 1.0))
@@ -137,6 +140,8 @@ def train_step(ctx: RunContext, micro_batches: List[Dict[str, torch.Tensor]]) ->
         extra.add_router(getattr(ctx.model, "last_router_losses", None))  # Megatron logs these before MTP's
         loss = loss + _mtp_loss(ctx, per_token, total_tokens, len(micro_batches), extra)
         (ctx.loss_scaler.scale_loss(loss) if ctx.loss_scaler else loss).backward()
+    if grad_sync is not None:
+        grad_sync.finish()
     _sync_ignored_grads(ctx)
     _update_expert_bias(ctx)
     reported = _dp_sum(ctx, reported)
@@ -146,7 +151,7 @@ def train_step(ctx: RunContext, micro_batches: List[Dict[str, torch.Tensor]]) ->
     if scaler is not None:
         scaler.unscale(p.grad for p in params)
     # all-reduced: every rank sees the same overflow
-    norm = global_grad_norm(params).to(reported.device, torch.float64).reshape(1)
+    norm = global_grad_norm(params, replicated=grad_sync is not None).to(reported.device, torch.float64).reshape(1)
     lm_sum, aux_sum, grad_norm = torch.cat([reported, norm]).tolist()  # the step's one device-to-host read
     loss_value = lm_sum / (max(total_tokens, 1.0) if per_token else len(micro_batches) * dp)
     aux_value = aux_sum / (len(micro_batches) * dp)

@@ -16,7 +16,7 @@ RTOL = 1e-5
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("reshard")
-    base = {"max_steps": ITERS, "save_hf_weights": False}
+    base = {"max_steps": ITERS, "save_hf_weights": False, "data_parallel": "fsdp"}  # sharded (auto would replicate)
     four = spawn_sequence(4, tmp, [
         ("ref4", dict(base, save_steps=0), {}, None),
         ("part4", dict(base, save_steps=0, exit_interval=4, out="run"), {}, None),

@@ -16,15 +16,16 @@ RTOL = 1e-5
 def runs(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("world_one")
     base = {"max_steps": ITERS, "save_hf_weights": False, "save_steps": 0}
+    sharded = dict(base, data_parallel="fsdp")  # FSDP shards on 2 ranks (auto would replicate this fp32 CPU run)
     two = spawn_sequence(2, tmp, [
-        ("ref2", dict(base), {}, None),
-        ("part2", dict(base, exit_interval=3, out="from2"), {}, None),
+        ("ref2", sharded, {}, None),
+        ("part2", dict(sharded, exit_interval=3, out="from2"), {}, None),
     ], timeout=500)[0]
     one = spawn_sequence(1, tmp, [
         ("rest1", dict(base, resume_from_checkpoint="latest", out="from2"), {}, None),
         ("part1", dict(base, exit_interval=3, out="from1"), {}, None),
     ], timeout=500)[0]
-    back = spawn_sequence(2, tmp, [("rest2", dict(base, resume_from_checkpoint="latest", out="from1"), {}, None)],
+    back = spawn_sequence(2, tmp, [("rest2", dict(sharded, resume_from_checkpoint="latest", out="from1"), {}, None)],
                           timeout=500)[0]
     results = {**two, **one, **back}
     for name, res in results.items():

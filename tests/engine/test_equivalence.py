@@ -53,19 +53,27 @@ def test_meta_device_init_equals_eager(reference):
 
 
 def test_two_ranks_fsdp_tp_and_variants(reference, tmp_path):
-    fsdp, tp, fsdp_pt, fsdp_meta_chunk_recompute, tp_pt_meta = spawn_layouts(2, tmp_path, [
-        ({}, False),
-        ({"tp_size": 2}, False),
-        ({"calculate_per_token_loss": True}, True),
-        ({"init_model_with_meta_device": True, "chunk_loss_size": 8, "recompute": True}, False),
-        ({"tp_size": 2, "calculate_per_token_loss": True, "init_model_with_meta_device": True}, True),
-    ])
+    fsdp = {"data_parallel": "fsdp"}  # on CPU in fp32, plain data parallelism would otherwise replicate (auto)
+    fsdp, tp, fsdp_pt, fsdp_meta_chunk_recompute, tp_pt_meta, rep, rep_pt, rep_meta_chunk_recompute = spawn_layouts(
+        2, tmp_path, [
+            (fsdp, False),
+            ({"tp_size": 2}, False),
+            ({"calculate_per_token_loss": True, **fsdp}, True),
+            ({"init_model_with_meta_device": True, "chunk_loss_size": 8, "recompute": True, **fsdp}, False),
+            ({"tp_size": 2, "calculate_per_token_loss": True, "init_model_with_meta_device": True}, True),
+            ({}, False),                                            # replicated (auto)
+            ({"calculate_per_token_loss": True}, True),
+            ({"init_model_with_meta_device": True, "chunk_loss_size": 8, "recompute": True}, False),
+        ])
     assert fsdp["gradient_accumulation_steps"] == 2 and tp["gradient_accumulation_steps"] == 4
     close(reference[0], fsdp)
     close(reference[0], tp)
     close(reference[2], fsdp_pt)
     close(reference[0], fsdp_meta_chunk_recompute)
     close(reference[2], tp_pt_meta)  # per-token accounting over the vocabulary-parallel loss
+    close(reference[0], rep)
+    close(reference[2], rep_pt)
+    close(reference[0], rep_meta_chunk_recompute)
 
 
 def test_four_ranks_fsdp_x_tp_and_hsdp(reference, tmp_path):

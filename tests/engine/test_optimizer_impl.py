@@ -1,5 +1,6 @@
 """AdamW's fused and foreach implementations: the same parameters after a few steps, on 1 and 2 ranks (FSDP
-DTensor shards), the choice made per device and dtype, printed, and kept across a checkpoint load."""
+DTensor shards, or replicated whole tensors), the choice made per device and dtype, printed, and kept across a
+checkpoint load."""
 import copy
 
 import pytest
@@ -13,7 +14,7 @@ from fsdp2_core.train.optimizer import adamw_implementation, build_optimizer, de
 STEPS = 4
 
 
-def _steps_with(implementation: str, tmp: str):
+def _steps_with(implementation: str, tmp: str, data_parallel: str):
     """Full parameters after STEPS engine iterations (FSDP over the world, weight decay, clipping) with the given
     AdamW implementation, and the implementation the optimizer reports."""
     import torch.distributed as dist
@@ -24,7 +25,7 @@ def _steps_with(implementation: str, tmp: str):
     from fsdp2_core.train.entry import build_parallel_model
     from fsdp2_core.train.lr_schedule import build_schedule
     from fsdp2_core.train.step import RunContext, train_step
-    cfg = tiny_config(tmp, weight_decay=0.1, max_grad_norm=0.05, warmup_ratio=0.0)
+    cfg = tiny_config(tmp, weight_decay=0.1, max_grad_norm=0.05, warmup_ratio=0.0, data_parallel=data_parallel)
     device = init_distributed("cpu")
     world, rank = dist.get_world_size(), dist.get_rank()
     mesh = build_mesh(cfg.parallel, world, "cpu")
@@ -44,11 +45,11 @@ def _steps_with(implementation: str, tmp: str):
     return after, optimizer.implementation, any(isinstance(p, DTensor) for p in model.parameters()), moved
 
 
-def _both(tmp):
+def _both(tmp, data_parallel):
     import torch.distributed as dist
     out = []
     for implementation in ("fused", "foreach"):
-        params, *facts = _steps_with(implementation, tmp)
+        params, *facts = _steps_with(implementation, tmp, data_parallel)
         out.append(({n: t.numpy() for n, t in params.items()}, *facts))  # arrays travel back by value
     dist.destroy_process_group()
     return out
@@ -62,12 +63,13 @@ def _assert_same(fused, foreach):
 
 
 @pytest.mark.dist
-@pytest.mark.parametrize("world", [1, 2])
-def test_fused_and_foreach_give_the_same_parameters(world, tmp_path):
-    (fused, impl_a, sharded, moved), (foreach, impl_b, _, _) = spawn(world, _both, str(tmp_path))[0]
+@pytest.mark.parametrize("world, data_parallel", [(1, "auto"), (2, "fsdp"), (2, "replicate")])
+def test_fused_and_foreach_give_the_same_parameters(world, data_parallel, tmp_path):
+    (fused, impl_a, sharded, moved), (foreach, impl_b, _, _) = spawn(world, _both, str(tmp_path), data_parallel)[0]
     assert (impl_a, impl_b) == ("fused", "foreach")
     assert moved  # every parameter updated
-    assert sharded == (world > 1)  # FSDP's DTensor shards on 2 ranks; one fp32 rank trains unwrapped
+    # FSDP's DTensor shards on 2 ranks; replicated or one fp32 rank: plain tensors
+    assert sharded == (data_parallel == "fsdp")
     _assert_same(fused, foreach)
 
 
