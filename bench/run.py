@@ -54,7 +54,7 @@ BENCHES = [
     Bench("gpu_llama1b", "gpu_llama1b.py", [], ["--steps", "3", "--warmup", "1", "--seq", "512"], needs_cuda=True,
           env={"FSDP2_DEVICE": ""}),
     # needs LLaMA-Factory in some Python ($LLAMAFACTORY_PYTHON, $LLAMAFACTORY_DATA_DIR); skipped cleanly without it
-    Bench("llamafactory", "bench_llamafactory.py", ["--reps", "3", "--steps", "10"],
+    Bench("llamafactory", "bench_llamafactory.py", ["--reps", "3", "--steps", "20"],
           ["--reps", "1", "--steps", "3", "--settings", "1:none"], timeout_s=7200),
 ]
 

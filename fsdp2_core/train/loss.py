@@ -37,6 +37,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from torch.distributed.fsdp import register_fsdp_forward_method
+from torch.distributed.tensor import DTensor
 from torch.utils.checkpoint import checkpoint
 
 from fsdp2_core.models.attention import local_part, split_inputs
@@ -84,7 +85,20 @@ def _token_losses(head: nn.Module, hidden: torch.Tensor, labels: torch.Tensor, z
 
 
 def _masked_sum(head, hidden, labels, mask, z_loss_coeff=0.0, vocab_shard=None):
+    if vocab_shard is None and hidden.device.type == "cpu" and not isinstance(hidden, DTensor):
+        hidden, labels, mask = _counted_positions(hidden, labels, mask)
     return (_token_losses(head, hidden, labels, z_loss_coeff, vocab_shard) * mask).sum()
+
+
+def _counted_positions(hidden, labels, mask):
+    """The rows of the positions the mask counts, flattened: the output head and the cross entropy then skip the
+    prompt and padding tokens (half or more of a fine-tuning batch) and give the same sum. On the CPU only: finding
+    the positions reads the mask on the host, which on an accelerator would be a wait per micro-batch."""
+    keep = mask.reshape(-1).nonzero().squeeze(1)
+    if keep.numel() == mask.numel():  # pretraining: every position counts
+        return hidden, labels, mask
+    return (hidden.reshape(-1, hidden.shape[-1]).index_select(0, keep), labels.reshape(-1).index_select(0, keep),
+            mask.reshape(-1).index_select(0, keep))
 
 
 def lm_loss_sums(model: nn.Module, tokens: torch.Tensor, labels: torch.Tensor, loss_mask: torch.Tensor,
