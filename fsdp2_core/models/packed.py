@@ -28,8 +28,10 @@ from fsdp2_core.kernels.attention import ATTENTION_NAME as FUSED
 
 from .attention import ATTENTION_NAME as OUR_CORE
 from .attention import document_ids
+from .document_attention import NAME as DOCUMENT_SDPA
+from .document_attention import documents_of, use_document_attention
 
-MASKED_IMPLEMENTATIONS = ("sdpa", "eager", FUSED)
+MASKED_IMPLEMENTATIONS = ("sdpa", "eager", FUSED, DOCUMENT_SDPA)
 
 
 def boundary_form(model) -> str:
@@ -95,6 +97,8 @@ def packed_attention_inputs(model, tokens, labels, loss_mask, position_ids=None,
         return _flattened(tokens, labels, loss_mask, position_ids, cu_seqlens, max_seqlen) if packed else unchanged
     if form == "additive":
         docs = document_ids(position_ids)
+        if docs is not None and use_document_attention(model, tokens.device):
+            return tokens, labels, loss_mask, position_ids, None, {"fsdp2_documents": documents_of(position_ids)}
         if docs is not None:
             return tokens, labels, loss_mask, position_ids, packed_causal_mask(docs, compute_dtype(model)), {}
     return unchanged

@@ -10,6 +10,8 @@ import torch.nn.functional as F
 
 from fsdp2_core.data.lf.collator import IGNORE_INDEX, SFTCollator
 from fsdp2_core.models.attention import install_attention
+from fsdp2_core.models.document_attention import NAME as DOCUMENT_SDPA
+from fsdp2_core.models.document_attention import documents_of, use_document_attention
 from fsdp2_core.models.packed import boundary_form, packed_attention_inputs
 from fsdp2_core.train.loss import lm_loss_sums
 
@@ -73,6 +75,8 @@ def test_boundary_forms():
 
 
 def test_additive_mask_from_positions_equals_the_old_mask(model):
+    model = copy.deepcopy(model)
+    model._fsdp2_document_sdpa = False  # the mask form, as eager attention or an accelerator without varlen gets it
     batch = SFTCollator(0, neat_packing=True)(_packed_rows())
     assert "attention_mask" not in batch
     with torch.no_grad():
@@ -134,3 +138,51 @@ def test_training_steps_equal_the_old_masked_run(model):
             losses.append(float((s / n).detach()))
         runs.append(losses)
     np.testing.assert_allclose(runs[0], runs[1], rtol=1e-6)
+
+
+def test_document_attention_on_cpu_equals_the_old_mask_in_loss_and_gradients(model):
+    """SDPA once per packed sample (one-token documents, the padding, take their own value): the old mask's loss
+    and gradients, with a row padded by many positions."""
+    ours, ref = _plain_sdpa(model), _plain_sdpa(model)
+    rows = _packed_rows() + [{"input_ids": [11, 12, 13, 14, 15], "labels": [-100, 12, 13, 14, 15], "seq_lens": [5]}]
+    batch = SFTCollator(0, neat_packing=True)(rows)
+    s, n = _sums(ours, batch)
+    assert ours._fsdp2_document_sdpa and ours.config._attn_implementation == DOCUMENT_SDPA  # installed, on the CPU
+    (s / n).backward()
+    ref_s, ref_n = _reference_sums(ref, batch)
+    (ref_s / ref_n).backward()
+    torch.testing.assert_close(s, ref_s, rtol=1e-6, atol=1e-5)
+    for (name, a), b in zip(ours.named_parameters(), ref.parameters()):
+        torch.testing.assert_close(a.grad, b.grad, rtol=1e-5, atol=1e-7, msg=name)
+    with torch.no_grad():  # unpacked rows through the installed implementation: plain SDPA with its padding mask
+        plain = SFTCollator(0)([{"input_ids": [5, 6, 7, 8], "labels": [5, 6, 7, 8]}, {"input_ids": [9, 10],
+                                                                                     "labels": [9, 10]}])
+        args = (plain["tokens"], plain["labels"], plain["loss_mask"])
+        kw = dict(position_ids=plain["position_ids"], attention_mask=plain.get("attention_mask"))
+        torch.testing.assert_close(lm_loss_sums(ours, *args, **kw)[0], lm_loss_sums(ref, *args, **kw)[0])
+
+
+def test_documents_of_merges_runs_of_one_token_documents():
+    positions = torch.tensor([[0, 1, 2, 0, 1, 0, 0, 0], [0, 1, 2, 3, 4, 5, 6, 7], [0, 0, 1, 0, 1, 2, 0, 0]])
+    assert documents_of(positions) == [[(0, 3, False), (3, 5, False), (5, 8, True)], [(0, 8, False)],
+                                       [(0, 1, True), (1, 3, False), (3, 6, False), (6, 8, True)]]
+
+
+def _plain_sdpa(model):
+    fresh = copy.deepcopy(model)
+    fresh.__dict__.pop("_fsdp2_document_sdpa", None)  # other tests' packed rows installed it on the shared model
+    fresh.config._attn_implementation = "sdpa"
+    return fresh
+
+
+def test_document_attention_only_where_it_is_exact(model):
+    from transformers import AutoConfig, AutoModelForCausalLM
+    assert not use_document_attention(_plain_sdpa(model), torch.device("cuda"))  # accelerators: varlen or a mask
+    windowed = AutoConfig.for_model("mistral", vocab_size=64, hidden_size=32, intermediate_size=64,
+                                    num_hidden_layers=1, num_attention_heads=4, num_key_value_heads=2,
+                                    sliding_window=16)
+    windowed._attn_implementation = "sdpa"
+    assert not use_document_attention(AutoModelForCausalLM.from_config(windowed), torch.device("cpu"))
+    eager = _plain_sdpa(model)
+    eager.config._attn_implementation = "eager"
+    assert not use_document_attention(eager, torch.device("cpu"))
