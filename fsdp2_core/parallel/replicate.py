@@ -37,6 +37,7 @@ class _Bucket:
         self.pending = len(params)
         self.flat: Optional[torch.Tensor] = None
         self.work = None
+        self.buffer: Optional[torch.Tensor] = None  # kept from step to step: no fresh allocation per step
 
     def reset(self) -> None:
         self.pending = len(self.params)
@@ -83,7 +84,10 @@ class GradSync:
         params = bucket.params
         flags = torch.tensor([p.grad is not None for p in params], dtype=params[0].dtype, device=params[0].device)
         grads = [(p.grad if p.grad is not None else torch.zeros_like(p)).reshape(-1) for p in params]
-        bucket.flat = torch.cat(grads + [flags])
+        if bucket.buffer is None:
+            bucket.buffer = torch.empty(sum(g.numel() for g in grads) + len(params), dtype=flags.dtype,
+                                        device=flags.device)
+        bucket.flat = torch.cat(grads + [flags], out=bucket.buffer)
         bucket.work = dist.all_reduce(bucket.flat, group=self.group, async_op=True)
 
     def finish(self) -> None:
