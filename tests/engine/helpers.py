@@ -1,8 +1,25 @@
-"""Engine test runs: several run_training calls per spawn, and hooks that poison one iteration."""
+"""Engine test runs: several run_training calls per spawn, hooks that poison one iteration, and a tiny model with
+the loss installed beside a synthetic batch."""
 import os
 
+import numpy as np
+import torch
+from transformers import AutoConfig, AutoModelForCausalLM
+
 from fsdp2_core.testing.spawn import spawn_runs
-from fsdp2_core.testing.tiny import datasets, tiny_config
+from fsdp2_core.testing.tiny import LLAMA, SyntheticDataset, datasets, tiny_config
+from fsdp2_core.train.loss import install_loss
+
+
+def llama_with_loss(rows: int, seed: int):
+    """A seeded tiny Llama with `model.lm_loss`, and `rows` synthetic samples with ragged loss masks stacked."""
+    torch.manual_seed(0)
+    arch = dict(LLAMA)
+    model = AutoModelForCausalLM.from_config(AutoConfig.for_model(arch.pop("model_type"), **arch))
+    install_loss(model)
+    data = SyntheticDataset(rows, ragged_mask=True, seed=seed)
+    batch = {k: torch.as_tensor(np.stack([data[i][k] for i in range(rows)])) for k in data[0]}
+    return model, batch
 
 
 def run_layout(run):

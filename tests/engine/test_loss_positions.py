@@ -1,21 +1,13 @@
 """The loss computes the output head and the cross entropy only at the positions the loss mask counts (on the CPU):
 the sum and every gradient are those of the whole [batch, seq, vocab] logits masked afterwards."""
-import numpy as np
 import torch
 import torch.nn.functional as F
-from transformers import AutoConfig, AutoModelForCausalLM
 
-from fsdp2_core.testing.tiny import LLAMA, SyntheticDataset
-from fsdp2_core.train.loss import install_loss
+from tests.engine.helpers import llama_with_loss
 
 
 def _model_and_batch():
-    torch.manual_seed(0)
-    arch = dict(LLAMA)
-    model = AutoModelForCausalLM.from_config(AutoConfig.for_model(arch.pop("model_type"), **arch))
-    install_loss(model)
-    data = SyntheticDataset(3, ragged_mask=True, seed=5)
-    batch = {k: torch.as_tensor(np.stack([data[i][k] for i in range(3)])) for k in data[0]}
+    model, batch = llama_with_loss(3, seed=5)
     batch["loss_mask"][0, : batch["loss_mask"].shape[1] // 2] = 0  # a masked-out prompt, as fine-tuning has
     return model, batch
 

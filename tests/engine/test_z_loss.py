@@ -1,25 +1,12 @@
 """The z-loss (training.z_loss_coeff, forks' --use-z-loss): every trained token's loss gains
 coeff × logsumexp(logits)², PaLM's auxiliary term, in the plain and the chunked loss alike."""
-import numpy as np
 import torch
-from transformers import AutoConfig, AutoModelForCausalLM
 
-from fsdp2_core.testing.tiny import LLAMA, SyntheticDataset
-from fsdp2_core.train.loss import install_loss
-
-
-def _model_and_batch():
-    torch.manual_seed(0)
-    arch = dict(LLAMA)
-    model = AutoModelForCausalLM.from_config(AutoConfig.for_model(arch.pop("model_type"), **arch))
-    install_loss(model)
-    data = SyntheticDataset(2, ragged_mask=True, seed=3)
-    batch = {k: torch.as_tensor(np.stack([data[i][k] for i in range(2)])) for k in data[0]}
-    return model, batch
+from tests.engine.helpers import llama_with_loss
 
 
 def test_z_loss_adds_exactly_coeff_times_log_z_squared_per_trained_token():
-    model, b = _model_and_batch()
+    model, b = llama_with_loss(2, seed=3)
     coeff = 1e-4
     with torch.no_grad():
         plain, n = model.lm_loss(b["tokens"], b["labels"], b["loss_mask"], position_ids=b["position_ids"])
@@ -36,7 +23,7 @@ def test_z_loss_adds_exactly_coeff_times_log_z_squared_per_trained_token():
 
 
 def test_z_loss_gradient_pulls_log_z_towards_zero():
-    model, b = _model_and_batch()
+    model, b = llama_with_loss(2, seed=3)
     head = model.get_output_embeddings().weight
     grads = []
     for coeff in (0.0, 1.0):
