@@ -7,7 +7,7 @@ the masked attention's, to fp32 rounding.
 
 `fsdp2_sdpa_documents` is registered with transformers as an attention implementation that is SDPA, with SDPA's
 masks, whenever the forward carries no `fsdp2_documents`; with them (per row, the (start, end) of each document,
-computed on the host from the position ids) it loops over the documents; one-token documents (the padding of
+computed on the host from the document ids) it loops over the documents; one-token documents (the padding of
 packed rows) take their own value, which is what attention over one key gives. Only installed for CPU runs of
 models that use SDPA without sliding windows or sinks (`use_document_attention`); an accelerator takes the varlen
 kernels or a mask.
@@ -64,14 +64,14 @@ def _single_tokens(module, value):
     return value.repeat_interleave(groups, dim=1).transpose(1, 2)
 
 
-def documents_of(position_ids: torch.Tensor) -> Documents:
-    """Per row, (start, end, singles) of each packed sample: a position that does not follow its predecessor starts
-    one (as transformers and our attention core detect documents). Consecutive one-token documents (the padding of
-    a packed row, all at position 0) are merged into one entry with `singles` True."""
-    starts = torch.diff(position_ids, dim=-1) != 1
+def documents_of(doc_ids: torch.Tensor) -> Documents:
+    """Per row, (start, end, singles) of each packed sample, from the [b, S] document index of each position
+    (`attention.document_ids`, the one rule for where a document starts). Consecutive one-token documents (the
+    padding of a packed row, all at position 0) are merged into one entry with `singles` True."""
+    starts = torch.diff(doc_ids, dim=-1) != 0
     out = []
     for row in starts.cpu():
-        cuts = [0] + (row.nonzero().squeeze(1) + 1).tolist() + [position_ids.shape[-1]]
+        cuts = [0] + (row.nonzero().squeeze(1) + 1).tolist() + [doc_ids.shape[-1]]
         bounds = []
         for s, e in zip(cuts[:-1], cuts[1:]):
             if e - s == 1 and bounds and bounds[-1][2] and bounds[-1][1] == s:

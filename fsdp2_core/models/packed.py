@@ -98,7 +98,7 @@ def packed_attention_inputs(model, tokens, labels, loss_mask, position_ids=None,
     if form == "additive":
         docs = document_ids(position_ids)
         if docs is not None and use_document_attention(model, tokens.device):
-            return tokens, labels, loss_mask, position_ids, None, {"fsdp2_documents": documents_of(position_ids)}
+            return tokens, labels, loss_mask, position_ids, None, {"fsdp2_documents": documents_of(docs)}
         if docs is not None:
             return tokens, labels, loss_mask, position_ids, packed_causal_mask(docs, compute_dtype(model)), {}
     return unchanged

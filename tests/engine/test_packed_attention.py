@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from fsdp2_core.data.lf.collator import IGNORE_INDEX, SFTCollator
-from fsdp2_core.models.attention import install_attention
+from fsdp2_core.models.attention import document_ids, install_attention
 from fsdp2_core.models.document_attention import NAME as DOCUMENT_SDPA
 from fsdp2_core.models.document_attention import documents_of, use_document_attention
 from fsdp2_core.models.packed import boundary_form, packed_attention_inputs
@@ -164,7 +164,7 @@ def test_document_attention_on_cpu_equals_the_old_mask_in_loss_and_gradients(mod
 
 def test_documents_of_merges_runs_of_one_token_documents():
     positions = torch.tensor([[0, 1, 2, 0, 1, 0, 0, 0], [0, 1, 2, 3, 4, 5, 6, 7], [0, 0, 1, 0, 1, 2, 0, 0]])
-    assert documents_of(positions) == [[(0, 3, False), (3, 5, False), (5, 8, True)], [(0, 8, False)],
+    assert documents_of(document_ids(positions)) == [[(0, 3, False), (3, 5, False), (5, 8, True)], [(0, 8, False)],
                                        [(0, 1, True), (1, 3, False), (3, 6, False), (6, 8, True)]]
 
 
