@@ -176,7 +176,7 @@ def _read_flags(g, seq_length):
         "rms": _normalization(g) == "rmsnorm" or bool(g.get("--RMSNorm")),
         "eps": g.get("--norm-epsilon", 1e-5),
         "tied": not g.get("--untie-embeddings-and-output-weights"),
-        "bias": not g.get("--disable-bias-linear"), "qkv_bias": bool(g.get("--add-qkv-bias")),
+        **_biases_given(g),
         "qk_norm": bool(g.get("--qk-layernorm")),
         "routing": routing,
         "mla": mla_config,
@@ -194,6 +194,28 @@ def _read_flags(g, seq_length):
         "rope_base": g.get("--rotary-base", 10000), "rope_pct": g.get("--rotary-percent", 1.0),
         "squared_relu": bool(g.get("--squared-relu")),
     }
+
+
+# Pai-Megatron-Patch's legacy model code keeps the q/k/v bias and switches the others off with these two flags
+_PAI_BIAS_FLAGS = ("--disable-bias-linear-fc", "--disable-bias-attn-fc")
+
+
+def _biases_given(g):
+    """Which linear layers have biases: Megatron's --disable-bias-linear / --add-qkv-bias, or Pai-Megatron-Patch's
+    --disable-bias-linear-fc (MLP) with --disable-bias-attn-fc (attention output), which leave them on q/k/v only
+    (Pai's Qwen-1 layout, the qwen2 family's)."""
+    pai = [flag for flag in _PAI_BIAS_FLAGS if g.get(flag)]
+    if not pai:
+        return {"bias": not g.get("--disable-bias-linear"), "qkv_bias": bool(g.get("--add-qkv-bias"))}
+    if len(pai) == 1:
+        missing = next(f for f in _PAI_BIAS_FLAGS if f not in pai)
+        raise ArchitectureError(f"{pai[0]} without {missing}: biases on some layers besides q/k/v fit no family "
+                                f"here; give both Pai flags (Qwen-1: q/k/v biases only) or --disable-bias-linear")
+    if g.get("--disable-bias-linear"):
+        raise ArchitectureError("--disable-bias-linear-fc and --disable-bias-attn-fc with --disable-bias-linear: "
+                                "whether q/k/v keep a bias depends on Pai's model code; give --disable-bias-linear "
+                                "alone (no biases) or the two Pai flags alone (q/k/v biases only)")
+    return {"bias": False, "qkv_bias": True}
 
 
 def _linear(g, real):

@@ -48,7 +48,8 @@ def _references(text: str) -> list[str]:
     return names
 _RANKS_FROM = {"srun": "SLURM_PROCID / SLURM_NTASKS / SLURM_LOCALID",
                "mpirun": "OMPI_COMM_WORLD_* (Open MPI) or PMI_RANK / PMI_SIZE (MPICH, Intel MPI)",
-               "aprun": "PMI_RANK / PMI_SIZE (Cray PALS)"}
+               "aprun": "PMI_RANK / PMI_SIZE (Cray PALS)",
+               "jsrun": "OMPI_COMM_WORLD_* (IBM Spectrum MPI) or JSM_NAMESPACE_*"}
 
 
 def _unevaluated(value: str) -> bool:

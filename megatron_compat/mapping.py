@@ -371,6 +371,9 @@ MAPPED_RULES = [
           example=("--lora-target-modules", "linear_fc2", "--lora-dropout", "0.1")),
     switch("--save-lora-to-hf", "save_hf_weights",
            note="with LoRA, the adapter is exported in PEFT format to <save>/hf_adapter/"),
+    # MindSpeed converts each saved checkpoint; the engine writes the HF model once, when training completes
+    switch("--enable-mg2hf-convert", "save_hf_weights",
+           note="MindSpeed-LLM's Megatron-to-HF export: written once, at the end of a completed run, to <save>/hf_model/"),
     # --- tokenizer ---
     plain("--tokenizer-type", "tokenizer_type", example=("--tokenizer-type", "GPT2BPETokenizer")),
     group("--tokenizer-model", "tokenizer",
@@ -560,6 +563,10 @@ MAPPED_RULES += [
          "tie_word_embeddings = false (Megatron-LLaMA's --causal-lm: its own lm_head, untied)",
          ROPE + ("--untie-embeddings-and-output-weights",)),
     arch("--disable-bias-linear", "attention_bias / mlp_bias = false", ROPE + ("--disable-bias-linear",)),
+    arch("--disable-bias-linear-fc", "attention_bias: with --disable-bias-attn-fc, Pai-Megatron-Patch's Qwen-1 biases "
+         "(q/k/v only: the qwen2 family)", ROPE + ("--disable-bias-linear-fc", "--disable-bias-attn-fc")),
+    arch("--disable-bias-attn-fc", "attention_bias: with --disable-bias-linear-fc (see there)",
+         ROPE + ("--disable-bias-linear-fc", "--disable-bias-attn-fc")),
     arch("--add-qkv-bias --add-qkv-bias-linear", "bias on q, k, v only (Qwen2, Qwen2-MoE, GLM-4.5 families; ROCm's "
          "spelling --add-qkv-bias-linear)", ROPE + ("--disable-bias-linear", "--add-qkv-bias")),
     arch("--qk-layernorm", "q_norm/k_norm (Qwen3, GLM-4.5 use_qk_norm); with MLA its latent norms",

@@ -157,6 +157,10 @@ CLAIMS = {
     "pads each micro-batch to a multiple of 8": [PADDING],
     "the engine always does so, and padding never enters the loss": [PADDING],
     "padded only to its longest sample": [PADDING],
+    "the engine writes the HF model to <save>/hf_model/": [
+        "tests/checkpoint/test_hf_export.py::test_from_pretrained_gives_the_trained_logits"],
+    "the engine exports only the final model anyway": [
+        "tests/checkpoint/test_hf_export.py::test_from_pretrained_gives_the_trained_logits"],
     "derives the mask from the data itself": [
         "tests/lf/test_processing.py::test_neat_collator_boundaries_without_a_mask_and_no_cross_sample_labels",
         "tests/engine/test_packed_attention.py::test_additive_mask_from_positions_equals_the_old_mask",

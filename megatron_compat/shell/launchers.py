@@ -47,6 +47,7 @@ class LauncherSpec:
     world: Callable[[dict, dict], World] | None = None       # (option values, #SBATCH values) -> World
     no_python: str | None = None             # the option that makes a spawner run a command, not a script
     operands: int = 0                        # words after the options before the command (a container image)
+    dash_values: frozenset[str] = frozenset()  # option keys whose value may start with "-" (jsrun --smpiargs "-gpu")
 
     def canonical(self, key: str) -> str:
         return self.aliases.get(key, key)
@@ -97,8 +98,9 @@ def parse_options(spec: LauncherSpec, words: list[str], vanished_after: Callable
             values[canonical] = ""
         elif key in spec.valued or canonical in spec.valued:
             nxt = words[k] if k < len(words) else None
-            if vanished_after(k) or nxt is None or (nxt.startswith("-") and not _NUMBER.fullmatch(nxt)) \
-                    or looks_like_command(nxt):
+            takes_dash = canonical in spec.dash_values
+            if vanished_after(k) or nxt is None or (nxt.startswith("-") and not _NUMBER.fullmatch(nxt)
+                                                    and not takes_dash) or looks_like_command(nxt):
                 missing.append((token, k, len(args) - 1))
                 values[canonical] = ""
             else:
@@ -251,6 +253,16 @@ def aprun_world(values: dict, sbatch: dict) -> World:
     return None, "aprun without -n: the PBS allocation, known at run time"
 
 
+def jsrun_world(values: dict, sbatch: dict) -> World:
+    """IBM LSF's jsrun (Summit, Sierra): --np tasks in all, else --nrs resource sets × --tasks_per_rs (default 1)."""
+    if values.get("np") is not None:
+        return _product(("jsrun --np", values["np"]), sbatch=sbatch)
+    if values.get("nrs") is None:
+        return None, "jsrun without --nrs or --np: every resource set of the LSF allocation, known at run time"
+    return _product(("jsrun --nrs", values["nrs"]), ("--tasks_per_rs", values.get("tasks_per_rs", "1")),
+                    sbatch=sbatch)
+
+
 def msrun_world(values: dict, sbatch: dict) -> World:
     return _product(("msrun --worker_num", values.get("worker_num", "")), sbatch=sbatch)
 
@@ -355,6 +367,17 @@ APRUN = LauncherSpec(
     valued=frozenset({"n", "N", "d", "cc", "j", "e", "S", "sl", "sn", "m", "p", "r", "L", "E", "F", "a", "t"}),
     boolean=frozenset({"b", "q", "T", "C", "R"}), world=aprun_world)
 
+JSRUN = LauncherSpec(  # IBM Spectrum LSF (Summit): one copy of the command per task
+    "jsrun", PER_RANK,
+    valued=frozenset({"nrs", "tasks_per_rs", "cpu_per_rs", "gpu_per_rs", "rs_per_host", "rs_per_socket",
+                      "latency_priority", "launch_distribution", "bind", "np", "smpiargs", "env", "erf_input",
+                      "stdio_mode", "stdio_stdout", "stdio_stderr", "stdio_input", "chdir", "exit_on_error",
+                      "progress", "appfile", "use_resources", "immediate", "memory_per_rs", "brs", "tasks_per_host",
+                      "E", "D", "U", "o", "k", "h", "X", "P", "f", "i", "M", "S", "e"}),
+    aliases={"n": "nrs", "a": "tasks_per_rs", "c": "cpu_per_rs", "g": "gpu_per_rs", "r": "rs_per_host",
+             "K": "rs_per_socket", "l": "latency_priority", "d": "launch_distribution", "b": "bind", "p": "np"},
+    dash_values=frozenset({"smpiargs"}), world=jsrun_world)
+
 NSYS = LauncherSpec(  # nsys profile: every option takes a value (-t cuda,nvtx -o FILE --stats=true)
     "nsys profile", WRAPPER,
     valued=frozenset({"t", "trace", "o", "output", "s", "sample", "c", "capture_range", "capture_range_end", "d",
@@ -375,11 +398,11 @@ CONTAINER = LauncherSpec(  # singularity|apptainer exec [options] IMAGE COMMAND
 
 _BY_NAME = {"torchrun": TORCHRUN, "deepspeed": DEEPSPEED, "mpirun": MPIRUN, "mpiexec": MPIRUN, "orterun": MPIRUN,
             "mpiexec.hydra": MPIRUN, "prterun": MPIRUN, "srun": SRUN, "numactl": NUMACTL, "msrun": MSRUN,
-            "aprun": APRUN}
+            "aprun": APRUN, "jsrun": JSRUN}
 _BY_TWO_WORDS = {("uv", "run"): UV_RUN, ("nsys", "profile"): NSYS, ("singularity", "exec"): CONTAINER,
                  ("apptainer", "exec"): CONTAINER}
 ROLES = {spec.kind: spec.role for spec in (TORCHRUN, DIST_RUN, DIST_LAUNCH, DEEPSPEED, MPIRUN, SRUN, NUMACTL,
-                                           UV_RUN, MSRUN, APRUN, NSYS, CONTAINER)}
+                                           UV_RUN, MSRUN, APRUN, JSRUN, NSYS, CONTAINER)}
 _DIST_MODULES = {"torch.distributed.run": DIST_RUN, "torch.distributed.launch": DIST_LAUNCH}
 PYTHON = re.compile(r"python(\d+(\.\d+)?)?")
 

@@ -314,3 +314,27 @@ def test_mindspeed_deepseek_v2_balance_losses_and_groups_from_the_expert_paralle
             m.moe_balance_per_sample) == (0.003, 0.05, 0.02, True)
     without_seq = flag_config(flags.replace(" --seq-aux", "") + " --expert-model-parallel-size 4", world=4).model
     assert (without_seq.moe_seq_aux_loss_coeff, without_seq.moe_balance_per_sample) == (0.0, False)
+
+
+PAI_QWEN1_BASE = tuple(w for w in BASE if w != "--disable-bias-linear")  # Megatron's default: biases on
+
+
+def test_pai_bias_flags_give_qwen1_biases_on_q_k_v_only():
+    """Pai-Megatron-Patch's Qwen-1 switches the MLP and attention-output biases off and keeps q/k/v's: qwen2."""
+    cfg = flag_config((PAI_QWEN1_BASE, "--disable-bias-linear-fc --disable-bias-attn-fc"))
+    assert cfg.model.architecture["model_type"] == "qwen2"
+    model = build_model(cfg, torch.device("cpu"), meta=False, seed=3)
+    layer = model.model.layers[0]
+    assert layer.self_attn.q_proj.bias is not None and layer.self_attn.v_proj.bias is not None
+    assert layer.self_attn.o_proj.bias is None and layer.mlp.down_proj.bias is None
+
+
+@pytest.mark.parametrize("extra, message", [
+    ("--disable-bias-linear-fc", "--disable-bias-linear-fc without --disable-bias-attn-fc"),
+    ("--disable-bias-attn-fc", "--disable-bias-attn-fc without --disable-bias-linear-fc"),
+    ("--disable-bias-linear-fc --disable-bias-attn-fc --disable-bias-linear", "depends on Pai's model code"),
+])
+def test_pai_bias_flags_alone_are_refused_naming_the_other(extra, message):
+    with pytest.raises(AssertionError) as refused:
+        flag_config((PAI_QWEN1_BASE, extra))
+    assert message in str(refused.value), refused.value
