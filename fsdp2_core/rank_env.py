@@ -32,6 +32,9 @@ SCHEMES = (
     RankScheme("PMI (MPICH / Intel MPI / Cray PALS mpiexec)", ("PMI_RANK",), ("PMI_SIZE",),
                ("PMI_LOCAL_RANK", "MPI_LOCALRANKID", "PALS_LOCAL_RANKID"),
                ("PMI_LOCAL_SIZE", "MPI_LOCALNRANKS", "PALS_LOCAL_SIZE")),
+    # IBM's jsrun sets these beside Spectrum MPI's OMPI_COMM_WORLD_* (read first, above)
+    RankScheme("IBM jsrun (LSF)", ("JSM_NAMESPACE_RANK",), ("JSM_NAMESPACE_SIZE",), ("JSM_NAMESPACE_LOCAL_RANK",),
+               ("JSM_NAMESPACE_LOCAL_SIZE",)),
     # Slurm's batch shell also has SLURM_PROCID=0 and SLURM_NTASKS=<the job's tasks> while only one process
     # runs there; srun's step variables tell a task of a step from it.
     RankScheme("Slurm (srun)", ("SLURM_PROCID",), ("SLURM_STEP_NUM_TASKS", "SLURM_NTASKS"), ("SLURM_LOCALID",),

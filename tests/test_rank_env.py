@@ -31,6 +31,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
      "PMI (MPICH / Intel MPI / Cray PALS mpiexec)", (2, 4, 2, 4, "127.0.0.1", "29500")),
     ({"PMI_RANK": "1", "PMI_SIZE": "2", "PMI_LOCAL_RANK": "1", "PMI_LOCAL_SIZE": "2"},
      "PMI (MPICH / Intel MPI / Cray PALS mpiexec)", (1, 2, 1, 2, "127.0.0.1", "29500")),
+    ({"JSM_NAMESPACE_RANK": "7", "JSM_NAMESPACE_SIZE": "12", "JSM_NAMESPACE_LOCAL_RANK": "1",
+      "JSM_NAMESPACE_LOCAL_SIZE": "6", "MASTER_ADDR": "h2"}, "IBM jsrun (LSF)", (7, 12, 1, 6, "h2", "29500")),
     ({"SLURM_PROCID": "9", "SLURM_NTASKS": "16", "SLURM_STEP_NUM_TASKS": "16", "SLURM_STEP_ID": "0",
       "SLURM_LOCALID": "1", "SLURM_NODEID": "1", "SLURM_STEP_TASKS_PER_NODE": "8(x2)",
       "SLURM_STEP_NODELIST": "gpu[007-008]", "SLURM_JOB_NODELIST": "gpu[007-008]"},

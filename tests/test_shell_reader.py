@@ -43,6 +43,7 @@ mpiexec() { __record mpiexec "$@"; __run_rest "$@"; }
 numactl() { __record numactl "$@"; __run_rest "$@"; }
 uv() { __record uv "$@"; __run_rest "$@"; }
 aprun() { __record aprun "$@"; __run_rest "$@"; }
+jsrun() { __record jsrun "$@"; __run_rest "$@"; }
 sbatch() {  # sbatch <<EOF: the job script is its standard input
     [[ $# -eq 0 || "${@: -1}" == -* ]] && "$BASH" -c "$__STUBS"$'\n'"$(< /dev/stdin)"; }  # no PATH: no cat
 nsys() { __record nsys "$@"; __run_rest "$@"; }
@@ -600,7 +601,7 @@ def _roundtrip(launch: LaunchScript, entry_args: list[str]) -> LaunchScript:
     assert list(again.exports) == list(kept_exports(launch))
     assert [s.kind for s in again.wrappers] == [s.kind for s in launch.wrappers]
     assert again.world_size == launch.world_size
-    per_node = any(s.kind in ("srun", "mpirun", "aprun") for s in launch.wrappers)  # one process per rank
+    per_node = any(s.kind in ("srun", "mpirun", "aprun", "jsrun") for s in launch.wrappers)  # one process per rank
     if launch.launcher in ("torchrun", "torch.distributed.run", "torch.distributed.launch", "msrun") or (
             launch.launcher == "python" and not per_node):
         assert again.launcher == "torchrun"
@@ -766,6 +767,10 @@ def test_another_script_is_named_when_no_launch_is_found():
     ("msrun --worker_num 8 --local_worker_num 8 --log_dir=msrun_log pretrain_gpt.py --x", "msrun", 8,
      "msrun --worker_num 8"),
     ("aprun -n 16 -N 4 --cc depth -d 8 python pretrain_gpt.py --x", "aprun + python", 16, "aprun -n 16"),
+    ("jsrun -n 8 -a 2 -g 1 --smpiargs '-gpu' python pretrain_gpt.py --x", "jsrun + python", 16,
+     "jsrun --nrs 8 × --tasks_per_rs 2"),
+    ("jsrun --np 12 --rs_per_host 6 python pretrain_gpt.py --x", "jsrun + python", 12, "jsrun --np 12"),
+    ("jsrun -r 6 -g 1 python pretrain_gpt.py --x", "jsrun + python", None, "every resource set of the LSF allocation"),
     ("nsys profile -t cuda,nvtx -o prof --stats=true torchrun --nproc_per_node 2 pretrain_gpt.py --x",
      "nsys profile + torchrun", 2, "torchrun --nproc_per_node 2 on one node"),
     ("apptainer exec --nv -B /data:/data image.sif torchrun --nproc_per_node 4 pretrain_gpt.py --x",
