@@ -373,7 +373,8 @@ MAPPED_RULES = [
            note="with LoRA, the adapter is exported in PEFT format to <save>/hf_adapter/"),
     # MindSpeed converts each saved checkpoint; the engine writes the HF model once, when training completes
     switch("--enable-mg2hf-convert", "save_hf_weights",
-           note="MindSpeed-LLM's Megatron-to-HF export: written once, at the end of a completed run, to <save>/hf_model/"),
+           note="MindSpeed-LLM's Megatron-to-HF export: written once, at the end of a completed run, to "
+                "<save>/hf_model/"),
     # --- tokenizer ---
     plain("--tokenizer-type", "tokenizer_type", example=("--tokenizer-type", "GPT2BPETokenizer")),
     group("--tokenizer-model", "tokenizer",

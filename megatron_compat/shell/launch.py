@@ -256,6 +256,6 @@ def _no_launch_message(shell: Shell, path: str, exit_line: int | None, with_args
     hints += [f"line {line} runs {script}: convert that script instead" for line, script in shell.other_scripts]
     hint = f" ({'; '.join(hints)})" if hints else ""
     return (f"{path}: no launch line found: no torchrun, python -m torch.distributed.launch|run, deepspeed or "
-            f"python SCRIPT.py (alone or under srun, mpirun/mpiexec, aprun, jsrun, numactl, uv run, nsys, apptainer, eval, "
-            f"bash -c) on the path the script takes{hint}; pass the script that starts training, or give the flags "
-            f"directly")
+            f"python SCRIPT.py (alone or under srun, mpirun/mpiexec, aprun, jsrun, numactl, uv run, nsys, apptainer, "
+            f"eval, bash -c) on the path the script takes{hint}; pass the script that starts training, or give the "
+            f"flags directly")

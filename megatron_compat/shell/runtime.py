@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import re
 
-SCHEDULER_VARIABLE = re.compile(r"(SLURM|SLURMD|OMPI|PMI|PMIX|PALS|PBS|LSB|JSM|COBALT|MV2|SGE)_\w+|JOB_ID|NHOSTS|NSLOTS|"
-                                r"PE_HOSTFILE")
+SCHEDULER_VARIABLE = re.compile(r"(SLURM|SLURMD|OMPI|PMI|PMIX|PALS|PBS|LSB|JSM|COBALT|MV2|SGE)_\w+|JOB_ID|NHOSTS|"
+                                r"NSLOTS|PE_HOSTFILE")
 # bash's own variables whose value exists only when the script runs (the reader does not make one up)
 BASH_RUN_TIME = {"RANDOM": "bash's random number (0-32767), a new one at every expansion",
                  "SRANDOM": "bash's 32-bit random number, a new one at every expansion",
