@@ -52,6 +52,16 @@ def _same(value):
 SAME = Converter(_same, _same)
 JOINED = Converter(" ".join, str.split)  # a list of paths (nargs *) kept as one space-separated string
 NO_SPACES = Converter(lambda v: v.replace(" ", ""), _same)  # "99, 1, 0" -> "99,1,0"
+
+
+def _pairs(words):
+    """ModelLink's --tokenizer-kwargs KEY VALUE [KEY VALUE ...] -> {KEY: VALUE}."""
+    if len(words) % 2:
+        raise ValueError(f"expects KEY VALUE pairs, got {len(words)} words: {' '.join(words)}")
+    return dict(zip(words[::2], words[1::2]))
+
+
+KEY_VALUE_PAIRS = Converter(_pairs, lambda table: [w for pair in table.items() for w in pair])
 # Megatron tests `if args.exit_interval and ...`: 0 is no exit interval
 ZERO_IS_NONE = Converter(lambda v: None if v == 0 else v, _same)
 # Megatron validates only when `args.eval_iters > 0`: a negative count evaluates nothing, as 0 does
@@ -381,6 +391,9 @@ MAPPED_RULES = [
           "model.tokenizer_model (and tokenizer_name_or_path for Hugging Face directories)",
           example=("--tokenizer-model", "/tok/model")),
     plain("--tokenizer-name-or-path", "tokenizer_name_or_path"),
+    plain("--tokenizer-kwargs", "tokenizer_kwargs", KEY_VALUE_PAIRS,
+          note="ModelLink's keyword arguments of the Hugging Face tokenizer, as KEY VALUE pairs",
+          example=("--tokenizer-kwargs", "eos_token", "<|endoftext|>", "pad_token", "<|extra_0|>")),
     plain("--tokenizer-file", "tokenizer_model", note="bigcode's tokenizer.json for --tokenizer-type TokenizerFromFile",
           example=("--tokenizer-type", "TokenizerFromFile", "--tokenizer-file", "/tok/tokenizer.json")),
     plain("--vocab-file", "vocab_file"),

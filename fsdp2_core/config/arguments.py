@@ -71,6 +71,9 @@ class ModelArguments:
                                         "--tokenizer-file).", extension=True)
     vocab_file: Optional[str] = _f(None, "Vocabulary file (--vocab-file), e.g. GPT-2 BPE vocab.json.", extension=True)
     merge_file: Optional[str] = _f(None, "BPE merge file (--merge-file).", extension=True)
+    tokenizer_kwargs: Optional[Dict[str, str]] = _f(None, "Keyword arguments for the Hugging Face tokenizer, e.g. "
+                                                    "{eos_token: <|endoftext|>} for a tokenizer that has none "
+                                                    "(ModelLink's --tokenizer-kwargs KEY VALUE ...).", extension=True)
     vocab_size: Optional[int] = _f(None, "Vocabulary size before padding (--vocab-size; NullTokenizer needs it).",
                                    extension=True)
     make_vocab_size_divisible_by: int = _f(128, "Pad the vocabulary to a multiple of this times tp_size, as Megatron "

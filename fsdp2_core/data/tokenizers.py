@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import os
-from typing import List, Optional
+from typing import Dict, List, Optional
 
 
 class PretrainingTokenizer:
@@ -73,17 +73,19 @@ class _HFTextCodec:
 class HuggingFaceTokenizer(_HFTextCodec, PretrainingTokenizer):
     """A local Hugging Face tokenizer directory (`HuggingFaceTokenizer`, `PretrainedFromHF`)."""
 
-    def __init__(self, path: str, trust_remote_code: bool = False, use_fast: bool = True) -> None:
+    def __init__(self, path: str, trust_remote_code: bool = False, use_fast: bool = True,
+                 kwargs: Optional[Dict[str, str]] = None) -> None:
         _require_file(path, "--tokenizer-model / --tokenizer-name-or-path", "a HF tokenizer")
         from transformers import AutoTokenizer
 
         self._tokenizer = AutoTokenizer.from_pretrained(
-            path, local_files_only=True, trust_remote_code=trust_remote_code, use_fast=use_fast
+            path, local_files_only=True, trust_remote_code=trust_remote_code, use_fast=use_fast, **(kwargs or {})
         )
         self._source = os.path.abspath(path)
         self._vocab = None  # token -> id, read on first use (FIM tokens)
         if self._tokenizer.eos_token_id is None:
-            raise ValueError(f"tokenizer {path} has no eos token, which Megatron uses as eod")
+            raise ValueError(f"tokenizer {path} has no eos token, which Megatron uses as eod; name one with "
+                             f"--tokenizer-kwargs eos_token TOKEN (model.tokenizer_kwargs)")
 
     @property
     def vocab_size(self) -> int:
@@ -357,12 +359,13 @@ def build_pretraining_tokenizer(tokenizer_type: str, tokenizer_model: Optional[s
                                 vocab_size: Optional[int] = None,
                                 tokenizer_name_or_path: Optional[str] = None,
                                 vocab_extra_ids: int = 0, trust_remote_code: bool = False,
-                                use_fast: bool = True) -> PretrainingTokenizer:
+                                use_fast: bool = True,
+                                tokenizer_kwargs: Optional[Dict[str, str]] = None) -> PretrainingTokenizer:
     """The tokenizer Megatron-LM / MindSpeed-LLM builds for `--tokenizer-type`."""
     if tokenizer_type in ("HuggingFaceTokenizer", "PretrainedFromHF"):
         path = tokenizer_model or tokenizer_name_or_path
         cls = HuggingFaceTokenizer if tokenizer_type == "HuggingFaceTokenizer" else PretrainedFromHF
-        return cls(path, trust_remote_code=trust_remote_code, use_fast=use_fast)
+        return cls(path, trust_remote_code=trust_remote_code, use_fast=use_fast, kwargs=tokenizer_kwargs)
     if tokenizer_type == "GPT2BPETokenizer":
         return GPT2BPETokenizer(vocab_file, merge_file)
     if tokenizer_type == "SentencePieceTokenizer":

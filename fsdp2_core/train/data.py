@@ -193,12 +193,13 @@ def build_tokenizer(cfg):
                                            tokenizer_model=m.tokenizer_model,
                                            vocab_file=m.vocab_file, merge_file=m.merge_file, vocab_size=m.vocab_size,
                                            tokenizer_name_or_path=m.tokenizer_name_or_path or m.model_name_or_path,
-                                           trust_remote_code=m.trust_remote_code, use_fast=m.use_fast_tokenizer)
+                                           trust_remote_code=m.trust_remote_code, use_fast=m.use_fast_tokenizer,
+                                           tokenizer_kwargs=m.tokenizer_kwargs)
     path = m.tokenizer_name_or_path or m.model_name_or_path
     if path:
         from transformers import AutoTokenizer
         return AutoTokenizer.from_pretrained(path, use_fast=m.use_fast_tokenizer, trust_remote_code=m.trust_remote_code,
-                                             split_special_tokens=m.split_special_tokens)
+                                             split_special_tokens=m.split_special_tokens, **(m.tokenizer_kwargs or {}))
     return None
 
 

@@ -43,6 +43,21 @@ def tok_files(tmp_path_factory):
             "hf": str(root / "hf"), "sp": str(root / "sp.model")}
 
 
+def test_tokenizer_kwargs_name_the_eos_a_tokenizer_lacks(tok_files, tmp_path):
+    """ModelLink's --tokenizer-kwargs eos_token X (Qwen-1's tokenizer has no eos): X becomes Megatron's eod, and
+    without it the error names the flag."""
+    from tokenizers import Tokenizer
+    from transformers import PreTrainedTokenizerFast
+
+    bare = PreTrainedTokenizerFast(tokenizer_object=Tokenizer.from_file(os.path.join(tok_files["hf"], "tokenizer.json")))
+    bare.save_pretrained(str(tmp_path / "no_eos"))
+    with pytest.raises(ValueError, match="--tokenizer-kwargs eos_token"):
+        build_pretraining_tokenizer("PretrainedFromHF", tokenizer_name_or_path=str(tmp_path / "no_eos"))
+    tok = build_pretraining_tokenizer("PretrainedFromHF", tokenizer_name_or_path=str(tmp_path / "no_eos"),
+                                      tokenizer_kwargs={"eos_token": "<|endoftext|>", "pad_token": "<|endoftext|>"})
+    assert tok.eod == tok.pad == json.load(open(tok_files["vocab"]))["<|endoftext|>"]
+
+
 def test_gpt2_bpe_matches_reference_and_eod(tok_files):
     from transformers import GPT2Tokenizer
 
