@@ -49,7 +49,8 @@ def test_tokenizer_kwargs_name_the_eos_a_tokenizer_lacks(tok_files, tmp_path):
     from tokenizers import Tokenizer
     from transformers import PreTrainedTokenizerFast
 
-    bare = PreTrainedTokenizerFast(tokenizer_object=Tokenizer.from_file(os.path.join(tok_files["hf"], "tokenizer.json")))
+    table = Tokenizer.from_file(os.path.join(tok_files["hf"], "tokenizer.json"))
+    bare = PreTrainedTokenizerFast(tokenizer_object=table)
     bare.save_pretrained(str(tmp_path / "no_eos"))
     with pytest.raises(ValueError, match="--tokenizer-kwargs eos_token"):
         build_pretraining_tokenizer("PretrainedFromHF", tokenizer_name_or_path=str(tmp_path / "no_eos"))
