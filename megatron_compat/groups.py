@@ -45,6 +45,23 @@ def precision(t):
             _line(t, flag)
 
 
+def main_grads_dtype(t):
+    """--main-grads-dtype: the precision-aware optimizer's gradient buffer. bf16 accumulates and reduces gradients in
+    bf16 (Megatron then drops its fp32 accumulation), which FSDP2 does with reduce_dtype bf16."""
+    value = t.given.get("--main-grads-dtype")
+    if value not in (None, "fp32", "bf16"):
+        raise ConfigError(f"--main-grads-dtype {value}: expects fp32 or bf16 (Megatron's choices)")
+    if value is None or value == "fp32":
+        if value is not None:
+            _line(t, "--main-grads-dtype", "the default: gradients reduced in fp32", status="absorbed")
+        return
+    if not t.given.get("--use-precision-aware-optimizer"):
+        raise ConfigError(f"--main-grads-dtype {value} needs --use-precision-aware-optimizer (Megatron's optimizer "
+                          "refuses it otherwise); add that flag, or drop --main-grads-dtype")
+    t.set("reduce_dtype", "bf16")
+    _line(t, "--main-grads-dtype", "parallel.reduce_dtype = bf16, as --grad-reduce-in-bf16 gives")
+
+
 LOSS_SCALE_FLAGS = {"--loss-scale": "loss_scale", "--initial-loss-scale": "initial_loss_scale",
                     "--min-loss-scale": "min_loss_scale", "--loss-scale-window": "loss_scale_window",
                     "--hysteresis": "hysteresis"}
@@ -898,7 +915,7 @@ HANDLERS = {
     "lora": lora, "dataloader": dataloader, "tokenizer": tokenizer, "recompute": recompute, "cp": context_and_experts,
     "load": load_paths, "architecture": architecture, "pipeline": pipeline, "save_parts": save_parts,
     "deepspeed": deepspeed, "pai": pai, "decoupled": decoupled_min_lr,
-    "loss_scale": loss_scale, "weighted_split": weighted_split,
+    "loss_scale": loss_scale, "weighted_split": weighted_split, "main_grads": main_grads_dtype,
 }
 # Handlers that need the merged values (YAML < Megatron flags < FSDP2 names): the batch and step arithmetic.
 LATE_HANDLERS = {"batch": derive_batch, "steps": derive_steps, "tokens": derive_tokens,

@@ -166,6 +166,7 @@ GROUP_FIELDS: Dict[str, Tuple[str, ...]] = {
                   "adam_beta1", "adam_beta2", "adam_epsilon", "weight_decay"),
     "tokens": ("max_steps", "train_tokens", "lr_decay_steps", "lr_warmup_steps"),
     "pai": ("tokenizer_type", "tokenizer_name_or_path", "data_manager_type"),
+    "main_grads": ("reduce_dtype",),
     "weighted_split": ("train_weighted_split_paths", "valid_weighted_split_paths", "test_weighted_split_paths",
                        "train_weighted_split_paths_path", "valid_weighted_split_paths_path",
                        "test_weighted_split_paths_path", "data_manager_type"),
@@ -285,6 +286,9 @@ MAPPED_RULES = [
           example=("--fp8-format", "hybrid", "--num-layers", "4", "--first-last-layers-bf16",
                    "--num-layers-at-end-in-bf16", "2")),
     switch("--grad-reduce-in-bf16", "reduce_dtype", "bf16"),
+    group("--main-grads-dtype", "main_grads", "parallel.reduce_dtype: bf16 reduces gradients in bf16, as "
+          "--grad-reduce-in-bf16 does (with --use-precision-aware-optimizer, which Megatron requires for it); fp32 "
+          "is the default", example=("--main-grads-dtype", "bf16", "--use-precision-aware-optimizer")),
     switch("--calculate-per-token-loss", "calculate_per_token_loss"),
     # --- activation recompute ---
     group("--recompute-granularity", "recompute", "parallel.recompute + recompute_modules",

@@ -373,7 +373,7 @@ GROUP_REVERSE = {
     "precision": _precision, "fp8": _fp8, "recompute": _recompute, "dataloader": _dataloader, "stage": _stage,
     "instruction": _instruction, "lora": _lora, "tokenizer": _tokenizer, "load": _load, "save_parts": _save_parts,
     "architecture": lambda f, base: architecture_flags(f["architecture"], f),
-    "deepspeed": _nothing, "pai": _nothing,  # their fields come back through the plain rows
+    "deepspeed": _nothing, "pai": _nothing, "main_grads": _nothing,  # their fields come back through plain rows
     "tokens": lambda f, base: ["--train-tokens", str(f["train_tokens"])] if f["train_tokens"] else [],
     "batch_schedule": _batch_schedule, "decoupled": _decoupled, "loss_scale": _loss_scale,
     "weighted_split": _weighted_split,

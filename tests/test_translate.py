@@ -321,3 +321,14 @@ def test_load_of_our_own_checkpoints_resumes_from_them(tmp_path):
     assert load_from_our_checkpoint(cfg) is None
     with pytest.raises(ConfigError, match="neither a Megatron-LM checkpoint"):
         check_model_path(cfg.model.model_name_or_path)
+
+
+def test_main_grads_dtype_bf16_reduces_in_bf16_only_with_the_precision_aware_optimizer():
+    """Megatron's --main-grads-dtype bf16 (precision-aware optimizer) keeps and reduces gradients in bf16: FSDP2's
+    reduce_dtype bf16. fp32 is the default; bf16 without that optimizer, or another dtype, is refused as Megatron
+    does."""
+    _, cfg = ok(BASE + ["--bf16", "--main-grads-dtype", "bf16", "--use-precision-aware-optimizer"])
+    assert cfg.parallel.reduce_dtype == "bf16"
+    assert ok(BASE + ["--bf16", "--main-grads-dtype", "fp32"])[1].parallel.reduce_dtype == "fp32"
+    assert "needs --use-precision-aware-optimizer" in refused(BASE + ["--bf16", "--main-grads-dtype", "bf16"])
+    assert "expects fp32 or bf16" in refused(BASE + ["--main-grads-dtype", "fp16", "--use-precision-aware-optimizer"])
