@@ -1037,3 +1037,12 @@ def test_a_space_after_the_last_backslash_is_left_out_with_a_warning():
     launch = read(text)
     assert launch.argv == ["--num-layers", "2", "--load", "/ckpt"]
     assert any("only of spaces" in w.message for w in launch.warnings)
+
+
+def test_arithmetic_on_run_time_values_says_so():
+    """$(( $SLURM_JOB_NUM_NODES * 8 )): the reader names why it cannot compute it, not Python's parser error."""
+    launch = read("N=$SLURM_JOB_NUM_NODES\nT=$(( ${N} * 8 ))\nmpirun -np $T python pretrain_gpt.py --x\n")
+    messages = [w.message for w in launch.warnings if w.message.startswith("arithmetic")]
+    assert any("known only at run time" in m for m in messages), messages
+    assert not any("syntax (<unknown>" in m or "null bytes" in m for m in messages), messages
+    assert launch.world_size is None

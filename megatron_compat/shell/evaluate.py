@@ -938,7 +938,12 @@ class Shell:
         try:
             return self._arith_node(ast.parse(py, mode="eval").body, line, depth)
         except (SyntaxError, ValueError, ZeroDivisionError, TypeError, RecursionError) as e:
-            self.warn(line, f"arithmetic $(( {expr.strip()} )) not evaluated: {e}")
+            # a value kept live ($SLURM_NNODES, a command's output) reaches the expression as text, not a number
+            if "\x00" in text or "$" in text or "`" in text:
+                why = "it uses a value known only at run time"
+            else:  # an empty variable leaves an operator without its operand, as in bash
+                why = f"{text!r} once expanded is not valid arithmetic" if isinstance(e, SyntaxError) else e
+            self.warn(line, f"arithmetic $(( {expr.strip()} )) not evaluated: {why}")
             return f"$(({expr}))"
 
     def _arith_node(self, node, line: int, depth: int) -> int:
