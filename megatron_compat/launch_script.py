@@ -110,10 +110,26 @@ _RANK_VARIABLES = ("RANK", "LOCAL_RANK", "WORLD_SIZE", "LOCAL_WORLD_SIZE", "GROU
 
 def kept_exports(launch: LaunchScript) -> dict[str, str]:
     """The exports the new script writes: under a per-rank launcher, not the rank variables (one value exported
-    for every process is wrong, and the entry point reads each process's rank from the launcher itself)."""
-    if not any(ROLES.get(s.kind) == PER_RANK for s in launch.wrappers):
-        return dict(launch.exports)
-    return {n: v for n, v in launch.exports.items() if n not in _RANK_VARIABLES}
+    for every process is wrong, and the entry point reads each process's rank from the launcher itself); and
+    where the ranks meet when --dist-url gave it."""
+    kept = dict(launch.exports)
+    if launch.started_by or any(ROLES.get(s.kind) == PER_RANK for s in launch.wrappers):
+        kept = {n: v for n, v in kept.items() if n not in _RANK_VARIABLES}
+    return {**kept, **_dist_url_rendezvous(launch, kept)}
+
+
+def _dist_url(launch: LaunchScript) -> str | None:
+    return launch.argv[launch.argv.index("--dist-url") + 1] if "--dist-url" in launch.argv[:-1] else None
+
+
+def _dist_url_rendezvous(launch: LaunchScript, exports: dict[str, str]) -> dict[str, str]:
+    """HYGON's per-rank scripts name where the ranks meet with --dist-url tcp://HOST:PORT (torch's init_method);
+    the entry point meets at MASTER_ADDR:MASTER_PORT, so the new script exports them (unless the old one did)."""
+    url = _dist_url(launch)
+    if url is None or "MASTER_ADDR" in exports or not url.startswith("tcp://"):
+        return {}
+    host, _, port = url.removeprefix("tcp://").rpartition(":")
+    return {"MASTER_ADDR": host, "MASTER_PORT": port} if host and port else {}
 
 
 def render_launch_script(launch: LaunchScript, entry: str, entry_args: list[str], source_path: str) -> str:
@@ -127,7 +143,7 @@ def render_launch_script(launch: LaunchScript, entry: str, entry_args: list[str]
     if launch.setup_sources:  # before `set -u`: a profile or an activate script may read unset variables
         lines += [f"# Environment set up as {source_path} did"] + launch.setup_sources
     lines += ["set -euo pipefail", ""]
-    per_rank = next((s.kind for s in launch.wrappers if ROLES.get(s.kind) == PER_RANK), None)
+    per_rank = next((s.kind for s in launch.wrappers if ROLES.get(s.kind) == PER_RANK), None) or launch.started_by
     exports = kept_exports(launch)
     if exports:
         lines.append(f"# Environment kept from {source_path}")
@@ -136,9 +152,15 @@ def render_launch_script(launch: LaunchScript, entry: str, entry_args: list[str]
             if _unevaluated(value):
                 lines.append(f"# FIXME: line {line} of {source_path} computed this with a command that was "
                              f"not run; the text is copied as is")
+            if name not in launch.exports:
+                lines.append(f"# {name}: where the ranks meet, from --dist-url {_dist_url(launch)}")
             template = launch.export_templates.get(name)
             lines.append(f"export {name}={_with_inherited(template) if template else shlex.quote(value)}")
         lines.append("")
+    url = _dist_url(launch)
+    if url is not None and "MASTER_ADDR" not in exports:
+        lines += [f"# FIXME: --dist-url {url!r} names no tcp://HOST:PORT here; export MASTER_ADDR and MASTER_PORT "
+                  f"(where rank 0 listens) before running this script", ""]
     dropped = [name for name in launch.exports if name not in exports]
     if dropped:
         lines += [f"# Not kept: {', '.join(dropped)}: each process {per_rank} starts finds its own rank ({entry} "
@@ -150,6 +172,10 @@ def render_launch_script(launch: LaunchScript, entry: str, entry_args: list[str]
         command.append(" ".join(["deepspeed"] + [_word(a) for a in _deepspeed_args(launch.launcher_args)]
                                 + ["--no_local_rank"]))
     elif launch.launcher == "python" and per_rank:
+        if launch.started_by:  # the guard stops a run started without that launcher, and marks the script per-rank
+            settings += [f"# {source_path} is started once per rank by {per_rank} from outside it; so is this script",
+                         f': "${{{launch.rank_variable}:?start this script once per rank with {per_rank}, as '
+                         f'{os.path.basename(source_path)} was}}"']
         settings += [f"# Each process {per_rank} starts is one rank: {entry} reads {_RANKS_FROM[per_rank]}", ""]
         command.append(" ".join(["python"] + [shlex.quote(a) for a in launch.launcher_args]))
     else:

@@ -52,7 +52,11 @@ def repair_argv(argv: List[str], option_variables: Dict[str, object], line: int)
         value = use.value or ""
         parts = value.split()
         if not words and not value.strip():
-            out.problems.append((token, _lost(token, use, line)))
+            live = _rank_variable(token, use)
+            if live:  # a per-rank launcher's variable: only the running process has it, and the flag is absorbed
+                out.argv.insert(k + 1, live)
+            else:
+                out.problems.append((token, _lost(token, use, line)))
         elif len(parts) > 1 and words[:len(parts)] == parts:
             if spec.nargs is None:
                 out.argv[k + 1:k + 1 + len(parts)] = [value.strip()]
@@ -64,6 +68,18 @@ def repair_argv(argv: List[str], option_variables: Dict[str, object], line: int)
                                     f"set {use.name} to the real value")
         k += 1
     return out
+
+
+def _rank_variable(flag: str, use) -> str:
+    """`--local-rank $LOCAL_RANK` with LOCAL_RANK=$OMPI_COMM_WORLD_LOCAL_RANK: empty here, set in each process by
+    the launcher. For a flag the engine absorbs (it reads the rank itself) that is no loss: the reference is kept
+    as the value. Returns it, or "" when the flag matters or the variable is no rank variable."""
+    from .registry import rule_for
+    from .shell.launch import outer_launcher
+
+    rule = rule_for(flag)
+    found = outer_launcher(use.because)
+    return f"${found[1]}" if found and rule is not None and rule.status == "absorbed" else ""
 
 
 def _join_angle_placeholder(out: Repaired, k: int, line: int) -> None:

@@ -157,6 +157,11 @@ CLAIMS = {
     "pads each micro-batch to a multiple of 8": [PADDING],
     "the engine always does so, and padding never enters the loss": [PADDING],
     "padded only to its longest sample": [PADDING],
+    "which the new launch script exports from this value": [
+        "tests/test_shell_reader.py::test_a_per_rank_script_started_outside_stays_per_rank_and_meets_at_its_dist_url"],
+    "the entry point reads the rank from the launcher's environment itself": [
+        "tests/test_rank_env.py::test_each_scheme"],
+    "the entry point reads it from the launcher's environment itself": ["tests/test_rank_env.py::test_each_scheme"],
     "the engine writes the HF model to <save>/hf_model/": [
         "tests/checkpoint/test_hf_export.py::test_from_pretrained_gives_the_trained_logits"],
     "the engine exports only the final model anyway": [

@@ -499,11 +499,48 @@ def test_heredoc_written_to_a_file_agrees_with_bash(tmp_path):
     assert launch.files == {name: (tmp_path / name).read_text() for name in launch.files}
 
 
-def test_loops_are_reported_and_skipped():
+def test_for_loops_run_and_other_loops_are_reported_and_skipped():
     text = "for i in 1 2; do\n  X=$i\ndone\nwhile false; do :; done\ntorchrun t.py $X\n"
     launch = read(text)
-    assert launch.argv == []
-    assert warn_lines(launch) == [1, 4, 5]
+    assert launch.argv == ["2"]
+    assert warn_lines(launch) == [4]
+    assert warn_lines(read("for ((i = 0; i < 2; i++)); do X=$i; done\ntorchrun t.py $X\n")) == [1, 2]
+
+
+# The argument loop of HPC launch scripts: KEY=VALUE arguments read by a for loop over $* / "$@", with break and
+# continue, and a loop with no `in` (the positional parameters)
+ARGUMENT_LOOP = """\
+for para in $*
+do
+    if [[ $para == --data_path* ]]; then
+        data_path=${para#*=}
+    elif [[ $para == --skip* ]]; then
+        continue
+    elif [[ $para == --stop ]]; then
+        break
+    fi
+    seen="$seen $para"
+done
+for word; do last=$word; done
+for n in 4 8; do for m in 1 2; do NPROC=$((n * m)); [ $m = 2 ] && break; done; done
+torchrun --nproc_per_node $NPROC pretrain_gpt.py --data-path $data_path --seen $seen --last $last
+"""
+
+
+@pytest.mark.skipif(BASH is None, reason="needs bash")
+@pytest.mark.parametrize("args", [("--data_path=/d/a", "--skip=1", "x"), ("--data_path=/d/b", "--stop", "y"), ()])
+def test_for_loops_over_the_arguments_agree_with_bash(args):
+    launch = read(ARGUMENT_LOOP, args)
+    assert launch.world_size == 16
+    _agrees_with_bash(launch, ARGUMENT_LOOP, args)
+
+
+def test_a_launch_repeated_by_a_for_loop_is_refused_naming_the_loop():
+    """A sweep (one run per learning rate) is several configurations: one of them must be chosen."""
+    with pytest.raises(ShellReadError, match="launched 2 times by the 'for' loop of line 1"):
+        read("for lr in 1e-4 3e-4; do\n  torchrun --nproc_per_node 2 pretrain_gpt.py --lr $lr\ndone\n")
+    assert read("for lr in 1e-4; do torchrun --nproc_per_node 2 pretrain_gpt.py --lr $lr; done\n").argv == [
+        "--lr", "1e-4"]
 
 
 def test_read_is_reported():
@@ -601,7 +638,8 @@ def _roundtrip(launch: LaunchScript, entry_args: list[str]) -> LaunchScript:
     assert list(again.exports) == list(kept_exports(launch))
     assert [s.kind for s in again.wrappers] == [s.kind for s in launch.wrappers]
     assert again.world_size == launch.world_size
-    per_node = any(s.kind in ("srun", "mpirun", "aprun", "jsrun") for s in launch.wrappers)  # one process per rank
+    per_node = any(s.kind in ("srun", "mpirun", "aprun", "jsrun") for s in launch.wrappers) or bool(
+        launch.started_by)  # one process per rank, started around the script or by a launcher outside it
     if launch.launcher in ("torchrun", "torch.distributed.run", "torch.distributed.launch", "msrun") or (
             launch.launcher == "python" and not per_node):
         assert again.launcher == "torchrun"
@@ -610,6 +648,7 @@ def _roundtrip(launch: LaunchScript, entry_args: list[str]) -> LaunchScript:
             assert getattr(again, attr) == (getattr(launch, attr) or default), attr
     else:  # deepspeed stays deepspeed; python under srun / mpirun / aprun stays python, one process per rank
         assert again.launcher == launch.launcher
+        assert again.started_by == launch.started_by
     # the log files of the old launch line stay where they were: a name computed at run time stays live
     assert again.outputs == launch.outputs
     live_logs = "$" in repr(launch.outputs)
@@ -1046,3 +1085,18 @@ def test_arithmetic_on_run_time_values_says_so():
     assert any("known only at run time" in m for m in messages), messages
     assert not any("syntax (<unknown>" in m or "null bytes" in m for m in messages), messages
     assert launch.world_size is None
+
+
+def test_a_per_rank_script_started_outside_stays_per_rank_and_meets_at_its_dist_url():
+    """mpirun runs the script once per rank (it reads $OMPI_COMM_WORLD_RANK): the world size is the job's, the new
+    script stays `python` with a guard that names the launcher, and --dist-url becomes MASTER_ADDR / MASTER_PORT."""
+    name = "mpirun_per_rank_outside.sh"
+    launch = _corpus_read(name)
+    text = render_launch_script(launch, "train_fsdp2.py", ["new.yaml"], name)
+    assert (launch.world_size, launch.started_by, launch.rank_variable) == (None, "mpirun", "OMPI_COMM_WORLD_RANK")
+    assert "export MASTER_ADDR=node0\n" in text and "export MASTER_PORT=29600\n" in text
+    assert ': "${OMPI_COMM_WORLD_RANK:?start this script once per rank with mpirun' in text
+    assert text.rstrip().endswith("python -u \\\n    train_fsdp2.py \\\n    new.yaml")
+    no_host = read_launch_script((CORPUS / name).read_text(), [], path=name)  # $1 and $2 not given: tcp://:
+    assert "FIXME: --dist-url 'tcp://:' names no tcp://HOST:PORT" in render_launch_script(
+        no_host, "train_fsdp2.py", ["new.yaml"], name)

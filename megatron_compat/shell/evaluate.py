@@ -23,7 +23,7 @@ from .lex import (
     scan_squote,
 )
 from .other_files import find_script, sets_up_the_machine
-from .parse import AndOr, Case, FuncDef, Group, If, Parser, Pipeline, Simple, Skipped
+from .parse import AndOr, Case, For, FuncDef, Group, If, Parser, Pipeline, Simple, Skipped
 from .path_commands import path_of_commands
 from .result import ShellReadError, ShellWarning
 from .runtime import BASH_RUN_TIME, holds_command_output, scheduler_references
@@ -50,6 +50,17 @@ class OutputFrame:
     """One simple command's output plumbing, unexpanded: its redirections and the pipeline commands after it."""
     redirects: list
     tail: list
+
+
+class _Break(Exception):
+    """`break` inside a for loop."""
+
+
+class _Continue(Exception):
+    """`continue` inside a for loop."""
+
+
+_MAX_LOOP_VALUES = 256  # a loop over more values than this is not run (its body is skipped, with a warning)
 
 
 class Exit(Exception):
@@ -142,6 +153,7 @@ class Shell:
         self.setup_sources: list[str] = []  # `source` lines that set up the environment, as written (other_files.py)
         self.cwd_assumed = True  # cwd still depends on where the script is started (no `cd` to an absolute path)
         self._pipe_tail: list = []  # the commands after the one the pipeline is about to run
+        self.loop_lines: list[int] = []  # the lines of the for loops whose body is running, outermost first
 
     def warn(self, line: int, message: str) -> None:
         w = ShellWarning(line, message)
@@ -191,6 +203,8 @@ class Shell:
             return self.run_case(node)
         if isinstance(node, Group):
             return self.run_list(node.body)
+        if isinstance(node, For):
+            return self.run_for(node)
         if isinstance(node, FuncDef):
             self.functions[node.name] = node
             return True
@@ -201,6 +215,31 @@ class Shell:
             self.warn(node.line, f"{node.what} not evaluated (its body is skipped)")
             return None
         raise AssertionError(node)
+
+    def run_for(self, node: For):
+        """for NAME in WORDS: the body runs once per value, as in bash (an argument loop such as
+        `for para in $*; do case $para in --data_path=*) ...`). A launch inside it is recorded with the loop's line
+        (Shell.loop_lines), so the reader can say that it runs once per value."""
+        values = list(self.positional) if node.words is None else \
+            [f for w in node.words for f in self.expand_word(w)]
+        if len(values) > _MAX_LOOP_VALUES:
+            self.warn(node.line, f"'for' loop over {len(values)} values not evaluated (its body is skipped)")
+            return None
+        status = True
+        self.loop_lines.append(node.line)
+        try:
+            for value in values:
+                self.vars[node.name] = value
+                self.templates.pop(node.name, None)
+                try:
+                    status = self.run_list(node.body)
+                except _Continue:
+                    continue
+                except _Break:
+                    break
+        finally:
+            self.loop_lines.pop()
+        return status
 
     def run_case(self, node: Case):
         """The clauses whose patterns match the word run as bash runs them; a word known only when the job runs
@@ -297,6 +336,8 @@ class Shell:
             return False
         if name == "exit":
             raise Exit(line)
+        if name in ("break", "continue") and self.loop_lines:
+            raise _Break() if name == "break" else _Continue()
         if name in ("source", "."):
             return self.run_sourced(name, args, line)
         if name == "unset":

@@ -43,6 +43,7 @@ _DIRECTIVE = re.compile(r"^#(SBATCH|PBS|BSUB|\$|COBALT|FLUX:)\s.*$", re.M)  # ba
 class Launch:
     priority: int
     result: LaunchScript
+    loops: tuple = ()  # the lines of the for loops (of this shell and the shells that started it) it ran in
 
 
 def sbatch_directives(text: str) -> dict[str, str]:
@@ -56,11 +57,27 @@ def sbatch_directives(text: str) -> dict[str, str]:
     return parse_options(SRUN, words, lambda k: False).values if words else {}
 
 
+# Rank variables a per-rank launcher gives each process: a bare `python X.py` in a script that reads one is one rank
+# of a job that launcher starts from outside the script (mpirun -np 16 bash train.sh)
+_RANK_VARIABLES = re.compile(r"\$\{?((OMPI_COMM_WORLD|PMI|PMIX|MV2_COMM_WORLD)_(RANK|SIZE|LOCAL_RANK)|SLURM_PROCID|"
+                             r"SLURM_LOCALID|JSM_NAMESPACE_(RANK|SIZE|LOCAL_RANK))\b")
+_OUTER_LAUNCHER = {"OMPI": "mpirun", "PMI": "mpirun", "PMIX": "mpirun", "MV2": "mpirun", "SLURM": "srun",
+                   "JSM": "jsrun"}
+
+
+def outer_launcher(text: str) -> tuple[str, str] | None:
+    """(launcher, variable) when the script reads a per-rank launcher's rank variable, e.g. ("mpirun",
+    "OMPI_COMM_WORLD_RANK"); None when it reads none."""
+    found = _RANK_VARIABLES.search(text)
+    return (_OUTER_LAUNCHER[found.group(1).split("_")[0]], found.group(1)) if found else None
+
+
 class Recognizer:
     """Sees every command the pretend shell runs and keeps those that launch training."""
 
     def __init__(self, text: str):
         self.sbatch = sbatch_directives(text)
+        self.outer = outer_launcher(text)
         self.context: list[tuple[LauncherSpec, Stage]] = []  # launchers around the command looked at, outermost first
         self.launches: list[Launch] = []
 
@@ -123,9 +140,38 @@ class Recognizer:
             raise ShellReadError(f"{shell.path}:{line}: {spec.kind} would run '{entry}', which is not a script: "
                                  f"an option before it has lost its value (an empty variable?)")
         world, source = _world(spec, stage, wrappers, self.sbatch)
+        started_by = variable = None
+        if spec is None and not wrappers and self.outer is not None:
+            started_by, variable = self.outer
+            world, source = None, (f"one rank of a job that {started_by} starts from outside this script (it reads "
+                                   f"${variable}), known at run time")
         result = make_launch(shell, stage, entry, argv, temp_env, line, [s for _, s in wrappers], world, source)
+        result.started_by, result.rank_variable = started_by, variable
         distributed = spec is not None or any(s.role == PER_RANK for s, _ in wrappers)
-        self.launches.append(Launch(2 if distributed else 1, result))
+        self.launches.append(Launch(2 if distributed else 1, result, _loop_lines(shell)))
+
+def _loop_lines(shell: Shell) -> tuple:
+    lines = []
+    while shell is not None:
+        lines = shell.loop_lines + lines
+        shell = shell.parent
+    return tuple(lines)
+
+
+def _repeated_by_a_loop(launches: list[Launch], path: str) -> None:
+    """Refuse a training launch that a for loop runs more than once (a sweep, or one process per GPU started by
+    hand): each run is its own configuration, and convert_args converts one."""
+    for launch in launches:
+        for loop in launch.loops:
+            same = [other for other in launches if loop in other.loops and other.result.entry == launch.result.entry]
+            if len(same) > 1:
+                lines = sorted({other.result.entry_line for other in same})
+                raise ShellReadError(
+                    f"{path}:{launch.result.entry_line}: {launch.result.entry} is launched {len(same)} times by the "
+                    f"'for' loop of line {loop} (once per value), each run its own configuration; convert one run: "
+                    f"take the launch out of the loop, or give the loop one value (convert_args.py --set NAME=VALUE)"
+                    + ("" if lines == [launch.result.entry_line] else f" (launch lines {lines})"))
+
 
 def _world(spec: LauncherSpec | None, stage: Stage, wrappers, sbatch) -> tuple[int | None, str]:
     """A spawner counts the processes it starts; python under srun/mpirun is one of the copies they start."""
@@ -225,6 +271,7 @@ def read_launch_script(text: str, script_args: Sequence[str] = (), path: str = "
     launches = recognizer.launches
     if not launches:
         raise ShellReadError(_no_launch_message(shell, path, exit_line, bool(script_args)))
+    _repeated_by_a_loop(launches, path)
     best = max(range(len(launches)), key=lambda k: (launches[k].priority, k))
     chosen = launches[best].result
     for k, launch in enumerate(launches):

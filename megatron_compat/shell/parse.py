@@ -1,7 +1,8 @@
-"""Parsing the token stream into a small tree: simple commands, pipelines, and-or lists, if, case, groups,
-functions."""
+"""Parsing the token stream into a small tree: simple commands, pipelines, and-or lists, if, case, for loops over
+words, groups, functions."""
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 
 from .lex import REDIRECTS, ArithCmd, ArrayAssign, Op, Word
@@ -54,6 +55,14 @@ class Group:
 @dataclass
 class FuncDef:
     name: str
+    body: list
+    line: int
+
+
+@dataclass
+class For:
+    name: str
+    words: list | None   # the Words after `in`; None for `for NAME; do` (the positional parameters)
     body: list
     line: int
 
@@ -143,6 +152,8 @@ class Parser:
             raise self.error("unexpected end of file")
         if self.is_word(tok, "if"):
             node = self.parse_if()
+        elif self.is_word(tok, "for") and self._for_in_list():
+            node = self.parse_for()
         elif self.is_word(tok, "for", "while", "until", "select"):
             node = self.skip_block(tok, opener=("do",), closer="done", what=f"'{tok.raw}' loop")
         elif self.is_word(tok, "case"):
@@ -225,6 +236,33 @@ class Parser:
             if self.is_word(tok, "fi"):
                 return If(clauses, None, line)
             raise self.error(f"'if' on line {line} is not closed by 'fi'", tok)
+
+    def _for_in_list(self) -> bool:
+        """`for NAME [in WORDS]`: a loop over words, which the reader runs; `for ((...))` is not one."""
+        nxt = self.toks[self.k + 1] if self.k + 1 < len(self.toks) else None
+        return self.is_word(nxt) and re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", nxt.raw) is not None
+
+    def parse_for(self) -> For:
+        """for NAME [in WORD...] ; do LIST done (bash's separators: `;` or newlines before `do`)."""
+        line = self.peek().line
+        self.k += 1
+        name = self.peek().raw
+        self.k += 1
+        self.skip_newlines()
+        words = None
+        if self.is_word(self.peek(), "in"):
+            self.k += 1
+            words = []
+            while self.is_word(self.peek()):
+                words.append(self.peek())
+                self.k += 1
+        if self.is_op(self.peek(), ";"):
+            self.k += 1
+        self.skip_newlines()
+        self.expect_word("do")
+        body = self.parse_list({"done"}, stop_paren=False)
+        self.expect_word("done")
+        return For(name, words, body, line)
 
     def parse_case(self) -> Case:
         """case WORD in [(]PATTERN[|PATTERN]...) LIST ;; ... esac (or ;& / ;;& after a LIST)."""

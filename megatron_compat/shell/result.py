@@ -58,6 +58,10 @@ class LaunchScript:
     wrappers: list[Stage] = field(default_factory=list)
     world_size: int | None = 1      # number of training processes; None when only known at run time
     world_size_source: str = "a single python process"  # where world_size comes from, in words
+    # a bare `python` launch that reads a per-rank launcher's rank variables ($OMPI_COMM_WORLD_RANK): that launcher
+    # (mpirun, srun, jsrun) starts this script once per rank from outside it; None otherwise
+    started_by: str | None = None
+    rank_variable: str | None = None  # the rank variable that says so, e.g. OMPI_COMM_WORLD_RANK
     # the script's variables at the launch line (unset references as "\x00NAME\x00"), so a setting computed
     # at run time from them ($(( GPUS * NNODES ))) can be computed again by the new script
     variables: dict[str, str] = field(default_factory=dict)
