@@ -10,8 +10,9 @@ which variable the script writes after each option (LaunchScript.option_variable
   a flag that takes several values is left as bash gives it, with the same warning for a placeholder;
   a flag left without a value gets a message naming the variable, why it is empty, and how to give it one.
 """
+import re
 from dataclasses import dataclass, field
-from typing import Dict, List, Tuple
+from typing import Dict, List, Optional, Tuple
 
 from .flag_spec import spec_for
 from .shell.placeholders import is_placeholder
@@ -35,7 +36,8 @@ def _placeholder(value: str) -> str:
     return " — it is still the example's placeholder" if is_placeholder(value) else ""
 
 
-def repair_argv(argv: List[str], option_variables: Dict[str, object], line: int) -> Repaired:
+def repair_argv(argv: List[str], option_variables: Dict[str, object], line: int,
+                sbatch: Optional[Dict[str, str]] = None) -> Repaired:
     out = Repaired(list(argv))
     k = 0
     while k < len(out.argv):
@@ -53,8 +55,13 @@ def repair_argv(argv: List[str], option_variables: Dict[str, object], line: int)
         parts = value.split()
         if not words and not value.strip():
             live = _rank_variable(token, use)
+            job = _slurm_value(use, sbatch or {})
             if live:  # a per-rank launcher's variable: only the running process has it, and the flag is absorbed
                 out.argv.insert(k + 1, live)
+            elif job:  # $SLURM_GPUS_PER_NODE: what Slurm sets it to, from the script's own #SBATCH lines
+                out.argv.insert(k + 1, str(job[1]))
+                out.warnings.append(f"line {line}: {token} is given ${job[0]}, which Slurm sets from {job[2]}: "
+                                    f"{job[1]} taken")
             else:
                 out.problems.append((token, _lost(token, use, line)))
         elif len(parts) > 1 and words[:len(parts)] == parts:
@@ -68,6 +75,18 @@ def repair_argv(argv: List[str], option_variables: Dict[str, object], line: int)
                                     f"set {use.name} to the real value")
         k += 1
     return out
+
+
+def _slurm_value(use, sbatch: Dict[str, str]):
+    """(variable, value, directive) when the empty variable is, or is set from, a Slurm variable that the
+    script's #SBATCH lines fix ($SLURM_GPUS_PER_NODE from --gpus-per-node); None otherwise."""
+    from .shell.launchers import slurm_count
+
+    for name in [use.name] + re.findall(r"\$\{?(\w+)", use.because):
+        found = slurm_count(name, sbatch)
+        if found:
+            return name, found[0], found[1]
+    return None
 
 
 def _rank_variable(flag: str, use) -> str:

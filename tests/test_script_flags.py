@@ -494,3 +494,22 @@ def test_tokenizer_padding_side_is_a_no_op_for_pretraining_and_refused_left_for_
                                                                      "--is-instruction-dataset"])
     assert "expects left or right" in refused(BASE + ["--tokenizer-padding-side", "up"])
     ok(BASE + ["--tokenizer-padding-side", "right", "--is-instruction-dataset"])
+
+
+def test_a_flag_given_a_slurm_variable_takes_the_value_the_sbatch_lines_fix(tmp_path):
+    """--tensor-model-parallel-size $SLURM_GPUS_PER_NODE: Slurm sets it from #SBATCH --gpus-per-node, so the job's
+    value is known here; a Slurm variable no #SBATCH line fixes still leaves the flag without a value."""
+    from fsdp2_core.config import load_config
+    from tools.convert_args import main as convert
+    head = "#!/bin/bash\n#SBATCH --nodes=2\n#SBATCH --ntasks-per-node=1\n#SBATCH --gpus-per-node=4\n"
+    launch = ("srun torchrun --nproc_per_node 4 --nnodes 2 pretrain_gpt.py " + " ".join(BASE)
+              + " --tensor-model-parallel-size $TP\n")
+    script, out = tmp_path / "run.sh", tmp_path / "run.yaml"
+    script.write_text(head + "TP=$SLURM_GPUS_PER_NODE\n" + launch)
+    assert convert([str(script), "-o", str(out), "--script-out", str(tmp_path / "new.sh")]) == 0
+    assert load_config(str(out)).parallel.tp_size == 4
+    assert "is given $SLURM_GPUS_PER_NODE, which Slurm sets from #SBATCH --gpus-per-node 4: 4 taken" in \
+        out.read_text()
+    script.write_text(head + "TP=$SLURM_CPUS_PER_TASK\n" + launch)
+    assert convert([str(script), "-o", str(tmp_path / "other.yaml"), "--script-out", str(tmp_path / "other.sh")]) == 1
+    assert not (tmp_path / "other.yaml").exists()

@@ -27,6 +27,7 @@ from megatron_compat.registry import list_flags_lines  # noqa: E402
 from megatron_compat.reverse import to_megatron  # noqa: E402
 from megatron_compat.script_values import explained, repair_argv  # noqa: E402
 from megatron_compat.shell import ShellReadError, read_launch_script  # noqa: E402
+from megatron_compat.shell.launch import sbatch_directives  # noqa: E402
 from megatron_compat.translate import translate  # noqa: E402
 from megatron_compat.unknown_flags import vouch_from  # noqa: E402
 
@@ -149,7 +150,8 @@ def convert(args) -> int:
     except ValueError as exc:
         print(f"convert_args: {exc}", file=sys.stderr)
         return 2
-    repaired = repair_argv(launch.argv, launch.option_variables, launch.entry_line)
+    repaired = repair_argv(launch.argv, launch.option_variables, launch.entry_line,
+                           sbatch_directives("\n".join(launch.directives)))
     for warning in repaired.warnings:
         print(f"{args.script}: WARNING: {warning}", file=sys.stderr)
     result = translate(repaired.argv, world_size=launch.world_size, entry=judged.translate_as or "pretrain_gpt.py",

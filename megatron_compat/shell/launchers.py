@@ -154,6 +154,15 @@ def sbatch_counts(values: dict) -> dict[str, int]:
     return {k: v for k, v in counts.items() if v}
 
 
+def slurm_count(name: str, sbatch: dict) -> tuple[int, str] | None:
+    """What Slurm sets $name to in a job with these #SBATCH options: (8, "#SBATCH --gpus-per-node 8"), or None."""
+    key = _SLURM_FROM_SBATCH.get(name)
+    counts = sbatch_counts(sbatch)
+    if key is None or key not in counts:
+        return None
+    return counts[key], f"#SBATCH --{key.replace('_', '-')} {counts[key]}"
+
+
 def count(value: str, sbatch: dict) -> tuple[int | None, str]:
     """A launcher option's number, and how it reads in the report: "8", "$SLURM_NNODES (#SBATCH --nodes 2)",
     "$GPUS, known at run time"."""
