@@ -11,6 +11,7 @@ Family choice follows what the flags describe:
   rope + RMSNorm + SwiGLU                                        -> llama
       ... with a sliding window (--sliding-window/--window-size) -> mistral
       ... with q/k/v bias only (--add-qkv-bias)                  -> qwen2
+      ... with MiniCPM's --scale-emb/--scale-depth/--dim-model-base -> granite (arch/minicpm.py)
       ... with --qk-layernorm                                    -> qwen3
       ... with experts: by the router (arch/moe.py)              -> qwen3_moe, mixtral, qwen2_moe, glm4_moe
       ... with Multi-Latent Attention (arch/attention.py)        -> deepseek_v3 (deepseek_v2: softmax router)
@@ -41,6 +42,8 @@ from .arch.gpt_oss import check_gpt_oss, check_not_gpt_oss, gpt_oss_fields, want
 from .arch.hybrid import HYBRID_COMPARED, checkpoint_fields, hybrid_config, layer_symbols, wants_hybrid
 from .arch.layernorm import bloom, gpt_neox
 from .arch.linear_attention import check_qwen3_next, dense_fields, linear_attention
+from .arch.minicpm import FAMILY as MINICPM_FAMILY
+from .arch.minicpm import check_minicpm_family, granite_fields, minicpm_scales
 from .arch.minimax import check_minimax, wants_minimax
 from .arch.moe import (
     ENGINE_MODEL_ID,
@@ -96,6 +99,8 @@ def build_architecture(given: Dict[str, Any], seq_length: Optional[int],
         raise ArchitectureError(f"the architecture needs {', '.join(missing)} as well")
     a = _read_flags(given, seq_length)
     notes: List[str] = []
+    if hybrid and a["minicpm"]:
+        check_minicpm_family(a["minicpm"], "nemotron_h")
     family = "nemotron_h" if hybrid else _choose_family(a)
     if family == "nemotron_h":
         config = hybrid_config(given, a, notes)
@@ -193,6 +198,7 @@ def _read_flags(g, seq_length):
         "hidden_drop_given": "--hidden-dropout" in g,
         "rope_base": g.get("--rotary-base", 10000), "rope_pct": g.get("--rotary-percent", 1.0),
         "squared_relu": bool(g.get("--squared-relu")),
+        "minicpm": minicpm_scales(g), "layers_given": layers,
     }
 
 
@@ -299,6 +305,14 @@ def _renumbered(layers, real):
 
 
 def _choose_family(a) -> str:
+    family = _family_of_the_layout(a)
+    if a["minicpm"]:  # MiniCPM's scales on a Llama layout: transformers' Granite (arch/minicpm.py)
+        check_minicpm_family(a["minicpm"], family)
+        return MINICPM_FAMILY
+    return family
+
+
+def _family_of_the_layout(a) -> str:
     _check_family_flags(a)
     if a["positions"] == "none" and not a["rope"]:
         raise ArchitectureError("--position-embedding-type none: only hybrid Mamba models (--hybrid-layer-pattern, the "
@@ -460,6 +474,8 @@ def _rope_family(a, family, notes, given):
         config.update(gemma2_fields(a, given))
     if family == "qwen3":
         config["attention_bias"] = a["qkv_bias"]
+    if family == MINICPM_FAMILY:
+        config.update(granite_fields(a["minicpm"], a["layers_given"], a["hidden"], a["head_dim"]))
     if family == "mistral":
         config["sliding_window"] = a["window"]
     if family == "qwen3_next":
@@ -500,7 +516,7 @@ def _rope_parameters(a, family):
 
 def _biases(a, family):
     """Linear biases: Llama's on every projection or none; GLM, GLM-4.5 and Qwen2 on q/k/v only; none elsewhere."""
-    if family == "llama":
+    if family in ("llama", MINICPM_FAMILY):
         return {"attention_bias": a["bias"], "mlp_bias": a["bias"]}
     if family == "gpt_oss":  # biases required (check_gpt_oss)
         return {"attention_bias": True}

@@ -585,6 +585,12 @@ MAPPED_RULES += [
          "(q/k/v only: the qwen2 family)", ROPE + ("--disable-bias-linear-fc", "--disable-bias-attn-fc")),
     arch("--disable-bias-attn-fc", "attention_bias: with --disable-bias-linear-fc (see there)",
          ROPE + ("--disable-bias-linear-fc", "--disable-bias-attn-fc")),
+    arch("--scale-emb", "embedding_multiplier (MiniCPM's scales: the granite family)",
+         ROPE + ("--disable-bias-linear", "--scale-emb", "12")),
+    arch("--scale-depth", "residual_multiplier = D / sqrt(--num-layers) (MiniCPM; granite)",
+         ROPE + ("--disable-bias-linear", "--scale-depth", "1.4")),
+    arch("--dim-model-base", "logits_scaling = hidden / B (MiniCPM; granite)",
+         ROPE + ("--disable-bias-linear", "--dim-model-base", "32")),
     arch("--add-qkv-bias --add-qkv-bias-linear", "bias on q, k, v only (Qwen2, Qwen2-MoE, GLM-4.5 families; ROCm's "
          "spelling --add-qkv-bias-linear)", ROPE + ("--disable-bias-linear", "--add-qkv-bias")),
     arch("--qk-layernorm", "q_norm/k_norm (Qwen3, GLM-4.5 use_qk_norm); with MLA its latent norms",

@@ -20,6 +20,7 @@ from .arch.gpt_oss import gpt_oss_flags
 from .arch.hybrid import hybrid_flags
 from .arch.layernorm import bloom_flags, gpt_neox_flags
 from .arch.linear_attention import is_dense, linear_attention_flags
+from .arch.minicpm import minicpm_flags
 from .arch.module_names import fsdp_units, llama_pattern
 from .arch.moe import ENGINE_MODEL_ID, SIGMOID_FAMILIES, moe_flags, training_flags
 from .arch.rope import rope_scaling_flags
@@ -340,6 +341,8 @@ def architecture_flags(arch, values=None) -> List[str]:
         out.append("--qk-layernorm")
     if family == "qwen3_next":
         out += linear_attention_flags(arch)
+    if family == "granite":
+        out += minicpm_flags(arch)
     if family in ENGINE_MODEL_ID and (family not in SIGMOID_FAMILIES
                                       or arch.get("first_k_dense_replace", 0) < arch["num_hidden_layers"]) \
             and not (family == "qwen3_next" and is_dense(arch)):

@@ -56,12 +56,20 @@ def backbone_of(model: nn.Module) -> nn.Module:
 
 
 def output_layer(model: nn.Module):
-    """The output head as the loss applies it. Gemma 2 soft-caps its logits (C · tanh(logits / C)) in its
-    ForCausalLM forward, which the loss does not call, so the cap is applied here (elementwise: a vocabulary slice
-    under tensor parallelism caps the same)."""
+    """The output head as the loss applies it. Gemma 2 soft-caps its logits (C · tanh(logits / C)) and Granite
+    (MiniCPM's --dim-model-base) divides them by logits_scaling in their ForCausalLM forward, which the loss does not
+    call, so both are applied here (elementwise: a vocabulary slice under tensor parallelism is treated the same)."""
     head = model.get_output_embeddings()
-    cap = getattr(getattr(model, "config", None), "final_logit_softcapping", None)
+    config = getattr(model, "config", None)
+    scaling = getattr(config, "logits_scaling", 1.0) if getattr(config, "model_type", "") == "granite" else 1.0
+    if scaling != 1.0:
+        head = functools.partial(_scaled, head, float(scaling))
+    cap = getattr(config, "final_logit_softcapping", None)
     return functools.partial(_soft_capped, head, float(cap)) if cap else head
+
+
+def _scaled(head, scaling: float, hidden: torch.Tensor) -> torch.Tensor:
+    return head(hidden) / scaling
 
 
 def _soft_capped(head, cap: float, hidden: torch.Tensor) -> torch.Tensor:

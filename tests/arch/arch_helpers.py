@@ -67,6 +67,9 @@ QWEN3_MOE = ("--num-experts 8 --moe-router-topk 2 --moe-ffn-hidden-size 16 --qk-
              "--group-query-attention --num-query-groups 2 --kv-channels 8")
 LLAMA31 = "--use-rope-scaling --rope-scaling-factor 8 --rotary-base 500000 --group-query-attention --num-query-groups 2"
 MISTRAL = "--sliding-window 8 --group-query-attention --num-query-groups 2"
+# MiniCPM-style (MindSpeed's examples/mcore/minicpm): embeddings × 12, residual branches × 1.4 / sqrt(layers), final
+# hidden states ÷ (hidden / 8), tied embeddings (BASE unties them; flag_config keeps that for the other families).
+MINICPM = "--scale-emb 12 --scale-depth 1.4 --dim-model-base 8 --group-query-attention --num-query-groups 2"
 
 class PatternDataset(SyntheticDataset):
     """Samples a model can learn in a few steps: each token follows from the one before (t' = 5t + 3 mod V)."""
@@ -78,7 +81,7 @@ class PatternDataset(SyntheticDataset):
 
 
 FAMILIES = {"deepseek_v3": DSV3, "deepseek_v2": DSV2, "gpt_oss": GPT_OSS, "minimax_m2": MINIMAX_M2, "glm4_moe": GLM45,
-            "qwen2_moe": QWEN2_MOE, "qwen3_moe": QWEN3_MOE, "llama": LLAMA31, "mistral": MISTRAL}
+            "qwen2_moe": QWEN2_MOE, "qwen3_moe": QWEN3_MOE, "llama": LLAMA31, "mistral": MISTRAL, "granite": MINICPM}
 
 
 def megatron_utils():

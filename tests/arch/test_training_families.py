@@ -16,7 +16,7 @@ PROBE = torch.as_tensor(np.random.default_rng(3).integers(0, 128, size=(2, 32)))
 @pytest.fixture(scope="module")
 def family_runs(tmp_path_factory):
     names = ["deepseek_v3", "deepseek_v2", "gpt_oss", "minimax_m2", "glm4_moe", "qwen2_moe",
-                                  "llama", "mistral"]
+                                  "llama", "mistral", "granite"]
     # MindSpeed's DeepSeek-V2 router with its expert-, device- and communication-level losses per sample
     balanced = (DSV2_MINDSPEED.replace("--moe-aux-loss-coeff 0", "--moe-aux-loss-coeff 0.003")
                 + " --moe-device-level-aux-loss-coeff 0.05 --moe-comm-aux-loss-coeff 0.02 --seq-aux")
@@ -40,7 +40,7 @@ def dsv3_layouts(tmp_path_factory):
 
 
 @pytest.mark.parametrize("name", ["deepseek_v3", "deepseek_v2", "gpt_oss", "minimax_m2", "glm4_moe", "qwen2_moe",
-                                  "llama", "mistral"])
+                                  "llama", "mistral", "granite"])
 def test_family_trains_and_exports(name, family_runs):
     rank0, rank1 = family_runs[name]
     losses = rank0["losses"]

@@ -18,7 +18,7 @@ from ..layout import CheckpointError
 from .layout import expert_name, layer_name, mtp_layer_prefix, mtp_name
 
 LLAMA_LIKE = ("llama", "mistral", "qwen2", "qwen3", "qwen3_moe", "mixtral", "qwen2_moe", "glm4_moe", "deepseek_v2",
-              "deepseek_v3", "gpt_oss", "qwen3_next")
+              "deepseek_v3", "gpt_oss", "qwen3_next", "granite")
 FAMILIES = LLAMA_LIKE + ("gpt2",)
 
 Tensors = Dict[str, torch.Tensor]
