@@ -518,6 +518,9 @@ HYBRID = ("--hybrid-layer-pattern", "M*", "--position-embedding-type", "none", "
           "--mamba-state-dim", "16")
 YARN = ("--rope-scaling-type", "yarn", "--rope-scaling-factor", "4",
         "--rope-scaling-original-max-position-embeddings", "16")
+# BASE's heads have 16 dimensions: 8 rotary frequencies, one factor each
+LONGROPE = ("--rope-scaling-type", "longrope", "--rope-scaling-original-max-position-embeddings", "16",
+            "--long-factor", "1,1.5,2,2.5,3,3.5,4,4.5", "--short-factor", "1,1,1,1,1.2,1.4,1.6,1.8")
 
 
 def arch(flags: str, hf_field: str, example: Tuple[str, ...] = ()) -> Rule:
@@ -709,7 +712,14 @@ MAPPED_RULES += [
          ROPE + ("--use-rope-scaling",)),
     arch("--rope-scaling-factor", "rope_parameters factor",
          ROPE + ("--use-rope-scaling", "--rope-scaling-factor", "32")),
-    arch("--rope-scaling-type", "rope_parameters rope_type (llama3, yarn)", ROPE + YARN),
+    arch("--rope-scaling-type", "rope_parameters rope_type (llama3, yarn, longrope)", ROPE + YARN),
+    arch("--long-factor", "rope_parameters long_factor (longrope: --seq-length beyond the original context)",
+         ROPE + LONGROPE),
+    arch("--short-factor", "rope_parameters short_factor (longrope)", ROPE + LONGROPE),
+    arch("--long-mscale", "rope_parameters attention_factor (longrope, when --seq-length is beyond the original "
+         "context)", ROPE + LONGROPE + ("--long-mscale", "1.2", "--short-mscale", "1.1")),
+    arch("--short-mscale", "rope_parameters attention_factor (longrope, within the original context)",
+         ROPE + LONGROPE + ("--long-mscale", "1.3", "--short-mscale", "1.3")),
     arch("--rotary-seq-len-interpolation-factor", "rope_parameters rope_type linear with its factor (1: none)",
          ROPE + ("--rotary-seq-len-interpolation-factor", "4")),
     arch("--low-freq-factor", "rope_parameters low_freq_factor (llama3)", ROPE + LLAMA3),

@@ -8,7 +8,17 @@
             --rope-scaling-type yarn --rope-scaling-factor --rope-scaling-original-max-position-embeddings
                 --rope-scaling-beta-fast/--beta-fast --rope-scaling-beta-slow/--beta-slow
                 --rope-scaling-mscale --rope-scaling-mscale-all-dim
+            --rope-scaling-type longrope --long-factor L1,L2,.. --short-factor S1,S2,..
+                --rope-scaling-original-max-position-embeddings [--long-mscale --short-mscale] (Phi-3.5, MiniCPM3)
   Megatron  --rotary-seq-len-interpolation-factor F          linear position interpolation (rope_type linear)
+
+LongRoPE as MindSpeed computes it (rotary_pos_embedding.py): inverse frequencies 1 / (factor_i · base^(2i/d)), with
+the long factors when --seq-length exceeds the original context and the short ones otherwise (--longrope-freqs-type
+mul and outer compute the same), cos and sin scaled by --long-mscale / --short-mscale when given, else by
+sqrt(1 + ln(max positions / original) / ln(original)) beyond the original context. transformers' longrope computes
+the same, choosing the factors by each batch's longest position: the same choice for whole sequences, so runs
+where a sequence may end before the original context while --seq-length exceeds it (position ids reset per
+document, context parallelism) are refused.
 
 YaRN's attention factor (the scale of cos/sin) is written explicitly as Megatron computes it
 (yarn_rotary_pos_embedding._yarn_get_concentration_factor: mscale(f, mscale) / mscale(f, mscale_all_dim)), because
@@ -132,8 +142,67 @@ def _rope_scaling(g, mla: bool) -> Optional[Dict[str, Any]]:
                                     "(the context length the model was pretrained with)")
         return _yarn(g, factor, original, g.get("--rope-scaling-mscale", 1.0),
                      g.get("--rope-scaling-mscale-all-dim", 0.0))
-    raise ArchitectureError(f"--rope-scaling-type {kind}: only llama3 and yarn scaling map to a Hugging Face "
-                            "rope_type here (longrope and plm have no equivalent among the supported families)")
+    if kind == "longrope":
+        return _longrope(g, mla)
+    raise ArchitectureError(f"--rope-scaling-type {kind}: only llama3, yarn and longrope scaling map to a Hugging "
+                            "Face rope_type here (plm has no equivalent among the supported families)")
+
+
+def _factor_list(g, flag: str, dim: Optional[int]) -> List[float]:
+    """--long-factor / --short-factor: MindSpeed's comma-separated factors, one per rotary frequency."""
+    raw = g.get(flag)
+    if raw is None:
+        raise ArchitectureError(f"--rope-scaling-type longrope needs {flag} (comma-separated factors, one per rotary "
+                                "frequency), as MindSpeed requires")
+    try:
+        values = [float(x) for x in str(raw).split(",")]
+    except ValueError:
+        raise ArchitectureError(f"{flag} {raw}: expects comma-separated numbers") from None
+    if not all(math.isfinite(v) and v > 0 for v in values):
+        raise ArchitectureError(f"{flag} {raw}: LongRoPE's factors divide the frequencies; give positive numbers")
+    if dim is not None and len(values) != dim // 2:
+        raise ArchitectureError(f"{flag} has {len(values)} factors; the rotary part of each head ({dim} dimensions) "
+                                f"has {dim // 2} frequencies, one factor each")
+    return values
+
+
+def _rotary_dim(g, mla: bool) -> Optional[int]:
+    if mla:
+        return g.get("--qk-pos-emb-head-dim", g.get("--qk-rope-head-dim"))
+    heads, hidden = g.get("--num-attention-heads"), g.get("--hidden-size")
+    head_dim = g.get("--kv-channels") or (hidden // heads if heads and hidden and hidden % heads == 0 else None)
+    return int(head_dim * g.get("--rotary-percent", 1.0)) if head_dim else None
+
+
+def _longrope(g, mla: bool) -> Dict[str, Any]:
+    original = g.get("--rope-scaling-original-max-position-embeddings")
+    if original is None:
+        raise ArchitectureError("--rope-scaling-type longrope needs --rope-scaling-original-max-position-embeddings "
+                                "(the context length the model was pretrained with), as MindSpeed requires")
+    original = _positions(original)
+    dim = _rotary_dim(g, mla)
+    params = {"rope_type": "longrope", "long_factor": _factor_list(g, "--long-factor", dim),
+              "short_factor": _factor_list(g, "--short-factor", dim), "original_max_position_embeddings": original}
+    seq_length = g.get("--seq-length") or g.get("--max-position-embeddings") or original
+    long_mscale, short_mscale = g.get("--long-mscale"), g.get("--short-mscale")
+    if bool(long_mscale) != bool(short_mscale):
+        raise ArchitectureError("--long-mscale and --short-mscale go together (MindSpeed refuses one alone)")
+    if long_mscale:
+        params["attention_factor"] = float(long_mscale if seq_length > original else short_mscale)
+    else:  # MindSpeed's default, from the largest position the model is built for
+        scale = g.get("--max-position-embeddings", seq_length) / original
+        params["attention_factor"] = 1.0 if scale <= 1 else math.sqrt(1 + math.log(scale) / math.log(original))
+    if seq_length > original:
+        splits = [f for f in ("--reset-position-ids", "--reset-attention-mask") if g.get(f)]
+        if g.get("--context-parallel-size", 1) > 1:
+            splits.append(f"--context-parallel-size {g['--context-parallel-size']}")
+        if splits:
+            raise ArchitectureError(f"--rope-scaling-type longrope with --seq-length {seq_length} beyond the original "
+                                    f"{original} positions and {', '.join(splits)}: MindSpeed uses the long factors "
+                                    "for every sequence, transformers only for a batch whose positions go beyond "
+                                    f"{original}, which a reset or a context-parallel slice may not; drop "
+                                    f"{splits[0].split()[0]}")
+    return params
 
 
 def rope_scaling_flags(rope: Dict[str, Any], mla: bool) -> List[str]:
@@ -147,6 +216,8 @@ def rope_scaling_flags(rope: Dict[str, Any], mla: bool) -> List[str]:
         return ["--rope-scaling-type", "llama3", "--rope-scaling-factor", str(rope["factor"]),
                 "--low-freq-factor", str(rope["low_freq_factor"]), "--high-freq-factor", str(rope["high_freq_factor"]),
                 "--original-max-position-embeddings", str(rope["original_max_position_embeddings"])]
+    if kind == "longrope":
+        return _longrope_flags(rope)
     if kind != "yarn":
         return []
     if mla and rope["original_max_position_embeddings"] == MLA_YARN_ORIGINAL and rope["beta_fast"] == 32 \
@@ -158,3 +229,15 @@ def rope_scaling_flags(rope: Dict[str, Any], mla: bool) -> List[str]:
             "--rope-scaling-beta-fast", str(int(rope["beta_fast"])),
             "--rope-scaling-beta-slow", str(int(rope["beta_slow"])),
             "--rope-scaling-mscale", str(rope["mscale"]), "--rope-scaling-mscale-all-dim", str(rope["mscale_all_dim"])]
+
+
+def _longrope_flags(rope: Dict[str, Any]) -> List[str]:
+    """Inverse of _longrope: the attention factor as one mscale for short and long sequences alike."""
+    factors = lambda key: ",".join(f"{v:.12g}" for v in rope[key])  # noqa: E731
+    out = ["--rope-scaling-type", "longrope", "--long-factor", factors("long_factor"),
+           "--short-factor", factors("short_factor"),
+           "--rope-scaling-original-max-position-embeddings", str(rope["original_max_position_embeddings"])]
+    if rope.get("attention_factor") is not None:
+        out += ["--long-mscale", repr(float(rope["attention_factor"])),
+                "--short-mscale", repr(float(rope["attention_factor"]))]
+    return out
