@@ -720,7 +720,8 @@ MAPPED_RULES += [
          "context)", ROPE + LONGROPE + ("--long-mscale", "1.2", "--short-mscale", "1.1")),
     arch("--short-mscale", "rope_parameters attention_factor (longrope, within the original context)",
          ROPE + LONGROPE + ("--long-mscale", "1.3", "--short-mscale", "1.3")),
-    arch("--rotary-seq-len-interpolation-factor", "rope_parameters rope_type linear with its factor (1: none)",
+    arch("--rotary-seq-len-interpolation-factor --rotary-scale-factor", "rope_parameters rope_type linear with its "
+         "factor (1: none; Pai-Megatron-Patch's --rotary-scale-factor divides the positions the same way)",
          ROPE + ("--rotary-seq-len-interpolation-factor", "4")),
     arch("--low-freq-factor", "rope_parameters low_freq_factor (llama3)", ROPE + LLAMA3),
     arch("--high-freq-factor", "rope_parameters high_freq_factor (llama3)", ROPE + LLAMA3[:-4] + (

@@ -139,6 +139,7 @@ SAME = [
     (LLAMA + ["--attention-head-type", "multiquery"], LLAMA + ["--group-query-attention", "--num-query-groups", "1"]),
     (LLAMA + ["--causal-lm"], LLAMA + ["--untie-embeddings-and-output-weights"]),
     (LLAMA + ["--add-qkv-bias-linear"], LLAMA + ["--add-qkv-bias"]),
+    (LLAMA + ["--rotary-scale-factor", "4"], LLAMA + ["--rotary-seq-len-interpolation-factor", "4"]),  # Pai's t / F
     (["--position-embedding-type", "rope", "--normalization", "rmsnorm", "--swiglu", "--hidden-dropout", "0"],
      ["--position-embedding-type", "rope", "--normalization", "RMSNorm", "--swiglu", "--hidden-dropout", "0"]),
     (["--use-fused-rmsnorm", "1"], ["--use-fused-rmsnorm"]),
