@@ -59,8 +59,8 @@ def sbatch_directives(text: str) -> dict[str, str]:
 
 # Rank variables a per-rank launcher gives each process: a bare `python X.py` in a script that reads one is one rank
 # of a job that launcher starts from outside the script (mpirun -np 16 bash train.sh)
-_RANK_VARIABLES = re.compile(r"\$\{?((OMPI_COMM_WORLD|PMI|PMIX|MV2_COMM_WORLD)_(RANK|SIZE|LOCAL_RANK)|SLURM_PROCID|"
-                             r"SLURM_LOCALID|JSM_NAMESPACE_(RANK|SIZE|LOCAL_RANK))\b")
+_LAUNCHER_RANK_VARIABLES = re.compile(r"\$\{?((OMPI_COMM_WORLD|PMI|PMIX|MV2_COMM_WORLD)_(RANK|SIZE|LOCAL_RANK)|"
+                                      r"SLURM_PROCID|SLURM_LOCALID|JSM_NAMESPACE_(RANK|SIZE|LOCAL_RANK))\b")
 _OUTER_LAUNCHER = {"OMPI": "mpirun", "PMI": "mpirun", "PMIX": "mpirun", "MV2": "mpirun", "SLURM": "srun",
                    "JSM": "jsrun"}
 
@@ -68,7 +68,7 @@ _OUTER_LAUNCHER = {"OMPI": "mpirun", "PMI": "mpirun", "PMIX": "mpirun", "MV2": "
 def outer_launcher(text: str) -> tuple[str, str] | None:
     """(launcher, variable) when the script reads a per-rank launcher's rank variable, e.g. ("mpirun",
     "OMPI_COMM_WORLD_RANK"); None when it reads none."""
-    found = _RANK_VARIABLES.search(text)
+    found = _LAUNCHER_RANK_VARIABLES.search(text)
     return (_OUTER_LAUNCHER[found.group(1).split("_")[0]], found.group(1)) if found else None
 
 
@@ -150,7 +150,9 @@ class Recognizer:
         distributed = spec is not None or any(s.role == PER_RANK for s, _ in wrappers)
         self.launches.append(Launch(2 if distributed else 1, result, _loop_lines(shell)))
 
+
 def _loop_lines(shell: Shell) -> tuple:
+    """The lines of the for loops running now, in this shell and in the shells that started it, outermost first."""
     lines = []
     while shell is not None:
         lines = shell.loop_lines + lines
