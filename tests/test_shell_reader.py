@@ -1100,3 +1100,24 @@ def test_a_per_rank_script_started_outside_stays_per_rank_and_meets_at_its_dist_
     no_host = read_launch_script((CORPUS / name).read_text(), [], path=name)  # $1 and $2 not given: tcp://:
     assert "FIXME: --dist-url 'tcp://:' names no tcp://HOST:PORT" in render_launch_script(
         no_host, "train_fsdp2.py", ["new.yaml"], name)
+
+
+PER_RANK_CASE = """\
+lrank=$OMPI_COMM_WORLD_LOCAL_RANK
+case ${lrank} in
+[0]) numactl --cpunodebind=0 --membind=0 python -u pretrain_gpt.py --x ;;
+[1]) numactl --cpunodebind=1 --membind=1 python -u pretrain_gpt.py --x ;;
+esac
+"""
+
+
+def test_a_branch_on_a_rank_variable_says_which_value_to_give():
+    """A per-rank script that picks its NUMA binding by the local rank: no branch is known here, and the refusal
+    names the line and the variable; given one, the launch is one rank of the job mpirun starts."""
+    with pytest.raises(ShellReadError, match=r"line 2: 'case' on \$lrank \(\$OMPI_COMM_WORLD_LOCAL_RANK\), set by "
+                                             r"the scheduler at run time: no branch taken \(give the value with --set"):
+        read(PER_RANK_CASE)
+    launch = read_launch_script(PER_RANK_CASE, [], path="test.sh", environ={"OMPI_COMM_WORLD_LOCAL_RANK": "1"})
+    assert (launch.style, launch.world_size, launch.started_by) == ("numactl + python", None, "mpirun")
+    text = render_launch_script(launch, "train_fsdp2.py", ["new.yaml"], "test.sh")
+    assert "numactl --cpunodebind=1 --membind=1 \\\n    python -u" in text

@@ -26,7 +26,7 @@ from .other_files import find_script, sets_up_the_machine
 from .parse import AndOr, Case, For, FuncDef, Group, If, Parser, Pipeline, Simple, Skipped
 from .path_commands import path_of_commands
 from .result import ShellReadError, ShellWarning
-from .runtime import BASH_RUN_TIME, holds_command_output, scheduler_references
+from .runtime import BASH_RUN_TIME, REFERENCE, holds_command_output, scheduler_references
 from .sed import SedNotUnderstood, find_template, parse_sed, run_sed
 
 
@@ -1045,6 +1045,11 @@ class Shell:
         unset = [n for word in raw for n in scheduler_references(word) if self.lookup(n) is None]
         if unset:
             return f"${unset[0]}, set by the scheduler at run time"
+        for word in raw:  # lrank=$OMPI_COMM_WORLD_LOCAL_RANK; case $lrank in ...: the scheduler's value, renamed
+            for name in REFERENCE.findall(word):
+                inherited = scheduler_references(self.templates.get(name, "").replace("\x00", "$"))
+                if inherited:
+                    return f"${name} (${inherited[0]}), set by the scheduler at run time"
         output = next((a for a, _ in args if holds_command_output(a)), None)
         return f"the output of {output[:50]}" if output is not None else None
 

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from typing import Mapping, Sequence
 
 from .evaluate import Exit, Shell
-from .launchers import PER_RANK, PYTHON, SPAWNER, SRUN, LauncherSpec, match_launcher, parse_options
+from .launchers import PER_RANK, PYTHON, SPAWNER, SRUN, WRAPPER, LauncherSpec, match_launcher, parse_options
 from .lex import Lexer
 from .lost_values import entry_lost, launcher_options, scopes, value_split_into_the_entry
 from .option_values import option_variables
@@ -141,7 +141,7 @@ class Recognizer:
                                  f"an option before it has lost its value (an empty variable?)")
         world, source = _world(spec, stage, wrappers, self.sbatch)
         started_by = variable = None
-        if spec is None and not wrappers and self.outer is not None:
+        if spec is None and self.outer is not None and all(s.role == WRAPPER for s, _ in wrappers):  # numactl: one
             started_by, variable = self.outer
             world, source = None, (f"one rank of a job that {started_by} starts from outside this script (it reads "
                                    f"${variable}), known at run time")
@@ -302,6 +302,9 @@ def _no_launch_message(shell: Shell, path: str, exit_line: int | None, with_args
             "" if with_args else ": if it needs arguments or variables, pass them (convert_args.py SCRIPT "
                                  "--set NAME=VALUE -- ARGS...)"))
     hints += [f"lines not evaluated: {', '.join(map(str, skipped))}"] if skipped else []
+    # a branch chosen by a value only the job has (case $OMPI_COMM_WORLD_LOCAL_RANK in 0) numactl ... python ...)
+    hints += [f"line {w.line}: {w.message.replace('no branch taken', 'no branch taken (give the value with --set)')}"
+              for w in shell.warnings if w.message.startswith("'case' on ") and "at run time" in w.message]
     hints += [f"line {line} runs {script}: convert that script instead" for line, script in shell.other_scripts]
     hint = f" ({'; '.join(hints)})" if hints else ""
     return (f"{path}: no launch line found: no torchrun, python -m torch.distributed.launch|run, deepspeed or "
