@@ -182,7 +182,8 @@ def test_moe_layer_freq_list_form():
     ("--sliding-window 8 --qk-layernorm", "only the Mistral family"),
     ("--window-size 8,4", "the right extent must be 0"),
     ("--rope-scaling-type llama3", "needs --low-freq-factor, --high-freq-factor, --original-max-position-embeddings"),
-    ("--rope-scaling-type longrope", "only llama3 and yarn"),
+    ("--rope-scaling-type longrope", "longrope needs --rope-scaling-original-max-position-embeddings"),
+    ("--rope-scaling-type plm", "only llama3, yarn and longrope"),
     # nonsense values: named, never a crash
     (GLM45.replace("--moe-ffn-hidden-size 16", "--moe-ffn-hidden-size 0"), "--moe-ffn-hidden-size 0: the experts'"),
     (DSV3.replace("--q-lora-rank 16", "--q-lora-rank 0"), "leave --q-lora-rank out"),
