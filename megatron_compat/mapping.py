@@ -372,6 +372,8 @@ MAPPED_RULES = [
     group("--stage", "stage", "training.stage (sft; other stages refused)", example=("--stage", "sft")),
     group("--is-instruction-dataset", "instruction", "data.is_instruction_dataset: the --data-path prefix holds "
           "MindSpeed-LLM instruction data (<prefix>_packed_*_document.bin/.idx)"),
+    switch("--padded-samples", "padded_samples",
+           note="MindSpeed-LLM's instruction data: each epoch topped up to whole global batches from index 0"),
     group("--enable-thinking", "instruction", "data.enable_thinking (true / false / none)",
           example=("--enable-thinking", "false")),
     # --- LoRA (peft) ---

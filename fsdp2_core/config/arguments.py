@@ -242,6 +242,9 @@ class DataArguments:
                                       "(<prefix>_packed_{input_ids,labels,attention_mask}_document.bin/.idx, "
                                       "--is-instruction-dataset), trained with their prompt tokens masked.",
                                       extension=True)
+    padded_samples: bool = _f(False, "With is_instruction_dataset: each epoch of the training order is padded to a "
+                              "whole number of global batches with the samples from index 0 on, as MindSpeed-LLM's "
+                              "--padded-samples does (no partial last batch per epoch).", extension=True)
     fim_data: bool = _f(False, "With data_manager_type mg: turn pretraining samples into fill-in-the-middle (FIM) "
                         "samples as Megatron-LM's GPTFIMDataset does (--fim-data; bigcode's Megatron-LM turned it on "
                         "with --fim-rate alone, which therefore sets this too).", extension=True)

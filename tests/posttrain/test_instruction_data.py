@@ -114,6 +114,37 @@ def test_legacy_split_and_order():
     assert sample_order(0, 4, 6, seed=7, shuffle=False).tolist() == [0, 1, 2, 3, 0, 1, 2, 3]
 
 
+def test_padded_samples_top_each_epoch_up_to_whole_global_batches_from_index_0():
+    """MindSpeed's --padded-samples (_build_sequential_idx): an epoch of 5 sequences from 10 with global batch 4 is
+    10..14 then 0, 1, 2 (from index 0, not from the split's start), shuffled as one epoch."""
+    order = sample_order(10, 5, 12, seed=7, shuffle=True, pad_to_batch=4)
+    rng = np.random.RandomState(7)
+    expected = []
+    for _ in range(2):  # 8 per epoch: two epochs cover 12
+        epoch = np.append(np.arange(10, 15), np.arange(0, 3))
+        rng.shuffle(epoch)
+        expected += epoch.tolist()
+    assert order.tolist() == expected
+    assert sample_order(0, 4, 6, seed=7, shuffle=False, pad_to_batch=4).tolist() == [0, 1, 2, 3, 0, 1, 2, 3]
+    assert sample_order(0, 5, 6, seed=7, shuffle=False, pad_to_batch=3).tolist() == [0, 1, 2, 3, 4, 0]
+
+
+def test_padded_samples_flag_and_its_need_for_a_global_batch():
+    from fsdp2_core.data.mindspeed.instruction import _padded_to
+    from megatron_compat.translate import translate
+    argv = ("--num-layers 2 --hidden-size 64 --num-attention-heads 4 --seq-length 32 --max-position-embeddings 32 "
+            "--micro-batch-size 2 --global-batch-size 16 --train-iters 100 --lr 1e-3 --save /ckpt/run "
+            "--data-path /data/alpaca --is-instruction-dataset --tokenizer-type NullTokenizer --vocab-size 100 "
+            "--padded-samples").split()
+    result = translate(argv, world_size=1)
+    assert result.ok, result.problems()
+    cfg = result.config
+    assert cfg.data.padded_samples and _padded_to(cfg.data, cfg.training) == 16
+    cfg.training.global_batch_size = None
+    with pytest.raises(ValueError, match="set training.global_batch_size"):
+        _padded_to(cfg.data, cfg.training)
+
+
 def test_cut_sample_shares_the_budget_per_turn():
     # two turns: prompt 6 + response 4, prompt 5 + response 5
     labels = np.array([-100] * 6 + [1, 2, 3, 4] + [-100] * 5 + [5, 6, 7, 8, 9])

@@ -110,18 +110,34 @@ def legacy_split(split: str, size: int) -> List[int]:
     return [bounds[0]] + [b - excess for b in bounds[1:]]
 
 
-def sample_order(start: int, count: int, num_samples: int, seed: int, shuffle: bool) -> np.ndarray:
+def sample_order(start: int, count: int, num_samples: int, seed: int, shuffle: bool,
+                 pad_to_batch: int = 0) -> np.ndarray:
     """Whole epochs of sequences start..start+count-1 until `num_samples` are covered; one RandomState(seed)
-    shuffles each epoch in turn (MindSpeed-LLM's instruction-data order)."""
+    shuffles each epoch in turn (MindSpeed-LLM's instruction-data order). With `pad_to_batch` (the global batch,
+    --padded-samples) each epoch is first topped up to a multiple of it with the indices 0, 1, ... as MindSpeed's
+    _build_sequential_idx does (from 0, not from `start`)."""
     rng = np.random.RandomState(seed=seed)
     epochs, total = [], 0
+    short = (-count) % pad_to_batch if pad_to_batch else 0
     while total < max(num_samples, 1):
         epoch = np.arange(start, start + count, dtype=np.int64)
+        if short:
+            epoch = np.append(epoch, np.arange(0, short, dtype=np.int64))
         if shuffle:
             rng.shuffle(epoch)
         epochs.append(epoch)
-        total += count
+        total += len(epoch)
     return np.concatenate(epochs)
+
+
+def _padded_to(d, t) -> int:
+    """The global batch each epoch is padded to a multiple of (padded_samples), or 0."""
+    if not d.padded_samples:
+        return 0
+    if not t.global_batch_size:
+        raise ValueError("padded_samples pads each epoch to a multiple of the global batch: set "
+                         "training.global_batch_size (Megatron's --global-batch-size)")
+    return t.global_batch_size
 
 
 # ------------------------------------------------------------------ one sample
@@ -299,7 +315,8 @@ def build_instruction_datasets(cfg, tokenizer, num_samples: Tuple[int, int, int]
         if stop <= start or not num_samples[k]:
             out.append(None)
             continue
-        order = sample_order(start, stop - start, num_samples[k], t.seed, not t.disable_shuffling)
+        pad_to = _padded_to(d, t)
+        order = sample_order(start, stop - start, num_samples[k], t.seed, not t.disable_shuffling, pad_to)
         out.append(InstructionDataset(data, order, d.cutoff_len, collate, separate=separate, neat=d.neat_packing,
                                       eos_id=eos_id, efficient_eos=bool(template and template.efficient_eos),
                                       name=name))
