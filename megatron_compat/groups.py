@@ -229,7 +229,9 @@ def instruction(t):
                            "data already preprocessed by MindSpeed-LLM trains without it, but tools/preprocess_data.py "
                            f"and raw fine-tuning data need one of {', '.join(sorted(PROMPT_TYPES))}")
     if "--tokenizer-padding-side" in g:
-        _padding_side(t, g["--tokenizer-padding-side"], bool(g.get("--is-instruction-dataset")))
+        rope = g.get("--position-embedding-type") in ("rope", "rotary") or bool(
+            g.get("--use-rotary-position-embeddings"))
+        _padding_side(t, g["--tokenizer-padding-side"], bool(g.get("--is-instruction-dataset")), rope)
     if "--enable-thinking" in g:
         value = str(g["--enable-thinking"]).lower()
         choices = {"true": True, "false": False, "none": None}
@@ -239,15 +241,16 @@ def instruction(t):
         _line(t, "--enable-thinking")
 
 
-def _padding_side(t, side, instruction_data):
-    """MindSpeed pads instruction batches on the tokenizer's side; pretraining samples are never padded (the flag's
-    row is absorbed; only left padding of instruction data is refused here)."""
+def _padding_side(t, side, instruction_data, rope):
+    """MindSpeed pads instruction batches on the tokenizer's side; pretraining samples are never padded. Left padding
+    numbers the positions over the padded row (its get_batch passes no position ids) and masks the padding, which a
+    rotary model computes as right padding (attention sees only distances); a learned-position model would not."""
     if side not in ("left", "right"):
         raise ConfigError(f"--tokenizer-padding-side {side}: expects left or right")
-    if side == "left" and instruction_data:
-        raise ConfigError("--tokenizer-padding-side left with --is-instruction-dataset: the engine pads instruction "
-                          "batches on the right (labels of padding are ignored either way, but the positions differ); "
-                          "drop the flag or give right")
+    if side == "left" and instruction_data and not rope:
+        raise ConfigError("--tokenizer-padding-side left with --is-instruction-dataset and learned positions: left "
+                          "padding moves each sample's positions by its padding, which changes a learned-position "
+                          "model, and the engine pads on the right; drop the flag or give right")
 
 
 

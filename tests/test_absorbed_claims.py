@@ -52,7 +52,8 @@ CLAIMS = {
         "tests/kernels/test_fp8_flags.py::test_fp8_recipes_leave_the_routed_experts_in_the_training_dtype"],
     "the engine pads instruction batches on the right": [
         "tests/test_script_flags.py::test_tokenizer_padding_side_is_a_no_op_for_pretraining_and_refused_left_for_"
-        "instruction_data"],
+        "instruction_data",
+        "tests/test_script_flags.py::test_left_padding_gives_a_rotary_model_the_loss_of_right_padding"],
     "the engine computes the same scores and selection": DSA_TESTS,
     "the engine computes the same loss with autograd": DSA_TESTS,
     "the engine computes the same attention with the top-k as a mask": DSA_TESTS,

@@ -487,14 +487,46 @@ def test_megatron_fsdp_precision_flags_of_its_deepseek_v3_example_are_absorbed()
 
 def test_tokenizer_padding_side_is_a_no_op_for_pretraining_and_refused_left_for_instruction_data():
     """MindSpeed's Gemma 2 27B pretraining script gives --tokenizer-padding-side left: pretraining samples are never
-    padded, so it changes nothing there; instruction batches are padded on the right here, so left is refused."""
+    padded, so it changes nothing there; instruction batches are padded on the right here, which a rotary model
+    computes as MindSpeed's left padding (test_left_padding_gives_a_rotary_model_the_loss_of_right_padding), so left
+    is refused only with learned positions."""
     result, _ = ok(BASE + ["--tokenizer-padding-side", "left"])
     line = next(ln for ln in result.lines if ln.flag == "--tokenizer-padding-side")
     assert line.status == "absorbed" and "never padded" in line.text, line
-    assert "pads instruction batches on the right" in refused(BASE + ["--tokenizer-padding-side", "left",
-                                                                     "--is-instruction-dataset"])
+    assert "changes a learned-position model" in refused(BASE + ["--tokenizer-padding-side", "left",
+                                                                 "--is-instruction-dataset"])
+    ok(BASE + LLAMA + ["--tokenizer-padding-side", "left", "--is-instruction-dataset"])
     assert "expects left or right" in refused(BASE + ["--tokenizer-padding-side", "up"])
     ok(BASE + ["--tokenizer-padding-side", "right", "--is-instruction-dataset"])
+
+
+def test_left_padding_gives_a_rotary_model_the_loss_of_right_padding():
+    """MindSpeed's instruction batches with left padding: positions numbered over the padded row (no position ids),
+    padding masked; the summed loss of a rotary model equals the engine's right padding."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+    torch.manual_seed(0)
+    model = LlamaForCausalLM(LlamaConfig(vocab_size=50, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                                         num_attention_heads=4, num_key_value_heads=2)).eval()
+    samples = [torch.randint(1, 50, (n,)) for n in (9, 5)]
+    width = 12
+
+    def batch_loss(left):
+        ids, mask, labels = [], [], []
+        for s in samples:
+            pad = width - len(s)
+            place = (lambda x, fill: torch.cat([torch.full((pad,), fill), x])) if left else \
+                (lambda x, fill: torch.cat([x, torch.full((pad,), fill)]))
+            ids.append(place(s, 0))
+            mask.append(place(torch.ones(len(s), dtype=torch.long), 0))
+            labels.append(place(torch.cat([torch.tensor([-100]), s[1:]]), -100))  # the prompt's first token
+        ids, mask, labels = torch.stack(ids), torch.stack(mask), torch.stack(labels)
+        positions = torch.arange(width).expand_as(ids)  # MindSpeed: the row's index, padding included
+        with torch.no_grad():
+            logits = model(input_ids=ids, attention_mask=mask, position_ids=positions).logits
+        return torch.nn.functional.cross_entropy(logits[:, :-1].reshape(-1, 50), labels[:, 1:].reshape(-1),
+                                                 ignore_index=-100, reduction="sum")
+
+    torch.testing.assert_close(batch_loss(left=True), batch_loss(left=False), rtol=1e-5, atol=1e-5)
 
 
 def test_a_flag_given_a_slurm_variable_takes_the_value_the_sbatch_lines_fix(tmp_path):
