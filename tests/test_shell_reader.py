@@ -535,6 +535,28 @@ def test_for_loops_over_the_arguments_agree_with_bash(args):
     _agrees_with_bash(launch, ARGUMENT_LOOP, args)
 
 
+BRACE_LOOPS = """\
+for g in gpu{0,1} {6..2..2} {1..3}x; do HOSTS="$HOSTS $g"; done
+torchrun --nproc_per_node 2 pretrain_gpt.py --hosts $HOSTS
+"""
+
+
+@pytest.mark.skipif(BASH is None, reason="needs bash")
+def test_brace_expansion_in_a_for_loop_agrees_with_bash():
+    launch = read(BRACE_LOOPS)
+    assert launch.argv == ["--hosts", "gpu0", "gpu1", "6", "4", "2", "1x", "2x", "3x"]
+    _agrees_with_bash(launch, BRACE_LOOPS)
+
+
+def test_processes_started_by_hand_in_a_loop_are_refused_and_a_loop_over_a_command_is_skipped():
+    with pytest.raises(ShellReadError, match="launched 4 times by the 'for' loop of line 1"):
+        read("for i in {0..3}; do CUDA_VISIBLE_DEVICES=$i python pretrain_gpt.py --local_rank $i & done\n")
+    text = "for i in $(seq 0 3); do X=$i; done\ntorchrun --nproc_per_node 2 pretrain_gpt.py --x $X\n"
+    launch = read(text)
+    assert launch.argv == ["--x"] and any("'for' loop over the output of $(seq 0 3) not evaluated" in w.message
+                                          for w in launch.warnings)
+
+
 def test_a_launch_repeated_by_a_for_loop_is_refused_naming_the_loop():
     """A sweep (one run per learning rate) is several configurations: one of them must be chosen."""
     with pytest.raises(ShellReadError, match="launched 2 times by the 'for' loop of line 1"):
