@@ -306,7 +306,8 @@ def _no_launch_message(shell: Shell, path: str, exit_line: int | None, with_args
     # a branch chosen by a value only the job has (case $OMPI_COMM_WORLD_LOCAL_RANK in 0) numactl ... python ...)
     hints += [f"line {w.line}: {w.message.replace('no branch taken', 'no branch taken (give the value with --set)')}"
               for w in shell.warnings if w.message.startswith("'case' on ") and "at run time" in w.message]
-    hints += [f"line {line} runs {script}: convert that script instead" for line, script in shell.other_scripts]
+    hints += [f"line {line} runs {script}: convert that script instead"
+              for line, script in dict.fromkeys(shell.other_scripts)]  # once, even when a loop ran it again
     hint = f" ({'; '.join(hints)})" if hints else ""
     return (f"{path}: no launch line found: no torchrun, python -m torch.distributed.launch|run, deepspeed or "
             f"python SCRIPT.py (alone or under srun, mpirun/mpiexec, aprun, jsrun, numactl, uv run, nsys, apptainer, "
