@@ -59,7 +59,7 @@ from .arch.rope import rope_scaling
 MLA_FAMILIES = ("deepseek_v3", "deepseek_v2", DSA_FAMILY)  # transformers' Multi-Latent Attention
 
 __all__ = ["ENGINE_MODEL_ID", "ArchitectureError", "build_architecture", "compare_with_checkpoint", "engine_fields",
-           "wants_architecture"]
+           "uses_rope", "wants_architecture"]
 
 ARCH_FLAGS_REQUIRED = ("--num-layers", "--hidden-size", "--num-attention-heads")
 
@@ -148,7 +148,7 @@ def _read_flags(g, seq_length):
             raise ArchitectureError(f"--hidden-size {hidden} with --swiglu: Megatron's default FFN width, "
                                     f"int(4 × {hidden} × 2/3 / 64) × 64, is {ffn}; give --ffn-hidden-size")
     positions = _positions(g)
-    rope = positions == "rope" or bool(g.get("--use-rotary-position-embeddings"))
+    rope = uses_rope(g)
     if positions not in ("rope", "learned_absolute", "alibi", "none"):
         raise ArchitectureError(f"--position-embedding-type {g['--position-embedding-type']} is not supported; use "
                                 "rope or learned_absolute (long-context scaling: --rope-scaling-type llama3|yarn or "
@@ -245,6 +245,11 @@ def _positions(g) -> str:
     """--position-embedding-type as Megatron-LM spells it (alibi: bigscience Megatron-DeepSpeed, MindSpeed-LLM)."""
     value = str(g.get("--position-embedding-type", "learned_absolute"))
     return _POSITION_SPELLINGS.get(value, value)
+
+
+def uses_rope(g) -> bool:
+    """Whether the flags ask for rotary positions (any fork's spelling)."""
+    return _positions(g) == "rope" or bool(g.get("--use-rotary-position-embeddings"))
 
 
 def _normalization(g) -> str:

@@ -22,6 +22,7 @@ from .architecture import (
     build_architecture,
     compare_with_checkpoint,
     engine_fields,
+    uses_rope,
     wants_architecture,
 )
 from .mapping import ARCH_FLAGS
@@ -49,11 +50,12 @@ def main_grads_dtype(t):
     """--main-grads-dtype: the precision-aware optimizer's gradient buffer. bf16 accumulates and reduces gradients in
     bf16 (Megatron then drops its fp32 accumulation), which FSDP2 does with reduce_dtype bf16."""
     value = t.given.get("--main-grads-dtype")
-    if value not in (None, "fp32", "bf16"):
+    if value is None:
+        return
+    if value not in ("fp32", "bf16"):
         raise ConfigError(f"--main-grads-dtype {value}: expects fp32 or bf16 (Megatron's choices)")
-    if value is None or value == "fp32":
-        if value is not None:
-            _line(t, "--main-grads-dtype", "the default: gradients reduced in fp32", status="absorbed")
+    if value == "fp32":
+        _line(t, "--main-grads-dtype", "the default: gradients reduced in fp32", status="absorbed")
         return
     if not t.given.get("--use-precision-aware-optimizer"):
         raise ConfigError(f"--main-grads-dtype {value} needs --use-precision-aware-optimizer (Megatron's optimizer "
@@ -229,9 +231,7 @@ def instruction(t):
                            "data already preprocessed by MindSpeed-LLM trains without it, but tools/preprocess_data.py "
                            f"and raw fine-tuning data need one of {', '.join(sorted(PROMPT_TYPES))}")
     if "--tokenizer-padding-side" in g:
-        rope = g.get("--position-embedding-type") in ("rope", "rotary") or bool(
-            g.get("--use-rotary-position-embeddings"))
-        _padding_side(t, g["--tokenizer-padding-side"], bool(g.get("--is-instruction-dataset")), rope)
+        _padding_side(t, g["--tokenizer-padding-side"], bool(g.get("--is-instruction-dataset")), uses_rope(g))
     if "--enable-thinking" in g:
         value = str(g["--enable-thinking"]).lower()
         choices = {"true": True, "false": False, "none": None}

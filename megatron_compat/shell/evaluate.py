@@ -56,7 +56,7 @@ _BRACE_RANGE = re.compile(r"([\w./-]*)\{(-?\d+)\.\.(-?\d+)(?:\.\.(-?\d+))?\}([\w
 _BRACE_LIST = re.compile(r"([\w./-]*)\{([\w./-]*(?:,[\w./-]*)+)\}([\w./-]*)")
 
 
-def _brace_range(raw: str) -> list[str] | None:
+def _brace_words(raw: str) -> list[str] | None:
     """bash's brace expansion of a plain word: {0..7}, {8..0..2}, gpu{0,1}; None for any other word."""
     m = _BRACE_RANGE.fullmatch(raw)
     if m:
@@ -236,7 +236,7 @@ class Shell:
         `for para in $*; do case $para in --data_path=*) ...`). A launch inside it is recorded with the loop's line
         (Shell.loop_lines), so the reader can say that it runs once per value."""
         values = list(self.positional) if node.words is None else \
-            [f for w in node.words for f in (_brace_range(w.raw) or self.expand_word(w))]
+            [f for w in node.words for f in (_brace_words(w.raw) or self.expand_word(w))]
         output = next((v for v in values if holds_command_output(v)), None)
         if output is not None:  # for i in $(seq 0 7): how many values the command gives is not known here
             self.warn(node.line, f"'for' loop over the output of {output[:40]} not evaluated (its body is skipped)")

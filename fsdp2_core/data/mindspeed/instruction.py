@@ -309,13 +309,13 @@ def build_instruction_datasets(cfg, tokenizer, num_samples: Tuple[int, int, int]
     eos_id = _special_id(tokenizer, "eos_token_id", "eos", "eod")
     template = TEMPLATES.get(d.template) if d.template else None
     collate = InstructionCollator(pad_id if pad_id is not None else (eos_id or 0), pad_multiple(cfg.parallel.cp_size))
+    pad_to = _padded_to(d, t)
     out = []
     for k, name in enumerate(("train", "valid", "test")):
         start, stop = bounds[k], bounds[k + 1]
         if stop <= start or not num_samples[k]:
             out.append(None)
             continue
-        pad_to = _padded_to(d, t)
         order = sample_order(start, stop - start, num_samples[k], t.seed, not t.disable_shuffling, pad_to)
         out.append(InstructionDataset(data, order, d.cutoff_len, collate, separate=separate, neat=d.neat_packing,
                                       eos_id=eos_id, efficient_eos=bool(template and template.efficient_eos),
