@@ -15,6 +15,9 @@ from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Tuple
 
 from .flag_spec import spec_for
+from .registry import rule_for
+from .shell.launch import outer_launcher
+from .shell.launchers import slurm_count
 from .shell.placeholders import is_placeholder
 
 
@@ -80,8 +83,6 @@ def repair_argv(argv: List[str], option_variables: Dict[str, object], line: int,
 def _slurm_value(use, sbatch: Dict[str, str]):
     """(variable, value, directive) when the empty variable is, or is set from, a Slurm variable that the
     script's #SBATCH lines fix ($SLURM_GPUS_PER_NODE from --gpus-per-node); None otherwise."""
-    from .shell.launchers import slurm_count
-
     for name in [use.name] + re.findall(r"\$\{?(\w+)", use.because):
         found = slurm_count(name, sbatch)
         if found:
@@ -93,9 +94,6 @@ def _rank_variable(flag: str, use) -> str:
     """`--local-rank $LOCAL_RANK` with LOCAL_RANK=$OMPI_COMM_WORLD_LOCAL_RANK: empty here, set in each process by
     the launcher. For a flag the engine absorbs (it reads the rank itself) that is no loss: the reference is kept
     as the value. Returns it, or "" when the flag matters or the variable is no rank variable."""
-    from .registry import rule_for
-    from .shell.launch import outer_launcher
-
     rule = rule_for(flag)
     found = outer_launcher(use.because)
     return f"${found[1]}" if found and rule is not None and rule.status == "absorbed" else ""
