@@ -150,12 +150,13 @@ def render_launch_script(launch: LaunchScript, entry: str, entry_args: list[str]
         for name, value in exports.items():
             line = launch.export_lines.get(name)
             if _unevaluated(value):
-                lines.append(f"# FIXME: line {line} of {source_path} computed this with a command that was "
-                             f"not run; the text is copied as is")
+                lines.append(f"# line {line} of {source_path} computes this with a command that was not run "
+                             f"at conversion; it runs when this script runs")
             if name not in launch.exports:
                 lines.append(f"# {name}: where the ranks meet, from --dist-url {_dist_url(launch)}")
             template = launch.export_templates.get(name)
-            lines.append(f"export {name}={_with_inherited(template) if template else shlex.quote(value)}")
+            shown = _live(value) if _unevaluated(value) else shlex.quote(value)
+            lines.append(f"export {name}={_with_inherited(template) if template else shown}")
         lines.append("")
     url = _dist_url(launch)
     if url is not None and "MASTER_ADDR" not in exports:

@@ -30,7 +30,7 @@ __record() { { printf '%s\0' LAUNCH "$@"; for __n in $(compgen -e); do printf '%
                printf 'END\0'; } >> "$__ORACLE_OUT"; }
 __run_rest() {  # a launcher's command: from the first word that names a program
     local __i; for ((__i = 1; __i <= $#; __i++)); do
-        case "${!__i##*/}" in python*|torchrun|deepspeed|msrun|bash|sh|numactl|env) "${@:__i}"; return ;; esac
+        case "${!__i##*/}" in python*|torchrun|deepspeed|msrun|bash|sh|numactl|env|apptainer|singularity) "${@:__i}"; return ;; esac
     done; }
 torchrun() { __record torchrun "$@"; }
 python() { __record python "$@"; }
@@ -48,11 +48,15 @@ sbatch() {  # sbatch <<EOF: the job script is its standard input
     [[ $# -eq 0 || "${@: -1}" == -* ]] && "$BASH" -c "$__STUBS"$'\n'"$(< /dev/stdin)"; }  # no PATH: no cat
 nsys() { __record nsys "$@"; __run_rest "$@"; }
 apptainer() { __record apptainer "$@"; __run_rest "$@"; }
-bash() {  # bash -c STRING [NAME ARGS]: a real child shell, with these stubs
+singularity() { __record singularity "$@"; __run_rest "$@"; }
+bash() {  # bash -c STRING [NAME ARGS] or bash FILE [ARGS]: a real child shell, with these stubs
     while [[ "$1" == -* ]]; do
         if [[ "$1" != --* && "$1" == *c* ]]; then shift; "$BASH" -c "$__STUBS"$'\n'"$1" "${@:2}"; return; fi
         shift
-    done; }
+    done
+    [[ -f "$1" ]] && "$BASH" -c "$__STUBS"$'\n'"$(< "$1")" "$@"; }
+cat() {  # cat <<EOF > FILE: the here-document is written (a script may run the file it wrote)
+    [[ $# -eq 0 ]] && while IFS= read -r __l || [[ -n "$__l" ]]; do printf '%s\n' "$__l"; done; return 0; }
 sh() { bash "$@"; }
 env() (  # a subshell: the assignments last for the command only
     while [[ $# -gt 0 ]]; do
@@ -140,7 +144,7 @@ def _agrees_with_bash(launch: LaunchScript, text: str, args=(), env=None) -> Non
         theirs = next(c["argv"] for c in calls if c["argv"][0] == stage.program[0])
         _assert_same_words(stage.program + stage.args, theirs, prefix=True)
     for name, value in launch.exports.items():
-        if "$(" not in value:
+        if "$(" not in value and "`" not in value:
             assert mine[-1]["env"].get(name) == value, name
 
 
@@ -721,8 +725,18 @@ def test_render_text():
 def test_render_marks_unevaluated_values():
     launch = read("export RUN=\"r_$(date +%s)\"\ntorchrun t.py\n")
     text = render_launch_script(launch, "train_fsdp2.py", [], "old.sh")
-    assert "# FIXME: line 1 of old.sh" in text
-    assert "export RUN='r_$(date +%s)'" in text
+    assert "# line 1 of old.sh computes this with a command" in text
+    assert 'export RUN="r_$(date +%s)"' in text
+
+
+@needs_bash
+def test_rendered_export_runs_the_command_it_was_computed_with():
+    """MASTER_ADDR=`hostname -s` (kb-labb's Slurm job): the new script runs the command, as the old one did,
+    instead of exporting its text."""
+    launch = read("export MASTER_ADDR=`echo node7`\nexport TAG=$(echo a)-b\ntorchrun --nnodes 1 t.py\n")
+    text = render_launch_script(launch, "train_fsdp2.py", ["new.yaml"], "old.sh")
+    env = _bash_launches(text)[-1]["env"]
+    assert (env["MASTER_ADDR"], env["TAG"]) == ("node7", "a-b")
 
 
 @needs_bash

@@ -25,12 +25,27 @@ def find_script(shell, name: str) -> tuple[str, str] | None:
     """(path, text) of the script `name` refers to, or None when it is not a readable text file here."""
     if not name or name.startswith("-"):
         return None
+    written = _written_by_the_script(shell, name)
+    if written is not None:
+        return written
     candidates = [name] if os.path.isabs(name) else [os.path.join(shell.cwd, name)] + [
         os.path.join(folder, name) for folder in _folders_up(os.path.dirname(os.path.abspath(top_path(shell))))]
     for path in candidates:
         text = _read_text(path)
         if text is not None:
             return os.path.normpath(path), text
+    return None
+
+
+def _written_by_the_script(shell, name: str) -> tuple[str, str] | None:
+    """A file the script wrote itself (`cat <<EOT > runner.sh`, then `bash runner.sh`): its text as written then,
+    which is what bash would run, rather than a copy left on this disk."""
+    def where(path: str) -> str:
+        return os.path.normpath(os.path.join(shell.cwd, path))
+
+    for path, text in shell.files.items():
+        if path == name or where(path) == where(name):
+            return path, text
     return None
 
 
