@@ -98,3 +98,38 @@ def test_a_script_that_sources_itself_stops(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     launch = read_launch_script((tmp_path / "loop.sh").read_text(), path="loop.sh")
     assert launch.argv == ["--num-layers", "2"]
+
+
+SUBMIT = """#!/bin/bash
+NODES=$1
+cat > job.sbatch <<- EOM
+\t#!/bin/bash
+\t#SBATCH --nodes=$NODES
+\t#SBATCH --gpus-per-node=4
+\tsrun torchrun --nproc_per_node 4 --nnodes $NODES pretrain_gpt.py --num-layers 2 --hidden-size 64
+EOM
+echo "Saved the job"
+sbatch job.sbatch
+"""
+
+
+def test_job_script_written_then_submitted_is_read(tmp_path):
+    """A submit script that writes the job with a here-document, then `sbatch job.sbatch` (Swiss AI's submit.sh):
+    the job is read as written, its #SBATCH lines as the job receives them (the submitter's variables expanded)."""
+    script = tmp_path / "submit.sh"
+    script.write_text(SUBMIT.replace("\\t", "\t"))
+    launch = read_launch_script(script.read_text(), ["2"], path=str(script))
+    assert (launch.entry, launch.argv, launch.world_size) == (
+        "pretrain_gpt.py", ["--num-layers", "2", "--hidden-size", "64"], 8)
+    assert "#SBATCH --nodes=2" in launch.directives
+
+
+def test_job_script_on_disk_is_read_and_a_missing_one_is_named(tmp_path):
+    _write(tmp_path, {"jobs/train.slurm": "#SBATCH --nodes=1\ntorchrun --nproc_per_node 8 pretrain_gpt.py --x 1\n"})
+    script = tmp_path / "submit.sh"
+    script.write_text("sbatch --time 10:00 --job-name big jobs/train.slurm\n")
+    launch = read_launch_script(script.read_text(), path=str(script))
+    assert (launch.entry, launch.argv, launch.world_size) == ("pretrain_gpt.py", ["--x", "1"], 8)
+    script.write_text("qsub -l select=2 jobs/missing.pbs\n")
+    with pytest.raises(ShellReadError, match=r"line 1 runs jobs/missing.pbs: convert that script instead"):
+        read_launch_script(script.read_text(), path=str(script))

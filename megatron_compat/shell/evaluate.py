@@ -24,7 +24,7 @@ from .lex import (
 )
 from .other_files import find_script, sets_up_the_machine
 from .parse import AndOr, Case, For, FuncDef, Group, If, Parser, Pipeline, Simple, Skipped
-from .path_commands import path_of_commands
+from .text_commands import output_of_commands
 from .result import ShellReadError, ShellWarning
 from .runtime import BASH_RUN_TIME, REFERENCE, holds_command_output, scheduler_references
 from .sed import SedNotUnderstood, find_template, parse_sed, run_sed
@@ -90,6 +90,8 @@ _PARAM = re.compile(r"([A-Za-z_][A-Za-z0-9_]*|[0-9]+|[@*#?$!-])(?:\[([^\]]*)\])?
 _DECLARATIONS = {"export", "declare", "typeset", "local", "readonly"}
 _VAR_CHANGING = {"read", "mapfile", "readarray", "let", "getopts", "printf"}
 _SHELLS = {"bash", "sh"}
+_JOB_SUBMITTERS = {"sbatch", "qsub", "bsub"}
+_JOB_FILE = re.compile(r"\.(sh|bash|slurm|sbatch|pbs|job|lsf)$")
 _MAX_DEPTH = 20
 _WRAPPERS = {"nohup", "exec", "time", "env", "command", "stdbuf"}
 _FILE_TESTS = set("-a -b -c -d -e -f -g -h -k -p -r -s -t -u -w -x -G -L -N -O -S".split())
@@ -159,6 +161,7 @@ class Shell:
         # Files the script writes from here-documents (`cat <<EOF > path`): expanded path -> expanded text, and the
         # lines of those here-documents (the others are reported as skipped).
         self.files: dict[str, str] = {}
+        self.written_docs: dict[str, tuple[str, str]] = {}  # file -> (here-document as written, text it received)
         self.heredocs_read: set[int] = set()
         self.stdin_jobs: list[tuple[str, str]] = []  # (here-document as written, as the job receives it)
         # Where the output of the commands being run goes, outermost first: per simple command its redirections
@@ -382,6 +385,8 @@ class Shell:
             return self.run_shell(name, args, temp_env, line)
         if name.endswith(".sh"):
             return self.run_other_script(name, name, args, temp_env, line)
+        if os.path.basename(name) in _JOB_SUBMITTERS:
+            return self.run_job_script(name, args, temp_env, line)
         if self.on_command is not None:
             self.on_command(self, fields, temp_env, line)
         return True
@@ -537,6 +542,7 @@ class Shell:
         child.warnings = self.warnings  # one list: the script's warnings, in the order met
         child.other_scripts = self.other_scripts
         child.files, child.heredocs_read = self.files, self.heredocs_read  # one filesystem
+        child.written_docs = self.written_docs
         child.stdin_jobs = self.stdin_jobs
         child.depth = self.depth + 1
         child.cwd, child.cwd_assumed = self.cwd, self.cwd_assumed
@@ -558,6 +564,7 @@ class Shell:
             targets += [(">>" if append else ">", f) for f in fields[1:] if not f.startswith("-")]
         for op, path in targets:
             self.files[path] = (self.files.get(path, "") if op == ">>" else "") + text
+            self.written_docs[path] = (doc.body, text)
         if targets:
             self.heredocs_read.add(doc.line - 1)
 
@@ -594,6 +601,22 @@ class Shell:
             source = run_sed(substitutions, source)
         self.files[out] = source
         return True
+
+    def run_job_script(self, name: str, args: list[str], temp_env: dict, line: int):
+        """`sbatch [OPTIONS] job.sh [ARGS]` / `qsub job.pbs`: the job script runs in a new shell, as the job would,
+        when it is here (written by this script, or on disk); otherwise reported like `bash job.sh`.
+        `sbatch <<EOF` (the job on standard input) is run_heredoc_script's."""
+        files = [k for k, a in enumerate(args) if not a.startswith("-")]
+        found = next((k for k in files if find_script(self, args[k])), None)
+        if found is None:
+            named = next((args[k] for k in files if _JOB_FILE.search(args[k])), None)
+            if named is not None:
+                self.other_scripts.append((line, named))
+            return None
+        script = args[found]
+        # its #SBATCH lines, as the job receives them (the variables of a here-document expanded)
+        self.stdin_jobs.append(self.written_docs.get(script) or (find_script(self, script)[1],) * 2)
+        return self.run_other_script(f"{name} {script}", script, args[found + 1:], temp_env, line)
 
     def run_heredoc_script(self, fields: list[str], redirects: list, temp_env: dict, line: int) -> bool:
         """`sbatch <<EOF ... EOF` / `bash <<EOF`: the here-document is the script run (in a new shell, as a job
@@ -708,6 +731,12 @@ class Shell:
                             export = False
                     elif _NAME.fullmatch(n) and export:
                         self.exported.setdefault(n, line)
+                    elif _NAME.fullmatch(n.partition("=")[0]):  # export "$KEY"="$VALUE": a name computed
+                        name, _, value = n.partition("=")
+                        self.vars[name] = self.raw_values[name] = value
+                        self.templates.pop(name, None)
+                        if export:
+                            self.exported.setdefault(name, line)
                 continue
             if export:
                 self.exported.setdefault(name, line)
@@ -804,7 +833,7 @@ class Shell:
                 i += 2
             elif c == "`":
                 j = scan_backtick(raw, i)
-                path = path_of_commands(self, raw[i + 1:j - 1], here)
+                path = output_of_commands(self, raw[i + 1:j - 1], here)
                 if path is None:
                     self.warn(here, f"command substitution {raw[i:j]} not evaluated; kept as text")
                 out.append((raw[i:j], False) if path is None else (path, not in_dq))
@@ -824,7 +853,7 @@ class Shell:
                 i = j
             elif raw.startswith("$(", i):
                 j = scan_paren(raw, i)
-                path = path_of_commands(self, raw[i + 2:j - 1], here)
+                path = output_of_commands(self, raw[i + 2:j - 1], here)
                 if path is None:
                     self.warn(here, f"command substitution {raw[i:j]} not evaluated; kept as text")
                 out.append((raw[i:j], False) if path is None else (path, not in_dq))
@@ -977,14 +1006,15 @@ class Shell:
             if op == ",,":
                 return value.lower()
             return (value[:1].upper() if op == "^" else value[:1].lower()) + value[1:]
-        m = re.fullmatch(r":\s*(-?\d+)(?::\s*(-?\d+))?", op)
-        if m:
-            off = int(m.group(1))
-            off = max(len(value) + off, 0) if off < 0 else off
-            if m.group(2) is None:
-                return value[off:]
-            ln = int(m.group(2))
-            return value[off:off + ln] if ln >= 0 else value[off:len(value) + ln]
+        if op.startswith(":"):  # ${X:OFFSET} / ${X:OFFSET:LENGTH}, each an arithmetic expression
+            offset_text, has_length, length_text = op[1:].partition(":")
+            off = self.arith(offset_text, line) if offset_text.strip() else 0
+            ln = self.arith(length_text, line) if has_length else None
+            if isinstance(off, int) and (ln is None or isinstance(ln, int)):
+                off = max(len(value) + off, 0) if off < 0 else off
+                if ln is None:
+                    return value[off:]
+                return value[off:off + ln] if ln >= 0 else value[off:len(value) + ln]
         self.warn(line, f"{text} not understood; kept as text")
         return text
 

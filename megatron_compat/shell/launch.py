@@ -139,7 +139,8 @@ class Recognizer:
         if spec is not None and re.fullmatch(r"-?\d+", entry):
             raise ShellReadError(f"{shell.path}:{line}: {spec.kind} would run '{entry}', which is not a script: "
                                  f"an option before it has lost its value (an empty variable?)")
-        world, source = _world(spec, stage, wrappers, self.sbatch)
+        jobs = "".join(received for _, received in shell.stdin_jobs)  # a job file the script submits: its own lines
+        world, source = _world(spec, stage, wrappers, {**self.sbatch, **sbatch_directives(jobs)})
         started_by = variable = None
         if spec is None and self.outer is not None and all(s.role == WRAPPER for s, _ in wrappers):  # numactl: one
             started_by, variable = self.outer
@@ -290,9 +291,24 @@ def read_launch_script(text: str, script_args: Sequence[str] = (), path: str = "
 def _directives(text: str, stdin_jobs: list[tuple[str, str]]) -> list[str]:
     """The scheduler's option lines; those of a job given on standard input (sbatch <<EOF) as the job receives
     them, its variables expanded by the submitting shell (sbatch itself expands nothing in #SBATCH lines)."""
+    submitted = ""  # a job file the script wrote (<<- strips its tabs) or read from disk, then submitted
     for written, received in stdin_jobs:
-        text = text.replace(written, received, 1)
-    return [m.group(0).rstrip() for m in _DIRECTIVE.finditer(text)]
+        if written and written in text:
+            text = text.replace(written, received, 1)
+        else:
+            submitted += received
+    return [m.group(0).rstrip() for m in _DIRECTIVE.finditer(text + "\n" + submitted)]
+
+
+def _other_scripts_hints(other_scripts: list[tuple[int, str]]) -> list[str]:
+    """One hint per script another file runs, naming every line that runs it (a sweep runs one script many
+    times; a loop runs the same line again)."""
+    lines: dict[str, list[int]] = {}
+    for line, script in other_scripts:
+        if line not in lines.setdefault(script, []):
+            lines[script].append(line)
+    return [f"line{'s' if len(at) > 1 else ''} {', '.join(map(str, at))} run{'' if len(at) > 1 else 's'} {script}: "
+            "convert that script instead" for script, at in lines.items()]
 
 
 def _no_launch_message(shell: Shell, path: str, exit_line: int | None, with_args: bool) -> str:
@@ -306,8 +322,7 @@ def _no_launch_message(shell: Shell, path: str, exit_line: int | None, with_args
     # a branch chosen by a value only the job has (case $OMPI_COMM_WORLD_LOCAL_RANK in 0) numactl ... python ...)
     hints += [f"line {w.line}: {w.message.replace('no branch taken', 'no branch taken (give the value with --set)')}"
               for w in shell.warnings if w.message.startswith("'case' on ") and "at run time" in w.message]
-    hints += [f"line {line} runs {script}: convert that script instead"
-              for line, script in dict.fromkeys(shell.other_scripts)]  # once, even when a loop ran it again
+    hints += _other_scripts_hints(shell.other_scripts)
     hint = f" ({'; '.join(hints)})" if hints else ""
     return (f"{path}: no launch line found: no torchrun, python -m torch.distributed.launch|run, deepspeed or "
             f"python SCRIPT.py (alone or under srun, mpirun/mpiexec, aprun, jsrun, numactl, uv run, nsys, apptainer, "

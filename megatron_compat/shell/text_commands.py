@@ -1,0 +1,186 @@
+"""Command substitutions that only reshape text or numbers the script already has, computed as bash would:
+
+    KEY=$(echo $ARGUMENT | cut -f1 -d=)           an argument loop splitting --key=value
+    FLAG=$(echo "$X" | tr '[:upper:]' '[:lower:]')
+    DECAY=$(python3 -c "print(int($ITERS * 0.2))")  arithmetic bash cannot do (floats)
+    HERE=$(python3 -c 'import os; print(os.getcwd())')
+
+Anything else (a program whose output depends on the machine) stays unevaluated, as before."""
+from __future__ import annotations
+
+import ast
+import operator
+import re
+
+from .parse import Pipeline, Simple
+from .path_commands import path_of_commands
+from .result import ShellReadError
+from .runtime import SCHEDULER_VARIABLE, holds_command_output, scheduler_references
+
+_PYTHON = ("python", "python3")
+_PARAMETER = re.compile(r"\$\{?([A-Za-z_][A-Za-z0-9_]*|[0-9])")
+_GETCWD = {"import os; print(os.getcwd())", "import os;print(os.getcwd())"}
+
+
+def output_of_commands(shell, text: str, line: int) -> str | None:
+    """What `$(text)` prints (without its trailing newline), or None when it is not computed here."""
+    path = path_of_commands(shell, text, line)
+    if path is not None:
+        return path
+    if holds_command_output(text) or not _values_known(shell, text):  # $(echo $(hostname) | ...): run time
+        return None
+    stages = _pipeline_fields(shell, text, line)
+    if not stages:
+        return None
+    out = _producer(shell, stages[0], line)
+    for fields in stages[1:]:
+        out = None if out is None else _filter(fields, out)
+    return None if out is None else out.rstrip("\n")  # as $(...) drops the trailing newlines
+
+
+def _values_known(shell, text: str) -> bool:
+    """Every parameter the command reads has a value here that is not itself a run-time one (a scheduler's
+    variable, a command's output kept as text): otherwise its output is known only when the job runs."""
+    for name in _PARAMETER.findall(text):
+        value = shell.lookup(name)
+        if not isinstance(value, str) or holds_command_output(value) or SCHEDULER_VARIABLE.fullmatch(name) \
+                or scheduler_references(shell.templates.get(name, "").replace("\x00", "$")):
+            return False
+    return True
+
+
+def _pipeline_fields(shell, text: str, line: int) -> list[list[str]] | None:
+    """The expanded fields of each command of a single pipeline of simple commands; None for anything else."""
+    if not any(name in text for name in ("echo", "printf", "python", "cut", "tr")):
+        return None
+    try:
+        nodes = shell.parse_string(text, line)
+    except ShellReadError:
+        return None
+    if len(nodes) != 1:
+        return None
+    node = nodes[0]
+    commands = node.commands if isinstance(node, Pipeline) else [node]
+    if not all(isinstance(c, Simple) and not c.redirects and all(hasattr(w, "raw") for w in c.words)
+               for c in commands):
+        return None
+    return [[f for w in c.words for f in shell.expand_word(w)] for c in commands]
+
+
+def _producer(shell, fields: list[str], line: int) -> str | None:
+    if not fields:
+        return None
+    if fields[0] == "echo":
+        args = fields[1:]
+        newline = True
+        while args and args[0] in ("-n", "-e", "-E", "-ne", "-en"):
+            newline = newline and "n" not in args[0]
+            args = args[1:]
+        return " ".join(args) + ("\n" if newline else "")
+    if fields[0] in _PYTHON and len(fields) == 3 and fields[1] == "-c":
+        return _python_print(shell, fields[2], line)
+    return None
+
+
+def _python_print(shell, code: str, line: int) -> str | None:
+    """`python -c CODE` for the two forms scripts use to compute a value: the working folder, and print() of
+    arithmetic on numbers (int, float, round, min, max)."""
+    code = code.strip()
+    if code in _GETCWD:
+        path = path_of_commands(shell, "pwd", line)
+        return None if path is None else path + "\n"
+    try:
+        tree = ast.parse(code, mode="eval")
+    except SyntaxError:
+        return None
+    call = tree.body
+    if not (isinstance(call, ast.Call) and isinstance(call.func, ast.Name) and call.func.id == "print"
+            and len(call.args) == 1 and not call.keywords):
+        return None
+    try:
+        value = _arithmetic(call.args[0])
+    except (ValueError, ZeroDivisionError, OverflowError):
+        return None
+    return f"{value}\n"
+
+
+_OPERATORS = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul, ast.Div: operator.truediv,
+              ast.FloorDiv: operator.floordiv, ast.Mod: operator.mod, ast.Pow: operator.pow}
+_FUNCTIONS = {"int": int, "float": float, "round": round, "min": min, "max": max, "abs": abs}
+
+
+def _arithmetic(node):
+    """The value of a Python expression made only of numbers, + - * / // % **, and the functions above."""
+    if isinstance(node, ast.Constant) and isinstance(node.value, (int, float)) and not isinstance(node.value, bool):
+        return node.value
+    if isinstance(node, ast.UnaryOp) and isinstance(node.op, (ast.USub, ast.UAdd)):
+        value = _arithmetic(node.operand)
+        return -value if isinstance(node.op, ast.USub) else value
+    if isinstance(node, ast.BinOp) and type(node.op) in _OPERATORS:
+        left, right = _arithmetic(node.left), _arithmetic(node.right)
+        if isinstance(node.op, ast.Pow) and abs(right) > 64:
+            raise ValueError("exponent too large")
+        return _OPERATORS[type(node.op)](left, right)
+    if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in _FUNCTIONS \
+            and not node.keywords:
+        return _FUNCTIONS[node.func.id](*[_arithmetic(a) for a in node.args])
+    raise ValueError("not arithmetic")
+
+
+def _filter(fields: list[str], text: str) -> str | None:
+    if fields[0] == "cut":
+        return _cut(fields[1:], text)
+    if fields[0] == "tr" and len(fields) == 3:
+        return _tr(fields[1], fields[2], text)
+    return None
+
+
+def _cut(args: list[str], text: str) -> str | None:
+    """cut -d C -f LIST (LIST: N, N-M, N-, -M, N,M): each line's fields, joined by C."""
+    delimiter, spec, k = "\t", None, 0
+    while k < len(args):
+        arg = args[k]
+        if arg in ("-d", "-f") and k + 1 < len(args):
+            value, k = args[k + 1], k + 2
+        elif arg[:2] in ("-d", "-f") and len(arg) > 2:
+            value, k = arg[2:], k + 1
+        else:
+            return None
+        if arg.startswith("-d"):
+            delimiter = value
+        else:
+            spec = value
+    if spec is None or len(delimiter) != 1:
+        return None
+    lines = text[:-1].split("\n") if text.endswith("\n") else text.split("\n")
+    try:
+        out = [_cut_line(piece, delimiter, spec) for piece in lines]
+    except ValueError:
+        return None
+    return "\n".join(out) + "\n"
+
+
+def _cut_line(line: str, delimiter: str, spec: str) -> str:
+    if delimiter not in line:
+        return line  # cut prints a line without the delimiter whole
+    parts = line.split(delimiter)
+    chosen = []
+    for item in spec.split(","):
+        first, dash, last = item.partition("-")
+        start = int(first) if first else 1
+        end = (int(last) if last else len(parts)) if dash else start
+        if start < 1:
+            raise ValueError(spec)
+        chosen += [k for k in range(start, end + 1) if k <= len(parts) and k not in chosen]
+    return delimiter.join(parts[k - 1] for k in sorted(chosen))
+
+
+_CLASSES = {"[:upper:]": "ABCDEFGHIJKLMNOPQRSTUVWXYZ", "[:lower:]": "abcdefghijklmnopqrstuvwxyz",
+            "A-Z": "ABCDEFGHIJKLMNOPQRSTUVWXYZ", "a-z": "abcdefghijklmnopqrstuvwxyz"}
+
+
+def _tr(source: str, target: str, text: str) -> str | None:
+    """tr between upper and lower case, the one use scripts make of it on a value."""
+    if source not in _CLASSES or target not in _CLASSES:
+        return None
+    return text.translate(str.maketrans(_CLASSES[source], _CLASSES[target]))

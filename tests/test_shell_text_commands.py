@@ -1,0 +1,65 @@
+"""Command substitutions that only reshape known text or numbers are computed as bash computes them
+(megatron_compat/shell/text_commands.py); the oracle is bash itself, with the real echo, cut, tr and python3."""
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+from megatron_compat.shell import read_launch_script
+
+SETUP = "X=--lr=3e-4\nN=1001\nNAME=Llama-3\n"
+
+CASES = [
+    "$(echo $X | cut -f1 -d=)",
+    '$(echo "$X" | cut -d= -f2-)',
+    "$(echo $X | cut -d '=' -f 2)",
+    "$(echo a:b:c:d | cut -d: -f1,3)",
+    "$(echo nodash | cut -d- -f2)",
+    '$(echo "$NAME" | tr "[:upper:]" "[:lower:]")',
+    "$(echo $NAME | tr a-z A-Z)",
+    '$(python3 -c "print(int($N * 0.2))")',
+    '$(python3 -c "print($N // 8 + 1)")',
+    '$(python3 -c "print(round(2.5e-4 * 4, 6))")',
+    "$(echo -n $X)x",
+    "$(echo $N)0",
+]
+
+
+@pytest.mark.skipif(shutil.which("bash") is None or shutil.which("cut") is None, reason="needs bash and coreutils")
+@pytest.mark.parametrize("substitution", CASES)
+def test_computed_like_bash(substitution, tmp_path):
+    script = SETUP + f'A="{substitution}"\n'
+    python = tmp_path / "python3"  # the interpreter running the tests, as the script's python3
+    python.symlink_to(sys.executable)
+    bash = subprocess.run(["bash", "-c", script + 'printf %s "$A"'], capture_output=True, text=True, check=True,
+                          env={"PATH": f"{tmp_path}:/usr/bin:/bin"}).stdout
+    launch = read_launch_script(script + 'torchrun pretrain_gpt.py --x "$A"\n')
+    assert launch.argv == ["--x", bash]
+    assert not [w for w in launch.warnings if "not evaluated" in w.message]
+
+
+@pytest.mark.parametrize("substitution", [
+    "$(echo $SLURM_TASKS_PER_NODE | cut -d '(' -f 1)",   # the scheduler's value: known in the job only
+    "$(echo $UNSET_HERE | cut -f1 -d=)",                  # a variable the script never sets
+    "$(echo $(hostname) | cut -d. -f1)",                  # a command's output
+    '$(python3 -c "import torch; print(torch.cuda.device_count())")',  # depends on the machine
+    '$(python3 -c "print(open(\'/etc/hostname\').read())")',
+])
+def test_run_time_outputs_stay_unevaluated(substitution):
+    launch = read_launch_script(SETUP + f'A="{substitution}"\ntorchrun pretrain_gpt.py --x "$A"\n')
+    assert launch.argv == ["--x", substitution]
+    assert [w for w in launch.warnings if "not evaluated; kept as text" in w.message]
+
+
+def test_argument_loop_splitting_key_value_pairs():
+    """Megatron-DeepSpeed's `for ARGUMENT in "$@"; do KEY=$(echo $ARGUMENT | cut -f1 -d=) ...` loop."""
+    script = ('for ARGUMENT in "$@"; do\n'
+              '    KEY=$(echo $ARGUMENT | cut -f1 -d=)\n'
+              '    KEY_LENGTH=${#KEY}\n'
+              '    VALUE="${ARGUMENT:$KEY_LENGTH+1}"\n'
+              '    export "$KEY"="$VALUE"\n'
+              'done\n'
+              'torchrun pretrain_gpt.py --tensor-model-parallel-size $TP --data-path $DATA\n')
+    launch = read_launch_script(script, ["TP=4", "DATA=/d/web_text_document"])
+    assert launch.argv == ["--tensor-model-parallel-size", "4", "--data-path", "/d/web_text_document"]
