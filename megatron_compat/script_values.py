@@ -68,7 +68,7 @@ def repair_argv(argv: List[str], option_variables: Dict[str, object], line: int,
             else:
                 out.problems.append((token, _lost(token, use, line)))
         elif len(parts) > 1 and words[:len(parts)] == parts:
-            if spec.nargs is None:
+            if spec.nargs is None or _placeholder(value):  # a placeholder is one value, even for a list flag
                 out.argv[k + 1:k + 1 + len(parts)] = [value.strip()]
                 out.warnings.append(f"line {line}: {token} is given ${use.name} = {value!r}, which bash splits into "
                                     f"{len(parts)} words; kept as one value{_placeholder(value)}: set {use.name} "

@@ -63,3 +63,28 @@ def test_argument_loop_splitting_key_value_pairs():
               'torchrun pretrain_gpt.py --tensor-model-parallel-size $TP --data-path $DATA\n')
     launch = read_launch_script(script, ["TP=4", "DATA=/d/web_text_document"])
     assert launch.argv == ["--tensor-model-parallel-size", "4", "--data-path", "/d/web_text_document"]
+
+
+CONDITIONS = [
+    'echo "$SIM_ARGS" | grep -q -- "--is-scaling-mode"',
+    'echo "$SIM_ARGS" | grep -q -- "--fake-tp"',
+    'echo "$SIM_ARGS" | grep -qi "FAKE"',
+    'echo "$SIM_ARGS" | grep -qw "fake"',
+    'echo "$SIM_ARGS" | grep -qF -- "--fake-pp 2"',
+    '! echo "$SIM_ARGS" | grep -q fake',
+    'echo "$SIM_ARGS" | grep -qE "tp [0-9]+"',
+]
+
+
+@pytest.mark.skipif(shutil.which("bash") is None or shutil.which("grep") is None, reason="needs bash and grep")
+@pytest.mark.parametrize("condition", CONDITIONS)
+def test_grep_conditions_like_bash(condition):
+    """A script testing its own option string (`if echo "$SIM_ARGS" | grep -q -- "--flag"; then`) takes the
+    branch bash takes."""
+    script = ('SIM_ARGS=" --fake-pp 2 --fake-tp 2 "\n'
+              f'if {condition}; then TP=1; else TP=2; fi\n')
+    bash = subprocess.run(["bash", "-c", script + 'printf %s "$TP"'], capture_output=True, text=True,
+                          env={"PATH": "/usr/bin:/bin"}).stdout
+    launch = read_launch_script(script + "torchrun pretrain_gpt.py --tp $TP\n")
+    assert launch.argv == ["--tp", bash]
+    assert not [w for w in launch.warnings if "could not be evaluated" in w.message]

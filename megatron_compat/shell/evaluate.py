@@ -24,7 +24,7 @@ from .lex import (
 )
 from .other_files import find_script, sets_up_the_machine
 from .parse import AndOr, Case, For, FuncDef, Group, If, Parser, Pipeline, Simple, Skipped
-from .text_commands import output_of_commands
+from .text_commands import output_of_commands, pipeline_status
 from .result import ShellReadError, ShellWarning
 from .runtime import BASH_RUN_TIME, REFERENCE, holds_command_output, scheduler_references
 from .sed import SedNotUnderstood, find_template, parse_sed, run_sed
@@ -90,6 +90,7 @@ _PARAM = re.compile(r"([A-Za-z_][A-Za-z0-9_]*|[0-9]+|[@*#?$!-])(?:\[([^\]]*)\])?
 _DECLARATIONS = {"export", "declare", "typeset", "local", "readonly"}
 _VAR_CHANGING = {"read", "mapfile", "readarray", "let", "getopts", "printf"}
 _SHELLS = {"bash", "sh"}
+_ASSIGNMENT_FIELD = re.compile(r"[A-Za-z_]\w*=.*", re.S)
 _JOB_SUBMITTERS = {"sbatch", "qsub", "bsub"}
 _JOB_FILE = re.compile(r"\.(sh|bash|slurm|sbatch|pbs|job|lsf)$")
 _MAX_DEPTH = 20
@@ -202,6 +203,9 @@ class Shell:
         if isinstance(node, Pipeline):
             if self.write_from_sed(node):
                 return True
+            known = pipeline_status(self, node, node.line)
+            if known is not None:  # echo "$ARGS" | grep -q -- --flag
+                return known != node.negate
             status = True
             for k, cmd in enumerate(node.commands):
                 self._pipe_tail = node.commands[k + 1:]
@@ -327,6 +331,7 @@ class Shell:
         return self.run_command(fields, temp_env, cmd.line)
 
     def run_command(self, fields: list[str], temp_env: dict, line: int):
+        fields = self._assignments_from_a_value(fields, temp_env, line)
         while fields and fields[0] in _WRAPPERS:
             wrapper, fields = fields[0], fields[1:]
             if wrapper == "env":
@@ -390,6 +395,22 @@ class Shell:
         if self.on_command is not None:
             self.on_command(self, fields, temp_env, line)
         return True
+
+    def _assignments_from_a_value(self, fields: list[str], temp_env: dict, line: int) -> list[str]:
+        """`$ENV_ARGS torchrun ...` with ENV_ARGS="NCCL_DEBUG=INFO ...": bash takes assignments only as written, so
+        it would run a program named NCCL_DEBUG=INFO and fail. The intent is plain: they are read as the command's
+        environment, with a warning that the script fails in bash as it stands."""
+        k = 0
+        while k < len(fields) - 1 and _ASSIGNMENT_FIELD.fullmatch(fields[k]):
+            name, _, value = fields[k].partition("=")
+            temp_env[name] = value
+            k += 1
+        if k:
+            written = self.words.text(fields)[:60] if self.words else " ".join(fields[:k])
+            self.warn(line, f"'{written}' starts with {', '.join(fields[:k])}, from a variable's value: bash does "
+                            f"not read that as an assignment and fails with 'command not found'; read as the "
+                            f"command's environment: write 'env {written}' in the script")
+        return fields[k:]
 
     def change_directory(self, args: list[str]) -> bool:
         """`cd DIR`: later `pwd`s see it. `cd` alone goes home; `cd -` is not followed."""

@@ -148,7 +148,7 @@ _OPERATORS = sorted(
     [";;&", ";;", ";&", "&&", "||", "|&", "&>>", "&>", ">>", ">&", ">|", "<<<", "<<-", "<<",
      "<&", "<>", ";", "&", "|", "(", ")", "<", ">"], key=len, reverse=True)
 REDIRECTS = {"&>>", "&>", ">>", ">&", ">|", "<<<", "<<-", "<<", "<&", "<>", "<", ">"}
-_ASSIGN_PREFIX = re.compile(r"([A-Za-z_][A-Za-z0-9_]*)(\+?)=$")
+_ASSIGN_PREFIX = re.compile(r"([A-Za-z_][A-Za-z0-9_]*)(\+?)=([^\s'\"`(]*)$")  # NAME= and what precedes a `<`
 _COMMAND_START_OPS = {";", "\n", "&&", "||", "|", "&", "(", "|&"}
 _COMMAND_START_WORDS = {"then", "do", "else", "elif", "if", "while", "until", "{", "!"}
 
@@ -278,10 +278,10 @@ class Lexer:
         angle = ANGLE_VALUE.match(self.s, self.i) if m and self._at_command_start() else None
         if angle:  # NAME=<Specify path>: an example's placeholder, which bash would take for redirections
             self.i = angle.end()
-            self.placeholders.append((line, m.group(1), angle.group(0)))
+            self.placeholders.append((line, m.group(1), m.group(3) + angle.group(0)))
             self.tokens.append(Word(f"{raw}'{angle.group(0)}'", line))
             return
-        if m and self.s.startswith("(", self.i):
+        if m and not m.group(3) and self.s.startswith("(", self.i):
             self.i += 1
             self.tokens.append(ArrayAssign(m.group(1), bool(m.group(2)), self._read_array(start), line))
             return

@@ -184,3 +184,49 @@ def _tr(source: str, target: str, text: str) -> str | None:
     if source not in _CLASSES or target not in _CLASSES:
         return None
     return text.translate(str.maketrans(_CLASSES[source], _CLASSES[target]))
+
+
+def pipeline_status(shell, node: Pipeline, line: int) -> bool | None:
+    """The exit status of `echo "$ARGS" | grep -q PATTERN` (a script testing its own options), as a condition:
+    True when a line matches; None when the pipeline is anything else."""
+    if len(node.commands) < 2 or not all(isinstance(c, Simple) and not c.redirects for c in node.commands):
+        return None
+    grep = node.commands[-1]
+    head = [c for c in node.commands[:-1]]
+    if not grep.words or getattr(grep.words[0], "raw", "") != "grep":
+        return None
+    text = " | ".join(" ".join(w.raw for w in c.words) for c in head)
+    out = output_of_commands(shell, text, line)
+    fields = [f for w in grep.words[1:] for f in shell.expand_word(w)]
+    matcher = _grep_matcher(fields)
+    if out is None or matcher is None:
+        return None
+    return any(matcher(piece) for piece in out.split("\n"))
+
+
+def _grep_matcher(args: list[str]):
+    """A function telling whether one line matches `grep [-q -i -w -E -F] [-e] PATTERN`; None for other uses."""
+    flags, pattern, k = set(), None, 0
+    while k < len(args):
+        arg = args[k]
+        if arg == "--" and k + 1 < len(args):
+            pattern, k = args[k + 1], k + 2
+        elif arg == "-e" and k + 1 < len(args):
+            pattern, k = args[k + 1], k + 2
+        elif arg.startswith("-") and len(arg) > 1 and pattern is None and set(arg[1:]) <= set("qiwEFs"):
+            flags |= set(arg[1:])
+            k += 1
+        elif pattern is None and not arg.startswith("-"):
+            pattern, k = arg, k + 1
+        else:
+            return None  # a file to read, or more patterns
+    if pattern is None or (not flags & {"E", "F"} and re.search(r"\\[(){}|+?]|[+?{}|()]", pattern)):
+        return None  # a basic regular expression whose operators Python reads differently
+    try:
+        compiled = re.compile(re.escape(pattern) if "F" in flags else pattern, re.I if "i" in flags else 0)
+    except re.error:
+        return None
+    if "w" in flags:
+        return lambda line: any(re.search(r"(?<!\w)" + re.escape(m.group(0)) + r"(?!\w)", line)
+                                for m in compiled.finditer(line))
+    return lambda line: bool(compiled.search(line))
