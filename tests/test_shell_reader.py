@@ -1157,3 +1157,12 @@ def test_a_branch_on_a_rank_variable_says_which_value_to_give():
     assert (launch.style, launch.world_size, launch.started_by) == ("numactl + python", None, "mpirun")
     text = render_launch_script(launch, "train_fsdp2.py", ["new.yaml"], "test.sh")
     assert "numactl --cpunodebind=1 --membind=1 \\\n    python -u" in text
+
+
+def test_assignments_from_a_variable_are_the_commands_environment():
+    """`$ENV_ARGS torchrun ...` (ENV_ARGS="NCCL_DEBUG=INFO ..."): bash would fail ('command not found'); the intent
+    is read, and the warning says how to write it."""
+    launch = read('ENV_ARGS="WANDB_DISABLED=true NCCL_DEBUG=INFO"\n$ENV_ARGS torchrun --nproc_per_node 2 p.py --x 1\n')
+    assert (launch.launcher, launch.entry, launch.argv, launch.world_size) == ("torchrun", "p.py", ["--x", "1"], 2)
+    assert launch.exports == {"WANDB_DISABLED": "true", "NCCL_DEBUG": "INFO"}
+    assert any("command not found" in w.message and "env " in w.message for w in launch.warnings)
