@@ -33,6 +33,11 @@ WORK=$(pwd)
 LOGS=$(realpath ./logs)
 torchrun pretrain_gpt.py --save $WORK/ckpt --tensorboard-dir $LOGS
 """,
+    "pwd_variable": """
+BASE_DIR="$PWD"
+cd "$(dirname "$0")"
+torchrun pretrain_gpt.py --save $BASE_DIR/ckpt --tensorboard-dir ${PWD}/tb
+""",
     "readlink": """
 SCRIPT=$(readlink -f "$0")
 torchrun pretrain_gpt.py --save $(dirname "$SCRIPT")/ckpt

@@ -190,10 +190,11 @@ def test_prefix_assignment_on_launch_becomes_environment():
     ("${U:+alt}", ""), ("${V:+alt}", "alt"),
     ("${P%/}", "/ckpt/run"), ("${Q##*/}", "tok.model"), ("${Q%.*}", "/m/tok"), ("${Q%%/*}", ""),
     ("${P#/}", "ckpt/run/"), ("${P/ckpt/data}", "/data/run/"),
-    ("${V^^}", "SET"), ("${#V}", "3"), ("${V:1}", "et"),
+    ("${V^^}", "SET"), ("${#V}", "3"), ("${V:1}", "et"), ("${V:$N-1:N}", "et"), ("${V: -2}", "et"),
+    ("${!R+x}", "x"), ("${!R:-dflt}", "set"), ("${!W+x}", ""), ("${!W:-dflt}", "dflt"),
 ])
 def test_parameter_expansion(expr, expected):
-    text = f'V=set\nE=\nP=/ckpt/run/\nQ=/m/tok.model\ntorchrun t.py "{expr}"\n'
+    text = f'V=set\nE=\nP=/ckpt/run/\nQ=/m/tok.model\nN=2\nR=V\nW=U\ntorchrun t.py "{expr}"\n'
     launch = read(text)
     assert launch.argv == [expected]
     assert launch.warnings == []

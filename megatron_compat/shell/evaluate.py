@@ -778,7 +778,14 @@ class Shell:
             return "0"
         if name in ("$", "!", "-"):
             return None
+        if name == "PWD" and name not in self.vars:  # bash keeps it equal to `pwd`
+            return self.cwd
         return self.vars.get(name)
+
+    def _note_assumed_pwd(self, name: str, line: int) -> None:
+        if name == "PWD" and name not in self.vars and self.cwd_assumed:
+            self.warn(line, f"$PWD read as {self.cwd}, the folder convert_args runs in: run it from the folder the "
+                            f"script is launched from")
 
     # ---------------------------------------------------------------- expansion
     def expand_word(self, w: Word) -> list[str]:
@@ -889,6 +896,7 @@ class Shell:
                 else:
                     m = _NAME.match(raw, i + 1)
                     name, j = m.group(0), m.end()
+                self._note_assumed_pwd(name, here)
                 out += self.value_pieces(name, None, self.lookup(name), raw[i:j], here, in_dq, warn_unset=True)
                 i = j
             else:
@@ -947,11 +955,18 @@ class Shell:
                 target = target[0] if isinstance(target, list) and target else target
                 value = self.lookup(target) if isinstance(target, str) and target else None
                 return self.value_pieces(target or "", None, value, text, line, in_dq, warn_unset=True)
+            m = _PARAM.match(body[1:])
+            if m and m.end() < len(body) - 1 and body[1 + m.end()] in ":-=+?#%/^,":  # ${!name+x}: indirect, then op
+                target = self.lookup(m.group(1))
+                target = target[0] if isinstance(target, list) and target else target
+                if isinstance(target, str) and _NAME.fullmatch(target):
+                    return self.brace_expansion(target + body[1 + m.end():], text, line, in_dq)
         m = _PARAM.match(body)
         if not m:
             self.warn(line, f"{text} not understood; kept as text")
             return [(text, False)]
         name, index = m.group(1), m.group(2)
+        self._note_assumed_pwd(name, line)
         value = self.lookup(name)
         if isinstance(value, list) and index is not None and index not in ("@", "*"):
             value_scalar = self.value_pieces(name, index, value, text, line, in_dq, False)
