@@ -98,6 +98,14 @@ def _live(value: str) -> str:
     return '"' + "".join(out) + '"'
 
 
+def _from_start_folder(value: str, folder: str | None) -> str:
+    """A path in the folder convert_args ran in, which the old script read as its starting folder (`pwd`, $PWD):
+    written as $PWD, which is that folder again when the new script is started where the old one was."""
+    if not folder or folder == "/":
+        return value
+    return re.sub(rf"(?<![\w/.-]){re.escape(folder)}(?=/|$|[,:\s])", "$PWD", value)
+
+
 def _word(value: str) -> str:
     """A value as one word of the new script: run-time parts kept live, everything else quoted."""
     return _live(value) if _LIVE.search(value) else shlex.quote(value)
@@ -155,7 +163,8 @@ def render_launch_script(launch: LaunchScript, entry: str, entry_args: list[str]
             if name not in launch.exports:
                 lines.append(f"# {name}: where the ranks meet, from --dist-url {_dist_url(launch)}")
             template = launch.export_templates.get(name)
-            shown = _live(value) if _unevaluated(value) else shlex.quote(value)
+            here = _from_start_folder(value, launch.start_folder)
+            shown = _live(here) if _unevaluated(value) or here != value else shlex.quote(value)
             lines.append(f"export {name}={_with_inherited(template) if template else shown}")
         lines.append("")
     url = _dist_url(launch)
@@ -166,7 +175,8 @@ def render_launch_script(launch: LaunchScript, entry: str, entry_args: list[str]
     if dropped:
         lines += [f"# Not kept: {', '.join(dropped)}: each process {per_rank} starts finds its own rank ({entry} "
                   f"reads {_RANKS_FROM[per_rank]}); one value exported for all of them would be wrong", ""]
-    command = [" ".join([shlex.quote(w) for w in stage.program] + [_word(a) for a in stage.args])
+    command = [" ".join([shlex.quote(w) for w in stage.program] +
+                        [_word(_from_start_folder(a, launch.start_folder)) for a in stage.args])
                for stage in launch.wrappers]
     settings: list[str] = []
     if launch.launcher == "deepspeed":
@@ -178,7 +188,8 @@ def render_launch_script(launch: LaunchScript, entry: str, entry_args: list[str]
                          f': "${{{launch.rank_variable}:?start this script once per rank with {per_rank}, as '
                          f'{os.path.basename(source_path)} was}}"']
         settings += [f"# Each process {per_rank} starts is one rank: {entry} reads {_RANKS_FROM[per_rank]}", ""]
-        command.append(" ".join(["python"] + [shlex.quote(a) for a in launch.launcher_args]))
+        command.append(_word(_from_start_folder(launch.rank_script, launch.start_folder)) if launch.rank_script else
+                       " ".join(["python"] + [shlex.quote(a) for a in launch.launcher_args]))
     else:
         if launch.launcher == "msrun":
             settings += [f"# {source_path} started MindSpeed-LLM's MindSpore backend with msrun; the engine is "

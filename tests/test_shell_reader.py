@@ -31,6 +31,8 @@ __record() { { printf '%s\0' LAUNCH "$@"; for __n in $(compgen -e); do printf '%
 __run_rest() {  # a launcher's command: from the first word that names a program
     local __i; for ((__i = 1; __i <= $#; __i++)); do
         case "${!__i##*/}" in python*|torchrun|deepspeed|msrun|bash|sh|numactl|env|apptainer|singularity) "${@:__i}"; return ;; esac
+        # a launch.sh that is not here, given a python script: it runs python with its arguments (LUMI)
+        [[ "${!__i}" == *.sh && ! -f "${!__i}" && "${@:__i+1:1}" == *.py ]] && { python "${@:__i+1}"; return; }
     done; }
 torchrun() { __record torchrun "$@"; }
 python() { __record python "$@"; }
@@ -71,7 +73,7 @@ PATH=/nonexistent
 '''
 
 
-def _bash_launches(text: str, args=(), env: dict | None = None) -> list[dict]:
+def _bash_launches(text: str, args=(), env: dict | None = None, cwd: str | None = None) -> list[dict]:
     """Every launcher call bash would make (torchrun, python, srun, mpirun, ...), as {"argv": [...], "env": {...}}."""
     with tempfile.TemporaryDirectory() as d:
         script, out = os.path.join(d, "s.sh"), os.path.join(d, "out")
@@ -79,7 +81,7 @@ def _bash_launches(text: str, args=(), env: dict | None = None) -> list[dict]:
         Path(out).write_text("")
         subprocess.run([BASH, "-c", _STUBS + 'builtin source "$__S" "$@"', "script.sh", *args],
                        env={**(env or {}), "__ORACLE_OUT": out, "__S": script, "HOME": d, "__STUBS": _STUBS},
-                       cwd=d, capture_output=True, timeout=30)
+                       cwd=cwd or d, capture_output=True, timeout=30)
         records = Path(out).read_text().split("\0")
     launches, cur = [], None
     for r in records:
@@ -118,10 +120,11 @@ def _assert_same_words(ours: list[str], theirs: list[str], prefix: bool = False)
     assert prefix or j == len(theirs), (ours, theirs)
 
 
-def _agrees_with_bash(launch: LaunchScript, text: str, args=(), env=None) -> None:
+def _agrees_with_bash(launch: LaunchScript, text: str, args=(), env=None, cwd=None) -> None:
     """The reader's launcher options, entry + argv and exports equal what bash passes to the last call of that
-    launcher; each wrapper (srun, mpirun, numactl, uv run) got the options the reader found."""
-    calls = _bash_launches(text, args, env)
+    launcher; each wrapper (srun, mpirun, numactl, uv run) got the options the reader found. cwd: the folder bash
+    starts in (the one the reader took for the script's starting folder); a temporary one by default."""
+    calls = _bash_launches(text, args, env, cwd)
     assert calls, "bash made no launch call"
     module = launch.launcher.startswith("torch.")
     program = "python" if module else launch.launcher
@@ -651,9 +654,11 @@ def test_corpus_script(name):
 
 @needs_bash
 @pytest.mark.parametrize("name", sorted(EXPECTED))
-def test_corpus_script_agrees_with_bash(name):
-    exp = EXPECTED[name]
-    _agrees_with_bash(_corpus_read(name), (CORPUS / name).read_text(), exp.get("script_args", []))
+def test_corpus_script_agrees_with_bash(name, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # bash writes the files the script writes here
+    exp = EXPECTED[name]  # bash_env: what the job has when it runs (the reader takes it as known at run time)
+    _agrees_with_bash(_corpus_read(name), (CORPUS / name).read_text(), exp.get("script_args", []),
+                      exp.get("bash_env"), cwd=str(tmp_path))
 
 
 # ----------------------------------------------------------------------------- render
@@ -1167,3 +1172,15 @@ def test_assignments_from_a_variable_are_the_commands_environment():
     assert (launch.launcher, launch.entry, launch.argv, launch.world_size) == ("torchrun", "p.py", ["--x", "1"], 2)
     assert launch.exports == {"WANDB_DISABLED": "true", "NCCL_DEBUG": "INFO"}
     assert any("command not found" in w.message and "env " in w.message for w in launch.warnings)
+
+
+def test_rendered_rank_script_and_start_folder(tmp_path, monkeypatch):
+    """srun ... launch.sh pretrain_gpt.py (launch.sh not here) stays srun ... launch.sh train_fsdp2.py CONFIG, and
+    paths the old script took from the folder it starts in ($PWD, `pwd`) are $PWD again, not this machine's."""
+    monkeypatch.chdir(tmp_path)
+    launch = _corpus_read("srun_rank_script_not_here.sh")
+    assert (launch.rank_script, launch.start_folder) == ("/project/megatron-lm/launch.sh", str(tmp_path))
+    text = render_launch_script(launch, "train_fsdp2.py", ["new.yaml"], "old.sh")
+    assert '-B "$PWD" -B /project' in text
+    assert "/project/megatron-lm/launch.sh \\\n    train_fsdp2.py \\\n    new.yaml" in text
+    assert str(tmp_path) not in text

@@ -171,6 +171,7 @@ class Shell:
         self.cwd = os.getcwd()  # the folder the script runs in: convert_args' own, changed by the script's `cd`s
         self.setup_sources: list[str] = []  # `source` lines that set up the environment, as written (other_files.py)
         self.cwd_assumed = True  # cwd still depends on where the script is started (no `cd` to an absolute path)
+        self.start_folder_reads: list[int] = []  # lines where `pwd` / $PWD gave that assumed folder (one list)
         self._pipe_tail: list = []  # the commands after the one the pipeline is about to run
         self.loop_lines: list[int] = []  # the lines of the for loops whose body is running, outermost first
 
@@ -493,6 +494,8 @@ class Shell:
             self.other_scripts.append((line, script))
             if not found:
                 self.warn(line, f"'{written}' runs another script, which is not read here (no such file here)")
+                if self.on_command is not None:  # srun launch.sh pretrain_gpt.py ...: the launcher may know it
+                    self.on_command(self, [script] + list(args), temp_env, line)
             return None
         child = self.child(found[0], list(args), temp_env, line)
         try:
@@ -567,6 +570,7 @@ class Shell:
         child.stdin_jobs = self.stdin_jobs
         child.depth = self.depth + 1
         child.cwd, child.cwd_assumed = self.cwd, self.cwd_assumed
+        child.start_folder_reads = self.start_folder_reads
         child.setup_sources = self.setup_sources
         child.parent = self
         return child
@@ -784,6 +788,7 @@ class Shell:
 
     def _note_assumed_pwd(self, name: str, line: int) -> None:
         if name == "PWD" and name not in self.vars and self.cwd_assumed:
+            self.start_folder_reads.append(line)
             self.warn(line, f"$PWD read as {self.cwd}, the folder convert_args runs in: run it from the folder the "
                             f"script is launched from")
 

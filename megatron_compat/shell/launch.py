@@ -112,6 +112,8 @@ class Recognizer:
 
     def _python_script(self, shell: Shell, fields: list[str], temp_env: dict, line: int) -> None:
         """python [OPTIONS] SCRIPT.py ARGS; or, under a spawner's --no_python, SCRIPT.py run as a program."""
+        if self._rank_script(shell, fields, temp_env, line):
+            return
         if fields[0].endswith(".py") and any(s.role == SPAWNER for s, _ in self.context):
             self._record(shell, None, Stage("python", [], [], line), fields[0], fields[1:], temp_env, line)
             return
@@ -129,6 +131,19 @@ class Recognizer:
         if k < len(fields):
             self._record(shell, None, Stage("python", fields[:1], options, line), fields[k], fields[k + 1:],
                          temp_env, line)
+
+    def _rank_script(self, shell: Shell, fields: list[str], temp_env: dict, line: int) -> bool:
+        """`srun ... launch.sh pretrain_gpt.py ARGS` with launch.sh not here (LUMI's clusters keep it beside
+        Megatron): a script run in each task with the entry as its first argument starts python with them."""
+        if not (fields[0].endswith(".sh") and len(fields) > 1 and fields[1].endswith(".py")
+                and any(spec.role == PER_RANK for spec, _ in self.context)):
+            return False
+        shell.warn(line, f"{fields[0]} is not here: read as the script each task runs to start python with its "
+                         f"arguments (taking its rank from the launcher); the new script runs it the same way: "
+                         f"check that it does")
+        self._record(shell, None, Stage("python", [], [], line), fields[1], fields[2:], temp_env, line)
+        self.launches[-1].result.rank_script = fields[0]
+        return True
 
     def _record(self, shell, spec: LauncherSpec | None, stage: Stage, entry: str, argv: list[str], temp_env, line):
         wrappers = list(self.context)
@@ -285,6 +300,7 @@ def read_launch_script(text: str, script_args: Sequence[str] = (), path: str = "
                        f"line {chosen.entry_line} is taken as the training launch")
     chosen.warnings = sorted(shell.warnings, key=lambda w: w.line)
     chosen.directives = _directives(text, shell.stdin_jobs)
+    chosen.start_folder = os.getcwd() if shell.start_folder_reads else None
     return chosen
 
 

@@ -62,6 +62,12 @@ class LaunchScript:
     # (mpirun, srun, jsrun) starts this script once per rank from outside it; None otherwise
     started_by: str | None = None
     rank_variable: str | None = None  # the rank variable that says so, e.g. OMPI_COMM_WORLD_RANK
+    # a script the per-rank launcher runs with the entry as its first argument, not here to read: taken to start
+    # python with its arguments in each task (LUMI's `srun ... launch.sh pretrain_gpt.py ...`); None otherwise
+    rank_script: str | None = None
+    # the folder convert_args ran in, when the script read it as its starting folder (`pwd`, $PWD before any cd to
+    # an absolute path): the new script, started from the same folder, writes it as $PWD; None otherwise
+    start_folder: str | None = None
     # the script's variables at the launch line (unset references as "\x00NAME\x00"), so a setting computed
     # at run time from them ($(( GPUS * NNODES ))) can be computed again by the new script
     variables: dict[str, str] = field(default_factory=dict)
