@@ -591,8 +591,9 @@ def deepspeed(t):
         read = [_from_deepspeed(t, name, value, key, path) for name, value, key in deepspeed_values(config)]
         json_stage = (config.get("zero_optimization") or {}).get("stage")
         if stage is not None and json_stage is not None and int(stage) != int(json_stage):
-            raise ConfigError(f"--zero-stage {stage} and {path}'s zero_optimization.stage {json_stage} disagree; "
-                              "DeepSpeed takes the config file's: make them equal")
+            t.notes.append(f"WARNING: --zero-stage {stage} and {path}'s zero_optimization.stage {json_stage} "
+                           f"disagree; DeepSpeed trains with the config file's ({json_stage}), and FSDP2 shards as "
+                           "ZeRO-3 does whichever it is: make them equal to keep the old script unambiguous")
         stage = json_stage if json_stage is not None else stage
         if config.get("optimizer"):
             t.notes.append(f"{path}: its optimizer section is not read; Megatron-DeepSpeed hands DeepSpeed the "
