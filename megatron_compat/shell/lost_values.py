@@ -85,7 +85,7 @@ def _lost_value(shell: Shell, spec: LauncherSpec, fields, n, token, k, values, l
         return None
     if culprit is not None:
         raise ShellReadError(f"{shell.path}:{line}: {what} has no value: {culprit.because}. Give "
-                             f"{culprit.name} a value in the script")
+                             f"{culprit.name} a value in the script, or with --set {culprit.name}=VALUE")
     unset = sorted({w.message.split()[1] for w in shell.warnings
                     if w.message.startswith("variable $") and "is not set" in w.message})
     hint = f" (variables the script uses without setting them: {', '.join(unset)})" if unset else ""
@@ -213,6 +213,10 @@ def _describe(shell: Shell, name: str) -> Culprit:
                         tuple(inherited))
     if scope is not shell and scope.lookup(name):
         return Culprit(name, None, f"${name} is set but not exported, so the `bash -c` command does not see it")
+    argument = re.fullmatch(r"""["']?\$\{?([1-9])\}?["']?""", scope.raw_values.get(name, "").strip())
+    if argument:  # NUM_GPUS=$1 in a script run without arguments
+        return Culprit(name, None, f"${name} is set from the script's argument ${argument.group(1)}, which was not "
+                                   f"given (pass the script's arguments: tools/convert_args.py SCRIPT -- ARG1 ...)")
     return Culprit(name, None, f"${name} is set to an empty value")
 
 
