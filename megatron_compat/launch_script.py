@@ -98,12 +98,14 @@ def _live(value: str) -> str:
     return '"' + "".join(out) + '"'
 
 
-def _from_start_folder(value: str, folder: str | None) -> str:
-    """A path in the folder convert_args ran in, which the old script read as its starting folder (`pwd`, $PWD):
-    written as $PWD, which is that folder again when the new script is started where the old one was."""
+def _from_start_folder(value: str, launch: LaunchScript) -> str:
+    """A path in the folder convert_args ran in, which the old script read as its starting folder (`pwd`, $PWD,
+    $PBS_O_WORKDIR): written as that again ($PWD), which is the same folder when the new script is started (or its
+    job submitted) where the old one was."""
+    folder = launch.start_folder
     if not folder or folder == "/":
         return value
-    return re.sub(rf"(?<![\w/.-]){re.escape(folder)}(?=/|$|[,:\s])", "$PWD", value)
+    return re.sub(rf"(?<![\w/.-]){re.escape(folder)}(?=/|$|[,:\s])", lambda _: launch.start_folder_as, value)
 
 
 def _word(value: str) -> str:
@@ -163,7 +165,7 @@ def render_launch_script(launch: LaunchScript, entry: str, entry_args: list[str]
             if name not in launch.exports:
                 lines.append(f"# {name}: where the ranks meet, from --dist-url {_dist_url(launch)}")
             template = launch.export_templates.get(name)
-            here = _from_start_folder(value, launch.start_folder)
+            here = _from_start_folder(value, launch)
             shown = _live(here) if _unevaluated(value) or here != value else shlex.quote(value)
             lines.append(f"export {name}={_with_inherited(template) if template else shown}")
         lines.append("")
@@ -176,7 +178,7 @@ def render_launch_script(launch: LaunchScript, entry: str, entry_args: list[str]
         lines += [f"# Not kept: {', '.join(dropped)}: each process {per_rank} starts finds its own rank ({entry} "
                   f"reads {_RANKS_FROM[per_rank]}); one value exported for all of them would be wrong", ""]
     command = [" ".join([shlex.quote(w) for w in stage.program] +
-                        [_word(_from_start_folder(a, launch.start_folder)) for a in stage.args])
+                        [_word(_from_start_folder(a, launch)) for a in stage.args])
                for stage in launch.wrappers]
     settings: list[str] = []
     if launch.launcher == "deepspeed":
@@ -188,7 +190,7 @@ def render_launch_script(launch: LaunchScript, entry: str, entry_args: list[str]
                          f': "${{{launch.rank_variable}:?start this script once per rank with {per_rank}, as '
                          f'{os.path.basename(source_path)} was}}"']
         settings += [f"# Each process {per_rank} starts is one rank: {entry} reads {_RANKS_FROM[per_rank]}", ""]
-        command.append(_word(_from_start_folder(launch.rank_script, launch.start_folder)) if launch.rank_script else
+        command.append(_word(_from_start_folder(launch.rank_script, launch)) if launch.rank_script else
                        " ".join(["python"] + [shlex.quote(a) for a in launch.launcher_args]))
     else:
         if launch.launcher == "msrun":

@@ -5,7 +5,9 @@
                                      [--args-from JSON] [--timeout SECONDS]
 
 Each script is converted in this process by `convert_args.main`, exactly as the command
-line would (outputs go to a temporary folder), under a time limit. One line per script:
+line would (outputs go to a temporary folder), under a time limit, from the root of its
+repository when the path has an OWNER__REPO folder (where READMEs have users start their
+scripts), else from the current folder. One line per script:
 
     converted  PATH
     refused    PATH: <first reason convert_args gave>
@@ -98,14 +100,15 @@ def time_limit(seconds: float):
 
 
 def classify(path: str, script_args: Sequence[str] = (), timeout: float = 60.0,
-             variables: Optional[Dict[str, str]] = None) -> Tuple[str, List[str]]:
-    """(outcome, reasons as convert_args wrote them) for one script, run with these arguments and `--set`s."""
+             variables: Optional[Dict[str, str]] = None, folder: Optional[str] = None) -> Tuple[str, List[str]]:
+    """(outcome, reasons as convert_args wrote them) for one script, run with these arguments and `--set`s, from
+    `folder` (the current one by default)."""
     with tempfile.TemporaryDirectory() as tmp:
-        argv = [path, "-o", os.path.join(tmp, "new.yaml"), "--script-out", os.path.join(tmp, "new.sh")]
+        argv = [os.path.abspath(path), "-o", os.path.join(tmp, "new.yaml"), "--script-out", os.path.join(tmp, "new.sh")]
         argv += [f"--set={name}={value}" for name, value in (variables or {}).items()]
         argv += ["--", *script_args] if script_args else []
         try:
-            with time_limit(timeout):
+            with time_limit(timeout), contextlib.chdir(folder or os.getcwd()):
                 code, _, err = run_convert(argv)
         except _TimedOut:
             return "crash", [f"timeout: no answer within {timeout:g} s"]
@@ -245,6 +248,16 @@ def split_source(shown: str, fallback: str) -> Tuple[str, str]:
     return fallback, shown
 
 
+def repository_root(path: str) -> Optional[str]:
+    """The OWNER__REPO folder a script of the survey layout lies in: its repository's root, where its README has
+    users start it (`bash examples/gpt3/train.sh`); None for another layout (then the current folder is used)."""
+    parts = os.path.abspath(path).split(os.sep)
+    for k, part in enumerate(parts[:-1]):
+        if re.fullmatch(r"[A-Za-z0-9][\w.-]*?__[\w.-]+", part):
+            return os.sep.join(parts[:k + 1])
+    return None
+
+
 def arguments_for(args_for: dict, path: str, shown: str) -> dict:
     """The entry of --args-from for a script: by OWNER/REPO/PATH (the survey layout), else by its file name."""
     source, inside = split_source(shown, "")
@@ -263,7 +276,7 @@ def survey(targets: Sequence[str], args_for: dict, timeout: float, progress=None
     outcomes = []
     for path, shown in find_scripts(targets):
         given = arguments_for(args_for, path, shown)
-        outcome, raw = classify(path, given.get("script_args", []), timeout, given.get("set"))
+        outcome, raw = classify(path, given.get("script_args", []), timeout, given.get("set"), repository_root(path))
         with open(path, encoding="utf-8", errors="replace") as fh:
             style = launcher_style(fh.read())
         result = Outcome(shown, split_source(shown, os.path.dirname(path) or ".")[0], style, outcome,

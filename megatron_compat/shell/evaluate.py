@@ -90,6 +90,7 @@ _PARAM = re.compile(r"([A-Za-z_][A-Za-z0-9_]*|[0-9]+|[@*#?$!-])(?:\[([^\]]*)\])?
 _DECLARATIONS = {"export", "declare", "typeset", "local", "readonly"}
 _VAR_CHANGING = {"read", "mapfile", "readarray", "let", "getopts", "printf"}
 _SHELLS = {"bash", "sh"}
+_SUBMIT_FOLDER = {"PBS_O_WORKDIR": "PBS", "SLURM_SUBMIT_DIR": "Slurm"}  # a job's submitting folder
 _ASSIGNMENT_FIELD = re.compile(r"[A-Za-z_]\w*=.*", re.S)
 _JOB_SUBMITTERS = {"sbatch", "qsub", "bsub"}
 _JOB_FILE = re.compile(r"\.(sh|bash|slurm|sbatch|pbs|job|lsf)$")
@@ -171,7 +172,8 @@ class Shell:
         self.cwd = os.getcwd()  # the folder the script runs in: convert_args' own, changed by the script's `cd`s
         self.setup_sources: list[str] = []  # `source` lines that set up the environment, as written (other_files.py)
         self.cwd_assumed = True  # cwd still depends on where the script is started (no `cd` to an absolute path)
-        self.start_folder_reads: list[int] = []  # lines where `pwd` / $PWD gave that assumed folder (one list)
+        self.start_folder = self.cwd  # where the script starts: convert_args' own folder, taken for the user's
+        self.start_folder_reads: list[str] = []  # `pwd`, $PWD, $PBS_O_WORKDIR read as that folder (one list)
         self._pipe_tail: list = []  # the commands after the one the pipeline is about to run
         self.loop_lines: list[int] = []  # the lines of the for loops whose body is running, outermost first
 
@@ -570,7 +572,7 @@ class Shell:
         child.stdin_jobs = self.stdin_jobs
         child.depth = self.depth + 1
         child.cwd, child.cwd_assumed = self.cwd, self.cwd_assumed
-        child.start_folder_reads = self.start_folder_reads
+        child.start_folder, child.start_folder_reads = self.start_folder, self.start_folder_reads
         child.setup_sources = self.setup_sources
         child.parent = self
         return child
@@ -784,13 +786,20 @@ class Shell:
             return None
         if name == "PWD" and name not in self.vars:  # bash keeps it equal to `pwd`
             return self.cwd
+        if name in _SUBMIT_FOLDER and name not in self.vars:  # the folder the job was submitted from
+            return self.start_folder
         return self.vars.get(name)
 
     def _note_assumed_pwd(self, name: str, line: int) -> None:
         if name == "PWD" and name not in self.vars and self.cwd_assumed:
-            self.start_folder_reads.append(line)
+            self.start_folder_reads.append(name)
             self.warn(line, f"$PWD read as {self.cwd}, the folder convert_args runs in: run it from the folder the "
                             f"script is launched from")
+        elif name in _SUBMIT_FOLDER and name not in self.vars:
+            self.start_folder_reads.append(name)
+            self.warn(line, f"${name} ({_SUBMIT_FOLDER[name]}'s folder the job was submitted from) read as "
+                            f"{self.start_folder}, the folder convert_args runs in: run it from the folder you "
+                            f"submit the job from")
 
     # ---------------------------------------------------------------- expansion
     def expand_word(self, w: Word) -> list[str]:

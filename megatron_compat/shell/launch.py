@@ -300,7 +300,9 @@ def read_launch_script(text: str, script_args: Sequence[str] = (), path: str = "
                        f"line {chosen.entry_line} is taken as the training launch")
     chosen.warnings = sorted(shell.warnings, key=lambda w: w.line)
     chosen.directives = _directives(text, shell.stdin_jobs)
-    chosen.start_folder = os.getcwd() if shell.start_folder_reads else None
+    chosen.start_folder = shell.start_folder if shell.start_folder_reads else None
+    submit = next((n for n in shell.start_folder_reads if n.isupper() and n != "PWD"), None)
+    chosen.start_folder_as = f"${{{submit}:-$PWD}}" if submit else "$PWD"
     return chosen
 
 

@@ -34,7 +34,7 @@ def path_of_commands(shell, text: str, line: int) -> str | None:
         elif name == "pwd" and not args:
             printed = cwd
             if assumed:
-                shell.start_folder_reads.append(line)
+                shell.start_folder_reads.append("pwd")
                 shell.warn(line, f"`pwd` read as {cwd}, from the folder convert_args runs in: run it from the folder "
                                  f"the script is launched from")
         elif name == "dirname" and len(args) == 1:

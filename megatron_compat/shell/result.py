@@ -68,6 +68,7 @@ class LaunchScript:
     # the folder convert_args ran in, when the script read it as its starting folder (`pwd`, $PWD before any cd to
     # an absolute path): the new script, started from the same folder, writes it as $PWD; None otherwise
     start_folder: str | None = None
+    start_folder_as: str = "$PWD"  # how the new script writes it: "${PBS_O_WORKDIR:-$PWD}" when the script read that
     # the script's variables at the launch line (unset references as "\x00NAME\x00"), so a setting computed
     # at run time from them ($(( GPUS * NNODES ))) can be computed again by the new script
     variables: dict[str, str] = field(default_factory=dict)
