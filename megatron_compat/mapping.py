@@ -342,7 +342,9 @@ MAPPED_RULES = [
     plain("--num-workers", "dataloader_num_workers"),
     plain("--workers", "preprocessing_num_workers"),
     switch("--reset-position-ids", "reset_position_ids"),
-    switch("--reset-attention-mask", "reset_attention_mask"),
+    switch("--reset-attention-mask --use-packed-seq-params", "reset_attention_mask",
+           note="--use-packed-seq-params: a swiss-ai fork's name for the same attention within each document, "
+                "cut at end-of-document tokens"),
     switch("--eod-mask-loss", "eod_mask_loss"),
     switch("--no-create-attention-mask-in-dataloader", "create_attention_mask_in_dataloader", False),
     group("--dataloader-type", "dataloader", "data.dataloader_type (single: dataset order; cyclic: Megatron's "

@@ -143,6 +143,7 @@ SAME = [
     (["--position-embedding-type", "rope", "--normalization", "rmsnorm", "--swiglu", "--hidden-dropout", "0"],
      ["--position-embedding-type", "rope", "--normalization", "RMSNorm", "--swiglu", "--hidden-dropout", "0"]),
     (["--use-fused-rmsnorm", "1"], ["--use-fused-rmsnorm"]),
+    (["--use-packed-seq-params"], ["--reset-attention-mask"]),  # a swiss-ai fork's packing of pretraining documents
 ]
 
 
@@ -431,8 +432,11 @@ torchrun --nproc_per_node 2 pretrain_gpt.py $GPT_ARGS --data-path $DATA_PATH --s
     assert code == 0
     assert ("--tokenizer-name-or-path is given $TOKENIZER_PATH = 'your tokenizer path', which bash splits into 3 "
             "words; kept as one value — it is still the example's placeholder") in err
-    assert "--data-path is given $DATA_PATH = 'your data path' — it is still the example's placeholder" in err
+    # a list flag too: the placeholder is one value (3 dataset prefixes would be a wrong reading of it)
+    assert ("--data-path is given $DATA_PATH = 'your data path', which bash splits into 3 words; kept as one value "
+            "— it is still the example's placeholder") in err
     text = out.read_text()
+    assert "dataset: your data path" in text
     assert "# WARNING: line 4: --tokenizer-name-or-path is given $TOKENIZER_PATH" in text
     assert "tokenizer_name_or_path: your tokenizer path" in text
 
