@@ -18,6 +18,7 @@ from .flag_spec import spec_for
 from .registry import rule_for
 from .shell.launch import outer_launcher
 from .shell.launchers import slurm_count
+from .shell.runtime import SCHEDULER_VARIABLE
 from .shell.placeholders import is_placeholder
 
 
@@ -127,3 +128,20 @@ def explained(problems: List[str], repaired: Repaired) -> List[str]:
     lost = dict(repaired.problems)
     kept = [p for p in problems if not any(p.startswith((f"{flag}:", f"{flag} has no value")) for flag in lost)]
     return list(lost.values()) + kept
+
+
+def flags_lost(launch) -> Optional[str]:
+    """Why a launch carries no training flags at all, when variables the script leaves unset were to carry them
+    (`python pretrain_gpt.py ${MEGATRON_PARAMS}` in a job that another script submits with them exported);
+    None when it has flags, or nothing explains their absence."""
+    if launch.argv:
+        return None
+    empty = [m.group(1) for w in launch.warnings if w.line == launch.entry_line
+             for m in [re.match(r"variable \$\{?(\w+)\}? is not set", w.message)] if m]
+    empty = [n for n in dict.fromkeys(empty) if not SCHEDULER_VARIABLE.fullmatch(n)]
+    if not empty:
+        return None
+    return (f"{launch.entry} is launched at line {launch.entry_line} with no arguments: "
+            f"{', '.join('$' + n for n in empty)} expand to nothing here (the script does not set them; they come "
+            f"from the environment or from the script that runs this one): convert that script, or give them: "
+            f"tools/convert_args.py --set NAME='--num-layers ...' SCRIPT")

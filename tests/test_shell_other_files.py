@@ -133,3 +133,17 @@ def test_job_script_on_disk_is_read_and_a_missing_one_is_named(tmp_path):
     script.write_text("qsub -l select=2 jobs/missing.pbs\n")
     with pytest.raises(ShellReadError, match=r"line 1 runs jobs/missing.pbs: convert that script instead"):
         read_launch_script(script.read_text(), path=str(script))
+
+
+def test_a_submitted_job_whose_flags_come_from_the_environment_is_refused_naming_them(tmp_path, capsys):
+    """Megatron-LM's SC21 scripts: SBATCH.sh submits SRUN.sh, which runs `python pretrain_gpt.py ${MEGATRON_PARAMS}`
+    with the flags exported by the script that called SBATCH.sh."""
+    from tools import convert_args
+
+    _write(tmp_path, {"SRUN.sh": '#SBATCH --ntasks-per-node=8\nCMD="python -u ${CODE}/pretrain_gpt.py ${PARAMS}"\n'
+                                 'srun -l sh -c "${CMD}"\n',
+                      "SBATCH.sh": "sbatch -p ${SLURM_PARTITION} --nodes=${NNODES} --export=CODE,PARAMS SRUN.sh\n"})
+    code = convert_args.main([str(tmp_path / "SBATCH.sh"), "-o", str(tmp_path / "out.yaml")])
+    err = capsys.readouterr().err
+    assert code == 1 and not (tmp_path / "out.yaml").exists()
+    assert "pretrain_gpt.py is launched at line 1 with no arguments: $NNODES, $CODE, $PARAMS expand to nothing" in err

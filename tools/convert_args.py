@@ -25,7 +25,7 @@ from megatron_compat.functional_tests import launch_text, model_config, training
 from megatron_compat.launch_script import render_launch_script  # noqa: E402
 from megatron_compat.registry import list_flags_lines  # noqa: E402
 from megatron_compat.reverse import to_megatron  # noqa: E402
-from megatron_compat.script_values import explained, repair_argv  # noqa: E402
+from megatron_compat.script_values import explained, flags_lost, repair_argv  # noqa: E402
 from megatron_compat.shell import ShellReadError, read_launch_script  # noqa: E402
 from megatron_compat.shell.launch import sbatch_directives  # noqa: E402
 from megatron_compat.translate import translate  # noqa: E402
@@ -144,6 +144,10 @@ def convert(args) -> int:
         print(f"{args.script}:{launch.entry_line}: already launches train_fsdp2.py with an FSDP2 YAML; "
               "nothing to convert")
         return 0
+    lost = flags_lost(launch)
+    if lost:
+        print(f"convert_args: {args.script}: {lost}", file=sys.stderr)
+        return 1
     judged = judge_entry(entry, launch.argv)
     try:
         vouch = vouch_from(args.allow_unknown_flags, environ={})
