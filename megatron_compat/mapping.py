@@ -422,6 +422,7 @@ MAPPED_RULES = [
     group("--no-save-rng", "save_parts", "training.save_rng = false (with --no-save-optim: save_only_model)"),
     switch("--async-save", "save_async"),
     plain("--save-interval --persistent-save-interval", "save_steps"),
+    plain("--save-retain-interval", "save_retain_interval", example=("--save-retain-interval", "1000")),
     plain("--log-interval", "logging_steps"),
     plain("--eval-interval", "eval_interval"),
     plain("--eval-iters", "eval_iters", NEGATIVE_IS_ZERO, note="a negative count evaluates nothing, as 0: Megatron "

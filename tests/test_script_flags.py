@@ -550,3 +550,10 @@ def test_a_flag_given_a_slurm_variable_takes_the_value_the_sbatch_lines_fix(tmp_
     script.write_text(head + "TP=$SLURM_CPUS_PER_TASK\n" + launch)
     assert convert([str(script), "-o", str(tmp_path / "other.yaml"), "--script-out", str(tmp_path / "other.sh")]) == 1
     assert not (tmp_path / "other.yaml").exists()
+
+
+def test_save_retain_interval_is_translated_and_checked_against_the_save_interval():
+    _, cfg = ok(BASE + ["--save-interval", "500", "--save-retain-interval", "2000"])
+    assert (cfg.training.save_steps, cfg.training.save_retain_interval) == (500, 2000)
+    assert "save_retain_interval (1200) must be a multiple of save_steps (500)" in refused(
+        BASE + ["--save-interval", "500", "--save-retain-interval", "1200"])

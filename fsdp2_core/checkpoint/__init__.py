@@ -94,7 +94,8 @@ class Checkpointer:
         self.save_dir = self.t.output_dir
         self._lock_save_dir()
         self.saver = Saver(self.save_dir, self.group, self.rank, bool(self.t.save_async), self.t.save_total_limit,
-                           guard=launcher_watch.safe_point if launcher_watch is not None else None)
+                           guard=launcher_watch.safe_point if launcher_watch is not None else None,
+                           retain_interval=self.t.save_retain_interval)
         self.signals = ExitSignals(bool(self.t.exit_signal_handler), self.t.exit_duration_in_mins,
                                    device.torch_device, self.rank)
         self.signals.install()

@@ -1,4 +1,5 @@
-"""`save_total_limit`: keep the newest N complete checkpoints, never deleting the latest one.
+"""`save_total_limit`: keep the newest N complete checkpoints, never deleting the latest one; and
+`save_retain_interval`: keep only the checkpoints whose step is a multiple of N, and the latest.
 
 Runs on rank 0 after the tracker names the new checkpoint. Complete checkpoints beyond the
 newest N go (the tracker's checkpoint is always kept, even when a resumed run saved it at
@@ -14,6 +15,19 @@ from typing import List, Optional
 from .layout import PARTIAL, completeness, iter_dir, iteration_of, list_iterations, read_tracker
 
 log = logging.getLogger(__name__)
+
+
+def drop_unretained(save_dir: str, previous: Optional[int], current: int, interval: Optional[int]) -> List[str]:
+    """`save_retain_interval` (Megatron's --save-retain-interval): once checkpoint `current` is the latest, the one
+    before it goes unless its step is a multiple of `interval` (a symbolic link is left alone, as Megatron does)."""
+    if not interval or not previous or previous == current or previous % interval == 0:
+        return []
+    path = iter_dir(save_dir, previous)
+    if os.path.islink(path) or not os.path.isdir(path):
+        return []
+    shutil.rmtree(path)
+    log.info("save_retain_interval %d: removed %s", interval, path)
+    return [path]
 
 
 def prune(save_dir: str, limit: Optional[int]) -> List[str]:

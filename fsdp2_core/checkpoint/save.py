@@ -30,7 +30,7 @@ from torch.distributed.checkpoint.api import CheckpointException
 
 from . import checksums
 from .layout import INFO, CheckpointError, describe_failure, iter_dir, partial_dir, read_tracker, write_tracker
-from .rotation import prune
+from .rotation import drop_unretained, prune
 
 log = logging.getLogger(__name__)
 
@@ -53,9 +53,9 @@ class Saver:
     process at once (a rank whose launcher is gone) waits for the checkpoint to be whole first."""
 
     def __init__(self, save_dir: str, group, rank: int, async_save: bool, total_limit: Optional[int],
-                 guard=None):
+                 guard=None, retain_interval: Optional[int] = None):
         self.save_dir, self.group, self.rank = save_dir, group, rank
-        self.async_save, self.total_limit = async_save, total_limit
+        self.async_save, self.total_limit, self.retain_interval = async_save, total_limit, retain_interval
         self.guard = guard if guard is not None else contextlib.nullcontext()
         self.pending: Optional[_Pending] = None
 
@@ -142,7 +142,9 @@ class Saver:
             if os.path.isdir(final):  # the same iteration saved again by a run resumed from earlier
                 shutil.rmtree(final)
             os.rename(partial, final)
+            previous = read_tracker(self.save_dir)
             write_tracker(self.save_dir, iteration)
+            drop_unretained(self.save_dir, previous, iteration, self.retain_interval)
             prune(self.save_dir, self.total_limit)
         except OSError as exc:
             return f"rank 0 publishing {final}: {type(exc).__name__}: {exc}"

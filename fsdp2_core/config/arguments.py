@@ -340,6 +340,9 @@ class TrainingArguments:
     seed: int = _f(42, "Random seed.")
     save_steps: int = _f(500, "Save every N steps; 0 saves only at the end.")
     save_total_limit: Optional[int] = _f(3, "Keep at most N checkpoints (None keeps all).")
+    save_retain_interval: Optional[int] = _f(None, "After each save, delete the previous checkpoint unless its step "
+                                             "is a multiple of N (Megatron --save-retain-interval; a multiple of "
+                                             "save_steps). None keeps them all.")
     resume_from_checkpoint: Optional[str] = _f(None, "Checkpoint to resume from; `latest` means the newest complete "
                                                "one in output_dir.")
     logging_steps: int = _f(1, "Log every N steps.")

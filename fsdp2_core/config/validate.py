@@ -71,6 +71,7 @@ RANGES: Dict[str, Range] = {
     "decoupled_lr": AT_LEAST_0,
     "decoupled_min_lr": AT_LEAST_0, "seed": Range(0, MAX_SEED, why="the range numpy's generators accept"),
     "save_steps": Range(0, why="0 saves only at the end"), "save_total_limit": Range(1, why="or null to keep all"),
+    "save_retain_interval": Range(1, why="or null to keep all"),
     "save_epochs": AT_LEAST_0, "logging_steps": Range(1, why="log every N iterations"),
     "chunk_loss_size": AT_LEAST_1, "dataloader_num_workers": Range(0, why="0 reads in the training process"),
     "dataloader_prefetch_factor": AT_LEAST_1, "gdn_chunk_size": AT_LEAST_1,
@@ -285,6 +286,11 @@ def _check_training(cfg) -> List[Problem]:
     if t.finetune and t.resume_from_checkpoint is None and not cfg.model.model_name_or_path:
         problems.append(("finetune", "training.finetune needs a checkpoint to load: set resume_from_checkpoint or "
                                      "model_name_or_path (--load)"))
+    if t.save_retain_interval and t.save_steps > 0 and t.save_retain_interval % t.save_steps:
+        problems.append(("save_retain_interval", f"training: save_retain_interval ({t.save_retain_interval}) must be "
+                                                 f"a multiple of save_steps ({t.save_steps}) (Megatron "
+                                                 "--save-retain-interval of --save-interval), or no saved step is "
+                                                 "ever retained"))
     return problems
 
 

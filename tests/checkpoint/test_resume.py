@@ -30,6 +30,8 @@ def runs(tmp_path_factory):
     base = {"max_steps": ITERS, "save_hf_weights": False}  # export is test_hf_export's
     seq = [
         ("full", dict(base, save_steps=2, save_total_limit=2), {}, None),
+        # Megatron's --save-retain-interval 4 with --save-interval 2: 2 goes once 4 is saved, 6 once 8 is
+        ("retain", dict(base, save_steps=2, save_total_limit=None, save_retain_interval=4, out="retain"), {}, None),
         ("part", dict(base, save_steps=3, exit_interval=4, out="res"), {}, None),
         ("rest", dict(base, save_steps=3, resume_from_checkpoint="latest", out="res"), {}, None),
         # iter_0000008 loses its metadata: named explicitly it is an error, `latest` falls back to 6
@@ -84,6 +86,11 @@ def test_save_total_limit_keeps_newest_complete(runs):
     tmp = runs[0]
     assert iters_in(tmp / "full") == ["iter_0000006", "iter_0000008"] and tracker(tmp / "full") == 8
     assert not [n for n in os.listdir(tmp / "full") if n.endswith(".partial")]
+
+
+def test_save_retain_interval_keeps_multiples_and_the_latest(runs):
+    tmp = runs[0]
+    assert iters_in(tmp / "retain") == ["iter_0000004", "iter_0000008"] and tracker(tmp / "retain") == 8
 
 
 def test_checkpoint_without_metadata_is_skipped_for_the_previous_one(runs):
