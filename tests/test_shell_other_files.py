@@ -147,3 +147,16 @@ def test_a_submitted_job_whose_flags_come_from_the_environment_is_refused_naming
     err = capsys.readouterr().err
     assert code == 1 and not (tmp_path / "out.yaml").exists()
     assert "pretrain_gpt.py is launched at line 1 with no arguments: $NNODES, $CODE, $PARAMS expand to nothing" in err
+
+
+def test_an_absolute_path_of_the_authors_cluster_is_read_from_this_checkout(tmp_path, capsys):
+    """`source /scratch/me/Bench/attn_bench/configs/training.sh` after `cd $REPO_ROOT`: the same file of this
+    checkout (its last components, below the script's folder or above it) is read, and the warning says where."""
+    _write(tmp_path, {"attn_bench/configs/training.sh": "TRAIN=(--num-layers 2 --hidden-size 64)\n",
+                      "attn_bench/jobs/run.slurm": "REPO_ROOT=/scratch/me/Bench\ncd $REPO_ROOT\n"
+                                                   "source $REPO_ROOT/attn_bench/configs/training.sh\n"
+                                                   "torchrun --nproc_per_node 2 pretrain_gpt.py ${TRAIN[@]}\n"})
+    script = tmp_path / "attn_bench/jobs/run.slurm"
+    launch = read_launch_script(script.read_text(), path=str(script))
+    assert launch.argv == ["--num-layers", "2", "--hidden-size", "64"]
+    assert any(f"read from {tmp_path}/attn_bench/configs/training.sh" in w.message for w in launch.warnings)

@@ -1184,3 +1184,12 @@ def test_rendered_rank_script_and_start_folder(tmp_path, monkeypatch):
     assert '-B "$PWD" -B /project' in text
     assert "/project/megatron-lm/launch.sh \\\n    train_fsdp2.py \\\n    new.yaml" in text
     assert str(tmp_path) not in text
+
+
+@needs_bash
+def test_default_assignment_removes_the_quotes_of_its_word():
+    """`: ${CMD_PREFIX:="numactl --membind=0-3"}` (a config file's default): the value has no quotes left."""
+    text = ': ${CMD_PREFIX:="numactl --membind=0-3"}\nX=${Y:=\'a b\'}\ntorchrun t.py $CMD_PREFIX "$Y"\n'
+    launch = read(text)
+    assert launch.argv == ["numactl", "--membind=0-3", "a b"]
+    _agrees_with_bash(launch, text)

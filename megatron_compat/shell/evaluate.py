@@ -999,7 +999,7 @@ class Shell:
                         return self.pieces(word, line, in_dq, split_literals=True)
                 elif op.endswith("="):
                     if unset:
-                        new = self.join(self.pieces(word, line, True))
+                        new = self.join(self.pieces(word, line, in_dq))  # quotes in the word are removed
                         if name.isdigit() or not _NAME.fullmatch(name):
                             self.warn(line, f"cannot assign in {text}")
                         else:

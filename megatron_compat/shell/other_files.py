@@ -2,7 +2,8 @@
 `srun ./launch.sh`): found on disk, they are read like the script itself, so a launch line or the flags they hold
 are seen. Relative names are looked up from the folder the script runs in (bash's rule), then from the script's
 own folder and up to four folders above it (a repository's scripts are often run from its root, and convert_args
-may run elsewhere)."""
+may run elsewhere). An absolute path that is not here (the author's cluster) is looked for by its last components
+in those folders: the same file of this checkout, said in the warning that names where it was read from."""
 from __future__ import annotations
 
 import os
@@ -30,11 +31,21 @@ def find_script(shell, name: str) -> tuple[str, str] | None:
         return written
     candidates = [name] if os.path.isabs(name) else [os.path.join(shell.cwd, name)] + [
         os.path.join(folder, name) for folder in _folders_up(os.path.dirname(os.path.abspath(top_path(shell))))]
-    for path in candidates:
+    for path in candidates + _in_this_checkout(shell, name):
         text = _read_text(path)
         if text is not None:
             return os.path.normpath(path), text
     return None
+
+
+def _in_this_checkout(shell, name: str) -> list[str]:
+    """Where an absolute path of the author's cluster (/scratch/me/Megatron-LM/conf/args.sh) may be in this
+    checkout: its last two or more components, below the script's folder or the folders above it."""
+    parts = [p for p in name.split("/") if p]
+    if not os.path.isabs(name) or len(parts) < 3:
+        return []
+    folders = _folders_up(os.path.dirname(os.path.abspath(top_path(shell))))
+    return [os.path.join(folder, *parts[k:]) for k in range(1, len(parts) - 1) for folder in folders]
 
 
 def _written_by_the_script(shell, name: str) -> tuple[str, str] | None:
