@@ -136,7 +136,7 @@ def flags_lost(launch) -> Optional[str]:
     None when it has flags, or nothing explains their absence."""
     if launch.argv:
         return None
-    empty = [m.group(1) for w in launch.warnings if w.line == launch.entry_line
+    empty = [m.group(1) for w in launch.warnings if w.line <= launch.entry_line  # CMD="python X.py $PARAMS" above
              for m in [re.match(r"variable \$\{?(\w+)\}? is not set", w.message)] if m]
     empty = [n for n in dict.fromkeys(empty) if not SCHEDULER_VARIABLE.fullmatch(n)]
     if not empty:
