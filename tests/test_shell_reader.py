@@ -560,8 +560,10 @@ def test_processes_started_by_hand_in_a_loop_are_refused_and_a_loop_over_a_comma
     with pytest.raises(ShellReadError, match="launched 4 times by the 'for' loop of line 1"):
         read("for i in {0..3}; do CUDA_VISIBLE_DEVICES=$i python pretrain_gpt.py --local_rank $i & done\n")
     text = "for i in $(seq 0 3); do X=$i; done\ntorchrun --nproc_per_node 2 pretrain_gpt.py --x $X\n"
+    assert read(text).argv == ["--x", "3"]  # seq is computed, as bash computes it
+    text = "for h in $(cat hosts); do X=$h; done\ntorchrun --nproc_per_node 2 pretrain_gpt.py --x $X\n"
     launch = read(text)
-    assert launch.argv == ["--x"] and any("'for' loop over the output of $(seq 0 3) not evaluated" in w.message
+    assert launch.argv == ["--x"] and any("'for' loop over the output of $(cat hosts) not evaluated" in w.message
                                           for w in launch.warnings)
 
 

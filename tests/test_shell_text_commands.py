@@ -23,10 +23,13 @@ CASES = [
     '$(python3 -c "print(round(2.5e-4 * 4, 6))")',
     "$(echo -n $X)x",
     "$(echo $N)0",
+    "$(seq -s, 0 $((4 - 1)))",
+    "$(seq 0 2 6)",
+    "$(seq -s : 5 -1 3)",
 ]
 
 
-@pytest.mark.skipif(shutil.which("bash") is None or shutil.which("cut") is None, reason="needs bash and coreutils")
+@pytest.mark.skipif(shutil.which("bash") is None or shutil.which("seq") is None, reason="needs bash and coreutils")
 @pytest.mark.parametrize("substitution", CASES)
 def test_computed_like_bash(substitution, tmp_path):
     script = SETUP + f'A="{substitution}"\n'

@@ -51,7 +51,7 @@ def _values_known(shell, text: str) -> bool:
 
 def _pipeline_fields(shell, text: str, line: int) -> list[list[str]] | None:
     """The expanded fields of each command of a single pipeline of simple commands; None for anything else."""
-    if not any(name in text for name in ("echo", "printf", "python", "cut", "tr")):
+    if not any(name in text for name in ("echo", "python", "cut", "tr", "seq")):
         return None
     try:
         nodes = shell.parse_string(text, line)
@@ -79,7 +79,27 @@ def _producer(shell, fields: list[str], line: int) -> str | None:
         return " ".join(args) + ("\n" if newline else "")
     if fields[0] in _PYTHON and len(fields) == 3 and fields[1] == "-c":
         return _python_print(shell, fields[2], line)
+    if fields[0] == "seq":
+        return _seq(fields[1:])
     return None
+
+
+def _seq(args: list[str]) -> str | None:
+    """seq [-s SEP] [FIRST [STEP]] LAST over integers (`CUDA_VISIBLE_DEVICES=$(seq -s, 0 7)`, `for i in $(seq 0 7)`)."""
+    separator = "\n"
+    if len(args) >= 2 and args[0] == "-s":
+        separator, args = args[1], args[2:]
+    elif args and args[0].startswith("-s") and not args[0][2:].lstrip("-").isdigit():
+        separator, args = args[0][2:], args[1:]
+    if not 1 <= len(args) <= 3 or not all(re.fullmatch(r"-?\d+", a) for a in args):
+        return None
+    numbers = [int(a) for a in args]
+    first, step, last = (1, 1, numbers[0]) if len(numbers) == 1 else (
+        (numbers[0], 1, numbers[1]) if len(numbers) == 2 else tuple(numbers))
+    if step == 0 or abs((last - first) // step) > 100000:
+        return None
+    values = range(first, last + (1 if step > 0 else -1), step)
+    return separator.join(map(str, values)) + "\n"
 
 
 def _python_print(shell, code: str, line: int) -> str | None:
