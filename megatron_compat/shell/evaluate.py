@@ -23,14 +23,14 @@ from .lex import (
     scan_squote,
 )
 from .other_files import find_script, sets_up_the_machine
-from .parse import AndOr, Case, For, FuncDef, Group, If, Parser, Pipeline, Simple, Skipped
+from .parse import AndOr, Case, For, FuncDef, Group, If, Parser, Pipeline, Simple, Skipped, While
 from .text_commands import output_of_commands, pipeline_status
 from .result import ShellReadError, ShellWarning
 from .runtime import BASH_RUN_TIME, REFERENCE, holds_command_output, scheduler_references
 from .sed import SedNotUnderstood, find_template, parse_sed, run_sed
 
 
-class _Break:  # field boundary between "${X[@]}" elements
+class _FieldBreak:  # field boundary between "${X[@]}" elements
     pass
 
 
@@ -42,7 +42,7 @@ class _AtExpansion:  # a quoted "${X[@]}"/"$@" is inside: its elements bring the
     pass
 
 
-_BREAK, _MARK, _AT = _Break(), _Mark(), _AtExpansion()
+_BREAK, _MARK, _AT = _FieldBreak(), _Mark(), _AtExpansion()
 
 
 @dataclass
@@ -68,11 +68,11 @@ def _brace_words(raw: str) -> list[str] | None:
 
 
 class _Break(Exception):
-    """`break` inside a for loop."""
+    """`break` inside a loop."""
 
 
 class _Continue(Exception):
-    """`continue` inside a for loop."""
+    """`continue` inside a loop."""
 
 
 _MAX_LOOP_VALUES = 256  # a loop over more values than this is not run (its body is skipped, with a warning)
@@ -175,7 +175,8 @@ class Shell:
         self.start_folder = self.cwd  # where the script starts: convert_args' own folder, taken for the user's
         self.start_folder_reads: list[str] = []  # `pwd`, $PWD, $PBS_O_WORKDIR read as that folder (one list)
         self._pipe_tail: list = []  # the commands after the one the pipeline is about to run
-        self.loop_lines: list[int] = []  # the lines of the for loops whose body is running, outermost first
+        self.loop_lines: list[int] = []  # the lines of the loops whose body is running, outermost first
+        self.while_depth = 0  # while/until loops whose body is running (break and continue apply to them)
 
     def warn(self, line: int, message: str) -> None:
         w = ShellWarning(line, message)
@@ -230,6 +231,8 @@ class Shell:
             return self.run_list(node.body)
         if isinstance(node, For):
             return self.run_for(node)
+        if isinstance(node, While):
+            return self.run_while(node)
         if isinstance(node, FuncDef):
             self.functions[node.name] = node
             return True
@@ -269,6 +272,34 @@ class Shell:
         finally:
             self.loop_lines.pop()
         return status
+
+    def run_while(self, node: While):
+        """while/until LIST; do ... done, as bash runs it while its condition is known here (an argument loop:
+        `while [[ $# -gt 0 ]]; do case $1 in --nodes) NODES=$2; shift 2;; esac; done`). A condition known only at
+        run time (`read`, a command's status) stops it, with a warning; so does a loop that goes on and on."""
+        kind = "until" if node.until else "while"
+        status = True
+        for _ in range(_MAX_LOOP_VALUES):
+            holds = self.run_list(node.condition)
+            if holds is None:
+                self.warn(node.line, f"'{kind}' condition not evaluated (known only at run time); the loop stops "
+                                     f"here")
+                return None
+            if bool(holds) == node.until:
+                return status
+            self.while_depth += 1
+            self.loop_lines.append(node.line)  # a launch it runs more than once is refused, as a for loop's
+            try:
+                status = self.run_list(node.body)
+            except _Continue:
+                continue
+            except _Break:
+                return True
+            finally:
+                self.while_depth -= 1
+                self.loop_lines.pop()
+        self.warn(node.line, f"'{kind}' loop still going after {_MAX_LOOP_VALUES} turns; stopped there")
+        return None
 
     def run_case(self, node: Case):
         """The clauses whose patterns match the word run as bash runs them; a word known only when the job runs
@@ -366,7 +397,7 @@ class Shell:
             return False
         if name == "exit":
             raise Exit(line)
-        if name in ("break", "continue") and self.loop_lines:
+        if name in ("break", "continue") and (self.loop_lines or self.while_depth):
             raise _Break() if name == "break" else _Continue()
         if name in ("source", "."):
             return self.run_sourced(name, args, line)

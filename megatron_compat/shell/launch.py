@@ -186,7 +186,7 @@ def _repeated_by_a_loop(launches: list[Launch], path: str) -> None:
                 lines = sorted({other.result.entry_line for other in same})
                 raise ShellReadError(
                     f"{path}:{launch.result.entry_line}: {launch.result.entry} is launched {len(same)} times by the "
-                    f"'for' loop of line {loop} (once per value: a sweep, or processes started by hand), each run "
+                    f"loop of line {loop} (once per turn: a sweep, or processes started by hand), each run "
                     f"its own configuration; convert one run: "
                     f"take the launch out of the loop, or give the loop one value (convert_args.py --set NAME=VALUE)"
                     + ("" if lines == [launch.result.entry_line] else f" (launch lines {lines})"))

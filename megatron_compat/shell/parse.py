@@ -68,6 +68,14 @@ class For:
 
 
 @dataclass
+class While:
+    condition: list      # the commands before `do`
+    body: list
+    until: bool          # `until`: runs while the condition fails
+    line: int
+
+
+@dataclass
 class Skipped:
     what: str
     line: int
@@ -154,7 +162,9 @@ class Parser:
             node = self.parse_if()
         elif self.is_word(tok, "for") and self._for_in_list():
             node = self.parse_for()
-        elif self.is_word(tok, "for", "while", "until", "select"):
+        elif self.is_word(tok, "while", "until"):
+            node = self.parse_while()
+        elif self.is_word(tok, "for", "select"):
             node = self.skip_block(tok, opener=("do",), closer="done", what=f"'{tok.raw}' loop")
         elif self.is_word(tok, "case"):
             node = self.parse_case()
@@ -263,6 +273,16 @@ class Parser:
         body = self.parse_list({"done"}, stop_paren=False)
         self.expect_word("done")
         return For(name, words, body, line)
+
+    def parse_while(self) -> While:
+        """while LIST; do LIST done, and until."""
+        tok = self.peek()
+        self.k += 1
+        condition = self.parse_list({"do"}, stop_paren=False)
+        self.expect_word("do")
+        body = self.parse_list({"done"}, stop_paren=False)
+        self.expect_word("done")
+        return While(condition, body, tok.raw == "until", tok.line)
 
     def parse_case(self) -> Case:
         """case WORD in [(]PATTERN[|PATTERN]...) LIST ;; ... esac (or ;& / ;;& after a LIST)."""
