@@ -18,8 +18,8 @@ from .flag_spec import spec_for
 from .registry import rule_for
 from .shell.launch import outer_launcher
 from .shell.launchers import slurm_count
-from .shell.runtime import SCHEDULER_VARIABLE
 from .shell.placeholders import is_placeholder
+from .shell.runtime import SCHEDULER_VARIABLE
 
 
 @dataclass

@@ -30,7 +30,9 @@ __record() { { printf '%s\0' LAUNCH "$@"; for __n in $(compgen -e); do printf '%
                printf 'END\0'; } >> "$__ORACLE_OUT"; }
 __run_rest() {  # a launcher's command: from the first word that names a program
     local __i; for ((__i = 1; __i <= $#; __i++)); do
-        case "${!__i##*/}" in python*|torchrun|deepspeed|msrun|bash|sh|numactl|env|apptainer|singularity) "${@:__i}"; return ;; esac
+        case "${!__i##*/}" in
+            python*|torchrun|deepspeed|msrun|bash|sh|numactl|env|apptainer|singularity) "${@:__i}"; return ;;
+        esac
         # a launch.sh that is not here, given a python script: it runs python with its arguments (LUMI)
         [[ "${!__i}" == *.sh && ! -f "${!__i}" && "${@:__i+1:1}" == *.py ]] && { python "${@:__i+1}"; return; }
     done; }

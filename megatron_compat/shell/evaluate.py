@@ -24,10 +24,10 @@ from .lex import (
 )
 from .other_files import find_script, sets_up_the_machine
 from .parse import AndOr, Case, For, FuncDef, Group, If, Parser, Pipeline, Simple, Skipped, While
-from .text_commands import output_of_commands, pipeline_status
 from .result import ShellReadError, ShellWarning
 from .runtime import BASH_RUN_TIME, REFERENCE, holds_command_output, scheduler_references
 from .sed import SedNotUnderstood, find_template, parse_sed, run_sed
+from .text_commands import output_of_commands, pipeline_status
 
 
 class _FieldBreak:  # field boundary between "${X[@]}" elements
