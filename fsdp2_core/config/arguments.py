@@ -232,7 +232,9 @@ class DataArguments:
     mock_data: bool = _f(False, "Synthetic data instead of files (--mock-data).", extension=True)
     data_cache_path: Optional[str] = _f(None, "Where index caches are written (--data-cache-path).", extension=True)
     reset_position_ids: bool = _f(False, "Restart position ids after each end-of-document token.", extension=True)
-    reset_attention_mask: bool = _f(False, "No attention across documents inside a sample.", extension=True)
+    reset_attention_mask: bool = _f(False, "No attention across documents inside a sample (the documents reach "
+                                    "attention as restarting positions with reset_position_ids, else as the data "
+                                    "loader's mask).", extension=True)
     eod_mask_loss: bool = _f(False, "Mask the loss on end-of-document tokens.", extension=True)
     skip_invalid_lines: bool = _f(False, "Fine-tuning data (lf): skip the lines of a JSON-lines file that are not "
                                   "valid JSON, counting them and naming file and line numbers in one warning. False "

@@ -24,6 +24,7 @@ from torch.distributed.tensor import DTensor, Replicate
 from fsdp2_core.config import ConfigError
 from fsdp2_core.config.architecture_rules import architecture_problems
 
+from .alibi_documents import accept_document_masks
 from .families.qwen3_next import check_available
 from .mtp import add_mtp_layers, mtp_layers
 from .registry import install_family
@@ -69,6 +70,7 @@ def build_model(cfg, device: torch.device, meta: bool, vocab_size: Optional[int]
     The family's own forward (`model_id`, see registry.py) is installed on the result."""
     model = _build(cfg, device, meta, vocab_size, seed)
     install_family(model, cfg)
+    accept_document_masks(model)
     return model
 
 

@@ -117,13 +117,20 @@ def build_datasets(cfg, train_iters: int, global_batch: int, tokenizer=None, tra
             train_data_path=split_paths(d.train_data_path), valid_data_path=split_paths(d.valid_data_path),
             test_data_path=split_paths(d.test_data_path), mock=d.mock_data, reset_position_ids=d.reset_position_ids,
             reset_attention_mask=d.reset_attention_mask, eod_mask_loss=d.eod_mask_loss,
-            create_attention_mask=bool(d.create_attention_mask_in_dataloader),
+            create_attention_mask=needs_dense_mask(d),
             no_shared_storage=bool(d.no_shared_storage), fim=fim_settings(d), weighted_groups=_weighted_groups(d))
     except IndexTooLargeError as exc:
         raise ConfigError(f"data: {exc} (samples asked: train {counts[0]:,} = {train_iters:,} iterations × global "
                           f"batch {global_batch}, valid {counts[1]:,}, test {counts[2]:,})") from None
     except (ValueError, FileNotFoundError) as exc:  # data errors name the file and what to do
         raise ConfigError(f"data: {exc}") from None
+
+
+def needs_dense_mask(d) -> bool:
+    """Whether the data builds the [L, L] attention mask: when asked, and for reset_attention_mask without
+    reset_position_ids, whose documents nothing else carries (restarting positions are how they otherwise reach
+    attention, models/packed.py)."""
+    return bool(d.create_attention_mask_in_dataloader or (d.reset_attention_mask and not d.reset_position_ids))
 
 
 def _weighted_groups(d):

@@ -98,10 +98,6 @@ def bloom(a, g) -> Dict[str, Any]:
     if a["hidden_drop"] and a["hidden_drop_given"]:
         raise ArchitectureError(f"--hidden-dropout {a['hidden_drop']}: Megatron drops out the embeddings too, which "
                                 "BLOOM does not; set --hidden-dropout 0.0 (BLOOM's own value)")
-    packed = [flag for flag in ("--reset-attention-mask", "--reset-position-ids") if g.get(flag)]
-    if packed:
-        raise ArchitectureError(f"{', '.join(packed)} with BLOOM: transformers' BLOOM takes no document boundaries "
-                                "(it builds its ALiBi biases from a padding mask); drop the flag")
     return {
         "model_type": "bloom", "n_layer": a["layers"], "hidden_size": a["hidden"], "n_head": a["heads"],
         "layer_norm_epsilon": a["eps"], "initializer_range": a["std"], "tie_word_embeddings": a["tied"],

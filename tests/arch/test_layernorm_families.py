@@ -183,12 +183,20 @@ def test_alibi_with_embedding_layernorm_is_bloom():
     ("--embed-layernorm --no-bias-gelu-fusion", "BLOOM computes the tanh approximation"),
     ("--embed-layernorm --norm-epsilon 1e-6", "Megatron-DeepSpeed keeps 1e-5 there"),
     ("--embed-layernorm --hidden-dropout 0.1", "Megatron drops out the embeddings too"),
-    ("--embed-layernorm --reset-attention-mask", "--reset-attention-mask with BLOOM"),
     ("--embed-layernorm --group-query-attention --num-query-groups 2", "bloom family, which has no grouped-query"),
 ])
 def test_bloom_refusals_name_the_flag(extra, message):
     result = _translate(extra, base=ALIBI_BASE)
     assert not result.ok and any(message in p for p in result.problems()), result.problems()
+
+
+@pytest.mark.parametrize("extra", ["--reset-attention-mask", "--reset-attention-mask --reset-position-ids"])
+def test_bloom_keeps_documents_apart(extra):
+    """bigscience's --reset-attention-mask on BLOOM: the 4-D document mask reaches it (models/alibi_documents.py,
+    tests/engine/test_document_masks.py checks the logits)."""
+    result = _translate("--embed-layernorm " + extra, base=ALIBI_BASE)
+    assert result.ok, result.problems()
+    assert result.config.model.architecture["model_type"] == "bloom" and result.config.data.reset_attention_mask
 
 
 @pytest.mark.parametrize("parallel", ["--tensor-model-parallel-size 2", "--context-parallel-size 2"])
