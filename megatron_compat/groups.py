@@ -421,9 +421,18 @@ def context_and_experts(t):
 
 
 def load_paths(t):
+    """--load (a checkpoint to resume, or a model to start from) and --finetune (load its weights only)."""
     g = t.given
     load, save = g.get("--load"), g.get("--save")
+    if g.get("--finetune") and (load is not None or g.get("--pretrained-checkpoint")):
+        t.set("finetune", True)
+        _line(t, "--finetune", "training.finetune")
     if load is None:
+        if g.get("--finetune") and not g.get("--pretrained-checkpoint"):  # Megatron loads nothing: from scratch
+            _line(t, "--finetune", "training.finetune stays false: without --load there is nothing to fine-tune")
+            t.notes.append("WARNING: --finetune without --load: Megatron has no checkpoint to load and trains from "
+                           "scratch, and so does this run; give --load (a Megatron checkpoint or a Hugging Face "
+                           "model) to fine-tune")
         return
     if save is not None and os.path.normpath(load) == os.path.normpath(save):
         t.set("resume_from_checkpoint", "latest")

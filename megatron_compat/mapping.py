@@ -156,7 +156,7 @@ GROUP_FIELDS: Dict[str, Tuple[str, ...]] = {
     "instruction": ("is_instruction_dataset", "template", "enable_thinking"),
     "lora": ("lora_target_modules", "lora_r", "lora_alpha", "lora_dropout"),
     "tokenizer": ("tokenizer_model",),
-    "load": ("resume_from_checkpoint", "model_name_or_path"),
+    "load": ("resume_from_checkpoint", "model_name_or_path", "finetune"),
     "save_parts": ("save_optim", "save_rng", "save_only_model"),
     "architecture": ("architecture", "train_from_scratch", "model_id", "moe_seq_aux_loss_coeff", "moe_z_loss_coeff",
                      "moe_router_bias_update_rate", "mtp_num_layers", "mtp_loss_scaling_factor",
@@ -417,7 +417,8 @@ MAPPED_RULES = [
           "model.model_name_or_path", example=("--load", "/ckpt/run")),
     switch("--no-load-optim", "load_optim", False),
     switch("--no-load-rng", "load_rng", False),
-    switch("--finetune", "finetune", example=("--load", "/hf/model", "--finetune")),
+    group("--finetune", "load", "training.finetune (without --load there is nothing to fine-tune: it stays false, "
+          "as Megatron then trains from scratch)", example=("--load", "/hf/model", "--finetune")),
     group("--no-save-optim", "save_parts", "training.save_optim = false (with --no-save-rng: save_only_model)"),
     group("--no-save-rng", "save_parts", "training.save_rng = false (with --no-save-optim: save_only_model)"),
     switch("--async-save", "save_async"),

@@ -186,11 +186,12 @@ def _tokenizer(f, base):
 
 
 def _load(f, base):
+    finetune = ["--finetune"] if f["finetune"] else []
     if f["resume_from_checkpoint"] == "latest" and f["output_dir"]:
-        return ["--load", f["output_dir"]]
+        return ["--load", f["output_dir"]] + finetune
     if f["model_name_or_path"]:
-        return ["--load", f["model_name_or_path"]]
-    return []
+        return ["--load", f["model_name_or_path"]] + finetune
+    return finetune
 
 
 def _weighted_split(f, base):

@@ -332,3 +332,11 @@ def test_main_grads_dtype_bf16_reduces_in_bf16_only_with_the_precision_aware_opt
     assert ok(BASE + ["--bf16", "--main-grads-dtype", "fp32"])[1].parallel.reduce_dtype == "fp32"
     assert "needs --use-precision-aware-optimizer" in refused(BASE + ["--bf16", "--main-grads-dtype", "bf16"])
     assert "expects fp32 or bf16" in refused(BASE + ["--main-grads-dtype", "fp16", "--use-precision-aware-optimizer"])
+
+
+def test_finetune_without_load_trains_from_scratch_as_megatron_does():
+    """--finetune only changes what --load loads; without --load Megatron loads nothing (SenseCore's BLOOM jobs)."""
+    result, cfg = ok(BASE + ["--finetune"])
+    assert cfg.training.finetune is False and cfg.training.resume_from_checkpoint is None
+    assert "WARNING: --finetune without --load" in result.report()
+    assert any(line.flag == "--finetune" and "stays false" in line.text for line in result.lines)
