@@ -176,7 +176,6 @@ class Shell:
         self.start_folder_reads: list[str] = []  # `pwd`, $PWD, $PBS_O_WORKDIR read as that folder (one list)
         self._pipe_tail: list = []  # the commands after the one the pipeline is about to run
         self.loop_lines: list[int] = []  # the lines of the loops whose body is running, outermost first
-        self.while_depth = 0  # while/until loops whose body is running (break and continue apply to them)
 
     def warn(self, line: int, message: str) -> None:
         w = ShellWarning(line, message)
@@ -287,7 +286,6 @@ class Shell:
                 return None
             if bool(holds) == node.until:
                 return status
-            self.while_depth += 1
             self.loop_lines.append(node.line)  # a launch it runs more than once is refused, as a for loop's
             try:
                 status = self.run_list(node.body)
@@ -296,7 +294,6 @@ class Shell:
             except _Break:
                 return True
             finally:
-                self.while_depth -= 1
                 self.loop_lines.pop()
         self.warn(node.line, f"'{kind}' loop still going after {_MAX_LOOP_VALUES} turns; stopped there")
         return None
@@ -397,7 +394,7 @@ class Shell:
             return False
         if name == "exit":
             raise Exit(line)
-        if name in ("break", "continue") and (self.loop_lines or self.while_depth):
+        if name in ("break", "continue") and self.loop_lines:
             raise _Break() if name == "break" else _Continue()
         if name in ("source", "."):
             return self.run_sourced(name, args, line)
