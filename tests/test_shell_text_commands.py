@@ -91,3 +91,25 @@ def test_grep_conditions_like_bash(condition):
     launch = read_launch_script(script + "torchrun pretrain_gpt.py --tp $TP\n")
     assert launch.argv == ["--tp", bash]
     assert not [w for w in launch.warnings if "could not be evaluated" in w.message]
+
+
+BC_PROGRAMS = ["300*1000000000/1", "0.5*1000000000/1", "scale=2; 3/4", "3/4", "2^10", "1.5*3", "0.25*0.5", "7%3",
+               "scale=3;10%3.3", "-.5*2", "(1+2)*3-4/3", "1.5^2", "2^-2", "scale=4; 2^-2"]
+
+
+@pytest.mark.skipif(shutil.which("bc") is None, reason="needs bc")
+@pytest.mark.parametrize("program", BC_PROGRAMS)
+@pytest.mark.parametrize("options", [[], ["-l"]])
+def test_bc_computes_as_bc_does(program, options):
+    from megatron_compat.shell.bc import bc
+    theirs = subprocess.run(["bc", *options], input=program + "\n", capture_output=True, text=True, check=True).stdout
+    assert bc(program, math_library=bool(options)) == theirs
+
+
+def test_bc_in_a_launch_script():
+    """Megatron-DeepSpeed's examples compute token counts with bc (`--lr-decay-tokens`)."""
+    script = ('lr_decay_tokens_in_billion=260\n'
+              'lr_decay_tokens=$(echo "${lr_decay_tokens_in_billion}*1000000000/1" | bc)\n'
+              'torchrun pretrain_gpt.py --lr-decay-tokens $lr_decay_tokens --x $(echo "s(1)" | bc -l)\n')
+    launch = read_launch_script(script)
+    assert launch.argv == ["--lr-decay-tokens", "260000000000", "--x", '$(echo "s(1)" | bc -l)']

@@ -12,6 +12,7 @@ from .lex import (
     ArithCmd,
     ArrayAssign,
     Lexer,
+    Unterminated,
     Word,
     ansi_c,
     opaque_chunks,
@@ -86,7 +87,39 @@ class Exit(Exception):
 
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _ASSIGN_WORD = re.compile(r"([A-Za-z_][A-Za-z0-9_]*)(?:\[([^\]]*)\])?(\+?)=")
-_PARAM = re.compile(r"([A-Za-z_][A-Za-z0-9_]*|[0-9]+|[@*#?$!-])(?:\[([^\]]*)\])?")
+_PARAM_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*|[0-9]+|[@*#?$!-]")
+
+
+@dataclass
+class _Param:
+    """A parameter's name and its [index] at the start of a ${...} body (the index may hold brackets itself:
+    `${LIST[$(( RANK % ${#LIST[*]} ))]}`)."""
+    name: str
+    index: str | None
+    stop: int
+
+    def group(self, k: int):
+        return self.name if k == 1 else self.index
+
+    def end(self) -> int:
+        return self.stop
+
+
+def _param(body: str, whole: bool = False) -> _Param | None:
+    m = _PARAM_NAME.match(body)
+    if not m:
+        return None
+    index, stop = None, m.end()
+    if body.startswith("[", stop):
+        depth = 0
+        for k in range(stop, len(body)):
+            depth += {"[": 1, "]": -1}.get(body[k], 0)
+            if depth == 0:
+                index, stop = body[m.end() + 1:k], k + 1
+                break
+        else:
+            return None
+    return None if whole and stop != len(body) else _Param(m.group(0), index, stop)
 _DECLARATIONS = {"export", "declare", "typeset", "local", "readonly"}
 _VAR_CHANGING = {"read", "mapfile", "readarray", "let", "getopts", "printf"}
 _SHELLS = {"bash", "sh"}
@@ -193,7 +226,12 @@ class Shell:
         if isinstance(node, Simple):
             if node.redirects and self.write_from_sed(Pipeline([node], False, node.line)):
                 return True
-            return self.run_simple(node)
+            try:
+                return self.run_simple(node)
+            except Unterminated as exc:  # a construct the lexer took whole but its inside does not close
+                self.warn(node.line, f"a {exc.what} on this line is not closed where the reader looks for its end; "
+                                     f"the command is not evaluated")
+                return None
         if isinstance(node, AndOr):
             status = self.run(node.first)
             for op, pipe in node.rest:
@@ -982,7 +1020,7 @@ class Shell:
 
     def brace_expansion(self, body: str, text: str, line: int, in_dq: bool) -> list:
         if body.startswith("#") and len(body) > 1:  # ${#X} / ${#X[@]}
-            m = _PARAM.fullmatch(body[1:])
+            m = _param(body[1:], whole=True)
             if m:
                 value = self.lookup(m.group(1))
                 if isinstance(value, list) and m.group(2) in ("@", "*"):
@@ -991,19 +1029,19 @@ class Shell:
                     value = value[0] if value else ""
                 return [(str(len(value or "")), not in_dq)]
         if body.startswith("!"):
-            m = _PARAM.fullmatch(body[1:])
+            m = _param(body[1:], whole=True)
             if m:
                 target = self.lookup(m.group(1))
                 target = target[0] if isinstance(target, list) and target else target
                 value = self.lookup(target) if isinstance(target, str) and target else None
                 return self.value_pieces(target or "", None, value, text, line, in_dq, warn_unset=True)
-            m = _PARAM.match(body[1:])
+            m = _param(body[1:])
             if m and m.end() < len(body) - 1 and body[1 + m.end()] in ":-=+?#%/^,":  # ${!name+x}: indirect, then op
                 target = self.lookup(m.group(1))
                 target = target[0] if isinstance(target, list) and target else target
                 if isinstance(target, str) and _NAME.fullmatch(target):
                     return self.brace_expansion(target + body[1 + m.end():], text, line, in_dq)
-        m = _PARAM.match(body)
+        m = _param(body)
         if not m:
             self.warn(line, f"{text} not understood; kept as text")
             return [(text, False)]

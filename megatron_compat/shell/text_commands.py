@@ -3,6 +3,7 @@
     KEY=$(echo $ARGUMENT | cut -f1 -d=)           an argument loop splitting --key=value
     FLAG=$(echo "$X" | tr '[:upper:]' '[:lower:]')
     DECAY=$(python3 -c "print(int($ITERS * 0.2))")  arithmetic bash cannot do (floats)
+    TOKENS=$(echo "$BILLIONS*1000000000/1" | bc)     the same with bc (shell/bc.py)
     HERE=$(python3 -c 'import os; print(os.getcwd())')
 
 Anything else (a program whose output depends on the machine) stays unevaluated, as before."""
@@ -12,6 +13,7 @@ import ast
 import operator
 import re
 
+from .bc import bc
 from .parse import Pipeline, Simple
 from .path_commands import path_of_commands
 from .result import ShellReadError
@@ -51,7 +53,7 @@ def _values_known(shell, text: str) -> bool:
 
 def _pipeline_fields(shell, text: str, line: int) -> list[list[str]] | None:
     """The expanded fields of each command of a single pipeline of simple commands; None for anything else."""
-    if not any(name in text for name in ("echo", "python", "cut", "tr", "seq")):
+    if not any(name in text for name in ("echo", "python", "cut", "tr", "seq", "bc")):
         return None
     try:
         nodes = shell.parse_string(text, line)
@@ -152,6 +154,8 @@ def _filter(fields: list[str], text: str) -> str | None:
         return _cut(fields[1:], text)
     if fields[0] == "tr" and len(fields) == 3:
         return _tr(fields[1], fields[2], text)
+    if fields[0] == "bc" and set(fields[1:]) <= {"-l", "-q", "-lq", "-ql"}:
+        return bc(text, math_library=any("l" in f for f in fields[1:]))
     return None
 
 
