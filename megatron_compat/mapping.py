@@ -729,11 +729,16 @@ MAPPED_RULES += [
     arch("--rotary-seq-len-interpolation-factor --rotary-scale-factor", "rope_parameters rope_type linear with its "
          "factor (1: none; Pai-Megatron-Patch's --rotary-scale-factor divides the positions the same way)",
          ROPE + ("--rotary-seq-len-interpolation-factor", "4")),
-    arch("--low-freq-factor", "rope_parameters low_freq_factor (llama3)", ROPE + LLAMA3),
-    arch("--high-freq-factor", "rope_parameters high_freq_factor (llama3)", ROPE + LLAMA3[:-4] + (
-        "--high-freq-factor", "2", "--original-max-position-embeddings", "8192")),
-    arch("--original-max-position-embeddings", "rope_parameters original_max_position_embeddings",
+    arch("--low-freq-factor --rope-low-freq-factor", "rope_parameters low_freq_factor (llama3)", ROPE + LLAMA3),
+    arch("--high-freq-factor --rope-high-freq-factor", "rope_parameters high_freq_factor (llama3)",
+         ROPE + LLAMA3[:-4] + ("--high-freq-factor", "2", "--original-max-position-embeddings", "8192")),
+    arch("--original-max-position-embeddings --rope-original-max-positional-embeddings",
+         "rope_parameters original_max_position_embeddings",
          ROPE + LLAMA3[:-2] + ("--original-max-position-embeddings", "4096")),
+    arch("--rope-factor", "rope_parameters factor of Llama-3.1 scaling, with --rope-low-freq-factor (a Megatron-LM "
+         "fork's spelling, e.g. okoge-kaz's); alone it is MindSpeed's DeepSeek-V4 setting, refused",
+         ROPE + ("--rope-factor", "8", "--rope-low-freq-factor", "1", "--rope-high-freq-factor", "4",
+                 "--rope-original-max-positional-embeddings", "8192")),
     arch("--rope-scaling-original-max-position-embeddings", "rope_parameters original_max_position_embeddings",
          ROPE + YARN),
     arch("--rope-scaling-beta-fast --beta-fast", "rope_parameters beta_fast (yarn)",

@@ -144,6 +144,10 @@ SAME = [
      ["--position-embedding-type", "rope", "--normalization", "RMSNorm", "--swiglu", "--hidden-dropout", "0"]),
     (["--use-fused-rmsnorm", "1"], ["--use-fused-rmsnorm"]),
     (["--use-packed-seq-params"], ["--reset-attention-mask"]),  # a swiss-ai fork's packing of pretraining documents
+    (LLAMA + ["--rope-factor", "8.0", "--rope-low-freq-factor", "1.0", "--rope-high-freq-factor", "4.0",   # okoge-kaz
+              "--rope-original-max-positional-embeddings", "8192"],
+     LLAMA + ["--rope-scaling-type", "llama3", "--rope-scaling-factor", "8", "--low-freq-factor", "1",
+              "--high-freq-factor", "4", "--original-max-position-embeddings", "8192"]),
 ]
 
 
@@ -557,3 +561,8 @@ def test_save_retain_interval_is_translated_and_checked_against_the_save_interva
     assert (cfg.training.save_steps, cfg.training.save_retain_interval) == (500, 2000)
     assert "save_retain_interval (1200) must be a multiple of save_steps (500)" in refused(
         BASE + ["--save-interval", "500", "--save-retain-interval", "1200"])
+
+
+def test_rope_factor_alone_is_mindspeeds_deepseek_v4_setting():
+    text = refused(BASE + LLAMA + ["--rope-factor", "4"])
+    assert "--rope-factor without --rope-low-freq-factor: MindSpeed's DeepSeek-V4" in text

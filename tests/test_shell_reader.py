@@ -197,9 +197,10 @@ def test_prefix_assignment_on_launch_becomes_environment():
     ("${P#/}", "ckpt/run/"), ("${P/ckpt/data}", "/data/run/"),
     ("${V^^}", "SET"), ("${#V}", "3"), ("${V:1}", "et"), ("${V:$N-1:N}", "et"), ("${V: -2}", "et"),
     ("${!R+x}", "x"), ("${!R:-dflt}", "set"), ("${!W+x}", ""), ("${!W:-dflt}", "dflt"),
+    ("${L[$(( N % ${#L[*]} ))]}", "c"),  # Fugaku's dataset per rank: an index with brackets inside
 ])
 def test_parameter_expansion(expr, expected):
-    text = f'V=set\nE=\nP=/ckpt/run/\nQ=/m/tok.model\nN=2\nR=V\nW=U\ntorchrun t.py "{expr}"\n'
+    text = f'V=set\nE=\nP=/ckpt/run/\nQ=/m/tok.model\nN=2\nR=V\nW=U\nL=(a b c)\ntorchrun t.py "{expr}"\n'
     launch = read(text)
     assert launch.argv == [expected]
     assert launch.warnings == []

@@ -107,12 +107,29 @@ def _linear_interpolation(g) -> Optional[Dict[str, Any]]:
     return None if factor == 1 else {"rope_type": "linear", "factor": float(factor)}
 
 
+def _fork_llama3(g, kind: Optional[str]) -> str:
+    """--rope-factor F --rope-low-freq-factor L --rope-high-freq-factor H --rope-original-max-positional-embeddings
+    N: a Megatron-LM fork's Llama-3.1 scaling (okoge-kaz's; rotary_pos_embedding applies Llama-3's formula). Without
+    the low-frequency factor, --rope-factor is MindSpeed's DeepSeek-V4 compressed-attention setting."""
+    if g.get("--low-freq-factor") is None:
+        raise ArchitectureError("--rope-factor without --rope-low-freq-factor: MindSpeed's DeepSeek-V4 compressed "
+                                "attention setting, and DeepSeek-V4 is not among the supported families (with "
+                                "--rope-low-freq-factor, --rope-high-freq-factor and "
+                                "--rope-original-max-positional-embeddings it is Llama-3.1's rope scaling)")
+    if kind not in (None, "llama3") or g.get("--rope-scaling-factor") is not None:
+        raise ArchitectureError("--rope-factor with --rope-scaling-type / --rope-scaling-factor: two spellings of the "
+                                "rope scaling; keep one")
+    return "llama3"
+
+
 def _rope_scaling(g, mla: bool) -> Optional[Dict[str, Any]]:
     if g.get("--rotary-seq-len-interpolation-factor") is not None:
         return _linear_interpolation(g)
     kind = g.get("--rope-scaling-type")
     if kind is None and g.get("--use-rope-scaling"):
         kind = "megatron_llama3"
+    if g.get("--rope-factor") is not None:
+        kind = _fork_llama3(g, kind)
     if kind is None and mla and g.get("--rope-type", "yarn") == "yarn":
         factor = g.get("--rotary-scaling-factor", 1.0)
         if factor > 1:
@@ -121,7 +138,7 @@ def _rope_scaling(g, mla: bool) -> Optional[Dict[str, Any]]:
         return None
     if kind is None:
         return None
-    factor = g.get("--rope-scaling-factor", 8.0)
+    factor = g.get("--rope-scaling-factor", g.get("--rope-factor", 8.0))
     if kind == "megatron_llama3":
         return {"rope_type": "llama3", "factor": float(factor), **MEGATRON_LLAMA3}
     if kind == "llama3":
