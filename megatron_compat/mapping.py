@@ -438,6 +438,8 @@ MAPPED_RULES = [
     plain("--wandb-save-dir", "wandb_save_dir"),
     plain("--wandb-entity --wandb-entity-name --wandb_entity", "wandb_entity"),
     plain("--wandb-id --wandb_id", "wandb_id", note="a run with this id is resumed"),
+    plain("--wandb-group", "wandb_group", note="Megatron-DeepSpeed forks' and MindSpeed forks' wandb run group",
+          example=("--wandb-project", "p", "--wandb-group", "sweep-1")),
     # --- profiling ---
     switch("--profile", "profile"),
     plain("--profile-step-start", "profile_step_start", example=("--profile-step-start", "2")),

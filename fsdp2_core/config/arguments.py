@@ -447,6 +447,8 @@ class TrainingArguments:
     wandb_entity: Optional[str] = _f(None, "Weights & Biases entity (team or user) the run belongs to.", extension=True)
     wandb_id: Optional[str] = _f(None, "Weights & Biases run id: a run with this id is resumed rather than started "
                                        "anew.", extension=True)
+    wandb_group: Optional[str] = _f(None, "Weights & Biases group the run is shown in (runs of one experiment).",
+                                    extension=True)
 
 
 @dataclass

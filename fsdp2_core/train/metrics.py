@@ -35,6 +35,8 @@ def wandb_init_args(t) -> Dict[str, object]:
         args["entity"] = t.wandb_entity
     if t.wandb_id:
         args.update(id=t.wandb_id, resume="allow")
+    if t.wandb_group:
+        args["group"] = t.wandb_group
     return args
 
 
