@@ -64,6 +64,8 @@ def _pairs(words):
 KEY_VALUE_PAIRS = Converter(_pairs, lambda table: [w for pair in table.items() for w in pair])
 # Megatron tests `if args.exit_interval and ...`: 0 is no exit interval
 ZERO_IS_NONE = Converter(lambda v: None if v == 0 else v, _same)
+# a limit of 0 or less keeps everything (None), as `max_keep <= 0` does in the forks that have one
+NOT_POSITIVE_IS_NONE = Converter(lambda v: None if v is None or v <= 0 else v, _same)
 # Megatron validates only when `args.eval_iters > 0`: a negative count evaluates nothing, as 0 does
 NEGATIVE_IS_ZERO = Converter(lambda v: 0 if v is not None and v < 0 else v, _same)
 
@@ -424,6 +426,8 @@ MAPPED_RULES = [
     switch("--async-save", "save_async"),
     plain("--save-interval --persistent-save-interval", "save_steps"),
     plain("--save-retain-interval", "save_retain_interval", example=("--save-retain-interval", "1000")),
+    plain("--max-checkpoints", "save_total_limit", NOT_POSITIVE_IS_NONE,
+          note="a MindSpeed-LLM fork's limit: the newest N checkpoints are kept", example=("--max-checkpoints", "2")),
     plain("--log-interval", "logging_steps"),
     plain("--eval-interval", "eval_interval"),
     plain("--eval-iters", "eval_iters", NEGATIVE_IS_ZERO, note="a negative count evaluates nothing, as 0: Megatron "

@@ -566,3 +566,9 @@ def test_save_retain_interval_is_translated_and_checked_against_the_save_interva
 def test_rope_factor_alone_is_mindspeeds_deepseek_v4_setting():
     text = refused(BASE + LLAMA + ["--rope-factor", "4"])
     assert "--rope-factor without --rope-low-freq-factor: MindSpeed's DeepSeek-V4" in text
+
+
+def test_max_checkpoints_keeps_the_newest_n():
+    """A MindSpeed-LLM fork's --max-checkpoints N removes all but the newest N iter_ folders: save_total_limit."""
+    assert ok(BASE + ["--max-checkpoints", "2"])[1].training.save_total_limit == 2
+    assert ok(BASE + ["--max-checkpoints", "0"])[1].training.save_total_limit is None
