@@ -339,7 +339,8 @@ MAPPED_RULES = [
                                                       f"{WEIGHTED_EXAMPLE}/valid_data_paths.txt"))))
       for split in ("train", "valid", "test")],
     plain("--data-cache-path", "data_cache_path"),
-    plain("--seq-length", "cutoff_len", example=("--seq-length", "16")),
+    plain("--seq-length --encoder-seq-length", "cutoff_len", note="--encoder-seq-length: Megatron's other name for "
+          "a GPT model's sequence length", example=("--seq-length", "16")),
     switch("--no-shuffle", "disable_shuffling"),
     plain("--num-workers", "dataloader_num_workers"),
     plain("--workers", "preprocessing_num_workers"),

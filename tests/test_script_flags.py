@@ -572,3 +572,11 @@ def test_max_checkpoints_keeps_the_newest_n():
     """A MindSpeed-LLM fork's --max-checkpoints N removes all but the newest N iter_ folders: save_total_limit."""
     assert ok(BASE + ["--max-checkpoints", "2"])[1].training.save_total_limit == 2
     assert ok(BASE + ["--max-checkpoints", "0"])[1].training.save_total_limit is None
+
+
+def test_encoder_seq_length_is_a_gpt_models_sequence_length():
+    """Megatron sets seq_length from --encoder-seq-length when only that is given (LUMI's GPT scripts)."""
+    k = BASE.index("--seq-length")
+    _, cfg = ok(BASE[:k] + ["--encoder-seq-length", "32"] + BASE[k + 2:])
+    assert cfg == ok(BASE)[1]
+    assert "same setting with different values" in refused(BASE + ["--encoder-seq-length", "64"])

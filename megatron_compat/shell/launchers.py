@@ -137,7 +137,8 @@ def _attached_short_value(spec: LauncherSpec, token: str) -> str | None:
 # Slurm variables a batch script's #SBATCH lines decide, and the directive that does
 _SLURM_FROM_SBATCH = {"SLURM_NNODES": "nodes", "SLURM_JOB_NUM_NODES": "nodes", "SLURM_NTASKS": "ntasks",
                       "SLURM_NPROCS": "ntasks", "SLURM_NTASKS_PER_NODE": "ntasks_per_node",
-                      "SLURM_GPUS_ON_NODE": "gpus_per_node", "SLURM_GPUS_PER_NODE": "gpus_per_node"}
+                      "SLURM_GPUS_ON_NODE": "gpus_per_node", "SLURM_GPUS_PER_NODE": "gpus_per_node",
+                      "SLURM_CPUS_PER_TASK": "cpus_per_task"}
 
 
 def as_int(value: str | None) -> int | None:
@@ -145,8 +146,9 @@ def as_int(value: str | None) -> int | None:
 
 
 def sbatch_counts(values: dict) -> dict[str, int]:
-    """Counts a batch script's #SBATCH options fix: nodes, ntasks, ntasks_per_node, gpus_per_node."""
-    counts = {k: as_int(values.get(k)) for k in ("nodes", "ntasks", "ntasks_per_node", "gpus_per_node")}
+    """Counts a batch script's #SBATCH options fix: nodes, ntasks, ntasks_per_node, gpus_per_node, cpus_per_task."""
+    counts = {k: as_int(values.get(k)) for k in ("nodes", "ntasks", "ntasks_per_node", "gpus_per_node",
+                                                 "cpus_per_task")}
     gres = re.fullmatch(r"gpu(?::[\w.-]+)?:(\d+)", values.get("gres") or "")
     counts["gpus_per_node"] = counts["gpus_per_node"] or (int(gres.group(1)) if gres else None)
     if counts["ntasks"] is None and counts["nodes"] and counts["ntasks_per_node"]:
