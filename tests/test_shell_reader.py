@@ -1233,3 +1233,13 @@ def test_default_assignment_removes_the_quotes_of_its_word():
     launch = read(text)
     assert launch.argv == ["numactl", "--membind=0-3", "a b"]
     _agrees_with_bash(launch, text)
+
+
+def test_a_command_kept_as_text_is_one_word_when_its_variable_is_split():
+    """HOST_IP=$(getent hosts $MASTER_ADDR | awk '{print $1}'), then --rdzv_endpoint ${HOST_IP}:${PORT} unquoted: bash
+    splits the command's output (one address), not its text, so the endpoint stays one word, live in the new
+    script."""
+    launch = read("HOST_IP=$(getent hosts $MASTER_ADDR | awk '{print $1}')\nPORT=6000\n"
+                  "torchrun --nnodes 2 --rdzv_endpoint ${HOST_IP}:${PORT} p.py --x 1\n")
+    assert launch.argv == ["--x", "1"]
+    assert launch.master_addr == "$(getent hosts $MASTER_ADDR | awk '{print $1}')" and launch.master_port == "6000"

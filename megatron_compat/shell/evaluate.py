@@ -68,6 +68,25 @@ def _brace_words(raw: str) -> list[str] | None:
     return [f"{m.group(1)}{item}{m.group(3)}" for item in m.group(2).split(",")] if m else None
 
 
+def _commands_kept_whole(value: str) -> list:
+    """An unquoted value holding a command substitution that was not run (HOST_IP=$(getent hosts $H | awk ...)):
+    bash splits the command's output, a single word here as a rule, not the command's text; so the text of each
+    `$(...)` / `...` stays one piece and only the rest is split."""
+    out, i, start = [], 0, 0
+    while i < len(value):
+        try:
+            end = scan_paren(value, i) if value.startswith("$(", i) and not value.startswith("$((", i) else (
+                scan_backtick(value, i) if value[i] == "`" else None)
+        except Unterminated:
+            end = None
+        if end is None:
+            i += 1
+            continue
+        out += [(value[start:i], True), (value[i:end], False)]
+        i = start = end
+    return out + [(value[start:], True)]
+
+
 class _Break(Exception):
     """`break` inside a loop."""
 
@@ -1016,6 +1035,8 @@ class Shell:
                 value = ""
         elif index not in (None, "0", "@", "*"):
             value = ""
+        if not in_dq and holds_command_output(value):
+            return _commands_kept_whole(value)
         return [(value, not in_dq)]
 
     def brace_expansion(self, body: str, text: str, line: int, in_dq: bool) -> list:
