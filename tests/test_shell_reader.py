@@ -1243,3 +1243,16 @@ def test_a_command_kept_as_text_is_one_word_when_its_variable_is_split():
                   "torchrun --nnodes 2 --rdzv_endpoint ${HOST_IP}:${PORT} p.py --x 1\n")
     assert launch.argv == ["--x", "1"]
     assert launch.master_addr == "$(getent hosts $MASTER_ADDR | awk '{print $1}')" and launch.master_port == "6000"
+
+
+def test_an_exit_reached_only_by_an_assumed_false_condition_does_not_end_the_reading():
+    """llm-jp's mpi_variables.sh: settings per cluster chosen by `[[ $HOSTNAME =~ ^a[0-9]{3}$ ]]`, and `else exit 1`
+    on a login node. The host is known only when the job runs, so that exit is not followed."""
+    text = ('if [[ $HOSTNAME =~ ^a[0-9]{3}$ ]]; then\n  export NCCL_IB_TC=106\nelse\n  echo "unsupported host"\n'
+            '  exit 1\nfi\ntorchrun pretrain_gpt.py --x 1\n')
+    launch = read(text)
+    assert launch.argv == ["--x", "1"]
+    assert any("test on $HOSTNAME" in w.message for w in launch.warnings)
+    assert any("exit not followed" in w.message for w in launch.warnings)
+    with pytest.raises(ShellReadError, match="exits at line 1"):  # a condition known here still ends it
+        read('if [[ -z "$DATA" ]]; then exit 1; fi\ntorchrun pretrain_gpt.py\n')

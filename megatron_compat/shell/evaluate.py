@@ -274,13 +274,7 @@ class Shell:
                 return None if status is None else not status
             return status
         if isinstance(node, If):
-            for cond, body in node.clauses:
-                status = self.run_list(cond)
-                if status is None:
-                    self.warn(node.line, "'if' condition could not be evaluated; assumed false")
-                if status:
-                    return self.run_list(body)
-            return self.run_list(node.else_body) if node.else_body is not None else True
+            return self.run_if(node)
         if isinstance(node, Case):
             return self.run_case(node)
         if isinstance(node, Group):
@@ -299,6 +293,30 @@ class Shell:
             self.warn(node.line, f"{node.what} not evaluated (its body is skipped)")
             return None
         raise AssertionError(node)
+
+    def run_if(self, node: If):
+        """The first clause whose condition holds runs. A condition not known here is assumed false, but a branch
+        reached only that way does not end the reading: its `exit` (`else echo "unsupported host"; exit 1`) is
+        not followed, since the job may well take another branch."""
+        assumed = False
+        for cond, body in node.clauses:
+            status = self.run_list(cond)
+            if status is None:
+                self.warn(node.line, "'if' condition could not be evaluated; assumed false")
+                assumed = True
+            elif status:
+                return self._run_branch(body, node.line, assumed)
+        return self._run_branch(node.else_body, node.line, assumed) if node.else_body is not None else True
+
+    def _run_branch(self, body: list, line: int, assumed: bool):
+        if not assumed:
+            return self.run_list(body)
+        try:
+            return self.run_list(body)
+        except Exit as stop:
+            self.warn(stop.line, f"exit not followed: the branch of the 'if' of line {line} is taken only because a "
+                                 f"condition known at run time was assumed false")
+            return None
 
     def run_for(self, node: For):
         """for NAME in WORDS: the body runs once per value, as in bash (an argument loop such as
@@ -1231,6 +1249,9 @@ class Shell:
         unset = [n for word in raw for n in scheduler_references(word) if self.lookup(n) is None]
         if unset:
             return f"${unset[0]}, set by the scheduler at run time"
+        machine = [n for word in raw for n in REFERENCE.findall(word) if n in BASH_RUN_TIME and self.lookup(n) is None]
+        if machine:
+            return f"${machine[0]}, {BASH_RUN_TIME[machine[0]]}"
         for word in raw:  # lrank=$OMPI_COMM_WORLD_LOCAL_RANK; case $lrank in ...: the scheduler's value, renamed
             for name in REFERENCE.findall(word):
                 inherited = scheduler_references(self.templates.get(name, "").replace("\x00", "$"))

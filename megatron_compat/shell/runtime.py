@@ -11,7 +11,7 @@ BASH_RUN_TIME = {"RANDOM": "bash's random number (0-32767), a new one at every e
                  "SRANDOM": "bash's 32-bit random number, a new one at every expansion",
                  "SECONDS": "the seconds since bash started", "EPOCHSECONDS": "the time of the run (Unix seconds)",
                  "EPOCHREALTIME": "the time of the run (Unix seconds, microseconds)",
-                 "BASHPID": "the bash process's id"}
+                 "BASHPID": "the bash process's id", "HOSTNAME": "the name of the machine the job runs on"}
 REFERENCE = re.compile(r"\$\{?([A-Za-z_][A-Za-z0-9_]*)")
 # A command substitution kept as text: $(...) but not $((...)), or `...`
 COMMAND_OUTPUT = re.compile(r"\$\((?!\()|`")
