@@ -113,3 +113,16 @@ def test_bc_in_a_launch_script():
               'torchrun pretrain_gpt.py --lr-decay-tokens $lr_decay_tokens --x $(echo "s(1)" | bc -l)\n')
     launch = read_launch_script(script)
     assert launch.argv == ["--lr-decay-tokens", "260000000000", "--x", '$(echo "s(1)" | bc -l)']
+
+
+@pytest.mark.skipif(shutil.which("bash") is None, reason="needs bash")
+def test_a_function_of_echo_lines_gives_its_output():
+    """kungfu-team's `flags() { echo --num-layers 24; ...; echo --data-path $DATA_PATH; }` then
+    `torchrun pretrain_gpt.py $(flags)`: the words bash passes."""
+    script = ('DATA_PATH=/data/enwiki_text_document\nflags() {\n    echo --num-layers 24\n    echo --fp16\n\n'
+              '    echo --data-path $DATA_PATH\n    echo --tag "$1"\n}\n')
+    bash = subprocess.run(["bash", "-c", script + 'printf "%s\\n" $(flags t1)'], capture_output=True, text=True,
+                          check=True).stdout.split()
+    launch = read_launch_script(script + "torchrun ./pretrain_gpt.py $(flags t1)\n")
+    assert launch.argv == bash == ["--num-layers", "24", "--fp16", "--data-path", "/data/enwiki_text_document",
+                                   "--tag", "t1"]

@@ -53,7 +53,8 @@ def _values_known(shell, text: str) -> bool:
 
 def _pipeline_fields(shell, text: str, line: int) -> list[list[str]] | None:
     """The expanded fields of each command of a single pipeline of simple commands; None for anything else."""
-    if not any(name in text for name in ("echo", "python", "cut", "tr", "seq", "bc")):
+    if not any(name in text for name in ("echo", "python", "cut", "tr", "seq", "bc")) and \
+            text.split(maxsplit=1)[0] not in shell.functions:
         return None
     try:
         nodes = shell.parse_string(text, line)
@@ -83,7 +84,24 @@ def _producer(shell, fields: list[str], line: int) -> str | None:
         return _python_print(shell, fields[2], line)
     if fields[0] == "seq":
         return _seq(fields[1:])
+    if fields[0] in shell.functions:
+        return _function_output(shell, shell.functions[fields[0]], fields[1:], line)
     return None
+
+
+def _function_output(shell, fn, args: list[str], line: int) -> str | None:
+    """What a function made only of `echo` lines prints (`flags() { echo --num-layers 24; echo --lr $LR; }`, then
+    `torchrun pretrain_gpt.py $(flags)`): each echo's words, expanded with the function's arguments."""
+    if not fn.body or not all(isinstance(c, Simple) and not c.redirects and c.words and
+                              getattr(c.words[0], "raw", "") == "echo" and all(hasattr(w, "raw") for w in c.words)
+                              for c in fn.body):
+        return None
+    saved, shell.positional = shell.positional, list(args)
+    try:
+        out = [_producer(shell, [f for w in c.words for f in shell.expand_word(w)], line) for c in fn.body]
+    finally:
+        shell.positional = saved
+    return None if None in out else "".join(out)
 
 
 def _seq(args: list[str]) -> str | None:
