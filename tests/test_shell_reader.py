@@ -1243,6 +1243,9 @@ def test_a_command_kept_as_text_is_one_word_when_its_variable_is_split():
                   "torchrun --nnodes 2 --rdzv_endpoint ${HOST_IP}:${PORT} p.py --x 1\n")
     assert launch.argv == ["--x", "1"]
     assert launch.master_addr == "$(getent hosts $MASTER_ADDR | awk '{print $1}')" and launch.master_port == "6000"
+    launch = read("HOST_IP=$(getent hosts $MASTER_ADDR | awk '{print $1}')\n"  # the whole command in one variable
+                  'CMD="torchrun --nnodes 2 --rdzv_endpoint ${HOST_IP}:6000 p.py --x 1"\nmpirun -np 2 ${CMD}\n')
+    assert (launch.style, launch.argv) == ("mpirun + torchrun", ["--x", "1"])
 
 
 def test_an_exit_reached_only_by_an_assumed_false_condition_does_not_end_the_reading():

@@ -126,6 +126,8 @@ def value_split_into_the_entry(shell: Shell, spec: LauncherSpec, fields: list[st
     if not value or len(value.split()) < 2:
         return None
     parts = value.split()
+    if not fields[k].startswith(parts[1]):  # the would-be script is not the value's second word: no split here
+        return None
     if is_placeholder(value) and fields[k - 1:k - 1 + len(parts)] == parts:
         shell.warn(line, f"{spec.kind} {option} is given ${culprit.name}={value!r}, the example's placeholder, "
                          f"which bash splits into {len(parts)} words; kept as one value: set {culprit.name} "
