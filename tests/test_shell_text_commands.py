@@ -126,3 +126,8 @@ def test_a_function_of_echo_lines_gives_its_output():
     launch = read_launch_script(script + "torchrun ./pretrain_gpt.py $(flags t1)\n")
     assert launch.argv == bash == ["--num-layers", "24", "--fp16", "--data-path", "/data/enwiki_text_document",
                                    "--tag", "t1"]
+
+
+def test_an_empty_substitution_does_not_stop_the_reading():
+    launch = read_launch_script('X=$()\ntorchrun pretrain_gpt.py --x "$X" --y 1\n')
+    assert launch.argv[-2:] == ["--y", "1"]

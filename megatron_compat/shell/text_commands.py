@@ -53,8 +53,9 @@ def _values_known(shell, text: str) -> bool:
 
 def _pipeline_fields(shell, text: str, line: int) -> list[list[str]] | None:
     """The expanded fields of each command of a single pipeline of simple commands; None for anything else."""
-    if not any(name in text for name in ("echo", "python", "cut", "tr", "seq", "bc")) and \
-            text.split(maxsplit=1)[0] not in shell.functions:
+    words = text.split(maxsplit=1)
+    if not words or (not any(name in text for name in ("echo", "python", "cut", "tr", "seq", "bc")) and
+                     words[0] not in shell.functions):
         return None
     try:
         nodes = shell.parse_string(text, line)
