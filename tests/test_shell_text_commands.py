@@ -29,14 +29,19 @@ CASES = [
 ]
 
 
+def _bash_value(script: str, name: str, path: str = "/usr/bin:/bin") -> str:
+    """$name after real bash ran `script` with this PATH."""
+    return subprocess.run(["bash", "-c", script + f'printf %s "${name}"'], capture_output=True, text=True, check=True,
+                          env={"PATH": path}).stdout
+
+
 @pytest.mark.skipif(shutil.which("bash") is None or shutil.which("seq") is None, reason="needs bash and coreutils")
 @pytest.mark.parametrize("substitution", CASES)
 def test_computed_like_bash(substitution, tmp_path):
     script = SETUP + f'A="{substitution}"\n'
     python = tmp_path / "python3"  # the interpreter running the tests, as the script's python3
     python.symlink_to(sys.executable)
-    bash = subprocess.run(["bash", "-c", script + 'printf %s "$A"'], capture_output=True, text=True, check=True,
-                          env={"PATH": f"{tmp_path}:/usr/bin:/bin"}).stdout
+    bash = _bash_value(script, "A", f"{tmp_path}:/usr/bin:/bin")
     launch = read_launch_script(script + 'torchrun pretrain_gpt.py --x "$A"\n')
     assert launch.argv == ["--x", bash]
     assert not [w for w in launch.warnings if "not evaluated" in w.message]
@@ -86,8 +91,7 @@ def test_grep_conditions_like_bash(condition):
     branch bash takes."""
     script = ('SIM_ARGS=" --fake-pp 2 --fake-tp 2 "\n'
               f'if {condition}; then TP=1; else TP=2; fi\n')
-    bash = subprocess.run(["bash", "-c", script + 'printf %s "$TP"'], capture_output=True, text=True,
-                          env={"PATH": "/usr/bin:/bin"}).stdout
+    bash = _bash_value(script, "TP")
     launch = read_launch_script(script + "torchrun pretrain_gpt.py --tp $TP\n")
     assert launch.argv == ["--tp", bash]
     assert not [w for w in launch.warnings if "could not be evaluated" in w.message]

@@ -590,10 +590,14 @@ class Shell:
             self.depth -= 1
             self.positional = saved if len(args) > 1 else self.positional
 
-    def run_other_script(self, written: str, script: str, args: list[str], temp_env: dict, line: int):
+    def run_other_script(self, written: str, script: str, args: list[str], temp_env: dict, line: int,
+                         found: tuple[str, str] | None = None):
         """bash SCRIPT ARGS / ./SCRIPT.sh ARGS: a new shell reads SCRIPT when it is on disk; otherwise reported
-        (and named if no launch is found)."""
-        found = find_script(self, script) if self.depth <= _MAX_DEPTH else None
+        (and named if no launch is found). `found`: SCRIPT's (path, text) when the caller has looked it up."""
+        if self.depth > _MAX_DEPTH:
+            found = None
+        elif found is None:
+            found = find_script(self, script)
         nodes = self._parsed_file(found, f"'{written}'", line) if found else None
         if nodes is None:
             self.other_scripts.append((line, script))
@@ -737,16 +741,16 @@ class Shell:
         when it is here (written by this script, or on disk); otherwise reported like `bash job.sh`.
         `sbatch <<EOF` (the job on standard input) is run_heredoc_script's."""
         files = [k for k, a in enumerate(args) if not a.startswith("-")]
-        found = next((k for k in files if find_script(self, args[k])), None)
+        found = next(((k, hit) for k in files for hit in [find_script(self, args[k])] if hit), None)
         if found is None:
             named = next((args[k] for k in files if _JOB_FILE.search(args[k])), None)
             if named is not None:
                 self.other_scripts.append((line, named))
             return None
-        script = args[found]
+        k, job = found
         # its #SBATCH lines, as the job receives them (the variables of a here-document expanded)
-        self.stdin_jobs.append(self.written_docs.get(script) or (find_script(self, script)[1],) * 2)
-        return self.run_other_script(f"{name} {script}", script, args[found + 1:], temp_env, line)
+        self.stdin_jobs.append(self.written_docs.get(args[k]) or (job[1], job[1]))
+        return self.run_other_script(f"{name} {args[k]}", args[k], args[k + 1:], temp_env, line, found=job)
 
     def run_heredoc_script(self, fields: list[str], redirects: list, temp_env: dict, line: int) -> bool:
         """`sbatch <<EOF ... EOF` / `bash <<EOF`: the here-document is the script run (in a new shell, as a job

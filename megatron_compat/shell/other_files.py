@@ -29,22 +29,22 @@ def find_script(shell, name: str) -> tuple[str, str] | None:
     written = _written_by_the_script(shell, name)
     if written is not None:
         return written
+    folders = _folders_up(os.path.dirname(os.path.abspath(top_path(shell))))
     candidates = [name] if os.path.isabs(name) else [os.path.join(shell.cwd, name)] + [
-        os.path.join(folder, name) for folder in _folders_up(os.path.dirname(os.path.abspath(top_path(shell))))]
-    for path in candidates + _in_this_checkout(shell, name):
+        os.path.join(folder, name) for folder in folders]
+    for path in candidates + _in_this_checkout(name, folders):
         text = _read_text(path)
         if text is not None:
             return os.path.normpath(path), text
     return None
 
 
-def _in_this_checkout(shell, name: str) -> list[str]:
+def _in_this_checkout(name: str, folders: list[str]) -> list[str]:
     """Where an absolute path of the author's cluster (/scratch/me/Megatron-LM/conf/args.sh) may be in this
-    checkout: its last two or more components, below the script's folder or the folders above it."""
+    checkout: its last two or more components, below the script's folder or the folders above it (`folders`)."""
     parts = [p for p in name.split("/") if p]
     if not os.path.isabs(name) or len(parts) < 3:
         return []
-    folders = _folders_up(os.path.dirname(os.path.abspath(top_path(shell))))
     return [os.path.join(folder, *parts[k:]) for k in range(1, len(parts) - 1) for folder in folders]
 
 
@@ -55,7 +55,7 @@ def _written_by_the_script(shell, name: str) -> tuple[str, str] | None:
         return os.path.normpath(os.path.join(shell.cwd, path))
 
     for path, text in shell.files.items():
-        if path == name or where(path) == where(name):
+        if where(path) == where(name):
             return path, text
     return None
 
