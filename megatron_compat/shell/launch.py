@@ -25,7 +25,8 @@ import shlex
 from dataclasses import dataclass
 from typing import Mapping, Sequence
 
-from .evaluate import Exit, Shell
+from .control import Exit
+from .evaluate import Shell
 from .launchers import PER_RANK, PYTHON, SPAWNER, SRUN, WRAPPER, LauncherSpec, match_launcher, parse_options
 from .lex import Lexer
 from .lost_values import entry_lost, launcher_options, scopes, value_split_into_the_entry
