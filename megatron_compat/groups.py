@@ -880,7 +880,7 @@ def derive_steps(t, values: Dict[str, Any], dialect: str) -> None:
     for a, b in (("--train-iters", "--train-samples"), ("--lr-decay-iters", "--lr-decay-samples"),
                  ("--lr-warmup-iters", "--lr-warmup-samples"), ("--lr-warmup-fraction", "--lr-warmup-iters"),
                  ("--lr-warmup-fraction", "--lr-warmup-samples"), ("--lr-wsd-decay-iters", "--lr-wsd-decay-samples")):
-        if a in g and b in g:
+        if a in g and b in g and not (a == "--lr-warmup-fraction" and not g[b]):
             raise ConfigError(f"{a} and {b} exclude each other; keep one")
     gbs = values.get("global_batch_size")
     if "--train-iters" in g:
@@ -897,6 +897,8 @@ def derive_steps(t, values: Dict[str, Any], dialect: str) -> None:
     for iters, samples, name in (("--lr-decay-iters", "--lr-decay-samples", "lr_decay_steps"),
                                  ("--lr-warmup-iters", "--lr-warmup-samples", "lr_warmup_steps"),
                                  ("--lr-wsd-decay-iters", "--lr-wsd-decay-samples", "lr_wsd_decay_steps")):
+        if name == "lr_warmup_steps" and "--lr-warmup-fraction" in g:
+            continue  # an --lr-warmup-iters/-samples of 0 beside the fraction: Megatron's default, the fraction rules
         if iters in g:
             values[name] = float(g[iters])
             _line(t, iters)

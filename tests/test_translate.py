@@ -109,6 +109,14 @@ def test_conflicts_name_both_sides(extra, both):
     assert all(side in text for side in both)
 
 
+def test_a_zero_warmup_count_beside_the_fraction_is_megatrons_default():
+    """Megatron asserts only that --lr-warmup-iters (or -samples) is 0 when --lr-warmup-fraction is given, and then
+    warms up over the fraction of the decay: scripts write `--lr-warmup-iters 0 --lr-warmup-fraction .01`."""
+    for zero in (["--lr-warmup-iters", "0"], ["--lr-warmup-samples", "0"]):
+        _, cfg = ok(BASE + ["--lr-warmup-fraction", "0.1"] + zero)
+        assert cfg.training.warmup_ratio == 0.1 and cfg.training.lr_warmup_steps is None
+
+
 def test_wrong_type_names_flag_and_type():
     assert "--lr: expects a number, got 'abc'" in refused(_replace(BASE, "--lr", "abc"))
     assert "--num-layers: expects an integer" in refused(_replace(BASE, "--num-layers", "two"))
