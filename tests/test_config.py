@@ -89,6 +89,13 @@ def test_exclusive_rules_name_both_sides(values, both):
         assert side in str(err.value)
 
 
+@pytest.mark.parametrize("batch", [{}, {"rampup_batch_size": [2, 2, 8]}])
+def test_a_global_batch_of_zero_is_named_not_divided_by(batch):
+    """A batch computed from a scheduler's count that read as 0 once crashed validation with ZeroDivisionError."""
+    with pytest.raises(ConfigError, match="global_batch_size"):
+        build_config({**ESSENTIALS, "global_batch_size": 0, "train_samples": 100, **batch})
+
+
 def test_streaming_accepts_integer_val_size():
     cfg = build_config({**ESSENTIALS, "streaming": True, "val_size": 100, "dataset": "y"})
     assert cfg.data.val_size == 100

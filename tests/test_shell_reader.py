@@ -373,13 +373,20 @@ def test_distributed_launch_wins_over_preprocessing_python():
      "torchrun", "pretrain_gpt.py", ["--nproc_per_node=8", "--nnodes=2"]),
     ("mkdir -p logs && torchrun --nproc_per_node 8 --nnodes 2 pretrain_gpt.py --x 2>&1 | tee logs/a.log",
      "torchrun", "pretrain_gpt.py", ["--nproc_per_node", "8", "--nnodes", "2"]),
+    # python running the launcher's own console script (a patched DeepSpeed in a folder of its own)
+    ("python /opt/ds/bin/deepspeed --num_gpus=8 --num_nodes=2 pretrain_gpt.py --x", "deepspeed", "pretrain_gpt.py",
+     ["--num_gpus=8", "--num_nodes=2"]),
+    ("python3 -u /usr/local/bin/torchrun --nproc_per_node 8 --nnodes 2 pretrain_gpt.py --x", "torchrun",
+     "pretrain_gpt.py", ["--nproc_per_node", "8", "--nnodes", "2"]),
 ])
 def test_launchers(line, launcher, entry, launcher_args):
     launch = read(line + "\n")
     assert (launch.launcher, launch.entry, launch.launcher_args, launch.argv) == (
         launcher, entry, launcher_args, ["--x"])
-    if launcher != "python":
+    if launcher not in ("python", "deepspeed"):
         assert (launch.nproc_per_node, launch.nnodes) == ("8", "2")
+    if launcher != "python":
+        assert launch.world_size == 16
         assert launch.world_size == 16
     else:
         assert launch.world_size == 1
@@ -1041,6 +1048,28 @@ def test_variable_set_empty_by_the_script_is_refused_with_its_name():
         read("torchrun --nproc_per_node --nnodes 4 pretrain_gpt.py\n")
 
 
+@pytest.mark.parametrize("text,because", [
+    ("NODE_RANK=$1\ntorchrun --nproc_per_node 8 --nnodes 2 --node_rank $NODE_RANK --master_addr h pretrain_gpt.py "
+     "--x\n", "$NODE_RANK is set from the script's argument $1, which was not given"),
+    ('L="torchrun --nproc_per_node 8 --nnodes 2 --node_rank ${1} --master_addr h"\n$L pretrain_gpt.py --x\n',
+     "it is the script's argument $1, which was not given"),
+    ("MASTER_ADDR=\ntorchrun --nproc_per_node 8 --nnodes 2 --node_rank 0 --master_addr $MASTER_ADDR pretrain_gpt.py "
+     "--x\n", "$MASTER_ADDR is set to an empty value"),
+])
+def test_an_empty_rendezvous_option_is_left_to_the_environment(text, because):
+    """A multi-node script takes its node rank as an argument (NODE_RANK=$1) or leaves MASTER_ADDR for the user to
+    fill in: where the ranks meet is set per node and per job, not by the model or the batch, so the conversion goes
+    on; the new script reads NODE_RANK / MASTER_ADDR from the environment, as for every node."""
+    launch = read(text)
+    assert (launch.entry, launch.argv, launch.world_size) == ("pretrain_gpt.py", ["--x"], 16)
+    message = next(w.message for w in launch.warnings if "has no value" in w.message)
+    assert because in message and "the new launch script takes" in message, message
+    rendered = render_launch_script(launch, "train_fsdp2.py", ["new.yaml"], "old.sh")
+    assert "NODE_RANK=${NODE_RANK:-0}" in rendered and 'MASTER_ADDR=${MASTER_ADDR:-' in rendered
+    with pytest.raises(ShellReadError, match=r"it is the script's argument \$2, which was not given"):
+        read("torchrun --nproc_per_node ${2} --nnodes 2 pretrain_gpt.py --x\n")  # the world size: still refused
+
+
 def test_wrapper_option_left_empty_is_dropped_or_kept_for_run_time():
     launch = read("srun -n 2 --jobid $SLURM_JOB_ID --partition $P python pretrain_gpt.py\n")
     assert launch.wrappers[0].args == ["-n", "2", "--jobid", "$SLURM_JOB_ID", "--partition", "$P"]
@@ -1167,6 +1196,21 @@ def test_arithmetic_on_run_time_values_says_so():
     assert any("known only at run time" in m for m in messages), messages
     assert not any("syntax (<unknown>" in m or "null bytes" in m for m in messages), messages
     assert launch.world_size is None
+
+
+@pytest.mark.parametrize("job,expected", [
+    ("#SBATCH -N 2\n#SBATCH --gres=gpu:a100:4\n", "16"),  # the job's counts, as Slurm sets them
+    ("", "$((SLURM_NNODES*SLURM_GPUS_ON_NODE*2))"),            # no #SBATCH: known only at run time
+])
+def test_a_scheduler_count_in_arithmetic_is_the_jobs_not_zero(job, expected):
+    """GBS=$((SLURM_NNODES*SLURM_GPUS_ON_NODE*MBS)): bash reads an unset name as 0, but SLURM_NNODES is unset here
+    only because no job runs; inside the job it is what the #SBATCH lines fix (a global batch of 0 crashed)."""
+    launch = read(f"#!/bin/bash\n{job}GBS=$((SLURM_NNODES*SLURM_GPUS_ON_NODE*2))\n"
+                  "torchrun --nproc_per_node 4 --nnodes 2 pretrain_gpt.py --global-batch-size $GBS\n")
+    assert launch.argv == ["--global-batch-size", expected]
+    messages = " ".join(w.message for w in launch.warnings)
+    assert ("read as 2, from the job's #SBATCH --nodes 2" in messages) == bool(job)
+    assert ("$SLURM_NNODES is set by the scheduler at run time" in messages) != bool(job)
 
 
 def test_a_per_rank_script_started_outside_stays_per_rank_and_meets_at_its_dist_url():

@@ -237,6 +237,8 @@ def _check_batch_schedule(cfg) -> List[Problem]:
     if t.global_batch_size is None and not t.step_batch_size_schedule:
         return problems + [("global_batch_size", "training: train_samples and rampup_batch_size count samples per "
                                                  "global batch: set global_batch_size (--global-batch-size)")]
+    if t.global_batch_size is not None and t.global_batch_size < 1:
+        return problems  # the range check names it
     field = "step_batch_size_schedule" if t.step_batch_size_schedule else "rampup_batch_size"
     try:
         schedule = build_batch_schedule(t, t.global_batch_size, cfg.data.cutoff_len)

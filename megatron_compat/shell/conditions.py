@@ -7,7 +7,7 @@ import fnmatch
 import re
 from typing import Sequence
 
-from .runtime import BASH_RUN_TIME, REFERENCE, holds_command_output, scheduler_references
+from .runtime import BASH_RUN_TIME, REFERENCE, SCHEDULER_VARIABLE, holds_command_output, scheduler_references
 
 _FILE_TESTS = set("-a -b -c -d -e -f -g -h -k -p -r -s -t -u -w -x -G -L -N -O -S".split())
 
@@ -45,6 +45,8 @@ class Conditions:
             return node.value
         if isinstance(node, ast.Name):
             value = self.lookup(node.id)
+            if value is None:
+                return self._unset_in_arithmetic(node.id, line)
             value = (value[0] if value else "") if isinstance(value, list) else (value or "")
             value = value.strip()
             if value == "":
@@ -74,6 +76,19 @@ class Conditions:
             vals = [ev(v) for v in node.values]
             return int(all(vals) if isinstance(node.op, ast.And) else any(vals))
         raise ValueError(f"unsupported arithmetic {ast.dump(node)[:40]}")
+
+    def _unset_in_arithmetic(self, name: str, line: int) -> int:
+        """bash reads an unset name as 0; but a scheduler's variable (SLURM_NNODES) is unset here only because the
+        job has not started: it is the count the job's #SBATCH lines fix, or a value known only at run time."""
+        if name in self.job_counts:
+            value, directive = self.job_counts[name]
+            self.warn(line, f"${name} in arithmetic read as {value}, from the job's {directive}")
+            return value
+        if SCHEDULER_VARIABLE.fullmatch(name):
+            raise ValueError(f"${name} is set by the scheduler at run time")
+        if name in BASH_RUN_TIME:
+            raise ValueError(f"${name} is {BASH_RUN_TIME[name]}, known only at run time")
+        return 0
 
     # ---------------------------------------------------------------- tests
     def test_double_bracket(self, words: list, line: int):

@@ -112,6 +112,7 @@ class Shell(Expansion, Conditions, ControlFlow, Subshells):
         self.start_folder_reads: list[str] = []  # `pwd`, $PWD, $PBS_O_WORKDIR read as that folder (one list)
         self._pipe_tail: list = []  # the commands after the one the pipeline is about to run
         self.loop_lines: list[int] = []  # the lines of the loops whose body is running, outermost first
+        self.job_counts: dict[str, tuple[int, str]] = {}  # SLURM_NNODES -> (2, "#SBATCH --nodes 2"): the job's
 
     def warn(self, line: int, message: str) -> None:
         w = ShellWarning(line, message)

@@ -27,9 +27,20 @@ from typing import Mapping, Sequence
 
 from .control import Exit
 from .evaluate import Shell
-from .launchers import PER_RANK, PYTHON, SPAWNER, SRUN, WRAPPER, LauncherSpec, match_launcher, parse_options
+from .launchers import (
+    PER_RANK,
+    PYTHON,
+    SLURM_COUNT_VARIABLES,
+    SPAWNER,
+    SRUN,
+    WRAPPER,
+    LauncherSpec,
+    match_launcher,
+    parse_options,
+    slurm_count,
+)
 from .lex import Lexer
-from .lost_values import entry_lost, launcher_options, scopes, value_split_into_the_entry
+from .lost_values import describe_empty, entry_lost, launcher_options, scopes, value_split_into_the_entry
 from .option_values import option_variables
 from .output import launch_outputs
 from .parse import Parser
@@ -73,6 +84,33 @@ def outer_launcher(text: str) -> tuple[str, str] | None:
     return (_OUTER_LAUNCHER[found.group(1).split("_")[0]], found.group(1)) if found else None
 
 
+_PYTHON_OPTIONS = {"-m", "-u", "-B", "-O", "-OO", "-W", "-X", "-E", "-s", "-I"}
+_EMPTIED = re.compile(r"\$\{?([A-Za-z_]\w*|[1-9])")
+
+
+def _lost_interpreter(shell: Shell, fields: list[str], line: int) -> list[str]:
+    """`$PYTHON -m torch.distributed.launch ...` with $PYTHON empty (the interpreter given as the script's argument):
+    bash would run a program named `-m` and fail. The intent is plain: read as python, with the variable named."""
+    if not fields or fields[0] not in _PYTHON_OPTIONS:
+        return fields
+    names = [n for raw in shell.words.at(fields, 0)[1] for n in _EMPTIED.findall(raw)]
+    if not names and len(fields) > 1:  # CMD="$PY -m torch.distributed.run ..."; eval $CMD: lost when CMD was set
+        before = re.compile(r"\$\{?([A-Za-z_]\w*|[1-9])\}?\s+" + re.escape(fields[0]) + r"\s+" + re.escape(fields[1]))
+        names = sorted({n for scope in scopes(shell) for raw in list(scope.raw_values.values()) + scope.source_texts
+                        for n in before.findall(raw)})
+        names = names if len(names) == 1 else []
+    if not names:
+        return fields
+    shell.warn(line, f"the command starts with {fields[0]}: ${names[0]}, the Python interpreter before it, expanded "
+                     f"to nothing ({describe_empty(shell, names[0]).because}); read as python: give "
+                     f"{names[0]} a value (bash fails here as the script stands)")
+    behind = shell.words.field_word
+    at = len(behind) - len(fields)
+    if 0 <= at < len(behind):  # "python" stands for the word that expanded to nothing: the same word behind it
+        behind.insert(at, behind[at])
+    return ["python"] + fields
+
+
 class Recognizer:
     """Sees every command the pretend shell runs and keeps those that launch training."""
 
@@ -83,6 +121,7 @@ class Recognizer:
         self.launches: list[Launch] = []
 
     def on_command(self, shell: Shell, fields: list[str], temp_env: dict, line: int) -> None:
+        fields = _lost_interpreter(shell, fields, line)
         matched = match_launcher(fields)
         if matched is None:
             self._python_script(shell, fields, temp_env, line)
@@ -275,6 +314,8 @@ def read_launch_script(text: str, script_args: Sequence[str] = (), path: str = "
     nodes = Parser(tokens, path).parse_program()
     recognizer = Recognizer(text)
     shell = Shell(path, script_args, recognizer.on_command, environ)
+    shell.job_counts = {name: found for name in SLURM_COUNT_VARIABLES
+                        for found in [slurm_count(name, recognizer.sbatch)] if found}
     shell.vars.setdefault("BASH_SOURCE", [path])  # `$(dirname "${BASH_SOURCE[0]}")`: the script's own folder
     for line, name, value in lexer.placeholders:
         written = f"{name} {value}" if name.startswith("-") else f"{name}={value}"

@@ -141,6 +141,9 @@ _SLURM_FROM_SBATCH = {"SLURM_NNODES": "nodes", "SLURM_JOB_NUM_NODES": "nodes", "
                       "SLURM_CPUS_PER_TASK": "cpus_per_task"}
 
 
+SLURM_COUNT_VARIABLES = tuple(_SLURM_FROM_SBATCH)
+
+
 def as_int(value: str | None) -> int | None:
     return int(value) if value is not None and re.fullmatch(r"\d+", value) else None
 
@@ -434,4 +437,7 @@ def match_launcher(fields: list[str]) -> tuple[LauncherSpec, int] | None:
             if fields[k] in ("-c", "-"):
                 return None
             k += 2 if fields[k] in ("-W", "-X") else 1
+        console = os.path.basename(fields[k]) if k < len(fields) else ""
+        if console in _BY_NAME and _BY_NAME[console].role == SPAWNER:  # python $VENV/bin/deepspeed ...: its script
+            return _BY_NAME[console], k + 1
     return None

@@ -20,6 +20,8 @@ from .runtime import BASH_RUN_TIME, REFERENCE, SCHEDULER_VARIABLE
 _WORLD_KEYS = {"nproc_per_node", "nnodes", "np", "npernode", "ntasks", "nodes", "ntasks_per_node", "num_gpus",
                "num_nodes", "include", "worker_num", "n"}
 _RENDEZVOUS_KEYS = {"node_rank", "master_addr", "master_port", "rdzv_endpoint"}
+_RENDEZVOUS_VARIABLES = {"node_rank": "NODE_RANK", "master_addr": "MASTER_ADDR", "master_port": "MASTER_PORT",
+                         "rdzv_endpoint": "MASTER_ADDR and MASTER_PORT"}  # launch_script.py's names
 
 
 @dataclass
@@ -79,7 +81,12 @@ def _lost_value(shell: Shell, spec: LauncherSpec, fields, n, token, k, values, l
                          f"reads {culprit.live} the same way (to fix it now: tools/convert_args.py "
                          f"{' '.join(f'--set {n}=VALUE' for n in culprit.unset)})")
         return culprit.live
-    if key not in _WORLD_KEYS | _RENDEZVOUS_KEYS:
+    if key in _RENDEZVOUS_KEYS:  # where the ranks meet is the job's, given per node: not part of the conversion
+        shell.warn(line, f"{what} has no value" + (f": {culprit.because}" if culprit else "") +
+                   f"; the option is left out: the launcher's default applies, and the new launch script "
+                   f"takes {_RENDEZVOUS_VARIABLES.get(key, 'it')} from the environment, to set on each node")
+        return None
+    if key not in _WORLD_KEYS:
         shell.warn(line, f"{what} has no value" + (f": {culprit.because}" if culprit else "") +
                    "; the option is left out")
         return None
@@ -151,7 +158,7 @@ def entry_lost(shell: Shell, spec: LauncherSpec, fields: list[str], start: int, 
         return
     instead = f", so it would run {fields[k]!r}" if k < len(fields) else ""
     raise ShellReadError(f"{shell.path}:{line}: {spec.kind} has no script to run: "
-                         f"{_describe(shell, names[-1]).because}{instead}; give the training script's path "
+                         f"{describe_empty(shell, names[-1]).because}{instead}; give the training script's path "
                          f"(convert_args.py --set {names[-1]}=PATH)")
 
 
@@ -181,16 +188,16 @@ def find_culprit(shell: Shell, fields: list[str], position: int, token: str) -> 
         vanished = vanished + [value_origin or ""]
     names = [m for raw in vanished for m in REFERENCE.findall(raw)]
     if names:
-        return _describe(shell, names[0])
-    after_option = re.compile(re.escape(token.partition("=")[0]) + r"""(?:=|\s+)["']?\$\{?([A-Za-z_]\w*)""")
+        return describe_empty(shell, names[0])
+    after_option = re.compile(re.escape(token.partition("=")[0]) + r"""(?:=|\s+)["']?\$\{?([A-Za-z_]\w*|[1-9])""")
     found = after_option.findall(origin or "") or after_option.findall(shell.words.text(fields))
     if found:
-        return _describe(shell, found[0])
+        return describe_empty(shell, found[0])
     for scope in scopes(shell):  # the assignments that built the line: X="... --nnodes $NNODES ..."
         texts = list(scope.raw_values.values()) + scope.source_texts
         found = sorted({n for raw in texts for n in after_option.findall(raw)})
         if len(found) == 1:
-            return _describe(scope, found[0])
+            return describe_empty(scope, found[0])
     return None
 
 
@@ -200,9 +207,12 @@ def scopes(shell: Shell):
         shell = shell.parent
 
 
-def _describe(shell: Shell, name: str) -> Culprit:
+def describe_empty(shell: Shell, name: str) -> Culprit:
     """Why $name is empty. A `bash -c` string was expanded by the shell that ran it: look there too."""
     scope = next((sc for sc in scopes(shell) if sc.lookup(name) is not None), None)
+    if scope is None and name.isdigit():  # --node_rank ${1}: the script's own argument
+        return Culprit(name, None, f"it is the script's argument ${name}, which was not given (pass the script's "
+                                   f"arguments: tools/convert_args.py SCRIPT -- ARG1 ...)")
     if scope is None and name in BASH_RUN_TIME:
         return Culprit(name, f"${name}", f"${name} is {BASH_RUN_TIME[name]}: known only at run time", (name,))
     if scope is None:

@@ -11,7 +11,7 @@ import re
 from dataclasses import dataclass
 
 from .evaluate import Shell
-from .lost_values import _describe, _value_of, scopes
+from .lost_values import _value_of, describe_empty, scopes
 
 
 @dataclass(frozen=True)
@@ -70,4 +70,4 @@ def _why_empty(shell: Shell, name: str) -> str:
     positional = _POSITIONAL.findall(raw)
     if positional:
         return f"${name} is set from the script's argument {positional[0]} ({raw.strip()}), which was not given"
-    return _describe(shell, name).because
+    return describe_empty(shell, name).because

@@ -171,6 +171,7 @@ class Subshells:
         child.cwd, child.cwd_assumed = self.cwd, self.cwd_assumed
         child.start_folder, child.start_folder_reads = self.start_folder, self.start_folder_reads
         child.setup_sources = self.setup_sources
+        child.job_counts = self.job_counts
         child.parent = self
         return child
 

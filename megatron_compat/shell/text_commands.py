@@ -4,6 +4,7 @@
     FLAG=$(echo "$X" | tr '[:upper:]' '[:lower:]')
     DECAY=$(python3 -c "print(int($ITERS * 0.2))")  arithmetic bash cannot do (floats)
     TOKENS=$(echo "$BILLIONS*1000000000/1" | bc)     the same with bc (shell/bc.py)
+    GBS=$(expr $NNODES \* 4)                          expr's integer arithmetic
     HERE=$(python3 -c 'import os; print(os.getcwd())')
 
 Anything else (a program whose output depends on the machine) stays unevaluated, as before."""
@@ -54,7 +55,7 @@ def _values_known(shell, text: str) -> bool:
 def _pipeline_fields(shell, text: str, line: int) -> list[list[str]] | None:
     """The expanded fields of each command of a single pipeline of simple commands; None for anything else."""
     words = text.split(maxsplit=1)
-    if not words or (not any(name in text for name in ("echo", "python", "cut", "tr", "seq", "bc")) and
+    if not words or (not any(name in text for name in ("echo", "python", "cut", "tr", "seq", "bc", "expr")) and
                      words[0] not in shell.functions):
         return None
     try:
@@ -85,6 +86,8 @@ def _producer(shell, fields: list[str], line: int) -> str | None:
         return _python_print(shell, fields[2], line)
     if fields[0] == "seq":
         return _seq(fields[1:])
+    if fields[0] == "expr":
+        return _expr(fields[1:])
     if fields[0] in shell.functions:
         return _function_output(shell, shell.functions[fields[0]], fields[1:], line)
     return None
@@ -103,6 +106,30 @@ def _function_output(shell, fn, args: list[str], line: int) -> str | None:
     finally:
         shell.positional = saved
     return None if None in out else "".join(out)
+
+
+def _expr(args: list[str]) -> str | None:
+    """expr over integers with + - * / % (`expr $NNODES \* $GPUS`): * / % before + -, left to right, and C's
+    division (toward zero, the remainder taking the dividend's sign). Comparisons and strings are not computed."""
+    if len(args) % 2 == 0 or not all(re.fullmatch(r"-?\d+", a) for a in args[::2]) or \
+            not all(op in ("+", "-", "*", "/", "%") for op in args[1::2]):
+        return None
+    terms, ops = [int(args[0])], []
+    for op, operand in zip(args[1::2], args[2::2]):
+        value = int(operand)
+        if op in ("*", "/", "%"):
+            if op != "*" and value == 0:
+                return None  # expr: division by zero
+            left = terms[-1]
+            quotient = abs(left) // abs(value) * (1 if (left >= 0) == (value >= 0) else -1)
+            terms[-1] = left * value if op == "*" else (quotient if op == "/" else left - value * quotient)
+        else:
+            terms.append(value)
+            ops.append(op)
+    total = terms[0]
+    for op, value in zip(ops, terms[1:]):
+        total = total + value if op == "+" else total - value
+    return f"{total}\n"
 
 
 def _seq(args: list[str]) -> str | None:
