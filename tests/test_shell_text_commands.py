@@ -1,5 +1,6 @@
 """Command substitutions that only reshape known text or numbers are computed as bash computes them
 (megatron_compat/shell/text_commands.py); the oracle is bash itself, with the real echo, cut, tr and python3."""
+import json
 import shutil
 import subprocess
 import sys
@@ -30,6 +31,10 @@ CASES = [
     "$(expr $N + 2 \\* 3 - 7 / 2)",
     "$(expr -7 / 2 + -7 % 2)",
     "`expr $N % 3`",
+    '$(if [ "$N" -gt 1000 ]; then echo big; else echo small; fi)',
+    '$([ "$NAME" = Llama-3 ] && echo --swiglu)',
+    '$([[ $NAME == GPT* ]] && echo --learned || echo --rope)',
+    "$(for i in 1 2 3; do echo -n $i,; done)",
 ]
 
 
@@ -57,6 +62,9 @@ def test_computed_like_bash(substitution, tmp_path):
     "$(echo $(hostname) | cut -d. -f1)",                  # a command's output
     '$(python3 -c "import torch; print(torch.cuda.device_count())")',  # depends on the machine
     '$(python3 -c "print(open(\'/etc/hostname\').read())")',
+    '$(if [ -f /etc/hosts ]; then echo a; fi)',           # a file test: nothing is read from disk
+    '$(if [ "$SLURM_PROCID" = 0 ]; then echo a; fi)',     # a test on the scheduler's value
+    "$(echo a; hostname)",                                # a program that is not echo
 ])
 def test_run_time_outputs_stay_unevaluated(substitution):
     launch = read_launch_script(SETUP + f'A="{substitution}"\ntorchrun pretrain_gpt.py --x "$A"\n')
@@ -139,3 +147,16 @@ def test_a_function_of_echo_lines_gives_its_output():
 def test_an_empty_substitution_does_not_stop_the_reading():
     launch = read_launch_script('X=$()\ntorchrun pretrain_gpt.py --x "$X" --y 1\n')
     assert launch.argv[-2:] == ["--y", "1"]
+
+
+@pytest.mark.parametrize("offload", ["true", "false"])
+def test_a_deepspeed_config_with_an_optional_block_is_written_as_bash_writes_it(offload):
+    """Megatron-DeepSpeed's universal-checkpointing example adds a block to its here-document with
+    `$(if [ "${CPU_OFFLOAD}" = "true" ]; then echo ',...'; fi)`: the file must be the JSON bash writes."""
+    script = (f"CPU_OFFLOAD={offload}\nZERO=1\ncat <<EOT > ds.json\n"
+              '{"zero_optimization": {"stage": $ZERO$(if [ "${CPU_OFFLOAD}" = "true" ]; then echo \',\n'
+              '    "offload_optimizer": {"device": "cpu"}\'; fi)}}\nEOT\n'
+              "deepspeed pretrain_gpt.py --deepspeed_config ds.json\n")
+    written = json.loads(read_launch_script(script).files["ds.json"])
+    assert written["zero_optimization"] == ({"stage": 1, "offload_optimizer": {"device": "cpu"}}
+                                            if offload == "true" else {"stage": 1})

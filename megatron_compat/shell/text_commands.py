@@ -1,4 +1,4 @@
-"""Command substitutions that only reshape text or numbers the script already has, computed as bash would:
+r"""Command substitutions that only reshape text or numbers the script already has, computed as bash would:
 
     KEY=$(echo $ARGUMENT | cut -f1 -d=)           an argument loop splitting --key=value
     FLAG=$(echo "$X" | tr '[:upper:]' '[:lower:]')
@@ -6,6 +6,7 @@
     TOKENS=$(echo "$BILLIONS*1000000000/1" | bc)     the same with bc (shell/bc.py)
     GBS=$(expr $NNODES \* 4)                          expr's integer arithmetic
     HERE=$(python3 -c 'import os; print(os.getcwd())')
+    EXTRA=$(if [ "$OFFLOAD" = true ]; then echo ',"offload": {...}'; fi)   control flow around echo
 
 Anything else (a program whose output depends on the machine) stays unevaluated, as before."""
 from __future__ import annotations
@@ -22,6 +23,7 @@ from .runtime import SCHEDULER_VARIABLE, holds_command_output, scheduler_referen
 
 _PYTHON = ("python", "python3")
 _PARAMETER = re.compile(r"\$\{?([A-Za-z_][A-Za-z0-9_]*|[0-9])")
+_LOOP_VARIABLE = re.compile(r"\bfor\s+([A-Za-z_]\w*)\s+in\b")
 _GETCWD = {"import os; print(os.getcwd())", "import os;print(os.getcwd())"}
 
 
@@ -34,7 +36,8 @@ def output_of_commands(shell, text: str, line: int) -> str | None:
         return None
     stages = _pipeline_fields(shell, text, line)
     if not stages:
-        return None
+        out = _compound_output(shell, text, line)
+        return None if out is None else out.rstrip("\n")
     out = _producer(shell, stages[0], line)
     for fields in stages[1:]:
         out = None if out is None else _filter(fields, out)
@@ -43,8 +46,12 @@ def output_of_commands(shell, text: str, line: int) -> str | None:
 
 def _values_known(shell, text: str) -> bool:
     """Every parameter the command reads has a value here that is not itself a run-time one (a scheduler's
-    variable, a command's output kept as text): otherwise its output is known only when the job runs."""
+    variable, a command's output kept as text): otherwise its output is known only when the job runs. A loop's
+    own variable (`for i in 1 2; do echo $i; done`) is the command's."""
+    own = set(_LOOP_VARIABLE.findall(text))
     for name in _PARAMETER.findall(text):
+        if name in own:
+            continue
         value = shell.lookup(name)
         if not isinstance(value, str) or holds_command_output(value) or SCHEDULER_VARIABLE.fullmatch(name) \
                 or scheduler_references(shell.templates.get(name, "").replace("\x00", "$")):
@@ -93,6 +100,35 @@ def _producer(shell, fields: list[str], line: int) -> str | None:
     return None
 
 
+def _compound_output(shell, text: str, line: int) -> str | None:
+    """What a subshell prints when it only decides, with tests the reader can evaluate, which `echo` lines run:
+    `$(if [ "$X" = true ]; then echo ...; fi)`, `$([ $N -gt 1 ] && echo --flag)`. It sees the script's variables
+    (a subshell's copy); any other command, or a test known only at run time, leaves it unevaluated."""
+    if "echo" not in text or shell.depth > 20:
+        return None
+    try:
+        nodes = shell.parse_string(text, line)
+    except ShellReadError:
+        return None
+    printed, unknown = [], []
+
+    def on_command(sub, fields, temp_env, ln):
+        out = _producer(sub, fields, ln) if fields[0] == "echo" else None
+        (printed if out is not None else unknown).append(out or fields[0])
+
+    sub = type(shell)(shell.path, list(shell.positional), on_command)
+    sub.vars, sub.functions, sub.templates = dict(shell.vars), dict(shell.functions), dict(shell.templates)
+    sub.cwd, sub.job_counts, sub.depth = shell.cwd, shell.job_counts, shell.depth + 1
+    from .control import Exit  # here: control.py reaches this module through expansion.py
+    try:
+        sub.run_list(nodes)
+    except (Exit, ShellReadError):  # the subshell exits, or holds what the reader cannot follow
+        return None
+    if unknown or any("not evaluated" in w.message or "assumed" in w.message for w in sub.warnings):
+        return None
+    return "".join(printed)
+
+
 def _function_output(shell, fn, args: list[str], line: int) -> str | None:
     """What a function made only of `echo` lines prints (`flags() { echo --num-layers 24; echo --lr $LR; }`, then
     `torchrun pretrain_gpt.py $(flags)`): each echo's words, expanded with the function's arguments."""
@@ -109,7 +145,7 @@ def _function_output(shell, fn, args: list[str], line: int) -> str | None:
 
 
 def _expr(args: list[str]) -> str | None:
-    """expr over integers with + - * / % (`expr $NNODES \* $GPUS`): * / % before + -, left to right, and C's
+    r"""expr over integers with + - * / % (`expr $NNODES \* $GPUS`): * / % before + -, left to right, and C's
     division (toward zero, the remainder taking the dividend's sign). Comparisons and strings are not computed."""
     if len(args) % 2 == 0 or not all(re.fullmatch(r"-?\d+", a) for a in args[::2]) or \
             not all(op in ("+", "-", "*", "/", "%") for op in args[1::2]):
