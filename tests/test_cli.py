@@ -182,3 +182,15 @@ def test_fork_entry_point_is_judged_by_its_flags(tmp_path):
     code, _, err = run_convert([str(script)])
     assert code == 1 and "entry point pretrain_t5_like.py trains a T5 encoder-decoder model (it is given " \
                          "--decoder-num-layers)" in err
+
+
+def test_an_option_in_a_string_that_grows_itself_still_names_its_variable(tmp_path):
+    """OPTS="... --micro-batch-size ${MBS}"; OPTS="${OPTS} --more": each assignment replaces the variable, but the
+    first one's text still says which variable follows the option (LOLA's scaling script, run without arguments)."""
+    script = tmp_path / "run.sh"
+    script.write_text(f'MBS=$1\nOPTS="{_TINY_GPT} --micro-batch-size $MBS"\nOPTS="${{OPTS}} --seed 3"\n'
+                      "torchrun --nproc_per_node 8 pretrain_gpt.py $OPTS\n")
+    code, _, err = run_convert([str(script), "-o", str(tmp_path / "new.yaml"), "--script-out", str(tmp_path / "n.sh")])
+    assert code == 1
+    assert "--micro-batch-size has no value (line 4): it is written --micro-batch-size $MBS, and $MBS is set from " \
+           "the script's argument 1" in err, err

@@ -335,8 +335,9 @@ class Shell(Expansion, Conditions, ControlFlow, Subshells):
             return a.name
         m = _ASSIGN_WORD.match(a.raw)
         name, index, append = m.group(1), m.group(2), m.group(3)
-        self.raw_values[name] = (self.raw_values.get(name, "") + " " if append or index is not None else "") + \
-            a.raw[m.end():]
+        # X+=..., X[i]=... and X="$X --more" keep the earlier text: it still says which variable follows an option
+        grows = append or index is not None or re.search(r"\$\{?" + name + r"(?!\w)", a.raw[m.end():])
+        self.raw_values[name] = (self.raw_values.get(name, "") + " " if grows else "") + a.raw[m.end():]
         value = self.join(self.pieces(a.raw[m.end():], a.line))
         old = self.vars.get(name)
         if index is not None:  # X[i]=v
