@@ -983,9 +983,18 @@ def test_an_empty_script_variable_is_named():
         read("torchrun --nproc_per_node 2 $SCRIPT args.txt\n")
 
 
-def test_an_exit_before_the_launch_is_named():
-    with pytest.raises(ShellReadError, match=r"the script exits at line 3 before any launch: if it needs arguments"):
+def test_an_exit_before_the_launch_is_named_with_what_the_script_says():
+    with pytest.raises(ShellReadError, match=r"the script exits at line 3 before any launch, saying 'set WORKSPACE': "
+                                             r"if it needs arguments"):
         read('if [ -z "$WORKSPACE" ]; then\n  echo "set WORKSPACE"\n  exit 1\nfi\ntorchrun pretrain_gpt.py\n')
+    usage = ('TOK=""\nwhile [[ $# -gt 0 ]]; do\n  case $1 in --tok) TOK=$2; shift ;; *) exit 1 ;; esac\n  shift\n'
+             'done\nif [[ -z $TOK ]]; then\n  echo "Missing required arguments."\n'
+             '  echo "Usage: ${0} --tok <tokenizer_file>"\n  exit 1\nfi\necho "TOK = $TOK"\n'
+             'deepspeed pretrain_gpt.py --tokenizer-model $TOK\n')
+    with pytest.raises(ShellReadError, match=r"exits at line 9 before any launch, saying 'Missing required "
+                                             r"arguments.' / 'Usage: test.sh --tok <tokenizer_file>'"):
+        read(usage)
+    assert read(usage, ["--tok", "/t.model"]).argv == ["--tokenizer-model", "/t.model"]  # the echo is no launch
 
 
 def test_prefix_assignments_reach_the_launch_through_wrappers():

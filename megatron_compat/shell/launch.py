@@ -119,8 +119,12 @@ class Recognizer:
         self.outer = outer_launcher(text)
         self.context: list[tuple[LauncherSpec, Stage]] = []  # launchers around the command looked at, outermost first
         self.launches: list[Launch] = []
+        self.printed: list[tuple[int, str]] = []  # (line, text) of each echo met
 
     def on_command(self, shell: Shell, fields: list[str], temp_env: dict, line: int) -> None:
+        if fields[0] == "echo":  # what the script says, e.g. its usage line before an `exit 1`
+            self.printed.append((line, " ".join(f for f in fields[1:] if f not in ("-e", "-n", "-E"))))
+            return
         fields = _lost_interpreter(shell, fields, line)
         matched = match_launcher(fields)
         if matched is None:
@@ -331,7 +335,7 @@ def read_launch_script(text: str, script_args: Sequence[str] = (), path: str = "
             shell.warn(line, "here-document skipped (its text is not read)")
     launches = recognizer.launches
     if not launches:
-        raise ShellReadError(_no_launch_message(shell, path, exit_line, bool(script_args)))
+        raise ShellReadError(_no_launch_message(shell, path, exit_line, bool(script_args), recognizer.printed))
     _repeated_by_a_loop(launches, path)
     best = max(range(len(launches)), key=lambda k: (launches[k].priority, k))
     chosen = launches[best].result
@@ -371,11 +375,17 @@ def _other_scripts_hints(other_scripts: list[tuple[int, str]]) -> list[str]:
             "convert that script instead" for script, at in lines.items()]
 
 
-def _no_launch_message(shell: Shell, path: str, exit_line: int | None, with_args: bool) -> str:
+_SAID_BEFORE_EXIT = 6  # lines before an `exit` whose echo lines are taken as its message (a usage block)
+
+
+def _no_launch_message(shell: Shell, path: str, exit_line: int | None, with_args: bool,
+                       printed: Sequence[tuple[int, str]] = ()) -> str:
     skipped = sorted({w.line for w in shell.warnings if "not evaluated" in w.message})
     hints = []
     if exit_line is not None:
-        hints.append(f"the script exits at line {exit_line} before any launch" + (
+        said = [text for line, text in printed if exit_line - _SAID_BEFORE_EXIT <= line <= exit_line and text.strip()]
+        hints.append(f"the script exits at line {exit_line} before any launch" +
+                     (f", saying {' / '.join(repr(t) for t in said[-3:])}" if said else "") + (
             "" if with_args else ": if it needs arguments or variables, pass them (convert_args.py SCRIPT "
                                  "--set NAME=VALUE -- ARGS...)"))
     hints += [f"lines not evaluated: {', '.join(map(str, skipped))}"] if skipped else []
