@@ -453,12 +453,10 @@ def _gpt2(a, family, g):
 
 
 def _rope_family(a, family, notes, given):
-    if a["hidden_drop"]:
-        if a["hidden_drop_given"]:
-            raise ArchitectureError(f"--hidden-dropout {a['hidden_drop']}: the {family} family has no hidden dropout; "
-                                    "set --hidden-dropout 0.0")
-        notes.append(f"Megatron's default hidden dropout 0.1 is not available in the {family} family: trained without "
-                     "it (add --hidden-dropout 0.0 to make this explicit)")
+    if a["hidden_drop"] and not a["hidden_drop_given"]:
+        notes.append(f"hidden dropout {a['hidden_drop']}: Megatron's default (no --hidden-dropout), applied as "
+                     "Megatron applies it, after the embeddings and each attention and MLP output; add "
+                     "--hidden-dropout 0.0 if the run meant none")
     config = {
         "model_type": family, "num_hidden_layers": a["layers"], "hidden_size": a["hidden"],
         "intermediate_size": a["ffn"],
@@ -467,6 +465,8 @@ def _rope_family(a, family, notes, given):
         "initializer_range": a["std"], "tie_word_embeddings": a["tied"], "attention_dropout": a["attn_drop"],
         "rope_parameters": _rope_parameters(a, family),
     }
+    if a["hidden_drop"]:  # no such field in these transformers classes: fsdp2_core/models/hidden_dropout.py
+        config["hidden_dropout"] = a["hidden_drop"]
     config.update(_biases(a, family))
     if family in ("gemma", "gemma2", "glm"):
         # their configs name a padding token, which transformers' embedding would never train (padding_idx);

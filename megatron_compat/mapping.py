@@ -613,8 +613,8 @@ MAPPED_RULES += [
          ROPE + ("--disable-bias-linear", "--qk-layernorm")),
     arch("--init-method-std", "initializer_range"),
     arch("--attention-dropout", "attention_dropout"),
-    arch("--hidden-dropout", "hidden dropout (GPT-2 resid/embd dropout, GPT-NeoX hidden_dropout; must be 0 "
-         "for Llama/Qwen)"),
+    arch("--hidden-dropout", "hidden dropout (GPT-2 resid/embd dropout, GPT-NeoX hidden_dropout; for Llama/Qwen "
+         "families hidden_dropout, applied as Megatron does by fsdp2_core/models/hidden_dropout.py)"),
     # --- experts (megatron_compat/arch/moe.py picks the family from the router) ---
     arch("--num-experts", "num_experts / n_routed_experts (Qwen3-MoE, Mixtral, Qwen2-MoE, GLM-4.5, DeepSeek-V2/V3)",
          MOE),

@@ -319,7 +319,8 @@ def architecture_flags(arch, values=None) -> List[str]:
             "--num-attention-heads", str(arch["num_attention_heads"]),
             "--max-position-embeddings", str(arch["max_position_embeddings"]),
             "--norm-epsilon", str(arch["rms_norm_eps"]), "--init-method-std", str(arch["initializer_range"]),
-            "--attention-dropout", str(arch["attention_dropout"]), "--hidden-dropout", "0.0"]
+            "--attention-dropout", str(arch["attention_dropout"]),
+            "--hidden-dropout", str(arch.get("hidden_dropout") or 0.0)]  # Megatron's own default would be 0.1
     if family in ("deepseek_v3", "deepseek_v2") + DSA_FAMILIES:
         out += mla_flags(arch) + (dsa_flags(arch, values) if family in DSA_FAMILIES else [])
     else:

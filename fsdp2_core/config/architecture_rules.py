@@ -111,7 +111,7 @@ def _float_problems(arch, label) -> List[Problem]:
         if theta is not None and not _is_positive_number(theta):
             problems.append((f"architecture.{where}", f"{label}{where} must be a positive number, "
                              f"got {theta!r} (the rotary base; Megatron --rotary-base, 10000 by default)"))
-    for key in ("attention_dropout", "attn_pdrop", "resid_pdrop", "embd_pdrop"):
+    for key in ("attention_dropout", "attn_pdrop", "resid_pdrop", "embd_pdrop", "hidden_dropout"):
         p = arch.get(key)
         if p is not None and not (isinstance(p, (int, float)) and not isinstance(p, bool) and 0 <= p < 1):
             problems.append((f"architecture.{key}", f"{label}{key} must be a probability in [0, 1), "

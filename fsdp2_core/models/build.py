@@ -26,6 +26,7 @@ from fsdp2_core.config.architecture_rules import architecture_problems
 
 from .alibi_documents import accept_document_masks
 from .families.qwen3_next import check_available
+from .hidden_dropout import add_hidden_dropout
 from .mtp import add_mtp_layers, mtp_layers
 from .registry import install_family
 from .tokens import grow_rows
@@ -71,6 +72,7 @@ def build_model(cfg, device: torch.device, meta: bool, vocab_size: Optional[int]
     model = _build(cfg, device, meta, vocab_size, seed)
     install_family(model, cfg)
     accept_document_masks(model)
+    add_hidden_dropout(model)
     return model
 
 

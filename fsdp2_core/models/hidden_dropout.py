@@ -1,0 +1,54 @@
+"""Megatron's hidden dropout for families whose transformers class has none (Llama, Qwen, Mistral, Mixtral, ...).
+
+Megatron-LM drops out hidden states in three places (`--hidden-dropout`, 0.1 unless a script sets it): the output of
+the embedding, and the output of each layer's attention and MLP just before it is added to the residual stream
+(its bias-dropout-add). Transformers' Llama-style decoder layers compute `residual + self_attn(...)` and
+`residual + mlp(...)` with no dropout, so a forward hook on the embedding and on each layer's `self_attn` and `mlp`
+applies it at exactly those places. It acts in training only (`module.training`), so evaluation and an exported
+model are unchanged; the value travels as the config attribute `hidden_dropout`, which transformers keeps.
+
+Families with their own hidden dropout (GPT-2's resid_pdrop, GPT-NeoX's, BLOOM's and Falcon's hidden_dropout)
+are left to it.
+"""
+from __future__ import annotations
+
+import torch.nn as nn
+import torch.nn.functional as F
+
+OWN_HIDDEN_DROPOUT = ("gpt2", "gpt_bigcode", "gpt_neox", "bloom", "falcon", "nemotron_h")
+
+
+def hidden_dropout_of(model: nn.Module) -> float:
+    """The probability to apply here: the config's `hidden_dropout` for a family without its own, else 0."""
+    config = getattr(model, "config", None)
+    if config is None or getattr(config, "model_type", None) in OWN_HIDDEN_DROPOUT:
+        return 0.0
+    return float(getattr(config, "hidden_dropout", 0.0) or 0.0)
+
+
+def add_hidden_dropout(model: nn.Module) -> int:
+    """Hook the dropout in where Megatron applies it; returns the number of places hooked (0: none)."""
+    p = hidden_dropout_of(model)
+    if p <= 0:
+        return 0
+    decoder = getattr(model, "model", None)
+    layers = getattr(decoder, "layers", None)
+    if layers is None:
+        raise ValueError(f"hidden_dropout {p}: {type(model).__name__} has no decoder layers (model.layers) to "
+                         "apply it to")
+    places = [model.get_input_embeddings()]
+    for layer in layers:  # a hybrid layer (Qwen3-Next) has linear attention in place of self_attn
+        places += [getattr(layer, "self_attn", None) or layer.linear_attn, layer.mlp]
+    for module in places:
+        module.register_forward_hook(_dropout_hook(p))
+    return len(places)
+
+
+def _dropout_hook(p: float):
+    def hook(module: nn.Module, args, output):
+        if not module.training:
+            return output
+        if isinstance(output, tuple):  # attention: (hidden, weights); an MoE block: (hidden, router logits)
+            return (F.dropout(output[0], p, training=True),) + tuple(output[1:])
+        return F.dropout(output, p, training=True)
+    return hook
