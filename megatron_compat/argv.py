@@ -113,8 +113,10 @@ def _store_megatron(parsed, spec: FlagSpec, values: List[str]):
             parsed.errors.append(f"{flag}: {exc}")
             return
         value = values  # refused or absorbed anyway: its exact form does not matter
-    if flag in parsed.megatron:
-        parsed.notes.append(f"{flag} given more than once: the last value ({_show(value)}) wins, as in argparse")
+    if flag in parsed.megatron:  # said once per flag, with the value that finally wins
+        said = f"{flag} given more than once:"
+        parsed.notes[:] = [n for n in parsed.notes if not n.startswith(said)]
+        parsed.notes.append(f"{said} the last value ({_show(value)}) wins, as in argparse")
         del parsed.megatron[flag]  # keep order of the winning occurrence
     parsed.megatron[flag] = value
 

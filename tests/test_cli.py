@@ -194,3 +194,12 @@ def test_an_option_in_a_string_that_grows_itself_still_names_its_variable(tmp_pa
     assert code == 1
     assert "--micro-batch-size has no value (line 4): it is written --micro-batch-size $MBS, and $MBS is set from " \
            "the script's argument 1" in err, err
+
+
+def test_huge_arithmetic_wraps_as_bash_does(tmp_path):
+    """$((2**99999)) once reached Python's big integers (an error about 4300 digits); bash computes in 64 bits."""
+    script = tmp_path / "run.sh"
+    script.write_text(f"torchrun --nproc_per_node 8 pretrain_gpt.py {_TINY_GPT} --seed $((2**99999 + 7))\n")
+    code, _, err = run_convert([str(script), "-o", str(tmp_path / "new.yaml"), "--script-out", str(tmp_path / "n.sh")])
+    assert code == 0, err
+    assert yaml.safe_load((tmp_path / "new.yaml").read_text())["training"]["seed"] == 7

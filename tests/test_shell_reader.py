@@ -297,6 +297,10 @@ def test_comments_and_continuations():
     ("NPUS * NNODES", "16"), ("$NPUS*$NNODES", "16"), ("(NPUS + 2) * 3", "30"), ("7 / 2", "3"),
     ("-7 / 2", "-3"), ("7 % 3", "1"), ("2 ** 10", "1024"), ("NPUS > 4 && NNODES == 2", "1"),
     ("UNSET_VAR + 1", "1"), ("${NPUS} << 1", "16"),
+    # bash's signed 64-bit integers (checked with bash 5): wrap-around, exact large quotients, huge powers
+    ("2 ** 64", "0"), ("2 ** 63", "-9223372036854775808"), ("9223372036854775807 + 1", "-9223372036854775808"),
+    ("1000000000000000001 / 3", "333333333333333333"), ("-7 % 3", "-1"), ("1 << 65", "2"),
+    ("3 ** 99999", "-1221727684135366613"),
 ])
 def test_arithmetic(expr, expected):
     launch = read(f"NPUS=8\nNNODES=2\ntorchrun t.py $(( {expr} ))\n")

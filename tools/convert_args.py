@@ -106,6 +106,8 @@ def read_script_text(path: str) -> str:
     continued with a backslash before Windows line endings is refused: bash itself fails on it."""
     if os.path.isdir(path):
         raise ValueError(f"{path} is a directory; give the launch script (the .sh file that starts training)")
+    if not os.path.exists(path):
+        raise ValueError(f"{path}: no such file (looked from {os.getcwd()}); give the launch script's path")
     with open(path, "rb") as fh:
         data = fh.read()
     if b"\x00" in data:

@@ -12,6 +12,25 @@ from .runtime import BASH_RUN_TIME, REFERENCE, SCHEDULER_VARIABLE, holds_command
 _FILE_TESTS = set("-a -b -c -d -e -f -g -h -k -p -r -s -t -u -w -x -G -L -N -O -S".split())
 
 
+def _int64(value: int) -> int:
+    """bash's arithmetic is on signed 64-bit integers: results wrap around."""
+    return (value + 2 ** 63) % 2 ** 64 - 2 ** 63
+
+
+def _quotient(a: int, b: int) -> int:
+    """C's division, toward zero, in integers (a float would round large values)."""
+    if b == 0:
+        raise ZeroDivisionError("division by 0")
+    q = abs(a) // abs(b)
+    return q if (a >= 0) == (b >= 0) else -q
+
+
+def _power(a: int, b: int) -> int:
+    if b < 0:
+        raise ValueError("exponent less than 0")
+    return pow(a, b, 2 ** 64)  # wrapped by the caller, as bash's 64-bit result
+
+
 class Conditions:
     """Arithmetic and tests (a mixin of Shell)."""
 
@@ -34,9 +53,8 @@ class Conditions:
 
     def _arith_node(self, node, line: int, depth: int) -> int:
         ops = {ast.Add: lambda a, b: a + b, ast.Sub: lambda a, b: a - b, ast.Mult: lambda a, b: a * b,
-               ast.Div: lambda a, b: int(a / b) if b else (_ for _ in ()).throw(ZeroDivisionError("division by 0")),
-               ast.Mod: lambda a, b: a - b * int(a / b), ast.Pow: lambda a, b: a ** b,
-               ast.LShift: lambda a, b: a << b, ast.RShift: lambda a, b: a >> b,
+               ast.Div: _quotient, ast.Mod: lambda a, b: a - b * _quotient(a, b), ast.Pow: _power,
+               ast.LShift: lambda a, b: a << (b & 63), ast.RShift: lambda a, b: a >> (b & 63),
                ast.BitAnd: lambda a, b: a & b, ast.BitOr: lambda a, b: a | b, ast.BitXor: lambda a, b: a ^ b}
         cmps = {ast.Eq: lambda a, b: a == b, ast.NotEq: lambda a, b: a != b, ast.Lt: lambda a, b: a < b,
                 ast.LtE: lambda a, b: a <= b, ast.Gt: lambda a, b: a > b, ast.GtE: lambda a, b: a >= b}
@@ -60,7 +78,7 @@ class Conditions:
                 raise ValueError(f"{node.id}={value!r} is not a number")
             return result
         if isinstance(node, ast.BinOp) and type(node.op) in ops:
-            return ops[type(node.op)](ev(node.left), ev(node.right))
+            return _int64(ops[type(node.op)](ev(node.left), ev(node.right)))
         if isinstance(node, ast.UnaryOp):
             v = ev(node.operand)
             return {ast.USub: -v, ast.UAdd: v, ast.Not: int(not v), ast.Invert: ~v}[type(node.op)]

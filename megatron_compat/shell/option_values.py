@@ -22,22 +22,43 @@ class OptionVariable:
     because: str           # why it is empty, when it is: "$DATA_BLEND is not set by the script"
 
 
-def _after(option: str) -> re.Pattern:
-    return re.compile(r"(?<![\w-])" + re.escape(option) + r"""(?:=|[ \t]+|[ \t]*\\\n[ \t]*)["']?\$\{?"""
-                      r"""([A-Za-z_]\w*|[0-9]+)""")
+# an option, then (after `=`, blanks or a line continuation, and maybe a quote) the variable written as its value
+_OPTION_THEN_VARIABLE = re.compile(r"""(?<![\w-])(-[^\s=$"'\\]+)(?:=|[ \t]+|[ \t]*\\\n[ \t]*)["']?\$\{?"""
+                                   r"""([A-Za-z_]\w*|[0-9]+)""")
 
 
-def _variable_after(shell: Shell, argv: list[str], k: int, option: str) -> str | None:
+def _variables_after(text: str) -> dict[str, list[str]]:
+    """{option: the variables written after it in `text`, in order}: one pass, however many options ask."""
+    found: dict[str, list[str]] = {}
+    for option, name in _OPTION_THEN_VARIABLE.findall(text):
+        found.setdefault(option, []).append(name)
+    return found
+
+
+class _Texts:
+    """The texts an option's variable is looked for in, each indexed once: the command line, and per shell scope
+    its assignments and eval / bash -c strings."""
+
+    def __init__(self, shell: Shell, argv: list[str]):
+        self.command = _variables_after(shell.words.text(argv))
+        self.scopes = []
+        for scope in scopes(shell):
+            merged: dict[str, set] = {}
+            for raw in list(scope.raw_values.values()) + scope.source_texts:
+                for option, names in _variables_after(raw).items():
+                    merged.setdefault(option, set()).update(names)
+            self.scopes.append(merged)
+
+
+def _variable_after(shell: Shell, argv: list[str], k: int, option: str, texts: _Texts) -> str | None:
     """The variable written after `option`: in its own word, on the command line, or in the one assignment (or
     eval / bash -c string) of this shell or the shells that started it that writes the option so."""
-    pattern = _after(option)
     origin = shell.words.at(argv, k)[0] or ""
-    found = pattern.findall(origin) or pattern.findall(shell.words.text(argv))
+    found = _variables_after(origin).get(option) or texts.command.get(option)
     if found:
         return found[0]
-    for scope in scopes(shell):
-        texts = list(scope.raw_values.values()) + scope.source_texts
-        names = sorted({n for raw in texts for n in pattern.findall(raw)})
+    for merged in texts.scopes:
+        names = sorted(merged.get(option, ()))
         if len(names) == 1:
             return names[0]
     return None
@@ -46,11 +67,12 @@ def _variable_after(shell: Shell, argv: list[str], k: int, option: str) -> str |
 def option_variables(shell: Shell, argv: list[str]) -> dict[str, OptionVariable]:
     """{option: the variable the script writes after it} for the options of the entry's arguments."""
     out: dict[str, OptionVariable] = {}
+    texts = _Texts(shell, argv)
     for k, token in enumerate(argv):
         if not token.startswith("--") or len(token) < 3:
             continue
         option = token.partition("=")[0]
-        name = _variable_after(shell, argv, k, option)
+        name = _variable_after(shell, argv, k, option, texts)
         if name is None:
             continue
         value = shell.lookup(name) if name.isdigit() else _value_of(shell, name)

@@ -319,6 +319,8 @@ CASES = [
     Case("convert_args_binary_script", then(write("bin.sh", bytes(range(256))), tool(_convert_args, "{tmp}/bin.sh")),
          "refused", "is a binary file, not a shell script"),
     Case("convert_args_directory", tool(_convert_args, "{tmp}"), "refused", "is a directory"),
+    Case("convert_args_missing_script", tool(_convert_args, "{tmp}/nope.sh"), "refused",
+         "nope.sh: no such file (looked from"),
     Case("convert_args_crlf_continuation", then(write("crlf.sh", LAUNCH.format(extra="").replace(
                                                          " pretrain_gpt.py", " \\\r\n  pretrain_gpt.py").encode()),
                                                tool(_convert_args, "{tmp}/crlf.sh")),
