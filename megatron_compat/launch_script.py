@@ -17,7 +17,7 @@ import re
 import shlex
 
 from megatron_compat.shell import LaunchScript
-from megatron_compat.shell.launchers import PER_RANK, ROLES
+from megatron_compat.shell.launchers import LAUNCHERS, PER_RANK, ROLES, option_key
 from megatron_compat.shell.lex import Unterminated, scan_backtick, scan_brace, scan_paren
 from megatron_compat.shell.output import log_files
 from megatron_compat.shell.result import Output
@@ -49,7 +49,8 @@ def _references(text: str) -> list[str]:
 _RANKS_FROM = {"srun": "SLURM_PROCID / SLURM_NTASKS / SLURM_LOCALID",
                "mpirun": "OMPI_COMM_WORLD_* (Open MPI) or PMI_RANK / PMI_SIZE (MPICH, Intel MPI)",
                "aprun": "PMI_RANK / PMI_SIZE (Cray PALS)",
-               "jsrun": "OMPI_COMM_WORLD_* (IBM Spectrum MPI) or JSM_NAMESPACE_*"}
+               "jsrun": "OMPI_COMM_WORLD_* (IBM Spectrum MPI) or JSM_NAMESPACE_*",
+               "bcprun": "RANK / WORLD_SIZE / LOCAL_RANK, or OMPI_COMM_WORLD_* under bcprun's mpirun launcher"}
 
 
 def _unevaluated(value: str) -> bool:
@@ -178,7 +179,7 @@ def render_launch_script(launch: LaunchScript, entry: str, entry_args: list[str]
         lines += [f"# Not kept: {', '.join(dropped)}: each process {per_rank} starts finds its own rank ({entry} "
                   f"reads {_RANKS_FROM[per_rank]}); one value exported for all of them would be wrong", ""]
     command = [" ".join([shlex.quote(w) for w in stage.program] +
-                        [_word(_from_start_folder(a, launch)) for a in stage.args])
+                        [_word(_from_start_folder(a, launch)) for a in _without_command(stage)])
                for stage in launch.wrappers]
     settings: list[str] = []
     if launch.launcher == "deepspeed":
@@ -206,8 +207,35 @@ def render_launch_script(launch: LaunchScript, entry: str, entry_args: list[str]
         lines += [f"# Variables of {source_path} that the settings below compute from at run time"] + definitions + [""]
     lines += settings
     lines += _log_directories(launch, source_path)
-    lines.append(_with_outputs(" \\\n    ".join(command), launch.outputs))
+    lines.append(_with_outputs(" \\\n    ".join(_command_into_its_option(launch, command)), launch.outputs))
     return "\n".join(lines) + "\n"
+
+
+def _without_command(stage) -> list[str]:
+    """A launcher's options without the one that held the old command (bcprun's --cmd / -c): a new one is given."""
+    spec = LAUNCHERS.get(stage.kind)
+    if spec is None or spec.command_option is None:
+        return list(stage.args)
+    out, k = [], 0
+    while k < len(stage.args):
+        key = spec.canonical(option_key(stage.args[k])) if stage.args[k].startswith("-") else None
+        if key == spec.command_option:
+            k += 1 if "=" in stage.args[k] else 2
+            continue
+        out.append(stage.args[k])
+        k += 1
+    return out
+
+
+def _command_into_its_option(launch: LaunchScript, command: list[str]) -> list[str]:
+    """bcprun runs the command given as its --cmd string: what follows it becomes that string, its variables
+    expanded by this script (double quotes)."""
+    for k, stage in enumerate(launch.wrappers):
+        spec = LAUNCHERS.get(stage.kind)
+        if spec is not None and spec.command_option:
+            inner = " ".join(command[k + 1:]).replace("\\", "\\\\").replace('"', '\\"').replace("`", "\\`")
+            return command[:k + 1] + [f'--{spec.command_option.replace("_", "-")} "{inner}"']
+    return command
 
 
 def _script_variables(launch: LaunchScript, texts: list[str], reserved: set[str]) -> list[str]:

@@ -19,6 +19,7 @@ import pytest
 
 from megatron_compat.launch_script import kept_exports, render_launch_script
 from megatron_compat.shell import LaunchScript, ShellReadError, read_launch_script
+from megatron_compat.shell.launchers import PER_RANK, ROLES
 
 CORPUS = Path(__file__).parent / "launch_scripts"
 EXPECTED = json.loads((CORPUS / "expected.json").read_text())
@@ -48,6 +49,12 @@ numactl() { __record numactl "$@"; __run_rest "$@"; }
 uv() { __record uv "$@"; __run_rest "$@"; }
 aprun() { __record aprun "$@"; __run_rest "$@"; }
 jsrun() { __record jsrun "$@"; __run_rest "$@"; }
+bcprun() {  # NVIDIA Base Command: the command is its --cmd / -c string, run by a shell on every rank
+    __record bcprun "$@"; local __c=""
+    while [[ $# -gt 0 ]]; do
+        case "$1" in -c|--cmd) __c="$2"; shift 2 ;; --cmd=*) __c="${1#--cmd=}"; shift ;; *) shift ;; esac
+    done
+    [[ -n "$__c" ]] && "$BASH" -c "$__STUBS"$'\n'"$__c"; }
 sbatch() {  # sbatch <<EOF: the job script is its standard input
     [[ $# -eq 0 || "${@: -1}" == -* ]] && "$BASH" -c "$__STUBS"$'\n'"$(< /dev/stdin)"; }  # no PATH: no cat
 nsys() { __record nsys "$@"; __run_rest "$@"; }
@@ -721,7 +728,7 @@ def _roundtrip(launch: LaunchScript, entry_args: list[str]) -> LaunchScript:
     assert list(again.exports) == list(kept_exports(launch))
     assert [s.kind for s in again.wrappers] == [s.kind for s in launch.wrappers]
     assert again.world_size == launch.world_size
-    per_node = any(s.kind in ("srun", "mpirun", "aprun", "jsrun") for s in launch.wrappers) or bool(
+    per_node = any(ROLES.get(s.kind) == PER_RANK for s in launch.wrappers) or bool(
         launch.started_by)  # one process per rank, started around the script or by a launcher outside it
     if launch.launcher in ("torchrun", "torch.distributed.run", "torch.distributed.launch", "msrun") or (
             launch.launcher == "python" and not per_node):
@@ -1104,6 +1111,19 @@ def test_rendered_mpirun_script_stays_mpirun():
         ["mpirun", "-np", "16", "--npernode", "8", "-x", "MASTER_ADDR", "--mca", "btl", "tcp", "python", "-u",
          "train_fsdp2.py", "new.yaml"],
         ["python", "-u", "train_fsdp2.py", "new.yaml"]]
+
+
+@needs_bash
+def test_rendered_bcprun_script_gives_the_new_command_as_its_cmd_string():
+    """bcprun runs the --cmd string on every rank: the new command replaces the old string, not a word after it."""
+    launch = read("CFG=base\nbcprun --nnodes 2 -p 8 --env 'A=1' -c \"python pretrain_gpt.py --x $CFG\"\n")
+    assert (launch.style, launch.world_size, launch.argv) == ("bcprun + python", 16, ["--x", "base"])
+    text = render_launch_script(launch, "train_fsdp2.py", ["my cfg.yaml"], "old.sh")
+    assert "RANK / WORLD_SIZE / LOCAL_RANK" in text and "pretrain_gpt.py" not in text
+    calls = _bash_launches(text)
+    assert [c["argv"] for c in calls] == [
+        ["bcprun", "--nnodes", "2", "-p", "8", "--env", "A=1", "--cmd", "python train_fsdp2.py 'my cfg.yaml'"],
+        ["python", "train_fsdp2.py", "my cfg.yaml"]]
 
 
 @needs_bash

@@ -206,7 +206,8 @@ def kind_label(klass: str, what: str) -> str:
 _STYLES = [  # outer wrappers first, then the torch launcher; a style is listed when its pattern is seen
     ("srun", r"(^|[\s;&|(])srun\s"), ("mpirun", r"(^|[\s;&|(\"'])(mpirun|mpiexec)\s"), ("pdsh", r"(^|\s)pdsh\s"),
     ("deepspeed", r"(^|[\s;&|(\"'=])deepspeed\s+(--|\S+\.py)"), ("msrun", r"(^|[\s;&|(\"'])msrun\s"),
-    ("aprun", r"(^|[\s;&|(\"'])(aprun|jsrun)\s"), ("ssh", r"(^|[\s;&|(])ssh\s+(-\S+\s+)*\$"),
+    ("aprun", r"(^|[\s;&|(\"'])(aprun|jsrun)\s"), ("bcprun", r"(^|[\s;&|(\"'])bcprun\s"),
+    ("ssh", r"(^|[\s;&|(])ssh\s+(-\S+\s+)*\$"),
     ("numactl", r"(^|[\s\"'])numactl\s"), ("uv run", r"(^|[\s\"'=])uv run([\s\"']|$)"),
     ("bash -c", r"(^|\s)(bash|sh) -c\s"),
     ("eval", r"(^|[\s;&|])eval\s"), ("torchrun", r"(^|[\s\"'=/])torchrun\s"),

@@ -132,6 +132,8 @@ class Recognizer:
             return
         spec, n = matched
         parsed = launcher_options(shell, spec, fields, n, line)
+        if spec.command_option and not parsed.rest and parsed.values.get(spec.command_option):
+            parsed.rest = ["bash", "-c", parsed.values[spec.command_option]]  # bcprun --cmd "python X.py ..."
         stage = Stage(spec.kind, fields[:n], parsed.args, line, parsed.values)
         if parsed.rest and parsed.args and spec.role == SPAWNER:
             rejoined = value_split_into_the_entry(shell, spec, fields, n + len(parsed.consumed), line)
@@ -395,6 +397,6 @@ def _no_launch_message(shell: Shell, path: str, exit_line: int | None, with_args
     hints += _other_scripts_hints(shell.other_scripts)
     hint = f" ({'; '.join(hints)})" if hints else ""
     return (f"{path}: no launch line found: no torchrun, python -m torch.distributed.launch|run, deepspeed or "
-            f"python SCRIPT.py (alone or under srun, mpirun/mpiexec, aprun, jsrun, numactl, uv run, nsys, apptainer, "
-            f"eval, bash -c) on the path the script takes{hint}; pass the script that starts training, or give the "
-            f"flags directly")
+            f"python SCRIPT.py (alone or under srun, mpirun/mpiexec, aprun, jsrun, bcprun, numactl, uv run, nsys, "
+            f"apptainer, eval, bash -c) on the path the script takes{hint}; pass the script that starts training, or "
+            f"give the flags directly")

@@ -48,6 +48,7 @@ class LauncherSpec:
     no_python: str | None = None             # the option that makes a spawner run a command, not a script
     operands: int = 0                        # words after the options before the command (a container image)
     dash_values: frozenset[str] = frozenset()  # option keys whose value may start with "-" (jsrun --smpiargs "-gpu")
+    command_option: str | None = None        # the option whose value is the command run, as `bash -c` runs it
 
     def canonical(self, key: str) -> str:
         return self.aliases.get(key, key)
@@ -277,6 +278,17 @@ def jsrun_world(values: dict, sbatch: dict) -> World:
                     sbatch=sbatch)
 
 
+def bcprun_world(values: dict, sbatch: dict) -> World:
+    """NVIDIA Base Command's bcprun: --npernode processes on each of --nnodes nodes (all the job's, NGC_ARRAY_SIZE,
+    when not given)."""
+    if values.get("npernode") is None:
+        return None, "bcprun without --npernode: the job's GPUs per node, known at run time"
+    if values.get("nnodes") is None:
+        return None, (f"bcprun --npernode {values['npernode']} on each node of the job (NGC_ARRAY_SIZE), known at "
+                      "run time")
+    return _product(("bcprun --nnodes", values["nnodes"]), ("--npernode", values["npernode"]), sbatch=sbatch)
+
+
 def msrun_world(values: dict, sbatch: dict) -> World:
     return _product(("msrun --worker_num", values.get("worker_num", "")), sbatch=sbatch)
 
@@ -392,6 +404,13 @@ JSRUN = LauncherSpec(  # IBM Spectrum LSF (Summit): one copy of the command per 
              "K": "rs_per_socket", "l": "latency_priority", "d": "launch_distribution", "b": "bind", "p": "np"},
     dash_values=frozenset({"smpiargs"}), world=jsrun_world)
 
+BCPRUN = LauncherSpec(  # NVIDIA Base Command Platform: bcprun --nnodes N --npernode P --cmd "python X.py ..."
+    "bcprun", PER_RANK,
+    valued=frozenset({"nnodes", "npernode", "cmd", "env", "workdir", "launcher", "binding", "logdir"}),
+    boolean=frozenset({"async", "debug", "no_redirect", "version"}),
+    aliases={"n": "nnodes", "p": "npernode", "c": "cmd"},
+    world=bcprun_world, command_option="cmd")
+
 NSYS = LauncherSpec(  # nsys profile: every option takes a value (-t cuda,nvtx -o FILE --stats=true)
     "nsys profile", WRAPPER,
     valued=frozenset({"t", "trace", "o", "output", "s", "sample", "c", "capture_range", "capture_range_end", "d",
@@ -412,11 +431,12 @@ CONTAINER = LauncherSpec(  # singularity|apptainer exec [options] IMAGE COMMAND
 
 _BY_NAME = {"torchrun": TORCHRUN, "deepspeed": DEEPSPEED, "mpirun": MPIRUN, "mpiexec": MPIRUN, "orterun": MPIRUN,
             "mpiexec.hydra": MPIRUN, "prterun": MPIRUN, "srun": SRUN, "numactl": NUMACTL, "msrun": MSRUN,
-            "aprun": APRUN, "jsrun": JSRUN}
+            "aprun": APRUN, "jsrun": JSRUN, "bcprun": BCPRUN}
 _BY_TWO_WORDS = {("uv", "run"): UV_RUN, ("nsys", "profile"): NSYS, ("singularity", "exec"): CONTAINER,
                  ("apptainer", "exec"): CONTAINER}
-ROLES = {spec.kind: spec.role for spec in (TORCHRUN, DIST_RUN, DIST_LAUNCH, DEEPSPEED, MPIRUN, SRUN, NUMACTL,
-                                           UV_RUN, MSRUN, APRUN, JSRUN, NSYS, CONTAINER)}
+LAUNCHERS = {spec.kind: spec for spec in (TORCHRUN, DIST_RUN, DIST_LAUNCH, DEEPSPEED, MPIRUN, SRUN, NUMACTL,
+                                           UV_RUN, MSRUN, APRUN, JSRUN, BCPRUN, NSYS, CONTAINER)}
+ROLES = {kind: spec.role for kind, spec in LAUNCHERS.items()}
 _DIST_MODULES = {"torch.distributed.run": DIST_RUN, "torch.distributed.launch": DIST_LAUNCH}
 PYTHON = re.compile(r"python(\d+(\.\d+)?)?")
 
