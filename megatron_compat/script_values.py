@@ -68,6 +68,8 @@ def repair_argv(argv: List[str], option_variables: Dict[str, object], line: int,
                                     f"{job[1]} taken")
             else:
                 out.problems.append((token, _lost(token, use, line)))
+        elif use.value is None and use.bare and words and not SCHEDULER_VARIABLE.fullmatch(use.name):
+            out.problems.append((token, _start_lost(token, use, words[0], line)))
         elif len(parts) > 1 and words[:len(parts)] == parts:
             if spec.nargs is None or _placeholder(value):  # a placeholder is one value, even for a list flag
                 out.argv[k + 1:k + 1 + len(parts)] = [value.strip()]
@@ -121,6 +123,17 @@ def _lost(flag: str, use, line: int) -> str:
     else:
         how = f"give it a value: tools/convert_args.py --set {use.name}=VALUE SCRIPT, or set it in the script"
     return f"{flag} has no value (line {line}): it is written {flag} ${use.name}, and {use.because}; {how}"
+
+
+def _start_lost(flag: str, use, rest: str, line: int) -> str:
+    """`--save $HOME/ckpt` with HOME unset here: the path would lose its start and point elsewhere (/ckpt)."""
+    if use.name.isdigit() or "script's argument" in use.because:
+        how = "pass the script's arguments after --: tools/convert_args.py SCRIPT -- ARG1 ARG2 ..."
+    else:
+        how = (f"give it: tools/convert_args.py --set {use.name}=VALUE SCRIPT (your shell's own value: "
+               f"--set {use.name}=\"${use.name}\")")
+    return (f"{flag} is written {flag} ${use.name}..., and {use.because}: the value would become {rest!r}, "
+            f"without its start (line {line}); {how}")
 
 
 def explained(problems: List[str], repaired: Repaired) -> List[str]:

@@ -203,3 +203,20 @@ def test_huge_arithmetic_wraps_as_bash_does(tmp_path):
     code, _, err = run_convert([str(script), "-o", str(tmp_path / "new.yaml"), "--script-out", str(tmp_path / "n.sh")])
     assert code == 0, err
     assert yaml.safe_load((tmp_path / "new.yaml").read_text())["training"]["seed"] == 7
+
+
+def test_a_path_that_would_lose_its_start_to_an_unset_variable_is_refused(tmp_path):
+    """`--save $HOME/ckpt`: nothing here sets HOME (convert_args takes the environment only from --set), so the path
+    would become /ckpt; the conversion stops and names the variable. ${X:-default} gives a value and converts."""
+    script = tmp_path / "run.sh"
+    tiny = _TINY_GPT.replace("--save /ckpt/x", "--save $HOME/ckpt/x")
+    script.write_text(f"torchrun --nproc_per_node 8 pretrain_gpt.py {tiny}\n")
+    out = ["-o", str(tmp_path / "new.yaml"), "--script-out", str(tmp_path / "n.sh")]
+    code, _, err = run_convert([str(script)] + out)
+    assert code == 1 and not (tmp_path / "new.yaml").exists()
+    assert "--save is written --save $HOME..., and $HOME is not set by the script: the value would become " \
+           "'/ckpt/x', without its start" in err and '--set HOME="$HOME"' in err
+    assert run_convert([str(script), "--set", "HOME=/home/me"] + out)[0] == 0
+    assert yaml.safe_load((tmp_path / "new.yaml").read_text())["training"]["output_dir"] == "/home/me/ckpt/x"
+    script.write_text(f"torchrun --nproc_per_node 8 pretrain_gpt.py {_TINY_GPT} --seed ${{SEED:-7}}\n")
+    assert run_convert([str(script)] + out)[0] == 0

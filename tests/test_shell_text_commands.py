@@ -160,3 +160,32 @@ def test_a_deepspeed_config_with_an_optional_block_is_written_as_bash_writes_it(
     written = json.loads(read_launch_script(script).files["ds.json"])
     assert written["zero_optimization"] == ({"stage": 1, "offload_optimizer": {"device": "cpu"}}
                                             if offload == "true" else {"stage": 1})
+
+
+READS = [
+    'IFS=, read -ra B <<< "a,b,,c,"; V="${#B[@]}:${B[0]}|${B[1]}|${B[2]}|${B[3]}"',
+    'IFS=, read -ra B <<< ",a"; V="${#B[@]}:${B[0]}|${B[1]}"',
+    'IFS=", " read -ra B <<< " a , b ,c"; V="${#B[*]}:${B[0]}|${B[1]}|${B[2]}"',
+    'read -r X Y <<< "  one  two three "; V="[$X][$Y]"',
+    'IFS=: read X Y <<< "a:b:"; V="[$X][$Y]"',
+    'IFS=: read X Y <<< "a:b::"; V="[$Y]"',
+    'IFS=" :" read X Y <<< "a b c : "; V="[$Y]"',
+    'IFS=: read -r X Y Z <<< "a"; V="[$X][$Y][$Z]"',
+    'read X <<< "a\\b"; V="[$X]"',
+    'read -r X <<< "a\\b"; V="[$X]"',
+    'read <<< "  x  "; V="[$REPLY]"',
+    'L="$X:7"; IFS=: read -r HOST PORT <<< "$L"; V="$HOST-$PORT"',
+    # data blends written as "path:weight,..." turned into "weight path ..." (LLM360's scripts)
+    'RAW="/d/a:0.3,/d/b:0.7"; T=""; IFS="," read -ra P <<< "$RAW"; '
+    'for i in "${P[@]}"; do T+="${i##*:} ${i%:*} "; done; V="$T"',
+    'unset NONE; N=0; for i in "${NONE[@]}"; do N=$((N + 1)); done; V=$N',
+]
+
+
+@pytest.mark.skipif(shutil.which("bash") is None, reason="needs bash")
+@pytest.mark.parametrize("snippet", READS)
+def test_read_from_a_here_string_like_bash(snippet):
+    script = SETUP + snippet + "\n"
+    launch = read_launch_script(script + 'torchrun pretrain_gpt.py --x "$V"\n')
+    assert launch.argv == ["--x", _bash_value(script, "V")]
+    assert not [w for w in launch.warnings if "not evaluated" in w.message], launch.warnings

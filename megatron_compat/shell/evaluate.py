@@ -14,6 +14,7 @@ from .control import ControlFlow, Exit, LoopBreak, LoopContinue
 from .expansion import NAME, Expansion
 from .lex import ArithCmd, ArrayAssign, Unterminated, Word
 from .parse import AndOr, Case, For, FuncDef, Group, If, Pipeline, Simple, Skipped, While
+from .read_builtin import parse_read_args, read_values
 from .result import ShellWarning
 from .subshells import SHELLS, Subshells
 from .text_commands import pipeline_status
@@ -217,6 +218,10 @@ class Shell(Expansion, Conditions, ControlFlow, Subshells):
                 words.words.append(w.raw)
         if not fields:
             return True
+        if cmd.redirects and fields[0] == "read":
+            read = self.read_here_string(fields[1:], cmd.redirects, temp_env, cmd.line)
+            if read is not None:
+                return read
         if cmd.redirects:
             self.write_heredoc(fields, cmd.redirects, cmd.line)
             if self.run_heredoc_script(fields, cmd.redirects, temp_env, cmd.line):
@@ -288,6 +293,21 @@ class Shell(Expansion, Conditions, ControlFlow, Subshells):
             return self.run_job_script(name, args, temp_env, line)
         if self.on_command is not None:
             self.on_command(self, fields, temp_env, line)
+        return True
+
+    def read_here_string(self, args: list[str], redirects: list, temp_env: dict, line: int) -> bool | None:
+        """`read [-r] [-a NAME] NAMES <<< WORD` (shell/read_builtin.py): the variables set as bash sets them. None
+        when the input is not a here-string, or the options are not followed here."""
+        strings = [w for op, w in redirects if op == "<<<"]
+        call = parse_read_args(args) if strings else None
+        if call is None:
+            return None
+        text = self.join(self.pieces(strings[-1].raw, line)) + "\n"
+        ifs = temp_env["IFS"] if "IFS" in temp_env else self.vars.get("IFS", " \t\n")
+        for name, value in read_values(call, text, ifs if isinstance(ifs, str) else " \t\n").items():
+            self.vars[name] = value
+            self.raw_values[name] = strings[-1].raw
+            self.templates.pop(name, None)
         return True
 
     def _assignments_from_a_value(self, fields: list[str], temp_env: dict, line: int) -> list[str]:

@@ -240,6 +240,8 @@ class Expansion:
                                     "empty here")
                 else:
                     self.warn(line, f"{what} {text} is not set; expands to empty")
+            if in_dq and index == "@":  # "${UNSET[@]}" is no field at all, as "$@" without arguments
+                return [_AT]
             return [("", not in_dq)]
         if isinstance(value, list):
             if index in ("@", "*") or (index is None and name in "@*"):

@@ -20,18 +20,20 @@ class OptionVariable:
     name: str              # the variable written right after it: "CKPT_LOAD_DIR", or "1" for $1
     value: str | None      # its value at the launch line; None when nothing sets it
     because: str           # why it is empty, when it is: "$DATA_BLEND is not set by the script"
+    bare: bool = True      # written $NAME / ${NAME}, not ${NAME:-default} (or another operator) that gives a value
 
 
 # an option, then (after `=`, blanks or a line continuation, and maybe a quote) the variable written as its value
-_OPTION_THEN_VARIABLE = re.compile(r"""(?<![\w-])(-[^\s=$"'\\]+)(?:=|[ \t]+|[ \t]*\\\n[ \t]*)["']?\$\{?"""
-                                   r"""([A-Za-z_]\w*|[0-9]+)""")
+_OPTION_THEN_VARIABLE = re.compile(r"""(?<![\w-])(-[^\s=$"'\\]+)(?:=|[ \t]+|[ \t]*\\\n[ \t]*)["']?\$(\{?)"""
+                                   r"""([A-Za-z_]\w*|[0-9]+)(\}?)""")
 
 
 def _variables_after(text: str) -> dict[str, list[str]]:
-    """{option: the variables written after it in `text`, in order}: one pass, however many options ask."""
+    """{option: the variables written after it in `text`, in order}: one pass, however many options ask. A name
+    written ${NAME:-default} (any operator inside the braces) is marked with a trailing "?"."""
     found: dict[str, list[str]] = {}
-    for option, name in _OPTION_THEN_VARIABLE.findall(text):
-        found.setdefault(option, []).append(name)
+    for option, brace, name, close in _OPTION_THEN_VARIABLE.findall(text):
+        found.setdefault(option, []).append(name + ("?" if brace and not close else ""))
     return found
 
 
@@ -75,10 +77,11 @@ def option_variables(shell: Shell, argv: list[str]) -> dict[str, OptionVariable]
         name = _variable_after(shell, argv, k, option, texts)
         if name is None:
             continue
+        bare, name = not name.endswith("?"), name.rstrip("?")
         value = shell.lookup(name) if name.isdigit() else _value_of(shell, name)
-        empty = not isinstance(value, str) or not value
+        empty = not isinstance(value, str) or not value.strip()  # blanks alone: bash's splitting leaves nothing
         out[option] = OptionVariable(option, name, value if isinstance(value, str) else None,
-                                     _why_empty(shell, name) if empty else "")
+                                     _why_empty(shell, name) if empty else "", bare)
     return out
 
 
