@@ -64,6 +64,32 @@ def test_another_script_run_under_srun_holds_the_launch(tmp_path, monkeypatch):
     assert launch.argv == theirs[theirs.index("pretrain_gpt.py") + 1:]
 
 
+BIND = """#!/bin/bash
+# binds each local rank to its CPUs and memory, then runs its arguments
+for arg in "$@"; do case $arg in --cpu=*) CPU=${arg#*=}; shift ;; --mem=*) MEM=${arg#*=}; shift ;; esac; done
+local_rank="${LOCAL_RANK:=${SLURM_LOCALID:=${OMPI_COMM_WORLD_LOCAL_RANK:-}}}"
+if [ -z "${local_rank}" ]; then echo "ERROR: cannot read LOCAL_RANK from env" >&2; exit 1; fi
+NODE=$(( local_rank / 4 ))
+exec numactl --cpunodebind=$NODE --membind=$NODE "${@}"
+"""
+
+
+def test_a_binding_script_given_the_command_is_kept_as_its_wrapper(tmp_path, monkeypatch):
+    """NVIDIA's bind.sh style: `srun ./bind.sh --cpu=... python -u pretrain_gpt.py ...`. Its own text gives no launch
+    here (it stops without a local rank, which only the running task has), so it is read as a wrapper running its
+    arguments, and kept."""
+    _write(tmp_path, {"run.sh": "#!/bin/bash\n#SBATCH --nodes=2 --ntasks-per-node=8\n"
+                                "srun ./bind.sh --cpu=exclusive --mem=local python -u pretrain_gpt.py --lr 1\n",
+                      "bind.sh": BIND})
+    monkeypatch.chdir(tmp_path)
+    launch = read_launch_script((tmp_path / "run.sh").read_text(), path="run.sh")
+    assert (launch.entry, launch.argv, launch.style, launch.world_size) == (
+        "pretrain_gpt.py", ["--lr", "1"], "srun + bind.sh + python", 16)
+    assert any("./bind.sh led to no launch by itself: read as a wrapper" in w.message for w in launch.warnings)
+    text = render_launch_script(launch, "train_fsdp2.py", ["new.yaml"], "run.sh")
+    assert "srun \\\n    ./bind.sh --cpu=exclusive --mem=local \\\n    python -u \\\n    train_fsdp2.py" in text, text
+
+
 def test_bash_script_with_arguments_sees_only_exported_variables(tmp_path, monkeypatch):
     _write(tmp_path, {
         "outer.sh": "HIDDEN=64\nexport LAYERS=2\nbash inner.sh 8\n",

@@ -114,6 +114,7 @@ class Shell(Expansion, Conditions, ControlFlow, Subshells):
         self._pipe_tail: list = []  # the commands after the one the pipeline is about to run
         self.loop_lines: list[int] = []  # the lines of the loops whose body is running, outermost first
         self.job_counts: dict[str, tuple[int, str]] = {}  # SLURM_NNODES -> (2, "#SBATCH --nodes 2"): the job's
+        self.launches_seen = [0]  # launches recorded so far, by this shell and the shells it shares it with
 
     def warn(self, line: int, message: str) -> None:
         w = ShellWarning(line, message)

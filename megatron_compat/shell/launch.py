@@ -84,6 +84,7 @@ def outer_launcher(text: str) -> tuple[str, str] | None:
     return (_OUTER_LAUNCHER[found.group(1).split("_")[0]], found.group(1)) if found else None
 
 
+_LAUNCHABLE = re.compile(r"python[\d.]*|torchrun|deepspeed")  # programs a wrapper script's arguments may start
 _PYTHON_OPTIONS = {"-m", "-u", "-B", "-O", "-OO", "-W", "-X", "-E", "-s", "-I"}
 _EMPTIED = re.compile(r"\$\{?([A-Za-z_]\w*|[1-9])")
 
@@ -178,6 +179,23 @@ class Recognizer:
             self._record(shell, None, Stage("python", fields[:1], options, line), fields[k], fields[k + 1:],
                          temp_env, line)
 
+    def wrapper_script(self, shell: Shell, fields: list[str], temp_env: dict, line: int) -> bool:
+        """`bind.sh --cpu=... --mem=... python -u pretrain_gpt.py ...`: a script given a command as its arguments,
+        whose own text led to no launch (NVIDIA's CPU-binding bind.sh), is read as a wrapper that runs them, and kept
+        in front of the command in the new script. False when no argument starts a known program."""
+        start = next((k for k, f in enumerate(fields[1:], 1) if _LAUNCHABLE.fullmatch(os.path.basename(f))), None)
+        if start is None:
+            return False
+        shell.warn(line, f"{fields[0]} led to no launch by itself: read as a wrapper that runs its arguments from "
+                         f"{fields[start]} on (as a CPU-binding script does); the new script keeps it in front")
+        spec = LauncherSpec(os.path.basename(fields[0]), WRAPPER, frozenset())
+        self.context.append((spec, Stage(spec.kind, fields[:1], fields[1:start], line, {})))
+        try:
+            shell.run_command(list(fields[start:]), dict(temp_env), line)
+        finally:
+            self.context.pop()
+        return True
+
     def _rank_script(self, shell: Shell, fields: list[str], temp_env: dict, line: int) -> bool:
         """`srun ... launch.sh pretrain_gpt.py ARGS` with launch.sh not here (LUMI's clusters keep it beside
         Megatron): a script run in each task with the entry as its first argument starts python with them."""
@@ -211,6 +229,7 @@ class Recognizer:
         result.started_by, result.rank_variable = started_by, variable
         distributed = spec is not None or any(s.role == PER_RANK for s, _ in wrappers)
         self.launches.append(Launch(2 if distributed else 1, result, _loop_lines(shell)))
+        shell.launches_seen[0] += 1
 
 
 def _loop_lines(shell: Shell) -> tuple:

@@ -97,10 +97,14 @@ class Subshells:
                     self.on_command(self, [script] + list(args), temp_env, line)
             return None
         child = self.child(found[0], list(args), temp_env, line)
+        seen = self.launches_seen[0]
         try:
             child.run_list(nodes)
         except Exit:
             pass
+        wrapper = getattr(getattr(self.on_command, "__self__", None), "wrapper_script", None)
+        if self.launches_seen[0] == seen and wrapper is not None:  # bind.sh ... python X.py: its arguments run
+            wrapper(self, [script] + list(args), temp_env, line)
         return True
 
     def _parsed_file(self, found: tuple[str, str], written: str, line: int) -> list | None:
@@ -172,6 +176,7 @@ class Subshells:
         child.start_folder, child.start_folder_reads = self.start_folder, self.start_folder_reads
         child.setup_sources = self.setup_sources
         child.job_counts = self.job_counts
+        child.launches_seen = self.launches_seen
         child.parent = self
         return child
 
