@@ -22,7 +22,7 @@ from megatron_compat.shell.lex import Unterminated, scan_backtick, scan_brace, s
 from megatron_compat.shell.output import log_files
 from megatron_compat.shell.result import Output
 
-__all__ = ["render_launch_script"]
+__all__ = ["RunTime", "render_launch_script", "run_time_overrides"]
 
 # (variable in the new script, LaunchScript attribute, torchrun flag, default when the old script had none)
 _DISTRIBUTED = [
@@ -55,6 +55,22 @@ _RANKS_FROM = {"srun": "SLURM_PROCID / SLURM_NTASKS / SLURM_LOCALID",
 
 def _unevaluated(value: str) -> bool:
     return "$(" in value or "`" in value
+
+
+class RunTime(str):
+    """An argument of the entry point that the new script computes when it runs (written double-quoted, its
+    command substitutions and variables live)."""
+
+
+def run_time_overrides(sections: dict) -> list[str]:
+    """`--section.field VALUE` for each text field of the config that holds a command substitution the conversion
+    did not run (`--save ckpt-$(date +%F)`): the new script computes it at run time, as the old one did."""
+    out: list[str] = []
+    for section, fields in sections.items():
+        for name, value in fields.items():
+            if isinstance(value, str) and _unevaluated(value):
+                out += [f"--{section}.{name}", RunTime(value)]
+    return out
 
 
 def _with_inherited(template: str) -> str:
@@ -200,7 +216,7 @@ def render_launch_script(launch: LaunchScript, entry: str, entry_args: list[str]
                          f"--worker_num in all)"]
         command += _torchrun(launch, settings, source_path, per_node=per_rank)
     command.append(shlex.quote(entry))
-    command.extend(shlex.quote(a) for a in entry_args)
+    command.extend(_live(a) if isinstance(a, RunTime) else shlex.quote(a) for a in entry_args)
     reserved = {var for var, _, _, _ in _DISTRIBUTED} if "# Distributed settings" in "".join(settings) else set()
     definitions = _script_variables(launch, settings + command, reserved)
     if definitions:

@@ -4,6 +4,7 @@ import contextlib
 import io
 import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -220,3 +221,24 @@ def test_a_path_that_would_lose_its_start_to_an_unset_variable_is_refused(tmp_pa
     assert yaml.safe_load((tmp_path / "new.yaml").read_text())["training"]["output_dir"] == "/home/me/ckpt/x"
     script.write_text(f"torchrun --nproc_per_node 8 pretrain_gpt.py {_TINY_GPT} --seed ${{SEED:-7}}\n")
     assert run_convert([str(script)] + out)[0] == 0
+
+
+@pytest.mark.skipif(shutil.which("bash") is None, reason="needs bash")
+def test_a_path_computed_by_a_command_is_computed_again_when_the_new_script_runs(tmp_path):
+    """`--save ckpt/run-$(date +%Y)`: the conversion does not run the command; the new launch script computes the
+    field when it runs and passes it as an override, as the old script computed --save."""
+    script = tmp_path / "run.sh"
+    tiny = _TINY_GPT.replace("--save /ckpt/x", "--save /ckpt/run-$(date +%Y)")
+    script.write_text(f"torchrun --nproc_per_node 2 pretrain_gpt.py {tiny}\n")
+    new_yaml, new_sh = tmp_path / "new.yaml", tmp_path / "n.sh"
+    assert run_convert([str(script), "-o", str(new_yaml), "--script-out", str(new_sh)])[0] == 0
+    assert "# training.output_dir holds a command the conversion did not run" in new_yaml.read_text()
+    text = new_sh.read_text()
+    assert '--training.output_dir \\\n    "/ckpt/run-$(date +%Y)"' in text, text
+    stub = 'torchrun() { printf "%s\\n" "$@"; }\nexport -f torchrun\n'
+    out = subprocess.run(["bash", "-c", stub + 'source "$0"', str(new_sh)], capture_output=True, text=True,
+                         check=True).stdout.splitlines()
+    given = out[out.index("--training.output_dir") + 1]
+    year = subprocess.run(["date", "+%Y"], capture_output=True, text=True, check=True).stdout.strip()
+    assert given == f"/ckpt/run-{year}"
+    assert load_config(str(new_yaml), ["--training.output_dir", given]).training.output_dir == given

@@ -19,10 +19,10 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from fsdp2_core.config import ConfigError, dump_yaml, load_config, write_text_atomic  # noqa: E402
+from fsdp2_core.config import ConfigError, config_to_sections, dump_yaml, load_config, write_text_atomic  # noqa: E402
 from megatron_compat.entry_points import judge_entry  # noqa: E402
 from megatron_compat.functional_tests import launch_text, model_config, training_script  # noqa: E402
-from megatron_compat.launch_script import render_launch_script  # noqa: E402
+from megatron_compat.launch_script import render_launch_script, run_time_overrides  # noqa: E402
 from megatron_compat.registry import list_flags_lines  # noqa: E402
 from megatron_compat.reverse import to_megatron  # noqa: E402
 from megatron_compat.script_values import explained, flags_lost, repair_argv  # noqa: E402
@@ -212,8 +212,11 @@ def _write_outputs(args, launch, result, warnings=()):
     header += "".join(f"# WARNING: {flag} {' '.join(launch_values(launch.argv, flag))}".rstrip() +
                       " was ignored (unknown here; --allow-unknown-flags)\n" for flag in result.ignored)
     header += "".join(f"# WARNING: {warning}\n" for warning in warnings)
+    overrides = run_time_overrides(config_to_sections(result.config, only_changed=True))
+    header += "".join(f"# {flag[2:]} holds a command the conversion did not run: {os.path.basename(script_path)} "
+                      f"computes it when it runs and passes it as {flag}\n" for flag in overrides[::2])
     write_text_atomic(yaml_path, header + dump_yaml(result.config, only_changed=True))
-    script = render_launch_script(launch, "train_fsdp2.py", [yaml_path], args.script)
+    script = render_launch_script(launch, "train_fsdp2.py", [yaml_path] + overrides, args.script)
     write_text_atomic(script_path, script)
     os.chmod(script_path, os.stat(script_path).st_mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
     print(f"\nwrote {yaml_path}\nwrote {script_path}")
