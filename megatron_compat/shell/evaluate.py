@@ -115,6 +115,8 @@ class Shell(Expansion, Conditions, ControlFlow, Subshells):
         self.loop_lines: list[int] = []  # the lines of the loops whose body is running, outermost first
         self.job_counts: dict[str, tuple[int, str]] = {}  # SLURM_NNODES -> (2, "#SBATCH --nodes 2"): the job's
         self.launches_seen = [0]  # launches recorded so far, by this shell and the shells it shares it with
+        # sees a script run with arguments that led to no launch (Recognizer.wrapper_script: bind.sh python X.py)
+        self.on_script_without_launch: Callable | None = None
 
     def warn(self, line: int, message: str) -> None:
         w = ShellWarning(line, message)

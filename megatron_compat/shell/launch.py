@@ -339,6 +339,7 @@ def read_launch_script(text: str, script_args: Sequence[str] = (), path: str = "
     nodes = Parser(tokens, path).parse_program()
     recognizer = Recognizer(text)
     shell = Shell(path, script_args, recognizer.on_command, environ)
+    shell.on_script_without_launch = recognizer.wrapper_script
     shell.job_counts = {name: found for name in SLURM_COUNT_VARIABLES
                         for found in [slurm_count(name, recognizer.sbatch)] if found}
     shell.vars.setdefault("BASH_SOURCE", [path])  # `$(dirname "${BASH_SOURCE[0]}")`: the script's own folder

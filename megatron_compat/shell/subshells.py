@@ -102,9 +102,8 @@ class Subshells:
             child.run_list(nodes)
         except Exit:
             pass
-        wrapper = getattr(getattr(self.on_command, "__self__", None), "wrapper_script", None)
-        if self.launches_seen[0] == seen and wrapper is not None:  # bind.sh ... python X.py: its arguments run
-            wrapper(self, [script] + list(args), temp_env, line)
+        if self.launches_seen[0] == seen and self.on_script_without_launch is not None:
+            self.on_script_without_launch(self, [script] + list(args), temp_env, line)  # bind.sh ... python X.py
         return True
 
     def _parsed_file(self, found: tuple[str, str], written: str, line: int) -> list | None:
@@ -177,6 +176,7 @@ class Subshells:
         child.setup_sources = self.setup_sources
         child.job_counts = self.job_counts
         child.launches_seen = self.launches_seen
+        child.on_script_without_launch = self.on_script_without_launch
         child.parent = self
         return child
 
