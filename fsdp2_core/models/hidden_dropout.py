@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import torch.nn as nn
 import torch.nn.functional as F
+from torch.distributed.tensor import DTensor, Replicate
 
 OWN_HIDDEN_DROPOUT = ("gpt2", "gpt_bigcode", "gpt_neox", "bloom", "falcon", "nemotron_h")
 
@@ -49,6 +50,19 @@ def _dropout_hook(p: float):
         if not module.training:
             return output
         if isinstance(output, tuple):  # attention: (hidden, weights); an MoE block: (hidden, router logits)
-            return (F.dropout(output[0], p, training=True),) + tuple(output[1:])
-        return F.dropout(output, p, training=True)
+            return (_dropout(output[0], p),) + tuple(output[1:])
+        return _dropout(output, p)
     return hook
+
+
+def _dropout(hidden, p: float):
+    """Dropout from torch's default generator, which every rank seeds alike and draws from in step, so the
+    tensor-parallel copies of a replicated activation drop the same elements (as Megatron's default generator
+    does), and activation recomputation, which restores that generator, redraws the same mask. A tensor-parallel
+    embedding's output is still a partial sum: it is reduced first, as Megatron drops out after the reduction."""
+    if not isinstance(hidden, DTensor):
+        return F.dropout(hidden, p, training=True)
+    whole = [Replicate() if placement.is_partial() else placement for placement in hidden.placements]
+    hidden = hidden.redistribute(hidden.device_mesh, whole)
+    dropped = F.dropout(hidden.to_local(), p, training=True)
+    return DTensor.from_local(dropped, hidden.device_mesh, hidden.placements, run_check=False)

@@ -124,3 +124,36 @@ def test_hidden_dropout_falls_where_megatron_core_puts_it():
     theirs, ours, theirs_eval = spawn(1, _megatron_and_ours, timeout=300)[0]
     assert np.abs(theirs - theirs_eval).max() > 1e-2  # the stand-in changed megatron-core's output: it ran
     np.testing.assert_allclose(ours, theirs, rtol=1e-5, atol=2e-5)
+
+
+def _dropout_on_tensor_parallel_placements():
+    """On 2 gloo ranks seeded alike: what the hook's dropout makes of a partial sum (a vocab-parallel embedding's
+    output), a replicated and a sequence-sharded activation."""
+    import torch.distributed as dist
+    from torch.distributed.device_mesh import init_device_mesh
+    from torch.distributed.tensor import DTensor, Partial, Replicate, Shard
+
+    from fsdp2_core.models.hidden_dropout import _dropout
+    mesh = init_device_mesh("cpu", (2,), mesh_dim_names=("tp",))
+    rank = dist.get_rank()
+    part = torch.arange(24, dtype=torch.float32).reshape(1, 4, 6) * (rank + 1)  # the whole: the sum, 3 × arange
+    out = {}
+    for name, local, placement in (("partial", part, Partial()), ("replicate", torch.ones(1, 4, 6), Replicate()),
+                                   ("shard", torch.ones(1, 2, 6), Shard(1))):
+        torch.manual_seed(7)
+        dropped = _dropout(DTensor.from_local(local, mesh, [placement], run_check=False), 0.5)
+        out[name] = (dropped.placements[0].is_partial(), dropped.to_local().numpy())
+    return out
+
+
+@pytest.mark.dist
+def test_dropout_under_tensor_parallelism_reduces_first_and_drops_alike_on_every_rank():
+    first, second = spawn(2, _dropout_on_tensor_parallel_placements, timeout=120)
+    whole = 3 * np.arange(24, dtype=np.float32).reshape(1, 4, 6)
+    for out in (first, second):
+        partial, values = out["partial"]
+        assert not partial  # reduced before the dropout, as Megatron drops out after the embedding's all-reduce
+        kept = values != 0
+        np.testing.assert_allclose(values[kept], 2 * whole[kept])  # kept elements scaled by 1 / (1 - p)
+    for name in ("partial", "replicate"):  # one mask for the copies of a replicated activation
+        np.testing.assert_array_equal(first[name][1], second[name][1])
