@@ -11,9 +11,10 @@ import sys
 import pytest
 import yaml
 
-from fsdp2_core.config import load_config
+from fsdp2_core.config import config_to_sections, load_config
 from megatron_compat.cli import main as pretrain_main
 from megatron_compat.flag_spec import REFERENCE_FILES, reference_spellings
+from megatron_compat.launch_script import run_time_overrides
 from megatron_compat.shell import read_launch_script
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -55,7 +56,10 @@ def test_corpus_script_converts_to_expected_config(name, tmp_path):
     for key, value in expected.items():
         assert _get(cfg, key) == value, key
     new = read_launch_script(script_out.read_text(), (), str(script_out))
-    assert new.entry_name == "train_fsdp2.py" and new.argv == [str(yaml_out)]
+    # a field holding a command substitution the conversion did not run is computed by the new script, at run time
+    overrides = run_time_overrides(config_to_sections(cfg, only_changed=True))
+    assert new.entry_name == "train_fsdp2.py" and new.argv == [str(yaml_out)] + overrides
+    assert load_config(str(yaml_out), overrides) == cfg
     old = read_launch_script(open(os.path.join(SCRIPTS, name)).read(), EXPECTED[name].get("script_args", []), name)
     assert new.world_size == old.world_size
     assert [s.kind for s in new.wrappers] == [s.kind for s in old.wrappers]  # srun stays srun, mpirun mpirun

@@ -7,23 +7,9 @@ import fnmatch
 from .expansion import _brace_words
 from .parse import Case, For, FuncDef, If, While
 from .runtime import holds_command_output
-
-
-class LoopBreak(Exception):
-    """`break` inside a loop."""
-
-
-class LoopContinue(Exception):
-    """`continue` inside a loop."""
-
+from .signals import Exit, LoopBreak, LoopContinue
 
 _MAX_LOOP_VALUES = 256  # a loop over more values than this is not run (its body is skipped, with a warning)
-
-
-class Exit(Exception):
-    def __init__(self, line: int):
-        super().__init__(line)
-        self.line = line
 
 
 MAX_DEPTH = 20  # nested eval, bash -c, source and function calls followed at most

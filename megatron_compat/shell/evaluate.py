@@ -10,12 +10,13 @@ from dataclasses import dataclass, field
 from typing import Callable, Mapping, Sequence
 
 from .conditions import Conditions
-from .control import ControlFlow, Exit, LoopBreak, LoopContinue
+from .control import ControlFlow
 from .expansion import NAME, Expansion
 from .lex import ArithCmd, ArrayAssign, Unterminated, Word
 from .parse import AndOr, Case, For, FuncDef, Group, If, Pipeline, Simple, Skipped, While
 from .read_builtin import parse_read_args, read_values
 from .result import ShellWarning
+from .signals import Exit, LoopBreak, LoopContinue
 from .subshells import SHELLS, Subshells
 from .text_commands import pipeline_status
 

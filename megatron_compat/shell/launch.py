@@ -25,7 +25,6 @@ import shlex
 from dataclasses import dataclass
 from typing import Mapping, Sequence
 
-from .control import Exit
 from .evaluate import Shell
 from .launchers import (
     PER_RANK,
@@ -45,6 +44,7 @@ from .option_values import option_variables
 from .output import launch_outputs
 from .parse import Parser
 from .result import LaunchScript, ShellReadError, Stage
+from .signals import Exit
 
 _TORCHRUN_KINDS = {"torchrun", "torch.distributed.run", "torch.distributed.launch"}
 _SBATCH = re.compile(r"^#SBATCH\s+(.*)$", re.M)

@@ -5,12 +5,13 @@ from __future__ import annotations
 import os
 import re
 
-from .control import MAX_DEPTH, Exit
+from .control import MAX_DEPTH
 from .lex import Lexer, Word
 from .other_files import find_script, sets_up_the_machine
 from .parse import Parser, Pipeline, Simple
 from .result import ShellReadError
 from .sed import SedNotUnderstood, find_template, parse_sed, run_sed
+from .signals import Exit
 
 SHELLS = {"bash", "sh"}
 _JOB_FILE = re.compile(r"\.(sh|bash|slurm|sbatch|pbs|job|lsf)$")

@@ -20,6 +20,7 @@ from .parse import Pipeline, Simple
 from .path_commands import path_of_commands
 from .result import ShellReadError
 from .runtime import SCHEDULER_VARIABLE, holds_command_output, scheduler_references
+from .signals import Exit
 
 _PYTHON = ("python", "python3")
 _PARAMETER = re.compile(r"\$\{?([A-Za-z_][A-Za-z0-9_]*|[0-9])")
@@ -119,7 +120,6 @@ def _compound_output(shell, text: str, line: int) -> str | None:
     sub = type(shell)(shell.path, list(shell.positional), on_command)
     sub.vars, sub.functions, sub.templates = dict(shell.vars), dict(shell.functions), dict(shell.templates)
     sub.cwd, sub.job_counts, sub.depth = shell.cwd, shell.job_counts, shell.depth + 1
-    from .control import Exit  # here: control.py reaches this module through expansion.py
     try:
         sub.run_list(nodes)
     except (Exit, ShellReadError):  # the subshell exits, or holds what the reader cannot follow
