@@ -184,10 +184,7 @@ class Expansion:
                 i += 2
             elif c == "`":
                 j = scan_backtick(raw, i)
-                path = output_of_commands(self, raw[i + 1:j - 1], here)
-                if path is None:
-                    self.warn(here, f"command substitution {raw[i:j]} not evaluated; kept as text")
-                out.append((raw[i:j], False) if path is None else (path, not in_dq))
+                out.append(self._substitution(raw[i:j], raw[i + 1:j - 1], here, in_dq))
                 i = j
             elif raw.startswith("$'", i) and not in_dq:
                 j = scan_ansi(raw, i)
@@ -204,10 +201,7 @@ class Expansion:
                 i = j
             elif raw.startswith("$(", i):
                 j = scan_paren(raw, i)
-                path = output_of_commands(self, raw[i + 2:j - 1], here)
-                if path is None:
-                    self.warn(here, f"command substitution {raw[i:j]} not evaluated; kept as text")
-                out.append((raw[i:j], False) if path is None else (path, not in_dq))
+                out.append(self._substitution(raw[i:j], raw[i + 2:j - 1], here, in_dq))
                 i = j
             elif raw.startswith("${", i):
                 j = scan_brace(raw, i)
@@ -226,6 +220,15 @@ class Expansion:
                 out.append((c, split_literals and not in_dq))
                 i += 1
         return out
+
+    def _substitution(self, text: str, commands: str, line: int, in_dq: bool) -> tuple:
+        """The piece `$(commands)` / `` `commands` `` gives: their output when it is computed here
+        (text_commands.py), else the substitution's own text, kept whole, with a warning."""
+        output = output_of_commands(self, commands, line)
+        if output is None:
+            self.warn(line, f"command substitution {text} not evaluated; kept as text")
+            return text, False
+        return output, not in_dq
 
     def value_pieces(self, name, index, value, text, line, in_dq, warn_unset) -> list:
         if value is None and self._templating and NAME.fullmatch(name or "") and index is None:

@@ -20,7 +20,7 @@ class ReadCall:
 
 def parse_read_args(args: list[str]) -> ReadCall | None:
     """read's options and names; None for what is not followed here (-n/-N counts, -u file descriptors)."""
-    names, array, raw, delimiter, k = [], None, False, "\n", 0
+    array, raw, delimiter, k = None, False, "\n", 0
     while k < len(args) and args[k].startswith("-") and args[k] != "-":
         flags = args[k][1:]
         for j, flag in enumerate(flags):
