@@ -90,6 +90,26 @@ def test_a_binding_script_given_the_command_is_kept_as_its_wrapper(tmp_path, mon
     assert "srun \\\n    ./bind.sh --cpu=exclusive --mem=local \\\n    python -u \\\n    train_fsdp2.py" in text, text
 
 
+def test_a_binding_script_that_is_not_here_is_kept_as_its_wrapper(tmp_path, monkeypatch):
+    """The same line when bind.sh lives elsewhere on the cluster (the script names it by ${DIR}/bind.sh): its
+    arguments still start python, so it is read as a wrapper, said so, and kept in front of the new command."""
+    _write(tmp_path, {"run.sh": "#!/bin/bash\n#SBATCH --nodes=2 --ntasks-per-node=8\nDIR=/cluster/tools\n"
+                                "run_cmd=\"${DIR}/bind.sh --cpu=exclusive python -u pretrain_gpt.py --lr 1\"\n"
+                                "srun -l sh -c \"${run_cmd}\"\n"})
+    monkeypatch.chdir(tmp_path)
+    launch = read_launch_script((tmp_path / "run.sh").read_text(), path="run.sh")
+    assert (launch.entry, launch.argv, launch.world_size) == ("pretrain_gpt.py", ["--lr", "1"], 16)
+    assert any("/cluster/tools/bind.sh is not here: read as a wrapper" in w.message for w in launch.warnings)
+    text = render_launch_script(launch, "train_fsdp2.py", ["new.yaml"], "run.sh")
+    assert "/cluster/tools/bind.sh --cpu=exclusive" in text and "train_fsdp2.py" in text, text
+
+
+def test_a_missing_script_whose_arguments_start_no_program_stays_unread(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ShellReadError, match="no launch line found"):
+        read_launch_script("#!/bin/bash\n./prepare.sh --stage 1 data.json\n", path="run.sh")
+
+
 def test_bash_script_with_arguments_sees_only_exported_variables(tmp_path, monkeypatch):
     _write(tmp_path, {
         "outer.sh": "HIDDEN=64\nexport LAYERS=2\nbash inner.sh 8\n",

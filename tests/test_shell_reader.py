@@ -666,6 +666,23 @@ def test_syntax_errors_give_file_and_line(text, line):
         read_launch_script(text, path="f.sh")
 
 
+@pytest.mark.skipif(shutil.which("bash") is None, reason="needs bash")
+def test_a_syntax_error_bash_shares_says_the_script_fails_as_published():
+    """`elif [ ... ] then` without its `;`: bash stops at the `fi` too, so the script is broken as published."""
+    text = "if [ $A -eq 1 ]; then\n  L=2\nelif [ $A -eq 2 ] then\n  L=4\nfi\ntorchrun t.py --num-layers $L\n"
+    with pytest.raises(ShellReadError, match=r"^f\.sh:5: unexpected 'fi': a syntax error that bash reports too "
+                                             r"\(line 5: syntax error near unexpected token `fi'\), so the script "
+                                             r"fails as published"):
+        read_launch_script(text, path="f.sh")
+
+
+def test_a_syntax_error_bash_does_not_share_is_called_the_readers_limit(monkeypatch):
+    import megatron_compat.shell.bash_check as bash_check
+    monkeypatch.setattr(bash_check, "bash_verdict", lambda text: "")  # as if bash parsed it
+    with pytest.raises(ShellReadError, match=r"bash reads this script, so this is a limit of the reader here"):
+        read_launch_script("if [ 1 = 1 ]; then\n  torchrun t.py\n", path="f.sh")
+
+
 @needs_bash
 def test_tricky_word_splitting_agrees_with_bash():
     text = ("A='  lead  and trail  '\n"

@@ -25,6 +25,7 @@ import shlex
 from dataclasses import dataclass
 from typing import Mapping, Sequence
 
+from .bash_check import with_bash_verdict
 from .evaluate import Shell
 from .launchers import (
     PER_RANK,
@@ -179,15 +180,17 @@ class Recognizer:
             self._record(shell, None, Stage("python", fields[:1], options, line), fields[k], fields[k + 1:],
                          temp_env, line)
 
-    def wrapper_script(self, shell: Shell, fields: list[str], temp_env: dict, line: int) -> bool:
+    def wrapper_script(self, shell: Shell, fields: list[str], temp_env: dict, line: int, missing: bool = False) -> bool:
         """`bind.sh --cpu=... --mem=... python -u pretrain_gpt.py ...`: a script given a command as its arguments,
-        whose own text led to no launch (NVIDIA's CPU-binding bind.sh), is read as a wrapper that runs them, and kept
-        in front of the command in the new script. False when no argument starts a known program."""
+        whose own text led to no launch (NVIDIA's CPU-binding bind.sh) or is not here (`missing`), is read as a
+        wrapper that runs them, and kept in front of the command in the new script. False when no argument starts a
+        known program."""
         start = next((k for k, f in enumerate(fields[1:], 1) if _LAUNCHABLE.fullmatch(os.path.basename(f))), None)
         if start is None:
             return False
-        shell.warn(line, f"{fields[0]} led to no launch by itself: read as a wrapper that runs its arguments from "
-                         f"{fields[start]} on (as a CPU-binding script does); the new script keeps it in front")
+        why = "is not here" if missing else "led to no launch by itself"
+        shell.warn(line, f"{fields[0]} {why}: read as a wrapper that runs its arguments from {fields[start]} on (as a "
+                         f"CPU-binding script does); the new script keeps it in front: check that it does")
         spec = LauncherSpec(os.path.basename(fields[0]), WRAPPER, frozenset())
         self.context.append((spec, Stage(spec.kind, fields[:1], fields[1:start], line, {})))
         try:
@@ -335,8 +338,10 @@ def read_launch_script(text: str, script_args: Sequence[str] = (), path: str = "
 
     environ: variables the caller's environment is taken to have (e.g. a scheduler's SLURM_NNODES)."""
     lexer = Lexer(text, path)
-    tokens = lexer.tokenize()
-    nodes = Parser(tokens, path).parse_program()
+    try:
+        nodes = Parser(lexer.tokenize(), path).parse_program()
+    except ShellReadError as exc:
+        raise with_bash_verdict(exc, text) from None
     recognizer = Recognizer(text)
     shell = Shell(path, script_args, recognizer.on_command, environ)
     shell.on_script_without_launch = recognizer.wrapper_script

@@ -94,8 +94,11 @@ class Subshells:
             self.other_scripts.append((line, script))
             if not found:
                 self.warn(line, f"'{written}' runs another script, which is not read here (no such file here)")
+                seen = self.launches_seen[0]
                 if self.on_command is not None:  # srun launch.sh pretrain_gpt.py ...: the launcher may know it
                     self.on_command(self, [script] + list(args), temp_env, line)
+                if self.launches_seen[0] == seen and self.on_script_without_launch is not None:
+                    self.on_script_without_launch(self, [script] + list(args), temp_env, line, missing=True)
             return None
         child = self.child(found[0], list(args), temp_env, line)
         seen = self.launches_seen[0]
