@@ -137,8 +137,17 @@ def _typed(spec: FlagSpec, values: List[str]):
     try:
         typed = [convert(v) for v in values]
     except ValueError:
-        raise ValueError(f"expects {expected}, got {' '.join(values)!r}") from None
+        raise ValueError(f"expects {expected}, got {' '.join(values)!r}{_run_time_hint(values)}") from None
     return typed[0] if spec.nargs is None else typed
+
+
+def _run_time_hint(values: List[str]) -> str:
+    """What to do when the launch script computes the value only when the job runs ($((...)) over a scheduler's
+    variable, $(nvidia-smi ...)): the reader keeps such a value as its text."""
+    if not any("$(" in v or "`" in v for v in values):
+        return ""
+    return (": the script computes it only when the job runs (the warnings above name the variables and commands "
+            "it uses); give them here with --set NAME=VALUE, or put the number in the script")
 
 
 def _is_fsdp2_name(flag: str) -> bool:

@@ -595,8 +595,10 @@ def deepspeed(t):
     if not any(f in g for f in ("--deepspeed", "--deepspeed_config", "--zero-stage")):
         return
     path, stage = g.get("--deepspeed_config"), g.get("--zero-stage")
-    if path:
-        config = read_deepspeed_config(path, t.files)
+    config = read_deepspeed_config(path, t.files) if path else None
+    if path and config is None:
+        _deepspeed_config_missing(t, path)
+    elif path:
         read = [_from_deepspeed(t, name, value, key, path) for name, value, key in deepspeed_values(config)]
         json_stage = (config.get("zero_optimization") or {}).get("stage")
         if stage is not None and json_stage is not None and int(stage) != int(json_stage):
@@ -626,14 +628,26 @@ DEEPSPEED_KEYS = {"train_micro_batch_size_per_gpu": ("per_device_train_batch_siz
                   "gradient_clipping": ("max_grad_norm", "--clip-grad")}
 
 
+def _deepspeed_config_missing(t, path):
+    """The config is neither written by the script nor on disk (a script copied without its repository, or a file
+    another step makes): the flags, which Megatron-DeepSpeed scripts fill the config's template from, decide; said
+    loudly, since DeepSpeed would have clipped by the file's gradient_clipping alone."""
+    clip = t.given.get("--clip-grad", "1.0 (Megatron's default)")
+    precision = "bf16" if t.given.get("--bf16") else "fp16" if t.given.get("--fp16") else "fp32"
+    t.notes.append(f"WARNING: --deepspeed_config {path} is not here, and the script does not write it: the batch, "
+                   f"precision ({precision}) and gradient clipping (--clip-grad {clip}) come from the Megatron flags. "
+                   f"Under DeepSpeed the file decides clipping (none when it has no gradient_clipping) and must agree "
+                   f"on batch and precision: put it there (paths are relative to the launch directory) and convert "
+                   f"again to read it")
+    _line(t, "--deepspeed_config", f"{path} not here: the flags decide batch, precision and clipping")
+
+
 def read_deepspeed_config(path, files):
-    """The JSON the script wrote (a here-document) or the file on disk."""
+    """The JSON the script wrote (a here-document) or the file on disk; None when it is neither."""
     text = (files or {}).get(path)
     if text is None:
         if not os.path.isfile(path):
-            raise ConfigError(f"--deepspeed_config {path}: no such file, and the script does not write it; it holds "
-                              "DeepSpeed's batch, precision and gradient clipping. Put the file there (paths are "
-                              "relative to the launch directory), or drop --deepspeed_config and give --clip-grad")
+            return None
         with open(path, encoding="utf-8") as fh:
             text = fh.read()
     try:

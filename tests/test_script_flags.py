@@ -163,6 +163,14 @@ def test_two_spellings_with_different_values_are_refused():
     assert "same setting with different values" in text
 
 
+def test_deterministic_mode_in_each_spelling():
+    for flag in ("--deterministic-mode", "--npu-deterministic", "--use-deter-comp"):
+        result, cfg = ok(BASE + [flag])
+        assert cfg.training.deterministic is True, flag
+        assert any(line.flag == "--deterministic-mode" and line.status == "mapped" for line in result.lines), flag
+    assert ok(BASE)[1].training.deterministic is False
+
+
 # --- forks' own flags ---
 def test_fork_flags_map_absorb_or_refuse_with_their_meaning():
     result, cfg = ok(BASE + ["--use-z-loss", "--use-mpi", "--no-torch-compile", "--enable_profiling", "all",
@@ -336,7 +344,19 @@ def test_deepspeed_config_decides_precision_and_clipping(tmp_path):
     assert "train_batch_size 16 is replaced by --global-batch-size 32" in result.report()
     text = refused(with_flags(BASE, micro_batch_size=4) + ["--deepspeed", "--deepspeed_config", str(path)])
     assert "train_micro_batch_size_per_gpu is 2 but --micro-batch-size says 4" in text
-    assert "no such file" in refused(BASE + ["--deepspeed", "--deepspeed_config", str(tmp_path / "missing.json")])
+
+
+def test_a_deepspeed_config_that_is_not_here_leaves_the_flags_to_decide(tmp_path):
+    """A Megatron-DeepSpeed script copied without its repository's JSON (or whose JSON another step writes): the
+    flags decide batch, precision and clipping, and the report says so loudly, naming the file."""
+    missing = str(tmp_path / "ds_config_gbs512_mbs2.json")
+    result, cfg = ok(BASE + ["--bf16", "--clip-grad", "0.5", "--deepspeed", "--deepspeed_config", missing])
+    assert (cfg.parallel.param_dtype, cfg.training.max_grad_norm) == ("bf16", 0.5)
+    report = result.report()
+    assert f"WARNING: --deepspeed_config {missing} is not here, and the script does not write it" in report
+    assert "precision (bf16) and gradient clipping (--clip-grad 0.5) come from the Megatron flags" in report
+    _, cfg = ok(BASE + ["--deepspeed", "--deepspeed_config", missing])
+    assert cfg.training.max_grad_norm == 1.0  # Megatron's default, which the config templates also hold
 
 
 def test_deepspeed_config_from_a_here_document_converts(tmp_path):

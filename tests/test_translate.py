@@ -120,6 +120,10 @@ def test_a_zero_warmup_count_beside_the_fraction_is_megatrons_default():
 def test_wrong_type_names_flag_and_type():
     assert "--lr: expects a number, got 'abc'" in refused(_replace(BASE, "--lr", "abc"))
     assert "--num-layers: expects an integer" in refused(_replace(BASE, "--num-layers", "two"))
+    assert "only when the job runs" not in refused(_replace(BASE, "--num-layers", "two"))
+    text = refused(_replace(BASE, "--global-batch-size", "$((MBS * DP_SIZE))"))  # a script's run-time arithmetic
+    assert ("--global-batch-size: expects an integer, got '$((MBS * DP_SIZE))': the script computes it only when the "
+            "job runs") in text and "--set NAME=VALUE" in text
 
 
 def test_unknown_flag_gets_did_you_mean():
