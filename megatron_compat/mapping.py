@@ -249,6 +249,9 @@ MAPPED_RULES = [
           "sgd → sgd)", example=("--optimizer", "sgd")),
     plain("--sgd-momentum", "sgd_momentum", example=("--optimizer", "sgd", "--sgd-momentum", "0.8")),
     plain("--seed", "seed"),
+    switch("--deterministic-mode --npu-deterministic --use-deter-comp", "deterministic",
+           note="deterministic kernels and collectives: torch.use_deterministic_algorithms, cuBLAS's fixed "
+                "workspace, NCCL_ALGO=Ring and HCCL_DETERMINISTIC unless the environment sets them"),
     group("--bf16", "precision", "parallel.param_dtype = bf16"),
     group("--fp16", "precision", "parallel.param_dtype = fp16, with Megatron's dynamic loss scaling unless "
           "--loss-scale fixes the scale"),

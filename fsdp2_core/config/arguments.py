@@ -340,6 +340,10 @@ class TrainingArguments:
     gradient_accumulation_steps: int = _f(1, "Micro-batches accumulated per optimizer step.")
     disable_shuffling: bool = _f(False, "No shuffling of the training set (Megatron --no-shuffle).")
     seed: int = _f(42, "Random seed.")
+    deterministic: bool = _f(False, "Bitwise-reproducible runs (Megatron --deterministic-mode, MindSpeed "
+                                    "--npu-deterministic): deterministic kernels only (torch.use_deterministic_"
+                                    "algorithms), a fixed collective algorithm and deterministic Ascend collectives; "
+                                    "slower.", extension=True)
     save_steps: int = _f(500, "Save every N steps; 0 saves only at the end.")
     save_total_limit: Optional[int] = _f(3, "Keep at most N checkpoints (None keeps all).")
     save_retain_interval: Optional[int] = _f(None, "After each save, delete the previous checkpoint unless its step "

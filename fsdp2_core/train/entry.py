@@ -23,6 +23,7 @@ from fsdp2_core.quant.float8 import check_fp8_hardware
 
 from .checkpoint_hooks import CheckpointHooks
 from .data import build_datasets, build_tokenizer, check_token_ids, epochs_to_steps, micro_batches
+from .determinism import enable_determinism
 from .launcher_watch import LauncherWatch
 from .loop import Data, TrainState, train
 from .loss import install_loss, register_loss_with_fsdp
@@ -135,9 +136,13 @@ def run_training(cfg, datasets: Optional[Sequence] = None, *, checkpoint: Checkp
     watch = LauncherWatch()  # under torchrun: stop within seconds if torchrun dies
     watch.start()
     created_group = not dist.is_initialized()
+    settings = enable_determinism() if cfg.training.deterministic else None  # before any communicator exists
     device = init_distributed(timeout_minutes=cfg.parallel.distributed_timeout_minutes)
     rank, world = dist.get_rank(), dist.get_world_size()
     print_fn = print_fn or (lambda s: print(s, flush=True) if rank == 0 else None)
+    if settings is not None:
+        print_fn("deterministic mode: torch.use_deterministic_algorithms(True)"
+                 + (f"; environment: {', '.join(settings)}" if settings else ""))
     t = cfg.training
     check_output_dir(t.output_dir, rank)  # a file or a read-only --save stops every rank here, together
     dp = resolve_batch(cfg, world)
