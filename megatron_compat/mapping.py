@@ -462,7 +462,7 @@ MAPPED_RULES = [
     switch("--profile-record-shapes", "profile_record_shapes"),
     plain("--profile-save-path", "profile_save_path"),
     # --- fused kernels ---
-    switch("--use-flash-attn --use-flash-attn-v2 --use-flash-attn-triton", "use_flash_attn"),
+    switch("--use-flash-attn --use-flash-attn-v2 --use-flash-attn-triton --use-flash-attn-builder", "use_flash_attn"),
     switch("--use-fused-rmsnorm", "use_fused_rmsnorm"),
     switch("--use-fused-rotary-pos-emb", "use_fused_rotary_pos_emb"),
     switch("--moe-grouped-gemm", "moe_grouped_gemm"),

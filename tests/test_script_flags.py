@@ -133,6 +133,7 @@ SAME = [
     (["--use-llama2-rotary-position-embeddings", "--RMSNorm", "--swiglu", "--hidden-dropout", "0"],
      ["--use-rotary-position-embeddings", "--normalization", "RMSNorm", "--swiglu", "--hidden-dropout", "0"]),
     (["--use-flash-attn-v2"], ["--use-flash-attn"]),
+    (["--use-flash-attn-builder"], ["--use-flash-attn"]),  # Megatron-DeepSpeed's flash attention from DeepSpeed (XPU)
     (["--wandb-name", "r", "--wandb-project-name", "p", "--wandb-entity-name", "e", "--wandb_id", "i"],
      ["--wandb-exp-name", "r", "--wandb-project", "p", "--wandb-entity", "e", "--wandb-id", "i"]),
     (["--ds-sequence-parallel-size", "2"], ["--context-parallel-size", "2"]),
