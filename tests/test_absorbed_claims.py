@@ -115,6 +115,7 @@ CLAIMS = {
     "reshard_after_forward config field": [FP32_REDUCE],
     "FSDP2 keeps fp32 master weights and the HF RMSNorm computes in fp32": [
         FP32_REDUCE, f"{HERE}::test_hf_norms_compute_in_fp32"],
+    "the engine computes the cross-entropy in fp32": [f"{HERE}::test_the_loss_is_computed_in_fp32"],
     "the HF RMSNorm/LayerNorm of the supported families already computes in fp32": [
         f"{HERE}::test_hf_norms_compute_in_fp32"],
     "the engine's checkpoints hold the fp32 parameters and it always loads them": [RESUME_EXACT],
@@ -240,6 +241,19 @@ def test_tp_refuses_sizes_that_do_not_divide():
                                                                intermediate_size=64))
     with pytest.raises(ConfigError, match="num_attention_heads"):
         check_tp_divides(model, 4)
+
+
+def test_the_loss_is_computed_in_fp32():
+    """bf16 logits give the cross-entropy of their fp32 values, not of a bf16 log-softmax."""
+    from fsdp2_core.train.loss import _token_losses
+    torch.manual_seed(0)
+    head = nn.Linear(16, 512, bias=False).to(torch.bfloat16)
+    hidden = torch.randn(2, 8, 16).to(torch.bfloat16) * 4
+    labels = torch.randint(0, 512, (2, 8))
+    losses = _token_losses(head, hidden, labels)
+    want = torch.nn.functional.cross_entropy(head(hidden).float().reshape(-1, 512), labels.reshape(-1),
+                                             reduction="none").view_as(labels)
+    assert losses.dtype == torch.float32 and torch.equal(losses, want)
 
 
 def test_hf_norms_compute_in_fp32():
