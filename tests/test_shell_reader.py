@@ -1263,6 +1263,23 @@ def test_a_scheduler_count_in_arithmetic_is_the_jobs_not_zero(job, expected):
     assert ("$SLURM_NNODES is set by the scheduler at run time" in messages) != bool(job)
 
 
+@pytest.mark.parametrize("job,expected", [
+    ("#SBATCH --nodes=2\n", "16"),
+    ("", "$((NODES*8))"),
+])
+def test_a_variable_set_from_a_scheduler_count_is_that_count_in_arithmetic(job, expected):
+    """NODES=$SLURM_NNODES, then $((NODES*8)): NODES is empty here only because no job runs (bash would give 0, a
+    global batch of 0); the job's #SBATCH count, or a value known only at run time."""
+    launch = read(f"#!/bin/bash\n{job}NODES=$SLURM_NNODES\nGBS=$((NODES*8))\nPORT=$((6000 + JOB % 100))\n"
+                  "JOB=$SLURM_JOB_ID\nPORT2=$((6000 + JOB % 100))\n"
+                  "torchrun --nproc_per_node 4 pretrain_gpt.py --global-batch-size $GBS --a $PORT --b $PORT2\n")
+    assert launch.argv == ["--global-batch-size", expected, "--a", "6000", "--b", "$((6000 + JOB % 100))"]
+    messages = " ".join(w.message for w in launch.warnings)
+    assert ("$NODES (set from $SLURM_NNODES) in arithmetic read as 2, from the job's #SBATCH --nodes 2"
+            in messages) == bool(job)
+    assert "$JOB is set from $SLURM_JOB_ID, which only the running job has" in messages
+
+
 def test_a_per_rank_script_started_outside_stays_per_rank_and_meets_at_its_dist_url():
     """mpirun runs the script once per rank (it reads $OMPI_COMM_WORLD_RANK): the world size is the job's, the new
     script stays `python` with a guard that names the launcher, and --dist-url becomes MASTER_ADDR / MASTER_PORT."""

@@ -68,7 +68,7 @@ class Conditions:
             value = (value[0] if value else "") if isinstance(value, list) else (value or "")
             value = value.strip()
             if value == "":
-                return 0
+                return self._empty_in_arithmetic(node.id, line)
             if re.fullmatch(r"-?\d+", value):
                 return int(value)
             if depth > 10:
@@ -106,6 +106,21 @@ class Conditions:
             raise ValueError(f"${name} is set by the scheduler at run time")
         if name in BASH_RUN_TIME:
             raise ValueError(f"${name} is {BASH_RUN_TIME[name]}, known only at run time")
+        return 0
+
+    def _empty_in_arithmetic(self, name: str, line: int) -> int:
+        """An empty variable reads as 0, as in bash; but NODES=$SLURM_NNODES is empty here only because the job has
+        not started: it is the count of the job's #SBATCH lines, or a value known only at run time."""
+        template = self.templates.get(name, "")
+        inherited = template.split("\x00")[1::2]
+        alone = inherited[0] if len(inherited) == 1 and template == f"\x00{inherited[0]}\x00" else None
+        if alone in self.job_counts:
+            value, directive = self.job_counts[alone]
+            self.warn(line, f"${name} (set from ${alone}) in arithmetic read as {value}, from the job's {directive}")
+            return value
+        run_time = [n for n in inherited if SCHEDULER_VARIABLE.fullmatch(n) or n in BASH_RUN_TIME]
+        if run_time:
+            raise ValueError(f"${name} is set from ${run_time[0]}, which only the running job has")
         return 0
 
     # ---------------------------------------------------------------- tests
