@@ -14,6 +14,7 @@ fill-in-the-middle data (fim_data), which draws as Megatron-LM's GPTFIMDataset d
 dataset and process, so its samples depend on the worker count, as Megatron's do (see data/megatron/fim.py).
 """
 import logging
+import sys
 from typing import Dict, Iterator, Optional, Sequence
 
 import numpy as np
@@ -48,8 +49,16 @@ def _loader(dataset, sampler, collate_fn, workers: int, seed: int, persistent: b
     """A DataLoader over `sampler` with worker processes that survive preemption signals (loader_workers)."""
     return torch.utils.data.DataLoader(
         dataset, batch_sampler=sampler, num_workers=workers, collate_fn=collate_fn, worker_init_fn=worker_init,
-        persistent_workers=persistent, prefetch_factor=prefetch,
+        persistent_workers=persistent, prefetch_factor=prefetch, multiprocessing_context=_worker_start(),
         generator=torch.Generator().manual_seed(seed))  # not the global generator: see the module docstring
+
+
+def _worker_start() -> Optional[str]:
+    """Workers are forked on Linux, whatever multiprocessing's default: they must start with the rank's blocked
+    termination signals (loader_workers), and a spawned or forkserver worker would import torch and unpickle the
+    dataset again (seconds per pass). That default is not fork in a rank started by multiprocessing's spawn, nor
+    from Python 3.14 on. None (the default) elsewhere: macOS and Windows do not fork safely."""
+    return "fork" if sys.platform.startswith("linux") else None
 
 
 def micro_batches(dataset, consumed: int, micro: int, rank: int, dp: int, workers: int = 0,
