@@ -54,7 +54,11 @@ _RANKS_FROM = {"srun": "SLURM_PROCID / SLURM_NTASKS / SLURM_LOCALID",
 
 
 def _unevaluated(value: str) -> bool:
-    return "$(" in value or "`" in value
+    """A command substitution, or a ${NAME} the conversion left for the run (script_values.RUN_TIME_PATH_FLAGS)."""
+    return "$(" in value or "`" in value or bool(_RUN_TIME_REFERENCE.search(value))
+
+
+_RUN_TIME_REFERENCE = re.compile(r"\$\{(?:[A-Za-z_]\w*|[0-9]+)\}")
 
 
 class RunTime(str):

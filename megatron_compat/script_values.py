@@ -12,7 +12,7 @@ which variable the script writes after each option (LaunchScript.option_variable
 """
 import re
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 from .flag_spec import spec_for
 from .registry import rule_for
@@ -41,8 +41,11 @@ def _placeholder(value: str) -> str:
 
 
 def repair_argv(argv: List[str], option_variables: Dict[str, object], line: int,
-                sbatch: Optional[Dict[str, str]] = None) -> Repaired:
+                sbatch: Optional[Dict[str, str]] = None, unread_sources: Sequence[str] = ()) -> Repaired:
+    """unread_sources: files the script sources that are not here; a variable it does not set may come from them,
+    so it is not taken for the caller's environment."""
     out = Repaired(list(argv))
+    outside = lambda use: _from_outside(use, bool(unread_sources))  # noqa: E731
     k = 0
     while k < len(out.argv):
         token = out.argv[k]
@@ -66,10 +69,17 @@ def repair_argv(argv: List[str], option_variables: Dict[str, object], line: int,
                 out.argv.insert(k + 1, str(job[1]))
                 out.warnings.append(f"line {line}: {token} is given ${job[0]}, which Slurm sets from {job[2]}: "
                                     f"{job[1]} taken")
+            elif token in RUN_TIME_PATH_FLAGS and outside(use):
+                out.argv.insert(k + 1, _run_time_reference(use))
+                out.warnings.append(_given_at_run_time(token, use, out.argv[k + 1], line))
             else:
                 out.problems.append((token, _lost(token, use, line)))
         elif use.value is None and use.bare and words and not SCHEDULER_VARIABLE.fullmatch(use.name):
-            out.problems.append((token, _start_lost(token, use, words[0], line)))
+            if token in RUN_TIME_PATH_FLAGS and outside(use):
+                out.argv[k + 1] = _run_time_reference(use) + words[0]
+                out.warnings.append(_given_at_run_time(token, use, out.argv[k + 1], line))
+            else:
+                out.problems.append((token, _start_lost(token, use, words[0], line)))
         elif len(parts) > 1 and words[:len(parts)] == parts:
             if spec.nargs is None or _placeholder(value):  # a placeholder is one value, even for a list flag
                 out.argv[k + 1:k + 1 + len(parts)] = [value.strip()]
@@ -81,6 +91,34 @@ def repair_argv(argv: List[str], option_variables: Dict[str, object], line: int,
                                     f"set {use.name} to the real value")
         k += 1
     return out
+
+
+# Paths the old script takes from its arguments or its caller's environment (CHECKPOINT_PATH=$1, ${DATA_PATH}):
+# the new script passes them to the entry point when it runs (launch_script.run_time_overrides), as the old one did.
+RUN_TIME_PATH_FLAGS = frozenset((
+    "--data-path", "--train-data-path", "--valid-data-path", "--test-data-path", "--data-cache-path", "--load",
+    "--save", "--tokenizer-model", "--tokenizer-name-or-path", "--vocab-file", "--merge-file", "--tensorboard-dir",
+    "--wandb-save-dir"))
+
+
+def _from_outside(use, sources_unread: bool) -> bool:
+    """The variable is the script's argument, or its caller's: not set by the script (nor set empty by it), and no
+    sourced file that is not here could have set it."""
+    return use.name.isdigit() or "script's argument" in use.because or (use.value is None and not sources_unread)
+
+
+def _run_time_reference(use) -> str:
+    """${N} for the script's argument N (the new script takes the old one's arguments), else ${NAME}."""
+    argument = re.search(r"script's argument (\d+)", use.because)
+    return "${" + (use.name if use.name.isdigit() else argument.group(1) if argument else use.name) + "}"
+
+
+def _given_at_run_time(flag: str, use, value: str, line: int) -> str:
+    source = ("the script's argument" if use.name.isdigit() or "script's argument" in use.because
+              else "the caller's environment")
+    return (f"line {line}: {flag} is {value}, from {source} (${use.name}: {use.because}); the new launch script "
+            f"passes it to train_fsdp2.py when it runs, as the old one did: give it the same way (the YAML holds "
+            f"{value} until then)")
 
 
 def _slurm_value(use, sbatch: Dict[str, str]):

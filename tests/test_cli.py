@@ -4,6 +4,7 @@ import contextlib
 import io
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -210,21 +211,56 @@ def test_huge_arithmetic_wraps_as_bash_does(tmp_path):
     assert yaml.safe_load((tmp_path / "new.yaml").read_text())["training"]["seed"] == 7
 
 
-def test_a_path_that_would_lose_its_start_to_an_unset_variable_is_refused(tmp_path):
-    """`--save $HOME/ckpt`: nothing here sets HOME (convert_args takes the environment only from --set), so the path
-    would become /ckpt; the conversion stops and names the variable. ${X:-default} gives a value and converts."""
+def test_a_path_that_starts_with_the_callers_variable_is_passed_when_the_new_script_runs(tmp_path):
+    """`--save $HOME/ckpt`: nothing here sets HOME (convert_args takes the environment only from --set); cut to
+    /ckpt the path would be wrong, so the new script passes it as the old one had it, with HOME live, and says so.
+    --set gives the value now; ${X:-default} gives a value and converts."""
     script = tmp_path / "run.sh"
     tiny = _TINY_GPT.replace("--save /ckpt/x", "--save $HOME/ckpt/x")
     script.write_text(f"torchrun --nproc_per_node 8 pretrain_gpt.py {tiny}\n")
     out = ["-o", str(tmp_path / "new.yaml"), "--script-out", str(tmp_path / "n.sh")]
     code, _, err = run_convert([str(script)] + out)
-    assert code == 1 and not (tmp_path / "new.yaml").exists()
-    assert "--save is written --save $HOME..., and $HOME is not set by the script: the value would become " \
-           "'/ckpt/x', without its start" in err and '--set HOME="$HOME"' in err
+    assert code == 0, err
+    assert "--save is ${HOME}/ckpt/x, from the caller's environment" in err
+    assert yaml.safe_load((tmp_path / "new.yaml").read_text())["training"]["output_dir"] == "${HOME}/ckpt/x"
+    assert '--training.output_dir \\\n    "${HOME}/ckpt/x"' in (tmp_path / "n.sh").read_text()
     assert run_convert([str(script), "--set", "HOME=/home/me"] + out)[0] == 0
     assert yaml.safe_load((tmp_path / "new.yaml").read_text())["training"]["output_dir"] == "/home/me/ckpt/x"
+    assert "--training.output_dir" not in (tmp_path / "n.sh").read_text()
     script.write_text(f"torchrun --nproc_per_node 8 pretrain_gpt.py {_TINY_GPT} --seed ${{SEED:-7}}\n")
     assert run_convert([str(script)] + out)[0] == 0
+
+
+@pytest.mark.skipif(shutil.which("bash") is None, reason="needs bash")
+def test_paths_from_the_scripts_arguments_are_the_new_scripts_arguments(tmp_path):
+    """Megatron-LM's examples take their paths as arguments (CHECKPOINT_PATH=$1, DATA_PATH=$2). Converted without
+    them, the new script takes the same arguments and passes those paths to train_fsdp2.py; a number taken from an
+    argument still stops the conversion (the config needs it)."""
+    tiny = _TINY_GPT.replace("--save /ckpt/x", "--save $CHECKPOINT_PATH")
+    tiny = re.sub(r"--data-path \S+", "--data-path $DATA_PATH", tiny) if "--data-path" in tiny else \
+        tiny + " --data-path $DATA_PATH"
+    script = tmp_path / "run.sh"
+    script.write_text(f"CHECKPOINT_PATH=$1\nDATA_PATH=$2\ntorchrun --nproc_per_node 2 pretrain_gpt.py {tiny}\n")
+    new_yaml, new_sh = tmp_path / "new.yaml", tmp_path / "n.sh"
+    code, _, err = run_convert([str(script), "-o", str(new_yaml), "--script-out", str(new_sh)])
+    assert code == 0, err
+    assert "--save is ${1}, from the script's argument ($CHECKPOINT_PATH" in err
+    stub = 'torchrun() { printf "%s\\n" "$@"; }\nexport -f torchrun\n'
+    out = subprocess.run(["bash", "-c", stub + 'source "$0" "$@"', str(new_sh), "/ckpt/run1", "0.3 /d/a 0.7 /d/b"],
+                         capture_output=True, text=True, check=True).stdout.splitlines()
+    given = {flag: out[out.index(flag) + 1] for flag in ("--training.output_dir", "--data.dataset")}
+    assert given == {"--training.output_dir": "/ckpt/run1", "--data.dataset": "0.3 /d/a 0.7 /d/b"}
+    cfg = load_config(str(new_yaml), [w for pair in given.items() for w in pair])
+    assert (cfg.training.output_dir, cfg.data.dataset) == ("/ckpt/run1", "0.3 /d/a 0.7 /d/b")
+    alone = subprocess.run([sys.executable, os.path.join(ROOT, "train_fsdp2.py"), str(new_yaml)], cwd=tmp_path,
+                           capture_output=True, text=True, env={**os.environ, "PYTHONPATH": ROOT}, timeout=300)
+    assert alone.returncode != 0 and not (tmp_path / "${1}").exists()  # the YAML alone: no directory named ${1}
+    assert "train_fsdp2.py: error: data.dataset is '${2}'; training.output_dir is '${1}': a value the converted " \
+           "launch script gives when it runs" in alone.stderr, alone.stderr[-2000:]
+    assert "Traceback" not in alone.stderr
+    script.write_text(f"LAYERS=$1\ntorchrun --nproc_per_node 2 pretrain_gpt.py {_TINY_GPT} --num-layers $LAYERS\n")
+    code, _, err = run_convert([str(script), "-o", str(new_yaml), "--script-out", str(new_sh)])
+    assert code == 1 and "--num-layers has no value" in err
 
 
 @pytest.mark.skipif(shutil.which("bash") is None, reason="needs bash")
@@ -236,7 +272,7 @@ def test_a_path_computed_by_a_command_is_computed_again_when_the_new_script_runs
     script.write_text(f"torchrun --nproc_per_node 2 pretrain_gpt.py {tiny}\n")
     new_yaml, new_sh = tmp_path / "new.yaml", tmp_path / "n.sh"
     assert run_convert([str(script), "-o", str(new_yaml), "--script-out", str(new_sh)])[0] == 0
-    assert "# training.output_dir holds a command the conversion did not run" in new_yaml.read_text()
+    assert "# training.output_dir is known only when the new script runs" in new_yaml.read_text()
     text = new_sh.read_text()
     assert '--training.output_dir \\\n    "/ckpt/run-$(date +%Y)"' in text, text
     stub = 'torchrun() { printf "%s\\n" "$@"; }\nexport -f torchrun\n'

@@ -487,10 +487,15 @@ def test_no_data_and_an_unset_argument_fail_clearly(tmp_path, capsys):
 torchrun --nproc_per_node 2 pretrain_gpt.py {SCRIPT_FLAGS} --tokenizer-name-or-path /tok --mock-data --load $CKPT \\
     --save /ckpt
 """)
-    err = capsys.readouterr().err
-    assert code == 1 and "--load has no value (line 2): it is written --load $CKPT, and $CKPT is set from the " \
-                         "script's argument 1 ($1), which was not given; pass the script's arguments after --" in err
+    err = capsys.readouterr().err  # a path from the script's argument: the new script takes the same argument
+    assert code == 0 and "--load is ${1}, from the script's argument ($CKPT: $CKPT is set from the script's " \
+                         "argument 1 ($1), which was not given); the new launch script passes it" in err
     assert "expects one value" not in err
+    code, _ = _convert(tmp_path, f"""MBS=$1
+torchrun --nproc_per_node 2 pretrain_gpt.py {SCRIPT_FLAGS.replace("--micro-batch-size 2 ", "")} --mock-data \
+    --tokenizer-name-or-path /tok --micro-batch-size $MBS --save /ckpt
+""")
+    assert code == 1 and "--micro-batch-size has no value" in capsys.readouterr().err  # a number cannot wait
 
 
 def test_megatron_off_values_of_exit_interval_and_eval_iters():

@@ -157,7 +157,7 @@ def convert(args) -> int:
         print(f"convert_args: {exc}", file=sys.stderr)
         return 2
     repaired = repair_argv(launch.argv, launch.option_variables, launch.entry_line,
-                           sbatch_directives("\n".join(launch.directives)))
+                           sbatch_directives("\n".join(launch.directives)), launch.unread_sources)
     for warning in repaired.warnings:
         print(f"{args.script}: WARNING: {warning}", file=sys.stderr)
     result = translate(repaired.argv, world_size=launch.world_size, entry=judged.translate_as or "pretrain_gpt.py",
@@ -213,8 +213,9 @@ def _write_outputs(args, launch, result, warnings=()):
                       " was ignored (unknown here; --allow-unknown-flags)\n" for flag in result.ignored)
     header += "".join(f"# WARNING: {warning}\n" for warning in warnings)
     overrides = run_time_overrides(config_to_sections(result.config, only_changed=True))
-    header += "".join(f"# {flag[2:]} holds a command the conversion did not run: {os.path.basename(script_path)} "
-                      f"computes it when it runs and passes it as {flag}\n" for flag in overrides[::2])
+    header += "".join(f"# {flag[2:]} is known only when the new script runs (a command, or the old script's "
+                      f"arguments or caller's environment): {os.path.basename(script_path)} computes it and passes "
+                      f"it as {flag}\n" for flag in overrides[::2])
     write_text_atomic(yaml_path, header + dump_yaml(result.config, only_changed=True))
     script = render_launch_script(launch, "train_fsdp2.py", [yaml_path] + overrides, args.script)
     write_text_atomic(script_path, script)

@@ -10,6 +10,7 @@ import torch.distributed as dist
 
 from fsdp2_core.config import ConfigError, global_batch_size, padded_vocab_size, resolve_batch
 from fsdp2_core.config.batch_schedule import build_batch_schedule, has_batch_schedule
+from fsdp2_core.config.run_time_values import check_resolved
 from fsdp2_core.device import init_distributed
 from fsdp2_core.kernels import apply_kernels
 from fsdp2_core.models.build import build_model, count_parameters, materialize
@@ -144,6 +145,7 @@ def run_training(cfg, datasets: Optional[Sequence] = None, *, checkpoint: Checkp
         print_fn("deterministic mode: torch.use_deterministic_algorithms(True)"
                  + (f"; environment: {', '.join(settings)}" if settings else ""))
     t = cfg.training
+    check_resolved(cfg)  # `${1}` left for the converted launch script to give is no directory name
     check_output_dir(t.output_dir, rank)  # a file or a read-only --save stops every rank here, together
     dp = resolve_batch(cfg, world)
     mesh = build_mesh(cfg.parallel, world, device.type)

@@ -109,6 +109,7 @@ class Shell(Expansion, Conditions, ControlFlow, Subshells):
         self.output_frames: list[OutputFrame] = []
         self.cwd = os.getcwd()  # the folder the script runs in: convert_args' own, changed by the script's `cd`s
         self.setup_sources: list[str] = []  # `source` lines that set up the environment, as written (other_files.py)
+        self.unread_sources: list[str] = []  # files sourced that are not here: the variables they set are unknown
         self.cwd_assumed = True  # cwd still depends on where the script is started (no `cd` to an absolute path)
         self.start_folder = self.cwd  # where the script starts: convert_args' own folder, taken for the user's
         self.start_folder_reads: list[str] = []  # `pwd`, $PWD, $PBS_O_WORKDIR read as that folder (one list)

@@ -308,7 +308,8 @@ def make_launch(shell: Shell, stage: Stage, entry: str, argv: list[str], temp_en
         exports=exports, export_lines=export_lines, export_templates=inherited,
         wrappers=wrappers, world_size=world, world_size_source=source, variables=variables,
         files=dict(shell.files), option_variables=options,
-        outputs=launch_outputs(shell), setup_sources=list(dict.fromkeys(shell.setup_sources)))
+        outputs=launch_outputs(shell), setup_sources=list(dict.fromkeys(shell.setup_sources)),
+        unread_sources=list(dict.fromkeys(shell.unread_sources)))
 
 
 def _msrun_nodes(values: dict) -> str | None:

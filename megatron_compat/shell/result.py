@@ -82,6 +82,7 @@ class LaunchScript:
     outputs: list[Output] = field(default_factory=list)
     # `source` lines that set up the machine's environment (a virtualenv, modules, the CANN toolkit), as written
     setup_sources: list[str] = field(default_factory=list)
+    unread_sources: list[str] = field(default_factory=list)  # sourced files not here (variables they set unknown)
 
     @property
     def entry_name(self) -> str:

@@ -68,6 +68,7 @@ class Subshells:
         nodes = self._parsed_file(found, f"'{name} {target}'", line) if found else None
         if nodes is None:
             if not found:
+                self.unread_sources.append(target)
                 self.warn(line, f"'{name} {target}' not evaluated (no such file here): variables it sets are "
                                 f"unknown here")
             return None
@@ -178,6 +179,7 @@ class Subshells:
         child.cwd, child.cwd_assumed = self.cwd, self.cwd_assumed
         child.start_folder, child.start_folder_reads = self.start_folder, self.start_folder_reads
         child.setup_sources = self.setup_sources
+        child.unread_sources = self.unread_sources
         child.job_counts = self.job_counts
         child.launches_seen = self.launches_seen
         child.on_script_without_launch = self.on_script_without_launch
