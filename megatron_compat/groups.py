@@ -633,7 +633,7 @@ def _deepspeed_config_missing(t, path):
     another step makes): the flags, which Megatron-DeepSpeed scripts fill the config's template from, decide; said
     loudly, since DeepSpeed would have clipped by the file's gradient_clipping alone."""
     clip = t.given.get("--clip-grad", "1.0 (Megatron's default)")
-    precision = "bf16" if t.given.get("--bf16") else "fp16" if t.given.get("--fp16") else "fp32"
+    precision = t.values.get("param_dtype") or "fp32"  # --bf16 / --fp16, as mapped; Megatron's default otherwise
     t.notes.append(f"WARNING: --deepspeed_config {path} is not here, and the script does not write it: the batch, "
                    f"precision ({precision}) and gradient clipping (--clip-grad {clip}) come from the Megatron flags. "
                    f"Under DeepSpeed the file decides clipping (none when it has no gradient_clipping) and must agree "

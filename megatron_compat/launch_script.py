@@ -16,6 +16,7 @@ import os
 import re
 import shlex
 
+from fsdp2_core.config.run_time_values import RUN_TIME_REFERENCE
 from megatron_compat.shell import LaunchScript
 from megatron_compat.shell.launchers import LAUNCHERS, PER_RANK, ROLES, option_key
 from megatron_compat.shell.lex import Unterminated, scan_backtick, scan_brace, scan_paren
@@ -55,10 +56,7 @@ _RANKS_FROM = {"srun": "SLURM_PROCID / SLURM_NTASKS / SLURM_LOCALID",
 
 def _unevaluated(value: str) -> bool:
     """A command substitution, or a ${NAME} the conversion left for the run (script_values.RUN_TIME_PATH_FLAGS)."""
-    return "$(" in value or "`" in value or bool(_RUN_TIME_REFERENCE.search(value))
-
-
-_RUN_TIME_REFERENCE = re.compile(r"\$\{(?:[A-Za-z_]\w*|[0-9]+)\}")
+    return "$(" in value or "`" in value or bool(RUN_TIME_REFERENCE.search(value))
 
 
 class RunTime(str):

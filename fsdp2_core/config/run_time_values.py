@@ -6,16 +6,18 @@ from __future__ import annotations
 
 import re
 
-from .schema import FIELD_INDEX, ConfigError, field_section
+from .schema import ConfigError
+from .yaml_io import config_to_sections
 
-_UNRESOLVED = re.compile(r"\$\((?!\()|\$\{(?:[A-Za-z_]\w*|[0-9]+)\}")  # not a backtick: chat templates hold code fences
+# `${NAME}` / `${1}` as tools/convert_args.py writes a value the new launch script gives (script_values.py)
+RUN_TIME_REFERENCE = re.compile(r"\$\{(?:[A-Za-z_]\w*|[0-9]+)\}")
+_UNRESOLVED = re.compile(r"\$\((?!\()|" + RUN_TIME_REFERENCE.pattern)  # not a backtick: chat templates hold code fences
 
 
 def check_resolved(cfg) -> None:
     """Raise ConfigError naming each text field that still holds a reference only the launch script resolves."""
-    found = [(f"{field_section(name)}.{name}", value) for name in FIELD_INDEX
-             for value in [getattr(getattr(cfg, field_section(name)), name)]
-             if isinstance(value, str) and _UNRESOLVED.search(value)]
+    found = [(f"{section}.{name}", value) for section, fields in config_to_sections(cfg).items()
+             for name, value in fields.items() if isinstance(value, str) and _UNRESOLVED.search(value)]
     if found:
         listed = "; ".join(f"{key} is {value!r}" for key, value in found)
         raise ConfigError(f"{listed}: a value the converted launch script gives when it runs (from its arguments, "

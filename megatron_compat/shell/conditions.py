@@ -99,9 +99,7 @@ class Conditions:
         """bash reads an unset name as 0; but a scheduler's variable (SLURM_NNODES) is unset here only because the
         job has not started: it is the count the job's #SBATCH lines fix, or a value known only at run time."""
         if name in self.job_counts:
-            value, directive = self.job_counts[name]
-            self.warn(line, f"${name} in arithmetic read as {value}, from the job's {directive}")
-            return value
+            return self._job_count(name, f"${name}", line)
         if SCHEDULER_VARIABLE.fullmatch(name):
             raise ValueError(f"${name} is set by the scheduler at run time")
         if name in BASH_RUN_TIME:
@@ -115,13 +113,17 @@ class Conditions:
         inherited = template.split("\x00")[1::2]
         alone = inherited[0] if len(inherited) == 1 and template == f"\x00{inherited[0]}\x00" else None
         if alone in self.job_counts:
-            value, directive = self.job_counts[alone]
-            self.warn(line, f"${name} (set from ${alone}) in arithmetic read as {value}, from the job's {directive}")
-            return value
+            return self._job_count(alone, f"${name} (set from ${alone})", line)
         run_time = [n for n in inherited if SCHEDULER_VARIABLE.fullmatch(n) or n in BASH_RUN_TIME]
         if run_time:
             raise ValueError(f"${name} is set from ${run_time[0]}, which only the running job has")
         return 0
+
+    def _job_count(self, name: str, shown: str, line: int) -> int:
+        """What the job's #SBATCH lines fix the scheduler's variable `name` to, said as `shown` is read."""
+        value, directive = self.job_counts[name]
+        self.warn(line, f"{shown} in arithmetic read as {value}, from the job's {directive}")
+        return value
 
     # ---------------------------------------------------------------- tests
     def test_double_bracket(self, words: list, line: int):
