@@ -11,9 +11,10 @@ transformers' chunked scan on tiny shapes:
   h_t = exp(dt·A) · h_{t-1} + dt · x_t ⊗ B_t;  y_t = h_t · C_t + D · x_t    (head h reads group h // (heads/groups))
   y = RMSNorm over groups of d_inner / groups (eps 1e-5) of y · silu(z), times its weight  (gate before norm)
   out = out_proj(y), no bias
-One difference is real: transformers' NemotronHMamba2Mixer clamps dt from below at time_step_min (0.001), which
-megatron-core does not. The reference takes that floor as a parameter: with it, the reference equals transformers
-whatever dt is (so nothing else differs); without it, they agree where dt stays above 0.001 (the docs note the rest)."""
+One difference was real up to transformers 5.24: its NemotronHMamba2Mixer clamped dt from below at time_step_min
+(0.001), which megatron-core does not; from 5.25 it clamps at the config's time_step_limit, (0.0, inf) by default.
+The reference takes that floor as a parameter: with it, the reference equals transformers whatever dt is (so nothing
+else differs); without it, they agree where dt stays above the floor (the docs note the rest)."""
 import torch
 import torch.nn.functional as F
 
@@ -76,17 +77,20 @@ def test_transformers_mixer_computes_megatron_cores_equations():
 
 
 def test_the_only_difference_is_transformers_dt_floor():
-    """Large dt projections: some dt fall below 0.001. transformers equals the reference with its floor, and differs
-    from megatron-core's (no floor) there."""
+    """Large dt projections: some dt fall below 0.001. transformers equals the reference with the floor its mixer
+    applies (time_step_limit's low end: time_step_min 0.001 up to transformers 5.24, the config's 0.0 from 5.25, as
+    megatron-core), and differs from megatron-core's where that floor is above 0."""
     mixer = _mixer()
+    floor = float(mixer.time_step_limit[0])
+    assert floor in (0.0, 1e-3)
     x = torch.randn(2, 19, 32)
     with torch.no_grad():
         ours = mixer(x)
-        floored, _ = megatron_mamba_mixer(mixer, x, dt_floor=1e-3)
+        floored, _ = megatron_mamba_mixer(mixer, x, dt_floor=floor)
         megatron, dt = megatron_mamba_mixer(mixer, x)
     assert dt.min() < 1e-3
     torch.testing.assert_close(ours, floored, rtol=1e-4, atol=1e-5)
-    assert not torch.allclose(ours, megatron, rtol=1e-4, atol=1e-5)
+    assert torch.allclose(ours, megatron, rtol=1e-4, atol=1e-5) == (floor == 0.0)
 
 
 def test_the_reference_is_causal_and_uses_every_part():
