@@ -463,7 +463,7 @@ class OptimizationArguments:
     use_fused_rotary_pos_emb: bool = _f(False, "Fused rotary position embedding kernel.")
     use_flash_attn: bool = _f(False, "Flash attention kernel.")
     use_triton_gdn: bool = _f(False, "Triton kernels for Gated DeltaNet.")
-    compile_blocks: bool = _f(False, "torch.compile each transformer block (after recompute, before FSDP), as "
+    compile_blocks: bool = _f(False, "torch.compile each transformer block (before recompute and FSDP), as "
                               "torchtitan does; same losses as eager.", extension=True)
 
 

@@ -1,4 +1,4 @@
-"""`compile_blocks`: torch.compile per transformer block, after recompute and before FSDP (torchtitan's order).
+"""`compile_blocks`: torch.compile per transformer block, before recompute and FSDP.
 
 Each block's own `forward` is compiled in place (parameter names unchanged, no `_orig_mod`
 prefix), so FSDP's hooks, which run around `__call__`, stay outside the compiled region and

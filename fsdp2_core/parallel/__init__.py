@@ -51,18 +51,17 @@ def parallelize(model: nn.Module, cfg, mesh: Mesh) -> nn.Module:
         apply_expert_parallel(model, mesh, p)
     if mesh.cp is not None:
         apply_context_parallel(model, mesh.cp, mesh.dims.tp)
-    # torchtitan's order compiles after recompute. Under tensor parallelism torch 2.13 cannot compile the
-    # checkpointed region (it tries to save the DTensors' device mesh for backward), so there the blocks are
-    # compiled first and recompute wraps the compiled forward (same saved activations: the block inputs).
-    compile_first = cfg.optimization.compile_blocks and mesh.tp is not None
-    if compile_first:
+    # Blocks are compiled before recompute wraps them, so the checkpoint runs the compiled forward (same saved
+    # activations: the block inputs). torchtitan compiles the checkpointed region instead, but torch 2.13 cannot
+    # trace it under tensor parallelism (it tries to save the DTensors' device mesh for backward), nor through
+    # transformers >= 5.25's attention, whose `kernels` wrapper sets a global inside the checkpoint: dynamo then
+    # leaves the whole block eager (tests/kernels/test_compile.py).
+    if cfg.optimization.compile_blocks:
         apply_compile(model)
     if p.recompute:
         wrapped = apply_recompute(model, p.recompute_modules)
         if not wrapped:
             raise ConfigError(f"recompute is on but no module matches recompute_modules {p.recompute_modules}")
-    if cfg.optimization.compile_blocks and not compile_first:
-        apply_compile(model)  # after recompute, before FSDP (torchtitan's order)
     if experts:
         mp = MixedPrecisionPolicy(param_dtype=DTYPES[p.param_dtype], reduce_dtype=DTYPES[p.reduce_dtype])
         shard_experts(model, mesh, p, mp)

@@ -1,4 +1,4 @@
-"""compile_blocks: each transformer block's forward compiled (after recompute, before FSDP); same losses as eager."""
+"""compile_blocks: each transformer block's forward compiled (before recompute and FSDP); same losses as eager."""
 
 import pytest
 import torch.nn as nn
