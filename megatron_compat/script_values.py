@@ -104,18 +104,16 @@ RUN_TIME_PATH_FLAGS = frozenset((
 def _from_outside(use, sources_unread: bool) -> bool:
     """The variable is the script's argument, or its caller's: not set by the script (nor set empty by it), and no
     sourced file that is not here could have set it."""
-    return use.name.isdigit() or "script's argument" in use.because or (use.value is None and not sources_unread)
+    return bool(use.argument) or (use.value is None and not sources_unread)
 
 
 def _run_time_reference(use) -> str:
     """${N} for the script's argument N (the new script takes the old one's arguments), else ${NAME}."""
-    argument = re.search(r"script's argument (\d+)", use.because)
-    return "${" + (use.name if use.name.isdigit() else argument.group(1) if argument else use.name) + "}"
+    return "${" + (use.argument or use.name) + "}"
 
 
 def _given_at_run_time(flag: str, use, value: str, line: int) -> str:
-    source = ("the script's argument" if use.name.isdigit() or "script's argument" in use.because
-              else "the caller's environment")
+    source = "the script's argument" if use.argument else "the caller's environment"
     return (f"line {line}: {flag} is {value}, from {source} (${use.name}: {use.because}); the new launch script "
             f"passes it to train_fsdp2.py when it runs, as the old one did: give it the same way (the YAML holds "
             f"{value} until then)")
@@ -156,7 +154,7 @@ def _join_angle_placeholder(out: Repaired, k: int, line: int) -> None:
 
 
 def _lost(flag: str, use, line: int) -> str:
-    if use.name.isdigit() or "script's argument" in use.because:
+    if use.argument:
         how = "pass the script's arguments after --: tools/convert_args.py SCRIPT -- ARG1 ARG2 ..."
     else:
         how = f"give it a value: tools/convert_args.py --set {use.name}=VALUE SCRIPT, or set it in the script"
@@ -165,7 +163,7 @@ def _lost(flag: str, use, line: int) -> str:
 
 def _start_lost(flag: str, use, rest: str, line: int) -> str:
     """`--save $HOME/ckpt` with HOME unset here: the path would lose its start and point elsewhere (/ckpt)."""
-    if use.name.isdigit() or "script's argument" in use.because:
+    if use.argument:
         how = "pass the script's arguments after --: tools/convert_args.py SCRIPT -- ARG1 ARG2 ..."
     else:
         how = (f"give it: tools/convert_args.py --set {use.name}=VALUE SCRIPT (your shell's own value: "

@@ -21,6 +21,7 @@ class OptionVariable:
     value: str | None      # its value at the launch line; None when nothing sets it
     because: str           # why it is empty, when it is: "$DATA_BLEND is not set by the script"
     bare: bool = True      # written $NAME / ${NAME}, not ${NAME:-default} (or another operator) that gives a value
+    argument: str = ""     # the script's positional argument it is, or is set from, when empty: "1" for $1 or X=$1
 
 
 # an option, then (after `=`, blanks or a line continuation, and maybe a quote) the variable written as its value
@@ -80,19 +81,31 @@ def option_variables(shell: Shell, argv: list[str]) -> dict[str, OptionVariable]
         bare, name = not name.endswith("?"), name.rstrip("?")
         value = shell.lookup(name) if name.isdigit() else _value_of(shell, name)
         empty = not isinstance(value, str) or not value.strip()  # blanks alone: bash's splitting leaves nothing
+        argument = _argument_behind(shell, name) if empty else ""
         out[option] = OptionVariable(option, name, value if isinstance(value, str) else None,
-                                     _why_empty(shell, name) if empty else "", bare)
+                                     _why_empty(shell, name, argument) if empty else "", bare, argument)
     return out
 
 
 _POSITIONAL = re.compile(r"\$\{?([0-9]+)")
 
 
-def _why_empty(shell: Shell, name: str) -> str:
+def _raw_assignment(shell: Shell, name: str) -> str:
+    return next((sc.raw_values[name] for sc in scopes(shell) if name in sc.raw_values), "")
+
+
+def _argument_behind(shell: Shell, name: str) -> str:
+    """The script's positional argument an empty variable is ("1" for $1) or is set from (X=$1), else ""."""
+    if name.isdigit():
+        return name
+    positional = _POSITIONAL.findall(_raw_assignment(shell, name))
+    return positional[0] if positional else ""
+
+
+def _why_empty(shell: Shell, name: str, argument: str) -> str:
     if name.isdigit():
         return f"${name} is the script's argument {name}, which was not given"
-    raw = next((sc.raw_values[name] for sc in scopes(shell) if name in sc.raw_values), "")
-    positional = _POSITIONAL.findall(raw)
-    if positional:
-        return f"${name} is set from the script's argument {positional[0]} ({raw.strip()}), which was not given"
+    if argument:
+        raw = _raw_assignment(shell, name).strip()
+        return f"${name} is set from the script's argument {argument} ({raw}), which was not given"
     return describe_empty(shell, name).because
