@@ -38,6 +38,7 @@ from .launchers import (
     match_launcher,
     parse_options,
     slurm_count,
+    starts_training,
 )
 from .lex import Lexer
 from .lost_values import describe_empty, entry_lost, launcher_options, scopes, value_split_into_the_entry
@@ -85,7 +86,6 @@ def outer_launcher(text: str) -> tuple[str, str] | None:
     return (_OUTER_LAUNCHER[found.group(1).split("_")[0]], found.group(1)) if found else None
 
 
-_LAUNCHABLE = re.compile(r"python[\d.]*|torchrun|deepspeed")  # programs a wrapper script's arguments may start
 _PYTHON_OPTIONS = {"-m", "-u", "-B", "-O", "-OO", "-W", "-X", "-E", "-s", "-I"}
 _EMPTIED = re.compile(r"\$\{?([A-Za-z_]\w*|[1-9])")
 
@@ -185,7 +185,7 @@ class Recognizer:
         whose own text led to no launch (NVIDIA's CPU-binding bind.sh) or is not here (`missing`), is read as a
         wrapper that runs them, and kept in front of the command in the new script. False when no argument starts a
         known program."""
-        start = next((k for k, f in enumerate(fields[1:], 1) if _LAUNCHABLE.fullmatch(os.path.basename(f))), None)
+        start = next((k for k, f in enumerate(fields[1:], 1) if starts_training(f)), None)
         if start is None:
             return False
         why = "is not here" if missing else "led to no launch by itself"

@@ -16,11 +16,17 @@ from typing import Callable
 
 PER_RANK, SPAWNER, WRAPPER = "per-rank", "spawner", "wrapper"
 
+# Programs that start training themselves; a wrapper script's arguments that start with one are its command.
+_TRAINING_PROGRAMS = r"python[\d.]*|torchrun|deepspeed"
 # Programs a wrapped command may start with: an option followed by one of these takes no value.
-_COMMANDS = re.compile(r"(python[\d.]*|torchrun|deepspeed|msrun|bash|sh|env|numactl|nohup|uv|srun|mpirun|mpiexec|"
+_COMMANDS = re.compile(rf"({_TRAINING_PROGRAMS}|msrun|bash|sh|env|numactl|nohup|uv|srun|mpirun|mpiexec|"
                        r"taskset|time|exec|apptainer|singularity)")
 _NUMBER = re.compile(r"-?\d+")
 _SCHEDULER_VALUE = re.compile(r"\$\{?[A-Za-z_]\w*\}?")
+
+
+def starts_training(word: str) -> bool:
+    return bool(re.fullmatch(_TRAINING_PROGRAMS, os.path.basename(word)))
 
 
 def looks_like_command(word: str) -> bool:
