@@ -9,7 +9,7 @@ import pytest
 
 from megatron_compat.shell import read_launch_script
 
-SETUP = "X=--lr=3e-4\nN=1001\nNAME=Llama-3\n"
+SETUP = "X=--lr=3e-4\nN=1001\nNAME=Llama-3\nARR=(pretrain_gpt.py --data-path '/d a/t' --empty '' --q 'a$b\"c')\n"
 
 CASES = [
     "$(echo $X | cut -f1 -d=)",
@@ -35,6 +35,10 @@ CASES = [
     '$([ "$NAME" = Llama-3 ] && echo --swiglu)',
     '$([[ $NAME == GPT* ]] && echo --learned || echo --rope)',
     "$(for i in 1 2 3; do echo -n $i,; done)",
+    '$(printf " %q" "${ARR[@]}")',
+    "$(printf '%s-%d|' a $N b)",
+    "$(printf '%-6s|%4d' ab 7)",
+    "$(printf 'x%%y %s\\n' $NAME)",
 ]
 
 

@@ -352,3 +352,11 @@ def test_finetune_without_load_trains_from_scratch_as_megatron_does():
     assert cfg.training.finetune is False and cfg.training.resume_from_checkpoint is None
     assert "WARNING: --finetune without --load" in result.report()
     assert any(line.flag == "--finetune" and "stays false" in line.text for line in result.lines)
+
+
+def test_bert_dataset_settings_in_a_gpt_script_are_ignored_as_megatron_ignores_them():
+    # MindSpeed's own GPT test scripts pass --short-seq-prob; only the BERT/T5 datasets read it (and --mask-prob)
+    result, _ = ok(BASE + ["--short-seq-prob", "0.0", "--mask-prob", "0.15"])
+    lines = {line.flag: line for line in result.lines}
+    assert lines["--short-seq-prob"].status == lines["--mask-prob"].status == "absorbed"
+    assert "BERT and T5 datasets" in lines["--short-seq-prob"].text

@@ -5,6 +5,7 @@ r"""Command substitutions that only reshape text or numbers the script already h
     DECAY=$(python3 -c "print(int($ITERS * 0.2))")  arithmetic bash cannot do (floats)
     TOKENS=$(echo "$BILLIONS*1000000000/1" | bc)     the same with bc (shell/bc.py)
     GBS=$(expr $NNODES \* 4)                          expr's integer arithmetic
+    ARGS=$(printf " %q" "${CMD[@]}")                  printf's %s / %q / %d, to pass an array through bash -c
     HERE=$(python3 -c 'import os; print(os.getcwd())')
     EXTRA=$(if [ "$OFFLOAD" = true ]; then echo ',"offload": {...}'; fi)   control flow around echo
 
@@ -23,6 +24,7 @@ from .runtime import SCHEDULER_VARIABLE, holds_command_output, scheduler_referen
 from .signals import Exit
 
 _PYTHON = ("python", "python3")
+_TEXT_PROGRAMS = ("echo", "printf", "python", "cut", "tr", "seq", "bc", "expr")
 _PARAMETER = re.compile(r"\$\{?([A-Za-z_][A-Za-z0-9_]*|[0-9])")
 _LOOP_VARIABLE = re.compile(r"\bfor\s+([A-Za-z_]\w*)\s+in\b")
 _GETCWD = {"import os; print(os.getcwd())", "import os;print(os.getcwd())"}
@@ -54,7 +56,9 @@ def _values_known(shell, text: str) -> bool:
         if name in own:
             continue
         value = shell.lookup(name)
-        if not isinstance(value, str) or holds_command_output(value) or SCHEDULER_VARIABLE.fullmatch(name) \
+        values = value if isinstance(value, list) else [value]  # an array: each of its elements
+        if not all(isinstance(v, str) and not holds_command_output(v) for v in values) \
+                or SCHEDULER_VARIABLE.fullmatch(name) \
                 or scheduler_references(shell.templates.get(name, "").replace("\x00", "$")):
             return False
     return True
@@ -63,7 +67,7 @@ def _values_known(shell, text: str) -> bool:
 def _pipeline_fields(shell, text: str, line: int) -> list[list[str]] | None:
     """The expanded fields of each command of a single pipeline of simple commands; None for anything else."""
     words = text.split(maxsplit=1)
-    if not words or (not any(name in text for name in ("echo", "python", "cut", "tr", "seq", "bc", "expr")) and
+    if not words or (not any(name in text for name in _TEXT_PROGRAMS) and
                      words[0] not in shell.functions):
         return None
     try:
@@ -94,6 +98,8 @@ def _producer(shell, fields: list[str], line: int) -> str | None:
         return _python_print(shell, fields[2], line)
     if fields[0] == "seq":
         return _seq(fields[1:])
+    if fields[0] == "printf" and len(fields) > 1 and not fields[1].startswith("-"):
+        return _printf(fields[1], fields[2:])
     if fields[0] == "expr":
         return _expr(fields[1:])
     if fields[0] in shell.functions:
@@ -166,6 +172,52 @@ def _expr(args: list[str]) -> str | None:
     for op, value in zip(ops, terms[1:]):
         total = total + value if op == "+" else total - value
     return f"{total}\n"
+
+
+_PRINTF_PART = re.compile(r"%%|%(-?\d*)([sqd])|%|\\[ntr\\\"']|\\|[^%\\]+")
+_PRINTF_ESCAPES = {"\\n": "\n", "\\t": "\t", "\\r": "\r", "\\\\": "\\", '\\"': '"', "\\'": "'"}
+_SHELL_SAFE = re.compile(r"[\w@%+=:,./-]+")
+
+
+def _shell_quoted(value: str) -> str | None:
+    """bash's printf %q: the value as one word bash reads back unchanged (special characters backslashed)."""
+    if value == "":
+        return "''"
+    if _SHELL_SAFE.fullmatch(value):
+        return value
+    if "\n" in value:
+        return None
+    return "".join(c if _SHELL_SAFE.fullmatch(c) else "\\" + c for c in value)
+
+
+def _printf(form: str, args: list[str]) -> str | None:
+    """printf FORMAT ARGS with %s, %q, %d (and a width), %% and backslash escapes; the format is reused while
+    arguments remain, as bash does. Any other conversion is left to run time (None)."""
+    parts = list(_PRINTF_PART.finditer(form))
+    if any(m.group(0) == "%" for m in parts):
+        return None  # a conversion not computed here (%f, %x, %b, ...)
+    conversions = sum(1 for m in parts if m.group(2))
+    out, k = [], 0
+    while True:
+        for m in parts:
+            text, width, kind = m.group(0), m.group(1), m.group(2)
+            if not kind:
+                out.append("%" if text == "%%" else _PRINTF_ESCAPES.get(text, text))
+                continue
+            arg = args[k] if k < len(args) else ""
+            k += 1
+            if kind == "d":
+                arg = arg or "0"
+                if not re.fullmatch(r"[-+]?\d+", arg):
+                    return None
+                arg = str(int(arg))
+            elif kind == "q":
+                arg = _shell_quoted(arg)
+                if arg is None:
+                    return None
+            out.append(f"{arg:{'<' if width.startswith('-') else '>'}{width.lstrip('-')}}" if width else arg)
+        if not conversions or k >= len(args):
+            return "".join(out)
 
 
 def _seq(args: list[str]) -> str | None:
