@@ -5,6 +5,7 @@ Family choice follows what the flags describe:
                                                                   kernel, unless --no-bias-gelu-fusion)
       ... with multi-query attention (one key/value head)        -> gpt_bigcode
   rope + LayerNorm + GeLU (+ biases)                             -> gpt_neox, sequential residual (arch/layernorm.py)
+  rope + LayerNorm + SwiGLU (no biases but q/k/v's)              -> stablelm (arch/layernorm.py)
   ALiBi + --embed-layernorm + LayerNorm + GeLU (+ biases)        -> bloom (arch/layernorm.py)
   rope + RMSNorm + gated GeLU (--geglu/--gelu-tanh) + --input-embeds-norm -> gemma (arch/gemma.py)
   rope + RMSNorm + SwiGLU + --use-glm-rope (ChatGLM3 / GLM-4)   -> glm (interleaved partial rotary)
@@ -40,7 +41,7 @@ from .arch.dsa import DSA_FAMILY, dsa_engine_fields, dsa_fields, wants_dsa
 from .arch.gemma import gemma2_fields, gemma2_flags_given, gemma_family, gemma_fields, wants_geglu
 from .arch.gpt_oss import check_gpt_oss, check_not_gpt_oss, gpt_oss_fields, wants_gpt_oss
 from .arch.hybrid import HYBRID_COMPARED, checkpoint_fields, hybrid_config, layer_symbols, wants_hybrid
-from .arch.layernorm import bloom, gpt_neox
+from .arch.layernorm import bloom, gpt_neox, stablelm
 from .arch.linear_attention import check_qwen3_next, dense_fields, linear_attention
 from .arch.minicpm import FAMILY as MINICPM_FAMILY
 from .arch.minicpm import check_minicpm_family, granite_fields, minicpm_scales
@@ -106,8 +107,8 @@ def build_architecture(given: Dict[str, Any], seq_length: Optional[int],
         config = hybrid_config(given, a, notes)
     elif family in ("gpt2", "gpt_bigcode"):
         config = _gpt2(a, family, given)
-    elif family == "gpt_neox":
-        config = gpt_neox(a)
+    elif family in ("gpt_neox", "stablelm"):
+        config = gpt_neox(a) if family == "gpt_neox" else stablelm(a)
         config["rope_parameters"] = _rope_parameters(a, family)
     elif family == "bloom":
         config = bloom(a, given)
@@ -335,14 +336,12 @@ def _family_of_the_layout(a) -> str:
         return "gpt_oss"
     if a["geglu"]:
         return gemma_family(a)
-    if not a["rms"] and not a["swiglu"]:
-        return "gpt_neox"
-    if not a["rms"] or not a["swiglu"]:
+    if not a["rms"]:
+        return "stablelm" if a["swiglu"] else "gpt_neox"
+    if not a["swiglu"]:
         raise ArchitectureError(
-            "rope models map to the Llama/Qwen families, which need --normalization RMSNorm and --swiglu, or to "
-            "GPT-NeoX, which needs LayerNorm and GeLU; "
-            + ("rope with LayerNorm and --swiglu" if a["swiglu"] else "rope with RMSNorm and GeLU")
-            + " has no Hugging Face family here")
+            "rope models map to the Llama/Qwen families (RMSNorm and --swiglu), GPT-NeoX (LayerNorm and GeLU) or "
+            "StableLM (LayerNorm and --swiglu); rope with RMSNorm and GeLU has no Hugging Face family here")
     if a["minimax"]:
         check_minimax(a, a["routing"])
         return "minimax_m2"
@@ -511,8 +510,8 @@ def _rope_family(a, family, notes, given):
 
 def _rope_parameters(a, family):
     rope = {"rope_type": "default", "rope_theta": float(a["rope_base"])}
-    # GLM-4.5's and GLM's configs would otherwise rotate half, GPT-NeoX's and Qwen3-Next's a quarter
-    if a["rope_pct"] != 1.0 or family in ("glm4_moe", "gpt_neox", "glm", "qwen3_next"):
+    # GLM-4.5's and GLM's configs would otherwise rotate half, GPT-NeoX's, StableLM's and Qwen3-Next's a quarter
+    if a["rope_pct"] != 1.0 or family in ("glm4_moe", "gpt_neox", "stablelm", "glm", "qwen3_next"):
         rope["partial_rotary_factor"] = float(a["rope_pct"])
     if a["rope_scaling"]:
         rope.update(a["rope_scaling"])

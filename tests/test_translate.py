@@ -231,6 +231,7 @@ FAMILIES = [
     ([], "gpt2"),
     (["--position-embedding-type", "rope", "--rotary-percent", "0.25"], "gpt_neox"),
     (["--position-embedding-type", "rope", "--normalization", "RMSNorm", "--swiglu", "--hidden-dropout", "0"], "llama"),
+    (["--position-embedding-type", "rope", "--swiglu", "--disable-bias-linear", "--hidden-dropout", "0"], "stablelm"),
     (["--position-embedding-type", "rope", "--normalization",
       "RMSNorm", "--swiglu", "--disable-bias-linear", "--add-qkv-bias",
       "--hidden-dropout", "0"], "qwen2"),
@@ -270,8 +271,10 @@ def test_architecture_details_follow_megatron_defaults():
 
 
 def test_unsupported_architecture_is_refused_with_reason():
-    text = refused(BASE + ["--position-embedding-type", "rope", "--swiglu"])
-    assert "RMSNorm" in text and "rope with LayerNorm and --swiglu" in text
+    text = refused(BASE + ["--position-embedding-type", "rope", "--normalization", "RMSNorm"])
+    assert "rope with RMSNorm and GeLU has no Hugging Face family here" in text
+    text = refused(BASE + ["--position-embedding-type", "rope", "--swiglu"])  # Megatron's default biases
+    assert "stablelm family, whose MLP and attention output have no biases" in text and "--disable-bias-linear" in text
 
 
 def test_round_trip_flags_config_flags_config():

@@ -8,7 +8,7 @@ applies it at exactly those places. It acts in training only (`module.training`)
 model are unchanged; the value travels as the config attribute `hidden_dropout`, which transformers keeps.
 
 Families with their own hidden dropout (GPT-2's resid_pdrop, GPT-NeoX's, BLOOM's and Falcon's hidden_dropout)
-are left to it.
+are left to it. StableLM's `hidden_dropout` acts on the MLP output only: the embedding and attention are hooked.
 """
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from torch.distributed.tensor import DTensor, Replicate
 
 OWN_HIDDEN_DROPOUT = ("gpt2", "gpt_bigcode", "gpt_neox", "bloom", "falcon", "nemotron_h")
+OWN_MLP_DROPOUT = ("stablelm",)  # its decoder layer drops out the MLP output with config.hidden_dropout
 
 
 def hidden_dropout_of(model: nn.Module) -> float:
@@ -38,8 +39,9 @@ def add_hidden_dropout(model: nn.Module) -> int:
         raise ValueError(f"hidden_dropout {p}: {type(model).__name__} has no decoder layers (model.layers) to "
                          "apply it to")
     places = [model.get_input_embeddings()]
+    own_mlp = model.config.model_type in OWN_MLP_DROPOUT
     for layer in layers:  # a hybrid layer (Qwen3-Next) has linear attention in place of self_attn
-        places += [getattr(layer, "self_attn", None) or layer.linear_attn, layer.mlp]
+        places += [getattr(layer, "self_attn", None) or layer.linear_attn] + ([] if own_mlp else [layer.mlp])
     for module in places:
         module.register_forward_hook(_dropout_hook(p))
     return len(places)

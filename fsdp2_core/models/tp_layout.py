@@ -84,8 +84,11 @@ DSA = TPLayout(colwise=DEEPSEEK_V3.colwise, extra_plan=dsa_extra_plan)
 # GLM (ChatGLM3, GLM-4): Llama's names but one gate_up_proj, [gate | up]
 GLM = TPLayout(colwise=("model.layers.{*}.mlp.gate_up_proj",), fused_gate_up=("model.layers.{*}.mlp.gate_up_proj",))
 
+# StableLM: Llama's names, but its attention reshapes by the whole model's head counts
+STABLELM = TPLayout(local_width=("num_heads", "num_key_value_heads"))
+
 LAYOUTS: Dict[str, TPLayout] = {"gpt2": GPT2, "gpt_oss": GPT_OSS, "deepseek_v3": DEEPSEEK_V3, "gpt_neox": GPT_NEOX,
-                                "glm": GLM,
+                                "glm": GLM, "stablelm": STABLELM,
                                 "deepseek_v32": DSA, "glm_moe_dsa": DSA,
                                 "deepseek_v2": DEEPSEEK_V3}  # DeepSeek-V2's MLA has DeepSeek-V3's module names
 

@@ -171,14 +171,15 @@ class PlanBuilder:
                 self.add(name, self._lora(name, module, LoraColwise()))
             elif name in self.fused:
                 self.add(name, FusedQKVConv1D())
-                if self.layout.local_width:
-                    self.add(name.rpartition(".")[0], LocalWidths(self.layout.local_width))
             elif name in self.fused_gate_up:
                 self.add(name, FusedColwiseLinear(parts=2))
             elif type(module).__name__ == "Conv1D":
                 self.add(name, ColwiseConv1D())
             else:
                 self.add(name, ColwiseParallel())
+        if self.layout.local_width:  # each block that holds a column-parallel projection, once
+            for block in sorted({name.rpartition(".")[0] for name in self.colwise}):
+                self.add(block, LocalWidths(self.layout.local_width))
         for name in self.rowwise:
             module = self.model.get_submodule(name)
             # A block's own output projection hands its sum back as this rank's sequence slice.

@@ -1,7 +1,9 @@
 """The LayerNorm families beside GPT-2, from their Megatron flags: GPT-NeoX-like (rope, LayerNorm, GeLU, biases) is
 transformers' gpt_neox with a sequential residual, computing what megatron-core 0.16 computes for those flags
-(partial rotary included); ALiBi with --embed-layernorm (bigscience Megatron-DeepSpeed) is transformers' bloom. Both
-train on 2 ranks and export; the translation's refusals name what no family has; --load compares with config.json."""
+(partial rotary included); rope with LayerNorm and SwiGLU (a Llama-style script left at Megatron's default
+LayerNorm) is transformers' stablelm (its megatron-core logits: tests/megatron_ckpt, shape "stablelm"); ALiBi with
+--embed-layernorm (bigscience Megatron-DeepSpeed) is transformers' bloom. All train on 2 ranks and export; the
+translation's refusals name what no family has; --load compares with config.json."""
 import json
 import math
 import types
@@ -23,6 +25,8 @@ NEOX = "--rotary-percent 0.5 --rotary-base 5000 --norm-epsilon 1e-6"
 # ALiBi instead of rope (the --position-embedding-type value replaced), BLOOM's embedding LayerNorm, tied embeddings
 ALIBI_BASE = [("alibi" if w == "rope" else w) for w in LAYERNORM_BASE if w != "--untie-embeddings-and-output-weights"]
 BLOOM = "--embed-layernorm"
+STABLELM = "--swiglu --disable-bias-linear --add-qkv-bias --rotary-percent 0.5 --group-query-attention " \
+           "--num-query-groups 2 --norm-epsilon 1e-6"
 
 
 def _translate(extra, *more, base=LAYERNORM_BASE, world=1):
@@ -75,7 +79,6 @@ def test_gpt_neox_computes_what_megatron_core_computes():
 
 
 @pytest.mark.parametrize("extra,message", [
-    ("--swiglu", "rope with LayerNorm and --swiglu has no Hugging Face family here"),
     ("--normalization RMSNorm", "rope with RMSNorm and GeLU has no Hugging Face family here"),
     ("--disable-bias-linear", "always have biases; drop --disable-bias-linear"),
     ("--group-query-attention --num-query-groups 2", "has no grouped-query or multi-query attention"),
@@ -103,6 +106,51 @@ def test_load_compares_gpt_neox_flags_with_config_json(tmp_path):
         assert diff in note, note
 
 
+def test_rope_layernorm_swiglu_is_stablelm():
+    """Megatron's default LayerNorm under a Llama-style script: StableLM's layer (sequential, LayerNorm with biases,
+    SwiGLU), grouped-query attention, q/k/v biases and partial rotary as the flags say."""
+    arch = _arch(STABLELM + " --hidden-dropout 0.1")
+    assert {k: arch[k] for k in ("model_type", "use_parallel_residual", "use_qkv_bias", "qk_layernorm", "hidden_act",
+                                 "layer_norm_eps", "intermediate_size", "num_key_value_heads", "hidden_dropout")} == {
+        "model_type": "stablelm", "use_parallel_residual": False, "use_qkv_bias": True, "qk_layernorm": False,
+        "hidden_act": "silu", "layer_norm_eps": 1e-6, "intermediate_size": 64, "num_key_value_heads": 2,
+        "hidden_dropout": 0.1}
+    assert arch["rope_parameters"] == {"rope_type": "default", "rope_theta": 10000.0, "partial_rotary_factor": 0.5}
+    # StableLM's own default would rotate a quarter of each head: full rotary is written out
+    assert _arch("--swiglu --disable-bias-linear")["rope_parameters"]["partial_rotary_factor"] == 1.0
+    cfg = translate(LAYERNORM_BASE + STABLELM.split(), world_size=1).config
+    model = build_model(cfg, torch.device("cpu"), meta=False, seed=3)
+    assert type(model).__name__ == "StableLmForCausalLM"
+    attention = model.model.layers[0].self_attn
+    assert attention.rotary_ndims == 4 and attention.q_proj.bias is not None and attention.o_proj.bias is None
+    assert model.model.layers[0].input_layernorm.bias is not None  # LayerNorm, not RMSNorm
+    again = translate(LAYERNORM_BASE + architecture_flags(cfg.model.architecture), world_size=1)
+    assert again.ok and again.config.model.architecture == cfg.model.architecture
+
+
+def test_stablelm_takes_megatrons_hidden_dropout_where_megatron_applies_it():
+    """StableLM drops out the MLP output itself; the embedding and the attention output are hooked (Megatron's other
+    two places), so each of the three is dropped once."""
+    from fsdp2_core.models.hidden_dropout import add_hidden_dropout
+    cfg = translate(LAYERNORM_BASE + STABLELM.split() + ["--hidden-dropout", "0.1"], world_size=1).config
+    model = build_model(cfg, torch.device("cpu"), meta=False, seed=3)
+    assert model.model.layers[0].dropout.p == 0.1
+    assert add_hidden_dropout(model) == 1 + len(model.model.layers)  # the embedding and each attention, not the MLP
+
+
+@pytest.mark.parametrize("extra,message", [
+    ("--swiglu", "stablelm family, whose MLP and attention output have no biases (q/k/v may: --add-qkv-bias); add "
+                 "--disable-bias-linear"),
+    ("--swiglu --disable-bias-linear --num-experts 4", "stablelm family, which has no experts"),
+    ("--swiglu --disable-bias-linear --qk-layernorm", "stablelm family, which has no --qk-layernorm"),
+    ("--swiglu --disable-bias-linear --window-size 3,0", "stablelm family, which has no a sliding window"),
+    ("--swiglu --disable-bias-linear --kv-channels 16", "the stablelm family's heads split --hidden-size 32 evenly"),
+])
+def test_stablelm_refusals_name_the_flag(extra, message):
+    result = _translate(extra)
+    assert not result.ok and any(message in p for p in result.problems()), result.problems()
+
+
 PROBE = torch.as_tensor(np.random.default_rng(3).integers(0, 128, size=(2, 32)))
 
 
@@ -112,15 +160,19 @@ def runs(tmp_path_factory):
     BLOOM data parallel (exported)."""
     tp = (LAYERNORM_BASE, NEOX + " --tensor-model-parallel-size 2 --sequence-parallel")
     recompute = (ALIBI_BASE, BLOOM + " --recompute-granularity full --recompute-method uniform")
+    stablelm_tp = (LAYERNORM_BASE, STABLELM + " --tensor-model-parallel-size 2 --sequence-parallel")
+    stablelm_cp = (LAYERNORM_BASE, STABLELM + " --context-parallel-size 2")
     summaries = spawn_flag_runs(2, tmp_path_factory.mktemp("layernorm"), [
         ((LAYERNORM_BASE, NEOX), {}, PROBE), (tp, {}, None), ((ALIBI_BASE, BLOOM), {}, PROBE),
-        (recompute, {}, None)])[0]
-    return dict(zip(("gpt_neox", "gpt_neox_tp2", "bloom", "bloom_recompute"), summaries))
+        (recompute, {}, None), ((LAYERNORM_BASE, STABLELM), {}, PROBE), (stablelm_tp, {}, None),
+        (stablelm_cp, {}, None)])[0]
+    return dict(zip(("gpt_neox", "gpt_neox_tp2", "bloom", "bloom_recompute", "stablelm", "stablelm_tp2",
+                     "stablelm_cp2"), summaries))
 
 
 @pytest.mark.dist
 @pytest.mark.slow
-@pytest.mark.parametrize("family", ["gpt_neox", "bloom"])
+@pytest.mark.parametrize("family", ["gpt_neox", "stablelm", "bloom"])
 def test_family_trains_and_exports(family, runs):
     dp = runs[family]
     losses = dp["losses"]
@@ -153,8 +205,9 @@ def test_recompute_and_fsdp_units_name_each_familys_layers():
 
 @pytest.mark.dist
 @pytest.mark.slow
-def test_gpt_neox_tensor_parallel_equals_data_parallel(runs):
-    np.testing.assert_allclose(runs["gpt_neox_tp2"]["losses"], runs["gpt_neox"]["losses"], rtol=0, atol=1e-4)
+@pytest.mark.parametrize("run", ["gpt_neox_tp2", "stablelm_tp2", "stablelm_cp2"])
+def test_tensor_and_context_parallel_equal_data_parallel(run, runs):
+    np.testing.assert_allclose(runs[run]["losses"], runs[run.rsplit("_", 1)[0]]["losses"], rtol=0, atol=1e-4)
 
 
 def test_alibi_with_embedding_layernorm_is_bloom():

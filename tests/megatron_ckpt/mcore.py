@@ -119,6 +119,10 @@ SHAPES = {
                "--softmax-type", "learnable", "--window-size", "3,0", "--window-attn-skip-freq", "2")),
     # Llama-3.1: megatron-core's RoPE scaling (factor 8, low/high frequency factors 1 and 4, 8192 original positions);
     # with head_dim 8 one frequency (wavelength ~6283) falls between the two cut-offs and is smoothed
+    # StableLM: a Llama-style script that keeps Megatron's default LayerNorm (with biases), half the head rotated,
+    # q/k/v biases only
+    "stablelm": Shape("stablelm", "stablelm", rms=False, config=dict(add_qkv_bias=True), model=dict(rotary_percent=0.5),
+                      flags=("--add-qkv-bias", "--rotary-percent", "0.5")),
     "llama31": Shape("llama31", "llama", pp=1, model=dict(rope_scaling=True, rope_scaling_factor=8.0),
                      flags=("--use-rope-scaling", "--rope-scaling-factor", "8.0")),
     # Mistral: a sliding window of 4 tokens (the current one and 3 before) on every layer

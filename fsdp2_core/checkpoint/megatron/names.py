@@ -18,7 +18,7 @@ from ..layout import CheckpointError
 from .layout import expert_name, layer_name, mtp_layer_prefix, mtp_name
 
 LLAMA_LIKE = ("llama", "mistral", "qwen2", "qwen3", "qwen3_moe", "mixtral", "qwen2_moe", "glm4_moe", "deepseek_v2",
-              "deepseek_v3", "gpt_oss", "qwen3_next", "granite")
+              "deepseek_v3", "gpt_oss", "qwen3_next", "granite", "stablelm")
 FAMILIES = LLAMA_LIKE + ("gpt2",)
 
 Tensors = Dict[str, torch.Tensor]
@@ -241,6 +241,9 @@ _LLAMA_LAYER = re.compile(r"^model\.layers\.(\d+)\.(.+)$")
 _GPT2_LAYER = re.compile(r"^transformer\.h\.(\d+)\.(.+)$")
 _LLAMA_SAME = {"input_layernorm.weight": "input_layernorm.weight",
                "post_attention_layernorm.weight": "pre_mlp_layernorm.weight",
+               # StableLM: LayerNorms, with biases
+               "input_layernorm.bias": "input_layernorm.bias",
+               "post_attention_layernorm.bias": "pre_mlp_layernorm.bias",
                "self_attn.o_proj.weight": "self_attention.linear_proj.weight",
                "self_attn.o_proj.bias": "self_attention.linear_proj.bias",
                "self_attn.q_norm.weight": "self_attention.q_layernorm.weight",
@@ -320,7 +323,8 @@ def _renamed(group: Group, old: str, new: str) -> Group:
 
 def _llama_group(config, name: str):
     top = {"model.embed_tokens.weight": "embedding.word_embeddings.weight",
-           "model.norm.weight": "decoder.final_layernorm.weight", "lm_head.weight": "output_layer.weight"}
+           "model.norm.weight": "decoder.final_layernorm.weight", "model.norm.bias": "decoder.final_layernorm.bias",
+           "lm_head.weight": "output_layer.weight"}
     if name in top:
         return _same(name, top[name])
     m = _LLAMA_LAYER.match(name)
