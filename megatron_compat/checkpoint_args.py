@@ -217,7 +217,9 @@ _ARCH_KEYS = ("model_type", "n_layer", "n_embd", "n_head", "n_inner", "n_positio
               "swiglu_limit", "layer_types",  # gpt-oss: the GLU clamp, which layers take the sliding window
               # Qwen3-Next's Gated DeltaNet layers (layer_types: which are linear attention)
               "linear_conv_kernel_dim", "linear_key_head_dim", "linear_value_head_dim", "linear_num_key_heads",
-              "linear_num_value_heads")
+              "linear_num_value_heads",
+              # StableLM: LayerNorm with SwiGLU (its own eps name), q/k/v biases, the layer's checks
+              "layer_norm_eps", "use_qkv_bias", "qk_layernorm", "use_parallel_residual", "hidden_act")
 
 
 def config_arch(config) -> Dict[str, Any]:
