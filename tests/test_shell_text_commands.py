@@ -193,3 +193,15 @@ def test_read_from_a_here_string_like_bash(snippet):
     launch = read_launch_script(script + 'torchrun pretrain_gpt.py --x "$V"\n')
     assert launch.argv == ["--x", _bash_value(script, "V")]
     assert not [w for w in launch.warnings if "not evaluated" in w.message], launch.warnings
+
+
+def test_an_array_passed_through_bash_c_with_printf_q_keeps_each_word():
+    """`ARGS_STR=$(printf " %q" "${ARGS[@]}")` then `srun bash -lc 'torchrun '"$ARGS_STR"`: bash -c reads the quoted
+    words back, so a path with a blank stays one argument."""
+    launch = read_launch_script(
+        "#SBATCH --nodes=2\n"
+        "ARGS=(--nnodes=2 --nproc_per_node=8 pretrain_gpt.py --num-layers 2 --data-path \"/data/my corpus\")\n"
+        "ARGS_STR=$(printf \" %q\" \"${ARGS[@]}\")\n"
+        "srun bash -lc 'torchrun '\"$ARGS_STR\"\n")
+    assert launch.argv == ["--num-layers", "2", "--data-path", "/data/my corpus"]
+    assert launch.world_size == 16
