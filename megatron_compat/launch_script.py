@@ -18,7 +18,7 @@ import shlex
 
 from fsdp2_core.config.run_time_values import RUN_TIME_REFERENCE
 from megatron_compat.shell import LaunchScript
-from megatron_compat.shell.launchers import LAUNCHERS, PER_RANK, ROLES, option_key
+from megatron_compat.shell.launchers import HYPERPOD_OPTIONS, LAUNCHERS, PER_RANK, ROLES, option_key
 from megatron_compat.shell.lex import Unterminated, scan_backtick, scan_brace, scan_paren
 from megatron_compat.shell.output import log_files
 from megatron_compat.shell.result import Output
@@ -33,7 +33,6 @@ _DISTRIBUTED = [
     ("MASTER_ADDR", "master_addr", "--master_addr", "localhost"),
     ("MASTER_PORT", "master_port", "--master_port", "29500"),
 ]
-_TORCHRUN_KINDS = ("torchrun", "torch.distributed.run", "torch.distributed.launch")
 # deepspeed switches the new command sets itself: our entry points take no --local_rank and are scripts
 _DEEPSPEED_DROPPED = {"--no_python", "--no_local_rank", "--module"}
 _LIVE = re.compile(r"\$\(|`|\$\{?[A-Za-z_]")
@@ -216,7 +215,7 @@ def render_launch_script(launch: LaunchScript, entry: str, entry_args: list[str]
             settings += [f"# {source_path} started MindSpeed-LLM's MindSpore backend with msrun; the engine is "
                          f"PyTorch, so torchrun starts the same processes (msrun --local_worker_num per node, "
                          f"--worker_num in all)"]
-        command += _torchrun(launch, settings, source_path, per_node=per_rank)
+        command += _torchrun(launch, settings, source_path, per_node=per_rank) + _hyperpod_options(launch)
     command.append(shlex.quote(entry))
     command.extend(_live(a) if isinstance(a, RunTime) else shlex.quote(a) for a in entry_args)
     reserved = {var for var, _, _, _ in _DISTRIBUTED} if "# Distributed settings" in "".join(settings) else set()
@@ -284,15 +283,36 @@ def _torchrun(launch: LaunchScript, lines: list[str], source_path: str, per_node
     example = "NNODES=2 MASTER_ADDR=10.0.0.1" if per_node else "NODE_RANK=1 MASTER_ADDR=10.0.0.1"
     lines.append(f"# Distributed settings from {source_path}; override one from the environment, "
                  f"e.g. {example} bash THIS.sh")
+    absent = [] if per_node else [s for s in settings if getattr(launch, s[1]) is None]
+    if absent:
+        lines.append(f"# Not given by {source_path}: {', '.join(v for v, _, _, _ in absent)}; passed only when set, "
+                     "so torchrun's own defaults (and the PET_* variables a Kubernetes PyTorchJob sets) apply")
     for var, attr, _, default in settings:
         value = getattr(launch, attr)
+        if (var, attr, _, default) in absent:
+            lines.append(f"{var}=${{{var}:-}}")
+            continue
         value = default if value is None or value == "" else value
         lines.append(f"{var}=${{{var}:-{_word(value)}}}")
     lines.append("")
+    program = "hyperpodrun" if launch.launcher == "hyperpodrun" else "torchrun"  # HyperPod's operator needs its own
     if per_node:
-        return ["torchrun", '--nproc_per_node "$NPROC_PER_NODE"', '--nnodes "$NNODES"', "--rdzv_backend c10d",
+        return [program, '--nproc_per_node "$NPROC_PER_NODE"', '--nnodes "$NNODES"', "--rdzv_backend c10d",
                 '--rdzv_endpoint "$MASTER_ADDR:$MASTER_PORT"']
-    return ["torchrun"] + [f'{flag} "${var}"' for var, _, flag, _ in settings]
+    return [program] + [f'${{{var}:+{flag} "${var}"}}' if (var, attr, flag, default) in absent else f'{flag} "${var}"'
+                        for var, attr, flag, default in settings]
+
+
+def _hyperpod_options(launch: LaunchScript) -> list[str]:
+    """hyperpodrun's own options (its server, pre- and post-training scripts), kept as the old script gave them."""
+    if launch.launcher != "hyperpodrun":
+        return []
+    kept, args = [], launch.launcher_args
+    for k, word in enumerate(args):
+        if word.startswith("--") and option_key(word) in HYPERPOD_OPTIONS:
+            value = [] if "=" in word or k + 1 >= len(args) else [args[k + 1]]
+            kept.append(" ".join(_word(w) for w in [word] + value))
+    return kept
 
 
 def _deepspeed_args(args: list[str]) -> list[str]:

@@ -32,12 +32,14 @@ __record() { { printf '%s\0' LAUNCH "$@"; for __n in $(compgen -e); do printf '%
 __run_rest() {  # a launcher's command: from the first word that names a program
     local __i; for ((__i = 1; __i <= $#; __i++)); do
         case "${!__i##*/}" in
-            python*|torchrun|deepspeed|msrun|bash|sh|numactl|env|apptainer|singularity) "${@:__i}"; return ;;
+            python*|torchrun|hyperpodrun|deepspeed|msrun|bash|sh|numactl|env|apptainer|singularity)
+                "${@:__i}"; return ;;
         esac
         # a launch.sh that is not here, given a python script: it runs python with its arguments (LUMI)
         [[ "${!__i}" == *.sh && ! -f "${!__i}" && "${@:__i+1:1}" == *.py ]] && { python "${@:__i+1}"; return; }
     done; }
 torchrun() { __record torchrun "$@"; }
+hyperpodrun() { __record hyperpodrun "$@"; }
 python() { __record python "$@"; }
 python3() { __record python3 "$@"; }
 msrun() { __record msrun "$@"; }
@@ -74,6 +76,7 @@ env() (  # a subshell: the assignments last for the command only
         case "$1" in -u|--unset) unset "$2"; shift 2 ;; -*) shift ;; *=*) export "$1"; shift ;; *) break ;; esac
     done
     "$@")
+exec() { if [[ $# -gt 0 ]]; then "$@"; exit $?; fi; }  # exec CMD: CMD (a stub) then the end; bare exec: nothing
 source() { :; }
 .() { :; }
 cd() { :; }
@@ -750,12 +753,14 @@ def _roundtrip(launch: LaunchScript, entry_args: list[str]) -> LaunchScript:
     if launch.launcher in ("torchrun", "torch.distributed.run", "torch.distributed.launch", "msrun") or (
             launch.launcher == "python" and not per_node):
         assert again.launcher == "torchrun"
-        settings = [("nproc_per_node", "1"), ("nnodes", "1"), ("master_addr", "localhost"), ("master_port", "29500")]
-        for attr, default in settings + ([] if per_node else [("node_rank", "0")]):
-            assert getattr(again, attr) == (getattr(launch, attr) or default), attr
-    else:  # deepspeed stays deepspeed; python under srun / mpirun / aprun stays python, one process per rank
+    else:  # deepspeed and hyperpodrun stay; python under srun / mpirun / aprun stays python, one process per rank
         assert again.launcher == launch.launcher
         assert again.started_by == launch.started_by
+    if again.launcher in ("torchrun", "hyperpodrun"):
+        settings = [("nproc_per_node", "1"), ("nnodes", "1"), ("master_addr", "localhost"), ("master_port", "29500")]
+        for attr, default in settings + ([] if per_node else [("node_rank", "0")]):
+            given = getattr(launch, attr)  # not given: not passed (torchrun's defaults, or PET_* under Kubernetes)
+            assert getattr(again, attr) == (given or (default if given == "" or per_node else None)), attr
     # the log files of the old launch line stay where they were: a name computed at run time stays live
     assert again.outputs == launch.outputs
     live_logs = "$" in repr(launch.outputs)
@@ -826,8 +831,12 @@ def test_rendered_script_runs_in_bash_and_takes_overrides():
     text = render_launch_script(launch, "train_fsdp2.py", ["new.yaml"], "old.sh")
     calls = _bash_launches(text, env={"NNODES": "3", "NODE_RANK": "2"})
     assert calls[-1]["argv"] == ["torchrun", "--nproc_per_node", "8", "--nnodes", "3", "--node_rank", "2",
-                                 "--master_addr", "h", "--master_port", "29500", "train_fsdp2.py", "new.yaml"]
+                                 "--master_addr", "h", "train_fsdp2.py", "new.yaml"]
     assert calls[-1]["env"]["X"] == "a b"
+    # what the old line did not give stays torchrun's to decide (a Kubernetes PyTorchJob's PET_NODE_RANK, ...)
+    calls = _bash_launches(text, env={"PET_NODE_RANK": "1"})
+    assert calls[-1]["argv"] == ["torchrun", "--nproc_per_node", "8", "--nnodes", "2", "--master_addr", "h",
+                                 "train_fsdp2.py", "new.yaml"]
 
 
 def test_rendered_script_keeps_variables_inherited_from_the_caller(tmp_path):

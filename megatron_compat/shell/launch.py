@@ -33,6 +33,7 @@ from .launchers import (
     SLURM_COUNT_VARIABLES,
     SPAWNER,
     SRUN,
+    TORCHRUN_KINDS,
     WRAPPER,
     LauncherSpec,
     match_launcher,
@@ -48,7 +49,6 @@ from .parse import Parser
 from .result import LaunchScript, ShellReadError, Stage
 from .signals import Exit
 
-_TORCHRUN_KINDS = {"torchrun", "torch.distributed.run", "torch.distributed.launch"}
 _SBATCH = re.compile(r"^#SBATCH\s+(.*)$", re.M)
 _DIRECTIVE = re.compile(r"^#(SBATCH|PBS|BSUB|\$|COBALT|FLUX:)\s.*$", re.M)  # batch schedulers' option lines
 
@@ -292,7 +292,7 @@ def make_launch(shell: Shell, stage: Stage, entry: str, argv: list[str], temp_en
         exports[n], export_lines[n] = value, line
     options = option_variables(shell, argv)  # before the blanks go: it matches argv to the words as written
     argv = _without_blank_words(shell, argv, line)
-    torchrun = stage.kind in _TORCHRUN_KINDS
+    torchrun = stage.kind in TORCHRUN_KINDS
     variables: dict[str, str] = {}
     for scope in scopes(shell):
         for n, value in scope.vars.items():

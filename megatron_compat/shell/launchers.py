@@ -4,7 +4,7 @@ a value, what it runs, and where the number of training processes (the world siz
 Roles:
   per-rank  starts N copies of the command it runs, each a rank or one launcher per node (srun, mpirun)
   spawner   starts the ranks itself and runs a training script, or with --no_python a command
-            (torchrun, python -m torch.distributed.run|launch, deepspeed, msrun)
+            (torchrun, python -m torch.distributed.run|launch, deepspeed, msrun, AWS HyperPod's hyperpodrun)
   wrapper   runs its command once, in another setting (numactl, uv run)
 """
 from __future__ import annotations
@@ -17,7 +17,7 @@ from typing import Callable
 PER_RANK, SPAWNER, WRAPPER = "per-rank", "spawner", "wrapper"
 
 # Programs that start training themselves; a wrapper script's arguments that start with one are its command.
-_TRAINING_PROGRAMS = r"python[\d.]*|torchrun|deepspeed"
+_TRAINING_PROGRAMS = r"python[\d.]*|torchrun|hyperpodrun|deepspeed"
 # Programs a wrapped command may start with: an option followed by one of these takes no value.
 _COMMANDS = re.compile(rf"({_TRAINING_PROGRAMS}|msrun|bash|sh|env|numactl|nohup|uv|srun|mpirun|mpiexec|"
                        r"taskset|time|exec|apptainer|singularity)")
@@ -317,6 +317,13 @@ def _torchrun(kind: str) -> LauncherSpec:
 TORCHRUN = _torchrun("torchrun")
 DIST_RUN = _torchrun("torch.distributed.run")
 DIST_LAUNCH = _torchrun("torch.distributed.launch")
+# Launchers that take torchrun's options (their own besides) and set torchrun's rank variables
+TORCHRUN_KINDS = frozenset({"torchrun", "torch.distributed.run", "torch.distributed.launch", "hyperpodrun"})
+# AWS SageMaker HyperPod's elastic agent: torchrun's options, and its own for the HyperPod training operator
+HYPERPOD_OPTIONS = frozenset({"server_host", "server_port", "server_log_level", "pre_train_script", "pre_train_args",
+                              "post_train_script", "post_train_args"})
+HYPERPODRUN = LauncherSpec("hyperpodrun", SPAWNER, _TORCHRUN_VALUED | HYPERPOD_OPTIONS, _TORCHRUN_SWITCHES,
+                           world=torchrun_world("hyperpodrun"), no_python="no_python")
 
 DEEPSPEED = LauncherSpec(
     "deepspeed", SPAWNER,
@@ -435,13 +442,14 @@ CONTAINER = LauncherSpec(  # singularity|apptainer exec [options] IMAGE COMMAND
                        "no_eval", "q", "quiet", "s", "silent", "v", "verbose", "d", "debug"}),
     operands=1)
 
-_BY_NAME = {"torchrun": TORCHRUN, "deepspeed": DEEPSPEED, "mpirun": MPIRUN, "mpiexec": MPIRUN, "orterun": MPIRUN,
-            "mpiexec.hydra": MPIRUN, "prterun": MPIRUN, "srun": SRUN, "numactl": NUMACTL, "msrun": MSRUN,
+_BY_NAME = {"torchrun": TORCHRUN, "hyperpodrun": HYPERPODRUN, "deepspeed": DEEPSPEED, "mpirun": MPIRUN,
+            "mpiexec": MPIRUN, "orterun": MPIRUN, "mpiexec.hydra": MPIRUN, "prterun": MPIRUN, "srun": SRUN,
+            "numactl": NUMACTL, "msrun": MSRUN,
             "aprun": APRUN, "jsrun": JSRUN, "bcprun": BCPRUN}
 _BY_TWO_WORDS = {("uv", "run"): UV_RUN, ("nsys", "profile"): NSYS, ("singularity", "exec"): CONTAINER,
                  ("apptainer", "exec"): CONTAINER}
-LAUNCHERS = {spec.kind: spec for spec in (TORCHRUN, DIST_RUN, DIST_LAUNCH, DEEPSPEED, MPIRUN, SRUN, NUMACTL,
-                                           UV_RUN, MSRUN, APRUN, JSRUN, BCPRUN, NSYS, CONTAINER)}
+LAUNCHERS = {spec.kind: spec for spec in (TORCHRUN, DIST_RUN, DIST_LAUNCH, HYPERPODRUN, DEEPSPEED, MPIRUN, SRUN,
+                                           NUMACTL, UV_RUN, MSRUN, APRUN, JSRUN, BCPRUN, NSYS, CONTAINER)}
 ROLES = {kind: spec.role for kind, spec in LAUNCHERS.items()}
 _DIST_MODULES = {"torch.distributed.run": DIST_RUN, "torch.distributed.launch": DIST_LAUNCH}
 PYTHON = re.compile(r"python(\d+(\.\d+)?)?")
