@@ -283,24 +283,22 @@ def _torchrun(launch: LaunchScript, lines: list[str], source_path: str, per_node
     example = "NNODES=2 MASTER_ADDR=10.0.0.1" if per_node else "NODE_RANK=1 MASTER_ADDR=10.0.0.1"
     lines.append(f"# Distributed settings from {source_path}; override one from the environment, "
                  f"e.g. {example} bash THIS.sh")
-    absent = [] if per_node else [s for s in settings if getattr(launch, s[1]) is None]
+    absent = set() if per_node else {var for var, attr, _, _ in settings if getattr(launch, attr) is None}
     if absent:
-        lines.append(f"# Not given by {source_path}: {', '.join(v for v, _, _, _ in absent)}; passed only when set, "
-                     "so torchrun's own defaults (and the PET_* variables a Kubernetes PyTorchJob sets) apply")
+        lines.append(f"# Not given by {source_path}: {', '.join(v for v, _, _, _ in settings if v in absent)}; passed "
+                     "only when set, so torchrun's own defaults (and the PET_* variables a Kubernetes PyTorchJob "
+                     "sets) apply")
     for var, attr, _, default in settings:
         value = getattr(launch, attr)
-        if (var, attr, _, default) in absent:
-            lines.append(f"{var}=${{{var}:-}}")
-            continue
-        value = default if value is None or value == "" else value
-        lines.append(f"{var}=${{{var}:-{_word(value)}}}")
+        value = "" if var in absent else default if value is None or value == "" else value
+        lines.append(f"{var}=${{{var}:-{_word(value) if value else ''}}}")
     lines.append("")
     program = "hyperpodrun" if launch.launcher == "hyperpodrun" else "torchrun"  # HyperPod's operator needs its own
     if per_node:
         return [program, '--nproc_per_node "$NPROC_PER_NODE"', '--nnodes "$NNODES"', "--rdzv_backend c10d",
                 '--rdzv_endpoint "$MASTER_ADDR:$MASTER_PORT"']
-    return [program] + [f'${{{var}:+{flag} "${var}"}}' if (var, attr, flag, default) in absent else f'{flag} "${var}"'
-                        for var, attr, flag, default in settings]
+    return [program] + [f'${{{var}:+{flag} "${var}"}}' if var in absent else f'{flag} "${var}"'
+                        for var, _, flag, _ in settings]
 
 
 def _hyperpod_options(launch: LaunchScript) -> list[str]:

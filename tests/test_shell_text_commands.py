@@ -9,7 +9,8 @@ import pytest
 
 from megatron_compat.shell import read_launch_script
 
-SETUP = "X=--lr=3e-4\nN=1001\nNAME=Llama-3\nARR=(pretrain_gpt.py --data-path '/d a/t' --empty '' --q 'a$b\"c')\n"
+SETUP = ("X=--lr=3e-4\nN=1001\nNAME=Llama-3\n"
+         "ARR=(pretrain_gpt.py --data-path '/d a/t' --empty '' --q 'a$b\"c' a,b '~a' '#a' 'x~y#z')\n")
 
 CASES = [
     "$(echo $X | cut -f1 -d=)",

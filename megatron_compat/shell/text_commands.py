@@ -176,18 +176,17 @@ def _expr(args: list[str]) -> str | None:
 
 _PRINTF_PART = re.compile(r"%%|%(-?\d*)([sqd])|%|\\[ntr\\\"']|\\|[^%\\]+")
 _PRINTF_ESCAPES = {"\\n": "\n", "\\t": "\t", "\\r": "\r", "\\\\": "\\", '\\"': '"', "\\'": "'"}
-_SHELL_SAFE = re.compile(r"[\w@%+=:,./-]+")
+_SHELL_SPECIAL = frozenset(" \t'\"\\|&;()<>!{}*[]?^$`,")  # what bash's %q backslashes (~ and # only first)
 
 
 def _shell_quoted(value: str) -> str | None:
     """bash's printf %q: the value as one word bash reads back unchanged (special characters backslashed)."""
     if value == "":
         return "''"
-    if _SHELL_SAFE.fullmatch(value):
-        return value
     if "\n" in value:
-        return None
-    return "".join(c if _SHELL_SAFE.fullmatch(c) else "\\" + c for c in value)
+        return None  # bash writes $'...' then
+    escaped = "".join("\\" + c if c in _SHELL_SPECIAL else c for c in value)
+    return "\\" + escaped if escaped[0] in "~#" else escaped
 
 
 def _printf(form: str, args: list[str]) -> str | None:
