@@ -26,13 +26,14 @@ LAYERNORM_FAMILIES = ("gpt_neox", "stablelm", "bloom")
 TANH_GELU = ("gelu_pytorch_tanh", "gelu_new", "gelu_fast")  # Megatron's fused bias-GeLU kernel computes this
 
 
-def _no_llama_extras(a, family: str, what: str, biases: bool = True) -> None:
+def _no_llama_extras(a, family: str, what: str, biases: bool = True, grouped_query: bool = False) -> None:
     """The parts of a Llama-style model that these families lack, named with the flag to drop (`biases`: the family
-    always has linear biases)."""
+    always has linear biases; `grouped_query`: it has grouped-query attention)."""
     extras = [(a["routing"], "experts (--num-experts)"), (a["qk_norm"], "--qk-layernorm"),
               (a["mla"], "latent attention (--multi-latent-attention)"),
               (a["window"], "a sliding window (--sliding-window / --window-size)"),
-              (a["kv_heads"] != a["heads"], "grouped-query or multi-query attention (--group-query-attention)"),
+              (a["kv_heads"] != a["heads"] and not grouped_query,
+               "grouped-query or multi-query attention (--group-query-attention)"),
               (a["mtp"], "multi-token prediction (--mtp-num-layers)")]
     given = [name for present, name in extras if present]
     if given:
@@ -81,8 +82,7 @@ def gpt_neox_flags(arch: Dict[str, Any]) -> List[str]:
 
 def stablelm(a) -> Dict[str, Any]:
     what = "rope with LayerNorm and --swiglu"
-    kv_heads = a["kv_heads"]
-    _no_llama_extras({**a, "kv_heads": a["heads"]}, "stablelm", what, biases=False)  # grouped-query attention fits
+    _no_llama_extras(a, "stablelm", what, biases=False, grouped_query=True)
     if a["bias"]:
         raise ArchitectureError(f"{what} map to the stablelm family, whose MLP and attention output have no biases "
                                 "(q/k/v may: --add-qkv-bias); add --disable-bias-linear")
@@ -91,7 +91,7 @@ def stablelm(a) -> Dict[str, Any]:
                                 "rotary part; drop --use-glm-rope")
     config = {
         "model_type": "stablelm", "num_hidden_layers": a["layers"], "hidden_size": a["hidden"],
-        "num_attention_heads": a["heads"], "num_key_value_heads": kv_heads, "intermediate_size": a["ffn"],
+        "num_attention_heads": a["heads"], "num_key_value_heads": a["kv_heads"], "intermediate_size": a["ffn"],
         "hidden_act": "silu", "max_position_embeddings": a["max_pos"], "layer_norm_eps": a["eps"],
         "initializer_range": a["std"], "tie_word_embeddings": a["tied"], "attention_dropout": a["attn_drop"],
         "use_qkv_bias": a["qkv_bias"], "qk_layernorm": False, "use_parallel_residual": False,
