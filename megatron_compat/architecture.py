@@ -4,6 +4,7 @@ Family choice follows what the flags describe:
   learned absolute positions + LayerNorm + GeLU (+ biases)      -> gpt2 (tanh GeLU: Megatron's fused bias-GeLU
                                                                   kernel, unless --no-bias-gelu-fusion)
       ... with multi-query attention (one key/value head)        -> gpt_bigcode
+      ... without linear biases (--disable-bias-linear)          -> opt (arch/layernorm.py)
   rope + LayerNorm + GeLU (+ biases)                             -> gpt_neox, sequential residual (arch/layernorm.py)
   rope + LayerNorm + SwiGLU (no biases but q/k/v's)              -> stablelm (arch/layernorm.py)
   ALiBi + --embed-layernorm + LayerNorm + GeLU (+ biases)        -> bloom (arch/layernorm.py)
@@ -41,7 +42,7 @@ from .arch.dsa import DSA_FAMILY, dsa_engine_fields, dsa_fields, wants_dsa
 from .arch.gemma import gemma2_fields, gemma2_flags_given, gemma_family, gemma_fields, wants_geglu
 from .arch.gpt_oss import check_gpt_oss, check_not_gpt_oss, gpt_oss_fields, wants_gpt_oss
 from .arch.hybrid import HYBRID_COMPARED, checkpoint_fields, hybrid_config, layer_symbols, wants_hybrid
-from .arch.layernorm import bloom, gpt_neox, stablelm
+from .arch.layernorm import bloom, gpt_neox, opt, stablelm
 from .arch.linear_attention import check_qwen3_next, dense_fields, linear_attention
 from .arch.minicpm import FAMILY as MINICPM_FAMILY
 from .arch.minicpm import check_minicpm_family, granite_fields, minicpm_scales
@@ -107,6 +108,8 @@ def build_architecture(given: Dict[str, Any], seq_length: Optional[int],
         config = hybrid_config(given, a, notes)
     elif family in ("gpt2", "gpt_bigcode"):
         config = _gpt2(a, family, given)
+    elif family == "opt":
+        config = opt(a)
     elif family in ("gpt_neox", "stablelm"):
         config = gpt_neox(a) if family == "gpt_neox" else stablelm(a)
         config["rope_parameters"] = _rope_parameters(a, family)
@@ -373,13 +376,15 @@ def _check_family_flags(a) -> None:
 
 def _learned_positions_family(a) -> str:
     multi_query = a["heads"] > 1 and a["kv_heads"] == 1
+    if not a["bias"] and not a["rms"] and not a["swiglu"]:
+        return "opt"  # opt() names what else OPT lacks
     if a["rms"] or a["swiglu"] or not a["bias"] or a["routing"] or a["qk_norm"] or a["mla"] or a["window"] \
             or (a["kv_heads"] != a["heads"] and not multi_query):
         raise ArchitectureError(
             "learned absolute positions map to the GPT-2 family (GPT-BigCode with multi-query attention), which "
             "needs LayerNorm, GeLU, biases, no experts, no qk-layernorm, no latent attention, no sliding window "
-            "and one or all key/value heads (no grouped-query attention); for a Llama-style model add "
-            "--position-embedding-type rope --normalization RMSNorm --swiglu")
+            "and one or all key/value heads (no grouped-query attention), or without linear biases to OPT; for a "
+            "Llama-style model add --position-embedding-type rope --normalization RMSNorm --swiglu")
     return "gpt_bigcode" if multi_query else "gpt2"
 
 

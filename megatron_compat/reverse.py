@@ -18,7 +18,7 @@ from .arch.dsa import DSA_FAMILIES, dsa_flags
 from .arch.gemma import gemma_flags
 from .arch.gpt_oss import gpt_oss_flags
 from .arch.hybrid import hybrid_flags
-from .arch.layernorm import bloom_flags, gpt_neox_flags, stablelm_flags
+from .arch.layernorm import bloom_flags, gpt_neox_flags, opt_flags, stablelm_flags
 from .arch.linear_attention import is_dense, linear_attention_flags
 from .arch.minicpm import minicpm_flags
 from .arch.module_names import fsdp_units, llama_pattern
@@ -308,6 +308,8 @@ def architecture_flags(arch, values=None) -> List[str]:
     family = arch["model_type"]
     if family == "bloom":
         return out + bloom_flags(arch)
+    if family == "opt":
+        return out + opt_flags(arch)
     if family == "gpt_neox":
         return out + gpt_neox_flags(arch) + _rope_flags(arch["rope_parameters"], family)
     if family == "stablelm":

@@ -9,6 +9,8 @@ model are unchanged; the value travels as the config attribute `hidden_dropout`,
 
 Families with their own hidden dropout (GPT-2's resid_pdrop, GPT-NeoX's, BLOOM's and Falcon's hidden_dropout)
 are left to it. StableLM's `hidden_dropout` acts on the MLP output only: the embedding and attention are hooked.
+OPT's `dropout` acts on the attention and MLP outputs; the sum of its word and position embeddings, which no module
+returns, is dropped out as the first layer's input (its residual stream, as Megatron's embedding dropout is).
 """
 from __future__ import annotations
 
@@ -16,8 +18,15 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch.distributed.tensor import DTensor, Replicate
 
-OWN_HIDDEN_DROPOUT = ("gpt2", "gpt_bigcode", "gpt_neox", "bloom", "falcon", "nemotron_h")
+OWN_HIDDEN_DROPOUT = ("gpt2", "gpt_bigcode", "gpt_neox", "bloom", "falcon", "nemotron_h", "opt")
 OWN_MLP_DROPOUT = ("stablelm",)  # its decoder layer drops out the MLP output with config.hidden_dropout
+OWN_LAYER_DROPOUT = ("opt",)  # its layers drop out attention and MLP outputs (config.dropout), not the embeddings
+
+
+def _embedding_dropout_of(model: nn.Module) -> float:
+    config = getattr(model, "config", None)
+    return float(getattr(config, "dropout", 0.0) or 0.0) if getattr(config, "model_type", None) in \
+        OWN_LAYER_DROPOUT else 0.0
 
 
 def hidden_dropout_of(model: nn.Module) -> float:
@@ -30,6 +39,10 @@ def hidden_dropout_of(model: nn.Module) -> float:
 
 def add_hidden_dropout(model: nn.Module) -> int:
     """Hook the dropout in where Megatron applies it; returns the number of places hooked (0: none)."""
+    embedding_p = _embedding_dropout_of(model)
+    if embedding_p > 0:  # OPT: the first layer's input is the embeddings' sum
+        model.model.decoder.layers[0].register_forward_pre_hook(_input_dropout_hook(embedding_p), with_kwargs=True)
+        return 1
     p = hidden_dropout_of(model)
     if p <= 0:
         return 0
@@ -45,6 +58,16 @@ def add_hidden_dropout(model: nn.Module) -> int:
     for module in places:
         module.register_forward_hook(_dropout_hook(p))
     return len(places)
+
+
+def _input_dropout_hook(p: float):
+    def hook(module: nn.Module, args, kwargs):
+        if not module.training:
+            return None
+        if args:
+            return (_dropout(args[0], p),) + tuple(args[1:]), kwargs
+        return args, {**kwargs, "hidden_states": _dropout(kwargs["hidden_states"], p)}
+    return hook
 
 
 def _dropout_hook(p: float):

@@ -99,6 +99,8 @@ UNSPLIT = {"bloom": ("BLOOM's ALiBi attention", "transformers' BLOOM builds the 
                                                 "whole sequence inside its attention"),
            "gpt_bigcode": ("GPT-BigCode's multi-query attention",
                            "GPT-BigCode's one key/value head is fused into c_attn after the queries"),
+           "opt": ("OPT's decoder layers", "OPT keeps its MLP projections (fc1, fc2) in the decoder layer beside its "
+                   "norms, with no MLP module the tensor-parallel plan could split around"),
            "nemotron_h": ("a hybrid model's Mamba2 mixers", "its Mamba2 mixers pack z, x, B, C and dt into one "
                           "in_proj, with a depthwise convolution and a scan over the whole sequence"),
            "qwen3_next": ("Qwen3-Next's Gated DeltaNet layers", "its Gated DeltaNet layers fuse q, k, v and z into one "

@@ -1,5 +1,5 @@
-"""Models with LayerNorm besides GPT-2: GPT-NeoX (rope, GeLU), StableLM (rope, SwiGLU) and BLOOM (ALiBi), flags <->
-HF fields.
+"""Models with LayerNorm besides GPT-2: GPT-NeoX (rope, GeLU), StableLM (rope, SwiGLU), BLOOM (ALiBi) and OPT (learned
+positions without linear biases), flags <-> HF fields.
 
 GPT-NeoX (`gpt_neox`): --position-embedding-type rope with LayerNorm, no --swiglu, biases. Megatron's layer is
 sequential (x + attn(ln1(x)), then + mlp(ln2(.))), which is gpt_neox with use_parallel_residual false. Megatron
@@ -14,6 +14,12 @@ norms are LayerNorms with biases and its MLP is SwiGLU (gate, up, down) without 
 (--add-qkv-bias), the attention output never does, so the model needs --disable-bias-linear. Partial rotary is
 gpt_neox's. Its hidden dropout acts on the MLP output only; Megatron's other two places (embeddings, attention
 output) are hooked by the engine (fsdp2_core/models/hidden_dropout.py).
+
+OPT (`opt` with enable_bias false): learned absolute positions, LayerNorm and GeLU with --disable-bias-linear, the
+layer GPT-2 has but without linear biases (GPT-2 always has them). OPT's learned positions are looked up two rows
+further on (its offset) and its LayerNorms keep eps 1e-5; it drops out the attention and MLP outputs with `dropout`,
+and the engine adds Megatron's third place, the embedding output (fsdp2_core/models/hidden_dropout.py). It has one
+key/value head per head.
 
 BLOOM (`bloom`, bigscience Megatron-DeepSpeed): --position-embedding-type alibi with --embed-layernorm, LayerNorm,
 GeLU, biases, an FFN of 4 × hidden. ALiBi without the embedding LayerNorm (Baichuan-13B) is in no family here.
@@ -122,6 +128,47 @@ def stablelm_flags(arch: Dict[str, Any]) -> List[str]:
         + (["--group-query-attention", "--num-query-groups", str(groups)] if groups != heads else []) \
         + (["--add-qkv-bias"] if arch.get("use_qkv_bias") else []) \
         + ([] if arch.get("tie_word_embeddings", False) else ["--untie-embeddings-and-output-weights"])
+
+
+OPT_NORM_EPS = 1e-5  # OPT's LayerNorms take torch's default eps; no config field sets it
+
+
+def opt(a) -> Dict[str, Any]:
+    what = "learned absolute positions with --disable-bias-linear"
+    _no_llama_extras(a, "opt", what, biases=False)
+    if a["eps"] != OPT_NORM_EPS:
+        raise ArchitectureError(f"--norm-epsilon {a['eps']}: OPT's LayerNorms keep eps 1e-5, which no field of its "
+                                "config changes; give --norm-epsilon 1e-5 (Megatron's default)")
+    return {
+        "model_type": "opt", "num_hidden_layers": a["layers"], "hidden_size": a["hidden"],
+        "word_embed_proj_dim": a["hidden"], "num_attention_heads": a["heads"], "ffn_dim": a["ffn"],
+        "max_position_embeddings": a["max_pos"], "activation_function": "gelu", "enable_bias": False,
+        "do_layer_norm_before": True, "layer_norm_elementwise_affine": True, "init_std": a["std"],
+        "tie_word_embeddings": a["tied"], "attention_dropout": a["attn_drop"], "dropout": a["hidden_drop"],
+        "activation_dropout": 0.0, "layerdrop": 0.0, "pad_token_id": None,  # Megatron's embedding trains every row
+    }
+
+
+def opt_flags(arch: Dict[str, Any]) -> List[str]:
+    """Inverse of opt."""
+    if arch.get("enable_bias", True):
+        raise ArchitectureError("opt with enable_bias true: learned positions with biases are the gpt2 family here "
+                                "(Megatron's layer adds biases OPT does not have in the same places only with GPT-2's)")
+    if not arch.get("do_layer_norm_before", True) or arch.get("word_embed_proj_dim", arch["hidden_size"]) \
+            != arch["hidden_size"] or not arch.get("layer_norm_elementwise_affine", True):
+        raise ArchitectureError("opt with post-norm layers, a projected word embedding or norms without weights "
+                                "(OPT-350m's layout): no Megatron flags compute it")
+    if arch.get("activation_function", "relu") != "gelu":
+        raise ArchitectureError(f"opt with activation_function {arch.get('activation_function', 'relu')}: Megatron's "
+                                "MLP without biases computes exact GeLU (or --swiglu)")
+    return ["--position-embedding-type", "learned_absolute", "--disable-bias-linear",
+            "--num-layers", str(arch["num_hidden_layers"]), "--hidden-size", str(arch["hidden_size"]),
+            "--num-attention-heads", str(arch["num_attention_heads"]), "--ffn-hidden-size", str(arch["ffn_dim"]),
+            "--max-position-embeddings", str(arch["max_position_embeddings"]), "--norm-epsilon", str(OPT_NORM_EPS),
+            "--init-method-std", str(arch.get("init_std", 0.02)),
+            "--attention-dropout", str(arch.get("attention_dropout", 0.0)),
+            "--hidden-dropout", str(arch.get("dropout", 0.1))] \
+        + ([] if arch.get("tie_word_embeddings", True) else ["--untie-embeddings-and-output-weights"])
 
 
 def _gelu_flags(act: str) -> List[str]:

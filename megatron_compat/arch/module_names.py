@@ -14,6 +14,8 @@ _FAMILIES = {
                     {"self_attn": "attn", "input_layernorm": "ln_1", "post_attention_layernorm": "ln_2"}),
     "bloom": ("transformer.h", "transformer.word_embeddings", {"self_attn": "self_attention"}),
     "gpt_neox": ("gpt_neox.layers", "gpt_neox.embed_in", {"self_attn": "attention"}),
+    "opt": ("model.decoder.layers", "model.decoder.embed_tokens",
+            {"input_layernorm": "self_attn_layer_norm", "post_attention_layernorm": "final_layer_norm"}),
 }
 LLAMA_LAYERS = "model.layers"
 

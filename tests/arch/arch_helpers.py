@@ -159,8 +159,14 @@ def spawn_flag_runs(world, tmp, runs, timeout=900):
 
 
 def logits_of(model, tokens):
-    with torch.no_grad():
-        return model(input_ids=tokens, use_cache=False).logits
+    """The model's logits in evaluation mode (no dropout), as the exported model computes them."""
+    training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            return model(input_ids=tokens, use_cache=False).logits
+    finally:
+        model.train(training)
 
 
 def export_with_trained_logits(summary, probe):

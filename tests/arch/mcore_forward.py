@@ -43,9 +43,9 @@ def hf_name(family: str, name: str) -> str:
     return f"{layers}.{i}.{layer[module]}.{param}"
 
 
-def megatron_and_hf_logits(config_kwargs: dict, gpt_kwargs: dict, arch: dict, tokens: torch.Tensor):
+def megatron_and_hf_logits(config_kwargs: dict, gpt_kwargs: dict, arch: dict, tokens: torch.Tensor, to_hf=None):
     """On a world of one: megatron-core's logits and the Hugging Face family's for the same weights (perturbed so
-    biases and norms matter)."""
+    biases and norms matter). to_hf(megatron state) -> Hugging Face state, for families not renamed by FAMILY_NAMES."""
     import torch.distributed as dist
     from megatron.core import parallel_state as ps
     from megatron.core.models.gpt import GPTModel
@@ -65,8 +65,8 @@ def megatron_and_hf_logits(config_kwargs: dict, gpt_kwargs: dict, arch: dict, to
         for p in model.parameters():
             p.add_(torch.randn(p.shape) * 0.05)
     hf = AutoModelForCausalLM.from_config(AutoConfig.for_model(**arch)).eval()
-    state = {hf_name(arch["model_type"], k): v for k, v in model.state_dict().items()
-             if not k.endswith("_extra_state")}
+    megatron_state = {k: v for k, v in model.state_dict().items() if not k.endswith("_extra_state")}
+    state = to_hf(megatron_state) if to_hf else {hf_name(arch["model_type"], k): v for k, v in megatron_state.items()}
     missing, unexpected = hf.load_state_dict(state, strict=False)
     assert not unexpected and not [m for m in missing if "rotary" not in m], (missing, unexpected)
     pos = torch.arange(tokens.shape[1]).unsqueeze(0).expand_as(tokens)

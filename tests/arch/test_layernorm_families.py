@@ -25,6 +25,8 @@ NEOX = "--rotary-percent 0.5 --rotary-base 5000 --norm-epsilon 1e-6"
 # ALiBi instead of rope (the --position-embedding-type value replaced), BLOOM's embedding LayerNorm, tied embeddings
 ALIBI_BASE = [("alibi" if w == "rope" else w) for w in LAYERNORM_BASE if w != "--untie-embeddings-and-output-weights"]
 BLOOM = "--embed-layernorm"
+# Learned positions (the --position-embedding-type value replaced) without linear biases: OPT
+OPT_BASE = [("learned_absolute" if w == "rope" else w) for w in LAYERNORM_BASE] + ["--disable-bias-linear"]
 STABLELM = "--swiglu --disable-bias-linear --add-qkv-bias --rotary-percent 0.5 --group-query-attention " \
            "--num-query-groups 2 --norm-epsilon 1e-6"
 
@@ -151,6 +153,98 @@ def test_stablelm_refusals_name_the_flag(extra, message):
     assert not result.ok and any(message in p for p in result.problems()), result.problems()
 
 
+def test_learned_positions_without_biases_is_opt():
+    """Megatron's GPT with --disable-bias-linear (MindSpeed's own example, GPT-3-style forks): GPT-2's layer without
+    linear biases, which transformers' OPT computes (enable_bias false, pre-norm, exact GeLU)."""
+    arch = _arch("--hidden-dropout 0.1", base=OPT_BASE)
+    assert {k: arch[k] for k in ("model_type", "enable_bias", "do_layer_norm_before", "activation_function",
+                                 "ffn_dim", "dropout", "pad_token_id", "tie_word_embeddings")} == {
+        "model_type": "opt", "enable_bias": False, "do_layer_norm_before": True, "activation_function": "gelu",
+        "ffn_dim": 128, "dropout": 0.1, "pad_token_id": None, "tie_word_embeddings": False}
+    cfg = translate(OPT_BASE, world_size=1).config
+    model = build_model(cfg, torch.device("cpu"), meta=False, seed=3)
+    assert type(model).__name__ == "OPTForCausalLM" and model.model.decoder.layers[0].fc1.bias is None
+    assert model.model.decoder.embed_tokens.padding_idx is None  # every row of Megatron's embedding trains
+    again = translate(OPT_BASE + architecture_flags(cfg.model.architecture), world_size=1)
+    assert again.ok and again.config.model.architecture == cfg.model.architecture
+    full = translate(OPT_BASE + ["--recompute-granularity", "full", "--recompute-method", "uniform"], world_size=1)
+    assert full.config.parallel.recompute_modules == ["model.decoder.layers.{*}"]
+
+
+def test_opt_drops_out_the_embeddings_sum_as_megatron_does():
+    """OPT drops out attention and MLP outputs itself; Megatron's third place, the embeddings' sum, is the first
+    layer's input: dropped out there, in training only."""
+    cfg = translate(OPT_BASE + ["--hidden-dropout", "0.5"], world_size=1).config
+    model = build_model(cfg, torch.device("cpu"), meta=False, seed=3)  # hooks Megatron's dropout in
+    assert model.config.dropout == 0.5
+    seen = []
+    model.model.decoder.layers[0].register_forward_pre_hook(lambda m, a: seen.append(a[0].clone()))
+    ids = PROBE[:1, :8]
+    model.eval()
+    model(input_ids=ids)
+    model.train()
+    model(input_ids=ids)
+    kept = seen[1] != 0
+    assert 0.2 < kept.float().mean() < 0.8  # about half dropped
+    torch.testing.assert_close(seen[1][kept], seen[0][kept] * 2)  # the rest scaled by 1 / (1 - p)
+
+
+@pytest.mark.parametrize("extra,message", [
+    ("--group-query-attention --num-query-groups 2", "opt family, which has no grouped-query or multi-query"),
+    ("--norm-epsilon 1e-6", "OPT's LayerNorms keep eps 1e-5"),
+    ("--num-experts 4", "opt family, which has no experts"),
+])
+def test_opt_refusals_name_the_flag(extra, message):
+    result = _translate(extra, base=OPT_BASE)
+    assert not result.ok and any(message in p for p in result.problems()), result.problems()
+
+
+def test_opt_folds_tensor_and_context_parallel_ranks_into_data_parallelism():
+    result = _translate("--tensor-model-parallel-size 2", base=OPT_BASE, world=2)
+    assert result.ok and result.config.parallel.tp_size == 1, result.problems()
+    assert any("folded into FSDP sharding: OPT's decoder layers" in n for n in result.notes), result.notes
+
+
+def _opt_megatron_pair():
+    """megatron-core's GPTModel (learned positions, LayerNorm, no linear biases) against the translated opt model."""
+    from fsdp2_core.checkpoint.megatron.names import split_qkv
+    arch = _arch("", base=OPT_BASE)
+    config = dict(num_layers=3, hidden_size=32, num_attention_heads=4, ffn_hidden_size=128, normalization="LayerNorm",
+                  add_bias_linear=False, gated_linear_unit=False, activation_func=torch.nn.functional.gelu,
+                  bias_activation_fusion=False)
+    gpt = dict(vocab_size=128, max_sequence_length=64, position_embedding_type="learned_absolute",
+               share_embeddings_and_output_weights=False)
+
+    def to_hf(mg):
+        hf = {"model.decoder.embed_tokens.weight": mg["embedding.word_embeddings.weight"],
+              # OPT looks its positions up two rows further on
+              "model.decoder.embed_positions.weight": torch.cat([torch.zeros(2, 32),
+                                                                 mg["embedding.position_embeddings.weight"]]),
+              "model.decoder.final_layer_norm.weight": mg["decoder.final_layernorm.weight"],
+              "model.decoder.final_layer_norm.bias": mg["decoder.final_layernorm.bias"],
+              "lm_head.weight": mg["output_layer.weight"]}
+        for i in range(3):
+            m, h = f"decoder.layers.{i}.", f"model.decoder.layers.{i}."
+            q, k, v = split_qkv(mg[m + "self_attention.linear_qkv.weight"], 4, 4, 8)
+            hf.update({h + "self_attn.q_proj.weight": q, h + "self_attn.k_proj.weight": k,
+                       h + "self_attn.v_proj.weight": v,
+                       h + "self_attn.out_proj.weight": mg[m + "self_attention.linear_proj.weight"],
+                       h + "fc1.weight": mg[m + "mlp.linear_fc1.weight"],
+                       h + "fc2.weight": mg[m + "mlp.linear_fc2.weight"]})
+            for part in ("weight", "bias"):
+                hf[h + f"self_attn_layer_norm.{part}"] = mg[m + f"input_layernorm.{part}"]
+                hf[h + f"final_layer_norm.{part}"] = mg[m + f"pre_mlp_layernorm.{part}"]
+        return hf
+
+    tokens = torch.as_tensor(np.random.default_rng(0).integers(0, 128, size=(2, 16)))
+    return megatron_and_hf_logits(config, gpt, arch, tokens, to_hf=to_hf)
+
+
+def test_opt_computes_what_megatron_core_computes():
+    theirs, ours = spawn(1, _opt_megatron_pair, timeout=300)[0]
+    np.testing.assert_allclose(ours, theirs, rtol=1e-5, atol=2e-5)
+
+
 PROBE = torch.as_tensor(np.random.default_rng(3).integers(0, 128, size=(2, 32)))
 
 
@@ -165,14 +259,14 @@ def runs(tmp_path_factory):
     summaries = spawn_flag_runs(2, tmp_path_factory.mktemp("layernorm"), [
         ((LAYERNORM_BASE, NEOX), {}, PROBE), (tp, {}, None), ((ALIBI_BASE, BLOOM), {}, PROBE),
         (recompute, {}, None), ((LAYERNORM_BASE, STABLELM), {}, PROBE), (stablelm_tp, {}, None),
-        (stablelm_cp, {}, None)])[0]
+        (stablelm_cp, {}, None), ((OPT_BASE, "--hidden-dropout 0.1"), {}, PROBE)])[0]
     return dict(zip(("gpt_neox", "gpt_neox_tp2", "bloom", "bloom_recompute", "stablelm", "stablelm_tp2",
-                     "stablelm_cp2"), summaries))
+                     "stablelm_cp2", "opt"), summaries))
 
 
 @pytest.mark.dist
 @pytest.mark.slow
-@pytest.mark.parametrize("family", ["gpt_neox", "stablelm", "bloom"])
+@pytest.mark.parametrize("family", ["gpt_neox", "stablelm", "bloom", "opt"])
 def test_family_trains_and_exports(family, runs):
     dp = runs[family]
     losses = dp["losses"]
