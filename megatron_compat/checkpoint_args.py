@@ -219,7 +219,10 @@ _ARCH_KEYS = ("model_type", "n_layer", "n_embd", "n_head", "n_inner", "n_positio
               "linear_conv_kernel_dim", "linear_key_head_dim", "linear_value_head_dim", "linear_num_key_heads",
               "linear_num_value_heads",
               # StableLM: LayerNorm with SwiGLU (its own eps name), q/k/v biases, the layer's checks
-              "layer_norm_eps", "use_qkv_bias", "qk_layernorm", "use_parallel_residual", "hidden_act")
+              "layer_norm_eps", "use_qkv_bias", "qk_layernorm", "use_parallel_residual", "hidden_act",
+              # OPT: learned positions without linear biases
+              "ffn_dim", "enable_bias", "do_layer_norm_before", "word_embed_proj_dim", "layer_norm_elementwise_affine",
+              "init_std", "dropout")
 
 
 def config_arch(config) -> Dict[str, Any]:

@@ -123,6 +123,8 @@ SHAPES = {
     # q/k/v biases only
     "stablelm": Shape("stablelm", "stablelm", rms=False, config=dict(add_qkv_bias=True), model=dict(rotary_percent=0.5),
                       flags=("--add-qkv-bias", "--rotary-percent", "0.5")),
+    # OPT: learned positions, LayerNorm and GeLU without linear biases (one key/value head per head)
+    "opt": Shape("opt", "opt", groups=4, rope=False, swiglu=False, rms=False, bias=False, ffn=128),
     "llama31": Shape("llama31", "llama", pp=1, model=dict(rope_scaling=True, rope_scaling_factor=8.0),
                      flags=("--use-rope-scaling", "--rope-scaling-factor", "8.0")),
     # Mistral: a sliding window of 4 tokens (the current one and 3 before) on every layer

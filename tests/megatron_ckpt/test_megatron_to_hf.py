@@ -1,7 +1,8 @@
 """Megatron-LM checkpoints (both formats, TP 2 x PP 2, virtual stages, expert parallelism, grouped-GEMM expert
 layouts; Qwen2-MoE's gated shared expert, GLM-4.5's sigmoid router with expert bias, groups and a dense first layer,
-DeepSeek-V2/V3's Multi-Latent Attention, gpt-oss, StableLM's LayerNorm with SwiGLU, Llama-3.1's RoPE scaling,
-Mistral's sliding window) -> Hugging Face: the converted model gives megatron-core's own logits."""
+DeepSeek-V2/V3's Multi-Latent Attention, gpt-oss, StableLM's LayerNorm with SwiGLU, OPT's learned positions without
+biases, Llama-3.1's RoPE scaling, Mistral's sliding window) -> Hugging Face: the converted model gives
+megatron-core's own logits."""
 import os
 import shutil
 

@@ -13,7 +13,7 @@ from tools import convert_ckpt
 
 pytestmark = [pytest.mark.dist, pytest.mark.slow]
 LOADED = ("llama", "gpt2", "moe", "qwen2_moe", "dsv3", "dsv2", "gpt_oss", "llama31", "mistral", "qwen3_next",
-          "stablelm")
+          "stablelm", "opt")
 
 
 def spec_of(name: str) -> str:
@@ -81,7 +81,7 @@ def test_written_checkpoints_read_back_to_the_same_tensors(megatron_root, tmp_pa
     # dsv3: MLA's Transformer Engine names, dense and MoE layers' own keys; gpt_oss: sinks, experts' biases, whole
     # experts on each tensor-parallel rank; qwen3_next: Gated DeltaNet's in_proj / conv1d parts fused per rank (its
     # layers exist only in Transformer Engine's spec)
-    for name in ("moe", "gpt2", "dsv3", "gpt_oss", "stablelm") + (("qwen3_next",) if spec == "te" else ()):
+    for name in ("moe", "gpt2", "dsv3", "gpt_oss", "stablelm", "opt") + (("qwen3_next",) if spec == "te" else ()):
         hf = tmp_path / "hf" / name
         run("--load", save_dir(megatron_root, name, "torch"), "--output", hf)
         mg = tmp_path / "mg" / name

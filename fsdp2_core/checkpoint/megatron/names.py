@@ -19,7 +19,8 @@ from .layout import expert_name, layer_name, mtp_layer_prefix, mtp_name
 
 LLAMA_LIKE = ("llama", "mistral", "qwen2", "qwen3", "qwen3_moe", "mixtral", "qwen2_moe", "glm4_moe", "deepseek_v2",
               "deepseek_v3", "gpt_oss", "qwen3_next", "granite", "stablelm")
-FAMILIES = LLAMA_LIKE + ("gpt2",)
+FAMILIES = LLAMA_LIKE + ("gpt2", "opt")
+UNGATED = ("gpt2", "opt")  # a plain GeLU MLP: fc1 is one projection, not [gate; up]
 
 Tensors = Dict[str, torch.Tensor]
 
@@ -239,6 +240,7 @@ def _num_experts(config) -> int:
 
 _LLAMA_LAYER = re.compile(r"^model\.layers\.(\d+)\.(.+)$")
 _GPT2_LAYER = re.compile(r"^transformer\.h\.(\d+)\.(.+)$")
+_OPT_LAYER = re.compile(r"^model\.decoder\.layers\.(\d+)\.(.+)$")
 _LLAMA_SAME = {"input_layernorm.weight": "input_layernorm.weight",
                "post_attention_layernorm.weight": "pre_mlp_layernorm.weight",
                # StableLM: LayerNorms, with biases
@@ -279,7 +281,7 @@ def groups_for(config, hf_names: Sequence[str]) -> List[Group]:
     family = config.model_type
     if family not in FAMILIES:
         raise CheckpointError(f"model_type {family}: Megatron checkpoints map to {', '.join(FAMILIES)} here")
-    build = _gpt2_group if family == "gpt2" else _llama_group
+    build = {"gpt2": _gpt2_group, "opt": _opt_group}.get(family, _llama_group)
     groups, seen = [], set()
     for name in hf_names:
         if name in seen:
@@ -393,7 +395,49 @@ def _gpt2_group(config, name: str):
     return None
 
 
-VOCAB_TENSORS = ("model.embed_tokens.weight", "lm_head.weight", "transformer.wte.weight")
+# OPT (learned positions, no linear biases): Megatron's names, the positions two rows further on (OPT's offset)
+_OPT_SAME = {"self_attn_layer_norm.weight": "input_layernorm.weight",
+             "self_attn_layer_norm.bias": "input_layernorm.bias",
+             "final_layer_norm.weight": "pre_mlp_layernorm.weight", "final_layer_norm.bias": "pre_mlp_layernorm.bias",
+             "self_attn.out_proj.weight": "self_attention.linear_proj.weight", "fc1.weight": "mlp.linear_fc1.weight",
+             "fc2.weight": "mlp.linear_fc2.weight"}
+OPT_POSITION_OFFSET = 2
+
+
+def _opt_positions_group(name: str) -> Group:
+    mg = "embedding.position_embeddings.weight"
+
+    def to_hf(m):
+        rows = m[mg]
+        return {name: torch.cat([rows.new_zeros(OPT_POSITION_OFFSET, rows.shape[1]), rows])}
+
+    def to_mg(h):
+        return {mg: h[name][OPT_POSITION_OFFSET:].contiguous()}
+    return Group([name], [mg], to_hf, to_mg)
+
+
+def _opt_group(config, name: str):
+    top = {"model.decoder.embed_tokens.weight": "embedding.word_embeddings.weight",
+           "model.decoder.final_layer_norm.weight": "decoder.final_layernorm.weight",
+           "model.decoder.final_layer_norm.bias": "decoder.final_layernorm.bias",
+           "lm_head.weight": "output_layer.weight"}
+    if name in top:
+        return _same(name, top[name])
+    if name == "model.decoder.embed_positions.weight":
+        return _opt_positions_group(name)
+    m = _OPT_LAYER.match(name)
+    if not m:
+        return None
+    i, rest = int(m.group(1)), m.group(2)
+    if rest in _OPT_SAME:
+        return _same(name, layer_name(i, _OPT_SAME[rest]))
+    if re.fullmatch(r"self_attn\.[qkv]_proj\.weight", rest):
+        return _qkv_group(config, i, "weight", f"model.decoder.layers.{i}")
+    return None
+
+
+VOCAB_TENSORS = ("model.embed_tokens.weight", "lm_head.weight", "transformer.wte.weight",
+                 "model.decoder.embed_tokens.weight")
 
 
 def is_vocab_tensor(name: str) -> bool:

@@ -37,7 +37,7 @@ from ..layout import CheckpointError, iter_name, write_tracker
 from .detect import COMMON, DIST, DIST_METADATA, LEGACY
 from .hf_source import HfSource
 from .layout import EXPERT, GDN_PARTS, LAYER, MTP_LAYER, layer_name, split_tp
-from .names import VOCAB_TENSORS, Group, groups_for
+from .names import UNGATED, VOCAB_TENSORS, Group, groups_for
 from .read_legacy import FILE, rank_dir
 
 CHECKPOINT_VERSION = 3.0
@@ -62,7 +62,7 @@ class Conversion:
         # MTP's copies of the embedding and head (alias groups) are not written: Megatron shares the main ones
         self.groups = [g for g in groups_for(source.config, list(source.shapes)) if not g.alias]
         self.group_of: Dict[str, Group] = {n: g for g in self.groups for n in g.mg}
-        self.gated = source.config.model_type != "gpt2"
+        self.gated = source.config.model_type not in UNGATED
 
     def names(self) -> List[str]:
         return list(self.group_of)
