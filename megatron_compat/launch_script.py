@@ -18,7 +18,7 @@ import shlex
 
 from fsdp2_core.config.run_time_values import RUN_TIME_REFERENCE
 from megatron_compat.shell import LaunchScript
-from megatron_compat.shell.launchers import HYPERPOD_OPTIONS, LAUNCHERS, PER_RANK, ROLES, option_key
+from megatron_compat.shell.launchers import LAUNCHERS, PER_RANK, ROLES, option_key
 from megatron_compat.shell.lex import Unterminated, scan_backtick, scan_brace, scan_paren
 from megatron_compat.shell.output import log_files
 from megatron_compat.shell.result import Output
@@ -215,7 +215,7 @@ def render_launch_script(launch: LaunchScript, entry: str, entry_args: list[str]
             settings += [f"# {source_path} started MindSpeed-LLM's MindSpore backend with msrun; the engine is "
                          f"PyTorch, so torchrun starts the same processes (msrun --local_worker_num per node, "
                          f"--worker_num in all)"]
-        command += _torchrun(launch, settings, source_path, per_node=per_rank) + _hyperpod_options(launch)
+        command += _torchrun(launch, settings, source_path, per_node=per_rank) + _kept_launcher_options(launch)
     command.append(shlex.quote(entry))
     command.extend(_live(a) if isinstance(a, RunTime) else shlex.quote(a) for a in entry_args)
     reserved = {var for var, _, _, _ in _DISTRIBUTED} if "# Distributed settings" in "".join(settings) else set()
@@ -301,15 +301,27 @@ def _torchrun(launch: LaunchScript, lines: list[str], source_path: str, per_node
                         for var, _, flag, _ in settings]
 
 
-def _hyperpod_options(launch: LaunchScript) -> list[str]:
-    """hyperpodrun's own options (its server, pre- and post-training scripts), kept as the old script gave them."""
-    if launch.launcher != "hyperpodrun":
+# torchrun options the new line writes itself (the distributed settings, the rendezvous) or that concern how the old
+# program was run (a module, no python, torch.distributed.launch's --use_env): not copied from the old line
+_REWRITTEN = frozenset({"nproc_per_node", "nnodes", "node_rank", "master_addr", "master_port", "rdzv_backend",
+                        "rdzv_endpoint", "no_python", "module", "m", "run_path", "use_env"})
+
+
+def _kept_launcher_options(launch: LaunchScript) -> list[str]:
+    """The old torchrun (or hyperpodrun) line's other options, as given: --max_restarts, --tee, --log_dir, --rdzv_id,
+    hyperpodrun's server and pre-/post-training scripts, ... (nothing dropped silently)."""
+    spec = LAUNCHERS.get(launch.launcher)
+    if spec is None or launch.launcher == "msrun":
         return []
-    kept, args = [], launch.launcher_args
-    for k, word in enumerate(args):
-        if word.startswith("--") and option_key(word) in HYPERPOD_OPTIONS:
-            value = [] if "=" in word or k + 1 >= len(args) else [args[k + 1]]
-            kept.append(" ".join(_word(w) for w in [word] + value))
+    kept, args, k = [], launch.launcher_args, 0
+    while k < len(args):
+        word = args[k]
+        key = option_key(word) if word.startswith("-") else None
+        takes_value = key is not None and "=" not in word and key in spec.valued and k + 1 < len(args)
+        words = args[k:k + 2] if takes_value else [word]
+        k += len(words)
+        if key is not None and key not in _REWRITTEN:
+            kept.append(" ".join(_word(w) for w in words))
     return kept
 
 

@@ -839,6 +839,18 @@ def test_rendered_script_runs_in_bash_and_takes_overrides():
                                  "train_fsdp2.py", "new.yaml"]
 
 
+@needs_bash
+def test_the_launchers_other_options_are_kept_as_given():
+    """--max_restarts, --tee, --log_dir, --rdzv_id stay on the new torchrun line; the distributed settings are the
+    script's variables; torch.distributed.launch's --use_env (how the old program read its rank) is not copied."""
+    launch = read("python -m torch.distributed.launch --use_env --nproc_per_node 8 --max_restarts 3 --tee 3 "
+                  "--log_dir /logs/run --rdzv_id job7 pretrain_gpt.py --x\n")
+    text = render_launch_script(launch, "train_fsdp2.py", ["new.yaml"], "old.sh")
+    argv = _bash_launches(text)[-1]["argv"]
+    assert argv == ["torchrun", "--nproc_per_node", "8", "--max_restarts", "3", "--tee", "3", "--log_dir", "/logs/run",
+                    "--rdzv_id", "job7", "train_fsdp2.py", "new.yaml"]
+
+
 def test_rendered_script_keeps_variables_inherited_from_the_caller(tmp_path):
     """`export PATH=/x:$PATH` must not become `PATH=/x:` in the new script: the caller's PATH stays."""
     script = ("ASCEND=/usr/local/Ascend\n"
