@@ -560,9 +560,9 @@ MAPPED_RULES += [
          "Megatron-DeepSpeed's spelling)", ROPE + ("--num-key-value-heads", "2")),
     arch("--kv-channels", "head_dim", ROPE + ("--kv-channels", "32")),
     arch("--max-position-embeddings", "max_position_embeddings", ("--max-position-embeddings", "64")),
-    arch("--position-embedding-type", "model family (learned → GPT-2, rope → Llama/Qwen, Gemma with a gated "
-         "GeLU, or GPT-NeoX with LayerNorm and GeLU; alibi with --embed-layernorm → BLOOM; none with a hybrid "
-         "layer pattern → nemotron_h)", ROPE),
+    arch("--position-embedding-type", "model family (learned → GPT-2, or OPT without linear biases; rope → "
+         "Llama/Qwen, Gemma with a gated GeLU, GPT-NeoX with LayerNorm and GeLU, or StableLM with LayerNorm and "
+         "SwiGLU; alibi with --embed-layernorm → BLOOM; none with a hybrid layer pattern → nemotron_h)", ROPE),
     arch("--embed-layernorm", "BLOOM's word_embeddings_layernorm (with --position-embedding-type alibi)",
          ("--position-embedding-type", "alibi", "--embed-layernorm", "--hidden-dropout", "0")),
     arch("--use-rotary-position-embeddings --use-llama2-rotary-position-embeddings", "rope position embeddings",
@@ -574,7 +574,7 @@ MAPPED_RULES += [
          "with --rotary-percent (0.5) as partial_rotary_factor", ROPE + ("--disable-bias-linear", "--add-qkv-bias",
                                                                        "--use-glm-rope", "--rotary-percent", "0.5")),
     arch("--rotary-percent --partial-rotary-factor", "partial_rotary_factor", ROPE + ("--rotary-percent", "0.5")),
-    arch("--normalization", "model family (LayerNorm → GPT-2, with rope GPT-NeoX; RMSNorm → "
+    arch("--normalization", "model family (LayerNorm → GPT-2 or OPT, with rope GPT-NeoX or StableLM; RMSNorm → "
          "Llama/Qwen, or Gemma with a gated GeLU)", ROPE),
     arch("--RMSNorm", "RMSNorm (Megatron-LLaMA's spelling of --normalization RMSNorm)",
          ("--position-embedding-type", "rope", "--RMSNorm", "--swiglu", "--hidden-dropout", "0")),
@@ -599,7 +599,8 @@ MAPPED_RULES += [
     arch("--untie-embeddings-and-output-weights --causal-lm",
          "tie_word_embeddings = false (Megatron-LLaMA's --causal-lm: its own lm_head, untied)",
          ROPE + ("--untie-embeddings-and-output-weights",)),
-    arch("--disable-bias-linear", "attention_bias / mlp_bias = false", ROPE + ("--disable-bias-linear",)),
+    arch("--disable-bias-linear", "attention_bias / mlp_bias = false (OPT's enable_bias with learned positions; "
+         "StableLM's layout with rope, LayerNorm and SwiGLU)", ROPE + ("--disable-bias-linear",)),
     arch("--disable-bias-linear-fc", "attention_bias: with --disable-bias-attn-fc, Pai-Megatron-Patch's Qwen-1 biases "
          "(q/k/v only: the qwen2 family)", ROPE + ("--disable-bias-linear-fc", "--disable-bias-attn-fc")),
     arch("--disable-bias-attn-fc", "attention_bias: with --disable-bias-linear-fc (see there)",
@@ -616,8 +617,9 @@ MAPPED_RULES += [
          ROPE + ("--disable-bias-linear", "--qk-layernorm")),
     arch("--init-method-std", "initializer_range"),
     arch("--attention-dropout", "attention_dropout"),
-    arch("--hidden-dropout", "hidden dropout (GPT-2 resid/embd dropout, GPT-NeoX hidden_dropout; for Llama/Qwen "
-         "families hidden_dropout, applied as Megatron does by fsdp2_core/models/hidden_dropout.py)"),
+    arch("--hidden-dropout", "hidden dropout (GPT-2 resid/embd dropout, GPT-NeoX hidden_dropout; OPT's dropout and "
+         "StableLM's hidden_dropout with the embedding dropout added; for Llama/Qwen families hidden_dropout, applied "
+         "as Megatron does by fsdp2_core/models/hidden_dropout.py)"),
     # --- experts (megatron_compat/arch/moe.py picks the family from the router) ---
     arch("--num-experts", "num_experts / n_routed_experts (Qwen3-MoE, Mixtral, Qwen2-MoE, GLM-4.5, DeepSeek-V2/V3)",
          MOE),
