@@ -108,11 +108,14 @@ def build_architecture(given: Dict[str, Any], seq_length: Optional[int],
         config = hybrid_config(given, a, notes)
     elif family in ("gpt2", "gpt_bigcode"):
         config = _gpt2(a, family, given)
+        _default_dropout_note(a, notes)
     elif family == "opt":
         config = opt(a)
+        _default_dropout_note(a, notes)
     elif family in ("gpt_neox", "stablelm"):
         config = gpt_neox(a) if family == "gpt_neox" else stablelm(a)
         config["rope_parameters"] = _rope_parameters(a, family)
+        _default_dropout_note(a, notes)
     elif family == "bloom":
         config = bloom(a, given)
         if a["hidden_drop"]:
@@ -456,11 +459,16 @@ def _gpt2(a, family, g):
     }
 
 
-def _rope_family(a, family, notes, given):
+def _default_dropout_note(a, notes) -> None:
+    """Megatron's hidden dropout 0.1 when the script gives none: applied, and said, since a run may not mean it."""
     if a["hidden_drop"] and not a["hidden_drop_given"]:
         notes.append(f"hidden dropout {a['hidden_drop']}: Megatron's default (no --hidden-dropout), applied as "
                      "Megatron applies it, after the embeddings and each attention and MLP output; add "
                      "--hidden-dropout 0.0 if the run meant none")
+
+
+def _rope_family(a, family, notes, given):
+    _default_dropout_note(a, notes)
     config = {
         "model_type": family, "num_hidden_layers": a["layers"], "hidden_size": a["hidden"],
         "intermediate_size": a["ffn"],

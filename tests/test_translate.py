@@ -363,3 +363,13 @@ def test_bert_dataset_settings_in_a_gpt_script_are_ignored_as_megatron_ignores_t
     lines = {line.flag: line for line in result.lines}
     assert lines["--short-seq-prob"].status == lines["--mask-prob"].status == "absorbed"
     assert "BERT and T5 datasets" in lines["--short-seq-prob"].text
+
+
+@pytest.mark.parametrize("extra", [[], ["--disable-bias-linear"], ["--position-embedding-type", "rope"],
+                                   ["--position-embedding-type", "rope", "--swiglu", "--disable-bias-linear"]])
+def test_megatrons_default_hidden_dropout_is_applied_and_said_in_every_layernorm_family(extra):
+    """gpt2, opt, gpt_neox, stablelm: a script without --hidden-dropout trains with Megatron's 0.1, and the report
+    says so (it may not be what the run meant)."""
+    result, _ = ok(BASE + extra)
+    assert any(n.startswith("hidden dropout 0.1: Megatron's default (no --hidden-dropout)") for n in result.notes)
+    assert not any("no --hidden-dropout" in n for n in ok(BASE + extra + ["--hidden-dropout", "0.1"])[0].notes)
