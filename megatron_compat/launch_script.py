@@ -228,20 +228,24 @@ def render_launch_script(launch: LaunchScript, entry: str, entry_args: list[str]
     return "\n".join(lines) + "\n"
 
 
+def _option_groups(args: list[str], spec) -> list[tuple[str | None, list[str]]]:
+    """A launcher's words, each option with the value it takes: (canonical key, words); (None, [word]) otherwise."""
+    groups, k = [], 0
+    while k < len(args):
+        word = args[k]
+        key = spec.canonical(option_key(word)) if word.startswith("-") else None
+        takes_value = key is not None and "=" not in word and key in spec.valued and k + 1 < len(args)
+        groups.append((key, args[k:k + 2] if takes_value else [word]))
+        k += len(groups[-1][1])
+    return groups
+
+
 def _without_command(stage) -> list[str]:
     """A launcher's options without the one that held the old command (bcprun's --cmd / -c): a new one is given."""
     spec = LAUNCHERS.get(stage.kind)
     if spec is None or spec.command_option is None:
         return list(stage.args)
-    out, k = [], 0
-    while k < len(stage.args):
-        key = spec.canonical(option_key(stage.args[k])) if stage.args[k].startswith("-") else None
-        if key == spec.command_option:
-            k += 1 if "=" in stage.args[k] else 2
-            continue
-        out.append(stage.args[k])
-        k += 1
-    return out
+    return [w for key, words in _option_groups(stage.args, spec) if key != spec.command_option for w in words]
 
 
 def _command_into_its_option(launch: LaunchScript, command: list[str]) -> list[str]:
@@ -313,16 +317,8 @@ def _kept_launcher_options(launch: LaunchScript) -> list[str]:
     spec = LAUNCHERS.get(launch.launcher)
     if spec is None or launch.launcher == "msrun":
         return []
-    kept, args, k = [], launch.launcher_args, 0
-    while k < len(args):
-        word = args[k]
-        key = option_key(word) if word.startswith("-") else None
-        takes_value = key is not None and "=" not in word and key in spec.valued and k + 1 < len(args)
-        words = args[k:k + 2] if takes_value else [word]
-        k += len(words)
-        if key is not None and key not in _REWRITTEN:
-            kept.append(" ".join(_word(w) for w in words))
-    return kept
+    return [" ".join(_word(w) for w in words) for key, words in _option_groups(launch.launcher_args, spec)
+            if key is not None and key not in _REWRITTEN]
 
 
 def _deepspeed_args(args: list[str]) -> list[str]:
