@@ -20,6 +20,7 @@ the worker. In the rank the signal is delivered as soon as the fork is done.
 """
 import contextlib
 import ctypes
+import faulthandler
 import os
 import signal
 import sys
@@ -50,6 +51,7 @@ def _take_termination_signals(parent: int) -> None:
 
 def worker_init(worker_id: int) -> None:
     """`worker_init_fn` of the engine's DataLoaders (runs in each worker before it reads data)."""
+    faulthandler.enable(all_threads=True)  # a worker that crashes prints where; its rank only says "killed by signal"
     signal.pthread_sigmask(signal.SIG_BLOCK, TERMINATION_SIGNALS)  # already, when forked by micro_batches
     set_parent_death_signal(signal.SIGKILL)
     threading.Thread(target=_take_termination_signals, args=(os.getppid(),), name="termination-signals",

@@ -7,6 +7,7 @@ every dropout mask after it, and the losses with it."""
 import os
 import signal
 import subprocess
+import sys
 import time
 
 import pytest
@@ -85,6 +86,31 @@ def test_workers_ignore_termination_signals_but_their_ranks():
     proc.terminate()  # SIGTERM from the parent
     proc.join(10)
     assert proc.exitcode == 0
+
+
+CRASHING_WORKER = """
+import ctypes
+from fsdp2_core.train.data import micro_batches
+
+class CrashesOnRead:
+    def __len__(self):
+        return 8
+
+    def __getitem__(self, i):
+        return ctypes.string_at(0)  # reads address 0: a segmentation fault in the worker
+
+next(micro_batches(CrashesOnRead(), 0, 1, 0, 1, workers=1))
+"""
+
+
+@pytest.mark.subprocess
+def test_a_crashing_worker_prints_where_it_crashed():
+    """The rank only learns "killed by signal: Segmentation fault"; the worker itself prints its Python stack."""
+    done = subprocess.run([sys.executable, "-c", CRASHING_WORKER], capture_output=True, text=True, timeout=120,
+                          env=dict(os.environ, PYTHONPATH=os.getcwd()))
+    assert done.returncode != 0
+    assert "killed by signal: Segmentation fault" in done.stderr
+    assert "Fatal Python error: Segmentation fault" in done.stderr and "in __getitem__" in done.stderr
 
 
 @pytest.fixture(scope="module")
