@@ -74,8 +74,9 @@ FORK_VALUES = {"--dataset": ("MMAP", "JSON-SFT", "LLama-Pretrain-Idxmap", "LLama
                              "LLama-SFT-Raw", "Bloom-SFT", "Qwen-VL-SFT", "LLava-SFT", "ChatGLM-Pretrain-Raw",
                              "GLM130B-WIKITEXT103", "WIKITEXT103", "LAMBADA")}
 
-# Types wider than upstream's, for values forks write: their --rotary-base (and its --rope-theta) is a float.
-WIDER_KINDS = {"--rotary-base": "float"}
+# Types wider than upstream's, for values forks write: their --rotary-base (and its --rope-theta) is a float, and
+# Megatron-LM v1's --warmup was a fraction of the training iterations (today's --lr-warmup-fraction).
+WIDER_KINDS = {"--rotary-base": "float", "--warmup": "float"}
 
 
 @lru_cache(maxsize=1)

@@ -181,7 +181,8 @@ WEIGHTED_EXAMPLE = "examples/weighted_split"  # group files of --*-weighted-spli
 
 MAPPED_RULES = [
     # --- parallelism ---
-    plain("--tensor-model-parallel-size", "tp_size", example=("--tensor-model-parallel-size", "2")),
+    plain("--tensor-model-parallel-size --model-parallel-size", "tp_size",
+          example=("--tensor-model-parallel-size", "2")),
     switch("--sequence-parallel", "sequence_parallel", note="on by default with tensor parallelism, as Megatron "
            "recommends"),
     group("--pipeline-model-parallel-size", "pipeline",
@@ -198,7 +199,7 @@ MAPPED_RULES = [
     plain("--distributed-timeout-minutes", "distributed_timeout_minutes",
           example=("--distributed-timeout-minutes", "30")),
     # --- batch and steps ---
-    plain("--micro-batch-size", "per_device_train_batch_size", example=("--micro-batch-size", "1")),
+    plain("--micro-batch-size --batch-size", "per_device_train_batch_size", example=("--micro-batch-size", "1")),
     group("--global-batch-size", "batch",
           "training.global_batch_size; gradient_accumulation_steps = global / (micro × dp)",
           example=("--global-batch-size", "32")),
@@ -224,7 +225,7 @@ MAPPED_RULES = [
     group("--lr-decay-samples", "steps", f"training.lr_decay_steps {SAMPLES}", example=("--lr-decay-samples", "40")),
     group("--lr-warmup-iters", "steps", "training.lr_warmup_steps", example=("--lr-warmup-iters", "5")),
     group("--lr-warmup-samples", "steps", f"training.lr_warmup_steps {SAMPLES}", example=("--lr-warmup-samples", "24")),
-    plain("--lr-warmup-fraction", "warmup_ratio"),
+    plain("--lr-warmup-fraction --warmup", "warmup_ratio"),
     plain("--lr-warmup-init", "lr_warmup_init"),
     plain("--decoupled-lr", "decoupled_lr", note="the input embedding and output layer (tied: the shared weight) "
           "peak at this LR on the same warmup and decay; the other parameters keep --lr", example=("--decoupled-lr",

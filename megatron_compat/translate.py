@@ -217,6 +217,10 @@ def _vouched(t, parsed, vouch):
     return unknown, ignored
 
 
+# Megatron-LM v1's names of flags renamed in v2.0 (where v1's --warmup, a fraction, became --lr-warmup-fraction).
+MEGATRON_V1_SPELLINGS = ("--model-parallel-size", "--batch-size", "--warmup")
+
+
 def _one_spelling(t: Translation) -> None:
     """Other spellings of a mapped flag (a fork's --rope-theta for --rotary-base) become the row's first spelling,
     so every handler reads one name; both spellings with different values is an error naming them."""
@@ -234,5 +238,8 @@ def _one_spelling(t: Translation) -> None:
         t.given[canonical] = value
         renamed[flag] = canonical
     if renamed:
+        v1 = [flag for flag in renamed if flag in MEGATRON_V1_SPELLINGS]
         t.notes.append("other spellings read as the mapped flag: "
-                       + ", ".join(f"{a} = {b}" for a, b in renamed.items()))
+                       + ", ".join(f"{a} = {b}" for a, b in renamed.items())
+                       + (f" ({', '.join(v1)}: Megatron-LM v1's names, which Megatron-LM refuses since v2.0; the new "
+                          "script writes today's)" if v1 else ""))

@@ -159,6 +159,22 @@ def test_other_spellings_give_the_mapped_flags_config(spelling, mapped):
     assert cfg == expected and cfg != ok(BASE)[1]
 
 
+def test_megatron_v1_spellings_read_as_today_s_flags():
+    """Megatron-LM v1 scripts (before v2.0 renamed them): --model-parallel-size was the tensor-parallel size,
+    --batch-size the micro batch per GPU (global = batch × data-parallel size) and --warmup a fraction of the
+    training iterations."""
+    batch = BASE.index("--micro-batch-size")
+    assert BASE[batch + 2] == "--global-batch-size"
+    v1 = BASE[:batch] + BASE[batch + 4:]  # v1 had neither flag
+    result, cfg = ok(v1 + ["--model-parallel-size", "2", "--batch-size", "4", "--warmup", "0.01"], world_size=8)
+    _, expected = ok(v1 + ["--tensor-model-parallel-size", "2", "--micro-batch-size", "4",
+                           "--lr-warmup-fraction", "0.01"], world_size=8)
+    assert cfg == expected
+    assert (cfg.parallel.tp_size, cfg.training.per_device_train_batch_size, cfg.training.warmup_ratio) == (2, 4, 0.01)
+    assert cfg.training.global_batch_size == 16  # 4 per rank × 4 data-parallel ranks, as v1 computed it
+    assert any("--batch-size = --micro-batch-size" in note and "Megatron-LM v1" in note for note in result.notes)
+
+
 def test_two_spellings_with_different_values_are_refused():
     text = refused(BASE + LLAMA + ["--rope-theta", "1e4", "--rotary-base", "20000"])
     assert "same setting with different values" in text
