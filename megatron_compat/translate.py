@@ -241,5 +241,5 @@ def _one_spelling(t: Translation) -> None:
         v1 = [flag for flag in renamed if flag in MEGATRON_V1_SPELLINGS]
         t.notes.append("other spellings read as the mapped flag: "
                        + ", ".join(f"{a} = {b}" for a, b in renamed.items())
-                       + (f" ({', '.join(v1)}: Megatron-LM v1's names, which Megatron-LM refuses since v2.0; the new "
-                          "script writes today's)" if v1 else ""))
+                       + (f" ({', '.join(v1)}: Megatron-LM v1's names, which Megatron-LM refuses since v2.0)"
+                          if v1 else ""))
