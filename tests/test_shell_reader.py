@@ -32,7 +32,7 @@ __record() { { printf '%s\0' LAUNCH "$@"; for __n in $(compgen -e); do printf '%
 __run_rest() {  # a launcher's command: from the first word that names a program
     local __i; for ((__i = 1; __i <= $#; __i++)); do
         case "${!__i##*/}" in
-            python*|torchrun|hyperpodrun|deepspeed|msrun|bash|sh|numactl|env|apptainer|singularity)
+            python*|torchrun|hyperpodrun|deepspeed|msrun|bash|sh|numactl|env|apptainer|singularity|shifter)
                 "${@:__i}"; return ;;
         esac
         # a launch.sh that is not here, given a python script: it runs python with its arguments (LUMI)
@@ -62,6 +62,7 @@ sbatch() {  # sbatch <<EOF: the job script is its standard input
 nsys() { __record nsys "$@"; __run_rest "$@"; }
 apptainer() { __record apptainer "$@"; __run_rest "$@"; }
 singularity() { __record singularity "$@"; __run_rest "$@"; }
+shifter() { __record shifter "$@"; __run_rest "$@"; }
 bash() {  # bash -c STRING [NAME ARGS] or bash FILE [ARGS]: a real child shell, with these stubs
     while [[ "$1" == -* ]]; do
         if [[ "$1" != --* && "$1" == *c* ]]; then shift; "$BASH" -c "$__STUBS"$'\n'"$1" "${@:2}"; return; fi

@@ -424,5 +424,5 @@ def _no_launch_message(shell: Shell, path: str, exit_line: int | None, with_args
     hint = f" ({'; '.join(hints)})" if hints else ""
     return (f"{path}: no launch line found: no torchrun, python -m torch.distributed.launch|run, deepspeed or "
             f"python SCRIPT.py (alone or under srun, mpirun/mpiexec, aprun, jsrun, bcprun, numactl, uv run, nsys, "
-            f"apptainer, eval, bash -c) on the path the script takes{hint}; pass the script that starts training, or "
-            f"give the flags directly")
+            f"apptainer, shifter, eval, bash -c) on the path the script takes{hint}; pass the script that starts "
+            f"training, or give the flags directly")

@@ -20,7 +20,7 @@ PER_RANK, SPAWNER, WRAPPER = "per-rank", "spawner", "wrapper"
 _TRAINING_PROGRAMS = r"python[\d.]*|torchrun|hyperpodrun|deepspeed"
 # Programs a wrapped command may start with: an option followed by one of these takes no value.
 _COMMANDS = re.compile(rf"({_TRAINING_PROGRAMS}|msrun|bash|sh|env|numactl|nohup|uv|srun|mpirun|mpiexec|"
-                       r"taskset|time|exec|apptainer|singularity)")
+                       r"taskset|time|exec|apptainer|singularity|shifter)")
 _NUMBER = re.compile(r"-?\d+")
 _SCHEDULER_VALUE = re.compile(r"\$\{?[A-Za-z_]\w*\}?")
 
@@ -442,14 +442,20 @@ CONTAINER = LauncherSpec(  # singularity|apptainer exec [options] IMAGE COMMAND
                        "no_eval", "q", "quiet", "s", "silent", "v", "verbose", "d", "debug"}),
     operands=1)
 
+SHIFTER = LauncherSpec(  # NERSC's containers: shifter --image=IMAGE [options] COMMAND (the image is an option)
+    "shifter", WRAPPER,
+    valued=frozenset({"image", "i", "volume", "V", "module", "m", "env", "e", "workdir", "w", "env_file"}),
+    boolean=frozenset({"verbose", "v", "clearenv", "E", "entrypoint", "help", "h"}))
+
 _BY_NAME = {"torchrun": TORCHRUN, "hyperpodrun": HYPERPODRUN, "deepspeed": DEEPSPEED, "mpirun": MPIRUN,
             "mpiexec": MPIRUN, "orterun": MPIRUN, "mpiexec.hydra": MPIRUN, "prterun": MPIRUN, "srun": SRUN,
             "numactl": NUMACTL, "msrun": MSRUN,
-            "aprun": APRUN, "jsrun": JSRUN, "bcprun": BCPRUN}
+            "aprun": APRUN, "jsrun": JSRUN, "bcprun": BCPRUN, "shifter": SHIFTER}
 _BY_TWO_WORDS = {("uv", "run"): UV_RUN, ("nsys", "profile"): NSYS, ("singularity", "exec"): CONTAINER,
                  ("apptainer", "exec"): CONTAINER}
 LAUNCHERS = {spec.kind: spec for spec in (TORCHRUN, DIST_RUN, DIST_LAUNCH, HYPERPODRUN, DEEPSPEED, MPIRUN, SRUN,
-                                           NUMACTL, UV_RUN, MSRUN, APRUN, JSRUN, BCPRUN, NSYS, CONTAINER)}
+                                           NUMACTL, UV_RUN, MSRUN, APRUN, JSRUN, BCPRUN, NSYS, CONTAINER,
+                                           SHIFTER)}
 ROLES = {kind: spec.role for kind, spec in LAUNCHERS.items()}
 _DIST_MODULES = {"torch.distributed.run": DIST_RUN, "torch.distributed.launch": DIST_LAUNCH}
 PYTHON = re.compile(r"python(\d+(\.\d+)?)?")
