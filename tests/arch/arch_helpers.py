@@ -17,8 +17,9 @@ BASE = ("--num-layers 3 --hidden-size 32 --num-attention-heads 4 --seq-length 32
         "--seed 11 --log-interval 1 --num-workers 0").split()
 # --num-workers 0: these runs compare architectures, and each spawned rank trains several runs one after another, so
 # Megatron's 2 loader workers would be forked again for every run by a rank holding the earlier runs' state (in one CI
-# run the workers of both ranks died of a segmentation fault at the start of a run; not reproduced here). The loader workers are tested on the user's path (one run per process, Megatron's default
-# of 2) in tests/checkpoint/test_loader_workers.py and the torchrun tests of tests/checkpoint.
+# run the workers of both ranks died of a segmentation fault at the start of a run; not reproduced here). The loader
+# workers are tested on the user's path (one run per process, Megatron's default of 2) in
+# tests/checkpoint/test_loader_workers.py and the torchrun tests of tests/checkpoint.
 
 # DeepSeek-V3-style: MLA with a q LoRA, a sigmoid router with expert bias, 4 groups of 2 experts (top 2 groups),
 # scaling 2.5, one shared expert, the first layer dense, the sequence aux loss, z-loss and one MTP layer.
